@@ -1,0 +1,134 @@
+//! The library's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in decant, with the subject at fault named.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The mapping spec could not be read or is not valid.
+    #[error("spec {file}:{line}: {message}")]
+    Spec {
+        /// The spec file (or `<inline>`).
+        file: PathBuf,
+        /// 1-based line of the offending item (0 when unknown).
+        line: usize,
+        /// What is wrong, naming the rule when there is one.
+        message: String,
+    },
+
+    /// A blob value does not satisfy a rule whose policy is `fail`.
+    #[error("user {user}: {invalid}")]
+    Invalid {
+        /// The user whose blob holds the value.
+        user: i64,
+        /// Where and why.
+        invalid: crate::explode::Invalid,
+    },
+
+    /// Rebuilding the blob from the written rows did not give the original.
+    #[error("user {user}: verification failed: {detail}")]
+    Verification {
+        /// The user.
+        user: i64,
+        /// The first difference found.
+        detail: String,
+    },
+
+    /// The user does not exist in the source table.
+    #[error("user {0}: no such user in the source table")]
+    UserNotFound(i64),
+
+    /// The row lock on a user could not be taken within `lock_timeout`:
+    /// another transaction holds it. Retry later.
+    #[error("user {user}: row is locked by another transaction (lock_timeout exceeded); retry")]
+    LockTimeout {
+        /// The user.
+        user: i64,
+    },
+
+    /// The database or its schema is not in the state decant needs.
+    #[error("{0}")]
+    Setup(String),
+
+    /// A database error, with the operation that failed.
+    #[error("{context}: {source}")]
+    Db {
+        /// What decant was doing.
+        context: String,
+        /// The driver error (its SQLSTATE tells retryable from fatal).
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// No connection could be taken from the pool.
+    #[error("cannot get a database connection: {0}")]
+    Pool(String),
+
+    /// Starting or stopping a throwaway PostgreSQL cluster failed.
+    #[error("throwaway cluster: {0}")]
+    Cluster(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// SQLSTATEs worth a retry: lock_not_available, serialization_failure,
+/// deadlock_detected.
+const RETRYABLE_SQLSTATES: [&str; 3] = ["55P03", "40001", "40P01"];
+
+impl Error {
+    /// True when the same call may succeed if tried again later (a lock
+    /// timeout, a serialization failure, a deadlock, a dropped connection).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::LockTimeout { .. } | Error::Pool(_) => true,
+            Error::Db { source, .. } => {
+                source.is_closed()
+                    || source
+                        .code()
+                        .is_some_and(|c| RETRYABLE_SQLSTATES.contains(&c.code()))
+            }
+            _ => false,
+        }
+    }
+
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Db { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+
+    /// Wraps a driver error with what was being done; a lock timeout on a
+    /// user's row becomes [`Error::LockTimeout`].
+    pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Error {
+        Error::Db {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// As [`Error::db`], but a lock timeout becomes the typed variant.
+    pub(crate) fn db_user(user: i64, context: &str, source: tokio_postgres::Error) -> Error {
+        if source.code().map(|c| c.code()) == Some("55P03") {
+            Error::LockTimeout { user }
+        } else {
+            Error::Db {
+                context: format!("user {user}: {context}"),
+                source,
+            }
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

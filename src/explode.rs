@@ -1,0 +1,787 @@
+//! Explode a blob into rows plus a residual, and reconstruct it.
+//!
+//! Pure code, no I/O. The invariant, proven by property tests below:
+//! `reconstruct(explode(b)) == b` under jsonb equality for every blob `b`
+//! that explodes without error.
+//!
+//! The residual is the blob minus what the rules claimed: unknown keys,
+//! empty objects and arrays (rows cannot recreate those), and values a
+//! `keep` rule found invalid. Objects that rules claimed entirely are
+//! dropped; the rows recreate them.
+
+use crate::spec::{Node, Policy, Rule, RuleKind, Segment, Spec};
+use crate::value::{self, ColumnValue};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One row of a target table (the user id is kept alongside, not here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Index of the table in [`Spec::tables`].
+    pub table: usize,
+    /// One value per column of the table, in its column order.
+    pub values: Vec<ColumnValue>,
+}
+
+/// The result of exploding one blob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exploded {
+    /// The rows to write.
+    pub rows: Vec<Row>,
+    /// What stays in the blob column.
+    pub residual: Value,
+    /// Invalid values that `keep` rules left in the residual.
+    pub warnings: Vec<Invalid>,
+}
+
+/// An invalid value: where, under which rule, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The rule that claims the value.
+    pub rule: String,
+    /// JSON path of the value, `$.a.b[2]`.
+    pub path: String,
+    /// What the rule expected.
+    pub expected: String,
+    /// The value, as JSON text (shortened when long).
+    pub value: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rule `{}` at {}: {}, got {}",
+            self.rule, self.path, self.expected, self.value
+        )
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Explodes a blob. A value invalid under a `fail` rule is an error; under
+/// a `keep` rule it stays in the residual and is listed in `warnings`.
+pub fn explode(spec: &Spec, blob: &Value) -> Result<Exploded, Invalid> {
+    explode_with(spec, blob, false)
+}
+
+/// As [`explode`], but every rule acts as `keep`: used for writes through
+/// the compatibility layer, which must never lose a client's value.
+pub fn explode_lenient(spec: &Spec, blob: &Value) -> Exploded {
+    explode_with(spec, blob, true).expect("lenient explode does not fail")
+}
+
+fn explode_with(spec: &Spec, blob: &Value, lenient: bool) -> Result<Exploded, Invalid> {
+    let mut w = Walker {
+        spec,
+        lenient,
+        rows: Vec::new(),
+        warnings: Vec::new(),
+        path: Vec::new(),
+        captures: Vec::new(),
+    };
+    let residual = w.walk(blob, &spec.trie)?;
+    Ok(Exploded {
+        rows: w.rows,
+        residual: residual.unwrap_or_else(|| Value::Object(Map::new())),
+        warnings: w.warnings,
+    })
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+struct Walker<'s, 'v> {
+    spec: &'s Spec,
+    lenient: bool,
+    rows: Vec<Row>,
+    warnings: Vec<Invalid>,
+    path: Vec<Step<'v>>,
+    captures: Vec<&'v str>,
+}
+
+struct Claim {
+    row: Option<Row>,
+    residual: Option<Value>,
+    problems: Vec<Invalid>,
+}
+
+impl<'v> Walker<'_, 'v> {
+    /// Walks `v` at `node`; returns what stays in the residual here.
+    fn walk(&mut self, v: &'v Value, node: &Node) -> Result<Option<Value>, Invalid> {
+        if let Some(ri) = node.terminal {
+            return self.claim(v, ri);
+        }
+        let Value::Object(map) = v else {
+            let problem = self.invalid(&self.spec.rules[node.first_rule], "expected an object", v);
+            return self.settle(node.strict, vec![problem]).map(|()| Some(v.clone()));
+        };
+        if map.is_empty() {
+            return Ok(Some(v.clone()));
+        }
+        let mut residual = Map::new();
+        for (k, child_v) in map {
+            let (child, captured) = match node.literal.get(k) {
+                Some(c) => (c, false),
+                None => match node.wildcard.as_deref() {
+                    Some(c) => (c, true),
+                    None => {
+                        residual.insert(k.clone(), child_v.clone());
+                        continue;
+                    }
+                },
+            };
+            self.path.push(Step::Key(k));
+            if captured {
+                self.captures.push(k);
+            }
+            let r = self.walk(child_v, child);
+            if captured {
+                self.captures.pop();
+            }
+            self.path.pop();
+            if let Some(r) = r? {
+                residual.insert(k.clone(), r);
+            }
+        }
+        Ok((!residual.is_empty()).then_some(Value::Object(residual)))
+    }
+
+    /// Records problems as warnings, or fails when the policy is strict.
+    fn settle(&mut self, strict: bool, mut problems: Vec<Invalid>) -> Result<(), Invalid> {
+        if strict && !self.lenient && !problems.is_empty() {
+            return Err(problems.swap_remove(0));
+        }
+        self.warnings.append(&mut problems);
+        Ok(())
+    }
+
+    fn claim(&mut self, v: &'v Value, ri: usize) -> Result<Option<Value>, Invalid> {
+        let rule = &self.spec.rules[ri];
+        let strict = rule.on_invalid == Policy::Fail;
+        if rule.position.is_none() {
+            let c = self.claim_value(rule, v, None);
+            self.settle(strict, c.problems)?;
+            self.rows.extend(c.row);
+            return Ok(c.residual);
+        }
+        let Value::Array(items) = v else {
+            let problem = self.invalid(rule, "expected an array", v);
+            return self.settle(strict, vec![problem]).map(|()| Some(v.clone()));
+        };
+        if items.is_empty() {
+            return Ok(Some(v.clone()));
+        }
+        // An array is claimed whole or not at all: the residual cannot hold
+        // an array with holes.
+        let mut rows = Vec::with_capacity(items.len());
+        let mut problems = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            self.path.push(Step::Index(i));
+            let c = self.claim_value(rule, item, Some(i));
+            if c.residual.is_some() && c.problems.is_empty() {
+                problems.push(self.invalid(rule, "no partial residual inside an array", item));
+            }
+            self.path.pop();
+            problems.extend(c.problems);
+            rows.extend(c.row);
+        }
+        if problems.is_empty() {
+            self.rows.append(&mut rows);
+            return Ok(None);
+        }
+        self.settle(strict, problems)?;
+        Ok(Some(v.clone()))
+    }
+
+    fn claim_value(&self, rule: &Rule, v: &Value, position: Option<usize>) -> Claim {
+        let table = &self.spec.tables[rule.table];
+        let mut values = vec![ColumnValue::Null; table.columns.len()];
+        let whole_invalid = |problem: Invalid| Claim {
+            row: None,
+            residual: Some(v.clone()),
+            problems: vec![problem],
+        };
+        let mut caps = self.captures.iter();
+        for seg in &rule.segments {
+            if let Segment::Capture(ci) = seg {
+                let key = caps.next().expect("one capture per wildcard step");
+                match table.columns[*ci].check(&Value::String((*key).to_string())) {
+                    Ok(cv) => values[*ci] = cv,
+                    Err(m) => {
+                        let col = &table.columns[*ci].name;
+                        return whole_invalid(self.invalid(rule, &format!("key for `{col}`: {m}"), &Value::String((*key).to_string())));
+                    }
+                }
+            }
+        }
+        if let (Some(ci), Some(p)) = (rule.position, position) {
+            match table.columns[ci].check(&Value::from(p)) {
+                Ok(cv) => values[ci] = cv,
+                Err(m) => return whole_invalid(self.invalid(rule, &format!("position: {m}"), v)),
+            }
+        }
+        for (ci, cv) in &rule.constants {
+            values[*ci] = cv.clone();
+        }
+        let mut problems = Vec::new();
+        let mut residual = None;
+        match &rule.kind {
+            RuleKind::Scalar { column } => match table.columns[*column].check(v) {
+                Ok(cv) => values[*column] = cv,
+                Err(m) => return whole_invalid(self.invalid(rule, &m, v)),
+            },
+            RuleKind::Object { keys, extra } => {
+                let Value::Object(map) = v else {
+                    return whole_invalid(self.invalid(rule, "expected an object", v));
+                };
+                let mut extra_map = Map::new();
+                let mut kept = Map::new();
+                for (k, kv) in map {
+                    let known = keys.iter().find(|(jk, _)| jk == k);
+                    match known {
+                        Some((_, ci)) if !kv.is_null() => match table.columns[*ci].check(kv) {
+                            Ok(cv) => values[*ci] = cv,
+                            Err(m) => {
+                                let mut p = self.invalid(rule, &m, kv);
+                                p.path = format!("{}{}", p.path, show_key(k));
+                                problems.push(p);
+                                kept.insert(k.clone(), kv.clone());
+                            }
+                        },
+                        // a known key holding null goes to extra, so that
+                        // "absent" (NULL column) and "null" stay distinct
+                        _ => {
+                            extra_map.insert(k.clone(), kv.clone());
+                        }
+                    }
+                }
+                // a not-null key column must be present
+                for (jk, ci) in keys {
+                    let col = &table.columns[*ci];
+                    if col.not_null && values[*ci] == ColumnValue::Null && !kept.contains_key(jk) {
+                        return whole_invalid(self.invalid(rule, &format!("key `{jk}` is required"), v));
+                    }
+                }
+                if !extra_map.is_empty() {
+                    values[*extra] = ColumnValue::Json(Value::Object(extra_map));
+                }
+                if !kept.is_empty() {
+                    residual = Some(Value::Object(kept));
+                }
+            }
+        }
+        let row = Row {
+            table: rule.table,
+            values,
+        };
+        // A row of a general rule must not look like a more specific one's.
+        if self.spec.routes[rule.table].len() > 1 {
+            if let Ok(other) = route(self.spec, &row) {
+                if !std::ptr::eq(&self.spec.rules[other], rule) {
+                    let name = &self.spec.rules[other].name;
+                    return whole_invalid(self.invalid(
+                        rule,
+                        &format!("a row that rule `{name}` would claim when read back"),
+                        v,
+                    ));
+                }
+            }
+        }
+        Claim {
+            row: Some(row),
+            residual,
+            problems,
+        }
+    }
+
+    fn invalid(&self, rule: &Rule, expected: &str, v: &Value) -> Invalid {
+        let mut path = String::from("$");
+        for s in &self.path {
+            match s {
+                Step::Key(k) => path.push_str(&show_key(k)),
+                Step::Index(i) => path.push_str(&format!("[{i}]")),
+            }
+        }
+        let mut value = v.to_string();
+        if value.len() > 120 {
+            let cut = (0..=117).rev().find(|&i| value.is_char_boundary(i)).unwrap_or(0);
+            value.truncate(cut);
+            value.push_str("...");
+        }
+        Invalid {
+            rule: rule.name.clone(),
+            path,
+            expected: expected.to_string(),
+            value,
+        }
+    }
+}
+
+fn show_key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        format!(".{k}")
+    } else {
+        format!("[{}]", Value::String(k.to_string()))
+    }
+}
+
+/// The rule a row belongs to: the most specific rule of its table whose
+/// constants all match the row.
+pub fn route(spec: &Spec, row: &Row) -> Result<usize, String> {
+    spec.routes[row.table]
+        .iter()
+        .copied()
+        .find(|&ri| {
+            spec.rules[ri]
+                .constants
+                .iter()
+                .all(|(ci, cv)| row.values[*ci].key_text() == cv.key_text())
+        })
+        .ok_or_else(|| {
+            format!(
+                "a row of table `{}` matches no rule",
+                spec.tables[row.table].name
+            )
+        })
+}
+
+/// Rebuilds the blob from rows and the residual.
+pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value, String> {
+    let mut root = residual.clone();
+    let mut arrays: BTreeMap<Vec<String>, Vec<(i64, Value)>> = BTreeMap::new();
+    for row in rows {
+        let rule = &spec.rules[route(spec, row)?];
+        let table = &spec.tables[rule.table];
+        let mut path = Vec::with_capacity(rule.segments.len());
+        for seg in &rule.segments {
+            path.push(match seg {
+                Segment::Literal(k) => k.clone(),
+                Segment::Capture(ci) => match &row.values[*ci] {
+                    ColumnValue::Text(s) => s.clone(),
+                    other => {
+                        return Err(format!(
+                            "table `{}`: key column `{}` holds {other:?}",
+                            table.name, table.columns[*ci].name
+                        ));
+                    }
+                },
+            });
+        }
+        let value = row_value(spec, rule, row)?;
+        match rule.position {
+            Some(ci) => {
+                let pos = match row.values[ci] {
+                    ColumnValue::I16(p) => i64::from(p),
+                    ColumnValue::I32(p) => i64::from(p),
+                    ColumnValue::I64(p) => p,
+                    ref other => return Err(format!("position holds {other:?}")),
+                };
+                arrays.entry(path).or_default().push((pos, value));
+            }
+            None => insert_at(&mut root, &path, value)?,
+        }
+    }
+    for (path, mut items) in arrays {
+        items.sort_by_key(|(p, _)| *p);
+        if items.iter().enumerate().any(|(i, (p, _))| *p != i as i64) {
+            return Err(format!("array at {}: positions are not 0..n", path.join(".")));
+        }
+        insert_at(
+            &mut root,
+            &path,
+            Value::Array(items.into_iter().map(|(_, v)| v).collect()),
+        )?;
+    }
+    Ok(root)
+}
+
+fn row_value(spec: &Spec, rule: &Rule, row: &Row) -> Result<Value, String> {
+    let table = &spec.tables[rule.table];
+    Ok(match &rule.kind {
+        RuleKind::Scalar { column } => value::to_json(table.columns[*column].ty, &row.values[*column]),
+        RuleKind::Object { keys, extra } => {
+            let mut map = Map::new();
+            for (jk, ci) in keys {
+                let cv = &row.values[*ci];
+                if *cv != ColumnValue::Null {
+                    map.insert(jk.clone(), value::to_json(table.columns[*ci].ty, cv));
+                }
+            }
+            match &row.values[*extra] {
+                ColumnValue::Null => {}
+                ColumnValue::Json(Value::Object(e)) => {
+                    for (k, v) in e {
+                        if map.insert(k.clone(), v.clone()).is_some() {
+                            return Err(format!("key `{k}` is both a column and in extra"));
+                        }
+                    }
+                }
+                other => return Err(format!("extra column holds {other:?}")),
+            }
+            Value::Object(map)
+        }
+    })
+}
+
+fn insert_at(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let mut here = root;
+    for (i, key) in path.iter().enumerate() {
+        let Value::Object(map) = here else {
+            return Err(format!("at {}: a row lands inside a non-object", path[..i].join(".")));
+        };
+        if i + 1 == path.len() {
+            match map.get_mut(key) {
+                None => {
+                    map.insert(key.clone(), value);
+                }
+                Some(Value::Object(existing)) => {
+                    // the residual holds the keys a keep rule left behind
+                    let Value::Object(add) = value else {
+                        return Err(format!("at {}: row and residual collide", path.join(".")));
+                    };
+                    for (k, v) in add {
+                        if existing.insert(k.clone(), v).is_some() {
+                            return Err(format!(
+                                "at {}.{k}: row and residual collide",
+                                path.join(".")
+                            ));
+                        }
+                    }
+                }
+                Some(_) => return Err(format!("at {}: row and residual collide", path.join("."))),
+            }
+            return Ok(());
+        }
+        here = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    Err("a rule with an empty path".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::json_eq;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn game() -> Spec {
+        Spec::parse(include_str!("../fixtures/game/decant.toml")).unwrap()
+    }
+
+    fn round_trip(spec: &Spec, blob: &Value) -> Exploded {
+        let e = explode(spec, blob).unwrap_or_else(|i| panic!("{i}"));
+        let back = reconstruct(spec, &e.rows, &e.residual).unwrap();
+        assert!(
+            json_eq(&back, blob),
+            "round trip differs\n  blob: {blob}\n  back: {back}\n  residual: {}",
+            e.residual
+        );
+        e
+    }
+
+    fn example() -> Value {
+        json!({"bots": {"selected": ["bot_03", "bot_11"], "bot_03": {"level": 4, "unlocked": true}},
+         "pref": {"sound": true, "theme": "dark"},
+         "xp": 1234.5,
+         "marriage": {"config": {"mans": 3, "mode": "kidnap"},
+                      "stats": {"lastPlayed": 1669702024365u64,
+                                "kidnap": {"points": 113, "gamesPlayed": 13, "gamesWon": 6},
+                                "murder": {"points": 20, "gamesPlayed": 4, "gamesWon": 1}},
+                      "achievements": {"first_win": {"unlockedAt": 1669702024365u64, "progress": 1}}}})
+    }
+
+    #[test]
+    fn the_spec_example_explodes_fully() {
+        let spec = game();
+        let e = round_trip(&spec, &example());
+        assert_eq!(e.residual, json!({}), "everything is claimed");
+        assert!(e.warnings.is_empty());
+        let count = |t: &str| {
+            let ti = spec.table(t).unwrap();
+            e.rows.iter().filter(|r| r.table == ti).count()
+        };
+        assert_eq!(count("user_statistic"), 2 + 6);
+        assert_eq!(count("user_selected_bot"), 2);
+        assert_eq!(count("user_bot"), 1);
+        assert_eq!(count("user_preference"), 2);
+        assert_eq!(count("user_config"), 1);
+        assert_eq!(count("user_achievement"), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_empty_containers_stay_in_the_residual() {
+        let spec = game();
+        let blob = json!({"legacyCoins": 5, "marriage": {"stats": {}, "oldStats": {"a": 1}},
+                          "bots": {"selected": [], "b1": {"level": 2, "skin": "red", "unlocked": null}},
+                          "pref": {}});
+        let e = round_trip(&spec, &blob);
+        assert_eq!(
+            e.residual,
+            json!({"legacyCoins": 5, "marriage": {"stats": {}, "oldStats": {"a": 1}},
+                   "bots": {"selected": []}, "pref": {}})
+        );
+        let bot = e.rows.iter().find(|r| r.table == spec.table("user_bot").unwrap()).unwrap();
+        assert_eq!(bot.values[1], ColumnValue::Json(json!({"skin": "red", "unlocked": null})));
+    }
+
+    #[test]
+    fn invalid_values_under_fail_rules_are_precise_errors() {
+        let spec = game();
+        let blob = json!({"marriage": {"stats": {"kidnap": {"points": -3}}}});
+        let e = explode(&spec, &blob).unwrap_err();
+        assert_eq!(e.rule, "mode_statistics");
+        assert_eq!(e.path, "$.marriage.stats.kidnap.points");
+        assert_eq!(e.expected, "expected at least 0");
+        assert_eq!(e.value, "-3");
+        let blob = json!({"marriage": {"stats": {"kidnap": {"points": "113"}}}});
+        let e = explode(&spec, &blob).unwrap_err();
+        assert!(e.to_string().contains("expected a number, got \"113\""), "{e}");
+        let blob = json!({"marriage": {"stats": null}});
+        let e = explode(&spec, &blob).unwrap_err();
+        assert_eq!((e.path.as_str(), e.expected.as_str()), ("$.marriage.stats", "expected an object"));
+        let blob = json!({"marriage": {"config": {"mode": "zombie"}}});
+        let e = explode(&spec, &blob).unwrap_err();
+        assert_eq!(e.path, "$.marriage.config.mode");
+        assert!(e.expected.contains("one of kidnap"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_under_keep_rules_stay_in_the_residual() {
+        let spec = game();
+        let blob = json!({"bots": {"selected": ["a", 7], "b1": {"level": 500, "unlocked": true}}});
+        let e = round_trip(&spec, &blob);
+        assert_eq!(e.warnings.len(), 2, "{:?}", e.warnings);
+        assert_eq!(e.residual, json!({"bots": {"selected": ["a", 7], "b1": {"level": 500}}}));
+    }
+
+    #[test]
+    fn a_general_row_that_looks_like_a_specific_one_is_refused() {
+        let spec = game();
+        let blob = json!({"marriage": {"stats": {"global": {"xp": 3}}}});
+        let e = explode(&spec, &blob).unwrap_err();
+        assert!(e.expected.contains("rule `xp`"), "{e}");
+    }
+
+    #[test]
+    fn lenient_explode_never_fails() {
+        let spec = game();
+        let blob = json!({"marriage": {"stats": {"kidnap": {"points": -3, "wins": 2}}}});
+        let e = explode_lenient(&spec, &blob);
+        assert_eq!(e.warnings.len(), 1);
+        let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+        assert!(json_eq(&back, &blob));
+    }
+
+    #[test]
+    fn a_blob_that_is_not_an_object_is_invalid() {
+        let spec = game();
+        let e = explode(&spec, &json!([1, 2])).unwrap_err();
+        assert_eq!(e.path, "$");
+    }
+
+    // ----- property tests -----
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z]{1,8}",
+            "[a-zA-Z0-9_.\\[\\]{}\"\\\\ ]{0,6}",
+            "\\PC{0,5}",
+            Just("selected".to_string()),
+            Just("kidnap".to_string()),
+            Just("murder".to_string()),
+            Just("global".to_string()),
+            Just("xp".to_string()),
+        ]
+        .prop_map(|k| k.replace('\0', ""))
+    }
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            (0u32..1000).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| value::number(&format!("{f:e}"))),
+            "-?[1-9][0-9]{0,30}(\\.[0-9]{1,20})?(e-?[0-9]{1,3})?".prop_map(|s| value::number(&s)),
+            Just(value::number("1669702024365")),
+            Just(value::number("0.000")),
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            number(),
+            "\\PC{0,10}".prop_map(|s| Value::String(s.replace('\0', ""))),
+            Just(json!({})),
+            Just(json!([])),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn obj(entries: Vec<(String, Value)>) -> Value {
+        Value::Object(entries.into_iter().collect())
+    }
+
+    /// Blobs shaped like the game's, with generated keys and values in every
+    /// place (valid or not) and arbitrary JSON sprinkled in.
+    fn game_blob() -> impl Strategy<Value = Value> {
+        let stat_value = prop_oneof![4 => (0u32..100_000).prop_map(Value::from), 1 => number(), 1 => leaf()];
+        let stats = prop::collection::vec(
+            (key(), prop::collection::vec((key(), stat_value), 0..4)),
+            0..4,
+        )
+        .prop_map(|modes| {
+            obj(modes
+                .into_iter()
+                .map(|(m, s)| (m, obj(s)))
+                .collect())
+        });
+        let achievement = (
+            prop::option::of(prop_oneof![number(), leaf()]),
+            prop::option::of(prop_oneof![(0u32..10).prop_map(Value::from), leaf()]),
+            prop::collection::vec((key(), leaf()), 0..2),
+        )
+            .prop_map(|(u, p, mut rest)| {
+                if let Some(u) = u {
+                    rest.push(("unlockedAt".into(), u));
+                }
+                if let Some(p) = p {
+                    rest.push(("progress".into(), p));
+                }
+                obj(rest)
+            });
+        let achievements = prop::collection::vec((key(), prop_oneof![4 => achievement, 1 => leaf()]), 0..3);
+        let bot = (
+            prop::option::of(prop_oneof![(0u32..120).prop_map(Value::from), leaf()]),
+            prop::option::of(leaf()),
+            prop::collection::vec((key(), any_json()), 0..2),
+        )
+            .prop_map(|(l, u, mut rest)| {
+                if let Some(l) = l {
+                    rest.push(("level".into(), l));
+                }
+                if let Some(u) = u {
+                    rest.push(("unlocked".into(), u));
+                }
+                obj(rest)
+            });
+        let selected = prop_oneof![
+            prop::collection::vec("[a-z_0-9]{1,6}".prop_map(Value::String), 0..5).prop_map(Value::Array),
+            any_json(),
+        ];
+        let bots = (prop::collection::vec((key(), bot), 0..3), prop::option::of(selected))
+            .prop_map(|(mut b, s)| {
+                if let Some(s) = s {
+                    b.push(("selected".into(), s));
+                }
+                obj(b)
+            });
+        let config = prop_oneof![
+            (prop::option::of(leaf()), prop::option::of(prop_oneof![
+                Just(json!("kidnap")), Just(json!("zombie")), leaf()
+            ]), prop::collection::vec((key(), any_json()), 0..2))
+                .prop_map(|(mans, mode, mut rest)| {
+                    if let Some(m) = mans {
+                        rest.push(("mans".into(), m));
+                    }
+                    if let Some(m) = mode {
+                        rest.push(("mode".into(), m));
+                    }
+                    obj(rest)
+                }),
+            leaf(),
+        ];
+        let marriage = (
+            prop::option::of(prop_oneof![4 => stats, 1 => leaf()]),
+            prop::option::of(number()),
+            prop::option::of(achievements.prop_map(obj)),
+            prop::option::of(config),
+            prop::collection::vec((key(), any_json()), 0..2),
+        )
+            .prop_map(|(stats, last, ach, cfg, mut rest)| {
+                let mut stats = stats.unwrap_or_else(|| json!({}));
+                if let (Some(l), Value::Object(m)) = (last, &mut stats) {
+                    m.insert("lastPlayed".into(), l);
+                }
+                rest.push(("stats".into(), stats));
+                if let Some(a) = ach {
+                    rest.push(("achievements".into(), a));
+                }
+                if let Some(c) = cfg {
+                    rest.push(("config".into(), c));
+                }
+                obj(rest)
+            });
+        (
+            prop::option::of(marriage),
+            prop::option::of(bots),
+            prop::option::of(prop::collection::vec((key(), any_json()), 0..4).prop_map(obj)),
+            prop::option::of(number()),
+            prop::collection::vec((key(), any_json()), 0..3),
+        )
+            .prop_map(|(m, b, p, xp, mut rest)| {
+                if let Some(m) = m {
+                    rest.push(("marriage".into(), m));
+                }
+                if let Some(b) = b {
+                    rest.push(("bots".into(), b));
+                }
+                if let Some(p) = p {
+                    rest.push(("pref".into(), p));
+                }
+                if let Some(x) = xp {
+                    rest.push(("xp".into(), x));
+                }
+                obj(rest)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn reconstruct_inverts_explode_on_game_blobs(blob in game_blob()) {
+            let spec = game();
+            match explode(&spec, &blob) {
+                Ok(e) => {
+                    let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+                    prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
+                }
+                Err(invalid) => {
+                    // a fail rule refused it; the lenient path must still
+                    // round-trip, keeping the value in the residual
+                    prop_assert!(!invalid.rule.is_empty());
+                    let e = explode_lenient(&spec, &blob);
+                    prop_assert!(!e.warnings.is_empty());
+                    let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+                    prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
+                }
+            }
+        }
+
+        #[test]
+        fn reconstruct_inverts_explode_on_any_json(blob in any_json()) {
+            let spec = game();
+            let e = explode_lenient(&spec, &blob);
+            let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+            prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
+        }
+    }
+}
