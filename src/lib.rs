@@ -1,12 +1,29 @@
 //! decant moves per-user data out of a PostgreSQL `jsonb` blob column into
 //! normalized tables, online, one user at a time, with no lost write.
+//!
+//! The pieces: the mapping [`Spec`]; the pure [`explode`] and
+//! [`reconstruct`]; the compatibility layer [`Decant`] that the backend
+//! links (`migration_compatible_transaction`, `load`, `save`, `patch`);
+//! migration of users in verified transactions; a throwaway [`cluster`] for
+//! tests and the demo; the example game in [`example`].
 #![warn(missing_docs)]
 
+pub mod cluster;
+mod compat;
+mod db;
+pub mod demo;
 mod error;
+pub mod example;
 pub mod explode;
+mod migrate;
+pub mod schema;
 pub mod spec;
+mod store;
 pub mod value;
 
+pub use compat::{Decant, merge_patch};
+pub use db::parse_config;
 pub use error::{Error, Result};
 pub use explode::{Exploded, Invalid, Row, explode, explode_lenient, reconstruct};
+pub use migrate::{BatchReport, Failure, LockWait, Migrated};
 pub use spec::Spec;

@@ -679,7 +679,7 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
     };
     for (ri, r) in rules.iter().enumerate() {
         let mut node = &mut root;
-        let mut visit = |n: &mut Node| {
+        let visit = |n: &mut Node| {
             n.first_rule = n.first_rule.min(ri);
             n.strict |= r.on_invalid == Policy::Fail;
         };

@@ -73,11 +73,10 @@ impl ColumnType {
     }
 
     /// The type decant binds arrays of, and reads back, over the wire.
-    /// Numeric travels as text to stay exact; timestamps as microseconds.
+    /// Numeric travels as text to stay exact.
     pub(crate) fn wire(self) -> &'static str {
         match self {
             ColumnType::Numeric => "text",
-            ColumnType::TimestampMs | ColumnType::TimestampIso => "bigint",
             other => other.sql(),
         }
     }
@@ -86,9 +85,6 @@ impl ColumnType {
     pub(crate) fn from_wire(self, expr: &str) -> String {
         match self {
             ColumnType::Numeric => format!("{expr}::numeric"),
-            ColumnType::TimestampMs | ColumnType::TimestampIso => {
-                format!("(timestamptz 'epoch' + {expr} * interval '1 microsecond')")
-            }
             _ => expr.to_string(),
         }
     }
@@ -97,9 +93,6 @@ impl ColumnType {
     pub(crate) fn to_wire(self, column: &str) -> String {
         match self {
             ColumnType::Numeric => format!("{column}::text"),
-            ColumnType::TimestampMs | ColumnType::TimestampIso => format!(
-                "(extract(epoch from {column}) * 1000000)::bigint"
-            ),
             _ => column.to_string(),
         }
     }

@@ -1,0 +1,32 @@
+-- decant's own objects: per-user migration state and the live control row.
+-- Applied by `decant init`; every statement is idempotent.
+
+CREATE SCHEMA IF NOT EXISTS decant;
+
+-- One row per user decant has touched. The source row's flag is the truth
+-- about which code path serves a user; this table says how it got there.
+CREATE TABLE IF NOT EXISTS decant.user_state (
+    user_id     bigint PRIMARY KEY,
+    state       text        NOT NULL CHECK (state IN ('legacy', 'migrated', 'failed')),
+    attempts    integer     NOT NULL DEFAULT 0,
+    reason      text,        -- the failure without user-specific detail, for grouping
+    last_error  text,        -- the full message of the last failure
+    warnings    jsonb,       -- values kept in the residual by `keep` rules
+    migrated_at timestamptz,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS user_state_failed_idx
+    ON decant.user_state (reason) WHERE state = 'failed';
+
+-- The single control row every worker of every process reads (pause, rate,
+-- batch size, rollout); changed by `decant pause|resume|set`.
+CREATE TABLE IF NOT EXISTS decant.control (
+    id              boolean PRIMARY KEY DEFAULT true CHECK (id),
+    paused          boolean     NOT NULL DEFAULT false,
+    rate            text        NOT NULL DEFAULT 'max',
+    batch_size      integer,    -- NULL: adaptive
+    rollout_percent real        NOT NULL DEFAULT 0 CHECK (rollout_percent BETWEEN 0 AND 100),
+    allow_list      bigint[]    NOT NULL DEFAULT '{}',
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO decant.control DEFAULT VALUES ON CONFLICT DO NOTHING;

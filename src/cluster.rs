@@ -1,0 +1,247 @@
+//! A throwaway PostgreSQL cluster started from the local server binaries
+//! (`initdb`, `pg_ctl`), for tests, the demo and benchmarks.
+//!
+//! It listens on a unix socket in its own temporary directory (no port is
+//! taken). As root it runs as the `postgres` OS user, since PostgreSQL
+//! refuses to run as root. A watchdog process stops the cluster and removes
+//! its directory when the process that started it exits, however it exits
+//! (a failed test, a panic, `kill -9`).
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Options for [`TempCluster::start`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// `fsync` on (true: durable and realistic for benchmarks; default false,
+    /// faster for tests).
+    pub fsync: bool,
+    /// `max_connections` (default 100).
+    pub max_connections: u32,
+    /// `shared_buffers` (default "256MB").
+    pub shared_buffers: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            fsync: false,
+            max_connections: 100,
+            shared_buffers: "256MB".into(),
+        }
+    }
+}
+
+/// A running throwaway cluster; stopped and removed on drop.
+#[derive(Debug)]
+pub struct TempCluster {
+    dir: PathBuf,
+    run_as_postgres: bool,
+}
+
+const PORT: u16 = 5432;
+
+impl TempCluster {
+    /// Creates and starts a cluster (blocking; a second or two).
+    pub fn start(opts: &ClusterOptions) -> Result<TempCluster> {
+        let run_as_postgres = is_root();
+        let bindir = find_bindir()?;
+        let dir = make_dir(run_as_postgres)?;
+        let cluster = TempCluster {
+            dir: dir.clone(),
+            run_as_postgres,
+        };
+        cluster.watchdog(&bindir)?;
+        let data = dir.join("data");
+        let mut initdb = Command::new(bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+        if !opts.fsync {
+            initdb.arg("--no-sync");
+        }
+        cluster.run(&mut initdb, "initdb")?;
+        let settings = format!(
+            "-k {} -p {PORT} -c listen_addresses='' -c fsync={} -c synchronous_commit={} \
+             -c full_page_writes={} -c max_connections={} -c shared_buffers={} \
+             -c max_wal_size=4GB -c checkpoint_timeout=30min",
+            dir.display(),
+            on(opts.fsync),
+            on(opts.fsync),
+            on(opts.fsync),
+            opts.max_connections,
+            opts.shared_buffers
+        );
+        cluster.run(
+            Command::new(bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("log"))
+                .args(["-w", "-t", "60", "-o", &settings, "start"]),
+            "pg_ctl start",
+        )?;
+        tracing::debug!(dir = %dir.display(), "throwaway cluster started");
+        Ok(cluster)
+    }
+
+    /// A connection string to database `db` of this cluster.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "host={} port={PORT} user=postgres dbname={db}",
+            self.dir.display()
+        )
+    }
+
+    /// The cluster's directory (data, log, socket).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn run(&self, cmd: &mut Command, what: &str) -> Result<()> {
+        let mut cmd = if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+            c
+        } else {
+            std::mem::replace(cmd, Command::new("true"))
+        };
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Cluster(format!("{what}: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Cluster(format!(
+                "{what} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts a detached shell that waits for this process to exit, then
+    /// stops the cluster and removes its directory.
+    fn watchdog(&self, bindir: &Path) -> Result<()> {
+        let dir = self.dir.display().to_string();
+        let pg_ctl = bindir.join("pg_ctl").display().to_string();
+        let as_pg = if self.run_as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {as_pg}{pg_ctl} -D '{dir}/data' -m immediate -w stop >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id()
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.spawn()
+            .map_err(|e| Error::Cluster(format!("starting the watchdog: {e}")))?;
+        Ok(())
+    }
+
+    /// Stops the cluster now and removes its directory.
+    pub fn stop(&self) {
+        if let Ok(bindir) = find_bindir() {
+            let _ = self.run(
+                Command::new(bindir.join("pg_ctl"))
+                    .arg("-D")
+                    .arg(self.dir.join("data"))
+                    .args(["-m", "fast", "-w", "stop"]),
+                "pg_ctl stop",
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        if self.dir.exists() {
+            self.stop();
+        }
+    }
+}
+
+fn on(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Finds the directory of `initdb` and `pg_ctl`: `$PG_BINDIR`, then `PATH`,
+/// then Debian's `/usr/lib/postgresql/<newest>/bin`.
+fn find_bindir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(d) = std::env::split_paths(&path).find(|d| has(d)) {
+            return Ok(d);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|d| has(d))
+        .collect();
+    versions.sort();
+    versions.pop().ok_or_else(|| {
+        Error::Cluster(
+            "no initdb/pg_ctl found (PATH, PG_BINDIR, /usr/lib/postgresql/*/bin); \
+             install the PostgreSQL server (apt-get install postgresql) or set DATABASE_URL"
+                .into(),
+        )
+    })
+}
+
+fn make_dir(for_postgres: bool) -> Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for n in 0..1000u32 {
+        let dir = base.join(format!("decant-pg-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                if for_postgres {
+                    let ok = Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&dir)
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false);
+                    if !ok {
+                        return Err(Error::Cluster(
+                            "running as root needs an OS user `postgres` to own the cluster".into(),
+                        ));
+                    }
+                }
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::Io {
+                    path: dir,
+                    source: e,
+                });
+            }
+        }
+    }
+    Err(Error::Cluster("cannot create a temporary directory".into()))
+}

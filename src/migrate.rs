@@ -1,0 +1,286 @@
+//! Migration (and rollback) of users, each wholly in one transaction.
+//!
+//! For a batch of users, one transaction: lock the source rows, explode each
+//! blob, write every user's rows (one statement per table), read them back,
+//! rebuild each blob and compare it with the original, then replace each
+//! blob by its residual, set the flags and record the state. A user whose
+//! blob is invalid or does not verify is left legacy (its rows are removed
+//! within the transaction) and recorded as failed; the others go on. A
+//! database error rolls the whole batch back and the batch is retried user
+//! by user, so one bad user never holds back the rest.
+
+use crate::error::{Error, Result};
+use crate::explode::{self, Exploded, Row};
+use crate::store::{Locked, Store};
+use crate::value::json_diff;
+use deadpool_postgres::{Object, Transaction};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// What happened to each user of a batch.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// Users migrated and verified.
+    pub migrated: Vec<Migrated>,
+    /// Users that failed, each with why; they stay legacy.
+    pub failed: Vec<Failure>,
+    /// Users not touched: already migrated, gone, or locked by live
+    /// traffic when skipping locked rows.
+    pub skipped: Vec<i64>,
+}
+
+/// A migrated user.
+#[derive(Debug, Clone)]
+pub struct Migrated {
+    /// The user.
+    pub user: i64,
+    /// Rows written.
+    pub rows: usize,
+    /// Values `keep` rules left in the residual.
+    pub warnings: Vec<explode::Invalid>,
+}
+
+/// A user whose migration failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// The user.
+    pub user: i64,
+    /// Why.
+    pub error: Error,
+}
+
+impl Failure {
+    /// The failure without user-specific detail, to group users by.
+    pub fn reason(&self) -> String {
+        match &self.error {
+            Error::Invalid { invalid, .. } => format!("rule `{}`: {}", invalid.rule, invalid.expected),
+            Error::Verification { .. } => "verification failed".into(),
+            other => match other.sqlstate() {
+                Some(code) => format!("database error {code}"),
+                None => "error".into(),
+            },
+        }
+    }
+}
+
+/// Whether to wait for row locks held by others (up to `lock_timeout`) or
+/// skip those users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Wait up to the session's `lock_timeout`.
+    Wait,
+    /// `SKIP LOCKED`: never queue behind live traffic.
+    Skip,
+}
+
+/// Migrates `ids` in one transaction (see the module docs).
+pub(crate) async fn migrate_batch(
+    store: &Store,
+    client: &mut Object,
+    ids: &[i64],
+    wait: LockWait,
+) -> Result<BatchReport> {
+    let attempt = async {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| Error::db("beginning a transaction", e))?;
+        let report = migrate_locked_batch(store, &tx, ids, wait).await?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("committing a migration batch", e))?;
+        Ok::<_, Error>(report)
+    }
+    .await;
+    match attempt {
+        Ok(report) => Ok(report),
+        Err(e) if e.is_retryable() || ids.len() != 1 => {
+            if ids.len() == 1 || matches!(e, Error::Pool(_)) {
+                return Err(e);
+            }
+            tracing::warn!(cause = %e, users = ids.len(), "batch failed; retrying user by user");
+            let mut all = BatchReport::default();
+            for &id in ids {
+                let r = Box::pin(migrate_batch(store, client, &[id], wait)).await?;
+                all.migrated.extend(r.migrated);
+                all.failed.extend(r.failed);
+                all.skipped.extend(r.skipped);
+            }
+            Ok(all)
+        }
+        Err(e) => {
+            // one user, a fatal database error: record it, the user stays legacy
+            let failure = Failure { user: ids[0], error: e };
+            record_failures(store, client, std::slice::from_ref(&failure)).await?;
+            Ok(BatchReport {
+                failed: vec![failure],
+                ..BatchReport::default()
+            })
+        }
+    }
+}
+
+async fn record_failures(store: &Store, client: &Object, failures: &[Failure]) -> Result<()> {
+    let ids: Vec<i64> = failures.iter().map(|f| f.user).collect();
+    let reasons: Vec<String> = failures.iter().map(Failure::reason).collect();
+    let errors: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
+    client
+        .execute(&store.state_failed, &[&ids, &reasons, &errors])
+        .await
+        .map_err(|e| Error::db("recording failures", e))?;
+    Ok(())
+}
+
+/// The body of a batch, on an open transaction; also used by on-demand
+/// migration inside a backend call's transaction.
+pub(crate) async fn migrate_locked_batch(
+    store: &Store,
+    tx: &Transaction<'_>,
+    ids: &[i64],
+    wait: LockWait,
+) -> Result<BatchReport> {
+    let locked = store.lock(tx, ids, wait == LockWait::Skip).await?;
+    migrate_locked(store, tx, ids, locked).await
+}
+
+/// Migrates users whose source rows `tx` holds locked.
+pub(crate) async fn migrate_locked(
+    store: &Store,
+    tx: &Transaction<'_>,
+    ids: &[i64],
+    locked: Vec<Locked>,
+) -> Result<BatchReport> {
+    let spec = &store.spec;
+    let mut report = BatchReport::default();
+    let present: std::collections::HashSet<i64> = locked.iter().map(|l| l.id).collect();
+    report.skipped.extend(ids.iter().filter(|id| !present.contains(id)));
+
+    let mut todo: Vec<(Locked, Exploded)> = Vec::with_capacity(locked.len());
+    for l in locked {
+        if l.migrated {
+            report.skipped.push(l.id);
+            continue;
+        }
+        match explode::explode(spec, &l.blob) {
+            Ok(e) => todo.push((l, e)),
+            Err(invalid) => report.failed.push(Failure {
+                user: l.id,
+                error: Error::Invalid { user: l.id, invalid },
+            }),
+        }
+    }
+
+    let rows: Vec<(i64, &Row)> = todo
+        .iter()
+        .flat_map(|(l, e)| e.rows.iter().map(move |r| (l.id, r)))
+        .collect();
+    store.insert_rows(tx, &rows).await?;
+
+    // Verify: what the database now holds must rebuild each blob exactly.
+    let users: Vec<i64> = todo.iter().map(|(l, _)| l.id).collect();
+    let mut stored = store.read_rows(tx, &users).await?;
+    let mut bad = Vec::new();
+    todo.retain(|(l, e)| {
+        let back = stored.remove(&l.id).unwrap_or_default();
+        let problem = match explode::reconstruct(spec, &back, &e.residual) {
+            Ok(rebuilt) => json_diff(&rebuilt, &l.blob, &mut String::new()),
+            Err(e) => Some(e),
+        };
+        match problem {
+            None if back.len() == e.rows.len() => true,
+            None => {
+                bad.push((l.id, format!("{} rows written, {} read back", e.rows.len(), back.len())));
+                false
+            }
+            Some(detail) => {
+                bad.push((l.id, detail));
+                false
+            }
+        }
+    });
+    if !bad.is_empty() {
+        let ids: Vec<i64> = bad.iter().map(|b| b.0).collect();
+        store.delete_rows(tx, &ids).await?;
+        for (user, detail) in bad {
+            tracing::error!(user, %detail, "verification failed; user stays legacy");
+            report.failed.push(Failure {
+                user,
+                error: Error::Verification { user, detail },
+            });
+        }
+    }
+
+    let blobs: Vec<(i64, &Value, bool)> = todo.iter().map(|(l, e)| (l.id, &e.residual, true)).collect();
+    store.write_blobs(tx, &blobs).await?;
+    if !todo.is_empty() {
+        let ids: Vec<i64> = todo.iter().map(|(l, _)| l.id).collect();
+        let warnings: Vec<Option<Value>> = todo
+            .iter()
+            .map(|(_, e)| {
+                (!e.warnings.is_empty()).then(|| {
+                    Value::Array(e.warnings.iter().map(|w| Value::String(w.to_string())).collect())
+                })
+            })
+            .collect();
+        tx.execute(&store.state_migrated, &[&ids, &warnings])
+            .await
+            .map_err(|e| Error::db("recording migrated users", e))?;
+    }
+    if !report.failed.is_empty() {
+        let ids: Vec<i64> = report.failed.iter().map(|f| f.user).collect();
+        let reasons: Vec<String> = report.failed.iter().map(Failure::reason).collect();
+        let errors: Vec<String> = report.failed.iter().map(|f| f.error.to_string()).collect();
+        tx.execute(&store.state_failed, &[&ids, &reasons, &errors])
+            .await
+            .map_err(|e| Error::db("recording failed users", e))?;
+    }
+    report.migrated = todo
+        .into_iter()
+        .map(|(l, e)| Migrated {
+            user: l.id,
+            rows: e.rows.len(),
+            warnings: e.warnings,
+        })
+        .collect();
+    Ok(report)
+}
+
+/// Rolls `ids` back in one transaction: rebuilds each blob from its rows,
+/// writes it, clears the flag and deletes the rows. Returns the users
+/// rolled back (users not migrated are left alone).
+pub(crate) async fn rollback_batch(
+    store: &Store,
+    client: &mut Object,
+    ids: &[i64],
+    wait: LockWait,
+) -> Result<Vec<i64>> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Error::db("beginning a transaction", e))?;
+    let locked = store.lock(&tx, ids, wait == LockWait::Skip).await?;
+    let migrated: Vec<Locked> = locked.into_iter().filter(|l| l.migrated).collect();
+    let users: Vec<i64> = migrated.iter().map(|l| l.id).collect();
+    let mut stored: HashMap<i64, Vec<Row>> = store.read_rows(&tx, &users).await?;
+    let mut blobs = Vec::with_capacity(migrated.len());
+    for l in &migrated {
+        let rows = stored.remove(&l.id).unwrap_or_default();
+        let blob = explode::reconstruct(&store.spec, &rows, &l.blob).map_err(|detail| {
+            Error::Verification {
+                user: l.id,
+                detail: format!("cannot rebuild the blob for rollback: {detail}"),
+            }
+        })?;
+        blobs.push((l.id, blob));
+    }
+    let items: Vec<(i64, &Value, bool)> = blobs.iter().map(|(id, b)| (*id, b, false)).collect();
+    store.write_blobs(&tx, &items).await?;
+    store.delete_rows(&tx, &users).await?;
+    tx.execute(&store.state_legacy, &[&users])
+        .await
+        .map_err(|e| Error::db("recording rolled back users", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| Error::db("committing a rollback", e))?;
+    Ok(users)
+}

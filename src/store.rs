@@ -1,0 +1,380 @@
+//! Reading and writing a user's rows in the target tables and the blob in
+//! the source table. SQL is generated once per spec; values always travel
+//! as bind parameters (arrays through `unnest`, one statement per table for
+//! any number of users); identifiers are validated and quoted.
+
+use crate::error::{Error, Result};
+use crate::explode::Row;
+use crate::schema::{source_table, target_table};
+use crate::spec::{Spec, quote};
+use crate::value::{ColumnType, ColumnValue};
+use deadpool_postgres::Transaction;
+use futures_util::future::try_join_all;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_postgres::types::ToSql;
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A spec with the SQL generated from it.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub spec: Arc<Spec>,
+    pub lock_wait: String,
+    pub lock_skip: String,
+    pub write_blobs: String,
+    pub state_migrated: String,
+    pub state_failed: String,
+    pub state_legacy: String,
+    tables: Vec<TableSql>,
+}
+
+#[derive(Debug)]
+struct TableSql {
+    insert: String,
+    upsert: String,
+    select: String,
+    delete_users: String,
+    delete_keys: Option<String>,
+}
+
+/// A locked source row.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    pub id: i64,
+    pub blob: Value,
+    pub migrated: bool,
+}
+
+impl Store {
+    pub fn new(spec: Arc<Spec>) -> Store {
+        let s = &spec.source;
+        let src = source_table(&spec);
+        let (id, blob, flag) = (quote(&s.id), quote(&s.blob), quote(&s.flag));
+        let lock = format!(
+            "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) \
+             ORDER BY {id} FOR NO KEY UPDATE"
+        );
+        let tables = (0..spec.tables.len()).map(|ti| table_sql(&spec, ti)).collect();
+        Store {
+            lock_skip: format!("{lock} SKIP LOCKED"),
+            lock_wait: lock,
+            write_blobs: format!(
+                "UPDATE {src} AS s SET {blob} = v.blob, {flag} = v.migrated \
+                 FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
+                 WHERE s.{id} = v.id"
+            ),
+            state_migrated: "INSERT INTO decant.user_state AS s \
+                    (user_id, state, attempts, warnings, migrated_at, updated_at) \
+                 SELECT u, 'migrated', 0, w, now(), now() FROM unnest($1::bigint[], $2::jsonb[]) AS v(u, w) \
+                 ON CONFLICT (user_id) DO UPDATE SET state = 'migrated', warnings = EXCLUDED.warnings, \
+                    reason = NULL, last_error = NULL, migrated_at = now(), updated_at = now()"
+                .into(),
+            state_failed: "INSERT INTO decant.user_state AS s \
+                    (user_id, state, attempts, reason, last_error, updated_at) \
+                 SELECT u, 'failed', 1, r, e, now() FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(u, r, e) \
+                 ON CONFLICT (user_id) DO UPDATE SET state = 'failed', attempts = s.attempts + 1, \
+                    reason = EXCLUDED.reason, last_error = EXCLUDED.last_error, updated_at = now()"
+                .into(),
+            state_legacy: "INSERT INTO decant.user_state AS s (user_id, state, updated_at) \
+                 SELECT u, 'legacy', now() FROM unnest($1::bigint[]) AS u \
+                 ON CONFLICT (user_id) DO UPDATE SET state = 'legacy', migrated_at = NULL, \
+                    warnings = NULL, updated_at = now()"
+                .into(),
+            spec,
+            tables,
+        }
+    }
+
+    /// Locks the source rows of `ids` (in id order, so concurrent lockers
+    /// cannot deadlock); with `skip`, rows locked elsewhere are left out.
+    pub async fn lock(&self, tx: &Transaction<'_>, ids: &[i64], skip: bool) -> Result<Vec<Locked>> {
+        let sql = if skip { &self.lock_skip } else { &self.lock_wait };
+        let stmt = tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| Error::db("preparing the lock query", e))?;
+        let rows = tx.query(&stmt, &[&ids]).await.map_err(|e| match ids {
+            [one] => Error::db_user(*one, "locking the source row", e),
+            _ => Error::db("locking source rows", e),
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| Locked {
+                id: r.get(0),
+                blob: r.get(1),
+                migrated: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Writes blobs and flags: `(id, blob, migrated)`.
+    pub async fn write_blobs(&self, tx: &Transaction<'_>, items: &[(i64, &Value, bool)]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
+        let blobs: Vec<&Value> = items.iter().map(|i| i.1).collect();
+        let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
+        self.exec(tx, &self.write_blobs, &[&ids, &blobs, &flags], "writing blobs")
+            .await
+            .map(drop)
+    }
+
+    async fn exec(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> Result<u64> {
+        let stmt = tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| Error::db(format!("preparing: {what}"), e))?;
+        tx.execute(&stmt, params)
+            .await
+            .map_err(|e| Error::db(what.to_string(), e))
+    }
+
+    /// Inserts rows of many users, one statement per table.
+    pub async fn insert_rows(&self, tx: &Transaction<'_>, rows: &[(i64, &Row)]) -> Result<()> {
+        self.write_rows(tx, rows, false).await
+    }
+
+    async fn write_rows(&self, tx: &Transaction<'_>, rows: &[(i64, &Row)], upsert: bool) -> Result<()> {
+        let mut by_table: Vec<Vec<(i64, &Row)>> = vec![Vec::new(); self.spec.tables.len()];
+        for &(u, r) in rows {
+            by_table[r.table].push((u, r));
+        }
+        let work = by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()).map(|(ti, rs)| {
+            let table = &self.spec.tables[ti];
+            let mut params: Vec<Param> = vec![Box::new(rs.iter().map(|(u, _)| *u).collect::<Vec<i64>>())];
+            for (ci, c) in table.columns.iter().enumerate() {
+                params.push(bind(c.ty, rs.iter().map(|(_, r)| &r.values[ci])));
+            }
+            let sql = if upsert { &self.tables[ti].upsert } else { &self.tables[ti].insert };
+            async move {
+                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+                self.exec(tx, sql, &refs, &format!("writing rows of table {}", table.name)).await
+            }
+        });
+        try_join_all(work).await.map(drop)
+    }
+
+    /// Reads every row of `users`, grouped by user.
+    pub async fn read_rows(&self, tx: &Transaction<'_>, users: &[i64]) -> Result<HashMap<i64, Vec<Row>>> {
+        let work = self.tables.iter().enumerate().map(|(ti, t)| async move {
+            let stmt = tx
+                .prepare_cached(&t.select)
+                .await
+                .map_err(|e| Error::db("preparing a read", e))?;
+            let rows = tx.query(&stmt, &[&users]).await.map_err(|e| {
+                Error::db(format!("reading rows of table {}", self.spec.tables[ti].name), e)
+            })?;
+            Ok::<_, Error>((ti, rows))
+        });
+        let mut out: HashMap<i64, Vec<Row>> = HashMap::new();
+        for (ti, rows) in try_join_all(work).await? {
+            let table = &self.spec.tables[ti];
+            for r in rows {
+                let user: i64 = r.get(0);
+                let values = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| read(c.ty, &r, ci + 1))
+                    .collect();
+                out.entry(user).or_default().push(Row { table: ti, values });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes every row of `users` from every table.
+    pub async fn delete_rows(&self, tx: &Transaction<'_>, users: &[i64]) -> Result<()> {
+        let work = self
+            .tables
+            .iter()
+            .map(|t| async move { self.exec(tx, &t.delete_users, &[&users], "deleting rows").await });
+        try_join_all(work).await.map(drop)
+    }
+
+    /// Makes one user's rows equal `new` given that they are `old` now:
+    /// upserts rows that are new or changed, deletes rows that are gone.
+    pub async fn write_diff(&self, tx: &Transaction<'_>, user: i64, old: &[Row], new: &[Row]) -> Result<()> {
+        let key = |r: &Row| {
+            let t = &self.spec.tables[r.table];
+            (r.table, t.key.iter().map(|&ci| r.values[ci].key_text()).collect::<Vec<_>>())
+        };
+        let old_by_key: HashMap<_, &Row> = old.iter().map(|r| (key(r), r)).collect();
+        let new_keys: std::collections::HashSet<_> = new.iter().map(key).collect();
+        let changed: Vec<(i64, &Row)> = new
+            .iter()
+            .filter(|r| old_by_key.get(&key(r)).is_none_or(|o| *o != *r))
+            .map(|r| (user, r))
+            .collect();
+        let gone: Vec<&Row> = old.iter().filter(|r| !new_keys.contains(&key(r))).collect();
+        if !gone.is_empty() {
+            let mut by_table: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
+            for r in gone {
+                by_table[r.table].push(r);
+            }
+            for (ti, rs) in by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
+                let table = &self.spec.tables[ti];
+                let user_param: Param = Box::new(user);
+                let mut params: Vec<Param> = vec![user_param];
+                for &ci in &table.key {
+                    params.push(bind(table.columns[ci].ty, rs.iter().map(|r| &r.values[ci])));
+                }
+                let (sql, params) = match &self.tables[ti].delete_keys {
+                    Some(sql) => (sql, params),
+                    // a table keyed by the user alone: its one row is gone
+                    None => (&self.tables[ti].delete_users, vec![Box::new(vec![user]) as Param]),
+                };
+                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+                self.exec(tx, sql, &refs, "deleting removed rows").await?;
+            }
+        }
+        self.write_rows(tx, &changed, true).await
+    }
+}
+
+fn table_sql(spec: &Spec, ti: usize) -> TableSql {
+    let t = &spec.tables[ti];
+    let name = target_table(spec, ti);
+    let user = quote(&t.user_column);
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let all_cols = std::iter::once(user.clone()).chain(cols.iter().cloned()).collect::<Vec<_>>().join(", ");
+    let params: Vec<String> = t
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 2, c.ty.wire()))
+        .collect();
+    let aliases: Vec<String> = (0..t.columns.len()).map(|i| format!("c{i}")).collect();
+    let converted: Vec<String> = t
+        .columns
+        .iter()
+        .zip(&aliases)
+        .map(|(c, a)| c.ty.from_wire(a))
+        .collect();
+    let insert = format!(
+        "INSERT INTO {name} ({all_cols}) SELECT u, {} FROM unnest($1::bigint[], {}) AS v(u, {})",
+        converted.join(", "),
+        params.join(", "),
+        aliases.join(", ")
+    );
+    let key_cols: Vec<String> = std::iter::once(user.clone())
+        .chain(t.key.iter().map(|&ci| quote(&t.columns[ci].name)))
+        .collect();
+    let non_key: Vec<String> = (0..t.columns.len())
+        .filter(|ci| !t.key.contains(ci))
+        .map(|ci| format!("{0} = EXCLUDED.{0}", quote(&t.columns[ci].name)))
+        .collect();
+    let upsert = format!(
+        "{insert} ON CONFLICT ({}) DO {}",
+        key_cols.join(", "),
+        if non_key.is_empty() {
+            "NOTHING".to_string()
+        } else {
+            format!("UPDATE SET {}", non_key.join(", "))
+        }
+    );
+    let select = format!(
+        "SELECT {user}, {} FROM {name} WHERE {user} = ANY($1::bigint[])",
+        t.columns
+            .iter()
+            .map(|c| c.ty.to_wire(&quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let delete_keys = (!t.key.is_empty()).then(|| {
+        let keys: Vec<String> = t.key.iter().map(|&ci| quote(&t.columns[ci].name)).collect();
+        let wire: Vec<String> = t
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, &ci)| format!("${}::{}[]", i + 2, t.columns[ci].ty.wire()))
+            .collect();
+        let conv: Vec<String> = t
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, &ci)| t.columns[ci].ty.from_wire(&format!("k{i}")))
+            .collect();
+        let ks: Vec<String> = (0..t.key.len()).map(|i| format!("k{i}")).collect();
+        format!(
+            "DELETE FROM {name} WHERE {user} = $1 AND ({}) IN (SELECT {} FROM unnest({}) AS v({}))",
+            keys.join(", "),
+            conv.join(", "),
+            wire.join(", "),
+            ks.join(", ")
+        )
+    });
+    TableSql {
+        insert,
+        upsert,
+        select,
+        delete_users: format!("DELETE FROM {name} WHERE {user} = ANY($1::bigint[])"),
+        delete_keys,
+    }
+}
+
+/// Builds the array parameter of one column for many rows.
+fn bind<'a>(ty: ColumnType, values: impl Iterator<Item = &'a ColumnValue>) -> Param {
+    macro_rules! collect {
+        ($t:ty, $($pat:pat => $e:expr),+) => {
+            Box::new(values.map(|v| match v { $($pat => Some($e),)+ _ => None }).collect::<Vec<Option<$t>>>())
+        };
+    }
+    match ty {
+        ColumnType::Bool => collect!(bool, ColumnValue::Bool(b) => *b),
+        ColumnType::Int2 => collect!(i16, ColumnValue::I16(n) => *n),
+        ColumnType::Int4 => collect!(i32, ColumnValue::I32(n) => *n),
+        ColumnType::Int8 => collect!(i64, ColumnValue::I64(n) => *n),
+        ColumnType::TimestampMs | ColumnType::TimestampIso => {
+            collect!(SystemTime, ColumnValue::Micros(n) => micros_to_time(*n))
+        }
+        ColumnType::Float8 => collect!(f64, ColumnValue::F64(f) => *f),
+        ColumnType::Numeric => collect!(String, ColumnValue::Numeric(s) => s.clone()),
+        ColumnType::Text => collect!(String, ColumnValue::Text(s) => s.clone()),
+        ColumnType::Jsonb => collect!(Value, ColumnValue::Json(v) => v.clone()),
+    }
+}
+
+/// Reads one column of a result row in its wire form.
+fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> ColumnValue {
+    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> ColumnValue) -> ColumnValue {
+        v.map(f).unwrap_or(ColumnValue::Null)
+    }
+    match ty {
+        ColumnType::Bool => opt(row.get(idx), ColumnValue::Bool),
+        ColumnType::Int2 => opt(row.get(idx), ColumnValue::I16),
+        ColumnType::Int4 => opt(row.get(idx), ColumnValue::I32),
+        ColumnType::Int8 => opt(row.get(idx), ColumnValue::I64),
+        ColumnType::TimestampMs | ColumnType::TimestampIso => {
+            opt(row.get(idx), |t| ColumnValue::Micros(time_to_micros(t)))
+        }
+        ColumnType::Float8 => opt(row.get(idx), ColumnValue::F64),
+        ColumnType::Numeric => opt(row.get(idx), ColumnValue::Numeric),
+        ColumnType::Text => opt(row.get(idx), ColumnValue::Text),
+        ColumnType::Jsonb => opt(row.get(idx), ColumnValue::Json),
+    }
+}
+
+// timestamptz travels as SystemTime: exact to the microsecond on every
+// supported server version (extract(epoch) is a double before PG 14).
+fn micros_to_time(us: i64) -> SystemTime {
+    let d = Duration::from_micros(us.unsigned_abs());
+    if us >= 0 { UNIX_EPOCH + d } else { UNIX_EPOCH - d }
+}
+
+fn time_to_micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
