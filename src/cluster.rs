@@ -55,10 +55,14 @@ impl TempCluster {
         cluster.watchdog(&bindir)?;
         let data = dir.join("data");
         let mut initdb = Command::new(bindir.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]);
         if !opts.fsync {
             initdb.arg("--no-sync");
         }
@@ -103,7 +107,9 @@ impl TempCluster {
     fn run(&self, cmd: &mut Command, what: &str) -> Result<()> {
         let mut cmd = if self.run_as_postgres {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+            c.args(["-u", "postgres", "--"])
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
             c
         } else {
             std::mem::replace(cmd, Command::new("true"))

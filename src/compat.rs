@@ -199,7 +199,8 @@ impl Decant {
     /// `lock_timeout`. A user already migrated is reported as skipped.
     pub async fn migrate_user(&self, user: i64) -> Result<BatchReport> {
         let mut client = db::get(&self.pool).await?;
-        let report = migrate::migrate_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
+        let report =
+            migrate::migrate_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
         if report.skipped.contains(&user) && !self.exists(user).await? {
             return Err(Error::UserNotFound(user));
         }
@@ -218,7 +219,8 @@ impl Decant {
     /// migrated.
     pub async fn rollback_user(&self, user: i64) -> Result<bool> {
         let mut client = db::get(&self.pool).await?;
-        let done = migrate::rollback_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
+        let done =
+            migrate::rollback_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
         if done.is_empty() && !self.exists(user).await? {
             return Err(Error::UserNotFound(user));
         }
@@ -273,18 +275,30 @@ mod tests {
             (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
             (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
             (json!({"a":"b"}), json!({"a":null}), json!({})),
-            (json!({"a":"b","b":"c"}), json!({"a":null}), json!({"b":"c"})),
+            (
+                json!({"a":"b","b":"c"}),
+                json!({"a":null}),
+                json!({"b":"c"}),
+            ),
             (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
             (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
-            (json!({"a":{"b":"c"}}), json!({"a":{"b":"d","c":null}}), json!({"a":{"b":"d"}})),
+            (
+                json!({"a":{"b":"c"}}),
+                json!({"a":{"b":"d","c":null}}),
+                json!({"a":{"b":"d"}}),
+            ),
             (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
-            (json!(["a","b"]), json!(["c","d"]), json!(["c","d"])),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
             (json!({"a":"b"}), json!(["c"]), json!(["c"])),
             (json!({"a":"foo"}), json!(null), json!(null)),
             (json!({"a":"foo"}), json!("bar"), json!("bar")),
             (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
-            (json!([1,2]), json!({"a":"b","c":null}), json!({"a":"b"})),
-            (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+            (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (
+                json!({}),
+                json!({"a":{"bb":{"ccc":null}}}),
+                json!({"a":{"bb":{}}}),
+            ),
         ];
         for (mut target, patch, want) in cases {
             merge_patch(&mut target, &patch);

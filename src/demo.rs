@@ -87,7 +87,11 @@ impl fmt::Display for DemoSummary {
         writeln!(f, "  legacy     {left} dirty users left legacy, by reason:")?;
         for (reason, n, ids) in &self.failed {
             let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-            writeln!(f, "             {n:>9}  {reason} (e.g. users {})", ids.join(", "))?;
+            writeln!(
+                f,
+                "             {n:>9}  {reason} (e.g. users {})",
+                ids.join(", ")
+            )?;
         }
         write!(f, "  load time  {:.1} s", self.load_time.as_secs_f64())
     }
@@ -100,9 +104,10 @@ pub async fn run(opts: &DemoOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> Re
         Some(url) => url.clone(),
         None => {
             tracing::info!("starting a throwaway PostgreSQL cluster");
-            cluster = tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default()))
-                .await
-                .map_err(|e| Error::Cluster(e.to_string()))??;
+            cluster =
+                tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default()))
+                    .await
+                    .map_err(|e| Error::Cluster(e.to_string()))??;
             cluster.url("postgres")
         }
     };
@@ -120,7 +125,11 @@ pub async fn run(opts: &DemoOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> Re
     result
 }
 
-async fn run_in(opts: &DemoOptions, url: &str, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<DemoSummary> {
+async fn run_in(
+    opts: &DemoOptions,
+    url: &str,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<DemoSummary> {
     let spec = example::spec();
     let client = connect(url).await?;
     let started = Instant::now();
@@ -143,7 +152,9 @@ async fn run_in(opts: &DemoOptions, url: &str, progress: &(dyn Fn(u64, u64) + Sy
                 if from > total {
                     return Ok::<_, Error>(());
                 }
-                let ids: Vec<i64> = (from..(from + batch).min(total + 1)).map(|i| i as i64).collect();
+                let ids: Vec<i64> = (from..(from + batch).min(total + 1))
+                    .map(|i| i as i64)
+                    .collect();
                 decant.migrate_batch(&ids).await?;
                 done.fetch_add(ids.len() as u64, Ordering::Relaxed);
             }
@@ -162,10 +173,7 @@ async fn run_in(opts: &DemoOptions, url: &str, progress: &(dyn Fn(u64, u64) + Sy
 
     // Verify every migrated user against the generator's original blob.
     let migrated_ids: Vec<i64> = client
-        .query(
-            "SELECT id FROM \"user\" WHERE migrated ORDER BY id",
-            &[],
-        )
+        .query("SELECT id FROM \"user\" WHERE migrated ORDER BY id", &[])
         .await
         .map_err(|e| Error::db("listing migrated users", e))?
         .iter()
@@ -182,7 +190,13 @@ async fn run_in(opts: &DemoOptions, url: &str, progress: &(dyn Fn(u64, u64) + Sy
     let mut rows = Vec::new();
     for (ti, t) in decant.spec().tables.iter().enumerate() {
         let n: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {}", schema::target_table(decant.spec(), ti)), &[])
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    schema::target_table(decant.spec(), ti)
+                ),
+                &[],
+            )
             .await
             .map_err(|e| Error::db("counting rows", e))?
             .get(0);
@@ -225,8 +239,8 @@ pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// The same server, another database.
-pub(crate) fn with_dbname(url: &str, db: &str) -> Result<String> {
+/// The same server as connection string `url`, another database.
+pub fn with_dbname(url: &str, db: &str) -> Result<String> {
     crate::db::parse_config(url)?;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let (base, query) = match url.split_once('?') {

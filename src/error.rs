@@ -52,7 +52,7 @@ pub enum Error {
     Setup(String),
 
     /// A database error, with the operation that failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", describe(source))]
     Db {
         /// What decant was doing.
         context: String,
@@ -78,6 +78,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The driver's error with the server's message, detail and hint.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} ({})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!("; hint: {h}"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
 }
 
 /// SQLSTATEs worth a retry: lock_not_available, serialization_failure,

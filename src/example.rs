@@ -58,17 +58,58 @@ impl Rng {
 }
 
 const MODES: [&str; 10] = [
-    "kidnap", "murder", "classic", "ranked_kidnap", "ranked_murder", "duo", "squad",
-    "tournament", "halloween_2022", "winter_2022",
+    "kidnap",
+    "murder",
+    "classic",
+    "ranked_kidnap",
+    "ranked_murder",
+    "duo",
+    "squad",
+    "tournament",
+    "halloween_2022",
+    "winter_2022",
 ];
 
 const STATS: [&str; 40] = [
-    "points", "gamesPlayed", "gamesWon", "gamesLost", "kills", "deaths", "assists",
-    "streak", "bestStreak", "timePlayedMs", "rescues", "kidnaps", "betrayals", "escapes",
-    "votesCast", "votesReceived", "itemsUsed", "itemsFound", "coinsEarned", "coinsSpent",
-    "quests", "questsFailed", "mvp", "firstBlood", "lastStanding", "revives", "traps",
-    "trapsDisarmed", "distanceWalked", "jumps", "emotes", "chatMessages", "reports",
-    "friendsInvited", "partiesJoined", "draws", "surrenders", "comebacks", "perfectGames",
+    "points",
+    "gamesPlayed",
+    "gamesWon",
+    "gamesLost",
+    "kills",
+    "deaths",
+    "assists",
+    "streak",
+    "bestStreak",
+    "timePlayedMs",
+    "rescues",
+    "kidnaps",
+    "betrayals",
+    "escapes",
+    "votesCast",
+    "votesReceived",
+    "itemsUsed",
+    "itemsFound",
+    "coinsEarned",
+    "coinsSpent",
+    "quests",
+    "questsFailed",
+    "mvp",
+    "firstBlood",
+    "lastStanding",
+    "revives",
+    "traps",
+    "trapsDisarmed",
+    "distanceWalked",
+    "jumps",
+    "emotes",
+    "chatMessages",
+    "reports",
+    "friendsInvited",
+    "partiesJoined",
+    "draws",
+    "surrenders",
+    "comebacks",
+    "perfectGames",
     "hoursOnline",
 ];
 
@@ -136,7 +177,10 @@ pub fn user(seed: u64, id: i64) -> GeneratedUser {
         );
         ach.insert("progress".into(), json!(rng.range(0, 100)));
         if rng.unit() < 0.1 {
-            ach.insert("tier".into(), json!(rng.pick(&["bronze", "silver", "gold"])));
+            ach.insert(
+                "tier".into(),
+                json!(rng.pick(&["bronze", "silver", "gold"])),
+            );
         }
         achievements.insert(format!("achievement_{a:03}"), Value::Object(ach));
     }
@@ -148,7 +192,10 @@ pub fn user(seed: u64, id: i64) -> GeneratedUser {
         bot.insert("level".into(), json!(rng.range(1, 60)));
         bot.insert("unlocked".into(), json!(rng.unit() < 0.8));
         if rng.unit() < 0.2 {
-            bot.insert("skin".into(), json!(rng.pick(&["red", "blue", "gold", "ghost"])));
+            bot.insert(
+                "skin".into(),
+                json!(rng.pick(&["red", "blue", "gold", "ghost"])),
+            );
         }
         bots.insert(format!("bot_{b:02}"), Value::Object(bot));
     }
@@ -159,16 +206,28 @@ pub fn user(seed: u64, id: i64) -> GeneratedUser {
 
     let mut pref = Map::new();
     pref.insert("sound".into(), json!(rng.unit() < 0.7));
-    pref.insert("theme".into(), json!(rng.pick(&["dark", "light", "system"])));
-    pref.insert("language".into(), json!(rng.pick(&["en", "de", "ne", "fr", "ja"])));
+    pref.insert(
+        "theme".into(),
+        json!(rng.pick(&["dark", "light", "system"])),
+    );
+    pref.insert(
+        "language".into(),
+        json!(rng.pick(&["en", "de", "ne", "fr", "ja"])),
+    );
     for i in 0..rng.range(2, 12) {
         pref.insert(format!("hint_{i}_seen"), json!(rng.unit() < 0.5));
     }
-    pref.insert("keybindings".into(), json!({"jump": "space", "crouch": "c"}));
+    pref.insert(
+        "keybindings".into(),
+        json!({"jump": "space", "crouch": "c"}),
+    );
 
     let mode = *rng.pick(&["kidnap", "murder", "classic"]);
     let mut marriage = Map::new();
-    marriage.insert("config".into(), json!({"mans": rng.range(1, 8), "mode": mode}));
+    marriage.insert(
+        "config".into(),
+        json!({"mans": rng.range(1, 8), "mode": mode}),
+    );
     marriage.insert("stats".into(), Value::Object(stats));
     marriage.insert("achievements".into(), Value::Object(achievements));
 
@@ -276,11 +335,22 @@ mod tests {
         sizes.sort();
         rows.sort();
         let median = sizes[sizes.len() / 2];
-        assert!((2_000..8_000).contains(&median), "median blob {median} bytes");
-        assert!(sizes[sizes.len() - 1] > 20_000, "no heavy tail: max {} median {median} p99 {}", sizes[sizes.len() - 1], sizes[sizes.len() * 99 / 100]);
+        assert!(
+            (2_000..8_000).contains(&median),
+            "median blob {median} bytes"
+        );
+        assert!(
+            sizes[sizes.len() - 1] > 20_000,
+            "no heavy tail: max {} median {median} p99 {}",
+            sizes[sizes.len() - 1],
+            sizes[sizes.len() * 99 / 100]
+        );
         assert!(sizes[sizes.len() - 1] < 60_000, "tail too heavy");
         let median_rows = rows[rows.len() / 2];
-        assert!((80..200).contains(&median_rows), "median rows {median_rows}");
+        assert!(
+            (80..200).contains(&median_rows),
+            "median rows {median_rows}"
+        );
         assert!((10..70).contains(&dirty), "{dirty} dirty of {n}");
     }
 }

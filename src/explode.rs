@@ -117,7 +117,9 @@ impl<'v> Walker<'_, 'v> {
         }
         let Value::Object(map) = v else {
             let problem = self.invalid(&self.spec.rules[node.first_rule], "expected an object", v);
-            return self.settle(node.strict, vec![problem]).map(|()| Some(v.clone()));
+            return self
+                .settle(node.strict, vec![problem])
+                .map(|()| Some(v.clone()));
         };
         if map.is_empty() {
             return Ok(Some(v.clone()));
@@ -213,7 +215,11 @@ impl<'v> Walker<'_, 'v> {
                     Ok(cv) => values[*ci] = cv,
                     Err(m) => {
                         let col = &table.columns[*ci].name;
-                        return whole_invalid(self.invalid(rule, &format!("key for `{col}`: {m}"), &Value::String((*key).to_string())));
+                        return whole_invalid(self.invalid(
+                            rule,
+                            &format!("key for `{col}`: {m}"),
+                            &Value::String((*key).to_string()),
+                        ));
                     }
                 }
             }
@@ -263,7 +269,11 @@ impl<'v> Walker<'_, 'v> {
                 for (jk, ci) in keys {
                     let col = &table.columns[*ci];
                     if col.not_null && values[*ci] == ColumnValue::Null && !kept.contains_key(jk) {
-                        return whole_invalid(self.invalid(rule, &format!("key `{jk}` is required"), v));
+                        return whole_invalid(self.invalid(
+                            rule,
+                            &format!("key `{jk}` is required"),
+                            v,
+                        ));
                     }
                 }
                 if !extra_map.is_empty() {
@@ -308,7 +318,10 @@ impl<'v> Walker<'_, 'v> {
         }
         let mut value = v.to_string();
         if value.len() > 120 {
-            let cut = (0..=117).rev().find(|&i| value.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=117)
+                .rev()
+                .find(|&i| value.is_char_boundary(i))
+                .unwrap_or(0);
             value.truncate(cut);
             value.push_str("...");
         }
@@ -388,7 +401,10 @@ pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value,
     for (path, mut items) in arrays {
         items.sort_by_key(|(p, _)| *p);
         if items.iter().enumerate().any(|(i, (p, _))| *p != i as i64) {
-            return Err(format!("array at {}: positions are not 0..n", path.join(".")));
+            return Err(format!(
+                "array at {}: positions are not 0..n",
+                path.join(".")
+            ));
         }
         insert_at(
             &mut root,
@@ -402,7 +418,9 @@ pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value,
 fn row_value(spec: &Spec, rule: &Rule, row: &Row) -> Result<Value, String> {
     let table = &spec.tables[rule.table];
     Ok(match &rule.kind {
-        RuleKind::Scalar { column } => value::to_json(table.columns[*column].ty, &row.values[*column]),
+        RuleKind::Scalar { column } => {
+            value::to_json(table.columns[*column].ty, &row.values[*column])
+        }
         RuleKind::Object { keys, extra } => {
             let mut map = Map::new();
             for (jk, ci) in keys {
@@ -431,7 +449,10 @@ fn insert_at(root: &mut Value, path: &[String], value: Value) -> Result<(), Stri
     let mut here = root;
     for (i, key) in path.iter().enumerate() {
         let Value::Object(map) = here else {
-            return Err(format!("at {}: a row lands inside a non-object", path[..i].join(".")));
+            return Err(format!(
+                "at {}: a row lands inside a non-object",
+                path[..i].join(".")
+            ));
         };
         if i + 1 == path.len() {
             match map.get_mut(key) {
@@ -526,8 +547,15 @@ mod tests {
             json!({"legacyCoins": 5, "marriage": {"stats": {}, "oldStats": {"a": 1}},
                    "bots": {"selected": []}, "pref": {}})
         );
-        let bot = e.rows.iter().find(|r| r.table == spec.table("user_bot").unwrap()).unwrap();
-        assert_eq!(bot.values[1], ColumnValue::Json(json!({"skin": "red", "unlocked": null})));
+        let bot = e
+            .rows
+            .iter()
+            .find(|r| r.table == spec.table("user_bot").unwrap())
+            .unwrap();
+        assert_eq!(
+            bot.values[1],
+            ColumnValue::Json(json!({"skin": "red", "unlocked": null}))
+        );
     }
 
     #[test]
@@ -541,10 +569,16 @@ mod tests {
         assert_eq!(e.value, "-3");
         let blob = json!({"marriage": {"stats": {"kidnap": {"points": "113"}}}});
         let e = explode(&spec, &blob).unwrap_err();
-        assert!(e.to_string().contains("expected a number, got \"113\""), "{e}");
+        assert!(
+            e.to_string().contains("expected a number, got \"113\""),
+            "{e}"
+        );
         let blob = json!({"marriage": {"stats": null}});
         let e = explode(&spec, &blob).unwrap_err();
-        assert_eq!((e.path.as_str(), e.expected.as_str()), ("$.marriage.stats", "expected an object"));
+        assert_eq!(
+            (e.path.as_str(), e.expected.as_str()),
+            ("$.marriage.stats", "expected an object")
+        );
         let blob = json!({"marriage": {"config": {"mode": "zombie"}}});
         let e = explode(&spec, &blob).unwrap_err();
         assert_eq!(e.path, "$.marriage.config.mode");
@@ -557,7 +591,10 @@ mod tests {
         let blob = json!({"bots": {"selected": ["a", 7], "b1": {"level": 500, "unlocked": true}}});
         let e = round_trip(&spec, &blob);
         assert_eq!(e.warnings.len(), 2, "{:?}", e.warnings);
-        assert_eq!(e.residual, json!({"bots": {"selected": ["a", 7], "b1": {"level": 500}}}));
+        assert_eq!(
+            e.residual,
+            json!({"bots": {"selected": ["a", 7], "b1": {"level": 500}}})
+        );
     }
 
     #[test]
@@ -642,17 +679,13 @@ mod tests {
     /// Blobs shaped like the game's, with generated keys and values in every
     /// place (valid or not) and arbitrary JSON sprinkled in.
     fn game_blob() -> impl Strategy<Value = Value> {
-        let stat_value = prop_oneof![4 => (0u32..100_000).prop_map(Value::from), 1 => number(), 1 => leaf()];
+        let stat_value =
+            prop_oneof![4 => (0u32..100_000).prop_map(Value::from), 1 => number(), 1 => leaf()];
         let stats = prop::collection::vec(
             (key(), prop::collection::vec((key(), stat_value), 0..4)),
             0..4,
         )
-        .prop_map(|modes| {
-            obj(modes
-                .into_iter()
-                .map(|(m, s)| (m, obj(s)))
-                .collect())
-        });
+        .prop_map(|modes| obj(modes.into_iter().map(|(m, s)| (m, obj(s))).collect()));
         let achievement = (
             prop::option::of(prop_oneof![number(), leaf()]),
             prop::option::of(prop_oneof![(0u32..10).prop_map(Value::from), leaf()]),
@@ -667,7 +700,8 @@ mod tests {
                 }
                 obj(rest)
             });
-        let achievements = prop::collection::vec((key(), prop_oneof![4 => achievement, 1 => leaf()]), 0..3);
+        let achievements =
+            prop::collection::vec((key(), prop_oneof![4 => achievement, 1 => leaf()]), 0..3);
         let bot = (
             prop::option::of(prop_oneof![(0u32..120).prop_map(Value::from), leaf()]),
             prop::option::of(leaf()),
@@ -683,10 +717,14 @@ mod tests {
                 obj(rest)
             });
         let selected = prop_oneof![
-            prop::collection::vec("[a-z_0-9]{1,6}".prop_map(Value::String), 0..5).prop_map(Value::Array),
+            prop::collection::vec("[a-z_0-9]{1,6}".prop_map(Value::String), 0..5)
+                .prop_map(Value::Array),
             any_json(),
         ];
-        let bots = (prop::collection::vec((key(), bot), 0..3), prop::option::of(selected))
+        let bots = (
+            prop::collection::vec((key(), bot), 0..3),
+            prop::option::of(selected),
+        )
             .prop_map(|(mut b, s)| {
                 if let Some(s) = s {
                     b.push(("selected".into(), s));
@@ -694,9 +732,15 @@ mod tests {
                 obj(b)
             });
         let config = prop_oneof![
-            (prop::option::of(leaf()), prop::option::of(prop_oneof![
-                Just(json!("kidnap")), Just(json!("zombie")), leaf()
-            ]), prop::collection::vec((key(), any_json()), 0..2))
+            (
+                prop::option::of(leaf()),
+                prop::option::of(prop_oneof![
+                    Just(json!("kidnap")),
+                    Just(json!("zombie")),
+                    leaf()
+                ]),
+                prop::collection::vec((key(), any_json()), 0..2)
+            )
                 .prop_map(|(mans, mode, mut rest)| {
                     if let Some(m) = mans {
                         rest.push(("mans".into(), m));

@@ -27,3 +27,8 @@ pub use error::{Error, Result};
 pub use explode::{Exploded, Invalid, Row, explode, explode_lenient, reconstruct};
 pub use migrate::{BatchReport, Failure, LockWait, Migrated};
 pub use spec::Spec;
+
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

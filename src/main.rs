@@ -7,7 +7,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "decant", version, about = "Migrate a PostgreSQL jsonb blob column into normalized tables, online, user by user")]
+#[command(
+    name = "decant",
+    version,
+    about = "Migrate a PostgreSQL jsonb blob column into normalized tables, online, user by user"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -53,7 +53,9 @@ impl Failure {
     /// The failure without user-specific detail, to group users by.
     pub fn reason(&self) -> String {
         match &self.error {
-            Error::Invalid { invalid, .. } => format!("rule `{}`: {}", invalid.rule, invalid.expected),
+            Error::Invalid { invalid, .. } => {
+                format!("rule `{}`: {}", invalid.rule, invalid.expected)
+            }
             Error::Verification { .. } => "verification failed".into(),
             other => match other.sqlstate() {
                 Some(code) => format!("database error {code}"),
@@ -110,7 +112,10 @@ pub(crate) async fn migrate_batch(
         }
         Err(e) => {
             // one user, a fatal database error: record it, the user stays legacy
-            let failure = Failure { user: ids[0], error: e };
+            let failure = Failure {
+                user: ids[0],
+                error: e,
+            };
             record_failures(store, client, std::slice::from_ref(&failure)).await?;
             Ok(BatchReport {
                 failed: vec![failure],
@@ -153,7 +158,9 @@ pub(crate) async fn migrate_locked(
     let spec = &store.spec;
     let mut report = BatchReport::default();
     let present: std::collections::HashSet<i64> = locked.iter().map(|l| l.id).collect();
-    report.skipped.extend(ids.iter().filter(|id| !present.contains(id)));
+    report
+        .skipped
+        .extend(ids.iter().filter(|id| !present.contains(id)));
 
     let mut todo: Vec<(Locked, Exploded)> = Vec::with_capacity(locked.len());
     for l in locked {
@@ -165,7 +172,10 @@ pub(crate) async fn migrate_locked(
             Ok(e) => todo.push((l, e)),
             Err(invalid) => report.failed.push(Failure {
                 user: l.id,
-                error: Error::Invalid { user: l.id, invalid },
+                error: Error::Invalid {
+                    user: l.id,
+                    invalid,
+                },
             }),
         }
     }
@@ -189,7 +199,10 @@ pub(crate) async fn migrate_locked(
         match problem {
             None if back.len() == e.rows.len() => true,
             None => {
-                bad.push((l.id, format!("{} rows written, {} read back", e.rows.len(), back.len())));
+                bad.push((
+                    l.id,
+                    format!("{} rows written, {} read back", e.rows.len(), back.len()),
+                ));
                 false
             }
             Some(detail) => {
@@ -210,7 +223,10 @@ pub(crate) async fn migrate_locked(
         }
     }
 
-    let blobs: Vec<(i64, &Value, bool)> = todo.iter().map(|(l, e)| (l.id, &e.residual, true)).collect();
+    let blobs: Vec<(i64, &Value, bool)> = todo
+        .iter()
+        .map(|(l, e)| (l.id, &e.residual, true))
+        .collect();
     store.write_blobs(tx, &blobs).await?;
     if !todo.is_empty() {
         let ids: Vec<i64> = todo.iter().map(|(l, _)| l.id).collect();
@@ -218,7 +234,12 @@ pub(crate) async fn migrate_locked(
             .iter()
             .map(|(_, e)| {
                 (!e.warnings.is_empty()).then(|| {
-                    Value::Array(e.warnings.iter().map(|w| Value::String(w.to_string())).collect())
+                    Value::Array(
+                        e.warnings
+                            .iter()
+                            .map(|w| Value::String(w.to_string()))
+                            .collect(),
+                    )
                 })
             })
             .collect();

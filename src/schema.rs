@@ -10,7 +10,11 @@ pub const OWN_OBJECTS: &str = include_str!("../sql/decant.sql");
 
 /// `"schema"."table"` of the source table.
 pub fn source_table(spec: &Spec) -> String {
-    format!("{}.{}", quote(&spec.source.schema), quote(&spec.source.table))
+    format!(
+        "{}.{}",
+        quote(&spec.source.schema),
+        quote(&spec.source.table)
+    )
 }
 
 /// `"schema"."table"` of a target table.
@@ -144,5 +148,7 @@ pub async fn init(client: &Client, spec: &Spec) -> Result<()> {
 }
 
 fn first_line(s: &str) -> &str {
-    s.lines().find(|l| !l.trim().is_empty() && !l.starts_with("--")).unwrap_or(s)
+    s.lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("--"))
+        .unwrap_or(s)
 }

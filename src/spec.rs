@@ -393,7 +393,12 @@ fn parse_named(text: &str, file: &Path) -> Result<Spec> {
     for (name, t) in &raw.tables {
         // a table's place is that of its first column (toml cannot span a
         // table declared through a dotted header)
-        let at = t.columns.values().next().map(|c| c.span().start).unwrap_or(0);
+        let at = t
+            .columns
+            .values()
+            .next()
+            .map(|c| c.span().start)
+            .unwrap_or(0);
         check_ident(name).map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
         let user_column = t.user_column.clone().unwrap_or_else(|| "user_id".into());
         check_ident(&user_column)
@@ -404,9 +409,9 @@ fn parse_named(text: &str, file: &Path) -> Result<Spec> {
             let err = |m: String| cx.err(cat, format!("table `{name}` column `{cname}`: {m}"));
             check_ident(cname).map_err(&err)?;
             if *cname == user_column {
-                return Err(err(format!(
-                    "is the user id column; it is added by decant, do not declare it"
-                )));
+                return Err(err(
+                    "is the user id column; it is added by decant, do not declare it".into(),
+                ));
             }
             columns.push(column(cname, raw_col.get_ref()).map_err(&err)?);
         }
@@ -431,12 +436,15 @@ fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         if !names.insert(r.name.clone()) {
             return Err(err("another rule has the same name".into()));
         }
-        let table_idx = tables.iter().position(|t| t.name == r.table).ok_or_else(|| {
-            err(format!(
-                "table `{}` is not declared under [tables]",
-                r.table
-            ))
-        })?;
+        let table_idx = tables
+            .iter()
+            .position(|t| t.name == r.table)
+            .ok_or_else(|| {
+                err(format!(
+                    "table `{}` is not declared under [tables]",
+                    r.table
+                ))
+            })?;
         let table = &tables[table_idx];
         let col = |c: &str, role: &str| {
             table.column(c).ok_or_else(|| {
@@ -471,7 +479,9 @@ fn parse_named(text: &str, file: &Path) -> Result<Spec> {
                     table.columns[i].ty,
                     ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8
                 ) {
-                    return Err(err(format!("position column `{c}` must be an integer type")));
+                    return Err(err(format!(
+                        "position column `{c}` must be an integer type"
+                    )));
                 }
                 if !used.insert(i) {
                     return Err(err(format!("column `{c}` is used twice")));
@@ -511,10 +521,15 @@ fn parse_named(text: &str, file: &Path) -> Result<Spec> {
                 RuleKind::Object { keys: ks, extra }
             }
             (Some(_), Some(_)) => {
-                return Err(err("give either `value` (a scalar) or `keys` (an object), not both".into()));
+                return Err(err(
+                    "give either `value` (a scalar) or `keys` (an object), not both".into(),
+                ));
             }
             (None, None) => {
-                return Err(err("give `value` (the column of a scalar) or `keys` (object keys to columns)".into()));
+                return Err(err(
+                    "give `value` (the column of a scalar) or `keys` (object keys to columns)"
+                        .into(),
+                ));
             }
         };
         let mut constants = Vec::new();
@@ -761,16 +776,22 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
             max_length: f.max_length,
         },
     };
-    let ty = ColumnType::parse(&full.ty)
-        .ok_or_else(|| format!("unknown type `{}`; known types: {}", full.ty, ColumnType::NAMES))?;
-    let bound = |v: &Option<toml::Value>, what: &str| -> std::result::Result<Option<Canonical>, String> {
-        match v {
-            None => Ok(None),
-            Some(toml::Value::Integer(i)) => Ok(value::canonical_number(&i.to_string())),
-            Some(toml::Value::Float(f)) => Ok(value::canonical_number(&f.to_string())),
-            Some(other) => Err(format!("{what} must be a number, not {other}")),
-        }
-    };
+    let ty = ColumnType::parse(&full.ty).ok_or_else(|| {
+        format!(
+            "unknown type `{}`; known types: {}",
+            full.ty,
+            ColumnType::NAMES
+        )
+    })?;
+    let bound =
+        |v: &Option<toml::Value>, what: &str| -> std::result::Result<Option<Canonical>, String> {
+            match v {
+                None => Ok(None),
+                Some(toml::Value::Integer(i)) => Ok(value::canonical_number(&i.to_string())),
+                Some(toml::Value::Float(f)) => Ok(value::canonical_number(&f.to_string())),
+                Some(other) => Err(format!("{what} must be a number, not {other}")),
+            }
+        };
     let min = bound(&full.min, "min")?;
     let max = bound(&full.max, "max")?;
     let numeric = matches!(
@@ -786,7 +807,10 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
         return Err(format!("min/max apply to numbers, not to {}", full.ty));
     }
     if (full.values.is_some() || full.max_length.is_some()) && ty != ColumnType::Text {
-        return Err(format!("values/max_length apply to text, not to {}", full.ty));
+        return Err(format!(
+            "values/max_length apply to text, not to {}",
+            full.ty
+        ));
     }
     Ok(Column {
         name: name.to_string(),
@@ -926,7 +950,11 @@ mod tests {
         let spec = Spec::parse(GAME).unwrap();
         assert_eq!(spec.source.table, "user");
         let stat = &spec.tables[spec.table("user_statistic").unwrap()];
-        let key: Vec<&str> = stat.key.iter().map(|&i| stat.columns[i].name.as_str()).collect();
+        let key: Vec<&str> = stat
+            .key
+            .iter()
+            .map(|&i| stat.columns[i].name.as_str())
+            .collect();
         assert_eq!(key, ["mode", "statistic_id"]);
         assert!(spec.rules.len() >= 7);
     }
@@ -985,12 +1013,16 @@ v = "int8"
              [[rules]]\nname = \"inner\"\npath = \"s.{{k}}\"\ntable = \"t\"\nvalue = \"v\"\n"
         );
         let (_, msg) = spec_err(&text);
-        assert!(msg.contains("rule `inner`") && msg.contains("whole"), "{msg}");
+        assert!(
+            msg.contains("rule `inner`") && msg.contains("whole"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_type_is_refused_with_its_line() {
-        let text = "[source]\ntable = \"user\"\n\n[tables.t.columns]\nk = \"text\"\nv = \"integer64\"\n";
+        let text =
+            "[source]\ntable = \"user\"\n\n[tables.t.columns]\nk = \"text\"\nv = \"integer64\"\n";
         let (line, msg) = spec_err(text);
         assert_eq!(line, 6, "{msg}");
         assert!(msg.contains("unknown type `integer64`"), "{msg}");
@@ -1004,7 +1036,10 @@ v = "int8"
             "{BASE}\n[[rules]]\nname = \"r\"\npath = \"s.{{k-1}}\"\ntable = \"t\"\nvalue = \"v\"\n"
         );
         let (line, msg) = spec_err(&text);
-        assert!(msg.contains("rule `r`") && msg.contains("not a valid name"), "{msg}");
+        assert!(
+            msg.contains("rule `r`") && msg.contains("not a valid name"),
+            "{msg}"
+        );
         assert_eq!(line, 9);
     }
 

@@ -57,7 +57,9 @@ impl Store {
             "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) \
              ORDER BY {id} FOR NO KEY UPDATE"
         );
-        let tables = (0..spec.tables.len()).map(|ti| table_sql(&spec, ti)).collect();
+        let tables = (0..spec.tables.len())
+            .map(|ti| table_sql(&spec, ti))
+            .collect();
         Store {
             lock_skip: format!("{lock} SKIP LOCKED"),
             lock_wait: lock,
@@ -91,7 +93,11 @@ impl Store {
     /// Locks the source rows of `ids` (in id order, so concurrent lockers
     /// cannot deadlock); with `skip`, rows locked elsewhere are left out.
     pub async fn lock(&self, tx: &Transaction<'_>, ids: &[i64], skip: bool) -> Result<Vec<Locked>> {
-        let sql = if skip { &self.lock_skip } else { &self.lock_wait };
+        let sql = if skip {
+            &self.lock_skip
+        } else {
+            &self.lock_wait
+        };
         let stmt = tx
             .prepare_cached(sql)
             .await
@@ -111,16 +117,25 @@ impl Store {
     }
 
     /// Writes blobs and flags: `(id, blob, migrated)`.
-    pub async fn write_blobs(&self, tx: &Transaction<'_>, items: &[(i64, &Value, bool)]) -> Result<()> {
+    pub async fn write_blobs(
+        &self,
+        tx: &Transaction<'_>,
+        items: &[(i64, &Value, bool)],
+    ) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
         let blobs: Vec<&Value> = items.iter().map(|i| i.1).collect();
         let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
-        self.exec(tx, &self.write_blobs, &[&ids, &blobs, &flags], "writing blobs")
-            .await
-            .map(drop)
+        self.exec(
+            tx,
+            &self.write_blobs,
+            &[&ids, &blobs, &flags],
+            "writing blobs",
+        )
+        .await
+        .map(drop)
     }
 
     async fn exec(
@@ -144,35 +159,63 @@ impl Store {
         self.write_rows(tx, rows, false).await
     }
 
-    async fn write_rows(&self, tx: &Transaction<'_>, rows: &[(i64, &Row)], upsert: bool) -> Result<()> {
+    async fn write_rows(
+        &self,
+        tx: &Transaction<'_>,
+        rows: &[(i64, &Row)],
+        upsert: bool,
+    ) -> Result<()> {
         let mut by_table: Vec<Vec<(i64, &Row)>> = vec![Vec::new(); self.spec.tables.len()];
         for &(u, r) in rows {
             by_table[r.table].push((u, r));
         }
-        let work = by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()).map(|(ti, rs)| {
-            let table = &self.spec.tables[ti];
-            let mut params: Vec<Param> = vec![Box::new(rs.iter().map(|(u, _)| *u).collect::<Vec<i64>>())];
-            for (ci, c) in table.columns.iter().enumerate() {
-                params.push(bind(c.ty, rs.iter().map(|(_, r)| &r.values[ci])));
-            }
-            let sql = if upsert { &self.tables[ti].upsert } else { &self.tables[ti].insert };
-            async move {
-                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-                self.exec(tx, sql, &refs, &format!("writing rows of table {}", table.name)).await
-            }
-        });
+        let work = by_table
+            .iter()
+            .enumerate()
+            .filter(|(_, rs)| !rs.is_empty())
+            .map(|(ti, rs)| {
+                let table = &self.spec.tables[ti];
+                let mut params: Vec<Param> =
+                    vec![Box::new(rs.iter().map(|(u, _)| *u).collect::<Vec<i64>>())];
+                for (ci, c) in table.columns.iter().enumerate() {
+                    params.push(bind(c.ty, rs.iter().map(|(_, r)| &r.values[ci])));
+                }
+                let sql = if upsert {
+                    &self.tables[ti].upsert
+                } else {
+                    &self.tables[ti].insert
+                };
+                async move {
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        params.iter().map(|p| p.as_ref() as _).collect();
+                    self.exec(
+                        tx,
+                        sql,
+                        &refs,
+                        &format!("writing rows of table {}", table.name),
+                    )
+                    .await
+                }
+            });
         try_join_all(work).await.map(drop)
     }
 
     /// Reads every row of `users`, grouped by user.
-    pub async fn read_rows(&self, tx: &Transaction<'_>, users: &[i64]) -> Result<HashMap<i64, Vec<Row>>> {
+    pub async fn read_rows(
+        &self,
+        tx: &Transaction<'_>,
+        users: &[i64],
+    ) -> Result<HashMap<i64, Vec<Row>>> {
         let work = self.tables.iter().enumerate().map(|(ti, t)| async move {
             let stmt = tx
                 .prepare_cached(&t.select)
                 .await
                 .map_err(|e| Error::db("preparing a read", e))?;
             let rows = tx.query(&stmt, &[&users]).await.map_err(|e| {
-                Error::db(format!("reading rows of table {}", self.spec.tables[ti].name), e)
+                Error::db(
+                    format!("reading rows of table {}", self.spec.tables[ti].name),
+                    e,
+                )
             })?;
             Ok::<_, Error>((ti, rows))
         });
@@ -195,19 +238,31 @@ impl Store {
 
     /// Deletes every row of `users` from every table.
     pub async fn delete_rows(&self, tx: &Transaction<'_>, users: &[i64]) -> Result<()> {
-        let work = self
-            .tables
-            .iter()
-            .map(|t| async move { self.exec(tx, &t.delete_users, &[&users], "deleting rows").await });
+        let work = self.tables.iter().map(|t| async move {
+            self.exec(tx, &t.delete_users, &[&users], "deleting rows")
+                .await
+        });
         try_join_all(work).await.map(drop)
     }
 
     /// Makes one user's rows equal `new` given that they are `old` now:
     /// upserts rows that are new or changed, deletes rows that are gone.
-    pub async fn write_diff(&self, tx: &Transaction<'_>, user: i64, old: &[Row], new: &[Row]) -> Result<()> {
+    pub async fn write_diff(
+        &self,
+        tx: &Transaction<'_>,
+        user: i64,
+        old: &[Row],
+        new: &[Row],
+    ) -> Result<()> {
         let key = |r: &Row| {
             let t = &self.spec.tables[r.table];
-            (r.table, t.key.iter().map(|&ci| r.values[ci].key_text()).collect::<Vec<_>>())
+            (
+                r.table,
+                t.key
+                    .iter()
+                    .map(|&ci| r.values[ci].key_text())
+                    .collect::<Vec<_>>(),
+            )
         };
         let old_by_key: HashMap<_, &Row> = old.iter().map(|r| (key(r), r)).collect();
         let new_keys: std::collections::HashSet<_> = new.iter().map(key).collect();
@@ -232,9 +287,13 @@ impl Store {
                 let (sql, params) = match &self.tables[ti].delete_keys {
                     Some(sql) => (sql, params),
                     // a table keyed by the user alone: its one row is gone
-                    None => (&self.tables[ti].delete_users, vec![Box::new(vec![user]) as Param]),
+                    None => (
+                        &self.tables[ti].delete_users,
+                        vec![Box::new(vec![user]) as Param],
+                    ),
                 };
-                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p.as_ref() as _).collect();
                 self.exec(tx, sql, &refs, "deleting removed rows").await?;
             }
         }
@@ -247,7 +306,10 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
     let name = target_table(spec, ti);
     let user = quote(&t.user_column);
     let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
-    let all_cols = std::iter::once(user.clone()).chain(cols.iter().cloned()).collect::<Vec<_>>().join(", ");
+    let all_cols = std::iter::once(user.clone())
+        .chain(cols.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(", ");
     let params: Vec<String> = t
         .columns
         .iter()
@@ -259,7 +321,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
         .columns
         .iter()
         .zip(&aliases)
-        .map(|(c, a)| c.ty.from_wire(a))
+        .map(|(c, a)| c.ty.wire_to_column(a))
         .collect();
     let insert = format!(
         "INSERT INTO {name} ({all_cols}) SELECT u, {} FROM unnest($1::bigint[], {}) AS v(u, {})",
@@ -287,7 +349,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
         "SELECT {user}, {} FROM {name} WHERE {user} = ANY($1::bigint[])",
         t.columns
             .iter()
-            .map(|c| c.ty.to_wire(&quote(&c.name)))
+            .map(|c| c.ty.column_to_wire(&quote(&c.name)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -303,7 +365,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
             .key
             .iter()
             .enumerate()
-            .map(|(i, &ci)| t.columns[ci].ty.from_wire(&format!("k{i}")))
+            .map(|(i, &ci)| t.columns[ci].ty.wire_to_column(&format!("k{i}")))
             .collect();
         let ks: Vec<String> = (0..t.key.len()).map(|i| format!("k{i}")).collect();
         format!(
@@ -369,7 +431,11 @@ fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> ColumnValue {
 // supported server version (extract(epoch) is a double before PG 14).
 fn micros_to_time(us: i64) -> SystemTime {
     let d = Duration::from_micros(us.unsigned_abs());
-    if us >= 0 { UNIX_EPOCH + d } else { UNIX_EPOCH - d }
+    if us >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
 }
 
 fn time_to_micros(t: SystemTime) -> i64 {

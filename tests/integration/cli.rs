@@ -1,0 +1,111 @@
+use crate::harness::{TestDb, is_migrated};
+use std::process::Command;
+
+fn decant(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decant"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL");
+    if let Some(url) = url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("decant-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn schema_init_migrate_rollback_from_the_command_line() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    decant::example::load(&client, 20, 1).await.unwrap();
+    let dir = temp_dir("flow");
+    std::fs::write(dir.join("decant.toml"), decant::example::SPEC).unwrap();
+
+    let (ok, out, err) = decant(&["schema"], None, &dir);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("CREATE TABLE IF NOT EXISTS \"public\".\"user_statistic\""),
+        "{out}"
+    );
+
+    let (ok, out, err) = decant(&["init"], Some(&db.url), &dir);
+    assert!(ok, "{err}");
+    assert!(out.contains("initialized"));
+
+    let (ok, out, err) = decant(&["migrate", "--user", "2"], Some(&db.url), &dir);
+    assert!(ok, "{err}");
+    assert!(out.contains("user 2: migrated"), "{out}");
+    assert!(is_migrated(&client, 2).await);
+
+    let (ok, out, err) = decant(&["rollback", "--user", "2"], Some(&db.url), &dir);
+    assert!(ok, "{err}");
+    assert!(out.contains("user 2: rolled back"), "{out}");
+    assert!(!is_migrated(&client, 2).await);
+
+    let (ok, _, err) = decant(&["migrate", "--user", "424242"], Some(&db.url), &dir);
+    assert!(!ok);
+    assert!(err.contains("error: user 424242: no such user"), "{err}");
+
+    let dirty = (1..=20).find(|&i| decant::example::user(1, i).dirt.is_some());
+    if let Some(dirty) = dirty {
+        let (ok, _, err) = decant(
+            &["migrate", "--user", &dirty.to_string()],
+            Some(&db.url),
+            &dir,
+        );
+        assert!(!ok);
+        assert!(
+            err.contains("rule `") && err.contains("stays legacy"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error() {
+    let dir = temp_dir("bad");
+    let (ok, _, err) = decant(&["schema"], None, &dir);
+    assert!(!ok);
+    assert!(
+        err.contains("decant.toml") && err.contains("No such file"),
+        "{err}"
+    );
+
+    let broken =
+        decant::example::SPEC.replace("type = \"int4\", min = 0", "type = \"int44\", min = 0");
+    std::fs::write(dir.join("decant.toml"), &broken).unwrap();
+    let line = broken.lines().position(|l| l.contains("int44")).unwrap() + 1;
+    let (ok, _, err) = decant(&["schema"], None, &dir);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "decant.toml:{line}: table `user_achievement` column `progress`: unknown type `int44`"
+        )),
+        "{err}"
+    );
+
+    std::fs::write(dir.join("decant.toml"), decant::example::SPEC).unwrap();
+    let (ok, _, err) = decant(&["init"], None, &dir);
+    assert!(!ok);
+    assert!(err.contains("no database"), "{err}");
+    let (ok, _, err) = decant(
+        &["init"],
+        Some("postgres://x:y@localhost:notaport/db"),
+        &dir,
+    );
+    assert!(!ok);
+    assert!(err.contains("bad connection string"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,169 @@
+//! The test harness: one server per test run, one fresh database per test,
+//! dropped when the test ends (pass or fail).
+
+use decant::cluster::{ClusterOptions, TempCluster};
+use decant::{Decant, Spec};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+struct Server {
+    /// Connection string to the maintenance database.
+    admin_url: String,
+    // Kept for the whole run; its watchdog removes it when the test
+    // process exits, since statics are never dropped.
+    _cluster: Option<TempCluster>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) => Server {
+            admin_url: url,
+            _cluster: None,
+        },
+        Err(_) => {
+            let cluster = TempCluster::start(&ClusterOptions {
+                max_connections: 300,
+                ..ClusterOptions::default()
+            })
+            .expect("starting a throwaway PostgreSQL cluster (or set DATABASE_URL)");
+            Server {
+                admin_url: cluster.url("postgres"),
+                _cluster: Some(cluster),
+            }
+        }
+    })
+}
+
+/// A fresh database for one test.
+pub struct TestDb {
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let server = tokio::task::spawn_blocking(server).await.unwrap();
+        let name = format!(
+            "decant_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect(&server.admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("creating the test database");
+        let url = decant::demo::with_dbname(&server.admin_url, &name).unwrap();
+        TestDb { url, name }
+    }
+
+    /// A plain connection to this database.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    /// This database with the game's table, `users` generated users (seed
+    /// 1), decant initialized, and a handle on it.
+    pub async fn game(&self, users: i64) -> Decant {
+        let client = self.client().await;
+        decant::example::load(&client, users, 1).await.unwrap();
+        let spec = decant::example::spec();
+        decant::schema::init(&client, &spec).await.unwrap();
+        Decant::connect(&self.url, spec, 8).unwrap()
+    }
+
+    /// A handle on this database with the given spec text.
+    pub fn decant_with(&self, spec_text: &str, pool: usize) -> Decant {
+        Decant::connect(&self.url, Spec::parse(spec_text).unwrap(), pool).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = server().admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let admin = connect(&admin_url).await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test server: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The migrated flag of a user.
+pub async fn is_migrated(client: &tokio_postgres::Client, user: i64) -> bool {
+    client
+        .query_one("SELECT migrated FROM \"user\" WHERE id = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The raw blob column of a user.
+pub async fn raw_blob(client: &tokio_postgres::Client, user: i64) -> serde_json::Value {
+    client
+        .query_one("SELECT data FROM \"user\" WHERE id = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Rows of a user across every target table of the game spec.
+pub async fn row_count(client: &tokio_postgres::Client, user: i64) -> i64 {
+    let mut n = 0;
+    for t in [
+        "user_statistic",
+        "user_achievement",
+        "user_bot",
+        "user_selected_bot",
+        "user_preference",
+        "user_config",
+    ] {
+        let c: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {t} WHERE user_id = $1"),
+                &[&user],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n += c;
+    }
+    n
+}
+
+/// The first generated user (seed 1) without dirt.
+pub fn clean_user() -> i64 {
+    (1..)
+        .find(|&i| decant::example::user(1, i).dirt.is_none())
+        .unwrap()
+}
+
+/// The first generated user (seed 1) with dirt, among the first `users`.
+pub fn dirty_user(users: i64) -> i64 {
+    (1..=users)
+        .find(|&i| decant::example::user(1, i).dirt.is_some())
+        .expect("a dirty user among the generated ones")
+}

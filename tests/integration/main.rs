@@ -1,0 +1,11 @@
+//! Integration tests against a real PostgreSQL: the server in DATABASE_URL,
+//! or one throwaway cluster started once for the whole run. Each test gets
+//! its own database.
+
+mod harness;
+
+mod cli;
+mod compat;
+mod concurrency;
+mod migrate;
+mod schema;

@@ -1,0 +1,312 @@
+use crate::harness::{TestDb, clean_user, dirty_user, is_migrated, raw_blob, row_count};
+use decant::value::json_eq;
+use decant::{Error, explode};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn migrating_a_user_writes_rows_residual_flag_and_state() {
+    let db = TestDb::new().await;
+    let decant = db.game(200).await;
+    let client = db.client().await;
+    // a clean user with deprecated keys, which must stay in the residual
+    let id = (1..=200)
+        .find(|&i| {
+            let u = decant::example::user(1, i);
+            u.dirt.is_none() && u.blob.get("legacyCoins").is_some()
+        })
+        .unwrap();
+    let original = raw_blob(&client, id).await;
+    let exploded = explode(decant.spec(), &original).unwrap();
+
+    let report = decant.migrate_user(id).await.unwrap();
+    assert_eq!(report.migrated.len(), 1);
+    assert_eq!(report.migrated[0].rows, exploded.rows.len());
+    assert!(is_migrated(&client, id).await);
+    assert_eq!(row_count(&client, id).await, exploded.rows.len() as i64);
+    let residual = raw_blob(&client, id).await;
+    assert_eq!(residual, exploded.residual);
+    assert!(residual.get("legacyCoins").is_some());
+    assert!(
+        residual.get("marriage").is_none(),
+        "claimed data left the blob: {residual}"
+    );
+    let state = client
+        .query_one("SELECT state, attempts, migrated_at IS NOT NULL FROM decant.user_state WHERE user_id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(state.get::<_, String>(0), "migrated");
+    assert_eq!(state.get::<_, i32>(1), 0);
+    assert!(state.get::<_, bool>(2));
+    assert!(json_eq(&decant.load(id).await.unwrap(), &original));
+
+    // a second migration is a no-op
+    let again = decant.migrate_user(id).await.unwrap();
+    assert_eq!(again.skipped, [id]);
+    assert_eq!(row_count(&client, id).await, exploded.rows.len() as i64);
+}
+
+#[tokio::test]
+async fn a_dirty_user_fails_precisely_and_stays_legacy() {
+    let db = TestDb::new().await;
+    let decant = db.game(300).await;
+    let client = db.client().await;
+    let dirty = dirty_user(300);
+    let original = raw_blob(&client, dirty).await;
+    for attempt in 1..=2 {
+        let report = decant.migrate_user(dirty).await.unwrap();
+        assert!(report.migrated.is_empty());
+        let failure = &report.failed[0];
+        let msg = failure.error.to_string();
+        assert!(msg.starts_with(&format!("user {dirty}: rule `")), "{msg}");
+        assert!(msg.contains(" at $."), "names the JSON path: {msg}");
+        assert!(matches!(failure.error, Error::Invalid { .. }));
+        let state = client
+            .query_one(
+                "SELECT state, attempts, last_error FROM decant.user_state WHERE user_id = $1",
+                &[&dirty],
+            )
+            .await
+            .unwrap();
+        assert_eq!(state.get::<_, String>(0), "failed");
+        assert_eq!(state.get::<_, i32>(1), attempt);
+        assert_eq!(state.get::<_, String>(2), msg);
+    }
+    assert!(!is_migrated(&client, dirty).await);
+    assert_eq!(raw_blob(&client, dirty).await, original);
+    assert_eq!(row_count(&client, dirty).await, 0);
+    // the user stays usable through the compatibility layer
+    let patched = decant
+        .patch(dirty, &json!({"pref": {"sound": false}}))
+        .await
+        .unwrap();
+    assert_eq!(patched["pref"]["sound"], json!(false));
+}
+
+#[tokio::test]
+async fn a_database_error_mid_migration_rolls_everything_back() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    let id = clean_user();
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.user_id = {id} THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER boom BEFORE INSERT ON user_achievement FOR EACH ROW EXECUTE FUNCTION boom();"
+        ))
+        .await
+        .unwrap();
+    let original = raw_blob(&client, id).await;
+    let report = decant.migrate_user(id).await.unwrap();
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.failed[0].error.to_string().contains("disk on fire"));
+    assert!(!is_migrated(&client, id).await);
+    assert_eq!(raw_blob(&client, id).await, original);
+    assert_eq!(
+        row_count(&client, id).await,
+        0,
+        "no table keeps a partial write"
+    );
+    let attempts: i32 = client
+        .query_one(
+            "SELECT attempts FROM decant.user_state WHERE user_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1);
+
+    // in a batch, the failing user does not hold back the others
+    let report = decant
+        .migrate_batch(&(1..=20).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(report.failed.iter().any(|f| f.user == id));
+    assert!(report.migrated.len() >= 17, "{report:?}");
+    assert!(!is_migrated(&client, id).await);
+}
+
+#[tokio::test]
+async fn verification_catches_rows_that_do_not_rebuild_the_blob() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    let id = clean_user();
+    // a trigger that silently corrupts what is written
+    client
+        .batch_execute(
+            "CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.statistic_id = 'gamesPlayed' THEN NEW.value := NEW.value + 1; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER corrupt BEFORE INSERT ON user_statistic FOR EACH ROW EXECUTE FUNCTION corrupt();",
+        )
+        .await
+        .unwrap();
+    let original = raw_blob(&client, id).await;
+    let report = decant.migrate_user(id).await.unwrap();
+    let failure = &report.failed[0];
+    assert!(
+        matches!(failure.error, Error::Verification { .. }),
+        "{}",
+        failure.error
+    );
+    assert!(
+        failure.error.to_string().contains("gamesPlayed"),
+        "{}",
+        failure.error
+    );
+    assert!(!is_migrated(&client, id).await);
+    assert_eq!(raw_blob(&client, id).await, original);
+    assert_eq!(row_count(&client, id).await, 0);
+}
+
+#[tokio::test]
+async fn rollback_rebuilds_the_whole_blob_and_clears_the_flag() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    let id = clean_user();
+    let original = raw_blob(&client, id).await;
+    decant.migrate_user(id).await.unwrap();
+    assert!(decant.rollback_user(id).await.unwrap());
+    assert!(!is_migrated(&client, id).await);
+    assert!(json_eq(&raw_blob(&client, id).await, &original));
+    assert_eq!(row_count(&client, id).await, 0);
+    let state: String = client
+        .query_one(
+            "SELECT state FROM decant.user_state WHERE user_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "legacy");
+    assert!(
+        !decant.rollback_user(id).await.unwrap(),
+        "nothing left to roll back"
+    );
+    // and it can migrate again
+    assert_eq!(decant.migrate_user(id).await.unwrap().migrated.len(), 1);
+    assert!(json_eq(&decant.load(id).await.unwrap(), &original));
+}
+
+#[tokio::test]
+async fn unknown_users_are_named() {
+    let db = TestDb::new().await;
+    let decant = db.game(3).await;
+    let err = decant.migrate_user(999).await.unwrap_err();
+    assert!(matches!(err, Error::UserNotFound(999)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "user 999: no such user in the source table"
+    );
+    assert!(matches!(
+        decant.rollback_user(999).await,
+        Err(Error::UserNotFound(999))
+    ));
+    assert!(matches!(
+        decant.load(999).await,
+        Err(Error::UserNotFound(999))
+    ));
+}
+
+#[tokio::test]
+async fn every_generated_user_migrates_and_rebuilds_exactly() {
+    let db = TestDb::new().await;
+    let n = 400;
+    let decant = db.game(n).await;
+    let ids: Vec<i64> = (1..=n).collect();
+    let mut migrated = 0;
+    let mut failed = 0;
+    for chunk in ids.chunks(50) {
+        let r = decant.migrate_batch(chunk).await.unwrap();
+        migrated += r.migrated.len();
+        failed += r.failed.len();
+    }
+    let dirty = (1..=n)
+        .filter(|&i| decant::example::user(1, i).dirt.is_some())
+        .count();
+    assert_eq!(failed, dirty, "exactly the dirty users fail");
+    assert_eq!(migrated + failed, n as usize);
+    for id in ids {
+        let want = decant::example::user(1, id).blob;
+        let got = decant.load(id).await.unwrap();
+        assert!(json_eq(&got, &want), "user {id} differs");
+    }
+}
+
+const ALL_TYPES: &str = r#"
+[source]
+table = "user"
+
+[tables.t.columns]
+k = "text"
+b = "bool"
+i2 = "int2"
+i4 = "int4"
+i8 = "int8"
+f = "float8"
+n = "numeric"
+s = "text"
+ms = "timestamptz"
+iso = "timestamptz_iso"
+j = "jsonb"
+extra = "jsonb"
+
+[[rules]]
+name = "all"
+path = "items.{k}"
+table = "t"
+keys = { b = "b", i2 = "i2", i4 = "i4", i8 = "i8", f = "f", n = "n", s = "s", ms = "ms", iso = "iso", j = "j" }
+"#;
+
+#[tokio::test]
+async fn every_column_type_round_trips_through_postgres_exactly() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(decant::example::SCHEMA).await.unwrap();
+    let blob: Value = serde_json::from_str(
+        r#"{"items": {
+            "max": {"b": true, "i2": 32767, "i4": -2147483648, "i8": 9223372036854775807,
+                    "f": 1.7976931348623157e308, "n": 123456789012345678901234567890.123456789012345678901,
+                    "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "iso": "2022-11-29T06:07:04.365123Z",
+                    "j": {"deep": [1, {"x": null}], "e": {}}},
+            "min": {"b": false, "i2": -32768, "i4": 0, "i8": -9223372036854775808, "f": 5e-324,
+                    "n": 1e-40, "s": "", "ms": -62135596800000, "iso": "0001-01-01T00:00:00Z", "j": null},
+            "nulls": {"b": null, "extra_key": [1, 2]},
+            "empty": {}
+        }, "other": {"kept": 1.50}}"#,
+    )
+    .unwrap();
+    client
+        .execute("INSERT INTO \"user\" VALUES (1, 'a', $1)", &[&blob])
+        .await
+        .unwrap();
+    let decant = db.decant_with(ALL_TYPES, 2);
+    decant::schema::init(&client, decant.spec()).await.unwrap();
+    let report = decant.migrate_user(1).await.unwrap();
+    assert_eq!(report.migrated.len(), 1, "{report:?}");
+    assert_eq!(report.migrated[0].rows, 4);
+    let loaded = decant.load(1).await.unwrap();
+    assert!(json_eq(&loaded, &blob), "{loaded}");
+    // the big numeric is exact in the table, not a float
+    let n: String = client
+        .query_one("SELECT n::text FROM t WHERE k = 'max'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, "123456789012345678901234567890.123456789012345678901");
+    let ts: String = client
+        .query_one("SELECT to_char(ms AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM t WHERE k = 'max'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ts, "2022-11-29 06:07:04.365123");
+    assert!(decant.rollback_user(1).await.unwrap());
+    let back: Value = client
+        .query_one("SELECT data FROM \"user\" WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(json_eq(&back, &blob));
+}

@@ -1,0 +1,135 @@
+use crate::harness::TestDb;
+use decant::{Decant, Error, Spec};
+
+#[tokio::test]
+async fn init_is_idempotent_and_adds_what_is_missing() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(decant::example::SCHEMA).await.unwrap();
+    client
+        .execute("INSERT INTO \"user\" VALUES (1, 'a', '{\"xp\": 1}')", &[])
+        .await
+        .unwrap();
+    let spec = decant::example::spec();
+    decant::schema::init(&client, &spec).await.unwrap();
+    decant::schema::init(&client, &spec).await.unwrap();
+
+    let flag: bool = client
+        .query_one("SELECT migrated FROM \"user\" WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!flag, "the flag column is added, false for existing users");
+    let controls: i64 = client
+        .query_one("SELECT count(*) FROM decant.control", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(controls, 1, "exactly one control row after two inits");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+              WHERE table_schema = 'public' AND table_name LIKE 'user_%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "user_achievement",
+            "user_bot",
+            "user_config",
+            "user_preference",
+            "user_selected_bot",
+            "user_statistic"
+        ]
+    );
+    let pk: String = client
+        .query_one(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+              WHERE conrelid = 'user_statistic'::regclass AND contype = 'p'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pk, "PRIMARY KEY (user_id, mode, statistic_id)");
+    let index: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'user_decant_legacy_idx')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(index, "the partial index on legacy users exists");
+}
+
+#[tokio::test]
+async fn init_refuses_a_missing_or_mistyped_source() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let spec = decant::example::spec();
+    let err = decant::schema::init(&client, &spec).await.unwrap_err();
+    assert!(matches!(err, Error::Setup(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("\"public\".\"user\" does not exist"),
+        "{err}"
+    );
+
+    client
+        .batch_execute("CREATE TABLE \"user\" (id bigint PRIMARY KEY, data json NOT NULL)")
+        .await
+        .unwrap();
+    let err = decant::schema::init(&client, &spec).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"data\" is json; decant needs jsonb"),
+        "{err}"
+    );
+    // nothing was created
+    let schemas: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'decant'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 0);
+}
+
+#[tokio::test]
+async fn a_bad_connection_string_is_a_clear_error() {
+    let err = Decant::connect(
+        "postgres://a:b@host:notaport/db",
+        decant::example::spec(),
+        1,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("bad connection string"), "{err}");
+}
+
+#[tokio::test]
+async fn the_ddl_printed_is_the_ddl_applied() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(decant::example::SCHEMA).await.unwrap();
+    let spec = Spec::parse(decant::example::SPEC).unwrap();
+    // the printed script applies as is (except CONCURRENTLY inside a
+    // transaction block, so run it statement by statement via psql rules)
+    for stmt in decant::schema::statements(&spec) {
+        client.batch_execute(&stmt).await.unwrap();
+    }
+    let script = decant::schema::script(&spec);
+    assert!(script.contains("CREATE TABLE IF NOT EXISTS \"public\".\"user_statistic\""));
+    assert!(script.contains("CREATE SCHEMA IF NOT EXISTS decant"));
+    assert!(
+        script.contains("ADD COLUMN IF NOT EXISTS \"migrated\" boolean NOT NULL DEFAULT false")
+    );
+}
