@@ -30,3 +30,14 @@ CREATE TABLE IF NOT EXISTS decant.control (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO decant.control DEFAULT VALUES ON CONFLICT DO NOTHING;
+
+-- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
+-- on every server and version), and whether a user is in the rollout now.
+CREATE OR REPLACE FUNCTION decant.rollout_bucket(uid bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT (('x' || substr(md5(uid::text), 1, 8))::bit(32)::bigint % 10000)::integer $$;
+
+CREATE OR REPLACE FUNCTION decant.in_rollout(uid bigint) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE AS
+$$ SELECT decant.rollout_bucket(uid) < round(c.rollout_percent * 100) OR uid = ANY (c.allow_list)
+     FROM decant.control c $$;

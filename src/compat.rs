@@ -49,6 +49,10 @@ impl Decant {
         &self.pool
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Runs `old` (the blob code path) or `new` (the normalized code path)
     /// on one open transaction, chosen by the user's `migrated` flag read
     /// under a row lock at its start; commits on `Ok`, rolls back on `Err`.
@@ -71,7 +75,7 @@ impl Decant {
             .transaction()
             .await
             .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let locked = self.lock_one(&tx, user).await?;
+        let locked = self.lock_for_write(&tx, user).await?;
         let out = if locked.migrated {
             new(&tx).await
         } else {
@@ -101,10 +105,60 @@ impl Decant {
             .ok_or(Error::UserNotFound(user))
     }
 
-    /// Runs `f` on the locked user in one transaction and commits.
+    /// Locks a user about to be written; a legacy user in the rollout is
+    /// migrated first, inside the same lock (on-demand migration). If that
+    /// migration fails, the user stays legacy and the write goes to the blob.
+    async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<Locked> {
+        let stmt = tx
+            .prepare_cached(&self.store.lock_call)
+            .await
+            .map_err(|e| Error::db_user(user, "preparing the lock", e))?;
+        let max = self.store.spec.settings.max_attempts;
+        let row = tx
+            .query_opt(&stmt, &[&user, &max])
+            .await
+            .map_err(|e| Error::db_user(user, "locking the source row", e))?
+            .ok_or(Error::UserNotFound(user))?;
+        let locked = Locked {
+            id: row.get(0),
+            blob: row.get(1),
+            migrated: row.get(2),
+        };
+        if !row.get::<_, bool>(3) {
+            return Ok(locked);
+        }
+        // a savepoint, so that a database error in the migration leaves the
+        // call itself intact
+        let savepoint = |sql: &'static str| async move {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| Error::db_user(user, "on-demand migration savepoint", e))
+        };
+        savepoint("SAVEPOINT decant_on_demand").await?;
+        match migrate::migrate_locked(&self.store, tx, &[user], vec![locked]).await {
+            Ok(report) => {
+                savepoint("RELEASE SAVEPOINT decant_on_demand").await?;
+                if let Some(f) = report.failed.first() {
+                    tracing::warn!(user, cause = %f.error, "on-demand migration failed; user stays legacy");
+                } else {
+                    tracing::debug!(user, "migrated on demand");
+                }
+            }
+            Err(e) => {
+                savepoint("ROLLBACK TO SAVEPOINT decant_on_demand").await?;
+                tracing::warn!(user, cause = %e, "on-demand migration failed; user stays legacy");
+            }
+        }
+        // the row is still locked by this transaction: re-reading is instant
+        self.lock_one(tx, user).await
+    }
+
+    /// Runs `f` on the locked user in one transaction and commits; a
+    /// `write` may first migrate the user on demand.
     async fn with_user<T>(
         &self,
         user: i64,
+        write: bool,
         f: impl AsyncFnOnce(&Transaction<'_>, Locked) -> Result<T>,
     ) -> Result<T> {
         let mut client = db::get(&self.pool).await?;
@@ -112,7 +166,11 @@ impl Decant {
             .transaction()
             .await
             .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let locked = self.lock_one(&tx, user).await?;
+        let locked = if write {
+            self.lock_for_write(&tx, user).await?
+        } else {
+            self.lock_one(&tx, user).await?
+        };
         let out = f(&tx, locked).await?;
         tx.commit()
             .await
@@ -124,8 +182,10 @@ impl Decant {
     /// legacy user, rebuilt from the tables and the residual for a migrated
     /// one.
     pub async fn load(&self, user: i64) -> Result<Value> {
-        self.with_user(user, async |tx, locked| self.current(tx, &locked).await)
-            .await
+        self.with_user(user, false, async |tx, locked| {
+            self.current(tx, &locked).await
+        })
+        .await
     }
 
     /// Replaces the user's blob. For a migrated user the changed rows are
@@ -133,8 +193,10 @@ impl Decant {
     /// rule finds invalid is kept in the residual (never refused, never
     /// lost) and logged.
     pub async fn save(&self, user: i64, blob: &Value) -> Result<()> {
-        self.with_user(user, async |tx, locked| self.write(tx, &locked, blob).await)
-            .await
+        self.with_user(user, true, async |tx, locked| {
+            self.write(tx, &locked, blob).await
+        })
+        .await
     }
 
     /// Applies an RFC 7396 JSON merge patch to the user's blob and returns
@@ -147,7 +209,7 @@ impl Decant {
     /// increments and other updates that depend on the current value).
     /// Returns the blob as written.
     pub async fn modify(&self, user: i64, f: impl FnOnce(&mut Value)) -> Result<Value> {
-        self.with_user(user, async |tx, locked| {
+        self.with_user(user, true, async |tx, locked| {
             let mut blob = self.current(tx, &locked).await?;
             f(&mut blob);
             self.write(tx, &locked, &blob).await?;

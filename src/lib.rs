@@ -10,14 +10,18 @@
 
 pub mod cluster;
 mod compat;
+pub mod control;
+pub mod daemon;
 mod db;
 pub mod demo;
 mod error;
 pub mod example;
 pub mod explode;
 mod migrate;
+pub mod schedule;
 pub mod schema;
 pub mod spec;
+pub mod status;
 mod store;
 pub mod value;
 

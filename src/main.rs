@@ -5,6 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use decant::{Decant, Spec};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +48,63 @@ impl Target {
     }
 }
 
+/// Low-traffic windows.
+#[derive(Args)]
+struct ScheduleArgs {
+    /// A daily window HH:MM-HH:MM (several allowed; may cross midnight).
+    #[arg(long = "window")]
+    windows: Vec<decant::schedule::Window>,
+    /// Time zone of the windows (IANA name, e.g. Asia/Kathmandu; default UTC).
+    #[arg(long)]
+    tz: Option<String>,
+}
+
+impl ScheduleArgs {
+    fn schedule(&self) -> Result<decant::schedule::Schedule> {
+        decant::schedule::Schedule::new(self.windows.clone(), self.tz.as_deref())
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    /// Rate: N/s, N/min or max; stored in the control row for every
+    /// daemon (default: the control row's, initially max).
+    #[arg(long)]
+    rate: Option<decant::schedule::Rate>,
+    /// Parallel workers (sessions).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Target duration of a batch transaction in ms (bounds lock waits).
+    #[arg(long, default_value_t = 100)]
+    target_batch_ms: u64,
+    /// Largest batch.
+    #[arg(long, default_value_t = 1000)]
+    max_batch: u32,
+    /// Migrate only users in the rollout (percentage and allow-list).
+    #[arg(long)]
+    rollout_only: bool,
+    /// Keep running when no legacy user is left, watching for new ones.
+    #[arg(long)]
+    watch: bool,
+    /// Hold back while more sessions than this are active.
+    #[arg(long)]
+    max_active: Option<i64>,
+    /// Hold back while a replica lags more than this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    max_replica_lag: f64,
+    /// A query returning one boolean; true holds the daemon back.
+    #[arg(long)]
+    throttle_query: Option<String>,
+    /// Do not hold back when sessions wait on the daemon's locks.
+    #[arg(long)]
+    ignore_lock_waits: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the DDL of the target tables and of decant's own objects.
@@ -71,6 +131,33 @@ enum Command {
         /// The user id.
         #[arg(long)]
         user: i64,
+    },
+    /// Run the migration daemon: claim legacy users in batches, migrate
+    /// them at the set rate, inside the windows, backing off when the
+    /// database is busy. SIGINT/SIGTERM finish the current batch and exit.
+    Run(RunArgs),
+    /// Pause every running daemon (within about a second).
+    Pause(Target),
+    /// Resume paused daemons.
+    Resume(Target),
+    /// Change live settings: rate=50/s, batch=100|auto, rollout=10,
+    /// allow=1,2,3, paused=true|false.
+    Set {
+        #[command(flatten)]
+        target: Target,
+        /// key=value settings.
+        #[arg(required = true)]
+        settings: Vec<decant::control::Setting>,
+    },
+    /// Counts by state, failures by reason, recent rate, projected finish.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        schedule: ScheduleArgs,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the whole job on a generated game database in a throwaway
     /// PostgreSQL (or in a new database on $DATABASE_URL's server).
@@ -138,6 +225,31 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("user {user}: not migrated, nothing to roll back");
             }
         }
+        Command::Run(args) => run_daemon(args).await?,
+        Command::Pause(target) => {
+            set_control(&target, &[decant::control::Setting::Paused(true)]).await?;
+            println!("paused: running daemons hold back within about a second");
+        }
+        Command::Resume(target) => {
+            set_control(&target, &[decant::control::Setting::Paused(false)]).await?;
+            println!("resumed");
+        }
+        Command::Set { target, settings } => {
+            set_control(&target, &settings).await?;
+            println!("set: running daemons obey within about a second");
+        }
+        Command::Status {
+            target,
+            schedule,
+            json,
+        } => {
+            let status = decant::status::status(&target.decant()?, &schedule.schedule()?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("{status}");
+            }
+        }
         Command::Demo {
             users,
             seed,
@@ -167,6 +279,135 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+async fn set_control(target: &Target, settings: &[decant::control::Setting]) -> Result<()> {
+    let decant = target.decant()?;
+    let client = decant.pool().get().await.context("connecting")?;
+    for s in settings {
+        decant::control::set(&**client, s).await?;
+    }
+    Ok(())
+}
+
+async fn run_daemon(args: RunArgs) -> Result<()> {
+    let decant = Decant::connect(args.target.url()?, args.target.spec()?, args.workers + 2)?;
+    let opts = decant::daemon::RunOptions {
+        workers: args.workers,
+        rate: args.rate,
+        schedule: args.schedule.schedule()?,
+        target_batch: Duration::from_millis(args.target_batch_ms),
+        max_batch: args.max_batch.max(1),
+        rollout_only: args.rollout_only,
+        until_done: !args.watch,
+        throttle: decant::daemon::Throttle {
+            on_lock_waits: !args.ignore_lock_waits,
+            max_replica_lag: Duration::from_secs_f64(args.max_replica_lag.max(0.0)),
+            max_active: args.max_active,
+            query: args.throttle_query,
+        },
+    };
+    let progress = Arc::new(decant::daemon::Progress::default());
+    let reporter = tokio::spawn(report_progress(progress.clone()));
+    let report = decant::daemon::run(&decant, opts, progress.clone(), shutdown_signal()).await;
+    reporter.abort();
+    let _ = reporter.await;
+    let report = report?;
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{}: {} users migrated, {} failed, {} rows in {:.1} s ({:.0} users/s, {:.0} rows/s)",
+        if report.interrupted {
+            "stopped"
+        } else {
+            "done"
+        },
+        report.migrated,
+        report.failed,
+        report.rows,
+        secs,
+        report.migrated as f64 / secs,
+        report.rows as f64 / secs
+    );
+    if let Some((p50, p99)) = report.batch_p50_p99 {
+        println!(
+            "batch transaction (lock hold) p50 {:.1} ms, p99 {:.1} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+    if report.over_limit > 0 {
+        println!(
+            "{} users at the attempt limit are skipped; see `decant status`",
+            report.over_limit
+        );
+    }
+    if let Some(peak) = decant::daemon::peak_memory() {
+        println!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested; finishing the current batch");
+}
+
+/// A progress bar on a terminal, else a log line every 5 s.
+async fn report_progress(progress: Arc<decant::daemon::Progress>) {
+    let done = |p: &decant::daemon::Progress| {
+        p.migrated.load(Ordering::Relaxed) + p.failed.load(Ordering::Relaxed)
+    };
+    if std::io::stderr().is_terminal() {
+        let bar = progress_bar(progress.total.load(Ordering::Relaxed)).expect("a terminal");
+        let _guard = ClearOnDrop(bar.clone());
+        loop {
+            bar.set_length(progress.total.load(Ordering::Relaxed).max(done(&progress)));
+            bar.set_position(done(&progress));
+            if let Some(why) = progress.holding.lock().expect("not poisoned").clone() {
+                bar.set_message(format!("holding: {why}"));
+            } else {
+                bar.set_message("");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else {
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = done(&progress);
+            let rate = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            let total = progress.total.load(Ordering::Relaxed);
+            tracing::info!(
+                done = now,
+                total,
+                migrated = progress.migrated.load(Ordering::Relaxed),
+                failed = progress.failed.load(Ordering::Relaxed),
+                users_per_s = rate.round(),
+                holding = progress
+                    .holding
+                    .lock()
+                    .expect("not poisoned")
+                    .as_deref()
+                    .unwrap_or(""),
+                "progress"
+            );
+            last = (Instant::now(), now);
+        }
+    }
+}
+
+struct ClearOnDrop(indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
@@ -174,7 +415,7 @@ fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "migrating {bar:40} {pos}/{len} users  {per_sec}  eta {eta}",
+            "migrating {bar:40} {pos}/{len} users  {per_sec}  eta {eta}  {msg}",
         )
         .expect("valid template"),
     );

@@ -24,6 +24,19 @@ pub(crate) struct Store {
     pub spec: Arc<Spec>,
     pub lock_wait: String,
     pub lock_skip: String,
+    /// Claims the next legacy users after a cursor (daemon).
+    pub claim: String,
+    /// As `claim`, only users in the rollout.
+    pub claim_rollout: String,
+    /// Of claimed users, those a peer failed since the claim's snapshot
+    /// (the failure is recorded in another table, so the row lock's
+    /// re-check cannot see it; a fresh statement can).
+    pub recheck: String,
+    /// Counts the legacy users a claim could still take.
+    pub claimable: String,
+    /// Locks one user for a backend call and says whether it is a legacy
+    /// user in the rollout (to migrate on demand first).
+    pub lock_call: String,
     pub write_blobs: String,
     pub state_migrated: String,
     pub state_failed: String,
@@ -60,7 +73,35 @@ impl Store {
         let tables = (0..spec.tables.len())
             .map(|ti| table_sql(&spec, ti))
             .collect();
+        // Legacy users not failed too often nor already failed in this run
+        // ($2 = max attempts, $3 = run start), from the partial index.
+        let claimable_where = format!(
+            "NOT s.{flag} AND s.{id} > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st \
+               WHERE st.user_id = s.{id} AND st.state = 'failed' \
+                 AND (st.attempts >= $2 OR st.updated_at >= $3))"
+        );
+        let claim = |extra: &str| {
+            format!(
+                "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s WHERE {claimable_where}{extra} \
+                 ORDER BY s.{id} LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED"
+            )
+        };
         Store {
+            recheck: "SELECT user_id FROM decant.user_state WHERE user_id = ANY($1::bigint[]) \
+                 AND state = 'failed' AND (attempts >= $2 OR updated_at >= $3)"
+                .into(),
+            claim: claim(""),
+            claim_rollout: claim(&format!(" AND decant.in_rollout(s.{id})")),
+            claimable: format!(
+                "SELECT count(*) FROM {src} AS s WHERE {claimable_where} \
+                 AND ($4 = false OR decant.in_rollout(s.{id}))"
+            ),
+            lock_call: format!(
+                "SELECT {id}::bigint, {blob}, {flag}, NOT {flag} AND decant.in_rollout({id}) \
+                   AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
+                                    AND st.state = 'failed' AND st.attempts >= $2) \
+                 FROM {src} WHERE {id} = $1 FOR NO KEY UPDATE"
+            ),
             lock_skip: format!("{lock} SKIP LOCKED"),
             lock_wait: lock,
             write_blobs: format!(

@@ -7,5 +7,6 @@ mod harness;
 mod cli;
 mod compat;
 mod concurrency;
+mod daemon;
 mod migrate;
 mod schema;

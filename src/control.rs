@@ -1,0 +1,194 @@
+//! The control row (`decant.control`): pause, rate, batch size and rollout,
+//! shared by every worker of every process. Running daemons re-read it about
+//! twice a second.
+
+use crate::error::{Error, Result};
+use crate::schedule::Rate;
+use tokio_postgres::GenericClient;
+
+/// The live settings every daemon obeys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Control {
+    /// Daemons idle while true.
+    pub paused: bool,
+    /// Users per second or minute, per process, or `max`.
+    pub rate: Rate,
+    /// A fixed batch size (None: adaptive, aiming at the target batch time).
+    pub batch_size: Option<u32>,
+    /// Percentage of users (by a uniform hash of the id) in the rollout.
+    pub rollout_percent: f32,
+    /// Users in the rollout whatever the percentage.
+    pub allow_list: Vec<i64>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            paused: false,
+            rate: Rate::Max,
+            batch_size: None,
+            rollout_percent: 0.0,
+            allow_list: Vec::new(),
+        }
+    }
+}
+
+/// Reads the control row.
+pub async fn read(client: &impl GenericClient) -> Result<Control> {
+    let row = client
+        .query_one(
+            "SELECT paused, rate, batch_size, rollout_percent, allow_list FROM decant.control",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading decant.control (has `decant init` run?)", e))?;
+    let rate: String = row.get(1);
+    Ok(Control {
+        paused: row.get(0),
+        rate: rate
+            .parse()
+            .map_err(|e| Error::Setup(format!("decant.control: {e}")))?,
+        batch_size: row.get::<_, Option<i32>>(2).map(|b| b.max(1) as u32),
+        rollout_percent: row.get(3),
+        allow_list: row.get(4),
+    })
+}
+
+/// One change to the control row, as `decant set key=value` spells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting {
+    /// `paused=true|false` (or `decant pause` / `decant resume`).
+    Paused(bool),
+    /// `rate=50/s`
+    Rate(Rate),
+    /// `batch=100` or `batch=auto`
+    BatchSize(Option<u32>),
+    /// `rollout=10` (percent)
+    Rollout(f32),
+    /// `allow=1,2,3` (replaces the list; `allow=` empties it)
+    AllowList(Vec<i64>),
+}
+
+impl std::str::FromStr for Setting {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Setting, String> {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected key=value"))?;
+        let v = v.trim();
+        match k.trim() {
+            "paused" => v
+                .parse()
+                .map(Setting::Paused)
+                .map_err(|_| format!("paused=`{v}`: expected true or false")),
+            "rate" => v.parse().map(Setting::Rate),
+            "batch" | "batch_size" => {
+                if v == "auto" {
+                    return Ok(Setting::BatchSize(None));
+                }
+                match v.parse::<u32>() {
+                    Ok(n) if (1..=10_000).contains(&n) => Ok(Setting::BatchSize(Some(n))),
+                    _ => Err(format!("batch=`{v}`: expected 1..10000 or auto")),
+                }
+            }
+            "rollout" | "rollout_percent" => match v.trim_end_matches('%').parse::<f32>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(Setting::Rollout(p)),
+                _ => Err(format!("rollout=`{v}`: expected a percentage 0..100")),
+            },
+            "allow" | "allow_list" => v
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| {
+                    x.parse::<i64>()
+                        .map_err(|_| format!("allow: `{x}` is not a user id"))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(Setting::AllowList),
+            other => Err(format!(
+                "unknown setting `{other}`; known: paused, rate, batch, rollout, allow"
+            )),
+        }
+    }
+}
+
+/// Applies one change to the control row.
+pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
+    let (sql, what) = match setting {
+        Setting::Paused(_) => (
+            "UPDATE decant.control SET paused = $1, updated_at = now()",
+            "paused",
+        ),
+        Setting::Rate(_) => (
+            "UPDATE decant.control SET rate = $1, updated_at = now()",
+            "rate",
+        ),
+        Setting::BatchSize(_) => (
+            "UPDATE decant.control SET batch_size = $1, updated_at = now()",
+            "batch",
+        ),
+        Setting::Rollout(_) => (
+            "UPDATE decant.control SET rollout_percent = $1, updated_at = now()",
+            "rollout",
+        ),
+        Setting::AllowList(_) => (
+            "UPDATE decant.control SET allow_list = $1, updated_at = now()",
+            "allow",
+        ),
+    };
+    let result = match setting {
+        Setting::Paused(p) => client.execute(sql, &[p]).await,
+        Setting::Rate(r) => client.execute(sql, &[&r.to_string()]).await,
+        Setting::BatchSize(b) => client.execute(sql, &[&b.map(|b| b as i32)]).await,
+        Setting::Rollout(p) => client.execute(sql, &[p]).await,
+        Setting::AllowList(l) => client.execute(sql, &[l]).await,
+    };
+    let n = result.map_err(|e| Error::db(format!("setting {what} (has `decant init` run?)"), e))?;
+    if n != 1 {
+        return Err(Error::Setup(
+            "decant.control has no row; run `decant init`".into(),
+        ));
+    }
+    tracing::info!(setting = ?setting, "control row changed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse() {
+        assert_eq!(
+            "rate=50/s".parse::<Setting>(),
+            Ok(Setting::Rate("50/s".parse().unwrap()))
+        );
+        assert_eq!(
+            "batch=auto".parse::<Setting>(),
+            Ok(Setting::BatchSize(None))
+        );
+        assert_eq!(
+            "batch=100".parse::<Setting>(),
+            Ok(Setting::BatchSize(Some(100)))
+        );
+        assert_eq!(
+            "rollout=12.5%".parse::<Setting>(),
+            Ok(Setting::Rollout(12.5))
+        );
+        assert_eq!(
+            "allow=1, 2,3".parse::<Setting>(),
+            Ok(Setting::AllowList(vec![1, 2, 3]))
+        );
+        assert_eq!("allow=".parse::<Setting>(), Ok(Setting::AllowList(vec![])));
+        assert!("rollout=101".parse::<Setting>().is_err());
+        assert!("batch=0".parse::<Setting>().is_err());
+        assert!(
+            "speed=3"
+                .parse::<Setting>()
+                .unwrap_err()
+                .contains("unknown setting")
+        );
+        assert!("rate".parse::<Setting>().is_err());
+    }
+}

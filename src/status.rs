@@ -1,0 +1,184 @@
+//! `decant status`: where a migration stands, for people and scripts.
+
+use crate::compat::Decant;
+use crate::control;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::schedule::Schedule;
+use crate::schema::source_table;
+use crate::spec::quote;
+use serde::Serialize;
+use std::fmt;
+
+/// Counts, failures, rate and projection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Users in the source table.
+    pub users: i64,
+    /// Users migrated (flag set).
+    pub migrated: i64,
+    /// Users still legacy.
+    pub legacy: i64,
+    /// Legacy users whose last attempt failed.
+    pub failed: i64,
+    /// Failed users at the attempt limit, which the daemon skips.
+    pub over_limit: i64,
+    /// The attempt limit.
+    pub max_attempts: i32,
+    /// Failed users grouped by reason, largest group first.
+    pub failures: Vec<FailureGroup>,
+    /// Users migrated per second over the last minute.
+    pub recent_rate: f64,
+    /// The control row.
+    pub paused: bool,
+    /// The configured rate.
+    pub rate: String,
+    /// The rollout percentage.
+    pub rollout_percent: f32,
+    /// The allow-list size.
+    pub allow_list: usize,
+    /// When the legacy users still to try will be done, at the recent rate
+    /// (or the configured one when idle) within the windows; RFC 3339.
+    pub projected_finish: Option<String>,
+}
+
+/// Failed users sharing a reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureGroup {
+    /// The reason, without user-specific detail.
+    pub reason: String,
+    /// How many users.
+    pub users: i64,
+    /// Some of them.
+    pub examples: Vec<i64>,
+}
+
+/// Reads the status; `schedule` is used for the projection.
+pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
+    let client = db::get(decant.pool()).await?;
+    let spec = decant.spec();
+    let counts = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}",
+                flag = quote(&spec.source.flag),
+                src = source_table(spec)
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("counting users", e))?;
+    let users: i64 = counts.get(0);
+    let migrated: i64 = counts.get(1);
+    let max = spec.settings.max_attempts;
+    let state = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'failed'),
+                    count(*) FILTER (WHERE state = 'failed' AND attempts >= $1),
+                    count(*) FILTER (WHERE migrated_at > now() - interval '60 seconds')
+               FROM decant.user_state",
+            &[&max],
+        )
+        .await
+        .map_err(|e| Error::db("reading decant.user_state (has `decant init` run?)", e))?;
+    let failures = client
+        .query(
+            "SELECT coalesce(reason, '?'), count(*), (array_agg(user_id ORDER BY user_id))[1:5]
+               FROM decant.user_state WHERE state = 'failed'
+              GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("grouping failures", e))?
+        .iter()
+        .map(|r| FailureGroup {
+            reason: r.get(0),
+            users: r.get(1),
+            examples: r.get(2),
+        })
+        .collect();
+    let control = control::read(&**client).await?;
+    let recent_rate = state.get::<_, i64>(2) as f64 / 60.0;
+    let over_limit: i64 = state.get(1);
+    let legacy = users - migrated;
+    let to_do = (legacy - over_limit).max(0);
+    let rate = if recent_rate > 0.0 {
+        Some(recent_rate)
+    } else {
+        control.rate.per_second()
+    };
+    let projected_finish = match rate {
+        _ if to_do == 0 => Some(jiff::Timestamp::now().to_string()),
+        Some(r) if r > 0.0 => schedule
+            .finish(jiff::Timestamp::now(), to_do as f64 / r)
+            .map(|t| t.to_zoned(schedule.tz.clone()).to_string()),
+        _ => None,
+    };
+    Ok(Status {
+        users,
+        migrated,
+        legacy,
+        failed: state.get(0),
+        over_limit,
+        max_attempts: max,
+        failures,
+        recent_rate,
+        paused: control.paused,
+        rate: control.rate.to_string(),
+        rollout_percent: control.rollout_percent,
+        allow_list: control.allow_list.len(),
+        projected_finish,
+    })
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = |n: i64| {
+            if self.users == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / self.users as f64
+            }
+        };
+        writeln!(f, "users      {}", self.users)?;
+        writeln!(
+            f,
+            "migrated   {} ({:.1}%)",
+            self.migrated,
+            pct(self.migrated)
+        )?;
+        writeln!(f, "legacy     {} ({:.1}%)", self.legacy, pct(self.legacy))?;
+        writeln!(
+            f,
+            "failed     {} ({} at the attempt limit of {}, skipped by the daemon)",
+            self.failed, self.over_limit, self.max_attempts
+        )?;
+        for g in &self.failures {
+            let ids: Vec<String> = g.examples.iter().map(|i| i.to_string()).collect();
+            writeln!(
+                f,
+                "  {:>8}  {} (e.g. users {})",
+                g.users,
+                g.reason,
+                ids.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "rate       {:.1} users/s over the last minute",
+            self.recent_rate
+        )?;
+        writeln!(
+            f,
+            "control    {}rate {}, rollout {}% + {} allowed",
+            if self.paused { "PAUSED, " } else { "" },
+            self.rate,
+            self.rollout_percent,
+            self.allow_list
+        )?;
+        match &self.projected_finish {
+            Some(t) => write!(f, "finish     {t} (projected)"),
+            None => write!(f, "finish     unknown (no recent rate and rate = max)"),
+        }
+    }
+}

@@ -1,0 +1,499 @@
+use crate::harness::{TestDb, is_migrated, row_count};
+use decant::control::{self, Setting};
+use decant::daemon::{self, Progress, RunOptions, RunReport, Throttle};
+use decant::value::json_eq;
+use decant::{Decant, Error};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A daemon running in the background, stopped by `stop()`.
+struct Running {
+    progress: Arc<Progress>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<decant::Result<RunReport>>,
+}
+
+impl Running {
+    fn start(decant: &Decant, opts: RunOptions) -> Running {
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = oneshot::channel::<()>();
+        let (d, p) = (decant.clone(), progress.clone());
+        let task = tokio::spawn(async move {
+            daemon::run(&d, opts, p, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Running {
+            progress,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    fn migrated(&self) -> u64 {
+        self.progress.migrated.load(Ordering::Relaxed)
+    }
+
+    async fn stop(mut self) -> RunReport {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap()
+    }
+
+    async fn finish(self) -> RunReport {
+        tokio::time::timeout(Duration::from_secs(120), self.task)
+            .await
+            .expect("the daemon finishes")
+            .unwrap()
+            .unwrap()
+    }
+}
+
+fn clean(n: i64) -> Vec<i64> {
+    (1..=n)
+        .filter(|&i| decant::example::user(1, i).dirt.is_none())
+        .collect()
+}
+
+async fn count_migrated(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn set(decant: &Decant, s: Setting) {
+    let client = decant.pool().get().await.unwrap();
+    control::set(&**client, &s).await.unwrap();
+}
+
+async fn verify_all(decant: &Decant, n: i64) {
+    for id in 1..=n {
+        let got = decant.load(id).await.unwrap();
+        assert!(
+            json_eq(&got, &decant::example::user(1, id).blob),
+            "user {id} differs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() {
+    let db = TestDb::new().await;
+    let n = 700;
+    db.game(n).await;
+    let decant = db.decant_with(
+        &decant::example::SPEC.replace("max_attempts = 5", "max_attempts = 2"),
+        6,
+    );
+    let client = db.client().await;
+    let dirty = n as usize - clean(n).len();
+    assert!(dirty > 0);
+
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    assert_eq!(report.migrated as usize, clean(n).len());
+    assert_eq!(
+        report.failed as usize, dirty,
+        "each dirty user tried once per run"
+    );
+    assert_eq!(count_migrated(&client).await as usize, clean(n).len());
+    assert!(report.batch_p50_p99.is_some());
+    verify_all(&decant, n).await;
+
+    // a second run retries the failed users once; a third skips them all
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    assert_eq!((report.migrated, report.failed as usize), (0, dirty));
+    assert_eq!(report.over_limit as usize, dirty);
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    assert_eq!(
+        (report.migrated, report.failed),
+        (0, 0),
+        "users past the limit are skipped"
+    );
+    let max_attempts: i32 = client
+        .query_one("SELECT max(attempts) FROM decant.user_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(max_attempts, 2);
+    let status = decant::status::status(&decant, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(status.over_limit as usize, dirty);
+    assert_eq!(status.failed as usize, dirty);
+    assert_eq!(status.migrated as usize, clean(n).len());
+    let grouped: i64 = status.failures.iter().map(|g| g.users).sum();
+    assert_eq!(grouped as usize, dirty);
+    assert!(
+        status
+            .failures
+            .iter()
+            .all(|g| g.reason.starts_with("rule `") && !g.examples.is_empty())
+    );
+    assert!(status.projected_finish.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_locked_by_live_traffic_is_skipped_then_revisited() {
+    let db = TestDb::new().await;
+    let decant = db.game(300).await;
+    let busy = clean(300)[3];
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT 1 FROM \"user\" WHERE id = $1 FOR UPDATE", &[&busy])
+        .await
+        .unwrap();
+
+    let running = Running::start(&decant, RunOptions::default());
+    let client = db.client().await;
+    let all_but_one = clean(300).len() as i64 - 1;
+    let started = Instant::now();
+    while count_migrated(&client).await < all_but_one {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the daemon queued behind a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !is_migrated(&client, busy).await,
+        "the locked user was not waited on"
+    );
+    tx.rollback().await.unwrap();
+    let report = running.finish().await;
+    assert!(
+        is_migrated(&client, busy).await,
+        "the user was revisited once free"
+    );
+    assert_eq!(report.migrated as i64, all_but_one + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_rate_are_obeyed_within_a_second() {
+    let db = TestDb::new().await;
+    let decant = db.game(2500).await;
+    let client = db.client().await;
+    set(&decant, Setting::Rate("100/s".parse().unwrap())).await;
+    let running = Running::start(&decant, RunOptions::default());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let a = running.migrated();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let b = running.migrated();
+    // 100/s: at most 200 in 2 s, plus one second's burst
+    assert!(b - a <= 300, "rate 100/s exceeded: {} in 2 s", b - a);
+    assert!(b - a >= 100, "far below the rate: {} in 2 s", b - a);
+
+    set(&decant, Setting::Paused(true)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let c = count_migrated(&client).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        count_migrated(&client).await,
+        c,
+        "still migrating while paused"
+    );
+    assert!(
+        running
+            .progress
+            .holding
+            .lock()
+            .unwrap()
+            .as_deref()
+            .unwrap_or("")
+            .contains("paused")
+    );
+
+    set(&decant, Setting::Paused(false)).await;
+    set(&decant, Setting::Rate("max".parse().unwrap())).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(count_migrated(&client).await > c, "did not resume");
+    let report = running.finish().await;
+    assert_eq!(count_migrated(&client).await as usize, clean(2500).len());
+    assert!(!report.interrupted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_migrate_disjoint_users_and_finish_the_table() {
+    let db = TestDb::new().await;
+    let n = 1500;
+    db.game(n).await;
+    let one = Decant::connect(&db.url, decant::example::spec(), 4).unwrap();
+    let two = Decant::connect(&db.url, decant::example::spec(), 4).unwrap();
+    let a = Running::start(&one, RunOptions::default());
+    let b = Running::start(&two, RunOptions::default());
+    let (ra, rb) = (a.finish().await, b.finish().await);
+    assert!(
+        ra.migrated > 0 && rb.migrated > 0,
+        "both worked: {} and {}",
+        ra.migrated,
+        rb.migrated
+    );
+    assert_eq!(
+        (ra.migrated + rb.migrated) as usize,
+        clean(n).len(),
+        "no user migrated twice"
+    );
+    let client = db.client().await;
+    assert_eq!(count_migrated(&client).await as usize, clean(n).len());
+    verify_all(&one, n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
+    let db = TestDb::new().await;
+    let n = 1500;
+    let decant = db.game(n).await;
+    let users = clean(n);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(
+        (0..users.len())
+            .map(|_| AtomicU64::new(0))
+            .collect::<Vec<_>>(),
+    );
+    let mut backends = Vec::new();
+    for b in 0..3u64 {
+        let (decant, stop, acked, users) =
+            (decant.clone(), stop.clone(), acked.clone(), users.clone());
+        backends.push(tokio::spawn(async move {
+            let mut rng = decant::example::Rng::new(b);
+            let mut writes = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let i = rng.range(0, users.len() as u64) as usize;
+                let r = decant
+                    .modify(users[i], |blob| {
+                        let c = &mut blob["pref"]["counter"];
+                        *c = json!(c.as_u64().unwrap_or(0) + 1);
+                    })
+                    .await;
+                match r {
+                    Ok(_) => {
+                        acked[i].fetch_add(1, Ordering::Relaxed);
+                        writes += 1;
+                    }
+                    Err(e) if e.is_retryable() => {}
+                    Err(e) => panic!("{e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            writes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut writes = 0;
+    for b in backends {
+        writes += b.await.unwrap();
+    }
+    assert!(writes > 300, "the backend barely wrote ({writes})");
+    assert_eq!(report.migrated as usize, users.len());
+    for (i, &u) in users.iter().enumerate() {
+        let blob = decant.load(u).await.unwrap();
+        let got = blob["pref"]["counter"].as_u64().unwrap_or(0);
+        assert_eq!(
+            got,
+            acked[i].load(Ordering::Relaxed),
+            "user {u} lost writes"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
+    let db = TestDb::new().await;
+    let n = 600;
+    let decant = db.game(n).await;
+    let client = db.client().await;
+    set(&decant, Setting::Rollout(25.0)).await;
+    let opts = RunOptions {
+        rollout_only: true,
+        ..RunOptions::default()
+    };
+    Running::start(&decant, opts).finish().await;
+    let rows = client
+        .query(
+            "SELECT id, migrated, decant.in_rollout(id) FROM \"user\" ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut in_rollout = 0;
+    for r in &rows {
+        let (id, migrated, inside): (i64, bool, bool) = (r.get(0), r.get(1), r.get(2));
+        let dirty = decant::example::user(1, id).dirt.is_some();
+        assert_eq!(
+            migrated,
+            inside && !dirty,
+            "user {id}: migrated {migrated}, in rollout {inside}"
+        );
+        in_rollout += inside as i64;
+    }
+    assert!(
+        (100..=200).contains(&in_rollout),
+        "25% of 600 by a uniform hash: {in_rollout}"
+    );
+
+    // a legacy user outside the rollout stays legacy when written...
+    let outside = rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(2)))
+        .find(|&(id, inside)| !inside && decant::example::user(1, id).dirt.is_none())
+        .unwrap()
+        .0;
+    decant
+        .patch(outside, &json!({"pref": {"x": 1}}))
+        .await
+        .unwrap();
+    assert!(!is_migrated(&client, outside).await);
+    // ...and is migrated first, inside the same lock, once allowed
+    set(&decant, Setting::AllowList(vec![outside])).await;
+    decant.load(outside).await.unwrap();
+    assert!(!is_migrated(&client, outside).await, "reads do not migrate");
+    let after = decant
+        .patch(outside, &json!({"pref": {"x": 2}}))
+        .await
+        .unwrap();
+    assert!(is_migrated(&client, outside).await);
+    assert_eq!(after["pref"]["x"], json!(2));
+    let x: String = client
+        .query_one(
+            "SELECT value::text FROM user_preference WHERE user_id = $1 AND key = 'x'",
+            &[&outside],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(x, "2", "the write landed on the new tables");
+    let mut want = decant::example::user(1, outside).blob;
+    decant::merge_patch(&mut want, &json!({"pref": {"x": 2}}));
+    assert!(json_eq(&decant.load(outside).await.unwrap(), &want));
+
+    // a dirty user in the rollout: the write still lands, on the blob
+    let dirty = (1..=n)
+        .find(|&i| decant::example::user(1, i).dirt.is_some())
+        .unwrap();
+    set(&decant, Setting::AllowList(vec![dirty])).await;
+    let after = decant
+        .patch(dirty, &json!({"pref": {"y": 3}}))
+        .await
+        .unwrap();
+    assert_eq!(after["pref"]["y"], json!(3));
+    assert!(!is_migrated(&client, dirty).await);
+    assert_eq!(row_count(&client, dirty).await, 0);
+
+    // the wrapper migrates on demand too
+    let other = rows
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .find(|&id| {
+            id != outside
+                && decant::example::user(1, id).dirt.is_none()
+                && !is_migrated_sync(&rows, id)
+        })
+        .unwrap();
+    set(&decant, Setting::AllowList(vec![other])).await;
+    let path = decant
+        .migration_compatible_transaction(
+            other,
+            async |_| Ok::<_, Error>("old"),
+            async |_| Ok::<_, Error>("new"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(path, "new");
+}
+
+fn is_migrated_sync(rows: &[tokio_postgres::Row], id: i64) -> bool {
+    rows.iter()
+        .any(|r| r.get::<_, i64>(0) == id && r.get::<_, bool>(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_signals_and_windows_hold_the_daemon_back() {
+    let db = TestDb::new().await;
+    let decant = db.game(200).await;
+    let client = db.client().await;
+    let check_held = async |opts: RunOptions, why: &str| {
+        let running = Running::start(&decant, opts);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let holding = running
+            .progress
+            .holding
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_default();
+        let report = running.stop().await;
+        assert_eq!(report.migrated, 0, "worked while it should hold ({why})");
+        assert!(report.interrupted);
+        assert!(
+            holding.contains(why),
+            "holding: {holding:?}, expected {why:?}"
+        );
+    };
+    check_held(
+        RunOptions {
+            throttle: Throttle {
+                query: Some("SELECT true".into()),
+                ..Throttle::default()
+            },
+            ..RunOptions::default()
+        },
+        "throttle query",
+    )
+    .await;
+
+    // a busy session over the limit
+    let busy = db.client().await;
+    let sleeper = tokio::spawn(async move { busy.execute("SELECT pg_sleep(4)", &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    check_held(
+        RunOptions {
+            throttle: Throttle {
+                max_active: Some(0),
+                ..Throttle::default()
+            },
+            ..RunOptions::default()
+        },
+        "active sessions",
+    )
+    .await;
+    sleeper.await.unwrap().unwrap();
+
+    // a window that opens in two hours
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let start = now
+        .time()
+        .checked_add(jiff::SignedDuration::from_hours(2))
+        .unwrap();
+    let end = now
+        .time()
+        .checked_add(jiff::SignedDuration::from_hours(3))
+        .unwrap();
+    let window = format!("{}-{}", start.strftime("%H:%M"), end.strftime("%H:%M"));
+    let schedule =
+        decant::schedule::Schedule::new(vec![window.parse().unwrap()], Some("UTC")).unwrap();
+    check_held(
+        RunOptions {
+            schedule,
+            ..RunOptions::default()
+        },
+        "next opens at",
+    )
+    .await;
+    assert_eq!(count_migrated(&client).await, 0);
+}
