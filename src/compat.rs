@@ -188,6 +188,55 @@ impl Decant {
         .await
     }
 
+    /// The blobs of many users as clients know them, read from one
+    /// consistent snapshot without locking (for reports, exports and
+    /// verification). Users that do not exist are left out.
+    pub async fn load_many(&self, users: &[i64]) -> Result<Vec<(i64, Value)>> {
+        let mut client = db::get(&self.pool).await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| Error::db("beginning a snapshot", e))?;
+        let sql = format!(
+            "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) ORDER BY {id}",
+            id = crate::spec::quote(&self.store.spec.source.id),
+            blob = crate::spec::quote(&self.store.spec.source.blob),
+            flag = crate::spec::quote(&self.store.spec.source.flag),
+            src = crate::schema::source_table(&self.store.spec),
+        );
+        let rows = tx
+            .query(&sql, &[&users])
+            .await
+            .map_err(|e| Error::db("reading blobs", e))?;
+        let migrated: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.get::<_, bool>(2))
+            .map(|r| r.get(0))
+            .collect();
+        let mut stored = self.store.read_rows(&tx, &migrated).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (id, blob, is_migrated): (i64, Value, bool) = (r.get(0), r.get(1), r.get(2));
+            if !is_migrated {
+                out.push((id, blob));
+                continue;
+            }
+            let user_rows = stored.remove(&id).unwrap_or_default();
+            let full =
+                explode::reconstruct(&self.store.spec, &user_rows, &blob).map_err(|detail| {
+                    Error::Verification {
+                        user: id,
+                        detail: format!("cannot rebuild the blob: {detail}"),
+                    }
+                })?;
+            out.push((id, full));
+        }
+        Ok(out)
+    }
+
     /// Replaces the user's blob. For a migrated user the changed rows are
     /// upserted, removed rows deleted and the residual rewritten; a value a
     /// rule finds invalid is kept in the residual (never refused, never

@@ -179,11 +179,12 @@ async fn run_in(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for &id in &migrated_ids {
-        let loaded = decant.load(id).await?;
-        let original = example::user(opts.seed, id).blob;
-        if let Some(detail) = json_diff(&loaded, &original, &mut String::new()) {
-            return Err(Error::Verification { user: id, detail });
+    for chunk in migrated_ids.chunks(500) {
+        for (id, loaded) in decant.load_many(chunk).await? {
+            let original = example::user(opts.seed, id).blob;
+            if let Some(detail) = json_diff(&loaded, &original, &mut String::new()) {
+                return Err(Error::Verification { user: id, detail });
+            }
         }
     }
 

@@ -7,6 +7,7 @@ mod harness;
 mod cli;
 mod compat;
 mod concurrency;
+mod crash;
 mod daemon;
 mod migrate;
 mod schema;
