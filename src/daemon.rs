@@ -133,7 +133,7 @@ impl Progress {
 }
 
 /// What a run did.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunReport {
     /// Users migrated.
     pub migrated: u64,

@@ -5,13 +5,16 @@
 
 use crate::cluster::{ClusterOptions, TempCluster};
 use crate::compat::Decant;
+use crate::daemon::{self, RunOptions, RunReport};
 use crate::error::{Error, Result};
 use crate::example;
+use crate::schedule::Rate;
 use crate::schema;
 use crate::value::json_diff;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Demo options.
@@ -23,8 +26,8 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Parallel migration workers (default 2: one per core here).
     pub workers: usize,
-    /// Users per migration transaction (default 100).
-    pub batch: usize,
+    /// Writes per second of the simulated backend (default 200).
+    pub backend_rate: u32,
     /// A server to use instead of a throwaway cluster; the demo creates and
     /// drops its own database there.
     pub database_url: Option<String>,
@@ -36,7 +39,7 @@ impl Default for DemoOptions {
             users: 20_000,
             seed: 1,
             workers: 2,
-            batch: 100,
+            backend_rate: 200,
             database_url: None,
         }
     }
@@ -59,24 +62,52 @@ pub struct DemoSummary {
     pub load_time: Duration,
     /// Time spent migrating.
     pub migrate_time: Duration,
+    /// The daemon's own report.
+    pub daemon: RunReport,
+    /// Writes the simulated backend had acknowledged (all verified present).
+    pub writes: u64,
+    /// The backend's write latency p50 and p99 while the daemon ran.
+    pub write_latency: Option<(Duration, Duration)>,
+    /// Top five by kidnap points: (user, points).
+    pub leaderboard: Vec<(i64, String)>,
+    /// How long the leaderboard query took.
+    pub leaderboard_time: Duration,
 }
 
 impl fmt::Display for DemoSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.migrate_time.as_secs_f64();
+        let secs = self.migrate_time.as_secs_f64().max(1e-9);
         let total_rows: i64 = self.rows.iter().map(|r| r.1).sum();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         writeln!(f, "decant demo: {} generated users", self.users)?;
         writeln!(
             f,
-            "  migrated   {} users in {:.1} s ({:.0} users/s, {:.0} rows/s)",
-            self.migrated,
+            "  migrated   {} users by the daemon in {:.1} s ({:.0} users/s, {:.0} rows/s)",
+            self.daemon.migrated,
             secs,
-            self.migrated as f64 / secs.max(1e-9),
-            total_rows as f64 / secs.max(1e-9)
+            self.daemon.migrated as f64 / secs,
+            self.daemon.rows as f64 / secs
         )?;
+        if let Some((p50, p99)) = self.daemon.batch_p50_p99 {
+            writeln!(
+                f,
+                "             lock hold per batch p50 {:.0} ms, p99 {:.0} ms",
+                ms(p50),
+                ms(p99)
+            )?;
+        }
+        write!(
+            f,
+            "  backend    {} writes acknowledged while migrating",
+            self.writes
+        )?;
+        if let Some((p50, p99)) = self.write_latency {
+            write!(f, " (latency p50 {:.1} ms, p99 {:.1} ms)", ms(p50), ms(p99))?;
+        }
+        writeln!(f)?;
         writeln!(
             f,
-            "  verified   {} migrated users rebuild their original blob exactly",
+            "  verified   {} users rebuild their original blob plus every acknowledged write: 0 lost",
             self.verified
         )?;
         writeln!(f, "  rows       {total_rows} in all")?;
@@ -92,6 +123,15 @@ impl fmt::Display for DemoSummary {
                 "             {n:>9}  {reason} (e.g. users {})",
                 ids.join(", ")
             )?;
+        }
+        writeln!(
+            f,
+            "  top kidnap points ({} migrated + legacy, {:.1} ms):",
+            self.migrated,
+            ms(self.leaderboard_time)
+        )?;
+        for (i, (user, points)) in self.leaderboard.iter().enumerate() {
+            writeln!(f, "             {}. user {user}: {points}", i + 1)?;
         }
         write!(f, "  load time  {:.1} s", self.load_time.as_secs_f64())
     }
@@ -138,56 +178,71 @@ async fn run_in(
     schema::init(&client, &spec).await?;
     let load_time = started.elapsed();
 
-    let decant = Decant::connect(url, spec, opts.workers + 1)?;
+    let decant = Decant::connect(url, spec, opts.workers + 2 + BACKEND_TASKS)?;
+    // The simulated backend: old clients keep writing through the
+    // compatibility layer while the daemon migrates underneath.
+    let backend = Backend::start(&decant, opts.users, opts.backend_rate);
     let started = Instant::now();
-    let next = Arc::new(AtomicU64::new(1));
-    let done = Arc::new(AtomicU64::new(0));
-    let total = opts.users as u64;
-    let worker = |_| {
-        let (decant, next, done) = (decant.clone(), next.clone(), done.clone());
-        let batch = opts.batch as u64;
-        async move {
-            loop {
-                let from = next.fetch_add(batch, Ordering::Relaxed);
-                if from > total {
-                    return Ok::<_, Error>(());
-                }
-                let ids: Vec<i64> = (from..(from + batch).min(total + 1))
-                    .map(|i| i as i64)
-                    .collect();
-                decant.migrate_batch(&ids).await?;
-                done.fetch_add(ids.len() as u64, Ordering::Relaxed);
+    let run_progress = Arc::new(daemon::Progress::default());
+    let run_opts = RunOptions {
+        workers: opts.workers,
+        rate: Some(Rate::Max),
+        ..RunOptions::default()
+    };
+    let run = daemon::run(
+        &decant,
+        run_opts,
+        run_progress.clone(),
+        std::future::pending(),
+    );
+    tokio::pin!(run);
+    let report = loop {
+        tokio::select! {
+            r = &mut run => break r?,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                let p = &run_progress;
+                progress(
+                    p.migrated.load(Ordering::Relaxed) + p.failed.load(Ordering::Relaxed),
+                    p.total.load(Ordering::Relaxed),
+                );
             }
         }
     };
-    let workers = futures_util::future::try_join_all((0..opts.workers.max(1)).map(worker));
-    tokio::pin!(workers);
-    loop {
-        tokio::select! {
-            r = &mut workers => { r?; break; }
-            _ = tokio::time::sleep(Duration::from_millis(200)) => progress(done.load(Ordering::Relaxed), total),
-        }
-    }
-    progress(total, total);
     let migrate_time = started.elapsed();
+    let writes = backend.stop().await?;
 
-    // Verify every migrated user against the generator's original blob.
-    let migrated_ids: Vec<i64> = client
-        .query("SELECT id FROM \"user\" WHERE migrated ORDER BY id", &[])
-        .await
-        .map_err(|e| Error::db("listing migrated users", e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for chunk in migrated_ids.chunks(500) {
+    // Verify every user (migrated or not) against the generator's original
+    // blob plus the backend's acknowledged writes: nothing lost.
+    let ids: Vec<i64> = (1..=opts.users).collect();
+    let mut lost = 0;
+    let mut verified = 0;
+    for chunk in ids.chunks(500) {
         for (id, loaded) in decant.load_many(chunk).await? {
-            let original = example::user(opts.seed, id).blob;
-            if let Some(detail) = json_diff(&loaded, &original, &mut String::new()) {
-                return Err(Error::Verification { user: id, detail });
+            let mut want = example::user(opts.seed, id).blob;
+            if let Some(n) = writes.acked.get(&id) {
+                want["pref"]["demoWrites"] = serde_json::json!(n);
             }
+            if let Some(detail) = json_diff(&loaded, &want, &mut String::new()) {
+                lost += 1;
+                tracing::error!(user = id, %detail, "user differs from its original plus its writes");
+            }
+            verified += 1;
         }
     }
+    if lost > 0 {
+        return Err(Error::Verification {
+            user: 0,
+            detail: format!(
+                "{lost} users differ from their original blob plus acknowledged writes"
+            ),
+        });
+    }
 
+    let migrated: i64 = client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .map_err(|e| Error::db("counting migrated users", e))?
+        .get(0);
     let mut rows = Vec::new();
     for (ti, t) in decant.spec().tables.iter().enumerate() {
         let n: i64 = client
@@ -214,15 +269,121 @@ async fn run_in(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
+    // A cross-user read mid-state: the normalized rows of migrated users and
+    // the blobs of those still legacy, in one ranking.
+    let board_started = Instant::now();
+    let leaderboard = client
+        .query(
+            "SELECT user_id, value::text FROM (
+                 SELECT user_id, value FROM user_statistic
+                  WHERE mode = 'kidnap' AND statistic_id = 'points'
+                 UNION ALL
+                 SELECT id, (data #>> '{marriage,stats,kidnap,points}')::numeric FROM \"user\"
+                  WHERE NOT migrated AND jsonb_typeof(data #> '{marriage,stats,kidnap,points}') = 'number'
+             ) AS board ORDER BY board.value DESC, board.user_id LIMIT 5",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading the leaderboard", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let leaderboard_time = board_started.elapsed();
     Ok(DemoSummary {
         users: opts.users,
-        migrated: migrated_ids.len() as i64,
-        verified: migrated_ids.len() as i64,
+        migrated,
+        verified,
         rows,
         failed,
         load_time,
         migrate_time,
+        daemon: report,
+        writes: writes.total,
+        write_latency: writes.latency,
+        leaderboard,
+        leaderboard_time,
     })
+}
+
+const BACKEND_TASKS: usize = 4;
+
+/// Acknowledged writes of the simulated backend.
+struct Writes {
+    total: u64,
+    acked: HashMap<i64, u64>,
+    latency: Option<(Duration, Duration)>,
+}
+
+struct Backend {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(HashMap<i64, u64>, Vec<Duration>)>>>,
+}
+
+impl Backend {
+    /// Tasks that increment `pref.demoWrites` of random users, `rate`
+    /// writes per second in all.
+    fn start(decant: &Decant, users: i64, rate: u32) -> Backend {
+        let stop = Arc::new(AtomicBool::new(false));
+        let per_task = Duration::from_secs_f64(BACKEND_TASKS as f64 / f64::from(rate.max(1)));
+        let tasks = (0..BACKEND_TASKS)
+            .map(|t| {
+                let (decant, stop) = (decant.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut rng = example::Rng::new(0xBAC0 + t as u64);
+                    let mut acked: HashMap<i64, u64> = HashMap::new();
+                    let mut latencies = Vec::new();
+                    let mut tick = tokio::time::interval(per_task);
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        let user = rng.range(1, users as u64 + 1) as i64;
+                        let began = Instant::now();
+                        let r = decant
+                            .modify(user, |blob| {
+                                let n = &mut blob["pref"]["demoWrites"];
+                                *n = serde_json::json!(n.as_u64().unwrap_or(0) + 1);
+                            })
+                            .await;
+                        match r {
+                            Ok(_) => {
+                                latencies.push(began.elapsed());
+                                *acked.entry(user).or_default() += 1;
+                            }
+                            // a write not acknowledged is not expected to land
+                            Err(e) if e.is_retryable() => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok((acked, latencies))
+                })
+            })
+            .collect();
+        Backend { stop, tasks }
+    }
+
+    async fn stop(self) -> Result<Writes> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut acked: HashMap<i64, u64> = HashMap::new();
+        let mut latencies = Vec::new();
+        for t in self.tasks {
+            let (a, l) = t
+                .await
+                .map_err(|e| Error::Setup(format!("backend task: {e}")))??;
+            for (u, n) in a {
+                *acked.entry(u).or_default() += n;
+            }
+            latencies.extend(l);
+        }
+        latencies.sort_unstable();
+        let latency = (!latencies.is_empty()).then(|| {
+            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+            (at(0.5), at(0.99))
+        });
+        Ok(Writes {
+            total: acked.values().sum(),
+            acked,
+            latency,
+        })
+    }
 }
 
 /// Opens a plain connection (its task runs on the current runtime).
