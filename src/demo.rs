@@ -314,9 +314,12 @@ struct Writes {
     latency: Option<(Duration, Duration)>,
 }
 
+/// One backend task's acknowledged writes per user, and their latencies.
+type TaskWrites = (HashMap<i64, u64>, Vec<Duration>);
+
 struct Backend {
     stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<Result<(HashMap<i64, u64>, Vec<Duration>)>>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<TaskWrites>>>,
 }
 
 impl Backend {
