@@ -8,6 +8,7 @@
 //! tests and the demo; the example game in [`example`].
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cluster;
 mod compat;
 pub mod control;

@@ -159,6 +159,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure decant against set-based SQL and a naive client on generated
+    /// game data, all in one run on one throwaway cluster (fsync on);
+    /// prints a Markdown report.
+    Bench {
+        /// Users of the main comparison.
+        #[arg(long, default_value_t = 200_000)]
+        users: i64,
+        /// Users of the second memory measurement (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        memory_users: i64,
+        /// Users the naive client migrates (a sample).
+        #[arg(long, default_value_t = 2_000)]
+        naive_users: i64,
+        /// Seconds of idle backend latency measurement.
+        #[arg(long, default_value_t = 10)]
+        latency_secs: u64,
+        /// Seconds the daemon runs for the memory comparison.
+        #[arg(long, default_value_t = 60)]
+        memory_secs: u64,
+        /// Server to use instead of a throwaway cluster.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
     /// Run the whole job on a generated game database in a throwaway
     /// PostgreSQL (or in a new database on $DATABASE_URL's server).
     Demo {
@@ -249,6 +272,25 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("{status}");
             }
+        }
+        Command::Bench {
+            users,
+            memory_users,
+            naive_users,
+            latency_secs,
+            memory_secs,
+            database_url,
+        } => {
+            let opts = decant::bench::BenchOptions {
+                users,
+                memory_users,
+                naive_users,
+                latency_secs,
+                memory_secs,
+                exe: std::env::current_exe().context("locating the decant executable")?,
+                database_url,
+            };
+            println!("{}", decant::bench::run(&opts).await?);
         }
         Command::Demo {
             users,

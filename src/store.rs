@@ -448,6 +448,28 @@ fn bind<'a>(ty: ColumnType, values: impl Iterator<Item = &'a ColumnValue>) -> Pa
     }
 }
 
+/// Builds the parameter of one column value (for row-at-a-time SQL).
+pub(crate) fn bind_one(ty: ColumnType, v: &ColumnValue) -> Param {
+    macro_rules! one {
+        ($t:ty, $($pat:pat => $e:expr),+) => {
+            Box::new(match v { $($pat => Some($e),)+ _ => None::<$t> })
+        };
+    }
+    match ty {
+        ColumnType::Bool => one!(bool, ColumnValue::Bool(b) => *b),
+        ColumnType::Int2 => one!(i16, ColumnValue::I16(n) => *n),
+        ColumnType::Int4 => one!(i32, ColumnValue::I32(n) => *n),
+        ColumnType::Int8 => one!(i64, ColumnValue::I64(n) => *n),
+        ColumnType::TimestampMs | ColumnType::TimestampIso => {
+            one!(SystemTime, ColumnValue::Micros(n) => micros_to_time(*n))
+        }
+        ColumnType::Float8 => one!(f64, ColumnValue::F64(f) => *f),
+        ColumnType::Numeric => one!(String, ColumnValue::Numeric(s) => s.clone()),
+        ColumnType::Text => one!(String, ColumnValue::Text(s) => s.clone()),
+        ColumnType::Jsonb => one!(Value, ColumnValue::Json(v) => v.clone()),
+    }
+}
+
 /// Reads one column of a result row in its wire form.
 fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> ColumnValue {
     fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> ColumnValue) -> ColumnValue {

@@ -1,0 +1,611 @@
+//! `decant bench`: decant against the bars it must beat, all in one run on
+//! one throwaway cluster (fsync on), because these machines drift by 30%
+//! or more between runs. Every variant starts from a copy of the same
+//! generated database.
+//!
+//! - set-based SQL by PostgreSQL alone, no verification: the whole table in
+//!   one transaction, and batches of 100 users in a PL/pgSQL loop;
+//! - a naive client: one transaction per user, one INSERT per row;
+//! - `decant run --rate max` (a child process): users/s, rows/s, batch
+//!   transaction (lock hold) percentiles, peak memory;
+//! - the backend's patch latency, idle and while the daemon runs;
+//! - the daemon's peak memory at a second, larger size.
+
+use crate::cluster::{ClusterOptions, TempCluster};
+use crate::demo::{connect, with_dbname};
+use crate::error::{Error, Result};
+use crate::example;
+use crate::schema;
+use crate::store::Store;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Benchmark options.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Users of the main comparison (default 200,000).
+    pub users: i64,
+    /// Users of the second memory measurement (default 1,000,000; 0 skips).
+    pub memory_users: i64,
+    /// Users the naive client migrates (a sample; default 2,000).
+    pub naive_users: i64,
+    /// Seconds of backend writes measured idle (default 10).
+    pub latency_secs: u64,
+    /// Seconds the daemon runs for the memory comparison (default 60).
+    pub memory_secs: u64,
+    /// The `decant` executable to run as the daemon.
+    pub exe: PathBuf,
+    /// A server to use instead of a throwaway cluster.
+    pub database_url: Option<String>,
+}
+
+const SET_BASED: &str = include_str!("../sql/bench_setbased.sql");
+const BACKEND_RATE: f64 = 200.0;
+
+/// Runs the benchmark and returns its report as Markdown.
+pub async fn run(opts: &BenchOptions) -> Result<String> {
+    let cluster;
+    let server = match &opts.database_url {
+        Some(u) => u.clone(),
+        None => {
+            cluster = tokio::task::spawn_blocking(|| {
+                TempCluster::start(&ClusterOptions {
+                    fsync: true,
+                    shared_buffers: "2GB".into(),
+                    ..ClusterOptions::default()
+                })
+            })
+            .await
+            .map_err(|e| Error::Cluster(e.to_string()))??;
+            cluster.url("postgres")
+        }
+    };
+    let admin = connect(&server).await?;
+    let dir = std::env::temp_dir().join(format!("decant-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let spec_path = dir.join("decant.toml");
+    std::fs::write(&spec_path, example::SPEC).map_err(|source| Error::Io {
+        path: spec_path.clone(),
+        source,
+    })?;
+    let result = run_all(opts, &server, &admin, &spec_path).await;
+    for db in [
+        "bench_template",
+        "bench_a1",
+        "bench_a2",
+        "bench_naive",
+        "bench_decant",
+        "bench_mem_small",
+        "bench_mem_large",
+    ] {
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn drop_db(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .map_err(|e| Error::db(format!("dropping {name}"), e))
+}
+
+async fn create_from_template(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
+    drop_db(admin, name).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE bench_template"))
+        .await
+        .map_err(|e| Error::db(format!("copying the template to {name}"), e))
+}
+
+async fn load_db(
+    admin: &tokio_postgres::Client,
+    server: &str,
+    name: &str,
+    users: i64,
+) -> Result<Duration> {
+    drop_db(admin, name).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .map_err(|e| Error::db(format!("creating {name}"), e))?;
+    let client = connect(&with_dbname(server, name)?).await?;
+    let started = Instant::now();
+    example::load(&client, users, 1).await?;
+    schema::init(&client, &example::spec()).await?;
+    client
+        .batch_execute("VACUUM ANALYZE")
+        .await
+        .map_err(|e| Error::db("vacuuming", e))?;
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(|e| Error::db("checkpoint", e))?;
+    Ok(started.elapsed())
+}
+
+async fn count_rows(client: &tokio_postgres::Client) -> Result<i64> {
+    let spec = example::spec();
+    let mut n = 0;
+    for ti in 0..spec.tables.len() {
+        let c: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {}", schema::target_table(&spec, ti)),
+                &[],
+            )
+            .await
+            .map_err(|e| Error::db("counting rows", e))?
+            .get(0);
+        n += c;
+    }
+    Ok(n)
+}
+
+async fn count_migrated(client: &tokio_postgres::Client) -> Result<i64> {
+    Ok(client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .map_err(|e| Error::db("counting migrated users", e))?
+        .get(0))
+}
+
+struct Line {
+    what: String,
+    users: i64,
+    rows: i64,
+    secs: f64,
+    note: String,
+}
+
+async fn run_all(
+    opts: &BenchOptions,
+    server: &str,
+    admin: &tokio_postgres::Client,
+    spec_path: &Path,
+) -> Result<String> {
+    let mut out = String::new();
+    tracing::info!(users = opts.users, "loading the template database");
+    let load_time = load_db(admin, server, "bench_template", opts.users).await?;
+    let mut lines = Vec::new();
+
+    // (a1) set-based, whole table, one transaction
+    create_from_template(admin, "bench_a1").await?;
+    let c = connect(&with_dbname(server, "bench_a1")?).await?;
+    tracing::info!("set-based SQL, one transaction");
+    let started = Instant::now();
+    c.batch_execute(&SET_BASED.replace("{{FILTER}}", "true"))
+        .await
+        .map_err(|e| Error::db("set-based SQL over the whole table", e))?;
+    let secs = started.elapsed().as_secs_f64();
+    lines.push(Line {
+        what: "(a1) set-based SQL, whole table, one transaction".into(),
+        users: count_migrated(&c).await?,
+        rows: count_rows(&c).await?,
+        secs,
+        note: "no validation, no verification; one backend".into(),
+    });
+    drop(c);
+    let _ = admin
+        .batch_execute("DROP DATABASE bench_a1 WITH (FORCE)")
+        .await;
+
+    // (a2) set-based, batches of 100 users in a PL/pgSQL loop
+    create_from_template(admin, "bench_a2").await?;
+    let c = connect(&with_dbname(server, "bench_a2")?).await?;
+    tracing::info!("set-based SQL, PL/pgSQL loop of 100-user batches");
+    let body = SET_BASED.replace("{{FILTER}}", "id BETWEEN lo AND lo + 99");
+    c.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .map_err(|e| Error::db("setting generic plans", e))?;
+    let started = Instant::now();
+    c.batch_execute(&format!(
+        "DO $bench$ DECLARE lo bigint := 1; top bigint; BEGIN
+           SELECT max(id) INTO top FROM \"user\";
+           WHILE lo <= top LOOP
+             {body};
+             COMMIT;
+             lo := lo + 100;
+           END LOOP;
+         END $bench$"
+    ))
+    .await
+    .map_err(|e| Error::db("set-based SQL in batches", e))?;
+    let secs = started.elapsed().as_secs_f64();
+    lines.push(Line {
+        what: "(a2) set-based SQL, 100-user batches in PL/pgSQL".into(),
+        users: count_migrated(&c).await?,
+        rows: count_rows(&c).await?,
+        secs,
+        note: "no validation, no verification; one backend; generic plans".into(),
+    });
+    drop(c);
+    let _ = admin
+        .batch_execute("DROP DATABASE bench_a2 WITH (FORCE)")
+        .await;
+
+    // (b) naive client on a sample
+    create_from_template(admin, "bench_naive").await?;
+    tracing::info!(users = opts.naive_users, "naive client");
+    let (users, rows, secs) = naive(&with_dbname(server, "bench_naive")?, opts.naive_users).await?;
+    lines.push(Line {
+        what: format!("(b) naive client, first {} users", opts.naive_users),
+        users,
+        rows,
+        secs,
+        note: "one transaction per user, one INSERT round trip per row".into(),
+    });
+    let _ = admin
+        .batch_execute("DROP DATABASE bench_naive WITH (FORCE)")
+        .await;
+
+    // decant, with the backend writing: idle latency first, then during the run
+    create_from_template(admin, "bench_decant").await?;
+    let url = with_dbname(server, "bench_decant")?;
+    let decant = crate::Decant::connect(&url, example::spec(), 8)?;
+    tracing::info!(
+        secs = opts.latency_secs,
+        "backend patch latency, daemon idle"
+    );
+    let idle = Backend::start(&decant, opts.users);
+    tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
+    let idle = idle.stop().await?;
+    tracing::info!("decant run --rate max (default settings), backend writing");
+    let busy = Backend::start(&decant, opts.users);
+    let daemon = run_daemon(opts, &url, spec_path, None).await?;
+    let busy = busy.stop().await?;
+    let c = connect(&url).await?;
+    let migrated = count_migrated(&c).await?;
+    let rows = count_rows(&c).await?;
+    lines.push(Line {
+        what: "decant run --rate max (2 workers)".into(),
+        users: daemon.migrated,
+        rows,
+        secs: daemon.secs,
+        note: format!(
+            "validates and verifies every user; {} failed (dirty); backend writing {BACKEND_RATE:.0}/s",
+            daemon.failed
+        ),
+    });
+    if migrated != daemon.migrated {
+        return Err(Error::Setup(format!(
+            "the daemon reported {} users but {migrated} are migrated",
+            daemon.migrated
+        )));
+    }
+    drop(c);
+    drop(decant);
+    let _ = admin
+        .batch_execute("DROP DATABASE bench_decant WITH (FORCE)")
+        .await;
+
+    // memory: the daemon's peak over the same time at two sizes
+    let mut memory = Vec::new();
+    if opts.memory_users > 0 {
+        for (name, users) in [
+            ("bench_mem_small", opts.users),
+            ("bench_mem_large", opts.memory_users),
+        ] {
+            if name == "bench_mem_small" {
+                create_from_template(admin, name).await?;
+            } else {
+                let _ = admin
+                    .batch_execute("DROP DATABASE IF EXISTS bench_template WITH (FORCE)")
+                    .await;
+                tracing::info!(users, "loading the large database");
+                load_db(admin, server, name, users).await?;
+            }
+            let url = with_dbname(server, name)?;
+            tracing::info!(users, secs = opts.memory_secs, "daemon memory");
+            let r = run_daemon(
+                opts,
+                &url,
+                spec_path,
+                Some(Duration::from_secs(opts.memory_secs)),
+            )
+            .await?;
+            memory.push((users, r));
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+
+    // report
+    let bar = lines[..2]
+        .iter()
+        .map(|l| l.users as f64 / l.secs)
+        .fold(0.0, f64::max);
+    let naive_rate = lines[2].users as f64 / lines[2].secs;
+    let decant_rate = lines[3].users as f64 / lines[3].secs;
+    writeln!(out, "Generated game database: {} users (loaded in {:.0} s), PostgreSQL with fsync on, 2 cores.\n", opts.users, load_time.as_secs_f64()).ok();
+    writeln!(
+        out,
+        "| variant | users | rows | seconds | users/s | rows/s | note |"
+    )
+    .ok();
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---|").ok();
+    for l in &lines {
+        writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {} |",
+            l.what,
+            l.users,
+            l.rows,
+            l.secs,
+            l.users as f64 / l.secs,
+            l.rows as f64 / l.secs,
+            l.note
+        )
+        .ok();
+    }
+    writeln!(out).ok();
+    writeln!(
+        out,
+        "- decant vs the set-based bar (faster of a1, a2): {:.2}x; vs the naive client: {:.1}x",
+        decant_rate / bar,
+        decant_rate / naive_rate
+    )
+    .ok();
+    if let Some((p50, p99)) = daemon.batch_ms {
+        writeln!(
+            out,
+            "- per-user lock hold (the batch transaction): p50 {p50:.1} ms, p99 {p99:.1} ms"
+        )
+        .ok();
+    }
+    let ms = |d: Option<(Duration, Duration)>| match d {
+        Some((a, b)) => format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            a.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3
+        ),
+        None => "no writes".into(),
+    };
+    writeln!(
+        out,
+        "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer): idle {} ({} writes); daemon running {} ({} writes)",
+        ms(idle.latency),
+        idle.count,
+        ms(busy.latency),
+        busy.count
+    )
+    .ok();
+    if let Some(mib) = daemon.peak_mib {
+        writeln!(
+            out,
+            "- daemon peak memory over the whole {}-user run: {mib:.1} MiB",
+            opts.users
+        )
+        .ok();
+    }
+    for (users, r) in &memory {
+        writeln!(
+            out,
+            "- daemon peak memory over its first {} s at {users} users: {} ({} users migrated meanwhile)",
+            opts.memory_secs,
+            r.peak_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "unknown".into()),
+            r.migrated
+        )
+        .ok();
+    }
+    Ok(out)
+}
+
+/// One transaction per user, one INSERT per row: what a hand-written
+/// migration script typically does.
+async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
+    let spec = Arc::new(example::spec());
+    let store = Store::new(spec.clone());
+    let mut client = connect(url).await?;
+    let inserts: Vec<tokio_postgres::Statement> =
+        {
+            let mut v = Vec::new();
+            for (ti, t) in spec.tables.iter().enumerate() {
+                let cols: Vec<String> = std::iter::once(crate::spec::quote(&t.user_column))
+                    .chain(t.columns.iter().map(|c| crate::spec::quote(&c.name)))
+                    .collect();
+                let params: Vec<String> =
+                    std::iter::once("$1".to_string())
+                        .chain(t.columns.iter().enumerate().map(|(i, c)| {
+                            c.ty.wire_to_column(&format!("${}::{}", i + 2, c.ty.wire()))
+                        }))
+                        .collect();
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    schema::target_table(&spec, ti),
+                    cols.join(", "),
+                    params.join(", ")
+                );
+                v.push(
+                    client
+                        .prepare(&sql)
+                        .await
+                        .map_err(|e| Error::db("preparing a naive insert", e))?,
+                );
+            }
+            v
+        };
+    let started = Instant::now();
+    let (mut done, mut rows) = (0, 0);
+    for id in 1..=users {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| Error::db("begin", e))?;
+        let row = tx
+            .query_one("SELECT data FROM \"user\" WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .map_err(|e| Error::db("naive read", e))?;
+        let blob: serde_json::Value = row.get(0);
+        let Ok(e) = crate::explode(&spec, &blob) else {
+            continue;
+        };
+        for r in &e.rows {
+            let t = &spec.tables[r.table];
+            let mut params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> =
+                vec![Box::new(id)];
+            for (ci, c) in t.columns.iter().enumerate() {
+                params.push(crate::store::bind_one(c.ty, &r.values[ci]));
+            }
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as _).collect();
+            tx.execute(&inserts[r.table], &refs)
+                .await
+                .map_err(|e| Error::db("naive insert", e))?;
+        }
+        tx.execute(
+            "UPDATE \"user\" SET data = $2, migrated = true WHERE id = $1",
+            &[&id, &e.residual],
+        )
+        .await
+        .map_err(|e| Error::db("naive update", e))?;
+        tx.commit().await.map_err(|e| Error::db("commit", e))?;
+        done += 1;
+        rows += e.rows.len() as i64;
+    }
+    drop(store);
+    Ok((done, rows, started.elapsed().as_secs_f64()))
+}
+
+struct DaemonRun {
+    migrated: i64,
+    failed: i64,
+    secs: f64,
+    batch_ms: Option<(f64, f64)>,
+    peak_mib: Option<f64>,
+}
+
+/// Runs `decant run` as a child process (default settings, rate max),
+/// stopped by SIGTERM after `limit` if given; parses its summary.
+async fn run_daemon(
+    opts: &BenchOptions,
+    url: &str,
+    spec: &Path,
+    limit: Option<Duration>,
+) -> Result<DaemonRun> {
+    let mut cmd = tokio::process::Command::new(&opts.exe);
+    cmd.arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .args(["--rate", "max"])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let child = cmd.spawn().map_err(|source| Error::Io {
+        path: opts.exe.clone(),
+        source,
+    })?;
+    let pid = child.id();
+    let stopper = limit.map(|d| {
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            if let Some(pid) = pid {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        })
+    });
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| Error::Setup(format!("waiting for the daemon: {e}")))?;
+    if let Some(s) = stopper {
+        s.abort();
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(Error::Setup(format!(
+            "the daemon failed ({}): {text}",
+            out.status
+        )));
+    }
+    // "done: N users migrated, F failed, R rows in S s (...)"
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let num = |after: &str, skip: usize| -> Option<f64> {
+        let i = words.iter().position(|w| *w == after)?;
+        words.get(i + skip)?.trim_end_matches(',').parse().ok()
+    };
+    let migrated = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(0);
+    let failed = num("migrated,", 1).unwrap_or(0.0) as i64;
+    let secs = num("in", 1).unwrap_or(f64::NAN);
+    let batch_ms = num("p50", 1).zip(num("p99", 1));
+    let peak_mib = num("memory", 1);
+    Ok(DaemonRun {
+        migrated,
+        failed,
+        secs,
+        batch_ms,
+        peak_mib,
+    })
+}
+
+struct Latencies {
+    count: usize,
+    latency: Option<(Duration, Duration)>,
+}
+
+struct Backend {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<Vec<Duration>>>>,
+}
+
+impl Backend {
+    /// Four tasks patching random users at BACKEND_RATE in all.
+    fn start(decant: &crate::Decant, users: i64) -> Backend {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..4u64)
+            .map(|t| {
+                let (decant, stop) = (decant.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut rng = example::Rng::new(t + 99);
+                    let mut tick =
+                        tokio::time::interval(Duration::from_secs_f64(4.0 / BACKEND_RATE));
+                    let mut lat = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        let user = rng.range(1, users as u64 + 1) as i64;
+                        let patch = serde_json::json!({"pref": {"bench": rng.range(0, 1000)}});
+                        let began = Instant::now();
+                        match decant.patch(user, &patch).await {
+                            Ok(_) => lat.push(began.elapsed()),
+                            Err(e) if e.is_retryable() => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        Backend { stop, tasks }
+    }
+
+    async fn stop(self) -> Result<Latencies> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.extend(t.await.map_err(|e| Error::Setup(e.to_string()))??);
+        }
+        all.sort_unstable();
+        let latency = (!all.is_empty()).then(|| {
+            let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+            (at(0.5), at(0.99))
+        });
+        Ok(Latencies {
+            count: all.len(),
+            latency,
+        })
+    }
+}
