@@ -19,8 +19,11 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
 pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
     let mut cfg = parse_config(url)?;
     let mut options = cfg.get_options().unwrap_or("").to_string();
+    // Custom plans: the target tables start empty and grow fast, and a
+    // generic plan made while they were tiny (a sequential scan) would stay
+    // cached in the session long after they are large.
     options.push_str(&format!(
-        " -c lock_timeout={} -c statement_timeout={}",
+        " -c lock_timeout={} -c statement_timeout={} -c plan_cache_mode=force_custom_plan",
         settings.lock_timeout_ms, settings.statement_timeout_ms
     ));
     cfg.options(options.trim());

@@ -352,7 +352,7 @@ pub fn route(spec: &Spec, row: &Row) -> Result<usize, String> {
             spec.rules[ri]
                 .constants
                 .iter()
-                .all(|(ci, cv)| row.values[*ci].key_text() == cv.key_text())
+                .all(|(ci, cv)| row.values[*ci].same(cv))
         })
         .ok_or_else(|| {
             format!(

@@ -184,11 +184,9 @@ pub(crate) async fn migrate_locked(
         .iter()
         .flat_map(|(l, e)| e.rows.iter().map(move |r| (l.id, r)))
         .collect();
-    store.insert_rows(tx, &rows).await?;
-
-    // Verify: what the database now holds must rebuild each blob exactly.
-    let users: Vec<i64> = todo.iter().map(|(l, _)| l.id).collect();
-    let mut stored = store.read_rows(tx, &users).await?;
+    // Verify: the rows as the database stored them (returned by the
+    // insert, after any trigger or conversion) must rebuild each blob exactly.
+    let mut stored = store.insert_rows(tx, &rows).await?;
     let mut bad = Vec::new();
     todo.retain(|(l, e)| {
         let back = stored.remove(&l.id).unwrap_or_default();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::types::ToSql;
 
-type Param = Box<dyn ToSql + Sync + Send>;
+type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
 /// A spec with the SQL generated from it.
 #[derive(Debug)]
@@ -46,11 +46,17 @@ pub(crate) struct Store {
 
 #[derive(Debug)]
 struct TableSql {
-    insert: String,
+    insert_returning: String,
     upsert: String,
     select: String,
     delete_users: String,
     delete_keys: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum Write {
+    InsertReturning,
+    Upsert,
 }
 
 /// A locked source row.
@@ -195,17 +201,23 @@ impl Store {
             .map_err(|e| Error::db(what.to_string(), e))
     }
 
-    /// Inserts rows of many users, one statement per table.
-    pub async fn insert_rows(&self, tx: &Transaction<'_>, rows: &[(i64, &Row)]) -> Result<()> {
-        self.write_rows(tx, rows, false).await
+    /// Inserts rows of many users, one statement per table, and returns
+    /// the rows as the database stored them, grouped by user.
+    pub async fn insert_rows(
+        &self,
+        tx: &Transaction<'_>,
+        rows: &[(i64, &Row)],
+    ) -> Result<HashMap<i64, Vec<Row>>> {
+        let stored = self.write_rows(tx, rows, Write::InsertReturning).await?;
+        Ok(self.group(stored))
     }
 
     async fn write_rows(
         &self,
         tx: &Transaction<'_>,
         rows: &[(i64, &Row)],
-        upsert: bool,
-    ) -> Result<()> {
+        how: Write,
+    ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
         let mut by_table: Vec<Vec<(i64, &Row)>> = vec![Vec::new(); self.spec.tables.len()];
         for &(u, r) in rows {
             by_table[r.table].push((u, r));
@@ -221,24 +233,44 @@ impl Store {
                 for (ci, c) in table.columns.iter().enumerate() {
                     params.push(bind(c.ty, rs.iter().map(|(_, r)| &r.values[ci])));
                 }
-                let sql = if upsert {
-                    &self.tables[ti].upsert
-                } else {
-                    &self.tables[ti].insert
+                let sql = match how {
+                    Write::InsertReturning => &self.tables[ti].insert_returning,
+                    Write::Upsert => &self.tables[ti].upsert,
                 };
                 async move {
                     let refs: Vec<&(dyn ToSql + Sync)> =
                         params.iter().map(|p| p.as_ref() as _).collect();
-                    self.exec(
-                        tx,
-                        sql,
-                        &refs,
-                        &format!("writing rows of table {}", table.name),
-                    )
-                    .await
+                    let what = format!("writing rows of table {}", table.name);
+                    let stmt = tx
+                        .prepare_cached(sql)
+                        .await
+                        .map_err(|e| Error::db(format!("preparing: {what}"), e))?;
+                    let out = tx
+                        .query(&stmt, &refs)
+                        .await
+                        .map_err(|e| Error::db(what, e))?;
+                    Ok::<_, Error>((ti, out))
                 }
             });
-        try_join_all(work).await.map(drop)
+        try_join_all(work).await
+    }
+
+    fn group(&self, results: Vec<(usize, Vec<tokio_postgres::Row>)>) -> HashMap<i64, Vec<Row>> {
+        let mut out: HashMap<i64, Vec<Row>> = HashMap::new();
+        for (ti, rows) in results {
+            let table = &self.spec.tables[ti];
+            for r in rows {
+                let user: i64 = r.get(0);
+                let values = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| read(c.ty, &r, ci + 1))
+                    .collect();
+                out.entry(user).or_default().push(Row { table: ti, values });
+            }
+        }
+        out
     }
 
     /// Reads every row of `users`, grouped by user.
@@ -260,21 +292,7 @@ impl Store {
             })?;
             Ok::<_, Error>((ti, rows))
         });
-        let mut out: HashMap<i64, Vec<Row>> = HashMap::new();
-        for (ti, rows) in try_join_all(work).await? {
-            let table = &self.spec.tables[ti];
-            for r in rows {
-                let user: i64 = r.get(0);
-                let values = table
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(ci, c)| read(c.ty, &r, ci + 1))
-                    .collect();
-                out.entry(user).or_default().push(Row { table: ti, values });
-            }
-        }
-        Ok(out)
+        Ok(self.group(try_join_all(work).await?))
     }
 
     /// Deletes every row of `users` from every table.
@@ -338,7 +356,7 @@ impl Store {
                 self.exec(tx, sql, &refs, "deleting removed rows").await?;
             }
         }
-        self.write_rows(tx, &changed, true).await
+        self.write_rows(tx, &changed, Write::Upsert).await.map(drop)
     }
 }
 
@@ -386,14 +404,17 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
             format!("UPDATE SET {}", non_key.join(", "))
         }
     );
-    let select = format!(
-        "SELECT {user}, {} FROM {name} WHERE {user} = ANY($1::bigint[])",
-        t.columns
-            .iter()
-            .map(|c| c.ty.column_to_wire(&quote(&c.name)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let projection = t
+        .columns
+        .iter()
+        .map(|c| c.ty.column_to_wire(&quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let select =
+        format!("SELECT {user}, {projection} FROM {name} WHERE {user} = ANY($1::bigint[])");
+    // what the database stored, as it stored it (after any trigger or
+    // conversion): the migration verifies these
+    let insert_returning = format!("{insert} RETURNING {user}, {projection}");
     let delete_keys = (!t.key.is_empty()).then(|| {
         let keys: Vec<String> = t.key.iter().map(|&ci| quote(&t.columns[ci].name)).collect();
         let wire: Vec<String> = t
@@ -418,7 +439,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
         )
     });
     TableSql {
-        insert,
+        insert_returning,
         upsert,
         select,
         delete_users: format!("DELETE FROM {name} WHERE {user} = ANY($1::bigint[])"),
@@ -427,7 +448,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
 }
 
 /// Builds the array parameter of one column for many rows.
-fn bind<'a>(ty: ColumnType, values: impl Iterator<Item = &'a ColumnValue>) -> Param {
+fn bind<'a>(ty: ColumnType, values: impl Iterator<Item = &'a ColumnValue>) -> Param<'a> {
     macro_rules! collect {
         ($t:ty, $($pat:pat => $e:expr),+) => {
             Box::new(values.map(|v| match v { $($pat => Some($e),)+ _ => None }).collect::<Vec<Option<$t>>>())
@@ -442,14 +463,29 @@ fn bind<'a>(ty: ColumnType, values: impl Iterator<Item = &'a ColumnValue>) -> Pa
             collect!(SystemTime, ColumnValue::Micros(n) => micros_to_time(*n))
         }
         ColumnType::Float8 => collect!(f64, ColumnValue::F64(f) => *f),
-        ColumnType::Numeric => collect!(String, ColumnValue::Numeric(s) => s.clone()),
-        ColumnType::Text => collect!(String, ColumnValue::Text(s) => s.clone()),
-        ColumnType::Jsonb => collect!(Value, ColumnValue::Json(v) => v.clone()),
+        // text and json are serialized straight from the rows when the
+        // statement runs: no copies
+        ColumnType::Numeric | ColumnType::Text => Box::new(
+            values
+                .map(|v| match v {
+                    ColumnValue::Numeric(s) | ColumnValue::Text(s) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<Option<&'a str>>>(),
+        ),
+        ColumnType::Jsonb => Box::new(
+            values
+                .map(|v| match v {
+                    ColumnValue::Json(j) => Some(j),
+                    _ => None,
+                })
+                .collect::<Vec<Option<&'a Value>>>(),
+        ),
     }
 }
 
 /// Builds the parameter of one column value (for row-at-a-time SQL).
-pub(crate) fn bind_one(ty: ColumnType, v: &ColumnValue) -> Param {
+pub(crate) fn bind_one(ty: ColumnType, v: &ColumnValue) -> Param<'static> {
     macro_rules! one {
         ($t:ty, $($pat:pat => $e:expr),+) => {
             Box::new(match v { $($pat => Some($e),)+ _ => None::<$t> })
