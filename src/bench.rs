@@ -33,7 +33,8 @@ pub struct BenchOptions {
     pub memory_users: i64,
     /// Users the naive client migrates (a sample; default 2,000).
     pub naive_users: i64,
-    /// Seconds of backend writes measured idle (default 10).
+    /// Seconds of backend writes measured without and with the daemon
+    /// (default 20).
     pub latency_secs: u64,
     /// Seconds the daemon runs for the memory comparison (default 60).
     pub memory_secs: u64,
@@ -248,31 +249,28 @@ async fn run_all(
         .batch_execute("DROP DATABASE bench_naive WITH (FORCE)")
         .await;
 
-    // decant, with the backend writing: idle latency first, then during the run
+    // decant at full speed, alone
     create_from_template(admin, "bench_decant").await?;
     let url = with_dbname(server, "bench_decant")?;
-    let decant = crate::Decant::connect(&url, example::spec(), 8)?;
-    tracing::info!(
-        secs = opts.latency_secs,
-        "backend patch latency, daemon idle"
-    );
-    let idle = Backend::start(&decant, opts.users);
-    tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
-    let idle = idle.stop().await?;
-    tracing::info!("decant run --rate max (default settings), backend writing");
-    let busy = Backend::start(&decant, opts.users);
-    let daemon = run_daemon(opts, &url, spec_path, None).await?;
-    let busy = busy.stop().await?;
+    tracing::info!("decant run --rate max");
+    let daemon = run_daemon(
+        opts,
+        &url,
+        spec_path,
+        &["--rate", "max", "--workers", "2"],
+        None,
+    )
+    .await?;
     let c = connect(&url).await?;
     let migrated = count_migrated(&c).await?;
     let rows = count_rows(&c).await?;
     lines.push(Line {
-        what: "decant run --rate max (2 workers)".into(),
+        what: "decant run --rate max --workers 2".into(),
         users: daemon.migrated,
         rows,
         secs: daemon.secs,
         note: format!(
-            "validates and verifies every user; {} failed (dirty); backend writing {BACKEND_RATE:.0}/s",
+            "validates and verifies every user; {} failed (dirty)",
             daemon.failed
         ),
     });
@@ -283,10 +281,32 @@ async fn run_all(
         )));
     }
     drop(c);
+    drop_db(admin, "bench_decant").await?;
+
+    // the backend's latency: idle, then with the daemon at default settings
+    create_from_template(admin, "bench_latency").await?;
+    let url = with_dbname(server, "bench_latency")?;
+    let decant = crate::Decant::connect(&url, example::spec(), 8)?;
+    tracing::info!(secs = opts.latency_secs, "backend patch latency, no daemon");
+    let idle = Backend::start(&decant, opts.users);
+    tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
+    let idle = idle.stop().await?;
+    tracing::info!(
+        secs = opts.latency_secs,
+        "backend patch latency, daemon at default settings"
+    );
+    let busy = Backend::start(&decant, opts.users);
+    let during = run_daemon(
+        opts,
+        &url,
+        spec_path,
+        &[],
+        Some(Duration::from_secs(opts.latency_secs)),
+    )
+    .await?;
+    let busy = busy.stop().await?;
     drop(decant);
-    let _ = admin
-        .batch_execute("DROP DATABASE bench_decant WITH (FORCE)")
-        .await;
+    drop_db(admin, "bench_latency").await?;
 
     // memory: the daemon's peak over the same time at two sizes
     let mut memory = Vec::new();
@@ -306,11 +326,13 @@ async fn run_all(
             }
             let url = with_dbname(server, name)?;
             tracing::info!(users, secs = opts.memory_secs, "daemon memory");
+            let limit = Some(Duration::from_secs(opts.memory_secs));
             let r = run_daemon(
                 opts,
                 &url,
                 spec_path,
-                Some(Duration::from_secs(opts.memory_secs)),
+                &["--rate", "max", "--workers", "2"],
+                limit,
             )
             .await?;
             memory.push((users, r));
@@ -373,11 +395,13 @@ async fn run_all(
     };
     writeln!(
         out,
-        "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer): idle {} ({} writes); daemon running {} ({} writes)",
+        "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer, {} s each): no daemon {} ({} writes); daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches) {} ({} writes, {} users migrated meanwhile)",
+        opts.latency_secs,
         ms(idle.latency),
         idle.count,
         ms(busy.latency),
-        busy.count
+        busy.count,
+        during.migrated
     )
     .ok();
     if let Some(mib) = daemon.peak_mib {
@@ -491,13 +515,14 @@ async fn run_daemon(
     opts: &BenchOptions,
     url: &str,
     spec: &Path,
+    args: &[&str],
     limit: Option<Duration>,
 ) -> Result<DaemonRun> {
     let mut cmd = tokio::process::Command::new(&opts.exe);
     cmd.arg("run")
         .arg("--spec")
         .arg(spec)
-        .args(["--rate", "max"])
+        .args(args)
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -26,7 +26,8 @@ use tokio::sync::watch;
 /// Options of a run; each documents its default.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Parallel workers, each one session (default 2: one per core here).
+    /// Parallel workers, each one session (default 1, which leaves room
+    /// for live traffic; 2 keeps both cores of a 2-core server busy).
     pub workers: usize,
     /// The rate when the control row does not set one; `--rate` writes
     /// the control row instead (default: whatever the control row says).
@@ -50,7 +51,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            workers: 2,
+            workers: 1,
             rate: None,
             schedule: Schedule::default(),
             target_batch: Duration::from_millis(100),

@@ -76,8 +76,9 @@ struct RunArgs {
     /// daemon (default: the control row's, initially max).
     #[arg(long)]
     rate: Option<decant::schedule::Rate>,
-    /// Parallel workers (sessions).
-    #[arg(long, default_value_t = 2)]
+    /// Parallel workers (sessions). One leaves room for live traffic; use
+    /// as many as the database has cores for full speed.
+    #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Target duration of a batch transaction in ms (bounds lock waits).
     #[arg(long, default_value_t = 100)]
@@ -184,8 +185,8 @@ enum Command {
         /// Users the naive client migrates (a sample).
         #[arg(long, default_value_t = 2_000)]
         naive_users: i64,
-        /// Seconds of idle backend latency measurement.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds of backend latency measurement, without and with the daemon.
+        #[arg(long, default_value_t = 20)]
         latency_secs: u64,
         /// Seconds the daemon runs for the memory comparison.
         #[arg(long, default_value_t = 60)]
