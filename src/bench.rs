@@ -17,11 +17,11 @@ use crate::error::{Error, Result};
 use crate::example;
 use crate::schema;
 use crate::store::Store;
+use crate::traffic::{Traffic, WriteKind};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Benchmark options.
@@ -288,14 +288,26 @@ async fn run_all(
     let url = with_dbname(server, "bench_latency")?;
     let decant = crate::Decant::connect(&url, example::spec(), 8)?;
     tracing::info!(secs = opts.latency_secs, "backend patch latency, no daemon");
-    let idle = Backend::start(&decant, opts.users);
+    let idle = Traffic::start(
+        &decant,
+        opts.users,
+        BACKEND_RATE,
+        WriteKind::Patch("bench"),
+        1,
+    );
     tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
     let idle = idle.stop().await?;
     tracing::info!(
         secs = opts.latency_secs,
         "backend patch latency, daemon at default settings"
     );
-    let busy = Backend::start(&decant, opts.users);
+    let busy = Traffic::start(
+        &decant,
+        opts.users,
+        BACKEND_RATE,
+        WriteKind::Patch("bench"),
+        2,
+    );
     let during = run_daemon(
         opts,
         &url,
@@ -398,9 +410,9 @@ async fn run_all(
         "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer, {} s each): no daemon {} ({} writes); daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches) {} ({} writes, {} users migrated meanwhile)",
         opts.latency_secs,
         ms(idle.latency),
-        idle.count,
+        idle.writes,
         ms(busy.latency),
-        busy.count,
+        busy.writes,
         during.migrated
     )
     .ok();
@@ -575,62 +587,4 @@ async fn run_daemon(
         batch_ms,
         peak_mib,
     })
-}
-
-struct Latencies {
-    count: usize,
-    latency: Option<(Duration, Duration)>,
-}
-
-struct Backend {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<Result<Vec<Duration>>>>,
-}
-
-impl Backend {
-    /// Four tasks patching random users at BACKEND_RATE in all.
-    fn start(decant: &crate::Decant, users: i64) -> Backend {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..4u64)
-            .map(|t| {
-                let (decant, stop) = (decant.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let mut rng = example::Rng::new(t + 99);
-                    let mut tick =
-                        tokio::time::interval(Duration::from_secs_f64(4.0 / BACKEND_RATE));
-                    let mut lat = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        tick.tick().await;
-                        let user = rng.range(1, users as u64 + 1) as i64;
-                        let patch = serde_json::json!({"pref": {"bench": rng.range(0, 1000)}});
-                        let began = Instant::now();
-                        match decant.patch(user, &patch).await {
-                            Ok(_) => lat.push(began.elapsed()),
-                            Err(e) if e.is_retryable() => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        Backend { stop, tasks }
-    }
-
-    async fn stop(self) -> Result<Latencies> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        for t in self.tasks {
-            all.extend(t.await.map_err(|e| Error::Setup(e.to_string()))??);
-        }
-        all.sort_unstable();
-        let latency = (!all.is_empty()).then(|| {
-            let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
-            (at(0.5), at(0.99))
-        });
-        Ok(Latencies {
-            count: all.len(),
-            latency,
-        })
-    }
 }

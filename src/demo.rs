@@ -10,11 +10,11 @@ use crate::error::{Error, Result};
 use crate::example;
 use crate::schedule::Rate;
 use crate::schema;
+use crate::traffic::{Traffic, WriteKind};
 use crate::value::json_diff;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Demo options.
@@ -178,10 +178,16 @@ async fn run_in(
     schema::init(&client, &spec).await?;
     let load_time = started.elapsed();
 
-    let decant = Decant::connect(url, spec, opts.workers + 2 + BACKEND_TASKS)?;
+    let decant = Decant::connect(url, spec, opts.workers + 6)?;
     // The simulated backend: old clients keep writing through the
     // compatibility layer while the daemon migrates underneath.
-    let backend = Backend::start(&decant, opts.users, opts.backend_rate);
+    let backend = Traffic::start(
+        &decant,
+        opts.users,
+        f64::from(opts.backend_rate),
+        WriteKind::Increment("demoWrites"),
+        1,
+    );
     let started = Instant::now();
     let run_progress = Arc::new(daemon::Progress::default());
     let run_opts = RunOptions {
@@ -298,95 +304,11 @@ async fn run_in(
         load_time,
         migrate_time,
         daemon: report,
-        writes: writes.total,
+        writes: writes.writes,
         write_latency: writes.latency,
         leaderboard,
         leaderboard_time,
     })
-}
-
-const BACKEND_TASKS: usize = 4;
-
-/// Acknowledged writes of the simulated backend.
-struct Writes {
-    total: u64,
-    acked: HashMap<i64, u64>,
-    latency: Option<(Duration, Duration)>,
-}
-
-/// One backend task's acknowledged writes per user, and their latencies.
-type TaskWrites = (HashMap<i64, u64>, Vec<Duration>);
-
-struct Backend {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<Result<TaskWrites>>>,
-}
-
-impl Backend {
-    /// Tasks that increment `pref.demoWrites` of random users, `rate`
-    /// writes per second in all.
-    fn start(decant: &Decant, users: i64, rate: u32) -> Backend {
-        let stop = Arc::new(AtomicBool::new(false));
-        let per_task = Duration::from_secs_f64(BACKEND_TASKS as f64 / f64::from(rate.max(1)));
-        let tasks = (0..BACKEND_TASKS)
-            .map(|t| {
-                let (decant, stop) = (decant.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let mut rng = example::Rng::new(0xBAC0 + t as u64);
-                    let mut acked: HashMap<i64, u64> = HashMap::new();
-                    let mut latencies = Vec::new();
-                    let mut tick = tokio::time::interval(per_task);
-                    while !stop.load(Ordering::Relaxed) {
-                        tick.tick().await;
-                        let user = rng.range(1, users as u64 + 1) as i64;
-                        let began = Instant::now();
-                        let r = decant
-                            .modify(user, |blob| {
-                                let n = &mut blob["pref"]["demoWrites"];
-                                *n = serde_json::json!(n.as_u64().unwrap_or(0) + 1);
-                            })
-                            .await;
-                        match r {
-                            Ok(_) => {
-                                latencies.push(began.elapsed());
-                                *acked.entry(user).or_default() += 1;
-                            }
-                            // a write not acknowledged is not expected to land
-                            Err(e) if e.is_retryable() => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok((acked, latencies))
-                })
-            })
-            .collect();
-        Backend { stop, tasks }
-    }
-
-    async fn stop(self) -> Result<Writes> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut acked: HashMap<i64, u64> = HashMap::new();
-        let mut latencies = Vec::new();
-        for t in self.tasks {
-            let (a, l) = t
-                .await
-                .map_err(|e| Error::Setup(format!("backend task: {e}")))??;
-            for (u, n) in a {
-                *acked.entry(u).or_default() += n;
-            }
-            latencies.extend(l);
-        }
-        latencies.sort_unstable();
-        let latency = (!latencies.is_empty()).then(|| {
-            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-            (at(0.5), at(0.99))
-        });
-        Ok(Writes {
-            total: acked.values().sum(),
-            acked,
-            latency,
-        })
-    }
 }
 
 /// Opens a plain connection (its task runs on the current runtime).

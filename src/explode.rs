@@ -211,7 +211,7 @@ impl<'v> Walker<'_, 'v> {
         for seg in &rule.segments {
             if let Segment::Capture(ci) = seg {
                 let key = caps.next().expect("one capture per wildcard step");
-                match table.columns[*ci].check(&Value::String((*key).to_string())) {
+                match table.columns[*ci].check_key(key) {
                     Ok(cv) => values[*ci] = cv,
                     Err(m) => {
                         let col = &table.columns[*ci].name;
@@ -365,16 +365,16 @@ pub fn route(spec: &Spec, row: &Row) -> Result<usize, String> {
 /// Rebuilds the blob from rows and the residual.
 pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value, String> {
     let mut root = residual.clone();
-    let mut arrays: BTreeMap<Vec<String>, Vec<(i64, Value)>> = BTreeMap::new();
+    let mut arrays: BTreeMap<Vec<&str>, Vec<(i64, Value)>> = BTreeMap::new();
     for row in rows {
         let rule = &spec.rules[route(spec, row)?];
         let table = &spec.tables[rule.table];
-        let mut path = Vec::with_capacity(rule.segments.len());
+        let mut path: Vec<&str> = Vec::with_capacity(rule.segments.len());
         for seg in &rule.segments {
             path.push(match seg {
-                Segment::Literal(k) => k.clone(),
+                Segment::Literal(k) => k.as_str(),
                 Segment::Capture(ci) => match &row.values[*ci] {
-                    ColumnValue::Text(s) => s.clone(),
+                    ColumnValue::Text(s) => s.as_str(),
                     other => {
                         return Err(format!(
                             "table `{}`: key column `{}` holds {other:?}",
@@ -445,7 +445,7 @@ fn row_value(spec: &Spec, rule: &Rule, row: &Row) -> Result<Value, String> {
     })
 }
 
-fn insert_at(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+fn insert_at(root: &mut Value, path: &[&str], value: Value) -> Result<(), String> {
     let mut here = root;
     for (i, key) in path.iter().enumerate() {
         let Value::Object(map) = here else {
@@ -455,9 +455,9 @@ fn insert_at(root: &mut Value, path: &[String], value: Value) -> Result<(), Stri
             ));
         };
         if i + 1 == path.len() {
-            match map.get_mut(key) {
+            match map.get_mut(*key) {
                 None => {
-                    map.insert(key.clone(), value);
+                    map.insert((*key).to_string(), value);
                 }
                 Some(Value::Object(existing)) => {
                     // the residual holds the keys a keep rule left behind
@@ -477,9 +477,12 @@ fn insert_at(root: &mut Value, path: &[String], value: Value) -> Result<(), Stri
             }
             return Ok(());
         }
-        here = map
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+        // look up before inserting: most steps exist already, and an
+        // entry() would copy the key every time
+        if !map.contains_key(*key) {
+            map.insert((*key).to_string(), Value::Object(Map::new()));
+        }
+        here = map.get_mut(*key).expect("present");
     }
     Err("a rule with an empty path".into())
 }

@@ -24,6 +24,7 @@ pub mod schema;
 pub mod spec;
 pub mod status;
 mod store;
+pub mod traffic;
 pub mod value;
 
 pub use compat::{Decant, merge_patch};

@@ -95,6 +95,10 @@ pub struct Column {
     pub min: Option<Canonical>,
     /// Inclusive upper bound for numbers.
     pub max: Option<Canonical>,
+    /// `min` when it is an integer, for the fast path.
+    min_int: Option<i64>,
+    /// `max` when it is an integer, for the fast path.
+    max_int: Option<i64>,
     /// Allowed values for text.
     pub values: Option<Vec<String>>,
     /// Maximum length in characters for text.
@@ -112,30 +116,52 @@ impl Column {
             return Ok(cv);
         }
         if let Value::Number(n) = v {
+            // plain integers against integer bounds without the canonical
+            // form (the common case: counts against min = 0)
+            let int = value::plain_integer(n.as_str());
             if let Some(min) = &self.min {
-                if value::cmp_number(n, min).is_some_and(|o| o.is_lt()) {
+                let below = match (int, self.min_int) {
+                    (Some(x), Some(b)) => x < b,
+                    _ => value::cmp_number(n, min).is_some_and(|o| o.is_lt()),
+                };
+                if below {
                     return Err(format!("expected at least {min}"));
                 }
             }
             if let Some(max) = &self.max {
-                if value::cmp_number(n, max).is_some_and(|o| o.is_gt()) {
+                let above = match (int, self.max_int) {
+                    (Some(x), Some(b)) => x > b,
+                    _ => value::cmp_number(n, max).is_some_and(|o| o.is_gt()),
+                };
+                if above {
                     return Err(format!("expected at most {max}"));
                 }
             }
         }
         if let Value::String(s) = v {
-            if let Some(values) = &self.values {
-                if !values.iter().any(|a| a == s) {
-                    return Err(format!("expected one of {}", values.join(", ")));
-                }
-            }
-            if let Some(max) = self.max_length {
-                if s.chars().count() > max {
-                    return Err(format!("expected at most {max} characters"));
-                }
-            }
+            self.check_text(s)?;
         }
         Ok(cv)
+    }
+
+    /// Validates an object key captured into this (text) column.
+    pub fn check_key(&self, key: &str) -> std::result::Result<ColumnValue, String> {
+        self.check_text(key)?;
+        Ok(ColumnValue::Text(key.to_string()))
+    }
+
+    fn check_text(&self, s: &str) -> std::result::Result<(), String> {
+        if let Some(values) = &self.values {
+            if !values.iter().any(|a| a == s) {
+                return Err(format!("expected one of {}", values.join(", ")));
+            }
+        }
+        if let Some(max) = self.max_length {
+            if s.len() > max && s.chars().count() > max {
+                return Err(format!("expected at most {max} characters"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -812,10 +838,16 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
             full.ty
         ));
     }
+    let as_int = |b: &Option<Canonical>| {
+        b.as_ref()
+            .and_then(|c| value::plain_integer(&c.to_string()))
+    };
     Ok(Column {
         name: name.to_string(),
         ty,
         not_null: full.not_null,
+        min_int: as_int(&min),
+        max_int: as_int(&max),
         min,
         max,
         values: full.values,

@@ -201,15 +201,48 @@ impl Store {
             .map_err(|e| Error::db(what.to_string(), e))
     }
 
-    /// Inserts rows of many users, one statement per table, and returns
-    /// the rows as the database stored them, grouped by user.
+    /// Inserts rows of many users, one statement per table, and compares
+    /// what the database says it stored (`RETURNING`, after any trigger or
+    /// conversion) with what was sent. Returns, for each user whose stored
+    /// rows differ, the rows as stored (empty when all match).
     pub async fn insert_rows(
         &self,
         tx: &Transaction<'_>,
         rows: &[(i64, &Row)],
     ) -> Result<HashMap<i64, Vec<Row>>> {
         let stored = self.write_rows(tx, rows, Write::InsertReturning).await?;
-        Ok(self.group(stored))
+        let mut differs = std::collections::HashSet::new();
+        for (ti, returned) in &stored {
+            let sent = rows.iter().filter(|(_, r)| r.table == *ti);
+            let table = &self.spec.tables[*ti];
+            if returned.len() != sent.clone().count() {
+                differs.extend(sent.map(|(u, _)| *u));
+                differs.extend(returned.iter().map(|r| r.get::<_, i64>(0)));
+                continue;
+            }
+            // the insert returns rows in the order it took them
+            for (back, (user, row)) in returned.iter().zip(sent) {
+                let same = back.get::<_, i64>(0) == *user
+                    && table
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .all(|(ci, c)| stored_equals(c.ty, back, ci + 1, &row.values[ci]));
+                if !same {
+                    differs.insert(*user);
+                    differs.insert(back.get::<_, i64>(0));
+                }
+            }
+        }
+        if differs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut grouped = self.group(stored);
+        grouped.retain(|u, _| differs.contains(u));
+        for u in differs {
+            grouped.entry(u).or_default();
+        }
+        Ok(grouped)
     }
 
     async fn write_rows(
@@ -503,6 +536,32 @@ pub(crate) fn bind_one(ty: ColumnType, v: &ColumnValue) -> Param<'static> {
         ColumnType::Numeric => one!(String, ColumnValue::Numeric(s) => s.clone()),
         ColumnType::Text => one!(String, ColumnValue::Text(s) => s.clone()),
         ColumnType::Jsonb => one!(Value, ColumnValue::Json(v) => v.clone()),
+    }
+}
+
+/// Whether a returned column holds exactly the value sent, read without
+/// allocating where the type allows.
+fn stored_equals(
+    ty: ColumnType,
+    row: &tokio_postgres::Row,
+    idx: usize,
+    sent: &ColumnValue,
+) -> bool {
+    use ColumnValue as V;
+    match ty {
+        ColumnType::Numeric => match (row.get::<_, Option<&str>>(idx), sent) {
+            (None, V::Null) => true,
+            (Some(a), V::Numeric(b)) => {
+                a == b || crate::value::canonical_number(a) == crate::value::canonical_number(b)
+            }
+            _ => false,
+        },
+        ColumnType::Text => match (row.get::<_, Option<&str>>(idx), sent) {
+            (None, V::Null) => true,
+            (Some(a), V::Text(b)) => a == b,
+            _ => false,
+        },
+        _ => read(ty, row, idx).same(sent),
     }
 }
 

@@ -301,12 +301,18 @@ pub fn number(text: &str) -> Value {
 fn integer(v: &Value) -> Option<i64> {
     let Value::Number(n) = v else { return None };
     let text = n.as_str();
-    // the common case, plain digits, without the canonical form
+    plain_integer(text).or_else(|| canonical_number(text)?.to_i64())
+}
+
+/// The value of number text made of plain digits (an optional minus and at
+/// most 18 digits), the common case, without building the canonical form.
+pub(crate) fn plain_integer(text: &str) -> Option<i64> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok();
+        text.parse().ok()
+    } else {
+        None
     }
-    canonical_number(text)?.to_i64()
 }
 
 /// A JSON number as sign, significant digits and a power of ten:
@@ -462,10 +468,12 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
         (Value::Number(x), Value::Number(y)) => {
             x.as_str() == y.as_str() || canonical_number(x.as_str()) == canonical_number(y.as_str())
         }
+        // serde_json's maps are sorted by key: walk both in step
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .all(|(k, xv)| y.get(k).is_some_and(|yv| json_eq(xv, yv)))
+                    .zip(y.iter())
+                    .all(|((kx, vx), (ky, vy))| kx == ky && json_eq(vx, vy))
         }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(xv, yv)| json_eq(xv, yv))

@@ -1,7 +1,7 @@
 //! The daemon as a process: killed with SIGKILL at random moments, stopped
 //! with SIGTERM.
 
-use crate::harness::TestDb;
+use crate::harness::{GAME_TABLES, TestDb, count_migrated};
 use decant::example::Rng;
 use decant::value::json_eq;
 use std::process::{Child, Command, Stdio};
@@ -28,14 +28,6 @@ fn spec_file(name: &str) -> std::path::PathBuf {
     let path = dir.join("decant.toml");
     std::fs::write(&path, decant::example::SPEC).unwrap();
     path
-}
-
-async fn count_migrated(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,14 +80,7 @@ async fn twenty_kills_then_a_restart_leave_every_user_whole() {
         .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect();
     let mut rows: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-    for t in [
-        "user_statistic",
-        "user_achievement",
-        "user_bot",
-        "user_selected_bot",
-        "user_preference",
-        "user_config",
-    ] {
+    for t in GAME_TABLES {
         for r in client
             .query(
                 &format!("SELECT user_id, count(*) FROM {t} GROUP BY 1"),

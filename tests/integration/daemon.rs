@@ -1,4 +1,4 @@
-use crate::harness::{TestDb, is_migrated, row_count};
+use crate::harness::{TestDb, count_migrated, is_migrated, row_count};
 use decant::control::{self, Setting};
 use decant::daemon::{self, Progress, RunOptions, RunReport, Throttle};
 use decant::value::json_eq;
@@ -58,14 +58,6 @@ fn clean(n: i64) -> Vec<i64> {
         .collect()
 }
 
-async fn count_migrated(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 async fn set(decant: &Decant, s: Setting) {
     let client = decant.pool().get().await.unwrap();
     control::set(&**client, &s).await.unwrap();
@@ -94,9 +86,11 @@ async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() 
     let dirty = n as usize - clean(n).len();
     assert!(dirty > 0);
 
-    let report = Running::start(&decant, RunOptions::default())
-        .finish()
-        .await;
+    let two_workers = RunOptions {
+        workers: 2,
+        ..RunOptions::default()
+    };
+    let report = Running::start(&decant, two_workers).finish().await;
     assert_eq!(report.migrated as usize, clean(n).len());
     assert_eq!(
         report.failed as usize, dirty,

@@ -121,6 +121,15 @@ pub async fn is_migrated(client: &tokio_postgres::Client, user: i64) -> bool {
         .get(0)
 }
 
+/// How many users are migrated.
+pub async fn count_migrated(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// The raw blob column of a user.
 pub async fn raw_blob(client: &tokio_postgres::Client, user: i64) -> serde_json::Value {
     client
@@ -130,17 +139,20 @@ pub async fn raw_blob(client: &tokio_postgres::Client, user: i64) -> serde_json:
         .get(0)
 }
 
+/// The game's target tables.
+pub const GAME_TABLES: [&str; 6] = [
+    "user_statistic",
+    "user_achievement",
+    "user_bot",
+    "user_selected_bot",
+    "user_preference",
+    "user_config",
+];
+
 /// Rows of a user across every target table of the game spec.
 pub async fn row_count(client: &tokio_postgres::Client, user: i64) -> i64 {
     let mut n = 0;
-    for t in [
-        "user_statistic",
-        "user_achievement",
-        "user_bot",
-        "user_selected_bot",
-        "user_preference",
-        "user_config",
-    ] {
+    for t in GAME_TABLES {
         let c: i64 = client
             .query_one(
                 &format!("SELECT count(*) FROM {t} WHERE user_id = $1"),

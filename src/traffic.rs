@@ -1,0 +1,116 @@
+//! Simulated backend traffic: tasks writing to random users through the
+//! compatibility layer at a steady rate, recording every acknowledged write
+//! and its latency. The demo proves with it that no write is lost; the
+//! benchmark measures with it what the daemon costs live traffic.
+
+use crate::compat::Decant;
+use crate::error::{Error, Result};
+use crate::example::Rng;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The write each call makes.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteKind {
+    /// `modify`: increments `pref.<key>` (read-modify-write under the lock).
+    Increment(&'static str),
+    /// `patch`: sets `pref.<key>` to a random number (RFC 7396).
+    Patch(&'static str),
+}
+
+/// What the traffic did.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficReport {
+    /// Acknowledged writes per user.
+    pub acked: HashMap<i64, u64>,
+    /// Acknowledged writes in all.
+    pub writes: u64,
+    /// Latency p50 and p99 of acknowledged writes.
+    pub latency: Option<(Duration, Duration)>,
+}
+
+/// One task's acknowledged writes per user, and their latencies.
+type TaskResult = (HashMap<i64, u64>, Vec<Duration>);
+
+/// Running traffic; [`Traffic::stop`] ends it.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<TaskResult>>>,
+}
+
+const TASKS: u64 = 4;
+
+impl Traffic {
+    /// Starts four tasks writing to random users `1..=users`, `rate` writes
+    /// per second in all. A retryable error (a lock timeout) is not an
+    /// acknowledged write; any other error ends the traffic with it.
+    pub fn start(decant: &Decant, users: i64, rate: f64, kind: WriteKind, seed: u64) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let period = Duration::from_secs_f64(TASKS as f64 / rate.max(0.001));
+        let tasks = (0..TASKS)
+            .map(|t| {
+                let (decant, stop) = (decant.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(t));
+                    let mut acked: HashMap<i64, u64> = HashMap::new();
+                    let mut latencies = Vec::new();
+                    let mut tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        let user = rng.range(1, users as u64 + 1) as i64;
+                        let began = Instant::now();
+                        let r = match kind {
+                            WriteKind::Increment(key) => decant
+                                .modify(user, |blob| {
+                                    let n = &mut blob["pref"][key];
+                                    *n = serde_json::json!(n.as_u64().unwrap_or(0) + 1);
+                                })
+                                .await
+                                .map(drop),
+                            WriteKind::Patch(key) => {
+                                let patch = serde_json::json!({"pref": {key: rng.range(0, 1000)}});
+                                decant.patch(user, &patch).await.map(drop)
+                            }
+                        };
+                        match r {
+                            Ok(()) => {
+                                latencies.push(began.elapsed());
+                                *acked.entry(user).or_default() += 1;
+                            }
+                            Err(e) if e.is_retryable() => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok((acked, latencies))
+                })
+            })
+            .collect();
+        Traffic { stop, tasks }
+    }
+
+    /// Stops the tasks and gathers what they did.
+    pub async fn stop(self) -> Result<TrafficReport> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut report = TrafficReport::default();
+        let mut latencies = Vec::new();
+        for t in self.tasks {
+            let (acked, l) = t
+                .await
+                .map_err(|e| Error::Setup(format!("a traffic task: {e}")))??;
+            for (user, n) in acked {
+                *report.acked.entry(user).or_default() += n;
+                report.writes += n;
+            }
+            latencies.extend(l);
+        }
+        latencies.sort_unstable();
+        report.latency = (!latencies.is_empty()).then(|| {
+            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+            (at(0.5), at(0.99))
+        });
+        Ok(report)
+    }
+}
