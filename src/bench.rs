@@ -160,6 +160,7 @@ async fn count_migrated(client: &tokio_postgres::Client) -> Result<i64> {
         .get(0))
 }
 
+#[derive(Default)]
 struct Line {
     what: String,
     users: i64,
@@ -180,36 +181,25 @@ async fn run_all(
     let mut lines = Vec::new();
 
     // (a1) set-based, whole table, one transaction
-    create_from_template(admin, "bench_a1").await?;
-    let c = connect(&with_dbname(server, "bench_a1")?).await?;
-    tracing::info!("set-based SQL, one transaction");
-    let started = Instant::now();
-    c.batch_execute(&SET_BASED.replace("{{FILTER}}", "true"))
-        .await
-        .map_err(|e| Error::db("set-based SQL over the whole table", e))?;
-    let secs = started.elapsed().as_secs_f64();
-    lines.push(Line {
-        what: "(a1) set-based SQL, whole table, one transaction".into(),
-        users: count_migrated(&c).await?,
-        rows: count_rows(&c).await?,
-        secs,
-        note: "no validation, no verification; one backend".into(),
-    });
-    drop(c);
-    let _ = admin
-        .batch_execute("DROP DATABASE bench_a1 WITH (FORCE)")
-        .await;
-
+    let whole = SET_BASED.replace("{{FILTER}}", "true");
+    lines.push(
+        set_based(
+            admin,
+            server,
+            "bench_a1",
+            &[],
+            &whole,
+            Line {
+                what: "(a1) set-based SQL, whole table, one transaction".into(),
+                note: "no validation, no verification; one backend".into(),
+                ..Line::default()
+            },
+        )
+        .await?,
+    );
     // (a2) set-based, batches of 100 users in a PL/pgSQL loop
-    create_from_template(admin, "bench_a2").await?;
-    let c = connect(&with_dbname(server, "bench_a2")?).await?;
-    tracing::info!("set-based SQL, PL/pgSQL loop of 100-user batches");
     let body = SET_BASED.replace("{{FILTER}}", "id BETWEEN lo AND lo + 99");
-    c.batch_execute("SET plan_cache_mode = force_generic_plan")
-        .await
-        .map_err(|e| Error::db("setting generic plans", e))?;
-    let started = Instant::now();
-    c.batch_execute(&format!(
+    let looped = format!(
         "DO $bench$ DECLARE lo bigint := 1; top bigint; BEGIN
            SELECT max(id) INTO top FROM \"user\";
            WHILE lo <= top LOOP
@@ -218,21 +208,22 @@ async fn run_all(
              lo := lo + 100;
            END LOOP;
          END $bench$"
-    ))
-    .await
-    .map_err(|e| Error::db("set-based SQL in batches", e))?;
-    let secs = started.elapsed().as_secs_f64();
-    lines.push(Line {
-        what: "(a2) set-based SQL, 100-user batches in PL/pgSQL".into(),
-        users: count_migrated(&c).await?,
-        rows: count_rows(&c).await?,
-        secs,
-        note: "no validation, no verification; one backend; generic plans".into(),
-    });
-    drop(c);
-    let _ = admin
-        .batch_execute("DROP DATABASE bench_a2 WITH (FORCE)")
-        .await;
+    );
+    lines.push(
+        set_based(
+            admin,
+            server,
+            "bench_a2",
+            &["SET plan_cache_mode = force_generic_plan"],
+            &looped,
+            Line {
+                what: "(a2) set-based SQL, 100-user batches in PL/pgSQL".into(),
+                note: "no validation, no verification; one backend; generic plans".into(),
+                ..Line::default()
+            },
+        )
+        .await?,
+    );
 
     // (b) naive client on a sample
     create_from_template(admin, "bench_naive").await?;
@@ -435,6 +426,36 @@ async fn run_all(
         .ok();
     }
     Ok(out)
+}
+
+/// Times `sql` on a fresh copy of the template (after `setup`), and
+/// fills `line` with what it migrated.
+async fn set_based(
+    admin: &tokio_postgres::Client,
+    server: &str,
+    name: &str,
+    setup: &[&str],
+    sql: &str,
+    mut line: Line,
+) -> Result<Line> {
+    create_from_template(admin, name).await?;
+    let c = connect(&with_dbname(server, name)?).await?;
+    for s in setup {
+        c.batch_execute(s)
+            .await
+            .map_err(|e| Error::db(format!("{name}: {s}"), e))?;
+    }
+    tracing::info!(variant = %line.what, "set-based SQL");
+    let started = Instant::now();
+    c.batch_execute(sql)
+        .await
+        .map_err(|e| Error::db(format!("{name}: set-based SQL"), e))?;
+    line.secs = started.elapsed().as_secs_f64();
+    line.users = count_migrated(&c).await?;
+    line.rows = count_rows(&c).await?;
+    drop(c);
+    drop_db(admin, name).await?;
+    Ok(line)
 }
 
 /// One transaction per user, one INSERT per row: what a hand-written
