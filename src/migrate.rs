@@ -96,10 +96,11 @@ pub(crate) async fn migrate_batch(
     .await;
     match attempt {
         Ok(report) => Ok(report),
-        Err(e) if e.is_retryable() || ids.len() != 1 => {
-            if ids.len() == 1 || matches!(e, Error::Pool(_)) {
-                return Err(e);
-            }
+        // a lock timeout, a dropped connection, no connection: not the
+        // user's fault; the caller tries again later
+        Err(e) if e.is_retryable() && (ids.len() == 1 || matches!(e, Error::Pool(_))) => Err(e),
+        // one bad user must not hold back the rest of its batch
+        Err(e) if ids.len() > 1 => {
             tracing::warn!(cause = %e, users = ids.len(), "batch failed; retrying user by user");
             let mut all = BatchReport::default();
             for &id in ids {
