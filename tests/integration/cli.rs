@@ -109,3 +109,66 @@ fn bad_input_is_refused_with_a_clear_error() {
     assert!(err.contains("bad connection string"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn live_control_and_status_from_the_command_line() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    decant::example::load(&client, 30, 1).await.unwrap();
+    let dir = temp_dir("control");
+    std::fs::write(dir.join("decant.toml"), decant::example::SPEC).unwrap();
+    let url = Some(db.url.as_str());
+    assert!(decant(&["init"], url, &dir).0);
+
+    let (ok, _, err) = decant(&["set", "rate=50/s", "rollout=10", "allow=3,4"], url, &dir);
+    assert!(ok, "{err}");
+    let (ok, _, err) = decant(&["pause"], url, &dir);
+    assert!(ok, "{err}");
+    let (ok, out, err) = decant(&["migrate", "--user", "2"], url, &dir);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("migrated"),
+        "pause holds the daemon, not explicit migrations: {out}"
+    );
+
+    let (ok, out, err) = decant(&["status", "--json"], url, &dir);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["paused"], true);
+    assert_eq!(status["rate"], "50/s");
+    assert_eq!(status["rollout_percent"], 10.0);
+    assert_eq!(status["allow_list"], 2);
+    assert_eq!(status["users"], 30);
+    assert_eq!(status["migrated"], 1);
+    assert_eq!(status["legacy"], 29);
+
+    let (ok, _, _) = decant(&["resume"], url, &dir);
+    assert!(ok);
+    let (ok, out, _) = decant(
+        &[
+            "status",
+            "--window",
+            "01:00-05:00",
+            "--tz",
+            "Asia/Kathmandu",
+        ],
+        url,
+        &dir,
+    );
+    assert!(ok);
+    assert!(
+        out.contains("users      30") && !out.contains("PAUSED"),
+        "{out}"
+    );
+
+    let (ok, _, err) = decant(&["set", "speed=3"], url, &dir);
+    assert!(!ok);
+    assert!(err.contains("unknown setting `speed`"), "{err}");
+    let (ok, _, err) = decant(&["run", "--rate", "fast"], url, &dir);
+    assert!(!ok);
+    assert!(err.contains("expected N/s, N/min or max"), "{err}");
+    let (ok, _, err) = decant(&["run", "--tz", "Mars/Olympus"], url, &dir);
+    assert!(!ok);
+    assert!(err.contains("time zone `Mars/Olympus`"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
