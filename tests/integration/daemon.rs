@@ -470,14 +470,9 @@ async fn database_signals_and_windows_hold_the_daemon_back() {
 
     // a window that opens in two hours
     let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-    let start = now
-        .time()
-        .checked_add(jiff::SignedDuration::from_hours(2))
-        .unwrap();
-    let end = now
-        .time()
-        .checked_add(jiff::SignedDuration::from_hours(3))
-        .unwrap();
+    // wall-clock times wrap at midnight: the window may cross it
+    let start = now.time().wrapping_add(jiff::SignedDuration::from_hours(2));
+    let end = now.time().wrapping_add(jiff::SignedDuration::from_hours(3));
     let window = format!("{}-{}", start.strftime("%H:%M"), end.strftime("%H:%M"));
     let schedule =
         decant::schedule::Schedule::new(vec![window.parse().unwrap()], Some("UTC")).unwrap();
