@@ -336,9 +336,16 @@ async fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let bar = progress_bar(users as u64);
+            // the rate counts from the first migrated user, not from the
+            // cluster start and the load
+            let started = std::sync::OnceLock::new();
             let summary = decant::demo::run(&opts, &|done, _total| {
                 if let Some(bar) = &bar {
                     bar.set_position(done);
+                    if done > 0 {
+                        let since = *started.get_or_init(Instant::now);
+                        bar.set_message(rate_message(done, since, None));
+                    }
                 }
             })
             .await?;
@@ -436,14 +443,13 @@ async fn report_progress(progress: Arc<decant::daemon::Progress>) {
     if std::io::stderr().is_terminal() {
         let bar = progress_bar(progress.total.load(Ordering::Relaxed)).expect("a terminal");
         let _guard = ClearOnDrop(bar.clone());
+        let started = Instant::now();
         loop {
-            bar.set_length(progress.total.load(Ordering::Relaxed).max(done(&progress)));
-            bar.set_position(done(&progress));
-            if let Some(why) = progress.holding.lock().expect("not poisoned").clone() {
-                bar.set_message(format!("holding: {why}"));
-            } else {
-                bar.set_message("");
-            }
+            let now = done(&progress);
+            bar.set_length(progress.total.load(Ordering::Relaxed).max(now));
+            bar.set_position(now);
+            let holding = progress.holding.lock().expect("not poisoned").clone();
+            bar.set_message(rate_message(now, started, holding));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     } else {
@@ -472,6 +478,15 @@ async fn report_progress(progress: Arc<decant::daemon::Progress>) {
     }
 }
 
+/// "1234 users/s", and why the daemon holds back if it does.
+fn rate_message(done: u64, started: Instant, holding: Option<String>) -> String {
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    match holding {
+        Some(why) => format!("{rate:.0} users/s  holding: {why}"),
+        None => format!("{rate:.0} users/s"),
+    }
+}
+
 struct ClearOnDrop(indicatif::ProgressBar);
 
 impl Drop for ClearOnDrop {
@@ -487,7 +502,7 @@ fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "migrating {bar:40} {pos}/{len} users  {per_sec}  eta {eta}  {msg}",
+            "migrating {bar:40} {pos}/{len} users  {msg}  eta {eta}",
         )
         .expect("valid template"),
     );
