@@ -486,3 +486,41 @@ async fn database_signals_and_windows_hold_the_daemon_back() {
     .await;
     assert_eq!(count_migrated(&client).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_waiting_on_the_daemons_locks_hold_it_back() {
+    let db = TestDb::new().await;
+    let decant = db.game(60).await;
+    let client = db.client().await;
+    // slow batches: each config row takes 100 ms to insert
+    client
+        .batch_execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep(0.1); RETURN NEW; END $$;
+             CREATE TRIGGER slow BEFORE INSERT ON user_config FOR EACH ROW EXECUTE FUNCTION slow();",
+        )
+        .await
+        .unwrap();
+    let running = Running::start(&decant, RunOptions::default());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // a backend write to a user of the first batch (ids 1..10) waits
+    let backend = db.client().await;
+    let write = tokio::spawn(async move {
+        backend
+            .execute("UPDATE \"user\" SET name = 'waited' WHERE id = 2", &[])
+            .await
+    });
+    let started = Instant::now();
+    let mut seen = None;
+    while started.elapsed() < Duration::from_secs(5) && seen.is_none() {
+        let holding = running.progress.holding.lock().unwrap().clone();
+        seen = holding.filter(|h| h.contains("wait on locks the daemon holds"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    write.await.unwrap().unwrap();
+    running.stop().await;
+    assert!(
+        seen.is_some(),
+        "the daemon did not notice the session it blocked"
+    );
+}
