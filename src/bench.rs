@@ -38,6 +38,8 @@ pub struct BenchOptions {
     pub latency_secs: u64,
     /// Seconds the daemon runs for the memory comparison (default 60).
     pub memory_secs: u64,
+    /// Measure only the backend latency (faster iteration on it).
+    pub latency_only: bool,
     /// The `decant` executable to run as the daemon.
     pub exe: PathBuf,
     /// A server to use instead of a throwaway cluster.
@@ -178,6 +180,10 @@ async fn run_all(
     let mut out = String::new();
     tracing::info!(users = opts.users, "loading the template database");
     let load_time = load_db(admin, server, "bench_template", opts.users).await?;
+    if opts.latency_only {
+        let line = latency(opts, admin, server, spec_path).await?;
+        return Ok(format!("{} users, latency only:\n{line}\n", opts.users));
+    }
     let mut lines = Vec::new();
 
     // (a1) set-based, whole table, one transaction
@@ -274,42 +280,7 @@ async fn run_all(
     drop(c);
     drop_db(admin, "bench_decant").await?;
 
-    // the backend's latency: idle, then with the daemon at default settings
-    create_from_template(admin, "bench_latency").await?;
-    let url = with_dbname(server, "bench_latency")?;
-    let decant = crate::Decant::connect(&url, example::spec(), 8)?;
-    tracing::info!(secs = opts.latency_secs, "backend patch latency, no daemon");
-    let idle = Traffic::start(
-        &decant,
-        opts.users,
-        BACKEND_RATE,
-        WriteKind::Patch("bench"),
-        1,
-    );
-    tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
-    let idle = idle.stop().await?;
-    tracing::info!(
-        secs = opts.latency_secs,
-        "backend patch latency, daemon at default settings"
-    );
-    let busy = Traffic::start(
-        &decant,
-        opts.users,
-        BACKEND_RATE,
-        WriteKind::Patch("bench"),
-        2,
-    );
-    let during = run_daemon(
-        opts,
-        &url,
-        spec_path,
-        &[],
-        Some(Duration::from_secs(opts.latency_secs)),
-    )
-    .await?;
-    let busy = busy.stop().await?;
-    drop(decant);
-    drop_db(admin, "bench_latency").await?;
+    let latency = latency(opts, admin, server, spec_path).await?;
 
     // memory: the daemon's peak over the same time at two sizes
     let mut memory = Vec::new();
@@ -388,25 +359,7 @@ async fn run_all(
         )
         .ok();
     }
-    let ms = |d: Option<(Duration, Duration)>| match d {
-        Some((a, b)) => format!(
-            "p50 {:.2} ms, p99 {:.2} ms",
-            a.as_secs_f64() * 1e3,
-            b.as_secs_f64() * 1e3
-        ),
-        None => "no writes".into(),
-    };
-    writeln!(
-        out,
-        "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer, {} s each): no daemon {} ({} writes); daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches) {} ({} writes, {} users migrated meanwhile)",
-        opts.latency_secs,
-        ms(idle.latency),
-        idle.writes,
-        ms(busy.latency),
-        busy.writes,
-        during.migrated
-    )
-    .ok();
+    writeln!(out, "{latency}").ok();
     if let Some(mib) = daemon.peak_mib {
         writeln!(
             out,
@@ -426,6 +379,69 @@ async fn run_all(
         .ok();
     }
     Ok(out)
+}
+
+/// The backend's patch latency: idle, then with the daemon at its default
+/// settings, on a fresh copy of the template. One line of the report.
+async fn latency(
+    opts: &BenchOptions,
+    admin: &tokio_postgres::Client,
+    server: &str,
+    spec_path: &Path,
+) -> Result<String> {
+    create_from_template(admin, "bench_latency").await?;
+    let url = with_dbname(server, "bench_latency")?;
+    let decant = crate::Decant::connect(&url, example::spec(), 8)?;
+    tracing::info!(secs = opts.latency_secs, "backend patch latency, no daemon");
+    let idle = Traffic::start(
+        &decant,
+        opts.users,
+        BACKEND_RATE,
+        WriteKind::Patch("bench"),
+        1,
+    );
+    tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
+    let idle = idle.stop().await?;
+    tracing::info!(
+        secs = opts.latency_secs,
+        "backend patch latency, daemon at default settings"
+    );
+    let busy = Traffic::start(
+        &decant,
+        opts.users,
+        BACKEND_RATE,
+        WriteKind::Patch("bench"),
+        2,
+    );
+    let during = run_daemon(
+        opts,
+        &url,
+        spec_path,
+        &[],
+        Some(Duration::from_secs(opts.latency_secs)),
+    )
+    .await?;
+    let busy = busy.stop().await?;
+    drop(decant);
+    drop_db(admin, "bench_latency").await?;
+
+    let ms = |d: Option<(Duration, Duration)>| match d {
+        Some((a, b)) => format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            a.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3
+        ),
+        None => "no writes".into(),
+    };
+    Ok(format!(
+        "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer, {} s each): no daemon {} ({} writes); daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches) {} ({} writes, {} users migrated meanwhile)",
+        opts.latency_secs,
+        ms(idle.latency),
+        idle.writes,
+        ms(busy.latency),
+        busy.writes,
+        during.migrated
+    ))
 }
 
 /// Times `sql` on a fresh copy of the template (after `setup`), and

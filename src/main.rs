@@ -191,6 +191,9 @@ enum Command {
         /// Seconds the daemon runs for the memory comparison.
         #[arg(long, default_value_t = 60)]
         memory_secs: u64,
+        /// Measure only the backend latency, without and with the daemon.
+        #[arg(long)]
+        latency_only: bool,
         /// Server to use instead of a throwaway cluster.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
@@ -309,6 +312,7 @@ async fn run(cli: Cli) -> Result<()> {
             naive_users,
             latency_secs,
             memory_secs,
+            latency_only,
             database_url,
         } => {
             let opts = decant::bench::BenchOptions {
@@ -317,6 +321,7 @@ async fn run(cli: Cli) -> Result<()> {
                 naive_users,
                 latency_secs,
                 memory_secs,
+                latency_only,
                 exe: std::env::current_exe().context("locating the decant executable")?,
                 database_url,
             };
