@@ -183,10 +183,9 @@ impl<'v> Walker<'_, 'v> {
         let mut problems = Vec::new();
         for (i, item) in items.iter().enumerate() {
             self.path.push(Step::Index(i));
+            // an element leaves a residual only with a problem, which
+            // sends the whole array to the residual below
             let c = self.claim_value(rule, item, Some(i));
-            if c.residual.is_some() && c.problems.is_empty() {
-                problems.push(self.invalid(rule, "no partial residual inside an array", item));
-            }
             self.path.pop();
             problems.extend(c.problems);
             rows.extend(c.row);
