@@ -12,7 +12,7 @@
 //! - the daemon's peak memory at a second, larger size.
 
 use crate::cluster::{ClusterOptions, TempCluster};
-use crate::demo::{connect, with_dbname};
+use crate::db::{connect, with_dbname};
 use crate::error::{Error, Result};
 use crate::example;
 use crate::schema;
@@ -524,15 +524,13 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
             continue;
         };
         for r in &e.rows {
-            let t = &spec.tables[r.table];
-            let mut params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> =
-                vec![Box::new(id)];
-            for (ci, c) in t.columns.iter().enumerate() {
-                params.push(crate::store::bind_one(c.ty, &r.values[ci]));
-            }
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as _).collect();
-            tx.execute(&inserts[r.table], &refs)
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id];
+            params.extend(
+                r.values
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)),
+            );
+            tx.execute(&inserts[r.table], &params)
                 .await
                 .map_err(|e| Error::db("naive insert", e))?;
         }

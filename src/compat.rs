@@ -200,15 +200,8 @@ impl Decant {
             .start()
             .await
             .map_err(|e| Error::db("beginning a snapshot", e))?;
-        let sql = format!(
-            "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) ORDER BY {id}",
-            id = crate::spec::quote(&self.store.spec.source.id),
-            blob = crate::spec::quote(&self.store.spec.source.blob),
-            flag = crate::spec::quote(&self.store.spec.source.flag),
-            src = crate::schema::source_table(&self.store.spec),
-        );
         let rows = tx
-            .query(&sql, &[&users])
+            .query(&self.store.snapshot, &[&users])
             .await
             .map_err(|e| Error::db("reading blobs", e))?;
         let migrated: Vec<i64> = rows
@@ -340,14 +333,8 @@ impl Decant {
 
     async fn exists(&self, user: i64) -> Result<bool> {
         let client = db::get(&self.pool).await?;
-        let s = &self.store.spec.source;
-        let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = $1)",
-            crate::schema::source_table(&self.store.spec),
-            crate::spec::quote(&s.id)
-        );
         let row = client
-            .query_one(&sql, &[&user])
+            .query_one(&self.store.exists, &[&user])
             .await
             .map_err(|e| Error::db_user(user, "looking the user up", e))?;
         Ok(row.get(0))

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::schedule::Rate;
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 /// The live settings every daemon obeys.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,36 +116,19 @@ impl std::str::FromStr for Setting {
 
 /// Applies one change to the control row.
 pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
-    let (sql, what) = match setting {
-        Setting::Paused(_) => (
-            "UPDATE decant.control SET paused = $1, updated_at = now()",
-            "paused",
-        ),
-        Setting::Rate(_) => (
-            "UPDATE decant.control SET rate = $1, updated_at = now()",
-            "rate",
-        ),
-        Setting::BatchSize(_) => (
-            "UPDATE decant.control SET batch_size = $1, updated_at = now()",
-            "batch",
-        ),
-        Setting::Rollout(_) => (
-            "UPDATE decant.control SET rollout_percent = $1, updated_at = now()",
-            "rollout",
-        ),
-        Setting::AllowList(_) => (
-            "UPDATE decant.control SET allow_list = $1, updated_at = now()",
-            "allow",
-        ),
+    let (column, value): (&str, Box<dyn ToSql + Sync + Send>) = match setting {
+        Setting::Paused(p) => ("paused", Box::new(*p)),
+        Setting::Rate(r) => ("rate", Box::new(r.to_string())),
+        Setting::BatchSize(b) => ("batch_size", Box::new(b.map(|b| b as i32))),
+        Setting::Rollout(p) => ("rollout_percent", Box::new(*p)),
+        Setting::AllowList(l) => ("allow_list", Box::new(l.clone())),
     };
-    let result = match setting {
-        Setting::Paused(p) => client.execute(sql, &[p]).await,
-        Setting::Rate(r) => client.execute(sql, &[&r.to_string()]).await,
-        Setting::BatchSize(b) => client.execute(sql, &[&b.map(|b| b as i32)]).await,
-        Setting::Rollout(p) => client.execute(sql, &[p]).await,
-        Setting::AllowList(l) => client.execute(sql, &[l]).await,
-    };
-    let n = result.map_err(|e| Error::db(format!("setting {what} (has `decant init` run?)"), e))?;
+    // the column is one of the fixed names above, never input
+    let sql = format!("UPDATE decant.control SET {column} = $1, updated_at = now()");
+    let n = client
+        .execute(&sql, &[value.as_ref() as &(dyn ToSql + Sync)])
+        .await
+        .map_err(|e| Error::db(format!("setting {column} (has `decant init` run?)"), e))?;
     if n != 1 {
         return Err(Error::Setup(
             "decant.control has no row; run `decant init`".into(),

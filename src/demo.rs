@@ -6,6 +6,7 @@
 use crate::cluster::{ClusterOptions, TempCluster};
 use crate::compat::Decant;
 use crate::daemon::{self, RunOptions, RunReport};
+use crate::db::{connect, with_dbname};
 use crate::error::{Error, Result};
 use crate::example;
 use crate::schedule::Rate;
@@ -309,49 +310,4 @@ async fn run_in(
         leaderboard,
         leaderboard_time,
     })
-}
-
-/// Opens a plain connection (its task runs on the current runtime).
-pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let cfg = crate::db::parse_config(url)?;
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| Error::db(format!("connecting to {}", redact(url)), e))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(cause = %e, "connection closed");
-        }
-    });
-    Ok(client)
-}
-
-/// The same server as connection string `url`, another database.
-pub fn with_dbname(url: &str, db: &str) -> Result<String> {
-    crate::db::parse_config(url)?;
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (url, String::new()),
-        };
-        let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-        let host_part = match base[scheme_end..].find('/') {
-            Some(i) => &base[..scheme_end + i],
-            None => base,
-        };
-        Ok(format!("{host_part}/{db}{query}"))
-    } else {
-        Ok(format!("{url} dbname={db}"))
-    }
-}
-
-fn redact(url: &str) -> String {
-    match crate::db::parse_config(url) {
-        Ok(cfg) => format!(
-            "{:?} as {:?}",
-            cfg.get_hosts(),
-            cfg.get_user().unwrap_or("(default user)")
-        ),
-        Err(_) => "(unparsable connection string)".into(),
-    }
 }

@@ -28,7 +28,7 @@ pub mod traffic;
 pub mod value;
 
 pub use compat::{Decant, merge_patch};
-pub use db::parse_config;
+pub use db::{parse_config, with_dbname};
 pub use error::{Error, Result};
 pub use explode::{Exploded, Invalid, Row, explode, explode_lenient, reconstruct};
 pub use migrate::{BatchReport, Failure, LockWait, Migrated};

@@ -16,6 +16,7 @@ use crate::value::json_diff;
 use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
 use std::collections::HashMap;
+use tokio_postgres::GenericClient;
 
 /// What happened to each user of a batch.
 #[derive(Debug, Default)]
@@ -117,7 +118,7 @@ pub(crate) async fn migrate_batch(
                 user: ids[0],
                 error: e,
             };
-            record_failures(store, client, std::slice::from_ref(&failure)).await?;
+            record_failures(store, &***client, std::slice::from_ref(&failure)).await?;
             Ok(BatchReport {
                 failed: vec![failure],
                 ..BatchReport::default()
@@ -126,7 +127,13 @@ pub(crate) async fn migrate_batch(
     }
 }
 
-async fn record_failures(store: &Store, client: &Object, failures: &[Failure]) -> Result<()> {
+/// Records failures (attempts + 1, reason, error), in the caller's
+/// transaction or on its own.
+async fn record_failures(
+    store: &Store,
+    client: &impl GenericClient,
+    failures: &[Failure],
+) -> Result<()> {
     let ids: Vec<i64> = failures.iter().map(|f| f.user).collect();
     let reasons: Vec<String> = failures.iter().map(Failure::reason).collect();
     let errors: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
@@ -251,12 +258,7 @@ pub(crate) async fn migrate_locked(
             .map_err(|e| Error::db("recording migrated users", e))?;
     }
     if !report.failed.is_empty() {
-        let ids: Vec<i64> = report.failed.iter().map(|f| f.user).collect();
-        let reasons: Vec<String> = report.failed.iter().map(Failure::reason).collect();
-        let errors: Vec<String> = report.failed.iter().map(|f| f.error.to_string()).collect();
-        tx.execute(&store.state_failed, &[&ids, &reasons, &errors])
-            .await
-            .map_err(|e| Error::db("recording failed users", e))?;
+        record_failures(store, &**tx, &report.failed).await?;
     }
     report.migrated = todo
         .into_iter()

@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{IsNull, ToSql, Type};
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
@@ -34,6 +34,10 @@ pub(crate) struct Store {
     pub recheck: String,
     /// Counts the legacy users a claim could still take.
     pub claimable: String,
+    /// Whether a user exists (to tell "not found" from "nothing to do").
+    pub exists: String,
+    /// Blobs and flags of many users, without locking (snapshot reads).
+    pub snapshot: String,
     /// Locks one user for a backend call and says whether it is a legacy
     /// user in the rollout (to migrate on demand first).
     pub lock_call: String,
@@ -93,6 +97,10 @@ impl Store {
             )
         };
         Store {
+            exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1)"),
+            snapshot: format!(
+                "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) ORDER BY {id}"
+            ),
             recheck: "SELECT user_id FROM decant.user_state WHERE user_id = ANY($1::bigint[]) \
                  AND state = 'failed' AND (attempts >= $2 OR updated_at >= $3)"
                 .into(),
@@ -210,12 +218,15 @@ impl Store {
         tx: &Transaction<'_>,
         rows: &[(i64, &Row)],
     ) -> Result<HashMap<i64, Vec<Row>>> {
-        let stored = self.write_rows(tx, rows, Write::InsertReturning).await?;
+        let by_table = self.by_table(rows);
+        let stored = self
+            .write_rows(tx, &by_table, Write::InsertReturning)
+            .await?;
         let mut differs = std::collections::HashSet::new();
         for (ti, returned) in &stored {
-            let sent = rows.iter().filter(|(_, r)| r.table == *ti);
+            let sent = by_table[*ti].iter();
             let table = &self.spec.tables[*ti];
-            if returned.len() != sent.clone().count() {
+            if returned.len() != sent.len() {
                 differs.extend(sent.map(|(u, _)| *u));
                 differs.extend(returned.iter().map(|r| r.get::<_, i64>(0)));
                 continue;
@@ -245,16 +256,23 @@ impl Store {
         Ok(grouped)
     }
 
-    async fn write_rows(
-        &self,
-        tx: &Transaction<'_>,
-        rows: &[(i64, &Row)],
-        how: Write,
-    ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
-        let mut by_table: Vec<Vec<(i64, &Row)>> = vec![Vec::new(); self.spec.tables.len()];
+    /// Rows grouped by table, each group in the order given.
+    fn by_table<'r>(&self, rows: &[(i64, &'r Row)]) -> Vec<Vec<(i64, &'r Row)>> {
+        let mut by_table = vec![Vec::new(); self.spec.tables.len()];
         for &(u, r) in rows {
             by_table[r.table].push((u, r));
         }
+        by_table
+    }
+
+    /// Writes rows grouped by table, one statement per table, and returns
+    /// what each statement returned.
+    async fn write_rows(
+        &self,
+        tx: &Transaction<'_>,
+        by_table: &[Vec<(i64, &Row)>],
+        how: Write,
+    ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
         let work = by_table
             .iter()
             .enumerate()
@@ -263,8 +281,8 @@ impl Store {
                 let table = &self.spec.tables[ti];
                 let mut params: Vec<Param> =
                     vec![Box::new(rs.iter().map(|(u, _)| *u).collect::<Vec<i64>>())];
-                for (ci, c) in table.columns.iter().enumerate() {
-                    params.push(bind(c.ty, rs.iter().map(|(_, r)| &r.values[ci])));
+                for ci in 0..table.columns.len() {
+                    params.push(bind(rs.iter().map(|(_, r)| &r.values[ci])));
                 }
                 let sql = match how {
                     Write::InsertReturning => &self.tables[ti].insert_returning,
@@ -374,7 +392,7 @@ impl Store {
                 let user_param: Param = Box::new(user);
                 let mut params: Vec<Param> = vec![user_param];
                 for &ci in &table.key {
-                    params.push(bind(table.columns[ci].ty, rs.iter().map(|r| &r.values[ci])));
+                    params.push(bind(rs.iter().map(|r| &r.values[ci])));
                 }
                 let (sql, params) = match &self.tables[ti].delete_keys {
                     Some(sql) => (sql, params),
@@ -389,6 +407,7 @@ impl Store {
                 self.exec(tx, sql, &refs, "deleting removed rows").await?;
             }
         }
+        let changed = self.by_table(&changed);
         self.write_rows(tx, &changed, Write::Upsert).await.map(drop)
     }
 }
@@ -481,62 +500,44 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
 }
 
 /// Builds the array parameter of one column for many rows.
-fn bind<'a>(ty: ColumnType, values: impl Iterator<Item = &'a ColumnValue>) -> Param<'a> {
-    macro_rules! collect {
-        ($t:ty, $($pat:pat => $e:expr),+) => {
-            Box::new(values.map(|v| match v { $($pat => Some($e),)+ _ => None }).collect::<Vec<Option<$t>>>())
-        };
-    }
-    match ty {
-        ColumnType::Bool => collect!(bool, ColumnValue::Bool(b) => *b),
-        ColumnType::Int2 => collect!(i16, ColumnValue::I16(n) => *n),
-        ColumnType::Int4 => collect!(i32, ColumnValue::I32(n) => *n),
-        ColumnType::Int8 => collect!(i64, ColumnValue::I64(n) => *n),
-        ColumnType::TimestampMs | ColumnType::TimestampIso => {
-            collect!(SystemTime, ColumnValue::Micros(n) => micros_to_time(*n))
-        }
-        ColumnType::Float8 => collect!(f64, ColumnValue::F64(f) => *f),
-        // text and json are serialized straight from the rows when the
-        // statement runs: no copies
-        ColumnType::Numeric | ColumnType::Text => Box::new(
-            values
-                .map(|v| match v {
-                    ColumnValue::Numeric(s) | ColumnValue::Text(s) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<Option<&'a str>>>(),
-        ),
-        ColumnType::Jsonb => Box::new(
-            values
-                .map(|v| match v {
-                    ColumnValue::Json(j) => Some(j),
-                    _ => None,
-                })
-                .collect::<Vec<Option<&'a Value>>>(),
-        ),
-    }
+fn bind<'a>(values: impl Iterator<Item = &'a ColumnValue>) -> Param<'a> {
+    Box::new(values.collect::<Vec<&'a ColumnValue>>())
 }
 
-/// Builds the parameter of one column value (for row-at-a-time SQL).
-pub(crate) fn bind_one(ty: ColumnType, v: &ColumnValue) -> Param<'static> {
-    macro_rules! one {
-        ($t:ty, $($pat:pat => $e:expr),+) => {
-            Box::new(match v { $($pat => Some($e),)+ _ => None::<$t> })
-        };
-    }
-    match ty {
-        ColumnType::Bool => one!(bool, ColumnValue::Bool(b) => *b),
-        ColumnType::Int2 => one!(i16, ColumnValue::I16(n) => *n),
-        ColumnType::Int4 => one!(i32, ColumnValue::I32(n) => *n),
-        ColumnType::Int8 => one!(i64, ColumnValue::I64(n) => *n),
-        ColumnType::TimestampMs | ColumnType::TimestampIso => {
-            one!(SystemTime, ColumnValue::Micros(n) => micros_to_time(*n))
+// A column value binds as its column's wire type (numeric as text,
+// timestamps as timestamptz); text and json are written straight from the
+// row, without copies. Each variant checks that PostgreSQL expects its type.
+impl ToSql for ColumnValue {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            ColumnValue::Null => Ok(IsNull::Yes),
+            ColumnValue::Bool(b) => b.to_sql_checked(ty, out),
+            ColumnValue::I16(n) => n.to_sql_checked(ty, out),
+            ColumnValue::I32(n) => n.to_sql_checked(ty, out),
+            ColumnValue::I64(n) => n.to_sql_checked(ty, out),
+            ColumnValue::F64(f) => f.to_sql_checked(ty, out),
+            ColumnValue::Numeric(s) | ColumnValue::Text(s) => s.as_str().to_sql_checked(ty, out),
+            ColumnValue::Micros(us) => micros_to_time(*us).to_sql_checked(ty, out),
+            ColumnValue::Json(v) => v.to_sql_checked(ty, out),
         }
-        ColumnType::Float8 => one!(f64, ColumnValue::F64(f) => *f),
-        ColumnType::Numeric => one!(String, ColumnValue::Numeric(s) => s.clone()),
-        ColumnType::Text => one!(String, ColumnValue::Text(s) => s.clone()),
-        ColumnType::Jsonb => one!(Value, ColumnValue::Json(v) => v.clone()),
     }
+
+    fn accepts(ty: &Type) -> bool {
+        <bool as ToSql>::accepts(ty)
+            || <i16 as ToSql>::accepts(ty)
+            || <i32 as ToSql>::accepts(ty)
+            || <i64 as ToSql>::accepts(ty)
+            || <f64 as ToSql>::accepts(ty)
+            || <&str as ToSql>::accepts(ty)
+            || <SystemTime as ToSql>::accepts(ty)
+            || <Value as ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// Whether a returned column holds exactly the value sent, read without

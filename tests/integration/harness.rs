@@ -56,7 +56,7 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("creating the test database");
-        let url = decant::demo::with_dbname(&server.admin_url, &name).unwrap();
+        let url = decant::with_dbname(&server.admin_url, &name).unwrap();
         TestDb { url, name }
     }
 
