@@ -40,6 +40,9 @@ pub struct BenchOptions {
     pub memory_secs: u64,
     /// Measure only the backend latency (faster iteration on it).
     pub latency_only: bool,
+    /// `decant run` arguments measured after the default settings, each a
+    /// space-separated string (default: the commit probe off).
+    pub latency_compare: Vec<String>,
     /// The `decant` executable to run as the daemon.
     pub exe: PathBuf,
     /// A server to use instead of a throwaway cluster.
@@ -406,22 +409,39 @@ async fn latency(
         secs = opts.latency_secs,
         "backend patch latency, daemon at default settings"
     );
-    let busy = Traffic::start(
-        &decant,
-        opts.users,
-        BACKEND_RATE,
-        WriteKind::Patch("bench"),
-        2,
+    // the daemon at default settings, then (for comparison, in the same
+    // run) with other arguments: by default its commit probe off
+    let mut runs: Vec<Vec<&str>> = vec![Vec::new()];
+    runs.extend(
+        opts.latency_compare
+            .iter()
+            .map(|a| a.split_whitespace().collect()),
     );
-    let during = run_daemon(
-        opts,
-        &url,
-        spec_path,
-        &[],
-        Some(Duration::from_secs(opts.latency_secs)),
-    )
-    .await?;
-    let busy = busy.stop().await?;
+    let mut with_daemon = Vec::new();
+    for (seed, args) in (2..).zip(&runs) {
+        tracing::info!(
+            secs = opts.latency_secs,
+            ?args,
+            "backend patch latency, daemon running"
+        );
+        let busy = Traffic::start(
+            &decant,
+            opts.users,
+            BACKEND_RATE,
+            WriteKind::Patch("bench"),
+            seed,
+        );
+        let during = run_daemon(
+            opts,
+            &url,
+            spec_path,
+            args,
+            Some(Duration::from_secs(opts.latency_secs)),
+        )
+        .await?;
+        let busy = busy.stop().await?;
+        with_daemon.push((busy, during));
+    }
     drop(decant);
     drop_db(admin, "bench_latency").await?;
 
@@ -433,15 +453,36 @@ async fn latency(
         ),
         None => "no writes".into(),
     };
-    Ok(format!(
-        "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer, {} s each): no daemon {} ({} writes); daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches) {} ({} writes, {} users migrated meanwhile)",
+    let ratio = |d: Option<(Duration, Duration)>| match (d, idle.latency) {
+        (Some((_, b)), Some((_, i))) => format!("{:.1}x", b.as_secs_f64() / i.as_secs_f64()),
+        _ => "n/a".into(),
+    };
+    let mut out = format!(
+        "- backend patch latency ({BACKEND_RATE:.0} patches/s through the compatibility layer, {} s each): no daemon {} ({} writes)",
         opts.latency_secs,
         ms(idle.latency),
         idle.writes,
-        ms(busy.latency),
-        busy.writes,
-        during.migrated
-    ))
+    );
+    for ((busy, during), args) in with_daemon.iter().zip(&runs) {
+        let what = if args.is_empty() {
+            "daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches, commit probe 1.5x)".to_string()
+        } else {
+            format!("`decant run {}`", args.join(" "))
+        };
+        let _ = write!(
+            out,
+            "; {what} {} ({} writes, p99 {} idle, {} users migrated meanwhile{})",
+            ms(busy.latency),
+            busy.writes,
+            ratio(busy.latency),
+            during.migrated,
+            match during.held_secs {
+                Some(h) => format!(", held back {h:.1} s"),
+                None => String::new(),
+            }
+        );
+    }
+    Ok(out)
 }
 
 /// Times `sql` on a fresh copy of the template (after `setup`), and
@@ -554,6 +595,8 @@ struct DaemonRun {
     secs: f64,
     batch_ms: Option<(f64, f64)>,
     peak_mib: Option<f64>,
+    /// Seconds held back by database signals, if any.
+    held_secs: Option<f64>,
 }
 
 /// Runs `decant run` as a child process (default settings, rate max),
@@ -615,11 +658,13 @@ async fn run_daemon(
     let secs = num("in", 1).unwrap_or(f64::NAN);
     let batch_ms = num("p50", 1).zip(num("p99", 1));
     let peak_mib = num("memory", 1);
+    let held_secs = num("signals", 1);
     Ok(DaemonRun {
         migrated,
         failed,
         secs,
         batch_ms,
         peak_mib,
+        held_secs,
     })
 }

@@ -76,6 +76,12 @@ pub struct Throttle {
     pub max_active: Option<i64>,
     /// A query returning one boolean: true holds the daemon back.
     pub query: Option<String>,
+    /// Hold back while other sessions are working and a small committed
+    /// transaction (the commit probe, 4 per second) takes more than this
+    /// many times its time before the daemon started (default 1.5; `None`
+    /// turns the probe off). This is the daemon's own impact on the
+    /// backend: its WAL and CPU slow everyone's commits.
+    pub max_commit_slowdown: Option<f64>,
 }
 
 impl Default for Throttle {
@@ -85,6 +91,7 @@ impl Default for Throttle {
             max_replica_lag: Duration::from_secs(10),
             max_active: None,
             query: None,
+            max_commit_slowdown: Some(1.5),
         }
     }
 }
@@ -102,6 +109,9 @@ pub struct Progress {
     pub total: AtomicU64,
     /// Why the daemon is not working right now, if it is not.
     pub holding: Mutex<Option<String>>,
+    /// Time the workers spent held back by database signals, summed over
+    /// workers (microseconds).
+    pub held_micros: AtomicU64,
     batch_micros: Mutex<Vec<u32>>,
 }
 
@@ -150,6 +160,8 @@ pub struct RunReport {
     pub over_limit: i64,
     /// Whether the run stopped for a shutdown signal.
     pub interrupted: bool,
+    /// Time held back by database signals, averaged over the workers.
+    pub held_back: Duration,
 }
 
 struct Shared {
@@ -166,6 +178,68 @@ struct Shared {
     /// Highest id claimed by this process, so workers do not rescan what
     /// their peers already passed.
     cursor: AtomicI64,
+    /// The commit probe's idle baseline and recent times.
+    probe: Mutex<CommitProbe>,
+}
+
+/// Times of a small committed transaction: a baseline taken before the
+/// workers start, and the last few taken while they run.
+#[derive(Debug, Clone)]
+pub struct CommitProbe {
+    baseline: Duration,
+    recent: std::collections::VecDeque<Duration>,
+}
+
+impl CommitProbe {
+    /// Probes averaged to decide (one second at four per second).
+    const WINDOW: usize = 4;
+
+    /// A probe whose idle time is the median of `samples`.
+    pub fn new(mut samples: Vec<Duration>) -> CommitProbe {
+        samples.sort();
+        let baseline = samples
+            .get(samples.len() / 2)
+            .copied()
+            .unwrap_or(Duration::from_millis(1))
+            .max(Duration::from_micros(50));
+        CommitProbe {
+            baseline,
+            recent: std::collections::VecDeque::with_capacity(Self::WINDOW),
+        }
+    }
+
+    /// Records one probe.
+    pub fn push(&mut self, took: Duration) {
+        if self.recent.len() == Self::WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(took);
+    }
+
+    /// The idle time.
+    pub fn baseline(&self) -> Duration {
+        self.baseline
+    }
+
+    /// Mean of the recent probes over the baseline (1 with no probes).
+    pub fn slowdown(&self) -> f64 {
+        if self.recent.is_empty() {
+            return 1.0;
+        }
+        let mean = self.recent.iter().sum::<Duration>() / self.recent.len() as u32;
+        mean.as_secs_f64() / self.baseline.as_secs_f64()
+    }
+}
+
+/// Times one commit probe: a statement that takes a transaction id, so its
+/// commit is flushed to the WAL like any backend write's.
+async fn probe_commit(client: &Object) -> Result<Duration> {
+    let started = Instant::now();
+    client
+        .simple_query("SELECT txid_current()")
+        .await
+        .map_err(|e| Error::db("probing commit time", e))?;
+    Ok(started.elapsed())
 }
 
 /// Runs the daemon until the table is done (with `until_done`) or
@@ -207,11 +281,25 @@ pub async fn run(
         stop: stop_rx,
         stopping: AtomicBool::new(false),
         cursor: AtomicI64::new(i64::MIN),
+        probe: Mutex::new(CommitProbe::new(Vec::new())),
     });
     let total = claimable(&shared, &admin).await?;
     progress.total.store(total as u64, Ordering::Relaxed);
     tracing::info!(legacy = total, workers = opts.workers, "daemon started");
 
+    if opts.throttle.max_commit_slowdown.is_some() {
+        let mut samples = Vec::new();
+        for _ in 0..9 {
+            samples.push(probe_commit(&admin).await?);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let probe = CommitProbe::new(samples);
+        tracing::info!(
+            baseline_ms = probe.baseline().as_secs_f64() * 1e3,
+            "commit probe baseline"
+        );
+        *shared.probe.lock().expect("not poisoned") = probe;
+    }
     signals_tx.send_replace(check_signals(&shared, &admin).await);
     let monitor = tokio::spawn(monitor(shared.clone(), admin, control_tx, signals_tx));
     let mut workers = Vec::new();
@@ -252,6 +340,9 @@ pub async fn run(
         batch_p50_p99: progress.batch_percentiles(),
         over_limit,
         interrupted: *shared.stop.borrow(),
+        held_back: Duration::from_micros(
+            progress.held_micros.load(Ordering::Relaxed) / opts.workers.max(1) as u64,
+        ),
     };
     tracing::info!(
         migrated = report.migrated,
@@ -328,7 +419,11 @@ async fn check_signals(shared: &Shared, client: &Object) -> Option<String> {
                (SELECT coalesce(extract(epoch FROM max(replay_lag))::float8, 0) FROM pg_stat_replication),
                (SELECT count(*) FROM pg_stat_activity
                  WHERE state = 'active' AND backend_type = 'client backend'
-                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[]))",
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])),
+               (SELECT count(*) FROM pg_stat_activity
+                 WHERE backend_type = 'client backend' AND datname = current_database()
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])
+                   AND (state = 'active' OR state_change > now() - interval '1 second'))",
             &[&t.on_lock_waits, &pids],
         )
         .await;
@@ -339,6 +434,7 @@ async fn check_signals(shared: &Shared, client: &Object) -> Option<String> {
     let waiting: i64 = row.get(0);
     let lag: f64 = row.get(1);
     let active: i64 = row.get(2);
+    let working: i64 = row.get(3);
     if waiting > 0 {
         return Some(format!("{waiting} sessions wait on locks the daemon holds"));
     }
@@ -348,6 +444,25 @@ async fn check_signals(shared: &Shared, client: &Object) -> Option<String> {
     if let Some(max) = t.max_active {
         if active > max {
             return Some(format!("{active} active sessions (limit {max})"));
+        }
+    }
+    if let Some(max) = t.max_commit_slowdown {
+        match probe_commit(client).await {
+            Ok(took) => {
+                let mut probe = shared.probe.lock().expect("not poisoned");
+                probe.push(took);
+                let slowdown = probe.slowdown();
+                // the daemon's own commits are slower when it is busy; that
+                // only matters when somebody else is working
+                if working > 0 && slowdown > max {
+                    return Some(format!(
+                        "commits take {slowdown:.1}x their idle time ({:.1} ms) while {working} \
+                         other sessions work",
+                        probe.baseline().as_secs_f64() * 1e3
+                    ));
+                }
+            }
+            Err(e) => return Some(format!("cannot probe commit time: {e}")),
         }
     }
     if let Some(q) = &t.query {
@@ -435,7 +550,12 @@ async fn worker(w: usize, shared: Arc<Shared>) -> Result<()> {
         if let Some(why) = signal {
             shared.progress.hold(Some(why));
             batch = (batch / 2).max(1);
+            let napped = Instant::now();
             shared.nap(backoff).await;
+            shared.progress.held_micros.fetch_add(
+                napped.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
+                Ordering::Relaxed,
+            );
             backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
         }
@@ -618,4 +738,41 @@ pub fn peak_memory() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CommitProbe;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_commit_probe_compares_the_last_second_with_the_idle_median() {
+        let mut p = CommitProbe::new(vec![ms(1), ms(9), ms(2), ms(2), ms(3)]);
+        assert_eq!(p.baseline(), ms(2));
+        assert_eq!(p.slowdown(), 1.0);
+        p.push(ms(4));
+        assert!((p.slowdown() - 2.0).abs() < 1e-9);
+        for _ in 0..3 {
+            p.push(ms(8));
+        }
+        assert!((p.slowdown() - 3.5).abs() < 1e-9, "{}", p.slowdown());
+        // older probes leave the window
+        for _ in 0..4 {
+            p.push(ms(2));
+        }
+        assert!((p.slowdown() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_probe_without_samples_or_faster_than_possible_has_a_floor() {
+        assert_eq!(CommitProbe::new(Vec::new()).baseline(), ms(1));
+        assert_eq!(
+            CommitProbe::new(vec![Duration::from_micros(3)]).baseline(),
+            Duration::from_micros(50)
+        );
+    }
 }

@@ -194,6 +194,11 @@ async fn run_in(
     let run_opts = RunOptions {
         workers: opts.workers,
         rate: Some(Rate::Max),
+        // full speed: the demo shows the daemon racing live writes
+        throttle: crate::daemon::Throttle {
+            max_commit_slowdown: None,
+            ..crate::daemon::Throttle::default()
+        },
         ..RunOptions::default()
     };
     let run = daemon::run(

@@ -95,6 +95,10 @@ struct RunArgs {
     /// Hold back while more sessions than this are active.
     #[arg(long)]
     max_active: Option<i64>,
+    /// Hold back while other sessions work and a small commit takes more
+    /// than this many times its time before the daemon started (0: off)
+    #[arg(long, default_value_t = 1.5)]
+    max_commit_slowdown: f64,
     /// Hold back while a replica lags more than this many seconds.
     #[arg(long, default_value_t = 10.0)]
     max_replica_lag: f64,
@@ -194,6 +198,10 @@ enum Command {
         /// Measure only the backend latency, without and with the daemon.
         #[arg(long)]
         latency_only: bool,
+        /// Other `decant run` arguments whose latency to measure after the
+        /// default settings' (repeatable; one string of arguments each)
+        #[arg(long, default_value = "--max-commit-slowdown 0")]
+        latency_compare: Vec<String>,
         /// Server to use instead of a throwaway cluster.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
@@ -313,6 +321,7 @@ async fn run(cli: Cli) -> Result<()> {
             latency_secs,
             memory_secs,
             latency_only,
+            latency_compare,
             database_url,
         } => {
             let opts = decant::bench::BenchOptions {
@@ -322,6 +331,7 @@ async fn run(cli: Cli) -> Result<()> {
                 latency_secs,
                 memory_secs,
                 latency_only,
+                latency_compare,
                 exe: std::env::current_exe().context("locating the decant executable")?,
                 database_url,
             };
@@ -386,6 +396,8 @@ async fn run_daemon(args: RunArgs) -> Result<()> {
             on_lock_waits: !args.ignore_lock_waits,
             max_replica_lag: Duration::from_secs_f64(args.max_replica_lag.max(0.0)),
             max_active: args.max_active,
+            max_commit_slowdown: (args.max_commit_slowdown > 0.0)
+                .then_some(args.max_commit_slowdown),
             query: args.throttle_query,
         },
     };
@@ -415,6 +427,13 @@ async fn run_daemon(args: RunArgs) -> Result<()> {
             "batch transaction (lock hold) p50 {:.1} ms, p99 {:.1} ms",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
+        );
+    }
+    if !report.held_back.is_zero() {
+        println!(
+            "held back by database signals {:.1} s ({:.0}% of the run)",
+            report.held_back.as_secs_f64(),
+            100.0 * report.held_back.as_secs_f64() / secs
         );
     }
     if report.over_limit > 0 {

@@ -284,9 +284,14 @@ async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = Running::start(&decant, RunOptions::default())
-        .finish()
-        .await;
+    let full_speed = RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: None,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    let report = Running::start(&decant, full_speed).finish().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let mut writes = 0;
@@ -488,6 +493,56 @@ async fn database_signals_and_windows_hold_the_daemon_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slower_commits_hold_the_daemon_back_only_while_others_work() {
+    let db = TestDb::new().await;
+    let decant = db.game(150).await;
+    // a threshold every probe exceeds: the probe decides whenever it counts
+    let touchy = || RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: Some(0.001),
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    // another session working on the same database
+    let other = db.client().await;
+    let working = Arc::new(AtomicBool::new(true));
+    let w = working.clone();
+    let traffic = tokio::spawn(async move {
+        while w.load(Ordering::Relaxed) {
+            other.execute("SELECT 1", &[]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let running = Running::start(&decant, touchy());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let holding = running
+        .progress
+        .holding
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_default();
+    let report = running.stop().await;
+    assert_eq!(
+        report.migrated, 0,
+        "worked while commits were slow: {holding}"
+    );
+    assert!(
+        holding.contains("commits take") && holding.contains("other sessions work"),
+        "holding: {holding:?}"
+    );
+
+    // nobody else works: the daemon's own slower commits hurt nobody
+    working.store(false, Ordering::Relaxed);
+    traffic.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let report = Running::start(&decant, touchy()).finish().await;
+    assert_eq!(report.migrated + report.failed, 150);
+    assert!(report.migrated > 140);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_waiting_on_the_daemons_locks_hold_it_back() {
     let db = TestDb::new().await;
     let decant = db.game(60).await;
@@ -501,7 +556,15 @@ async fn sessions_waiting_on_the_daemons_locks_hold_it_back() {
         )
         .await
         .unwrap();
-    let running = Running::start(&decant, RunOptions::default());
+    // this test's own sessions would otherwise trip the commit probe first
+    let lock_waits_only = RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: None,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    let running = Running::start(&decant, lock_waits_only);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // a backend write to a user of the first batch (ids 1..10) waits
     let backend = db.client().await;
