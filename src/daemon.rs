@@ -37,6 +37,10 @@ pub struct RunOptions {
     /// Target duration of one batch transaction, which bounds how long a
     /// backend call may wait for a user's lock (default 100 ms).
     pub target_batch: Duration,
+    /// Target duration of a batch while other sessions are working
+    /// (default 20 ms): short bursts leave the CPU and the WAL to them
+    /// sooner.
+    pub busy_batch: Duration,
     /// Largest batch (default 1000).
     pub max_batch: u32,
     /// Only users in the rollout (default false: backfill everyone).
@@ -55,6 +59,7 @@ impl Default for RunOptions {
             rate: None,
             schedule: Schedule::default(),
             target_batch: Duration::from_millis(100),
+            busy_batch: Duration::from_millis(20),
             max_batch: 1000,
             rollout_only: false,
             until_done: true,
@@ -180,6 +185,8 @@ struct Shared {
     cursor: AtomicI64,
     /// The commit probe's idle baseline and recent times.
     probe: Mutex<CommitProbe>,
+    /// Other sessions worked on the database in the last second.
+    others_working: AtomicBool,
 }
 
 /// Times of a small committed transaction: a baseline taken before the
@@ -282,6 +289,7 @@ pub async fn run(
         stopping: AtomicBool::new(false),
         cursor: AtomicI64::new(i64::MIN),
         probe: Mutex::new(CommitProbe::new(Vec::new())),
+        others_working: AtomicBool::new(false),
     });
     let total = claimable(&shared, &admin).await?;
     progress.total.store(total as u64, Ordering::Relaxed);
@@ -435,6 +443,7 @@ async fn check_signals(shared: &Shared, client: &Object) -> Option<String> {
     let lag: f64 = row.get(1);
     let active: i64 = row.get(2);
     let working: i64 = row.get(3);
+    shared.others_working.store(working > 0, Ordering::Relaxed);
     if waiting > 0 {
         return Some(format!("{waiting} sessions wait on locks the daemon holds"));
     }
@@ -633,7 +642,12 @@ async fn worker(w: usize, shared: Arc<Shared>) -> Result<()> {
             .push(elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
         // aim each batch at the target time: locks stay short
         if control.batch_size.is_none() && claimed >= size as usize {
-            let target = shared.opts.target_batch.as_secs_f64();
+            let target = if shared.others_working.load(Ordering::Relaxed) {
+                shared.opts.busy_batch.min(shared.opts.target_batch)
+            } else {
+                shared.opts.target_batch
+            }
+            .as_secs_f64();
             let ideal = f64::from(size) * target / elapsed.as_secs_f64().max(1e-4);
             let ideal = ideal.clamp(f64::from(size) / 2.0, f64::from(size) * 2.0);
             batch = (ideal as u32).clamp(1, shared.opts.max_batch);
