@@ -45,11 +45,16 @@ pub(crate) struct Store {
     pub state_migrated: String,
     pub state_failed: String,
     pub state_legacy: String,
+    /// Whether the target tables store exactly what is sent (see
+    /// `tables_are_plain`), and its parameters: tables, columns, types.
+    plain_check: String,
+    plain_params: (Vec<String>, Vec<String>, Vec<String>),
     tables: Vec<TableSql>,
 }
 
 #[derive(Debug)]
 struct TableSql {
+    insert: String,
     insert_returning: String,
     upsert: String,
     select: String,
@@ -59,6 +64,7 @@ struct TableSql {
 
 #[derive(Clone, Copy)]
 enum Write {
+    Insert,
     InsertReturning,
     Upsert,
 }
@@ -96,7 +102,31 @@ impl Store {
                  ORDER BY s.{id} LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED"
             )
         };
+        let mut plain_params = (Vec::new(), Vec::new(), Vec::new());
+        for (ti, t) in spec.tables.iter().enumerate() {
+            let name = crate::schema::target_table(&spec, ti);
+            let cols = std::iter::once((t.user_column.as_str(), "bigint")).chain(
+                t.columns
+                    .iter()
+                    .map(|c| (c.name.as_str(), catalog_type(c.ty))),
+            );
+            for (col, ty) in cols {
+                plain_params.0.push(name.clone());
+                plain_params.1.push(col.to_string());
+                plain_params.2.push(ty.to_string());
+            }
+        }
         Store {
+            plain_check: "SELECT NOT EXISTS (SELECT 1 FROM pg_trigger \
+                   WHERE tgrelid = ANY($1::text[]::regclass[]) AND NOT tgisinternal) \
+               AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = ANY($1::text[]::regclass[])) \
+               AND NOT EXISTS (SELECT 1 FROM pg_class \
+                   WHERE oid = ANY($1::text[]::regclass[]) AND relkind <> 'r') \
+               AND (SELECT count(*) FROM unnest($1::text[]::regclass[], $2::text[], $3::text[]) AS e(t, col, ty) \
+                      JOIN pg_attribute a ON a.attrelid = e.t AND a.attname = e.col AND NOT a.attisdropped \
+                     WHERE format_type(a.atttypid, a.atttypmod) = e.ty) = cardinality($2::text[])"
+                .into(),
+            plain_params,
             exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1)"),
             snapshot: format!(
                 "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) ORDER BY {id}"
@@ -209,16 +239,48 @@ impl Store {
             .map_err(|e| Error::db(what.to_string(), e))
     }
 
-    /// Inserts rows of many users, one statement per table, and compares
-    /// what the database says it stored (`RETURNING`, after any trigger or
-    /// conversion) with what was sent. Returns, for each user whose stored
-    /// rows differ, the rows as stored (empty when all match).
+    /// Whether the target tables store exactly what is sent: plain tables
+    /// (not partitioned, not views), no user trigger, no rule, and every
+    /// column of exactly the type the spec names (no typmod, no domain).
+    /// Read in the caller's transaction.
+    async fn tables_are_plain(&self, tx: &Transaction<'_>) -> Result<bool> {
+        let stmt = tx
+            .prepare_cached(&self.plain_check)
+            .await
+            .map_err(|e| Error::db("preparing the target tables' check", e))?;
+        let (tables, columns, types) = &self.plain_params;
+        tx.query_one(&stmt, &[tables, columns, types])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::db("checking the target tables in the catalog", e))
+    }
+
+    /// Inserts the rows of a batch (each with its user) and says which
+    /// users' rows the database did not store exactly as sent, with what
+    /// it stored for them.
+    ///
+    /// When the target tables are plain (see `tables_are_plain`, checked
+    /// before the insert and again after it, when the insert's locks keep
+    /// any new trigger or rule out until commit), PostgreSQL stores exactly
+    /// the values sent, and the insert returns nothing; otherwise
+    /// `INSERT ... RETURNING` says what was stored and it is compared.
     pub async fn insert_rows(
         &self,
         tx: &Transaction<'_>,
         rows: &[(i64, &Row)],
     ) -> Result<HashMap<i64, Vec<Row>>> {
         let by_table = self.by_table(rows);
+        if self.tables_are_plain(tx).await? {
+            self.write_rows(tx, &by_table, Write::Insert).await?;
+            if self.tables_are_plain(tx).await? {
+                return Ok(HashMap::new());
+            }
+            // a trigger, rule or type change committed between the two
+            // checks: the batch is retried, and then sees it
+            return Err(Error::Setup(
+                "a target table changed (trigger, rule or type) during a batch".into(),
+            ));
+        }
         let stored = self
             .write_rows(tx, &by_table, Write::InsertReturning)
             .await?;
@@ -285,6 +347,7 @@ impl Store {
                     params.push(bind(rs.iter().map(|(_, r)| &r.values[ci])));
                 }
                 let sql = match how {
+                    Write::Insert => &self.tables[ti].insert,
                     Write::InsertReturning => &self.tables[ti].insert_returning,
                     Write::Upsert => &self.tables[ti].upsert,
                 };
@@ -491,6 +554,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
         )
     });
     TableSql {
+        insert: insert.clone(),
         insert_returning,
         upsert,
         select,
@@ -538,6 +602,14 @@ impl ToSql for ColumnValue {
     }
 
     tokio_postgres::types::to_sql_checked!();
+}
+
+/// The name `format_type` gives a column of this type, without typmod.
+fn catalog_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::TimestampMs | ColumnType::TimestampIso => "timestamp with time zone",
+        other => other.sql(),
+    }
 }
 
 /// Whether a returned column holds exactly the value sent, read without

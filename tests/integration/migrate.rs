@@ -161,6 +161,50 @@ async fn verification_catches_rows_that_do_not_rebuild_the_blob() {
 }
 
 #[tokio::test]
+async fn a_column_that_rounds_what_it_stores_is_caught_too() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    // a DBA narrowed a column: numeric(20,0) rounds 12.5 to 13 without a
+    // word, so the plain insert must not be trusted for this table
+    client
+        .batch_execute("ALTER TABLE user_statistic ALTER COLUMN value TYPE numeric(20,0)")
+        .await
+        .unwrap();
+    let id = 1_000_001;
+    let blob = json!({"xp": 12.5, "marriage": {"stats": {"kidnap": {"points": 3}}}});
+    client
+        .execute(
+            "INSERT INTO \"user\" (id, name, data) VALUES ($1, 'r', $2)",
+            &[&id, &blob],
+        )
+        .await
+        .unwrap();
+    let report = decant.migrate_user(id).await.unwrap();
+    assert_eq!(report.migrated.len(), 0, "a rounded value was trusted");
+    assert!(
+        matches!(report.failed[0].error, Error::Verification { .. }),
+        "{}",
+        report.failed[0].error
+    );
+    assert!(!is_migrated(&client, id).await);
+    assert!(json_eq(&raw_blob(&client, id).await, &blob));
+
+    // an exact value of the same user shape migrates through the same path
+    let other = 1_000_002;
+    let exact = json!({"xp": 12, "marriage": {"stats": {"kidnap": {"points": 3}}}});
+    client
+        .execute(
+            "INSERT INTO \"user\" (id, name, data) VALUES ($1, 'r', $2)",
+            &[&other, &exact],
+        )
+        .await
+        .unwrap();
+    let report = decant.migrate_user(other).await.unwrap();
+    assert_eq!(report.migrated.len(), 1, "{:?}", report.failed);
+}
+
+#[tokio::test]
 async fn rollback_rebuilds_the_whole_blob_and_clears_the_flag() {
     let db = TestDb::new().await;
     let decant = db.game(20).await;
