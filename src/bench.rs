@@ -405,10 +405,6 @@ async fn latency(
     );
     tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
     let idle = idle.stop().await?;
-    tracing::info!(
-        secs = opts.latency_secs,
-        "backend patch latency, daemon at default settings"
-    );
     // the daemon at default settings, then (for comparison, in the same
     // run) with other arguments: by default its commit probe off
     let mut runs: Vec<Vec<&str>> = vec![Vec::new()];
@@ -465,7 +461,7 @@ async fn latency(
     );
     for ((busy, during), args) in with_daemon.iter().zip(&runs) {
         let what = if args.is_empty() {
-            "daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches, commit probe 1.5x)".to_string()
+            "daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches or 20 ms while others work, commit probe 1.5x, nice 10)".to_string()
         } else {
             format!("`decant run {}`", args.join(" "))
         };

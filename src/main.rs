@@ -399,7 +399,7 @@ fn lower_priority(nice: i32) {
                 .collect()
         })
         .unwrap_or_default();
-    for tid in tids.into_iter().chain([0]) {
+    for tid in tids {
         // SAFETY: setpriority only reads its integer arguments
         let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
         if r != 0 {

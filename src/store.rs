@@ -105,11 +105,8 @@ impl Store {
         let mut plain_params = (Vec::new(), Vec::new(), Vec::new());
         for (ti, t) in spec.tables.iter().enumerate() {
             let name = crate::schema::target_table(&spec, ti);
-            let cols = std::iter::once((t.user_column.as_str(), "bigint")).chain(
-                t.columns
-                    .iter()
-                    .map(|c| (c.name.as_str(), catalog_type(c.ty))),
-            );
+            let cols = std::iter::once((t.user_column.as_str(), "bigint"))
+                .chain(t.columns.iter().map(|c| (c.name.as_str(), c.ty.sql())));
             for (col, ty) in cols {
                 plain_params.0.push(name.clone());
                 plain_params.1.push(col.to_string());
@@ -602,14 +599,6 @@ impl ToSql for ColumnValue {
     }
 
     tokio_postgres::types::to_sql_checked!();
-}
-
-/// The name `format_type` gives a column of this type, without typmod.
-fn catalog_type(ty: ColumnType) -> &'static str {
-    match ty {
-        ColumnType::TimestampMs | ColumnType::TimestampIso => "timestamp with time zone",
-        other => other.sql(),
-    }
 }
 
 /// Whether a returned column holds exactly the value sent, read without

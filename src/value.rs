@@ -57,7 +57,8 @@ impl ColumnType {
     pub const NAMES: &'static str = "bool, int2, int4, int8, float8, numeric, text, \
         timestamptz (epoch milliseconds), timestamptz_iso (RFC 3339 text), jsonb";
 
-    /// The PostgreSQL type of the column.
+    /// The PostgreSQL type of the column, spelled as `format_type` spells
+    /// it (so the catalog can be compared with it).
     pub fn sql(self) -> &'static str {
         match self {
             ColumnType::Bool => "boolean",
@@ -67,7 +68,7 @@ impl ColumnType {
             ColumnType::Float8 => "double precision",
             ColumnType::Numeric => "numeric",
             ColumnType::Text => "text",
-            ColumnType::TimestampMs | ColumnType::TimestampIso => "timestamptz",
+            ColumnType::TimestampMs | ColumnType::TimestampIso => "timestamp with time zone",
             ColumnType::Jsonb => "jsonb",
         }
     }

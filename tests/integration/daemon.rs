@@ -38,6 +38,16 @@ impl Running {
         self.progress.migrated.load(Ordering::Relaxed)
     }
 
+    /// Why the daemon holds back now ("" when it works).
+    fn holding(&self) -> String {
+        self.progress
+            .holding
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_default()
+    }
+
     async fn stop(mut self) -> RunReport {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap()
@@ -197,16 +207,7 @@ async fn pause_resume_and_rate_are_obeyed_within_a_second() {
         c,
         "still migrating while paused"
     );
-    assert!(
-        running
-            .progress
-            .holding
-            .lock()
-            .unwrap()
-            .as_deref()
-            .unwrap_or("")
-            .contains("paused")
-    );
+    assert!(running.holding().contains("paused"));
 
     set(&decant, Setting::Paused(false)).await;
     set(&decant, Setting::Rate("max".parse().unwrap())).await;
@@ -429,13 +430,7 @@ async fn database_signals_and_windows_hold_the_daemon_back() {
     let check_held = async |opts: RunOptions, why: &str| {
         let running = Running::start(&decant, opts);
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let holding = running
-            .progress
-            .holding
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or_default();
+        let holding = running.holding();
         let report = running.stop().await;
         assert_eq!(report.migrated, 0, "worked while it should hold ({why})");
         assert!(report.interrupted);
@@ -516,13 +511,7 @@ async fn slower_commits_hold_the_daemon_back_only_while_others_work() {
     });
     let running = Running::start(&decant, touchy());
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let holding = running
-        .progress
-        .holding
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap_or_default();
+    let holding = running.holding();
     let report = running.stop().await;
     assert_eq!(
         report.migrated, 0,
@@ -576,8 +565,8 @@ async fn sessions_waiting_on_the_daemons_locks_hold_it_back() {
     let started = Instant::now();
     let mut seen = None;
     while started.elapsed() < Duration::from_secs(5) && seen.is_none() {
-        let holding = running.progress.holding.lock().unwrap().clone();
-        seen = holding.filter(|h| h.contains("wait on locks the daemon holds"));
+        let holding = running.holding();
+        seen = Some(holding).filter(|h| h.contains("wait on locks the daemon holds"));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     write.await.unwrap().unwrap();

@@ -139,6 +139,17 @@ pub async fn raw_blob(client: &tokio_postgres::Client, user: i64) -> serde_json:
         .get(0)
 }
 
+/// Adds a legacy user of the game with this blob.
+pub async fn insert_user(client: &tokio_postgres::Client, user: i64, blob: &serde_json::Value) {
+    client
+        .execute(
+            "INSERT INTO \"user\" (id, name, data) VALUES ($1, 'r', $2)",
+            &[&user, blob],
+        )
+        .await
+        .unwrap();
+}
+
 /// The game's target tables.
 pub const GAME_TABLES: [&str; 6] = [
     "user_statistic",

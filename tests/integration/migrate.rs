@@ -1,4 +1,6 @@
-use crate::harness::{TestDb, clean_user, dirty_user, is_migrated, raw_blob, row_count};
+use crate::harness::{
+    TestDb, clean_user, dirty_user, insert_user, is_migrated, raw_blob, row_count,
+};
 use decant::value::json_eq;
 use decant::{Error, explode};
 use serde_json::{Value, json};
@@ -173,13 +175,7 @@ async fn a_column_that_rounds_what_it_stores_is_caught_too() {
         .unwrap();
     let id = 1_000_001;
     let blob = json!({"xp": 12.5, "marriage": {"stats": {"kidnap": {"points": 3}}}});
-    client
-        .execute(
-            "INSERT INTO \"user\" (id, name, data) VALUES ($1, 'r', $2)",
-            &[&id, &blob],
-        )
-        .await
-        .unwrap();
+    insert_user(&client, id, &blob).await;
     let report = decant.migrate_user(id).await.unwrap();
     assert_eq!(report.migrated.len(), 0, "a rounded value was trusted");
     assert!(
@@ -193,13 +189,7 @@ async fn a_column_that_rounds_what_it_stores_is_caught_too() {
     // an exact value of the same user shape migrates through the same path
     let other = 1_000_002;
     let exact = json!({"xp": 12, "marriage": {"stats": {"kidnap": {"points": 3}}}});
-    client
-        .execute(
-            "INSERT INTO \"user\" (id, name, data) VALUES ($1, 'r', $2)",
-            &[&other, &exact],
-        )
-        .await
-        .unwrap();
+    insert_user(&client, other, &exact).await;
     let report = decant.migrate_user(other).await.unwrap();
     assert_eq!(report.migrated.len(), 1, "{:?}", report.failed);
 }
