@@ -457,6 +457,80 @@ pub fn canonical_number(text: &str) -> Option<Canonical> {
     })
 }
 
+/// Writes a JSON number's text as PostgreSQL's binary `numeric` (digit
+/// count, weight, sign and display scale, then base-10000 digits), the same
+/// value and display scale `numeric_in` gives the text ("1.50" keeps scale
+/// 2, "1.5e3" is 1500 with scale 0). `None` when the text is not a JSON
+/// number or the value is beyond the numeric format (weight or scale out
+/// of range), which `numeric_in` rejects too.
+pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option<()> {
+    const POS: u16 = 0x0000;
+    const NEG: u16 = 0x4000;
+    const DSCALE_MAX: i64 = 0x3FFF;
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    if exp.unsigned_abs() > i32::MAX as u64 / 2 {
+        return None;
+    }
+    let (int_part, frac_part) = match mantissa.find('.') {
+        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+        None => (mantissa, ""),
+    };
+    let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int_part.is_empty() || !digits_ok(int_part) || !digits_ok(frac_part) {
+        return None;
+    }
+    let dscale = (frac_part.len() as i64 - exp).max(0);
+    if dscale > DSCALE_MAX {
+        return None;
+    }
+    // all decimal digits, and how many of them stand left of the point
+    let all = int_part.bytes().chain(frac_part.bytes());
+    let lead = all.clone().take_while(|&b| b == b'0').count();
+    let mut point = int_part.len() as i64 + exp - lead as i64;
+    let sig: Vec<u8> = all.skip(lead).map(|b| b - b'0').collect();
+    let end = sig.iter().rposition(|&d| d != 0).map_or(0, |i| i + 1);
+    let sig = &sig[..end];
+    if sig.is_empty() {
+        // zero (also "-0"): positive, no digits, the text's scale
+        out.put_i16(0);
+        out.put_i16(0);
+        out.put_u16(POS);
+        out.put_i16(dscale as i16);
+        return Some(());
+    }
+    // pad left so the point falls between base-10000 digits
+    let pad = (4 - point.rem_euclid(4)) % 4;
+    point += pad;
+    let weight = point / 4 - 1;
+    let ndigits = (pad as usize + sig.len()).div_ceil(4);
+    if !(i16::MIN as i64..=i16::MAX as i64).contains(&weight) || ndigits > i16::MAX as usize {
+        return None;
+    }
+    out.put_i16(ndigits as i16);
+    out.put_i16(weight as i16);
+    out.put_u16(if negative { NEG } else { POS });
+    out.put_i16(dscale as i16);
+    let padded = std::iter::repeat_n(0u8, pad as usize)
+        .chain(sig.iter().copied())
+        .chain(std::iter::repeat(0));
+    let mut it = padded;
+    for _ in 0..ndigits {
+        let mut d: i16 = 0;
+        for _ in 0..4 {
+            d = d * 10 + i16::from(it.next().unwrap_or(0));
+        }
+        out.put_i16(d);
+    }
+    Some(())
+}
+
 /// Compares a JSON number with a bound from the spec (`min`/`max`).
 pub(crate) fn cmp_number(v: &Number, bound: &Canonical) -> Option<Ordering> {
     Some(canonical_number(v.as_str())?.cmp(bound))
@@ -610,6 +684,71 @@ mod tests {
             panic!("numeric takes any number");
         };
         assert_eq!(canonical_number(&text), canonical_number("1e400"));
+    }
+
+    /// The binary numeric of a text, as (ndigits, weight, sign, dscale, digits).
+    fn numeric_parts(text: &str) -> Option<(i16, i16, u16, i16, Vec<i16>)> {
+        let mut b = Vec::new();
+        numeric_binary(text, &mut b)?;
+        let w: Vec<i16> = b
+            .chunks(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        Some((w[0], w[1], w[2] as u16, w[3], w[4..].to_vec()))
+    }
+
+    #[test]
+    fn numerics_encode_as_postgres_binary() {
+        assert_eq!(numeric_parts("0"), Some((0, 0, 0, 0, vec![])));
+        assert_eq!(numeric_parts("-0.00"), Some((0, 0, 0, 2, vec![])));
+        assert_eq!(numeric_parts("113"), Some((1, 0, 0, 0, vec![113])));
+        assert_eq!(
+            numeric_parts("12345.6"),
+            Some((3, 1, 0, 1, vec![1, 2345, 6000]))
+        );
+        assert_eq!(
+            numeric_parts("-1.50"),
+            Some((2, 0, 0x4000, 2, vec![1, 5000]))
+        );
+        assert_eq!(numeric_parts("0.001"), Some((1, -1, 0, 3, vec![10])));
+        assert_eq!(numeric_parts("1.5e3"), Some((1, 0, 0, 0, vec![1500])));
+        assert_eq!(numeric_parts("1.5E-3"), Some((1, -1, 0, 4, vec![15])));
+        assert_eq!(numeric_parts("1e8"), Some((1, 2, 0, 0, vec![1])));
+        assert_eq!(numeric_parts("000120000"), Some((1, 1, 0, 0, vec![12])));
+        assert_eq!(numeric_parts("1e400").map(|p| p.1), Some(100));
+        assert_eq!(numeric_parts("1e-20000"), None);
+        assert_eq!(numeric_parts("1e200000"), None);
+        assert_eq!(numeric_parts("1x"), None);
+    }
+
+    proptest::proptest! {
+        /// Decoding the binary numeric gives back the text's value, and its
+        /// display scale is the text's digits after the point less the
+        /// exponent, as `numeric_in` sets it.
+        #[test]
+        fn numeric_binary_keeps_value_and_scale(
+            neg in proptest::bool::ANY,
+            int in "(0|[1-9][0-9]{0,30})",
+            frac in proptest::option::of("[0-9]{0,30}"),
+            exp in proptest::option::of(-60i64..60),
+        ) {
+            let mut text = format!("{}{int}", if neg { "-" } else { "" });
+            if let Some(f) = &frac { if !f.is_empty() { text.push('.'); text.push_str(f); } }
+            if let Some(e) = exp { text.push_str(&format!("e{e}")); }
+            let (ndigits, weight, sign, dscale, digits) = numeric_parts(&text).unwrap();
+            proptest::prop_assert_eq!(ndigits as usize, digits.len());
+            let frac_len = frac.as_deref().map_or(0, str::len) as i64;
+            proptest::prop_assert_eq!(dscale as i64, (frac_len - exp.unwrap_or(0)).max(0));
+            let body: String = digits.iter().map(|d| format!("{d:04}")).collect();
+            let decoded = format!(
+                "{}0.{body}e{}",
+                if sign == 0x4000 { "-" } else { "" },
+                4 * (weight as i64 + 1)
+            );
+            proptest::prop_assert_eq!(canonical_number(&decoded), canonical_number(&text));
+            proptest::prop_assert!(digits.iter().all(|d| (0..10_000).contains(d)));
+            proptest::prop_assert!(digits.first() != Some(&0) && digits.last() != Some(&0));
+        }
     }
 
     #[test]

@@ -344,3 +344,136 @@ async fn every_column_type_round_trips_through_postgres_exactly() {
         .get(0);
     assert!(json_eq(&back, &blob));
 }
+
+/// Numbers of many shapes: up to 40 digits each side of the point, trailing
+/// zeros, zeros, powers of ten, negatives (a fixed pseudo-random sequence).
+fn numeric_texts(n: usize) -> Vec<String> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |m: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % m
+    };
+    let mut out: Vec<String> = [
+        "0",
+        "-0",
+        "0.0000",
+        "1",
+        "10000",
+        "9999.9999",
+        "0.0001",
+        "100000000",
+        "1e-40",
+        "1e100",
+        "-1.5e3",
+        "2.50E-2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    while out.len() < n {
+        let mut s = String::new();
+        if next(3) == 0 {
+            s.push('-');
+        }
+        let int_len = 1 + next(40) as usize;
+        let first = if int_len == 1 { next(10) } else { 1 + next(9) };
+        s.push(char::from(b'0' + first as u8));
+        for _ in 1..int_len {
+            s.push(char::from(b'0' + next(10) as u8));
+        }
+        let frac_len = next(41) as usize;
+        if frac_len > 0 {
+            s.push('.');
+            for i in 0..frac_len {
+                // runs of zeros now and then
+                let d = if next(4) == 0 || (i > 0 && next(3) == 0) {
+                    0
+                } else {
+                    next(10)
+                };
+                s.push(char::from(b'0' + d as u8));
+            }
+        }
+        out.push(s);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_binary_copy_stores_what_postgres_makes_of_each_value() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(decant::example::SCHEMA).await.unwrap();
+    let numbers = numeric_texts(2_000);
+    let items: Vec<String> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                r#""n{i}": {{"n": {n}, "f": {n}, "i4": {}, "ms": {}, "iso": "2022-11-29T06:07:{:02}.{:05}1Z", "b": {}, "s": "s{i} ü", "j": {{"v": {n}}}}}"#,
+                (i as i64 - 1_000) * 2_147_483,
+                (i as i64 - 1_000) * 30_000_123_457,
+                i % 60,
+                i * 7919 % 100_000,
+                i % 2 == 0
+            )
+        })
+        .collect();
+    let mut blob: Value =
+        serde_json::from_str(&format!(r#"{{"items": {{{}}}}}"#, items.join(", "))).unwrap();
+    // floats must be exact in float8 to be taken: keep the ones that are
+    for item in blob["items"].as_object_mut().unwrap().values_mut() {
+        let f = item["f"].clone();
+        if decant::value::to_column(decant::value::ColumnType::Float8, &f).is_err() {
+            item.as_object_mut().unwrap().remove("f");
+        }
+    }
+    client
+        .execute("INSERT INTO \"user\" VALUES (1, 'a', $1)", &[&blob])
+        .await
+        .unwrap();
+    client
+        .batch_execute("CREATE TABLE original AS SELECT data FROM \"user\" WHERE id = 1")
+        .await
+        .unwrap();
+    let decant = db.decant_with(ALL_TYPES, 2);
+    decant::schema::init(&client, decant.spec()).await.unwrap();
+    let report = decant.migrate_batch(&[1]).await.unwrap();
+    assert_eq!(report.migrated.len(), 1, "{report:?}");
+    assert_eq!(report.migrated[0].rows, numbers.len());
+    // each stored value equals what PostgreSQL's own input functions make
+    // of the blob's text, to the display scale of every numeric
+    let wrong: Vec<(String, String, Option<String>)> = client
+        .query(
+            "SELECT t.k, e.value::text, t.n::text FROM t, original o, jsonb_each(o.data->'items') e \
+             WHERE e.key = t.k AND ( \
+                t.n::text IS DISTINCT FROM (e.value->>'n')::numeric::text \
+                OR t.f IS DISTINCT FROM (e.value->>'f')::float8 \
+                OR t.i4 IS DISTINCT FROM (e.value->>'i4')::int4 \
+                OR extract(epoch FROM t.ms) * 1000 IS DISTINCT FROM (e.value->>'ms')::numeric \
+                OR t.iso IS DISTINCT FROM (e.value->>'iso')::timestamptz \
+                OR t.b IS DISTINCT FROM (e.value->>'b')::bool \
+                OR t.s IS DISTINCT FROM e.value->>'s' \
+                OR t.j IS DISTINCT FROM e.value->'j')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} differ, first: {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, numbers.len() as i64);
+}
