@@ -262,7 +262,7 @@ impl Decant {
 
     async fn current(&self, tx: &Transaction<'_>, locked: &Locked) -> Result<Value> {
         if !locked.migrated {
-            return Ok(locked.blob.clone());
+            return locked.blob.value(locked.id);
         }
         let rows = self
             .store
@@ -270,7 +270,8 @@ impl Decant {
             .await?
             .remove(&locked.id)
             .unwrap_or_default();
-        explode::reconstruct(&self.store.spec, &rows, &locked.blob).map_err(|detail| {
+        let residual = locked.blob.value(locked.id)?;
+        explode::reconstruct(&self.store.spec, &rows, &residual).map_err(|detail| {
             Error::Verification {
                 user: locked.id,
                 detail: format!("cannot rebuild the blob: {detail}"),

@@ -9,6 +9,7 @@
 //! `keep` rule found invalid. Objects that rules claimed entirely are
 //! dropped; the rows recreate them.
 
+use crate::json::JsonView;
 use crate::spec::{Node, Policy, Rule, RuleKind, Segment, Spec};
 use crate::value::{self, ColumnValue};
 use serde_json::{Map, Value};
@@ -66,13 +67,19 @@ pub fn explode(spec: &Spec, blob: &Value) -> Result<Exploded, Invalid> {
     explode_with(spec, blob, false)
 }
 
+/// As [`explode`], for any view of the blob (the migration explodes the
+/// borrowed [`crate::json::Json`] it parsed from the database's text).
+pub fn explode_view<V: JsonView>(spec: &Spec, blob: &V) -> Result<Exploded, Invalid> {
+    explode_with(spec, blob, false)
+}
+
 /// As [`explode`], but every rule acts as `keep`: used for writes through
 /// the compatibility layer, which must never lose a client's value.
 pub fn explode_lenient(spec: &Spec, blob: &Value) -> Exploded {
     explode_with(spec, blob, true).expect("lenient explode does not fail")
 }
 
-fn explode_with(spec: &Spec, blob: &Value, lenient: bool) -> Result<Exploded, Invalid> {
+fn explode_with<V: JsonView>(spec: &Spec, blob: &V, lenient: bool) -> Result<Exploded, Invalid> {
     let mut w = Walker {
         spec,
         lenient,
@@ -111,18 +118,18 @@ struct Claim {
 
 impl<'v> Walker<'_, 'v> {
     /// Walks `v` at `node`; returns what stays in the residual here.
-    fn walk(&mut self, v: &'v Value, node: &Node) -> Result<Option<Value>, Invalid> {
+    fn walk<V: JsonView>(&mut self, v: &'v V, node: &Node) -> Result<Option<Value>, Invalid> {
         if let Some(ri) = node.terminal {
             return self.claim(v, ri);
         }
-        let Value::Object(map) = v else {
+        let Some(map) = v.object() else {
             let problem = self.invalid(&self.spec.rules[node.first_rule], "expected an object", v);
             return self
                 .settle(node.strict, vec![problem])
-                .map(|()| Some(v.clone()));
+                .map(|()| Some(v.to_value()));
         };
-        if map.is_empty() {
-            return Ok(Some(v.clone()));
+        if map.len() == 0 {
+            return Ok(Some(v.to_value()));
         }
         let mut residual = Map::new();
         for (k, child_v) in map {
@@ -131,7 +138,7 @@ impl<'v> Walker<'_, 'v> {
                 None => match node.wildcard.as_deref() {
                     Some(c) => (c, true),
                     None => {
-                        residual.insert(k.clone(), child_v.clone());
+                        residual.insert(k.to_string(), child_v.to_value());
                         continue;
                     }
                 },
@@ -146,7 +153,7 @@ impl<'v> Walker<'_, 'v> {
             }
             self.path.pop();
             if let Some(r) = r? {
-                residual.insert(k.clone(), r);
+                residual.insert(k.to_string(), r);
             }
         }
         Ok((!residual.is_empty()).then_some(Value::Object(residual)))
@@ -161,7 +168,7 @@ impl<'v> Walker<'_, 'v> {
         Ok(())
     }
 
-    fn claim(&mut self, v: &'v Value, ri: usize) -> Result<Option<Value>, Invalid> {
+    fn claim<V: JsonView>(&mut self, v: &'v V, ri: usize) -> Result<Option<Value>, Invalid> {
         let rule = &self.spec.rules[ri];
         let strict = rule.on_invalid == Policy::Fail;
         if rule.position.is_none() {
@@ -170,12 +177,14 @@ impl<'v> Walker<'_, 'v> {
             self.rows.extend(c.row);
             return Ok(c.residual);
         }
-        let Value::Array(items) = v else {
+        let Some(items) = v.array() else {
             let problem = self.invalid(rule, "expected an array", v);
-            return self.settle(strict, vec![problem]).map(|()| Some(v.clone()));
+            return self
+                .settle(strict, vec![problem])
+                .map(|()| Some(v.to_value()));
         };
         if items.is_empty() {
-            return Ok(Some(v.clone()));
+            return Ok(Some(v.to_value()));
         }
         // An array is claimed whole or not at all: the residual cannot hold
         // an array with holes.
@@ -195,15 +204,15 @@ impl<'v> Walker<'_, 'v> {
             return Ok(None);
         }
         self.settle(strict, problems)?;
-        Ok(Some(v.clone()))
+        Ok(Some(v.to_value()))
     }
 
-    fn claim_value(&self, rule: &Rule, v: &Value, position: Option<usize>) -> Claim {
+    fn claim_value<V: JsonView>(&self, rule: &Rule, v: &V, position: Option<usize>) -> Claim {
         let table = &self.spec.tables[rule.table];
         let mut values = vec![ColumnValue::Null; table.columns.len()];
         let whole_invalid = |problem: Invalid| Claim {
             row: None,
-            residual: Some(v.clone()),
+            residual: Some(v.to_value()),
             problems: vec![problem],
         };
         let mut caps = self.captures.iter();
@@ -240,7 +249,7 @@ impl<'v> Walker<'_, 'v> {
                 Err(m) => return whole_invalid(self.invalid(rule, &m, v)),
             },
             RuleKind::Object { keys, extra } => {
-                let Value::Object(map) = v else {
+                let Some(map) = v.object() else {
                     return whole_invalid(self.invalid(rule, "expected an object", v));
                 };
                 let mut extra_map = Map::new();
@@ -254,13 +263,13 @@ impl<'v> Walker<'_, 'v> {
                                 let mut p = self.invalid(rule, &m, kv);
                                 p.path = format!("{}{}", p.path, show_key(k));
                                 problems.push(p);
-                                kept.insert(k.clone(), kv.clone());
+                                kept.insert(k.to_string(), kv.to_value());
                             }
                         },
                         // a known key holding null goes to extra, so that
                         // "absent" (NULL column) and "null" stay distinct
                         _ => {
-                            extra_map.insert(k.clone(), kv.clone());
+                            extra_map.insert(k.to_string(), kv.to_value());
                         }
                     }
                 }
@@ -307,7 +316,7 @@ impl<'v> Walker<'_, 'v> {
         }
     }
 
-    fn invalid(&self, rule: &Rule, expected: &str, v: &Value) -> Invalid {
+    fn invalid<V: JsonView>(&self, rule: &Rule, expected: &str, v: &V) -> Invalid {
         let mut path = String::from("$");
         for s in &self.path {
             match s {
@@ -315,7 +324,7 @@ impl<'v> Walker<'_, 'v> {
                 Step::Index(i) => path.push_str(&format!("[{i}]")),
             }
         }
-        let mut value = v.to_string();
+        let mut value = v.to_value().to_string();
         if value.len() > 120 {
             let cut = (0..=117)
                 .rev()

@@ -18,6 +18,7 @@ pub mod demo;
 mod error;
 pub mod example;
 pub mod explode;
+pub mod json;
 mod migrate;
 pub mod schedule;
 pub mod schema;

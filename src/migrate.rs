@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::explode::{self, Exploded, Row};
+use crate::json::{Json, JsonView};
 use crate::store::{Locked, Store};
 use crate::value::json_diff;
 use deadpool_postgres::{Object, Transaction};
@@ -170,14 +171,22 @@ pub(crate) async fn migrate_locked(
         .skipped
         .extend(ids.iter().filter(|id| !present.contains(id)));
 
-    let mut todo: Vec<(Locked, Exploded)> = Vec::with_capacity(locked.len());
-    for l in locked {
+    // each blob parsed borrowing from the text the database sent
+    let mut todo: Vec<(&Locked, Json<'_>, Exploded)> = Vec::with_capacity(locked.len());
+    for l in &locked {
         if l.migrated {
             report.skipped.push(l.id);
             continue;
         }
-        match explode::explode(spec, &l.blob) {
-            Ok(e) => todo.push((l, e)),
+        let blob = match l.blob.parse(l.id) {
+            Ok(b) => b,
+            Err(error) => {
+                report.failed.push(Failure { user: l.id, error });
+                continue;
+            }
+        };
+        match explode::explode_view(spec, &blob) {
+            Ok(e) => todo.push((l, blob, e)),
             Err(invalid) => report.failed.push(Failure {
                 user: l.id,
                 error: Error::Invalid {
@@ -190,18 +199,20 @@ pub(crate) async fn migrate_locked(
 
     let rows: Vec<(i64, &Row)> = todo
         .iter()
-        .flat_map(|(l, e)| e.rows.iter().map(move |r| (l.id, r)))
+        .flat_map(|(l, _, e)| e.rows.iter().map(move |r| (l.id, r)))
         .collect();
     // Verify: the rows as the database stored them (returned by the
     // insert, after any trigger or conversion) must rebuild each blob exactly.
     let differs = store.insert_rows(tx, &rows).await?;
     let mut bad = Vec::new();
-    todo.retain(|(l, e)| {
+    todo.retain(|(l, blob, e)| {
         // stored == sent for this user, so the stored rows rebuild the blob
         // iff the sent ones do; when they differ, diagnose from the stored
         let back = differs.get(&l.id).unwrap_or(&e.rows);
         let problem = match explode::reconstruct(spec, back, &e.residual) {
-            Ok(rebuilt) => json_diff(&rebuilt, &l.blob, &mut String::new()),
+            Ok(rebuilt) if crate::json::eq(&rebuilt, blob) => None,
+            Ok(rebuilt) => json_diff(&rebuilt, &blob.to_value(), &mut String::new())
+                .or_else(|| Some("the rebuilt blob differs".into())),
             Err(e) => Some(e),
         };
         let problem = problem.or_else(|| {
@@ -235,14 +246,14 @@ pub(crate) async fn migrate_locked(
 
     let blobs: Vec<(i64, &Value, bool)> = todo
         .iter()
-        .map(|(l, e)| (l.id, &e.residual, true))
+        .map(|(l, _, e)| (l.id, &e.residual, true))
         .collect();
     store.write_blobs(tx, &blobs).await?;
     if !todo.is_empty() {
-        let ids: Vec<i64> = todo.iter().map(|(l, _)| l.id).collect();
+        let ids: Vec<i64> = todo.iter().map(|(l, _, _)| l.id).collect();
         let warnings: Vec<Option<Value>> = todo
             .iter()
-            .map(|(_, e)| {
+            .map(|(_, _, e)| {
                 (!e.warnings.is_empty()).then(|| {
                     Value::Array(
                         e.warnings
@@ -262,7 +273,7 @@ pub(crate) async fn migrate_locked(
     }
     report.migrated = todo
         .into_iter()
-        .map(|(l, e)| Migrated {
+        .map(|(l, _, e)| Migrated {
             user: l.id,
             rows: e.rows.len(),
             warnings: e.warnings,
@@ -291,7 +302,8 @@ pub(crate) async fn rollback_batch(
     let mut blobs = Vec::with_capacity(migrated.len());
     for l in &migrated {
         let rows = stored.remove(&l.id).unwrap_or_default();
-        let blob = explode::reconstruct(&store.spec, &rows, &l.blob).map_err(|detail| {
+        let residual = l.blob.value(l.id)?;
+        let blob = explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
             Error::Verification {
                 user: l.id,
                 detail: format!("cannot rebuild the blob for rollback: {detail}"),

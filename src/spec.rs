@@ -7,9 +7,9 @@
 //! rule (or table) and the line.
 
 use crate::error::{Error, Result};
+use crate::json::JsonView;
 use crate::value::{self, Canonical, ColumnType, ColumnValue};
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -107,7 +107,7 @@ pub struct Column {
 
 impl Column {
     /// Converts and validates one JSON value for this column.
-    pub fn check(&self, v: &Value) -> std::result::Result<ColumnValue, String> {
+    pub fn check<V: JsonView>(&self, v: &V) -> std::result::Result<ColumnValue, String> {
         let cv = value::to_column(self.ty, v).map_err(|m| m.0)?;
         if cv == ColumnValue::Null {
             if self.not_null {
@@ -115,10 +115,10 @@ impl Column {
             }
             return Ok(cv);
         }
-        if let Value::Number(n) = v {
+        if let Some(n) = v.number() {
             // plain integers against integer bounds without the canonical
             // form (the common case: counts against min = 0)
-            let int = value::plain_integer(n.as_str());
+            let int = value::plain_integer(n);
             if let Some(min) = &self.min {
                 let below = match (int, self.min_int) {
                     (Some(x), Some(b)) => x < b,
@@ -138,7 +138,7 @@ impl Column {
                 }
             }
         }
-        if let Value::String(s) = v {
+        if let Some(s) = v.as_str() {
             self.check_text(s)?;
         }
         Ok(cv)

@@ -77,8 +77,60 @@ enum Write {
 #[derive(Debug)]
 pub(crate) struct Locked {
     pub id: i64,
-    pub blob: Value,
+    pub blob: Blob,
     pub migrated: bool,
+}
+
+/// A blob as the database sent it: jsonb's text, parsed only when needed,
+/// either borrowed ([`Blob::parse`], what migration explodes) or owned
+/// ([`Blob::value`]). A NULL blob reads as JSON `null`.
+#[derive(Debug, Clone)]
+pub(crate) struct Blob(String);
+
+impl Blob {
+    /// The blob as a tree borrowing from its text.
+    pub fn parse(&self, user: i64) -> Result<crate::json::Json<'_>> {
+        crate::json::parse(&self.0).map_err(|e| not_json(user, e))
+    }
+
+    /// The blob as an owned value.
+    pub fn value(&self, user: i64) -> Result<Value> {
+        serde_json::from_str(&self.0).map_err(|e| not_json(user, e))
+    }
+}
+
+fn not_json(user: i64, e: impl std::fmt::Display) -> Error {
+    Error::Verification {
+        user,
+        detail: format!("the blob the database sent is not JSON ({e})"),
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Blob {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = if *ty == Type::JSONB {
+            match raw.split_first() {
+                Some((1, text)) => text,
+                _ => return Err("unsupported jsonb binary format version".into()),
+            }
+        } else {
+            raw
+        };
+        Ok(Blob(std::str::from_utf8(text)?.to_owned()))
+    }
+
+    fn from_sql_null(
+        _: &Type,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Blob("null".into()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
 }
 
 impl Store {

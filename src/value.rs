@@ -6,6 +6,7 @@
 //! it under jsonb equality. That makes `reconstruct(explode(b)) == b` hold by
 //! construction for every blob that validates.
 
+use crate::json::JsonView;
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
 use std::fmt;
@@ -179,7 +180,7 @@ pub struct Mismatch(pub String);
 
 /// Converts a JSON value into a value of `ty`, exactly, or says why not.
 /// JSON `null` becomes SQL NULL for every type.
-pub fn to_column(ty: ColumnType, v: &Value) -> Result<ColumnValue, Mismatch> {
+pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mismatch> {
     if v.is_null() {
         return Ok(ColumnValue::Null);
     }
@@ -196,27 +197,16 @@ pub fn to_column(ty: ColumnType, v: &Value) -> Result<ColumnValue, Mismatch> {
         }
         ColumnType::Int8 => ColumnValue::I64(integer(v).ok_or_else(wrong)?),
         ColumnType::Float8 => {
-            let Value::Number(n) = v else {
-                return Err(wrong());
-            };
-            let f: f64 = n.as_str().parse().map_err(|_| wrong())?;
+            let f: f64 = v.number().ok_or_else(wrong)?.parse().map_err(|_| wrong())?;
             if !f.is_finite() {
                 return Err(wrong());
             }
             ColumnValue::F64(f)
         }
-        ColumnType::Numeric => {
-            let Value::Number(n) = v else {
-                return Err(wrong());
-            };
-            ColumnValue::Numeric(n.as_str().to_string())
-        }
+        ColumnType::Numeric => ColumnValue::Numeric(v.number().ok_or_else(wrong)?.to_string()),
         ColumnType::Text => ColumnValue::Text(v.as_str().ok_or_else(wrong)?.to_string()),
         ColumnType::TimestampMs => {
-            let Value::Number(n) = v else {
-                return Err(wrong());
-            };
-            let c = canonical_number(n.as_str()).ok_or_else(wrong)?;
+            let c = canonical_number(v.number().ok_or_else(wrong)?).ok_or_else(wrong)?;
             // milliseconds * 1000 must be a whole number of microseconds
             let micros = c.shifted(3).to_i64().ok_or_else(wrong)?;
             if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
@@ -233,7 +223,7 @@ pub fn to_column(ty: ColumnType, v: &Value) -> Result<ColumnValue, Mismatch> {
             }
             ColumnValue::Micros(micros)
         }
-        ColumnType::Jsonb => ColumnValue::Json(v.clone()),
+        ColumnType::Jsonb => ColumnValue::Json(v.to_value()),
     };
     // The round-trip check: only exact representations are accepted.
     // Integers, text, booleans and jsonb come back exactly by construction
@@ -246,7 +236,7 @@ pub fn to_column(ty: ColumnType, v: &Value) -> Result<ColumnValue, Mismatch> {
         return Ok(cv);
     }
     let back = to_json(ty, &cv);
-    if !json_eq(&back, v) {
+    if !crate::json::eq(&back, v) {
         return Err(Mismatch(format!(
             "expected {} (it would come back as {back})",
             ty.describe()
@@ -299,9 +289,8 @@ pub fn number(text: &str) -> Value {
     }
 }
 
-fn integer(v: &Value) -> Option<i64> {
-    let Value::Number(n) = v else { return None };
-    let text = n.as_str();
+fn integer<V: JsonView>(v: &V) -> Option<i64> {
+    let text = v.number()?;
     plain_integer(text).or_else(|| canonical_number(text)?.to_i64())
 }
 
@@ -532,29 +521,14 @@ pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option
 }
 
 /// Compares a JSON number with a bound from the spec (`min`/`max`).
-pub(crate) fn cmp_number(v: &Number, bound: &Canonical) -> Option<Ordering> {
-    Some(canonical_number(v.as_str())?.cmp(bound))
+pub(crate) fn cmp_number(v: &str, bound: &Canonical) -> Option<Ordering> {
+    Some(canonical_number(v)?.cmp(bound))
 }
 
 /// Equality as PostgreSQL's jsonb defines it: object key order does not
 /// matter, numbers compare by numeric value, everything else exactly.
 pub fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            x.as_str() == y.as_str() || canonical_number(x.as_str()) == canonical_number(y.as_str())
-        }
-        // serde_json's maps are sorted by key: walk both in step
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y.iter())
-                    .all(|((kx, vx), (ky, vy))| kx == ky && json_eq(vx, vy))
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(xv, yv)| json_eq(xv, yv))
-        }
-        _ => a == b,
-    }
+    crate::json::eq(a, b)
 }
 
 /// The path of the first difference between two JSON values under jsonb

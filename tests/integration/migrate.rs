@@ -477,3 +477,25 @@ async fn the_binary_copy_stores_what_postgres_makes_of_each_value() {
         .get(0);
     assert_eq!(rows, numbers.len() as i64);
 }
+
+#[tokio::test]
+async fn a_null_blob_fails_its_user_and_stays_legacy() {
+    let db = TestDb::new().await;
+    let decant = db.game(3).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ALTER COLUMN data DROP NOT NULL; \
+             INSERT INTO \"user\" (id, name, data) VALUES (4, 'n', NULL)",
+        )
+        .await
+        .unwrap();
+    let report = decant.migrate_batch(&[1, 4]).await.unwrap();
+    assert_eq!(report.migrated.len(), 1, "{report:?}");
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].user, 4);
+    let message = report.failed[0].error.to_string();
+    assert!(message.contains("expected an object"), "{message}");
+    assert!(!is_migrated(&client, 4).await);
+    assert_eq!(decant.load(4).await.unwrap(), Value::Null);
+}
