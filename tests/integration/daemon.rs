@@ -225,6 +225,9 @@ async fn two_daemons_migrate_disjoint_users_and_finish_the_table() {
     db.game(n).await;
     let one = Decant::connect(&db.url, decant::example::spec(), 4).unwrap();
     let two = Decant::connect(&db.url, decant::example::spec(), 4).unwrap();
+    // a rate (per process) so that neither can finish the table alone
+    // before the other has started
+    set(&one, Setting::Rate("400/s".parse().unwrap())).await;
     let a = Running::start(&one, RunOptions::default());
     let b = Running::start(&two, RunOptions::default());
     let (ra, rb) = (a.finish().await, b.finish().await);
