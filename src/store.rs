@@ -327,9 +327,23 @@ impl Store {
     ) -> Result<HashMap<i64, Vec<Row>>> {
         let by_table = self.by_table(rows);
         if self.tables_are_plain(tx).await? {
-            if !self.copy_rows(tx, &by_table).await? {
-                self.write_rows(tx, &by_table, Write::Insert).await?;
-            }
+            // COPY for tables with many rows; the few rows of the others go
+            // in by INSERTs sent together (one COPY per table costs a round
+            // trip each, which short batches feel)
+            let many = |rs: &Vec<(i64, &Row)>| rs.len() >= COPY_MIN_ROWS;
+            let copied: Vec<Vec<(i64, &Row)>> = by_table
+                .iter()
+                .map(|rs| if many(rs) { rs.clone() } else { Vec::new() })
+                .collect();
+            let inserted: Vec<Vec<(i64, &Row)>> = if self.copy_rows(tx, &copied).await? {
+                by_table
+                    .iter()
+                    .map(|rs| if many(rs) { Vec::new() } else { rs.clone() })
+                    .collect()
+            } else {
+                by_table
+            };
+            self.write_rows(tx, &inserted, Write::Insert).await?;
             if self.tables_are_plain(tx).await? {
                 return Ok(HashMap::new());
             }
@@ -676,6 +690,15 @@ fn copy_stream(rows: &[(i64, &Row)]) -> Option<bytes::BytesMut> {
     out.put_i16(-1);
     Some(out)
 }
+
+/// Rows of one table in one batch from which `COPY` is used rather than
+/// an `INSERT`. Each COPY is its own round trips, one after the other, while
+/// the INSERTs of a batch are sent together: in the short batches used
+/// while others work (a few hundred to two thousand rows per table, a
+/// client at lower CPU priority) COPY made `decant demo` migrate 540
+/// users/s against 1,353 with INSERTs; in full-speed batches (the statistic
+/// table alone gets ~16,000 rows) COPY is the faster (BENCHMARKS.md).
+const COPY_MIN_ROWS: usize = 4_000;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;

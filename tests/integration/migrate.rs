@@ -406,15 +406,15 @@ async fn the_binary_copy_stores_what_postgres_makes_of_each_value() {
     let db = TestDb::new().await;
     let client = db.client().await;
     client.batch_execute(decant::example::SCHEMA).await.unwrap();
-    let numbers = numeric_texts(2_000);
+    let numbers = numeric_texts(4_500); // over COPY_MIN_ROWS: the COPY path
     let items: Vec<String> = numbers
         .iter()
         .enumerate()
         .map(|(i, n)| {
             format!(
                 r#""n{i}": {{"n": {n}, "f": {n}, "i4": {}, "ms": {}, "iso": "2022-11-29T06:07:{:02}.{:05}1Z", "b": {}, "s": "s{i} ü", "j": {{"v": {n}}}}}"#,
-                (i as i64 - 1_000) * 2_147_483,
-                (i as i64 - 1_000) * 30_000_123_457,
+                (i as i64 - 2_250) * 954_437,
+                (i as i64 - 2_250) * 13_333_123_457,
                 i % 60,
                 i * 7919 % 100_000,
                 i % 2 == 0
