@@ -330,19 +330,21 @@ impl Store {
             // COPY for tables with many rows; the few rows of the others go
             // in by INSERTs sent together (one COPY per table costs a round
             // trip each, which short batches feel)
-            let many = |rs: &Vec<(i64, &Row)>| rs.len() >= COPY_MIN_ROWS;
-            let copied: Vec<Vec<(i64, &Row)>> = by_table
-                .iter()
-                .map(|rs| if many(rs) { rs.clone() } else { Vec::new() })
-                .collect();
-            let inserted: Vec<Vec<(i64, &Row)>> = if self.copy_rows(tx, &copied).await? {
-                by_table
-                    .iter()
-                    .map(|rs| if many(rs) { Vec::new() } else { rs.clone() })
-                    .collect()
-            } else {
-                by_table
-            };
+            let (copied, mut inserted): (Vec<_>, Vec<_>) = by_table
+                .into_iter()
+                .map(|rs| {
+                    if rs.len() >= COPY_MIN_ROWS {
+                        (rs, Vec::new())
+                    } else {
+                        (Vec::new(), rs)
+                    }
+                })
+                .unzip();
+            if !self.copy_rows(tx, &copied).await? {
+                for (into, rs) in inserted.iter_mut().zip(copied) {
+                    into.extend(rs);
+                }
+            }
             self.write_rows(tx, &inserted, Write::Insert).await?;
             if self.tables_are_plain(tx).await? {
                 return Ok(HashMap::new());
@@ -400,7 +402,7 @@ impl Store {
     async fn copy_rows(&self, tx: &Transaction<'_>, by_table: &[Vec<(i64, &Row)>]) -> Result<bool> {
         let mut streams = Vec::new();
         for (ti, rows) in by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
-            match copy_stream(rows) {
+            match copy_stream(&self.spec.tables[ti].columns, rows) {
                 Some(data) => streams.push((ti, data)),
                 None => return Ok(false),
             }
@@ -672,8 +674,10 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
 /// The binary COPY stream of rows of one table: the user id, then each
 /// column (PostgreSQL's binary COPY format: a header, per tuple a field
 /// count and length-prefixed fields in each type's binary form, a trailer).
-/// `None` when a numeric has no form `numeric_in` would take.
-fn copy_stream(rows: &[(i64, &Row)]) -> Option<bytes::BytesMut> {
+/// Values are encoded by `ColumnValue`'s `ToSql`, as the INSERTs bind them,
+/// except `numeric`, which binds as text and is encoded here. `None` when
+/// a numeric has no form `numeric_in` would take.
+fn copy_stream(columns: &[crate::spec::Column], rows: &[(i64, &Row)]) -> Option<bytes::BytesMut> {
     use bytes::BufMut;
     let mut out = bytes::BytesMut::with_capacity(64 * rows.len() + 32);
     out.put_slice(b"PGCOPY\n\xff\r\n\0");
@@ -683,8 +687,8 @@ fn copy_stream(rows: &[(i64, &Row)]) -> Option<bytes::BytesMut> {
         out.put_i16(1 + row.values.len() as i16);
         out.put_i32(8);
         out.put_i64(*user);
-        for v in &row.values {
-            put_binary(&mut out, v)?;
+        for (c, v) in columns.iter().zip(&row.values) {
+            put_field(&mut out, c.ty, v)?;
         }
     }
     out.put_i16(-1);
@@ -700,58 +704,39 @@ fn copy_stream(rows: &[(i64, &Row)]) -> Option<bytes::BytesMut> {
 /// table alone gets ~16,000 rows) COPY is the faster (BENCHMARKS.md).
 const COPY_MIN_ROWS: usize = 4_000;
 
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-
-/// Appends one length-prefixed field in its type's binary form.
-fn put_binary(out: &mut bytes::BytesMut, v: &ColumnValue) -> Option<()> {
+/// Appends one field: its length (-1 for NULL), then its binary form.
+fn put_field(out: &mut bytes::BytesMut, ty: ColumnType, v: &ColumnValue) -> Option<()> {
     use bytes::BufMut;
-    match v {
-        ColumnValue::Null => out.put_i32(-1),
-        ColumnValue::Bool(b) => {
-            out.put_i32(1);
-            out.put_u8(u8::from(*b));
+    let at = out.len();
+    out.put_i32(0);
+    let null = match (ty, v) {
+        (_, ColumnValue::Null) => true,
+        (ColumnType::Numeric, ColumnValue::Numeric(text)) => {
+            crate::value::numeric_binary(text, out)?;
+            false
         }
-        ColumnValue::I16(n) => {
-            out.put_i32(2);
-            out.put_i16(*n);
+        _ => {
+            let pg = match ty {
+                ColumnType::Bool => Type::BOOL,
+                ColumnType::Int2 => Type::INT2,
+                ColumnType::Int4 => Type::INT4,
+                ColumnType::Int8 => Type::INT8,
+                ColumnType::Float8 => Type::FLOAT8,
+                ColumnType::Numeric => Type::NUMERIC,
+                ColumnType::Text => Type::TEXT,
+                ColumnType::TimestampMs | ColumnType::TimestampIso => Type::TIMESTAMPTZ,
+                ColumnType::Jsonb => Type::JSONB,
+            };
+            matches!(v.to_sql_checked(&pg, out).ok()?, IsNull::Yes)
         }
-        ColumnValue::I32(n) => {
-            out.put_i32(4);
-            out.put_i32(*n);
-        }
-        ColumnValue::I64(n) => {
-            out.put_i32(8);
-            out.put_i64(*n);
-        }
-        ColumnValue::F64(f) => {
-            out.put_i32(8);
-            out.put_f64(*f);
-        }
-        ColumnValue::Micros(us) => {
-            out.put_i32(8);
-            out.put_i64(us.checked_sub(PG_EPOCH_MICROS)?);
-        }
-        ColumnValue::Text(s) => {
-            out.put_i32(i32::try_from(s.len()).ok()?);
-            out.put_slice(s.as_bytes());
-        }
-        ColumnValue::Numeric(s) => {
-            let at = out.len();
-            out.put_i32(0);
-            crate::value::numeric_binary(s, out)?;
-            let len = i32::try_from(out.len() - at - 4).ok()?;
-            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        }
-        ColumnValue::Json(j) => {
-            let at = out.len();
-            out.put_i32(0);
-            out.put_u8(1); // jsonb binary format version
-            serde_json::to_writer(out.writer(), j).ok()?;
-            let len = i32::try_from(out.len() - at - 4).ok()?;
-            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        }
-    }
+    };
+    let len = if null {
+        out.truncate(at + 4);
+        -1
+    } else {
+        i32::try_from(out.len() - at - 4).ok()?
+    };
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
     Some(())
 }
 

@@ -404,9 +404,16 @@ impl fmt::Display for Canonical {
     }
 }
 
-/// Parses JSON number text into its canonical form; `None` if it is not a
-/// number.
-pub fn canonical_number(text: &str) -> Option<Canonical> {
+/// A JSON number's text in parts: `-int.frac e exp`.
+struct NumberText<'a> {
+    negative: bool,
+    int_part: &'a str,
+    frac_part: &'a str,
+    exp: i64,
+}
+
+/// Splits number text into its parts; `None` if it is not a number.
+fn split_number(text: &str) -> Option<NumberText<'_>> {
     let (negative, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text),
@@ -427,6 +434,23 @@ pub fn canonical_number(text: &str) -> Option<Canonical> {
     {
         return None;
     }
+    Some(NumberText {
+        negative,
+        int_part,
+        frac_part,
+        exp,
+    })
+}
+
+/// Parses JSON number text into its canonical form; `None` if it is not a
+/// number.
+pub fn canonical_number(text: &str) -> Option<Canonical> {
+    let NumberText {
+        negative,
+        int_part,
+        frac_part,
+        exp,
+    } = split_number(text)?;
     let all = format!("{int_part}{frac_part}");
     let mut exponent = exp.checked_sub(frac_part.len() as i64)?;
     let trimmed_lead = all.trim_start_matches('0');
@@ -456,37 +480,24 @@ pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option
     const POS: u16 = 0x0000;
     const NEG: u16 = 0x4000;
     const DSCALE_MAX: i64 = 0x3FFF;
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text),
-    };
-    let (mantissa, exp) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
+    let NumberText {
+        negative,
+        int_part,
+        frac_part,
+        exp,
+    } = split_number(text)?;
     if exp.unsigned_abs() > i32::MAX as u64 / 2 {
-        return None;
-    }
-    let (int_part, frac_part) = match mantissa.find('.') {
-        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
-        None => (mantissa, ""),
-    };
-    let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if int_part.is_empty() || !digits_ok(int_part) || !digits_ok(frac_part) {
         return None;
     }
     let dscale = (frac_part.len() as i64 - exp).max(0);
     if dscale > DSCALE_MAX {
         return None;
     }
-    // all decimal digits, and how many of them stand left of the point
+    // the significant decimal digits, and how many stand left of the point
     let all = int_part.bytes().chain(frac_part.bytes());
     let lead = all.clone().take_while(|&b| b == b'0').count();
-    let mut point = int_part.len() as i64 + exp - lead as i64;
-    let sig: Vec<u8> = all.skip(lead).map(|b| b - b'0').collect();
-    let end = sig.iter().rposition(|&d| d != 0).map_or(0, |i| i + 1);
-    let sig = &sig[..end];
-    if sig.is_empty() {
+    let total = int_part.len() + frac_part.len();
+    if lead == total {
         // zero (also "-0"): positive, no digits, the text's scale
         out.put_i16(0);
         out.put_i16(0);
@@ -494,11 +505,14 @@ pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option
         out.put_i16(dscale as i16);
         return Some(());
     }
+    let trail = all.clone().rev().take_while(|&b| b == b'0').count();
+    let sig = total - lead - trail;
+    let mut point = int_part.len() as i64 + exp - lead as i64;
     // pad left so the point falls between base-10000 digits
     let pad = (4 - point.rem_euclid(4)) % 4;
     point += pad;
     let weight = point / 4 - 1;
-    let ndigits = (pad as usize + sig.len()).div_ceil(4);
+    let ndigits = (pad as usize + sig).div_ceil(4);
     if !(i16::MIN as i64..=i16::MAX as i64).contains(&weight) || ndigits > i16::MAX as usize {
         return None;
     }
@@ -506,14 +520,13 @@ pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option
     out.put_i16(weight as i16);
     out.put_u16(if negative { NEG } else { POS });
     out.put_i16(dscale as i16);
-    let padded = std::iter::repeat_n(0u8, pad as usize)
-        .chain(sig.iter().copied())
+    let mut digits = std::iter::repeat_n(0u8, pad as usize)
+        .chain(all.skip(lead).take(sig).map(|b| b - b'0'))
         .chain(std::iter::repeat(0));
-    let mut it = padded;
     for _ in 0..ndigits {
         let mut d: i16 = 0;
         for _ in 0..4 {
-            d = d * 10 + i16::from(it.next().unwrap_or(0));
+            d = d * 10 + i16::from(digits.next().unwrap_or(0));
         }
         out.put_i16(d);
     }
