@@ -4,12 +4,12 @@
 //! path. The lock makes a call and that user's migration or rollback
 //! strictly ordered, so no write is lost in between.
 
-use crate::db;
+use crate::pg::pool;
 use crate::error::{Error, Result};
-use crate::explode;
+use crate::core::explode;
 use crate::migrate::{self, BatchReport, LockWait};
-use crate::spec::Spec;
-use crate::store::{Locked, Store};
+use crate::core::spec::Spec;
+use crate::pg::store::{Locked, Store};
 use deadpool_postgres::{Pool, Transaction};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ impl Decant {
     /// Connects with a pool of `size` sessions. Each session carries the
     /// spec's `lock_timeout` and `statement_timeout`.
     pub fn connect(url: &str, spec: Spec, size: usize) -> Result<Decant> {
-        let pool = db::pool(url, &spec.settings, size)?;
+        let pool = pool::pool(url, &spec.settings, size)?;
         Ok(Decant::with_pool(pool, spec))
     }
 
@@ -45,11 +45,11 @@ impl Decant {
     }
 
     /// The connection pool.
-    pub fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
 
-    pub(crate) fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -70,7 +70,7 @@ impl Decant {
         Old: AsyncFnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
         New: AsyncFnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
     {
-        let mut client = db::get(&self.pool).await?;
+        let mut client = pool::get(&self.pool).await?;
         let tx = client
             .transaction()
             .await
@@ -110,7 +110,7 @@ impl Decant {
     /// migration fails, the user stays legacy and the write goes to the blob.
     async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<Locked> {
         let stmt = tx
-            .prepare_cached(&self.store.lock_call)
+            .prepare_cached(&self.store.sql.lock_call)
             .await
             .map_err(|e| Error::db_user(user, "preparing the lock", e))?;
         let max = self.store.spec.settings.max_attempts;
@@ -161,7 +161,7 @@ impl Decant {
         write: bool,
         f: impl AsyncFnOnce(&Transaction<'_>, Locked) -> Result<T>,
     ) -> Result<T> {
-        let mut client = db::get(&self.pool).await?;
+        let mut client = pool::get(&self.pool).await?;
         let tx = client
             .transaction()
             .await
@@ -192,7 +192,7 @@ impl Decant {
     /// consistent snapshot without locking (for reports, exports and
     /// verification). Users that do not exist are left out.
     pub async fn load_many(&self, users: &[i64]) -> Result<Vec<(i64, Value)>> {
-        let mut client = db::get(&self.pool).await?;
+        let mut client = pool::get(&self.pool).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -201,7 +201,7 @@ impl Decant {
             .await
             .map_err(|e| Error::db("beginning a snapshot", e))?;
         let rows = tx
-            .query(&self.store.snapshot, &[&users])
+            .query(&self.store.sql.snapshot, &[&users])
             .await
             .map_err(|e| Error::db("reading blobs", e))?;
         let migrated: Vec<i64> = rows
@@ -303,7 +303,7 @@ impl Decant {
     /// Migrates one user now, waiting for its row lock up to
     /// `lock_timeout`. A user already migrated is reported as skipped.
     pub async fn migrate_user(&self, user: i64) -> Result<BatchReport> {
-        let mut client = db::get(&self.pool).await?;
+        let mut client = pool::get(&self.pool).await?;
         let report =
             migrate::migrate_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
         if report.skipped.contains(&user) && !self.exists(user).await? {
@@ -315,7 +315,7 @@ impl Decant {
     /// Migrates a batch of users in one transaction, skipping users whose
     /// rows live traffic holds locked.
     pub async fn migrate_batch(&self, users: &[i64]) -> Result<BatchReport> {
-        let mut client = db::get(&self.pool).await?;
+        let mut client = pool::get(&self.pool).await?;
         migrate::migrate_batch(&self.store, &mut client, users, LockWait::Skip).await
     }
 
@@ -323,7 +323,7 @@ impl Decant {
     /// the flag and deletes the rows. Returns false if the user was not
     /// migrated.
     pub async fn rollback_user(&self, user: i64) -> Result<bool> {
-        let mut client = db::get(&self.pool).await?;
+        let mut client = pool::get(&self.pool).await?;
         let done =
             migrate::rollback_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
         if done.is_empty() && !self.exists(user).await? {
@@ -333,9 +333,9 @@ impl Decant {
     }
 
     async fn exists(&self, user: i64) -> Result<bool> {
-        let client = db::get(&self.pool).await?;
+        let client = pool::get(&self.pool).await?;
         let row = client
-            .query_one(&self.store.exists, &[&user])
+            .query_one(&self.store.sql.exists, &[&user])
             .await
             .map_err(|e| Error::db_user(user, "looking the user up", e))?;
         Ok(row.get(0))

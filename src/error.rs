@@ -1,5 +1,11 @@
-//! The library's one error type.
+//! The library's one error type. It sits just above the pure core (whose
+//! spec errors and invalid values it wraps) and below everything that talks
+//! to PostgreSQL: a driver or pool error converts into it with `?` and keeps
+//! its SQLSTATE, so [`Error::is_retryable`] works on errors that come out
+//! of a user's closure too.
 
+use crate::core::explode::Invalid;
+use crate::core::spec::SpecError;
 use std::path::PathBuf;
 
 /// Everything that can go wrong in decant, with the subject at fault named.
@@ -23,7 +29,7 @@ pub enum Error {
         /// The user whose blob holds the value.
         user: i64,
         /// Where and why.
-        invalid: crate::explode::Invalid,
+        invalid: Invalid,
     },
 
     /// Rebuilding the blob from the written rows did not give the original.
@@ -51,8 +57,10 @@ pub enum Error {
     #[error("{0}")]
     Setup(String),
 
-    /// A database error, with the operation that failed.
-    #[error("{context}: {}", describe(source))]
+    /// A database error, with the operation that failed (empty when the
+    /// error came through `?` from a driver call, e.g. in a closure given to
+    /// `migration_compatible_transaction`).
+    #[error("{}{}", with_colon(context), describe(source))]
     Db {
         /// What decant was doing.
         context: String,
@@ -61,13 +69,10 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
-    /// No connection could be taken from the pool.
-    #[error("cannot get a database connection: {0}")]
-    Pool(String),
-
-    /// Starting or stopping a throwaway PostgreSQL cluster failed.
-    #[error("throwaway cluster: {0}")]
-    Cluster(String),
+    /// No connection could be taken from the pool (the server is down,
+    /// refused the session, or the pool timed out). Retryable.
+    #[error("cannot get a database connection: {}", describe_pool(.0))]
+    Pool(#[from] deadpool_postgres::PoolError),
 
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -78,6 +83,42 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn with_colon(context: &str) -> String {
+    if context.is_empty() {
+        String::new()
+    } else {
+        format!("{context}: ")
+    }
+}
+
+impl From<SpecError> for Error {
+    fn from(e: SpecError) -> Error {
+        Error::Spec {
+            file: e.file,
+            line: e.line,
+            message: e.message,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    /// A driver error with no context; prefer [`Error::db`] inside decant,
+    /// which names the operation.
+    fn from(source: tokio_postgres::Error) -> Error {
+        Error::Db {
+            context: String::new(),
+            source,
+        }
+    }
+}
+
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(source) => describe(source),
+        other => other.to_string(),
+    }
 }
 
 /// The driver's error with the server's message, detail and hint.
@@ -120,7 +161,9 @@ impl Error {
     /// The SQLSTATE of a database error, if this is one.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Error::Db { source, .. } => source.code().map(|c| c.code()),
+            Error::Db { source, .. } | Error::Pool(deadpool_postgres::PoolError::Backend(source)) => {
+                source.code().map(|c| c.code())
+            }
             _ => None,
         }
     }

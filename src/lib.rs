@@ -1,39 +1,55 @@
 //! decant moves per-user data out of a PostgreSQL `jsonb` blob column into
 //! normalized tables, online, one user at a time, with no lost write.
 //!
-//! The pieces: the mapping [`Spec`]; the pure [`explode`] and
-//! [`reconstruct`]; the compatibility layer [`Decant`] that the backend
-//! links (`migration_compatible_transaction`, `load`, `save`, `patch`);
-//! migration of users in verified transactions; a throwaway [`cluster`] for
-//! tests and the demo; the example game in [`example`].
+//! What a backend links:
+//! - [`Spec`], the mapping (`decant.toml`), and the pure [`explode`] /
+//!   [`reconstruct`] it drives;
+//! - [`Decant`], the compatibility layer: `migration_compatible_transaction`,
+//!   `load`, `save`, `patch`, `modify`, and the migration or rollback of
+//!   single users;
+//! - [`run`], the migration daemon, with its [`RunOptions`] and
+//!   [`RunReport`];
+//! - [`Error`], one error type whose [`Error::is_retryable`] keeps the
+//!   database's SQLSTATE.
+//!
+//! The layers, each depending only on those below it: the command line
+//! (the `decant` binary) → the daemon and operations (`status`) → migration
+//! and the compatibility layer → PostgreSQL access (`pg`) → the pure core
+//! (spec, JSON, values, explode, schedules).
 #![warn(missing_docs)]
 
-pub mod bench;
-pub mod cluster;
 mod compat;
-pub mod control;
-pub mod daemon;
-mod db;
-pub mod demo;
+mod core;
+mod daemon;
 mod error;
-pub mod example;
-pub mod explode;
-pub mod json;
 mod migrate;
-pub mod schedule;
-pub mod schema;
-pub mod spec;
-pub mod status;
-mod store;
-pub mod traffic;
-pub mod value;
+mod ops;
+mod pg;
 
 pub use compat::{Decant, merge_patch};
-pub use db::{parse_config, with_dbname};
+pub use core::explode::{Exploded, Invalid, Row, explode, explode_lenient, reconstruct};
+pub use core::json::{json_diff, json_eq};
+pub use core::schedule::{Rate, Schedule, Window};
+pub use core::spec::{Column, Source, Spec, SpecError, Table};
+pub use core::value::{ColumnType, ColumnValue};
+pub use daemon::{Progress, RunOptions, RunReport, Throttle, peak_memory, run};
 pub use error::{Error, Result};
-pub use explode::{Exploded, Invalid, Row, explode, explode_lenient, reconstruct};
 pub use migrate::{BatchReport, Failure, LockWait, Migrated};
-pub use spec::Spec;
+pub use ops::status::{FailureGroup, Status, status};
+pub use pg::control::{Control, Setting, read as read_control, set as set_control};
+pub use pg::pool::{connect, parse_config, with_dbname};
+pub use pg::schema::{init, script as schema_script, statements as schema_statements};
+
+impl Spec {
+    /// Reads and validates a spec file; errors name the file and line.
+    pub fn load(path: &std::path::Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Spec::parse_named(&text, path)?)
+    }
+}
 
 /// The README's examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

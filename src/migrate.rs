@@ -9,11 +9,11 @@
 //! database error rolls the whole batch back and the batch is retried user
 //! by user, so one bad user never holds back the rest.
 
+use crate::core::explode::{self, Exploded, Row};
+use crate::core::json::{Json, JsonView, json_diff};
 use crate::error::{Error, Result};
-use crate::explode::{self, Exploded, Row};
-use crate::json::{Json, JsonView};
-use crate::store::{Locked, Store};
-use crate::value::json_diff;
+use crate::pg::state;
+use crate::pg::store::{Locked, Store};
 use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -119,7 +119,7 @@ pub(crate) async fn migrate_batch(
                 user: ids[0],
                 error: e,
             };
-            record_failures(store, &***client, std::slice::from_ref(&failure)).await?;
+            record_failures(&***client, std::slice::from_ref(&failure)).await?;
             Ok(BatchReport {
                 failed: vec![failure],
                 ..BatchReport::default()
@@ -131,18 +131,13 @@ pub(crate) async fn migrate_batch(
 /// Records failures (attempts + 1, reason, error), in the caller's
 /// transaction or on its own.
 async fn record_failures(
-    store: &Store,
     client: &impl GenericClient,
     failures: &[Failure],
 ) -> Result<()> {
     let ids: Vec<i64> = failures.iter().map(|f| f.user).collect();
     let reasons: Vec<String> = failures.iter().map(Failure::reason).collect();
     let errors: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
-    client
-        .execute(&store.state_failed, &[&ids, &reasons, &errors])
-        .await
-        .map_err(|e| Error::db("recording failures", e))?;
-    Ok(())
+    state::record_failed(client, &ids, &reasons, &errors).await
 }
 
 /// The body of a batch, on an open transaction; also used by on-demand
@@ -210,7 +205,7 @@ pub(crate) async fn migrate_locked(
         // iff the sent ones do; when they differ, diagnose from the stored
         let back = differs.get(&l.id).unwrap_or(&e.rows);
         let problem = match explode::reconstruct(spec, back, &e.residual) {
-            Ok(rebuilt) if crate::json::eq(&rebuilt, blob) => None,
+            Ok(rebuilt) if crate::core::json::eq(&rebuilt, blob) => None,
             Ok(rebuilt) => json_diff(&rebuilt, &blob.to_value(), &mut String::new())
                 .or_else(|| Some("the rebuilt blob differs".into())),
             Err(e) => Some(e),
@@ -264,12 +259,10 @@ pub(crate) async fn migrate_locked(
                 })
             })
             .collect();
-        tx.execute(&store.state_migrated, &[&ids, &warnings])
-            .await
-            .map_err(|e| Error::db("recording migrated users", e))?;
+        state::record_migrated(&**tx, &ids, &warnings).await?;
     }
     if !report.failed.is_empty() {
-        record_failures(store, &**tx, &report.failed).await?;
+        record_failures(&**tx, &report.failed).await?;
     }
     report.migrated = todo
         .into_iter()
@@ -314,9 +307,7 @@ pub(crate) async fn rollback_batch(
     let items: Vec<(i64, &Value, bool)> = blobs.iter().map(|(id, b)| (*id, b, false)).collect();
     store.write_blobs(&tx, &items).await?;
     store.delete_rows(&tx, &users).await?;
-    tx.execute(&store.state_legacy, &[&users])
-        .await
-        .map_err(|e| Error::db("recording rolled back users", e))?;
+    state::record_legacy(&*tx, &users).await?;
     tx.commit()
         .await
         .map_err(|e| Error::db("committing a rollback", e))?;

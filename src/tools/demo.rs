@@ -6,13 +6,13 @@
 use crate::cluster::{ClusterOptions, TempCluster};
 use crate::compat::Decant;
 use crate::daemon::{self, RunOptions, RunReport};
-use crate::db::{connect, with_dbname};
+use crate::pg::pool::{connect, with_dbname};
 use crate::error::{Error, Result};
 use crate::example;
-use crate::schedule::Rate;
-use crate::schema;
+use crate::core::schedule::Rate;
+use crate::pg::schema;
 use crate::traffic::{Traffic, WriteKind};
-use crate::value::json_diff;
+use crate::core::value::json_diff;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,12 +1,11 @@
 //! `decant status`: where a migration stands, for people and scripts.
 
 use crate::compat::Decant;
-use crate::control;
-use crate::db;
+use crate::core::schedule::Schedule;
+use crate::core::spec::quote;
 use crate::error::{Error, Result};
-use crate::schedule::Schedule;
-use crate::schema::source_table;
-use crate::spec::quote;
+use crate::pg::sql::source_table;
+use crate::pg::{control, pool, state};
 use serde::Serialize;
 use std::fmt;
 
@@ -55,7 +54,7 @@ pub struct FailureGroup {
 
 /// Reads the status; `schedule` is used for the projection.
 pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
-    let client = db::get(decant.pool()).await?;
+    let client = pool::get(decant.pool()).await?;
     let spec = decant.spec();
     let counts = client
         .query_one(
@@ -71,35 +70,19 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     let users: i64 = counts.get(0);
     let migrated: i64 = counts.get(1);
     let max = spec.settings.max_attempts;
-    let state = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE state = 'failed'),
-                    count(*) FILTER (WHERE state = 'failed' AND attempts >= $1),
-                    count(*) FILTER (WHERE migrated_at > now() - interval '60 seconds')
-               FROM decant.user_state",
-            &[&max],
-        )
-        .await
-        .map_err(|e| Error::db("reading decant.user_state (has `decant init` run?)", e))?;
-    let failures = client
-        .query(
-            "SELECT coalesce(reason, '?'), count(*), (array_agg(user_id ORDER BY user_id))[1:5]
-               FROM decant.user_state WHERE state = 'failed'
-              GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::db("grouping failures", e))?
-        .iter()
-        .map(|r| FailureGroup {
-            reason: r.get(0),
-            users: r.get(1),
-            examples: r.get(2),
+    let state = state::counts(&**client, max).await?;
+    let failures = state::failure_groups(&**client)
+        .await?
+        .into_iter()
+        .map(|(reason, users, examples)| FailureGroup {
+            reason,
+            users,
+            examples,
         })
         .collect();
     let control = control::read(&**client).await?;
-    let recent_rate = state.get::<_, i64>(2) as f64 / 60.0;
-    let over_limit: i64 = state.get(1);
+    let recent_rate = state.migrated_last_minute as f64 / 60.0;
+    let over_limit = state.over_limit;
     let legacy = users - migrated;
     let to_do = (legacy - over_limit).max(0);
     let rate = if recent_rate > 0.0 {
@@ -118,7 +101,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         users,
         migrated,
         legacy,
-        failed: state.get(0),
+        failed: state.failed,
         over_limit,
         max_attempts: max,
         failures,

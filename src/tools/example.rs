@@ -8,15 +8,15 @@
 //! unknown modes), which the spec's `fail` rules refuse.
 
 use crate::error::{Error, Result};
-use crate::spec::Spec;
+use crate::core::spec::Spec;
 use serde_json::{Map, Value, json};
 use tokio_postgres::Client;
 
 /// The game's mapping spec (`fixtures/game/decant.toml`).
-pub const SPEC: &str = include_str!("../fixtures/game/decant.toml");
+pub const SPEC: &str = include_str!("../../fixtures/game/decant.toml");
 
 /// The game's table before decant (`fixtures/game/schema.sql`).
-pub const SCHEMA: &str = include_str!("../fixtures/game/schema.sql");
+pub const SCHEMA: &str = include_str!("../../fixtures/game/schema.sql");
 
 /// The parsed game spec.
 pub fn spec() -> Spec {
@@ -307,7 +307,7 @@ pub async fn load(client: &Client, count: i64, seed: u64) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explode::explode;
+    use crate::core::explode::explode;
 
     #[test]
     fn users_are_deterministic_and_realistic() {

@@ -12,11 +12,11 @@
 //! - the daemon's peak memory at a second, larger size.
 
 use crate::cluster::{ClusterOptions, TempCluster};
-use crate::db::{connect, with_dbname};
+use crate::pg::pool::{connect, with_dbname};
 use crate::error::{Error, Result};
 use crate::example;
-use crate::schema;
-use crate::store::Store;
+use crate::pg::schema;
+use crate::pg::store::Store;
 use crate::traffic::{Traffic, WriteKind};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ pub struct BenchOptions {
     pub database_url: Option<String>,
 }
 
-const SET_BASED: &str = include_str!("../sql/bench_setbased.sql");
+const SET_BASED: &str = include_str!("../../sql/bench_setbased.sql");
 const BACKEND_RATE: f64 = 200.0;
 
 /// Runs the benchmark and returns its report as Markdown.
@@ -521,8 +521,8 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
         {
             let mut v = Vec::new();
             for (ti, t) in spec.tables.iter().enumerate() {
-                let cols: Vec<String> = std::iter::once(crate::spec::quote(&t.user_column))
-                    .chain(t.columns.iter().map(|c| crate::spec::quote(&c.name)))
+                let cols: Vec<String> = std::iter::once(crate::core::spec::quote(&t.user_column))
+                    .chain(t.columns.iter().map(|c| crate::core::spec::quote(&c.name)))
                     .collect();
                 let params: Vec<String> =
                     std::iter::once("$1".to_string())
@@ -557,7 +557,7 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
             .await
             .map_err(|e| Error::db("naive read", e))?;
         let blob: serde_json::Value = row.get(0);
-        let Ok(e) = crate::explode(&spec, &blob) else {
+        let Ok(e) = crate::core::explode(&spec, &blob) else {
             continue;
         };
         for r in &e.rows {

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
+use crate::core::number::canonical_number;
 
 /// A read-only view of a JSON value.
 pub trait JsonView: Sized {
@@ -113,7 +114,7 @@ impl JsonView for Json<'_> {
         match self {
             Json::Null => Value::Null,
             Json::Bool(b) => Value::Bool(*b),
-            Json::Number(n) => crate::value::number(n),
+            Json::Number(n) => crate::core::number::number(n),
             Json::String(s) => Value::String(s.to_string()),
             Json::Array(a) => Value::Array(a.iter().map(Json::to_value).collect()),
             Json::Object(entries) => Value::Object(
@@ -411,7 +412,7 @@ impl<'a> Parser<'a> {
 /// everything else exactly (object entries of both come in key order).
 pub fn eq<A: JsonView, B: JsonView>(a: &A, b: &B) -> bool {
     if let (Some(x), Some(y)) = (a.number(), b.number()) {
-        return x == y || crate::value::canonical_number(x) == crate::value::canonical_number(y);
+        return x == y || canonical_number(x) == canonical_number(y);
     }
     if let (Some(x), Some(y)) = (a.object(), b.object()) {
         return x.len() == y.len() && x.zip(y).all(|((kx, vx), (ky, vy))| kx == ky && eq(vx, vy));
@@ -426,6 +427,82 @@ pub fn eq<A: JsonView, B: JsonView>(a: &A, b: &B) -> bool {
         return x == y;
     }
     a.is_null() && b.is_null()
+}
+
+/// Equality as PostgreSQL's jsonb defines it: object key order does not
+/// matter, numbers compare by numeric value, everything else exactly.
+pub fn json_eq(a: &Value, b: &Value) -> bool {
+    eq(a, b)
+}
+
+/// The path of the first difference between two JSON values under jsonb
+/// equality, or `None` when they are equal.
+pub fn json_diff(a: &Value, b: &Value, path: &mut String) -> Option<String> {
+    // the common case, equal, without building paths
+    if json_eq(a, b) {
+        return None;
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if x.as_str() == y.as_str()
+                || canonical_number(x.as_str()) == canonical_number(y.as_str())
+            {
+                None
+            } else {
+                Some(format!("at {}: {x} != {y}", show_path(path)))
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, xv) in x {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                let r = match y.get(k) {
+                    Some(yv) => json_diff(xv, yv, path),
+                    None => Some(format!("at {}: key missing on the right", show_path(path))),
+                };
+                path.truncate(len);
+                if r.is_some() {
+                    return r;
+                }
+            }
+            for k in y.keys() {
+                if !x.contains_key(k) {
+                    return Some(format!(
+                        "at {}.{k}: key missing on the left",
+                        show_path(path)
+                    ));
+                }
+            }
+            None
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return Some(format!(
+                    "at {}: array of {} elements != array of {}",
+                    show_path(path),
+                    x.len(),
+                    y.len()
+                ));
+            }
+            for (i, (xv, yv)) in x.iter().zip(y).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let r = json_diff(xv, yv, path);
+                path.truncate(len);
+                if r.is_some() {
+                    return r;
+                }
+            }
+            None
+        }
+        _ if a == b => None,
+        _ => Some(format!("at {}: {a} != {b}", show_path(path))),
+    }
+}
+
+fn show_path(path: &str) -> &str {
+    if path.is_empty() { "$" } else { path }
 }
 
 #[cfg(test)]
@@ -495,7 +572,7 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?"
-                .prop_map(|s| crate::value::number(&s)),
+                .prop_map(|s| crate::core::number::number(&s)),
             any::<String>().prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
@@ -529,5 +606,16 @@ mod tests {
             prop_assert_eq!(eq(&a, &pb), want);
             prop_assert_eq!(eq(&pa, &b), want);
         }
+    }
+    #[test]
+    fn json_diff_names_the_path() {
+        let a = json!({"a": {"b": [1, 2]}});
+        let b = json!({"a": {"b": [1, 3]}});
+        let d = json_diff(&a, &b, &mut String::new()).unwrap();
+        assert!(d.contains(".a.b[1]"), "{d}");
+        assert!(json_eq(
+            &json!({"x": 1, "y": 2}),
+            &json!({"y": 2, "x": 1.0})
+        ));
     }
 }

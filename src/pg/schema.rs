@@ -2,29 +2,12 @@
 //! `init`, which applies them idempotently.
 
 use crate::error::{Error, Result};
-use crate::spec::{Spec, quote};
+use crate::core::spec::{Spec, quote};
+use crate::pg::sql::{source_table, target_table};
 use tokio_postgres::Client;
 
 /// decant's own objects (schema `decant`): per-user state and control row.
-pub const OWN_OBJECTS: &str = include_str!("../sql/decant.sql");
-
-/// `"schema"."table"` of the source table.
-pub fn source_table(spec: &Spec) -> String {
-    format!(
-        "{}.{}",
-        quote(&spec.source.schema),
-        quote(&spec.source.table)
-    )
-}
-
-/// `"schema"."table"` of a target table.
-pub fn target_table(spec: &Spec, table: usize) -> String {
-    format!(
-        "{}.{}",
-        quote(&spec.settings.target_schema),
-        quote(&spec.tables[table].name)
-    )
-}
+pub const OWN_OBJECTS: &str = include_str!("../../sql/decant.sql");
 
 /// The name of the partial index on legacy users that keeps claiming cheap.
 fn legacy_index(spec: &Spec) -> String {

@@ -3,7 +3,7 @@
 //! twice a second.
 
 use crate::error::{Error, Result};
-use crate::schedule::Rate;
+use crate::core::schedule::Rate;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 

@@ -9,9 +9,9 @@
 //! `keep` rule found invalid. Objects that rules claimed entirely are
 //! dropped; the rows recreate them.
 
-use crate::json::JsonView;
-use crate::spec::{Node, Policy, Rule, RuleKind, Segment, Spec};
-use crate::value::{self, ColumnValue};
+use crate::core::json::JsonView;
+use crate::core::spec::{Node, Policy, Rule, RuleKind, Segment, Spec};
+use crate::core::value::{self, ColumnValue};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,7 +68,7 @@ pub fn explode(spec: &Spec, blob: &Value) -> Result<Exploded, Invalid> {
 }
 
 /// As [`explode`], for any view of the blob (the migration explodes the
-/// borrowed [`crate::json::Json`] it parsed from the database's text).
+/// borrowed [`crate::core::json::Json`] it parsed from the database's text).
 pub fn explode_view<V: JsonView>(spec: &Spec, blob: &V) -> Result<Exploded, Invalid> {
     explode_with(spec, blob, false)
 }
@@ -498,12 +498,12 @@ fn insert_at(root: &mut Value, path: &[&str], value: Value) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::json_eq;
+    use crate::core::value::json_eq;
     use proptest::prelude::*;
     use serde_json::json;
 
     fn game() -> Spec {
-        Spec::parse(include_str!("../fixtures/game/decant.toml")).unwrap()
+        Spec::parse(include_str!("../../fixtures/game/decant.toml")).unwrap()
     }
 
     fn round_trip(spec: &Spec, blob: &Value) -> Exploded {

@@ -2,7 +2,7 @@
 //! `statement_timeout` set at start-up, so no call waits unboundedly.
 
 use crate::error::{Error, Result};
-use crate::spec::Settings;
+use crate::core::spec::Settings;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 
@@ -40,16 +40,16 @@ pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
     Pool::builder(mgr)
         .max_size(size.max(1))
         .build()
-        .map_err(|e| Error::Pool(e.to_string()))
+        .map_err(|e| Error::Setup(format!("cannot build the connection pool: {e}")))
 }
 
 /// Takes a session from the pool.
 pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object> {
-    pool.get().await.map_err(|e| Error::Pool(e.to_string()))
+    Ok(pool.get().await?)
 }
 
 /// Opens a plain connection (its task runs on the current runtime).
-pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let cfg = parse_config(url)?;
     let (client, conn) = cfg
         .connect(tokio_postgres::NoTls)

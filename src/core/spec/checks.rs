@@ -1,0 +1,141 @@
+//! The checks that make a spec valid beyond its syntax: identifiers, rules
+//! whose rows can be told apart, key columns, and the compiled pattern trie
+//! in which no two rules claim one value.
+
+use super::*;
+
+pub(super) fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
+    r.segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Capture(c) => Some(*c),
+            Segment::Literal(_) => None,
+        })
+        .chain(r.position)
+        .chain(r.constants.iter().map(|(c, _)| *c))
+}
+
+pub(super) fn key_or_written_by_all(rules: &[Rule], ti: usize, table: &Table, c: &Column) -> bool {
+    let ci = table.column(&c.name).expect("own column");
+    if table.key.contains(&ci) {
+        return true;
+    }
+    // an object key column may be absent from the object: only a scalar
+    // value column is always written
+    rules
+        .iter()
+        .filter(|r| r.table == ti)
+        .all(|r| matches!(r.kind, RuleKind::Scalar { column } if column == ci))
+}
+
+pub(super) fn distinguishable(a: &Rule, b: &Rule) -> bool {
+    let ca: BTreeMap<usize, &ColumnValue> = a.constants.iter().map(|(c, v)| (*c, v)).collect();
+    let cb: BTreeMap<usize, &ColumnValue> = b.constants.iter().map(|(c, v)| (*c, v)).collect();
+    let conflict = ca
+        .iter()
+        .any(|(c, v)| cb.get(c).is_some_and(|w| w.key_text() != v.key_text()));
+    if conflict {
+        return true;
+    }
+    // one strictly more specific than the other: rows matching the more
+    // specific rule's constants route to it, and explode refuses a row of the
+    // general rule that would be mistaken for it
+    let a_in_b = ca.keys().all(|c| cb.contains_key(c));
+    let b_in_a = cb.keys().all(|c| ca.contains_key(c));
+    (a_in_b || b_in_a) && ca.len() != cb.len()
+}
+
+pub(super) fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
+    let mut root = Node {
+        first_rule: usize::MAX,
+        ..Node::default()
+    };
+    for (ri, r) in rules.iter().enumerate() {
+        let mut node = &mut root;
+        let visit = |n: &mut Node| {
+            n.first_rule = n.first_rule.min(ri);
+            n.strict |= r.on_invalid == Policy::Fail;
+        };
+        visit(node);
+        for (depth, seg) in r.segments.iter().enumerate() {
+            if let Some(other) = node.terminal {
+                return Err((
+                    ri,
+                    format!(
+                        "claims values inside `{}`, which rule `{}` claims whole",
+                        show_steps(&r.segments[..depth]),
+                        rules[other].name
+                    ),
+                ));
+            }
+            node = match seg {
+                Segment::Literal(k) => node.literal.entry(k.clone()).or_insert_with(|| Node {
+                    first_rule: usize::MAX,
+                    ..Node::default()
+                }),
+                Segment::Capture(_) => node.wildcard.get_or_insert_with(|| {
+                    Box::new(Node {
+                        first_rule: usize::MAX,
+                        ..Node::default()
+                    })
+                }),
+            };
+            visit(node);
+        }
+        if let Some(other) = node.terminal {
+            return Err((
+                ri,
+                format!(
+                    "claims the same values as rule `{}` (`{}`)",
+                    rules[other].name, rules[other].path
+                ),
+            ));
+        }
+        if !node.literal.is_empty() || node.wildcard.is_some() {
+            return Err((
+                ri,
+                format!(
+                    "claims `{}` whole, but another rule claims values inside it",
+                    r.path
+                ),
+            ));
+        }
+        node.terminal = Some(ri);
+    }
+    Ok(root)
+}
+
+pub(super) fn show_steps(segs: &[Segment]) -> String {
+    segs.iter()
+        .map(|s| match s {
+            Segment::Literal(k) => k.clone(),
+            Segment::Capture(_) => "{*}".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Checks a SQL identifier from the spec: letters, digits, `_`, at most 63
+/// bytes, not starting with a digit. decant always quotes it as well.
+pub(crate) fn check_ident(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name (letters, digits and _, not starting with a digit, at most 63 bytes)"
+        ))
+    }
+}
+
+/// Quotes an identifier already checked by [`check_ident`].
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+

@@ -1,0 +1,89 @@
+//! Rule paths: `a.{capture}."quoted.key".list[{position}]` into steps.
+
+use super::checks::check_ident;
+
+/// One step of a path as written.
+#[derive(Debug, PartialEq)]
+pub(super) enum Step {
+    Literal(String),
+    Capture(String),
+}
+
+/// Parses `a.b.{x}."dotted.key".list[{pos}]`.
+pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<String>), String> {
+    let mut steps = Vec::new();
+    let mut position = None;
+    let mut chars = path.chars().peekable();
+    if path.is_empty() {
+        return Err("is empty".into());
+    }
+    loop {
+        if position.is_some() {
+            return Err("`[{column}]` must end the path".into());
+        }
+        match chars.peek() {
+            None => return Err("ends with `.`".into()),
+            Some('{') => {
+                chars.next();
+                let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                check_ident(&name)?;
+                steps.push(Step::Capture(name));
+            }
+            Some('"') => {
+                chars.next();
+                let mut key = String::new();
+                loop {
+                    match chars.next() {
+                        None => return Err("unterminated quoted key".into()),
+                        Some('\\') => match chars.next() {
+                            Some(c) => key.push(c),
+                            None => return Err("unterminated quoted key".into()),
+                        },
+                        Some('"') => break,
+                        Some(c) => key.push(c),
+                    }
+                }
+                steps.push(Step::Literal(key));
+            }
+            Some(_) => {
+                let mut key = String::new();
+                while let Some(&c) = chars.peek() {
+                    if matches!(c, '.' | '[') {
+                        break;
+                    }
+                    if matches!(c, '{' | '}' | ']' | '"') || c.is_whitespace() {
+                        return Err(format!(
+                            "unexpected `{c}`; quote keys with special characters: \"a.b\""
+                        ));
+                    }
+                    key.push(c);
+                    chars.next();
+                }
+                if key.is_empty() {
+                    return Err("empty key".into());
+                }
+                steps.push(Step::Literal(key));
+            }
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            let rest: String = chars.by_ref().take_while(|&c| c != ']').collect();
+            let name = rest
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .ok_or("array position must be written `[{column}]`")?;
+            check_ident(name)?;
+            position = Some(name.to_string());
+        }
+        match chars.next() {
+            None => break,
+            Some('.') => continue,
+            Some(c) => return Err(format!("unexpected `{c}` after a key")),
+        }
+    }
+    if steps.is_empty() {
+        return Err("is empty".into());
+    }
+    Ok((steps, position))
+}
+

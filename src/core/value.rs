@@ -1,0 +1,367 @@
+//! Column types, the values they hold, and exact conversion between JSON
+//! values and column values.
+//!
+//! Every conversion is checked by converting back: a JSON value is accepted
+//! into a column only when the column value turns into a JSON value equal to
+//! it under jsonb equality. That makes `reconstruct(explode(b)) == b` hold by
+//! construction for every blob that validates.
+
+use crate::core::json::JsonView;
+use crate::core::number::{Canonical, canonical_number, number, plain_integer};
+use serde_json::Value;
+
+/// A column type from the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    /// `boolean`
+    Bool,
+    /// `smallint`
+    Int2,
+    /// `integer`
+    Int4,
+    /// `bigint`
+    Int8,
+    /// `double precision`
+    Float8,
+    /// `numeric` (exact, any JSON number)
+    Numeric,
+    /// `text`
+    Text,
+    /// `timestamptz` from a JSON number of milliseconds since the epoch
+    TimestampMs,
+    /// `timestamptz` from an RFC 3339 JSON string
+    TimestampIso,
+    /// `jsonb` (any JSON value)
+    Jsonb,
+}
+
+impl ColumnType {
+    /// Parses the spec's type name.
+    pub fn parse(name: &str) -> Option<ColumnType> {
+        Some(match name {
+            "bool" | "boolean" => ColumnType::Bool,
+            "int2" | "smallint" => ColumnType::Int2,
+            "int4" | "integer" | "int" => ColumnType::Int4,
+            "int8" | "bigint" => ColumnType::Int8,
+            "float8" | "double precision" => ColumnType::Float8,
+            "numeric" => ColumnType::Numeric,
+            "text" => ColumnType::Text,
+            "timestamptz" | "timestamptz_ms" => ColumnType::TimestampMs,
+            "timestamptz_iso" => ColumnType::TimestampIso,
+            "jsonb" => ColumnType::Jsonb,
+            _ => return None,
+        })
+    }
+
+    /// The spec names accepted by [`ColumnType::parse`], for error messages.
+    pub const NAMES: &'static str = "bool, int2, int4, int8, float8, numeric, text, \
+        timestamptz (epoch milliseconds), timestamptz_iso (RFC 3339 text), jsonb";
+
+    /// The PostgreSQL type of the column, spelled as `format_type` spells
+    /// it (so the catalog can be compared with it).
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColumnType::Bool => "boolean",
+            ColumnType::Int2 => "smallint",
+            ColumnType::Int4 => "integer",
+            ColumnType::Int8 => "bigint",
+            ColumnType::Float8 => "double precision",
+            ColumnType::Numeric => "numeric",
+            ColumnType::Text => "text",
+            ColumnType::TimestampMs | ColumnType::TimestampIso => "timestamp with time zone",
+            ColumnType::Jsonb => "jsonb",
+        }
+    }
+
+    /// The type decant binds arrays of, and reads back, over the wire.
+    /// Numeric travels as text to stay exact.
+    pub(crate) fn wire(self) -> &'static str {
+        match self {
+            ColumnType::Numeric => "text",
+            other => other.sql(),
+        }
+    }
+
+    /// SQL turning a wire expression into the column type.
+    pub(crate) fn wire_to_column(self, expr: &str) -> String {
+        match self {
+            ColumnType::Numeric => format!("{expr}::numeric"),
+            _ => expr.to_string(),
+        }
+    }
+
+    /// SQL turning a column into its wire form.
+    pub(crate) fn column_to_wire(self, column: &str) -> String {
+        match self {
+            ColumnType::Numeric => format!("{column}::text"),
+            _ => column.to_string(),
+        }
+    }
+
+    /// A human name used in error messages ("an int8", ...).
+    pub fn describe(self) -> &'static str {
+        match self {
+            ColumnType::Bool => "a boolean",
+            ColumnType::Int2 => "an integer in int2 range",
+            ColumnType::Int4 => "an integer in int4 range",
+            ColumnType::Int8 => "an integer in int8 range",
+            ColumnType::Float8 => "a number exact in float8",
+            ColumnType::Numeric => "a number",
+            ColumnType::Text => "a string",
+            ColumnType::TimestampMs => {
+                "epoch milliseconds (a number, at most microsecond precision)"
+            }
+            ColumnType::TimestampIso => "an RFC 3339 timestamp string in canonical form",
+            ColumnType::Jsonb => "any JSON value",
+        }
+    }
+}
+
+/// A value of one column of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValue {
+    /// SQL NULL
+    Null,
+    /// boolean
+    Bool(bool),
+    /// smallint
+    I16(i16),
+    /// integer
+    I32(i32),
+    /// bigint
+    I64(i64),
+    /// double precision
+    F64(f64),
+    /// numeric, as its decimal text
+    Numeric(String),
+    /// text
+    Text(String),
+    /// timestamptz as microseconds since the Unix epoch
+    Micros(i64),
+    /// jsonb
+    Json(Value),
+}
+
+impl ColumnValue {
+    /// Equality as the database sees it (numerics by value), without
+    /// allocating in the common cases.
+    pub(crate) fn same(&self, other: &ColumnValue) -> bool {
+        match (self, other) {
+            (ColumnValue::Text(a), ColumnValue::Text(b)) => a == b,
+            (ColumnValue::Numeric(a), ColumnValue::Numeric(b)) => {
+                a == b || canonical_number(a) == canonical_number(b)
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// A stable text form used to compare row keys.
+    pub(crate) fn key_text(&self) -> String {
+        match self {
+            ColumnValue::Null => "\u{1}null".into(),
+            ColumnValue::Bool(b) => b.to_string(),
+            ColumnValue::I16(v) => v.to_string(),
+            ColumnValue::I32(v) => v.to_string(),
+            ColumnValue::I64(v) | ColumnValue::Micros(v) => v.to_string(),
+            ColumnValue::F64(v) => v.to_string(),
+            ColumnValue::Numeric(s) => canonical_number(s)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| s.clone()),
+            ColumnValue::Text(s) => s.clone(),
+            ColumnValue::Json(v) => v.to_string(),
+        }
+    }
+}
+
+/// Why a JSON value does not fit a column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mismatch(pub String);
+
+/// Converts a JSON value into a value of `ty`, exactly, or says why not.
+/// JSON `null` becomes SQL NULL for every type.
+pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mismatch> {
+    if v.is_null() {
+        return Ok(ColumnValue::Null);
+    }
+    let wrong = || Mismatch(format!("expected {}", ty.describe()));
+    let cv = match ty {
+        ColumnType::Bool => ColumnValue::Bool(v.as_bool().ok_or_else(wrong)?),
+        ColumnType::Int2 => {
+            let n = integer(v).ok_or_else(wrong)?;
+            ColumnValue::I16(i16::try_from(n).map_err(|_| wrong())?)
+        }
+        ColumnType::Int4 => {
+            let n = integer(v).ok_or_else(wrong)?;
+            ColumnValue::I32(i32::try_from(n).map_err(|_| wrong())?)
+        }
+        ColumnType::Int8 => ColumnValue::I64(integer(v).ok_or_else(wrong)?),
+        ColumnType::Float8 => {
+            let f: f64 = v.number().ok_or_else(wrong)?.parse().map_err(|_| wrong())?;
+            if !f.is_finite() {
+                return Err(wrong());
+            }
+            ColumnValue::F64(f)
+        }
+        ColumnType::Numeric => ColumnValue::Numeric(v.number().ok_or_else(wrong)?.to_string()),
+        ColumnType::Text => ColumnValue::Text(v.as_str().ok_or_else(wrong)?.to_string()),
+        ColumnType::TimestampMs => {
+            let c = canonical_number(v.number().ok_or_else(wrong)?).ok_or_else(wrong)?;
+            // milliseconds * 1000 must be a whole number of microseconds
+            let micros = c.shifted(3).to_i64().ok_or_else(wrong)?;
+            if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
+                return Err(wrong());
+            }
+            ColumnValue::Micros(micros)
+        }
+        ColumnType::TimestampIso => {
+            let s = v.as_str().ok_or_else(wrong)?;
+            let ts: jiff::Timestamp = s.parse().map_err(|_| wrong())?;
+            let micros = ts.as_microsecond();
+            if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
+                return Err(wrong());
+            }
+            ColumnValue::Micros(micros)
+        }
+        ColumnType::Jsonb => ColumnValue::Json(v.to_value()),
+    };
+    // The round-trip check: only exact representations are accepted.
+    // Integers, text, booleans and jsonb come back exactly by construction
+    // (an integer column only takes numbers whose canonical form is an
+    // integer in range), so only floats and timestamps need it.
+    if !matches!(
+        ty,
+        ColumnType::Float8 | ColumnType::TimestampMs | ColumnType::TimestampIso
+    ) {
+        return Ok(cv);
+    }
+    let back = to_json(ty, &cv);
+    if !crate::core::json::eq(&back, v) {
+        return Err(Mismatch(format!(
+            "expected {} (it would come back as {back})",
+            ty.describe()
+        )));
+    }
+    Ok(cv)
+}
+
+// PostgreSQL's timestamptz range is wider, but these bounds keep every
+// value representable by jiff and by epoch-millisecond numbers.
+const MIN_MICROS: i64 = -62_135_596_800_000_000; // 0001-01-01
+const MAX_MICROS: i64 = 253_402_300_799_999_999; // 9999-12-31
+
+/// Converts a column value back to the JSON value it stands for.
+pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
+    match cv {
+        ColumnValue::Null => Value::Null,
+        ColumnValue::Bool(b) => Value::Bool(*b),
+        ColumnValue::I16(n) => Value::from(*n),
+        ColumnValue::I32(n) => Value::from(*n),
+        ColumnValue::I64(n) => Value::from(*n),
+        ColumnValue::F64(f) => number(&format_f64(*f)),
+        ColumnValue::Numeric(s) => number(s),
+        ColumnValue::Text(s) => Value::String(s.clone()),
+        ColumnValue::Micros(us) => match ty {
+            ColumnType::TimestampIso => {
+                Value::String(match jiff::Timestamp::from_microsecond(*us) {
+                    Ok(ts) => ts.to_string(),
+                    Err(_) => us.to_string(),
+                })
+            }
+            _ => number(&Canonical::from_i64(*us).shifted(-3).to_string()),
+        },
+        ColumnValue::Json(v) => v.clone(),
+    }
+}
+
+fn format_f64(f: f64) -> String {
+    // Rust's Display gives the shortest text that parses back to the same f64.
+    let s = format!("{f}");
+    if s == "-0" { "0".into() } else { s }
+}
+
+fn integer<V: JsonView>(v: &V) -> Option<i64> {
+    let text = v.number()?;
+    plain_integer(text).or_else(|| canonical_number(text)?.to_i64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::json::json_eq;
+    use serde_json::json;
+
+    fn n(s: &str) -> Value {
+        number(s)
+    }
+
+    #[test]
+    fn integers_must_fit_their_column() {
+        assert_eq!(
+            to_column(ColumnType::Int2, &n("32767")),
+            Ok(ColumnValue::I16(32767))
+        );
+        assert!(to_column(ColumnType::Int2, &n("32768")).is_err());
+        assert_eq!(
+            to_column(ColumnType::Int4, &n("4.0")),
+            Ok(ColumnValue::I32(4))
+        );
+        assert!(to_column(ColumnType::Int4, &n("4.5")).is_err());
+        assert!(to_column(ColumnType::Int8, &json!("4")).is_err());
+        assert_eq!(
+            to_column(ColumnType::Int8, &n("-9223372036854775808")),
+            Ok(ColumnValue::I64(i64::MIN))
+        );
+        assert!(to_column(ColumnType::Int8, &n("9223372036854775808")).is_err());
+    }
+
+    #[test]
+    fn floats_are_accepted_only_when_exact() {
+        assert_eq!(
+            to_column(ColumnType::Float8, &n("1234.5")),
+            Ok(ColumnValue::F64(1234.5))
+        );
+        assert!(to_column(ColumnType::Float8, &n("0.1000000000000000000001")).is_err());
+        assert!(to_column(ColumnType::Float8, &n("1e400")).is_err());
+        let Ok(ColumnValue::Numeric(text)) = to_column(ColumnType::Numeric, &n("1e400")) else {
+            panic!("numeric takes any number");
+        };
+        assert_eq!(canonical_number(&text), canonical_number("1e400"));
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let ms = n("1669702024365");
+        let cv = to_column(ColumnType::TimestampMs, &ms).unwrap();
+        assert_eq!(cv, ColumnValue::Micros(1_669_702_024_365_000));
+        assert!(json_eq(&to_json(ColumnType::TimestampMs, &cv), &ms));
+        let frac = n("1669702024365.25");
+        let cv = to_column(ColumnType::TimestampMs, &frac).unwrap();
+        assert!(json_eq(&to_json(ColumnType::TimestampMs, &cv), &frac));
+        assert!(to_column(ColumnType::TimestampMs, &n("1.0001")).is_err());
+        let iso = json!("2022-11-29T06:07:04.365Z");
+        let cv = to_column(ColumnType::TimestampIso, &iso).unwrap();
+        assert_eq!(to_json(ColumnType::TimestampIso, &cv), iso);
+        // a non-canonical spelling would not come back the same: refused
+        assert!(
+            to_column(
+                ColumnType::TimestampIso,
+                &json!("2022-11-29T06:07:04.365+00:00")
+            )
+            .is_err()
+        );
+        assert!(to_column(ColumnType::TimestampIso, &json!("yesterday")).is_err());
+    }
+
+    #[test]
+    fn null_is_sql_null_for_every_type() {
+        for ty in [
+            ColumnType::Bool,
+            ColumnType::Text,
+            ColumnType::Jsonb,
+            ColumnType::Int8,
+        ] {
+            assert_eq!(to_column(ty, &Value::Null), Ok(ColumnValue::Null));
+        }
+    }
+
+}

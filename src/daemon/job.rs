@@ -1,0 +1,176 @@
+//! What a worker does with a batch: the job. The daemon's loop (pace,
+//! windows, throttling, cursor, batch size) is the same whatever the job;
+//! migrating legacy users is one job, and bulk rollback will be another.
+
+use super::progress::Progress;
+use crate::error::{Error, Result};
+use crate::migrate::{self, Failure};
+use crate::pg::state;
+use crate::pg::store::{Locked, Store};
+use deadpool_postgres::Object;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+/// One claim-and-work step of a job.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claimed {
+    /// Users claimed (0: nothing after the cursor).
+    pub users: usize,
+    /// The last id claimed: the next claim starts after it.
+    pub last_id: i64,
+}
+
+/// A unit of work the daemon's loop repeats: claim the next users after a
+/// cursor with `SKIP LOCKED` and do them in one transaction.
+pub(crate) trait Job: Send + Sync + 'static {
+    /// Users the job could still take (the progress total, and whether a
+    /// pass that claimed nothing is the end).
+    fn remaining(&self, client: &Object) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Claims up to `size` users after `cursor` and does them in one
+    /// transaction, adding what happened to `progress`.
+    fn batch(
+        &self,
+        client: &mut Object,
+        cursor: i64,
+        size: u32,
+        progress: &Progress,
+    ) -> impl Future<Output = Result<Claimed>> + Send;
+}
+
+/// Migrating legacy users: the job of `decant run`.
+pub(crate) struct MigrateJob {
+    pub store: Arc<Store>,
+    /// The run's start on the server clock: users that failed since are
+    /// not claimed again in this run.
+    pub run_start: SystemTime,
+    /// Only users in the rollout.
+    pub rollout_only: bool,
+}
+
+impl Job for MigrateJob {
+    async fn remaining(&self, client: &Object) -> Result<i64> {
+        let store = &self.store;
+        Ok(client
+            .query_one(
+                &store.sql.claimable,
+                &[
+                    &i64::MIN,
+                    &store.spec.settings.max_attempts,
+                    &self.run_start,
+                    &self.rollout_only,
+                ],
+            )
+            .await
+            .map_err(|e| Error::db("counting legacy users", e))?
+            .get(0))
+    }
+
+    async fn batch(
+        &self,
+        client: &mut Object,
+        cursor: i64,
+        size: u32,
+        progress: &Progress,
+    ) -> Result<Claimed> {
+        self.migrate_claimed(client, cursor, size, progress).await
+    }
+}
+
+impl MigrateJob {
+/// Claims up to `size` users after `cursor` and migrates them in one
+    /// transaction; returns how many were claimed and the last id.
+    async fn migrate_claimed(
+        &self,
+        client: &mut Object,
+        cursor: i64,
+        size: u32,
+        progress: &Progress,
+    ) -> Result<Claimed> {
+        let store = &*self.store;
+        let claim = if self.rollout_only {
+            &store.sql.claim_rollout
+        } else {
+            &store.sql.claim
+        };
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| Error::db("beginning a batch", e))?;
+        let stmt = tx
+            .prepare_cached(claim)
+            .await
+            .map_err(|e| Error::db("preparing the claim", e))?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &cursor,
+                    &store.spec.settings.max_attempts,
+                    &self.run_start,
+                    &i64::from(size),
+                ],
+            )
+            .await
+            .map_err(|e| Error::db("claiming users", e))?;
+        let mut locked: Vec<Locked> = rows
+            .iter()
+            .map(|r| Locked {
+                id: r.get(0),
+                blob: r.get(1),
+                migrated: r.get(2),
+            })
+            .collect();
+        let Some(last) = locked.last().map(|l| l.id) else {
+            return Ok(Claimed {
+                users: 0,
+                last_id: cursor,
+            });
+        };
+        let claimed = locked.len();
+        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let failed_meanwhile = state::failed_meanwhile(
+            &tx,
+            &ids,
+            store.spec.settings.max_attempts,
+            self.run_start,
+        )
+        .await?;
+        locked.retain(|l| !failed_meanwhile.contains(&l.id));
+        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let result = migrate::migrate_locked(store, &tx, &ids, locked).await;
+        let report = match result {
+            Ok(r) => {
+                tx.commit()
+                    .await
+                    .map_err(|e| Error::db("committing a batch", e))?;
+                r
+            }
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                // a database error in the batch: retry its users one by one,
+                // so one bad user does not hold back the rest
+                drop(tx);
+                tracing::warn!(cause = %e, users = ids.len(), "batch failed; migrating its users one by one");
+                migrate::migrate_batch(store, client, &ids, migrate::LockWait::Skip).await?
+            }
+        };
+        let p = progress;
+        p.migrated
+            .fetch_add(report.migrated.len() as u64, Ordering::Relaxed);
+        p.failed
+            .fetch_add(report.failed.len() as u64, Ordering::Relaxed);
+        p.rows.fetch_add(
+            report.migrated.iter().map(|m| m.rows as u64).sum(),
+            Ordering::Relaxed,
+        );
+        for Failure { user, error } in &report.failed {
+            tracing::debug!(user, cause = %error, "user failed; stays legacy");
+        }
+        Ok(Claimed {
+            users: claimed,
+            last_id: last,
+        })
+    }
+}

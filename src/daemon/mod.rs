@@ -1,0 +1,384 @@
+//! The migration daemon (`decant run`): workers claim legacy users in
+//! batches with `FOR NO KEY UPDATE SKIP LOCKED` (so they never queue behind
+//! live traffic and several processes share the table), and migrate each
+//! batch in one verified transaction. A monitor re-reads the control row
+//! and the database's signals a few times a second; workers obey them
+//! between batches: pause, rate, windows, throttling, adaptive batch size.
+//!
+//! Nothing lives outside the batch transaction: a crash or `kill -9` at any
+//! instant leaves each user wholly legacy or wholly migrated, and a restart
+//! picks up where the table says.
+
+mod job;
+mod monitor;
+mod progress;
+
+pub use monitor::Throttle;
+pub use progress::{Progress, peak_memory};
+
+use crate::compat::Decant;
+use crate::core::schedule::{Rate, Schedule};
+use crate::error::{Error, Result};
+use crate::pg::control::{self, Control};
+use crate::pg::{pool, state};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+use job::{Claimed, Job, MigrateJob};
+use monitor::Signals;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Options of a run; each documents its default.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Parallel workers, each one session (default 1, which leaves room
+    /// for live traffic; 2 keeps both cores of a 2-core server busy).
+    pub workers: usize,
+    /// The rate when the control row does not set one; `--rate` writes
+    /// the control row instead (default: whatever the control row says).
+    pub rate: Option<Rate>,
+    /// Low-traffic windows (default: always open).
+    pub schedule: Schedule,
+    /// Target duration of one batch transaction, which bounds how long a
+    /// backend call may wait for a user's lock (default 100 ms).
+    pub target_batch: Duration,
+    /// Target duration of a batch while other sessions are working
+    /// (default 20 ms): short bursts leave the CPU and the WAL to them
+    /// sooner.
+    pub busy_batch: Duration,
+    /// Largest batch (default 1000).
+    pub max_batch: u32,
+    /// Only users in the rollout (default false: backfill everyone).
+    pub rollout_only: bool,
+    /// Exit when no legacy user is left to claim (default true); false
+    /// keeps polling for new legacy users.
+    pub until_done: bool,
+    /// Database signals that hold the daemon back.
+    pub throttle: Throttle,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: 1,
+            rate: None,
+            schedule: Schedule::default(),
+            target_batch: Duration::from_millis(100),
+            busy_batch: Duration::from_millis(20),
+            max_batch: 1000,
+            rollout_only: false,
+            until_done: true,
+            throttle: Throttle::default(),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Users migrated.
+    pub migrated: u64,
+    /// Users that failed (they stay legacy).
+    pub failed: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Batch transaction p50 and p99 (the per-user lock hold time).
+    pub batch_p50_p99: Option<(Duration, Duration)>,
+    /// Users skipped for reaching the attempt limit.
+    pub over_limit: i64,
+    /// Whether the run stopped for a shutdown signal.
+    pub interrupted: bool,
+    /// Time held back by database signals, averaged over the workers.
+    pub held_back: Duration,
+}
+
+struct Shared {
+    opts: RunOptions,
+    control: watch::Receiver<Control>,
+    signals: watch::Receiver<Option<String>>,
+    limiter: Mutex<(Rate, Option<Arc<DefaultDirectRateLimiter>>)>,
+    /// What the monitor reads and the workers feed (their session ids).
+    watch: Arc<Signals>,
+    progress: Arc<Progress>,
+    stop: watch::Receiver<bool>,
+    stopping: AtomicBool,
+    /// Highest id claimed by this process, so workers do not rescan what
+    /// their peers already passed.
+    cursor: AtomicI64,
+}
+
+/// Runs the daemon until the table is done (with `until_done`) or
+/// `shutdown` resolves; a batch under way is finished first.
+pub async fn run(
+    decant: &Decant,
+    opts: RunOptions,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let pool = decant.pool();
+    let admin = pool::get(pool).await?;
+    if let Some(rate) = opts.rate {
+        control::set(&**admin, &control::Setting::Rate(rate)).await?;
+    }
+    let initial = control::read(&**admin).await?;
+    let run_start: std::time::SystemTime = admin
+        .query_one("SELECT now()", &[])
+        .await
+        .map_err(|e| Error::db("reading the server clock", e))?
+        .get(0);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let (control_tx, control_rx) = watch::channel(initial);
+    // the first signals are read before any batch; the monitor refreshes them
+    let (signals_tx, signals_rx) = watch::channel(None);
+    let watch = Arc::new(Signals::new(opts.throttle.clone()));
+    let shared = Arc::new(Shared {
+        opts: opts.clone(),
+        control: control_rx,
+        signals: signals_rx,
+        limiter: Mutex::new((Rate::Max, None)),
+        watch: watch.clone(),
+        progress: progress.clone(),
+        stop: stop_rx,
+        stopping: AtomicBool::new(false),
+        cursor: AtomicI64::new(i64::MIN),
+    });
+    let job = Arc::new(MigrateJob {
+        store: decant.store().clone(),
+        run_start,
+        rollout_only: opts.rollout_only,
+    });
+    let total = job.remaining(&admin).await?;
+    progress.total.store(total as u64, Ordering::Relaxed);
+    tracing::info!(legacy = total, workers = opts.workers, "daemon started");
+
+    watch.calibrate(&admin).await?;
+    signals_tx.send_replace(monitor::check_signals(&watch, &admin).await);
+    let monitor = tokio::spawn(monitor::monitor(watch, admin, control_tx, signals_tx));
+    let mut workers = Vec::new();
+    for w in 0..opts.workers.max(1) {
+        let (shared, job, pool) = (shared.clone(), job.clone(), pool.clone());
+        workers.push(tokio::spawn(
+            async move { worker(w, shared, job, pool).await },
+        ));
+    }
+    let mut first_error = None;
+    for w in workers {
+        match w.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(join) => {
+                first_error.get_or_insert(Error::Setup(format!("a worker panicked: {join}")));
+            }
+        }
+    }
+    monitor.abort();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let client = pool::get(pool).await?;
+    let over_limit = state::over_limit(&**client, decant.spec().settings.max_attempts).await?;
+    let report = RunReport {
+        migrated: progress.migrated.load(Ordering::Relaxed),
+        failed: progress.failed.load(Ordering::Relaxed),
+        rows: progress.rows.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        batch_p50_p99: progress.batch_percentiles(),
+        over_limit,
+        interrupted: *shared.stop.borrow(),
+        held_back: Duration::from_micros(
+            progress.held_micros.load(Ordering::Relaxed) / opts.workers.max(1) as u64,
+        ),
+    };
+    tracing::info!(
+        migrated = report.migrated,
+        failed = report.failed,
+        rows = report.rows,
+        secs = report.elapsed.as_secs_f64(),
+        interrupted = report.interrupted,
+        "daemon stopped"
+    );
+    Ok(report)
+}
+
+impl Shared {
+    fn limiter(&self, rate: Rate) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let mut l = self.limiter.lock().expect("not poisoned");
+        if l.0 != rate || (l.1.is_none() && rate != Rate::Max) {
+            *l = (rate, rate.quota().map(|q| Arc::new(RateLimiter::direct(q))));
+        }
+        l.1.clone()
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow() || self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `d`, waking early on shutdown or a control change.
+    async fn nap(&self, d: Duration) {
+        let mut stop = self.stop.clone();
+        let mut control = self.control.clone();
+        // wake on changes after now, not on ones already acted upon
+        stop.borrow_and_update();
+        control.borrow_and_update();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = stop.changed() => {}
+            _ = control.changed() => {}
+        }
+    }
+}
+
+async fn worker<J: Job>(
+    w: usize,
+    shared: Arc<Shared>,
+    job: Arc<J>,
+    pool: deadpool_postgres::Pool,
+) -> Result<()> {
+    let mut client = pool::get(&pool).await?;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| Error::db("reading the worker's session id", e))?
+        .get(0);
+    shared.watch.pids.lock().expect("not poisoned").push(pid);
+    let mut batch: u32 = 10;
+    let mut backoff = Duration::from_millis(100);
+    let mut cursor = i64::MIN;
+    loop {
+        if shared.stopped() {
+            return Ok(());
+        }
+        let control = shared.control.borrow().clone();
+        if control.paused {
+            shared
+                .progress
+                .hold(Some("paused (decant resume to go on)".into()));
+            shared.nap(Duration::from_millis(500)).await;
+            continue;
+        }
+        let now = jiff::Timestamp::now();
+        if !shared.opts.schedule.is_open(now) {
+            let next = shared.opts.schedule.next_open(now);
+            shared.progress.hold(Some(match &next {
+                Some(z) => format!("outside the windows; the next opens at {z}"),
+                None => "outside the windows".into(),
+            }));
+            shared.nap(Duration::from_secs(1)).await;
+            continue;
+        }
+        let signal = shared.signals.borrow().clone();
+        if let Some(why) = signal {
+            shared.progress.hold(Some(why));
+            batch = (batch / 2).max(1);
+            let napped = Instant::now();
+            shared.nap(backoff).await;
+            shared.progress.held_micros.fetch_add(
+                napped.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
+                Ordering::Relaxed,
+            );
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        shared.progress.hold(None);
+
+        let mut size = control
+            .batch_size
+            .unwrap_or(batch)
+            .min(shared.opts.max_batch)
+            .max(1);
+        if let Some(burst) = control.rate.burst() {
+            size = size.min(burst);
+        }
+        if let Some(limiter) = shared.limiter(control.rate) {
+            let n = NonZeroU32::new(size).expect("size is at least one");
+            let mut stop = shared.stop.clone();
+            tokio::select! {
+                r = limiter.until_n_ready(n) => { r.map_err(|e| Error::Setup(format!("rate limiter: {e}")))?; }
+                _ = stop.changed() => continue,
+            }
+            // the wait may have been long: obey a pause that came meanwhile
+            if shared.control.borrow().paused {
+                continue;
+            }
+        }
+
+        cursor = cursor.max(shared.cursor.load(Ordering::Relaxed));
+        let started = Instant::now();
+        let outcome = job
+            .batch(&mut client, cursor, size, &shared.progress)
+            .await;
+        let elapsed = started.elapsed();
+        let Claimed {
+            users: claimed,
+            last_id,
+        } = match outcome {
+            Ok(v) => v,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(worker = w, cause = %e, "batch failed; retrying");
+                if matches!(e, Error::Pool(_)) || client.is_closed() {
+                    client = pool::get(&pool).await?;
+                }
+                shared.nap(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if claimed == 0 {
+            if cursor != i64::MIN {
+                // end of a pass: start over for users skipped while locked
+                cursor = i64::MIN;
+                shared.cursor.store(i64::MIN, Ordering::Relaxed);
+                continue;
+            }
+            let left = job.remaining(&client).await?;
+            if left == 0 {
+                if shared.opts.until_done {
+                    shared.stopping.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                shared
+                    .progress
+                    .hold(Some("no legacy user left; watching for new ones".into()));
+                shared.nap(Duration::from_secs(5)).await;
+            } else {
+                // the rest are locked by live traffic or a peer: revisit
+                shared.nap(Duration::from_millis(100)).await;
+            }
+            continue;
+        }
+        cursor = last_id;
+        shared.cursor.fetch_max(last_id, Ordering::Relaxed);
+        shared
+            .progress
+            .batch_micros
+            .lock()
+            .expect("not poisoned")
+            .push(elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
+        // aim each batch at the target time: locks stay short
+        if control.batch_size.is_none() && claimed >= size as usize {
+            let target = if shared.watch.others_working.load(Ordering::Relaxed) {
+                shared.opts.busy_batch.min(shared.opts.target_batch)
+            } else {
+                shared.opts.target_batch
+            }
+            .as_secs_f64();
+            let ideal = f64::from(size) * target / elapsed.as_secs_f64().max(1e-4);
+            let ideal = ideal.clamp(f64::from(size) / 2.0, f64::from(size) * 2.0);
+            batch = (ideal as u32).clamp(1, shared.opts.max_batch);
+        }
+    }
+}
+

@@ -1,0 +1,292 @@
+//! The monitor: four times a second it re-reads the control row and the
+//! database's signals (sessions waiting on the daemon's locks, replica lag,
+//! active sessions, the commit probe, a user throttle query) and publishes
+//! them; workers obey between batches.
+
+use crate::error::{Error, Result};
+use crate::pg::control::{self, Control};
+use deadpool_postgres::Object;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Thresholds of the database signals the daemon backs off on.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    /// Hold back while other sessions wait on locks the daemon holds
+    /// (default true).
+    pub on_lock_waits: bool,
+    /// Hold back while a replica's replay lag exceeds this (default 10 s).
+    pub max_replica_lag: Duration,
+    /// Hold back while more sessions than this are active, the daemon's
+    /// excluded (default: no limit).
+    pub max_active: Option<i64>,
+    /// A query returning one boolean: true holds the daemon back.
+    pub query: Option<String>,
+    /// Hold back while other sessions are working and a small committed
+    /// transaction (the commit probe, 4 per second) takes more than this
+    /// many times its time before the daemon started (default 1.5; `None`
+    /// turns the probe off). This is the daemon's own impact on the
+    /// backend: its WAL and CPU slow everyone's commits.
+    pub max_commit_slowdown: Option<f64>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            on_lock_waits: true,
+            max_replica_lag: Duration::from_secs(10),
+            max_active: None,
+            query: None,
+            max_commit_slowdown: Some(1.5),
+        }
+    }
+}
+
+/// What the monitor and the workers share: the thresholds, the workers'
+/// sessions (never counted as others), whether others work, the probe.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    pub throttle: Throttle,
+    pub pids: Mutex<Vec<i32>>,
+    /// Other sessions worked on the database in the last second.
+    pub others_working: AtomicBool,
+    /// The commit probe's idle baseline and recent times.
+    pub probe: Mutex<CommitProbe>,
+}
+
+impl Signals {
+    pub fn new(throttle: Throttle) -> Signals {
+        Signals {
+            throttle,
+            pids: Mutex::new(Vec::new()),
+            others_working: AtomicBool::new(false),
+            probe: Mutex::new(CommitProbe::new(Vec::new())),
+        }
+    }
+
+    /// Takes the commit probe's idle baseline (before the workers start).
+    pub async fn calibrate(&self, client: &Object) -> Result<()> {
+        if self.throttle.max_commit_slowdown.is_none() {
+            return Ok(());
+        }
+        let mut samples = Vec::new();
+        for _ in 0..9 {
+            samples.push(probe_commit(client).await?);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let probe = CommitProbe::new(samples);
+        tracing::info!(
+            baseline_ms = probe.baseline().as_secs_f64() * 1e3,
+            "commit probe baseline"
+        );
+        *self.probe.lock().expect("not poisoned") = probe;
+        Ok(())
+    }
+}
+
+/// Times of a small committed transaction: a baseline taken before the
+/// workers start, and the last few taken while they run.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitProbe {
+    baseline: Duration,
+    recent: std::collections::VecDeque<Duration>,
+}
+
+impl CommitProbe {
+    /// Probes averaged to decide (one second at four per second).
+    const WINDOW: usize = 4;
+
+    /// A probe whose idle time is the median of `samples`.
+    pub fn new(mut samples: Vec<Duration>) -> CommitProbe {
+        samples.sort();
+        let baseline = samples
+            .get(samples.len() / 2)
+            .copied()
+            .unwrap_or(Duration::from_millis(1))
+            .max(Duration::from_micros(50));
+        CommitProbe {
+            baseline,
+            recent: std::collections::VecDeque::with_capacity(Self::WINDOW),
+        }
+    }
+
+    /// Records one probe.
+    pub fn push(&mut self, took: Duration) {
+        if self.recent.len() == Self::WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(took);
+    }
+
+    /// The idle time.
+    pub fn baseline(&self) -> Duration {
+        self.baseline
+    }
+
+    /// Mean of the recent probes over the baseline (1 with no probes).
+    pub fn slowdown(&self) -> f64 {
+        if self.recent.is_empty() {
+            return 1.0;
+        }
+        let mean = self.recent.iter().sum::<Duration>() / self.recent.len() as u32;
+        mean.as_secs_f64() / self.baseline.as_secs_f64()
+    }
+}
+
+/// Times one commit probe: a statement that takes a transaction id, so its
+/// commit is flushed to the WAL like any backend write's.
+pub(crate) async fn probe_commit(client: &Object) -> Result<Duration> {
+    let started = Instant::now();
+    client
+        .simple_query("SELECT txid_current()")
+        .await
+        .map_err(|e| Error::db("probing commit time", e))?;
+    Ok(started.elapsed())
+}
+
+/// Re-reads the control row and the database signals every 250 ms.
+pub(crate) async fn monitor(
+    shared: Arc<Signals>,
+    client: Object,
+    control_tx: watch::Sender<Control>,
+    signals_tx: watch::Sender<Option<String>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match control::read(&**client).await {
+            Ok(c) => {
+                control_tx.send_if_modified(|old| {
+                    let changed = *old != c;
+                    if changed {
+                        tracing::info!(paused = c.paused, rate = %c.rate, batch = ?c.batch_size,
+                            rollout = c.rollout_percent, "control row changed");
+                        *old = c;
+                    }
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!(cause = %e, "cannot read the control row"),
+        }
+        let held = check_signals(&shared, &client).await;
+        signals_tx.send_if_modified(|old| {
+            let changed = *old != held;
+            *old = held;
+            changed
+        });
+    }
+}
+
+/// The reason to hold back, if any signal says so.
+pub(crate) async fn check_signals(shared: &Signals, client: &Object) -> Option<String> {
+    let t = &shared.throttle;
+    let pids = shared.pids.lock().expect("not poisoned").clone();
+    let row = client
+        .query_one(
+            "SELECT
+               (SELECT count(*) FROM pg_stat_activity a
+                 WHERE $1::bool AND a.pid <> ALL ($2::int[])
+                   AND pg_blocking_pids(a.pid) && $2::int[]),
+               (SELECT coalesce(extract(epoch FROM max(replay_lag))::float8, 0) FROM pg_stat_replication),
+               (SELECT count(*) FROM pg_stat_activity
+                 WHERE state = 'active' AND backend_type = 'client backend'
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])),
+               (SELECT count(*) FROM pg_stat_activity
+                 WHERE backend_type = 'client backend' AND datname = current_database()
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])
+                   AND (state = 'active' OR state_change > now() - interval '1 second'))",
+            &[&t.on_lock_waits, &pids],
+        )
+        .await;
+    let row = match row {
+        Ok(r) => r,
+        Err(e) => return Some(format!("cannot read database signals: {e}")),
+    };
+    let waiting: i64 = row.get(0);
+    let lag: f64 = row.get(1);
+    let active: i64 = row.get(2);
+    let working: i64 = row.get(3);
+    shared.others_working.store(working > 0, Ordering::Relaxed);
+    if waiting > 0 {
+        return Some(format!("{waiting} sessions wait on locks the daemon holds"));
+    }
+    if lag > t.max_replica_lag.as_secs_f64() {
+        return Some(format!("replica replay lag {lag:.1} s"));
+    }
+    if let Some(max) = t.max_active {
+        if active > max {
+            return Some(format!("{active} active sessions (limit {max})"));
+        }
+    }
+    if let Some(max) = t.max_commit_slowdown {
+        match probe_commit(client).await {
+            Ok(took) => {
+                let mut probe = shared.probe.lock().expect("not poisoned");
+                probe.push(took);
+                let slowdown = probe.slowdown();
+                // the daemon's own commits are slower when it is busy; that
+                // only matters when somebody else is working
+                if working > 0 && slowdown > max {
+                    return Some(format!(
+                        "commits take {slowdown:.1}x their idle time ({:.1} ms) while {working} \
+                         other sessions work",
+                        probe.baseline().as_secs_f64() * 1e3
+                    ));
+                }
+            }
+            Err(e) => return Some(format!("cannot probe commit time: {e}")),
+        }
+    }
+    if let Some(q) = &t.query {
+        match client
+            .query_one(q.as_str(), &[])
+            .await
+            .map(|r| r.try_get::<_, bool>(0))
+        {
+            Ok(Ok(true)) => return Some("the throttle query says hold back".into()),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) | Err(e) => return Some(format!("the throttle query failed: {e}")),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CommitProbe;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_commit_probe_compares_the_last_second_with_the_idle_median() {
+        let mut p = CommitProbe::new(vec![ms(1), ms(9), ms(2), ms(2), ms(3)]);
+        assert_eq!(p.baseline(), ms(2));
+        assert_eq!(p.slowdown(), 1.0);
+        p.push(ms(4));
+        assert!((p.slowdown() - 2.0).abs() < 1e-9);
+        for _ in 0..3 {
+            p.push(ms(8));
+        }
+        assert!((p.slowdown() - 3.5).abs() < 1e-9, "{}", p.slowdown());
+        // older probes leave the window
+        for _ in 0..4 {
+            p.push(ms(2));
+        }
+        assert!((p.slowdown() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_probe_without_samples_or_faster_than_possible_has_a_floor() {
+        assert_eq!(CommitProbe::new(Vec::new()).baseline(), ms(1));
+        assert_eq!(
+            CommitProbe::new(vec![Duration::from_micros(3)]).baseline(),
+            Duration::from_micros(50)
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Everything that talks to PostgreSQL, below the migration and the
+//! compatibility layer: connections (`pool`), the wire encoding of values
+//! (`codec`), the SQL generated from a spec (`sql`) and its execution
+//! (`store`), decant's own tables (`state`, `control`) and the DDL
+//! (`schema`). Depends only on the pure core and the error type.
+
+pub(crate) mod codec;
+pub(crate) mod control;
+pub(crate) mod pool;
+pub(crate) mod schema;
+pub(crate) mod sql;
+pub(crate) mod state;
+pub(crate) mod store;

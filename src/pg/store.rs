@@ -1,0 +1,410 @@
+//! Executing the spec's SQL (`pg::sql`): reading and writing a user's rows
+//! in the target tables and the blob in the source table, by INSERT,
+//! binary COPY or upsert, with the values encoded by `pg::codec`.
+
+use crate::core::explode::Row;
+use crate::core::spec::Spec;
+use crate::error::{Error, Result};
+use crate::pg::codec::{Blob, Param, bind, copy_stream, read, stored_equals};
+use crate::pg::sql::Sql;
+use deadpool_postgres::Transaction;
+use futures_util::SinkExt;
+use futures_util::future::try_join_all;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_postgres::types::ToSql;
+
+/// A spec with the SQL generated from it, and the queries that read and
+/// write users' rows and blobs.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub spec: Arc<Spec>,
+    pub sql: Sql,
+}
+
+#[derive(Clone, Copy)]
+enum Write {
+    Insert,
+    InsertReturning,
+    Upsert,
+}
+
+/// A locked source row.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    pub id: i64,
+    pub blob: Blob,
+    pub migrated: bool,
+}
+
+/// Rows of one table in one batch from which `COPY` is used rather than
+/// an `INSERT`. Each COPY is its own round trips, one after the other, while
+/// the INSERTs of a batch are sent together: in the short batches used
+/// while others work (a few hundred to two thousand rows per table, a
+/// client at lower CPU priority) COPY made `decant demo` migrate 540
+/// users/s against 1,353 with INSERTs; in full-speed batches (the statistic
+/// table alone gets ~16,000 rows) COPY is the faster (BENCHMARKS.md).
+const COPY_MIN_ROWS: usize = 4_000;
+
+impl Store {
+    /// The SQL of a spec, generated once.
+    pub fn new(spec: Arc<Spec>) -> Store {
+        Store {
+            sql: Sql::new(&spec),
+            spec,
+        }
+    }
+
+
+    /// Locks the source rows of `ids` (in id order, so concurrent lockers
+    /// cannot deadlock); with `skip`, rows locked elsewhere are left out.
+    pub async fn lock(&self, tx: &Transaction<'_>, ids: &[i64], skip: bool) -> Result<Vec<Locked>> {
+        let sql = if skip {
+            &self.sql.lock_skip
+        } else {
+            &self.sql.lock_wait
+        };
+        let stmt = tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| Error::db("preparing the lock query", e))?;
+        let rows = tx.query(&stmt, &[&ids]).await.map_err(|e| match ids {
+            [one] => Error::db_user(*one, "locking the source row", e),
+            _ => Error::db("locking source rows", e),
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| Locked {
+                id: r.get(0),
+                blob: r.get(1),
+                migrated: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Writes blobs and flags: `(id, blob, migrated)`.
+    pub async fn write_blobs(
+        &self,
+        tx: &Transaction<'_>,
+        items: &[(i64, &Value, bool)],
+    ) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
+        let blobs: Vec<&Value> = items.iter().map(|i| i.1).collect();
+        let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
+        self.exec(
+            tx,
+            &self.sql.write_blobs,
+            &[&ids, &blobs, &flags],
+            "writing blobs",
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn exec(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> Result<u64> {
+        let stmt = tx
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| Error::db(format!("preparing: {what}"), e))?;
+        tx.execute(&stmt, params)
+            .await
+            .map_err(|e| Error::db(what.to_string(), e))
+    }
+
+    /// Whether the target tables store exactly what is sent: plain tables
+    /// (not partitioned, not views), no user trigger, no rule, and every
+    /// column of exactly the type the spec names (no typmod, no domain).
+    /// Read in the caller's transaction.
+    async fn tables_are_plain(&self, tx: &Transaction<'_>) -> Result<bool> {
+        let stmt = tx
+            .prepare_cached(&self.sql.plain_check)
+            .await
+            .map_err(|e| Error::db("preparing the target tables' check", e))?;
+        let (tables, columns, types) = &self.sql.plain_params;
+        tx.query_one(&stmt, &[tables, columns, types])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::db("checking the target tables in the catalog", e))
+    }
+
+    /// Inserts the rows of a batch (each with its user) and says which
+    /// users' rows the database did not store exactly as sent, with what
+    /// it stored for them.
+    ///
+    /// When the target tables are plain (see `tables_are_plain`, checked
+    /// before the insert and again after it, when the insert's locks keep
+    /// any new trigger or rule out until commit), PostgreSQL stores exactly
+    /// the values sent, and the insert returns nothing; otherwise
+    /// `INSERT ... RETURNING` says what was stored and it is compared.
+    pub async fn insert_rows(
+        &self,
+        tx: &Transaction<'_>,
+        rows: &[(i64, &Row)],
+    ) -> Result<HashMap<i64, Vec<Row>>> {
+        let by_table = self.by_table(rows);
+        if self.tables_are_plain(tx).await? {
+            // COPY for tables with many rows; the few rows of the others go
+            // in by INSERTs sent together (one COPY per table costs a round
+            // trip each, which short batches feel)
+            let (copied, mut inserted): (Vec<_>, Vec<_>) = by_table
+                .into_iter()
+                .map(|rs| {
+                    if rs.len() >= COPY_MIN_ROWS {
+                        (rs, Vec::new())
+                    } else {
+                        (Vec::new(), rs)
+                    }
+                })
+                .unzip();
+            if !self.copy_rows(tx, &copied).await? {
+                for (into, rs) in inserted.iter_mut().zip(copied) {
+                    into.extend(rs);
+                }
+            }
+            self.write_rows(tx, &inserted, Write::Insert).await?;
+            if self.tables_are_plain(tx).await? {
+                return Ok(HashMap::new());
+            }
+            // a trigger, rule or type change committed between the two
+            // checks: the batch is retried, and then sees it
+            return Err(Error::Setup(
+                "a target table changed (trigger, rule or type) during a batch".into(),
+            ));
+        }
+        let stored = self
+            .write_rows(tx, &by_table, Write::InsertReturning)
+            .await?;
+        let mut differs = std::collections::HashSet::new();
+        for (ti, returned) in &stored {
+            let sent = by_table[*ti].iter();
+            let table = &self.spec.tables[*ti];
+            if returned.len() != sent.len() {
+                differs.extend(sent.map(|(u, _)| *u));
+                differs.extend(returned.iter().map(|r| r.get::<_, i64>(0)));
+                continue;
+            }
+            // the insert returns rows in the order it took them
+            for (back, (user, row)) in returned.iter().zip(sent) {
+                let same = back.get::<_, i64>(0) == *user
+                    && table
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .all(|(ci, c)| stored_equals(c.ty, back, ci + 1, &row.values[ci]));
+                if !same {
+                    differs.insert(*user);
+                    differs.insert(back.get::<_, i64>(0));
+                }
+            }
+        }
+        if differs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut grouped = self.group(stored);
+        grouped.retain(|u, _| differs.contains(u));
+        for u in differs {
+            grouped.entry(u).or_default();
+        }
+        Ok(grouped)
+    }
+
+    /// Writes rows grouped by table with one binary `COPY` per table, the
+    /// cheapest way into PostgreSQL (no array decoding, no plan, heap
+    /// tuples written in multi-insert batches). Only for plain tables:
+    /// COPY returns nothing to compare. Says `false`, having sent nothing,
+    /// when a value has no binary form decant writes (a numeric beyond
+    /// what `numeric_in` takes): the caller inserts instead, and the
+    /// database reports on the value as it would for any insert.
+    async fn copy_rows(&self, tx: &Transaction<'_>, by_table: &[Vec<(i64, &Row)>]) -> Result<bool> {
+        let mut streams = Vec::new();
+        for (ti, rows) in by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
+            match copy_stream(&self.spec.tables[ti].columns, rows) {
+                Some(data) => streams.push((ti, data)),
+                None => return Ok(false),
+            }
+        }
+        for (ti, data) in streams {
+            let what = || format!("copying rows into table {}", self.spec.tables[ti].name);
+            let sink = tx
+                .copy_in::<_, bytes::Bytes>(self.sql.tables[ti].copy.as_str())
+                .await
+                .map_err(|e| Error::db(what(), e))?;
+            let mut sink = std::pin::pin!(sink);
+            sink.send(data.freeze())
+                .await
+                .map_err(|e| Error::db(what(), e))?;
+            sink.as_mut()
+                .finish()
+                .await
+                .map_err(|e| Error::db(what(), e))?;
+        }
+        Ok(true)
+    }
+
+    /// Rows grouped by table, each group in the order given.
+    fn by_table<'r>(&self, rows: &[(i64, &'r Row)]) -> Vec<Vec<(i64, &'r Row)>> {
+        let mut by_table = vec![Vec::new(); self.spec.tables.len()];
+        for &(u, r) in rows {
+            by_table[r.table].push((u, r));
+        }
+        by_table
+    }
+
+    /// Writes rows grouped by table, one statement per table, and returns
+    /// what each statement returned.
+    async fn write_rows(
+        &self,
+        tx: &Transaction<'_>,
+        by_table: &[Vec<(i64, &Row)>],
+        how: Write,
+    ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
+        let work = by_table
+            .iter()
+            .enumerate()
+            .filter(|(_, rs)| !rs.is_empty())
+            .map(|(ti, rs)| {
+                let table = &self.spec.tables[ti];
+                let mut params: Vec<Param> =
+                    vec![Box::new(rs.iter().map(|(u, _)| *u).collect::<Vec<i64>>())];
+                for ci in 0..table.columns.len() {
+                    params.push(bind(rs.iter().map(|(_, r)| &r.values[ci])));
+                }
+                let sql = match how {
+                    Write::Insert => &self.sql.tables[ti].insert,
+                    Write::InsertReturning => &self.sql.tables[ti].insert_returning,
+                    Write::Upsert => &self.sql.tables[ti].upsert,
+                };
+                async move {
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        params.iter().map(|p| p.as_ref() as _).collect();
+                    let what = format!("writing rows of table {}", table.name);
+                    let stmt = tx
+                        .prepare_cached(sql)
+                        .await
+                        .map_err(|e| Error::db(format!("preparing: {what}"), e))?;
+                    let out = tx
+                        .query(&stmt, &refs)
+                        .await
+                        .map_err(|e| Error::db(what, e))?;
+                    Ok::<_, Error>((ti, out))
+                }
+            });
+        try_join_all(work).await
+    }
+
+    fn group(&self, results: Vec<(usize, Vec<tokio_postgres::Row>)>) -> HashMap<i64, Vec<Row>> {
+        let mut out: HashMap<i64, Vec<Row>> = HashMap::new();
+        for (ti, rows) in results {
+            let table = &self.spec.tables[ti];
+            for r in rows {
+                let user: i64 = r.get(0);
+                let values = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| read(c.ty, &r, ci + 1))
+                    .collect();
+                out.entry(user).or_default().push(Row { table: ti, values });
+            }
+        }
+        out
+    }
+
+    /// Reads every row of `users`, grouped by user.
+    pub async fn read_rows(
+        &self,
+        tx: &Transaction<'_>,
+        users: &[i64],
+    ) -> Result<HashMap<i64, Vec<Row>>> {
+        let work = self.sql.tables.iter().enumerate().map(|(ti, t)| async move {
+            let stmt = tx
+                .prepare_cached(&t.select)
+                .await
+                .map_err(|e| Error::db("preparing a read", e))?;
+            let rows = tx.query(&stmt, &[&users]).await.map_err(|e| {
+                Error::db(
+                    format!("reading rows of table {}", self.spec.tables[ti].name),
+                    e,
+                )
+            })?;
+            Ok::<_, Error>((ti, rows))
+        });
+        Ok(self.group(try_join_all(work).await?))
+    }
+
+    /// Deletes every row of `users` from every table.
+    pub async fn delete_rows(&self, tx: &Transaction<'_>, users: &[i64]) -> Result<()> {
+        let work = self.sql.tables.iter().map(|t| async move {
+            self.exec(tx, &t.delete_users, &[&users], "deleting rows")
+                .await
+        });
+        try_join_all(work).await.map(drop)
+    }
+
+    /// Makes one user's rows equal `new` given that they are `old` now:
+    /// upserts rows that are new or changed, deletes rows that are gone.
+    pub async fn write_diff(
+        &self,
+        tx: &Transaction<'_>,
+        user: i64,
+        old: &[Row],
+        new: &[Row],
+    ) -> Result<()> {
+        let key = |r: &Row| {
+            let t = &self.spec.tables[r.table];
+            (
+                r.table,
+                t.key
+                    .iter()
+                    .map(|&ci| r.values[ci].key_text())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let old_by_key: HashMap<_, &Row> = old.iter().map(|r| (key(r), r)).collect();
+        let new_keys: std::collections::HashSet<_> = new.iter().map(key).collect();
+        let changed: Vec<(i64, &Row)> = new
+            .iter()
+            .filter(|r| old_by_key.get(&key(r)).is_none_or(|o| *o != *r))
+            .map(|r| (user, r))
+            .collect();
+        let gone: Vec<&Row> = old.iter().filter(|r| !new_keys.contains(&key(r))).collect();
+        if !gone.is_empty() {
+            let mut by_table: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
+            for r in gone {
+                by_table[r.table].push(r);
+            }
+            for (ti, rs) in by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
+                let table = &self.spec.tables[ti];
+                let user_param: Param = Box::new(user);
+                let mut params: Vec<Param> = vec![user_param];
+                for &ci in &table.key {
+                    params.push(bind(rs.iter().map(|r| &r.values[ci])));
+                }
+                let (sql, params) = match &self.sql.tables[ti].delete_keys {
+                    Some(sql) => (sql, params),
+                    // a table keyed by the user alone: its one row is gone
+                    None => (
+                        &self.sql.tables[ti].delete_users,
+                        vec![Box::new(vec![user]) as Param],
+                    ),
+                };
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p.as_ref() as _).collect();
+                self.exec(tx, sql, &refs, "deleting removed rows").await?;
+            }
+        }
+        let changed = self.by_table(&changed);
+        self.write_rows(tx, &changed, Write::Upsert).await.map(drop)
+    }
+}
+
