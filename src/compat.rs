@@ -4,11 +4,12 @@
 //! path. The lock makes a call and that user's migration or rollback
 //! strictly ordered, so no write is lost in between.
 
-use crate::pg::pool;
-use crate::error::{Error, Result};
 use crate::core::explode;
-use crate::migrate::{self, BatchReport, LockWait};
 use crate::core::spec::Spec;
+use crate::error::{Error, Result};
+use crate::migrate::{self, BatchReport, LockWait};
+use crate::pg::control::{self, Setting};
+use crate::pg::pool;
 use crate::pg::store::{Locked, Store};
 use deadpool_postgres::{Pool, Transaction};
 use serde_json::{Map, Value};
@@ -51,6 +52,13 @@ impl Decant {
 
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Changes the control row every running daemon obeys (pause, rate,
+    /// batch size, rollout), as `decant set` does.
+    pub async fn set_control(&self, setting: &Setting) -> Result<()> {
+        let client = pool::get(&self.pool).await?;
+        control::set(&**client, setting).await
     }
 
     /// Runs `old` (the blob code path) or `new` (the normalized code path)

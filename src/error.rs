@@ -139,8 +139,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 /// SQLSTATEs worth a retry: lock_not_available, serialization_failure,
-/// deadlock_detected.
-const RETRYABLE_SQLSTATES: [&str; 3] = ["55P03", "40001", "40P01"];
+/// deadlock_detected, and the session ended by the server (admin or crash
+/// shutdown, cannot connect now: a restart or failover).
+const RETRYABLE_SQLSTATES: [&str; 6] = ["55P03", "40001", "40P01", "57P01", "57P02", "57P03"];
+
+/// Connection exceptions (class 08): the session is gone.
+fn connection_lost(code: &str) -> bool {
+    code.starts_with("08")
+}
 
 impl Error {
     /// True when the same call may succeed if tried again later (a lock
@@ -150,9 +156,9 @@ impl Error {
             Error::LockTimeout { .. } | Error::Pool(_) => true,
             Error::Db { source, .. } => {
                 source.is_closed()
-                    || source
-                        .code()
-                        .is_some_and(|c| RETRYABLE_SQLSTATES.contains(&c.code()))
+                    || source.code().is_some_and(|c| {
+                        RETRYABLE_SQLSTATES.contains(&c.code()) || connection_lost(c.code())
+                    })
             }
             _ => false,
         }
@@ -161,7 +167,8 @@ impl Error {
     /// The SQLSTATE of a database error, if this is one.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Error::Db { source, .. } | Error::Pool(deadpool_postgres::PoolError::Backend(source)) => {
+            Error::Db { source, .. }
+            | Error::Pool(deadpool_postgres::PoolError::Backend(source)) => {
                 source.code().map(|c| c.code())
             }
             _ => None,

@@ -130,10 +130,7 @@ pub(crate) async fn migrate_batch(
 
 /// Records failures (attempts + 1, reason, error), in the caller's
 /// transaction or on its own.
-async fn record_failures(
-    client: &impl GenericClient,
-    failures: &[Failure],
-) -> Result<()> {
+async fn record_failures(client: &impl GenericClient, failures: &[Failure]) -> Result<()> {
     let ids: Vec<i64> = failures.iter().map(|f| f.user).collect();
     let reasons: Vec<String> = failures.iter().map(Failure::reason).collect();
     let errors: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();

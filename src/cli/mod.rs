@@ -1,13 +1,15 @@
-//! The `decant` command: a thin layer over the library.
+//! The command line: arguments (clap), dispatch to the library, and the
+//! reports people read. `run` (the daemon, its progress and summary) is in
+//! `run.rs`; the demo, the benchmark and the example game in `tools/`.
 
+mod run;
+
+use crate::tools::{bench, demo, example};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use decant::{Decant, Spec};
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -33,7 +35,7 @@ struct Target {
 
 impl Target {
     fn spec(&self) -> Result<Spec> {
-        Ok(decant::spec::load(&self.spec)?)
+        Ok(Spec::load(&self.spec)?)
     }
 
     fn url(&self) -> Result<&str> {
@@ -53,21 +55,20 @@ impl Target {
 struct ScheduleArgs {
     /// A daily window HH:MM-HH:MM (several allowed; may cross midnight).
     #[arg(long = "window")]
-    windows: Vec<decant::schedule::Window>,
+    windows: Vec<decant::Window>,
     /// Time zone of the windows (IANA name, e.g. Asia/Kathmandu; default UTC).
     #[arg(long)]
     tz: Option<String>,
 }
 
 impl ScheduleArgs {
-    fn schedule(&self) -> Result<decant::schedule::Schedule> {
-        decant::schedule::Schedule::new(self.windows.clone(), self.tz.as_deref())
-            .map_err(anyhow::Error::msg)
+    fn schedule(&self) -> Result<decant::Schedule> {
+        decant::Schedule::new(self.windows.clone(), self.tz.as_deref()).map_err(anyhow::Error::msg)
     }
 }
 
 #[derive(Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     target: Target,
     #[command(flatten)]
@@ -75,7 +76,7 @@ struct RunArgs {
     /// Rate: N/s, N/min or max; stored in the control row for every
     /// daemon (default: the control row's, initially max).
     #[arg(long)]
-    rate: Option<decant::schedule::Rate>,
+    rate: Option<decant::Rate>,
     /// Parallel workers (sessions). One leaves room for live traffic; use
     /// as many as the database has cores for full speed.
     #[arg(long, default_value_t = 1)]
@@ -160,7 +161,7 @@ enum Command {
         target: Target,
         /// key=value settings.
         #[arg(required = true)]
-        settings: Vec<decant::control::Setting>,
+        settings: Vec<decant::Setting>,
     },
     /// Counts by state, failures by reason, recent rate, projected finish.
     Status {
@@ -232,8 +233,8 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() {
+/// Runs the command line: parse, set up logging, run, report.
+pub async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -250,14 +251,13 @@ async fn main() {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Schema { spec } => {
-            let spec = decant::spec::load(&spec)?;
-            print!("{}", decant::schema::script(&spec));
+            let spec = Spec::load(&spec)?;
+            print!("{}", decant::schema_script(&spec));
         }
         Command::Init(target) => {
             let spec = target.spec()?;
-            let decant = Decant::connect(target.url()?, spec, 1)?;
-            let client = decant.pool().get().await.context("connecting")?;
-            decant::schema::init(&client, decant.spec()).await?;
+            let client = decant::connect(target.url()?).await?;
+            decant::init(&client, &spec).await?;
             println!("initialized: target tables, decant schema, flag column and legacy index");
         }
         Command::Migrate { target, user } => {
@@ -280,13 +280,13 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("user {user}: not migrated, nothing to roll back");
             }
         }
-        Command::Run(args) => run_daemon(args).await?,
+        Command::Run(args) => run::run_daemon(args).await?,
         Command::Pause(target) => {
-            set_control(&target, &[decant::control::Setting::Paused(true)]).await?;
+            set_control(&target, &[decant::Setting::Paused(true)]).await?;
             println!("paused: running daemons hold back within about a second");
         }
         Command::Resume(target) => {
-            set_control(&target, &[decant::control::Setting::Paused(false)]).await?;
+            set_control(&target, &[decant::Setting::Paused(false)]).await?;
             println!("resumed");
         }
         Command::Set { target, settings } => {
@@ -298,7 +298,7 @@ async fn run(cli: Cli) -> Result<()> {
             schedule,
             json,
         } => {
-            let status = decant::status::status(&target.decant()?, &schedule.schedule()?).await?;
+            let status = decant::status(&target.decant()?, &schedule.schedule()?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -310,11 +310,10 @@ async fn run(cli: Cli) -> Result<()> {
             users,
             seed,
         } => {
-            let pool = decant::Decant::connect(target.url()?, decant::example::spec(), 1)?;
-            let client = pool.pool().get().await.context("connecting")?;
-            let dirty = decant::example::load(&client, users, seed).await?;
+            let client = decant::connect(target.url()?).await?;
+            let dirty = example::load(&client, users, seed).await?;
             if !target.spec.exists() {
-                std::fs::write(&target.spec, decant::example::SPEC)
+                std::fs::write(&target.spec, example::SPEC)
                     .with_context(|| format!("writing {}", target.spec.display()))?;
                 println!("wrote the game's spec to {}", target.spec.display());
             }
@@ -332,7 +331,7 @@ async fn run(cli: Cli) -> Result<()> {
             latency_compare,
             database_url,
         } => {
-            let opts = decant::bench::BenchOptions {
+            let opts = bench::BenchOptions {
                 users,
                 memory_users,
                 naive_users,
@@ -343,7 +342,7 @@ async fn run(cli: Cli) -> Result<()> {
                 exe: std::env::current_exe().context("locating the decant executable")?,
                 database_url,
             };
-            println!("{}", decant::bench::run(&opts).await?);
+            println!("{}", bench::run(&opts).await?);
         }
         Command::Demo {
             users,
@@ -351,23 +350,23 @@ async fn run(cli: Cli) -> Result<()> {
             workers,
             database_url,
         } => {
-            let opts = decant::demo::DemoOptions {
+            let opts = demo::DemoOptions {
                 users,
                 seed,
                 workers,
                 database_url,
                 ..Default::default()
             };
-            let bar = progress_bar(users as u64);
+            let bar = run::progress_bar(users as u64);
             // the rate counts from the first migrated user, not from the
             // cluster start and the load
             let started = std::sync::OnceLock::new();
-            let summary = decant::demo::run(&opts, &|done, _total| {
+            let summary = demo::run(&opts, &|done, _total| {
                 if let Some(bar) = &bar {
                     bar.set_position(done);
                     if done > 0 {
                         let since = *started.get_or_init(Instant::now);
-                        bar.set_message(rate_message(done, since, None));
+                        bar.set_message(run::rate_message(done, since, None));
                     }
                 }
             })
@@ -381,191 +380,12 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-async fn set_control(target: &Target, settings: &[decant::control::Setting]) -> Result<()> {
-    let decant = target.decant()?;
-    let client = decant.pool().get().await.context("connecting")?;
+async fn set_control(target: &Target, settings: &[decant::Setting]) -> Result<()> {
+    // the spec is read as before, so that a bad one is reported here too
+    target.spec()?;
+    let client = decant::connect(target.url()?).await?;
     for s in settings {
-        decant::control::set(&**client, s).await?;
+        decant::set_control(&client, s).await?;
     }
     Ok(())
 }
-
-/// Lowers the CPU priority of every thread of this process (on Linux a
-/// nice value belongs to a thread; threads started later inherit it).
-fn lower_priority(nice: i32) {
-    let tids: Vec<u32> = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for tid in tids {
-        // SAFETY: setpriority only reads its integer arguments
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
-        if r != 0 {
-            let error = std::io::Error::last_os_error();
-            tracing::warn!(nice, tid, %error, "cannot lower the CPU priority");
-            return;
-        }
-    }
-}
-
-async fn run_daemon(args: RunArgs) -> Result<()> {
-    if args.nice != 0 {
-        lower_priority(args.nice);
-    }
-    let decant = Decant::connect(args.target.url()?, args.target.spec()?, args.workers + 2)?;
-    let opts = decant::daemon::RunOptions {
-        workers: args.workers,
-        rate: args.rate,
-        schedule: args.schedule.schedule()?,
-        target_batch: Duration::from_millis(args.target_batch_ms),
-        busy_batch: Duration::from_millis(args.busy_batch_ms.max(1)),
-        max_batch: args.max_batch.max(1),
-        rollout_only: args.rollout_only,
-        until_done: !args.watch,
-        throttle: decant::daemon::Throttle {
-            on_lock_waits: !args.ignore_lock_waits,
-            max_replica_lag: Duration::from_secs_f64(args.max_replica_lag.max(0.0)),
-            max_active: args.max_active,
-            max_commit_slowdown: (args.max_commit_slowdown > 0.0)
-                .then_some(args.max_commit_slowdown),
-            query: args.throttle_query,
-        },
-    };
-    let progress = Arc::new(decant::daemon::Progress::default());
-    let reporter = tokio::spawn(report_progress(progress.clone()));
-    let report = decant::daemon::run(&decant, opts, progress.clone(), shutdown_signal()).await;
-    reporter.abort();
-    let _ = reporter.await;
-    let report = report?;
-    let secs = report.elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "{}: {} users migrated, {} failed, {} rows in {:.1} s ({:.0} users/s, {:.0} rows/s)",
-        if report.interrupted {
-            "stopped"
-        } else {
-            "done"
-        },
-        report.migrated,
-        report.failed,
-        report.rows,
-        secs,
-        report.migrated as f64 / secs,
-        report.rows as f64 / secs
-    );
-    if let Some((p50, p99)) = report.batch_p50_p99 {
-        println!(
-            "batch transaction (lock hold) p50 {:.1} ms, p99 {:.1} ms",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
-    }
-    if !report.held_back.is_zero() {
-        println!(
-            "held back by database signals {:.1} s ({:.0}% of the run)",
-            report.held_back.as_secs_f64(),
-            100.0 * report.held_back.as_secs_f64() / secs
-        );
-    }
-    if report.over_limit > 0 {
-        println!(
-            "{} users at the attempt limit are skipped; see `decant status`",
-            report.over_limit
-        );
-    }
-    if let Some(peak) = decant::daemon::peak_memory() {
-        println!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
-    }
-    Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown requested; finishing the current batch");
-}
-
-/// A progress bar on a terminal, else a log line every 5 s.
-async fn report_progress(progress: Arc<decant::daemon::Progress>) {
-    let done = |p: &decant::daemon::Progress| {
-        p.migrated.load(Ordering::Relaxed) + p.failed.load(Ordering::Relaxed)
-    };
-    if std::io::stderr().is_terminal() {
-        let bar = progress_bar(progress.total.load(Ordering::Relaxed)).expect("a terminal");
-        let _guard = ClearOnDrop(bar.clone());
-        let started = Instant::now();
-        loop {
-            let now = done(&progress);
-            bar.set_length(progress.total.load(Ordering::Relaxed).max(now));
-            bar.set_position(now);
-            let holding = progress.holding.lock().expect("not poisoned").clone();
-            bar.set_message(rate_message(now, started, holding));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    } else {
-        let mut last = (Instant::now(), 0u64);
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let now = done(&progress);
-            let rate = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
-            let total = progress.total.load(Ordering::Relaxed);
-            tracing::info!(
-                done = now,
-                total,
-                migrated = progress.migrated.load(Ordering::Relaxed),
-                failed = progress.failed.load(Ordering::Relaxed),
-                users_per_s = rate.round(),
-                holding = progress
-                    .holding
-                    .lock()
-                    .expect("not poisoned")
-                    .as_deref()
-                    .unwrap_or(""),
-                "progress"
-            );
-            last = (Instant::now(), now);
-        }
-    }
-}
-
-/// "1234 users/s", and why the daemon holds back if it does.
-fn rate_message(done: u64, started: Instant, holding: Option<String>) -> String {
-    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-    match holding {
-        Some(why) => format!("{rate:.0} users/s  holding: {why}"),
-        None => format!("{rate:.0} users/s"),
-    }
-}
-
-struct ClearOnDrop(indicatif::ProgressBar);
-
-impl Drop for ClearOnDrop {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
-    }
-}
-
-fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "migrating {bar:40} {pos}/{len} users  {msg}  eta {eta}",
-        )
-        .expect("valid template"),
-    );
-    Some(bar)
-}
-
-// glibc's allocator spent a third of the daemon's CPU time in malloc/free
-// (perf); mimalloc is much cheaper for its many small JSON allocations.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -498,7 +498,8 @@ fn insert_at(root: &mut Value, path: &[&str], value: Value) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::value::json_eq;
+    use crate::core::json::json_eq;
+    use crate::core::number;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -655,10 +656,10 @@ mod tests {
             (0u32..1000).prop_map(Value::from),
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| value::number(&format!("{f:e}"))),
-            "-?[1-9][0-9]{0,30}(\\.[0-9]{1,20})?(e-?[0-9]{1,3})?".prop_map(|s| value::number(&s)),
-            Just(value::number("1669702024365")),
-            Just(value::number("0.000")),
+                .prop_map(|f| number::number(&format!("{f:e}"))),
+            "-?[1-9][0-9]{0,30}(\\.[0-9]{1,20})?(e-?[0-9]{1,3})?".prop_map(|s| number::number(&s)),
+            Just(number::number("1669702024365")),
+            Just(number::number("0.000")),
         ]
     }
 

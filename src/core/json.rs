@@ -7,10 +7,10 @@
 //! path. Objects of both iterate in the same order, by key, so walking
 //! either gives the same rows in the same order.
 
+use crate::core::number::canonical_number;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
-use crate::core::number::canonical_number;
 
 /// A read-only view of a JSON value.
 pub trait JsonView: Sized {

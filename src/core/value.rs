@@ -73,17 +73,19 @@ impl ColumnType {
         }
     }
 
-    /// The type decant binds arrays of, and reads back, over the wire.
-    /// Numeric travels as text to stay exact.
-    pub(crate) fn wire(self) -> &'static str {
+    /// The type a [`ColumnValue`] of this column binds as (its `ToSql`),
+    /// and the type decant reads back: numeric travels as text to stay
+    /// exact, every other type as itself.
+    pub fn wire(self) -> &'static str {
         match self {
             ColumnType::Numeric => "text",
             other => other.sql(),
         }
     }
 
-    /// SQL turning a wire expression into the column type.
-    pub(crate) fn wire_to_column(self, expr: &str) -> String {
+    /// SQL turning an expression of the [`wire`](Self::wire) type into the
+    /// column type (`$1::text::numeric` for numeric).
+    pub fn wire_to_column(self, expr: &str) -> String {
         match self {
             ColumnType::Numeric => format!("{expr}::numeric"),
             _ => expr.to_string(),
@@ -363,5 +365,4 @@ mod tests {
             assert_eq!(to_column(ty, &Value::Null), Ok(ColumnValue::Null));
         }
     }
-
 }

@@ -79,7 +79,7 @@ impl Job for MigrateJob {
 }
 
 impl MigrateJob {
-/// Claims up to `size` users after `cursor` and migrates them in one
+    /// Claims up to `size` users after `cursor` and migrates them in one
     /// transaction; returns how many were claimed and the last id.
     async fn migrate_claimed(
         &self,
@@ -130,13 +130,9 @@ impl MigrateJob {
         };
         let claimed = locked.len();
         let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
-        let failed_meanwhile = state::failed_meanwhile(
-            &tx,
-            &ids,
-            store.spec.settings.max_attempts,
-            self.run_start,
-        )
-        .await?;
+        let failed_meanwhile =
+            state::failed_meanwhile(&tx, &ids, store.spec.settings.max_attempts, self.run_start)
+                .await?;
         locked.retain(|l| !failed_meanwhile.contains(&l.id));
         let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
         let result = migrate::migrate_locked(store, &tx, &ids, locked).await;

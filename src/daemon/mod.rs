@@ -316,9 +316,7 @@ async fn worker<J: Job>(
 
         cursor = cursor.max(shared.cursor.load(Ordering::Relaxed));
         let started = Instant::now();
-        let outcome = job
-            .batch(&mut client, cursor, size, &shared.progress)
-            .await;
+        let outcome = job.batch(&mut client, cursor, size, &shared.progress).await;
         let elapsed = started.elapsed();
         let Claimed {
             users: claimed,
@@ -381,4 +379,3 @@ async fn worker<J: Job>(
         }
     }
 }
-

@@ -241,9 +241,7 @@ pub(crate) fn stored_equals(
     match ty {
         ColumnType::Numeric => match (row.get::<_, Option<&str>>(idx), sent) {
             (None, V::Null) => true,
-            (Some(a), V::Numeric(b)) => {
-                a == b || canonical_number(a) == canonical_number(b)
-            }
+            (Some(a), V::Numeric(b)) => a == b || canonical_number(a) == canonical_number(b),
             _ => false,
         },
         ColumnType::Text => match (row.get::<_, Option<&str>>(idx), sent) {

@@ -2,8 +2,8 @@
 //! shared by every worker of every process. Running daemons re-read it about
 //! twice a second.
 
-use crate::error::{Error, Result};
 use crate::core::schedule::Rate;
+use crate::error::{Error, Result};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 

@@ -1,8 +1,8 @@
 //! Connections: every pooled session has `lock_timeout` and
 //! `statement_timeout` set at start-up, so no call waits unboundedly.
 
-use crate::error::{Error, Result};
 use crate::core::spec::Settings;
+use crate::error::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 

@@ -1,8 +1,8 @@
 //! DDL: the target tables a spec describes and decant's own objects, and
 //! `init`, which applies them idempotently.
 
-use crate::error::{Error, Result};
 use crate::core::spec::{Spec, quote};
+use crate::error::{Error, Result};
 use crate::pg::sql::{source_table, target_table};
 use tokio_postgres::Client;
 

@@ -56,7 +56,6 @@ impl Store {
         }
     }
 
-
     /// Locks the source rows of `ids` (in id order, so concurrent lockers
     /// cannot deadlock); with `skip`, rows locked elsewhere are left out.
     pub async fn lock(&self, tx: &Transaction<'_>, ids: &[i64], skip: bool) -> Result<Vec<Locked>> {
@@ -326,19 +325,24 @@ impl Store {
         tx: &Transaction<'_>,
         users: &[i64],
     ) -> Result<HashMap<i64, Vec<Row>>> {
-        let work = self.sql.tables.iter().enumerate().map(|(ti, t)| async move {
-            let stmt = tx
-                .prepare_cached(&t.select)
-                .await
-                .map_err(|e| Error::db("preparing a read", e))?;
-            let rows = tx.query(&stmt, &[&users]).await.map_err(|e| {
-                Error::db(
-                    format!("reading rows of table {}", self.spec.tables[ti].name),
-                    e,
-                )
-            })?;
-            Ok::<_, Error>((ti, rows))
-        });
+        let work = self
+            .sql
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| async move {
+                let stmt = tx
+                    .prepare_cached(&t.select)
+                    .await
+                    .map_err(|e| Error::db("preparing a read", e))?;
+                let rows = tx.query(&stmt, &[&users]).await.map_err(|e| {
+                    Error::db(
+                        format!("reading rows of table {}", self.spec.tables[ti].name),
+                        e,
+                    )
+                })?;
+                Ok::<_, Error>((ti, rows))
+            });
         Ok(self.group(try_join_all(work).await?))
     }
 
@@ -407,4 +411,3 @@ impl Store {
         self.write_rows(tx, &changed, Write::Upsert).await.map(drop)
     }
 }
-

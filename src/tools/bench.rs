@@ -11,13 +11,11 @@
 //! - the backend's patch latency, idle and while the daemon runs;
 //! - the daemon's peak memory at a second, larger size.
 
-use crate::cluster::{ClusterOptions, TempCluster};
-use crate::pg::pool::{connect, with_dbname};
-use crate::error::{Error, Result};
-use crate::example;
-use crate::pg::schema;
-use crate::pg::store::Store;
-use crate::traffic::{Traffic, WriteKind};
+use super::cluster::{ClusterOptions, TempCluster};
+use super::example;
+use super::traffic::{Traffic, WriteKind};
+use anyhow::{Context, Result, anyhow};
+use decant::{connect, with_dbname};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -66,21 +64,16 @@ pub async fn run(opts: &BenchOptions) -> Result<String> {
                 })
             })
             .await
-            .map_err(|e| Error::Cluster(e.to_string()))??;
+            .context("starting the throwaway cluster")??;
             cluster.url("postgres")
         }
     };
     let admin = connect(&server).await?;
     let dir = std::env::temp_dir().join(format!("decant-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let spec_path = dir.join("decant.toml");
-    std::fs::write(&spec_path, example::SPEC).map_err(|source| Error::Io {
-        path: spec_path.clone(),
-        source,
-    })?;
+    std::fs::write(&spec_path, example::SPEC)
+        .with_context(|| format!("writing {}", spec_path.display()))?;
     let result = run_all(opts, &server, &admin, &spec_path).await;
     for db in [
         "bench_template",
@@ -103,7 +96,7 @@ async fn drop_db(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
-        .map_err(|e| Error::db(format!("dropping {name}"), e))
+        .with_context(|| format!("dropping {name}"))
 }
 
 async fn create_from_template(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
@@ -111,7 +104,7 @@ async fn create_from_template(admin: &tokio_postgres::Client, name: &str) -> Res
     admin
         .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE bench_template"))
         .await
-        .map_err(|e| Error::db(format!("copying the template to {name}"), e))
+        .with_context(|| format!("copying the template to {name}"))
 }
 
 async fn load_db(
@@ -124,33 +117,33 @@ async fn load_db(
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
-        .map_err(|e| Error::db(format!("creating {name}"), e))?;
+        .with_context(|| format!("creating {name}"))?;
     let client = connect(&with_dbname(server, name)?).await?;
     let started = Instant::now();
     example::load(&client, users, 1).await?;
-    schema::init(&client, &example::spec()).await?;
+    decant::init(&client, &example::spec()).await?;
     client
         .batch_execute("VACUUM ANALYZE")
         .await
-        .map_err(|e| Error::db("vacuuming", e))?;
+        .with_context(|| "vacuuming")?;
     client
         .batch_execute("CHECKPOINT")
         .await
-        .map_err(|e| Error::db("checkpoint", e))?;
+        .with_context(|| "checkpoint")?;
     Ok(started.elapsed())
 }
 
 async fn count_rows(client: &tokio_postgres::Client) -> Result<i64> {
     let spec = example::spec();
     let mut n = 0;
-    for ti in 0..spec.tables.len() {
+    for ti in 0..spec.tables().len() {
         let c: i64 = client
             .query_one(
-                &format!("SELECT count(*) FROM {}", schema::target_table(&spec, ti)),
+                &format!("SELECT count(*) FROM {}", spec.qualified_table(ti)),
                 &[],
             )
             .await
-            .map_err(|e| Error::db("counting rows", e))?
+            .with_context(|| "counting rows")?
             .get(0);
         n += c;
     }
@@ -161,7 +154,7 @@ async fn count_migrated(client: &tokio_postgres::Client) -> Result<i64> {
     Ok(client
         .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
         .await
-        .map_err(|e| Error::db("counting migrated users", e))?
+        .with_context(|| "counting migrated users")?
         .get(0))
 }
 
@@ -275,7 +268,7 @@ async fn run_all(
         ),
     });
     if migrated != daemon.migrated {
-        return Err(Error::Setup(format!(
+        return Err(anyhow!(format!(
             "the daemon reported {} users but {migrated} are migrated",
             daemon.migrated
         )));
@@ -394,7 +387,7 @@ async fn latency(
 ) -> Result<String> {
     create_from_template(admin, "bench_latency").await?;
     let url = with_dbname(server, "bench_latency")?;
-    let decant = crate::Decant::connect(&url, example::spec(), 8)?;
+    let decant = decant::Decant::connect(&url, example::spec(), 8)?;
     tracing::info!(secs = opts.latency_secs, "backend patch latency, no daemon");
     let idle = Traffic::start(
         &decant,
@@ -496,13 +489,13 @@ async fn set_based(
     for s in setup {
         c.batch_execute(s)
             .await
-            .map_err(|e| Error::db(format!("{name}: {s}"), e))?;
+            .with_context(|| format!("{name}: {s}"))?;
     }
     tracing::info!(variant = %line.what, "set-based SQL");
     let started = Instant::now();
     c.batch_execute(sql)
         .await
-        .map_err(|e| Error::db(format!("{name}: set-based SQL"), e))?;
+        .with_context(|| format!("{name}: set-based SQL"))?;
     line.secs = started.elapsed().as_secs_f64();
     line.users = count_migrated(&c).await?;
     line.rows = count_rows(&c).await?;
@@ -511,18 +504,22 @@ async fn set_based(
     Ok(line)
 }
 
+/// A quoted SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// One transaction per user, one INSERT per row: what a hand-written
 /// migration script typically does.
 async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
     let spec = Arc::new(example::spec());
-    let store = Store::new(spec.clone());
     let mut client = connect(url).await?;
     let inserts: Vec<tokio_postgres::Statement> =
         {
             let mut v = Vec::new();
-            for (ti, t) in spec.tables.iter().enumerate() {
-                let cols: Vec<String> = std::iter::once(crate::core::spec::quote(&t.user_column))
-                    .chain(t.columns.iter().map(|c| crate::core::spec::quote(&c.name)))
+            for (ti, t) in spec.tables().iter().enumerate() {
+                let cols: Vec<String> = std::iter::once(quote(&t.user_column))
+                    .chain(t.columns.iter().map(|c| quote(&c.name)))
                     .collect();
                 let params: Vec<String> =
                     std::iter::once("$1".to_string())
@@ -532,7 +529,7 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
                         .collect();
                 let sql = format!(
                     "INSERT INTO {} ({}) VALUES ({})",
-                    schema::target_table(&spec, ti),
+                    spec.qualified_table(ti),
                     cols.join(", "),
                     params.join(", ")
                 );
@@ -540,7 +537,7 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
                     client
                         .prepare(&sql)
                         .await
-                        .map_err(|e| Error::db("preparing a naive insert", e))?,
+                        .with_context(|| "preparing a naive insert")?,
                 );
             }
             v
@@ -548,16 +545,13 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
     let started = Instant::now();
     let (mut done, mut rows) = (0, 0);
     for id in 1..=users {
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| Error::db("begin", e))?;
+        let tx = client.transaction().await.with_context(|| "begin")?;
         let row = tx
             .query_one("SELECT data FROM \"user\" WHERE id = $1 FOR UPDATE", &[&id])
             .await
-            .map_err(|e| Error::db("naive read", e))?;
+            .with_context(|| "naive read")?;
         let blob: serde_json::Value = row.get(0);
-        let Ok(e) = crate::core::explode(&spec, &blob) else {
+        let Ok(e) = decant::explode(&spec, &blob) else {
             continue;
         };
         for r in &e.rows {
@@ -569,19 +563,18 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
             );
             tx.execute(&inserts[r.table], &params)
                 .await
-                .map_err(|e| Error::db("naive insert", e))?;
+                .with_context(|| "naive insert")?;
         }
         tx.execute(
             "UPDATE \"user\" SET data = $2, migrated = true WHERE id = $1",
             &[&id, &e.residual],
         )
         .await
-        .map_err(|e| Error::db("naive update", e))?;
-        tx.commit().await.map_err(|e| Error::db("commit", e))?;
+        .with_context(|| "naive update")?;
+        tx.commit().await.with_context(|| "commit")?;
         done += 1;
         rows += e.rows.len() as i64;
     }
-    drop(store);
     Ok((done, rows, started.elapsed().as_secs_f64()))
 }
 
@@ -614,10 +607,9 @@ async fn run_daemon(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let child = cmd.spawn().map_err(|source| Error::Io {
-        path: opts.exe.clone(),
-        source,
-    })?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", opts.exe.display()))?;
     let pid = child.id();
     let stopper = limit.map(|d| {
         tokio::spawn(async move {
@@ -632,13 +624,13 @@ async fn run_daemon(
     let out = child
         .wait_with_output()
         .await
-        .map_err(|e| Error::Setup(format!("waiting for the daemon: {e}")))?;
+        .map_err(|e| anyhow!(format!("waiting for the daemon: {e}")))?;
     if let Some(s) = stopper {
         s.abort();
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
-        return Err(Error::Setup(format!(
+        return Err(anyhow!(format!(
             "the daemon failed ({}): {text}",
             out.status
         )));

@@ -7,7 +7,7 @@
 //! its directory when the process that started it exits, however it exits
 //! (a failed test, a panic, `kill -9`).
 
-use crate::error::{Error, Result};
+use anyhow::{Result, anyhow};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -99,11 +99,6 @@ impl TempCluster {
         )
     }
 
-    /// The cluster's directory (data, log, socket).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn run(&self, cmd: &mut Command, what: &str) -> Result<()> {
         let mut cmd = if self.run_as_postgres {
             let mut c = Command::new("runuser");
@@ -117,9 +112,9 @@ impl TempCluster {
         let out = cmd
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| Error::Cluster(format!("{what}: {e}")))?;
+            .map_err(|e| anyhow!(format!("{what}: {e}")))?;
         if !out.status.success() {
-            return Err(Error::Cluster(format!(
+            return Err(anyhow!(format!(
                 "{what} failed ({}): {}{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr),
@@ -151,7 +146,7 @@ impl TempCluster {
             .stderr(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.spawn()
-            .map_err(|e| Error::Cluster(format!("starting the watchdog: {e}")))?;
+            .map_err(|e| anyhow!(format!("starting the watchdog: {e}")))?;
         Ok(())
     }
 
@@ -211,10 +206,9 @@ fn find_bindir() -> Result<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().ok_or_else(|| {
-        Error::Cluster(
+        anyhow!(
             "no initdb/pg_ctl found (PATH, PG_BINDIR, /usr/lib/postgresql/*/bin); \
              install the PostgreSQL server (apt-get install postgresql) or set DATABASE_URL"
-                .into(),
         )
     })
 }
@@ -233,8 +227,8 @@ fn make_dir(for_postgres: bool) -> Result<PathBuf> {
                         .map(|s| s.success())
                         .unwrap_or(false);
                     if !ok {
-                        return Err(Error::Cluster(
-                            "running as root needs an OS user `postgres` to own the cluster".into(),
+                        return Err(anyhow!(
+                            "running as root needs an OS user `postgres` to own the cluster"
                         ));
                     }
                 }
@@ -242,12 +236,9 @@ fn make_dir(for_postgres: bool) -> Result<PathBuf> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(Error::Io {
-                    path: dir,
-                    source: e,
-                });
+                return Err(anyhow::Error::new(e).context(format!("creating {}", dir.display())));
             }
         }
     }
-    Err(Error::Cluster("cannot create a temporary directory".into()))
+    Err(anyhow!("cannot create a temporary directory"))
 }

@@ -3,19 +3,16 @@
 //! every user migrated by parallel workers, every migrated user verified
 //! against the generator's original blob, and a summary.
 
-use crate::cluster::{ClusterOptions, TempCluster};
-use crate::compat::Decant;
-use crate::daemon::{self, RunOptions, RunReport};
-use crate::pg::pool::{connect, with_dbname};
-use crate::error::{Error, Result};
-use crate::example;
-use crate::core::schedule::Rate;
-use crate::pg::schema;
-use crate::traffic::{Traffic, WriteKind};
-use crate::core::value::json_diff;
+use super::cluster::{ClusterOptions, TempCluster};
+use super::example;
+use super::traffic::{Traffic, WriteKind};
+use anyhow::{Context, Result, bail};
+use decant::{
+    Decant, Progress, Rate, RunOptions, RunReport, Schedule, Throttle, connect, json_diff,
+    with_dbname,
+};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Demo options.
@@ -148,7 +145,7 @@ pub async fn run(opts: &DemoOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> Re
             cluster =
                 tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default()))
                     .await
-                    .map_err(|e| Error::Cluster(e.to_string()))??;
+                    .context("starting the throwaway cluster")??;
             cluster.url("postgres")
         }
     };
@@ -157,7 +154,7 @@ pub async fn run(opts: &DemoOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> Re
     admin
         .batch_execute(&format!("CREATE DATABASE {db_name}"))
         .await
-        .map_err(|e| Error::db("creating the demo database", e))?;
+        .with_context(|| "creating the demo database")?;
     let url = with_dbname(&server_url, &db_name)?;
     let result = run_in(opts, &url, progress).await;
     let _ = admin
@@ -176,7 +173,7 @@ async fn run_in(
     let started = Instant::now();
     tracing::info!(users = opts.users, "generating and loading users");
     example::load(&client, opts.users, opts.seed).await?;
-    schema::init(&client, &spec).await?;
+    decant::init(&client, &spec).await?;
     let load_time = started.elapsed();
 
     let decant = Decant::connect(url, spec, opts.workers + 6)?;
@@ -190,18 +187,18 @@ async fn run_in(
         1,
     );
     let started = Instant::now();
-    let run_progress = Arc::new(daemon::Progress::default());
+    let run_progress = Arc::new(Progress::default());
     let run_opts = RunOptions {
         workers: opts.workers,
         rate: Some(Rate::Max),
         // full speed: the demo shows the daemon racing live writes
-        throttle: crate::daemon::Throttle {
+        throttle: Throttle {
             max_commit_slowdown: None,
-            ..crate::daemon::Throttle::default()
+            ..Throttle::default()
         },
         ..RunOptions::default()
     };
-    let run = daemon::run(
+    let run = decant::run(
         &decant,
         run_opts,
         run_progress.clone(),
@@ -213,10 +210,7 @@ async fn run_in(
             r = &mut run => break r?,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
                 let p = &run_progress;
-                progress(
-                    p.migrated.load(Ordering::Relaxed) + p.failed.load(Ordering::Relaxed),
-                    p.total.load(Ordering::Relaxed),
-                );
+                progress(p.migrated() + p.failed(), p.total());
             }
         }
     };
@@ -242,44 +236,33 @@ async fn run_in(
         }
     }
     if lost > 0 {
-        return Err(Error::Verification {
-            user: 0,
-            detail: format!(
-                "{lost} users differ from their original blob plus acknowledged writes"
-            ),
-        });
+        bail!(
+            "verification failed: {lost} users differ from their original blob plus acknowledged writes"
+        );
     }
 
     let migrated: i64 = client
         .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
         .await
-        .map_err(|e| Error::db("counting migrated users", e))?
+        .with_context(|| "counting migrated users")?
         .get(0);
     let mut rows = Vec::new();
-    for (ti, t) in decant.spec().tables.iter().enumerate() {
+    for (ti, t) in decant.spec().tables().iter().enumerate() {
         let n: i64 = client
             .query_one(
-                &format!(
-                    "SELECT count(*) FROM {}",
-                    schema::target_table(decant.spec(), ti)
-                ),
+                &format!("SELECT count(*) FROM {}", decant.spec().qualified_table(ti)),
                 &[],
             )
             .await
-            .map_err(|e| Error::db("counting rows", e))?
+            .with_context(|| "counting rows")?
             .get(0);
         rows.push((t.name.clone(), n));
     }
-    let failed = client
-        .query(
-            "SELECT reason, count(*), (array_agg(user_id ORDER BY user_id))[1:3] \
-               FROM decant.user_state WHERE state = 'failed' GROUP BY reason ORDER BY 2 DESC, 1",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::db("grouping failures", e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+    let failed = decant::status(&decant, &Schedule::default())
+        .await?
+        .failures
+        .into_iter()
+        .map(|f| (f.reason, f.users, f.examples))
         .collect();
     // A cross-user read mid-state: the normalized rows of migrated users and
     // the blobs of those still legacy, in one ranking.
@@ -296,7 +279,7 @@ async fn run_in(
             &[],
         )
         .await
-        .map_err(|e| Error::db("reading the leaderboard", e))?
+        .with_context(|| "reading the leaderboard")?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();

@@ -7,8 +7,8 @@
 //! (numbers as strings, negative counts, null where an object belongs,
 //! unknown modes), which the spec's `fail` rules refuse.
 
-use crate::error::{Error, Result};
-use crate::core::spec::Spec;
+use anyhow::{Context, Result};
+use decant::Spec;
 use serde_json::{Map, Value, json};
 use tokio_postgres::Client;
 
@@ -274,14 +274,14 @@ pub async fn load(client: &Client, count: i64, seed: u64) -> Result<usize> {
     client
         .batch_execute(SCHEMA)
         .await
-        .map_err(|e| Error::db("creating the game table", e))?;
+        .with_context(|| "creating the game table")?;
     let stmt = client
         .prepare(
             "INSERT INTO \"user\" (id, name, data) \
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[])",
         )
         .await
-        .map_err(|e| Error::db("preparing the user insert", e))?;
+        .with_context(|| "preparing the user insert")?;
     let mut dirty = 0;
     let mut next = 1;
     while next <= count {
@@ -294,20 +294,20 @@ pub async fn load(client: &Client, count: i64, seed: u64) -> Result<usize> {
         client
             .execute(&stmt, &[&ids, &names, &blobs])
             .await
-            .map_err(|e| Error::db("loading generated users", e))?;
+            .with_context(|| "loading generated users")?;
         next = end;
     }
     client
         .batch_execute("ANALYZE \"user\"")
         .await
-        .map_err(|e| Error::db("analyzing the game table", e))?;
+        .with_context(|| "analyzing the game table")?;
     Ok(dirty)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::explode::explode;
+    use decant::explode;
 
     #[test]
     fn users_are_deterministic_and_realistic() {

@@ -3,9 +3,9 @@
 //! and its latency. The demo proves with it that no write is lost; the
 //! benchmark measures with it what the daemon costs live traffic.
 
-use crate::compat::Decant;
-use crate::error::{Error, Result};
-use crate::example::Rng;
+use super::example::Rng;
+use anyhow::{Result, anyhow};
+use decant::Decant;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,7 +81,7 @@ impl Traffic {
                                 *acked.entry(user).or_default() += 1;
                             }
                             Err(e) if e.is_retryable() => {}
-                            Err(e) => return Err(e),
+                            Err(e) => return Err(e.into()),
                         }
                     }
                     Ok((acked, latencies))
@@ -99,7 +99,7 @@ impl Traffic {
         for t in self.tasks {
             let (acked, l) = t
                 .await
-                .map_err(|e| Error::Setup(format!("a traffic task: {e}")))??;
+                .map_err(|e| anyhow!(format!("a traffic task: {e}")))??;
             for (user, n) in acked {
                 *report.acked.entry(user).or_default() += n;
                 report.writes += n;

@@ -28,9 +28,9 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 async fn schema_init_migrate_rollback_from_the_command_line() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    decant::example::load(&client, 20, 1).await.unwrap();
+    crate::example::load(&client, 20, 1).await.unwrap();
     let dir = temp_dir("flow");
-    std::fs::write(dir.join("decant.toml"), decant::example::SPEC).unwrap();
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
 
     let (ok, out, err) = decant(&["schema"], None, &dir);
     assert!(ok, "{err}");
@@ -57,7 +57,7 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("error: user 424242: no such user"), "{err}");
 
-    let dirty = (1..=20).find(|&i| decant::example::user(1, i).dirt.is_some());
+    let dirty = (1..=20).find(|&i| crate::example::user(1, i).dirt.is_some());
     if let Some(dirty) = dirty {
         let (ok, _, err) = decant(
             &["migrate", "--user", &dirty.to_string()],
@@ -84,7 +84,7 @@ fn bad_input_is_refused_with_a_clear_error() {
     );
 
     let broken =
-        decant::example::SPEC.replace("type = \"int4\", min = 0", "type = \"int44\", min = 0");
+        crate::example::SPEC.replace("type = \"int4\", min = 0", "type = \"int44\", min = 0");
     std::fs::write(dir.join("decant.toml"), &broken).unwrap();
     let line = broken.lines().position(|l| l.contains("int44")).unwrap() + 1;
     let (ok, _, err) = decant(&["schema"], None, &dir);
@@ -96,7 +96,7 @@ fn bad_input_is_refused_with_a_clear_error() {
         "{err}"
     );
 
-    std::fs::write(dir.join("decant.toml"), decant::example::SPEC).unwrap();
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
     let (ok, _, err) = decant(&["init"], None, &dir);
     assert!(!ok);
     assert!(err.contains("no database"), "{err}");
@@ -114,9 +114,9 @@ fn bad_input_is_refused_with_a_clear_error() {
 async fn live_control_and_status_from_the_command_line() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    decant::example::load(&client, 30, 1).await.unwrap();
+    crate::example::load(&client, 30, 1).await.unwrap();
     let dir = temp_dir("control");
-    std::fs::write(dir.join("decant.toml"), decant::example::SPEC).unwrap();
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
     let url = Some(db.url.as_str());
     assert!(decant(&["init"], url, &dir).0);
 

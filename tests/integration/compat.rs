@@ -1,6 +1,6 @@
+use crate::example::Rng;
 use crate::harness::{TestDb, clean_user, is_migrated};
-use decant::example::Rng;
-use decant::value::json_eq;
+use decant::json_eq;
 use decant::{Error, merge_patch};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ async fn the_wrapper_takes_the_old_or_new_path_by_the_flag() {
                         )
                         .await
                         .unwrap();
-                    Ok::<_, Error>(("new", decant::value::number(&row.get::<_, String>(0))))
+                    Ok::<_, Error>(("new", serde_json::from_str::<Value>(&row.get::<_, String>(0)).unwrap()))
                 },
             )
             .await
@@ -81,8 +81,7 @@ async fn a_held_lock_gives_a_typed_retryable_timeout() {
     let db = TestDb::new().await;
     let game = db.game(3).await;
     drop(game);
-    let spec_text =
-        decant::example::SPEC.replace("lock_timeout_ms = 2000", "lock_timeout_ms = 300");
+    let spec_text = crate::example::SPEC.replace("lock_timeout_ms = 2000", "lock_timeout_ms = 300");
     let decant = db.decant_with(&spec_text, 2);
     let mut holder = db.client().await;
     let tx = holder.transaction().await.unwrap();
@@ -164,7 +163,7 @@ fn random_op(rng: &mut Rng, dirty: bool) -> (&'static str, Value) {
             json!({"marriage": {"achievements": {"a1": {"unlockedAt": 1669702024365u64, "progress": rng.range(0, 9)}}}}),
         ),
         _ => loop {
-            let u = decant::example::user(rng.next_u64(), 1);
+            let u = crate::example::user(rng.next_u64(), 1);
             if u.dirt.is_none() {
                 break ("save", u.blob);
             }
@@ -234,4 +233,101 @@ async fn load_save_patch_agree_for_legacy_and_migrated_users() {
         assert!(decant.rollback_user(b).await.unwrap());
         assert!(json_eq(&decant.load(b).await.unwrap(), &model));
     }
+}
+
+/// A driver error inside a closure converts with `?` and keeps its
+/// SQLSTATE: a serialization failure raised by the server is retryable,
+/// and the transaction is rolled back.
+#[tokio::test]
+async fn a_serialization_failure_in_a_closure_is_retryable() {
+    let db = TestDb::new().await;
+    let decant = db.game(3).await;
+    let err = decant
+        .migration_compatible_transaction(
+            1,
+            async |tx| {
+                tx.execute("UPDATE \"user\" SET name = 'changed' WHERE id = 1", &[])
+                    .await?;
+                tx.batch_execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access' \
+                     USING ERRCODE = 'serialization_failure'; END $$",
+                )
+                .await?;
+                Ok::<_, Error>(())
+            },
+            async |_tx| unreachable!("user 1 is legacy"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("40001"), "{err}");
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("could not serialize access"),
+        "{err}"
+    );
+    let name: String = db
+        .client()
+        .await
+        .query_one("SELECT name FROM \"user\" WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "player1", "the closure's write was rolled back");
+}
+
+/// Two backend transactions that lock each other's users deadlock for
+/// real; the one PostgreSQL aborts gets a retryable error through `?`.
+#[tokio::test]
+async fn a_deadlock_between_closures_is_retryable() {
+    let db = TestDb::new().await;
+    let decant = db.game(3).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let cross = |me: i64, other: i64| {
+        let (decant, barrier) = (decant.clone(), barrier.clone());
+        tokio::spawn(async move {
+            decant
+                .migration_compatible_transaction(
+                    me,
+                    async |tx| {
+                        // both hold their own user's lock before either
+                        // asks for the other's
+                        barrier.wait().await;
+                        tx.execute("SELECT 1 FROM \"user\" WHERE id = $1 FOR UPDATE", &[&other])
+                            .await?;
+                        Ok::<_, Error>(())
+                    },
+                    async |_tx| unreachable!("the users are legacy"),
+                )
+                .await
+        })
+    };
+    let (a, b) = (cross(1, 2), cross(2, 1));
+    let results = [a.await.unwrap(), b.await.unwrap()];
+    let errors: Vec<&Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1, "exactly one side is aborted: {results:?}");
+    assert_eq!(errors[0].sqlstate(), Some("40P01"), "{}", errors[0]);
+    assert!(errors[0].is_retryable());
+}
+
+/// A session killed under a closure (a restart, a failover, an idle
+/// timeout) is a dropped connection: retryable, and the next call works.
+#[tokio::test]
+async fn a_dropped_connection_in_a_closure_is_retryable() {
+    let db = TestDb::new().await;
+    let decant = db.game(3).await;
+    let err = decant
+        .migration_compatible_transaction(
+            1,
+            async |tx| {
+                tx.execute("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+                    .await?;
+                Ok::<_, Error>(())
+            },
+            async |_tx| unreachable!("user 1 is legacy"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err} ({:?})", err.sqlstate());
+    decant.patch(1, &json!({"xp": 2})).await.unwrap();
+    assert!(json_eq(&decant.load(1).await.unwrap()["xp"], &json!(2)));
 }

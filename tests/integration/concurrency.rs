@@ -21,7 +21,7 @@ async fn no_acknowledged_write_is_lost_while_users_migrate_and_roll_back() {
     let db = TestDb::new().await;
     let decant: Decant = db.game(8).await;
     let users: Vec<i64> = (1..=8)
-        .filter(|&i| decant::example::user(1, i).dirt.is_none())
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Vec<AtomicU64>> =

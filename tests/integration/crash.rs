@@ -1,9 +1,9 @@
 //! The daemon as a process: killed with SIGKILL at random moments, stopped
 //! with SIGTERM.
 
+use crate::example::Rng;
 use crate::harness::{GAME_TABLES, TestDb, count_migrated};
-use decant::example::Rng;
-use decant::value::json_eq;
+use decant::json_eq;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ fn spec_file(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("decant-crash-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("decant.toml");
-    std::fs::write(&path, decant::example::SPEC).unwrap();
+    std::fs::write(&path, crate::example::SPEC).unwrap();
     path
 }
 
@@ -97,7 +97,7 @@ async fn twenty_kills_then_a_restart_leave_every_user_whole() {
         loaded.extend(decant.load_many(chunk).await.unwrap());
     }
     for id in ids {
-        let u = decant::example::user(1, id);
+        let u = crate::example::user(1, id);
         let (migrated, blob) = &flags[&id];
         let n_rows = rows.get(&id).copied().unwrap_or(0);
         match decant::explode(spec, &u.blob) {

@@ -1,8 +1,8 @@
 use crate::harness::{TestDb, count_migrated, is_migrated, row_count};
-use decant::control::{self, Setting};
-use decant::daemon::{self, Progress, RunOptions, RunReport, Throttle};
-use decant::value::json_eq;
+use decant::Setting;
+use decant::json_eq;
 use decant::{Decant, Error};
+use decant::{Progress, RunOptions, RunReport, Throttle};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +22,7 @@ impl Running {
         let (tx, rx) = oneshot::channel::<()>();
         let (d, p) = (decant.clone(), progress.clone());
         let task = tokio::spawn(async move {
-            daemon::run(&d, opts, p, async move {
+            decant::run(&d, opts, p, async move {
                 let _ = rx.await;
             })
             .await
@@ -35,17 +35,12 @@ impl Running {
     }
 
     fn migrated(&self) -> u64 {
-        self.progress.migrated.load(Ordering::Relaxed)
+        self.progress.migrated()
     }
 
     /// Why the daemon holds back now ("" when it works).
     fn holding(&self) -> String {
-        self.progress
-            .holding
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or_default()
+        self.progress.holding().unwrap_or_default()
     }
 
     async fn stop(mut self) -> RunReport {
@@ -64,20 +59,19 @@ impl Running {
 
 fn clean(n: i64) -> Vec<i64> {
     (1..=n)
-        .filter(|&i| decant::example::user(1, i).dirt.is_none())
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
         .collect()
 }
 
 async fn set(decant: &Decant, s: Setting) {
-    let client = decant.pool().get().await.unwrap();
-    control::set(&**client, &s).await.unwrap();
+    decant.set_control(&s).await.unwrap();
 }
 
 async fn verify_all(decant: &Decant, n: i64) {
     for id in 1..=n {
         let got = decant.load(id).await.unwrap();
         assert!(
-            json_eq(&got, &decant::example::user(1, id).blob),
+            json_eq(&got, &crate::example::user(1, id).blob),
             "user {id} differs"
         );
     }
@@ -89,7 +83,7 @@ async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() 
     let n = 700;
     db.game(n).await;
     let decant = db.decant_with(
-        &decant::example::SPEC.replace("max_attempts = 5", "max_attempts = 2"),
+        &crate::example::SPEC.replace("max_attempts = 5", "max_attempts = 2"),
         6,
     );
     let client = db.client().await;
@@ -130,9 +124,7 @@ async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() 
         .unwrap()
         .get(0);
     assert_eq!(max_attempts, 2);
-    let status = decant::status::status(&decant, &Default::default())
-        .await
-        .unwrap();
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
     assert_eq!(status.over_limit as usize, dirty);
     assert_eq!(status.failed as usize, dirty);
     assert_eq!(status.migrated as usize, clean(n).len());
@@ -223,8 +215,8 @@ async fn two_daemons_migrate_disjoint_users_and_finish_the_table() {
     let db = TestDb::new().await;
     let n = 1500;
     db.game(n).await;
-    let one = Decant::connect(&db.url, decant::example::spec(), 4).unwrap();
-    let two = Decant::connect(&db.url, decant::example::spec(), 4).unwrap();
+    let one = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
+    let two = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
     // a rate (per process) so that neither can finish the table alone
     // before the other has started
     set(&one, Setting::Rate("400/s".parse().unwrap())).await;
@@ -264,7 +256,7 @@ async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
         let (decant, stop, acked, users) =
             (decant.clone(), stop.clone(), acked.clone(), users.clone());
         backends.push(tokio::spawn(async move {
-            let mut rng = decant::example::Rng::new(b);
+            let mut rng = crate::example::Rng::new(b);
             let mut writes = 0;
             while !stop.load(Ordering::Relaxed) {
                 let i = rng.range(0, users.len() as u64) as usize;
@@ -337,7 +329,7 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
     let mut in_rollout = 0;
     for r in &rows {
         let (id, migrated, inside): (i64, bool, bool) = (r.get(0), r.get(1), r.get(2));
-        let dirty = decant::example::user(1, id).dirt.is_some();
+        let dirty = crate::example::user(1, id).dirt.is_some();
         assert_eq!(
             migrated,
             inside && !dirty,
@@ -354,7 +346,7 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
     let outside = rows
         .iter()
         .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(2)))
-        .find(|&(id, inside)| !inside && decant::example::user(1, id).dirt.is_none())
+        .find(|&(id, inside)| !inside && crate::example::user(1, id).dirt.is_none())
         .unwrap()
         .0;
     decant
@@ -381,13 +373,13 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
         .unwrap()
         .get(0);
     assert_eq!(x, "2", "the write landed on the new tables");
-    let mut want = decant::example::user(1, outside).blob;
+    let mut want = crate::example::user(1, outside).blob;
     decant::merge_patch(&mut want, &json!({"pref": {"x": 2}}));
     assert!(json_eq(&decant.load(outside).await.unwrap(), &want));
 
     // a dirty user in the rollout: the write still lands, on the blob
     let dirty = (1..=n)
-        .find(|&i| decant::example::user(1, i).dirt.is_some())
+        .find(|&i| crate::example::user(1, i).dirt.is_some())
         .unwrap();
     set(&decant, Setting::AllowList(vec![dirty])).await;
     let after = decant
@@ -404,7 +396,7 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
         .map(|r| r.get::<_, i64>(0))
         .find(|&id| {
             id != outside
-                && decant::example::user(1, id).dirt.is_none()
+                && crate::example::user(1, id).dirt.is_none()
                 && !is_migrated_sync(&rows, id)
         })
         .unwrap();
@@ -477,8 +469,7 @@ async fn database_signals_and_windows_hold_the_daemon_back() {
     let start = now.time().wrapping_add(jiff::SignedDuration::from_hours(2));
     let end = now.time().wrapping_add(jiff::SignedDuration::from_hours(3));
     let window = format!("{}-{}", start.strftime("%H:%M"), end.strftime("%H:%M"));
-    let schedule =
-        decant::schedule::Schedule::new(vec![window.parse().unwrap()], Some("UTC")).unwrap();
+    let schedule = decant::Schedule::new(vec![window.parse().unwrap()], Some("UTC")).unwrap();
     check_held(
         RunOptions {
             schedule,

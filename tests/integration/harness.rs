@@ -1,7 +1,7 @@
 //! The test harness: one server per test run, one fresh database per test,
 //! dropped when the test ends (pass or fail).
 
-use decant::cluster::{ClusterOptions, TempCluster};
+use crate::cluster::{ClusterOptions, TempCluster};
 use decant::{Decant, Spec};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -69,9 +69,9 @@ impl TestDb {
     /// 1), decant initialized, and a handle on it.
     pub async fn game(&self, users: i64) -> Decant {
         let client = self.client().await;
-        decant::example::load(&client, users, 1).await.unwrap();
-        let spec = decant::example::spec();
-        decant::schema::init(&client, &spec).await.unwrap();
+        crate::example::load(&client, users, 1).await.unwrap();
+        let spec = crate::example::spec();
+        decant::init(&client, &spec).await.unwrap();
         Decant::connect(&self.url, spec, 8).unwrap()
     }
 
@@ -180,13 +180,13 @@ pub async fn row_count(client: &tokio_postgres::Client, user: i64) -> i64 {
 /// The first generated user (seed 1) without dirt.
 pub fn clean_user() -> i64 {
     (1..)
-        .find(|&i| decant::example::user(1, i).dirt.is_none())
+        .find(|&i| crate::example::user(1, i).dirt.is_none())
         .unwrap()
 }
 
 /// The first generated user (seed 1) with dirt, among the first `users`.
 pub fn dirty_user(users: i64) -> i64 {
     (1..=users)
-        .find(|&i| decant::example::user(1, i).dirt.is_some())
+        .find(|&i| crate::example::user(1, i).dirt.is_some())
         .expect("a dirty user among the generated ones")
 }

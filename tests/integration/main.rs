@@ -11,3 +11,11 @@ mod crash;
 mod daemon;
 mod migrate;
 mod schema;
+
+// the binary's throwaway cluster and example game, shared with the tests
+#[allow(dead_code)]
+#[path = "../../src/tools/cluster.rs"]
+mod cluster;
+#[allow(dead_code)]
+#[path = "../../src/tools/example.rs"]
+mod example;

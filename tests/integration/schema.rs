@@ -5,14 +5,14 @@ use decant::{Decant, Error, Spec};
 async fn init_is_idempotent_and_adds_what_is_missing() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    client.batch_execute(decant::example::SCHEMA).await.unwrap();
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
     client
         .execute("INSERT INTO \"user\" VALUES (1, 'a', '{\"xp\": 1}')", &[])
         .await
         .unwrap();
-    let spec = decant::example::spec();
-    decant::schema::init(&client, &spec).await.unwrap();
-    decant::schema::init(&client, &spec).await.unwrap();
+    let spec = crate::example::spec();
+    decant::init(&client, &spec).await.unwrap();
+    decant::init(&client, &spec).await.unwrap();
 
     let flag: bool = client
         .query_one("SELECT migrated FROM \"user\" WHERE id = 1", &[])
@@ -73,8 +73,8 @@ async fn init_is_idempotent_and_adds_what_is_missing() {
 async fn init_refuses_a_missing_or_mistyped_source() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let spec = decant::example::spec();
-    let err = decant::schema::init(&client, &spec).await.unwrap_err();
+    let spec = crate::example::spec();
+    let err = decant::init(&client, &spec).await.unwrap_err();
     assert!(matches!(err, Error::Setup(_)), "{err}");
     assert!(
         err.to_string()
@@ -86,7 +86,7 @@ async fn init_refuses_a_missing_or_mistyped_source() {
         .batch_execute("CREATE TABLE \"user\" (id bigint PRIMARY KEY, data json NOT NULL)")
         .await
         .unwrap();
-    let err = decant::schema::init(&client, &spec).await.unwrap_err();
+    let err = decant::init(&client, &spec).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("\"data\" is json; decant needs jsonb"),
@@ -106,12 +106,8 @@ async fn init_refuses_a_missing_or_mistyped_source() {
 
 #[tokio::test]
 async fn a_bad_connection_string_is_a_clear_error() {
-    let err = Decant::connect(
-        "postgres://a:b@host:notaport/db",
-        decant::example::spec(),
-        1,
-    )
-    .unwrap_err();
+    let err =
+        Decant::connect("postgres://a:b@host:notaport/db", crate::example::spec(), 1).unwrap_err();
     assert!(err.to_string().contains("bad connection string"), "{err}");
 }
 
@@ -119,14 +115,14 @@ async fn a_bad_connection_string_is_a_clear_error() {
 async fn the_ddl_printed_is_the_ddl_applied() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    client.batch_execute(decant::example::SCHEMA).await.unwrap();
-    let spec = Spec::parse(decant::example::SPEC).unwrap();
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    let spec = Spec::parse(crate::example::SPEC).unwrap();
     // the printed script applies as is (except CONCURRENTLY inside a
     // transaction block, so run it statement by statement via psql rules)
-    for stmt in decant::schema::statements(&spec) {
+    for stmt in decant::schema_statements(&spec) {
         client.batch_execute(&stmt).await.unwrap();
     }
-    let script = decant::schema::script(&spec);
+    let script = decant::schema_script(&spec);
     assert!(script.contains("CREATE TABLE IF NOT EXISTS \"public\".\"user_statistic\""));
     assert!(script.contains("CREATE SCHEMA IF NOT EXISTS decant"));
     assert!(

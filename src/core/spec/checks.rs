@@ -138,4 +138,3 @@ pub(crate) fn check_ident(name: &str) -> std::result::Result<(), String> {
 pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
-

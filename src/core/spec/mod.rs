@@ -33,7 +33,6 @@ pub struct SpecError {
 
 type Result<T, E = SpecError> = std::result::Result<T, E>;
 
-
 /// A parsed, validated mapping spec.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -317,7 +316,6 @@ mod tests {
     fn spec_err(text: &str) -> (usize, String) {
         match Spec::parse(text) {
             Err(SpecError { line, message, .. }) => (line, message),
-            Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("spec accepted:\n{text}"),
         }
     }

@@ -86,4 +86,3 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
     }
     Ok((steps, position))
 }
-

@@ -1,13 +1,15 @@
 //! The TOML layer of the spec: the raw file shapes and their translation
 //! into the validated model, with every error pointing at its line.
 
-use super::checks::{build_trie, check_ident, distinguishable, identity_columns, key_or_written_by_all};
+use super::checks::{
+    build_trie, check_ident, distinguishable, identity_columns, key_or_written_by_all,
+};
 use super::path::{Step, parse_path};
 use super::*;
 use crate::core::number::{canonical_number, plain_integer};
+use ::toml::Spanned;
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use ::toml::Spanned;
 
 // ----- raw TOML shapes -----
 
@@ -475,10 +477,7 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
             full.ty
         ));
     }
-    let as_int = |b: &Option<Canonical>| {
-        b.as_ref()
-            .and_then(|c| plain_integer(&c.to_string()))
-    };
+    let as_int = |b: &Option<Canonical>| b.as_ref().and_then(|c| plain_integer(&c.to_string()));
     Ok(Column {
         name: name.to_string(),
         ty,

@@ -1,0 +1,177 @@
+//! `decant run`: the daemon with a progress bar on a terminal (log lines
+//! otherwise), stopped by SIGINT/SIGTERM, and its summary.
+
+use super::RunArgs;
+use anyhow::Result;
+use decant::{Decant, Progress};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Lowers the CPU priority of every thread of this process (on Linux a
+/// nice value belongs to a thread; threads started later inherit it).
+fn lower_priority(nice: i32) {
+    let tids: Vec<u32> = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for tid in tids {
+        // SAFETY: setpriority only reads its integer arguments
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+        if r != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(nice, tid, %error, "cannot lower the CPU priority");
+            return;
+        }
+    }
+}
+
+pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
+    if args.nice != 0 {
+        lower_priority(args.nice);
+    }
+    let decant = Decant::connect(args.target.url()?, args.target.spec()?, args.workers + 2)?;
+    let opts = decant::RunOptions {
+        workers: args.workers,
+        rate: args.rate,
+        schedule: args.schedule.schedule()?,
+        target_batch: Duration::from_millis(args.target_batch_ms),
+        busy_batch: Duration::from_millis(args.busy_batch_ms.max(1)),
+        max_batch: args.max_batch.max(1),
+        rollout_only: args.rollout_only,
+        until_done: !args.watch,
+        throttle: decant::Throttle {
+            on_lock_waits: !args.ignore_lock_waits,
+            max_replica_lag: Duration::from_secs_f64(args.max_replica_lag.max(0.0)),
+            max_active: args.max_active,
+            max_commit_slowdown: (args.max_commit_slowdown > 0.0)
+                .then_some(args.max_commit_slowdown),
+            query: args.throttle_query,
+        },
+    };
+    let progress = Arc::new(Progress::default());
+    let reporter = tokio::spawn(report_progress(progress.clone()));
+    let report = decant::run(&decant, opts, progress.clone(), shutdown_signal()).await;
+    reporter.abort();
+    let _ = reporter.await;
+    let report = report?;
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{}: {} users migrated, {} failed, {} rows in {:.1} s ({:.0} users/s, {:.0} rows/s)",
+        if report.interrupted {
+            "stopped"
+        } else {
+            "done"
+        },
+        report.migrated,
+        report.failed,
+        report.rows,
+        secs,
+        report.migrated as f64 / secs,
+        report.rows as f64 / secs
+    );
+    if let Some((p50, p99)) = report.batch_p50_p99 {
+        println!(
+            "batch transaction (lock hold) p50 {:.1} ms, p99 {:.1} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+    if !report.held_back.is_zero() {
+        println!(
+            "held back by database signals {:.1} s ({:.0}% of the run)",
+            report.held_back.as_secs_f64(),
+            100.0 * report.held_back.as_secs_f64() / secs
+        );
+    }
+    if report.over_limit > 0 {
+        println!(
+            "{} users at the attempt limit are skipped; see `decant status`",
+            report.over_limit
+        );
+    }
+    if let Some(peak) = decant::peak_memory() {
+        println!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested; finishing the current batch");
+}
+
+/// A progress bar on a terminal, else a log line every 5 s.
+async fn report_progress(progress: Arc<Progress>) {
+    let done = |p: &Progress| p.migrated() + p.failed();
+    if std::io::stderr().is_terminal() {
+        let bar = progress_bar(progress.total()).expect("a terminal");
+        let _guard = ClearOnDrop(bar.clone());
+        let started = Instant::now();
+        loop {
+            let now = done(&progress);
+            bar.set_length(progress.total().max(now));
+            bar.set_position(now);
+            let holding = progress.holding();
+            bar.set_message(rate_message(now, started, holding));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else {
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = done(&progress);
+            let rate = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            let total = progress.total();
+            tracing::info!(
+                done = now,
+                total,
+                migrated = progress.migrated(),
+                failed = progress.failed(),
+                users_per_s = rate.round(),
+                holding = progress.holding().as_deref().unwrap_or(""),
+                "progress"
+            );
+            last = (Instant::now(), now);
+        }
+    }
+}
+
+/// "1234 users/s", and why the daemon holds back if it does.
+pub(super) fn rate_message(done: u64, started: Instant, holding: Option<String>) -> String {
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    match holding {
+        Some(why) => format!("{rate:.0} users/s  holding: {why}"),
+        None => format!("{rate:.0} users/s"),
+    }
+}
+
+struct ClearOnDrop(indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub(super) fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "migrating {bar:40} {pos}/{len} users  {msg}  eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    Some(bar)
+}

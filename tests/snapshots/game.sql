@@ -1,0 +1,283 @@
+-- lock_wait
+SELECT "id"::bigint, "data", "migrated" FROM "public"."user" WHERE "id" = ANY($1::bigint[]) ORDER BY "id" FOR NO KEY UPDATE;
+
+-- lock_skip
+SELECT "id"::bigint, "data", "migrated" FROM "public"."user" WHERE "id" = ANY($1::bigint[]) ORDER BY "id" FOR NO KEY UPDATE SKIP LOCKED;
+
+-- claim
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)) ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+
+-- claim_rollout
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+
+-- claimable
+SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)) AND ($4 = false OR decant.in_rollout(s."id"));
+
+-- exists
+SELECT EXISTS (SELECT 1 FROM "public"."user" WHERE "id" = $1);
+
+-- snapshot
+SELECT "id"::bigint, "data", "migrated" FROM "public"."user" WHERE "id" = ANY($1::bigint[]) ORDER BY "id";
+
+-- lock_call
+SELECT "id"::bigint, "data", "migrated", NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND st.state = 'failed' AND st.attempts >= $2) FROM "public"."user" WHERE "id" = $1 FOR NO KEY UPDATE;
+
+-- write_blobs
+UPDATE "public"."user" AS s SET "data" = v.blob, "migrated" = v.migrated FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) WHERE s."id" = v.id;
+
+-- plain_check
+SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = ANY($1::text[]::regclass[]) AND NOT tgisinternal) AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = ANY($1::text[]::regclass[])) AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = ANY($1::text[]::regclass[]) AND relkind <> 'r') AND (SELECT count(*) FROM unnest($1::text[]::regclass[], $2::text[], $3::text[]) AS e(t, col, ty) JOIN pg_attribute a ON a.attrelid = e.t AND a.attname = e.col AND NOT a.attisdropped WHERE format_type(a.atttypid, a.atttypmod) = e.ty) = cardinality($2::text[]);
+
+-- plain_params: "public"."user_achievement" user_id bigint
+-- plain_params: "public"."user_achievement" achievement_id text
+-- plain_params: "public"."user_achievement" extra jsonb
+-- plain_params: "public"."user_achievement" progress integer
+-- plain_params: "public"."user_achievement" unlocked_at timestamp with time zone
+-- plain_params: "public"."user_bot" user_id bigint
+-- plain_params: "public"."user_bot" bot_id text
+-- plain_params: "public"."user_bot" extra jsonb
+-- plain_params: "public"."user_bot" level smallint
+-- plain_params: "public"."user_bot" unlocked boolean
+-- plain_params: "public"."user_config" user_id bigint
+-- plain_params: "public"."user_config" extra jsonb
+-- plain_params: "public"."user_config" mans smallint
+-- plain_params: "public"."user_config" mode text
+-- plain_params: "public"."user_preference" user_id bigint
+-- plain_params: "public"."user_preference" key text
+-- plain_params: "public"."user_preference" value jsonb
+-- plain_params: "public"."user_selected_bot" user_id bigint
+-- plain_params: "public"."user_selected_bot" bot_id text
+-- plain_params: "public"."user_selected_bot" position smallint
+-- plain_params: "public"."user_statistic" user_id bigint
+-- plain_params: "public"."user_statistic" mode text
+-- plain_params: "public"."user_statistic" statistic_id text
+-- plain_params: "public"."user_statistic" value numeric
+
+-- user_achievement.copy
+COPY "public"."user_achievement" ("user_id", "achievement_id", "extra", "progress", "unlocked_at") FROM STDIN (FORMAT binary);
+
+-- user_achievement.insert
+INSERT INTO "public"."user_achievement" ("user_id", "achievement_id", "extra", "progress", "unlocked_at") SELECT u, c0, c1, c2, c3 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::integer[], $5::timestamp with time zone[]) AS v(u, c0, c1, c2, c3);
+
+-- user_achievement.insert_returning
+INSERT INTO "public"."user_achievement" ("user_id", "achievement_id", "extra", "progress", "unlocked_at") SELECT u, c0, c1, c2, c3 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::integer[], $5::timestamp with time zone[]) AS v(u, c0, c1, c2, c3) RETURNING "user_id", "achievement_id", "extra", "progress", "unlocked_at";
+
+-- user_achievement.upsert
+INSERT INTO "public"."user_achievement" ("user_id", "achievement_id", "extra", "progress", "unlocked_at") SELECT u, c0, c1, c2, c3 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::integer[], $5::timestamp with time zone[]) AS v(u, c0, c1, c2, c3) ON CONFLICT ("user_id", "achievement_id") DO UPDATE SET "extra" = EXCLUDED."extra", "progress" = EXCLUDED."progress", "unlocked_at" = EXCLUDED."unlocked_at";
+
+-- user_achievement.select
+SELECT "user_id", "achievement_id", "extra", "progress", "unlocked_at" FROM "public"."user_achievement" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_achievement.delete_users
+DELETE FROM "public"."user_achievement" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_achievement.delete_keys
+DELETE FROM "public"."user_achievement" WHERE "user_id" = $1 AND ("achievement_id") IN (SELECT k0 FROM unnest($2::text[]) AS v(k0));
+
+-- user_bot.copy
+COPY "public"."user_bot" ("user_id", "bot_id", "extra", "level", "unlocked") FROM STDIN (FORMAT binary);
+
+-- user_bot.insert
+INSERT INTO "public"."user_bot" ("user_id", "bot_id", "extra", "level", "unlocked") SELECT u, c0, c1, c2, c3 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::smallint[], $5::boolean[]) AS v(u, c0, c1, c2, c3);
+
+-- user_bot.insert_returning
+INSERT INTO "public"."user_bot" ("user_id", "bot_id", "extra", "level", "unlocked") SELECT u, c0, c1, c2, c3 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::smallint[], $5::boolean[]) AS v(u, c0, c1, c2, c3) RETURNING "user_id", "bot_id", "extra", "level", "unlocked";
+
+-- user_bot.upsert
+INSERT INTO "public"."user_bot" ("user_id", "bot_id", "extra", "level", "unlocked") SELECT u, c0, c1, c2, c3 FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::smallint[], $5::boolean[]) AS v(u, c0, c1, c2, c3) ON CONFLICT ("user_id", "bot_id") DO UPDATE SET "extra" = EXCLUDED."extra", "level" = EXCLUDED."level", "unlocked" = EXCLUDED."unlocked";
+
+-- user_bot.select
+SELECT "user_id", "bot_id", "extra", "level", "unlocked" FROM "public"."user_bot" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_bot.delete_users
+DELETE FROM "public"."user_bot" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_bot.delete_keys
+DELETE FROM "public"."user_bot" WHERE "user_id" = $1 AND ("bot_id") IN (SELECT k0 FROM unnest($2::text[]) AS v(k0));
+
+-- user_config.copy
+COPY "public"."user_config" ("user_id", "extra", "mans", "mode") FROM STDIN (FORMAT binary);
+
+-- user_config.insert
+INSERT INTO "public"."user_config" ("user_id", "extra", "mans", "mode") SELECT u, c0, c1, c2 FROM unnest($1::bigint[], $2::jsonb[], $3::smallint[], $4::text[]) AS v(u, c0, c1, c2);
+
+-- user_config.insert_returning
+INSERT INTO "public"."user_config" ("user_id", "extra", "mans", "mode") SELECT u, c0, c1, c2 FROM unnest($1::bigint[], $2::jsonb[], $3::smallint[], $4::text[]) AS v(u, c0, c1, c2) RETURNING "user_id", "extra", "mans", "mode";
+
+-- user_config.upsert
+INSERT INTO "public"."user_config" ("user_id", "extra", "mans", "mode") SELECT u, c0, c1, c2 FROM unnest($1::bigint[], $2::jsonb[], $3::smallint[], $4::text[]) AS v(u, c0, c1, c2) ON CONFLICT ("user_id") DO UPDATE SET "extra" = EXCLUDED."extra", "mans" = EXCLUDED."mans", "mode" = EXCLUDED."mode";
+
+-- user_config.select
+SELECT "user_id", "extra", "mans", "mode" FROM "public"."user_config" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_config.delete_users
+DELETE FROM "public"."user_config" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_preference.copy
+COPY "public"."user_preference" ("user_id", "key", "value") FROM STDIN (FORMAT binary);
+
+-- user_preference.insert
+INSERT INTO "public"."user_preference" ("user_id", "key", "value") SELECT u, c0, c1 FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS v(u, c0, c1);
+
+-- user_preference.insert_returning
+INSERT INTO "public"."user_preference" ("user_id", "key", "value") SELECT u, c0, c1 FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS v(u, c0, c1) RETURNING "user_id", "key", "value";
+
+-- user_preference.upsert
+INSERT INTO "public"."user_preference" ("user_id", "key", "value") SELECT u, c0, c1 FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS v(u, c0, c1) ON CONFLICT ("user_id", "key") DO UPDATE SET "value" = EXCLUDED."value";
+
+-- user_preference.select
+SELECT "user_id", "key", "value" FROM "public"."user_preference" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_preference.delete_users
+DELETE FROM "public"."user_preference" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_preference.delete_keys
+DELETE FROM "public"."user_preference" WHERE "user_id" = $1 AND ("key") IN (SELECT k0 FROM unnest($2::text[]) AS v(k0));
+
+-- user_selected_bot.copy
+COPY "public"."user_selected_bot" ("user_id", "bot_id", "position") FROM STDIN (FORMAT binary);
+
+-- user_selected_bot.insert
+INSERT INTO "public"."user_selected_bot" ("user_id", "bot_id", "position") SELECT u, c0, c1 FROM unnest($1::bigint[], $2::text[], $3::smallint[]) AS v(u, c0, c1);
+
+-- user_selected_bot.insert_returning
+INSERT INTO "public"."user_selected_bot" ("user_id", "bot_id", "position") SELECT u, c0, c1 FROM unnest($1::bigint[], $2::text[], $3::smallint[]) AS v(u, c0, c1) RETURNING "user_id", "bot_id", "position";
+
+-- user_selected_bot.upsert
+INSERT INTO "public"."user_selected_bot" ("user_id", "bot_id", "position") SELECT u, c0, c1 FROM unnest($1::bigint[], $2::text[], $3::smallint[]) AS v(u, c0, c1) ON CONFLICT ("user_id", "position") DO UPDATE SET "bot_id" = EXCLUDED."bot_id";
+
+-- user_selected_bot.select
+SELECT "user_id", "bot_id", "position" FROM "public"."user_selected_bot" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_selected_bot.delete_users
+DELETE FROM "public"."user_selected_bot" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_selected_bot.delete_keys
+DELETE FROM "public"."user_selected_bot" WHERE "user_id" = $1 AND ("position") IN (SELECT k0 FROM unnest($2::smallint[]) AS v(k0));
+
+-- user_statistic.copy
+COPY "public"."user_statistic" ("user_id", "mode", "statistic_id", "value") FROM STDIN (FORMAT binary);
+
+-- user_statistic.insert
+INSERT INTO "public"."user_statistic" ("user_id", "mode", "statistic_id", "value") SELECT u, c0, c1, c2::numeric FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(u, c0, c1, c2);
+
+-- user_statistic.insert_returning
+INSERT INTO "public"."user_statistic" ("user_id", "mode", "statistic_id", "value") SELECT u, c0, c1, c2::numeric FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(u, c0, c1, c2) RETURNING "user_id", "mode", "statistic_id", "value"::text;
+
+-- user_statistic.upsert
+INSERT INTO "public"."user_statistic" ("user_id", "mode", "statistic_id", "value") SELECT u, c0, c1, c2::numeric FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS v(u, c0, c1, c2) ON CONFLICT ("user_id", "mode", "statistic_id") DO UPDATE SET "value" = EXCLUDED."value";
+
+-- user_statistic.select
+SELECT "user_id", "mode", "statistic_id", "value"::text FROM "public"."user_statistic" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_statistic.delete_users
+DELETE FROM "public"."user_statistic" WHERE "user_id" = ANY($1::bigint[]);
+
+-- user_statistic.delete_keys
+DELETE FROM "public"."user_statistic" WHERE "user_id" = $1 AND ("mode", "statistic_id") IN (SELECT k0, k1 FROM unnest($2::text[], $3::text[]) AS v(k0, k1));
+
+-- init statement 0
+-- decant's own objects: per-user migration state and the live control row.
+-- Applied by `decant init`; every statement is idempotent.
+
+CREATE SCHEMA IF NOT EXISTS decant;
+
+-- One row per user decant has touched. The source row's flag is the truth
+-- about which code path serves a user; this table says how it got there.
+CREATE TABLE IF NOT EXISTS decant.user_state (
+    user_id     bigint PRIMARY KEY,
+    state       text        NOT NULL CHECK (state IN ('legacy', 'migrated', 'failed')),
+    attempts    integer     NOT NULL DEFAULT 0,
+    reason      text,        -- the failure without user-specific detail, for grouping
+    last_error  text,        -- the full message of the last failure
+    warnings    jsonb,       -- values kept in the residual by `keep` rules
+    migrated_at timestamptz,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS user_state_failed_idx
+    ON decant.user_state (reason) WHERE state = 'failed';
+
+-- The single control row every worker of every process reads (pause, rate,
+-- batch size, rollout); changed by `decant pause|resume|set`.
+CREATE TABLE IF NOT EXISTS decant.control (
+    id              boolean PRIMARY KEY DEFAULT true CHECK (id),
+    paused          boolean     NOT NULL DEFAULT false,
+    rate            text        NOT NULL DEFAULT 'max',
+    batch_size      integer,    -- NULL: adaptive
+    rollout_percent real        NOT NULL DEFAULT 0 CHECK (rollout_percent BETWEEN 0 AND 100),
+    allow_list      bigint[]    NOT NULL DEFAULT '{}',
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO decant.control DEFAULT VALUES ON CONFLICT DO NOTHING;
+
+-- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
+-- on every server and version), and whether a user is in the rollout now.
+CREATE OR REPLACE FUNCTION decant.rollout_bucket(uid bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT (('x' || substr(md5(uid::text), 1, 8))::bit(32)::bigint % 10000)::integer $$;
+
+CREATE OR REPLACE FUNCTION decant.in_rollout(uid bigint) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE AS
+$$ SELECT decant.rollout_bucket(uid) < round(c.rollout_percent * 100) OR uid = ANY (c.allow_list)
+     FROM decant.control c $$;;
+
+-- init statement 1
+ALTER TABLE "public"."user" ADD COLUMN IF NOT EXISTS "migrated" boolean NOT NULL DEFAULT false;
+
+-- init statement 2
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_decant_legacy_idx" ON "public"."user" ("id") WHERE NOT "migrated";
+
+-- init statement 3
+CREATE TABLE IF NOT EXISTS "public"."user_achievement" (
+    "user_id" bigint NOT NULL,
+    "achievement_id" text NOT NULL,
+    "extra" jsonb,
+    "progress" integer,
+    "unlocked_at" timestamp with time zone,
+    PRIMARY KEY ("user_id", "achievement_id")
+);
+
+-- init statement 4
+CREATE TABLE IF NOT EXISTS "public"."user_bot" (
+    "user_id" bigint NOT NULL,
+    "bot_id" text NOT NULL,
+    "extra" jsonb,
+    "level" smallint,
+    "unlocked" boolean,
+    PRIMARY KEY ("user_id", "bot_id")
+);
+
+-- init statement 5
+CREATE TABLE IF NOT EXISTS "public"."user_config" (
+    "user_id" bigint NOT NULL,
+    "extra" jsonb,
+    "mans" smallint,
+    "mode" text,
+    PRIMARY KEY ("user_id")
+);
+
+-- init statement 6
+CREATE TABLE IF NOT EXISTS "public"."user_preference" (
+    "user_id" bigint NOT NULL,
+    "key" text NOT NULL,
+    "value" jsonb,
+    PRIMARY KEY ("user_id", "key")
+);
+
+-- init statement 7
+CREATE TABLE IF NOT EXISTS "public"."user_selected_bot" (
+    "user_id" bigint NOT NULL,
+    "bot_id" text NOT NULL,
+    "position" smallint NOT NULL,
+    PRIMARY KEY ("user_id", "position")
+);
+
+-- init statement 8
+CREATE TABLE IF NOT EXISTS "public"."user_statistic" (
+    "user_id" bigint NOT NULL,
+    "mode" text NOT NULL,
+    "statistic_id" text NOT NULL,
+    "value" numeric NOT NULL,
+    PRIMARY KEY ("user_id", "mode", "statistic_id")
+);
+
