@@ -2,12 +2,15 @@
 //! reports people read. `run` (the daemon, its progress and summary) is in
 //! `run.rs`; the demo, the benchmark and the example game in `tools/`.
 
+mod args;
 mod run;
+
+use args::{ScheduleArgs, Target};
 
 use crate::tools::{bench, demo, example};
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
-use decant::{Decant, Spec};
+use clap::{Parser, Subcommand};
+use decant::Spec;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -20,103 +23,6 @@ use std::time::Instant;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where the database and the spec are.
-#[derive(Args)]
-struct Target {
-    /// Connection string (URL or key=value); defaults to $DATABASE_URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// The mapping spec.
-    #[arg(long, default_value = "decant.toml")]
-    spec: PathBuf,
-}
-
-impl Target {
-    fn spec(&self) -> Result<Spec> {
-        Ok(Spec::load(&self.spec)?)
-    }
-
-    fn url(&self) -> Result<&str> {
-        match &self.database_url {
-            Some(u) => Ok(u),
-            None => bail!("no database: pass --database-url or set DATABASE_URL"),
-        }
-    }
-
-    fn decant(&self) -> Result<Decant> {
-        Ok(Decant::connect(self.url()?, self.spec()?, 2)?)
-    }
-}
-
-/// Low-traffic windows.
-#[derive(Args)]
-struct ScheduleArgs {
-    /// A daily window HH:MM-HH:MM (several allowed; may cross midnight).
-    #[arg(long = "window")]
-    windows: Vec<decant::Window>,
-    /// Time zone of the windows (IANA name, e.g. Asia/Kathmandu; default UTC).
-    #[arg(long)]
-    tz: Option<String>,
-}
-
-impl ScheduleArgs {
-    fn schedule(&self) -> Result<decant::Schedule> {
-        decant::Schedule::new(self.windows.clone(), self.tz.as_deref()).map_err(anyhow::Error::msg)
-    }
-}
-
-#[derive(Args)]
-pub(crate) struct RunArgs {
-    #[command(flatten)]
-    target: Target,
-    #[command(flatten)]
-    schedule: ScheduleArgs,
-    /// Rate: N/s, N/min or max; stored in the control row for every
-    /// daemon (default: the control row's, initially max).
-    #[arg(long)]
-    rate: Option<decant::Rate>,
-    /// Parallel workers (sessions). One leaves room for live traffic; use
-    /// as many as the database has cores for full speed.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Target duration of a batch transaction in ms (bounds lock waits).
-    #[arg(long, default_value_t = 100)]
-    target_batch_ms: u64,
-    /// Target duration of a batch while other sessions work on the
-    /// database: short bursts leave them the CPU and the WAL sooner
-    #[arg(long, default_value_t = 20)]
-    busy_batch_ms: u64,
-    /// Lower this process's CPU priority by this much (nice), so that a
-    /// backend on the same host wins the CPU (0 keeps it)
-    #[arg(long, default_value_t = 10)]
-    nice: i32,
-    /// Largest batch.
-    #[arg(long, default_value_t = 1000)]
-    max_batch: u32,
-    /// Migrate only users in the rollout (percentage and allow-list).
-    #[arg(long)]
-    rollout_only: bool,
-    /// Keep running when no legacy user is left, watching for new ones.
-    #[arg(long)]
-    watch: bool,
-    /// Hold back while more sessions than this are active.
-    #[arg(long)]
-    max_active: Option<i64>,
-    /// Hold back while other sessions work and a small commit takes more
-    /// than this many times its time before the daemon started (0: off)
-    #[arg(long, default_value_t = 1.5)]
-    max_commit_slowdown: f64,
-    /// Hold back while a replica lags more than this many seconds.
-    #[arg(long, default_value_t = 10.0)]
-    max_replica_lag: f64,
-    /// A query returning one boolean; true holds the daemon back.
-    #[arg(long)]
-    throttle_query: Option<String>,
-    /// Do not hold back when sessions wait on the daemon's locks.
-    #[arg(long)]
-    ignore_lock_waits: bool,
 }
 
 #[derive(Subcommand)]
@@ -149,7 +55,7 @@ enum Command {
     /// Run the migration daemon: claim legacy users in batches, migrate
     /// them at the set rate, inside the windows, backing off when the
     /// database is busy. SIGINT/SIGTERM finish the current batch and exit.
-    Run(RunArgs),
+    Run(run::RunArgs),
     /// Pause every running daemon (within about a second).
     Pause(Target),
     /// Resume paused daemons.

@@ -1,12 +1,66 @@
 //! `decant run`: the daemon with a progress bar on a terminal (log lines
 //! otherwise), stopped by SIGINT/SIGTERM, and its summary.
 
-use super::RunArgs;
+use super::args::{ScheduleArgs, Target};
 use anyhow::Result;
+use clap::Args;
 use decant::{Decant, Progress};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The arguments of `decant run`.
+#[derive(Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    /// Rate: N/s, N/min or max; stored in the control row for every
+    /// daemon (default: the control row's, initially max).
+    #[arg(long)]
+    rate: Option<decant::Rate>,
+    /// Parallel workers (sessions). One leaves room for live traffic; use
+    /// as many as the database has cores for full speed.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Target duration of a batch transaction in ms (bounds lock waits).
+    #[arg(long, default_value_t = 100)]
+    target_batch_ms: u64,
+    /// Target duration of a batch while other sessions work on the
+    /// database: short bursts leave them the CPU and the WAL sooner
+    #[arg(long, default_value_t = 20)]
+    busy_batch_ms: u64,
+    /// Lower this process's CPU priority by this much (nice), so that a
+    /// backend on the same host wins the CPU (0 keeps it)
+    #[arg(long, default_value_t = 10)]
+    nice: i32,
+    /// Largest batch.
+    #[arg(long, default_value_t = 1000)]
+    max_batch: u32,
+    /// Migrate only users in the rollout (percentage and allow-list).
+    #[arg(long)]
+    rollout_only: bool,
+    /// Keep running when no legacy user is left, watching for new ones.
+    #[arg(long)]
+    watch: bool,
+    /// Hold back while more sessions than this are active.
+    #[arg(long)]
+    max_active: Option<i64>,
+    /// Hold back while other sessions work and a small commit takes more
+    /// than this many times its time before the daemon started (0: off)
+    #[arg(long, default_value_t = 1.5)]
+    max_commit_slowdown: f64,
+    /// Hold back while a replica lags more than this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    max_replica_lag: f64,
+    /// A query returning one boolean; true holds the daemon back.
+    #[arg(long)]
+    throttle_query: Option<String>,
+    /// Do not hold back when sessions wait on the daemon's locks.
+    #[arg(long)]
+    ignore_lock_waits: bool,
+}
 
 /// Lowers the CPU priority of every thread of this process (on Linux a
 /// nice value belongs to a thread; threads started later inherit it).

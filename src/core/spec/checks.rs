@@ -2,7 +2,9 @@
 //! whose rows can be told apart, key columns, and the compiled pattern trie
 //! in which no two rules claim one value.
 
-use super::*;
+use super::model::*;
+use crate::core::value::ColumnValue;
+use std::collections::BTreeMap;
 
 pub(super) fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
     r.segments
@@ -113,28 +115,4 @@ pub(super) fn show_steps(segs: &[Segment]) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
-}
-
-/// Checks a SQL identifier from the spec: letters, digits, `_`, at most 63
-/// bytes, not starting with a digit. decant always quotes it as well.
-pub(crate) fn check_ident(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a valid name (letters, digits and _, not starting with a digit, at most 63 bytes)"
-        ))
-    }
-}
-
-/// Quotes an identifier already checked by [`check_ident`].
-pub(crate) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -1,6 +1,6 @@
 //! Rule paths: `a.{capture}."quoted.key".list[{position}]` into steps.
 
-use super::checks::check_ident;
+use super::ident::check_ident;
 
 /// One step of a path as written.
 #[derive(Debug, PartialEq)]

@@ -1,15 +1,16 @@
 //! The TOML layer of the spec: the raw file shapes and their translation
 //! into the validated model, with every error pointing at its line.
 
-use super::checks::{
-    build_trie, check_ident, distinguishable, identity_columns, key_or_written_by_all,
-};
+use super::checks::{build_trie, distinguishable, identity_columns, key_or_written_by_all};
+use super::ident::check_ident;
+use super::model::*;
 use super::path::{Step, parse_path};
-use super::*;
-use crate::core::number::{canonical_number, plain_integer};
+use crate::core::number::{Canonical, canonical_number, plain_integer};
+use crate::core::value::{ColumnType, ColumnValue};
 use ::toml::Spanned;
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 // ----- raw TOML shapes -----
 

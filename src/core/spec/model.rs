@@ -1,0 +1,287 @@
+//! The validated mapping: source, settings, target tables and columns with
+//! their validation, rules, and the pattern trie they compile to.
+
+use super::ident::quote;
+use crate::core::json::JsonView;
+use crate::core::number::{Canonical, cmp_number, plain_integer};
+use crate::core::value::{self, ColumnType, ColumnValue};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A spec that does not parse or is not valid, with the file, the line and
+/// what is wrong (naming the rule or table).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("spec {}:{line}: {message}", file.display())]
+pub struct SpecError {
+    /// The spec file (or `<inline>`).
+    pub file: PathBuf,
+    /// 1-based line of the offending item (0 when unknown).
+    pub line: usize,
+    /// What is wrong, naming the rule when there is one.
+    pub message: String,
+}
+
+pub(crate) type Result<T, E = SpecError> = std::result::Result<T, E>;
+
+/// A parsed, validated mapping spec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Where the blobs are.
+    pub(crate) source: Source,
+    /// Tunables with defaults.
+    pub(crate) settings: Settings,
+    /// Target tables, in name order.
+    pub(crate) tables: Vec<Table>,
+    /// Rules, in file order.
+    pub(crate) rules: Vec<Rule>,
+    /// The pattern trie the rules compile to.
+    pub(crate) trie: Node,
+    /// For each table, its rules by decreasing specificity (constants).
+    pub(crate) routes: Vec<Vec<usize>>,
+}
+
+/// The source table and its columns.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Source {
+    /// Schema of the source table (default `public`).
+    pub schema: String,
+    /// The source table.
+    pub table: String,
+    /// Its id column (bigint or integer).
+    pub id: String,
+    /// Its jsonb blob column.
+    pub blob: String,
+    /// Its boolean per-user `migrated` flag column (added by `decant init`).
+    pub flag: String,
+}
+
+/// Tunables; each documents its default.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Schema of the target tables (default: the source schema).
+    pub target_schema: String,
+    /// A user whose migration failed this many times is skipped (default 5).
+    pub max_attempts: i32,
+    /// How long a call waits for a user's row lock, in ms (default 2000).
+    pub lock_timeout_ms: u64,
+    /// Statement timeout of every decant session, in ms (default 60000).
+    pub statement_timeout_ms: u64,
+}
+
+/// A normalized target table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Table {
+    /// Table name.
+    pub name: String,
+    /// The column holding the user id (default `user_id`).
+    pub user_column: String,
+    /// Columns other than the user id, in name order.
+    pub columns: Vec<Column>,
+    /// Indexes into `columns` of the key (after the user id): every column
+    /// a rule captures, positions or sets as a constant.
+    pub key: Vec<usize>,
+    /// Line of the table in the spec.
+    pub line: usize,
+}
+
+impl Table {
+    /// Index of a column by name.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// A column with its type and validation.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Its type.
+    pub ty: ColumnType,
+    /// Refuse JSON null / absence.
+    pub not_null: bool,
+    /// Inclusive lower bound for numbers.
+    pub min: Option<Canonical>,
+    /// Inclusive upper bound for numbers.
+    pub max: Option<Canonical>,
+    /// `min` when it is an integer, for the fast path.
+    pub(super) min_int: Option<i64>,
+    /// `max` when it is an integer, for the fast path.
+    pub(super) max_int: Option<i64>,
+    /// Allowed values for text.
+    pub values: Option<Vec<String>>,
+    /// Maximum length in characters for text.
+    pub max_length: Option<usize>,
+}
+
+impl Column {
+    /// Converts and validates one JSON value for this column.
+    pub fn check<V: JsonView>(&self, v: &V) -> std::result::Result<ColumnValue, String> {
+        let cv = value::to_column(self.ty, v).map_err(|m| m.0)?;
+        if cv == ColumnValue::Null {
+            if self.not_null {
+                return Err("expected a value, not null".into());
+            }
+            return Ok(cv);
+        }
+        if let Some(n) = v.number() {
+            // plain integers against integer bounds without the canonical
+            // form (the common case: counts against min = 0)
+            let int = plain_integer(n);
+            if let Some(min) = &self.min {
+                let below = match (int, self.min_int) {
+                    (Some(x), Some(b)) => x < b,
+                    _ => cmp_number(n, min).is_some_and(|o| o.is_lt()),
+                };
+                if below {
+                    return Err(format!("expected at least {min}"));
+                }
+            }
+            if let Some(max) = &self.max {
+                let above = match (int, self.max_int) {
+                    (Some(x), Some(b)) => x > b,
+                    _ => cmp_number(n, max).is_some_and(|o| o.is_gt()),
+                };
+                if above {
+                    return Err(format!("expected at most {max}"));
+                }
+            }
+        }
+        if let Some(s) = v.as_str() {
+            self.check_text(s)?;
+        }
+        Ok(cv)
+    }
+
+    /// Validates an object key captured into this (text) column.
+    pub fn check_key(&self, key: &str) -> std::result::Result<ColumnValue, String> {
+        self.check_text(key)?;
+        Ok(ColumnValue::Text(key.to_string()))
+    }
+
+    fn check_text(&self, s: &str) -> std::result::Result<(), String> {
+        if let Some(values) = &self.values {
+            if !values.iter().any(|a| a == s) {
+                return Err(format!("expected one of {}", values.join(", ")));
+            }
+        }
+        if let Some(max) = self.max_length {
+            if s.len() > max && s.chars().count() > max {
+                return Err(format!("expected at most {max} characters"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a rule does when a value is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The user's migration fails and the user stays legacy (default).
+    Fail,
+    /// The raw value stays in the residual blob and a warning is recorded.
+    Keep,
+}
+
+/// One step of a rule's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// An exact object key.
+    Literal(String),
+    /// Any object key, captured into the column with this index.
+    Capture(usize),
+}
+
+/// How the value a rule claims becomes a row.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// The value goes into one column.
+    Scalar {
+        /// Column index.
+        column: usize,
+    },
+    /// The value is an object: known keys become columns, the other keys
+    /// (and known keys holding null) go to a jsonb extra column.
+    Object {
+        /// (JSON key, column index)
+        keys: Vec<(String, usize)>,
+        /// The jsonb extra column.
+        extra: usize,
+    },
+}
+
+/// A mapping rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its name, used in errors and warnings.
+    pub name: String,
+    /// The path as written.
+    pub path: String,
+    /// Line in the spec.
+    pub line: usize,
+    /// Index of the target table.
+    pub table: usize,
+    /// Object steps of the path.
+    pub segments: Vec<Segment>,
+    /// When the path ends in `[{col}]`: the value is an array whose
+    /// elements become rows, with their position in this column.
+    pub position: Option<usize>,
+    /// How the claimed value becomes a row.
+    pub kind: RuleKind,
+    /// Columns set to a fixed value in every row of this rule.
+    pub constants: Vec<(usize, ColumnValue)>,
+    /// What to do with an invalid value.
+    pub on_invalid: Policy,
+}
+
+/// A node of the compiled pattern trie. A literal key beats a wildcard at
+/// the same place; there is no backtracking.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Node {
+    pub literal: BTreeMap<String, Node>,
+    pub wildcard: Option<Box<Node>>,
+    /// The rule claiming the value here (a whole array when it has a
+    /// position column).
+    pub terminal: Option<usize>,
+    /// First rule (file order) under this node, named when the value here
+    /// has the wrong shape.
+    pub first_rule: usize,
+    /// Any rule under this node fails on invalid values.
+    pub strict: bool,
+}
+
+impl Spec {
+    /// Where the blobs are: the source table and its columns.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The tunables, defaults filled in.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The target tables, in name order (a [`Row`](crate::Row)'s `table`
+    /// indexes this).
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+
+    /// `"schema"."table"` of a target table, quoted for SQL.
+    pub fn qualified_table(&self, table: usize) -> String {
+        format!(
+            "{}.{}",
+            quote(&self.settings.target_schema),
+            quote(&self.tables[table].name)
+        )
+    }
+
+    /// Index of a table by name.
+    pub fn table(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == name)
+    }
+}
