@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::pg::control::{self, Control};
+use crate::pg::sql;
 use deadpool_postgres::Object;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -140,7 +141,7 @@ impl CommitProbe {
 pub(crate) async fn probe_commit(client: &Object) -> Result<Duration> {
     let started = Instant::now();
     client
-        .simple_query("SELECT txid_current()")
+        .simple_query(sql::COMMIT_PROBE)
         .await
         .map_err(|e| Error::db("probing commit time", e))?;
     Ok(started.elapsed())
@@ -185,21 +186,7 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object) -> Option<S
     let t = &shared.throttle;
     let pids = shared.pids.lock().expect("not poisoned").clone();
     let row = client
-        .query_one(
-            "SELECT
-               (SELECT count(*) FROM pg_stat_activity a
-                 WHERE $1::bool AND a.pid <> ALL ($2::int[])
-                   AND pg_blocking_pids(a.pid) && $2::int[]),
-               (SELECT coalesce(extract(epoch FROM max(replay_lag))::float8, 0) FROM pg_stat_replication),
-               (SELECT count(*) FROM pg_stat_activity
-                 WHERE state = 'active' AND backend_type = 'client backend'
-                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])),
-               (SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND datname = current_database()
-                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])
-                   AND (state = 'active' OR state_change > now() - interval '1 second'))",
-            &[&t.on_lock_waits, &pids],
-        )
+        .query_one(sql::SIGNALS, &[&t.on_lock_waits, &pids])
         .await;
     let row = match row {
         Ok(r) => r,

@@ -2,9 +2,7 @@
 
 use crate::compat::Decant;
 use crate::core::schedule::Schedule;
-use crate::core::spec::quote;
 use crate::error::{Error, Result};
-use crate::pg::sql::source_table;
 use crate::pg::{control, pool, state};
 use serde::Serialize;
 use std::fmt;
@@ -57,14 +55,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     let client = pool::get(decant.pool()).await?;
     let spec = decant.spec();
     let counts = client
-        .query_one(
-            &format!(
-                "SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}",
-                flag = quote(&spec.source.flag),
-                src = source_table(spec)
-            ),
-            &[],
-        )
+        .query_one(&decant.store().sql.user_counts, &[])
         .await
         .map_err(|e| Error::db("counting users", e))?;
     let users: i64 = counts.get(0);

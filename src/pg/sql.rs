@@ -2,8 +2,31 @@
 //! per spec, identifiers validated and quoted, every value a bind parameter
 //! (arrays through `unnest`, one statement per table for any number of
 //! users). A snapshot test holds the text generated for the example game.
+//! Statements on decant's own tables live with them (`state`, `control`);
+//! the DDL in `schema`.
 
 use crate::core::spec::{Spec, quote};
+
+/// The daemon's database signals, one row: sessions waiting on locks the
+/// daemon's sessions (`$2`) hold (when `$1`), the largest replica replay
+/// lag, other active client sessions, and other sessions of this database
+/// working in the last second.
+pub(crate) const SIGNALS: &str = "SELECT
+               (SELECT count(*) FROM pg_stat_activity a
+                 WHERE $1::bool AND a.pid <> ALL ($2::int[])
+                   AND pg_blocking_pids(a.pid) && $2::int[]),
+               (SELECT coalesce(extract(epoch FROM max(replay_lag))::float8, 0) FROM pg_stat_replication),
+               (SELECT count(*) FROM pg_stat_activity
+                 WHERE state = 'active' AND backend_type = 'client backend'
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])),
+               (SELECT count(*) FROM pg_stat_activity
+                 WHERE backend_type = 'client backend' AND datname = current_database()
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])
+                   AND (state = 'active' OR state_change > now() - interval '1 second'))";
+
+/// The commit probe: a statement that takes a transaction id, so its
+/// commit is flushed to the WAL like any backend write's.
+pub(crate) const COMMIT_PROBE: &str = "SELECT txid_current()";
 
 /// `"schema"."table"` of the source table.
 pub(crate) fn source_table(spec: &Spec) -> String {
@@ -31,6 +54,8 @@ pub(crate) struct Sql {
     pub claim_rollout: String,
     /// Counts the legacy users a claim could still take.
     pub claimable: String,
+    /// Users in the source table, and how many are migrated.
+    pub user_counts: String,
     /// Whether a user exists (to tell "not found" from "nothing to do").
     pub exists: String,
     /// Blobs and flags of many users, without locking (snapshot reads).
@@ -109,6 +134,7 @@ impl Sql {
                      WHERE format_type(a.atttypid, a.atttypmod) = e.ty) = cardinality($2::text[])"
                 .into(),
             plain_params,
+            user_counts: format!("SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1)"),
             snapshot: format!(
                 "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) ORDER BY {id}"
@@ -246,6 +272,10 @@ mod tests {
         }
     }
 
+    fn put_static(out: &mut String, label: &str, text: &str) {
+        out.push_str(&format!("-- {label}\n{text};\n\n"));
+    }
+
     /// Every statement generated for the example game, labelled, in a
     /// stable order: what the snapshot holds.
     fn render(spec: &Spec) -> String {
@@ -259,6 +289,7 @@ mod tests {
         put("claim", &sql.claim);
         put("claim_rollout", &sql.claim_rollout);
         put("claimable", &sql.claimable);
+        put("user_counts", &sql.user_counts);
         put("exists", &sql.exists);
         put("snapshot", &sql.snapshot);
         put("lock_call", &sql.lock_call);
@@ -284,6 +315,8 @@ mod tests {
                 put("delete_keys", d);
             }
         }
+        put_static(&mut out, "signals", SIGNALS);
+        put_static(&mut out, "commit_probe", COMMIT_PROBE);
         for (i, stmt) in crate::pg::schema::statements(spec).iter().enumerate() {
             out.push_str(&format!("-- init statement {i}\n{stmt};\n\n"));
         }

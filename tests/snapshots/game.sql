@@ -13,6 +13,9 @@ SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NO
 -- claimable
 SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)) AND ($4 = false OR decant.in_rollout(s."id"));
 
+-- user_counts
+SELECT count(*), count(*) FILTER (WHERE "migrated") FROM "public"."user";
+
 -- exists
 SELECT EXISTS (SELECT 1 FROM "public"."user" WHERE "id" = $1);
 
@@ -175,6 +178,23 @@ DELETE FROM "public"."user_statistic" WHERE "user_id" = ANY($1::bigint[]);
 
 -- user_statistic.delete_keys
 DELETE FROM "public"."user_statistic" WHERE "user_id" = $1 AND ("mode", "statistic_id") IN (SELECT k0, k1 FROM unnest($2::text[], $3::text[]) AS v(k0, k1));
+
+-- signals
+SELECT
+               (SELECT count(*) FROM pg_stat_activity a
+                 WHERE $1::bool AND a.pid <> ALL ($2::int[])
+                   AND pg_blocking_pids(a.pid) && $2::int[]),
+               (SELECT coalesce(extract(epoch FROM max(replay_lag))::float8, 0) FROM pg_stat_replication),
+               (SELECT count(*) FROM pg_stat_activity
+                 WHERE state = 'active' AND backend_type = 'client backend'
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])),
+               (SELECT count(*) FROM pg_stat_activity
+                 WHERE backend_type = 'client backend' AND datname = current_database()
+                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])
+                   AND (state = 'active' OR state_change > now() - interval '1 second'));
+
+-- commit_probe
+SELECT txid_current();
 
 -- init statement 0
 -- decant's own objects: per-user migration state and the live control row.
