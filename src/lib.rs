@@ -26,18 +26,25 @@ mod migrate;
 mod ops;
 mod pg;
 
-pub use compat::{Decant, merge_patch};
-pub use core::explode::{Exploded, Invalid, Row, explode, explode_lenient, reconstruct};
+// The mapping and what it does to a blob (pure).
+pub use core::explode::{Exploded, Invalid, Row, explode, reconstruct};
 pub use core::json::{json_diff, json_eq};
-pub use core::schedule::{Rate, Schedule, Window};
 pub use core::spec::{Column, Source, Spec, SpecError, Table};
 pub use core::value::{ColumnType, ColumnValue};
-pub use daemon::{Progress, RunOptions, RunReport, Throttle, peak_memory, run};
 pub use error::{Error, Result};
-pub use migrate::{BatchReport, Failure, LockWait, Migrated};
+
+// The compatibility layer and single-user migration.
+pub use compat::{Decant, merge_patch};
+pub use migrate::{BatchReport, Failure, Migrated};
+
+// The daemon, its pace and its live control.
+pub use core::schedule::{Rate, Schedule, Window};
+pub use daemon::{Progress, RunOptions, RunReport, Throttle, peak_memory, run};
+pub use pg::control::{Setting, set as set_control};
+
+// Setting up and looking on.
 pub use ops::status::{FailureGroup, Status, status};
-pub use pg::control::{Control, Setting, read as read_control, set as set_control};
-pub use pg::pool::{connect, parse_config, with_dbname};
+pub use pg::pool::{connect, with_dbname};
 pub use pg::schema::{init, script as schema_script, statements as schema_statements};
 
 impl Spec {

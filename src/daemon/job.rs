@@ -2,23 +2,27 @@
 //! windows, throttling, cursor, batch size) is the same whatever the job;
 //! migrating legacy users is one job, and bulk rollback will be another.
 
-use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::migrate::{self, Failure};
 use crate::pg::state;
 use crate::pg::store::{Locked, Store};
 use deadpool_postgres::Object;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-/// One claim-and-work step of a job.
+/// What one claim-and-work step of a job did.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Claimed {
     /// Users claimed (0: nothing after the cursor).
     pub users: usize,
     /// The last id claimed: the next claim starts after it.
     pub last_id: i64,
+    /// Users done (for `run`: migrated and verified).
+    pub done: u64,
+    /// Users that failed (they stay as they were).
+    pub failed: u64,
+    /// Rows written.
+    pub rows: u64,
 }
 
 /// A unit of work the daemon's loop repeats: claim the next users after a
@@ -29,13 +33,12 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn remaining(&self, client: &Object) -> impl Future<Output = Result<i64>> + Send;
 
     /// Claims up to `size` users after `cursor` and does them in one
-    /// transaction, adding what happened to `progress`.
+    /// transaction.
     fn batch(
         &self,
         client: &mut Object,
         cursor: i64,
         size: u32,
-        progress: &Progress,
     ) -> impl Future<Output = Result<Claimed>> + Send;
 }
 
@@ -67,27 +70,9 @@ impl Job for MigrateJob {
             .get(0))
     }
 
-    async fn batch(
-        &self,
-        client: &mut Object,
-        cursor: i64,
-        size: u32,
-        progress: &Progress,
-    ) -> Result<Claimed> {
-        self.migrate_claimed(client, cursor, size, progress).await
-    }
-}
-
-impl MigrateJob {
-    /// Claims up to `size` users after `cursor` and migrates them in one
-    /// transaction; returns how many were claimed and the last id.
-    async fn migrate_claimed(
-        &self,
-        client: &mut Object,
-        cursor: i64,
-        size: u32,
-        progress: &Progress,
-    ) -> Result<Claimed> {
+    /// Claims up to `size` legacy users after `cursor` and migrates them
+    /// in one transaction.
+    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
         let store = &*self.store;
         let claim = if self.rollout_only {
             &store.sql.claim_rollout
@@ -126,6 +111,9 @@ impl MigrateJob {
             return Ok(Claimed {
                 users: 0,
                 last_id: cursor,
+                done: 0,
+                failed: 0,
+                rows: 0,
             });
         };
         let claimed = locked.len();
@@ -152,21 +140,15 @@ impl MigrateJob {
                 migrate::migrate_batch(store, client, &ids, migrate::LockWait::Skip).await?
             }
         };
-        let p = progress;
-        p.migrated
-            .fetch_add(report.migrated.len() as u64, Ordering::Relaxed);
-        p.failed
-            .fetch_add(report.failed.len() as u64, Ordering::Relaxed);
-        p.rows.fetch_add(
-            report.migrated.iter().map(|m| m.rows as u64).sum(),
-            Ordering::Relaxed,
-        );
         for Failure { user, error } in &report.failed {
             tracing::debug!(user, cause = %error, "user failed; stays legacy");
         }
         Ok(Claimed {
             users: claimed,
             last_id: last,
+            done: report.migrated.len() as u64,
+            failed: report.failed.len() as u64,
+            rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
         })
     }
 }

@@ -8,6 +8,10 @@
 //! Nothing lives outside the batch transaction: a crash or `kill -9` at any
 //! instant leaves each user wholly legacy or wholly migrated, and a restart
 //! picks up where the table says.
+//!
+//! Here: the options, the run and the worker loop (pace, windows, signals,
+//! cursor, batch size). `job` is what a worker does with a batch (claim and
+//! migrate), `monitor` the control row and signals, `progress` the counters.
 
 mod job;
 mod monitor;
@@ -316,11 +320,14 @@ async fn worker<J: Job>(
 
         cursor = cursor.max(shared.cursor.load(Ordering::Relaxed));
         let started = Instant::now();
-        let outcome = job.batch(&mut client, cursor, size, &shared.progress).await;
+        let outcome = job.batch(&mut client, cursor, size).await;
         let elapsed = started.elapsed();
         let Claimed {
             users: claimed,
             last_id,
+            done,
+            failed,
+            rows,
         } = match outcome {
             Ok(v) => v,
             Err(e) if e.is_retryable() => {
@@ -334,6 +341,10 @@ async fn worker<J: Job>(
             }
             Err(e) => return Err(e),
         };
+        let p = &shared.progress;
+        p.migrated.fetch_add(done, Ordering::Relaxed);
+        p.failed.fetch_add(failed, Ordering::Relaxed);
+        p.rows.fetch_add(rows, Ordering::Relaxed);
         if claimed == 0 {
             if cursor != i64::MIN {
                 // end of a pass: start over for users skipped while locked

@@ -262,7 +262,7 @@ async fn run_in(
         .await?
         .failures
         .into_iter()
-        .map(|f| (f.reason, f.users, f.examples))
+        .map(|f| (f.reason, f.users, f.examples.into_iter().take(3).collect()))
         .collect();
     // A cross-user read mid-state: the normalized rows of migrated users and
     // the blobs of those still legacy, in one ranking.

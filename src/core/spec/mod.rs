@@ -5,6 +5,10 @@
 //! identifiers, types, columns named by rules, rules that claim the same
 //! leaf, rules whose rows could not be told apart. Every error names the
 //! rule (or table) and the line.
+//!
+//! The parts: `model` (the validated spec), `toml` (the file's shapes and
+//! their translation), `checks` (keys, distinguishable rules, the trie),
+//! `path` (rule paths), `ident` (SQL identifiers).
 
 mod checks;
 mod ident;
