@@ -44,7 +44,6 @@ async fn the_wrapper_takes_the_old_or_new_path_by_the_flag() {
 async fn an_error_in_the_closure_rolls_the_transaction_back() {
     let db = TestDb::new().await;
     let decant = db.game(5).await;
-    let client = db.client().await;
     #[derive(Debug)]
     enum AppError {
         Decant(#[allow(dead_code)] Error),
@@ -68,12 +67,11 @@ async fn an_error_in_the_closure_rolls_the_transaction_back() {
         )
         .await;
     assert!(matches!(result, Err(AppError::Refused)));
-    let name: String = client
-        .query_one("SELECT name FROM \"user\" WHERE id = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(name, "player1", "the closure's write was rolled back");
+    assert_eq!(
+        name_of(&db, 1).await,
+        "player1",
+        "the closure's write was rolled back"
+    );
 }
 
 #[tokio::test]
@@ -265,14 +263,11 @@ async fn a_serialization_failure_in_a_closure_is_retryable() {
         err.to_string().contains("could not serialize access"),
         "{err}"
     );
-    let name: String = db
-        .client()
-        .await
-        .query_one("SELECT name FROM \"user\" WHERE id = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(name, "player1", "the closure's write was rolled back");
+    assert_eq!(
+        name_of(&db, 1).await,
+        "player1",
+        "the closure's write was rolled back"
+    );
 }
 
 /// Two backend transactions that lock each other's users deadlock for
@@ -330,4 +325,14 @@ async fn a_dropped_connection_in_a_closure_is_retryable() {
     assert!(err.is_retryable(), "{err} ({:?})", err.sqlstate());
     decant.patch(1, &json!({"xp": 2})).await.unwrap();
     assert!(json_eq(&decant.load(1).await.unwrap()["xp"], &json!(2)));
+}
+
+/// A user's `name` column, read outside decant.
+async fn name_of(db: &TestDb, id: i64) -> String {
+    db.client()
+        .await
+        .query_one("SELECT name FROM \"user\" WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
 }
