@@ -104,8 +104,9 @@ impl From<SpecError> for Error {
 }
 
 impl From<tokio_postgres::Error> for Error {
-    /// A driver error with no context; prefer [`Error::db`] inside decant,
-    /// which names the operation.
+    /// A driver error with no context, as `?` converts it in a caller's
+    /// code (decant's own calls say which operation failed). The SQLSTATE
+    /// is kept: [`Error::is_retryable`] and [`Error::sqlstate`] see it.
     fn from(source: tokio_postgres::Error) -> Error {
         Error::Db {
             context: String::new(),
@@ -175,8 +176,7 @@ impl Error {
         }
     }
 
-    /// Wraps a driver error with what was being done; a lock timeout on a
-    /// user's row becomes [`Error::LockTimeout`].
+    /// Wraps a driver error with what was being done.
     pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Error {
         Error::Db {
             context: context.into(),
