@@ -5,8 +5,95 @@
 use super::model::*;
 use crate::core::value::ColumnValue;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::Path;
 
-pub(super) fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
+/// The checks across rules, then the spec: every rule on a table sets its
+/// key columns, not-null columns are always written, no two rules claim
+/// one value (the trie), and rows of rules sharing a table can be routed
+/// back to their rule.
+pub(super) fn complete(
+    file: &Path,
+    source: Source,
+    settings: Settings,
+    mut tables: Vec<Table>,
+    rules: Vec<Rule>,
+) -> Result<Spec> {
+    let rule_err = |r: &Rule, m: String| SpecError {
+        file: file.to_path_buf(),
+        line: r.line,
+        message: format!("rule `{}`: {m}", r.name),
+    };
+
+    // Keys: every column that identifies a row; every rule must set them all.
+    for (ti, table) in tables.iter_mut().enumerate() {
+        let mut key = BTreeSet::new();
+        for r in rules.iter().filter(|r| r.table == ti) {
+            key.extend(identity_columns(r));
+        }
+        for r in rules.iter().filter(|r| r.table == ti) {
+            let mine: BTreeSet<usize> = identity_columns(r).collect();
+            if let Some(missing) = key.iter().find(|k| !mine.contains(k)) {
+                return Err(rule_err(
+                    r,
+                    format!(
+                        "does not set key column `{}` of table `{}` that another rule on it sets; \
+                         give it a constant",
+                        table.columns[*missing].name, table.name
+                    ),
+                ));
+            }
+        }
+        table.key = key.into_iter().collect();
+        for c in &table.columns {
+            if c.not_null && !key_or_written_by_all(&rules, ti, table, c) {
+                return Err(SpecError {
+                    file: file.to_path_buf(),
+                    line: table.line,
+                    message: format!(
+                        "table `{}` column `{}` is not_null but a rule does not always write it",
+                        table.name, c.name
+                    ),
+                });
+            }
+        }
+    }
+
+    let trie = build_trie(&rules).map_err(|(i, m)| rule_err(&rules[i], m))?;
+
+    // Rows of rules sharing a table must be routable back to their rule.
+    let mut routes = vec![Vec::new(); tables.len()];
+    for (ti, route) in routes.iter_mut().enumerate() {
+        let mut on: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].table == ti).collect();
+        for (x, &a) in on.iter().enumerate() {
+            for &b in &on[x + 1..] {
+                if !distinguishable(&rules[a], &rules[b]) {
+                    return Err(rule_err(
+                        &rules[b],
+                        format!(
+                            "its rows in table `{}` could not be told apart from those of rule `{}`; \
+                             give both a constant column with different values",
+                            tables[ti].name, rules[a].name
+                        ),
+                    ));
+                }
+            }
+        }
+        on.sort_by_key(|&i| std::cmp::Reverse(rules[i].constants.len()));
+        *route = on;
+    }
+
+    Ok(Spec {
+        source,
+        settings,
+        tables,
+        rules,
+        trie,
+        routes,
+    })
+}
+
+fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
     r.segments
         .iter()
         .filter_map(|s| match s {
@@ -17,7 +104,7 @@ pub(super) fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
         .chain(r.constants.iter().map(|(c, _)| *c))
 }
 
-pub(super) fn key_or_written_by_all(rules: &[Rule], ti: usize, table: &Table, c: &Column) -> bool {
+fn key_or_written_by_all(rules: &[Rule], ti: usize, table: &Table, c: &Column) -> bool {
     let ci = table.column(&c.name).expect("own column");
     if table.key.contains(&ci) {
         return true;
@@ -30,7 +117,7 @@ pub(super) fn key_or_written_by_all(rules: &[Rule], ti: usize, table: &Table, c:
         .all(|r| matches!(r.kind, RuleKind::Scalar { column } if column == ci))
 }
 
-pub(super) fn distinguishable(a: &Rule, b: &Rule) -> bool {
+fn distinguishable(a: &Rule, b: &Rule) -> bool {
     let ca: BTreeMap<usize, &ColumnValue> = a.constants.iter().map(|(c, v)| (*c, v)).collect();
     let cb: BTreeMap<usize, &ColumnValue> = b.constants.iter().map(|(c, v)| (*c, v)).collect();
     let conflict = ca
@@ -47,7 +134,7 @@ pub(super) fn distinguishable(a: &Rule, b: &Rule) -> bool {
     (a_in_b || b_in_a) && ca.len() != cb.len()
 }
 
-pub(super) fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
+fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
     let mut root = Node {
         first_rule: usize::MAX,
         ..Node::default()
@@ -107,7 +194,7 @@ pub(super) fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, St
     Ok(root)
 }
 
-pub(super) fn show_steps(segs: &[Segment]) -> String {
+fn show_steps(segs: &[Segment]) -> String {
     segs.iter()
         .map(|s| match s {
             Segment::Literal(k) => k.clone(),

@@ -1,7 +1,7 @@
 //! The TOML layer of the spec: the raw file shapes and their translation
 //! into the validated model, with every error pointing at its line.
 
-use super::checks::{build_trie, distinguishable, identity_columns, key_or_written_by_all};
+use super::checks::complete;
 use super::ident::check_ident;
 use super::model::*;
 use super::path::{Step, parse_path};
@@ -105,7 +105,7 @@ struct RawRule {
     on_invalid: Option<String>,
 }
 
-/// Reads and validates a spec file.
+/// The text being parsed, to turn a byte offset into a line of an error.
 struct Ctx<'a> {
     text: &'a str,
     file: PathBuf,
@@ -126,6 +126,8 @@ impl Ctx<'_> {
     }
 }
 
+/// Parses spec text: the file's shapes, each entry translated, then the
+/// checks across entries (`checks::complete`).
 pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
     let cx = Ctx {
         text,
@@ -135,9 +137,34 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         cx.err(offset, format!("does not parse: {}", e.message()))
     })?;
+    let (source, settings) = source_and_settings(&cx, &raw)?;
+    let tables = raw
+        .tables
+        .iter()
+        .map(|(name, t)| table(&cx, name, t))
+        .collect::<Result<Vec<Table>>>()?;
+    let mut rules = Vec::new();
+    let mut names = BTreeSet::new();
+    for raw_rule in &raw.rules {
+        let rule = rule(&cx, raw_rule, &tables)?;
+        if !names.insert(rule.name.clone()) {
+            return Err(cx.err(
+                raw_rule.span().start,
+                format!("rule `{}`: another rule has the same name", rule.name),
+            ));
+        }
+        rules.push(rule);
+    }
+    if rules.is_empty() {
+        return Err(cx.err(0, "no [[rules]]: the spec maps nothing"));
+    }
+    complete(&cx.file, source, settings, tables, rules)
+}
 
+/// `[source]` and `[settings]`, defaults filled in.
+fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)> {
     let src_at = raw.source.span().start;
-    let src = raw.source.into_inner();
+    let src = raw.source.get_ref();
     for (what, name) in [
         ("source.schema", &src.schema),
         ("source.table", &src.table),
@@ -148,16 +175,17 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         check_ident(name).map_err(|m| cx.err(src_at, format!("{what}: {m}")))?;
     }
     let source = Source {
-        schema: src.schema,
-        table: src.table,
-        id: src.id,
-        blob: src.blob,
-        flag: src.flag,
+        schema: src.schema.clone(),
+        table: src.table.clone(),
+        id: src.id.clone(),
+        blob: src.blob.clone(),
+        flag: src.flag.clone(),
     };
     let settings = Settings {
         target_schema: raw
             .settings
             .target_schema
+            .clone()
             .unwrap_or_else(|| source.schema.clone()),
         max_attempts: raw.settings.max_attempts.unwrap_or(5),
         lock_timeout_ms: raw.settings.lock_timeout_ms.unwrap_or(2000),
@@ -165,261 +193,181 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
     };
     check_ident(&settings.target_schema)
         .map_err(|m| cx.err(0, format!("settings.target_schema: {m}")))?;
+    Ok((source, settings))
+}
 
-    let mut tables = Vec::new();
-    for (name, t) in &raw.tables {
-        // a table's place is that of its first column (toml cannot span a
-        // table declared through a dotted header)
-        let at = t
-            .columns
-            .values()
-            .next()
-            .map(|c| c.span().start)
-            .unwrap_or(0);
-        check_ident(name).map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
-        let user_column = t.user_column.clone().unwrap_or_else(|| "user_id".into());
-        check_ident(&user_column)
-            .map_err(|m| cx.err(at, format!("table `{name}`: user_column: {m}")))?;
-        let mut columns = Vec::new();
-        for (cname, raw_col) in &t.columns {
-            let cat = raw_col.span().start;
-            let err = |m: String| cx.err(cat, format!("table `{name}` column `{cname}`: {m}"));
-            check_ident(cname).map_err(&err)?;
-            if *cname == user_column {
-                return Err(err(
-                    "is the user id column; it is added by decant, do not declare it".into(),
-                ));
+/// One `[tables.<name>]` entry.
+fn table(cx: &Ctx<'_>, name: &str, t: &RawTable) -> Result<Table> {
+    // a table's place is that of its first column (toml cannot span a
+    // table declared through a dotted header)
+    let at = t
+        .columns
+        .values()
+        .next()
+        .map(|c| c.span().start)
+        .unwrap_or(0);
+    check_ident(name).map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
+    let user_column = t.user_column.clone().unwrap_or_else(|| "user_id".into());
+    check_ident(&user_column)
+        .map_err(|m| cx.err(at, format!("table `{name}`: user_column: {m}")))?;
+    let mut columns = Vec::new();
+    for (cname, raw_col) in &t.columns {
+        let cat = raw_col.span().start;
+        let err = |m: String| cx.err(cat, format!("table `{name}` column `{cname}`: {m}"));
+        check_ident(cname).map_err(&err)?;
+        if *cname == user_column {
+            return Err(err(
+                "is the user id column; it is added by decant, do not declare it".into(),
+            ));
+        }
+        columns.push(column(cname, raw_col.get_ref()).map_err(&err)?);
+    }
+    if columns.is_empty() {
+        return Err(cx.err(at, format!("table `{name}` has no columns")));
+    }
+    Ok(Table {
+        name: name.to_string(),
+        user_column,
+        columns,
+        key: Vec::new(),
+        line: cx.line(at),
+    })
+}
+
+/// One `[[rules]]` entry, its names resolved against the tables.
+fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<Rule> {
+    let at = raw_rule.span().start;
+    let r = raw_rule.get_ref();
+    let err = |m: String| cx.err(at, format!("rule `{}`: {m}", r.name));
+    let table_idx = tables
+        .iter()
+        .position(|t| t.name == r.table)
+        .ok_or_else(|| {
+            err(format!(
+                "table `{}` is not declared under [tables]",
+                r.table
+            ))
+        })?;
+    let table = &tables[table_idx];
+    let col = |c: &str, role: &str| {
+        table.column(c).ok_or_else(|| {
+            err(format!(
+                "{role} `{c}` is not a column of table `{}`",
+                table.name
+            ))
+        })
+    };
+    let (steps, position) = parse_path(&r.path).map_err(|m| err(format!("path: {m}")))?;
+    let mut segments = Vec::new();
+    let mut used = BTreeSet::new();
+    for step in steps {
+        segments.push(match step {
+            Step::Literal(k) => Segment::Literal(k),
+            Step::Capture(c) => {
+                let i = col(&c, "capture")?;
+                if table.columns[i].ty != ColumnType::Text {
+                    return Err(err(format!("capture column `{c}` must be of type text")));
+                }
+                if !used.insert(i) {
+                    return Err(err(format!("column `{c}` is captured twice")));
+                }
+                Segment::Capture(i)
             }
-            columns.push(column(cname, raw_col.get_ref()).map_err(&err)?);
-        }
-        if columns.is_empty() {
-            return Err(cx.err(at, format!("table `{name}` has no columns")));
-        }
-        tables.push(Table {
-            name: name.clone(),
-            user_column,
-            columns,
-            key: Vec::new(),
-            line: cx.line(at),
         });
     }
-
-    let mut rules = Vec::new();
-    let mut names = BTreeSet::new();
-    for raw_rule in &raw.rules {
-        let at = raw_rule.span().start;
-        let r = raw_rule.get_ref();
-        let err = |m: String| cx.err(at, format!("rule `{}`: {m}", r.name));
-        if !names.insert(r.name.clone()) {
-            return Err(err("another rule has the same name".into()));
+    let position = match position {
+        Some(c) => {
+            let i = col(&c, "position")?;
+            if !matches!(
+                table.columns[i].ty,
+                ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8
+            ) {
+                return Err(err(format!(
+                    "position column `{c}` must be an integer type"
+                )));
+            }
+            if !used.insert(i) {
+                return Err(err(format!("column `{c}` is used twice")));
+            }
+            Some(i)
         }
-        let table_idx = tables
-            .iter()
-            .position(|t| t.name == r.table)
-            .ok_or_else(|| {
-                err(format!(
-                    "table `{}` is not declared under [tables]",
-                    r.table
-                ))
-            })?;
-        let table = &tables[table_idx];
-        let col = |c: &str, role: &str| {
-            table.column(c).ok_or_else(|| {
-                err(format!(
-                    "{role} `{c}` is not a column of table `{}`",
-                    table.name
-                ))
-            })
-        };
-        let (steps, position) = parse_path(&r.path).map_err(|m| err(format!("path: {m}")))?;
-        let mut segments = Vec::new();
-        let mut used = BTreeSet::new();
-        for step in steps {
-            segments.push(match step {
-                Step::Literal(k) => Segment::Literal(k),
-                Step::Capture(c) => {
-                    let i = col(&c, "capture")?;
-                    if table.columns[i].ty != ColumnType::Text {
-                        return Err(err(format!("capture column `{c}` must be of type text")));
-                    }
-                    if !used.insert(i) {
-                        return Err(err(format!("column `{c}` is captured twice")));
-                    }
-                    Segment::Capture(i)
-                }
-            });
+        None => None,
+    };
+    let kind = match (&r.value, &r.keys) {
+        (Some(v), None) => {
+            if r.extra.is_some() {
+                return Err(err("`extra` goes with `keys`, not with `value`".into()));
+            }
+            let i = col(v, "value")?;
+            if !used.insert(i) {
+                return Err(err(format!("column `{v}` is used twice")));
+            }
+            RuleKind::Scalar { column: i }
         }
-        let position = match position {
-            Some(c) => {
-                let i = col(&c, "position")?;
-                if !matches!(
-                    table.columns[i].ty,
-                    ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8
-                ) {
-                    return Err(err(format!(
-                        "position column `{c}` must be an integer type"
-                    )));
-                }
+        (None, Some(keys)) => {
+            let extra_name = r.extra.clone().unwrap_or_else(|| "extra".into());
+            let extra = col(&extra_name, "extra")?;
+            if table.columns[extra].ty != ColumnType::Jsonb {
+                return Err(err(format!("extra column `{extra_name}` must be jsonb")));
+            }
+            if !used.insert(extra) {
+                return Err(err(format!("column `{extra_name}` is used twice")));
+            }
+            let mut ks = Vec::new();
+            for (k, c) in keys {
+                let i = col(c, "key column")?;
                 if !used.insert(i) {
                     return Err(err(format!("column `{c}` is used twice")));
                 }
-                Some(i)
+                ks.push((k.clone(), i));
             }
-            None => None,
-        };
-        let kind = match (&r.value, &r.keys) {
-            (Some(v), None) => {
-                if r.extra.is_some() {
-                    return Err(err("`extra` goes with `keys`, not with `value`".into()));
-                }
-                let i = col(v, "value")?;
-                if !used.insert(i) {
-                    return Err(err(format!("column `{v}` is used twice")));
-                }
-                RuleKind::Scalar { column: i }
-            }
-            (None, Some(keys)) => {
-                let extra_name = r.extra.clone().unwrap_or_else(|| "extra".into());
-                let extra = col(&extra_name, "extra")?;
-                if table.columns[extra].ty != ColumnType::Jsonb {
-                    return Err(err(format!("extra column `{extra_name}` must be jsonb")));
-                }
-                if !used.insert(extra) {
-                    return Err(err(format!("column `{extra_name}` is used twice")));
-                }
-                let mut ks = Vec::new();
-                for (k, c) in keys {
-                    let i = col(c, "key column")?;
-                    if !used.insert(i) {
-                        return Err(err(format!("column `{c}` is used twice")));
-                    }
-                    ks.push((k.clone(), i));
-                }
-                RuleKind::Object { keys: ks, extra }
-            }
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "give either `value` (a scalar) or `keys` (an object), not both".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(err(
-                    "give `value` (the column of a scalar) or `keys` (object keys to columns)"
-                        .into(),
-                ));
-            }
-        };
-        let mut constants = Vec::new();
-        for (c, tv) in &r.constants {
-            let i = col(c, "constant")?;
-            if !used.insert(i) {
-                return Err(err(format!("column `{c}` is both written and constant")));
-            }
-            let jv = serde_json::to_value(tv).map_err(|e| err(format!("constant `{c}`: {e}")))?;
-            let cv = table.columns[i]
-                .check(&jv)
-                .map_err(|m| err(format!("constant `{c}` = {jv}: {m}")))?;
-            if cv == ColumnValue::Null {
-                return Err(err(format!("constant `{c}` must not be null")));
-            }
-            constants.push((i, cv));
+            RuleKind::Object { keys: ks, extra }
         }
-        let on_invalid = match r.on_invalid.as_deref() {
-            None | Some("fail") => Policy::Fail,
-            Some("keep") => Policy::Keep,
-            Some(other) => {
-                return Err(err(format!(
-                    "on_invalid = \"{other}\": expected \"fail\" or \"keep\""
-                )));
-            }
-        };
-        rules.push(Rule {
-            name: r.name.clone(),
-            path: r.path.clone(),
-            line: cx.line(at),
-            table: table_idx,
-            segments,
-            position,
-            kind,
-            constants,
-            on_invalid,
-        });
-    }
-    if rules.is_empty() {
-        return Err(cx.err(0, "no [[rules]]: the spec maps nothing"));
-    }
-
-    let rule_err = |r: &Rule, m: String| SpecError {
-        file: cx.file.clone(),
-        line: r.line,
-        message: format!("rule `{}`: {m}", r.name),
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "give either `value` (a scalar) or `keys` (an object), not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(err(
+                "give `value` (the column of a scalar) or `keys` (object keys to columns)".into(),
+            ));
+        }
     };
-
-    // Keys: every column that identifies a row; every rule must set them all.
-    for (ti, table) in tables.iter_mut().enumerate() {
-        let mut key = BTreeSet::new();
-        for r in rules.iter().filter(|r| r.table == ti) {
-            key.extend(identity_columns(r));
+    let mut constants = Vec::new();
+    for (c, tv) in &r.constants {
+        let i = col(c, "constant")?;
+        if !used.insert(i) {
+            return Err(err(format!("column `{c}` is both written and constant")));
         }
-        for r in rules.iter().filter(|r| r.table == ti) {
-            let mine: BTreeSet<usize> = identity_columns(r).collect();
-            if let Some(missing) = key.iter().find(|k| !mine.contains(k)) {
-                return Err(rule_err(
-                    r,
-                    format!(
-                        "does not set key column `{}` of table `{}` that another rule on it sets; \
-                         give it a constant",
-                        table.columns[*missing].name, table.name
-                    ),
-                ));
-            }
+        let jv = serde_json::to_value(tv).map_err(|e| err(format!("constant `{c}`: {e}")))?;
+        let cv = table.columns[i]
+            .check(&jv)
+            .map_err(|m| err(format!("constant `{c}` = {jv}: {m}")))?;
+        if cv == ColumnValue::Null {
+            return Err(err(format!("constant `{c}` must not be null")));
         }
-        table.key = key.into_iter().collect();
-        for c in &table.columns {
-            if c.not_null && !key_or_written_by_all(&rules, ti, table, c) {
-                return Err(SpecError {
-                    file: cx.file.clone(),
-                    line: table.line,
-                    message: format!(
-                        "table `{}` column `{}` is not_null but a rule does not always write it",
-                        table.name, c.name
-                    ),
-                });
-            }
-        }
+        constants.push((i, cv));
     }
-
-    let trie = build_trie(&rules).map_err(|(i, m)| rule_err(&rules[i], m))?;
-
-    // Rows of rules sharing a table must be routable back to their rule.
-    let mut routes = vec![Vec::new(); tables.len()];
-    for (ti, route) in routes.iter_mut().enumerate() {
-        let mut on: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].table == ti).collect();
-        for (x, &a) in on.iter().enumerate() {
-            for &b in &on[x + 1..] {
-                if !distinguishable(&rules[a], &rules[b]) {
-                    return Err(rule_err(
-                        &rules[b],
-                        format!(
-                            "its rows in table `{}` could not be told apart from those of rule `{}`; \
-                             give both a constant column with different values",
-                            tables[ti].name, rules[a].name
-                        ),
-                    ));
-                }
-            }
+    let on_invalid = match r.on_invalid.as_deref() {
+        None | Some("fail") => Policy::Fail,
+        Some("keep") => Policy::Keep,
+        Some(other) => {
+            return Err(err(format!(
+                "on_invalid = \"{other}\": expected \"fail\" or \"keep\""
+            )));
         }
-        on.sort_by_key(|&i| std::cmp::Reverse(rules[i].constants.len()));
-        *route = on;
-    }
-
-    Ok(Spec {
-        source,
-        settings,
-        tables,
-        rules,
-        trie,
-        routes,
+    };
+    Ok(Rule {
+        name: r.name.clone(),
+        path: r.path.clone(),
+        line: cx.line(at),
+        table: table_idx,
+        segments,
+        position,
+        kind,
+        constants,
+        on_invalid,
     })
 }
 
