@@ -45,7 +45,9 @@ pub use pg::control::{Setting, set as set_control};
 // Setting up and looking on.
 pub use ops::status::{FailureGroup, Status, status};
 pub use pg::pool::{connect, with_dbname};
-pub use pg::schema::{init, script as schema_script, statements as schema_statements};
+pub use pg::schema::{
+    init, script as schema_script, statements as schema_statements, views_script,
+};
 
 impl Spec {
     /// Reads and validates a spec file; errors name the file and line.

@@ -33,6 +33,13 @@ enum Command {
         #[arg(long, default_value = "decant.toml")]
         spec: PathBuf,
     },
+    /// Print the cross-user views (`<table>_all`: migrated users' rows from
+    /// the tables, legacy users' rows exploded from the blob in SQL).
+    Views {
+        /// The mapping spec.
+        #[arg(long, default_value = "decant.toml")]
+        spec: PathBuf,
+    },
     /// Create the target tables, decant's objects and the flag column
     /// (idempotent).
     Init(Target),
@@ -159,6 +166,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Schema { spec } => {
             let spec = Spec::load(&spec)?;
             print!("{}", decant::schema_script(&spec));
+        }
+        Command::Views { spec } => {
+            let spec = Spec::load(&spec)?;
+            print!("{}", decant::views_script(&spec));
         }
         Command::Init(target) => {
             let spec = target.spec()?;

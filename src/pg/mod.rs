@@ -1,8 +1,8 @@
 //! Everything that talks to PostgreSQL, below the migration and the
 //! compatibility layer: connections (`pool`), the wire encoding of values
 //! (`codec`), the SQL generated from a spec (`sql`) and its execution
-//! (`store`), decant's own tables (`state`, `control`) and the DDL
-//! (`schema`). Depends only on the pure core and the error type.
+//! (`store`), decant's own tables (`state`, `control`), the DDL
+//! (`schema`) and the cross-user views (`views`). Depends only on the pure core and the error type.
 
 pub(crate) mod codec;
 pub(crate) mod control;
@@ -11,3 +11,4 @@ pub(crate) mod schema;
 pub(crate) mod sql;
 pub(crate) mod state;
 pub(crate) mod store;
+pub(crate) mod views;

@@ -39,9 +39,26 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
         "{out}"
     );
 
+    let (ok, out, err) = decant(&["views"], None, &dir);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("CREATE OR REPLACE VIEW \"public\".\"user_statistic_all\""),
+        "{out}"
+    );
+
     let (ok, out, err) = decant(&["init"], Some(&db.url), &dir);
     assert!(ok, "{err}");
     assert!(out.contains("initialized"));
+    // init created the views: every user's statistics, all legacy now
+    let n: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT user_id) FROM user_statistic_all",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n >= 19, "{n}");
 
     let (ok, out, err) = decant(&["migrate", "--user", "2"], Some(&db.url), &dir);
     assert!(ok, "{err}");

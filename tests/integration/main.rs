@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod migrate;
 mod schema;
+mod views;
 
 // the binary's throwaway cluster and example game, shared with the tests
 #[allow(dead_code)]

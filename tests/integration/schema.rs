@@ -29,7 +29,8 @@ async fn init_is_idempotent_and_adds_what_is_missing() {
     let tables: Vec<String> = client
         .query(
             "SELECT table_name::text FROM information_schema.tables
-              WHERE table_schema = 'public' AND table_name LIKE 'user_%' ORDER BY 1",
+              WHERE table_schema = 'public' AND table_name LIKE 'user_%'
+                AND table_type = 'BASE TABLE' ORDER BY 1",
             &[],
         )
         .await
@@ -48,6 +49,16 @@ async fn init_is_idempotent_and_adds_what_is_missing() {
             "user_statistic"
         ]
     );
+    let views: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.views
+              WHERE table_schema = 'public' AND table_name LIKE 'user_%\\_all'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(views, 6, "one cross-user view per target table");
     let pk: String = client
         .query_one(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint

@@ -62,6 +62,9 @@ pub struct Source {
 pub struct Settings {
     /// Schema of the target tables (default: the source schema).
     pub target_schema: String,
+    /// Schema of the cross-user views `<table>_all` (default: the target
+    /// schema).
+    pub views_schema: String,
     /// A user whose migration failed this many times is skipped (default 5).
     pub max_attempts: i32,
     /// How long a call waits for a user's row lock, in ms (default 2000).

@@ -57,6 +57,7 @@ fn default_flag() -> String {
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     target_schema: Option<String>,
+    views_schema: Option<String>,
     max_attempts: Option<i32>,
     lock_timeout_ms: Option<u64>,
     statement_timeout_ms: Option<u64>,
@@ -181,18 +182,26 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         blob: src.blob.clone(),
         flag: src.flag.clone(),
     };
+    let target_schema = raw
+        .settings
+        .target_schema
+        .clone()
+        .unwrap_or_else(|| source.schema.clone());
     let settings = Settings {
-        target_schema: raw
+        views_schema: raw
             .settings
-            .target_schema
+            .views_schema
             .clone()
-            .unwrap_or_else(|| source.schema.clone()),
+            .unwrap_or_else(|| target_schema.clone()),
+        target_schema,
         max_attempts: raw.settings.max_attempts.unwrap_or(5),
         lock_timeout_ms: raw.settings.lock_timeout_ms.unwrap_or(2000),
         statement_timeout_ms: raw.settings.statement_timeout_ms.unwrap_or(60_000),
     };
     check_ident(&settings.target_schema)
         .map_err(|m| cx.err(0, format!("settings.target_schema: {m}")))?;
+    check_ident(&settings.views_schema)
+        .map_err(|m| cx.err(0, format!("settings.views_schema: {m}")))?;
     Ok((source, settings))
 }
 

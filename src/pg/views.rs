@@ -1,0 +1,526 @@
+//! Cross-user views generated from the spec: one view per target table,
+//! `<table>_all`, with the rows of migrated users from the table and, for
+//! legacy users, the same rows exploded from the blob in SQL: the same
+//! paths (a literal key beats a wildcard), the same column conversions and
+//! validation, the same policies (a value a `keep` rule refuses gives no
+//! row; a user with a value a `fail` rule refuses gives no row anywhere, as
+//! its migration would fail), arrays claimed whole or not at all.
+//!
+//! Values from the spec (keys, constants, allowed texts, bounds) are
+//! written as escaped SQL literals: DDL has no bind parameters.
+
+use crate::core::spec::{Column, Node, Policy, RuleKind, Segment, Spec, quote};
+use crate::core::value::{ColumnType, ColumnValue};
+use crate::pg::sql::{source_table, target_table};
+
+/// The schema the views live in: the spec's `views_schema`, else the
+/// target schema.
+pub(crate) fn views_schema(spec: &Spec) -> String {
+    quote(&spec.settings.views_schema)
+}
+
+/// `"schema"."<table>_all"`.
+pub(crate) fn view_name(spec: &Spec, table: usize) -> String {
+    format!(
+        "{}.{}",
+        views_schema(spec),
+        quote(&format!("{}_all", spec.tables[table].name))
+    )
+}
+
+/// The name of the function saying whether a blob holds a value a `fail`
+/// rule refuses (its user would fail to migrate).
+fn fails_fn(spec: &Spec) -> String {
+    format!(
+        "{}.{}",
+        views_schema(spec),
+        quote(&format!("{}_decant_blob_fails", spec.source.table))
+    )
+}
+
+/// The statements that create the views and their helper functions, each
+/// idempotent (`CREATE OR REPLACE`).
+pub(crate) fn statements(spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    if spec.settings.views_schema != spec.settings.target_schema
+        && spec.settings.views_schema != spec.source.schema
+    {
+        out.push(format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            views_schema(spec)
+        ));
+    }
+    out.push(HELPERS.trim().to_string());
+    out.push(format!(
+        "CREATE OR REPLACE FUNCTION {}(blob jsonb) RETURNS boolean\n    \
+         LANGUAGE sql STABLE PARALLEL SAFE AS\n$$ SELECT {} $$",
+        fails_fn(spec),
+        blob_fails(spec, "blob")
+    ));
+    for ti in 0..spec.tables.len() {
+        out.push(view(spec, ti));
+    }
+    out
+}
+
+/// Helpers the generated SQL calls: a timestamp parse that says NULL
+/// instead of raising.
+const HELPERS: &str = r#"
+CREATE OR REPLACE FUNCTION decant.try_timestamptz(t text) RETURNS timestamptz
+    LANGUAGE plpgsql STABLE PARALLEL SAFE AS
+$$ BEGIN RETURN t::timestamptz; EXCEPTION WHEN others THEN RETURN NULL; END $$
+"#;
+
+/// A SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The view of one target table.
+fn view(spec: &Spec, ti: usize) -> String {
+    let t = &spec.tables[ti];
+    let cols: Vec<String> = std::iter::once(quote(&t.user_column))
+        .chain(t.columns.iter().map(|c| quote(&c.name)))
+        .collect();
+    let mut parts = vec![format!(
+        "SELECT {} FROM {}",
+        cols.join(", "),
+        target_table(spec, ti)
+    )];
+    for (ri, r) in spec.rules.iter().enumerate() {
+        if r.table == ti {
+            parts.push(rule_rows(spec, ri));
+        }
+    }
+    format!(
+        "CREATE OR REPLACE VIEW {} AS\n{}",
+        view_name(spec, ti),
+        parts.join("\nUNION ALL\n")
+    )
+}
+
+/// A path from the root of the blob to a node, as SQL: the lateral joins
+/// that reach every value at it, the conditions for them to exist, the
+/// value there, and the captured keys by column.
+struct Walk {
+    joins: Vec<String>,
+    conds: Vec<String>,
+    value: String,
+    captures: Vec<(usize, String)>,
+}
+
+/// Walks `segments` from `blob` through the trie. Wildcards skip the keys a
+/// literal at the same place claims.
+fn walk<'n>(spec: &'n Spec, blob: &str, segments: &[Segment], tag: &str) -> (Walk, &'n Node) {
+    let mut w = Walk {
+        joins: Vec::new(),
+        conds: Vec::new(),
+        value: blob.to_string(),
+        captures: Vec::new(),
+    };
+    let mut node = &spec.trie;
+    for (i, seg) in segments.iter().enumerate() {
+        let cur = w.value.clone();
+        match seg {
+            Segment::Literal(k) => {
+                w.value = format!("({cur} -> {})", lit(k));
+                w.conds.push(format!("jsonb_typeof({cur}) = 'object'"));
+                w.conds.push(format!("{} IS NOT NULL", w.value));
+                node = &node.literal[k];
+            }
+            Segment::Capture(ci) => {
+                let e = format!("{tag}e{i}");
+                w.joins.push(format!(
+                    "CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof({cur}) = 'object' \
+                     THEN {cur} END) AS {e}(k, v)"
+                ));
+                let literals: Vec<String> = node.literal.keys().map(|k| lit(k)).collect();
+                if !literals.is_empty() {
+                    w.conds
+                        .push(format!("{e}.k NOT IN ({})", literals.join(", ")));
+                }
+                w.value = format!("{e}.v");
+                w.captures.push((*ci, format!("{e}.k")));
+                node = node
+                    .wildcard
+                    .as_deref()
+                    .expect("a capture follows a wildcard");
+            }
+        }
+    }
+    (w, node)
+}
+
+/// Whether JSON value `x` converts into column `c` and passes its
+/// validation (a JSON null is SQL NULL, valid unless `not_null`).
+fn valid(c: &Column, x: &str) -> String {
+    let num = format!("({x})::numeric");
+    let text = format!("({x} #>> '{{}}')");
+    let is = |t: &str| format!("jsonb_typeof({x}) = '{t}'");
+    let typed = typed(c.ty, x);
+    let mut checks = vec![typed];
+    if let Some(min) = &c.min {
+        checks.push(format!(
+            "CASE WHEN {} THEN {num} >= {} ELSE true END",
+            is("number"),
+            lit(&min.to_string())
+        ));
+    }
+    if let Some(max) = &c.max {
+        checks.push(format!(
+            "CASE WHEN {} THEN {num} <= {} ELSE true END",
+            is("number"),
+            lit(&max.to_string())
+        ));
+    }
+    if let Some(values) = &c.values {
+        let vs: Vec<String> = values.iter().map(|v| lit(v)).collect();
+        checks.push(format!(
+            "CASE WHEN {} THEN {text} IN ({}) ELSE true END",
+            is("string"),
+            vs.join(", ")
+        ));
+    }
+    if let Some(max) = c.max_length {
+        checks.push(format!(
+            "CASE WHEN {} THEN char_length({text}) <= {max} ELSE true END",
+            is("string")
+        ));
+    }
+    let not_null = if c.not_null { "false" } else { "true" };
+    format!(
+        "CASE WHEN {x} IS NULL OR {} THEN {not_null} ELSE ({}) END",
+        is("null"),
+        checks.join(" AND ")
+    )
+}
+
+/// Whether JSON value `x` (not null) has the type and the exact value
+/// column type `ty` takes (the conversion's own rules, before the column's
+/// validation).
+fn typed(ty: ColumnType, x: &str) -> String {
+    let num = format!("({x})::numeric");
+    let text = format!("({x} #>> '{{}}')");
+    let is = |t: &str| format!("jsonb_typeof({x}) = '{t}'");
+    match ty {
+        ColumnType::Bool => is("boolean"),
+        ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8 => {
+            let (lo, hi) = match ty {
+                ColumnType::Int2 => (i16::MIN as i64, i16::MAX as i64),
+                ColumnType::Int4 => (i32::MIN as i64, i32::MAX as i64),
+                _ => (i64::MIN, i64::MAX),
+            };
+            format!(
+                "({} AND CASE WHEN {} THEN {num} = trunc({num}) AND {num} BETWEEN {lo} AND {hi} END)",
+                is("number"),
+                is("number")
+            )
+        }
+        ColumnType::Numeric => is("number"),
+        ColumnType::Float8 => format!(
+            "({n} AND CASE WHEN {n} THEN ({num} = 0 OR abs({num}) BETWEEN \
+             4.9406564584124654e-324 AND 1.7976931348623157e308) END \
+             AND CASE WHEN {n} AND ({num} = 0 OR abs({num}) BETWEEN \
+             4.9406564584124654e-324 AND 1.7976931348623157e308) \
+             THEN ({num}::float8)::text::numeric = {num} END)",
+            n = is("number")
+        ),
+        ColumnType::Text | ColumnType::Jsonb => {
+            if ty == ColumnType::Text {
+                is("string")
+            } else {
+                "true".into()
+            }
+        }
+        ColumnType::TimestampMs => format!(
+            "({n} AND CASE WHEN {n} THEN {num} * 1000 = trunc({num} * 1000) \
+             AND {num} * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)",
+            n = is("number")
+        ),
+        ColumnType::TimestampIso => format!(
+            "({s} AND CASE WHEN {s} THEN {text} ~ \
+             '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\\.[0-9]{{0,5}}[1-9])?Z$' \
+             AND decant.try_timestamptz({text}) IS NOT NULL \
+             AND to_char(decant.try_timestamptz({text}) AT TIME ZONE 'UTC', \
+                 'YYYY-MM-DD\"T\"HH24:MI:SS') = left({text}, 19) END)",
+            s = is("string")
+        ),
+    }
+}
+
+/// The column value of JSON value `x`: NULL for JSON null and for a value
+/// the type does not take (so no cast ever raises).
+fn convert(ty: ColumnType, x: &str) -> String {
+    let num = format!("({x})::numeric");
+    let text = format!("({x} #>> '{{}}')");
+    let value = match ty {
+        ColumnType::Bool => format!("({x})::boolean"),
+        ColumnType::Int2 => format!("{num}::int2"),
+        ColumnType::Int4 => format!("{num}::int4"),
+        ColumnType::Int8 => format!("{num}::int8"),
+        ColumnType::Float8 => format!("{num}::float8"),
+        ColumnType::Numeric => num,
+        ColumnType::Text => text,
+        // whole days, then the microseconds left: each product exact in
+        // the double interval arithmetic uses
+        ColumnType::TimestampMs => format!(
+            "(timestamptz '1970-01-01 00:00:00+00' \
+             + div({num} * 1000, 86400000000)::float8 * interval '24 hours' \
+             + mod({num} * 1000, 86400000000)::float8 * interval '1 microsecond')"
+        ),
+        ColumnType::TimestampIso => format!("decant.try_timestamptz({text})"),
+        ColumnType::Jsonb => x.to_string(),
+    };
+    format!(
+        "CASE WHEN {x} IS NULL OR jsonb_typeof({x}) = 'null' THEN NULL::{ty} \
+         WHEN {} THEN {value} END",
+        typed(ty, x),
+        ty = ty.sql()
+    )
+}
+
+/// A column value as a SQL literal of its type (constants).
+fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
+    let json = crate::core::value::to_json(ty, cv);
+    format!(
+        "{}::{}",
+        convert(ty, &format!("{}::jsonb", lit(&json.to_string()))),
+        ty.sql()
+    )
+}
+
+/// What one rule makes of one value `v` (an element for array rules):
+/// the column expressions, the row's validity (false: no row, a problem)
+/// and whether it has a partial problem (an object rule's known key with
+/// an invalid value: kept in the residual, the row made without it).
+struct Made {
+    columns: Vec<String>,
+    whole_ok: String,
+    partial_problem: String,
+}
+
+fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Option<&str>) -> Made {
+    let r = &spec.rules[ri];
+    let t = &spec.tables[r.table];
+    let mut columns: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("NULL::{}", c.ty.sql()))
+        .collect();
+    let mut ok = Vec::new();
+    let mut partial = vec!["false".to_string()];
+    for (ci, key) in &walk.captures {
+        let as_json = format!("to_jsonb({key})");
+        columns[*ci] = convert(t.columns[*ci].ty, &as_json);
+        ok.push(key_valid(&t.columns[*ci], key));
+    }
+    if let (Some(ci), Some(p)) = (r.position, position) {
+        let as_json = format!("to_jsonb({p})");
+        columns[ci] = convert(t.columns[ci].ty, &as_json);
+        ok.push(valid(&t.columns[ci], &as_json));
+    }
+    for (ci, cv) in &r.constants {
+        columns[*ci] = constant(t.columns[*ci].ty, cv);
+    }
+    match &r.kind {
+        RuleKind::Scalar { column } => {
+            columns[*column] = convert(t.columns[*column].ty, v);
+            ok.push(valid(&t.columns[*column], v));
+        }
+        RuleKind::Object { keys, extra } => {
+            ok.push(format!("jsonb_typeof({v}) = 'object'"));
+            let known: Vec<String> = keys.iter().map(|(k, _)| lit(k)).collect();
+            for (k, ci) in keys {
+                let kv = format!("({v} -> {})", lit(k));
+                let c = &t.columns[*ci];
+                let present = format!("({kv} IS NOT NULL AND jsonb_typeof({kv}) <> 'null')");
+                let good = valid(c, &kv);
+                columns[*ci] = format!(
+                    "CASE WHEN {present} AND ({good}) THEN {} END",
+                    convert(c.ty, &kv)
+                );
+                partial.push(format!("({present} AND NOT ({good}))"));
+                if c.not_null {
+                    ok.push(present);
+                }
+            }
+            columns[*extra] = format!(
+                "(SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(\
+                 CASE WHEN jsonb_typeof({v}) = 'object' THEN {v} END) AS x \
+                 WHERE x.key NOT IN ({}) OR jsonb_typeof(x.value) = 'null')",
+                if known.is_empty() {
+                    "NULL".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+    }
+    // a row of a general rule must not look like a more specific one's
+    let route = &spec.routes[r.table];
+    if route.len() > 1 {
+        for &other in route.iter().take_while(|&&o| o != ri) {
+            let o = &spec.rules[other];
+            let same: Vec<String> = o
+                .constants
+                .iter()
+                .map(|(ci, cv)| {
+                    format!(
+                        "coalesce(({}) = ({}), false)",
+                        columns[*ci],
+                        constant(t.columns[*ci].ty, cv)
+                    )
+                })
+                .collect();
+            if !same.is_empty() {
+                ok.push(format!("NOT ({})", same.join(" AND ")));
+            }
+        }
+    }
+    if ok.is_empty() {
+        ok.push("true".into());
+    }
+    Made {
+        columns,
+        whole_ok: ok
+            .iter()
+            .map(|c| format!("coalesce({c}, false)"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        partial_problem: format!("({})", partial.join(" OR ")),
+    }
+}
+
+/// Whether a captured key passes its text column's checks.
+fn key_valid(c: &Column, key: &str) -> String {
+    let mut checks = vec!["true".to_string()];
+    if let Some(values) = &c.values {
+        let vs: Vec<String> = values.iter().map(|v| lit(v)).collect();
+        checks.push(format!("{key} IN ({})", vs.join(", ")));
+    }
+    if let Some(max) = c.max_length {
+        checks.push(format!("char_length({key}) <= {max}"));
+    }
+    checks.join(" AND ")
+}
+
+/// The rows rule `ri` gives for legacy users whose blobs do not fail.
+fn rule_rows(spec: &Spec, ri: usize) -> String {
+    let r = &spec.rules[ri];
+    let t = &spec.tables[r.table];
+    let s = &spec.source;
+    let (w, _) = walk(spec, &format!("s.{}", quote(&s.blob)), &r.segments, "");
+    let mut joins = w.joins.clone();
+    let mut conds = w.conds.clone();
+    conds.insert(0, format!("NOT s.{}", quote(&s.flag)));
+    conds.push(format!("NOT {}(s.{})", fails_fn(spec), quote(&s.blob)));
+    let made = match r.position {
+        None => {
+            let m = make(spec, ri, &w.value, &w, None);
+            conds.push(m.whole_ok.clone());
+            m
+        }
+        Some(_) => {
+            let arr = w.value.clone();
+            joins.push(format!(
+                "CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof({arr}) = 'array' \
+                 THEN {arr} END) WITH ORDINALITY AS a(v, n)"
+            ));
+            let m = make(spec, ri, "a.v", &w, Some("(a.n - 1)"));
+            // the array is claimed whole or not at all
+            let each = make(spec, ri, "b.v", &w, Some("(b.n - 1)"));
+            conds.push(format!(
+                "NOT EXISTS (SELECT 1 FROM jsonb_array_elements({arr}) WITH ORDINALITY AS b(v, n) \
+                 WHERE NOT ({}) OR {})",
+                each.whole_ok, each.partial_problem
+            ));
+            m
+        }
+    };
+    let cols: Vec<String> = std::iter::once(format!("s.{}::bigint", quote(&s.id)))
+        .chain(
+            made.columns
+                .iter()
+                .zip(&t.columns)
+                .map(|(e, c)| format!("{e} AS {}", quote(&c.name))),
+        )
+        .collect();
+    format!(
+        "SELECT {} FROM {} AS s {} WHERE {}",
+        cols.join(", "),
+        source_table(spec),
+        joins.join(" "),
+        conds.join(" AND ")
+    )
+}
+
+/// Whether a blob holds a value that a `fail` rule refuses, or a non-object
+/// where a `fail` rule's path needs one: its user would fail to migrate.
+fn blob_fails(spec: &Spec, blob: &str) -> String {
+    // a NULL blob fails its user (the migration reads it as JSON null)
+    let mut checks = vec![format!("{blob} IS NULL")];
+    // strict non-terminal nodes holding a non-object
+    let mut stack: Vec<(Vec<Segment>, &Node)> = vec![(Vec::new(), &spec.trie)];
+    while let Some((path, node)) = stack.pop() {
+        if node.terminal.is_some() {
+            continue;
+        }
+        if node.strict {
+            let (w, _) = walk(spec, blob, &path, "f");
+            checks.push(exists(
+                &w,
+                &format!("jsonb_typeof({}) <> 'object'", w.value),
+            ));
+        }
+        for (k, child) in &node.literal {
+            let mut p = path.clone();
+            p.push(Segment::Literal(k.clone()));
+            stack.push((p, child));
+        }
+        if let Some(child) = node.wildcard.as_deref() {
+            let mut p = path.clone();
+            p.push(Segment::Capture(usize::MAX));
+            stack.push((p, child));
+        }
+    }
+    // values fail rules refuse
+    for (ri, r) in spec.rules.iter().enumerate() {
+        if r.on_invalid != Policy::Fail {
+            continue;
+        }
+        let (w, _) = walk(spec, blob, &r.segments, "f");
+        let problem = match r.position {
+            None => {
+                let m = make(spec, ri, &w.value, &w, None);
+                format!("NOT ({}) OR {}", m.whole_ok, m.partial_problem)
+            }
+            Some(_) => {
+                let arr = &w.value;
+                let m = make(spec, ri, "b.v", &w, Some("(b.n - 1)"));
+                format!(
+                    "jsonb_typeof({arr}) <> 'array' OR EXISTS (SELECT 1 FROM \
+                     jsonb_array_elements(CASE WHEN jsonb_typeof({arr}) = 'array' THEN {arr} END) \
+                     WITH ORDINALITY AS b(v, n) WHERE NOT ({}) OR {})",
+                    m.whole_ok, m.partial_problem
+                )
+            }
+        };
+        checks.push(exists(&w, &problem));
+    }
+    checks.join("\n    OR ")
+}
+
+/// `EXISTS (...)` over the values a walk reaches, with a condition.
+fn exists(w: &Walk, cond: &str) -> String {
+    let mut conds = w.conds.clone();
+    conds.push(format!("({cond})"));
+    if w.joins.is_empty() {
+        format!("coalesce(({}), false)", conds.join(" AND "))
+    } else {
+        format!(
+            "EXISTS (SELECT 1 {} WHERE {})",
+            w.joins.join(" ").replacen("CROSS JOIN LATERAL", "FROM", 1),
+            conds.join(" AND ")
+        )
+    }
+}

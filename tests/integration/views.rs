@@ -1,0 +1,177 @@
+//! The cross-user views `<table>_all` return, in any mixed state, exactly
+//! the rows each table holds once every user is migrated.
+
+use crate::example::Rng;
+use crate::harness::TestDb;
+use decant::{Decant, RunOptions};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const TABLES: [&str; 6] = [
+    "user_achievement",
+    "user_bot",
+    "user_config",
+    "user_preference",
+    "user_selected_bot",
+    "user_statistic",
+];
+
+/// Every row of a relation as text, sorted: a multiset to compare.
+async fn rows(client: &tokio_postgres::Client, relation: &str) -> Vec<String> {
+    let mut v: Vec<String> = client
+        .query(&format!("SELECT t::text FROM {relation} AS t"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("reading {relation}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn views(client: &tokio_postgres::Client) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for t in TABLES {
+        out.insert(t, rows(client, &format!("{t}_all")).await);
+    }
+    out
+}
+
+async fn tables(client: &tokio_postgres::Client) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for t in TABLES {
+        out.insert(t, rows(client, t).await);
+    }
+    out
+}
+
+/// The first difference between two snapshots, for the failure message.
+fn first_difference(
+    a: &BTreeMap<&str, Vec<String>>,
+    b: &BTreeMap<&str, Vec<String>>,
+) -> Option<String> {
+    for (t, ra) in a {
+        let rb = &b[t];
+        if ra != rb {
+            let only_a: Vec<&String> = ra.iter().filter(|r| !rb.contains(r)).take(3).collect();
+            let only_b: Vec<&String> = rb.iter().filter(|r| !ra.contains(r)).take(3).collect();
+            return Some(format!(
+                "{t}: {} vs {} rows; only in the first: {only_a:?}; only in the second: {only_b:?}",
+                ra.len(),
+                rb.len()
+            ));
+        }
+    }
+    None
+}
+
+async fn migrate_all(decant: &Decant) {
+    let report = decant::run(
+        decant,
+        RunOptions {
+            throttle: decant::Throttle {
+                max_commit_slowdown: None,
+                ..decant::Throttle::default()
+            },
+            ..RunOptions::default()
+        },
+        Arc::new(decant::Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(report.migrated > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_equals_its_table_after_migrating_everyone() {
+    let db = TestDb::new().await;
+    let n = 600;
+    let decant = db.game(n).await;
+    let client = db.client().await;
+
+    // all legacy: the views explode every blob in SQL
+    let all_legacy = views(&client).await;
+    // a random half migrated
+    let mut rng = Rng::new(7);
+    let half: Vec<i64> = (1..=n).filter(|_| rng.range(0, 2) == 0).collect();
+    decant.migrate_batch(&half).await.unwrap();
+    let mixed = views(&client).await;
+    // everyone the migration can take
+    migrate_all(&decant).await;
+    let after = tables(&client).await;
+    assert!(after["user_statistic"].len() > 1000, "the game has rows");
+    if let Some(d) = first_difference(&all_legacy, &after) {
+        panic!("all legacy: view != table after migrating everyone: {d}");
+    }
+    if let Some(d) = first_difference(&mixed, &after) {
+        panic!("half migrated: view != table after migrating everyone: {d}");
+    }
+    // and once more with some users rolled back
+    for id in (1..=n).step_by(3) {
+        decant.rollback_user(id).await.unwrap();
+    }
+    if let Some(d) = first_difference(&views(&client).await, &after) {
+        panic!("after rollbacks: view != table after migrating everyone: {d}");
+    }
+}
+
+/// Every column type at its extremes, and values each type refuses, under
+/// `fail` (the user fails: no row anywhere) and under `keep` (the row
+/// stands without the value): the view before migrating equals the table
+/// after, row for row.
+#[tokio::test]
+async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
+    let blobs = [
+        r#"{"items": {
+            "max": {"b": true, "i2": 32767, "i4": -2147483648, "i8": 9223372036854775807,
+                    "f": 1.7976931348623157e308, "n": 123456789012345678901234567890.123456789012345678901,
+                    "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "iso": "2022-11-29T06:07:04.365123Z",
+                    "j": {"deep": [1, {"x": null}], "e": {}}},
+            "min": {"b": false, "i2": -32768, "i4": 0, "i8": -9223372036854775808, "f": 5e-324,
+                    "n": 1e-40, "s": "", "ms": -62135596800000, "iso": "0001-01-01T00:00:00Z", "j": null},
+            "nulls": {"b": null, "extra_key": [1, 2]},
+            "four": {"i4": 4.0, "f": 0.1, "n": 1.50, "ms": 1669702024365, "iso": "2022-11-29T06:07:04Z"},
+            "empty": {}
+        }, "other": {"kept": 1.50}}"#,
+        r#"{"items": {"a": {"i2": 40000}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"f": 0.1000000000000000000001}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"iso": "2022-11-29T06:07:04.365+00:00"}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"iso": "2022-02-30T00:00:00Z"}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"iso": "2022-11-29T06:07:04.3650Z"}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"ms": 1.0001}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"i4": 1.5, "b": "true"}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"f": 1e400, "i8": 9223372036854775808}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"s": 5, "n": "5"}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": 7, "b": {"s": "fine"}}}"#,
+        r#"{"items": [1, 2]}"#,
+        r#"{"items": null}"#,
+        r#"{"other": 1}"#,
+    ];
+    for policy in ["fail", "keep"] {
+        let db = TestDb::new().await;
+        let client = db.client().await;
+        client.batch_execute(crate::example::SCHEMA).await.unwrap();
+        for (i, b) in blobs.iter().enumerate() {
+            let blob: serde_json::Value = serde_json::from_str(b).unwrap();
+            crate::harness::insert_user(&client, i as i64 + 1, &blob).await;
+        }
+        let spec = format!("{}on_invalid = \"{policy}\"\n", crate::migrate::ALL_TYPES);
+        let decant = db.decant_with(&spec, 2);
+        decant::init(&client, decant.spec()).await.unwrap();
+        let view = rows(&client, "t_all").await;
+        let ids: Vec<i64> = (1..=blobs.len() as i64).collect();
+        let report = decant.migrate_batch(&ids).await.unwrap();
+        let table = rows(&client, "t").await;
+        assert!(table.len() >= 5, "{policy}: {table:?}");
+        if policy == "fail" {
+            assert!(report.failed.len() >= 10, "{policy}: {report:?}");
+        }
+        assert_eq!(
+            view, table,
+            "{policy}: the view before migrating != the table after"
+        );
+        // and the view once migrated reads the table
+        assert_eq!(rows(&client, "t_all").await, table, "{policy}");
+    }
+}
