@@ -9,7 +9,7 @@
 //! Values from the spec (keys, constants, allowed texts, bounds) are
 //! written as escaped SQL literals: DDL has no bind parameters.
 
-use crate::core::spec::{Column, Node, Policy, RuleKind, Segment, Spec, quote};
+use crate::core::spec::{Column, Node, Policy, Ranked, RuleKind, Segment, Spec, quote};
 use crate::core::value::{ColumnType, ColumnValue};
 use crate::pg::sql::{source_table, target_table};
 
@@ -60,7 +60,101 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
     for ti in 0..spec.tables.len() {
         out.push(view(spec, ti));
     }
+    for r in &spec.ranked {
+        out.extend(ranked(spec, r));
+    }
     out
+}
+
+/// The top-N function of a ranked statistic: `"<name>_top"(n)`.
+pub(crate) fn top_fn(spec: &Spec, r: &Ranked) -> String {
+    format!(
+        "{}.{}",
+        views_schema(spec),
+        quote(&format!("{}_top", r.name))
+    )
+}
+
+/// A value from the spec as a SQL literal of its column type.
+fn sql_literal(ty: ColumnType, cv: &ColumnValue) -> String {
+    match cv {
+        ColumnValue::Text(t) => format!("{}::text", lit(t)),
+        ColumnValue::Bool(b) => b.to_string(),
+        ColumnValue::Null => format!("NULL::{}", ty.sql()),
+        other => format!("{}::{}", lit(&other.key_text()), ty.sql()),
+    }
+}
+
+/// For a ranked statistic: an index on the target table's rows of it, an
+/// expression index on the legacy blobs' value (both built CONCURRENTLY,
+/// in ranking order), and a top-N function that merges two index scans.
+/// Ties rank by user id.
+fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
+    let t = &spec.tables[r.table];
+    let s = &spec.source;
+    let vcol = &t.columns[r.value];
+    let filter: Vec<String> = r
+        .filter
+        .iter()
+        .map(|(ci, cv)| {
+            format!(
+                "{} = {}",
+                quote(&t.columns[*ci].name),
+                sql_literal(t.columns[*ci].ty, cv)
+            )
+        })
+        .collect();
+    let filter = if filter.is_empty() {
+        "true".to_string()
+    } else {
+        filter.join(" AND ")
+    };
+    let path = |blob: String| {
+        r.path
+            .iter()
+            .fold(blob, |at, k| format!("({at} -> {})", lit(k)))
+    };
+    let at = path(quote(&s.blob));
+    let sat = path(format!("s.{}", quote(&s.blob)));
+    let value = convert(vcol.ty, &at);
+    let short = |name: String| quote(&name[..name.len().min(63)]);
+    let user = quote(&t.user_column);
+    let v = quote(&vcol.name);
+    let (id, flag) = (quote(&s.id), quote(&s.flag));
+    vec![
+        format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({v} DESC NULLS LAST, {user}) WHERE {filter}",
+            short(format!("{}_{}_rank_idx", t.name, r.name)),
+            target_table(spec, r.table)
+        ),
+        format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (({value}) DESC NULLS LAST, {id}) \
+             WHERE NOT {flag}",
+            short(format!("{}_{}_legacy_rank_idx", s.table, r.name)),
+            source_table(spec)
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION {top}(n integer) RETURNS TABLE (user_id bigint, value {ty})\n    \
+             LANGUAGE sql STABLE AS\n$$\n\
+             SELECT u, v FROM (\n  \
+               (SELECT t.{user}::bigint AS u, t.{v} AS v FROM {table} AS t WHERE {filter}\n   \
+                 ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT n)\n  \
+               UNION ALL\n  \
+               (SELECT s.{id}::bigint, {svalue} FROM {src} AS s\n   \
+                 WHERE NOT s.{flag} AND {spresent} IS NOT NULL AND ({valid}) AND NOT {fails}(s.{blob})\n   \
+                 ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT n)\n\
+             ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n\n$$",
+            top = top_fn(spec, r),
+            ty = vcol.ty.sql(),
+            table = target_table(spec, r.table),
+            src = source_table(spec),
+            svalue = convert(vcol.ty, &sat),
+            spresent = sat,
+            valid = valid(vcol, &sat),
+            fails = fails_fn(spec),
+            blob = quote(&s.blob),
+        ),
+    ]
 }
 
 /// Helpers the generated SQL calls: a timestamp parse that says NULL

@@ -361,3 +361,43 @@ SELECT s."id"::bigint, CASE WHEN '"global"'::jsonb IS NULL OR jsonb_typeof('"glo
 UNION ALL
 SELECT s."id"::bigint, CASE WHEN '"global"'::jsonb IS NULL OR jsonb_typeof('"global"'::jsonb) = 'null' THEN NULL::text WHEN jsonb_typeof('"global"'::jsonb) = 'string' THEN ('"global"'::jsonb #>> '{}') END::text AS "mode", CASE WHEN '"lastPlayed"'::jsonb IS NULL OR jsonb_typeof('"lastPlayed"'::jsonb) = 'null' THEN NULL::text WHEN jsonb_typeof('"lastPlayed"'::jsonb) = 'string' THEN ('"lastPlayed"'::jsonb #>> '{}') END::text AS "statistic_id", CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric END AS "value" FROM "public"."user" AS s  WHERE NOT s."migrated" AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'stats') IS NOT NULL AND jsonb_typeof(((s."data" -> 'marriage') -> 'stats')) = 'object' AND (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NOT NULL AND NOT "public"."user_decant_blob_fails"(s."data") AND coalesce(CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN false ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric >= '0' ELSE true END) END, false) AND coalesce(NOT (coalesce((CASE WHEN '"global"'::jsonb IS NULL OR jsonb_typeof('"global"'::jsonb) = 'null' THEN NULL::text WHEN jsonb_typeof('"global"'::jsonb) = 'string' THEN ('"global"'::jsonb #>> '{}') END::text) = (CASE WHEN '"global"'::jsonb IS NULL OR jsonb_typeof('"global"'::jsonb) = 'null' THEN NULL::text WHEN jsonb_typeof('"global"'::jsonb) = 'string' THEN ('"global"'::jsonb #>> '{}') END::text), false) AND coalesce((CASE WHEN '"lastPlayed"'::jsonb IS NULL OR jsonb_typeof('"lastPlayed"'::jsonb) = 'null' THEN NULL::text WHEN jsonb_typeof('"lastPlayed"'::jsonb) = 'string' THEN ('"lastPlayed"'::jsonb #>> '{}') END::text) = (CASE WHEN '"xp"'::jsonb IS NULL OR jsonb_typeof('"xp"'::jsonb) = 'null' THEN NULL::text WHEN jsonb_typeof('"xp"'::jsonb) = 'string' THEN ('"xp"'::jsonb #>> '{}') END::text), false)), false);
 
+-- init statement 17
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_kidnap_points_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text;
+
+-- init statement 18
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
+
+-- init statement 19
+CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
+    LANGUAGE sql STABLE AS
+$$
+SELECT u, v FROM (
+  (SELECT t."user_id"::bigint AS u, t."value" AS v FROM "public"."user_statistic" AS t WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text
+   ORDER BY t."value" DESC NULLS LAST, t."user_id" LIMIT n)
+  UNION ALL
+  (SELECT s."id"::bigint, CASE WHEN ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN (((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END FROM "public"."user" AS s
+   WHERE NOT s."migrated" AND ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NOT NULL AND (CASE WHEN ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN false ELSE (jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' AND CASE WHEN jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN (((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric >= '0' ELSE true END) END) AND NOT "public"."user_decant_blob_fails"(s."data")
+   ORDER BY CASE WHEN ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN (((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END DESC NULLS LAST, s."id" LIMIT n)
+) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
+$$;
+
+-- init statement 20
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_xp_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text;
+
+-- init statement 21
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
+
+-- init statement 22
+CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
+    LANGUAGE sql STABLE AS
+$$
+SELECT u, v FROM (
+  (SELECT t."user_id"::bigint AS u, t."value" AS v FROM "public"."user_statistic" AS t WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text
+   ORDER BY t."value" DESC NULLS LAST, t."user_id" LIMIT n)
+  UNION ALL
+  (SELECT s."id"::bigint, CASE WHEN (s."data" -> 'xp') IS NULL OR jsonb_typeof((s."data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((s."data" -> 'xp')) = 'number' THEN ((s."data" -> 'xp'))::numeric END FROM "public"."user" AS s
+   WHERE NOT s."migrated" AND (s."data" -> 'xp') IS NOT NULL AND (CASE WHEN (s."data" -> 'xp') IS NULL OR jsonb_typeof((s."data" -> 'xp')) = 'null' THEN false ELSE (jsonb_typeof((s."data" -> 'xp')) = 'number' AND CASE WHEN jsonb_typeof((s."data" -> 'xp')) = 'number' THEN ((s."data" -> 'xp'))::numeric >= '0' ELSE true END) END) AND NOT "public"."user_decant_blob_fails"(s."data")
+   ORDER BY CASE WHEN (s."data" -> 'xp') IS NULL OR jsonb_typeof((s."data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((s."data" -> 'xp')) = 'number' THEN ((s."data" -> 'xp'))::numeric END DESC NULLS LAST, s."id" LIMIT n)
+) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
+$$;
+

@@ -90,6 +90,7 @@ pub(super) fn complete(
         rules,
         trie,
         routes,
+        ranked: Vec::new(),
     })
 }
 
@@ -202,4 +203,82 @@ fn show_steps(segs: &[Segment]) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// Resolves a ranked statistic: the rule whose rows hold the values of
+/// `filter` (the first in routing order whose constants all match, as a
+/// row read back is routed), which must be a scalar rule writing `value`,
+/// with every captured key fixed by `filter` and no array position. Gives
+/// the concrete blob path of the value.
+pub(super) fn resolve_ranked(
+    spec: &Spec,
+    table: usize,
+    value: usize,
+    filter: &[(usize, ColumnValue)],
+) -> std::result::Result<Vec<String>, String> {
+    let fixed = |ci: usize| filter.iter().find(|(c, _)| *c == ci).map(|(_, v)| v);
+    let t = &spec.tables[table];
+    let rule = spec.routes[table]
+        .iter()
+        .copied()
+        .find(|&ri| {
+            spec.rules[ri]
+                .constants
+                .iter()
+                .all(|(ci, cv)| fixed(*ci).is_some_and(|v| v.same(cv)))
+        })
+        .ok_or_else(|| "no rule writes rows with these values".to_string())?;
+    let r = &spec.rules[rule];
+    if !matches!(r.kind, RuleKind::Scalar { column } if column == value) {
+        return Err(format!(
+            "rule `{}` does not write `{}` as its value",
+            r.name, t.columns[value].name
+        ));
+    }
+    if r.position.is_some() {
+        return Err(format!(
+            "rule `{}` writes array elements; rank one value",
+            r.name
+        ));
+    }
+    for (ci, _) in filter {
+        let constant = r.constants.iter().any(|(c, _)| c == ci);
+        let captured = r.segments.contains(&Segment::Capture(*ci));
+        if !constant && !captured {
+            return Err(format!(
+                "column `{}` is neither captured nor constant in rule `{}`",
+                t.columns[*ci].name, r.name
+            ));
+        }
+    }
+    let mut path = Vec::new();
+    let mut node = &spec.trie;
+    for seg in &r.segments {
+        let key = match seg {
+            Segment::Literal(k) => k.clone(),
+            Segment::Capture(ci) => match fixed(*ci) {
+                Some(ColumnValue::Text(k)) => {
+                    if node.literal.contains_key(k) {
+                        return Err(format!(
+                            "`{k}` is claimed by another rule's literal key at that place"
+                        ));
+                    }
+                    t.columns[*ci].check_key(k)?;
+                    k.clone()
+                }
+                _ => {
+                    return Err(format!(
+                        "give a text value for `{}`, which rule `{}` captures",
+                        t.columns[*ci].name, r.name
+                    ));
+                }
+            },
+        };
+        node = match seg {
+            Segment::Literal(k) => &node.literal[k],
+            Segment::Capture(_) => node.wildcard.as_deref().expect("a capture has a wildcard"),
+        };
+        path.push(key);
+    }
+    Ok(path)
 }

@@ -19,7 +19,7 @@ mod toml;
 pub(crate) use ident::quote;
 use model::Result;
 pub use model::{Column, Settings, Source, Spec, SpecError, Table};
-pub(crate) use model::{Node, Policy, Rule, RuleKind, Segment};
+pub(crate) use model::{Node, Policy, Ranked, Rule, RuleKind, Segment};
 use std::path::Path;
 
 impl Spec {
@@ -184,5 +184,39 @@ v = "int8"
              [[rules]]\nname = \"b\"\npath = \"s.selected[{{pos}}]\"\ntable = \"sel\"\nvalue = \"v\"\n"
         );
         Spec::parse(&text).unwrap();
+    }
+
+    #[test]
+    fn ranked_statistics_resolve_to_a_rule_and_a_concrete_path() {
+        let spec = Spec::parse(GAME).unwrap();
+        let paths: Vec<(&str, Vec<&str>)> = spec
+            .ranked
+            .iter()
+            .map(|r| (r.name.as_str(), r.path.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("kidnap_points", vec!["marriage", "stats", "kidnap", "points"]),
+                ("xp", vec!["xp"]),
+            ]
+        );
+        let ranked = |body: &str| format!("{GAME}\n[[ranked]]\nname = \"r\"\ntable = \"user_statistic\"\n{body}\n");
+        for (body, expected) in [
+            (
+                "value = \"value\"\nwhere = { mode = \"lastPlayed\", statistic_id = \"x\" }",
+                "claimed by another rule's literal key",
+            ),
+            ("value = \"mode\"", "is not a number column"),
+            ("value = \"nope\"", "`nope` is not a column"),
+            (
+                "value = \"value\"\nwhere = { mode = \"kidnap\" }",
+                "give a text value for `statistic_id`",
+            ),
+        ] {
+            let (_, message) = spec_err(&ranked(body));
+            assert!(message.contains(expected), "{body}: {message}");
+            assert!(message.starts_with("ranked `r`"), "{message}");
+        }
     }
 }

@@ -38,6 +38,25 @@ pub struct Spec {
     pub(crate) trie: Node,
     /// For each table, its rules by decreasing specificity (constants).
     pub(crate) routes: Vec<Vec<usize>>,
+    /// Statistics a top-N reads fast in any mixed state.
+    pub(crate) ranked: Vec<Ranked>,
+}
+
+/// A ranked statistic: one scalar of one rule, at a concrete blob path,
+/// that `decant init` indexes on both sides (table and legacy blobs) for a
+/// fast top-N.
+#[derive(Debug, Clone)]
+pub(crate) struct Ranked {
+    /// Its name, used for the index and function names.
+    pub name: String,
+    /// The target table.
+    pub table: usize,
+    /// The ranked column (the rule's scalar value column).
+    pub value: usize,
+    /// The columns that pick the statistic out of the table, with values.
+    pub filter: Vec<(usize, ColumnValue)>,
+    /// The concrete path of the value in a blob.
+    pub path: Vec<String>,
 }
 
 /// The source table and its columns.

@@ -1,7 +1,7 @@
 //! The TOML layer of the spec: the raw file shapes and their translation
 //! into the validated model, with every error pointing at its line.
 
-use super::checks::complete;
+use super::checks::{complete, resolve_ranked};
 use super::ident::check_ident;
 use super::model::*;
 use super::path::{Step, parse_path};
@@ -24,6 +24,18 @@ struct RawSpec {
     tables: BTreeMap<String, RawTable>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    ranked: Vec<Spanned<RawRanked>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRanked {
+    name: String,
+    table: String,
+    value: String,
+    #[serde(default, rename = "where")]
+    filter: BTreeMap<String, ::toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -159,7 +171,70 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
     if rules.is_empty() {
         return Err(cx.err(0, "no [[rules]]: the spec maps nothing"));
     }
-    complete(&cx.file, source, settings, tables, rules)
+    let mut spec = complete(&cx.file, source, settings, tables, rules)?;
+    let mut names = BTreeSet::new();
+    for raw_ranked in &raw.ranked {
+        let ranked = ranked(&cx, raw_ranked, &spec)?;
+        if !names.insert(ranked.name.clone()) {
+            return Err(cx.err(
+                raw_ranked.span().start,
+                format!(
+                    "ranked `{}`: another ranked statistic has the same name",
+                    ranked.name
+                ),
+            ));
+        }
+        spec.ranked.push(ranked);
+    }
+    Ok(spec)
+}
+
+/// One `[[ranked]]` entry, resolved to its rule and blob path.
+fn ranked(cx: &Ctx<'_>, raw: &Spanned<RawRanked>, spec: &Spec) -> Result<Ranked> {
+    let at = raw.span().start;
+    let r = raw.get_ref();
+    let err = |m: String| cx.err(at, format!("ranked `{}`: {m}", r.name));
+    check_ident(&r.name).map_err(|m| err(format!("name: {m}")))?;
+    let table = spec.table(&r.table).ok_or_else(|| {
+        err(format!(
+            "table `{}` is not declared under [tables]",
+            r.table
+        ))
+    })?;
+    let t = &spec.tables[table];
+    let col = |c: &str| {
+        t.column(c)
+            .ok_or_else(|| err(format!("`{c}` is not a column of table `{}`", t.name)))
+    };
+    let value = col(&r.value)?;
+    if !matches!(
+        t.columns[value].ty,
+        ColumnType::Int2
+            | ColumnType::Int4
+            | ColumnType::Int8
+            | ColumnType::Float8
+            | ColumnType::Numeric
+            | ColumnType::TimestampMs
+    ) {
+        return Err(err(format!("`{}` is not a number column", r.value)));
+    }
+    let mut filter = Vec::new();
+    for (c, tv) in &r.filter {
+        let ci = col(c)?;
+        let jv = serde_json::to_value(tv).map_err(|e| err(format!("where `{c}`: {e}")))?;
+        let cv = t.columns[ci]
+            .check(&jv)
+            .map_err(|m| err(format!("where `{c}` = {jv}: {m}")))?;
+        filter.push((ci, cv));
+    }
+    let path = resolve_ranked(spec, table, value, &filter).map_err(err)?;
+    Ok(Ranked {
+        name: r.name.clone(),
+        table,
+        value,
+        filter,
+        path,
+    })
 }
 
 /// `[source]` and `[settings]`, defaults filled in.
