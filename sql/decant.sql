@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS decant.control (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO decant.control DEFAULT VALUES ON CONFLICT DO NOTHING;
+-- Finalized: every user migrated and verified; the cross-user views then
+-- read the tables alone (their legacy arms test this once per query).
+ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS finalized boolean NOT NULL DEFAULT false;
 
 -- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
 -- on every server and version), and whether a user is in the rollout now.

@@ -120,6 +120,10 @@ enum Command {
         /// Measure only the backend latency, without and with the daemon.
         #[arg(long)]
         latency_only: bool,
+        /// Measure only the leaderboard: half the users migrated, top-50
+        /// through the plain view and through the ranked path.
+        #[arg(long)]
+        leaderboard_only: bool,
         /// Other `decant run` arguments whose latency to measure after the
         /// default settings' (repeatable; one string of arguments each)
         #[arg(long, default_value = "--max-commit-slowdown 0")]
@@ -245,6 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
             latency_secs,
             memory_secs,
             latency_only,
+            leaderboard_only,
             latency_compare,
             database_url,
         } => {
@@ -255,6 +260,7 @@ async fn run(cli: Cli) -> Result<()> {
                 latency_secs,
                 memory_secs,
                 latency_only,
+                leaderboard_only,
                 latency_compare,
                 exe: std::env::current_exe().context("locating the decant executable")?,
                 database_url,

@@ -141,7 +141,7 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
                  ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT n)\n  \
                UNION ALL\n  \
                (SELECT s.{id}::bigint, {svalue} FROM {src} AS s\n   \
-                 WHERE NOT s.{flag} AND {spresent} IS NOT NULL AND ({valid}) AND NOT {fails}(s.{blob})\n   \
+                 WHERE {NOT_FINALIZED} AND NOT s.{flag} AND {spresent} IS NOT NULL AND ({valid}) AND NOT {fails}(s.{blob})\n   \
                  ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT n)\n\
              ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n\n$$",
             top = top_fn(spec, r),
@@ -164,6 +164,9 @@ CREATE OR REPLACE FUNCTION decant.try_timestamptz(t text) RETURNS timestamptz
     LANGUAGE plpgsql STABLE PARALLEL SAFE AS
 $$ BEGIN RETURN t::timestamptz; EXCEPTION WHEN others THEN RETURN NULL; END $$
 "#;
+
+/// True until `decant.control.finalized` is set.
+const NOT_FINALIZED: &str = "(SELECT NOT c.finalized FROM decant.control AS c)";
 
 /// A SQL string literal.
 fn lit(s: &str) -> String {
@@ -507,6 +510,9 @@ fn rule_rows(spec: &Spec, ri: usize) -> String {
     let mut joins = w.joins.clone();
     let mut conds = w.conds.clone();
     conds.insert(0, format!("NOT s.{}", quote(&s.flag)));
+    // once finalized, one statement (`UPDATE decant.control SET finalized
+    // = true`) turns every legacy arm off: a one-time filter per query
+    conds.insert(0, NOT_FINALIZED.to_string());
     conds.push(format!("NOT {}(s.{})", fails_fn(spec), quote(&s.blob)));
     let made = match r.position {
         None => {

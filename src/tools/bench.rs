@@ -38,6 +38,9 @@ pub struct BenchOptions {
     pub memory_secs: u64,
     /// Measure only the backend latency (faster iteration on it).
     pub latency_only: bool,
+    /// Measure only the leaderboard: half the users migrated, top-50 by a
+    /// ranked statistic through the plain view and the ranked path.
+    pub leaderboard_only: bool,
     /// `decant run` arguments measured after the default settings, each a
     /// space-separated string (default: the commit probe off).
     pub latency_compare: Vec<String>,
@@ -179,6 +182,9 @@ async fn run_all(
     if opts.latency_only {
         let line = latency(opts, admin, server, spec_path).await?;
         return Ok(format!("{} users, latency only:\n{line}\n", opts.users));
+    }
+    if opts.leaderboard_only {
+        return leaderboard(opts, server).await;
     }
     let mut lines = Vec::new();
 
@@ -502,6 +508,78 @@ async fn set_based(
     drop(c);
     drop_db(admin, name).await?;
     Ok(line)
+}
+
+/// Top-50 by a ranked statistic with half the users migrated (the even
+/// ids): the plain view against the ranked path, server-side execution
+/// time (EXPLAIN ANALYZE) medians of runs taken alternately.
+async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
+    let url = with_dbname(server, "bench_template")?;
+    let decant = decant::Decant::connect(&url, example::spec(), 4)?;
+    let started = Instant::now();
+    let evens: Vec<i64> = (1..=opts.users).filter(|i| i % 2 == 0).collect();
+    let (a, b) = evens.split_at(evens.len() / 2);
+    let half = async |ids: &[i64]| -> Result<usize> {
+        let mut migrated = 0;
+        for chunk in ids.chunks(500) {
+            migrated += decant.migrate_batch(chunk).await?.migrated.len();
+        }
+        Ok(migrated)
+    };
+    let (ma, mb) = tokio::try_join!(half(a), half(b))?;
+    tracing::info!(
+        migrated = ma + mb,
+        secs = started.elapsed().as_secs_f64(),
+        "half migrated"
+    );
+    let c = connect(&url).await?;
+    c.batch_execute("VACUUM ANALYZE")
+        .await
+        .context("vacuuming")?;
+    let plain = "SELECT user_id, value FROM user_statistic_all \
+                 WHERE mode = 'kidnap' AND statistic_id = 'points' \
+                 ORDER BY value DESC NULLS LAST, user_id LIMIT 50";
+    let ranked = "SELECT * FROM kidnap_points_top(50)";
+    let time = async |sql: &str| -> Result<f64> {
+        let plan: serde_json::Value = c
+            .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), &[])
+            .await
+            .with_context(|| format!("explaining {sql}"))?
+            .get(0);
+        plan[0]["Execution Time"]
+            .as_f64()
+            .ok_or_else(|| anyhow!("no execution time in {plan}"))
+    };
+    let same = c.query(plain, &[]).await.context("the plain view")?.len() == 50
+        && c.query(plain, &[])
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect::<Vec<_>>()
+            == c.query(ranked, &[])
+                .await?
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect::<Vec<_>>();
+    let (mut tp, mut tr) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        tp.push(time(plain).await?);
+        tr.push(time(ranked).await?);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, r) = (median(&mut tp), median(&mut tr));
+    Ok(format!(
+        "{} users, {} migrated (even ids), top-50 kidnap points, EXPLAIN ANALYZE median of 5:\n\
+         - plain view `user_statistic_all`: {p:.1} ms\n\
+         - ranked path `kidnap_points_top(50)`: {r:.2} ms ({:.3}% of the view's time)\n\
+         - same 50 users in the same order: {same}\n",
+        opts.users,
+        ma + mb,
+        100.0 * r / p
+    ))
 }
 
 /// A quoted SQL identifier.

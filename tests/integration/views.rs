@@ -114,6 +114,32 @@ async fn every_view_equals_its_table_after_migrating_everyone() {
     if let Some(d) = first_difference(&views(&client).await, &after) {
         panic!("after rollbacks: view != table after migrating everyone: {d}");
     }
+    // finalized: one statement turns the legacy arms off, the views read
+    // the tables alone
+    client
+        .batch_execute("UPDATE decant.control SET finalized = true")
+        .await
+        .unwrap();
+    if let Some(d) = first_difference(&views(&client).await, &tables(&client).await) {
+        panic!("finalized: view != table: {d}");
+    }
+    let top: i64 = client
+        .query_one("SELECT count(*) FROM kidnap_points_top(1000000)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let in_table: i64 = client
+        .query_one(
+            "SELECT count(*) FROM user_statistic WHERE mode = 'kidnap' AND statistic_id = 'points'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        top, in_table,
+        "finalized: the ranked path reads the table alone"
+    );
 }
 
 /// Every column type at its extremes, and values each type refuses, under

@@ -197,11 +197,16 @@ v = "int8"
         assert_eq!(
             paths,
             [
-                ("kidnap_points", vec!["marriage", "stats", "kidnap", "points"]),
+                (
+                    "kidnap_points",
+                    vec!["marriage", "stats", "kidnap", "points"]
+                ),
                 ("xp", vec!["xp"]),
             ]
         );
-        let ranked = |body: &str| format!("{GAME}\n[[ranked]]\nname = \"r\"\ntable = \"user_statistic\"\n{body}\n");
+        let ranked = |body: &str| {
+            format!("{GAME}\n[[ranked]]\nname = \"r\"\ntable = \"user_statistic\"\n{body}\n")
+        };
         for (body, expected) in [
             (
                 "value = \"value\"\nwhere = { mode = \"lastPlayed\", statistic_id = \"x\" }",
