@@ -53,7 +53,7 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
     out.push(HELPERS.trim().to_string());
     out.push(format!(
         "CREATE OR REPLACE FUNCTION {}(blob jsonb) RETURNS boolean\n    \
-         LANGUAGE sql STABLE PARALLEL SAFE AS\n$$ SELECT {} $$",
+         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS\n$$ SELECT {} $$",
         fails_fn(spec),
         blob_fails(spec, "blob")
     ));
@@ -129,9 +129,11 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
         ),
         format!(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (({value}) DESC NULLS LAST, {id}) \
-             WHERE NOT {flag}",
+             WHERE NOT {flag} AND NOT {}({blob})",
             short(format!("{}_{}_legacy_rank_idx", s.table, r.name)),
-            source_table(spec)
+            source_table(spec),
+            fails_fn(spec),
+            blob = quote(&s.blob),
         ),
         format!(
             "CREATE OR REPLACE FUNCTION {top}(n integer) RETURNS TABLE (user_id bigint, value {ty})\n    \
@@ -157,12 +159,36 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
     ]
 }
 
-/// Helpers the generated SQL calls: a timestamp parse that says NULL
-/// instead of raising.
+/// Helpers the generated SQL calls: the canonical RFC 3339 timestamp (NULL
+/// for any other text, never an error) and the exact-double test.
+///
+/// Both are immutable for every input (the blob-fails function, immutable
+/// too, goes into the predicate of a ranked statistic's legacy index): the
+/// timestamp is read only in its canonical UTC form (`...Z`, no time zone
+/// or date style involved), and a double's text is taken with a fixed
+/// `extra_float_digits`, whatever the session sets.
 const HELPERS: &str = r#"
-CREATE OR REPLACE FUNCTION decant.try_timestamptz(t text) RETURNS timestamptz
-    LANGUAGE plpgsql STABLE PARALLEL SAFE AS
-$$ BEGIN RETURN t::timestamptz; EXCEPTION WHEN others THEN RETURN NULL; END $$
+CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+DECLARE ts timestamptz;
+BEGIN
+    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?Z$' THEN
+        RETURN NULL;
+    END IF;
+    ts := t::timestamptz;
+    IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') <> left(t, 19) THEN
+        RETURN NULL;
+    END IF;
+    RETURN ts;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
+$$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
+          AND (n::float8)::text::numeric = n $$
 "#;
 
 /// True until `decant.control.finalized` is set.
@@ -315,11 +341,7 @@ fn typed(ty: ColumnType, x: &str) -> String {
         }
         ColumnType::Numeric => is("number"),
         ColumnType::Float8 => format!(
-            "({n} AND CASE WHEN {n} THEN ({num} = 0 OR abs({num}) BETWEEN \
-             4.9406564584124654e-324 AND 1.7976931348623157e308) END \
-             AND CASE WHEN {n} AND ({num} = 0 OR abs({num}) BETWEEN \
-             4.9406564584124654e-324 AND 1.7976931348623157e308) \
-             THEN ({num}::float8)::text::numeric = {num} END)",
+            "({n} AND CASE WHEN {n} THEN decant.exact_float8({num}) END)",
             n = is("number")
         ),
         ColumnType::Text | ColumnType::Jsonb => {
@@ -335,11 +357,7 @@ fn typed(ty: ColumnType, x: &str) -> String {
             n = is("number")
         ),
         ColumnType::TimestampIso => format!(
-            "({s} AND CASE WHEN {s} THEN {text} ~ \
-             '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\\.[0-9]{{0,5}}[1-9])?Z$' \
-             AND decant.try_timestamptz({text}) IS NOT NULL \
-             AND to_char(decant.try_timestamptz({text}) AT TIME ZONE 'UTC', \
-                 'YYYY-MM-DD\"T\"HH24:MI:SS') = left({text}, 19) END)",
+            "({s} AND CASE WHEN {s} THEN decant.iso_timestamptz({text}) IS NOT NULL END)",
             s = is("string")
         ),
     }
@@ -365,7 +383,7 @@ fn convert(ty: ColumnType, x: &str) -> String {
              + div({num} * 1000, 86400000000)::float8 * interval '24 hours' \
              + mod({num} * 1000, 86400000000)::float8 * interval '1 microsecond')"
         ),
-        ColumnType::TimestampIso => format!("decant.try_timestamptz({text})"),
+        ColumnType::TimestampIso => format!("decant.iso_timestamptz({text})"),
         ColumnType::Jsonb => x.to_string(),
     };
     format!(

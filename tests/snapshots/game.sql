@@ -305,13 +305,31 @@ CREATE TABLE IF NOT EXISTS "public"."user_statistic" (
 );
 
 -- init statement 9
-CREATE OR REPLACE FUNCTION decant.try_timestamptz(t text) RETURNS timestamptz
-    LANGUAGE plpgsql STABLE PARALLEL SAFE AS
-$$ BEGIN RETURN t::timestamptz; EXCEPTION WHEN others THEN RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+DECLARE ts timestamptz;
+BEGIN
+    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?Z$' THEN
+        RETURN NULL;
+    END IF;
+    ts := t::timestamptz;
+    IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') <> left(t, 19) THEN
+        RETURN NULL;
+    END IF;
+    RETURN ts;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
+$$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
+          AND (n::float8)::text::numeric = n $$;
 
 -- init statement 10
 CREATE OR REPLACE FUNCTION "public"."user_decant_blob_fails"(blob jsonb) RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE AS
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT blob IS NULL
     OR coalesce(((jsonb_typeof(blob) <> 'object')), false)
     OR coalesce((jsonb_typeof(blob) = 'object' AND (blob -> 'marriage') IS NOT NULL AND (jsonb_typeof((blob -> 'marriage')) <> 'object')), false)
@@ -368,7 +386,7 @@ SELECT s."id"::bigint, CASE WHEN '"global"'::jsonb IS NULL OR jsonb_typeof('"glo
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_kidnap_points_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text;
 
 -- init statement 18
-CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated" AND NOT "public"."user_decant_blob_fails"("data");
 
 -- init statement 19
 CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
@@ -388,7 +406,7 @@ $$;
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_xp_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text;
 
 -- init statement 21
-CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated" AND NOT "public"."user_decant_blob_fails"("data");
 
 -- init statement 22
 CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
