@@ -206,10 +206,23 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
 /// id, in mixed states; and both of its sides can be read by their index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranked_top_n_equals_the_view_and_uses_both_indexes() {
+    // the fixture's xp is the last [[ranked]]: the variant puts the fail
+    // test in its legacy index
+    for text in [
+        crate::example::SPEC.to_string(),
+        format!("{}index_fail_test = true\n", crate::example::SPEC),
+    ] {
+        ranked_variant(&text).await;
+    }
+}
+
+async fn ranked_variant(spec_text: &str) {
     let db = TestDb::new().await;
     let n = 800;
-    let decant = db.game(n).await;
     let client = db.client().await;
+    crate::example::load(&client, n, 1).await.unwrap();
+    let decant = db.decant_with(spec_text, 8);
+    decant::init(&client, decant.spec()).await.unwrap();
     let top = async |name: &str, mode: &str, stat: &str| {
         let fast: Vec<String> = client
             .query(&format!("SELECT t::text FROM {name}_top(50) AS t"), &[])

@@ -386,7 +386,7 @@ SELECT s."id"::bigint, CASE WHEN '"global"'::jsonb IS NULL OR jsonb_typeof('"glo
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_kidnap_points_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text;
 
 -- init statement 18
-CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated" AND NOT "public"."user_decant_blob_fails"("data");
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
 -- init statement 19
 CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
@@ -406,7 +406,7 @@ $$;
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_xp_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text;
 
 -- init statement 21
-CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated" AND NOT "public"."user_decant_blob_fails"("data");
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
 -- init statement 22
 CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)

@@ -57,6 +57,10 @@ pub(crate) struct Ranked {
     pub filter: Vec<(usize, ColumnValue)>,
     /// The concrete path of the value in a blob.
     pub path: Vec<String>,
+    /// Whether the legacy index leaves out users whose migration would
+    /// fail (the top-N then never tests a blob, but every write to a
+    /// legacy blob runs the test).
+    pub index_fail_test: bool,
 }
 
 /// The source table and its columns.

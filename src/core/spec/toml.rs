@@ -36,6 +36,8 @@ struct RawRanked {
     value: String,
     #[serde(default, rename = "where")]
     filter: BTreeMap<String, ::toml::Value>,
+    #[serde(default)]
+    index_fail_test: bool,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +236,7 @@ fn ranked(cx: &Ctx<'_>, raw: &Spanned<RawRanked>, spec: &Spec) -> Result<Ranked>
         value,
         filter,
         path,
+        index_fail_test: r.index_fail_test,
     })
 }
 
