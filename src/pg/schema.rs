@@ -3,7 +3,7 @@
 
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
-use crate::pg::sql::{source_table, target_table};
+use crate::pg::sql::{index_name, source_table, target_table};
 use crate::pg::views;
 use tokio_postgres::Client;
 
@@ -12,9 +12,7 @@ pub const OWN_OBJECTS: &str = include_str!("../../sql/decant.sql");
 
 /// The name of the partial index on legacy users that keeps claiming cheap.
 fn legacy_index(spec: &Spec) -> String {
-    let name = format!("{}_decant_legacy_idx", spec.source.table);
-    // identifiers are at most 63 bytes; the table name is already checked
-    quote(&name[..name.len().min(63)])
+    index_name(&format!("{}_decant_legacy_idx", spec.source.table))
 }
 
 /// The statements `init` runs, in order, each idempotent. The flag column

@@ -37,6 +37,12 @@ pub(crate) fn source_table(spec: &Spec) -> String {
     )
 }
 
+/// A quoted index name made from spec identifiers (ASCII, checked), cut
+/// to PostgreSQL's 63 bytes.
+pub(crate) fn index_name(name: &str) -> String {
+    quote(&name[..name.len().min(63)])
+}
+
 /// `"schema"."table"` of a target table.
 pub(crate) fn target_table(spec: &Spec, table: usize) -> String {
     spec.qualified_table(table)
@@ -272,7 +278,7 @@ mod tests {
         }
     }
 
-    fn put_static(out: &mut String, label: &str, text: &str) {
+    fn put(out: &mut String, label: &str, text: &str) {
         out.push_str(&format!("-- {label}\n{text};\n\n"));
     }
 
@@ -281,20 +287,21 @@ mod tests {
     fn render(spec: &Spec) -> String {
         let sql = Sql::new(spec);
         let mut out = String::new();
-        let mut put = |label: &str, text: &str| {
-            out.push_str(&format!("-- {label}\n{text};\n\n"));
-        };
-        put("lock_wait", &sql.lock_wait);
-        put("lock_skip", &sql.lock_skip);
-        put("claim", &sql.claim);
-        put("claim_rollout", &sql.claim_rollout);
-        put("claimable", &sql.claimable);
-        put("user_counts", &sql.user_counts);
-        put("exists", &sql.exists);
-        put("snapshot", &sql.snapshot);
-        put("lock_call", &sql.lock_call);
-        put("write_blobs", &sql.write_blobs);
-        put("plain_check", &sql.plain_check);
+        for (label, text) in [
+            ("lock_wait", &sql.lock_wait),
+            ("lock_skip", &sql.lock_skip),
+            ("claim", &sql.claim),
+            ("claim_rollout", &sql.claim_rollout),
+            ("claimable", &sql.claimable),
+            ("user_counts", &sql.user_counts),
+            ("exists", &sql.exists),
+            ("snapshot", &sql.snapshot),
+            ("lock_call", &sql.lock_call),
+            ("write_blobs", &sql.write_blobs),
+            ("plain_check", &sql.plain_check),
+        ] {
+            put(&mut out, label, text);
+        }
         let (tables, columns, types) = &sql.plain_params;
         for ((t, c), ty) in tables.iter().zip(columns).zip(types) {
             out.push_str(&format!("-- plain_params: {t} {c} {ty}\n"));
@@ -302,23 +309,24 @@ mod tests {
         out.push('\n');
         for (ti, t) in sql.tables.iter().enumerate() {
             let name = &spec.tables[ti].name;
-            let mut put = |label: &str, text: &str| {
-                out.push_str(&format!("-- {name}.{label}\n{text};\n\n"));
-            };
-            put("copy", &t.copy);
-            put("insert", &t.insert);
-            put("insert_returning", &t.insert_returning);
-            put("upsert", &t.upsert);
-            put("select", &t.select);
-            put("delete_users", &t.delete_users);
-            if let Some(d) = &t.delete_keys {
-                put("delete_keys", d);
+            for (label, text) in [
+                ("copy", Some(&t.copy)),
+                ("insert", Some(&t.insert)),
+                ("insert_returning", Some(&t.insert_returning)),
+                ("upsert", Some(&t.upsert)),
+                ("select", Some(&t.select)),
+                ("delete_users", Some(&t.delete_users)),
+                ("delete_keys", t.delete_keys.as_ref()),
+            ] {
+                if let Some(text) = text {
+                    put(&mut out, &format!("{name}.{label}"), text);
+                }
             }
         }
-        put_static(&mut out, "signals", SIGNALS);
-        put_static(&mut out, "commit_probe", COMMIT_PROBE);
+        put(&mut out, "signals", SIGNALS);
+        put(&mut out, "commit_probe", COMMIT_PROBE);
         for (i, stmt) in crate::pg::schema::statements(spec).iter().enumerate() {
-            out.push_str(&format!("-- init statement {i}\n{stmt};\n\n"));
+            put(&mut out, &format!("init statement {i}"), stmt);
         }
         out
     }

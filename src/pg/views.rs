@@ -11,7 +11,7 @@
 
 use crate::core::spec::{Column, Node, Policy, Ranked, RuleKind, Segment, Spec, quote};
 use crate::core::value::{ColumnType, ColumnValue};
-use crate::pg::sql::{source_table, target_table};
+use crate::pg::sql::{index_name, source_table, target_table};
 
 /// The schema the views live in: the spec's `views_schema`, else the
 /// target schema.
@@ -75,16 +75,6 @@ pub(crate) fn top_fn(spec: &Spec, r: &Ranked) -> String {
     )
 }
 
-/// A value from the spec as a SQL literal of its column type.
-fn sql_literal(ty: ColumnType, cv: &ColumnValue) -> String {
-    match cv {
-        ColumnValue::Text(t) => format!("{}::text", lit(t)),
-        ColumnValue::Bool(b) => b.to_string(),
-        ColumnValue::Null => format!("NULL::{}", ty.sql()),
-        other => format!("{}::{}", lit(&other.key_text()), ty.sql()),
-    }
-}
-
 /// For a ranked statistic: an index on the target table's rows of it, an
 /// expression index on the legacy blobs' value (both built CONCURRENTLY,
 /// in ranking order), and a top-N function that merges two index scans.
@@ -102,7 +92,7 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
             format!(
                 "{} = {}",
                 quote(&t.columns[*ci].name),
-                sql_literal(t.columns[*ci].ty, cv)
+                constant(t.columns[*ci].ty, cv)
             )
         })
         .collect();
@@ -119,20 +109,19 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
     let at = path(quote(&s.blob));
     let sat = path(format!("s.{}", quote(&s.blob)));
     let value = convert(vcol.ty, &at);
-    let short = |name: String| quote(&name[..name.len().min(63)]);
     let user = quote(&t.user_column);
     let v = quote(&vcol.name);
     let (id, flag) = (quote(&s.id), quote(&s.flag));
     vec![
         format!(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({v} DESC NULLS LAST, {user}) WHERE {filter}",
-            short(format!("{}_{}_rank_idx", t.name, r.name)),
+            index_name(&format!("{}_{}_rank_idx", t.name, r.name)),
             target_table(spec, r.table)
         ),
         format!(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (({value}) DESC NULLS LAST, {id}) \
              WHERE NOT {flag}{}",
-            short(format!("{}_{}_legacy_rank_idx", s.table, r.name)),
+            index_name(&format!("{}_{}_legacy_rank_idx", s.table, r.name)),
             source_table(spec),
             if r.index_fail_test {
                 format!(" AND NOT {}({})", fails_fn(spec), quote(&s.blob))
@@ -399,14 +388,23 @@ fn convert(ty: ColumnType, x: &str) -> String {
     )
 }
 
-/// A column value as a SQL literal of its type (constants).
+/// A value from the spec (a constant, a ranked statistic's filter) as a
+/// SQL literal of its column type: a plain constant, so an index predicate
+/// may hold it.
 fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
-    let json = crate::core::value::to_json(ty, cv);
-    format!(
-        "{}::{}",
-        convert(ty, &format!("{}::jsonb", lit(&json.to_string()))),
-        ty.sql()
-    )
+    let text = match cv {
+        ColumnValue::Null => return format!("NULL::{}", ty.sql()),
+        ColumnValue::Bool(b) => return b.to_string(),
+        ColumnValue::Text(t) => t.clone(),
+        ColumnValue::Json(v) => v.to_string(),
+        // RFC 3339 in UTC: read the same whatever the session's time zone
+        ColumnValue::Micros(_) => crate::core::value::to_json(ColumnType::TimestampIso, cv)
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| cv.key_text()),
+        number => number.key_text(),
+    };
+    format!("{}::{}", lit(&text), ty.sql())
 }
 
 /// What one rule makes of one value `v` (an element for array rules):
@@ -464,15 +462,16 @@ fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Option<&str>) ->
                     ok.push(present);
                 }
             }
+            // unknown keys, and known keys holding null
+            let unknown = if known.is_empty() {
+                "true".to_string()
+            } else {
+                format!("x.key NOT IN ({})", known.join(", "))
+            };
             columns[*extra] = format!(
                 "(SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(\
                  CASE WHEN jsonb_typeof({v}) = 'object' THEN {v} END) AS x \
-                 WHERE x.key NOT IN ({}) OR jsonb_typeof(x.value) = 'null')",
-                if known.is_empty() {
-                    "NULL".to_string()
-                } else {
-                    known.join(", ")
-                }
+                 WHERE {unknown} OR jsonb_typeof(x.value) = 'null')"
             );
         }
     }

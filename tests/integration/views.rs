@@ -283,3 +283,161 @@ async fn ranked_variant(spec_text: &str) {
         "{plan}"
     );
 }
+
+/// Another shape than the game: an `integer` id in its own schema, target
+/// tables and views in two others, a quoted dotted key, an array of
+/// objects with positions, integer and float constants and a ranked
+/// statistic filtered by an integer; dirty and odd values throughout.
+#[tokio::test]
+async fn views_and_ranked_hold_on_another_shape() {
+    const SPEC: &str = r#"
+[source]
+schema = "shop"
+table = "profile"
+id = "uid"
+blob = "doc"
+
+[settings]
+target_schema = "norm"
+views_schema = "reports"
+
+[tables.line.columns]
+pos = "int4"
+sku = { type = "text", max_length = 8 }
+qty = { type = "int2", min = 1 }
+price = "float8"
+extra = "jsonb"
+
+[tables.metric.columns]
+kind = "int4"
+name = "text"
+value = { type = "numeric", not_null = true }
+
+[[rules]]
+name = "lines"
+path = '"cart.v2".lines[{pos}]'
+table = "line"
+keys = { sku = "sku", qty = "qty", price = "price" }
+on_invalid = "keep"
+
+[[rules]]
+name = "metrics"
+path = "stats.{name}"
+table = "metric"
+value = "value"
+constants = { kind = 1 }
+
+[[rules]]
+name = "score"
+path = "deep.er.score"
+table = "metric"
+value = "value"
+constants = { kind = 2, name = "score" }
+
+[[ranked]]
+name = "best"
+table = "metric"
+value = "value"
+where = { kind = 2, name = "score" }
+"#;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.profile (uid integer PRIMARY KEY, doc jsonb NOT NULL)",
+        )
+        .await
+        .unwrap();
+    let mut rng = Rng::new(5);
+    let n = 300;
+    for uid in 1..=n {
+        let lines: Vec<serde_json::Value> = (0..rng.range(0, 4))
+            .map(|i| match rng.range(0, 12) {
+                0 => serde_json::json!({"sku": "TOOLONGSKU", "qty": 1}),
+                1 => serde_json::json!({"sku": "a", "qty": 0, "note": "bad qty"}),
+                2 => serde_json::json!({"qty": 2}),
+                3 => serde_json::json!({"sku": "b", "price": 0.1, "gift": null}),
+                _ => serde_json::json!({"sku": format!("s{i}"), "qty": i + 1, "price": i as f64 * 1.25}),
+            })
+            .collect();
+        let score = match rng.range(0, 15) {
+            0 => serde_json::json!("12"),
+            1 => serde_json::json!(null),
+            _ => serde_json::json!(rng.range(0, 1000) as f64 / 4.0),
+        };
+        let spent = if rng.range(0, 20) == 0 {
+            serde_json::json!("n/a")
+        } else {
+            serde_json::json!(rng.range(0, 10_000) as f64 / 100.0)
+        };
+        let doc = serde_json::json!({
+            "cart.v2": {"lines": lines, "currency": "EUR"},
+            "stats": {"visits": rng.range(0, 50), "spent": spent},
+            "deep": {"er": {"score": score}},
+            "other": [1, {"x": []}]
+        });
+        client
+            .execute(
+                "INSERT INTO shop.profile VALUES ($1, $2)",
+                &[&(uid as i32), &doc],
+            )
+            .await
+            .unwrap();
+    }
+    let decant = db.decant_with(SPEC, 4);
+    decant::init(&client, decant.spec()).await.unwrap();
+    let before = [
+        rows(&client, "reports.line_all").await,
+        rows(&client, "reports.metric_all").await,
+    ];
+    let top = async || -> Vec<String> {
+        client
+            .query("SELECT t::text FROM reports.best_top(20) AS t", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let plain = async || -> Vec<String> {
+        client
+            .query(
+                "SELECT t::text FROM (SELECT user_id, value FROM reports.metric_all
+                  WHERE kind = 2 AND name = 'score'
+                  ORDER BY value DESC NULLS LAST, user_id LIMIT 20) AS t",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(top().await, plain().await, "all legacy");
+    let half: Vec<i64> = (1..=n).filter(|i| i % 2 == 0).collect();
+    let report = decant.migrate_batch(&half).await.unwrap();
+    assert!(
+        report.migrated.len() > 100,
+        "{} migrated",
+        report.migrated.len()
+    );
+    assert_eq!(top().await, plain().await, "half migrated");
+    let all: Vec<i64> = (1..=n).collect();
+    let report = decant.migrate_batch(&all).await.unwrap();
+    assert!(!report.failed.is_empty(), "some scores are not numbers");
+    let after = [
+        rows(&client, "norm.line").await,
+        rows(&client, "norm.metric").await,
+    ];
+    assert!(
+        after[0].len() > 100 && after[1].len() > 300,
+        "{}",
+        after[1].len()
+    );
+    assert_eq!(
+        before, after,
+        "the views before migrating != the tables after"
+    );
+    assert_eq!(top().await, plain().await, "all migrated");
+}

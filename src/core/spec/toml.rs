@@ -158,16 +158,22 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         .iter()
         .map(|(name, t)| table(&cx, name, t))
         .collect::<Result<Vec<Table>>>()?;
+    // names are unique per kind (rules, ranked statistics)
+    let unique = |names: &mut BTreeSet<String>, name: &str, at: usize, kind: &str| {
+        if names.insert(name.to_string()) {
+            Ok(())
+        } else {
+            Err(cx.err(
+                at,
+                format!("{kind} `{name}`: another {kind} has the same name"),
+            ))
+        }
+    };
     let mut rules = Vec::new();
     let mut names = BTreeSet::new();
     for raw_rule in &raw.rules {
         let rule = rule(&cx, raw_rule, &tables)?;
-        if !names.insert(rule.name.clone()) {
-            return Err(cx.err(
-                raw_rule.span().start,
-                format!("rule `{}`: another rule has the same name", rule.name),
-            ));
-        }
+        unique(&mut names, &rule.name, raw_rule.span().start, "rule")?;
         rules.push(rule);
     }
     if rules.is_empty() {
@@ -177,15 +183,12 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
     let mut names = BTreeSet::new();
     for raw_ranked in &raw.ranked {
         let ranked = ranked(&cx, raw_ranked, &spec)?;
-        if !names.insert(ranked.name.clone()) {
-            return Err(cx.err(
-                raw_ranked.span().start,
-                format!(
-                    "ranked `{}`: another ranked statistic has the same name",
-                    ranked.name
-                ),
-            ));
-        }
+        unique(
+            &mut names,
+            &ranked.name,
+            raw_ranked.span().start,
+            "ranked statistic",
+        )?;
         spec.ranked.push(ranked);
     }
     Ok(spec)
