@@ -4,6 +4,7 @@
 //! (`store`), decant's own tables (`state`, `control`), the DDL
 //! (`schema`) and the cross-user views (`views`). Depends only on the pure core and the error type.
 
+pub(crate) mod api;
 pub(crate) mod codec;
 pub(crate) mod control;
 pub(crate) mod pool;

@@ -4,7 +4,7 @@
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
 use crate::pg::sql::{index_name, source_table, target_table};
-use crate::pg::views;
+use crate::pg::{api, views};
 use tokio_postgres::Client;
 
 /// decant's own objects (schema `decant`): per-user state and control row.
@@ -59,6 +59,8 @@ pub fn statements(spec: &Spec) -> Vec<String> {
     }
     // the cross-user views read the tables and the flag: they come last
     out.extend(views::statements(spec));
+    // the SQL API uses the views' helpers
+    out.extend(api::statements(spec));
     out
 }
 

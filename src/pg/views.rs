@@ -189,7 +189,7 @@ $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.797693134862315
 const NOT_FINALIZED: &str = "(SELECT NOT c.finalized FROM decant.control AS c)";
 
 /// A SQL string literal.
-fn lit(s: &str) -> String {
+pub(super) fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -206,7 +206,7 @@ fn view(spec: &Spec, ti: usize) -> String {
     )];
     for (ri, r) in spec.rules.iter().enumerate() {
         if r.table == ti {
-            parts.push(rule_rows(spec, ri));
+            parts.push(rule_rows(spec, ri, &legacy(spec)));
         }
     }
     format!(
@@ -219,11 +219,11 @@ fn view(spec: &Spec, ti: usize) -> String {
 /// A path from the root of the blob to a node, as SQL: the lateral joins
 /// that reach every value at it, the conditions for them to exist, the
 /// value there, and the captured keys by column.
-struct Walk {
-    joins: Vec<String>,
-    conds: Vec<String>,
-    value: String,
-    captures: Vec<(usize, String)>,
+pub(super) struct Walk {
+    pub joins: Vec<String>,
+    pub conds: Vec<String>,
+    pub value: String,
+    pub captures: Vec<(usize, String)>,
 }
 
 /// Walks `segments` from `blob` through the trie. Wildcards skip the keys a
@@ -270,7 +270,7 @@ fn walk<'n>(spec: &'n Spec, blob: &str, segments: &[Segment], tag: &str) -> (Wal
 
 /// Whether JSON value `x` converts into column `c` and passes its
 /// validation (a JSON null is SQL NULL, valid unless `not_null`).
-fn valid(c: &Column, x: &str) -> String {
+pub(super) fn valid(c: &Column, x: &str) -> String {
     let num = format!("({x})::numeric");
     let text = format!("({x} #>> '{{}}')");
     let is = |t: &str| format!("jsonb_typeof({x}) = '{t}'");
@@ -391,7 +391,7 @@ fn convert(ty: ColumnType, x: &str) -> String {
 /// A value from the spec (a constant, a ranked statistic's filter) as a
 /// SQL literal of its column type: a plain constant, so an index predicate
 /// may hold it.
-fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
+pub(super) fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
     let text = match cv {
         ColumnValue::Null => return format!("NULL::{}", ty.sql()),
         ColumnValue::Bool(b) => return b.to_string(),
@@ -411,13 +411,13 @@ fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
 /// the column expressions, the row's validity (false: no row, a problem)
 /// and whether it has a partial problem (an object rule's known key with
 /// an invalid value: kept in the residual, the row made without it).
-struct Made {
-    columns: Vec<String>,
-    whole_ok: String,
-    partial_problem: String,
+pub(super) struct Made {
+    pub columns: Vec<String>,
+    pub whole_ok: String,
+    pub partial_problem: String,
 }
 
-fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Option<&str>) -> Made {
+pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Option<&str>) -> Made {
     let r = &spec.rules[ri];
     let t = &spec.tables[r.table];
     let mut columns: Vec<String> = t
@@ -523,19 +523,43 @@ fn key_valid(c: &Column, key: &str) -> String {
     checks.join(" AND ")
 }
 
-/// The rows rule `ri` gives for legacy users whose blobs do not fail.
-fn rule_rows(spec: &Spec, ri: usize) -> String {
+/// Where a rule's rows are read from: a FROM clause with alias `s`, the
+/// user id and blob expressions, and conditions on the source row.
+pub(super) struct RowSource {
+    pub from: String,
+    pub id: String,
+    pub blob: String,
+    pub conds: Vec<String>,
+}
+
+/// The legacy users of the source table whose blobs do not fail, while
+/// the migration is not finalized: what the views read.
+fn legacy(spec: &Spec) -> RowSource {
+    let s = &spec.source;
+    RowSource {
+        from: format!("{} AS s", source_table(spec)),
+        id: format!("s.{}::bigint", quote(&s.id)),
+        blob: format!("s.{}", quote(&s.blob)),
+        // once finalized, one statement (`UPDATE decant.control SET
+        // finalized = true`) turns every legacy arm off: a one-time filter
+        // per query
+        conds: vec![
+            NOT_FINALIZED.to_string(),
+            format!("NOT s.{}", quote(&s.flag)),
+            format!("NOT {}(s.{})", fails_fn(spec), quote(&s.blob)),
+        ],
+    }
+}
+
+/// The rows rule `ri` gives for the blobs of `src`, as the lenient explode
+/// makes them (a `fail` rule's refusals are left to `src`'s conditions).
+pub(super) fn rule_rows(spec: &Spec, ri: usize, src: &RowSource) -> String {
     let r = &spec.rules[ri];
     let t = &spec.tables[r.table];
-    let s = &spec.source;
-    let (w, _) = walk(spec, &format!("s.{}", quote(&s.blob)), &r.segments, "");
+    let (w, _) = walk(spec, &src.blob, &r.segments, "");
     let mut joins = w.joins.clone();
-    let mut conds = w.conds.clone();
-    conds.insert(0, format!("NOT s.{}", quote(&s.flag)));
-    // once finalized, one statement (`UPDATE decant.control SET finalized
-    // = true`) turns every legacy arm off: a one-time filter per query
-    conds.insert(0, NOT_FINALIZED.to_string());
-    conds.push(format!("NOT {}(s.{})", fails_fn(spec), quote(&s.blob)));
+    let mut conds = src.conds.clone();
+    conds.extend(w.conds.iter().cloned());
     let made = match r.position {
         None => {
             let m = make(spec, ri, &w.value, &w, None);
@@ -559,7 +583,7 @@ fn rule_rows(spec: &Spec, ri: usize) -> String {
             m
         }
     };
-    let cols: Vec<String> = std::iter::once(format!("s.{}::bigint", quote(&s.id)))
+    let cols: Vec<String> = std::iter::once(format!("{} AS {}", src.id, quote(&t.user_column)))
         .chain(
             made.columns
                 .iter()
@@ -568,9 +592,9 @@ fn rule_rows(spec: &Spec, ri: usize) -> String {
         )
         .collect();
     format!(
-        "SELECT {} FROM {} AS s {} WHERE {}",
+        "SELECT {} FROM {} {} WHERE {}",
         cols.join(", "),
-        source_table(spec),
+        src.from,
         joins.join(" "),
         conds.join(" AND ")
     )

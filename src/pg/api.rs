@@ -1,0 +1,534 @@
+//! The SQL API, generated from the spec, for backends in any language:
+//! `decant.load(id)`, `decant.load_many(ids)`, `decant.save(id, blob)` and
+//! `decant.patch(id, merge_patch)`, which behave as the Rust layer's calls
+//! of the same names.
+//!
+//! - `load` and `load_many` read one snapshot and take no lock: they run
+//!   inside a READ ONLY transaction and on a hot standby. A migrated
+//!   user's blob is rebuilt from the tables and the residual.
+//! - `save` and `patch` lock the user's row (`FOR NO KEY UPDATE`) first;
+//!   a legacy user's blob is written whole; a migrated user's rows are
+//!   exploded leniently (an invalid value stays in the residual, never
+//!   refused), and only rows that changed are written or deleted.
+//!
+//! Internal functions carry the source table's name:
+//! `decant."<source>_rows_<table>"(id, blob)` (the rows a blob gives),
+//! `decant."<source>_residual"(blob)` and `decant."<source>_rebuild"(id,
+//! residual)`.
+
+use crate::core::spec::{Node, RuleKind, Segment, Spec, quote};
+use crate::core::value::ColumnType;
+use crate::pg::sql::{index_name, source_table, target_table};
+use crate::pg::views::{RowSource, Walk, constant, lit, make, rule_rows, valid};
+
+/// The name of an internal function of this spec's source table.
+fn internal(spec: &Spec, what: &str) -> String {
+    format!(
+        "decant.{}",
+        index_name(&format!("{}_{what}", spec.source.table))
+    )
+}
+
+/// The function giving the rows a blob explodes into, for one table.
+fn rows_fn(spec: &Spec, ti: usize) -> String {
+    internal(spec, &format!("rows_{}", spec.tables[ti].name))
+}
+
+/// The statements that create the SQL API, each idempotent (`CREATE OR
+/// REPLACE`). They use the views' helpers: run after them.
+pub(crate) fn statements(spec: &Spec) -> Vec<String> {
+    let mut out = vec![HELPERS.trim().to_string()];
+    for ti in 0..spec.tables.len() {
+        out.push(rows(spec, ti));
+    }
+    out.push(format!(
+        "CREATE OR REPLACE FUNCTION {}(blob jsonb) RETURNS jsonb\n    \
+         LANGUAGE sql IMMUTABLE PARALLEL SAFE SET jit = off AS\n$$ SELECT coalesce({}, '{{}}'::jsonb) $$",
+        internal(spec, "residual"),
+        residual(spec, &spec.trie, "$1", 0, &mut Vec::new())
+    ));
+    out.push(rebuild(spec));
+    out.push(write(spec));
+    out.extend(calls(spec));
+    out
+}
+
+/// Helpers independent of the spec: RFC 7396 merge patch, placing rebuilt
+/// values into the residual, and the JSON forms of timestamps.
+const HELPERS: &str = r#"
+CREATE OR REPLACE FUNCTION decant.merge_patch(target jsonb, patch jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+DECLARE k text; v jsonb;
+BEGIN
+    IF patch IS NULL OR jsonb_typeof(patch) <> 'object' THEN
+        RETURN patch;
+    END IF;
+    IF target IS NULL OR jsonb_typeof(target) <> 'object' THEN
+        target := '{}';
+    END IF;
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(patch) AS e LOOP
+        IF jsonb_typeof(v) = 'null' THEN
+            target := target - k;
+        ELSE
+            target := jsonb_set(target, ARRAY[k], decant.merge_patch(target -> k, v));
+        END IF;
+    END LOOP;
+    RETURN target;
+END
+$$;
+CREATE OR REPLACE FUNCTION decant.put(root jsonb, path text[], entries jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+BEGIN
+    IF root IS NULL THEN
+        root := '{}';
+    END IF;
+    IF jsonb_typeof(root) <> 'object' THEN
+        RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-object (%)', root
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+    IF cardinality(path) > 0 THEN
+        RETURN jsonb_set(root, path[1:1], decant.put(root -> path[1], path[2:], entries));
+    END IF;
+    -- the residual holds the keys a `keep` rule left behind: an object
+    -- there and an object from the rows merge
+    RETURN root || coalesce((
+        SELECT jsonb_object_agg(e.key, CASE
+                   WHEN jsonb_typeof(root -> e.key) = 'object' AND jsonb_typeof(e.value) = 'object'
+                   THEN (root -> e.key) || e.value
+                   ELSE e.value END)
+          FROM jsonb_each(entries) AS e), '{}');
+END
+$$;
+CREATE OR REPLACE FUNCTION decant.epoch_ms(t timestamptz) RETURNS numeric
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT trim_scale(((t AT TIME ZONE 'UTC')::date - date '1970-01-01')::numeric * 86400000
+          + round(extract(epoch FROM (t AT TIME ZONE 'UTC')::time)::numeric * 1000000) / 1000) $$;
+CREATE OR REPLACE FUNCTION decant.iso_text(t timestamptz) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+          || CASE WHEN to_char(t AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
+                  ELSE '.' || rtrim(to_char(t AT TIME ZONE 'UTC', 'US'), '0') END
+          || 'Z' $$
+"#;
+
+/// `decant."<source>_rows_<table>"(id, blob)`: the rows the lenient explode
+/// makes of a blob for one table (every rule acts as `keep`).
+fn rows(spec: &Spec, ti: usize) -> String {
+    let t = &spec.tables[ti];
+    let src = RowSource {
+        from: "(SELECT $1 AS i, $2 AS b) AS s".into(),
+        id: "s.i".into(),
+        blob: "s.b".into(),
+        conds: Vec::new(),
+    };
+    let mut parts: Vec<String> = (0..spec.rules.len())
+        .filter(|&ri| spec.rules[ri].table == ti)
+        .map(|ri| rule_rows(spec, ri, &src))
+        .collect();
+    if parts.is_empty() {
+        let nulls: Vec<String> = std::iter::once("NULL::bigint".to_string())
+            .chain(t.columns.iter().map(|c| format!("NULL::{}", c.ty.sql())))
+            .collect();
+        parts.push(format!("SELECT {} WHERE false", nulls.join(", ")));
+    }
+    let cols: Vec<String> = std::iter::once(format!("{} bigint", quote(&t.user_column)))
+        .chain(
+            t.columns
+                .iter()
+                .map(|c| format!("{} {}", quote(&c.name), c.ty.sql())),
+        )
+        .collect();
+    format!(
+        "CREATE OR REPLACE FUNCTION {}(bigint, jsonb) RETURNS TABLE ({})\n    \
+         LANGUAGE sql IMMUTABLE PARALLEL SAFE SET extra_float_digits = 1 SET jit = off AS\n$$\n{}\n$$",
+        rows_fn(spec, ti),
+        cols.join(", "),
+        parts.join("\nUNION ALL\n")
+    )
+}
+
+/// What the lenient explode leaves in the residual of JSON value `x` at
+/// trie `node`, or NULL when everything there is claimed. `keys` are the
+/// keys captured on the way (one per wildcard), as SQL.
+fn residual(spec: &Spec, node: &Node, x: &str, depth: usize, keys: &mut Vec<String>) -> String {
+    if let Some(ri) = node.terminal {
+        return claimed(spec, ri, x, keys);
+    }
+    let e = format!("e{depth}");
+    let value = format!("{e}.value");
+    let mut arms = Vec::new();
+    for (k, child) in &node.literal {
+        arms.push(format!(
+            "WHEN {} THEN {}",
+            lit(k),
+            residual(spec, child, &value, depth + 1, keys)
+        ));
+    }
+    let other = match node.wildcard.as_deref() {
+        Some(child) => {
+            keys.push(format!("{e}.key"));
+            let r = residual(spec, child, &value, depth + 1, keys);
+            keys.pop();
+            r
+        }
+        None => value.clone(),
+    };
+    let each = if arms.is_empty() {
+        other
+    } else {
+        format!("CASE {e}.key {} ELSE {other} END", arms.join(" "))
+    };
+    // a non-object or an empty object stays whole; an object keeps what
+    // its keys leave (nothing left: the key goes)
+    format!(
+        "CASE WHEN jsonb_typeof({x}) <> 'object' OR {x} = '{{}}'::jsonb THEN {x} ELSE \
+         (SELECT jsonb_object_agg(q{depth}.k, q{depth}.r) FROM (SELECT {e}.key AS k, {each} AS r \
+         FROM jsonb_each({x}) AS {e} OFFSET 0) AS q{depth} WHERE q{depth}.r IS NOT NULL) END"
+    )
+}
+
+/// What rule `ri` leaves of value `x`: nothing when it claims it whole, the
+/// value when it refuses it, an object rule's refused known keys when it
+/// claims the rest.
+fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
+    let r = &spec.rules[ri];
+    let t = &spec.tables[r.table];
+    let captures = r
+        .segments
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Capture(ci) => Some(*ci),
+            Segment::Literal(_) => None,
+        })
+        .zip(keys.iter().cloned())
+        .collect();
+    let w = Walk {
+        joins: Vec::new(),
+        conds: Vec::new(),
+        value: x.to_string(),
+        captures,
+    };
+    if r.position.is_some() {
+        // an array is claimed whole or not at all
+        let each = make(spec, ri, "b.v", &w, Some("(b.n - 1)"));
+        return format!(
+            "CASE WHEN jsonb_typeof({x}) = 'array' AND jsonb_array_length({x}) > 0 \
+             AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements({x}) WITH ORDINALITY AS b(v, n) \
+             WHERE NOT ({}) OR {}) THEN NULL ELSE {x} END",
+            each.whole_ok, each.partial_problem
+        );
+    }
+    let m = make(spec, ri, x, &w, None);
+    let kept = match &r.kind {
+        RuleKind::Scalar { .. } => "NULL::jsonb".to_string(),
+        RuleKind::Object { keys, .. } => {
+            let arms: Vec<String> = keys
+                .iter()
+                .map(|(k, ci)| {
+                    format!(
+                        "WHEN {} THEN NOT coalesce({}, false)",
+                        lit(k),
+                        valid(&t.columns[*ci], "k.value")
+                    )
+                })
+                .collect();
+            if arms.is_empty() {
+                "NULL::jsonb".to_string()
+            } else {
+                format!(
+                    "(SELECT jsonb_object_agg(k.key, k.value) FROM jsonb_each({x}) AS k \
+                     WHERE jsonb_typeof(k.value) <> 'null' AND CASE k.key {} ELSE false END)",
+                    arms.join(" ")
+                )
+            }
+        }
+    };
+    format!("CASE WHEN {} THEN {kept} ELSE {x} END", m.whole_ok)
+}
+
+/// The JSON value of column expression `c` of type `ty`, as the Rust
+/// layer renders it.
+fn json_of(ty: ColumnType, c: &str) -> String {
+    match ty {
+        ColumnType::Jsonb => c.to_string(),
+        ColumnType::TimestampMs => format!("to_jsonb(decant.epoch_ms({c}))"),
+        ColumnType::TimestampIso => format!("to_jsonb(decant.iso_text({c}))"),
+        _ => format!("to_jsonb({c})"),
+    }
+}
+
+/// `decant."<source>_rebuild"(id, residual)`: the blob of a migrated user
+/// from its rows and its residual. Each rule's rows are grouped by the
+/// object they land in, and each group is put into the residual once.
+fn rebuild(spec: &Spec) -> String {
+    let mut parts = Vec::new();
+    for (ri, r) in spec.rules.iter().enumerate() {
+        let t = &spec.tables[r.table];
+        let col = |ci: usize| format!("t.{}", quote(&t.columns[ci].name));
+        // the rows this rule reads back: its constants match, and those of
+        // no more specific rule of the table do
+        let matches = |o: usize| -> Vec<String> {
+            spec.rules[o]
+                .constants
+                .iter()
+                .map(|(ci, cv)| {
+                    format!(
+                        "{} IS NOT DISTINCT FROM {}",
+                        col(*ci),
+                        constant(t.columns[*ci].ty, cv)
+                    )
+                })
+                .collect()
+        };
+        let mut conds = vec![format!("t.{} = $1", quote(&t.user_column))];
+        conds.extend(matches(ri));
+        for &other in spec.routes[r.table].iter().take_while(|&&o| o != ri) {
+            let m = matches(other);
+            if !m.is_empty() {
+                conds.push(format!("NOT ({})", m.join(" AND ")));
+            }
+        }
+        let path: Vec<String> = r
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(k) => lit(k),
+                Segment::Capture(ci) => col(*ci),
+            })
+            .collect();
+        let group: Vec<String> = r
+            .segments
+            .iter()
+            .take(r.segments.len() - 1)
+            .filter_map(|s| match s {
+                Segment::Capture(ci) => Some(col(*ci)),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        let (parent, last) = path.split_at(path.len() - 1);
+        let value = match &r.kind {
+            RuleKind::Scalar { column } => json_of(t.columns[*column].ty, &col(*column)),
+            RuleKind::Object { keys, extra } => {
+                let mut obj: Vec<String> = keys
+                    .iter()
+                    .map(|(k, ci)| {
+                        format!(
+                            "CASE WHEN {c} IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object({}, {}) END",
+                            lit(k),
+                            json_of(t.columns[*ci].ty, &col(*ci)),
+                            c = col(*ci)
+                        )
+                    })
+                    .collect();
+                obj.push(format!("coalesce({}, '{{}}'::jsonb)", col(*extra)));
+                format!("({})", obj.join(" || "))
+            }
+        };
+        let (entries, group) = match r.position {
+            None => (format!("jsonb_object_agg({}, {value})", last[0]), group),
+            Some(pi) => {
+                // the whole array, in position order, under its key
+                let mut group = group;
+                if let Some(Segment::Capture(ci)) = r.segments.last() {
+                    group.push(col(*ci));
+                }
+                let entries = format!(
+                    "jsonb_build_object({}, jsonb_agg({value} ORDER BY {}))",
+                    last[0],
+                    col(pi)
+                );
+                (entries, group)
+            }
+        };
+        parts.push(format!(
+            "SELECT ARRAY[{}]::text[], {entries} FROM {} AS t WHERE {}{} HAVING count(*) > 0",
+            parent.join(", "),
+            target_table(spec, r.table),
+            conds.join(" AND "),
+            if group.is_empty() {
+                String::new()
+            } else {
+                format!(" GROUP BY {}", group.join(", "))
+            }
+        ));
+    }
+    let body = if parts.is_empty() {
+        "SELECT NULL::text[], NULL::jsonb WHERE false".to_string()
+    } else {
+        parts.join("\n        UNION ALL\n        ")
+    };
+    format!(
+        "CREATE OR REPLACE FUNCTION {}(bigint, jsonb) RETURNS jsonb\n    \
+         LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS\n$$\n\
+         #variable_conflict use_column\n\
+         DECLARE _decant_blob jsonb := $2; _decant_at text[]; _decant_entries jsonb;\n\
+         BEGIN\n    \
+           FOR _decant_at, _decant_entries IN\n        {body}\n    LOOP\n        \
+             _decant_blob := decant.put(_decant_blob, _decant_at, _decant_entries);\n    \
+           END LOOP;\n    \
+           RETURN _decant_blob;\n\
+         END\n$$",
+        internal(spec, "rebuild")
+    )
+}
+
+/// `decant."<source>_write"(id, migrated, blob)`: writes a locked user's
+/// blob: whole for a legacy user; for a migrated one, the rows that
+/// changed (by their text, as the Rust layer compares them), the rows
+/// gone, and the residual.
+fn write(spec: &Spec) -> String {
+    let s = &spec.source;
+    let (src, id, blob, flag) = (
+        source_table(spec),
+        quote(&s.id),
+        quote(&s.blob),
+        quote(&s.flag),
+    );
+    let mut stmts = Vec::new();
+    for (ti, t) in spec.tables.iter().enumerate() {
+        let user = quote(&t.user_column);
+        let key: Vec<String> = std::iter::once(user.clone())
+            .chain(t.key.iter().map(|&ci| quote(&t.columns[ci].name)))
+            .collect();
+        let same_key = |a: &str, b: &str| {
+            key.iter()
+                .map(|k| format!("{a}.{k} = {b}.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let all: Vec<String> = std::iter::once(user.clone())
+            .chain(t.columns.iter().map(|c| quote(&c.name)))
+            .collect();
+        let row = |a: &str| {
+            format!(
+                "ROW({})::text",
+                all.iter()
+                    .map(|c| format!("{a}.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let non_key: Vec<String> = (0..t.columns.len())
+            .filter(|ci| !t.key.contains(ci))
+            .map(|ci| format!("{0} = EXCLUDED.{0}", quote(&t.columns[ci].name)))
+            .collect();
+        let on_conflict = if non_key.is_empty() {
+            "NOTHING".to_string()
+        } else {
+            format!("UPDATE SET {}", non_key.join(", "))
+        };
+        let table = target_table(spec, ti);
+        stmts.push(format!(
+            "WITH n AS MATERIALIZED (SELECT * FROM {rows}($1, $3)),\n         \
+             gone AS (DELETE FROM {table} AS o WHERE o.{user} = $1 \
+             AND NOT EXISTS (SELECT 1 FROM n WHERE {nk}))\n    \
+             INSERT INTO {table} ({cols}) SELECT {ncols} FROM n WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} AS o WHERE {nk} AND {orow} = {nrow})\n    \
+             ON CONFLICT ({key}) DO {on_conflict};",
+            rows = rows_fn(spec, ti),
+            nk = same_key("n", "o"),
+            cols = all.join(", "),
+            ncols = all
+                .iter()
+                .map(|c| format!("n.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            orow = row("o"),
+            nrow = row("n"),
+            key = key.join(", "),
+        ));
+    }
+    format!(
+        "CREATE OR REPLACE FUNCTION {name}(bigint, boolean, jsonb) RETURNS void\n    \
+         LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS\n$$\n\
+         #variable_conflict use_column\n\
+         BEGIN\n    \
+           IF NOT $2 THEN\n        \
+             UPDATE {src} AS s SET {blob} = $3 WHERE s.{id} = $1;\n        \
+             RETURN;\n    \
+           END IF;\n    \
+           {stmts}\n    \
+           UPDATE {src} AS s SET {blob} = {residual}($3) WHERE s.{id} = $1 AND s.{flag};\n\
+         END\n$$",
+        name = internal(spec, "write"),
+        stmts = stmts.join("\n    "),
+        residual = internal(spec, "residual"),
+    )
+}
+
+/// The public calls: `decant.load`, `decant.load_many`, `decant.save`,
+/// `decant.patch`.
+fn calls(spec: &Spec) -> Vec<String> {
+    let s = &spec.source;
+    let (src, id, blob, flag) = (
+        source_table(spec),
+        quote(&s.id),
+        quote(&s.blob),
+        quote(&s.flag),
+    );
+    let rebuild = internal(spec, "rebuild");
+    let write = internal(spec, "write");
+    let missing = "RAISE EXCEPTION USING ERRCODE = 'no_data_found', \
+                   MESSAGE = format('decant: user %s does not exist', $1), \
+                   HINT = 'check the id; load_many leaves unknown users out'";
+    vec![
+        format!(
+            "CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb\n    \
+             LANGUAGE plpgsql STABLE AS\n$$\n\
+             #variable_conflict use_column\n\
+             DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\
+             BEGIN\n    \
+               SELECT s.{blob}, s.{flag} INTO _decant_blob, _decant_migrated FROM {src} AS s WHERE s.{id} = $1;\n    \
+               IF NOT FOUND THEN\n        {missing};\n    END IF;\n    \
+               IF _decant_migrated THEN\n        \
+                 RETURN {rebuild}($1, _decant_blob);\n    \
+               END IF;\n    \
+               RETURN _decant_blob;\n\
+             END\n$$"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)\n    \
+             LANGUAGE sql STABLE AS\n$$\n\
+             SELECT s.{id}::bigint, CASE WHEN s.{flag} THEN {rebuild}(s.{id}, s.{blob}) ELSE s.{blob} END\n  \
+               FROM {src} AS s WHERE s.{id} = ANY ($1) ORDER BY s.{id}\n$$"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void\n    \
+             LANGUAGE plpgsql AS\n$$\n\
+             #variable_conflict use_column\n\
+             DECLARE _decant_migrated boolean;\n\
+             BEGIN\n    \
+               IF $2 IS NULL THEN\n        \
+                 RAISE EXCEPTION 'decant: save of user % with a NULL blob', $1 \
+                 USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb for a JSON null';\n    \
+               END IF;\n    \
+               SELECT s.{flag} INTO _decant_migrated FROM {src} AS s WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
+               IF NOT FOUND THEN\n        {missing};\n    END IF;\n    \
+               PERFORM {write}($1, _decant_migrated, $2);\n\
+             END\n$$"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb\n    \
+             LANGUAGE plpgsql AS\n$$\n\
+             #variable_conflict use_column\n\
+             DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\
+             BEGIN\n    \
+               IF $2 IS NULL THEN\n        \
+                 RAISE EXCEPTION 'decant: patch of user % with a NULL patch', $1 \
+                 USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb to replace the blob by a JSON null';\n    \
+               END IF;\n    \
+               SELECT s.{blob}, s.{flag} INTO _decant_blob, _decant_migrated FROM {src} AS s \
+                 WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
+               IF NOT FOUND THEN\n        {missing};\n    END IF;\n    \
+               IF _decant_migrated THEN\n        \
+                 _decant_blob := {rebuild}($1, _decant_blob);\n    \
+               END IF;\n    \
+               _decant_blob := decant.merge_patch(_decant_blob, $2);\n    \
+               PERFORM {write}($1, _decant_migrated, _decant_blob);\n    \
+               RETURN _decant_blob;\n\
+             END\n$$"
+        ),
+    ]
+}

@@ -1,0 +1,439 @@
+//! The SQL API (`decant.load`, `load_many`, `save`, `patch`) behaves as the
+//! Rust layer: the same blobs, the same rows, the same residuals.
+
+use crate::example::Rng;
+use crate::harness::{GAME_TABLES, TestDb, insert_user, is_migrated};
+use decant::{Decant, Error, RunOptions, json_diff, json_eq};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+async fn sql_load(client: &tokio_postgres::Client, user: i64) -> Value {
+    client
+        .query_one("SELECT decant.load($1)", &[&user])
+        .await
+        .unwrap_or_else(|e| panic!("decant.load({user}): {e:?}"))
+        .get(0)
+}
+
+/// A user's rows in every table, its id blanked, sorted: to compare twins.
+async fn user_rows(client: &tokio_postgres::Client, user: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in GAME_TABLES {
+        let rows = client
+            .query(
+                &format!("SELECT (to_jsonb(t) - 'user_id')::text FROM {t} AS t WHERE user_id = $1"),
+                &[&user],
+            )
+            .await
+            .unwrap();
+        out.extend(
+            rows.iter()
+                .map(|r| format!("{t} {}", r.get::<_, String>(0))),
+        );
+    }
+    out.sort();
+    out
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+fn assert_same_json(a: &Value, b: &Value, what: &str) {
+    assert!(
+        json_eq(a, b),
+        "{what}: {}",
+        json_diff(a, b, &mut String::new()).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn sql_load_equals_rust_load_in_every_state_without_a_lock() {
+    let db = TestDb::new().await;
+    let decant = db.game(120).await;
+    // a mixed state: every third user migrated, dirty users failed
+    for u in (1..=120).step_by(3) {
+        decant.migrate_user(u).await.unwrap();
+    }
+    // and some migrated users rolled back
+    for u in (1..=120).step_by(9) {
+        decant.rollback_user(u).await.unwrap();
+    }
+    let mut client = db.client().await;
+    let migrated: i64 = client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(migrated > 20, "a mixed state ({migrated} migrated)");
+
+    // read-only, no transaction id: no row lock, no WAL (a hot standby
+    // serves these calls)
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = (1..=120).chain([999_999]).collect();
+    let many = tx
+        .query("SELECT id, blob FROM decant.load_many($1)", &[&ids])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 120, "unknown users are left out");
+    for row in &many {
+        let (id, blob): (i64, Value) = (row.get(0), row.get(1));
+        let one: Value = tx
+            .query_one("SELECT decant.load($1)", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        let rust = decant.load(id).await.unwrap();
+        assert_same_json(&one, &rust, &format!("decant.load({id}) vs Rust load"));
+        assert_same_json(&blob, &rust, &format!("decant.load_many, user {id}"));
+        // the original blob, whatever the state
+        let original = crate::example::user(1, id).blob;
+        assert_same_json(&one, &original, &format!("user {id} vs its generated blob"));
+    }
+    let xid: Option<String> = tx
+        .query_one("SELECT txid_current_if_assigned()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(xid, None, "the loads wrote nothing");
+    let missing = tx
+        .query_one("SELECT decant.load(999999)", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        db_message(&missing).contains("user 999999 does not exist"),
+        "{missing}"
+    );
+    drop(tx);
+
+    // SQL load takes no row lock: it answers while a writer holds the user
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM \"user\" WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    let reader = db.client().await;
+    reader
+        .batch_execute("SET lock_timeout = '200ms'")
+        .await
+        .unwrap();
+    sql_load(&reader, 1).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// A random change to a game blob: valid values, invalid ones (kept in
+/// the residual for a migrated user), removals, and whole new blobs.
+fn random_op(rng: &mut Rng, step: u64) -> (bool, Value) {
+    let mode = *rng.pick(&["kidnap", "murder", "classic", "zombie"]);
+    let stat = *rng.pick(&["points", "gamesWon", "kills", "counter"]);
+    let number = |rng: &mut Rng| json!(rng.range(0, 100_000));
+    let odd = |rng: &mut Rng| -> Value {
+        rng.pick(&[
+            json!("12"),
+            json!(-1),
+            json!(1.5),
+            json!(null),
+            json!({"x": 1}),
+            json!([1, 2]),
+            json!(true),
+            json!(1e300),
+            json!(1.0000000000000002),
+        ])
+        .clone()
+    };
+    let value = |rng: &mut Rng| {
+        if rng.unit() < 0.7 {
+            number(rng)
+        } else {
+            odd(rng)
+        }
+    };
+    match rng.range(0, 12) {
+        0 => (
+            false,
+            crate::example::user(7, rng.range(1, 500) as i64).blob,
+        ),
+        1 => (
+            true,
+            json!({"marriage": {"stats": {mode: {stat: value(rng)}}}}),
+        ),
+        2 => (true, json!({"marriage": {"stats": {mode: value(rng)}}})),
+        3 => {
+            let bot = format!("bot_{:02}", rng.range(0, 14));
+            let level = if rng.unit() < 0.7 {
+                json!(rng.range(0, 100))
+            } else {
+                odd(rng)
+            };
+            let body = if rng.unit() < 0.15 {
+                Value::Null
+            } else {
+                json!({"level": level, "unlocked": rng.unit() < 0.5, "skin": odd(rng)})
+            };
+            (true, json!({"bots": {bot: body}}))
+        }
+        4 => {
+            let sel = if rng.unit() < 0.7 {
+                json!(["bot_01", format!("bot_{:02}", rng.range(0, 9))])
+            } else {
+                json!(["bot_01", odd(rng)])
+            };
+            (true, json!({"bots": {"selected": sel}}))
+        }
+        5 => (
+            true,
+            json!({"pref": {format!("p{}", rng.range(0, 6)): odd(rng)}}),
+        ),
+        6 => (true, json!({"xp": value(rng)})),
+        7 => {
+            let a = format!("achievement_{:03}", rng.range(0, 12));
+            let at = if rng.unit() < 0.7 {
+                json!(1_600_000_000_000u64 + rng.range(0, 1_000_000_000))
+            } else {
+                odd(rng)
+            };
+            (
+                true,
+                json!({"marriage": {"achievements": {a: {"unlockedAt": at, "progress": value(rng)}}}}),
+            )
+        }
+        8 => {
+            let m = *rng.pick(&["kidnap", "zombie", "classic"]);
+            (
+                true,
+                json!({"marriage": {"config": {"mode": m, "mans": value(rng)}}}),
+            )
+        }
+        9 => (true, json!({"legacyCoins": step, "tutorialDone": null})),
+        10 => (
+            true,
+            json!({"marriage": {"stats": {"lastPlayed": value(rng)}}}),
+        ),
+        _ => (
+            true,
+            json!({"bots": {"selected": null, "bot_03": {"x": step}}}),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn sql_writes_equal_rust_writes_on_twin_users() {
+    let db = TestDb::new().await;
+    let decant = db.game(0).await;
+    let client = db.client().await;
+    let mut rng = Rng::new(42);
+    let mut ops = 0;
+    for pair in 0..8i64 {
+        // twins: the same blob, one written through SQL, one through Rust
+        let (by_sql, by_rust) = (1000 + pair, 2000 + pair);
+        let blob = crate::example::user(3, pair + 1).blob;
+        insert_user(&client, by_sql, &blob).await;
+        insert_user(&client, by_rust, &blob).await;
+        let migrate_at = rng.range(0, 12);
+        for step in 0..24u64 {
+            if step == migrate_at {
+                let a = decant.migrate_user(by_sql).await.unwrap();
+                let b = decant.migrate_user(by_rust).await.unwrap();
+                assert_eq!(
+                    a.migrated.len(),
+                    b.migrated.len(),
+                    "twins {by_sql}/{by_rust} migrate alike"
+                );
+            }
+            let (is_patch, doc) = random_op(&mut rng, step);
+            if is_patch {
+                let from_sql: Value = client
+                    .query_one("SELECT decant.patch($1, $2)", &[&by_sql, &doc])
+                    .await
+                    .unwrap_or_else(|e| panic!("decant.patch({by_sql}, {doc}): {e:?}"))
+                    .get(0);
+                let from_rust = decant.patch(by_rust, &doc).await.unwrap();
+                assert_same_json(&from_sql, &from_rust, &format!("patch result, {doc}"));
+            } else {
+                client
+                    .execute("SELECT decant.save($1, $2)", &[&by_sql, &doc])
+                    .await
+                    .unwrap_or_else(|e| panic!("decant.save({by_sql}): {e:?}"));
+                decant.save(by_rust, &doc).await.unwrap();
+            }
+            ops += 1;
+            let state = is_migrated(&client, by_sql).await;
+            assert_eq!(state, is_migrated(&client, by_rust).await);
+            let (a, b) = (sql_load(&client, by_sql).await, decant.load(by_rust).await);
+            let b = b.unwrap();
+            assert_same_json(
+                &a,
+                &b,
+                &format!("twins {by_sql}/{by_rust} after step {step} ({doc})"),
+            );
+            assert_eq!(
+                user_rows(&client, by_sql).await,
+                user_rows(&client, by_rust).await,
+                "rows of twins {by_sql}/{by_rust} after step {step} ({doc}), migrated {state}"
+            );
+            // the residuals (or legacy blobs) are equal as stored
+            let raw = |u: i64| {
+                let client = &client;
+                async move {
+                    client
+                        .query_one("SELECT data::text FROM \"user\" WHERE id = $1", &[&u])
+                        .await
+                        .unwrap()
+                        .get::<_, String>(0)
+                }
+            };
+            assert_eq!(
+                raw(by_sql).await,
+                raw(by_rust).await,
+                "stored blobs of twins after {doc}"
+            );
+        }
+    }
+    assert_eq!(ops, 8 * 24);
+    // every pair ends migrated or legacy; both paths were exercised
+    let migrated: i64 = client
+        .query_one(
+            "SELECT count(*) FROM \"user\" WHERE migrated AND id >= 1000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(migrated > 0, "some twins were migrated");
+}
+
+#[tokio::test]
+async fn sql_calls_refuse_bad_input_with_clear_errors() {
+    let db = TestDb::new().await;
+    let _decant = db.game(3).await;
+    let client = db.client().await;
+    let e = client
+        .query_one("SELECT decant.patch(424242, '{}')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        db_message(&e).contains("user 424242 does not exist"),
+        "{e:?}"
+    );
+    let e = client
+        .execute("SELECT decant.save(1, NULL)", &[])
+        .await
+        .unwrap_err();
+    assert!(db_message(&e).contains("NULL blob"), "{e:?}");
+    let e = client
+        .execute("SELECT decant.patch(1, NULL)", &[])
+        .await
+        .unwrap_err();
+    assert!(db_message(&e).contains("NULL patch"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_acknowledged_sql_write_is_lost_while_the_daemon_migrates() {
+    let db = TestDb::new().await;
+    let decant: Decant = db.game(1000).await;
+    decant
+        .set_control(&"rate=250/s".parse::<decant::Setting>().unwrap())
+        .await
+        .unwrap();
+    let users: Vec<i64> = (1..=1000)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let (url, stop, users) = (db.url.clone(), stop.clone(), users.clone());
+        writers.push(tokio::spawn(async move {
+            let client = crate::harness::connect(&url).await;
+            let mut keys = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let u = users[((n * 7 + w * 13) % users.len() as u64) as usize];
+                let key = format!("w{w}_{n}");
+                let patch = json!({"pref": {key.clone(): n}, "marriage": {"stats": {"kidnap": {key.clone(): n}}}});
+                match client
+                    .query_one("SELECT decant.patch($1, $2)", &[&u, &patch])
+                    .await
+                {
+                    Ok(_) => keys.push((u, key)),
+                    Err(e) => panic!("decant.patch({u}): {e}"),
+                }
+                n += 1;
+            }
+            keys
+        }));
+    }
+    let daemon = {
+        let decant = decant.clone();
+        tokio::spawn(async move {
+            decant::run(
+                &decant,
+                RunOptions {
+                    workers: 2,
+                    // the writers keep the server busy on purpose
+                    throttle: decant::Throttle {
+                        max_commit_slowdown: None,
+                        max_active: None,
+                        on_lock_waits: false,
+                        ..decant::Throttle::default()
+                    },
+                    ..RunOptions::default()
+                },
+                Arc::new(decant::Progress::default()),
+                async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                },
+            )
+            .await
+        })
+    };
+    // let the daemon work through the users under the writes
+    let client = db.client().await;
+    for _ in 0..300 {
+        let m: i64 = client
+            .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if m as usize >= users.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.await.unwrap());
+    }
+    let report = daemon.await.unwrap();
+    let report: Result<_, Error> = report;
+    report.unwrap();
+    assert!(all.len() > 200, "the writers barely ran ({})", all.len());
+    let migrated: i64 = client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        migrated as usize,
+        users.len(),
+        "every clean user migrated under the writes"
+    );
+    for (u, key) in &all {
+        let blob = decant.load(*u).await.unwrap();
+        assert!(
+            blob["pref"].get(key).is_some()
+                && blob["marriage"]["stats"]["kidnap"].get(key).is_some(),
+            "user {u} lost the write of {key}"
+        );
+    }
+}
