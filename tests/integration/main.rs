@@ -11,6 +11,7 @@ mod concurrency;
 mod crash;
 mod daemon;
 mod migrate;
+mod node;
 mod schema;
 mod views;
 
