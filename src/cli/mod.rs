@@ -124,6 +124,10 @@ enum Command {
         /// through the plain view and through the ranked path.
         #[arg(long)]
         leaderboard_only: bool,
+        /// Measure only the per-call latency of load and patch, through
+        /// the Rust layer and the SQL API, on legacy and migrated users.
+        #[arg(long)]
+        api_only: bool,
         /// Other `decant run` arguments whose latency to measure after the
         /// default settings' (repeatable; one string of arguments each)
         #[arg(long, default_value = "--max-commit-slowdown 0")]
@@ -250,6 +254,7 @@ async fn run(cli: Cli) -> Result<()> {
             memory_secs,
             latency_only,
             leaderboard_only,
+            api_only,
             latency_compare,
             database_url,
         } => {
@@ -261,6 +266,7 @@ async fn run(cli: Cli) -> Result<()> {
                 memory_secs,
                 latency_only,
                 leaderboard_only,
+                api_only,
                 latency_compare,
                 exe: std::env::current_exe().context("locating the decant executable")?,
                 database_url,

@@ -142,7 +142,7 @@ fn rows(spec: &Spec, ti: usize) -> String {
         .collect();
     format!(
         "CREATE OR REPLACE FUNCTION {}(bigint, jsonb) RETURNS TABLE ({})\n    \
-         LANGUAGE sql IMMUTABLE PARALLEL SAFE SET extra_float_digits = 1 SET jit = off AS\n$$\n{}\n$$",
+         LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS\n$$\n{}\n$$",
         rows_fn(spec, ti),
         cols.join(", "),
         parts.join("\nUNION ALL\n")
@@ -425,7 +425,7 @@ fn write(spec: &Spec) -> String {
              gone AS (DELETE FROM {table} AS o WHERE o.{user} = $1 \
              AND NOT EXISTS (SELECT 1 FROM n WHERE {nk}))\n    \
              INSERT INTO {table} ({cols}) SELECT {ncols} FROM n WHERE NOT EXISTS \
-             (SELECT 1 FROM {table} AS o WHERE {nk} AND {orow} = {nrow})\n    \
+             (SELECT 1 FROM {table} AS o WHERE o.{user} = $1 AND {nk} AND {orow} = {nrow})\n    \
              ON CONFLICT ({key}) DO {on_conflict};",
             rows = rows_fn(spec, ti),
             nk = same_key("n", "o"),

@@ -41,6 +41,9 @@ pub struct BenchOptions {
     /// Measure only the leaderboard: half the users migrated, top-50 by a
     /// ranked statistic through the plain view and the ranked path.
     pub leaderboard_only: bool,
+    /// Measure only the per-call latency of load and patch through the
+    /// Rust layer and the SQL API (half the users migrated).
+    pub api_only: bool,
     /// `decant run` arguments measured after the default settings, each a
     /// space-separated string (default: the commit probe off).
     pub latency_compare: Vec<String>,
@@ -185,6 +188,9 @@ async fn run_all(
     }
     if opts.leaderboard_only {
         return leaderboard(opts, server).await;
+    }
+    if opts.api_only {
+        return api(opts, server).await;
     }
     let mut lines = Vec::new();
 
@@ -513,11 +519,11 @@ async fn set_based(
 /// Top-50 by a ranked statistic with half the users migrated (the even
 /// ids): the plain view against the ranked path, server-side execution
 /// time (EXPLAIN ANALYZE) medians of runs taken alternately.
-async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
-    let url = with_dbname(server, "bench_template")?;
-    let decant = decant::Decant::connect(&url, example::spec(), 4)?;
+/// Migrates the users with even ids of the template database (two batches
+/// at a time); returns how many migrated (dirty users stay legacy).
+async fn migrate_evens(decant: &decant::Decant, users: i64) -> Result<usize> {
     let started = Instant::now();
-    let evens: Vec<i64> = (1..=opts.users).filter(|i| i % 2 == 0).collect();
+    let evens: Vec<i64> = (1..=users).filter(|i| i % 2 == 0).collect();
     let (a, b) = evens.split_at(evens.len() / 2);
     let half = async |ids: &[i64]| -> Result<usize> {
         let mut migrated = 0;
@@ -532,6 +538,13 @@ async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
         secs = started.elapsed().as_secs_f64(),
         "half migrated"
     );
+    Ok(ma + mb)
+}
+
+async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
+    let url = with_dbname(server, "bench_template")?;
+    let decant = decant::Decant::connect(&url, example::spec(), 4)?;
+    let migrated = migrate_evens(&decant, opts.users).await?;
     let c = connect(&url).await?;
     c.batch_execute("VACUUM ANALYZE")
         .await
@@ -577,9 +590,72 @@ async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
          - ranked path `kidnap_points_top(50)`: {r:.2} ms ({:.3}% of the view's time)\n\
          - same 50 users in the same order: {same}\n",
         opts.users,
-        ma + mb,
+        migrated,
         100.0 * r / p
     ))
+}
+
+/// Per-call latency of load and patch, through the Rust layer and through
+/// the SQL API, on legacy (odd ids) and migrated (even ids) users: calls
+/// interleaved so the machine's drift hits every variant alike.
+async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
+    let url = with_dbname(server, "bench_template")?;
+    let decant = decant::Decant::connect(&url, example::spec(), 1)?;
+    let migrated = migrate_evens(&decant, opts.users).await?;
+    let c = connect(&url).await?;
+    c.batch_execute("VACUUM ANALYZE")
+        .await
+        .context("vacuuming")?;
+    let sql_load = c.prepare("SELECT decant.load($1)").await?;
+    let sql_patch = c.prepare("SELECT decant.patch($1, $2)").await?;
+    let mut rng = example::Rng::new(7);
+    // [variant][state]: variants rust load, sql load, rust patch, sql patch
+    let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; 4];
+    let calls = 2000;
+    for i in 0..calls {
+        for state in 0..2 {
+            // an even id is migrated (if its user was clean), an odd one legacy
+            let mut user = rng.range(1, opts.users as u64 + 1) as i64;
+            if (user % 2 == 0) != (state == 1) {
+                user = if user > 1 { user - 1 } else { user + 1 };
+            }
+            let patch = serde_json::json!({"pref": {"bench": i}, "marriage": {"stats": {"kidnap": {"points": i}}}});
+            for (variant, v) in times.iter_mut().enumerate() {
+                let t = Instant::now();
+                match variant {
+                    0 => drop(decant.load(user).await?),
+                    1 => drop(c.query_one(&sql_load, &[&user]).await?),
+                    2 => drop(decant.patch(user, &patch).await?),
+                    _ => drop(c.query_one(&sql_patch, &[&user, &patch]).await?),
+                }
+                v[state].push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let mut out = format!(
+        "{} users, {migrated} migrated (even ids), {calls} calls of each kind per state, \
+         interleaved, one session each (ms, p50 / p99):\n\n\
+         | call | legacy user | migrated user |\n|---|---:|---:|\n",
+        opts.users
+    );
+    let names = [
+        "load, Rust layer",
+        "`decant.load`, SQL",
+        "patch, Rust layer",
+        "`decant.patch`, SQL",
+    ];
+    for (name, v) in names.iter().zip(times.iter_mut()) {
+        let (l50, l99) = (pct(&mut v[0], 0.5), pct(&mut v[0], 0.99));
+        let (m50, m99) = (pct(&mut v[1], 0.5), pct(&mut v[1], 0.99));
+        out.push_str(&format!(
+            "| {name} | {l50:.2} / {l99:.2} | {m50:.2} / {m99:.2} |\n"
+        ));
+    }
+    Ok(out)
 }
 
 /// A quoted SQL identifier.
