@@ -374,18 +374,23 @@ fn rebuild(spec: &Spec) -> String {
     )
 }
 
+/// The source table and its id, blob and flag columns, quoted.
+fn source_names(spec: &Spec) -> (String, String, String, String) {
+    let s = &spec.source;
+    (
+        source_table(spec),
+        quote(&s.id),
+        quote(&s.blob),
+        quote(&s.flag),
+    )
+}
+
 /// `decant."<source>_write"(id, migrated, blob)`: writes a locked user's
 /// blob: whole for a legacy user; for a migrated one, the rows that
 /// changed (by their text, as the Rust layer compares them), the rows
 /// gone, and the residual.
 fn write(spec: &Spec) -> String {
-    let s = &spec.source;
-    let (src, id, blob, flag) = (
-        source_table(spec),
-        quote(&s.id),
-        quote(&s.blob),
-        quote(&s.flag),
-    );
+    let (src, id, blob, flag) = source_names(spec);
     let mut stmts = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         let user = quote(&t.user_column);
@@ -461,13 +466,7 @@ fn write(spec: &Spec) -> String {
 /// The public calls: `decant.load`, `decant.load_many`, `decant.save`,
 /// `decant.patch`.
 fn calls(spec: &Spec) -> Vec<String> {
-    let s = &spec.source;
-    let (src, id, blob, flag) = (
-        source_table(spec),
-        quote(&s.id),
-        quote(&s.blob),
-        quote(&s.flag),
-    );
+    let (src, id, blob, flag) = source_names(spec);
     let rebuild = internal(spec, "rebuild");
     let write = internal(spec, "write");
     let missing = "RAISE EXCEPTION USING ERRCODE = 'no_data_found', \
