@@ -161,12 +161,11 @@ impl Decant {
         self.lock_one(tx, user).await
     }
 
-    /// Runs `f` on the locked user in one transaction and commits; a
-    /// `write` may first migrate the user on demand.
+    /// Runs `f` on the user locked for writing (migrated on demand first
+    /// if it is in the rollout) in one transaction, and commits.
     async fn with_user<T>(
         &self,
         user: i64,
-        write: bool,
         f: impl AsyncFnOnce(&Transaction<'_>, Locked) -> Result<T>,
     ) -> Result<T> {
         let mut client = pool::get(&self.pool).await?;
@@ -174,11 +173,7 @@ impl Decant {
             .transaction()
             .await
             .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let locked = if write {
-            self.lock_for_write(&tx, user).await?
-        } else {
-            self.lock_one(&tx, user).await?
-        };
+        let locked = self.lock_for_write(&tx, user).await?;
         let out = f(&tx, locked).await?;
         tx.commit()
             .await
@@ -188,54 +183,38 @@ impl Decant {
 
     /// The user's whole blob as clients know it: the blob itself for a
     /// legacy user, rebuilt from the tables and the residual for a migrated
-    /// one.
+    /// one. One statement: no row lock, no write, one round trip.
     pub async fn load(&self, user: i64) -> Result<Value> {
-        self.with_user(user, false, async |tx, locked| {
-            self.current(tx, &locked).await
-        })
-        .await
+        self.load_many(&[user])
+            .await?
+            .pop()
+            .map(|(_, blob)| blob)
+            .ok_or(Error::UserNotFound(user))
     }
 
-    /// The blobs of many users as clients know them, read from one
-    /// consistent snapshot without locking (for reports, exports and
-    /// verification). Users that do not exist are left out.
+    /// The blobs of many users as clients know them, read by one statement
+    /// (one consistent snapshot) without locking: for reports, exports and
+    /// verification. Users that do not exist are left out; the order is by
+    /// id.
     pub async fn load_many(&self, users: &[i64]) -> Result<Vec<(i64, Value)>> {
-        let mut client = pool::get(&self.pool).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| Error::db("beginning a snapshot", e))?;
-        let rows = tx
-            .query(&self.store.sql.snapshot, &[&users])
-            .await
-            .map_err(|e| Error::db("reading blobs", e))?;
-        let migrated: Vec<i64> = rows
-            .iter()
-            .filter(|r| r.get::<_, bool>(2))
-            .map(|r| r.get(0))
-            .collect();
-        let mut stored = self.store.read_rows(&tx, &migrated).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let (id, blob, is_migrated): (i64, Value, bool) = (r.get(0), r.get(1), r.get(2));
-            if !is_migrated {
-                out.push((id, blob));
-                continue;
-            }
-            let user_rows = stored.remove(&id).unwrap_or_default();
-            let full =
-                explode::reconstruct(&self.store.spec, &user_rows, &blob).map_err(|detail| {
-                    Error::Verification {
-                        user: id,
-                        detail: format!("cannot rebuild the blob: {detail}"),
-                    }
-                })?;
-            out.push((id, full));
-        }
-        Ok(out)
+        let client = pool::get(&self.pool).await?;
+        let read = self.store.snapshot(&client, users).await?;
+        read.into_iter()
+            .map(|u| {
+                let blob = u.blob.value(u.id)?;
+                if !u.migrated {
+                    return Ok((u.id, blob));
+                }
+                let full =
+                    explode::reconstruct(&self.store.spec, &u.rows, &blob).map_err(|detail| {
+                        Error::Verification {
+                            user: u.id,
+                            detail: format!("cannot rebuild the blob: {detail}"),
+                        }
+                    })?;
+                Ok((u.id, full))
+            })
+            .collect()
     }
 
     /// Replaces the user's blob. For a migrated user the changed rows are
@@ -243,10 +222,8 @@ impl Decant {
     /// rule finds invalid is kept in the residual (never refused, never
     /// lost) and logged.
     pub async fn save(&self, user: i64, blob: &Value) -> Result<()> {
-        self.with_user(user, true, async |tx, locked| {
-            self.write(tx, &locked, blob).await
-        })
-        .await
+        self.with_user(user, async |tx, locked| self.write(tx, &locked, blob).await)
+            .await
     }
 
     /// Applies an RFC 7396 JSON merge patch to the user's blob and returns
@@ -259,7 +236,7 @@ impl Decant {
     /// increments and other updates that depend on the current value).
     /// Returns the blob as written.
     pub async fn modify(&self, user: i64, f: impl FnOnce(&mut Value)) -> Result<Value> {
-        self.with_user(user, true, async |tx, locked| {
+        self.with_user(user, async |tx, locked| {
             let mut blob = self.current(tx, &locked).await?;
             f(&mut blob);
             self.write(tx, &locked, &blob).await?;

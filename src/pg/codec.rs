@@ -273,6 +273,34 @@ pub(crate) fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> Col
     }
 }
 
+/// Reads one column of a result row that holds an array (`array_agg`) of
+/// `len` values in their wire form; NULL (no rows) reads as empty.
+pub(crate) fn read_array(
+    ty: ColumnType,
+    row: &tokio_postgres::Row,
+    idx: usize,
+) -> Vec<ColumnValue> {
+    fn all<T>(v: Option<Vec<Option<T>>>, f: impl Fn(T) -> ColumnValue) -> Vec<ColumnValue> {
+        v.unwrap_or_default()
+            .into_iter()
+            .map(|x| x.map(&f).unwrap_or(ColumnValue::Null))
+            .collect()
+    }
+    match ty {
+        ColumnType::Bool => all(row.get(idx), ColumnValue::Bool),
+        ColumnType::Int2 => all(row.get(idx), ColumnValue::I16),
+        ColumnType::Int4 => all(row.get(idx), ColumnValue::I32),
+        ColumnType::Int8 => all(row.get(idx), ColumnValue::I64),
+        ColumnType::TimestampMs | ColumnType::TimestampIso => {
+            all(row.get(idx), |t| ColumnValue::Micros(time_to_micros(t)))
+        }
+        ColumnType::Float8 => all(row.get(idx), ColumnValue::F64),
+        ColumnType::Numeric => all(row.get(idx), ColumnValue::Numeric),
+        ColumnType::Text => all(row.get(idx), ColumnValue::Text),
+        ColumnType::Jsonb => all(row.get(idx), ColumnValue::Json),
+    }
+}
+
 // timestamptz travels as SystemTime: exact to the microsecond on every
 // supported server version (extract(epoch) is a double before PG 14).
 fn micros_to_time(us: i64) -> SystemTime {

@@ -64,7 +64,10 @@ pub(crate) struct Sql {
     pub user_counts: String,
     /// Whether a user exists (to tell "not found" from "nothing to do").
     pub exists: String,
-    /// Blobs and flags of many users, without locking (snapshot reads).
+    /// Blobs and flags of many users and, for the migrated ones, their
+    /// rows: one statement, so one snapshot, no lock, no write. Per table,
+    /// the row count then one array per column (in its wire form), all in
+    /// the same row order.
     pub snapshot: String,
     /// Locks one user for a backend call and says whether it is a legacy
     /// user in the rollout (to migrate on demand first).
@@ -142,9 +145,7 @@ impl Sql {
             plain_params,
             user_counts: format!("SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1)"),
-            snapshot: format!(
-                "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) ORDER BY {id}"
-            ),
+            snapshot: snapshot(spec),
             claim: claim(""),
             claim_rollout: claim(&format!(" AND decant.in_rollout(s.{id})")),
             claimable: format!(
@@ -167,6 +168,36 @@ impl Sql {
             tables,
         }
     }
+}
+
+fn snapshot(spec: &Spec) -> String {
+    let s = &spec.source;
+    let (id, blob, flag) = (quote(&s.id), quote(&s.blob), quote(&s.flag));
+    let mut cols = vec![format!("s.{id}::bigint, s.{blob}, s.{flag}")];
+    let mut joins = Vec::new();
+    for (ti, t) in spec.tables.iter().enumerate() {
+        let mut aggs = vec![format!("count(*) AS n")];
+        cols.push(format!("t{ti}.n"));
+        for (ci, c) in t.columns.iter().enumerate() {
+            aggs.push(format!(
+                "array_agg({}) AS a{ci}",
+                c.ty.column_to_wire(&format!("x.{}", quote(&c.name)))
+            ));
+            cols.push(format!("t{ti}.a{ci}"));
+        }
+        joins.push(format!(
+            "CROSS JOIN LATERAL (SELECT {} FROM {} AS x WHERE s.{flag} AND x.{} = s.{id}) AS t{ti}",
+            aggs.join(", "),
+            target_table(spec, ti),
+            quote(&t.user_column)
+        ));
+    }
+    format!(
+        "SELECT {} FROM {} AS s {} WHERE s.{id} = ANY($1::bigint[]) ORDER BY s.{id}",
+        cols.join(", "),
+        source_table(spec),
+        joins.join(" ")
+    )
 }
 
 fn table_sql(spec: &Spec, ti: usize) -> TableSql {

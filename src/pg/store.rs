@@ -5,7 +5,7 @@
 use crate::core::explode::Row;
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
-use crate::pg::codec::{Blob, Param, bind, copy_stream, read, stored_equals};
+use crate::pg::codec::{Blob, Param, bind, copy_stream, read, read_array, stored_equals};
 use crate::pg::sql::Sql;
 use deadpool_postgres::Transaction;
 use futures_util::SinkExt;
@@ -28,6 +28,16 @@ enum Write {
     Insert,
     InsertReturning,
     Upsert,
+}
+
+/// A user as one lock-free read finds it: the flag, the blob (the
+/// residual of a migrated user) and a migrated user's rows.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub id: i64,
+    pub blob: Blob,
+    pub migrated: bool,
+    pub rows: Vec<Row>,
 }
 
 /// A locked source row.
@@ -317,6 +327,54 @@ impl Store {
             }
         }
         out
+    }
+
+    /// Users as one statement reads them (one snapshot, no lock, no
+    /// write): flag, blob, and a migrated user's rows. Unknown users are
+    /// left out; the order is by id.
+    pub async fn snapshot(
+        &self,
+        client: &deadpool_postgres::Object,
+        users: &[i64],
+    ) -> Result<Vec<Snapshot>> {
+        let stmt = client
+            .prepare_cached(&self.sql.snapshot)
+            .await
+            .map_err(|e| Error::db("preparing the snapshot read", e))?;
+        let rows = client
+            .query(&stmt, &[&users])
+            .await
+            .map_err(|e| Error::db("reading users", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut user_rows = Vec::new();
+            let mut idx = 3;
+            for (ti, t) in self.spec.tables.iter().enumerate() {
+                let n = r.get::<_, i64>(idx) as usize;
+                let columns: Vec<Vec<_>> = t
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| read_array(c.ty, &r, idx + 1 + ci))
+                    .collect();
+                idx += 1 + t.columns.len();
+                let mut columns: Vec<_> = columns.into_iter().map(Vec::into_iter).collect();
+                for _ in 0..n {
+                    let values = columns
+                        .iter_mut()
+                        .map(|c| c.next().expect("one value per row in each column array"))
+                        .collect();
+                    user_rows.push(Row { table: ti, values });
+                }
+            }
+            out.push(Snapshot {
+                id: r.get(0),
+                blob: r.get(1),
+                migrated: r.get(2),
+                rows: user_rows,
+            });
+        }
+        Ok(out)
     }
 
     /// Reads every row of `users`, grouped by user.

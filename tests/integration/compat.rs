@@ -336,3 +336,120 @@ async fn name_of(db: &TestDb, id: i64) -> String {
         .unwrap()
         .get(0)
 }
+
+#[tokio::test]
+async fn load_takes_no_lock_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let game = db.game(6).await;
+    for u in [1, 3, 5] {
+        game.migrate_user(u).await.unwrap();
+    }
+    drop(game);
+    // every session of this database is read-only: a row lock or a write
+    // in load would fail
+    let client = db.client().await;
+    let dbname: String = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {dbname} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    let decant = db.decant_with(crate::example::SPEC, 2);
+    for u in 1..=6 {
+        let blob = decant.load(u).await.unwrap();
+        assert!(json_eq(&blob, &crate::example::user(1, u).blob), "user {u}");
+    }
+    let many = decant.load_many(&[1, 2, 3, 4, 5, 6, 77]).await.unwrap();
+    assert_eq!(many.len(), 6);
+    assert!(matches!(
+        decant.load(77).await,
+        Err(Error::UserNotFound(77))
+    ));
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {dbname} SET default_transaction_read_only = off"
+        ))
+        .await
+        .unwrap();
+
+    // and a writer holding a user's row does not hold up its load
+    let decant = db.decant_with(crate::example::SPEC, 2);
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT 1 FROM \"user\" WHERE id IN (1, 2) FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    decant.load(1).await.unwrap();
+    decant.load(2).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_is_consistent_while_users_migrate_and_roll_back() {
+    let db = TestDb::new().await;
+    let decant = db.game(12).await;
+    let users: Vec<i64> = (1..=12)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (decant, users, stop) = (decant.clone(), users.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut flips = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for &u in &users {
+                    decant.migrate_user(u).await.unwrap();
+                    decant.rollback_user(u).await.unwrap();
+                    decant.migrate_user(u).await.unwrap();
+                    flips += 3;
+                }
+                for &u in users.iter().step_by(2) {
+                    decant.rollback_user(u).await.unwrap();
+                    flips += 1;
+                }
+            }
+            flips
+        })
+    };
+    // with no writer, every committed moment holds the original blob
+    let mut readers = Vec::new();
+    for r in 0..3usize {
+        let (decant, users) = (decant.clone(), users.clone());
+        readers.push(tokio::spawn(async move {
+            let mut loads = 0;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(4) {
+                let u = users[(loads + r) % users.len()];
+                let blob = decant.load(u).await.unwrap();
+                assert!(
+                    json_eq(&blob, &crate::example::user(1, u).blob),
+                    "user {u}: a load saw a half-migrated or half-rolled-back state"
+                );
+                let many = decant.load_many(&users).await.unwrap();
+                assert_eq!(many.len(), users.len());
+                for (id, blob) in many {
+                    assert!(
+                        json_eq(&blob, &crate::example::user(1, id).blob),
+                        "user {id} in load_many"
+                    );
+                }
+                loads += 1;
+            }
+            loads
+        }));
+    }
+    let mut loads = 0;
+    for r in readers {
+        loads += r.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.await.unwrap();
+    assert!(loads > 100 && flips > 20, "{loads} loads, {flips} flips");
+}
