@@ -4,7 +4,7 @@
 //! path. The lock makes a call and that user's migration or rollback
 //! strictly ordered, so no write is lost in between.
 
-use crate::core::explode;
+use crate::core::explode::{self, Row};
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
 use crate::migrate::{self, BatchReport, LockWait};
@@ -222,8 +222,10 @@ impl Decant {
     /// rule finds invalid is kept in the residual (never refused, never
     /// lost) and logged.
     pub async fn save(&self, user: i64, blob: &Value) -> Result<()> {
-        self.with_user(user, async |tx, locked| self.write(tx, &locked, blob).await)
-            .await
+        self.with_user(user, async |tx, locked| {
+            self.write(tx, &locked, blob, None).await
+        })
+        .await
     }
 
     /// Applies an RFC 7396 JSON merge patch to the user's blob and returns
@@ -237,34 +239,50 @@ impl Decant {
     /// Returns the blob as written.
     pub async fn modify(&self, user: i64, f: impl FnOnce(&mut Value)) -> Result<Value> {
         self.with_user(user, async |tx, locked| {
-            let mut blob = self.current(tx, &locked).await?;
+            let (mut blob, rows) = self.current(tx, &locked).await?;
             f(&mut blob);
-            self.write(tx, &locked, &blob).await?;
+            self.write(tx, &locked, &blob, Some(rows)).await?;
             Ok(blob)
         })
         .await
     }
 
-    async fn current(&self, tx: &Transaction<'_>, locked: &Locked) -> Result<Value> {
+    /// A locked user's blob as clients know it and, for a migrated user,
+    /// the rows it was rebuilt from (read once, after the lock).
+    async fn current(&self, tx: &Transaction<'_>, locked: &Locked) -> Result<(Value, Vec<Row>)> {
+        let stored = locked.blob.value(locked.id)?;
         if !locked.migrated {
-            return locked.blob.value(locked.id);
+            return Ok((stored, Vec::new()));
         }
-        let rows = self
-            .store
-            .read_rows(tx, &[locked.id])
-            .await?
-            .remove(&locked.id)
-            .unwrap_or_default();
-        let residual = locked.blob.value(locked.id)?;
-        explode::reconstruct(&self.store.spec, &rows, &residual).map_err(|detail| {
+        let rows = self.rows_of(tx, locked.id).await?;
+        let blob = explode::reconstruct(&self.store.spec, &rows, &stored).map_err(|detail| {
             Error::Verification {
                 user: locked.id,
                 detail: format!("cannot rebuild the blob: {detail}"),
             }
-        })
+        })?;
+        Ok((blob, rows))
     }
 
-    async fn write(&self, tx: &Transaction<'_>, locked: &Locked, blob: &Value) -> Result<()> {
+    async fn rows_of(&self, tx: &Transaction<'_>, user: i64) -> Result<Vec<Row>> {
+        Ok(self
+            .store
+            .read_rows(tx, &[user])
+            .await?
+            .remove(&user)
+            .unwrap_or_default())
+    }
+
+    /// Writes a locked user's blob. For a migrated user, `old` are its
+    /// rows as stored (read here when the caller has not): only the rows
+    /// that change are written, and the residual only when it changes.
+    async fn write(
+        &self,
+        tx: &Transaction<'_>,
+        locked: &Locked,
+        blob: &Value,
+        old: Option<Vec<Row>>,
+    ) -> Result<()> {
         let user = locked.id;
         if !locked.migrated {
             return self.store.write_blobs(tx, &[(user, blob, false)]).await;
@@ -273,16 +291,23 @@ impl Decant {
         for w in &new.warnings {
             tracing::warn!(user, warning = %w, "invalid value kept in the residual");
         }
-        let old = self
-            .store
-            .read_rows(tx, &[user])
-            .await?
-            .remove(&user)
-            .unwrap_or_default();
-        self.store.write_diff(tx, user, &old, &new.rows).await?;
-        self.store
-            .write_blobs(tx, &[(user, &new.residual, true)])
-            .await
+        let old = match old {
+            Some(rows) => rows,
+            None => self.rows_of(tx, user).await?,
+        };
+        let residual_changed = locked.blob.value(user)? != new.residual;
+        let rows = self.store.write_diff(tx, user, &old, &new.rows);
+        let residual = async {
+            if residual_changed {
+                self.store
+                    .write_blobs(tx, &[(user, &new.residual, true)])
+                    .await
+            } else {
+                Ok(())
+            }
+        };
+        // sent together: one round trip
+        tokio::try_join!(rows, residual).map(drop)
     }
 
     /// Migrates one user now, waiting for its row lock up to

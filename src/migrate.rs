@@ -12,8 +12,8 @@
 use crate::core::explode::{self, Exploded, Row};
 use crate::core::json::{Json, JsonView, json_diff};
 use crate::error::{Error, Result};
-use crate::pg::state;
 use crate::pg::store::{Locked, Store};
+use crate::pg::{pool, state};
 use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -85,10 +85,7 @@ pub(crate) async fn migrate_batch(
     wait: LockWait,
 ) -> Result<BatchReport> {
     let attempt = async {
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| Error::db("beginning a transaction", e))?;
+        let tx = pool::batch_transaction(client, "a migration batch").await?;
         let report = migrate_locked_batch(store, &tx, ids, wait).await?;
         tx.commit()
             .await
@@ -281,10 +278,7 @@ pub(crate) async fn rollback_batch(
     ids: &[i64],
     wait: LockWait,
 ) -> Result<Vec<i64>> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| Error::db("beginning a transaction", e))?;
+    let tx = pool::batch_transaction(client, "a rollback batch").await?;
     let locked = store.lock(&tx, ids, wait == LockWait::Skip).await?;
     let migrated: Vec<Locked> = locked.into_iter().filter(|l| l.migrated).collect();
     let users: Vec<i64> = migrated.iter().map(|l| l.id).collect();

@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::migrate::{self, Failure};
-use crate::pg::state;
 use crate::pg::store::{Locked, Store};
+use crate::pg::{pool, state};
 use deadpool_postgres::Object;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -79,10 +79,7 @@ impl Job for MigrateJob {
         } else {
             &store.sql.claim
         };
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| Error::db("beginning a batch", e))?;
+        let tx = pool::batch_transaction(client, "a batch").await?;
         let stmt = tx
             .prepare_cached(claim)
             .await

@@ -19,11 +19,15 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
 pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
     let mut cfg = parse_config(url)?;
     let mut options = cfg.get_options().unwrap_or("").to_string();
-    // Custom plans: the target tables start empty and grow fast, and a
-    // generic plan made while they were tiny (a sequential scan) would stay
-    // cached in the session long after they are large.
+    // Plans: the backend's per-user calls (one id, the tables' primary
+    // keys) keep PostgreSQL's default, a generic plan once it is as cheap
+    // as a custom one, so a call is not re-planned every time; a plan is
+    // re-made whenever ANALYZE updates a table's statistics, so one made
+    // while the target tables were tiny does not outlive that. The
+    // daemon's batch statements (arrays of ids whose length varies) run
+    // with custom plans: see `batch_transaction`.
     options.push_str(&format!(
-        " -c lock_timeout={} -c statement_timeout={} -c plan_cache_mode=force_custom_plan",
+        " -c lock_timeout={} -c statement_timeout={}",
         settings.lock_timeout_ms, settings.statement_timeout_ms
     ));
     cfg.options(options.trim());
@@ -41,6 +45,24 @@ pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
         .max_size(size.max(1))
         .build()
         .map_err(|e| Error::Setup(format!("cannot build the connection pool: {e}")))
+}
+
+/// Begins a transaction for a batch of users: its statements take arrays
+/// of ids whose length varies from batch to batch, and a generic plan
+/// would be made blind to it, so the transaction plans each one for its
+/// actual parameters (`plan_cache_mode = force_custom_plan`, local to it).
+pub async fn batch_transaction<'a>(
+    client: &'a mut deadpool_postgres::Object,
+    what: &str,
+) -> Result<deadpool_postgres::Transaction<'a>> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Error::db(format!("beginning {what}"), e))?;
+    tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await
+        .map_err(|e| Error::db(format!("beginning {what}"), e))?;
+    Ok(tx)
 }
 
 /// Takes a session from the pool.

@@ -606,11 +606,14 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     c.batch_execute("VACUUM ANALYZE")
         .await
         .context("vacuuming")?;
+    let floor = c.prepare("SELECT data FROM \"user\" WHERE id = $1").await?;
     let sql_load = c.prepare("SELECT decant.load($1)").await?;
     let sql_patch = c.prepare("SELECT decant.patch($1, $2)").await?;
     let mut rng = example::Rng::new(7);
-    // [variant][state]: variants rust load, sql load, rust patch, sql patch
-    let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; 4];
+    // [variant][state]: the plain read (the floor), Rust load, SQL load,
+    // Rust patch, SQL patch; every result decoded into a JSON value
+    let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; 5];
+    let json = |row: tokio_postgres::Row| row.get::<_, serde_json::Value>(0);
     let calls = 2000;
     for i in 0..calls {
         for state in 0..2 {
@@ -623,10 +626,11 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
             for (variant, v) in times.iter_mut().enumerate() {
                 let t = Instant::now();
                 match variant {
-                    0 => drop(decant.load(user).await?),
-                    1 => drop(c.query_one(&sql_load, &[&user]).await?),
-                    2 => drop(decant.patch(user, &patch).await?),
-                    _ => drop(c.query_one(&sql_patch, &[&user, &patch]).await?),
+                    0 => drop(json(c.query_one(&floor, &[&user]).await?)),
+                    1 => drop(decant.load(user).await?),
+                    2 => drop(json(c.query_one(&sql_load, &[&user]).await?)),
+                    3 => drop(decant.patch(user, &patch).await?),
+                    _ => drop(json(c.query_one(&sql_patch, &[&user, &patch]).await?)),
                 }
                 v[state].push(t.elapsed().as_secs_f64() * 1000.0);
             }
@@ -643,6 +647,7 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
         opts.users
     );
     let names = [
+        "plain `SELECT data` (the floor)",
         "load, Rust layer",
         "`decant.load`, SQL",
         "patch, Rust layer",
