@@ -69,6 +69,9 @@ pub(crate) struct Sql {
     /// the row count then one array per column (in its wire form), all in
     /// the same row order.
     pub snapshot: String,
+    /// The snapshot read of one user (`= $1`: its generic plan costs what
+    /// a custom one does, so the session plans it once).
+    pub snapshot_one: String,
     /// Locks one user for a backend call and says whether it is a legacy
     /// user in the rollout (to migrate on demand first).
     pub lock_call: String,
@@ -145,7 +148,8 @@ impl Sql {
             plain_params,
             user_counts: format!("SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1)"),
-            snapshot: snapshot(spec),
+            snapshot: snapshot(spec, "= ANY($1::bigint[])"),
+            snapshot_one: snapshot(spec, "= $1"),
             claim: claim(""),
             claim_rollout: claim(&format!(" AND decant.in_rollout(s.{id})")),
             claimable: format!(
@@ -170,7 +174,7 @@ impl Sql {
     }
 }
 
-fn snapshot(spec: &Spec) -> String {
+fn snapshot(spec: &Spec, ids: &str) -> String {
     let s = &spec.source;
     let (id, blob, flag) = (quote(&s.id), quote(&s.blob), quote(&s.flag));
     let mut cols = vec![format!("s.{id}::bigint, s.{blob}, s.{flag}")];
@@ -193,7 +197,7 @@ fn snapshot(spec: &Spec) -> String {
         ));
     }
     format!(
-        "SELECT {} FROM {} AS s {} WHERE s.{id} = ANY($1::bigint[]) ORDER BY s.{id}",
+        "SELECT {} FROM {} AS s {} WHERE s.{id} {ids} ORDER BY s.{id}",
         cols.join(", "),
         source_table(spec),
         joins.join(" ")
@@ -327,6 +331,7 @@ mod tests {
             ("user_counts", &sql.user_counts),
             ("exists", &sql.exists),
             ("snapshot", &sql.snapshot),
+            ("snapshot_one", &sql.snapshot_one),
             ("lock_call", &sql.lock_call),
             ("write_blobs", &sql.write_blobs),
             ("plain_check", &sql.plain_check),

@@ -337,14 +337,19 @@ impl Store {
         client: &deadpool_postgres::Object,
         users: &[i64],
     ) -> Result<Vec<Snapshot>> {
+        let (sql, one) = match users {
+            [one] => (&self.sql.snapshot_one, Some(*one)),
+            _ => (&self.sql.snapshot, None),
+        };
         let stmt = client
-            .prepare_cached(&self.sql.snapshot)
+            .prepare_cached(sql)
             .await
             .map_err(|e| Error::db("preparing the snapshot read", e))?;
-        let rows = client
-            .query(&stmt, &[&users])
-            .await
-            .map_err(|e| Error::db("reading users", e))?;
+        let rows = match one {
+            Some(id) => client.query(&stmt, &[&id]).await,
+            None => client.query(&stmt, &[&users]).await,
+        }
+        .map_err(|e| Error::db("reading users", e))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let mut user_rows = Vec::new();
