@@ -83,7 +83,7 @@ impl Decant {
             .transaction()
             .await
             .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let locked = self.lock_for_write(&tx, user).await?;
+        let (locked, _) = self.lock_for_write(&tx, user).await?;
         let out = if locked.migrated {
             new(&tx).await
         } else {
@@ -116,7 +116,8 @@ impl Decant {
     /// Locks a user about to be written; a legacy user in the rollout is
     /// migrated first, inside the same lock (on-demand migration). If that
     /// migration fails, the user stays legacy and the write goes to the blob.
-    async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<Locked> {
+    /// Also says whether it migrated the user now.
+    async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<(Locked, bool)> {
         let stmt = tx
             .prepare_cached(&self.store.sql.lock_call)
             .await
@@ -133,7 +134,7 @@ impl Decant {
             migrated: row.get(2),
         };
         if !row.get::<_, bool>(3) {
-            return Ok(locked);
+            return Ok((locked, false));
         }
         // a savepoint, so that a database error in the migration leaves the
         // call itself intact
@@ -158,7 +159,37 @@ impl Decant {
             }
         }
         // the row is still locked by this transaction: re-reading is instant
-        self.lock_one(tx, user).await
+        Ok((self.lock_one(tx, user).await?, true))
+    }
+
+    /// Locks a user for writing (as `lock_for_write`) and reads its rows,
+    /// in one round trip: every statement is prepared first (cached after
+    /// the first call) so that the lock is sent before the reads, and the
+    /// reads, pipelined behind it, run once it is held and see what it
+    /// protects (READ COMMITTED takes each statement's snapshot as it
+    /// starts). A legacy user's rows are read too, and ignored.
+    async fn lock_with_rows(&self, tx: &Transaction<'_>, user: i64) -> Result<(Locked, Vec<Row>)> {
+        tx.prepare_cached(&self.store.sql.lock_call)
+            .await
+            .map_err(|e| Error::db_user(user, "preparing the lock", e))?;
+        let reads = self.store.read_statements(tx).await?;
+        let users = [user];
+        // `future::join` polls in order (tokio's join! rotates): the lock
+        // is sent first; its error, if any, is the one that matters
+        let (lock, rows) = futures_util::future::join(
+            self.lock_for_write(tx, user),
+            self.store.read_rows_with(tx, &reads, &users),
+        )
+        .await;
+        let (locked, migrated_now) = lock?;
+        let mut rows = rows?;
+        let rows = if migrated_now {
+            // read before the migration wrote them
+            self.rows_of(tx, user).await?
+        } else {
+            rows.remove(&user).unwrap_or_default()
+        };
+        Ok((locked, rows))
     }
 
     /// Runs `f` on the user locked for writing (migrated on demand first
@@ -166,15 +197,15 @@ impl Decant {
     async fn with_user<T>(
         &self,
         user: i64,
-        f: impl AsyncFnOnce(&Transaction<'_>, Locked) -> Result<T>,
+        f: impl AsyncFnOnce(&Transaction<'_>, Locked, Vec<Row>) -> Result<T>,
     ) -> Result<T> {
         let mut client = pool::get(&self.pool).await?;
         let tx = client
             .transaction()
             .await
             .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let locked = self.lock_for_write(&tx, user).await?;
-        let out = f(&tx, locked).await?;
+        let (locked, rows) = self.lock_with_rows(&tx, user).await?;
+        let out = f(&tx, locked, rows).await?;
         tx.commit()
             .await
             .map_err(|e| Error::db_user(user, "committing", e))?;
@@ -218,12 +249,13 @@ impl Decant {
     }
 
     /// Replaces the user's blob. For a migrated user the changed rows are
-    /// upserted, removed rows deleted and the residual rewritten; a value a
+    /// upserted, removed rows deleted and the residual rewritten if it
+    /// changed; a value a
     /// rule finds invalid is kept in the residual (never refused, never
     /// lost) and logged.
     pub async fn save(&self, user: i64, blob: &Value) -> Result<()> {
-        self.with_user(user, async |tx, locked| {
-            self.write(tx, &locked, blob, None).await
+        self.with_user(user, async |tx, locked, rows| {
+            self.write(tx, &locked, blob, rows).await
         })
         .await
     }
@@ -238,30 +270,28 @@ impl Decant {
     /// increments and other updates that depend on the current value).
     /// Returns the blob as written.
     pub async fn modify(&self, user: i64, f: impl FnOnce(&mut Value)) -> Result<Value> {
-        self.with_user(user, async |tx, locked| {
-            let (mut blob, rows) = self.current(tx, &locked).await?;
+        self.with_user(user, async |tx, locked, rows| {
+            let mut blob = self.current(&locked, &rows)?;
             f(&mut blob);
-            self.write(tx, &locked, &blob, Some(rows)).await?;
+            self.write(tx, &locked, &blob, rows).await?;
             Ok(blob)
         })
         .await
     }
 
-    /// A locked user's blob as clients know it and, for a migrated user,
-    /// the rows it was rebuilt from (read once, after the lock).
-    async fn current(&self, tx: &Transaction<'_>, locked: &Locked) -> Result<(Value, Vec<Row>)> {
+    /// A locked user's blob as clients know it, rebuilt from its rows
+    /// for a migrated user.
+    fn current(&self, locked: &Locked, rows: &[Row]) -> Result<Value> {
         let stored = locked.blob.value(locked.id)?;
         if !locked.migrated {
-            return Ok((stored, Vec::new()));
+            return Ok(stored);
         }
-        let rows = self.rows_of(tx, locked.id).await?;
-        let blob = explode::reconstruct(&self.store.spec, &rows, &stored).map_err(|detail| {
+        explode::reconstruct(&self.store.spec, rows, &stored).map_err(|detail| {
             Error::Verification {
                 user: locked.id,
                 detail: format!("cannot rebuild the blob: {detail}"),
             }
-        })?;
-        Ok((blob, rows))
+        })
     }
 
     async fn rows_of(&self, tx: &Transaction<'_>, user: i64) -> Result<Vec<Row>> {
@@ -274,14 +304,15 @@ impl Decant {
     }
 
     /// Writes a locked user's blob. For a migrated user, `old` are its
-    /// rows as stored (read here when the caller has not): only the rows
-    /// that change are written, and the residual only when it changes.
+    /// rows as stored: only the rows that change are written, and the
+    /// residual only when it changes; all of it sent together, one round
+    /// trip.
     async fn write(
         &self,
         tx: &Transaction<'_>,
         locked: &Locked,
         blob: &Value,
-        old: Option<Vec<Row>>,
+        old: Vec<Row>,
     ) -> Result<()> {
         let user = locked.id;
         if !locked.migrated {
@@ -291,10 +322,6 @@ impl Decant {
         for w in &new.warnings {
             tracing::warn!(user, warning = %w, "invalid value kept in the residual");
         }
-        let old = match old {
-            Some(rows) => rows,
-            None => self.rows_of(tx, user).await?,
-        };
         let residual_changed = locked.blob.value(user)? != new.residual;
         let rows = self.store.write_diff(tx, user, &old, &new.rows);
         let residual = async {
@@ -306,8 +333,11 @@ impl Decant {
                 Ok(())
             }
         };
-        // sent together: one round trip
-        tokio::try_join!(rows, residual).map(drop)
+        // in order (tokio's try_join! rotates): the first statement's error
+        // is the cause, later ones only say the transaction is aborted
+        futures_util::future::try_join(rows, residual)
+            .await
+            .map(drop)
     }
 
     /// Migrates one user now, waiting for its row lock up to

@@ -13,6 +13,7 @@ use futures_util::future::try_join_all;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 /// A spec with the SQL generated from it, and the queries that read and
@@ -388,24 +389,38 @@ impl Store {
         tx: &Transaction<'_>,
         users: &[i64],
     ) -> Result<HashMap<i64, Vec<Row>>> {
-        let work = self
-            .sql
-            .tables
-            .iter()
-            .enumerate()
-            .map(|(ti, t)| async move {
-                let stmt = tx
-                    .prepare_cached(&t.select)
-                    .await
-                    .map_err(|e| Error::db("preparing a read", e))?;
-                let rows = tx.query(&stmt, &[&users]).await.map_err(|e| {
-                    Error::db(
-                        format!("reading rows of table {}", self.spec.tables[ti].name),
-                        e,
-                    )
-                })?;
-                Ok::<_, Error>((ti, rows))
-            });
+        let stmts = self.read_statements(tx).await?;
+        self.read_rows_with(tx, &stmts, users).await
+    }
+
+    /// The statements of [`read_rows`](Self::read_rows), prepared (cached
+    /// per session).
+    pub async fn read_statements(&self, tx: &Transaction<'_>) -> Result<Vec<Statement>> {
+        let work = self.sql.tables.iter().map(|t| async move {
+            tx.prepare_cached(&t.select)
+                .await
+                .map_err(|e| Error::db("preparing a read", e))
+        });
+        try_join_all(work).await
+    }
+
+    /// [`read_rows`](Self::read_rows) with its statements prepared: the
+    /// reads are sent at once, one round trip.
+    pub async fn read_rows_with(
+        &self,
+        tx: &Transaction<'_>,
+        stmts: &[Statement],
+        users: &[i64],
+    ) -> Result<HashMap<i64, Vec<Row>>> {
+        let work = stmts.iter().enumerate().map(|(ti, stmt)| async move {
+            let rows = tx.query(stmt, &[&users]).await.map_err(|e| {
+                Error::db(
+                    format!("reading rows of table {}", self.spec.tables[ti].name),
+                    e,
+                )
+            })?;
+            Ok::<_, Error>((ti, rows))
+        });
         Ok(self.group(try_join_all(work).await?))
     }
 
@@ -445,12 +460,17 @@ impl Store {
             .map(|r| (user, r))
             .collect();
         let gone: Vec<&Row> = old.iter().filter(|r| !new_keys.contains(&key(r))).collect();
-        if !gone.is_empty() {
-            let mut by_table: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
-            for r in gone {
-                by_table[r.table].push(r);
-            }
-            for (ti, rs) in by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
+        let mut by_table: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
+        for r in gone {
+            by_table[r.table].push(r);
+        }
+        // deletes (keys gone) and upserts (keys kept or new) touch disjoint
+        // rows: all are sent at once, one round trip
+        let deletes = by_table
+            .iter()
+            .enumerate()
+            .filter(|(_, rs)| !rs.is_empty())
+            .map(|(ti, rs)| {
                 let table = &self.spec.tables[ti];
                 let user_param: Param = Box::new(user);
                 let mut params: Vec<Param> = vec![user_param];
@@ -465,12 +485,19 @@ impl Store {
                         vec![Box::new(vec![user]) as Param],
                     ),
                 };
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| p.as_ref() as _).collect();
-                self.exec(tx, sql, &refs, "deleting removed rows").await?;
-            }
-        }
+                async move {
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        params.iter().map(|p| p.as_ref() as _).collect();
+                    self.exec(tx, sql, &refs, "deleting removed rows").await
+                }
+            });
         let changed = self.by_table(&changed);
-        self.write_rows(tx, &changed, Write::Upsert).await.map(drop)
+        // in order: the first failing statement's error is the cause
+        futures_util::future::try_join(
+            try_join_all(deletes),
+            self.write_rows(tx, &changed, Write::Upsert),
+        )
+        .await
+        .map(drop)
     }
 }
