@@ -162,33 +162,21 @@ impl Decant {
         Ok((self.lock_one(tx, user).await?, true))
     }
 
-    /// Locks a user for writing (as `lock_for_write`) and reads its rows,
-    /// in one round trip: every statement is prepared first (cached after
-    /// the first call) so that the lock is sent before the reads, and the
-    /// reads, pipelined behind it, run once it is held and see what it
-    /// protects (READ COMMITTED takes each statement's snapshot as it
-    /// starts). A legacy user's rows are read too, and ignored.
+    /// Locks a user for writing (as `lock_for_write`) and, for a migrated
+    /// user, reads its rows, every table in one statement. Sent behind the
+    /// lock in the same round trip, the read would cost every legacy write
+    /// a statement of seven joined scans (0.4 ms, measured): it waits for
+    /// the lock's answer instead.
     async fn lock_with_rows(&self, tx: &Transaction<'_>, user: i64) -> Result<(Locked, Vec<Row>)> {
-        tx.prepare_cached(&self.store.sql.lock_call)
+        let (locked, _) = self.lock_for_write(tx, user).await?;
+        if !locked.migrated {
+            return Ok((locked, Vec::new()));
+        }
+        let read = tx
+            .prepare_cached(&self.store.sql.rows_one)
             .await
-            .map_err(|e| Error::db_user(user, "preparing the lock", e))?;
-        let reads = self.store.read_statements(tx).await?;
-        let users = [user];
-        // `future::join` polls in order (tokio's join! rotates): the lock
-        // is sent first; its error, if any, is the one that matters
-        let (lock, rows) = futures_util::future::join(
-            self.lock_for_write(tx, user),
-            self.store.read_rows_with(tx, &reads, &users),
-        )
-        .await;
-        let (locked, migrated_now) = lock?;
-        let mut rows = rows?;
-        let rows = if migrated_now {
-            // read before the migration wrote them
-            self.rows_of(tx, user).await?
-        } else {
-            rows.remove(&user).unwrap_or_default()
-        };
+            .map_err(|e| Error::db_user(user, "preparing the read of rows", e))?;
+        let rows = self.store.rows_one(tx, &read, user).await?;
         Ok((locked, rows))
     }
 
@@ -292,15 +280,6 @@ impl Decant {
                 detail: format!("cannot rebuild the blob: {detail}"),
             }
         })
-    }
-
-    async fn rows_of(&self, tx: &Transaction<'_>, user: i64) -> Result<Vec<Row>> {
-        Ok(self
-            .store
-            .read_rows(tx, &[user])
-            .await?
-            .remove(&user)
-            .unwrap_or_default())
     }
 
     /// Writes a locked user's blob. For a migrated user, `old` are its

@@ -72,6 +72,9 @@ pub(crate) struct Sql {
     /// The snapshot read of one user (`= $1`: its generic plan costs what
     /// a custom one does, so the session plans it once).
     pub snapshot_one: String,
+    /// A migrated user's rows, as `snapshot_one` gives them, without the
+    /// blob: sent right behind the lock of a backend write.
+    pub rows_one: String,
     /// Locks one user for a backend call and says whether it is a legacy
     /// user in the rollout (to migrate on demand first).
     pub lock_call: String,
@@ -148,8 +151,9 @@ impl Sql {
             plain_params,
             user_counts: format!("SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1)"),
-            snapshot: snapshot(spec, "= ANY($1::bigint[])"),
-            snapshot_one: snapshot(spec, "= $1"),
+            snapshot: snapshot(spec, "= ANY($1::bigint[])", true),
+            snapshot_one: snapshot(spec, "= $1", true),
+            rows_one: snapshot(spec, "= $1", false),
             claim: claim(""),
             claim_rollout: claim(&format!(" AND decant.in_rollout(s.{id})")),
             claimable: format!(
@@ -174,10 +178,15 @@ impl Sql {
     }
 }
 
-fn snapshot(spec: &Spec, ids: &str) -> String {
+fn snapshot(spec: &Spec, ids: &str, with_blob: bool) -> String {
     let s = &spec.source;
     let (id, blob, flag) = (quote(&s.id), quote(&s.blob), quote(&s.flag));
-    let mut cols = vec![format!("s.{id}::bigint, s.{blob}, s.{flag}")];
+    let blob = if with_blob {
+        format!("s.{blob}")
+    } else {
+        "NULL::jsonb".to_string()
+    };
+    let mut cols = vec![format!("s.{id}::bigint, {blob}, s.{flag}")];
     let mut joins = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         let mut aggs = vec![format!("count(*) AS n")];
@@ -332,6 +341,7 @@ mod tests {
             ("exists", &sql.exists),
             ("snapshot", &sql.snapshot),
             ("snapshot_one", &sql.snapshot_one),
+            ("rows_one", &sql.rows_one),
             ("lock_call", &sql.lock_call),
             ("write_blobs", &sql.write_blobs),
             ("plain_check", &sql.plain_check),

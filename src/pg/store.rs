@@ -351,36 +351,55 @@ impl Store {
             None => client.query(&stmt, &[&users]).await,
         }
         .map_err(|e| Error::db("reading users", e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let mut user_rows = Vec::new();
-            let mut idx = 3;
-            for (ti, t) in self.spec.tables.iter().enumerate() {
-                let n = r.get::<_, i64>(idx) as usize;
-                let columns: Vec<Vec<_>> = t
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(ci, c)| read_array(c.ty, &r, idx + 1 + ci))
+        Ok(rows.iter().map(|r| self.decode_snapshot(r)).collect())
+    }
+
+    /// A migrated user's rows, read in `tx` by a statement sent right
+    /// behind its lock (`rows_one`, prepared by the caller).
+    pub async fn rows_one(
+        &self,
+        tx: &Transaction<'_>,
+        stmt: &Statement,
+        user: i64,
+    ) -> Result<Vec<Row>> {
+        let row = tx
+            .query_opt(stmt, &[&user])
+            .await
+            .map_err(|e| Error::db_user(user, "reading the user's rows", e))?;
+        Ok(row
+            .map(|r| self.decode_snapshot(&r).rows)
+            .unwrap_or_default())
+    }
+
+    /// A row of `snapshot`: the source columns, then per table the row
+    /// count and one array per column.
+    fn decode_snapshot(&self, r: &tokio_postgres::Row) -> Snapshot {
+        let mut user_rows = Vec::new();
+        let mut idx = 3;
+        for (ti, t) in self.spec.tables.iter().enumerate() {
+            let n = r.get::<_, i64>(idx) as usize;
+            let columns: Vec<Vec<_>> = t
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(ci, c)| read_array(c.ty, r, idx + 1 + ci))
+                .collect();
+            idx += 1 + t.columns.len();
+            let mut columns: Vec<_> = columns.into_iter().map(Vec::into_iter).collect();
+            for _ in 0..n {
+                let values = columns
+                    .iter_mut()
+                    .map(|c| c.next().expect("one value per row in each column array"))
                     .collect();
-                idx += 1 + t.columns.len();
-                let mut columns: Vec<_> = columns.into_iter().map(Vec::into_iter).collect();
-                for _ in 0..n {
-                    let values = columns
-                        .iter_mut()
-                        .map(|c| c.next().expect("one value per row in each column array"))
-                        .collect();
-                    user_rows.push(Row { table: ti, values });
-                }
+                user_rows.push(Row { table: ti, values });
             }
-            out.push(Snapshot {
-                id: r.get(0),
-                blob: r.get(1),
-                migrated: r.get(2),
-                rows: user_rows,
-            });
         }
-        Ok(out)
+        Snapshot {
+            id: r.get(0),
+            blob: r.get(1),
+            migrated: r.get(2),
+            rows: user_rows,
+        }
     }
 
     /// Reads every row of `users`, grouped by user.
