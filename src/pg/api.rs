@@ -41,9 +41,12 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
     for ti in 0..spec.tables.len() {
         out.push(rows(spec, ti));
     }
+    // PL/pgSQL, not SQL: a SQL function that cannot be inlined is planned
+    // again on every call; PL/pgSQL keeps its plans for the session
     out.push(format!(
         "CREATE OR REPLACE FUNCTION {}(blob jsonb) RETURNS jsonb\n    \
-         LANGUAGE sql IMMUTABLE PARALLEL SAFE SET jit = off AS\n$$ SELECT coalesce({}, '{{}}'::jsonb) $$",
+         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET jit = off AS\n$$\n\
+         BEGIN\n    RETURN coalesce({}, '{{}}'::jsonb);\nEND\n$$",
         internal(spec, "residual"),
         residual(spec, &spec.trie, "$1", 0, &mut Vec::new())
     ));
@@ -142,7 +145,9 @@ fn rows(spec: &Spec, ti: usize) -> String {
         .collect();
     format!(
         "CREATE OR REPLACE FUNCTION {}(bigint, jsonb) RETURNS TABLE ({})\n    \
-         LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS\n$$\n{}\n$$",
+         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS\n$$\n\
+         #variable_conflict use_column\n\
+         BEGIN\n    RETURN QUERY\n{};\nEND\n$$",
         rows_fn(spec, ti),
         cols.join(", "),
         parts.join("\nUNION ALL\n")

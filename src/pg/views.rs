@@ -428,8 +428,11 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
     let mut ok = Vec::new();
     let mut partial = vec!["false".to_string()];
     for (ci, key) in &walk.captures {
-        let as_json = format!("to_jsonb({key})");
-        columns[*ci] = convert(t.columns[*ci].ty, &as_json);
+        columns[*ci] = match t.columns[*ci].ty {
+            // a key is text: it converts to itself
+            ColumnType::Text => key.clone(),
+            ty => convert(ty, &format!("to_jsonb({key})")),
+        };
         ok.push(key_valid(&t.columns[*ci], key));
     }
     if let (Some(ci), Some(p)) = (r.position, position) {
