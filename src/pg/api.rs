@@ -430,13 +430,32 @@ fn write(spec: &Spec) -> String {
             format!("UPDATE SET {}", non_key.join(", "))
         };
         let table = target_table(spec, ti);
+        // the top-level keys this table's rows come from (None: any key)
+        let roots: Option<Vec<String>> = spec
+            .rules
+            .iter()
+            .filter(|r| r.table == ti)
+            .map(|r| match &r.segments[0] {
+                Segment::Literal(k) => Some(lit(k)),
+                Segment::Capture(_) => None,
+            })
+            .collect();
+        let gate = match roots {
+            Some(keys) if !keys.is_empty() => {
+                format!(
+                    "IF $4 IS NULL OR $4 && ARRAY[{}]::text[] THEN\n    ",
+                    keys.join(", ")
+                )
+            }
+            _ => "IF true THEN\n    ".to_string(),
+        };
         stmts.push(format!(
-            "WITH n AS MATERIALIZED (SELECT * FROM {rows}($1, $3)),\n         \
+            "{gate}WITH n AS MATERIALIZED (SELECT * FROM {rows}($1, $3)),\n         \
              gone AS (DELETE FROM {table} AS o WHERE o.{user} = $1 \
              AND NOT EXISTS (SELECT 1 FROM n WHERE {nk}))\n    \
              INSERT INTO {table} ({cols}) SELECT {ncols} FROM n WHERE NOT EXISTS \
              (SELECT 1 FROM {table} AS o WHERE o.{user} = $1 AND {nk} AND {orow} = {nrow})\n    \
-             ON CONFLICT ({key}) DO {on_conflict};",
+             ON CONFLICT ({key}) DO {on_conflict};\n    END IF;",
             rows = rows_fn(spec, ti),
             nk = same_key("n", "o"),
             cols = all.join(", "),
@@ -451,16 +470,27 @@ fn write(spec: &Spec) -> String {
         ));
     }
     format!(
-        "CREATE OR REPLACE FUNCTION {name}(bigint, boolean, jsonb) RETURNS void\n    \
+        "CREATE OR REPLACE FUNCTION {name}(bigint, boolean, jsonb, text[]) RETURNS void\n    \
          LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
+         DECLARE _decant_residual jsonb;\n\
          BEGIN\n    \
            IF NOT $2 THEN\n        \
              UPDATE {src} AS s SET {blob} = $3 WHERE s.{id} = $1;\n        \
              RETURN;\n    \
            END IF;\n    \
            {stmts}\n    \
-           UPDATE {src} AS s SET {blob} = {residual}($3) WHERE s.{id} = $1 AND s.{flag};\n\
+           IF $4 IS NULL THEN\n        \
+             _decant_residual := {residual}($3);\n    \
+           ELSE\n        \
+             -- the root's keys leave their residuals independently: only\n        \
+             -- the changed ones are computed again\n        \
+             SELECT (s.{blob} - $4) || {residual}((SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}') \
+               FROM jsonb_each($3) AS e WHERE e.key = ANY ($4)))\n          \
+               INTO _decant_residual FROM {src} AS s WHERE s.{id} = $1;\n    \
+           END IF;\n    \
+           UPDATE {src} AS s SET {blob} = _decant_residual \
+             WHERE s.{id} = $1 AND s.{flag} AND s.{blob}::text IS DISTINCT FROM _decant_residual::text;\n\
          END\n$$",
         name = internal(spec, "write"),
         stmts = stmts.join("\n    "),
@@ -510,7 +540,7 @@ fn calls(spec: &Spec) -> Vec<String> {
                END IF;\n    \
                SELECT s.{flag} INTO _decant_migrated FROM {src} AS s WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
                IF NOT FOUND THEN\n        {missing};\n    END IF;\n    \
-               PERFORM {write}($1, _decant_migrated, $2);\n\
+               PERFORM {write}($1, _decant_migrated, $2, NULL);\n\
              END\n$$"
         ),
         format!(
@@ -530,7 +560,9 @@ fn calls(spec: &Spec) -> Vec<String> {
                  _decant_blob := {rebuild}($1, _decant_blob);\n    \
                END IF;\n    \
                _decant_blob := decant.merge_patch(_decant_blob, $2);\n    \
-               PERFORM {write}($1, _decant_migrated, _decant_blob);\n    \
+               -- an object patch changes only the subtrees of its keys\n    \
+               PERFORM {write}($1, _decant_migrated, _decant_blob, CASE WHEN jsonb_typeof($2) = 'object' \
+                 AND jsonb_typeof(_decant_blob) = 'object' THEN ARRAY(SELECT jsonb_object_keys($2)) END);\n    \
                RETURN _decant_blob;\n\
              END\n$$"
         ),
