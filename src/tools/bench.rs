@@ -614,6 +614,16 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     // Rust patch, SQL patch; every result decoded into a JSON value
     let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; 5];
     let json = |row: tokio_postgres::Row| row.get::<_, serde_json::Value>(0);
+    let mut wal = [[0i64; 2]; 5];
+    let lsn = async |c: &tokio_postgres::Client| -> Result<i64> {
+        Ok(c.query_one(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
+            &[],
+        )
+        .await
+        .context("reading the WAL position")?
+        .get(0))
+    };
     let calls = 2000;
     for i in 0..calls {
         for state in 0..2 {
@@ -622,17 +632,25 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
             if (user % 2 == 0) != (state == 1) {
                 user = if user > 1 { user - 1 } else { user + 1 };
             }
-            let patch = serde_json::json!({"pref": {"bench": i}, "marriage": {"stats": {"kidnap": {"points": i}}}});
+            // each patch call sets new values (a patch repeating the one
+            // before would change nothing)
+            let patch = |n: u64| serde_json::json!({"pref": {"bench": n}, "marriage": {"stats": {"kidnap": {"points": n}}}});
             for (variant, v) in times.iter_mut().enumerate() {
+                // WAL is read around each call (not timed); nothing else
+                // writes during the benchmark but autovacuum
+                let lsn_before = lsn(&c).await?;
                 let t = Instant::now();
                 match variant {
                     0 => drop(json(c.query_one(&floor, &[&user]).await?)),
                     1 => drop(decant.load(user).await?),
                     2 => drop(json(c.query_one(&sql_load, &[&user]).await?)),
-                    3 => drop(decant.patch(user, &patch).await?),
-                    _ => drop(json(c.query_one(&sql_patch, &[&user, &patch]).await?)),
+                    3 => drop(decant.patch(user, &patch(2 * i)).await?),
+                    _ => drop(json(
+                        c.query_one(&sql_patch, &[&user, &patch(2 * i + 1)]).await?,
+                    )),
                 }
                 v[state].push(t.elapsed().as_secs_f64() * 1000.0);
+                wal[variant][state] += lsn(&c).await? - lsn_before;
             }
         }
     }
@@ -642,8 +660,8 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     };
     let mut out = format!(
         "{} users, {migrated} migrated (even ids), {calls} calls of each kind per state, \
-         interleaved, one session each (ms, p50 / p99):\n\n\
-         | call | legacy user | migrated user |\n|---|---:|---:|\n",
+         interleaved, one session each (ms, p50 / p99; WAL bytes per call, mean):\n\n\
+         | call | legacy user | migrated user | WAL, legacy | WAL, migrated |\n|---|---:|---:|---:|---:|\n",
         opts.users
     );
     let names = [
@@ -653,11 +671,14 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
         "patch, Rust layer",
         "`decant.patch`, SQL",
     ];
-    for (name, v) in names.iter().zip(times.iter_mut()) {
+    for (i, (name, v)) in names.iter().zip(times.iter_mut()).enumerate() {
         let (l50, l99) = (pct(&mut v[0], 0.5), pct(&mut v[0], 0.99));
         let (m50, m99) = (pct(&mut v[1], 0.5), pct(&mut v[1], 0.99));
+        let per_call = |state: usize| wal[i][state] / calls as i64;
         out.push_str(&format!(
-            "| {name} | {l50:.2} / {l99:.2} | {m50:.2} / {m99:.2} |\n"
+            "| {name} | {l50:.2} / {l99:.2} | {m50:.2} / {m99:.2} | {} | {} |\n",
+            per_call(0),
+            per_call(1)
         ));
     }
     Ok(out)
