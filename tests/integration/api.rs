@@ -437,3 +437,94 @@ async fn no_acknowledged_sql_write_is_lost_while_the_daemon_migrates() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_column_type_reads_and_writes_through_sql_as_through_rust() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    let decant = db.decant_with(crate::migrate::ALL_TYPES, 2);
+    decant::init(&client, decant.spec()).await.unwrap();
+    let first: Value = serde_json::from_str(
+        r#"{"items": {
+            "max": {"b": true, "i2": 32767, "i4": -2147483648, "i8": 9223372036854775807,
+                    "f": 1.7976931348623157e308, "n": 123456789012345678901234567890.123456789012345678901,
+                    "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "iso": "2022-11-29T06:07:04.365123Z",
+                    "j": {"deep": [1, {"x": null}], "e": {}}},
+            "min": {"b": false, "i2": -32768, "i4": 0, "i8": -9223372036854775808, "f": 5e-324,
+                    "n": 1e-40, "s": "", "ms": -62135596800000, "iso": "0001-01-01T00:00:00Z", "j": null},
+            "nulls": {"b": null, "extra_key": [1, 2]},
+            "empty": {}
+        }, "other": {"kept": 1.50}}"#,
+    )
+    .unwrap();
+    // then: values changed, invalid ones (kept in the residual), keys gone
+    let second: Value = serde_json::from_str(
+        r#"{"items": {
+            "max": {"b": false, "i2": 32768, "i4": 7, "i8": 1, "f": 0.1, "n": 1.10,
+                    "s": 5, "ms": 1.0001, "iso": "2022-11-29T06:07:04.3651230Z", "j": [1]},
+            "min": {"b": "yes", "i2": -1, "i4": 1e3, "i8": -1.5, "f": 1.00000000000000000001,
+                    "n": -0.0, "s": "x", "ms": 0, "iso": "1970-01-01T00:00:00.5Z", "j": {"k": 1}},
+            "new": {"b": true, "s": "n"}
+        }, "other": null, "more": {"x": [true]}}"#,
+    )
+    .unwrap();
+    for (by_sql, by_rust) in [(1i64, 2i64)] {
+        insert_user(&client, by_sql, &first).await;
+        insert_user(&client, by_rust, &first).await;
+        for u in [by_sql, by_rust] {
+            assert_eq!(decant.migrate_user(u).await.unwrap().migrated.len(), 1);
+        }
+        assert_same_json(
+            &sql_load(&client, by_sql).await,
+            &first,
+            "SQL load of every type",
+        );
+        for blob in [&second, &first] {
+            client
+                .execute("SELECT decant.save($1, $2)", &[&by_sql, blob])
+                .await
+                .unwrap_or_else(|e| panic!("decant.save: {e:?}"));
+            decant.save(by_rust, blob).await.unwrap();
+            let rows = |u: i64| {
+                let client = &client;
+                async move {
+                    let mut v: Vec<String> = client
+                        .query(
+                            "SELECT (to_jsonb(t) - 'user_id')::text FROM t WHERE user_id = $1",
+                            &[&u],
+                        )
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    v.sort();
+                    v
+                }
+            };
+            assert_eq!(
+                rows(by_sql).await,
+                rows(by_rust).await,
+                "rows after saving {blob}"
+            );
+            let (a, b) = (
+                sql_load(&client, by_sql).await,
+                decant.load(by_rust).await.unwrap(),
+            );
+            assert_same_json(&a, &b, "loads after a save");
+            assert_same_json(&a, blob, "the saved blob comes back");
+            let raw: Vec<String> = client
+                .query(
+                    "SELECT data::text FROM \"user\" WHERE id = ANY($1) ORDER BY id",
+                    &[&vec![by_sql, by_rust]],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(raw[0], raw[1], "stored residuals after saving {blob}");
+        }
+    }
+}
