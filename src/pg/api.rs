@@ -80,6 +80,20 @@ BEGIN
     RETURN target;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.patch_paths(patch jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$
+-- the paths an object merge patch changes: down its objects to each value
+-- that replaces or removes (an empty object replaces a non-object)
+WITH RECURSIVE w(path, v) AS (
+    SELECT jsonb_build_array(e.key), e.value FROM jsonb_each(patch) AS e
+    UNION ALL
+    SELECT w.path || jsonb_build_array(e.key), e.value
+      FROM w, jsonb_each(CASE WHEN jsonb_typeof(w.v) = 'object' THEN w.v END) AS e
+)
+SELECT coalesce(jsonb_agg(w.path), '[]') FROM w
+ WHERE jsonb_typeof(w.v) <> 'object' OR w.v = '{}'
+$$;
 CREATE OR REPLACE FUNCTION decant.put(root jsonb, path text[], entries jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -430,24 +444,40 @@ fn write(spec: &Spec) -> String {
             format!("UPDATE SET {}", non_key.join(", "))
         };
         let table = target_table(spec, ti);
-        // the top-level keys this table's rows come from (None: any key)
-        let roots: Option<Vec<String>> = spec
+        // whether a patch touches what this table's rows come from: a
+        // path it changes and a rule's path agree wherever both have a
+        // literal key
+        let touched: Vec<String> = spec
             .rules
             .iter()
             .filter(|r| r.table == ti)
-            .map(|r| match &r.segments[0] {
-                Segment::Literal(k) => Some(lit(k)),
-                Segment::Capture(_) => None,
+            .map(|r| {
+                let agree: Vec<String> = r
+                    .segments
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, seg)| match seg {
+                        Segment::Literal(k) => Some(format!(
+                            "(jsonb_array_length(p.path) <= {i} OR p.path ->> {i} = {})",
+                            lit(k)
+                        )),
+                        Segment::Capture(_) => None,
+                    })
+                    .collect();
+                if agree.is_empty() {
+                    "true".to_string()
+                } else {
+                    format!(
+                        "EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE {})",
+                        agree.join(" AND ")
+                    )
+                }
             })
             .collect();
-        let gate = match roots {
-            Some(keys) if !keys.is_empty() => {
-                format!(
-                    "IF $4 IS NULL OR $4 && ARRAY[{}]::text[] THEN\n    ",
-                    keys.join(", ")
-                )
-            }
-            _ => "IF true THEN\n    ".to_string(),
+        let gate = if touched.is_empty() {
+            "IF true THEN\n    ".to_string()
+        } else {
+            format!("IF $4 IS NULL OR {} THEN\n    ", touched.join(" OR "))
         };
         stmts.push(format!(
             "{gate}WITH n AS MATERIALIZED (SELECT * FROM {rows}($1, $3)),\n         \
@@ -470,10 +500,10 @@ fn write(spec: &Spec) -> String {
         ));
     }
     format!(
-        "CREATE OR REPLACE FUNCTION {name}(bigint, boolean, jsonb, text[]) RETURNS void\n    \
+        "CREATE OR REPLACE FUNCTION {name}(bigint, boolean, jsonb, jsonb) RETURNS void\n    \
          LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
-         DECLARE _decant_residual jsonb;\n\
+         DECLARE _decant_residual jsonb; _decant_roots text[];\n\
          BEGIN\n    \
            IF NOT $2 THEN\n        \
              UPDATE {src} AS s SET {blob} = $3 WHERE s.{id} = $1;\n        \
@@ -485,8 +515,9 @@ fn write(spec: &Spec) -> String {
            ELSE\n        \
              -- the root's keys leave their residuals independently: only\n        \
              -- the changed ones are computed again\n        \
-             SELECT (s.{blob} - $4) || {residual}((SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}') \
-               FROM jsonb_each($3) AS e WHERE e.key = ANY ($4)))\n          \
+             _decant_roots := ARRAY(SELECT DISTINCT p.path ->> 0 FROM jsonb_array_elements($4) AS p(path));\n        \
+             SELECT (s.{blob} - _decant_roots) || {residual}((SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}') \
+               FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots)))\n          \
                INTO _decant_residual FROM {src} AS s WHERE s.{id} = $1;\n    \
            END IF;\n    \
            UPDATE {src} AS s SET {blob} = _decant_residual \
@@ -560,9 +591,9 @@ fn calls(spec: &Spec) -> Vec<String> {
                  _decant_blob := {rebuild}($1, _decant_blob);\n    \
                END IF;\n    \
                _decant_blob := decant.merge_patch(_decant_blob, $2);\n    \
-               -- an object patch changes only the subtrees of its keys\n    \
+               -- an object patch changes only the paths it holds\n    \
                PERFORM {write}($1, _decant_migrated, _decant_blob, CASE WHEN jsonb_typeof($2) = 'object' \
-                 AND jsonb_typeof(_decant_blob) = 'object' THEN ARRAY(SELECT jsonb_object_keys($2)) END);\n    \
+                 AND jsonb_typeof(_decant_blob) = 'object' THEN decant.patch_paths($2) END);\n    \
                RETURN _decant_blob;\n\
              END\n$$"
         ),

@@ -612,9 +612,28 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     let mut rng = example::Rng::new(7);
     // [variant][state]: the plain read (the floor), Rust load, SQL load,
     // Rust patch, SQL patch; every result decoded into a JSON value
-    let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; 5];
+    // states: a random legacy user, a random migrated one, one of the 50
+    // heaviest legacy users (largest blobs), one of the 50 heaviest
+    // migrated ones (most statistic rows)
+    let ids = async |sql: &str| -> Result<Vec<i64>> {
+        Ok(c.query(sql, &[])
+            .await
+            .with_context(|| format!("picking users: {sql}"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    };
+    let heavy_legacy = ids(
+        "SELECT id FROM \"user\" WHERE NOT migrated ORDER BY pg_column_size(data) DESC, id LIMIT 50",
+    )
+    .await?;
+    let heavy_migrated = ids(
+        "SELECT user_id FROM user_statistic GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 50",
+    )
+    .await?;
+    let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 4]; 5];
     let json = |row: tokio_postgres::Row| row.get::<_, serde_json::Value>(0);
-    let mut wal = [[0i64; 2]; 5];
+    let mut wal = [[0i64; 4]; 5];
     let lsn = async |c: &tokio_postgres::Client| -> Result<i64> {
         Ok(c.query_one(
             "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
@@ -626,11 +645,19 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     };
     let calls = 2000;
     for i in 0..calls {
-        for state in 0..2 {
+        for state in 0..4 {
             // an even id is migrated (if its user was clean), an odd one legacy
             let mut user = rng.range(1, opts.users as u64 + 1) as i64;
             if (user % 2 == 0) != (state == 1) {
                 user = if user > 1 { user - 1 } else { user + 1 };
+            }
+            if state >= 2 {
+                let heavy = if state == 2 {
+                    &heavy_legacy
+                } else {
+                    &heavy_migrated
+                };
+                user = heavy[rng.range(0, heavy.len() as u64) as usize];
             }
             // each patch call sets new values (a patch repeating the one
             // before would change nothing)
@@ -660,8 +687,10 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     };
     let mut out = format!(
         "{} users, {migrated} migrated (even ids), {calls} calls of each kind per state, \
-         interleaved, one session each (ms, p50 / p99; WAL bytes per call, mean):\n\n\
-         | call | legacy user | migrated user | WAL, legacy | WAL, migrated |\n|---|---:|---:|---:|---:|\n",
+         interleaved, one session each (ms, p50 / p99; WAL bytes per call, mean); \
+         heavy: the 50 largest legacy blobs, the 50 migrated users with the most statistic rows:\n\n\
+         | call | legacy | migrated | legacy, heavy | migrated, heavy | WAL: legacy / migrated / heavy legacy / heavy migrated |\n\
+         |---|---:|---:|---:|---:|---:|\n",
         opts.users
     );
     let names = [
@@ -672,13 +701,17 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
         "`decant.patch`, SQL",
     ];
     for (i, (name, v)) in names.iter().zip(times.iter_mut()).enumerate() {
-        let (l50, l99) = (pct(&mut v[0], 0.5), pct(&mut v[0], 0.99));
-        let (m50, m99) = (pct(&mut v[1], 0.5), pct(&mut v[1], 0.99));
-        let per_call = |state: usize| wal[i][state] / calls as i64;
+        let cells: Vec<String> = v
+            .iter_mut()
+            .map(|t| format!("{:.2} / {:.2}", pct(t, 0.5), pct(t, 0.99)))
+            .collect();
+        let wals: Vec<String> = (0..4)
+            .map(|state| (wal[i][state] / calls as i64).to_string())
+            .collect();
         out.push_str(&format!(
-            "| {name} | {l50:.2} / {l99:.2} | {m50:.2} / {m99:.2} | {} | {} |\n",
-            per_call(0),
-            per_call(1)
+            "| {name} | {} | {} |\n",
+            cells.join(" | "),
+            wals.join(" / ")
         ));
     }
     Ok(out)

@@ -450,6 +450,20 @@ BEGIN
     RETURN target;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.patch_paths(patch jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$
+-- the paths an object merge patch changes: down its objects to each value
+-- that replaces or removes (an empty object replaces a non-object)
+WITH RECURSIVE w(path, v) AS (
+    SELECT jsonb_build_array(e.key), e.value FROM jsonb_each(patch) AS e
+    UNION ALL
+    SELECT w.path || jsonb_build_array(e.key), e.value
+      FROM w, jsonb_each(CASE WHEN jsonb_typeof(w.v) = 'object' THEN w.v END) AS e
+)
+SELECT coalesce(jsonb_agg(w.path), '[]') FROM w
+ WHERE jsonb_typeof(w.v) <> 'object' OR w.v = '{}'
+$$;
 CREATE OR REPLACE FUNCTION decant.put(root jsonb, path text[], entries jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -595,47 +609,47 @@ END
 $$;
 
 -- init statement 32
-CREATE OR REPLACE FUNCTION decant."user_write"(bigint, boolean, jsonb, text[]) RETURNS void
+CREATE OR REPLACE FUNCTION decant."user_write"(bigint, boolean, jsonb, jsonb) RETURNS void
     LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
-DECLARE _decant_residual jsonb;
+DECLARE _decant_residual jsonb; _decant_roots text[];
 BEGIN
     IF NOT $2 THEN
         UPDATE "public"."user" AS s SET "data" = $3 WHERE s."id" = $1;
         RETURN;
     END IF;
-    IF $4 IS NULL OR $4 && ARRAY['marriage']::text[] THEN
+    IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'achievements')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_achievement"($1, $3)),
          gone AS (DELETE FROM "public"."user_achievement" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."achievement_id" = o."achievement_id"))
     INSERT INTO "public"."user_achievement" ("user_id", "achievement_id", "extra", "progress", "unlocked_at") SELECT n."user_id", n."achievement_id", n."extra", n."progress", n."unlocked_at" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_achievement" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."achievement_id" = o."achievement_id" AND ROW(o."user_id", o."achievement_id", o."extra", o."progress", o."unlocked_at")::text = ROW(n."user_id", n."achievement_id", n."extra", n."progress", n."unlocked_at")::text)
     ON CONFLICT ("user_id", "achievement_id") DO UPDATE SET "extra" = EXCLUDED."extra", "progress" = EXCLUDED."progress", "unlocked_at" = EXCLUDED."unlocked_at";
     END IF;
-    IF $4 IS NULL OR $4 && ARRAY['bots']::text[] THEN
+    IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'bots')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_bot"($1, $3)),
          gone AS (DELETE FROM "public"."user_bot" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."bot_id" = o."bot_id"))
     INSERT INTO "public"."user_bot" ("user_id", "bot_id", "extra", "level", "unlocked") SELECT n."user_id", n."bot_id", n."extra", n."level", n."unlocked" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_bot" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."bot_id" = o."bot_id" AND ROW(o."user_id", o."bot_id", o."extra", o."level", o."unlocked")::text = ROW(n."user_id", n."bot_id", n."extra", n."level", n."unlocked")::text)
     ON CONFLICT ("user_id", "bot_id") DO UPDATE SET "extra" = EXCLUDED."extra", "level" = EXCLUDED."level", "unlocked" = EXCLUDED."unlocked";
     END IF;
-    IF $4 IS NULL OR $4 && ARRAY['marriage']::text[] THEN
+    IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'config')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_config"($1, $3)),
          gone AS (DELETE FROM "public"."user_config" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id"))
     INSERT INTO "public"."user_config" ("user_id", "extra", "mans", "mode") SELECT n."user_id", n."extra", n."mans", n."mode" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_config" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND ROW(o."user_id", o."extra", o."mans", o."mode")::text = ROW(n."user_id", n."extra", n."mans", n."mode")::text)
     ON CONFLICT ("user_id") DO UPDATE SET "extra" = EXCLUDED."extra", "mans" = EXCLUDED."mans", "mode" = EXCLUDED."mode";
     END IF;
-    IF $4 IS NULL OR $4 && ARRAY['pref']::text[] THEN
+    IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'pref')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_preference"($1, $3)),
          gone AS (DELETE FROM "public"."user_preference" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."key" = o."key"))
     INSERT INTO "public"."user_preference" ("user_id", "key", "value") SELECT n."user_id", n."key", n."value" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_preference" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."key" = o."key" AND ROW(o."user_id", o."key", o."value")::text = ROW(n."user_id", n."key", n."value")::text)
     ON CONFLICT ("user_id", "key") DO UPDATE SET "value" = EXCLUDED."value";
     END IF;
-    IF $4 IS NULL OR $4 && ARRAY['bots']::text[] THEN
+    IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'bots') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'selected')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_selected_bot"($1, $3)),
          gone AS (DELETE FROM "public"."user_selected_bot" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."position" = o."position"))
     INSERT INTO "public"."user_selected_bot" ("user_id", "bot_id", "position") SELECT n."user_id", n."bot_id", n."position" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_selected_bot" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."position" = o."position" AND ROW(o."user_id", o."bot_id", o."position")::text = ROW(n."user_id", n."bot_id", n."position")::text)
     ON CONFLICT ("user_id", "position") DO UPDATE SET "bot_id" = EXCLUDED."bot_id";
     END IF;
-    IF $4 IS NULL OR $4 && ARRAY['marriage', 'xp', 'marriage']::text[] THEN
+    IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'stats')) OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'xp')) OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'stats') AND (jsonb_array_length(p.path) <= 2 OR p.path ->> 2 = 'lastPlayed')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_statistic"($1, $3)),
          gone AS (DELETE FROM "public"."user_statistic" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."mode" = o."mode" AND n."statistic_id" = o."statistic_id"))
     INSERT INTO "public"."user_statistic" ("user_id", "mode", "statistic_id", "value") SELECT n."user_id", n."mode", n."statistic_id", n."value" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_statistic" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."mode" = o."mode" AND n."statistic_id" = o."statistic_id" AND ROW(o."user_id", o."mode", o."statistic_id", o."value")::text = ROW(n."user_id", n."mode", n."statistic_id", n."value")::text)
@@ -646,7 +660,8 @@ BEGIN
     ELSE
         -- the root's keys leave their residuals independently: only
         -- the changed ones are computed again
-        SELECT (s."data" - $4) || decant."user_residual"((SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each($3) AS e WHERE e.key = ANY ($4)))
+        _decant_roots := ARRAY(SELECT DISTINCT p.path ->> 0 FROM jsonb_array_elements($4) AS p(path));
+        SELECT (s."data" - _decant_roots) || decant."user_residual"((SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots)))
           INTO _decant_residual FROM "public"."user" AS s WHERE s."id" = $1;
     END IF;
     UPDATE "public"."user" AS s SET "data" = _decant_residual WHERE s."id" = $1 AND s."migrated" AND s."data"::text IS DISTINCT FROM _decant_residual::text;
@@ -715,8 +730,8 @@ BEGIN
         _decant_blob := decant."user_rebuild"($1, _decant_blob);
     END IF;
     _decant_blob := decant.merge_patch(_decant_blob, $2);
-    -- an object patch changes only the subtrees of its keys
-    PERFORM decant."user_write"($1, _decant_migrated, _decant_blob, CASE WHEN jsonb_typeof($2) = 'object' AND jsonb_typeof(_decant_blob) = 'object' THEN ARRAY(SELECT jsonb_object_keys($2)) END);
+    -- an object patch changes only the paths it holds
+    PERFORM decant."user_write"($1, _decant_migrated, _decant_blob, CASE WHEN jsonb_typeof($2) = 'object' AND jsonb_typeof(_decant_blob) = 'object' THEN decant.patch_paths($2) END);
     RETURN _decant_blob;
 END
 $$;
