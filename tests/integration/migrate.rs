@@ -455,7 +455,9 @@ async fn the_binary_copy_stores_what_postgres_makes_of_each_value() {
     assert_eq!(report.migrated.len(), 1, "{report:?}");
     assert_eq!(report.migrated[0].rows, numbers.len());
     // each stored value equals what PostgreSQL's own input functions make
-    // of the blob's text, to the display scale of every numeric
+    // of the blob's text, to the display scale of every numeric (epoch
+    // milliseconds through decant.epoch_ms: extract(epoch) is a double
+    // before PostgreSQL 14)
     let wrong: Vec<(String, String, Option<String>)> = client
         .query(
             "SELECT t.k, e.value::text, t.n::text FROM t, original o, jsonb_each(o.data->'items') e \
@@ -463,7 +465,7 @@ async fn the_binary_copy_stores_what_postgres_makes_of_each_value() {
                 t.n::text IS DISTINCT FROM (e.value->>'n')::numeric::text \
                 OR t.f IS DISTINCT FROM (e.value->>'f')::float8 \
                 OR t.i4 IS DISTINCT FROM (e.value->>'i4')::int4 \
-                OR extract(epoch FROM t.ms) * 1000 IS DISTINCT FROM (e.value->>'ms')::numeric \
+                OR decant.epoch_ms(t.ms) IS DISTINCT FROM (e.value->>'ms')::numeric \
                 OR t.iso IS DISTINCT FROM (e.value->>'iso')::timestamptz \
                 OR t.b IS DISTINCT FROM (e.value->>'b')::bool \
                 OR t.s IS DISTINCT FROM e.value->>'s' \
