@@ -83,7 +83,7 @@ impl Decant {
             .transaction()
             .await
             .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let (locked, _) = self.lock_for_write(&tx, user).await?;
+        let locked = self.lock_for_write(&tx, user).await?;
         let out = if locked.migrated {
             new(&tx).await
         } else {
@@ -116,8 +116,7 @@ impl Decant {
     /// Locks a user about to be written; a legacy user in the rollout is
     /// migrated first, inside the same lock (on-demand migration). If that
     /// migration fails, the user stays legacy and the write goes to the blob.
-    /// Also says whether it migrated the user now.
-    async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<(Locked, bool)> {
+    async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<Locked> {
         let stmt = tx
             .prepare_cached(&self.store.sql.lock_call)
             .await
@@ -134,7 +133,7 @@ impl Decant {
             migrated: row.get(2),
         };
         if !row.get::<_, bool>(3) {
-            return Ok((locked, false));
+            return Ok(locked);
         }
         // a savepoint, so that a database error in the migration leaves the
         // call itself intact
@@ -159,7 +158,7 @@ impl Decant {
             }
         }
         // the row is still locked by this transaction: re-reading is instant
-        Ok((self.lock_one(tx, user).await?, true))
+        self.lock_one(tx, user).await
     }
 
     /// Locks a user for writing (as `lock_for_write`) and, for a migrated
@@ -168,7 +167,7 @@ impl Decant {
     /// a statement of seven joined scans (0.4 ms, measured): it waits for
     /// the lock's answer instead.
     async fn lock_with_rows(&self, tx: &Transaction<'_>, user: i64) -> Result<(Locked, Vec<Row>)> {
-        let (locked, _) = self.lock_for_write(tx, user).await?;
+        let locked = self.lock_for_write(tx, user).await?;
         if !locked.migrated {
             return Ok((locked, Vec::new()));
         }
@@ -238,9 +237,8 @@ impl Decant {
 
     /// Replaces the user's blob. For a migrated user the changed rows are
     /// upserted, removed rows deleted and the residual rewritten if it
-    /// changed; a value a
-    /// rule finds invalid is kept in the residual (never refused, never
-    /// lost) and logged.
+    /// changed; a value a rule finds invalid is kept in the residual
+    /// (never refused, never lost) and logged.
     pub async fn save(&self, user: i64, blob: &Value) -> Result<()> {
         self.with_user(user, async |tx, locked, rows| {
             self.write(tx, &locked, blob, rows).await

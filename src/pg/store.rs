@@ -408,38 +408,24 @@ impl Store {
         tx: &Transaction<'_>,
         users: &[i64],
     ) -> Result<HashMap<i64, Vec<Row>>> {
-        let stmts = self.read_statements(tx).await?;
-        self.read_rows_with(tx, &stmts, users).await
-    }
-
-    /// The statements of [`read_rows`](Self::read_rows), prepared (cached
-    /// per session).
-    pub async fn read_statements(&self, tx: &Transaction<'_>) -> Result<Vec<Statement>> {
-        let work = self.sql.tables.iter().map(|t| async move {
-            tx.prepare_cached(&t.select)
-                .await
-                .map_err(|e| Error::db("preparing a read", e))
-        });
-        try_join_all(work).await
-    }
-
-    /// [`read_rows`](Self::read_rows) with its statements prepared: the
-    /// reads are sent at once, one round trip.
-    pub async fn read_rows_with(
-        &self,
-        tx: &Transaction<'_>,
-        stmts: &[Statement],
-        users: &[i64],
-    ) -> Result<HashMap<i64, Vec<Row>>> {
-        let work = stmts.iter().enumerate().map(|(ti, stmt)| async move {
-            let rows = tx.query(stmt, &[&users]).await.map_err(|e| {
-                Error::db(
-                    format!("reading rows of table {}", self.spec.tables[ti].name),
-                    e,
-                )
-            })?;
-            Ok::<_, Error>((ti, rows))
-        });
+        let work = self
+            .sql
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| async move {
+                let stmt = tx
+                    .prepare_cached(&t.select)
+                    .await
+                    .map_err(|e| Error::db("preparing a read", e))?;
+                let rows = tx.query(&stmt, &[&users]).await.map_err(|e| {
+                    Error::db(
+                        format!("reading rows of table {}", self.spec.tables[ti].name),
+                        e,
+                    )
+                })?;
+                Ok::<_, Error>((ti, rows))
+            });
         Ok(self.group(try_join_all(work).await?))
     }
 
