@@ -102,6 +102,19 @@ WITH RECURSIVE w(path, v) AS (
 SELECT coalesce(jsonb_agg(w.path), '[]') FROM w
  WHERE jsonb_typeof(w.v) <> 'object' OR w.v = '{}'
 $$;
+CREATE OR REPLACE FUNCTION decant.deep_merge(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+BEGIN
+    IF a IS NULL OR b IS NULL OR jsonb_typeof(a) <> 'object' OR jsonb_typeof(b) <> 'object' THEN
+        RETURN coalesce(b, a);
+    END IF;
+    RETURN a || coalesce((
+        SELECT jsonb_object_agg(e.key, CASE WHEN a ? e.key THEN decant.deep_merge(a -> e.key, e.value)
+                                            ELSE e.value END)
+          FROM jsonb_each(b) AS e), '{}');
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.put(root jsonb, path text[], entries jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -116,14 +129,9 @@ BEGIN
     IF cardinality(path) > 0 THEN
         RETURN jsonb_set(root, path[1:1], decant.put(root -> path[1], path[2:], entries));
     END IF;
-    -- the residual holds the keys a `keep` rule left behind: an object
-    -- there and an object from the rows merge
-    RETURN root || coalesce((
-        SELECT jsonb_object_agg(e.key, CASE
-                   WHEN jsonb_typeof(root -> e.key) = 'object' AND jsonb_typeof(e.value) = 'object'
-                   THEN (root -> e.key) || e.value
-                   ELSE e.value END)
-          FROM jsonb_each(entries) AS e), '{}');
+    -- the residual holds the keys a `keep` rule left behind: objects there
+    -- and objects from the rows merge, at every depth
+    RETURN decant.deep_merge(root, entries);
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.epoch_ms(t timestamptz) RETURNS numeric
@@ -353,32 +361,85 @@ fn rebuild(spec: &Spec) -> String {
                 format!("({})", obj.join(" || "))
             }
         };
-        let (entries, group) = match r.position {
-            None => (format!("jsonb_object_agg({}, {value})", last[0]), group),
-            Some(pi) => {
-                // the whole array, in position order, under its key
-                let mut group = group;
-                if let Some(Segment::Capture(ci)) = r.segments.last() {
-                    group.push(col(*ci));
+        let table = target_table(spec, r.table);
+        if let Some(pi) = r.position {
+            // the whole array, in position order, under its key
+            let mut group = group;
+            if let Some(Segment::Capture(ci)) = r.segments.last() {
+                group.push(col(*ci));
+            }
+            parts.push(format!(
+                "SELECT ARRAY[{}]::text[], jsonb_build_object({}, jsonb_agg({value} ORDER BY {})) \
+                 FROM {table} AS t WHERE {}{} HAVING count(*) > 0",
+                parent.join(", "),
+                last[0],
+                col(pi),
+                conds.join(" AND "),
+                if group.is_empty() {
+                    String::new()
+                } else {
+                    format!(" GROUP BY {}", group.join(", "))
                 }
-                let entries = format!(
-                    "jsonb_build_object({}, jsonb_agg({value} ORDER BY {}))",
-                    last[0],
-                    col(pi)
-                );
-                (entries, group)
-            }
-        };
+            ));
+            continue;
+        }
+        // The rule's values nested into one object per user, aggregated
+        // from the last segment up to the first captured one, and put once
+        // under the literal path before it.
+        let first = r
+            .segments
+            .iter()
+            .position(|s| matches!(s, Segment::Capture(_)))
+            .unwrap_or(r.segments.len() - 1);
+        let tail = &r.segments[first..];
+        let alias = |i: usize| format!("k{i}");
+        let captured: Vec<String> = tail
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Segment::Capture(ci) => Some(format!("{} AS {}", col(*ci), alias(i))),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        let mut cur = format!(
+            "SELECT {}{value} AS v FROM {table} AS t WHERE {}",
+            captured
+                .iter()
+                .map(|c| format!("{c}, "))
+                .collect::<String>(),
+            conds.join(" AND ")
+        );
+        for (i, seg) in tail.iter().enumerate().rev() {
+            let before: Vec<String> = tail[..i]
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, Segment::Capture(_)))
+                .map(|(j, _)| format!("q.{}", alias(j)))
+                .collect();
+            let keep = before
+                .iter()
+                .map(|b| format!("{b} AS {}, ", &b[2..]))
+                .collect::<String>();
+            cur = match seg {
+                Segment::Capture(_) => format!(
+                    "SELECT {keep}jsonb_object_agg(q.{}, q.v) AS v FROM ({cur}) AS q{}",
+                    alias(i),
+                    if before.is_empty() {
+                        " HAVING count(*) > 0".to_string()
+                    } else {
+                        format!(" GROUP BY {}", before.join(", "))
+                    }
+                ),
+                Segment::Literal(k) => format!(
+                    "SELECT {keep}jsonb_build_object({}, q.v) AS v FROM ({cur}) AS q",
+                    lit(k)
+                ),
+            };
+        }
+        let prefix: Vec<String> = path[..first].to_vec();
         parts.push(format!(
-            "SELECT ARRAY[{}]::text[], {entries} FROM {} AS t WHERE {}{} HAVING count(*) > 0",
-            parent.join(", "),
-            target_table(spec, r.table),
-            conds.join(" AND "),
-            if group.is_empty() {
-                String::new()
-            } else {
-                format!(" GROUP BY {}", group.join(", "))
-            }
+            "SELECT ARRAY[{}]::text[], q.v FROM ({cur}) AS q",
+            prefix.join(", ")
         ));
     }
     let body = if parts.is_empty() {

@@ -464,6 +464,19 @@ WITH RECURSIVE w(path, v) AS (
 SELECT coalesce(jsonb_agg(w.path), '[]') FROM w
  WHERE jsonb_typeof(w.v) <> 'object' OR w.v = '{}'
 $$;
+CREATE OR REPLACE FUNCTION decant.deep_merge(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+BEGIN
+    IF a IS NULL OR b IS NULL OR jsonb_typeof(a) <> 'object' OR jsonb_typeof(b) <> 'object' THEN
+        RETURN coalesce(b, a);
+    END IF;
+    RETURN a || coalesce((
+        SELECT jsonb_object_agg(e.key, CASE WHEN a ? e.key THEN decant.deep_merge(a -> e.key, e.value)
+                                            ELSE e.value END)
+          FROM jsonb_each(b) AS e), '{}');
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.put(root jsonb, path text[], entries jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -478,14 +491,9 @@ BEGIN
     IF cardinality(path) > 0 THEN
         RETURN jsonb_set(root, path[1:1], decant.put(root -> path[1], path[2:], entries));
     END IF;
-    -- the residual holds the keys a `keep` rule left behind: an object
-    -- there and an object from the rows merge
-    RETURN root || coalesce((
-        SELECT jsonb_object_agg(e.key, CASE
-                   WHEN jsonb_typeof(root -> e.key) = 'object' AND jsonb_typeof(e.value) = 'object'
-                   THEN (root -> e.key) || e.value
-                   ELSE e.value END)
-          FROM jsonb_each(entries) AS e), '{}');
+    -- the residual holds the keys a `keep` rule left behind: objects there
+    -- and objects from the rows merge, at every depth
+    RETURN decant.deep_merge(root, entries);
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.epoch_ms(t timestamptz) RETURNS numeric
@@ -586,21 +594,21 @@ $$
 DECLARE _decant_blob jsonb := $2; _decant_at text[]; _decant_entries jsonb;
 BEGIN
     FOR _decant_at, _decant_entries IN
-        SELECT ARRAY['marriage', 'stats', t."mode"]::text[], jsonb_object_agg(t."statistic_id", to_jsonb(t."value")) FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text) GROUP BY t."mode" HAVING count(*) > 0
+        SELECT ARRAY['marriage', 'stats']::text[], q.v FROM (SELECT jsonb_object_agg(q.k0, q.v) AS v FROM (SELECT q.k0 AS k0, jsonb_object_agg(q.k1, q.v) AS v FROM (SELECT t."mode" AS k0, t."statistic_id" AS k1, to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text)) AS q GROUP BY q.k0) AS q HAVING count(*) > 0) AS q
         UNION ALL
-        SELECT ARRAY[]::text[], jsonb_object_agg('xp', to_jsonb(t."value")) FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text HAVING count(*) > 0
+        SELECT ARRAY[]::text[], q.v FROM (SELECT jsonb_build_object('xp', q.v) AS v FROM (SELECT to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) AS q) AS q
         UNION ALL
-        SELECT ARRAY['marriage', 'stats']::text[], jsonb_object_agg('lastPlayed', to_jsonb(t."value")) FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) HAVING count(*) > 0
+        SELECT ARRAY['marriage', 'stats']::text[], q.v FROM (SELECT jsonb_build_object('lastPlayed', q.v) AS v FROM (SELECT to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text)) AS q) AS q
         UNION ALL
-        SELECT ARRAY['marriage', 'achievements']::text[], jsonb_object_agg(t."achievement_id", (CASE WHEN t."progress" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('progress', to_jsonb(t."progress")) END || CASE WHEN t."unlocked_at" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlockedAt', to_jsonb(decant.epoch_ms(t."unlocked_at"))) END || coalesce(t."extra", '{}'::jsonb))) FROM "public"."user_achievement" AS t WHERE t."user_id" = $1 HAVING count(*) > 0
+        SELECT ARRAY['marriage', 'achievements']::text[], q.v FROM (SELECT jsonb_object_agg(q.k0, q.v) AS v FROM (SELECT t."achievement_id" AS k0, (CASE WHEN t."progress" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('progress', to_jsonb(t."progress")) END || CASE WHEN t."unlocked_at" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlockedAt', to_jsonb(decant.epoch_ms(t."unlocked_at"))) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_achievement" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q
         UNION ALL
         SELECT ARRAY['bots']::text[], jsonb_build_object('selected', jsonb_agg(to_jsonb(t."bot_id") ORDER BY t."position")) FROM "public"."user_selected_bot" AS t WHERE t."user_id" = $1 HAVING count(*) > 0
         UNION ALL
-        SELECT ARRAY['bots']::text[], jsonb_object_agg(t."bot_id", (CASE WHEN t."level" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('level', to_jsonb(t."level")) END || CASE WHEN t."unlocked" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlocked', to_jsonb(t."unlocked")) END || coalesce(t."extra", '{}'::jsonb))) FROM "public"."user_bot" AS t WHERE t."user_id" = $1 HAVING count(*) > 0
+        SELECT ARRAY['bots']::text[], q.v FROM (SELECT jsonb_object_agg(q.k0, q.v) AS v FROM (SELECT t."bot_id" AS k0, (CASE WHEN t."level" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('level', to_jsonb(t."level")) END || CASE WHEN t."unlocked" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlocked', to_jsonb(t."unlocked")) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_bot" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q
         UNION ALL
-        SELECT ARRAY['pref']::text[], jsonb_object_agg(t."key", t."value") FROM "public"."user_preference" AS t WHERE t."user_id" = $1 HAVING count(*) > 0
+        SELECT ARRAY['pref']::text[], q.v FROM (SELECT jsonb_object_agg(q.k0, q.v) AS v FROM (SELECT t."key" AS k0, t."value" AS v FROM "public"."user_preference" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q
         UNION ALL
-        SELECT ARRAY['marriage']::text[], jsonb_object_agg('config', (CASE WHEN t."mans" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mans', to_jsonb(t."mans")) END || CASE WHEN t."mode" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mode', to_jsonb(t."mode")) END || coalesce(t."extra", '{}'::jsonb))) FROM "public"."user_config" AS t WHERE t."user_id" = $1 HAVING count(*) > 0
+        SELECT ARRAY['marriage']::text[], q.v FROM (SELECT jsonb_build_object('config', q.v) AS v FROM (SELECT (CASE WHEN t."mans" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mans', to_jsonb(t."mans")) END || CASE WHEN t."mode" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mode', to_jsonb(t."mode")) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_config" AS t WHERE t."user_id" = $1) AS q) AS q
     LOOP
         _decant_blob := decant.put(_decant_blob, _decant_at, _decant_entries);
     END LOOP;
