@@ -274,6 +274,19 @@ async fn every_generated_user_migrates_and_rebuilds_exactly() {
     }
 }
 
+/// A blob for [`ALL_TYPES`] with every type's extreme values, nulls, an
+/// unknown key, an empty object and a key no rule claims.
+pub const EXTREMES: &str = r#"{"items": {
+    "max": {"b": true, "i2": 32767, "i4": -2147483648, "i8": 9223372036854775807,
+            "f": 1.7976931348623157e308, "n": 123456789012345678901234567890.123456789012345678901,
+            "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "iso": "2022-11-29T06:07:04.365123Z",
+            "j": {"deep": [1, {"x": null}], "e": {}}},
+    "min": {"b": false, "i2": -32768, "i4": 0, "i8": -9223372036854775808, "f": 5e-324,
+            "n": 1e-40, "s": "", "ms": -62135596800000, "iso": "0001-01-01T00:00:00Z", "j": null},
+    "nulls": {"b": null, "extra_key": [1, 2]},
+    "empty": {}
+}, "other": {"kept": 1.50}}"#;
+
 pub const ALL_TYPES: &str = r#"
 [source]
 table = "user"
@@ -304,19 +317,7 @@ async fn every_column_type_round_trips_through_postgres_exactly() {
     let db = TestDb::new().await;
     let client = db.client().await;
     client.batch_execute(crate::example::SCHEMA).await.unwrap();
-    let blob: Value = serde_json::from_str(
-        r#"{"items": {
-            "max": {"b": true, "i2": 32767, "i4": -2147483648, "i8": 9223372036854775807,
-                    "f": 1.7976931348623157e308, "n": 123456789012345678901234567890.123456789012345678901,
-                    "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "iso": "2022-11-29T06:07:04.365123Z",
-                    "j": {"deep": [1, {"x": null}], "e": {}}},
-            "min": {"b": false, "i2": -32768, "i4": 0, "i8": -9223372036854775808, "f": 5e-324,
-                    "n": 1e-40, "s": "", "ms": -62135596800000, "iso": "0001-01-01T00:00:00Z", "j": null},
-            "nulls": {"b": null, "extra_key": [1, 2]},
-            "empty": {}
-        }, "other": {"kept": 1.50}}"#,
-    )
-    .unwrap();
+    let blob: Value = serde_json::from_str(EXTREMES).unwrap();
     client
         .execute("INSERT INTO \"user\" VALUES (1, 'a', $1)", &[&blob])
         .await
