@@ -353,15 +353,7 @@ fn show_key(k: &str) -> String {
 /// The rule a row belongs to: the most specific rule of its table whose
 /// constants all match the row.
 pub fn route(spec: &Spec, row: &Row) -> Result<usize, String> {
-    spec.routes[row.table]
-        .iter()
-        .copied()
-        .find(|&ri| {
-            spec.rules[ri]
-                .constants
-                .iter()
-                .all(|(ci, cv)| row.values[*ci].same(cv))
-        })
+    spec.route_by(row.table, |ci| Some(&row.values[ci]))
         .ok_or_else(|| {
             format!(
                 "a row of table `{}` matches no rule",

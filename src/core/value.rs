@@ -100,6 +100,20 @@ impl ColumnType {
         }
     }
 
+    /// Whether the column holds a number (what `min`/`max` bound and a
+    /// ranked statistic orders by).
+    pub fn is_number(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Int2
+                | ColumnType::Int4
+                | ColumnType::Int8
+                | ColumnType::Float8
+                | ColumnType::Numeric
+                | ColumnType::TimestampMs
+        )
+    }
+
     /// A human name used in error messages ("an int8", ...).
     pub fn describe(self) -> &'static str {
         match self {

@@ -218,15 +218,8 @@ pub(super) fn resolve_ranked(
 ) -> std::result::Result<Vec<String>, String> {
     let fixed = |ci: usize| filter.iter().find(|(c, _)| *c == ci).map(|(_, v)| v);
     let t = &spec.tables[table];
-    let rule = spec.routes[table]
-        .iter()
-        .copied()
-        .find(|&ri| {
-            spec.rules[ri]
-                .constants
-                .iter()
-                .all(|(ci, cv)| fixed(*ci).is_some_and(|v| v.same(cv)))
-        })
+    let rule = spec
+        .route_by(table, fixed)
         .ok_or_else(|| "no rule writes rows with these values".to_string())?;
     let r = &spec.rules[rule];
     if !matches!(r.kind, RuleKind::Scalar { column } if column == value) {

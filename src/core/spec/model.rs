@@ -281,6 +281,22 @@ pub(crate) struct Node {
 }
 
 impl Spec {
+    /// The rule rows of `table` belong to: the most specific rule of the
+    /// table whose constants all match, `value(ci)` giving a row's value
+    /// of column `ci` (None: not known, matches no constant).
+    pub(crate) fn route_by<'v>(
+        &self,
+        table: usize,
+        value: impl Fn(usize) -> Option<&'v ColumnValue>,
+    ) -> Option<usize> {
+        self.routes[table].iter().copied().find(|&ri| {
+            self.rules[ri]
+                .constants
+                .iter()
+                .all(|(ci, cv)| value(*ci).is_some_and(|v| v.same(cv)))
+        })
+    }
+
     /// Where the blobs are: the source table and its columns.
     pub fn source(&self) -> &Source {
         &self.source

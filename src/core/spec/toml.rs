@@ -212,15 +212,7 @@ fn ranked(cx: &Ctx<'_>, raw: &Spanned<RawRanked>, spec: &Spec) -> Result<Ranked>
             .ok_or_else(|| err(format!("`{c}` is not a column of table `{}`", t.name)))
     };
     let value = col(&r.value)?;
-    if !matches!(
-        t.columns[value].ty,
-        ColumnType::Int2
-            | ColumnType::Int4
-            | ColumnType::Int8
-            | ColumnType::Float8
-            | ColumnType::Numeric
-            | ColumnType::TimestampMs
-    ) {
+    if !t.columns[value].ty.is_number() {
         return Err(err(format!("`{}` is not a number column", r.value)));
     }
     let mut filter = Vec::new();
@@ -498,16 +490,7 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
         };
     let min = bound(&full.min, "min")?;
     let max = bound(&full.max, "max")?;
-    let numeric = matches!(
-        ty,
-        ColumnType::Int2
-            | ColumnType::Int4
-            | ColumnType::Int8
-            | ColumnType::Float8
-            | ColumnType::Numeric
-            | ColumnType::TimestampMs
-    );
-    if (min.is_some() || max.is_some()) && !numeric {
+    if (min.is_some() || max.is_some()) && !ty.is_number() {
         return Err(format!("min/max apply to numbers, not to {}", full.ty));
     }
     if (full.values.is_some() || full.max_length.is_some()) && ty != ColumnType::Text {
