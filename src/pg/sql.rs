@@ -150,10 +150,10 @@ impl Sql {
                 .into(),
             plain_params,
             user_counts: format!("SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}"),
-            exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1)"),
+            exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1::bigint)"),
             snapshot: snapshot(spec, "= ANY($1::bigint[])", true),
-            snapshot_one: snapshot(spec, "= $1", true),
-            rows_one: snapshot(spec, "= $1", false),
+            snapshot_one: snapshot(spec, "= $1::bigint", true),
+            rows_one: snapshot(spec, "= $1::bigint", false),
             claim: claim(""),
             claim_rollout: claim(&format!(" AND decant.in_rollout(s.{id})")),
             claimable: format!(
@@ -164,7 +164,7 @@ impl Sql {
                 "SELECT {id}::bigint, {blob}, {flag}, NOT {flag} AND decant.in_rollout({id}) \
                    AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
                                     AND st.state = 'failed' AND st.attempts >= $2) \
-                 FROM {src} WHERE {id} = $1 FOR NO KEY UPDATE"
+                 FROM {src} WHERE {id} = $1::bigint FOR NO KEY UPDATE"
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),
             lock_wait: lock,

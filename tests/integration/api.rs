@@ -516,3 +516,84 @@ async fn every_column_type_reads_and_writes_through_sql_as_through_rust() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_sql_api_holds_on_another_shape() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.profile (uid integer PRIMARY KEY, doc jsonb NOT NULL)",
+        )
+        .await
+        .unwrap();
+    let doc = json!({
+        "cart.v2": {"lines": [{"sku": "a1", "qty": 2, "price": 1.25}, {"sku": "TOOLONGSKU", "qty": 1}],
+                    "currency": "EUR"},
+        "stats": {"visits": 7, "spent": 4.5},
+        "deep": {"er": {"score": 12.5}},
+        "other": [1, {"x": []}]
+    });
+    // twins: uid n through SQL, uid n + 100 through Rust
+    for uid in [1i32, 101] {
+        client
+            .execute("INSERT INTO shop.profile VALUES ($1, $2)", &[&uid, &doc])
+            .await
+            .unwrap();
+    }
+    let decant = db.decant_with(crate::views::OTHER_SHAPE, 2);
+    decant::init(&client, decant.spec()).await.unwrap();
+    for u in [1, 101] {
+        assert_eq!(decant.migrate_user(u).await.unwrap().migrated.len(), 1);
+    }
+    assert_same_json(&sql_load(&client, 1).await, &doc, "SQL load, another shape");
+    let patches = [
+        json!({"cart.v2": {"lines": [{"sku": "b", "qty": 0}]}}),
+        json!({"stats": {"spent": 3.5, "visits": null}, "deep": {"er": {"score": "x"}}}),
+        json!({"deep": null, "new": {"k": 1}}),
+        json!({"cart.v2": {"lines": [{"sku": "c", "qty": 3, "price": 0.1}]}, "stats": {"visits": 9}}),
+    ];
+    for p in &patches {
+        let a: Value = client
+            .query_one("SELECT decant.patch($1, $2)", &[&1i64, p])
+            .await
+            .unwrap_or_else(|e| panic!("decant.patch({p}): {e:?}"))
+            .get(0);
+        let b = decant.patch(101, p).await.unwrap();
+        assert_same_json(&a, &b, &format!("patch {p}"));
+        for t in ["norm.line", "norm.metric"] {
+            let rows = |u: i64| {
+                let client = &client;
+                async move {
+                    let mut v: Vec<String> = client
+                        .query(
+                            &format!(
+                                "SELECT (to_jsonb(t) - 'user_id')::text FROM {t} AS t WHERE user_id = $1"
+                            ),
+                            &[&u],
+                        )
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    v.sort();
+                    v
+                }
+            };
+            assert_eq!(rows(1).await, rows(101).await, "{t} after {p}");
+        }
+        let stored: Vec<String> = client
+            .query(
+                "SELECT doc::text FROM shop.profile WHERE uid IN (1, 101) ORDER BY uid",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(stored[0], stored[1], "residuals after {p}");
+    }
+}

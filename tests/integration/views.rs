@@ -286,9 +286,9 @@ async fn ranked_variant(spec_text: &str) {
 /// tables and views in two others, a quoted dotted key, an array of
 /// objects with positions, integer and float constants and a ranked
 /// statistic filtered by an integer; dirty and odd values throughout.
-#[tokio::test]
-async fn views_and_ranked_hold_on_another_shape() {
-    const SPEC: &str = r#"
+/// Another shape: integer ids, three schemas, a dotted key, arrays of
+/// objects, integer constants.
+pub const OTHER_SHAPE: &str = r#"
 [source]
 schema = "shop"
 table = "profile"
@@ -338,6 +338,9 @@ table = "metric"
 value = "value"
 where = { kind = 2, name = "score" }
 "#;
+
+#[tokio::test]
+async fn views_and_ranked_hold_on_another_shape() {
     let db = TestDb::new().await;
     let client = db.client().await;
     client
@@ -383,7 +386,7 @@ where = { kind = 2, name = "score" }
             .await
             .unwrap();
     }
-    let decant = db.decant_with(SPEC, 4);
+    let decant = db.decant_with(OTHER_SHAPE, 4);
     decant::init(&client, decant.spec()).await.unwrap();
     let before = [
         rows(&client, "reports.line_all").await,
