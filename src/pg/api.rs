@@ -295,8 +295,9 @@ fn json_of(ty: ColumnType, c: &str) -> String {
 }
 
 /// `decant."<source>_rebuild"(id, residual)`: the blob of a migrated user
-/// from its rows and its residual. Each rule's rows are grouped by the
-/// object they land in, and each group is put into the residual once.
+/// from its rows and its residual. Each rule's values are nested into one
+/// object (one array per parent for array rules) and put into the
+/// residual once, merging deep.
 fn rebuild(spec: &Spec) -> String {
     let mut parts = Vec::new();
     for (ri, r) in spec.rules.iter().enumerate() {
@@ -333,16 +334,6 @@ fn rebuild(spec: &Spec) -> String {
                 Segment::Capture(ci) => col(*ci),
             })
             .collect();
-        let group: Vec<String> = r
-            .segments
-            .iter()
-            .take(r.segments.len() - 1)
-            .filter_map(|s| match s {
-                Segment::Capture(ci) => Some(col(*ci)),
-                Segment::Literal(_) => None,
-            })
-            .collect();
-        let (parent, last) = path.split_at(path.len() - 1);
         let value = match &r.kind {
             RuleKind::Scalar { column } => json_of(t.columns[*column].ty, &col(*column)),
             RuleKind::Object { keys, extra } => {
@@ -363,11 +354,17 @@ fn rebuild(spec: &Spec) -> String {
         };
         let table = target_table(spec, r.table);
         if let Some(pi) = r.position {
-            // the whole array, in position order, under its key
-            let mut group = group;
-            if let Some(Segment::Capture(ci)) = r.segments.last() {
-                group.push(col(*ci));
-            }
+            // the whole array, in position order, under its key, one per
+            // parent object
+            let (parent, last) = path.split_at(path.len() - 1);
+            let group: Vec<String> = r
+                .segments
+                .iter()
+                .filter_map(|s| match s {
+                    Segment::Capture(ci) => Some(col(*ci)),
+                    Segment::Literal(_) => None,
+                })
+                .collect();
             parts.push(format!(
                 "SELECT ARRAY[{}]::text[], jsonb_build_object({}, jsonb_agg({value} ORDER BY {})) \
                  FROM {table} AS t WHERE {}{} HAVING count(*) > 0",

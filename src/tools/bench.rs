@@ -541,14 +541,25 @@ async fn migrate_evens(decant: &decant::Decant, users: i64) -> Result<usize> {
     Ok(ma + mb)
 }
 
-async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
+/// The template database with its even users migrated and vacuumed: a
+/// handle (pool of `pool` sessions), how many migrated, and a session.
+async fn half_migrated(
+    opts: &BenchOptions,
+    server: &str,
+    pool: usize,
+) -> Result<(decant::Decant, usize, tokio_postgres::Client)> {
     let url = with_dbname(server, "bench_template")?;
-    let decant = decant::Decant::connect(&url, example::spec(), 4)?;
+    let decant = decant::Decant::connect(&url, example::spec(), pool)?;
     let migrated = migrate_evens(&decant, opts.users).await?;
     let c = connect(&url).await?;
     c.batch_execute("VACUUM ANALYZE")
         .await
         .context("vacuuming")?;
+    Ok((decant, migrated, c))
+}
+
+async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
+    let (_decant, migrated, c) = half_migrated(opts, server, 4).await?;
     let plain = "SELECT user_id, value FROM user_statistic_all \
                  WHERE mode = 'kidnap' AND statistic_id = 'points' \
                  ORDER BY value DESC NULLS LAST, user_id LIMIT 50";
@@ -599,13 +610,7 @@ async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
 /// the SQL API, on legacy (odd ids) and migrated (even ids) users: calls
 /// interleaved so the machine's drift hits every variant alike.
 async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
-    let url = with_dbname(server, "bench_template")?;
-    let decant = decant::Decant::connect(&url, example::spec(), 1)?;
-    let migrated = migrate_evens(&decant, opts.users).await?;
-    let c = connect(&url).await?;
-    c.batch_execute("VACUUM ANALYZE")
-        .await
-        .context("vacuuming")?;
+    let (decant, migrated, c) = half_migrated(opts, server, 1).await?;
     let floor = c.prepare("SELECT data FROM \"user\" WHERE id = $1").await?;
     let sql_load = c.prepare("SELECT decant.load($1)").await?;
     let sql_patch = c.prepare("SELECT decant.patch($1, $2)").await?;
