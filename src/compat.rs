@@ -4,12 +4,13 @@
 //! path. The lock makes a call and that user's migration or rollback
 //! strictly ordered, so no write is lost in between.
 
-use crate::core::explode::{self, Row};
+use crate::core::explode::{self, Exploded, Row};
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
 use crate::migrate::{self, BatchReport, LockWait};
 use crate::pg::control::{self, Setting};
 use crate::pg::pool;
+use crate::pg::session::{Planned, Session};
 use crate::pg::store::{Locked, Store};
 use deadpool_postgres::{Pool, Transaction};
 use serde_json::{Map, Value};
@@ -161,42 +162,101 @@ impl Decant {
         self.lock_one(tx, user).await
     }
 
-    /// Locks a user for writing (as `lock_for_write`) and, for a migrated
-    /// user, reads its rows, every table in one statement. Sent behind the
-    /// lock in the same round trip, the read would cost every legacy write
-    /// a statement of seven joined scans (0.4 ms, measured): it waits for
-    /// the lock's answer instead.
-    async fn lock_with_rows(&self, tx: &Transaction<'_>, user: i64) -> Result<(Locked, Vec<Row>)> {
-        let locked = self.lock_for_write(tx, user).await?;
-        if !locked.migrated {
-            return Ok((locked, Vec::new()));
-        }
-        let read = tx
-            .prepare_cached(&self.store.sql.rows_one)
-            .await
-            .map_err(|e| Error::db_user(user, "preparing the read of rows", e))?;
-        let rows = self.store.rows_one(tx, &read, user).await?;
-        Ok((locked, rows))
-    }
-
-    /// Runs `f` on the user locked for writing (migrated on demand first
-    /// if it is in the rollout) in one transaction, and commits.
-    async fn with_user<T>(
+    /// Writes one user: `change` gets the user as locked (and a migrated
+    /// user's rows) and returns the blob to write, which is returned.
+    ///
+    /// Two round trips: `BEGIN`, the lock and the read of the user's rows
+    /// go out together (the read runs after the lock is granted, so it sees
+    /// the rows that go with the flag; for a legacy user it reads nothing,
+    /// its per-table scans gated off by the flag); then the writes and
+    /// `COMMIT`. A legacy user in the rollout, to migrate on demand first,
+    /// takes the path of [`Decant::write_user_in_tx`].
+    async fn write_user(
         &self,
         user: i64,
-        f: impl AsyncFnOnce(&Transaction<'_>, Locked, Vec<Row>) -> Result<T>,
-    ) -> Result<T> {
+        change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
+    ) -> Result<Value> {
+        let sql = &self.store.sql;
+        let max = self.store.spec.settings.max_attempts;
+        let mut session = Session::new(pool::get(&self.pool).await?, user);
+        let mut read = session
+            .begin_with(vec![
+                Planned::new(
+                    &sql.lock_call,
+                    vec![Box::new(user), Box::new(max)],
+                    "locking the source row",
+                ),
+                Planned::new(
+                    &sql.rows_one,
+                    vec![Box::new(user)],
+                    "reading the user's rows",
+                ),
+            ])
+            .await?;
+        let rows = read.pop().unwrap_or_default();
+        let Some(lock) = read.pop().and_then(|mut r| r.pop()) else {
+            session.rollback().await;
+            return Err(Error::UserNotFound(user));
+        };
+        if lock.get::<_, bool>(3) {
+            session.rollback().await;
+            return self.write_user_in_tx(user, change).await;
+        }
+        let locked = Locked {
+            id: lock.get(0),
+            blob: lock.get(1),
+            migrated: lock.get(2),
+        };
+        let old = match rows.first() {
+            Some(r) if locked.migrated => self.store.decode_rows(r),
+            _ => Vec::new(),
+        };
+        let written = change(&locked, &old).and_then(|blob| {
+            let new = self.plan_write(&locked, &blob)?;
+            Ok((blob, new))
+        });
+        let (blob, new) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                session.rollback().await;
+                return Err(e);
+            }
+        };
+        let stmts = self.write_statements(&locked, &blob, &old, &new);
+        session.commit_with(stmts).await?;
+        Ok(blob)
+    }
+
+    /// [`Decant::write_user`] in a plain transaction, with on-demand
+    /// migration first.
+    async fn write_user_in_tx(
+        &self,
+        user: i64,
+        change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
+    ) -> Result<Value> {
         let mut client = pool::get(&self.pool).await?;
         let tx = client
             .transaction()
             .await
             .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let (locked, rows) = self.lock_with_rows(&tx, user).await?;
-        let out = f(&tx, locked, rows).await?;
+        let locked = self.lock_for_write(&tx, user).await?;
+        let old = if locked.migrated {
+            self.store
+                .read_rows(&tx, &[user])
+                .await?
+                .remove(&user)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let blob = change(&locked, &old)?;
+        let new = self.plan_write(&locked, &blob)?;
+        let stmts = self.write_statements(&locked, &blob, &old, &new);
+        self.store.run(&tx, user, stmts).await?;
         tx.commit()
             .await
             .map_err(|e| Error::db_user(user, "committing", e))?;
-        Ok(out)
+        Ok(blob)
     }
 
     /// The user's whole blob as clients know it: the blob itself for a
@@ -240,10 +300,9 @@ impl Decant {
     /// changed; a value a rule finds invalid is kept in the residual
     /// (never refused, never lost) and logged.
     pub async fn save(&self, user: i64, blob: &Value) -> Result<()> {
-        self.with_user(user, async |tx, locked, rows| {
-            self.write(tx, &locked, blob, rows).await
-        })
-        .await
+        self.write_user(user, |_, _| Ok(blob.clone()))
+            .await
+            .map(drop)
     }
 
     /// Applies an RFC 7396 JSON merge patch to the user's blob and returns
@@ -256,10 +315,9 @@ impl Decant {
     /// increments and other updates that depend on the current value).
     /// Returns the blob as written.
     pub async fn modify(&self, user: i64, f: impl FnOnce(&mut Value)) -> Result<Value> {
-        self.with_user(user, async |tx, locked, rows| {
-            let mut blob = self.current(&locked, &rows)?;
+        self.write_user(user, |locked, rows| {
+            let mut blob = self.current(locked, rows)?;
             f(&mut blob);
-            self.write(tx, &locked, &blob, rows).await?;
             Ok(blob)
         })
         .await
@@ -280,41 +338,40 @@ impl Decant {
         })
     }
 
-    /// Writes a locked user's blob. For a migrated user, `old` are its
-    /// rows as stored: only the rows that change are written, and the
-    /// residual only when it changes; all of it sent together, one round
-    /// trip.
-    async fn write(
-        &self,
-        tx: &Transaction<'_>,
-        locked: &Locked,
-        blob: &Value,
-        old: Vec<Row>,
-    ) -> Result<()> {
-        let user = locked.id;
+    /// For a migrated user, the blob to write exploded into rows and
+    /// residual (an invalid value is kept in the residual and logged);
+    /// `None` for a legacy user, whose blob is written as it is.
+    fn plan_write(&self, locked: &Locked, blob: &Value) -> Result<Option<Exploded>> {
         if !locked.migrated {
-            return self.store.write_blobs(tx, &[(user, blob, false)]).await;
+            return Ok(None);
         }
         let new = explode::explode_lenient(&self.store.spec, blob);
         for w in &new.warnings {
-            tracing::warn!(user, warning = %w, "invalid value kept in the residual");
+            tracing::warn!(user = locked.id, warning = %w, "invalid value kept in the residual");
         }
-        let residual_changed = locked.blob.value(user)? != new.residual;
-        let rows = self.store.write_diff(tx, user, &old, &new.rows);
-        let residual = async {
-            if residual_changed {
-                self.store
-                    .write_blobs(tx, &[(user, &new.residual, true)])
-                    .await
-            } else {
-                Ok(())
-            }
+        Ok(Some(new))
+    }
+
+    /// The statements that write a locked user's blob: the blob itself for
+    /// a legacy user; for a migrated one the rows that change (`old` are
+    /// its rows as stored) and the residual, only if it changes.
+    fn write_statements<'a>(
+        &'a self,
+        locked: &Locked,
+        blob: &'a Value,
+        old: &'a [Row],
+        new: &'a Option<Exploded>,
+    ) -> Vec<Planned<'a>> {
+        let user = locked.id;
+        let Some(new) = new else {
+            return vec![self.store.blob_statement(user, blob, false)];
         };
-        // in order (tokio's try_join! rotates): the first statement's error
-        // is the cause, later ones only say the transaction is aborted
-        futures_util::future::try_join(rows, residual)
-            .await
-            .map(drop)
+        let mut stmts = self.store.diff_statements(user, old, &new.rows);
+        // a stored residual that does not parse is rewritten
+        if locked.blob.value(user).ok().as_ref() != Some(&new.residual) {
+            stmts.push(self.store.blob_statement(user, &new.residual, true));
+        }
+        stmts
     }
 
     /// Migrates one user now, waiting for its row lock up to

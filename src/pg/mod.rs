@@ -2,13 +2,15 @@
 //! compatibility layer: connections (`pool`), the wire encoding of values
 //! (`codec`), the SQL generated from a spec (`sql`) and its execution
 //! (`store`), decant's own tables (`state`, `control`), the DDL
-//! (`schema`) and the cross-user views (`views`). Depends only on the pure core and the error type.
+//! (`schema`), the cross-user views (`views`) and the SQL API (`api`), and
+//! the pipelined transactions of the compatibility layer (`session`). Depends only on the pure core and the error type.
 
 pub(crate) mod api;
 pub(crate) mod codec;
 pub(crate) mod control;
 pub(crate) mod pool;
 pub(crate) mod schema;
+pub(crate) mod session;
 pub(crate) mod sql;
 pub(crate) mod state;
 pub(crate) mod store;

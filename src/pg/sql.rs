@@ -78,6 +78,9 @@ pub(crate) struct Sql {
     /// Locks one user for a backend call and says whether it is a legacy
     /// user in the rollout (to migrate on demand first).
     pub lock_call: String,
+    /// Writes one user's blob and flag: `$1` id, `$2` blob, `$3` flag.
+    pub write_one: String,
+    /// Writes many users' blobs and flags: arrays of ids, blobs, flags.
     pub write_blobs: String,
     /// Whether the target tables store exactly what is sent (see
     /// `tables_are_plain`), and its parameters: tables, columns, types.
@@ -168,6 +171,9 @@ impl Sql {
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),
             lock_wait: lock,
+            write_one: format!(
+                "UPDATE {src} SET {blob} = $2::jsonb, {flag} = $3::boolean WHERE {id} = $1::bigint"
+            ),
             write_blobs: format!(
                 "UPDATE {src} AS s SET {blob} = v.blob, {flag} = v.migrated \
                  FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
@@ -343,6 +349,7 @@ mod tests {
             ("snapshot_one", &sql.snapshot_one),
             ("rows_one", &sql.rows_one),
             ("lock_call", &sql.lock_call),
+            ("write_one", &sql.write_one),
             ("write_blobs", &sql.write_blobs),
             ("plain_check", &sql.plain_check),
         ] {

@@ -6,6 +6,7 @@ use crate::core::explode::Row;
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
 use crate::pg::codec::{Blob, Param, bind, copy_stream, read, read_array, stored_equals};
+use crate::pg::session::Planned;
 use crate::pg::sql::Sql;
 use deadpool_postgres::Transaction;
 use futures_util::SinkExt;
@@ -13,7 +14,6 @@ use futures_util::future::try_join_all;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 /// A spec with the SQL generated from it, and the queries that read and
@@ -28,7 +28,6 @@ pub(crate) struct Store {
 enum Write {
     Insert,
     InsertReturning,
-    Upsert,
 }
 
 /// A user as one lock-free read finds it: the flag, the blob (the
@@ -292,7 +291,6 @@ impl Store {
                 let sql = match how {
                     Write::Insert => &self.sql.tables[ti].insert,
                     Write::InsertReturning => &self.sql.tables[ti].insert_returning,
-                    Write::Upsert => &self.sql.tables[ti].upsert,
                 };
                 async move {
                     let refs: Vec<&(dyn ToSql + Sync)> =
@@ -354,21 +352,9 @@ impl Store {
         Ok(rows.iter().map(|r| self.decode_snapshot(r)).collect())
     }
 
-    /// A migrated user's rows, read in `tx` by a statement sent right
-    /// behind its lock (`rows_one`, prepared by the caller).
-    pub async fn rows_one(
-        &self,
-        tx: &Transaction<'_>,
-        stmt: &Statement,
-        user: i64,
-    ) -> Result<Vec<Row>> {
-        let row = tx
-            .query_opt(stmt, &[&user])
-            .await
-            .map_err(|e| Error::db_user(user, "reading the user's rows", e))?;
-        Ok(row
-            .map(|r| self.decode_snapshot(&r).rows)
-            .unwrap_or_default())
+    /// A migrated user's rows from a row of `rows_one` (or `snapshot`).
+    pub fn decode_rows(&self, row: &tokio_postgres::Row) -> Vec<Row> {
+        self.decode_snapshot(row).rows
     }
 
     /// A row of `snapshot`: the source columns, then per table the row
@@ -438,15 +424,17 @@ impl Store {
         try_join_all(work).await.map(drop)
     }
 
-    /// Makes one user's rows equal `new` given that they are `old` now:
-    /// upserts rows that are new or changed, deletes rows that are gone.
-    pub async fn write_diff(
-        &self,
-        tx: &Transaction<'_>,
+    /// The statements that make one user's rows equal `new` given that
+    /// they are `old` now: upserts of rows that are new or changed,
+    /// deletes of rows that are gone, one statement per table and kind.
+    /// Deletes (keys gone) and upserts (keys kept or new) touch disjoint
+    /// rows, so they may be sent together.
+    pub fn diff_statements<'a>(
+        &'a self,
         user: i64,
-        old: &[Row],
-        new: &[Row],
-    ) -> Result<()> {
+        old: &'a [Row],
+        new: &'a [Row],
+    ) -> Vec<Planned<'a>> {
         let key = |r: &Row| {
             let t = &self.spec.tables[r.table];
             (
@@ -459,50 +447,77 @@ impl Store {
         };
         let old_by_key: HashMap<_, &Row> = old.iter().map(|r| (key(r), r)).collect();
         let new_keys: std::collections::HashSet<_> = new.iter().map(key).collect();
-        let changed: Vec<(i64, &Row)> = new
+        let mut gone: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
+        for r in old.iter().filter(|r| !new_keys.contains(&key(r))) {
+            gone[r.table].push(r);
+        }
+        let mut changed: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
+        for r in new
             .iter()
             .filter(|r| old_by_key.get(&key(r)).is_none_or(|o| *o != *r))
-            .map(|r| (user, r))
-            .collect();
-        let gone: Vec<&Row> = old.iter().filter(|r| !new_keys.contains(&key(r))).collect();
-        let mut by_table: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
-        for r in gone {
-            by_table[r.table].push(r);
+        {
+            changed[r.table].push(r);
         }
-        // deletes (keys gone) and upserts (keys kept or new) touch disjoint
-        // rows: all are sent at once, one round trip
-        let deletes = by_table
-            .iter()
-            .enumerate()
-            .filter(|(_, rs)| !rs.is_empty())
-            .map(|(ti, rs)| {
-                let table = &self.spec.tables[ti];
-                let user_param: Param = Box::new(user);
-                let mut params: Vec<Param> = vec![user_param];
-                for &ci in &table.key {
-                    params.push(bind(rs.iter().map(|r| &r.values[ci])));
+        let mut out = Vec::new();
+        for (ti, rs) in gone.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
+            let table = &self.spec.tables[ti];
+            out.push(match &self.sql.tables[ti].delete_keys {
+                Some(sql) => {
+                    let mut params: Vec<Param> = vec![Box::new(user)];
+                    for &ci in &table.key {
+                        params.push(bind(rs.iter().map(|r| &r.values[ci])));
+                    }
+                    Planned::new(sql, params, "deleting removed rows")
                 }
-                let (sql, params) = match &self.sql.tables[ti].delete_keys {
-                    Some(sql) => (sql, params),
-                    // a table keyed by the user alone: its one row is gone
-                    None => (
-                        &self.sql.tables[ti].delete_users,
-                        vec![Box::new(vec![user]) as Param],
-                    ),
-                };
-                async move {
-                    let refs: Vec<&(dyn ToSql + Sync)> =
-                        params.iter().map(|p| p.as_ref() as _).collect();
-                    self.exec(tx, sql, &refs, "deleting removed rows").await
-                }
+                // a table keyed by the user alone: its one row is gone
+                None => Planned::new(
+                    &self.sql.tables[ti].delete_users,
+                    vec![Box::new(vec![user])],
+                    "deleting removed rows",
+                ),
             });
-        let changed = self.by_table(&changed);
-        // in order: the first failing statement's error is the cause
-        futures_util::future::try_join(
-            try_join_all(deletes),
-            self.write_rows(tx, &changed, Write::Upsert),
+        }
+        for (ti, rs) in changed.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
+            let table = &self.spec.tables[ti];
+            let mut params: Vec<Param> = vec![Box::new(vec![user; rs.len()])];
+            for ci in 0..table.columns.len() {
+                params.push(bind(rs.iter().map(|r| &r.values[ci])));
+            }
+            out.push(Planned::new(
+                &self.sql.tables[ti].upsert,
+                params,
+                "writing changed rows",
+            ));
+        }
+        out
+    }
+
+    /// The statement that writes one user's blob and flag.
+    pub fn blob_statement<'a>(&'a self, user: i64, blob: &'a Value, migrated: bool) -> Planned<'a> {
+        Planned::new(
+            &self.sql.write_one,
+            vec![Box::new(user), Box::new(blob), Box::new(migrated)],
+            "writing the blob",
         )
-        .await
-        .map(drop)
+    }
+
+    /// Runs planned statements in `tx`, one after the other.
+    pub async fn run(
+        &self,
+        tx: &Transaction<'_>,
+        user: i64,
+        stmts: Vec<Planned<'_>>,
+    ) -> Result<()> {
+        for s in stmts {
+            let refs: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(|p| p.as_ref() as _).collect();
+            let stmt = tx
+                .prepare_cached(s.sql)
+                .await
+                .map_err(|e| Error::db_user(user, &format!("preparing: {}", s.what), e))?;
+            tx.execute(&stmt, &refs)
+                .await
+                .map_err(|e| Error::db_user(user, s.what, e))?;
+        }
+        Ok(())
     }
 }

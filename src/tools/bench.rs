@@ -611,6 +611,9 @@ async fn leaderboard(opts: &BenchOptions, server: &str) -> Result<String> {
 /// interleaved so the machine's drift hits every variant alike.
 async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     let (decant, migrated, c) = half_migrated(opts, server, 1).await?;
+    // the WAL position is read on a session of its own, so that every
+    // call measured finds its session idle since its last call
+    let w = connect(&with_dbname(server, "bench_template")?).await?;
     let floor = c.prepare("SELECT data FROM \"user\" WHERE id = $1").await?;
     let sql_load = c.prepare("SELECT decant.load($1)").await?;
     let sql_patch = c.prepare("SELECT decant.patch($1, $2)").await?;
@@ -648,6 +651,23 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
         .context("reading the WAL position")?
         .get(0))
     };
+    // on-disk size of the source table and of the target tables (with
+    // TOAST and indexes): the legacy patches rewrite the one, the
+    // migrated patches the other (their residual does not change)
+    let sizes = async || -> Result<(i64, i64)> {
+        let r = w
+            .query_one(
+                "SELECT pg_total_relation_size('\"user\"'), \
+                        (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c \
+                          WHERE c.relkind = 'r' AND c.relname LIKE 'user\\_%' \
+                            AND c.relnamespace = 'public'::regnamespace)",
+                &[],
+            )
+            .await
+            .context("reading table sizes")?;
+        Ok((r.get(0), r.get(1)))
+    };
+    let sizes_before = sizes().await?;
     let calls = 2000;
     for i in 0..calls {
         for state in 0..4 {
@@ -670,7 +690,7 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
             for (variant, v) in times.iter_mut().enumerate() {
                 // WAL is read around each call (not timed); nothing else
                 // writes during the benchmark but autovacuum
-                let lsn_before = lsn(&c).await?;
+                let lsn_before = lsn(&w).await?;
                 let t = Instant::now();
                 match variant {
                     0 => drop(json(c.query_one(&floor, &[&user]).await?)),
@@ -682,7 +702,7 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
                     )),
                 }
                 v[state].push(t.elapsed().as_secs_f64() * 1000.0);
-                wal[variant][state] += lsn(&c).await? - lsn_before;
+                wal[variant][state] += lsn(&w).await? - lsn_before;
             }
         }
     }
@@ -719,6 +739,38 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
             wals.join(" / ")
         ));
     }
+    let sizes_after = sizes().await?;
+    let p50: Vec<Vec<f64>> = times
+        .iter_mut()
+        .map(|v| v.iter_mut().map(|t| pct(t, 0.5)).collect())
+        .collect();
+    // the floor of a user's whole blob: a legacy user's (a migrated
+    // user's source row holds only its residual)
+    let (floor, heavy_floor) = (p50[0][0], p50[0][2]);
+    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+    out.push_str(&format!(
+        "\nAgainst the floor of reading a whole blob (a random legacy user's, {floor:.2} ms; \
+         one of the 50 largest, {heavy_floor:.2} ms), p50: Rust load legacy {:.2}x, migrated {:.2}x, \
+         heavy legacy {:.2}x, heavy migrated {:.2}x; SQL load legacy {:.2}x, migrated {:.2}x. \
+         Migrated patch / legacy patch, p50: Rust {:.2}x random, {:.2}x heavy; \
+         SQL {:.2}x random, {:.2}x heavy.\n\
+         \nOn disk over the run ({} legacy and {} migrated patches, autovacuum on): \
+         the source table (with TOAST and indexes) grew {:.1} MiB, the target tables {:.1} MiB.\n",
+        p50[1][0] / floor,
+        p50[1][1] / floor,
+        p50[1][2] / heavy_floor,
+        p50[1][3] / heavy_floor,
+        p50[2][0] / floor,
+        p50[2][1] / floor,
+        p50[3][1] / p50[3][0],
+        p50[3][3] / p50[3][2],
+        p50[4][1] / p50[4][0],
+        p50[4][3] / p50[4][2],
+        4 * calls,
+        4 * calls,
+        mib(sizes_after.0 - sizes_before.0),
+        mib(sizes_after.1 - sizes_before.1),
+    ));
     Ok(out)
 }
 

@@ -453,3 +453,238 @@ async fn load_is_consistent_while_users_migrate_and_roll_back() {
     let flips = flipper.await.unwrap();
     assert!(loads > 100 && flips > 20, "{loads} loads, {flips} flips");
 }
+
+/// Every row a user has in the target tables and its source row, each
+/// with the transaction that wrote it (`xmin`): what a write touched.
+async fn versions(client: &tokio_postgres::Client, id: i64) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for t in [
+        "user_achievement",
+        "user_bot",
+        "user_config",
+        "user_preference",
+        "user_selected_bot",
+        "user_statistic",
+    ] {
+        let sql = format!(
+            "SELECT '{t} ' || x::text || ' @' || xmin::text FROM {t} AS x WHERE user_id = $1"
+        );
+        for r in client.query(&sql, &[&id]).await.unwrap() {
+            out.insert(r.get(0));
+        }
+    }
+    let source: String = client
+        .query_one(
+            "SELECT 'source @' || xmin::text FROM \"user\" WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    out.insert(source);
+    out
+}
+
+#[tokio::test]
+async fn a_migrated_patch_writes_only_what_changes() {
+    let db = TestDb::new().await;
+    let decant = db.game(10).await;
+    let client = db.client().await;
+    let id = clean_user();
+    decant.migrate_user(id).await.unwrap();
+    let blob = decant.load(id).await.unwrap();
+    let (mode, stats) = blob["marriage"]["stats"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, v)| v.is_object())
+        .unwrap();
+    let (stat, value) = stats.as_object().unwrap().iter().next().unwrap();
+    let bumped = value.as_i64().unwrap() + 1;
+    let changes = |before: &std::collections::BTreeSet<String>,
+                   after: &std::collections::BTreeSet<String>| {
+        let gone: Vec<_> = before.difference(after).cloned().collect();
+        let new: Vec<_> = after.difference(before).cloned().collect();
+        (gone, new)
+    };
+
+    // one counter: its one row is rewritten, nothing else (not the residual)
+    let before = versions(&client, id).await;
+    let patch = json!({"marriage": {"stats": {mode: {stat: bumped}}}});
+    let written = decant.patch(id, &patch).await.unwrap();
+    let after = versions(&client, id).await;
+    let (gone, new) = changes(&before, &after);
+    assert_eq!(
+        (gone.len(), new.len()),
+        (1, 1),
+        "gone {gone:?}, new {new:?}"
+    );
+    assert!(gone[0].starts_with("user_statistic ") && new[0].starts_with("user_statistic "));
+    assert!(new[0].contains(&bumped.to_string()), "{new:?}");
+    assert!(json_eq(&written, &decant.load(id).await.unwrap()));
+
+    // a key no rule claims: the residual (the source row) alone
+    let before = after;
+    decant
+        .patch(id, &json!({"legacyCoins": 424242}))
+        .await
+        .unwrap();
+    let after = versions(&client, id).await;
+    let (gone, new) = changes(&before, &after);
+    assert_eq!(
+        (gone.len(), new.len()),
+        (1, 1),
+        "gone {gone:?}, new {new:?}"
+    );
+    assert!(gone[0].starts_with("source @") && new[0].starts_with("source @"));
+
+    // a patch that changes nothing writes nothing; a removed key deletes
+    // its row and nothing else
+    let before = after;
+    decant.patch(id, &patch).await.unwrap();
+    assert_eq!(versions(&client, id).await, before);
+    decant
+        .patch(id, &json!({"marriage": {"stats": {mode: {stat: null}}}}))
+        .await
+        .unwrap();
+    let (gone, new) = changes(&before, &versions(&client, id).await);
+    assert_eq!(
+        (gone.len(), new.len()),
+        (1, 0),
+        "gone {gone:?}, new {new:?}"
+    );
+    assert!(gone[0].starts_with("user_statistic "));
+    let mut expected = written;
+    expected["marriage"]["stats"][mode]
+        .as_object_mut()
+        .unwrap()
+        .remove(stat);
+    expected["legacyCoins"] = json!(424242);
+    assert!(json_eq(&decant.load(id).await.unwrap(), &expected));
+}
+
+#[tokio::test]
+async fn a_failed_write_commits_nothing_and_the_session_is_reused() {
+    let db = TestDb::new().await;
+    let game = db.game(10).await;
+    let client = db.client().await;
+    let (legacy, migrated) = two_clean_users();
+    game.migrate_user(migrated).await.unwrap();
+    drop(game);
+    // one session, so a call after a failure runs on the same one
+    let decant = db.decant_with(crate::example::SPEC, 1);
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ADD CONSTRAINT no_forbidden CHECK (NOT data ? 'forbidden');
+             ALTER TABLE user_statistic ADD CONSTRAINT not_this CHECK (value <> 123456789)",
+        )
+        .await
+        .unwrap();
+    let before = decant.load_many(&[legacy, migrated]).await.unwrap();
+
+    let err = decant
+        .patch(legacy, &json!({"forbidden": 1}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("writing the blob"), "{err}");
+    // the row write fails; the residual write sent with it must not land
+    let err = decant
+        .patch(
+            migrated,
+            &json!({"legacyCoins": 7, "marriage": {"stats": {"duo": {"kills": 123456789}}}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("writing changed rows"), "{err}");
+    assert!(
+        err.to_string().contains(&format!("user {migrated}")),
+        "{err}"
+    );
+    assert_eq!(decant.load_many(&[legacy, migrated]).await.unwrap(), before);
+
+    // the session is clean: the next calls on it work and commit
+    for u in [legacy, migrated] {
+        let out = decant.patch(u, &json!({"legacyCoins": 9})).await.unwrap();
+        assert_eq!(out["legacyCoins"], json!(9));
+        assert_eq!(decant.load(u).await.unwrap()["legacyCoins"], json!(9));
+    }
+    assert!(matches!(
+        decant.patch(10_000, &json!({"a": 1})).await,
+        Err(Error::UserNotFound(10_000))
+    ));
+    decant
+        .patch(legacy, &json!({"after_not_found": 1}))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_abandoned_write_leaves_no_transaction_open() {
+    let db = TestDb::new().await;
+    let game = db.game(10).await;
+    let (legacy, migrated) = two_clean_users();
+    game.migrate_user(migrated).await.unwrap();
+    drop(game);
+    let decant = db.decant_with(crate::example::SPEC, 1);
+    for u in [legacy, migrated] {
+        // a writer holds the row; the call is abandoned while it waits
+        let mut holder = db.client().await;
+        let tx = holder.transaction().await.unwrap();
+        tx.execute("SELECT 1 FROM \"user\" WHERE id = $1 FOR UPDATE", &[&u])
+            .await
+            .unwrap();
+        let patch = json!({"legacyCoins": 1});
+        let call = decant.patch(u, &patch);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), call)
+                .await
+                .is_err()
+        );
+        tx.rollback().await.unwrap();
+        // the abandoned session must not keep the row locked in an open
+        // transaction (as it would, idle, back in the pool): it is closed,
+        // and its server process ends once it has the lock
+        let started = Instant::now();
+        loop {
+            let tx = holder.transaction().await.unwrap();
+            let free = tx
+                .execute(
+                    "SELECT 1 FROM \"user\" WHERE id = $1 FOR UPDATE NOWAIT",
+                    &[&u],
+                )
+                .await
+                .is_ok();
+            tx.rollback().await.unwrap();
+            if free {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "user {u} stays locked"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = Instant::now();
+        decant.patch(u, &json!({"legacyCoins": 2})).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1), "user {u}");
+        assert_eq!(decant.load(u).await.unwrap()["legacyCoins"], json!(2));
+    }
+    let open: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+}
+
+/// The first two generated users without dirt.
+fn two_clean_users() -> (i64, i64) {
+    let mut clean = (1..).filter(|&i| crate::example::user(1, i).dirt.is_none());
+    (clean.next().unwrap(), clean.next().unwrap())
+}

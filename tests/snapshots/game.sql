@@ -31,6 +31,9 @@ SELECT s."id"::bigint, NULL::jsonb, s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.
 -- lock_call
 SELECT "id"::bigint, "data", "migrated", NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND st.state = 'failed' AND st.attempts >= $2) FROM "public"."user" WHERE "id" = $1::bigint FOR NO KEY UPDATE;
 
+-- write_one
+UPDATE "public"."user" SET "data" = $2::jsonb, "migrated" = $3::boolean WHERE "id" = $1::bigint;
+
 -- write_blobs
 UPDATE "public"."user" AS s SET "data" = v.blob, "migrated" = v.migrated FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) WHERE s."id" = v.id;
 

@@ -1,0 +1,172 @@
+//! A pipelined transaction on one pooled session, for the compatibility
+//! layer's writes: `BEGIN` goes out with the first statements (the lock
+//! and the read of the user's rows) and `COMMIT` right behind the last
+//! ones (the writes), so a `patch` or `save` costs two round trips where a
+//! `BEGIN` / statement / `COMMIT` sequence costs four or five.
+//!
+//! Every statement is prepared before anything is sent (no round trip once
+//! the session has cached it), so the messages leave in the order given:
+//! the first poll of a query on a prepared statement sends it. A statement
+//! that fails aborts the transaction on the server, every later one fails
+//! with "current transaction is aborted" and a trailing `COMMIT` becomes a
+//! rollback; the first error in order is the one reported. A session whose
+//! transaction may still be open when the call is abandoned (its future
+//! dropped) is closed rather than returned to the pool.
+
+use crate::error::{Error, Result};
+use crate::pg::codec::Param;
+use deadpool_postgres::Object;
+use futures_util::future::MaybeDone;
+use std::future::Future;
+use std::pin::Pin;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+/// A statement to send: its SQL, its parameters and what it does, for the
+/// error that names it.
+pub(crate) struct Planned<'a> {
+    pub sql: &'a str,
+    pub params: Vec<Param<'a>>,
+    pub what: &'static str,
+}
+
+impl<'a> Planned<'a> {
+    pub fn new(sql: &'a str, params: Vec<Param<'a>>, what: &'static str) -> Planned<'a> {
+        Planned { sql, params, what }
+    }
+}
+
+/// One user's transaction on a pooled session, pipelined.
+pub(crate) struct Session {
+    client: Option<Object>,
+    user: i64,
+    open: bool,
+}
+
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
+
+impl Session {
+    /// A session for `user`'s call; nothing is sent yet.
+    pub fn new(client: Object, user: i64) -> Session {
+        Session {
+            client: Some(client),
+            user,
+            open: false,
+        }
+    }
+
+    fn client(&self) -> &Object {
+        self.client
+            .as_ref()
+            .expect("the session is held until dropped")
+    }
+
+    /// Sends `BEGIN` and `stmts`, one round trip, and returns each
+    /// statement's rows. On an error the transaction is rolled back.
+    pub async fn begin_with(&mut self, stmts: Vec<Planned<'_>>) -> Result<Vec<Vec<Row>>> {
+        self.open = true;
+        match self.send(Some("BEGIN"), stmts, None).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                self.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends `stmts` and `COMMIT`, one round trip. The transaction is over
+    /// whatever the outcome (a failed statement turns the `COMMIT` into a
+    /// rollback).
+    pub async fn commit_with(mut self, stmts: Vec<Planned<'_>>) -> Result<()> {
+        let out = self.send(None, stmts, Some("COMMIT")).await;
+        if out.is_ok() {
+            self.open = false;
+        }
+        // on an error the session is dropped still marked open: its state
+        // is unknown (COMMIT may not have been read), so it is closed
+        out.map(drop)
+    }
+
+    /// Rolls the transaction back; a session that cannot is closed.
+    pub async fn rollback(&mut self) {
+        if self.open && self.client().batch_execute("ROLLBACK").await.is_ok() {
+            self.open = false;
+        }
+    }
+
+    /// Prepares every statement, then sends `first`, the statements and
+    /// `last` in that order and waits for every reply; the first error in
+    /// that order wins.
+    async fn send(
+        &self,
+        first: Option<&'static str>,
+        stmts: Vec<Planned<'_>>,
+        last: Option<&'static str>,
+    ) -> Result<Vec<Vec<Row>>> {
+        let user = self.user;
+        let client = self.client();
+        let mut prepared = Vec::with_capacity(stmts.len());
+        for s in &stmts {
+            let stmt = client
+                .prepare_cached(s.sql)
+                .await
+                .map_err(|e| Error::db_user(user, &format!("preparing: {}", s.what), e))?;
+            prepared.push(stmt);
+        }
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
+            .iter()
+            .map(|s| s.params.iter().map(|p| p.as_ref() as _).collect())
+            .collect();
+        let simple = |sql: &'static str| -> Reply<'_> {
+            Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
+        };
+        let mut replies: Vec<MaybeDone<Reply<'_>>> = Vec::with_capacity(stmts.len() + 2);
+        replies.extend(first.map(|sql| MaybeDone::Future(simple(sql))));
+        for (stmt, params) in prepared.iter().zip(&refs) {
+            let reply: Reply<'_> = Box::pin(client.query(stmt, params));
+            replies.push(MaybeDone::Future(reply));
+        }
+        replies.extend(last.map(|sql| MaybeDone::Future(simple(sql))));
+        // every pass polls every reply in order: the first pass sends them
+        std::future::poll_fn(|cx| {
+            let mut done = true;
+            for r in replies.iter_mut() {
+                done &= Pin::new(r).poll(cx).is_ready();
+            }
+            if done {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        let whats = first
+            .map(|_| "beginning a transaction")
+            .into_iter()
+            .chain(stmts.iter().map(|s| s.what))
+            .chain(last.map(|_| "committing"));
+        let mut out = Vec::with_capacity(stmts.len());
+        for (i, (r, what)) in replies.iter_mut().zip(whats).enumerate() {
+            let rows = Pin::new(r)
+                .take_output()
+                .expect("every reply is done")
+                .map_err(|e| Error::db_user(user, what, e))?;
+            let is_statement = first.map_or(i, |_| i.wrapping_sub(1)) < stmts.len();
+            if is_statement {
+                out.push(rows);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.open
+            && let Some(client) = self.client.take()
+        {
+            // a transaction may still be open on it: never back to the pool
+            drop(Object::take(client));
+        }
+    }
+}
