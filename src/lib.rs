@@ -43,6 +43,8 @@ pub use daemon::{Progress, RunOptions, RunReport, Throttle, peak_memory, run};
 pub use pg::control::{Setting, set as set_control};
 
 // Setting up and looking on.
+pub use core::census::{CensusReport, Example, Group, Summary, TypesSeen, Unclaimed};
+pub use ops::check::{Check, CheckOptions, CheckProgress, Selection, check};
 pub use ops::status::{FailureGroup, Status, status};
 pub use pg::pool::{connect, with_dbname};
 pub use pg::schema::{

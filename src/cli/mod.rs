@@ -86,6 +86,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Census, read-only (one REPEATABLE READ READ ONLY snapshot; safe on
+    /// the live database or a hot standby): what migrating each user would
+    /// do, failures by rule and reason, unclaimed keys, value types, sizes
+    /// and projected rows. Exit status 3 when a user would fail.
+    Check {
+        #[command(flatten)]
+        target: Target,
+        /// Look at about N random users instead of all.
+        #[arg(long, conflicts_with = "ids")]
+        sample: Option<u64>,
+        /// Look at the users whose ids the file lists (whitespace or comma
+        /// separated; `#` starts a comment).
+        #[arg(long)]
+        ids: Option<PathBuf>,
+        /// Users read per page.
+        #[arg(long, default_value_t = 1000)]
+        page: usize,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load the example game into a database: its "user" table with
     /// generated users, and its spec written to --spec (if absent).
     Example {
@@ -230,6 +251,52 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{status}");
             }
         }
+        Command::Check {
+            target,
+            sample,
+            ids,
+            page,
+            json,
+        } => {
+            let selection = match (sample, ids) {
+                (Some(n), _) => decant::Selection::Sample(n),
+                (None, Some(file)) => decant::Selection::Ids(read_ids(&file)?),
+                (None, None) => decant::Selection::All,
+            };
+            if page == 0 {
+                bail!("--page must be at least 1");
+            }
+            let opts = decant::CheckOptions { selection, page };
+            let progress = decant::CheckProgress::default();
+            let bar = run::progress_bar(0);
+            let check = decant::check(target.url()?, target.spec()?, &opts, &progress);
+            tokio::pin!(check);
+            let check = loop {
+                tokio::select! {
+                    done = &mut check => break done?,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                        if let Some(bar) = &bar {
+                            bar.set_length(progress.total());
+                            bar.set_position(progress.done());
+                        }
+                    }
+                }
+            };
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&check)?);
+            } else {
+                print!("{check}");
+            }
+            if check.census.anything_fails() {
+                // flush before exiting: the report is the point
+                use std::io::Write;
+                std::io::stdout().flush()?;
+                std::process::exit(3);
+            }
+        }
         Command::Example {
             target,
             users,
@@ -307,6 +374,33 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ids from a file: whitespace or comma separated, `#` to the end of a
+/// line a comment.
+fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the ids in {}", file.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("");
+        for word in line.split(|c: char| c.is_whitespace() || c == ',') {
+            if word.is_empty() {
+                continue;
+            }
+            ids.push(word.parse::<i64>().with_context(|| {
+                format!(
+                    "{}:{}: `{word}` is not a user id (an integer)",
+                    file.display(),
+                    n + 1
+                )
+            })?);
+        }
+    }
+    if ids.is_empty() {
+        bail!("{}: no ids in the file", file.display());
+    }
+    Ok(ids)
 }
 
 async fn set_control(target: &Target, settings: &[decant::Setting]) -> Result<()> {

@@ -2,6 +2,7 @@
 //! explode/reconstruct and schedules. Nothing here does I/O or knows the
 //! database driver; everything is unit- and property-tested in place.
 
+pub(crate) mod census;
 pub(crate) mod explode;
 pub(crate) mod json;
 pub(crate) mod number;

@@ -83,6 +83,11 @@ pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option
 pub(crate) struct Blob(String);
 
 impl Blob {
+    /// The size of its JSON text, bytes.
+    pub fn text_len(&self) -> usize {
+        self.0.len()
+    }
+
     /// The blob as a tree borrowing from its text.
     pub fn parse(&self, user: i64) -> Result<crate::core::json::Json<'_>> {
         crate::core::json::parse(&self.0).map_err(|e| not_json(user, e))

@@ -69,6 +69,10 @@ pub(crate) struct Sql {
     /// the row count then one array per column (in its wire form), all in
     /// the same row order.
     pub snapshot: String,
+    /// The census's read of the next page of users after `$1` (at most
+    /// `$2`), in id order, each with its flag, blob and a migrated user's
+    /// rows, as `snapshot` gives them.
+    pub page: String,
     /// The snapshot read of one user (`= $1`: its generic plan costs what
     /// a custom one does, so the session plans it once).
     pub snapshot_one: String,
@@ -156,6 +160,7 @@ impl Sql {
             exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1::bigint)"),
             snapshot: snapshot(spec, "= ANY($1::bigint[])", true),
             snapshot_one: snapshot(spec, "= $1::bigint", true),
+            page: format!("{} LIMIT $2", snapshot(spec, "> $1::bigint", true)),
             rows_one: snapshot(spec, "= $1::bigint", false),
             claim: claim(""),
             claim_rollout: claim(&format!(" AND decant.in_rollout(s.{id})")),
@@ -347,6 +352,7 @@ mod tests {
             ("exists", &sql.exists),
             ("snapshot", &sql.snapshot),
             ("snapshot_one", &sql.snapshot_one),
+            ("page", &sql.page),
             ("rows_one", &sql.rows_one),
             ("lock_call", &sql.lock_call),
             ("write_one", &sql.write_one),

@@ -359,7 +359,7 @@ impl Store {
 
     /// A row of `snapshot`: the source columns, then per table the row
     /// count and one array per column.
-    fn decode_snapshot(&self, r: &tokio_postgres::Row) -> Snapshot {
+    pub(crate) fn decode_snapshot(&self, r: &tokio_postgres::Row) -> Snapshot {
         let mut user_rows = Vec::new();
         let mut idx = 3;
         for (ti, t) in self.spec.tables.iter().enumerate() {

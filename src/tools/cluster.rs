@@ -91,6 +91,54 @@ impl TempCluster {
         Ok(cluster)
     }
 
+    /// A hot standby of this cluster, started: a base backup of it (`-R`,
+    /// so it streams from it) in a directory of its own (blocking). For the
+    /// tests of what must run on a replica.
+    #[allow(dead_code)]
+    pub fn standby(&self) -> Result<TempCluster> {
+        let bindir = find_bindir()?;
+        let dir = make_dir(self.run_as_postgres)?;
+        let standby = TempCluster {
+            dir: dir.clone(),
+            run_as_postgres: self.run_as_postgres,
+        };
+        standby.watchdog(&bindir)?;
+        let data = dir.join("data");
+        standby.run(
+            Command::new(tool(&bindir, "pg_basebackup"))
+                .arg("-h")
+                .arg(&self.dir)
+                .args([
+                    "-p",
+                    &PORT.to_string(),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-D",
+                ])
+                .arg(&data),
+            "pg_basebackup",
+        )?;
+        let settings = format!(
+            "-k {} -p {PORT} -c listen_addresses='' -c hot_standby=on",
+            dir.display()
+        );
+        standby.run(
+            Command::new(bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("log"))
+                .args(["-w", "-t", "60", "-o", &settings, "start"]),
+            "pg_ctl start (standby)",
+        )?;
+        Ok(standby)
+    }
+
     /// A connection string to database `db` of this cluster.
     pub fn url(&self, db: &str) -> String {
         format!(
@@ -211,6 +259,20 @@ fn find_bindir() -> Result<PathBuf> {
              install the PostgreSQL server (apt-get install postgresql) or set DATABASE_URL"
         )
     })
+}
+
+/// A client program of the server's version (`pg_basebackup`,
+/// `pg_restore`): beside `initdb`, or beside where its link points.
+pub fn tool(bindir: &Path, name: &str) -> PathBuf {
+    let here = bindir.join(name);
+    if here.is_file() {
+        return here;
+    }
+    std::fs::canonicalize(bindir.join("initdb"))
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or(here)
 }
 
 fn make_dir(for_postgres: bool) -> Result<PathBuf> {

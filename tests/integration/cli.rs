@@ -189,3 +189,67 @@ async fn live_control_and_status_from_the_command_line() {
     assert!(err.contains("time zone `Mars/Olympus`"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn check_from_the_command_line() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 400, 1).await.unwrap();
+    let dir = temp_dir("check");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    let (ok, _, err) = decant(&["init"], Some(&db.url), &dir);
+    assert!(ok, "{err}");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_decant"))
+            .args(args)
+            .current_dir(&dir)
+            .env("RUST_LOG", "warn")
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // dirty users would fail: the report says which, exit status 3
+    let (code, out, err) = run(&["check"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains("would fail") && out.contains("failures (rule"),
+        "{out}"
+    );
+    assert!(out.contains("$.legacyCoins"), "{out}");
+    let (code, out, _) = run(&["check", "--json"]);
+    assert_eq!(code, Some(3));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["users"], 400);
+    assert!(json["would_fail"].as_u64().unwrap() > 0);
+    assert!(json["failures"][0]["examples"][0]["id"].is_i64());
+
+    // only clean users: exit status 0
+    let clean: Vec<String> = (1..=400)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .take(10)
+        .map(|i| i.to_string())
+        .collect();
+    std::fs::write(
+        dir.join("ids.txt"),
+        format!("# clean users\n{}\n", clean.join(", ")),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--ids", "ids.txt"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("would fail                   0"), "{out}");
+
+    // bad input: a clear error, exit status 1 (2 for bad arguments)
+    std::fs::write(dir.join("bad.txt"), "1\n2\nthree\n").unwrap();
+    let (code, _, err) = run(&["check", "--ids", "bad.txt"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad.txt:3: `three` is not a user id"), "{err}");
+    let (code, _, err) = run(&["check", "--ids", "ids.txt", "--sample", "5"]);
+    assert_eq!(code, Some(2), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,382 @@
+//! `decant check`: the census, read-only. One `REPEATABLE READ READ ONLY`
+//! transaction (one snapshot, no lock beyond a plain `SELECT`'s, no write:
+//! it runs on a hot standby) pages through the source table in id order,
+//! each page the users' flags, blobs and a migrated user's rows in one
+//! statement. Pages are censused on blocking threads while the next one is
+//! read, at most [`IN_FLIGHT`] at once, and merged in id order: memory is
+//! bounded by the page size, whatever the table's.
+
+use crate::core::census::{Census, CensusReport};
+use crate::core::spec::{Spec, quote};
+use crate::error::{Error, Result};
+use crate::pg::pool;
+use crate::pg::sql::source_table;
+use crate::pg::store::{Snapshot, Store};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Pages censused at once (one being read, the others on the cores).
+pub const IN_FLIGHT: usize = 3;
+
+/// Which users to look at.
+#[derive(Debug, Clone, Default)]
+pub enum Selection {
+    /// Every user.
+    #[default]
+    All,
+    /// About this many users drawn at random (a Bernoulli sample of the
+    /// table, then as many as asked, chosen by a hash of the id).
+    Sample(u64),
+    /// These users.
+    Ids(Vec<i64>),
+}
+
+/// How to run the census.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Which users.
+    pub selection: Selection,
+    /// Users per page.
+    pub page: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions {
+            selection: Selection::All,
+            page: 1000,
+        }
+    }
+}
+
+/// Live counters of a census, for a progress bar.
+#[derive(Debug, Default)]
+pub struct CheckProgress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl CheckProgress {
+    /// Users censused so far.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Users to census (known once the snapshot is taken).
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// What `decant check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// The census.
+    #[serde(flatten)]
+    pub census: CensusReport,
+    /// Ids asked for (`--ids`) that are not in the table.
+    pub missing_ids: Vec<i64>,
+    /// Users in the source table when the snapshot was taken.
+    pub table_users: u64,
+    /// Wall time of the census, seconds.
+    pub seconds: f64,
+    /// Users censused per second.
+    pub users_per_second: f64,
+}
+
+/// Runs the census on the database at `url`.
+pub async fn check(
+    url: &str,
+    spec: Spec,
+    opts: &CheckOptions,
+    progress: &CheckProgress,
+) -> Result<Check> {
+    let started = Instant::now();
+    let spec = Arc::new(spec);
+    let store = Arc::new(Store::new(spec.clone()));
+    let client = pool::connect(url).await?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| Error::db("starting the read-only snapshot", e))?;
+    let src = source_table(&spec);
+    let table_users: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {src}"), &[])
+        .await
+        .map_err(|e| Error::db(format!("counting the users of {src}"), e))?
+        .get(0);
+    let ids = match &opts.selection {
+        Selection::All => None,
+        Selection::Ids(ids) => {
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            Some(ids)
+        }
+        Selection::Sample(n) => {
+            let percent = if table_users == 0 {
+                100.0
+            } else {
+                (100.0 * 1.2 * *n as f64 / table_users as f64).clamp(0.0, 100.0)
+            };
+            let id = quote(&spec.source.id);
+            let sql = format!(
+                "SELECT {id}::bigint FROM {src} TABLESAMPLE BERNOULLI ($1) REPEATABLE (1) \
+                 ORDER BY hashint8({id}::bigint), {id} LIMIT $2"
+            );
+            let rows = client
+                .query(&sql, &[&(percent as f32), &(*n as i64)])
+                .await
+                .map_err(|e| Error::db("drawing the sample", e))?;
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            ids.sort_unstable();
+            Some(ids)
+        }
+    };
+    progress.total.store(
+        ids.as_ref().map_or(table_users as u64, |i| i.len() as u64),
+        Ordering::Relaxed,
+    );
+    let page_stmt = client
+        .prepare(&store.sql.page)
+        .await
+        .map_err(|e| Error::db("preparing the census read", e))?;
+    let ids_stmt = client
+        .prepare(&store.sql.snapshot)
+        .await
+        .map_err(|e| Error::db("preparing the census read", e))?;
+
+    let mut census = Census::new(&spec);
+    let mut pending = FuturesOrdered::new();
+    let mut found = 0usize;
+    let mut after = i64::MIN;
+    let mut chunks = ids.as_deref().map(|ids| ids.chunks(opts.page.max(1)));
+    loop {
+        let rows = match &mut chunks {
+            None => client
+                .query(&page_stmt, &[&after, &(opts.page.max(1) as i64)])
+                .await
+                .map_err(|e| Error::db("reading a page of users", e))?,
+            Some(chunks) => match chunks.next() {
+                None => Vec::new(),
+                Some(chunk) => client
+                    .query(&ids_stmt, &[&chunk])
+                    .await
+                    .map_err(|e| Error::db("reading users by id", e))?,
+            },
+        };
+        if rows.is_empty() && chunks.as_ref().is_none_or(|c| c.len() == 0) {
+            break;
+        }
+        found += rows.len();
+        let page: Vec<Snapshot> = rows.iter().map(|r| store.decode_snapshot(r)).collect();
+        if let Some(last) = page.last() {
+            after = last.id;
+        }
+        let spec = spec.clone();
+        pending.push_back(tokio::task::spawn_blocking(move || census_of(&spec, page)));
+        while pending.len() >= IN_FLIGHT {
+            merge(&mut census, &mut pending, progress).await?;
+        }
+    }
+    while !pending.is_empty() {
+        merge(&mut census, &mut pending, progress).await?;
+    }
+    let missing_ids = match &ids {
+        Some(ids) if found < ids.len() && matches!(opts.selection, Selection::Ids(_)) => {
+            missing(&client, &spec, ids).await?
+        }
+        _ => Vec::new(),
+    };
+    // the snapshot only read: ending it either way is the same
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| Error::db("ending the read-only snapshot", e))?;
+    let report = census.report(&spec);
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Check {
+        users_per_second: report.users as f64 / seconds.max(1e-9),
+        census: report,
+        missing_ids,
+        table_users: table_users as u64,
+        seconds,
+    })
+}
+
+type Pending = FuturesOrdered<tokio::task::JoinHandle<(Census, u64)>>;
+
+async fn merge(census: &mut Census, pending: &mut Pending, progress: &CheckProgress) -> Result<()> {
+    if let Some(done) = pending.next().await {
+        let (part, users) = done.map_err(|e| Error::Setup(format!("a census task failed: {e}")))?;
+        census.merge(part);
+        progress.done.fetch_add(users, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The census of one page of users.
+fn census_of(spec: &Spec, page: Vec<Snapshot>) -> (Census, u64) {
+    let mut c = Census::new(spec);
+    for u in &page {
+        if u.migrated {
+            match u.blob.value(u.id) {
+                Ok(residual) => c.add_migrated(spec, u.id, &u.rows, &residual),
+                Err(e) => c.add_unreadable_migrated(u.id, e.to_string()),
+            }
+        } else {
+            match u.blob.parse(u.id) {
+                Ok(blob) => c.add_legacy(spec, u.id, &blob, u.blob.text_len()),
+                Err(e) => c.add_unreadable(spec, u.id, u.blob.text_len(), e.to_string()),
+            }
+        }
+    }
+    (c, page.len() as u64)
+}
+
+/// The ids of `ids` not in the source table.
+async fn missing(client: &tokio_postgres::Client, spec: &Spec, ids: &[i64]) -> Result<Vec<i64>> {
+    let sql = format!(
+        "SELECT i FROM unnest($1::bigint[]) AS i WHERE NOT EXISTS \
+         (SELECT 1 FROM {} AS s WHERE s.{} = i) ORDER BY i",
+        source_table(spec),
+        quote(&spec.source.id)
+    );
+    Ok(client
+        .query(&sql, &[&ids])
+        .await
+        .map_err(|e| Error::db("looking up the ids asked for", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.census;
+        let pct = |n: u64| {
+            if c.legacy == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / c.legacy as f64
+            }
+        };
+        writeln!(
+            f,
+            "users          {} checked of {} in the table ({:.1} s, {:.0} users/s, one read-only snapshot)",
+            c.users, self.table_users, self.seconds, self.users_per_second
+        )?;
+        writeln!(f, "migrated       {}", c.migrated)?;
+        writeln!(f, "legacy         {}", c.legacy)?;
+        writeln!(
+            f,
+            "  would migrate cleanly        {} ({:.2}%)",
+            c.would_migrate_cleanly,
+            pct(c.would_migrate_cleanly)
+        )?;
+        writeln!(
+            f,
+            "  would migrate with warnings  {} ({:.2}%): invalid values kept in the residual under `keep`",
+            c.would_migrate_with_warnings,
+            pct(c.would_migrate_with_warnings)
+        )?;
+        writeln!(
+            f,
+            "  would fail                   {} ({:.2}%)",
+            c.would_fail,
+            pct(c.would_fail)
+        )?;
+        let groups =
+            |f: &mut std::fmt::Formatter<'_>, title: &str, gs: &[crate::core::census::Group]| {
+                if gs.is_empty() {
+                    return Ok(());
+                }
+                writeln!(f, "\n{title} (rule, path pattern, reason: users; examples)")?;
+                for g in gs {
+                    writeln!(
+                        f,
+                        "  {} at {}: {}: {} users",
+                        g.rule, g.pattern, g.reason, g.users
+                    )?;
+                    for e in &g.examples {
+                        writeln!(f, "    user {} at {}: {}", e.id, e.path, e.value)?;
+                    }
+                }
+                Ok(())
+            };
+        groups(f, "failures", &c.failures)?;
+        groups(f, "warnings", &c.warnings)?;
+        if let Some(b) = &c.migrated_not_rebuilding {
+            groups(
+                f,
+                "migrated users whose rows no longer rebuild their blob",
+                std::slice::from_ref(b),
+            )?;
+        }
+        if !c.unclaimed.is_empty() {
+            writeln!(
+                f,
+                "\nkeys no rule claims (they stay in the residual): users; examples"
+            )?;
+            for u in c.unclaimed.iter().take(50) {
+                let ex: Vec<String> = u.examples.iter().map(i64::to_string).collect();
+                writeln!(f, "  {}: {} users; {}", u.path, u.users, ex.join(", "))?;
+            }
+            if c.unclaimed.len() > 50 {
+                writeln!(
+                    f,
+                    "  ... {} more paths (--json lists them all)",
+                    c.unclaimed.len() - 50
+                )?;
+            }
+            if c.unclaimed_other_users > 0 {
+                writeln!(
+                    f,
+                    "  and {} user-key pairs beyond the paths counted",
+                    c.unclaimed_other_users
+                )?;
+            }
+        }
+        if !c.types.is_empty() {
+            writeln!(f, "\nvalue types per rule path")?;
+            for t in &c.types {
+                let ts: Vec<String> = t.types.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                writeln!(f, "  {} ({}): {}", t.path, t.rule, ts.join(", "))?;
+            }
+        }
+        let dist =
+            |f: &mut std::fmt::Formatter<'_>, name: &str, s: &crate::core::census::Summary| {
+                writeln!(
+                    f,
+                    "{name} p50 {} / p90 {} / p99 {} / max {} (mean {:.0}, {} users)",
+                    s.p50, s.p90, s.p99, s.max, s.mean, s.count
+                )
+            };
+        writeln!(f)?;
+        dist(f, "blob bytes (legacy)  ", &c.blob_bytes)?;
+        dist(f, "rows per user        ", &c.rows_per_user)?;
+        writeln!(f, "\nrows per target table once these users are migrated")?;
+        for (t, n) in &c.projected_rows {
+            writeln!(f, "  {t}: {n}")?;
+        }
+        if !self.missing_ids.is_empty() {
+            let ids: Vec<String> = self
+                .missing_ids
+                .iter()
+                .take(20)
+                .map(i64::to_string)
+                .collect();
+            writeln!(
+                f,
+                "\nids not in the table: {} ({})",
+                self.missing_ids.len(),
+                ids.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}

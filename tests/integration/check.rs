@@ -1,0 +1,230 @@
+//! `decant check`: the census agrees with what migrating does, reads
+//! without locking or writing (read-only database, a hot standby, a table
+//! locked against writers), and finds migrated users whose rows no longer
+//! rebuild.
+
+use crate::cluster::{ClusterOptions, TempCluster};
+use crate::harness::{TestDb, connect};
+use decant::{Check, CheckOptions, CheckProgress, Selection};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+async fn check(url: &str, selection: Selection) -> Check {
+    let opts = CheckOptions {
+        selection,
+        page: 37, // pages end mid-way through the users
+    };
+    decant::check(
+        url,
+        crate::example::spec(),
+        &opts,
+        &CheckProgress::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn table_rows(client: &tokio_postgres::Client) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for t in crate::example::spec().tables() {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM \"{}\"", t.name), &[])
+            .await
+            .unwrap()
+            .get(0);
+        out.insert(t.name.clone(), n as u64);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_census_predicts_the_migration() {
+    let db = TestDb::new().await;
+    let decant = db.game(400).await;
+    let client = db.client().await;
+    let before = check(&db.url, Selection::All).await;
+    let c = &before.census;
+    assert_eq!((c.users, c.legacy, c.migrated), (400, 400, 0));
+    assert_eq!(before.table_users, 400);
+    let dirty = (1..=400)
+        .filter(|&i| crate::example::user(1, i).dirt.is_some())
+        .count() as u64;
+    assert!(
+        c.would_fail > 0 && c.would_fail <= dirty,
+        "{} of {dirty}",
+        c.would_fail
+    );
+    assert_eq!(
+        c.would_migrate_cleanly + c.would_migrate_with_warnings + c.would_fail,
+        400
+    );
+    assert!(before.census.anything_fails());
+    // failures grouped by rule, pattern and reason, with examples
+    let groups: u64 = c.failures.iter().map(|g| g.users).sum();
+    assert_eq!(groups, c.would_fail);
+    for g in &c.failures {
+        assert!(!g.pattern.is_empty() && !g.reason.is_empty() && !g.examples.is_empty());
+        for e in &g.examples {
+            assert!(
+                crate::example::user(1, e.id).dirt.is_some(),
+                "user {} is clean",
+                e.id
+            );
+            assert!(e.path.starts_with("$."), "{}", e.path);
+        }
+    }
+    // the game's blobs carry keys no rule claims, and their types
+    assert!(
+        c.unclaimed
+            .iter()
+            .any(|u| u.path == "$.legacyCoins" && u.users > 20)
+    );
+    let stats = c
+        .types
+        .iter()
+        .find(|t| t.rule == "mode_statistics")
+        .unwrap();
+    assert!(stats.types["number"] > 1000);
+    assert!(c.blob_bytes.p50 > 100 && c.blob_bytes.max >= c.blob_bytes.p99);
+
+    // migrate everyone: the same users fail, the tables get the rows
+    let ids: Vec<i64> = (1..=400).collect();
+    let mut failed = Vec::new();
+    for chunk in ids.chunks(50) {
+        let r = decant.migrate_batch(chunk).await.unwrap();
+        failed.extend(r.failed.iter().map(|f| f.user));
+    }
+    assert_eq!(failed.len() as u64, c.would_fail);
+    for g in &c.failures {
+        for e in &g.examples {
+            assert!(
+                failed.contains(&e.id),
+                "user {} was predicted to fail",
+                e.id
+            );
+        }
+    }
+    assert_eq!(table_rows(&client).await, c.projected_rows);
+
+    // after: the migrated users rebuild, the failed ones still would fail
+    let after = check(&db.url, Selection::All).await;
+    let a = &after.census;
+    assert_eq!((a.migrated, a.legacy), (400 - c.would_fail, c.would_fail));
+    assert_eq!(a.would_fail, c.would_fail);
+    assert!(a.migrated_not_rebuilding.is_none());
+    assert_eq!(a.projected_rows, c.projected_rows);
+
+    // a migrated user's row edited by hand to a value its rule refuses
+    let victim: i64 = client
+        .query_one("SELECT min(user_id) FROM user_statistic", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE user_statistic SET value = -5 WHERE user_id = $1 \
+             AND ctid = (SELECT min(ctid) FROM user_statistic WHERE user_id = $1)",
+            &[&victim],
+        )
+        .await
+        .unwrap();
+    let tampered = check(&db.url, Selection::All).await;
+    let broken = tampered.census.migrated_not_rebuilding.as_ref().unwrap();
+    assert_eq!(broken.users, 1);
+    assert_eq!(broken.examples[0].id, victim);
+}
+
+#[tokio::test]
+async fn a_sample_or_a_list_of_ids_is_censused_alone() {
+    let db = TestDb::new().await;
+    let _decant = db.game(300).await;
+    let sample = check(&db.url, Selection::Sample(40)).await;
+    assert_eq!(sample.census.users, 40);
+    assert_eq!(sample.table_users, 300);
+    let again = check(&db.url, Selection::Sample(40)).await;
+    assert_eq!(again.census, sample.census, "a sample is repeatable");
+
+    let dirty = crate::harness::dirty_user(300);
+    let ids = check(&db.url, Selection::Ids(vec![dirty, 5, 5, 1, 9999, 8888])).await;
+    assert_eq!(ids.census.users, 3);
+    assert_eq!(ids.missing_ids, vec![8888, 9999]);
+    assert_eq!(ids.census.would_fail, 1);
+    assert_eq!(ids.census.failures[0].examples[0].id, dirty);
+}
+
+#[tokio::test]
+async fn the_census_takes_no_lock_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let decant = db.game(120).await;
+    decant
+        .migrate_batch(&(1..=60).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let reference = check(&db.url, Selection::All).await.census;
+
+    // every row locked and the table locked against every writer and
+    // every row lock: a census that locked or wrote would wait
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.batch_execute(
+        "LOCK TABLE \"user\" IN EXCLUSIVE MODE; LOCK TABLE user_statistic IN EXCLUSIVE MODE",
+    )
+    .await
+    .unwrap();
+    let census = tokio::time::timeout(Duration::from_secs(30), check(&db.url, Selection::All))
+        .await
+        .expect("the census waited for a lock");
+    assert_eq!(census.census, reference);
+    tx.rollback().await.unwrap();
+
+    // on a database whose sessions are read-only
+    let client = db.client().await;
+    let name: String = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(check(&db.url, Selection::All).await.census, reference);
+}
+
+#[tokio::test]
+async fn the_census_runs_on_a_hot_standby() {
+    let primary = tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = connect(&primary.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE game").await.unwrap();
+    let client = connect(&primary.url("game")).await;
+    crate::example::load(&client, 150, 1).await.unwrap();
+    let spec = crate::example::spec();
+    decant::init(&client, &spec).await.unwrap();
+    let decant = decant::Decant::connect(&primary.url("game"), spec, 2).unwrap();
+    decant
+        .migrate_batch(&(1..=70).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let on_primary = check(&primary.url("game"), Selection::All).await;
+
+    let standby = tokio::task::spawn_blocking(move || primary.standby().map(|s| (primary, s)))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_primary, standby) = standby;
+    let replica = connect(&standby.url("game")).await;
+    let in_recovery: bool = replica
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_recovery, "the standby is a standby");
+    let on_standby = check(&standby.url("game"), Selection::All).await;
+    assert_eq!(on_standby.census, on_primary.census);
+    assert!(on_standby.census.migrated > 0 && on_standby.census.would_fail > 0);
+}
