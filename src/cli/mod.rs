@@ -7,7 +7,7 @@ mod run;
 
 use args::{ScheduleArgs, Target};
 
-use crate::tools::{bench, demo, example};
+use crate::tools::{bench, demo, example, rehearse};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use decant::Spec;
@@ -107,6 +107,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rehearse the whole migration on a copy: restore a pg_dump (custom,
+    /// tar, directory or plain SQL) into a scratch database, census it,
+    /// migrate it at full speed with verification, and project how long
+    /// production will take at --rate inside the --windows. Nothing is
+    /// written but the scratch database, removed at the end unless --keep.
+    Rehearse {
+        /// The pg_dump file (or directory).
+        #[arg(long)]
+        dump: PathBuf,
+        /// The mapping spec.
+        #[arg(long, default_value = "decant.toml")]
+        spec: PathBuf,
+        /// A server to restore on (a new database is created there)
+        /// instead of a throwaway cluster of the local server binaries.
+        #[arg(long)]
+        server: Option<String>,
+        /// Keep the scratch database (with --server).
+        #[arg(long)]
+        keep: bool,
+        /// The scratch database's name on --server (default
+        /// decant_rehearsal_<pid>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Production's rate, for the projection (e.g. 50/s).
+        #[arg(long)]
+        rate: Option<decant::Rate>,
+        #[command(flatten)]
+        schedule: ScheduleArgs,
+        /// Production's user count (default: the dump's).
+        #[arg(long)]
+        users: Option<u64>,
+        /// Workers of the rehearsal run.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// How many of the largest blobs to migrate alone and time.
+        #[arg(long, default_value_t = 10)]
+        largest: usize,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load the example game into a database: its "user" table with
     /// generated users, and its spec written to --spec (if absent).
     Example {
@@ -149,6 +190,11 @@ enum Command {
         /// the Rust layer and the SQL API, on legacy and migrated users.
         #[arg(long)]
         api_only: bool,
+        /// Measure only the census against the daemon (`decant check`
+        /// against `decant run --rate max`), and the census's memory at
+        /// --users and at --memory-users.
+        #[arg(long)]
+        check_only: bool,
         /// Other `decant run` arguments whose latency to measure after the
         /// default settings' (repeatable; one string of arguments each)
         #[arg(long, default_value = "--max-commit-slowdown 0")]
@@ -268,7 +314,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let opts = decant::CheckOptions { selection, page };
             let progress = decant::CheckProgress::default();
-            let bar = run::progress_bar(0);
+            let bar = run::labelled_bar("checking", 0);
             let check = decant::check(target.url()?, target.spec()?, &opts, &progress);
             tokio::pin!(check);
             let check = loop {
@@ -290,11 +336,58 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{check}");
             }
+            if let Some(peak) = decant::peak_memory() {
+                eprintln!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
+            }
             if check.census.anything_fails() {
                 // flush before exiting: the report is the point
                 use std::io::Write;
                 std::io::stdout().flush()?;
                 std::process::exit(3);
+            }
+        }
+        Command::Rehearse {
+            dump,
+            spec,
+            server,
+            keep,
+            name,
+            rate,
+            schedule,
+            users,
+            workers,
+            largest,
+            json,
+        } => {
+            if workers == 0 {
+                bail!("--workers must be at least 1");
+            }
+            let opts = rehearse::RehearseOptions {
+                dump,
+                spec: Spec::load(&spec)?,
+                server,
+                keep,
+                name,
+                rate,
+                schedule: schedule.schedule()?,
+                users,
+                workers,
+                largest,
+            };
+            let spinner = run::spinner();
+            let show = |line: &str| match &spinner {
+                Some(s) => s.set_message(line.to_string()),
+                None => tracing::info!("{line}"),
+            };
+            let out = rehearse::run(&opts, &show).await;
+            if let Some(s) = &spinner {
+                s.finish_and_clear();
+            }
+            let out = out?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print!("{out}");
             }
         }
         Command::Example {
@@ -322,6 +415,7 @@ async fn run(cli: Cli) -> Result<()> {
             latency_only,
             leaderboard_only,
             api_only,
+            check_only,
             latency_compare,
             database_url,
         } => {
@@ -334,6 +428,7 @@ async fn run(cli: Cli) -> Result<()> {
                 latency_only,
                 leaderboard_only,
                 api_only,
+                check_only,
                 latency_compare,
                 exe: std::env::current_exe().context("locating the decant executable")?,
                 database_url,

@@ -60,6 +60,56 @@ pub(super) struct RunArgs {
     /// Do not hold back when sessions wait on the daemon's locks.
     #[arg(long)]
     ignore_lock_waits: bool,
+    /// Claim, migrate and verify one batch exactly as a worker would, then
+    /// roll it back and report: nothing is written (useful against
+    /// production before the first real batch).
+    #[arg(long)]
+    dry_run: bool,
+    /// Users in the dry run's batch (the control row's batch size wins
+    /// when it sets one).
+    #[arg(long, default_value_t = 100)]
+    dry_run_batch: u32,
+}
+
+/// `decant run --dry-run`: one batch, rolled back, reported.
+async fn dry_run(args: &RunArgs) -> Result<()> {
+    if args.dry_run_batch == 0 {
+        anyhow::bail!("--dry-run-batch must be at least 1");
+    }
+    let decant = Decant::connect(args.target.url()?, args.target.spec()?, 2)?;
+    let d = decant::dry_run(&decant, args.dry_run_batch, args.rollout_only).await?;
+    let r = &d.report;
+    match (d.claimed.first(), d.claimed.last()) {
+        (Some(first), Some(last)) => println!(
+            "dry run: claimed {} users (ids {first} to {last}) as the daemon would, in {:.1} ms",
+            d.claimed.len(),
+            d.elapsed.as_secs_f64() * 1e3
+        ),
+        _ => println!("dry run: no legacy user to claim"),
+    }
+    let rows: usize = r.migrated.iter().map(|m| m.rows).sum();
+    let warned = r.migrated.iter().filter(|m| !m.warnings.is_empty()).count();
+    println!(
+        "would migrate {} users ({rows} rows, verified; {warned} with values kept in the residual)",
+        r.migrated.len()
+    );
+    println!("would fail {} users", r.failed.len());
+    for f in &r.failed {
+        println!("  user {}: {}", f.user, f.error);
+    }
+    for m in r.migrated.iter().filter(|m| !m.warnings.is_empty()) {
+        for w in &m.warnings {
+            println!("  user {}: warning: {w}", m.user);
+        }
+    }
+    if !r.skipped.is_empty() {
+        println!(
+            "skipped {} users (already migrated or gone)",
+            r.skipped.len()
+        );
+    }
+    println!("nothing written: the batch's transaction was rolled back");
+    Ok(())
 }
 
 /// Lowers the CPU priority of every thread of this process (on Linux a
@@ -83,6 +133,9 @@ fn lower_priority(nice: i32) {
 }
 
 pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
+    if args.dry_run {
+        return dry_run(&args).await;
+    }
     if args.nice != 0 {
         lower_priority(args.nice);
     }
@@ -217,15 +270,30 @@ impl Drop for ClearOnDrop {
 }
 
 pub(super) fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    labelled_bar("migrating", total)
+}
+
+/// A progress bar on a terminal (None otherwise): `label`, then users.
+pub(super) fn labelled_bar(label: &str, total: u64) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "migrating {bar:40} {pos}/{len} users  {msg}  eta {eta}",
-        )
+        indicatif::ProgressStyle::with_template(&format!(
+            "{label} {{bar:40}} {{pos}}/{{len}} users  {{msg}}  eta {{eta}}"
+        ))
         .expect("valid template"),
     );
     Some(bar)
+}
+
+/// A spinner with a message line on a terminal (None otherwise).
+pub(super) fn spinner() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let s = indicatif::ProgressBar::new_spinner();
+    s.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(s)
 }

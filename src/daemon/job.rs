@@ -52,34 +52,34 @@ pub(crate) struct MigrateJob {
     pub rollout_only: bool,
 }
 
-impl Job for MigrateJob {
-    async fn remaining(&self, client: &Object) -> Result<i64> {
-        let store = &self.store;
-        Ok(client
-            .query_one(
-                &store.sql.claimable,
-                &[
-                    &i64::MIN,
-                    &store.spec.settings.max_attempts,
-                    &self.run_start,
-                    &self.rollout_only,
-                ],
-            )
-            .await
-            .map_err(|e| Error::db("counting legacy users", e))?
-            .get(0))
-    }
+/// What `decant run --dry-run` found: the batch the daemon would claim
+/// now, migrated and verified in a transaction that is rolled back.
+#[derive(Debug)]
+pub struct DryRun {
+    /// Users claimed, in id order.
+    pub claimed: Vec<i64>,
+    /// What migrating them did before the rollback.
+    pub report: migrate::BatchReport,
+    /// How long the batch transaction took (its lock hold).
+    pub elapsed: std::time::Duration,
+}
 
-    /// Claims up to `size` legacy users after `cursor` and migrates them
-    /// in one transaction.
-    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
+impl MigrateJob {
+    /// Claims up to `size` users after `cursor` as the daemon does (`SKIP
+    /// LOCKED`): the ids claimed, and the users to migrate (those that
+    /// failed in this run meanwhile, on another worker, left out).
+    async fn claim(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        cursor: i64,
+        size: u32,
+    ) -> Result<(Vec<i64>, Vec<Locked>)> {
         let store = &*self.store;
         let claim = if self.rollout_only {
             &store.sql.claim_rollout
         } else {
             &store.sql.claim
         };
-        let tx = pool::batch_transaction(client, "a batch").await?;
         let stmt = tx
             .prepare_cached(claim)
             .await
@@ -104,7 +104,66 @@ impl Job for MigrateJob {
                 migrated: r.get(2),
             })
             .collect();
-        let Some(last) = locked.last().map(|l| l.id) else {
+        let claimed: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        if claimed.is_empty() {
+            return Ok((claimed, locked));
+        }
+        let failed_meanwhile = state::failed_meanwhile(
+            tx,
+            &claimed,
+            store.spec.settings.max_attempts,
+            self.run_start,
+        )
+        .await?;
+        locked.retain(|l| !failed_meanwhile.contains(&l.id));
+        Ok((claimed, locked))
+    }
+
+    /// Claims and migrates the next batch exactly as a worker would, then
+    /// rolls everything back: nothing is written.
+    pub async fn dry_run(&self, client: &mut Object, size: u32) -> Result<DryRun> {
+        let started = std::time::Instant::now();
+        let tx = pool::batch_transaction(client, "a dry-run batch").await?;
+        let (claimed, locked) = self.claim(&tx, i64::MIN, size).await?;
+        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let report = migrate::migrate_locked(&self.store, &tx, &ids, locked).await?;
+        let elapsed = started.elapsed();
+        tx.rollback()
+            .await
+            .map_err(|e| Error::db("rolling the dry run back", e))?;
+        Ok(DryRun {
+            claimed,
+            report,
+            elapsed,
+        })
+    }
+}
+
+impl Job for MigrateJob {
+    async fn remaining(&self, client: &Object) -> Result<i64> {
+        let store = &self.store;
+        Ok(client
+            .query_one(
+                &store.sql.claimable,
+                &[
+                    &i64::MIN,
+                    &store.spec.settings.max_attempts,
+                    &self.run_start,
+                    &self.rollout_only,
+                ],
+            )
+            .await
+            .map_err(|e| Error::db("counting legacy users", e))?
+            .get(0))
+    }
+
+    /// Claims up to `size` legacy users after `cursor` and migrates them
+    /// in one transaction.
+    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
+        let store = &*self.store;
+        let tx = pool::batch_transaction(client, "a batch").await?;
+        let (claimed, locked) = self.claim(&tx, cursor, size).await?;
+        let Some(last) = claimed.last().copied() else {
             return Ok(Claimed {
                 users: 0,
                 last_id: cursor,
@@ -113,12 +172,7 @@ impl Job for MigrateJob {
                 rows: 0,
             });
         };
-        let claimed = locked.len();
-        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
-        let failed_meanwhile =
-            state::failed_meanwhile(&tx, &ids, store.spec.settings.max_attempts, self.run_start)
-                .await?;
-        locked.retain(|l| !failed_meanwhile.contains(&l.id));
+        let claimed = claimed.len();
         let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
         let result = migrate::migrate_locked(store, &tx, &ids, locked).await;
         let report = match result {

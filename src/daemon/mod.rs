@@ -17,6 +17,7 @@ mod job;
 mod monitor;
 mod progress;
 
+pub use job::DryRun;
 pub use monitor::Throttle;
 pub use progress::{Progress, peak_memory};
 
@@ -77,6 +78,29 @@ impl Default for RunOptions {
             throttle: Throttle::default(),
         }
     }
+}
+
+/// `decant run --dry-run`: claims the batch a worker would claim now
+/// (`size` users, or the control row's batch size when it sets one; the
+/// rollout's users only with `rollout_only`), migrates and verifies it in
+/// its transaction, and rolls everything back. Nothing is written; the
+/// claimed rows are locked (`SKIP LOCKED`, as the daemon locks them) for
+/// the batch's duration.
+pub async fn dry_run(decant: &Decant, size: u32, rollout_only: bool) -> Result<DryRun> {
+    let mut client = pool::get(decant.pool()).await?;
+    let control = control::read(&**client).await?;
+    let run_start: std::time::SystemTime = client
+        .query_one("SELECT now()", &[])
+        .await
+        .map_err(|e| Error::db("reading the server clock", e))?
+        .get(0);
+    let job = MigrateJob {
+        store: decant.store().clone(),
+        run_start,
+        rollout_only,
+    };
+    let size = control.batch_size.unwrap_or(size).max(1);
+    job.dry_run(&mut client, size).await
 }
 
 /// What a run did.
@@ -375,7 +399,10 @@ async fn worker<J: Job>(
             .batch_micros
             .lock()
             .expect("not poisoned")
-            .push(elapsed.as_micros().min(u128::from(u32::MAX)) as u32);
+            .push((
+                elapsed.as_micros().min(u128::from(u32::MAX)) as u32,
+                claimed as u32,
+            ));
         // aim each batch at the target time: locks stay short
         if control.batch_size.is_none() && claimed >= size as usize {
             let target = if shared.watch.others_working.load(Ordering::Relaxed) {

@@ -21,7 +21,9 @@ pub struct Progress {
     /// Time the workers spent held back by database signals, summed over
     /// workers (microseconds).
     pub(crate) held_micros: AtomicU64,
-    pub(crate) batch_micros: Mutex<Vec<u32>>,
+    /// Every batch: its transaction's duration (microseconds) and the
+    /// users it claimed.
+    pub(crate) batch_micros: Mutex<Vec<(u32, u32)>>,
 }
 
 impl Progress {
@@ -70,7 +72,13 @@ impl Progress {
     /// Duration percentiles (p50, p99) of the batch transactions so far:
     /// the longest any user's row lock was held by this run.
     pub fn batch_percentiles(&self) -> Option<(Duration, Duration)> {
-        let mut v = self.batch_micros.lock().expect("not poisoned").clone();
+        let mut v: Vec<u32> = self
+            .batch_micros
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|b| b.0)
+            .collect();
         if v.is_empty() {
             return None;
         }
@@ -79,6 +87,17 @@ impl Progress {
             Duration::from_micros(u64::from(v[((v.len() - 1) as f64 * q).round() as usize]))
         };
         Some((at(0.5), at(0.99)))
+    }
+
+    /// Every batch so far: how long its transaction took and how many
+    /// users it claimed.
+    pub fn batches(&self) -> Vec<(Duration, u32)> {
+        self.batch_micros
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|&(us, users)| (Duration::from_micros(u64::from(us)), users))
+            .collect()
     }
 }
 

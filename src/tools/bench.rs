@@ -44,6 +44,10 @@ pub struct BenchOptions {
     /// Measure only the per-call latency of load and patch through the
     /// Rust layer and the SQL API (half the users migrated).
     pub api_only: bool,
+    /// Measure only the census against the daemon: `decant check` and
+    /// `decant run --rate max` on the same users, and the census's memory
+    /// at `users` and at `memory_users`.
+    pub check_only: bool,
     /// `decant run` arguments measured after the default settings, each a
     /// space-separated string (default: the commit probe off).
     pub latency_compare: Vec<String>,
@@ -191,6 +195,9 @@ async fn run_all(
     }
     if opts.api_only {
         return api(opts, server).await;
+    }
+    if opts.check_only {
+        return check_vs_run(opts, admin, server, spec_path).await;
     }
     let mut lines = Vec::new();
 
@@ -484,6 +491,113 @@ async fn latency(
         );
     }
     Ok(out)
+}
+
+/// `decant check` against `decant run --rate max --workers 2` on the same
+/// users, then the census's peak memory at a second, larger size.
+async fn check_vs_run(
+    opts: &BenchOptions,
+    admin: &tokio_postgres::Client,
+    server: &str,
+    spec_path: &Path,
+) -> Result<String> {
+    let url = with_dbname(server, "bench_template")?;
+    tracing::info!("decant check");
+    let small = run_check(opts, &url, spec_path).await?;
+    create_from_template(admin, "bench_decant").await?;
+    let run_url = with_dbname(server, "bench_decant")?;
+    tracing::info!("decant run --rate max");
+    let daemon = run_daemon(
+        opts,
+        &run_url,
+        spec_path,
+        &["--rate", "max", "--workers", "2"],
+        None,
+    )
+    .await?;
+    drop_db(admin, "bench_decant").await?;
+    let run_rate = daemon.migrated as f64 / daemon.secs;
+    let mut out = format!(
+        "| command | users | seconds | users/s | peak memory |\n|---|---:|---:|---:|---:|\n\
+         | `decant check` | {} | {:.1} | {:.0} | {:.1} MiB |\n\
+         | `decant run --rate max --workers 2` | {} | {:.1} | {:.0} | {} |\n\n\
+         The census reads {:.1}x as many users per second as the daemon migrates.\n",
+        small.users,
+        small.secs,
+        small.users as f64 / small.secs,
+        small.peak_mib,
+        daemon.migrated,
+        daemon.secs,
+        run_rate,
+        daemon
+            .peak_mib
+            .map_or("–".into(), |m| format!("{m:.1} MiB")),
+        small.users as f64 / small.secs / run_rate,
+    );
+    if opts.memory_users > 0 {
+        let _ = admin
+            .batch_execute("DROP DATABASE IF EXISTS bench_template WITH (FORCE)")
+            .await;
+        tracing::info!(users = opts.memory_users, "loading the large database");
+        load_db(admin, server, "bench_check_large", opts.memory_users).await?;
+        let large = run_check(opts, &with_dbname(server, "bench_check_large")?, spec_path).await?;
+        let _ = admin
+            .batch_execute("DROP DATABASE bench_check_large WITH (FORCE)")
+            .await;
+        out.push_str(&format!(
+            "\n`decant check` peak memory: {:.1} MiB at {} users, {:.1} MiB at {} users ({:.0} users/s).\n",
+            small.peak_mib,
+            small.users,
+            large.peak_mib,
+            large.users,
+            large.users as f64 / large.secs
+        ));
+    }
+    Ok(out)
+}
+
+struct CheckRun {
+    users: u64,
+    secs: f64,
+    peak_mib: f64,
+}
+
+/// Runs `decant check --json` as a child process.
+async fn run_check(opts: &BenchOptions, url: &str, spec: &Path) -> Result<CheckRun> {
+    let started = Instant::now();
+    let out = tokio::process::Command::new(&opts.exe)
+        .arg("check")
+        .arg("--spec")
+        .arg(spec)
+        .arg("--json")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("starting {}", opts.exe.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    // exit status 3: some users would fail, as the game's dirty ones do
+    if !matches!(out.status.code(), Some(0 | 3)) {
+        return Err(anyhow!(format!(
+            "decant check failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading the census's JSON")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let peak_mib = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak memory "))
+        .and_then(|l| l.trim_end_matches(" MiB").parse().ok())
+        .unwrap_or(f64::NAN);
+    Ok(CheckRun {
+        users: report["users"].as_u64().unwrap_or(0),
+        secs,
+        peak_mib,
+    })
 }
 
 /// Times `sql` on a fresh copy of the template (after `setup`), and

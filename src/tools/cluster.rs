@@ -235,7 +235,7 @@ fn is_root() -> bool {
 
 /// Finds the directory of `initdb` and `pg_ctl`: `$PG_BINDIR`, then `PATH`,
 /// then Debian's `/usr/lib/postgresql/<newest>/bin`.
-fn find_bindir() -> Result<PathBuf> {
+pub fn find_bindir() -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BINDIR") {
         return Ok(PathBuf::from(dir));
     }

@@ -7,4 +7,5 @@ pub(crate) mod bench;
 pub(crate) mod cluster;
 pub(crate) mod demo;
 pub(crate) mod example;
+pub(crate) mod rehearse;
 pub(crate) mod traffic;

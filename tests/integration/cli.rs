@@ -229,6 +229,21 @@ async fn check_from_the_command_line() {
     assert!(json["would_fail"].as_u64().unwrap() > 0);
     assert!(json["failures"][0]["examples"][0]["id"].is_i64());
 
+    // a dry run of the daemon's first batch: reported, nothing written
+    let (code, out, err) = run(&["run", "--dry-run", "--dry-run-batch", "50"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("claimed 50 users (ids 1 to 50)"), "{out}");
+    assert!(
+        out.contains("would migrate") && out.contains("nothing written"),
+        "{out}"
+    );
+    let migrated: i64 = client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(migrated, 0);
+
     // only clean users: exit status 0
     let clean: Vec<String> = (1..=400)
         .filter(|&i| crate::example::user(1, i).dirt.is_none())

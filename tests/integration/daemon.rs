@@ -582,3 +582,45 @@ async fn sessions_waiting_on_the_daemons_locks_hold_it_back() {
         "the daemon did not notice the session it blocked"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_claims_and_verifies_a_batch_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let decant = db.game(300).await;
+    let client = db.client().await;
+    let snapshot = async || -> (i64, String) {
+        let r = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM decant.user_state) + (SELECT count(*) FROM user_statistic) \
+                      + (SELECT count(*) FROM \"user\" WHERE migrated), \
+                        (SELECT md5(string_agg(data::text, ',' ORDER BY id)) FROM \"user\")",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let before = snapshot().await;
+    let d = decant::dry_run(&decant, 120, false).await.unwrap();
+    assert_eq!(d.claimed, (1..=120).collect::<Vec<i64>>());
+    let dirty: Vec<i64> = (1..=120)
+        .filter(|&i| crate::example::user(1, i).dirt.is_some())
+        .collect();
+    let mut failed: Vec<i64> = d.report.failed.iter().map(|f| f.user).collect();
+    failed.sort_unstable();
+    assert!(
+        !failed.is_empty() && failed.iter().all(|u| dirty.contains(u)),
+        "{failed:?}"
+    );
+    assert_eq!(d.report.migrated.len() + failed.len(), 120);
+    assert!(d.report.migrated.iter().all(|m| m.rows > 0));
+    // nothing written: no state, no row, no flag, the blobs as they were
+    assert_eq!(snapshot().await, before);
+    assert_eq!(before.0, 0);
+
+    // and the real run after it does what the dry run said
+    let real = decant.migrate_batch(&d.claimed).await.unwrap();
+    let mut really_failed: Vec<i64> = real.failed.iter().map(|f| f.user).collect();
+    really_failed.sort_unstable();
+    assert_eq!(really_failed, failed);
+}

@@ -37,6 +37,11 @@ fn server() -> &'static Server {
     })
 }
 
+/// The connection string of the test server's maintenance database.
+pub fn admin_url() -> String {
+    server().admin_url.clone()
+}
+
 /// A fresh database for one test.
 pub struct TestDb {
     pub url: String,

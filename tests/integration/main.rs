@@ -13,6 +13,7 @@ mod crash;
 mod daemon;
 mod migrate;
 mod node;
+mod rehearse;
 mod schema;
 mod views;
 

@@ -1,0 +1,809 @@
+//! `decant rehearse --dump FILE`: the whole migration on a copy of
+//! production, with a projection. The dump is restored into a scratch
+//! database (a throwaway cluster from the local server binaries, fsync on,
+//! or a new database on a server the user names), censused, initialized
+//! and migrated at full speed with verification; the report gives what a
+//! team needs to choose its rate and windows. Nothing is written anywhere
+//! but the scratch database, dropped at the end unless `--keep`.
+
+use super::cluster::{ClusterOptions, TempCluster, find_bindir, tool};
+use anyhow::{Context, Result, anyhow, bail};
+use decant::{Decant, Rate, Schedule, Spec, connect, with_dbname};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rehearsal options.
+#[derive(Debug, Clone)]
+pub struct RehearseOptions {
+    /// The `pg_dump` file (custom, tar or plain SQL) or directory.
+    pub dump: PathBuf,
+    /// The mapping spec.
+    pub spec: Spec,
+    /// A server to create the scratch database on, instead of a throwaway
+    /// cluster.
+    pub server: Option<String>,
+    /// Keep the scratch database (needs `server`).
+    pub keep: bool,
+    /// The scratch database's name on `server` (default
+    /// `decant_rehearsal_<pid>`).
+    pub name: Option<String>,
+    /// Production's rate, for the projection (None: full speed only).
+    pub rate: Option<Rate>,
+    /// Production's windows, for the projection.
+    pub schedule: Schedule,
+    /// Production's user count (default: the dump's).
+    pub users: Option<u64>,
+    /// Workers of the rehearsal run.
+    pub workers: usize,
+    /// How many of the largest blobs to time one by one.
+    pub largest: usize,
+}
+
+/// What the rehearsal did and projects.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rehearsal {
+    /// The dump.
+    pub dump: String,
+    /// Its format.
+    pub format: &'static str,
+    /// Where it was restored (the scratch database).
+    pub scratch: String,
+    /// Restore time, seconds.
+    pub restore_seconds: f64,
+    /// Users in the dump.
+    pub users: u64,
+    /// The census before migrating (what `decant check` reports).
+    pub census: decant::CensusReport,
+    /// Users migrated and verified.
+    pub migrated: u64,
+    /// Users that failed (they would stay legacy).
+    pub failed: u64,
+    /// Failures by reason, with example ids.
+    pub failures: Vec<decant::FailureGroup>,
+    /// Rows per target table after the run.
+    pub rows: BTreeMap<String, u64>,
+    /// Wall time of the full-speed run, seconds.
+    pub run_seconds: f64,
+    /// Users per second over the run.
+    pub users_per_second: f64,
+    /// Users per second in each 5-second interval of the run.
+    pub throughput: Vec<f64>,
+    /// Batch transaction time (each user's lock hold), ms: p50, p90, p99, max.
+    pub batch_ms: [f64; 4],
+    /// Time per user within its batch (batch time / users in it), ms,
+    /// weighted by users: p50, p90, p99, max.
+    pub per_user_ms: [f64; 4],
+    /// The largest blobs, each migrated alone before the run and timed.
+    pub largest: Vec<Timed>,
+    /// The projection for production.
+    pub projection: Projection,
+    /// Whether the scratch database was kept.
+    pub kept: bool,
+}
+
+/// One user migrated alone and timed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timed {
+    /// The user id.
+    pub id: i64,
+    /// Blob size as stored (bytes, compressed).
+    pub bytes: i64,
+    /// Its own transaction, ms.
+    pub ms: f64,
+    /// Rows written (0 if it failed).
+    pub rows: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// How long production will take.
+#[derive(Debug, Clone, Serialize)]
+pub struct Projection {
+    /// Production's users.
+    pub users: u64,
+    /// At full speed on a machine like this one, seconds.
+    pub full_speed_seconds: f64,
+    /// The rate assumed (users/s): production's `--rate`, capped by the
+    /// speed measured here; None without `--rate`.
+    pub rate: Option<f64>,
+    /// Migration time at that rate, seconds of open windows.
+    pub rate_seconds: Option<f64>,
+    /// When it would finish if started now, inside the windows (RFC 3339).
+    pub finish: Option<String>,
+    /// The windows, as given.
+    pub windows: String,
+}
+
+/// The kinds of dump pg_dump writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Custom,
+    Tar,
+    Directory,
+    Plain,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Custom => "custom (pg_dump -Fc)",
+            Format::Tar => "tar (pg_dump -Ft)",
+            Format::Directory => "directory (pg_dump -Fd)",
+            Format::Plain => "plain SQL (pg_dump -Fp)",
+        }
+    }
+}
+
+/// Tells the dump's format from its first bytes, or refuses it.
+fn format_of(dump: &Path) -> Result<Format> {
+    let meta =
+        std::fs::metadata(dump).with_context(|| format!("reading the dump {}", dump.display()))?;
+    if meta.is_dir() {
+        if dump.join("toc.dat").is_file() {
+            return Ok(Format::Directory);
+        }
+        bail!(
+            "{}: a directory without toc.dat is not a directory-format dump (pg_dump -Fd)",
+            dump.display()
+        );
+    }
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(dump)
+        .and_then(|mut f| f.read(&mut head))
+        .with_context(|| format!("reading the dump {}", dump.display()))?;
+    head.truncate(n);
+    if head.starts_with(b"PGDMP") {
+        return Ok(Format::Custom);
+    }
+    if head.len() > 262 && &head[257..262] == b"ustar" {
+        return Ok(Format::Tar);
+    }
+    if String::from_utf8_lossy(&head).contains("PostgreSQL database dump") {
+        return Ok(Format::Plain);
+    }
+    bail!(
+        "{}: not a pg_dump file: expected a custom (-Fc), directory (-Fd), tar (-Ft) or plain SQL (-Fp) dump",
+        dump.display()
+    )
+}
+
+/// The tables a dump creates, as `schema.table` (without quotes).
+fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<String>> {
+    let mut tables = Vec::new();
+    if format == Format::Plain {
+        let file = std::fs::File::open(dump)?;
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.with_context(|| format!("reading {}", dump.display()))?;
+            if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
+                let name = rest
+                    .trim_start_matches("IF NOT EXISTS ")
+                    .split(" (")
+                    .next()
+                    .unwrap_or("")
+                    .replace('"', "");
+                tables.push(name);
+            }
+        }
+        return Ok(tables);
+    }
+    let out = Command::new(tool(bindir, "pg_restore"))
+        .arg("--list")
+        .arg(dump)
+        .output()
+        .context("running pg_restore --list")?;
+    if !out.status.success() {
+        bail!(
+            "{}: pg_restore cannot read it (truncated or damaged?): {}",
+            dump.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    // "3340; 1259 16385 TABLE public user postgres"
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(i) = words.iter().position(|w| *w == "TABLE")
+            && i == 3
+            && words.len() > 5
+        {
+            tables.push(format!("{}.{}", words[4], words[5]));
+        }
+    }
+    Ok(tables)
+}
+
+/// Where the dump is restored: a database, dropped on drop unless kept.
+struct Scratch {
+    url: String,
+    shown: String,
+    server: Option<(String, String)>,
+    cluster: Option<TempCluster>,
+    keep: bool,
+}
+
+impl Scratch {
+    async fn create(opts: &RehearseOptions) -> Result<Scratch> {
+        match &opts.server {
+            Some(server) => {
+                let name = opts
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("decant_rehearsal_{}", std::process::id()));
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    bail!("--name {name:?}: use lowercase letters, digits and _");
+                }
+                let admin = connect(server).await?;
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .with_context(|| format!("creating the scratch database {name}"))?;
+                Ok(Scratch {
+                    url: with_dbname(server, &name)?,
+                    shown: format!("database {name} on the server given"),
+                    server: Some((server.clone(), name)),
+                    cluster: None,
+                    keep: opts.keep,
+                })
+            }
+            None => {
+                let cluster = tokio::task::spawn_blocking(|| {
+                    TempCluster::start(&ClusterOptions {
+                        fsync: true,
+                        max_connections: 100,
+                        shared_buffers: "1GB".into(),
+                    })
+                })
+                .await??;
+                let admin = connect(&cluster.url("postgres")).await?;
+                admin
+                    .batch_execute("CREATE DATABASE rehearsal")
+                    .await
+                    .context("creating the scratch database")?;
+                Ok(Scratch {
+                    url: cluster.url("rehearsal"),
+                    shown: "a throwaway cluster (fsync on), removed at the end".into(),
+                    server: None,
+                    cluster: Some(cluster),
+                    keep: false,
+                })
+            }
+        }
+    }
+
+    /// Drops the scratch database (or the cluster) unless kept.
+    async fn finish(mut self) -> Result<()> {
+        if let Some((server, name)) = self.server.take()
+            && !self.keep
+        {
+            let admin = connect(&server).await?;
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .with_context(|| format!("dropping the scratch database {name}"))?;
+        }
+        if let Some(c) = self.cluster.take() {
+            tokio::task::spawn_blocking(move || c.stop()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the rehearsal; `show` receives progress lines for people.
+pub async fn run(opts: &RehearseOptions, show: &(dyn Fn(&str) + Sync)) -> Result<Rehearsal> {
+    if opts.keep && opts.server.is_none() {
+        bail!("--keep needs --server: a throwaway cluster ends with decant");
+    }
+    let format = format_of(&opts.dump)?;
+    let bindir = find_bindir()?;
+    let spec = &opts.spec;
+    let source = format!("{}.{}", spec.source().schema, spec.source().table);
+    let tables = tables_in(&opts.dump, format, &bindir)?;
+    if !tables.contains(&source) {
+        let mut listed = tables.clone();
+        listed.truncate(20);
+        bail!(
+            "{}: the dump has no table {source} (the spec's source); tables in it: {}",
+            opts.dump.display(),
+            if listed.is_empty() {
+                "none".to_string()
+            } else {
+                listed.join(", ")
+            }
+        );
+    }
+    show(&format!(
+        "restoring {} ({})",
+        opts.dump.display(),
+        format.name()
+    ));
+    let scratch = Scratch::create(opts).await?;
+    let out = rehearse(opts, format, &bindir, &scratch, show).await;
+    let kept = scratch.keep && out.is_ok();
+    if out.is_err() {
+        // a failed rehearsal leaves nothing behind, --keep or not
+        let mut scratch = scratch;
+        scratch.keep = false;
+        scratch.finish().await?;
+    } else {
+        scratch.finish().await?;
+    }
+    let mut r = out?;
+    r.kept = kept;
+    Ok(r)
+}
+
+async fn rehearse(
+    opts: &RehearseOptions,
+    format: Format,
+    bindir: &Path,
+    scratch: &Scratch,
+    show: &(dyn Fn(&str) + Sync),
+) -> Result<Rehearsal> {
+    let spec = &opts.spec;
+    let started = Instant::now();
+    restore(&opts.dump, format, bindir, &scratch.url, show)
+        .await
+        .with_context(|| {
+            format!(
+                "restoring {} failed; the scratch database is removed",
+                opts.dump.display()
+            )
+        })?;
+    let restore_seconds = started.elapsed().as_secs_f64();
+    let client = connect(&scratch.url).await?;
+    client
+        .batch_execute("ANALYZE")
+        .await
+        .context("analyzing the restored tables")?;
+    decant::init(&client, spec).await?;
+    show("census of the restored users");
+    let check = decant::check(
+        &scratch.url,
+        spec.clone(),
+        &decant::CheckOptions::default(),
+        &decant::CheckProgress::default(),
+    )
+    .await?;
+    let users = check.table_users;
+
+    // the largest blobs, each alone: the slowest users are among them
+    let src = format!(
+        "\"{}\".\"{}\"",
+        spec.source().schema.replace('"', "\"\""),
+        spec.source().table.replace('"', "\"\"")
+    );
+    let (id, blob) = (
+        format!("\"{}\"", spec.source().id.replace('"', "\"\"")),
+        format!("\"{}\"", spec.source().blob.replace('"', "\"\"")),
+    );
+    let decant = Decant::connect(&scratch.url, spec.clone(), opts.workers + 2)?;
+    let biggest = client
+        .query(
+            &format!(
+                "SELECT {id}::bigint, pg_column_size({blob})::bigint FROM {src} \
+                 ORDER BY pg_column_size({blob}) DESC, {id} LIMIT $1"
+            ),
+            &[&(opts.largest as i64)],
+        )
+        .await
+        .context("finding the largest blobs")?;
+    let mut largest = Vec::new();
+    for r in &biggest {
+        let (uid, bytes): (i64, i64) = (r.get(0), r.get(1));
+        let t = Instant::now();
+        let report = decant.migrate_user(uid).await?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        largest.push(Timed {
+            id: uid,
+            bytes,
+            ms,
+            rows: report.migrated.first().map_or(0, |m| m.rows as u64),
+            error: report.failed.first().map(|f| f.error.to_string()),
+        });
+    }
+
+    // the whole migration at full speed
+    show("migrating at full speed, with verification");
+    let progress = Arc::new(decant::Progress::default());
+    let series = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let sampler = {
+        let (progress, series) = (progress.clone(), series.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = progress.migrated() + progress.failed();
+                series
+                    .lock()
+                    .expect("not poisoned")
+                    .push((now - last) as f64 / 5.0);
+                last = now;
+            }
+        })
+    };
+    // full speed: nothing else uses the scratch database, so nothing to
+    // hold back for (the throttle would count this process's own idle
+    // session as others working)
+    let run_opts = decant::RunOptions {
+        workers: opts.workers,
+        rate: Some(Rate::Max),
+        throttle: decant::Throttle {
+            on_lock_waits: false,
+            max_replica_lag: Duration::from_secs(3600),
+            max_active: None,
+            query: None,
+            max_commit_slowdown: None,
+        },
+        ..decant::RunOptions::default()
+    };
+    let report = decant::run(&decant, run_opts, progress.clone(), std::future::pending()).await?;
+    sampler.abort();
+    let throughput = series.lock().expect("not poisoned").clone();
+    let run_seconds = report.elapsed.as_secs_f64();
+    let status = decant::status(&decant, &Schedule::default()).await?;
+    let mut rows = BTreeMap::new();
+    for t in spec.tables() {
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    spec.qualified_table(spec.table(&t.name).expect("a table of the spec"))
+                ),
+                &[],
+            )
+            .await
+            .with_context(|| format!("counting the rows of {}", t.name))?
+            .get(0);
+        rows.insert(t.name.clone(), n as u64);
+    }
+    let batches = progress.batches();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let batch_ms = quantiles(batches.iter().map(|(d, _)| (ms(*d), 1)).collect());
+    let per_user_ms = quantiles(
+        batches
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| (ms(*d) / f64::from(*n), u64::from(*n)))
+            .collect(),
+    );
+    // the largest users were migrated before the run: count them in
+    let alone_ok = largest.iter().filter(|t| t.error.is_none()).count() as u64;
+    let migrated = report.migrated + alone_ok;
+    let users_per_second = report.migrated as f64 / run_seconds.max(1e-9);
+    let projection = project(opts, users, users_per_second);
+    Ok(Rehearsal {
+        dump: opts.dump.display().to_string(),
+        format: format.name(),
+        scratch: scratch.shown.clone(),
+        restore_seconds,
+        users,
+        census: check.census,
+        migrated,
+        failed: status.legacy as u64,
+        failures: status.failures,
+        rows,
+        run_seconds,
+        users_per_second,
+        throughput,
+        batch_ms,
+        per_user_ms,
+        largest,
+        projection,
+        kept: false,
+    })
+}
+
+/// Weighted quantiles p50, p90, p99 and the max of `(value, weight)`.
+fn quantiles(mut v: Vec<(f64, u64)>) -> [f64; 4] {
+    if v.is_empty() {
+        return [0.0; 4];
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = v.iter().map(|x| x.1).sum();
+    let at = |q: f64| {
+        let rank = (total as f64 * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (x, w) in &v {
+            seen += w;
+            if seen >= rank {
+                return *x;
+            }
+        }
+        v[v.len() - 1].0
+    };
+    [at(0.5), at(0.9), at(0.99), v[v.len() - 1].0]
+}
+
+/// Production's duration from the speed measured here.
+fn project(opts: &RehearseOptions, dump_users: u64, speed: f64) -> Projection {
+    let users = opts.users.unwrap_or(dump_users);
+    let full = users as f64 / speed.max(1e-9);
+    let rate = opts.rate.map(|r| match r.per_second() {
+        Some(per_s) => per_s.min(speed),
+        None => speed,
+    });
+    let rate_seconds = rate.map(|r| users as f64 / r.max(1e-9));
+    let work = rate_seconds.unwrap_or(full);
+    let finish = opts
+        .schedule
+        .finish(jiff::Timestamp::now(), work)
+        .map(|t| t.to_string());
+    Projection {
+        users,
+        full_speed_seconds: full,
+        rate,
+        rate_seconds,
+        finish,
+        windows: if opts.schedule.windows.is_empty() {
+            "always open".into()
+        } else {
+            format!(
+                "{} ({})",
+                opts.schedule
+                    .windows
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                opts.schedule.tz.iana_name().unwrap_or("UTC")
+            )
+        },
+    }
+}
+
+/// Restores the dump into `url`, showing its progress.
+async fn restore(
+    dump: &Path,
+    format: Format,
+    bindir: &Path,
+    url: &str,
+    show: &(dyn Fn(&str) + Sync),
+) -> Result<()> {
+    let dump = dump.to_path_buf();
+    let url = url.to_string();
+    let bindir = bindir.to_path_buf();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let work = tokio::task::spawn_blocking(move || -> Result<()> {
+        if format == Format::Plain {
+            restore_plain(&dump, &bindir, &url, &tx)
+        } else {
+            restore_archive(&dump, &bindir, &url, &tx)
+        }
+    });
+    let mut last = Instant::now();
+    while let Some(line) = rx.recv().await {
+        if last.elapsed() > Duration::from_millis(200) {
+            show(&line);
+            last = Instant::now();
+        }
+    }
+    work.await?
+}
+
+fn restore_archive(
+    dump: &Path,
+    bindir: &Path,
+    url: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<()> {
+    let mut child = Command::new(tool(bindir, "pg_restore"))
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--verbose",
+            "-d",
+        ])
+        .arg(url)
+        .arg(dump)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting pg_restore")?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut tail = std::collections::VecDeque::new();
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(|l| l.ok())
+    {
+        let _ = tx.send(format!("restore: {line}"));
+        tail.push_back(line);
+        if tail.len() > 8 {
+            tail.pop_front();
+        }
+    }
+    let status = child.wait().context("waiting for pg_restore")?;
+    if !status.success() {
+        return Err(anyhow!(
+            "pg_restore failed ({status}):\n{}",
+            tail.into_iter().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    Ok(())
+}
+
+/// Feeds a plain SQL dump to psql, leaving out ownership and privilege
+/// statements (the roles need not exist here), and shows the bytes done.
+fn restore_plain(
+    dump: &Path,
+    bindir: &Path,
+    url: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<()> {
+    let total = std::fs::metadata(dump)?.len().max(1);
+    let mut child = Command::new(tool(bindir, "psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting psql")?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let file = std::fs::File::open(dump)?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let (mut done, mut in_copy) = (0u64, false);
+    let mut fed = Ok(());
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        done += n as u64;
+        let skip = if in_copy {
+            if line.starts_with(b"\\.") {
+                in_copy = false;
+            }
+            false
+        } else {
+            if line.starts_with(b"COPY ") && line.ends_with(b"FROM stdin;\n") {
+                in_copy = true;
+            }
+            (line.starts_with(b"ALTER ") && line.windows(10).any(|w| w == b" OWNER TO "))
+                || line.starts_with(b"GRANT ")
+                || line.starts_with(b"REVOKE ")
+        };
+        if !skip && let Err(e) = stdin.write_all(&line) {
+            // psql stopped (an error): its message says why
+            fed = Err(e);
+            break;
+        }
+        if done % (1 << 20) < n as u64 {
+            let _ = tx.send(format!(
+                "restore: {:.0}% of {:.1} MiB",
+                100.0 * done as f64 / total as f64,
+                total as f64 / 1048576.0
+            ));
+        }
+    }
+    drop(stdin);
+    let status = child.wait().context("waiting for psql")?;
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        return Err(anyhow!("psql failed ({status}):\n{}", errors.trim()));
+    }
+    fed.context("feeding the dump to psql")?;
+    Ok(())
+}
+
+impl std::fmt::Display for Rehearsal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.census;
+        writeln!(f, "rehearsal of {} ({})", self.dump, self.format)?;
+        writeln!(
+            f,
+            "restored into {} in {:.1} s",
+            self.scratch, self.restore_seconds
+        )?;
+        writeln!(
+            f,
+            "\nusers          {}\nmigrated       {} (verified)\nfailed         {} (they would stay legacy)",
+            self.users, self.migrated, self.failed
+        )?;
+        if !self.failures.is_empty() {
+            writeln!(f, "\nfailures by reason (users; example ids)")?;
+            for g in &self.failures {
+                let ex: Vec<String> = g.examples.iter().map(i64::to_string).collect();
+                writeln!(f, "  {}: {}; {}", g.reason, g.users, ex.join(", "))?;
+            }
+        }
+        writeln!(f, "\nrows per table")?;
+        for (t, n) in &self.rows {
+            writeln!(f, "  {t}: {n}")?;
+        }
+        writeln!(
+            f,
+            "\ncensus: {} would migrate cleanly, {} with warnings, {} would fail; {} unclaimed key paths",
+            c.would_migrate_cleanly,
+            c.would_migrate_with_warnings,
+            c.would_fail,
+            c.unclaimed.len()
+        )?;
+        writeln!(
+            f,
+            "blob bytes p50 {} / p90 {} / p99 {} / max {}",
+            c.blob_bytes.p50, c.blob_bytes.p90, c.blob_bytes.p99, c.blob_bytes.max
+        )?;
+        writeln!(
+            f,
+            "\nfull-speed run: {:.1} s, {:.0} users/s",
+            self.run_seconds, self.users_per_second
+        )?;
+        if !self.throughput.is_empty() {
+            let t: Vec<String> = self.throughput.iter().map(|x| format!("{x:.0}")).collect();
+            writeln!(f, "users/s per 5 s: {}", t.join(" "))?;
+        }
+        let q = |v: &[f64; 4]| {
+            format!(
+                "p50 {:.2} / p90 {:.2} / p99 {:.2} / max {:.2} ms",
+                v[0], v[1], v[2], v[3]
+            )
+        };
+        writeln!(f, "batch transaction (lock hold): {}", q(&self.batch_ms))?;
+        writeln!(f, "per user within its batch:     {}", q(&self.per_user_ms))?;
+        if !self.largest.is_empty() {
+            writeln!(f, "\nlargest blobs, each migrated alone (slowest first)")?;
+            let mut l = self.largest.clone();
+            l.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+            for t in &l {
+                writeln!(
+                    f,
+                    "  user {}: {} bytes stored, {:.1} ms, {}",
+                    t.id,
+                    t.bytes,
+                    t.ms,
+                    match &t.error {
+                        None => format!("{} rows", t.rows),
+                        Some(e) => format!("failed: {e}"),
+                    }
+                )?;
+            }
+        }
+        let p = &self.projection;
+        writeln!(f, "\nprojection for {} users", p.users)?;
+        writeln!(f, "  at full speed: {}", human(p.full_speed_seconds))?;
+        if let (Some(r), Some(s)) = (p.rate, p.rate_seconds) {
+            writeln!(f, "  at {r:.1} users/s: {} of migration", human(s))?;
+        }
+        writeln!(
+            f,
+            "  windows {}: finishes {}",
+            p.windows,
+            p.finish.as_deref().unwrap_or("never (no open window)")
+        )?;
+        if self.kept {
+            writeln!(f, "\nthe scratch database is kept ({})", self.scratch)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seconds as days, hours and minutes.
+fn human(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        3600..86400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86400, (s % 86400) / 3600),
+    }
+}

@@ -1,0 +1,260 @@
+//! `decant rehearse --dump`: every dump format restored, censused and
+//! migrated in a scratch database that is removed after, with a
+//! projection; bad dumps refused with the cause, leaving nothing behind.
+
+use crate::cluster::{find_bindir, tool};
+use crate::harness::{TestDb, admin_url, connect};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("decant-rehearse-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    dir
+}
+
+/// `pg_dump` of the test database in `format` (c, p, d, t) into `file`.
+fn pg_dump(db: &TestDb, format: &str, file: &Path) {
+    let out = Command::new(tool(&find_bindir().unwrap(), "pg_dump"))
+        .args(["-F", format, "-f"])
+        .arg(file)
+        .args(["-d", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rehearse(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .arg("rehearse")
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Scratch databases named `prefix...` left on the test server.
+async fn leftovers(prefix: &str) -> Vec<String> {
+    connect(&admin_url())
+        .await
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)",
+            &[&prefix],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_dump_format_is_rehearsed_and_projected() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 300, 1).await.unwrap();
+    let dir = temp_dir("formats");
+    let server = admin_url();
+    for (format, name) in [
+        ("c", "game.dump"),
+        ("p", "game.sql"),
+        ("d", "game.dir"),
+        ("t", "game.tar"),
+    ] {
+        pg_dump(&db, format, &dir.join(name));
+        let (code, out, err) = rehearse(
+            &dir,
+            &[
+                "--dump",
+                name,
+                "--server",
+                &server,
+                "--name",
+                "scratch_formats",
+                "--json",
+                "--largest",
+                "3",
+                "--rate",
+                "50/s",
+                "--window",
+                "01:00-05:00",
+                "--tz",
+                "Asia/Kathmandu",
+                "--users",
+                "1000000",
+            ],
+        );
+        assert_eq!(code, Some(0), "{name}: {err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["users"], 300, "{name}");
+        let (migrated, failed) = (
+            r["migrated"].as_u64().unwrap(),
+            r["failed"].as_u64().unwrap(),
+        );
+        assert_eq!(migrated + failed, 300, "{name}");
+        assert_eq!(
+            failed,
+            r["census"]["would_fail"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert!(failed > 0);
+        let examples = r["failures"][0]["examples"].as_array().unwrap();
+        assert!(!examples.is_empty());
+        for e in examples {
+            assert!(crate::example::user(1, e.as_i64().unwrap()).dirt.is_some());
+        }
+        // the rows are what the census projected, every table
+        assert_eq!(r["rows"], r["census"]["projected_rows"], "{name}");
+        assert!(r["rows"]["user_statistic"].as_u64().unwrap() > 1000);
+        assert_eq!(r["largest"].as_array().unwrap().len(), 3);
+        assert!(r["users_per_second"].as_f64().unwrap() > 0.0);
+        let p = &r["projection"];
+        assert_eq!(p["users"], 1_000_000);
+        assert!(p["rate"].as_f64().unwrap() <= 50.0);
+        assert!(p["rate_seconds"].as_f64().unwrap() >= 20_000.0);
+        assert!(
+            p["finish"].is_string() && p["windows"].as_str().unwrap().contains("Asia/Kathmandu")
+        );
+        assert!(
+            leftovers("scratch_formats").await.is_empty(),
+            "{name}: the scratch database is left"
+        );
+    }
+    // nothing was written to the database dumped
+    let flag: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'user' AND column_name = 'migrated'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(flag, 0);
+
+    // the default: a throwaway cluster of the local binaries; the people's report
+    let (code, out, err) = rehearse(&dir, &["--dump", "game.dump", "--largest", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("migrated ") && out.contains("projection for 300 users"),
+        "{out}"
+    );
+    assert!(out.contains("failures by reason"), "{out}");
+
+    // --keep keeps the scratch database on the server given
+    let (code, out, err) = rehearse(
+        &dir,
+        &[
+            "--dump",
+            "game.dump",
+            "--server",
+            &server,
+            "--keep",
+            "--name",
+            "scratch_kept",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("kept"), "{out}");
+    let left = leftovers("scratch_kept").await;
+    assert_eq!(left.len(), 1);
+    connect(&admin_url())
+        .await
+        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", left[0]))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn bad_dumps_are_refused_and_leave_nothing() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 120, 1).await.unwrap();
+    let dir = temp_dir("bad");
+    let server = admin_url();
+    let refused = async |args: &[&str], says: &str| {
+        let mut args = args.to_vec();
+        args.extend(["--name", "scratch_bad"]);
+        let (code, out, err) = rehearse(&dir, &args);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: expected `{says}` in: {err}");
+        assert!(
+            leftovers("scratch_bad").await.is_empty(),
+            "{args:?}: the scratch database is left"
+        );
+    };
+
+    std::fs::write(dir.join("notes.txt"), "this is not a dump\n").unwrap();
+    refused(
+        &["--dump", "notes.txt", "--server", &server],
+        "not a pg_dump file",
+    )
+    .await;
+    refused(
+        &["--dump", "missing.dump", "--server", &server],
+        "missing.dump",
+    )
+    .await;
+
+    // truncated: the table of contents reads, the data ends early
+    pg_dump(&db, "c", &dir.join("game.dump"));
+    let bytes = std::fs::read(dir.join("game.dump")).unwrap();
+    std::fs::write(dir.join("cut.dump"), &bytes[..bytes.len() * 2 / 3]).unwrap();
+    refused(&["--dump", "cut.dump", "--server", &server], "pg_restore").await;
+
+    // a restore that fails halfway: psql's error is shown
+    pg_dump(&db, "p", &dir.join("game.sql"));
+    let sql = std::fs::read_to_string(dir.join("game.sql")).unwrap();
+    let at = sql.find("COPY ").unwrap();
+    let broken = format!("{}SELECT no_such_function();\n{}", &sql[..at], &sql[at..]);
+    std::fs::write(dir.join("broken.sql"), broken).unwrap();
+    refused(
+        &["--dump", "broken.sql", "--server", &server],
+        "no_such_function",
+    )
+    .await;
+
+    // no source table; a blob column that is not jsonb
+    client
+        .batch_execute(
+            "DROP TABLE \"user\"; CREATE TABLE other (id bigint PRIMARY KEY, data jsonb)",
+        )
+        .await
+        .unwrap();
+    pg_dump(&db, "c", &dir.join("other.dump"));
+    refused(
+        &["--dump", "other.dump", "--server", &server],
+        "has no table public.user",
+    )
+    .await;
+    client
+        .batch_execute(
+            "CREATE TABLE \"user\" (id bigint PRIMARY KEY, data text); \
+             INSERT INTO \"user\" VALUES (1, '{}')",
+        )
+        .await
+        .unwrap();
+    pg_dump(&db, "c", &dir.join("text.dump"));
+    refused(
+        &["--dump", "text.dump", "--server", &server],
+        "is text; decant needs jsonb",
+    )
+    .await;
+
+    refused(&["--dump", "game.dump", "--keep"], "--keep needs --server").await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
