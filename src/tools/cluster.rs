@@ -262,7 +262,8 @@ pub fn find_bindir() -> Result<PathBuf> {
 }
 
 /// A client program of the server's version (`pg_basebackup`,
-/// `pg_restore`): beside `initdb`, or beside where its link points.
+/// `pg_restore`): beside `initdb`, beside where its link points, or else
+/// the one on `PATH`.
 pub fn tool(bindir: &Path, name: &str) -> PathBuf {
     let here = bindir.join(name);
     if here.is_file() {
@@ -272,6 +273,11 @@ pub fn tool(bindir: &Path, name: &str) -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join(name)))
         .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
         .unwrap_or(here)
 }
 
