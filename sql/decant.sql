@@ -7,7 +7,7 @@ CREATE SCHEMA IF NOT EXISTS decant;
 -- about which code path serves a user; this table says how it got there.
 CREATE TABLE IF NOT EXISTS decant.user_state (
     user_id     bigint PRIMARY KEY,
-    state       text        NOT NULL CHECK (state IN ('legacy', 'migrated', 'failed')),
+    state       text        NOT NULL CHECK (state IN ('legacy', 'migrated', 'failed', 'held')),
     attempts    integer     NOT NULL DEFAULT 0,
     reason      text,        -- the failure without user-specific detail, for grouping
     last_error  text,        -- the full message of the last failure
@@ -17,6 +17,18 @@ CREATE TABLE IF NOT EXISTS decant.user_state (
 );
 CREATE INDEX IF NOT EXISTS user_state_failed_idx
     ON decant.user_state (reason) WHERE state = 'failed';
+-- 'held': rolled back, held out of the migration until `decant release`
+-- (added after the first release: widen the check of an older table)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'user_state_state_check'
+                     AND conrelid = 'decant.user_state'::regclass
+                     AND pg_get_constraintdef(oid) LIKE '%held%') THEN
+        ALTER TABLE decant.user_state DROP CONSTRAINT IF EXISTS user_state_state_check;
+        ALTER TABLE decant.user_state ADD CONSTRAINT user_state_state_check
+            CHECK (state IN ('legacy', 'migrated', 'failed', 'held'));
+    END IF;
+END $$;
 
 -- The single control row every worker of every process reads (pause, rate,
 -- batch size, rollout); changed by `decant pause|resume|set`.

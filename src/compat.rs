@@ -394,8 +394,10 @@ impl Decant {
     }
 
     /// Rolls one user back: rebuilds the whole blob from the tables, clears
-    /// the flag and deletes the rows. Returns false if the user was not
-    /// migrated.
+    /// the flag, deletes the rows and holds the user out of the migration
+    /// (the daemon and on-demand migration leave it legacy until
+    /// [`Decant::release`]; [`Decant::migrate_user`] still migrates it).
+    /// Returns false if the user was not migrated.
     pub async fn rollback_user(&self, user: i64) -> Result<bool> {
         let mut client = pool::get(&self.pool).await?;
         let done =
@@ -404,6 +406,13 @@ impl Decant {
             return Err(Error::UserNotFound(user));
         }
         Ok(!done.is_empty())
+    }
+
+    /// Puts held users (rolled back; `None`: all of them) back into the
+    /// migration; returns how many were held.
+    pub async fn release(&self, users: Option<&[i64]>) -> Result<u64> {
+        let client = pool::get(&self.pool).await?;
+        crate::pg::state::release(&**client, users).await
     }
 
     async fn exists(&self, user: i64) -> Result<bool> {

@@ -41,6 +41,19 @@ pub enum Error {
         detail: String,
     },
 
+    /// A legacy user already has rows in a target table (left by another
+    /// tool or a hand fix): decant never adopts rows it did not write.
+    #[error(
+        "user {user}: already has rows in table {table} while legacy (left by another tool or a hand fix?); \
+         decant never adopts rows it did not write: delete them (or move them aside), then retry"
+    )]
+    HasRows {
+        /// The user.
+        user: i64,
+        /// The first target table holding rows of the user.
+        table: String,
+    },
+
     /// The user does not exist in the source table.
     #[error("user {0}: no such user in the source table")]
     UserNotFound(i64),

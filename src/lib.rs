@@ -39,7 +39,9 @@ pub use migrate::{BatchReport, Failure, Migrated};
 
 // The daemon, its pace and its live control.
 pub use core::schedule::{Rate, Schedule, Window};
-pub use daemon::{DryRun, Progress, RunOptions, RunReport, Throttle, dry_run, peak_memory, run};
+pub use daemon::{
+    Cohort, DryRun, Progress, RunOptions, RunReport, Throttle, dry_run, peak_memory, rollback, run,
+};
 pub use pg::control::{Setting, set as set_control};
 
 // Setting up and looking on.

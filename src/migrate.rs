@@ -59,6 +59,7 @@ impl Failure {
                 format!("rule `{}`: {}", invalid.rule, invalid.expected)
             }
             Error::Verification { .. } => "verification failed".into(),
+            Error::HasRows { table, .. } => format!("already has rows in table {table}"),
             other => match other.sqlstate() {
                 Some(code) => format!("database error {code}"),
                 None => "error".into(),
@@ -186,6 +187,26 @@ pub(crate) async fn migrate_locked(
         }
     }
 
+    // rows already there (another tool, a hand fix) would be adopted into
+    // the migrated state unseen: such users fail instead
+    let exploded: Vec<i64> = todo.iter().map(|(l, _, _)| l.id).collect();
+    let has_rows = store.users_with_rows(tx, &exploded).await?;
+    if !has_rows.is_empty() {
+        todo.retain(|(l, _, _)| match has_rows.get(&l.id) {
+            Some(table) => {
+                report.failed.push(Failure {
+                    user: l.id,
+                    error: Error::HasRows {
+                        user: l.id,
+                        table: table.clone(),
+                    },
+                });
+                false
+            }
+            None => true,
+        });
+    }
+
     let rows: Vec<(i64, &Row)> = todo
         .iter()
         .flat_map(|(l, _, e)| e.rows.iter().map(move |r| (l.id, r)))
@@ -270,7 +291,8 @@ pub(crate) async fn migrate_locked(
 }
 
 /// Rolls `ids` back in one transaction: rebuilds each blob from its rows,
-/// writes it, clears the flag and deletes the rows. Returns the users
+/// writes it, clears the flag, deletes the rows and holds the user out of
+/// the migration (state `held`, until `decant release`). Returns the users
 /// rolled back (users not migrated are left alone).
 pub(crate) async fn rollback_batch(
     store: &Store,
@@ -280,27 +302,48 @@ pub(crate) async fn rollback_batch(
 ) -> Result<Vec<i64>> {
     let tx = pool::batch_transaction(client, "a rollback batch").await?;
     let locked = store.lock(&tx, ids, wait == LockWait::Skip).await?;
-    let migrated: Vec<Locked> = locked.into_iter().filter(|l| l.migrated).collect();
-    let users: Vec<i64> = migrated.iter().map(|l| l.id).collect();
-    let mut stored: HashMap<i64, Vec<Row>> = store.read_rows(&tx, &users).await?;
-    let mut blobs = Vec::with_capacity(migrated.len());
-    for l in &migrated {
-        let rows = stored.remove(&l.id).unwrap_or_default();
-        let residual = l.blob.value(l.id)?;
-        let blob = explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
-            Error::Verification {
-                user: l.id,
-                detail: format!("cannot rebuild the blob for rollback: {detail}"),
-            }
-        })?;
-        blobs.push((l.id, blob));
+    let (done, failed) = rollback_locked(store, &tx, locked).await?;
+    if let Some(f) = failed.into_iter().next() {
+        return Err(f.error);
     }
-    let items: Vec<(i64, &Value, bool)> = blobs.iter().map(|(id, b)| (*id, b, false)).collect();
-    store.write_blobs(&tx, &items).await?;
-    store.delete_rows(&tx, &users).await?;
-    state::record_legacy(&*tx, &users).await?;
     tx.commit()
         .await
         .map_err(|e| Error::db("committing a rollback", e))?;
-    Ok(users)
+    Ok(done)
+}
+
+/// Rolls back the migrated users among `locked` (rows locked by `tx`):
+/// the users rolled back, and those whose rows do not rebuild a blob (left
+/// migrated, untouched).
+pub(crate) async fn rollback_locked(
+    store: &Store,
+    tx: &Transaction<'_>,
+    locked: Vec<Locked>,
+) -> Result<(Vec<i64>, Vec<Failure>)> {
+    let migrated: Vec<Locked> = locked.into_iter().filter(|l| l.migrated).collect();
+    let users: Vec<i64> = migrated.iter().map(|l| l.id).collect();
+    let mut stored: HashMap<i64, Vec<Row>> = store.read_rows(tx, &users).await?;
+    let mut blobs = Vec::with_capacity(migrated.len());
+    let mut failed = Vec::new();
+    for l in &migrated {
+        let rows = stored.remove(&l.id).unwrap_or_default();
+        let rebuilt = l.blob.value(l.id).and_then(|residual| {
+            explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
+                Error::Verification {
+                    user: l.id,
+                    detail: format!("cannot rebuild the blob for rollback: {detail}"),
+                }
+            })
+        });
+        match rebuilt {
+            Ok(blob) => blobs.push((l.id, blob)),
+            Err(error) => failed.push(Failure { user: l.id, error }),
+        }
+    }
+    let done: Vec<i64> = blobs.iter().map(|(id, _)| *id).collect();
+    let items: Vec<(i64, &Value, bool)> = blobs.iter().map(|(id, b)| (*id, b, false)).collect();
+    store.write_blobs(tx, &items).await?;
+    store.delete_rows(tx, &done).await?;
+    state::record_held(&**tx, &done).await?;
+    Ok((done, failed))
 }

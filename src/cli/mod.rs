@@ -51,13 +51,19 @@ enum Command {
         #[arg(long)]
         user: i64,
     },
-    /// Roll one user back: rebuild the blob from the tables, clear the flag.
-    Rollback {
+    /// Roll users back: rebuild each blob from the tables, clear the flag,
+    /// delete the rows, and hold the user out of the migration until
+    /// `decant release`. One user now (--user), or a cohort (--ids,
+    /// --percent, --migrated-after, --all) through the daemon's throttled,
+    /// windowed, pausable, crash-safe loop.
+    Rollback(run::RollbackArgs),
+    /// Put held (rolled back) users back into the migration.
+    Release {
         #[command(flatten)]
         target: Target,
-        /// The user id.
+        /// Only these users (a file of ids); default: every held user.
         #[arg(long)]
-        user: i64,
+        ids: Option<PathBuf>,
     },
     /// Run the migration daemon: claim legacy users in batches, migrate
     /// them at the set rate, inside the windows, backing off when the
@@ -265,12 +271,11 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("user {user}: already migrated");
             }
         }
-        Command::Rollback { target, user } => {
-            if target.decant()?.rollback_user(user).await? {
-                println!("user {user}: rolled back, blob rebuilt from the tables");
-            } else {
-                println!("user {user}: not migrated, nothing to roll back");
-            }
+        Command::Rollback(args) => run::rollback(args).await?,
+        Command::Release { target, ids } => {
+            let ids = ids.as_deref().map(read_ids).transpose()?;
+            let n = target.decant()?.release(ids.as_deref()).await?;
+            println!("released {n} held users: the migration takes them again");
         }
         Command::Run(args) => run::run_daemon(args).await?,
         Command::Pause(target) => {
@@ -473,7 +478,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Ids from a file: whitespace or comma separated, `#` to the end of a
 /// line a comment.
-fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
+pub(super) fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the ids in {}", file.display()))?;
     let mut ids = Vec::new();

@@ -1,5 +1,6 @@
-//! `decant run`: the daemon with a progress bar on a terminal (log lines
-//! otherwise), stopped by SIGINT/SIGTERM, and its summary.
+//! `decant run` and `decant rollback` of a cohort: the daemon's loop with a
+//! progress bar on a terminal (log lines otherwise), stopped by
+//! SIGINT/SIGTERM, and its summary; `decant run --dry-run`.
 
 use super::args::{ScheduleArgs, Target};
 use anyhow::Result;
@@ -69,6 +70,113 @@ pub(super) struct RunArgs {
     /// when it sets one).
     #[arg(long, default_value_t = 100)]
     dry_run_batch: u32,
+}
+
+/// `decant rollback` of a cohort: which users, and the pace.
+#[derive(Args)]
+pub(super) struct RollbackArgs {
+    #[command(flatten)]
+    target: Target,
+    /// One user, now (waits for its row lock up to lock_timeout).
+    #[arg(long, group = "cohort")]
+    user: Option<i64>,
+    /// The users whose ids the file lists (whitespace or comma separated).
+    #[arg(long, group = "cohort")]
+    ids: Option<std::path::PathBuf>,
+    /// The users whose rollout bucket is below this percentage (the hash
+    /// `decant set rollout=` uses).
+    #[arg(long, group = "cohort")]
+    percent: Option<f64>,
+    /// The users migrated at or after this time (RFC 3339, e.g.
+    /// 2026-12-01T10:00:00Z).
+    #[arg(long, group = "cohort")]
+    migrated_after: Option<jiff::Timestamp>,
+    /// Every migrated user.
+    #[arg(long, group = "cohort")]
+    all: bool,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    /// Rate: N/s, N/min or max (stored in the control row, as `run` does).
+    #[arg(long)]
+    rate: Option<decant::Rate>,
+    /// Parallel workers (sessions).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Target duration of a batch transaction in ms (bounds lock waits).
+    #[arg(long, default_value_t = 100)]
+    target_batch_ms: u64,
+}
+
+/// `decant rollback`: one user now, or a cohort through the daemon's loop.
+pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
+    let cohort = match (
+        &args.user,
+        &args.ids,
+        args.percent,
+        args.migrated_after,
+        args.all,
+    ) {
+        (Some(user), ..) => {
+            let user = *user;
+            if args.target.decant()?.rollback_user(user).await? {
+                println!(
+                    "user {user}: rolled back, blob rebuilt from the tables; held out of the migration until `decant release --user {user}`"
+                );
+            } else {
+                println!("user {user}: not migrated, nothing to roll back");
+            }
+            return Ok(());
+        }
+        (None, Some(file), ..) => decant::Cohort::Ids(super::read_ids(file)?),
+        (None, None, Some(p), ..) => {
+            if !(0.0..=100.0).contains(&p) {
+                anyhow::bail!("--percent {p}: give a percentage from 0 to 100");
+            }
+            decant::Cohort::Percent(p)
+        }
+        (None, None, None, Some(t), _) => {
+            decant::Cohort::MigratedAfter(std::time::SystemTime::from(t))
+        }
+        (None, None, None, None, true) => decant::Cohort::All,
+        _ => anyhow::bail!(
+            "which users? --user N, --ids FILE, --percent P, --migrated-after TIME or --all"
+        ),
+    };
+    if args.workers == 0 {
+        anyhow::bail!("--workers must be at least 1");
+    }
+    let decant = Decant::connect(args.target.url()?, args.target.spec()?, args.workers + 2)?;
+    let opts = decant::RunOptions {
+        workers: args.workers,
+        rate: args.rate,
+        schedule: args.schedule.schedule()?,
+        target_batch: Duration::from_millis(args.target_batch_ms.max(1)),
+        ..decant::RunOptions::default()
+    };
+    let progress = Arc::new(Progress::default());
+    let reporter = tokio::spawn(report_progress_as("rolling back", progress.clone()));
+    let report = decant::rollback(&decant, cohort, opts, progress, shutdown_signal()).await;
+    reporter.abort();
+    let _ = reporter.await;
+    let report = report?;
+    println!(
+        "{}: {} users rolled back (held out of the migration until `decant release`), {} could not be rebuilt, in {:.1} s",
+        if report.interrupted {
+            "stopped"
+        } else {
+            "done"
+        },
+        report.migrated,
+        report.failed,
+        report.elapsed.as_secs_f64()
+    );
+    if report.failed > 0 {
+        anyhow::bail!(
+            "{} users could not be rolled back (their rows do not rebuild a blob); they stay migrated: see the log",
+            report.failed
+        );
+    }
+    Ok(())
 }
 
 /// `decant run --dry-run`: one batch, rolled back, reported.
@@ -218,9 +326,13 @@ async fn shutdown_signal() {
 
 /// A progress bar on a terminal, else a log line every 5 s.
 async fn report_progress(progress: Arc<Progress>) {
+    report_progress_as("migrating", progress).await
+}
+
+async fn report_progress_as(label: &str, progress: Arc<Progress>) {
     let done = |p: &Progress| p.migrated() + p.failed();
     if std::io::stderr().is_terminal() {
-        let bar = progress_bar(progress.total()).expect("a terminal");
+        let bar = labelled_bar(label, progress.total()).expect("a terminal");
         let _guard = ClearOnDrop(bar.clone());
         let started = Instant::now();
         loop {

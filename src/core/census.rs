@@ -324,6 +324,22 @@ impl Census {
         add_group(&mut self.failures, spec, id, &problem);
     }
 
+    /// Adds a legacy user that already has rows in target table `table`:
+    /// the migration refuses it (it never adopts rows it did not write).
+    pub fn add_has_rows(&mut self, spec: &Spec, id: i64, bytes: usize, table: &str) {
+        self.legacy += 1;
+        self.failed += 1;
+        self.blob_bytes.record(bytes as u64);
+        let problem = Invalid {
+            rule: "(rows already there)".into(),
+            path: "$".into(),
+            expected: "a legacy user with no row in the target tables; decant never adopts rows"
+                .into(),
+            value: format!("has rows in table {table}"),
+        };
+        add_group(&mut self.failures, spec, id, &problem);
+    }
+
     /// Adds a migrated user whose residual cannot be read as JSON.
     pub fn add_unreadable_migrated(&mut self, id: i64, detail: String) {
         self.migrated += 1;

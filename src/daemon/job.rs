@@ -203,3 +203,134 @@ impl Job for MigrateJob {
         })
     }
 }
+
+/// Which migrated users a bulk rollback takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cohort {
+    /// These users.
+    Ids(Vec<i64>),
+    /// The users whose rollout bucket (the uniform hash `decant set
+    /// rollout=` uses) is below this percentage.
+    Percent(f64),
+    /// The users migrated at or after this time.
+    MigratedAfter(SystemTime),
+    /// Every migrated user.
+    All,
+}
+
+impl Cohort {
+    /// The cohort's predicate on the source row `s` (its id column
+    /// written `__ID__`), its parameter `$3`.
+    fn predicate(&self) -> &'static str {
+        match self {
+            Cohort::Ids(_) => "s.__ID__ = ANY ($3::bigint[])",
+            Cohort::Percent(_) => "decant.rollout_bucket(s.__ID__::bigint) < $3::integer",
+            Cohort::MigratedAfter(_) => {
+                "EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.__ID__ \
+                   AND st.migrated_at >= $3::timestamptz)"
+            }
+            Cohort::All => "$3::boolean",
+        }
+    }
+
+    fn param(&self) -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+        match self {
+            Cohort::Ids(ids) => Box::new(ids.clone()),
+            Cohort::Percent(p) => Box::new((p * 100.0).round() as i32),
+            Cohort::MigratedAfter(t) => Box::new(*t),
+            Cohort::All => Box::new(true),
+        }
+    }
+}
+
+/// Rolling a cohort of migrated users back: the job of `decant rollback`
+/// in bulk. Each batch rebuilds its users' blobs, clears their flags,
+/// deletes their rows and holds them out of the migration, in one
+/// transaction.
+pub(crate) struct RollbackJob {
+    pub store: Arc<Store>,
+    pub cohort: Cohort,
+    claim: String,
+    remaining: String,
+}
+
+impl RollbackJob {
+    pub fn new(store: Arc<Store>, cohort: Cohort) -> RollbackJob {
+        let spec = &store.spec;
+        let (src, id, blob, flag) = (
+            crate::pg::sql::source_table(spec),
+            crate::core::spec::quote(&spec.source.id),
+            crate::core::spec::quote(&spec.source.blob),
+            crate::core::spec::quote(&spec.source.flag),
+        );
+        let pred = cohort.predicate().replace("__ID__", &id);
+        RollbackJob {
+            claim: format!(
+                "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s \
+                 WHERE s.{flag} AND s.{id} > $1 AND {pred} \
+                 ORDER BY s.{id} LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED"
+            ),
+            remaining: format!("SELECT count(*) FROM {src} AS s WHERE s.{flag} AND {pred}"),
+            store,
+            cohort,
+        }
+    }
+}
+
+impl Job for RollbackJob {
+    async fn remaining(&self, client: &Object) -> Result<i64> {
+        // $1 and $2 unused: the same numbering as the claim
+        let sql = self.remaining.replace("$3", "$1");
+        Ok(client
+            .query_one(&sql, &[&*self.cohort.param()])
+            .await
+            .map_err(|e| Error::db("counting the users to roll back", e))?
+            .get(0))
+    }
+
+    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
+        let store = &*self.store;
+        let tx = pool::batch_transaction(client, "a rollback batch").await?;
+        let stmt = tx
+            .prepare_cached(&self.claim)
+            .await
+            .map_err(|e| Error::db("preparing the rollback claim", e))?;
+        let param = self.cohort.param();
+        let rows = tx
+            .query(&stmt, &[&cursor, &i64::from(size), &*param])
+            .await
+            .map_err(|e| Error::db("claiming users to roll back", e))?;
+        let locked: Vec<Locked> = rows
+            .iter()
+            .map(|r| Locked {
+                id: r.get(0),
+                blob: r.get(1),
+                migrated: r.get(2),
+            })
+            .collect();
+        let Some(last) = locked.last().map(|l| l.id) else {
+            return Ok(Claimed {
+                users: 0,
+                last_id: cursor,
+                done: 0,
+                failed: 0,
+                rows: 0,
+            });
+        };
+        let claimed = locked.len();
+        let (done, failed) = migrate::rollback_locked(store, &tx, locked).await?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("committing a rollback batch", e))?;
+        for Failure { user, error } in &failed {
+            tracing::error!(user, cause = %error, "cannot roll back; the user stays migrated");
+        }
+        Ok(Claimed {
+            users: claimed,
+            last_id: last,
+            done: done.len() as u64,
+            failed: failed.len() as u64,
+            rows: 0,
+        })
+    }
+}

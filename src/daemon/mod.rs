@@ -17,7 +17,7 @@ mod job;
 mod monitor;
 mod progress;
 
-pub use job::DryRun;
+pub use job::{Cohort, DryRun};
 pub use monitor::Throttle;
 pub use progress::{Progress, peak_memory};
 
@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::pg::control::{self, Control};
 use crate::pg::{pool, state};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
-use job::{Claimed, Job, MigrateJob};
+use job::{Claimed, Job, MigrateJob, RollbackJob};
 use monitor::Signals;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -147,6 +147,46 @@ pub async fn run(
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunReport> {
+    let rollout_only = opts.rollout_only;
+    run_job(decant, opts, progress, shutdown, |store, run_start| {
+        MigrateJob {
+            store,
+            run_start,
+            rollout_only,
+        }
+    })
+    .await
+}
+
+/// Rolls a cohort of migrated users back through the daemon's loop (the
+/// same pace, windows, throttling, pause and graceful stop as `run`): each
+/// batch rebuilds its users' blobs from the tables, clears their flags,
+/// deletes their rows and holds them out of the migration (`decant
+/// release` puts them back), in one transaction. In the report, `migrated`
+/// counts the users rolled back and `failed` those whose rows do not
+/// rebuild a blob (they stay migrated).
+pub async fn rollback(
+    decant: &Decant,
+    cohort: Cohort,
+    opts: RunOptions,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunReport> {
+    run_job(decant, opts, progress, shutdown, |store, _| {
+        RollbackJob::new(store, cohort)
+    })
+    .await
+}
+
+/// The daemon's loop around the job `make` builds (from the store and the
+/// run's start on the server clock).
+async fn run_job<J: Job>(
+    decant: &Decant,
+    opts: RunOptions,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    make: impl FnOnce(Arc<crate::pg::store::Store>, std::time::SystemTime) -> J,
+) -> Result<RunReport> {
     let started = Instant::now();
     let pool = decant.pool();
     let admin = pool::get(pool).await?;
@@ -179,14 +219,10 @@ pub async fn run(
         stopping: AtomicBool::new(false),
         cursor: AtomicI64::new(i64::MIN),
     });
-    let job = Arc::new(MigrateJob {
-        store: decant.store().clone(),
-        run_start,
-        rollout_only: opts.rollout_only,
-    });
+    let job = Arc::new(make(decant.store().clone(), run_start));
     let total = job.remaining(&admin).await?;
     progress.total.store(total as u64, Ordering::Relaxed);
-    tracing::info!(legacy = total, workers = opts.workers, "daemon started");
+    tracing::info!(users = total, workers = opts.workers, "daemon started");
 
     watch.calibrate(&admin).await?;
     signals_tx.send_replace(monitor::check_signals(&watch, &admin).await);

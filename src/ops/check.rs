@@ -15,6 +15,7 @@ use crate::pg::store::{Snapshot, Store};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -149,6 +150,10 @@ pub async fn check(
         .prepare(&store.sql.snapshot)
         .await
         .map_err(|e| Error::db("preparing the census read", e))?;
+    let has_rows_stmt = client
+        .prepare(&store.sql.has_rows)
+        .await
+        .map_err(|e| Error::db("preparing the census read", e))?;
 
     let mut census = Census::new(&spec);
     let mut pending = FuturesOrdered::new();
@@ -177,8 +182,23 @@ pub async fn check(
         if let Some(last) = page.last() {
             after = last.id;
         }
+        // legacy users with rows already there: the migration refuses them
+        let legacy: Vec<i64> = page.iter().filter(|u| !u.migrated).map(|u| u.id).collect();
+        let has_rows: HashMap<i64, String> = if legacy.is_empty() || spec.tables.is_empty() {
+            HashMap::new()
+        } else {
+            client
+                .query(&has_rows_stmt, &[&legacy])
+                .await
+                .map_err(|e| Error::db("checking legacy users for rows already there", e))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        };
         let spec = spec.clone();
-        pending.push_back(tokio::task::spawn_blocking(move || census_of(&spec, page)));
+        pending.push_back(tokio::task::spawn_blocking(move || {
+            census_of(&spec, page, &has_rows)
+        }));
         while pending.len() >= IN_FLIGHT {
             merge(&mut census, &mut pending, progress).await?;
         }
@@ -220,7 +240,7 @@ async fn merge(census: &mut Census, pending: &mut Pending, progress: &CheckProgr
 }
 
 /// The census of one page of users.
-fn census_of(spec: &Spec, page: Vec<Snapshot>) -> (Census, u64) {
+fn census_of(spec: &Spec, page: Vec<Snapshot>, has_rows: &HashMap<i64, String>) -> (Census, u64) {
     let mut c = Census::new(spec);
     for u in &page {
         if u.migrated {
@@ -228,6 +248,8 @@ fn census_of(spec: &Spec, page: Vec<Snapshot>) -> (Census, u64) {
                 Ok(residual) => c.add_migrated(spec, u.id, &u.rows, &residual),
                 Err(e) => c.add_unreadable_migrated(u.id, e.to_string()),
             }
+        } else if let Some(table) = has_rows.get(&u.id) {
+            c.add_has_rows(spec, u.id, u.blob.text_len(), table);
         } else {
             match u.blob.parse(u.id) {
                 Ok(blob) => c.add_legacy(spec, u.id, &blob, u.blob.text_len()),

@@ -20,6 +20,8 @@ pub struct Status {
     pub failed: i64,
     /// Failed users at the attempt limit, which the daemon skips.
     pub over_limit: i64,
+    /// Users rolled back and held out of the migration (`decant release`).
+    pub held: i64,
     /// The attempt limit.
     pub max_attempts: i32,
     /// Failed users grouped by reason, largest group first.
@@ -75,7 +77,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     let recent_rate = state.migrated_last_minute as f64 / 60.0;
     let over_limit = state.over_limit;
     let legacy = users - migrated;
-    let to_do = (legacy - over_limit).max(0);
+    let to_do = (legacy - over_limit - state.held).max(0);
     let rate = if recent_rate > 0.0 {
         Some(recent_rate)
     } else {
@@ -94,6 +96,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         legacy,
         failed: state.failed,
         over_limit,
+        held: state.held,
         max_attempts: max,
         failures,
         recent_rate,
@@ -135,6 +138,13 @@ impl fmt::Display for Status {
                 g.users,
                 g.reason,
                 ids.join(", ")
+            )?;
+        }
+        if self.held > 0 {
+            writeln!(
+                f,
+                "held       {} (rolled back; not migrated again until `decant release`)",
+                self.held
             )?;
         }
         writeln!(

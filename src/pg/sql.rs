@@ -69,6 +69,9 @@ pub(crate) struct Sql {
     /// the row count then one array per column (in its wire form), all in
     /// the same row order.
     pub snapshot: String,
+    /// Of the users `$1`, those with a row in some target table, and the
+    /// first such table's name.
+    pub has_rows: String,
     /// The census's read of the next page of users after `$1` (at most
     /// `$2`), in id order, each with its flag, blob and a migrated user's
     /// rows, as `snapshot` gives them.
@@ -118,15 +121,16 @@ impl Sql {
         let tables = (0..spec.tables.len())
             .map(|ti| table_sql(spec, ti))
             .collect();
-        // Legacy users not failed too often nor already failed in this run
+        // Legacy users not held (rolled back), not failed too often nor
+        // already failed in this run
         // ($2 = max attempts, $3 = run start), from the partial index. The
         // state rows are bounded by the cursor too: without it the anti
         // join reads every state row behind the cursor (all the users
         // migrated so far) on every claim, 30 ms per claim at 150,000.
         let claimable_where = format!(
             "NOT s.{flag} AND s.{id} > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st \
-               WHERE st.user_id = s.{id} AND st.user_id > $1 AND st.state = 'failed' \
-                 AND (st.attempts >= $2 OR st.updated_at >= $3))"
+               WHERE st.user_id = s.{id} AND st.user_id > $1 AND (st.state = 'held' \
+                 OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3))))"
         );
         let claim = |extra: &str| {
             format!(
@@ -160,6 +164,7 @@ impl Sql {
             exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1::bigint)"),
             snapshot: snapshot(spec, "= ANY($1::bigint[])", true),
             snapshot_one: snapshot(spec, "= $1::bigint", true),
+            has_rows: has_rows(spec),
             page: format!("{} LIMIT $2", snapshot(spec, "> $1::bigint", true)),
             rows_one: snapshot(spec, "= $1::bigint", false),
             claim: claim(""),
@@ -171,7 +176,7 @@ impl Sql {
             lock_call: format!(
                 "SELECT {id}::bigint, {blob}, {flag}, NOT {flag} AND decant.in_rollout({id}) \
                    AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
-                                    AND st.state = 'failed' AND st.attempts >= $2) \
+                                    AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) \
                  FROM {src} WHERE {id} = $1::bigint FOR NO KEY UPDATE"
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),
@@ -187,6 +192,30 @@ impl Sql {
             tables,
         }
     }
+}
+
+fn has_rows(spec: &Spec) -> String {
+    let probes: Vec<String> = spec
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            format!(
+                "SELECT '{}'::text AS name WHERE EXISTS (SELECT 1 FROM {} AS x WHERE x.{} = u.id)",
+                t.name.replace('\'', "''"),
+                target_table(spec, ti),
+                quote(&t.user_column)
+            )
+        })
+        .collect();
+    if probes.is_empty() {
+        return "SELECT NULL::bigint, NULL::text WHERE false".into();
+    }
+    format!(
+        "SELECT u.id, t.name FROM unnest($1::bigint[]) AS u(id) \
+         CROSS JOIN LATERAL ({} LIMIT 1) AS t",
+        probes.join(" UNION ALL ")
+    )
 }
 
 fn snapshot(spec: &Spec, ids: &str, with_blob: bool) -> String {
@@ -353,6 +382,7 @@ mod tests {
             ("snapshot", &sql.snapshot),
             ("snapshot_one", &sql.snapshot_one),
             ("page", &sql.page),
+            ("has_rows", &sql.has_rows),
             ("rows_one", &sql.rows_one),
             ("lock_call", &sql.lock_call),
             ("write_one", &sql.write_one),

@@ -20,10 +20,13 @@ const FAILED: &str = "INSERT INTO decant.user_state AS s \
      ON CONFLICT (user_id) DO UPDATE SET state = 'failed', attempts = s.attempts + 1, \
         reason = EXCLUDED.reason, last_error = EXCLUDED.last_error, updated_at = now()";
 
-const LEGACY: &str = "INSERT INTO decant.user_state AS s (user_id, state, updated_at) \
-     SELECT u, 'legacy', now() FROM unnest($1::bigint[]) AS u \
-     ON CONFLICT (user_id) DO UPDATE SET state = 'legacy', migrated_at = NULL, \
-        warnings = NULL, updated_at = now()";
+const HELD: &str = "INSERT INTO decant.user_state AS s (user_id, state, updated_at) \
+     SELECT u, 'held', now() FROM unnest($1::bigint[]) AS u \
+     ON CONFLICT (user_id) DO UPDATE SET state = 'held', migrated_at = NULL, \
+        warnings = NULL, attempts = 0, reason = NULL, last_error = NULL, updated_at = now()";
+
+const RELEASE: &str = "UPDATE decant.user_state SET state = 'legacy', updated_at = now() \
+     WHERE state = 'held' AND ($1::bigint[] IS NULL OR user_id = ANY ($1::bigint[]))";
 
 /// Of claimed users, those a peer failed since the claim's snapshot (the
 /// failure is recorded in this table, so the row lock's re-check of the
@@ -37,7 +40,8 @@ const OVER_LIMIT: &str =
 
 const COUNTS: &str = "SELECT count(*) FILTER (WHERE state = 'failed'),
         count(*) FILTER (WHERE state = 'failed' AND attempts >= $1),
-        count(*) FILTER (WHERE migrated_at > now() - interval '60 seconds')
+        count(*) FILTER (WHERE migrated_at > now() - interval '60 seconds'),
+        count(*) FILTER (WHERE state = 'held')
    FROM decant.user_state";
 
 const FAILURE_GROUPS: &str =
@@ -73,13 +77,23 @@ pub(crate) async fn record_failed(
     Ok(())
 }
 
-/// Records users as legacy again (rolled back).
-pub(crate) async fn record_legacy(client: &impl GenericClient, users: &[i64]) -> Result<()> {
+/// Records users as rolled back and held out of the migration.
+pub(crate) async fn record_held(client: &impl GenericClient, users: &[i64]) -> Result<()> {
     client
-        .execute(LEGACY, &[&users])
+        .execute(HELD, &[&users])
         .await
         .map_err(|e| Error::db("recording rolled back users", e))?;
     Ok(())
+}
+
+/// Releases held users (`None`: all of them) back into the migration;
+/// returns how many.
+pub(crate) async fn release(client: &impl GenericClient, users: Option<&[i64]>) -> Result<u64> {
+    let users: Option<Vec<i64>> = users.map(<[i64]>::to_vec);
+    client
+        .execute(RELEASE, &[&users])
+        .await
+        .map_err(|e| Error::db("releasing held users", e))
 }
 
 /// Of `users`, those that failed `max_attempts` times or since `since`.
@@ -120,6 +134,8 @@ pub(crate) struct Counts {
     pub over_limit: i64,
     /// Users migrated in the last 60 seconds.
     pub migrated_last_minute: i64,
+    /// Users rolled back and held out of the migration.
+    pub held: i64,
 }
 
 /// Reads the state table's counts.
@@ -132,6 +148,7 @@ pub(crate) async fn counts(client: &impl GenericClient, max_attempts: i32) -> Re
         failed: row.get(0),
         over_limit: row.get(1),
         migrated_last_minute: row.get(2),
+        held: row.get(3),
     })
 }
 

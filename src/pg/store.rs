@@ -92,6 +92,29 @@ impl Store {
             .collect())
     }
 
+    /// Of `users`, those with rows in some target table, with the first
+    /// such table.
+    pub async fn users_with_rows(
+        &self,
+        tx: &Transaction<'_>,
+        users: &[i64],
+    ) -> Result<HashMap<i64, String>> {
+        if users.is_empty() || self.spec.tables.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let stmt = tx
+            .prepare_cached(&self.sql.has_rows)
+            .await
+            .map_err(|e| Error::db("preparing the check for rows already there", e))?;
+        Ok(tx
+            .query(&stmt, &[&users])
+            .await
+            .map_err(|e| Error::db("checking for rows already there", e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
     /// Writes blobs and flags: `(id, blob, migrated)`.
     pub async fn write_blobs(
         &self,

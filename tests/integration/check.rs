@@ -228,3 +228,62 @@ async fn the_census_runs_on_a_hot_standby() {
     assert_eq!(on_standby.census, on_primary.census);
     assert!(on_standby.census.migrated > 0 && on_standby.census.would_fail > 0);
 }
+
+#[tokio::test]
+async fn a_legacy_user_with_rows_already_there_is_refused_and_listed() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    let (id, other) = {
+        let mut clean = (1..).filter(|&i| crate::example::user(1, i).dirt.is_none());
+        (clean.next().unwrap(), clean.next().unwrap())
+    };
+    // a row left by an earlier tool, under a key the blob does not have
+    client
+        .execute(
+            "INSERT INTO user_statistic (user_id, mode, statistic_id, value) VALUES ($1, 'ghost', 'left_over', 7)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let census = check(&db.url, Selection::All).await.census;
+    let group = census
+        .failures
+        .iter()
+        .find(|g| g.rule == "(rows already there)")
+        .expect("the census lists the user");
+    assert_eq!((group.users, group.examples[0].id), (1, id));
+    assert!(group.examples[0].value.contains("user_statistic"));
+
+    let report = decant.migrate_user(id).await.unwrap();
+    assert!(report.migrated.is_empty());
+    let err = report.failed[0].error.to_string();
+    assert!(
+        err.contains("already has rows in table user_statistic"),
+        "{err}"
+    );
+    assert!(!crate::harness::is_migrated(&client, id).await);
+    // the row is left as it was, nothing adopted; others migrate as before
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM user_statistic WHERE user_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1);
+    assert_eq!(decant.migrate_user(other).await.unwrap().migrated.len(), 1);
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert!(
+        status
+            .failures
+            .iter()
+            .any(|f| f.reason == "already has rows in table user_statistic"
+                && f.examples == vec![id]),
+        "{:?}",
+        status.failures
+    );
+}

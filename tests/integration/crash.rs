@@ -182,3 +182,79 @@ async fn sigterm_finishes_the_batch_and_exits_zero() {
     drop(decant);
     std::fs::remove_dir_all(spec.parent().unwrap()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_during_a_bulk_rollback_leave_every_user_whole() {
+    let db = TestDb::new().await;
+    let n = 3000;
+    let decant = db.game(n).await;
+    let client = db.client().await;
+    let ids: Vec<i64> = (1..=n).collect();
+    for chunk in ids.chunks(500) {
+        decant.migrate_batch(chunk).await.unwrap();
+    }
+    let migrated_at_start = count_migrated(&client).await;
+    let spec = spec_file("rollback-kill");
+    let mut rng = Rng::new(7);
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
+            .args(["rollback", "--all", "--rate", "400/s", "--spec"])
+            .arg(&spec)
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(rng.range(200, 700))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        seen.push(count_migrated(&client).await);
+    }
+    assert!(
+        *seen.last().unwrap() < migrated_at_start && *seen.last().unwrap() > 0,
+        "the kills landed mid-rollback: {seen:?} of {migrated_at_start}"
+    );
+    // every user whole: migrated and loading its blob, or legacy with its
+    // original blob, no row, and held
+    let mut loaded = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        loaded.extend(decant.load_many(chunk).await.unwrap());
+    }
+    let rows: std::collections::HashMap<i64, (bool, serde_json::Value, i64, Option<String>)> =
+        client
+            .query(
+                &format!(
+                    "SELECT u.id, u.migrated, u.data, ({}) , st.state FROM \"user\" u \
+                 LEFT JOIN decant.user_state st ON st.user_id = u.id",
+                    GAME_TABLES
+                        .iter()
+                        .map(|t| format!("(SELECT count(*) FROM {t} x WHERE x.user_id = u.id)"))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+            .collect();
+    for id in ids {
+        let u = crate::example::user(1, id);
+        let (migrated, blob, n_rows, state) = &rows[&id];
+        assert!(json_eq(&loaded[&id], &u.blob), "user {id}: load");
+        if *migrated {
+            assert!(*n_rows > 0, "user {id}: migrated without rows");
+        } else {
+            assert_eq!(*n_rows, 0, "user {id}: legacy with rows");
+            assert!(json_eq(blob, &u.blob), "user {id}: blob");
+            if u.dirt.is_none() {
+                assert_eq!(state.as_deref(), Some("held"), "user {id}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(spec.parent().unwrap()).unwrap();
+}

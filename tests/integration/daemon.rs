@@ -624,3 +624,133 @@ async fn a_dry_run_claims_and_verifies_a_batch_and_writes_nothing() {
     really_failed.sort_unstable();
     assert_eq!(really_failed, failed);
 }
+
+/// Runs a bulk rollback of `cohort` to the end.
+async fn roll_back(decant: &Decant, cohort: decant::Cohort) -> RunReport {
+    let opts = RunOptions {
+        workers: 2,
+        rate: Some(decant::Rate::Max),
+        ..RunOptions::default()
+    };
+    decant::rollback(
+        decant,
+        cohort,
+        opts,
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn migrate_all(decant: &Decant) -> RunReport {
+    let opts = RunOptions {
+        workers: 2,
+        rate: Some(decant::Rate::Max),
+        ..RunOptions::default()
+    };
+    decant::run(
+        decant,
+        opts,
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn migrated_ids(client: &tokio_postgres::Client) -> Vec<i64> {
+    client
+        .query("SELECT id FROM \"user\" WHERE migrated ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
+    let db = TestDb::new().await;
+    let n = 300;
+    let decant = db.game(n).await;
+    let client = db.client().await;
+    let first: Vec<i64> = (1..=150).collect();
+    for chunk in first.chunks(50) {
+        decant.migrate_batch(chunk).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t: std::time::SystemTime = client.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let second: Vec<i64> = (151..=n).collect();
+    for chunk in second.chunks(50) {
+        decant.migrate_batch(chunk).await.unwrap();
+    }
+    let all_migrated = migrated_ids(&client).await;
+    let original = |id: i64| crate::example::user(1, id).blob;
+    let legacy_blob_is_original = async |id: i64| {
+        let blob: serde_json::Value = client
+            .query_one("SELECT data FROM \"user\" WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        json_eq(&blob, &original(id)) && row_count(&client, id).await == 0
+    };
+
+    // users migrated after t: exactly the second half
+    let r = roll_back(&decant, decant::Cohort::MigratedAfter(t)).await;
+    let now = migrated_ids(&client).await;
+    assert!(now.iter().all(|&id| id <= 150), "{now:?}");
+    let rolled: Vec<i64> = all_migrated
+        .iter()
+        .copied()
+        .filter(|id| *id > 150)
+        .collect();
+    assert_eq!(r.migrated as usize, rolled.len());
+    for &id in &rolled {
+        assert!(legacy_blob_is_original(id).await, "user {id}");
+    }
+
+    // a percentage by the rollout hash, then a list
+    roll_back(&decant, decant::Cohort::Percent(30.0)).await;
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM \"user\" WHERE migrated AND decant.rollout_bucket(id) < 3000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let before = migrated_ids(&client).await;
+    let kept: Vec<i64> = before.iter().copied().filter(|id| *id % 7 != 0).collect();
+    let listed: Vec<i64> = before.iter().copied().filter(|id| *id % 7 == 0).collect();
+    assert!(!listed.is_empty() && !kept.is_empty());
+    let r = roll_back(&decant, decant::Cohort::Ids(listed.clone())).await;
+    assert_eq!(r.migrated as usize, listed.len());
+    assert_eq!(migrated_ids(&client).await, kept);
+
+    // held: the daemon leaves them legacy, status shows them
+    let held = all_migrated.len() - kept.len();
+    let run = migrate_all(&decant).await;
+    assert_eq!(run.migrated, 0, "held users were migrated again");
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(status.held as usize, held);
+    assert!(status.to_string().contains(&format!("held       {held}")));
+
+    // released: one, then all
+    assert_eq!(decant.release(Some(&listed[..1])).await.unwrap(), 1);
+    assert_eq!(migrate_all(&decant).await.migrated, 1);
+    assert_eq!(decant.release(None).await.unwrap() as usize, held - 1);
+    assert_eq!(migrate_all(&decant).await.migrated as usize, held - 1);
+    assert_eq!(migrated_ids(&client).await, all_migrated);
+
+    // everyone back
+    let r = roll_back(&decant, decant::Cohort::All).await;
+    assert_eq!(r.migrated as usize, all_migrated.len());
+    assert!(migrated_ids(&client).await.is_empty());
+    for id in 1..=n {
+        assert!(legacy_blob_is_original(id).await, "user {id}");
+    }
+}

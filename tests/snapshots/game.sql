@@ -5,13 +5,13 @@ SELECT "id"::bigint, "data", "migrated" FROM "public"."user" WHERE "id" = ANY($1
 SELECT "id"::bigint, "data", "migrated" FROM "public"."user" WHERE "id" = ANY($1::bigint[]) ORDER BY "id" FOR NO KEY UPDATE SKIP LOCKED;
 
 -- claim
-SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)) ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
 
 -- claim_rollout
-SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
 
 -- claimable
-SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)) AND ($4 = false OR decant.in_rollout(s."id"));
+SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND ($4 = false OR decant.in_rollout(s."id"));
 
 -- user_counts
 SELECT count(*), count(*) FILTER (WHERE "migrated") FROM "public"."user";
@@ -28,11 +28,14 @@ SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3,
 -- page
 SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" > $1::bigint ORDER BY s."id" LIMIT $2;
 
+-- has_rows
+SELECT u.id, t.name FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL (SELECT 'user_achievement'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_achievement" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_bot'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_bot" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_config'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_config" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_preference'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_preference" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_selected_bot'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_selected_bot" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_statistic'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_statistic" AS x WHERE x."user_id" = u.id) LIMIT 1) AS t;
+
 -- rows_one
 SELECT s."id"::bigint, NULL::jsonb, s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" = $1::bigint ORDER BY s."id";
 
 -- lock_call
-SELECT "id"::bigint, "data", "migrated", NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND st.state = 'failed' AND st.attempts >= $2) FROM "public"."user" WHERE "id" = $1::bigint FOR NO KEY UPDATE;
+SELECT "id"::bigint, "data", "migrated", NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) FROM "public"."user" WHERE "id" = $1::bigint FOR NO KEY UPDATE;
 
 -- write_one
 UPDATE "public"."user" SET "data" = $2::jsonb, "migrated" = $3::boolean WHERE "id" = $1::bigint;
@@ -218,7 +221,7 @@ CREATE SCHEMA IF NOT EXISTS decant;
 -- about which code path serves a user; this table says how it got there.
 CREATE TABLE IF NOT EXISTS decant.user_state (
     user_id     bigint PRIMARY KEY,
-    state       text        NOT NULL CHECK (state IN ('legacy', 'migrated', 'failed')),
+    state       text        NOT NULL CHECK (state IN ('legacy', 'migrated', 'failed', 'held')),
     attempts    integer     NOT NULL DEFAULT 0,
     reason      text,        -- the failure without user-specific detail, for grouping
     last_error  text,        -- the full message of the last failure
@@ -228,6 +231,18 @@ CREATE TABLE IF NOT EXISTS decant.user_state (
 );
 CREATE INDEX IF NOT EXISTS user_state_failed_idx
     ON decant.user_state (reason) WHERE state = 'failed';
+-- 'held': rolled back, held out of the migration until `decant release`
+-- (added after the first release: widen the check of an older table)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'user_state_state_check'
+                     AND conrelid = 'decant.user_state'::regclass
+                     AND pg_get_constraintdef(oid) LIKE '%held%') THEN
+        ALTER TABLE decant.user_state DROP CONSTRAINT IF EXISTS user_state_state_check;
+        ALTER TABLE decant.user_state ADD CONSTRAINT user_state_state_check
+            CHECK (state IN ('legacy', 'migrated', 'failed', 'held'));
+    END IF;
+END $$;
 
 -- The single control row every worker of every process reads (pause, rate,
 -- batch size, rollout); changed by `decant pause|resume|set`.
