@@ -45,7 +45,8 @@ pub use daemon::{
 pub use pg::control::{Setting, set as set_control};
 
 // Setting up and looking on.
-pub use core::census::{CensusReport, Example, Group, Summary, TypesSeen, Unclaimed};
+pub use core::census::{CensusReport, Example, FixupEffect, Group, Summary, TypesSeen, Unclaimed};
+pub use core::fixup::{Applied, Change, Fixup};
 pub use ops::check::{Check, CheckOptions, CheckProgress, Selection, check};
 pub use ops::status::{FailureGroup, Status, status};
 pub use pg::pool::{connect, with_dbname};
@@ -60,7 +61,14 @@ impl Spec {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Spec::parse_named(&text, path)?)
+        let spec = Spec::parse_named(&text, path)?;
+        // the fixups folder next to the spec
+        let dir = path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("fixups");
+        let fixups = Fixup::load_dir(&dir).map_err(Error::Setup)?;
+        Ok(spec.with_fixups(fixups))
     }
 }
 

@@ -10,6 +10,7 @@
 //! by user, so one bad user never holds back the rest.
 
 use crate::core::explode::{self, Exploded, Row};
+use crate::core::fixup;
 use crate::core::json::{Json, JsonView, json_diff};
 use crate::error::{Error, Result};
 use crate::pg::store::{Locked, Store};
@@ -40,6 +41,39 @@ pub struct Migrated {
     pub rows: usize,
     /// Values `keep` rules left in the residual.
     pub warnings: Vec<explode::Invalid>,
+    /// The fixups that changed its blob before explode, in order.
+    pub fixups: Vec<String>,
+}
+
+/// A legacy user's blob as migrated: parsed from the database's text, or
+/// an owned copy repaired by fixups (with what they did).
+enum Parsed<'a> {
+    Text(Json<'a>),
+    Fixed(Value, Vec<fixup::Applied>),
+}
+
+impl Parsed<'_> {
+    fn explode(&self, spec: &crate::core::spec::Spec) -> Result<Exploded, explode::Invalid> {
+        match self {
+            Parsed::Text(j) => explode::explode_view(spec, j),
+            Parsed::Fixed(v, _) => explode::explode_view(spec, v),
+        }
+    }
+
+    /// Equal to `other` under jsonb equality.
+    fn same(&self, other: &Value) -> bool {
+        match self {
+            Parsed::Text(j) => crate::core::json::eq(other, j),
+            Parsed::Fixed(v, _) => crate::core::json::eq(other, v),
+        }
+    }
+
+    fn value(&self) -> Value {
+        match self {
+            Parsed::Text(j) => j.to_value(),
+            Parsed::Fixed(v, _) => v.clone(),
+        }
+    }
 }
 
 /// A user whose migration failed.
@@ -161,8 +195,9 @@ pub(crate) async fn migrate_locked(
         .skipped
         .extend(ids.iter().filter(|id| !present.contains(id)));
 
-    // each blob parsed borrowing from the text the database sent
-    let mut todo: Vec<(&Locked, Json<'_>, Exploded)> = Vec::with_capacity(locked.len());
+    // each blob parsed borrowing from the text the database sent; with
+    // fixups, an owned copy they repair (what is exploded and verified)
+    let mut todo: Vec<(&Locked, Parsed<'_>, Exploded)> = Vec::with_capacity(locked.len());
     for l in &locked {
         if l.migrated {
             report.skipped.push(l.id);
@@ -175,7 +210,18 @@ pub(crate) async fn migrate_locked(
                 continue;
             }
         };
-        match explode::explode_view(spec, &blob) {
+        let blob = if spec.fixups.is_empty() {
+            Parsed::Text(blob)
+        } else {
+            let mut value = blob.to_value();
+            let applied = fixup::apply_all(&mut value, &spec.fixups);
+            if applied.is_empty() {
+                Parsed::Text(blob)
+            } else {
+                Parsed::Fixed(value, applied)
+            }
+        };
+        match blob.explode(spec) {
             Ok(e) => todo.push((l, blob, e)),
             Err(invalid) => report.failed.push(Failure {
                 user: l.id,
@@ -220,8 +266,8 @@ pub(crate) async fn migrate_locked(
         // iff the sent ones do; when they differ, diagnose from the stored
         let back = differs.get(&l.id).unwrap_or(&e.rows);
         let problem = match explode::reconstruct(spec, back, &e.residual) {
-            Ok(rebuilt) if crate::core::json::eq(&rebuilt, blob) => None,
-            Ok(rebuilt) => json_diff(&rebuilt, &blob.to_value(), &mut String::new())
+            Ok(rebuilt) if blob.same(&rebuilt) => None,
+            Ok(rebuilt) => json_diff(&rebuilt, &blob.value(), &mut String::new())
                 .or_else(|| Some("the rebuilt blob differs".into())),
             Err(e) => Some(e),
         };
@@ -274,17 +320,28 @@ pub(crate) async fn migrate_locked(
                 })
             })
             .collect();
-        state::record_migrated(&**tx, &ids, &warnings).await?;
+        let fixups: Vec<Option<Value>> = todo
+            .iter()
+            .map(|(_, blob, _)| match blob {
+                Parsed::Fixed(_, applied) => serde_json::to_value(applied).ok(),
+                Parsed::Text(_) => None,
+            })
+            .collect();
+        state::record_migrated(&**tx, &ids, &warnings, &fixups).await?;
     }
     if !report.failed.is_empty() {
         record_failures(&**tx, &report.failed).await?;
     }
     report.migrated = todo
         .into_iter()
-        .map(|(l, _, e)| Migrated {
+        .map(|(l, blob, e)| Migrated {
             user: l.id,
             rows: e.rows.len(),
             warnings: e.warnings,
+            fixups: match blob {
+                Parsed::Fixed(_, applied) => applied.into_iter().map(|a| a.fixup).collect(),
+                Parsed::Text(_) => Vec::new(),
+            },
         })
         .collect();
     Ok(report)
@@ -323,17 +380,34 @@ pub(crate) async fn rollback_locked(
     let migrated: Vec<Locked> = locked.into_iter().filter(|l| l.migrated).collect();
     let users: Vec<i64> = migrated.iter().map(|l| l.id).collect();
     let mut stored: HashMap<i64, Vec<Row>> = store.read_rows(tx, &users).await?;
+    let mut fixed: HashMap<i64, Value> = state::fixups_of(&**tx, &users).await?;
     let mut blobs = Vec::with_capacity(migrated.len());
     let mut failed = Vec::new();
     for l in &migrated {
         let rows = stored.remove(&l.id).unwrap_or_default();
         let rebuilt = l.blob.value(l.id).and_then(|residual| {
-            explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
-                Error::Verification {
-                    user: l.id,
-                    detail: format!("cannot rebuild the blob for rollback: {detail}"),
-                }
-            })
+            let mut blob =
+                explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
+                    Error::Verification {
+                        user: l.id,
+                        detail: format!("cannot rebuild the blob for rollback: {detail}"),
+                    }
+                })?;
+            // the fixups applied when it migrated, undone last first
+            if let Some(record) = fixed.remove(&l.id) {
+                let applied: Vec<fixup::Applied> =
+                    serde_json::from_value(record).map_err(|e| Error::Verification {
+                        user: l.id,
+                        detail: format!("its fixup record is unreadable: {e}"),
+                    })?;
+                fixup::undo(&mut blob, &applied, &store.spec.fixups).map_err(|detail| {
+                    Error::Verification {
+                        user: l.id,
+                        detail: format!("cannot undo its fixups: {detail}"),
+                    }
+                })?;
+            }
+            Ok(blob)
         });
         match rebuilt {
             Ok(blob) => blobs.push((l.id, blob)),

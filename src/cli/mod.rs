@@ -262,6 +262,12 @@ async fn run(cli: Cli) -> Result<()> {
             let report = target.decant()?.migrate_user(user).await?;
             if let Some(m) = report.migrated.first() {
                 println!("user {user}: migrated, {} rows, verified", m.rows);
+                if !m.fixups.is_empty() {
+                    println!(
+                        "  repaired first by fixups {} (undone on rollback)",
+                        m.fixups.join(", ")
+                    );
+                }
                 for w in &m.warnings {
                     println!("  warning: {w} (kept in the residual)");
                 }

@@ -165,9 +165,22 @@ pub struct TypesSeen {
     pub types: BTreeMap<String, u64>,
 }
 
+/// What one fixup would change.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FixupEffect {
+    /// The fixup's name.
+    pub fixup: String,
+    /// Legacy users whose blob it would change.
+    pub users: u64,
+    /// The first of them (in id order): the first path changed and the
+    /// value there before.
+    pub examples: Vec<Example>,
+}
+
 /// What migrating a set of users would do, summed.
 #[derive(Debug, Clone, Default)]
 pub struct Census {
+    fixups: Vec<FixupEffect>,
     legacy: u64,
     clean: u64,
     warned: u64,
@@ -240,6 +253,15 @@ impl Census {
     /// A census for `spec`.
     pub fn new(spec: &Spec) -> Census {
         Census {
+            fixups: spec
+                .fixups
+                .iter()
+                .map(|f| FixupEffect {
+                    fixup: f.name.clone(),
+                    users: 0,
+                    examples: Vec::new(),
+                })
+                .collect(),
             rows_by_table: vec![0; spec.tables.len()],
             broken: Group {
                 rule: "(stored rows)".into(),
@@ -322,6 +344,28 @@ impl Census {
             value: detail,
         };
         add_group(&mut self.failures, spec, id, &problem);
+    }
+
+    /// Records what the fixups did to a legacy user's blob (before
+    /// [`Census::add_legacy`] with the repaired blob).
+    pub fn add_fixups(&mut self, id: i64, applied: &[crate::core::fixup::Applied]) {
+        for a in applied {
+            if let Some(e) = self.fixups.iter_mut().find(|e| e.fixup == a.fixup) {
+                e.users += 1;
+                if e.examples.len() < EXAMPLES {
+                    let (path, value) = match a.changes.first() {
+                        Some(c) => (
+                            format!("$.{}", c.path.join(".")),
+                            c.before
+                                .as_ref()
+                                .map_or("(absent)".to_string(), Value::to_string),
+                        ),
+                        None => ("$".to_string(), "(a Rust fixup)".to_string()),
+                    };
+                    e.examples.push(Example { id, path, value });
+                }
+            }
+        }
     }
 
     /// Adds a legacy user that already has rows in target table `table`:
@@ -455,6 +499,11 @@ impl Census {
 
     /// Adds the census of other users (taken after this one's, in id order).
     pub fn merge(&mut self, other: Census) {
+        for (mine, theirs) in self.fixups.iter_mut().zip(other.fixups) {
+            mine.users += theirs.users;
+            let room = EXAMPLES.saturating_sub(mine.examples.len());
+            mine.examples.extend(theirs.examples.into_iter().take(room));
+        }
         self.legacy += other.legacy;
         self.clean += other.clean;
         self.warned += other.warned;
@@ -517,6 +566,7 @@ impl Census {
             would_migrate_cleanly: self.clean,
             would_migrate_with_warnings: self.warned,
             would_fail: self.failed,
+            fixups: self.fixups.clone(),
             failures: sorted(&self.failures),
             warnings: sorted(&self.warnings),
             unclaimed,
@@ -557,8 +607,10 @@ pub struct CensusReport {
     /// Legacy users that would migrate, some invalid values kept in the
     /// residual under `keep` rules.
     pub would_migrate_with_warnings: u64,
-    /// Legacy users that would fail (and stay legacy).
+    /// Legacy users that would fail (and stay legacy), fixups applied.
     pub would_fail: u64,
+    /// What each fixup would change, in order.
+    pub fixups: Vec<FixupEffect>,
     /// Failures by rule, pattern and reason, largest first.
     pub failures: Vec<Group>,
     /// Warnings by rule, pattern and reason, largest first.

@@ -7,6 +7,7 @@
 //! bounded by the page size, whatever the table's.
 
 use crate::core::census::{Census, CensusReport};
+use crate::core::json::JsonView;
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
 use crate::pg::pool;
@@ -252,6 +253,12 @@ fn census_of(spec: &Spec, page: Vec<Snapshot>, has_rows: &HashMap<i64, String>) 
             c.add_has_rows(spec, u.id, u.blob.text_len(), table);
         } else {
             match u.blob.parse(u.id) {
+                Ok(blob) if !spec.fixups.is_empty() => {
+                    let mut value = blob.to_value();
+                    let applied = crate::core::fixup::apply_all(&mut value, &spec.fixups);
+                    c.add_fixups(u.id, &applied);
+                    c.add_legacy(spec, u.id, &value, u.blob.text_len());
+                }
                 Ok(blob) => c.add_legacy(spec, u.id, &blob, u.blob.text_len()),
                 Err(e) => c.add_unreadable(spec, u.id, u.blob.text_len(), e.to_string()),
             }
@@ -330,6 +337,18 @@ impl std::fmt::Display for Check {
                 }
                 Ok(())
             };
+        if !c.fixups.is_empty() {
+            writeln!(
+                f,
+                "\nfixups (applied before explode): users changed; examples (path: value before)"
+            )?;
+            for e in &c.fixups {
+                writeln!(f, "  {}: {} users", e.fixup, e.users)?;
+                for x in &e.examples {
+                    writeln!(f, "    user {} at {}: {}", x.id, x.path, x.value)?;
+                }
+            }
+        }
         groups(f, "failures", &c.failures)?;
         groups(f, "warnings", &c.warnings)?;
         if let Some(b) = &c.migrated_not_rebuilding {

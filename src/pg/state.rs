@@ -9,10 +9,15 @@ use std::time::SystemTime;
 use tokio_postgres::GenericClient;
 
 const MIGRATED: &str = "INSERT INTO decant.user_state AS s \
-        (user_id, state, attempts, warnings, migrated_at, updated_at) \
-     SELECT u, 'migrated', 0, w, now(), now() FROM unnest($1::bigint[], $2::jsonb[]) AS v(u, w) \
+        (user_id, state, attempts, warnings, fixups, migrated_at, updated_at) \
+     SELECT u, 'migrated', 0, w, f, now(), now() \
+       FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[]) AS v(u, w, f) \
      ON CONFLICT (user_id) DO UPDATE SET state = 'migrated', warnings = EXCLUDED.warnings, \
-        reason = NULL, last_error = NULL, migrated_at = now(), updated_at = now()";
+        fixups = EXCLUDED.fixups, reason = NULL, last_error = NULL, migrated_at = now(), \
+        updated_at = now()";
+
+const FIXUPS_OF: &str = "SELECT user_id, fixups FROM decant.user_state \
+     WHERE user_id = ANY ($1::bigint[]) AND fixups IS NOT NULL";
 
 const FAILED: &str = "INSERT INTO decant.user_state AS s \
         (user_id, state, attempts, reason, last_error, updated_at) \
@@ -23,7 +28,8 @@ const FAILED: &str = "INSERT INTO decant.user_state AS s \
 const HELD: &str = "INSERT INTO decant.user_state AS s (user_id, state, updated_at) \
      SELECT u, 'held', now() FROM unnest($1::bigint[]) AS u \
      ON CONFLICT (user_id) DO UPDATE SET state = 'held', migrated_at = NULL, \
-        warnings = NULL, attempts = 0, reason = NULL, last_error = NULL, updated_at = now()";
+        warnings = NULL, fixups = NULL, attempts = 0, reason = NULL, last_error = NULL, \
+        updated_at = now()";
 
 const RELEASE: &str = "UPDATE decant.user_state SET state = 'legacy', updated_at = now() \
      WHERE state = 'held' AND ($1::bigint[] IS NULL OR user_id = ANY ($1::bigint[]))";
@@ -50,14 +56,15 @@ const FAILURE_GROUPS: &str =
       GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50";
 
 /// Records users as migrated, each with its warnings (a JSON array of
-/// texts, or NULL).
+/// texts, or NULL) and what its fixups did (what rollback undoes, or NULL).
 pub(crate) async fn record_migrated(
     client: &impl GenericClient,
     users: &[i64],
     warnings: &[Option<Value>],
+    fixups: &[Option<Value>],
 ) -> Result<()> {
     client
-        .execute(MIGRATED, &[&users, &warnings])
+        .execute(MIGRATED, &[&users, &warnings, &fixups])
         .await
         .map_err(|e| Error::db("recording migrated users", e))?;
     Ok(())
@@ -75,6 +82,23 @@ pub(crate) async fn record_failed(
         .await
         .map_err(|e| Error::db("recording failures", e))?;
     Ok(())
+}
+
+/// The fixup records of `users` that have one.
+pub(crate) async fn fixups_of(
+    client: &impl GenericClient,
+    users: &[i64],
+) -> Result<std::collections::HashMap<i64, Value>> {
+    if users.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    Ok(client
+        .query(FIXUPS_OF, &[&users])
+        .await
+        .map_err(|e| Error::db("reading the fixups applied", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 /// Records users as rolled back and held out of the migration.

@@ -91,6 +91,7 @@ pub(super) fn complete(
         trie,
         routes,
         ranked: Vec::new(),
+        fixups: Vec::new(),
     })
 }
 

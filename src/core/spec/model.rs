@@ -40,6 +40,9 @@ pub struct Spec {
     pub(crate) routes: Vec<Vec<usize>>,
     /// Statistics a top-N reads fast in any mixed state.
     pub(crate) ranked: Vec<Ranked>,
+    /// Fixups applied before explode, in order (from the `fixups` folder
+    /// next to the spec file, or [`Spec::with_fixups`]).
+    pub(crate) fixups: Vec<crate::core::fixup::Fixup>,
 }
 
 /// A ranked statistic: one scalar of one rule, at a concrete blob path,
@@ -281,6 +284,18 @@ pub(crate) struct Node {
 }
 
 impl Spec {
+    /// The spec with these fixups (in order) instead of its own: Rust
+    /// function pairs ([`crate::Fixup::custom`]) and declarative ones.
+    pub fn with_fixups(mut self, fixups: Vec<crate::core::fixup::Fixup>) -> Spec {
+        self.fixups = fixups;
+        self
+    }
+
+    /// The fixups applied before explode, in order.
+    pub fn fixups(&self) -> &[crate::core::fixup::Fixup] {
+        &self.fixups
+    }
+
     /// The rule rows of `table` belong to: the most specific rule of the
     /// table whose constants all match, `value(ci)` giving a row's value
     /// of column `ci` (None: not known, matches no constant).

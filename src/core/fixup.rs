@@ -1,0 +1,681 @@
+//! Fixups: numbered, reversible transforms of one user's blob, applied
+//! before explode so that dirty legacy data is repaired as it migrates
+//! (the up/down record migrations of the DynamoDB pattern).
+//!
+//! Each fixup records what it changed, as a list of [`Change`]s (a path and
+//! the value it held before, or none): undoing them in reverse order gives
+//! the original blob back exactly, whatever the fixup was. The record is
+//! stored with the user's state; rollback undoes it.
+//!
+//! Declarative fixups are files `NNNN-name.toml` in a `fixups` folder next
+//! to the spec, one operation each, on a dotted path where `*` matches any
+//! key at its level:
+//!
+//! ```toml
+//! op = "coerce_number"          # a numeric string becomes the number
+//! path = "marriage.stats.*.*"
+//! ```
+//!
+//! Operations: `rename` (`to = "new.path"`, the same `*`s), `delete` (both
+//! with an optional `unless = [values]` they leave alone),
+//! `default` (`value = ...`, set where the key is missing and its parent
+//! exists), `coerce_number`, `clamp` (`min`, `max`), `null_to_object`.
+//! Library users add Rust function pairs with [`Fixup::custom`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One change a fixup made: at `path`, the value before (none: the key was
+/// absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Object keys from the root.
+    pub path: Vec<String>,
+    /// The value before the change; absent when the key did not exist
+    /// (a JSON `null` before is `Some(Value::Null)`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub before: Option<Value>,
+}
+
+/// A field that is present is `Some`, even when it holds `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// What a fixup did to one user, as stored with the user's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The fixup's name (its file name without `.toml`).
+    pub fixup: String,
+    /// The changes of a declarative fixup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// What a Rust fixup's `down` needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<Value>,
+}
+
+/// A Rust fixup's `up`: changes the blob and returns what `down` needs to
+/// undo it, or `None` when it changed nothing.
+pub type Up = Arc<dyn Fn(&mut Value) -> Option<Value> + Send + Sync>;
+/// A Rust fixup's `down`: undoes `up` given what `up` returned.
+pub type Down = Arc<dyn Fn(&mut Value, &Value) + Send + Sync>;
+
+/// A declarative operation.
+#[derive(Clone)]
+enum Op {
+    Rename { to: Vec<String> },
+    Delete,
+    Default { value: Value },
+    CoerceNumber,
+    Clamp { min: Option<f64>, max: Option<f64> },
+    NullToObject,
+    Custom { up: Up, down: Down },
+}
+
+/// A fixup.
+#[derive(Clone)]
+pub struct Fixup {
+    /// Its name: `0001-string-numbers`.
+    pub name: String,
+    path: Vec<String>,
+    op: Op,
+    /// Values left alone (`unless = [...]`): a rename or delete skips a
+    /// key holding one of them.
+    unless: Vec<Value>,
+}
+
+impl fmt::Debug for Fixup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fixup").field("name", &self.name).finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixupFile {
+    op: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    value: Option<toml::Value>,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+    #[serde(default)]
+    unless: Option<Vec<toml::Value>>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn split(path: &str) -> Vec<String> {
+    path.split('.').map(str::to_string).collect()
+}
+
+impl Fixup {
+    /// A Rust fixup: `up` changes a blob and returns what `down` needs to
+    /// undo it exactly (stored with the user's state).
+    pub fn custom(
+        name: &str,
+        up: impl Fn(&mut Value) -> Option<Value> + Send + Sync + 'static,
+        down: impl Fn(&mut Value, &Value) + Send + Sync + 'static,
+    ) -> Fixup {
+        Fixup {
+            name: name.to_string(),
+            path: Vec::new(),
+            op: Op::Custom {
+                up: Arc::new(up),
+                down: Arc::new(down),
+            },
+            unless: Vec::new(),
+        }
+    }
+
+    /// Parses a fixup file's text; `name` is its file name without `.toml`.
+    pub fn parse(name: &str, text: &str) -> Result<Fixup, String> {
+        let f: FixupFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let _ = f.description;
+        let path = f
+            .path
+            .as_deref()
+            .filter(|p| !p.is_empty() && p.split('.').all(|k| !k.is_empty()))
+            .map(split)
+            .ok_or("`path` is required: dotted keys, `*` for any key at its level")?;
+        let op = match f.op.as_str() {
+            "rename" => {
+                let to = f.to.as_deref().map(split).ok_or("rename needs `to`")?;
+                let stars = |p: &[String]| p.iter().filter(|k| *k == "*").count();
+                if stars(&to) != stars(&path) || to.last().is_some_and(|k| k == "*") {
+                    return Err("rename: `to` must have the same `*`s as `path`, not last".into());
+                }
+                Op::Rename { to }
+            }
+            "delete" => Op::Delete,
+            "default" => {
+                let value = f.value.ok_or("default needs `value`")?;
+                let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
+                Op::Default { value }
+            }
+            "coerce_number" => Op::CoerceNumber,
+            "clamp" => {
+                if f.min.is_none() && f.max.is_none() {
+                    return Err("clamp needs `min`, `max` or both".into());
+                }
+                Op::Clamp {
+                    min: f.min,
+                    max: f.max,
+                }
+            }
+            "null_to_object" => Op::NullToObject,
+            other => {
+                return Err(format!(
+                    "unknown op `{other}`: rename, delete, default, coerce_number, clamp or null_to_object"
+                ));
+            }
+        };
+        if path.last().is_some_and(|k| k == "*")
+            && matches!(op, Op::Rename { .. } | Op::Default { .. })
+        {
+            return Err("`path` of rename and default must end in a key, not `*`".into());
+        }
+        let unless = match f.unless {
+            None => Vec::new(),
+            Some(_) if !matches!(op, Op::Rename { .. } | Op::Delete) => {
+                return Err("`unless` goes with rename and delete".into());
+            }
+            Some(vs) => vs
+                .into_iter()
+                .map(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Fixup {
+            name: name.to_string(),
+            path,
+            op,
+            unless,
+        })
+    }
+
+    /// The fixups of the folder `dir` (`NNNN-name.toml`, in number order);
+    /// none when it does not exist.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Fixup>, String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(Vec::new());
+        };
+        let mut files: Vec<(u64, String, std::path::PathBuf)> = Vec::new();
+        for e in entries {
+            let path = e.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let number = name
+                .split('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{}: a fixup file is named NNNN-name.toml (a number first)",
+                        path.display()
+                    )
+                })?;
+            files.push((number, name, path));
+        }
+        files.sort();
+        for w in files.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(format!(
+                    "{} and {}: two fixups with number {}",
+                    w[0].2.display(),
+                    w[1].2.display(),
+                    w[0].0
+                ));
+            }
+        }
+        files
+            .into_iter()
+            .map(|(_, name, path)| {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Fixup::parse(&name, &text).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .collect()
+    }
+
+    /// Applies the fixup; what it changed, or `None` when nothing.
+    pub fn apply(&self, blob: &mut Value) -> Option<Applied> {
+        if let Op::Custom { up, .. } = &self.op {
+            return up(blob).map(|undo| Applied {
+                fixup: self.name.clone(),
+                changes: Vec::new(),
+                custom: Some(undo),
+            });
+        }
+        let mut changes = Vec::new();
+        let mut at = Vec::new();
+        self.walk(blob, 0, &mut at, &mut changes);
+        // a rename's target is written after the walk (it may lie in the
+        // subtree walked)
+        if let Op::Rename { to } = &self.op {
+            let moves: Vec<(Vec<String>, Value)> = changes
+                .iter()
+                .map(|c| {
+                    (
+                        c.path.clone(),
+                        c.before.clone().expect("a moved value existed"),
+                    )
+                })
+                .collect();
+            changes.clear();
+            for (from, value) in moves {
+                let target = substitute(to, &self.path, &from);
+                let parent_ok = matches!(
+                    get(blob, &target[..target.len() - 1]),
+                    Some(Value::Object(_))
+                );
+                if !parent_ok || get(blob, &target).is_some() {
+                    // no parent to hold it, or the target is taken: left as is
+                    continue;
+                }
+                remove(blob, &from);
+                changes.push(Change {
+                    path: from,
+                    before: Some(value.clone()),
+                });
+                changes.push(Change {
+                    path: target.clone(),
+                    before: None,
+                });
+                set(blob, &target, value);
+            }
+        }
+        (!changes.is_empty()).then(|| Applied {
+            fixup: self.name.clone(),
+            changes,
+            custom: None,
+        })
+    }
+
+    fn walk(&self, v: &mut Value, depth: usize, at: &mut Vec<String>, changes: &mut Vec<Change>) {
+        let Value::Object(map) = v else { return };
+        let key = &self.path[depth];
+        let last = depth + 1 == self.path.len();
+        let keys: Vec<String> = if key == "*" {
+            map.keys().cloned().collect()
+        } else {
+            vec![key.clone()]
+        };
+        for k in keys {
+            at.push(k.clone());
+            if last {
+                self.at_leaf(map, &k, at, changes);
+            } else if let Some(child) = map.get_mut(&k) {
+                self.walk(child, depth + 1, at, changes);
+            }
+            at.pop();
+        }
+    }
+
+    fn at_leaf(
+        &self,
+        map: &mut Map<String, Value>,
+        k: &str,
+        at: &[String],
+        changes: &mut Vec<Change>,
+    ) {
+        let record = |changes: &mut Vec<Change>, before: Option<Value>| {
+            changes.push(Change {
+                path: at.to_vec(),
+                before,
+            })
+        };
+        match &self.op {
+            Op::Delete | Op::Rename { .. } => {
+                if let Some(old) = map.get(k)
+                    && !self.unless.contains(old)
+                {
+                    record(changes, Some(old.clone()));
+                    if matches!(self.op, Op::Delete) {
+                        map.remove(k);
+                    }
+                }
+            }
+            Op::Default { value } => {
+                if !map.contains_key(k) {
+                    record(changes, None);
+                    map.insert(k.to_string(), value.clone());
+                }
+            }
+            Op::CoerceNumber => {
+                if let Some(Value::String(s)) = map.get(k)
+                    && let Some(n) = as_number(s)
+                {
+                    record(changes, Some(Value::String(s.clone())));
+                    map.insert(k.to_string(), n);
+                }
+            }
+            Op::Clamp { min, max } => {
+                if let Some(Value::Number(n)) = map.get(k)
+                    && let Some(x) = n.as_f64()
+                {
+                    let bound = match (min, max) {
+                        (Some(lo), _) if x < *lo => Some(*lo),
+                        (_, Some(hi)) if x > *hi => Some(*hi),
+                        _ => None,
+                    };
+                    if let Some(b) = bound {
+                        record(changes, Some(Value::Number(n.clone())));
+                        map.insert(k.to_string(), number_of(b));
+                    }
+                }
+            }
+            Op::NullToObject => {
+                if let Some(Value::Null) = map.get(k) {
+                    record(changes, Some(Value::Null));
+                    map.insert(k.to_string(), Value::Object(Map::new()));
+                }
+            }
+            Op::Custom { .. } => {}
+        }
+    }
+}
+
+/// Undoes what fixups did, given their records in the order applied:
+/// the last first. A Rust fixup's `down` is looked up in `fixups` by name.
+pub fn undo(blob: &mut Value, applied: &[Applied], fixups: &[Fixup]) -> Result<(), String> {
+    for a in applied.iter().rev() {
+        if let Some(data) = &a.custom {
+            let down = fixups.iter().find_map(|f| match &f.op {
+                Op::Custom { down, .. } if f.name == a.fixup => Some(down),
+                _ => None,
+            });
+            let down = down.ok_or_else(|| {
+                format!(
+                    "fixup `{}` is a Rust fixup this program does not define: roll back from the program that does",
+                    a.fixup
+                )
+            })?;
+            down(blob, data);
+        }
+        for c in a.changes.iter().rev() {
+            match &c.before {
+                Some(v) => {
+                    if !set(blob, &c.path, v.clone()) {
+                        return Err(format!(
+                            "fixup `{}`: cannot restore $.{}: its parent is gone",
+                            a.fixup,
+                            c.path.join(".")
+                        ));
+                    }
+                }
+                None => {
+                    remove(blob, &c.path);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies fixups in order; the records of those that changed something.
+pub fn apply_all(blob: &mut Value, fixups: &[Fixup]) -> Vec<Applied> {
+    fixups.iter().filter_map(|f| f.apply(blob)).collect()
+}
+
+fn as_number(s: &str) -> Option<Value> {
+    let t = s.trim();
+    if t.is_empty() || t != s {
+        return None;
+    }
+    // JSON's number grammar, kept exactly (arbitrary precision)
+    match serde_json::from_str::<Value>(t) {
+        Ok(v @ Value::Number(_)) => Some(v),
+        _ => None,
+    }
+}
+
+fn number_of(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn substitute(to: &[String], from_pattern: &[String], from: &[String]) -> Vec<String> {
+    let mut captured = from_pattern
+        .iter()
+        .zip(from)
+        .filter(|(p, _)| *p == "*")
+        .map(|(_, k)| k.clone());
+    to.iter()
+        .map(|k| {
+            if k == "*" {
+                captured.next().unwrap_or_default()
+            } else {
+                k.clone()
+            }
+        })
+        .collect()
+}
+
+fn get<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, k| v.as_object()?.get(k))
+}
+
+fn remove(v: &mut Value, path: &[String]) -> Option<Value> {
+    let (last, parents) = path.split_last()?;
+    let parent = parents
+        .iter()
+        .try_fold(v, |v, k| v.as_object_mut()?.get_mut(k))?;
+    parent.as_object_mut()?.remove(last)
+}
+
+fn set(v: &mut Value, path: &[String], value: Value) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        *v = value;
+        return true;
+    };
+    match parents
+        .iter()
+        .try_fold(v, |v, k| v.as_object_mut()?.get_mut(k))
+        .and_then(Value::as_object_mut)
+    {
+        Some(parent) => {
+            parent.insert(last.clone(), value);
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn fx(name: &str, text: &str) -> Fixup {
+        Fixup::parse(name, text).unwrap()
+    }
+
+    fn game_fixups() -> Vec<Fixup> {
+        vec![
+            fx(
+                "0001-numbers",
+                "op = \"coerce_number\"\npath = \"marriage.stats.*.*\"",
+            ),
+            fx(
+                "0002-negative",
+                "op = \"clamp\"\npath = \"marriage.stats.*.*\"\nmin = 0",
+            ),
+            fx(
+                "0003-null-stats",
+                "op = \"null_to_object\"\npath = \"marriage.stats\"",
+            ),
+            fx(
+                "0004-mode",
+                "op = \"rename\"\npath = \"marriage.config.mode\"\nto = \"marriage.config.legacyMode\"\nunless = [\"kidnap\", \"murder\"]",
+            ),
+            fx(
+                "0005-default",
+                "op = \"default\"\npath = \"marriage.config.mans\"\nvalue = 1",
+            ),
+            fx("0006-delete", "op = \"delete\"\npath = \"old.*\""),
+        ]
+    }
+
+    #[test]
+    fn each_operation_changes_what_it_says_and_undoes_exactly() {
+        let original = json!({
+            "marriage": {
+                "stats": {"duo": {"points": "127", "won": -1, "big": "1.50e3", "name": "x1"}, "solo": {"won": 3}},
+                "config": {"mode": "zombie"}
+            },
+            "old": {"a": 1, "b": [1]},
+            "keep": "7"
+        });
+        let fixups = game_fixups();
+        let mut blob = original.clone();
+        let applied = apply_all(&mut blob, &fixups);
+        let expected: Value = serde_json::from_str(
+            r#"{"marriage": {"stats": {"duo": {"points": 127, "won": 0, "big": 1.50e3, "name": "x1"},
+                                        "solo": {"won": 3}},
+                             "config": {"legacyMode": "zombie", "mans": 1}},
+                "old": {}, "keep": "7"}"#,
+        )
+        .unwrap();
+        assert_eq!(blob, expected);
+        assert_eq!(applied.len(), 5, "{applied:?}"); // the null fixup found no null
+        // the records survive the state table's JSON
+        let stored = serde_json::to_value(&applied).unwrap();
+        let back: Vec<Applied> = serde_json::from_value(stored).unwrap();
+        let mut undone = blob.clone();
+        undo(&mut undone, &back, &fixups).unwrap();
+        assert_eq!(undone, original);
+        // the coerced number is the number the text says
+        assert_eq!(
+            blob["marriage"]["stats"]["duo"]["big"].as_f64(),
+            Some(1500.0)
+        );
+    }
+
+    #[test]
+    fn null_to_object_and_a_taken_rename_target() {
+        let original =
+            json!({"marriage": {"stats": null, "config": {"mode": "a", "legacyMode": "b"}}});
+        let mut blob = original.clone();
+        let applied = apply_all(&mut blob, &game_fixups());
+        // a null before survives the state table's JSON
+        let applied: Vec<Applied> =
+            serde_json::from_value(serde_json::to_value(&applied).unwrap()).unwrap();
+        assert_eq!(blob["marriage"]["stats"], json!({}));
+        // the rename's target is taken: left as is
+        assert_eq!(blob["marriage"]["config"]["mode"], json!("a"));
+        // a value `unless` names is left alone
+        let mut known = json!({"marriage": {"config": {"mode": "kidnap"}}});
+        assert!(apply_all(&mut known, &game_fixups()[3..4]).is_empty());
+        assert_eq!(known["marriage"]["config"]["mode"], json!("kidnap"));
+        undo(&mut blob, &applied, &game_fixups()).unwrap();
+        assert_eq!(blob, original);
+    }
+
+    #[test]
+    fn rust_fixups_undo_with_their_down() {
+        let f = Fixup::custom(
+            "0100-double",
+            |b| {
+                let x = b.get("xp")?.as_i64()?;
+                b["xp"] = json!(x * 2);
+                Some(json!(x))
+            },
+            |b, old| b["xp"] = old.clone(),
+        );
+        let mut blob = json!({"xp": 21});
+        let applied = apply_all(&mut blob, std::slice::from_ref(&f));
+        assert_eq!(blob, json!({"xp": 42}));
+        assert!(
+            undo(&mut blob.clone(), &applied, &[])
+                .unwrap_err()
+                .contains("0100-double")
+        );
+        undo(&mut blob, &applied, &[f]).unwrap();
+        assert_eq!(blob, json!({"xp": 21}));
+    }
+
+    #[test]
+    fn bad_fixup_files_are_refused() {
+        for (text, says) in [
+            ("op = \"explode\"\npath = \"a\"", "unknown op"),
+            ("op = \"delete\"", "`path` is required"),
+            ("op = \"rename\"\npath = \"a.*\"\nto = \"b\"", "same `*`s"),
+            ("op = \"clamp\"\npath = \"a\"", "clamp needs"),
+            ("op = \"default\"\npath = \"a\"", "default needs"),
+            ("op = \"delete\"\npath = \"a\"\ncolour = 1", "unknown field"),
+            ("op = \"delete\"\npath = \"a..b\"", "`path` is required"),
+        ] {
+            let err = Fixup::parse("0001-x", text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    fn json_tree() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-5i64..5).prop_map(Value::from),
+            prop_oneof![Just("3"), Just("-2"), Just("x"), Just("1e2")]
+                .prop_map(|s| Value::String(s.into())),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("a"),
+                    Just("b"),
+                    Just("stats"),
+                    Just("mode"),
+                    Just("old")
+                ]
+                .prop_map(String::from),
+                inner,
+                0..4,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn undo_restores_any_blob(blob in json_tree()) {
+            let fixups = vec![
+                fx("1-n", "op = \"coerce_number\"\npath = \"*.*\""),
+                fx("2-c", "op = \"clamp\"\npath = \"*.a\"\nmin = 0\nmax = 3"),
+                fx("3-o", "op = \"null_to_object\"\npath = \"*\""),
+                fx("4-r", "op = \"rename\"\npath = \"*.mode\"\nto = \"*.old\""),
+                fx("5-d", "op = \"default\"\npath = \"stats.b\"\nvalue = 0"),
+                fx("6-x", "op = \"delete\"\npath = \"a.*\""),
+            ];
+            let mut fixed = blob.clone();
+            let applied = apply_all(&mut fixed, &fixups);
+            // through the state table's JSON
+            let applied: Vec<Applied> =
+                serde_json::from_value(serde_json::to_value(&applied).unwrap()).unwrap();
+            undo(&mut fixed, &applied, &fixups).unwrap();
+            prop_assert_eq!(fixed, blob);
+        }
+    }
+}

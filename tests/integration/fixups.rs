@@ -1,0 +1,202 @@
+//! Fixups: the generated game's dirty users repaired as they migrate, the
+//! repairs recorded, and rolled back to their exact originals.
+
+use crate::harness::TestDb;
+use decant::{Cohort, Decant, Fixup, Progress, RunOptions, Spec, json_eq};
+use std::sync::Arc;
+
+fn game_spec_with_fixups() -> Spec {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/game/fixups");
+    let fixups = Fixup::load_dir(&dir).unwrap();
+    assert_eq!(fixups.len(), 4);
+    Spec::parse(crate::example::SPEC)
+        .unwrap()
+        .with_fixups(fixups)
+}
+
+fn opts() -> RunOptions {
+    RunOptions {
+        workers: 2,
+        rate: Some(decant::Rate::Max),
+        ..RunOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dirty_users_migrate_with_their_fixups_and_roll_back_to_their_originals() {
+    let db = TestDb::new().await;
+    let n = 800;
+    drop(db.game(n).await);
+    let spec = game_spec_with_fixups();
+    let decant = Decant::connect(&db.url, spec.clone(), 6).unwrap();
+    let client = db.client().await;
+    let users: Vec<_> = (1..=n).map(|i| crate::example::user(1, i)).collect();
+    let expected = |dirt: &str| match dirt {
+        "null where an object belongs" => "0001-null-stats",
+        "number as string" => "0002-number-strings",
+        "negative count" => "0003-negative-counts",
+        "unknown mode" => "0004-unknown-mode",
+        other => panic!("a new kind of dirt: {other}"),
+    };
+    let dirty: Vec<(i64, &str)> = users
+        .iter()
+        .filter_map(|u| u.dirt.map(|d| (u.id, expected(d))))
+        .collect();
+    assert!(dirty.len() >= 4, "{dirty:?}");
+
+    // the census: nothing would fail, each fixup names its users
+    let check = decant::check(
+        &db.url,
+        spec.clone(),
+        &decant::CheckOptions::default(),
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(check.census.would_fail, 0, "{:?}", check.census.failures);
+    for e in &check.census.fixups {
+        let theirs: Vec<i64> = dirty
+            .iter()
+            .filter(|d| d.1 == e.fixup)
+            .map(|d| d.0)
+            .collect();
+        assert_eq!(e.users as usize, theirs.len(), "{}", e.fixup);
+        for x in &e.examples {
+            assert!(theirs.contains(&x.id), "{}: user {}", e.fixup, x.id);
+        }
+    }
+
+    // everyone migrates; each dirty user with its fixup, recorded
+    let r = decant::run(
+        &decant,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.migrated, r.failed), (n as u64, 0));
+    for &(id, fixup) in &dirty {
+        let record: serde_json::Value = client
+            .query_one(
+                "SELECT fixups FROM decant.user_state WHERE user_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let names: Vec<&str> = record
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["fixup"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec![fixup], "user {id}");
+        // the blob served now is the repaired one: it explodes cleanly
+        let now = decant.load(id).await.unwrap();
+        assert!(decant::explode(&spec, &now).is_ok(), "user {id}: {now}");
+        assert!(
+            !json_eq(&now, &users[id as usize - 1].blob),
+            "user {id} unchanged"
+        );
+    }
+    let recorded: i64 = client
+        .query_one(
+            "SELECT count(*) FROM decant.user_state WHERE fixups IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        recorded as usize,
+        dirty.len(),
+        "clean users have no fixup record"
+    );
+
+    // rolled back: every blob is its original exactly, dirt included
+    let r = decant::rollback(
+        &decant,
+        Cohort::All,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.migrated, r.failed), (n as u64, 0));
+    let rows = client
+        .query("SELECT id, data FROM \"user\" ORDER BY id", &[])
+        .await
+        .unwrap();
+    for row in rows {
+        let (id, blob): (i64, serde_json::Value) = (row.get(0), row.get(1));
+        assert!(
+            json_eq(&blob, &users[id as usize - 1].blob),
+            "user {id}: {blob}"
+        );
+    }
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM decant.user_state WHERE fixups IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn bad_fixup_folders_are_refused_with_the_file() {
+    let dir = std::env::temp_dir().join(format!("decant-fixups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("fixups")).unwrap();
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    std::fs::write(
+        dir.join("fixups/0001-a.toml"),
+        "op = \"delete\"\npath = \"x\"",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fixups/0001-b.toml"),
+        "op = \"delete\"\npath = \"y\"",
+    )
+    .unwrap();
+    let err = Spec::load(&dir.join("decant.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("two fixups with number 1"), "{err}");
+    std::fs::remove_file(dir.join("fixups/0001-b.toml")).unwrap();
+    std::fs::write(
+        dir.join("fixups/note.toml"),
+        "op = \"delete\"\npath = \"y\"",
+    )
+    .unwrap();
+    let err = Spec::load(&dir.join("decant.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("note.toml") && err.contains("NNNN-name.toml"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("fixups/note.toml")).unwrap();
+    std::fs::write(
+        dir.join("fixups/0002-c.toml"),
+        "op = \"shrink\"\npath = \"y\"",
+    )
+    .unwrap();
+    let err = Spec::load(&dir.join("decant.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0002-c.toml") && err.contains("unknown op `shrink`"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("fixups/0002-c.toml")).unwrap();
+    assert_eq!(
+        Spec::load(&dir.join("decant.toml")).unwrap().fixups().len(),
+        1
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
