@@ -229,6 +229,8 @@ CREATE TABLE IF NOT EXISTS decant.user_state (
     migrated_at timestamptz,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+-- what the fixups did to a migrated user's blob (what rollback undoes)
+ALTER TABLE decant.user_state ADD COLUMN IF NOT EXISTS fixups jsonb;
 CREATE INDEX IF NOT EXISTS user_state_failed_idx
     ON decant.user_state (reason) WHERE state = 'failed';
 -- 'held': rolled back, held out of the migration until `decant release`
