@@ -48,6 +48,7 @@ pub use pg::control::{Setting, set as set_control};
 pub use core::census::{CensusReport, Example, FixupEffect, Group, Summary, TypesSeen, Unclaimed};
 pub use core::fixup::{Applied, Change, Fixup};
 pub use ops::check::{Check, CheckOptions, CheckProgress, Selection, check};
+pub use ops::finalize::{Finalized, finalize};
 pub use ops::status::{FailureGroup, Status, status};
 pub use pg::pool::{connect, with_dbname};
 pub use pg::schema::{

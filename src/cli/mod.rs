@@ -57,6 +57,13 @@ enum Command {
     /// --percent, --migrated-after, --all) through the daemon's throttled,
     /// windowed, pausable, crash-safe loop.
     Rollback(run::RollbackArgs),
+    /// End the migration: refuses (naming counts and example ids) unless
+    /// every user is migrated, verified and still rebuilds its blob, none
+    /// held or failed; then records the phase finalized (views read the
+    /// tables alone; run, rollback and on-demand migration stop) and prints
+    /// the SQL that drops the flag and an empty blob column, to run when
+    /// the old code path is gone.
+    Finalize(Target),
     /// Put held (rolled back) users back into the migration.
     Release {
         #[command(flatten)]
@@ -278,6 +285,31 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Rollback(args) => run::rollback(args).await?,
+        Command::Finalize(target) => {
+            let f = decant::finalize(target.url()?, &target.decant()?).await?;
+            if f.already {
+                println!(
+                    "already finalized; every one of {} users is migrated and verified",
+                    f.users
+                );
+            } else {
+                println!(
+                    "finalized: every one of {} users is migrated and verified; the views read the tables alone, \
+                     and nothing migrates or rolls back any more",
+                    f.users
+                );
+            }
+            if f.residual_users > 0 {
+                println!(
+                    "{} users' residuals still hold keys no rule claims (the blob column keeps them):",
+                    f.residual_users
+                );
+                for u in f.unclaimed.iter().take(20) {
+                    println!("  {}: {} users", u.path, u.users);
+                }
+            }
+            println!("\n{}", f.drop_sql);
+        }
         Command::Release { target, ids } => {
             let ids = ids.as_deref().map(read_ids).transpose()?;
             let n = target.decant()?.release(ids.as_deref()).await?;

@@ -89,6 +89,11 @@ impl Default for RunOptions {
 pub async fn dry_run(decant: &Decant, size: u32, rollout_only: bool) -> Result<DryRun> {
     let mut client = pool::get(decant.pool()).await?;
     let control = control::read(&**client).await?;
+    if control.finalized {
+        return Err(Error::Setup(
+            "the migration is finalized (`decant finalize`): there is no batch to try".into(),
+        ));
+    }
     let run_start: std::time::SystemTime = client
         .query_one("SELECT now()", &[])
         .await
@@ -194,6 +199,13 @@ async fn run_job<J: Job>(
         control::set(&**admin, &control::Setting::Rate(rate)).await?;
     }
     let initial = control::read(&**admin).await?;
+    if initial.finalized {
+        return Err(Error::Setup(
+            "the migration is finalized (`decant finalize`): every user is migrated, \
+             and nothing migrates or rolls back any more"
+                .into(),
+        ));
+    }
     let run_start: std::time::SystemTime = admin
         .query_one("SELECT now()", &[])
         .await

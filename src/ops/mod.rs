@@ -1,6 +1,7 @@
 //! Operations a team runs around a migration, above the daemon and the
-//! compatibility layer: `status`, the census (`check`); the rehearsal and
-//! `finalize` belong here too.
+//! compatibility layer: `status`, the census (`check`) and the gate at
+//! the end (`finalize`).
 
 pub(crate) mod check;
+pub(crate) mod finalize;
 pub(crate) mod status;

@@ -28,6 +28,8 @@ pub struct Status {
     pub failures: Vec<FailureGroup>,
     /// Users migrated per second over the last minute.
     pub recent_rate: f64,
+    /// `migrating`, or `finalized` once `decant finalize` passed.
+    pub phase: String,
     /// The control row.
     pub paused: bool,
     /// The configured rate.
@@ -100,6 +102,11 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         max_attempts: max,
         failures,
         recent_rate,
+        phase: if control.finalized {
+            "finalized".into()
+        } else {
+            "migrating".into()
+        },
         paused: control.paused,
         rate: control.rate.to_string(),
         rollout_percent: control.rollout_percent,
@@ -117,6 +124,7 @@ impl fmt::Display for Status {
                 100.0 * n as f64 / self.users as f64
             }
         };
+        writeln!(f, "phase      {}", self.phase)?;
         writeln!(f, "users      {}", self.users)?;
         writeln!(
             f,

@@ -20,6 +20,9 @@ pub struct Control {
     pub rollout_percent: f32,
     /// Users in the rollout whatever the percentage.
     pub allow_list: Vec<i64>,
+    /// The migration is finalized (`decant finalize`): every user is
+    /// migrated; nothing migrates or rolls back any more.
+    pub finalized: bool,
 }
 
 impl Default for Control {
@@ -30,6 +33,7 @@ impl Default for Control {
             batch_size: None,
             rollout_percent: 0.0,
             allow_list: Vec::new(),
+            finalized: false,
         }
     }
 }
@@ -38,7 +42,7 @@ impl Default for Control {
 pub async fn read(client: &impl GenericClient) -> Result<Control> {
     let row = client
         .query_one(
-            "SELECT paused, rate, batch_size, rollout_percent, allow_list FROM decant.control",
+            "SELECT paused, rate, batch_size, rollout_percent, allow_list, finalized FROM decant.control",
             &[],
         )
         .await
@@ -52,6 +56,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Control> {
         batch_size: row.get::<_, Option<i32>>(2).map(|b| b.max(1) as u32),
         rollout_percent: row.get(3),
         allow_list: row.get(4),
+        finalized: row.get(5),
     })
 }
 

@@ -177,6 +177,7 @@ impl Sql {
                 "SELECT {id}::bigint, {blob}, {flag}, NOT {flag} AND decant.in_rollout({id}) \
                    AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
                                     AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) \
+                   AND NOT (SELECT c.finalized FROM decant.control AS c) \
                  FROM {src} WHERE {id} = $1::bigint FOR NO KEY UPDATE"
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),

@@ -11,6 +11,7 @@ mod compat;
 mod concurrency;
 mod crash;
 mod daemon;
+mod finalize;
 mod fixups;
 mod migrate;
 mod node;

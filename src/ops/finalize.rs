@@ -1,0 +1,174 @@
+//! `decant finalize`: the gate at the end of a migration. It refuses unless
+//! every user is migrated, verified (a `migrated` state record) and still
+//! rebuilds its blob from its rows, with none held or failed; then it
+//! records the phase `finalized`: the generated views read the tables
+//! alone, and the daemon, bulk rollback and on-demand migration stop. It
+//! drops nothing: it prints the SQL a team runs, when ready, to drop the
+//! flag and (when every residual is empty) the blob column.
+
+use crate::compat::Decant;
+use crate::core::census::Unclaimed;
+use crate::core::spec::quote;
+use crate::error::{Error, Result};
+use crate::ops::check::{CheckOptions, CheckProgress, check};
+use crate::pg::sql::source_table;
+use crate::pg::{control, pool};
+use serde::Serialize;
+
+/// What `finalize` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finalized {
+    /// Users, all migrated and verified.
+    pub users: u64,
+    /// Whether the migration was finalized before this call.
+    pub already: bool,
+    /// Users whose residual (the blob column) still holds keys no rule
+    /// claims.
+    pub residual_users: u64,
+    /// Those keys, most held first.
+    pub unclaimed: Vec<Unclaimed>,
+    /// The SQL that drops what the old code path needed, to run when the
+    /// old code is gone (decant runs none of it).
+    pub drop_sql: String,
+}
+
+/// Checks the gate and finalizes the migration of the database at `url`
+/// (the same database as `decant`'s).
+pub async fn finalize(url: &str, decant: &Decant) -> Result<Finalized> {
+    let spec = decant.spec();
+    let client = pool::get(decant.pool()).await?;
+    let already = control::read(&**client).await?.finalized;
+    let src = source_table(spec);
+    let (id, flag, blob) = (
+        quote(&spec.source.id),
+        quote(&spec.source.flag),
+        quote(&spec.source.blob),
+    );
+    // legacy users, by state, with examples; migrated users without a
+    // verified state record
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE NOT s.{flag}), \
+                        count(*) FILTER (WHERE NOT s.{flag} AND st.state = 'failed'), \
+                        count(*) FILTER (WHERE NOT s.{flag} AND st.state = 'held'), \
+                        coalesce((array_agg(s.{id}::bigint ORDER BY s.{id}) FILTER (WHERE NOT s.{flag}))[1:5], '{{}}'), \
+                        count(*) FILTER (WHERE s.{flag} AND st.state IS DISTINCT FROM 'migrated'), \
+                        coalesce((array_agg(s.{id}::bigint ORDER BY s.{id}) \
+                            FILTER (WHERE s.{flag} AND st.state IS DISTINCT FROM 'migrated'))[1:5], '{{}}'), \
+                        count(*) \
+                   FROM {src} AS s LEFT JOIN decant.user_state AS st ON st.user_id = s.{id}"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("counting users by state", e))?;
+    let (legacy, failed, held): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    let legacy_ids: Vec<i64> = row.get(3);
+    let (unverified, unverified_ids): (i64, Vec<i64>) = (row.get(4), row.get(5));
+    let users: i64 = row.get(6);
+    let list = |ids: &[i64]| {
+        ids.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut problems = Vec::new();
+    if legacy > 0 {
+        problems.push(format!(
+            "{legacy} users are still legacy (e.g. {}; {failed} failed, {held} held): \
+             migrate them (fixups repair dirty ones; `decant release` puts held ones back)",
+            list(&legacy_ids)
+        ));
+    }
+    if unverified > 0 {
+        problems.push(format!(
+            "{unverified} migrated users have no verified state record (e.g. {}): flags set outside decant? \
+             roll them back and migrate them with decant",
+            list(&unverified_ids)
+        ));
+    }
+    // every migrated user's rows still rebuild its blob (read-only census)
+    let census = check(
+        url,
+        spec.clone(),
+        &CheckOptions::default(),
+        &CheckProgress::default(),
+    )
+    .await?
+    .census;
+    if let Some(broken) = &census.migrated_not_rebuilding {
+        let ids: Vec<i64> = broken.examples.iter().map(|e| e.id).collect();
+        problems.push(format!(
+            "{} migrated users' rows no longer rebuild their blob (e.g. {}): `decant check` says how",
+            broken.users,
+            list(&ids)
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Error::Setup(format!(
+            "cannot finalize: {}",
+            problems.join("; ")
+        )));
+    }
+    // the phase, under a lock that keeps new legacy users out meanwhile
+    let mut client = client;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| Error::db("beginning the finalize transaction", e))?;
+    tx.batch_execute(&format!("LOCK TABLE {src} IN SHARE MODE"))
+        .await
+        .map_err(|e| Error::db(format!("locking {src} against writes for a moment"), e))?;
+    let late: bool = tx
+        .query_one(
+            &format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE NOT {flag})"),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("re-checking for legacy users", e))?
+        .get(0);
+    if late {
+        return Err(Error::Setup(
+            "cannot finalize: a legacy user appeared meanwhile (a new user?); try again".into(),
+        ));
+    }
+    tx.batch_execute("UPDATE decant.control SET finalized = true, updated_at = now()")
+        .await
+        .map_err(|e| Error::db("recording the phase finalized", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| Error::db("committing the phase finalized", e))?;
+    let residual_users: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {src} WHERE {blob} IS DISTINCT FROM '{{}}'::jsonb"),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("counting non-empty residuals", e))?
+        .get(0);
+    let index = crate::pg::sql::index_name(&format!("{}_decant_legacy_idx", spec.source.table));
+    let schema = quote(&spec.source.schema);
+    let mut drop_sql = format!(
+        "-- when no code reads the flag any more (the old code path is gone):\n\
+         DROP INDEX IF EXISTS {schema}.{index};\n\
+         ALTER TABLE {src} DROP COLUMN {flag} CASCADE;  -- CASCADE: decant's views and SQL API read it\n"
+    );
+    if residual_users == 0 {
+        drop_sql.push_str(&format!(
+            "-- every residual is empty: the blob column holds nothing\n\
+             ALTER TABLE {src} DROP COLUMN {blob} CASCADE;\n"
+        ));
+    } else {
+        drop_sql.push_str(&format!(
+            "-- keep {blob}: {residual_users} users' residuals still hold keys no rule claims\n"
+        ));
+    }
+    Ok(Finalized {
+        users: users as u64,
+        already,
+        residual_users: residual_users as u64,
+        unclaimed: census.unclaimed,
+        drop_sql,
+    })
+}

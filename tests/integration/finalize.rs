@@ -1,0 +1,222 @@
+//! `decant finalize`: refused until every user is migrated, verified and
+//! rebuilds; then the phase stops the daemon, bulk rollback and dry runs,
+//! and the views read the tables alone.
+
+use crate::harness::TestDb;
+use decant::{Cohort, Decant, Fixup, Progress, RunOptions, Spec};
+use std::sync::Arc;
+
+fn opts() -> RunOptions {
+    RunOptions {
+        workers: 2,
+        rate: Some(decant::Rate::Max),
+        ..RunOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_is_a_gate_and_then_a_phase() {
+    let db = TestDb::new().await;
+    let n = 400;
+    let plain = db.game(n).await;
+    let client = db.client().await;
+    let refused = async |decant: &Decant, says: &[&str]| {
+        let err = decant::finalize(&db.url, decant)
+            .await
+            .unwrap_err()
+            .to_string();
+        for s in says {
+            assert!(err.contains(s), "expected `{s}` in: {err}");
+        }
+    };
+    refused(
+        &plain,
+        &[&format!(
+            "{n} users are still legacy (e.g. 1, 2, 3, 4, 5; 0 failed, 0 held)"
+        )],
+    )
+    .await;
+
+    // without fixups the dirty users fail and stay legacy
+    let r = decant::run(
+        &plain,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(r.failed > 0);
+    refused(
+        &plain,
+        &[
+            &format!("{} users are still legacy", r.failed),
+            &format!("{} failed", r.failed),
+        ],
+    )
+    .await;
+
+    // with them everyone migrates; a rollback holds one user out
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/game/fixups");
+    let spec = Spec::parse(crate::example::SPEC)
+        .unwrap()
+        .with_fixups(Fixup::load_dir(&dir).unwrap());
+    let decant = Decant::connect(&db.url, spec, 6).unwrap();
+    let r = decant::run(
+        &decant,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.failed, 0);
+    assert!(decant.rollback_user(7).await.unwrap());
+    refused(
+        &decant,
+        &["1 users are still legacy (e.g. 7; 0 failed, 1 held)"],
+    )
+    .await;
+    decant.release(None).await.unwrap();
+    decant::run(
+        &decant,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+
+    // a flag set outside decant; rows edited by hand
+    client
+        .execute(
+            "UPDATE decant.user_state SET state = 'legacy' WHERE user_id = 9",
+            &[],
+        )
+        .await
+        .unwrap();
+    refused(
+        &decant,
+        &["1 migrated users have no verified state record (e.g. 9)"],
+    )
+    .await;
+    client
+        .execute(
+            "UPDATE decant.user_state SET state = 'migrated' WHERE user_id = 9",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (mode, stat, value): (String, String, String) = {
+        let r = client
+            .query_one(
+                "SELECT mode, statistic_id, value::text FROM user_statistic WHERE user_id = 11 ORDER BY 1, 2 LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    let set = async |v: &str| {
+        client
+            .execute(
+                "UPDATE user_statistic SET value = $4::text::numeric WHERE user_id = $1 AND mode = $2 AND statistic_id = $3",
+                &[&11i64, &mode, &stat, &v],
+            )
+            .await
+            .unwrap();
+    };
+    set("-5").await;
+    refused(
+        &decant,
+        &["1 migrated users' rows no longer rebuild their blob (e.g. 11)"],
+    )
+    .await;
+    set(&value).await;
+
+    // finalized
+    let f = decant::finalize(&db.url, &decant).await.unwrap();
+    assert!(!f.already);
+    assert_eq!(f.users, n as u64);
+    assert!(
+        f.drop_sql.contains("DROP COLUMN \"migrated\""),
+        "{}",
+        f.drop_sql
+    );
+    assert!(
+        f.residual_users > 0 && f.drop_sql.contains("keep \"data\""),
+        "{}",
+        f.drop_sql
+    );
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(status.phase, "finalized");
+    assert!(status.to_string().contains("phase      finalized"));
+    assert!(decant::finalize(&db.url, &decant).await.unwrap().already);
+
+    // nothing migrates or rolls back any more
+    let run = decant::run(
+        &decant,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await;
+    assert!(run.unwrap_err().to_string().contains("finalized"));
+    let back = decant::rollback(
+        &decant,
+        Cohort::All,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await;
+    assert!(back.unwrap_err().to_string().contains("finalized"));
+    assert!(
+        decant::dry_run(&decant, 10, false)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("finalized")
+    );
+
+    // the views read the tables alone: a legacy user slipped in after
+    // finalize is not in them, the leaderboard comes from the tables
+    client
+        .execute(
+            "INSERT INTO \"user\" (id, name, data) VALUES (100000, 'late', '{\"marriage\": {\"stats\": {\"kidnap\": {\"points\": 99999999}}}}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let in_view: i64 = client
+        .query_one(
+            "SELECT count(*) FROM user_statistic_all WHERE user_id = 100000",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_view, 0);
+    let from_tables: i64 = client
+        .query_one("SELECT count(*) FROM user_statistic", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let from_view: i64 = client
+        .query_one("SELECT count(*) FROM user_statistic_all", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(from_view, from_tables);
+    let top: Vec<i64> = client
+        .query("SELECT user_id FROM kidnap_points_top(3)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(top.len(), 3);
+    assert!(!top.contains(&100000));
+}
