@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS decant.user_state (
 );
 -- what the fixups did to a migrated user's blob (what rollback undoes)
 ALTER TABLE decant.user_state ADD COLUMN IF NOT EXISTS fixups jsonb;
+-- the fingerprint of the mapping that migrated the user
+ALTER TABLE decant.user_state ADD COLUMN IF NOT EXISTS fingerprint text;
 CREATE INDEX IF NOT EXISTS user_state_failed_idx
     ON decant.user_state (reason) WHERE state = 'failed';
 -- 'held': rolled back, held out of the migration until `decant release`
@@ -47,6 +49,10 @@ INSERT INTO decant.control DEFAULT VALUES ON CONFLICT DO NOTHING;
 -- Finalized: every user migrated and verified; the cross-user views then
 -- read the tables alone (their legacy arms test this once per query).
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS finalized boolean NOT NULL DEFAULT false;
+-- The mapping recorded by init (its canonical lines and their fingerprint):
+-- commands refuse a spec whose mapping differs while users depend on it.
+ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_fingerprint text;
+ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_mapping text;
 
 -- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
 -- on every server and version), and whether a user is in the rollout now.

@@ -23,6 +23,9 @@ use std::sync::Arc;
 pub struct Decant {
     pool: Pool,
     store: Arc<Store>,
+    /// Whether the spec's mapping is the one recorded by `init` (checked at
+    /// the first call; a mismatch is kept, a database error is not).
+    identity: Arc<std::sync::OnceLock<std::result::Result<(), String>>>,
 }
 
 impl Decant {
@@ -38,12 +41,35 @@ impl Decant {
         Decant {
             pool,
             store: Arc::new(Store::new(Arc::new(spec))),
+            identity: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
     /// The spec in use.
     pub fn spec(&self) -> &Spec {
         &self.store.spec
+    }
+
+    /// Refuses to read or write users with a spec whose mapping is not the
+    /// one recorded by `init` (one check per handle, at its first call).
+    async fn verified(&self) -> Result<()> {
+        if let Some(known) = self.identity.get() {
+            return known
+                .clone()
+                .map_err(|detail| Error::SpecMismatch { detail });
+        }
+        let client = pool::get(&self.pool).await?;
+        match crate::pg::identity::verify(&**client, &self.store.spec, false).await {
+            Ok(()) => {
+                let _ = self.identity.set(Ok(()));
+                Ok(())
+            }
+            Err(Error::SpecMismatch { detail }) => {
+                let _ = self.identity.set(Err(detail.clone()));
+                Err(Error::SpecMismatch { detail })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The connection pool.
@@ -79,6 +105,7 @@ impl Decant {
         Old: AsyncFnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
         New: AsyncFnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
     {
+        self.verified().await?;
         let mut client = pool::get(&self.pool).await?;
         let tx = client
             .transaction()
@@ -176,6 +203,7 @@ impl Decant {
         user: i64,
         change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
     ) -> Result<Value> {
+        self.verified().await?;
         let sql = &self.store.sql;
         let max = self.store.spec.settings.max_attempts;
         let mut session = Session::new(pool::get(&self.pool).await?, user);
@@ -275,6 +303,7 @@ impl Decant {
     /// verification. Users that do not exist are left out; the order is by
     /// id.
     pub async fn load_many(&self, users: &[i64]) -> Result<Vec<(i64, Value)>> {
+        self.verified().await?;
         let client = pool::get(&self.pool).await?;
         let read = self.store.snapshot(&client, users).await?;
         read.into_iter()
@@ -377,6 +406,7 @@ impl Decant {
     /// Migrates one user now, waiting for its row lock up to
     /// `lock_timeout`. A user already migrated is reported as skipped.
     pub async fn migrate_user(&self, user: i64) -> Result<BatchReport> {
+        self.verified().await?;
         let mut client = pool::get(&self.pool).await?;
         let report =
             migrate::migrate_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
@@ -389,6 +419,7 @@ impl Decant {
     /// Migrates a batch of users in one transaction, skipping users whose
     /// rows live traffic holds locked.
     pub async fn migrate_batch(&self, users: &[i64]) -> Result<BatchReport> {
+        self.verified().await?;
         let mut client = pool::get(&self.pool).await?;
         migrate::migrate_batch(&self.store, &mut client, users, LockWait::Skip).await
     }
@@ -399,6 +430,7 @@ impl Decant {
     /// [`Decant::release`]; [`Decant::migrate_user`] still migrates it).
     /// Returns false if the user was not migrated.
     pub async fn rollback_user(&self, user: i64) -> Result<bool> {
+        self.verified().await?;
         let mut client = pool::get(&self.pool).await?;
         let done =
             migrate::rollback_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;

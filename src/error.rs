@@ -54,6 +54,14 @@ pub enum Error {
         table: String,
     },
 
+    /// The spec's mapping is not the one recorded by `init` that migrated
+    /// the users.
+    #[error("{detail}")]
+    SpecMismatch {
+        /// What differs and what to do.
+        detail: String,
+    },
+
     /// The user does not exist in the source table.
     #[error("user {0}: no such user in the source table")]
     UserNotFound(i64),

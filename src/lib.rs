@@ -40,7 +40,8 @@ pub use migrate::{BatchReport, Failure, Migrated};
 // The daemon, its pace and its live control.
 pub use core::schedule::{Rate, Schedule, Window};
 pub use daemon::{
-    Cohort, DryRun, Progress, RunOptions, RunReport, Throttle, dry_run, peak_memory, rollback, run,
+    Cohort, DryRun, Progress, RunOptions, RunReport, Throttle, dry_run, evolve, peak_memory,
+    rollback, run,
 };
 pub use pg::control::{Setting, set as set_control};
 
@@ -52,7 +53,7 @@ pub use ops::finalize::{Finalized, finalize};
 pub use ops::status::{FailureGroup, Status, status};
 pub use pg::pool::{connect, with_dbname};
 pub use pg::schema::{
-    init, script as schema_script, statements as schema_statements, views_script,
+    init, init_evolving, script as schema_script, statements as schema_statements, views_script,
 };
 
 impl Spec {

@@ -327,7 +327,7 @@ pub(crate) async fn migrate_locked(
                 Parsed::Text(_) => None,
             })
             .collect();
-        state::record_migrated(&**tx, &ids, &warnings, &fixups).await?;
+        state::record_migrated(&**tx, &ids, &warnings, &fixups, &store.fingerprint).await?;
     }
     if !report.failed.is_empty() {
         record_failures(&**tx, &report.failed).await?;

@@ -41,8 +41,17 @@ enum Command {
         spec: PathBuf,
     },
     /// Create the target tables, decant's objects and the flag column
-    /// (idempotent).
-    Init(Target),
+    /// (idempotent), and record the spec's mapping. A different mapping is
+    /// refused while users are migrated with the recorded one.
+    Init {
+        #[command(flatten)]
+        target: Target,
+        /// Accept a mapping that adds tables and rules into them to the
+        /// recorded one; then `decant run --evolve` re-migrates the
+        /// migrated users with it.
+        #[arg(long)]
+        evolve: bool,
+    },
     /// Migrate one user now, in one verified transaction.
     Migrate {
         #[command(flatten)]
@@ -259,10 +268,14 @@ async fn run(cli: Cli) -> Result<()> {
             let spec = Spec::load(&spec)?;
             print!("{}", decant::views_script(&spec));
         }
-        Command::Init(target) => {
+        Command::Init { target, evolve } => {
             let spec = target.spec()?;
             let client = decant::connect(target.url()?).await?;
-            decant::init(&client, &spec).await?;
+            if evolve {
+                decant::init_evolving(&client, &spec).await?;
+            } else {
+                decant::init(&client, &spec).await?;
+            }
             println!("initialized: target tables, decant schema, flag column and legacy index");
         }
         Command::Migrate { target, user } => {

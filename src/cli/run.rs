@@ -70,6 +70,10 @@ pub(super) struct RunArgs {
     /// when it sets one).
     #[arg(long, default_value_t = 100)]
     dry_run_batch: u32,
+    /// Re-migrate the migrated users with the spec's evolved mapping
+    /// (after `decant init --evolve`) instead of migrating legacy users.
+    #[arg(long, conflicts_with = "dry_run")]
+    evolve: bool,
 }
 
 /// `decant rollback` of a cohort: which users, and the pace.
@@ -268,7 +272,11 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     };
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report_progress(progress.clone()));
-    let report = decant::run(&decant, opts, progress.clone(), shutdown_signal()).await;
+    let report = if args.evolve {
+        decant::evolve(&decant, opts, progress.clone(), shutdown_signal()).await
+    } else {
+        decant::run(&decant, opts, progress.clone(), shutdown_signal()).await
+    };
     reporter.abort();
     let _ = reporter.await;
     let report = report?;

@@ -334,3 +334,124 @@ impl Job for RollbackJob {
         })
     }
 }
+
+/// Re-migrating migrated users with an evolved mapping (`decant run
+/// --evolve`, after `decant init --evolve` added tables and rules into
+/// them): each user's blob is rebuilt from its rows and residual, exploded
+/// with the new mapping, verified to rebuild the same blob, and only what
+/// changes is written (rows into the new tables, a smaller residual).
+pub(crate) struct EvolveJob {
+    pub store: Arc<Store>,
+    claim: String,
+    remaining: String,
+}
+
+impl EvolveJob {
+    pub fn new(store: Arc<Store>) -> EvolveJob {
+        let spec = &store.spec;
+        let (src, id, blob, flag) = (
+            crate::pg::sql::source_table(spec),
+            crate::core::spec::quote(&spec.source.id),
+            crate::core::spec::quote(&spec.source.blob),
+            crate::core::spec::quote(&spec.source.flag),
+        );
+        let stale = format!(
+            "s.{flag} AND EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
+               AND st.fingerprint IS DISTINCT FROM $1)"
+        );
+        EvolveJob {
+            claim: format!(
+                "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s \
+                 WHERE {} AND s.{id} > $2 ORDER BY s.{id} LIMIT $3 FOR NO KEY UPDATE OF s SKIP LOCKED",
+                stale
+            ),
+            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {stale}"),
+            store,
+        }
+    }
+}
+
+impl Job for EvolveJob {
+    async fn remaining(&self, client: &Object) -> Result<i64> {
+        Ok(client
+            .query_one(&self.remaining, &[&self.store.fingerprint])
+            .await
+            .map_err(|e| Error::db("counting users to evolve", e))?
+            .get(0))
+    }
+
+    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
+        let store = &*self.store;
+        let spec = &store.spec;
+        let tx = pool::batch_transaction(client, "an evolution batch").await?;
+        let stmt = tx
+            .prepare_cached(&self.claim)
+            .await
+            .map_err(|e| Error::db("preparing the evolution claim", e))?;
+        let rows = tx
+            .query(&stmt, &[&store.fingerprint, &cursor, &i64::from(size)])
+            .await
+            .map_err(|e| Error::db("claiming users to evolve", e))?;
+        let locked: Vec<Locked> = rows
+            .iter()
+            .map(|r| Locked {
+                id: r.get(0),
+                blob: r.get(1),
+                migrated: r.get(2),
+            })
+            .collect();
+        let Some(last) = locked.last().map(|l| l.id) else {
+            return Ok(Claimed {
+                users: 0,
+                last_id: cursor,
+                done: 0,
+                failed: 0,
+                rows: 0,
+            });
+        };
+        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let mut stored = store.read_rows(&tx, &ids).await?;
+        let (mut done, mut failed, mut written) = (Vec::new(), 0u64, 0u64);
+        for l in &locked {
+            let old = stored.remove(&l.id).unwrap_or_default();
+            let residual = l.blob.value(l.id)?;
+            let blob = match crate::core::explode::reconstruct(spec, &old, &residual) {
+                Ok(b) => b,
+                Err(detail) => {
+                    tracing::error!(user = l.id, %detail, "cannot rebuild the blob; the user keeps its old mapping");
+                    failed += 1;
+                    continue;
+                }
+            };
+            let new = crate::core::explode::explode_lenient(spec, &blob);
+            let same = crate::core::explode::reconstruct(spec, &new.rows, &new.residual)
+                .is_ok_and(|b| crate::core::json::json_eq(&b, &blob));
+            if !same {
+                tracing::error!(
+                    user = l.id,
+                    "the new mapping does not rebuild the blob; the user keeps its old mapping"
+                );
+                failed += 1;
+                continue;
+            }
+            let mut stmts = store.diff_statements(l.id, &old, &new.rows);
+            if new.residual != residual {
+                stmts.push(store.blob_statement(l.id, &new.residual, true));
+            }
+            written += new.rows.len().saturating_sub(old.len()) as u64;
+            store.run(&tx, l.id, stmts).await?;
+            done.push(l.id);
+        }
+        state::record_evolved(&*tx, &done, &store.fingerprint).await?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("committing an evolution batch", e))?;
+        Ok(Claimed {
+            users: locked.len(),
+            last_id: last,
+            done: done.len() as u64,
+            failed,
+            rows: written,
+        })
+    }
+}

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::pg::control::{self, Control};
 use crate::pg::{pool, state};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
-use job::{Claimed, Job, MigrateJob, RollbackJob};
+use job::{Claimed, EvolveJob, Job, MigrateJob, RollbackJob};
 use monitor::Signals;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -88,6 +88,7 @@ impl Default for RunOptions {
 /// the batch's duration.
 pub async fn dry_run(decant: &Decant, size: u32, rollout_only: bool) -> Result<DryRun> {
     let mut client = pool::get(decant.pool()).await?;
+    crate::pg::identity::verify(&**client, decant.spec(), false).await?;
     let control = control::read(&**client).await?;
     if control.finalized {
         return Err(Error::Setup(
@@ -183,6 +184,24 @@ pub async fn rollback(
     .await
 }
 
+/// Re-migrates the migrated users whose mapping is not the spec's (after
+/// `decant init --evolve` added tables and rules into them) through the
+/// daemon's loop: each user's blob is rebuilt, exploded with the spec,
+/// verified and only what changes written. In the report, `migrated`
+/// counts the users evolved and `failed` those left with their old
+/// mapping (logged).
+pub async fn evolve(
+    decant: &Decant,
+    opts: RunOptions,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunReport> {
+    run_job(decant, opts, progress, shutdown, |store, _| {
+        EvolveJob::new(store)
+    })
+    .await
+}
+
 /// The daemon's loop around the job `make` builds (from the store and the
 /// run's start on the server clock).
 async fn run_job<J: Job>(
@@ -198,6 +217,7 @@ async fn run_job<J: Job>(
     if let Some(rate) = opts.rate {
         control::set(&**admin, &control::Setting::Rate(rate)).await?;
     }
+    crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
     let initial = control::read(&**admin).await?;
     if initial.finalized {
         return Err(Error::Setup(

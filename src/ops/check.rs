@@ -105,6 +105,8 @@ pub async fn check(
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(|e| Error::db("starting the read-only snapshot", e))?;
+    // a census of migrated users needs the mapping that migrated them
+    crate::pg::identity::verify(&client, &spec, true).await?;
     let src = source_table(&spec);
     let table_users: i64 = client
         .query_one(&format!("SELECT count(*) FROM {src}"), &[])

@@ -37,6 +37,7 @@ pub struct Finalized {
 pub async fn finalize(url: &str, decant: &Decant) -> Result<Finalized> {
     let spec = decant.spec();
     let client = pool::get(decant.pool()).await?;
+    crate::pg::identity::verify(&**client, spec, false).await?;
     let already = control::read(&**client).await?.finalized;
     let src = source_table(spec);
     let (id, flag, blob) = (

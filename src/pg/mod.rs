@@ -8,6 +8,7 @@
 pub(crate) mod api;
 pub(crate) mod codec;
 pub(crate) mod control;
+pub(crate) mod identity;
 pub(crate) mod pool;
 pub(crate) mod schema;
 pub(crate) mod session;

@@ -131,15 +131,31 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Applies [`statements`] idempotently after checking the source table.
+/// Applies [`statements`] idempotently after checking the source table,
+/// and records the spec's mapping. A mapping that differs from the one
+/// recorded while users are migrated with it is refused before anything
+/// changes (see [`init_evolving`]).
 pub async fn init(client: &Client, spec: &Spec) -> Result<()> {
+    init_with(client, spec, false).await
+}
+
+/// [`init`] for an evolution: the spec may add tables and rules into them
+/// to the recorded mapping (`decant run --evolve` then re-migrates the
+/// migrated users with it).
+pub async fn init_evolving(client: &Client, spec: &Spec) -> Result<()> {
+    init_with(client, spec, true).await
+}
+
+async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     check_source(client, spec).await?;
+    crate::pg::identity::check_init(client, spec, evolve).await?;
     for stmt in statements(spec) {
         client
             .batch_execute(&stmt)
             .await
             .map_err(|e| Error::db(format!("init: {}", first_line(&stmt)), e))?;
     }
+    crate::pg::identity::record(client, spec).await?;
     tracing::info!(source = %source_table(spec), tables = spec.tables.len(), "schema initialized");
     Ok(())
 }

@@ -9,12 +9,15 @@ use std::time::SystemTime;
 use tokio_postgres::GenericClient;
 
 const MIGRATED: &str = "INSERT INTO decant.user_state AS s \
-        (user_id, state, attempts, warnings, fixups, migrated_at, updated_at) \
-     SELECT u, 'migrated', 0, w, f, now(), now() \
+        (user_id, state, attempts, warnings, fixups, fingerprint, migrated_at, updated_at) \
+     SELECT u, 'migrated', 0, w, f, $4, now(), now() \
        FROM unnest($1::bigint[], $2::jsonb[], $3::jsonb[]) AS v(u, w, f) \
      ON CONFLICT (user_id) DO UPDATE SET state = 'migrated', warnings = EXCLUDED.warnings, \
-        fixups = EXCLUDED.fixups, reason = NULL, last_error = NULL, migrated_at = now(), \
-        updated_at = now()";
+        fixups = EXCLUDED.fixups, fingerprint = EXCLUDED.fingerprint, reason = NULL, \
+        last_error = NULL, migrated_at = now(), updated_at = now()";
+
+const EVOLVED: &str = "UPDATE decant.user_state SET fingerprint = $2, updated_at = now() \
+     WHERE user_id = ANY ($1::bigint[])";
 
 const FIXUPS_OF: &str = "SELECT user_id, fixups FROM decant.user_state \
      WHERE user_id = ANY ($1::bigint[]) AND fixups IS NOT NULL";
@@ -55,16 +58,18 @@ const FAILURE_GROUPS: &str =
        FROM decant.user_state WHERE state = 'failed'
       GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50";
 
-/// Records users as migrated, each with its warnings (a JSON array of
-/// texts, or NULL) and what its fixups did (what rollback undoes, or NULL).
+/// Records users as migrated by the mapping `fingerprint`, each with its
+/// warnings (a JSON array of texts, or NULL) and what its fixups did (what
+/// rollback undoes, or NULL).
 pub(crate) async fn record_migrated(
     client: &impl GenericClient,
     users: &[i64],
     warnings: &[Option<Value>],
     fixups: &[Option<Value>],
+    fingerprint: &str,
 ) -> Result<()> {
     client
-        .execute(MIGRATED, &[&users, &warnings, &fixups])
+        .execute(MIGRATED, &[&users, &warnings, &fixups, &fingerprint])
         .await
         .map_err(|e| Error::db("recording migrated users", e))?;
     Ok(())
@@ -81,6 +86,20 @@ pub(crate) async fn record_failed(
         .execute(FAILED, &[&users, &reasons, &errors])
         .await
         .map_err(|e| Error::db("recording failures", e))?;
+    Ok(())
+}
+
+/// Records users as re-migrated by the mapping `fingerprint` (an
+/// evolution).
+pub(crate) async fn record_evolved(
+    client: &impl GenericClient,
+    users: &[i64],
+    fingerprint: &str,
+) -> Result<()> {
+    client
+        .execute(EVOLVED, &[&users, &fingerprint])
+        .await
+        .map_err(|e| Error::db("recording evolved users", e))?;
     Ok(())
 }
 

@@ -22,6 +22,8 @@ use tokio_postgres::types::ToSql;
 pub(crate) struct Store {
     pub spec: Arc<Spec>,
     pub sql: Sql,
+    /// The mapping's fingerprint, recorded with every user it migrates.
+    pub fingerprint: String,
 }
 
 #[derive(Clone, Copy)]
@@ -62,6 +64,7 @@ impl Store {
     pub fn new(spec: Arc<Spec>) -> Store {
         Store {
             sql: Sql::new(&spec),
+            fingerprint: spec.fingerprint(),
             spec,
         }
     }

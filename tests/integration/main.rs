@@ -13,6 +13,7 @@ mod crash;
 mod daemon;
 mod finalize;
 mod fixups;
+mod identity;
 mod migrate;
 mod node;
 mod rehearse;

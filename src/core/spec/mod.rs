@@ -12,6 +12,7 @@
 
 mod checks;
 mod ident;
+pub(crate) mod identity;
 mod model;
 mod path;
 mod toml;

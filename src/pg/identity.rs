@@ -1,0 +1,145 @@
+//! The mapping recorded at `init` (`decant.control.spec_fingerprint` and
+//! its lines) against the spec a command runs with: commands that read or
+//! write migrated users refuse a spec whose mapping differs, naming the
+//! difference, instead of rebuilding a different blob.
+
+use crate::core::spec::Spec;
+use crate::core::spec::identity::{difference, only_new_tables};
+use crate::error::{Error, Result};
+use crate::pg::sql::source_table;
+use tokio_postgres::GenericClient;
+
+/// The recorded fingerprint and mapping lines, if `init` recorded them.
+async fn recorded(client: &impl GenericClient) -> Result<Option<(String, Vec<String>)>> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::db("looking for decant.control", e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let has_columns: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'decant.control'::regclass \
+               AND attname = 'spec_fingerprint' AND NOT attisdropped)",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading decant.control's columns", e))?
+        .get(0);
+    if !has_columns {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT spec_fingerprint, spec_mapping FROM decant.control WHERE spec_fingerprint IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading the recorded mapping", e))?;
+    Ok(row.map(|r| {
+        let lines: String = r.get(1);
+        (r.get(0), lines.lines().map(str::to_string).collect())
+    }))
+}
+
+async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64> {
+    Ok(client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {} WHERE {}",
+                source_table(spec),
+                crate::core::spec::quote(&spec.source.flag)
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("counting migrated users", e))?
+        .get(0))
+}
+
+fn describe(gone: &[String], added: &[String]) -> String {
+    let mut parts = Vec::new();
+    for l in gone.iter().take(5) {
+        parts.push(format!("recorded `{l}` is not in the spec"));
+    }
+    for l in added.iter().take(5) {
+        parts.push(format!("the spec's `{l}` was not recorded"));
+    }
+    let more = gone.len() + added.len() - parts.len();
+    if more > 0 {
+        parts.push(format!("and {more} more"));
+    }
+    parts.join("; ")
+}
+
+/// Refuses `spec` when its mapping differs from the recorded one. With
+/// `lenient`, a difference is accepted while no user is migrated (nothing
+/// depends on the mapping yet).
+pub(crate) async fn verify(client: &impl GenericClient, spec: &Spec, lenient: bool) -> Result<()> {
+    let Some((fingerprint, lines)) = recorded(client).await? else {
+        return Ok(());
+    };
+    if fingerprint == spec.fingerprint() {
+        return Ok(());
+    }
+    let migrated = migrated_users(client, spec).await?;
+    if lenient && migrated == 0 {
+        return Ok(());
+    }
+    let (gone, added) = difference(&lines, &spec.mapping_lines());
+    Err(Error::SpecMismatch {
+        detail: format!(
+            "the spec's mapping differs from the one recorded by `decant init` ({migrated} users migrated with it): {}. \
+             Use the spec that migrated them; to add tables and rules run `decant init --evolve` then `decant run --evolve`; \
+             to change or remove a mapping, roll its users back first (`decant rollback --all`)",
+            describe(&gone, &added)
+        ),
+    })
+}
+
+/// Before `init` changes anything: whether `spec` may be recorded. The
+/// same mapping, or any while no user is migrated; with `evolve`, one
+/// that only adds tables and rules into them.
+pub(crate) async fn check_init(
+    client: &impl GenericClient,
+    spec: &Spec,
+    evolve: bool,
+) -> Result<()> {
+    let Some((fingerprint, lines)) = recorded(client).await? else {
+        return Ok(());
+    };
+    if fingerprint == spec.fingerprint() {
+        return Ok(());
+    }
+    let migrated = migrated_users(client, spec).await?;
+    if migrated == 0 {
+        return Ok(());
+    }
+    let (gone, added) = difference(&lines, &spec.mapping_lines());
+    if evolve {
+        if !gone.is_empty() {
+            return Err(Error::SpecMismatch {
+                detail: format!(
+                    "an evolution may only add tables and rules into them, but {}; roll the users back first",
+                    describe(&gone, &[])
+                ),
+            });
+        }
+        return only_new_tables(&lines, &added).map_err(|detail| Error::SpecMismatch { detail });
+    }
+    verify(client, spec, false).await
+}
+
+/// Records `spec`'s mapping (after `init` applied it).
+pub(crate) async fn record(client: &impl GenericClient, spec: &Spec) -> Result<()> {
+    client
+        .execute(
+            "UPDATE decant.control SET spec_fingerprint = $1, spec_mapping = $2, updated_at = now()",
+            &[&spec.fingerprint(), &spec.mapping_lines().join("\n")],
+        )
+        .await
+        .map_err(|e| Error::db("recording the mapping", e))?;
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Spec identity: the mapping recorded by init; a different one refused by
+//! every command that reads or writes migrated users, naming the
+//! difference; an evolution that adds a table, applied by a re-migration.
+
+use crate::harness::TestDb;
+use decant::{Cohort, Decant, Error, Progress, RunOptions, Spec, json_eq};
+use std::sync::Arc;
+
+fn opts() -> RunOptions {
+    RunOptions {
+        workers: 2,
+        rate: Some(decant::Rate::Max),
+        ..RunOptions::default()
+    }
+}
+
+const COINS: &str = "\n[tables.user_coins.columns]\ncoins = \"int8\"\n\n[[rules]]\nname = \"coins\"\npath = \"legacyCoins\"\ntable = \"user_coins\"\nvalue = \"coins\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
+    let db = TestDb::new().await;
+    let n = 200;
+    let game = db.game(n).await;
+    let client = db.client().await;
+
+    // no user migrated yet: a changed mapping is simply recorded by init
+    let retyped = crate::example::SPEC.replace("path = \"xp\"", "path = \"experience\"");
+    assert_ne!(retyped, crate::example::SPEC);
+    decant::init(&client, &Spec::parse(&retyped).unwrap())
+        .await
+        .unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+
+    let r = decant::run(
+        &game,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(r.migrated > 150);
+    let fp: Vec<Option<String>> = client
+        .query(
+            "SELECT DISTINCT fingerprint FROM decant.user_state WHERE state = 'migrated'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(fp, vec![Some(crate::example::spec().fingerprint())]);
+
+    // now every command refuses the other mapping, naming the difference
+    let other = Decant::connect(&db.url, Spec::parse(&retyped).unwrap(), 2).unwrap();
+    let says = |e: Error| {
+        let text = e.to_string();
+        assert!(matches!(e, Error::SpecMismatch { .. }), "{text}");
+        assert!(
+            text.contains("recorded `rule xp -> table user_statistic"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the spec's `rule experience -> table user_statistic"),
+            "{text}"
+        );
+        assert!(text.contains("users migrated with it"), "{text}");
+    };
+    says(other.load(2).await.unwrap_err());
+    says(
+        other
+            .patch(2, &serde_json::json!({"xp": 1}))
+            .await
+            .unwrap_err(),
+    );
+    says(other.rollback_user(2).await.unwrap_err());
+    says(
+        decant::run(
+            &other,
+            opts(),
+            Arc::new(Progress::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    says(
+        decant::rollback(
+            &other,
+            Cohort::All,
+            opts(),
+            Arc::new(Progress::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    says(
+        decant::init(&client, &Spec::parse(&retyped).unwrap())
+            .await
+            .unwrap_err(),
+    );
+    let err = decant::init_evolving(&client, &Spec::parse(&retyped).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("may only add tables"), "{err}");
+    // the refused init changed nothing: the views still read `xp`
+    let view: String = client
+        .query_one("SELECT pg_get_viewdef('user_statistic_all'::regclass)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        view.contains("'xp'") && !view.contains("experience"),
+        "{view}"
+    );
+
+    // an added table: refused by a plain init, accepted as an evolution
+    let grown = Spec::parse(&format!("{}{COINS}", crate::example::SPEC)).unwrap();
+    says_added(decant::init(&client, &grown).await.unwrap_err());
+    decant::init_evolving(&client, &grown).await.unwrap();
+    let evolved = Decant::connect(&db.url, grown, 4).unwrap();
+    // the old mapping is now the different one
+    assert!(matches!(
+        game.load(2).await,
+        Err(Error::SpecMismatch { .. })
+    ));
+    // users still on the old mapping load alike meanwhile
+    let with_coins: Vec<i64> = (1..=n)
+        .filter(|&i| {
+            let u = crate::example::user(1, i);
+            u.dirt.is_none() && u.blob.get("legacyCoins").is_some()
+        })
+        .collect();
+    assert!(!with_coins.is_empty());
+    for &id in &with_coins {
+        assert!(json_eq(
+            &evolved.load(id).await.unwrap(),
+            &crate::example::user(1, id).blob
+        ));
+    }
+    let r = decant::evolve(
+        &evolved,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.failed, 0);
+    assert_eq!(r.migrated, game_migrated(&client).await as u64);
+    let coins: i64 = client
+        .query_one("SELECT count(*) FROM user_coins", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(coins as usize, with_coins.len());
+    for &id in &with_coins {
+        let residual: serde_json::Value = client
+            .query_one("SELECT data FROM \"user\" WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            residual.get("legacyCoins").is_none(),
+            "user {id}: {residual}"
+        );
+        assert!(json_eq(
+            &evolved.load(id).await.unwrap(),
+            &crate::example::user(1, id).blob
+        ));
+    }
+    // a second pass has nothing to do; rollback with the evolved mapping
+    // gives every original back
+    let again = decant::evolve(
+        &evolved,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.migrated, 0);
+    decant::rollback(
+        &evolved,
+        Cohort::All,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    for row in client
+        .query("SELECT id, data FROM \"user\"", &[])
+        .await
+        .unwrap()
+    {
+        let (id, blob): (i64, serde_json::Value) = (row.get(0), row.get(1));
+        assert!(
+            json_eq(&blob, &crate::example::user(1, id).blob),
+            "user {id}"
+        );
+    }
+}
+
+fn says_added(e: Error) {
+    let text = e.to_string();
+    assert!(text.contains("the spec's `table user_coins"), "{text}");
+    assert!(text.contains("decant init --evolve"), "{text}");
+}
+
+async fn game_migrated(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
