@@ -171,7 +171,8 @@ enum Command {
         json: bool,
     },
     /// Load the example game into a database: its "user" table with
-    /// generated users, and its spec written to --spec (if absent).
+    /// generated users, and its spec written to --spec and its fixups
+    /// next to it (if absent).
     Example {
         #[command(flatten)]
         target: Target,
@@ -457,6 +458,24 @@ async fn run(cli: Cli) -> Result<()> {
                 std::fs::write(&target.spec, example::SPEC)
                     .with_context(|| format!("writing {}", target.spec.display()))?;
                 println!("wrote the game's spec to {}", target.spec.display());
+                let dir = target
+                    .spec
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("fixups");
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    for (name, text) in example::FIXUPS {
+                        let file = dir.join(format!("{name}.toml"));
+                        std::fs::write(&file, text)
+                            .with_context(|| format!("writing {}", file.display()))?;
+                    }
+                    println!(
+                        "wrote the game's fixups (one per kind of dirt) to {}",
+                        dir.display()
+                    );
+                }
             }
             println!(
                 "loaded {users} generated users ({dirty} dirty) into \"user\"; next: decant init, decant run"

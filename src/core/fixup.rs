@@ -433,7 +433,15 @@ pub fn undo(blob: &mut Value, applied: &[Applied], fixups: &[Fixup]) -> Result<(
 
 /// Applies fixups in order; the records of those that changed something.
 pub fn apply_all(blob: &mut Value, fixups: &[Fixup]) -> Vec<Applied> {
-    fixups.iter().filter_map(|f| f.apply(blob)).collect()
+    Fixup::apply_all(blob, fixups)
+}
+
+impl Fixup {
+    /// Applies `fixups` in order, as the migration does; the records of
+    /// those that changed something.
+    pub fn apply_all(blob: &mut Value, fixups: &[Fixup]) -> Vec<Applied> {
+        fixups.iter().filter_map(|f| f.apply(blob)).collect()
+    }
 }
 
 fn as_number(s: &str) -> Option<Value> {

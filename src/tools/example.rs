@@ -18,6 +18,35 @@ pub const SPEC: &str = include_str!("../../fixtures/game/decant.toml");
 /// The game's table before decant (`fixtures/game/schema.sql`).
 pub const SCHEMA: &str = include_str!("../../fixtures/game/schema.sql");
 
+/// The game's fixups (`fixtures/game/fixups`): one per kind of dirt the
+/// generator plants, as (name, file text).
+pub const FIXUPS: [(&str, &str); 4] = [
+    (
+        "0001-null-stats",
+        include_str!("../../fixtures/game/fixups/0001-null-stats.toml"),
+    ),
+    (
+        "0002-number-strings",
+        include_str!("../../fixtures/game/fixups/0002-number-strings.toml"),
+    ),
+    (
+        "0003-negative-counts",
+        include_str!("../../fixtures/game/fixups/0003-negative-counts.toml"),
+    ),
+    (
+        "0004-unknown-mode",
+        include_str!("../../fixtures/game/fixups/0004-unknown-mode.toml"),
+    ),
+];
+
+/// The game's fixups, parsed.
+pub fn fixups() -> Vec<decant::Fixup> {
+    FIXUPS
+        .iter()
+        .map(|(name, text)| decant::Fixup::parse(name, text).expect("the game's fixups parse"))
+        .collect()
+}
+
 /// The parsed game spec.
 pub fn spec() -> Spec {
     Spec::parse(SPEC).expect("the bundled game spec is valid")

@@ -25,5 +25,13 @@ mod views;
 #[path = "../../src/tools/cluster.rs"]
 mod cluster;
 #[allow(dead_code)]
+#[path = "../../src/tools/demo.rs"]
+mod demo;
+#[path = "demo_test.rs"]
+mod demo_test;
+#[allow(dead_code)]
 #[path = "../../src/tools/example.rs"]
 mod example;
+#[allow(dead_code)]
+#[path = "../../src/tools/traffic.rs"]
+mod traffic;
