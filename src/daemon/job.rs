@@ -25,6 +25,44 @@ pub(crate) struct Claimed {
     pub rows: u64,
 }
 
+impl Claimed {
+    /// Nothing claimed after `cursor`.
+    fn nothing(cursor: i64) -> Claimed {
+        Claimed {
+            users: 0,
+            last_id: cursor,
+            done: 0,
+            failed: 0,
+            rows: 0,
+        }
+    }
+}
+
+/// Runs a claim (`SELECT id, blob, flag ... FOR NO KEY UPDATE SKIP
+/// LOCKED`) in `tx`: the users it locked, in id order.
+async fn claim_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    what: &str,
+) -> Result<Vec<Locked>> {
+    let stmt = tx
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| Error::db(format!("preparing the claim of {what}"), e))?;
+    Ok(tx
+        .query(&stmt, params)
+        .await
+        .map_err(|e| Error::db(format!("claiming {what}"), e))?
+        .iter()
+        .map(|r| Locked {
+            id: r.get(0),
+            blob: r.get(1),
+            migrated: r.get(2),
+        })
+        .collect())
+}
+
 /// A unit of work the daemon's loop repeats: claim the next users after a
 /// cursor with `SKIP LOCKED` and do them in one transaction.
 pub(crate) trait Job: Send + Sync + 'static {
@@ -80,30 +118,18 @@ impl MigrateJob {
         } else {
             &store.sql.claim
         };
-        let stmt = tx
-            .prepare_cached(claim)
-            .await
-            .map_err(|e| Error::db("preparing the claim", e))?;
-        let rows = tx
-            .query(
-                &stmt,
-                &[
-                    &cursor,
-                    &store.spec.settings.max_attempts,
-                    &self.run_start,
-                    &i64::from(size),
-                ],
-            )
-            .await
-            .map_err(|e| Error::db("claiming users", e))?;
-        let mut locked: Vec<Locked> = rows
-            .iter()
-            .map(|r| Locked {
-                id: r.get(0),
-                blob: r.get(1),
-                migrated: r.get(2),
-            })
-            .collect();
+        let mut locked = claim_rows(
+            tx,
+            claim,
+            &[
+                &cursor,
+                &store.spec.settings.max_attempts,
+                &self.run_start,
+                &i64::from(size),
+            ],
+            "legacy users",
+        )
+        .await?;
         let claimed: Vec<i64> = locked.iter().map(|l| l.id).collect();
         if claimed.is_empty() {
             return Ok((claimed, locked));
@@ -164,13 +190,7 @@ impl Job for MigrateJob {
         let tx = pool::batch_transaction(client, "a batch").await?;
         let (claimed, locked) = self.claim(&tx, cursor, size).await?;
         let Some(last) = claimed.last().copied() else {
-            return Ok(Claimed {
-                users: 0,
-                last_id: cursor,
-                done: 0,
-                failed: 0,
-                rows: 0,
-            });
+            return Ok(Claimed::nothing(cursor));
         };
         let claimed = claimed.len();
         let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
@@ -291,31 +311,16 @@ impl Job for RollbackJob {
     async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
         let store = &*self.store;
         let tx = pool::batch_transaction(client, "a rollback batch").await?;
-        let stmt = tx
-            .prepare_cached(&self.claim)
-            .await
-            .map_err(|e| Error::db("preparing the rollback claim", e))?;
         let param = self.cohort.param();
-        let rows = tx
-            .query(&stmt, &[&cursor, &i64::from(size), &*param])
-            .await
-            .map_err(|e| Error::db("claiming users to roll back", e))?;
-        let locked: Vec<Locked> = rows
-            .iter()
-            .map(|r| Locked {
-                id: r.get(0),
-                blob: r.get(1),
-                migrated: r.get(2),
-            })
-            .collect();
+        let locked = claim_rows(
+            &tx,
+            &self.claim,
+            &[&cursor, &i64::from(size), &*param],
+            "users to roll back",
+        )
+        .await?;
         let Some(last) = locked.last().map(|l| l.id) else {
-            return Ok(Claimed {
-                users: 0,
-                last_id: cursor,
-                done: 0,
-                failed: 0,
-                rows: 0,
-            });
+            return Ok(Claimed::nothing(cursor));
         };
         let claimed = locked.len();
         let (done, failed) = migrate::rollback_locked(store, &tx, locked).await?;
@@ -384,30 +389,15 @@ impl Job for EvolveJob {
         let store = &*self.store;
         let spec = &store.spec;
         let tx = pool::batch_transaction(client, "an evolution batch").await?;
-        let stmt = tx
-            .prepare_cached(&self.claim)
-            .await
-            .map_err(|e| Error::db("preparing the evolution claim", e))?;
-        let rows = tx
-            .query(&stmt, &[&store.fingerprint, &cursor, &i64::from(size)])
-            .await
-            .map_err(|e| Error::db("claiming users to evolve", e))?;
-        let locked: Vec<Locked> = rows
-            .iter()
-            .map(|r| Locked {
-                id: r.get(0),
-                blob: r.get(1),
-                migrated: r.get(2),
-            })
-            .collect();
+        let locked = claim_rows(
+            &tx,
+            &self.claim,
+            &[&store.fingerprint, &cursor, &i64::from(size)],
+            "users to evolve",
+        )
+        .await?;
         let Some(last) = locked.last().map(|l| l.id) else {
-            return Ok(Claimed {
-                users: 0,
-                last_id: cursor,
-                done: 0,
-                failed: 0,
-                rows: 0,
-            });
+            return Ok(Claimed::nothing(cursor));
         };
         let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
         let mut stored = store.read_rows(&tx, &ids).await?;

@@ -78,15 +78,7 @@ impl TempCluster {
             opts.max_connections,
             opts.shared_buffers
         );
-        cluster.run(
-            Command::new(bindir.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("log"))
-                .args(["-w", "-t", "60", "-o", &settings, "start"]),
-            "pg_ctl start",
-        )?;
+        cluster.pg_ctl_start(&bindir, &settings, "pg_ctl start")?;
         tracing::debug!(dir = %dir.display(), "throwaway cluster started");
         Ok(cluster)
     }
@@ -127,15 +119,7 @@ impl TempCluster {
             "-k {} -p {PORT} -c listen_addresses='' -c hot_standby=on",
             dir.display()
         );
-        standby.run(
-            Command::new(bindir.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("log"))
-                .args(["-w", "-t", "60", "-o", &settings, "start"]),
-            "pg_ctl start (standby)",
-        )?;
+        standby.pg_ctl_start(&bindir, &settings, "pg_ctl start (standby)")?;
         Ok(standby)
     }
 
@@ -144,6 +128,20 @@ impl TempCluster {
         format!(
             "host={} port={PORT} user=postgres dbname={db}",
             self.dir.display()
+        )
+    }
+
+    /// Starts the server of this cluster's data directory with `settings`
+    /// and waits until it accepts connections.
+    fn pg_ctl_start(&self, bindir: &Path, settings: &str, what: &str) -> Result<()> {
+        self.run(
+            Command::new(bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("log"))
+                .args(["-w", "-t", "60", "-o", settings, "start"]),
+            what,
         )
     }
 

@@ -644,11 +644,7 @@ async fn roll_back(decant: &Decant, cohort: decant::Cohort) -> RunReport {
 }
 
 async fn migrate_all(decant: &Decant) -> RunReport {
-    let opts = RunOptions {
-        workers: 2,
-        rate: Some(decant::Rate::Max),
-        ..RunOptions::default()
-    };
+    let opts = crate::harness::full_speed();
     decant::run(
         decant,
         opts,

@@ -3,16 +3,9 @@
 //! and the views read the tables alone.
 
 use crate::harness::TestDb;
-use decant::{Cohort, Decant, Fixup, Progress, RunOptions, Spec};
+use crate::harness::full_speed as opts;
+use decant::{Cohort, Decant, Fixup, Progress, Spec};
 use std::sync::Arc;
-
-fn opts() -> RunOptions {
-    RunOptions {
-        workers: 2,
-        rate: Some(decant::Rate::Max),
-        ..RunOptions::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_is_a_gate_and_then_a_phase() {

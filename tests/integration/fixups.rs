@@ -2,7 +2,8 @@
 //! repairs recorded, and rolled back to their exact originals.
 
 use crate::harness::TestDb;
-use decant::{Cohort, Decant, Fixup, Progress, RunOptions, Spec, json_eq};
+use crate::harness::full_speed as opts;
+use decant::{Cohort, Decant, Fixup, Progress, Spec, json_eq};
 use std::sync::Arc;
 
 fn game_spec_with_fixups() -> Spec {
@@ -12,14 +13,6 @@ fn game_spec_with_fixups() -> Spec {
     Spec::parse(crate::example::SPEC)
         .unwrap()
         .with_fixups(fixups)
-}
-
-fn opts() -> RunOptions {
-    RunOptions {
-        workers: 2,
-        rate: Some(decant::Rate::Max),
-        ..RunOptions::default()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,15 @@ fn server() -> &'static Server {
     })
 }
 
+/// Daemon options for a run at full speed on two workers.
+pub fn full_speed() -> decant::RunOptions {
+    decant::RunOptions {
+        workers: 2,
+        rate: Some(decant::Rate::Max),
+        ..decant::RunOptions::default()
+    }
+}
+
 /// The connection string of the test server's maintenance database.
 pub fn admin_url() -> String {
     server().admin_url.clone()

@@ -3,16 +3,9 @@
 //! difference; an evolution that adds a table, applied by a re-migration.
 
 use crate::harness::TestDb;
-use decant::{Cohort, Decant, Error, Progress, RunOptions, Spec, json_eq};
+use crate::harness::full_speed as opts;
+use decant::{Cohort, Decant, Error, Progress, Spec, json_eq};
 use std::sync::Arc;
-
-fn opts() -> RunOptions {
-    RunOptions {
-        workers: 2,
-        rate: Some(decant::Rate::Max),
-        ..RunOptions::default()
-    }
-}
 
 const COINS: &str = "\n[tables.user_coins.columns]\ncoins = \"int8\"\n\n[[rules]]\nname = \"coins\"\npath = \"legacyCoins\"\ntable = \"user_coins\"\nvalue = \"coins\"\n";
 
