@@ -51,8 +51,10 @@ impl Decant {
     }
 
     /// Refuses to read or write users with a spec whose mapping is not the
-    /// one recorded by `init` (one check per handle, at its first call).
-    async fn verified(&self) -> Result<()> {
+    /// one recorded by `init`, and picks the phase's statements (once the
+    /// migration is finalized, none reads the flag): one check per handle,
+    /// at its first call.
+    pub(crate) async fn verified(&self) -> Result<()> {
         if let Some(known) = self.identity.get() {
             return known
                 .clone()
@@ -61,6 +63,8 @@ impl Decant {
         let client = pool::get(&self.pool).await?;
         match crate::pg::identity::verify(&**client, &self.store.spec, false).await {
             Ok(()) => {
+                let finalized = control::read(&**client).await?.finalized;
+                self.store.set_finalized(finalized);
                 let _ = self.identity.set(Ok(()));
                 Ok(())
             }
@@ -146,7 +150,7 @@ impl Decant {
     /// migration fails, the user stays legacy and the write goes to the blob.
     async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<Locked> {
         let stmt = tx
-            .prepare_cached(&self.store.sql.lock_call)
+            .prepare_cached(&self.store.sql().lock_call)
             .await
             .map_err(|e| Error::db_user(user, "preparing the lock", e))?;
         let max = self.store.spec.settings.max_attempts;
@@ -204,7 +208,7 @@ impl Decant {
         change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
     ) -> Result<Value> {
         self.verified().await?;
-        let sql = &self.store.sql;
+        let sql = &self.store.sql();
         let max = self.store.spec.settings.max_attempts;
         let mut session = Session::new(pool::get(&self.pool).await?, user);
         let mut read = session
@@ -450,7 +454,7 @@ impl Decant {
     async fn exists(&self, user: i64) -> Result<bool> {
         let client = pool::get(&self.pool).await?;
         let row = client
-            .query_one(&self.store.sql.exists, &[&user])
+            .query_one(&self.store.sql().exists, &[&user])
             .await
             .map_err(|e| Error::db_user(user, "looking the user up", e))?;
         Ok(row.get(0))

@@ -1,7 +1,7 @@
 //! Flags several commands share, each group one `#[command(flatten)]`
 //! struct: where the database and the spec are, and the windows.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use decant::{Decant, Spec};
 use std::path::PathBuf;
@@ -49,4 +49,31 @@ impl ScheduleArgs {
     pub(super) fn schedule(&self) -> Result<decant::Schedule> {
         decant::Schedule::new(self.windows.clone(), self.tz.as_deref()).map_err(anyhow::Error::msg)
     }
+}
+
+/// Ids from a file: whitespace or comma separated, `#` to the end of a
+/// line a comment.
+pub(super) fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the ids in {}", file.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("");
+        for word in line.split(|c: char| c.is_whitespace() || c == ',') {
+            if word.is_empty() {
+                continue;
+            }
+            ids.push(word.parse::<i64>().with_context(|| {
+                format!(
+                    "{}:{}: `{word}` is not a user id (an integer)",
+                    file.display(),
+                    n + 1
+                )
+            })?);
+        }
+    }
+    if ids.is_empty() {
+        bail!("{}: no ids in the file", file.display());
+    }
+    Ok(ids)
 }

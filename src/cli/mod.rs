@@ -325,7 +325,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("\n{}", f.drop_sql);
         }
         Command::Release { target, ids } => {
-            let ids = ids.as_deref().map(read_ids).transpose()?;
+            let ids = ids.as_deref().map(args::read_ids).transpose()?;
             let n = target.decant()?.release(ids.as_deref()).await?;
             println!("released {n} held users: the migration takes them again");
         }
@@ -363,7 +363,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let selection = match (sample, ids) {
                 (Some(n), _) => decant::Selection::Sample(n),
-                (None, Some(file)) => decant::Selection::Ids(read_ids(&file)?),
+                (None, Some(file)) => decant::Selection::Ids(args::read_ids(&file)?),
                 (None, None) => decant::Selection::All,
             };
             if page == 0 {
@@ -544,33 +544,6 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Ids from a file: whitespace or comma separated, `#` to the end of a
-/// line a comment.
-pub(super) fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading the ids in {}", file.display()))?;
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("");
-        for word in line.split(|c: char| c.is_whitespace() || c == ',') {
-            if word.is_empty() {
-                continue;
-            }
-            ids.push(word.parse::<i64>().with_context(|| {
-                format!(
-                    "{}:{}: `{word}` is not a user id (an integer)",
-                    file.display(),
-                    n + 1
-                )
-            })?);
-        }
-    }
-    if ids.is_empty() {
-        bail!("{}: no ids in the file", file.display());
-    }
-    Ok(ids)
 }
 
 async fn set_control(target: &Target, settings: &[decant::Setting]) -> Result<()> {

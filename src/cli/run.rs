@@ -131,7 +131,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
             }
             return Ok(());
         }
-        (None, Some(file), ..) => decant::Cohort::Ids(super::read_ids(file)?),
+        (None, Some(file), ..) => decant::Cohort::Ids(super::args::read_ids(file)?),
         (None, None, Some(p), ..) => {
             if !(0.0..=100.0).contains(&p) {
                 anyhow::bail!("--percent {p}: give a percentage from 0 to 100");

@@ -114,9 +114,9 @@ impl MigrateJob {
     ) -> Result<(Vec<i64>, Vec<Locked>)> {
         let store = &*self.store;
         let claim = if self.rollout_only {
-            &store.sql.claim_rollout
+            &store.sql().claim_rollout
         } else {
-            &store.sql.claim
+            &store.sql().claim
         };
         let mut locked = claim_rows(
             tx,
@@ -170,7 +170,7 @@ impl Job for MigrateJob {
         let store = &self.store;
         Ok(client
             .query_one(
-                &store.sql.claimable,
+                &store.sql().claimable,
                 &[
                     &i64::MIN,
                     &store.spec.settings.max_attempts,
@@ -399,6 +399,25 @@ impl Job for EvolveJob {
         let Some(last) = locked.last().map(|l| l.id) else {
             return Ok(Claimed::nothing(cursor));
         };
+        let claimed = locked.len();
+        // a peer may have evolved some since the claim's snapshot (the
+        // staleness is in the state table, which the row lock's re-check
+        // does not see): a fresh statement does
+        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let done_meanwhile: Vec<i64> = tx
+            .query(
+                "SELECT user_id FROM decant.user_state WHERE user_id = ANY ($1) AND fingerprint = $2",
+                &[&ids, &store.fingerprint],
+            )
+            .await
+            .map_err(|e| Error::db("re-checking claimed users", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let locked: Vec<Locked> = locked
+            .into_iter()
+            .filter(|l| !done_meanwhile.contains(&l.id))
+            .collect();
         let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
         let mut stored = store.read_rows(&tx, &ids).await?;
         let (mut done, mut failed, mut written) = (Vec::new(), 0u64, 0u64);
@@ -437,7 +456,7 @@ impl Job for EvolveJob {
             .await
             .map_err(|e| Error::db("committing an evolution batch", e))?;
         Ok(Claimed {
-            users: locked.len(),
+            users: claimed,
             last_id: last,
             done: done.len() as u64,
             failed,

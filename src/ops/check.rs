@@ -145,16 +145,59 @@ pub async fn check(
         ids.as_ref().map_or(table_users as u64, |i| i.len() as u64),
         Ordering::Relaxed,
     );
+    // before `init` there is no flag (every user is legacy); once
+    // finalized it may be gone (every user is migrated)
+    let initialized: bool = client
+        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::db("looking for decant.control", e))?
+        .get(0);
+    if initialized && crate::pg::control::read(&client).await?.finalized {
+        store.set_finalized(true);
+    }
+    // before `init`: no flag (every user legacy) and perhaps no tables
+    let no_flag_yet =
+        !store.is_finalized() && !crate::pg::identity::flag_exists(&client, &spec).await?;
+    let names: Vec<String> = (0..spec.tables.len())
+        .map(|ti| crate::pg::sql::target_table(&spec, ti))
+        .collect();
+    let tables_exist: bool = client
+        .query_one(
+            "SELECT coalesce(bool_and(to_regclass(t) IS NOT NULL), true) FROM unnest($1::text[]) AS t",
+            &[&names],
+        )
+        .await
+        .map_err(|e| Error::db("looking for the target tables", e))?
+        .get(0);
+    let (page_sql, ids_sql) = if !tables_exist {
+        (
+            crate::pg::sql::snapshot_before_init(&spec, "> $1::bigint", true),
+            crate::pg::sql::snapshot_before_init(&spec, "= ANY($1::bigint[])", false),
+        )
+    } else if no_flag_yet {
+        (
+            crate::pg::sql::flag_as(&spec, &store.sql().page, "false"),
+            crate::pg::sql::flag_as(&spec, &store.sql().snapshot, "false"),
+        )
+    } else {
+        (store.sql().page.clone(), store.sql().snapshot.clone())
+    };
     let page_stmt = client
-        .prepare(&store.sql.page)
+        .prepare(&page_sql)
         .await
         .map_err(|e| Error::db("preparing the census read", e))?;
     let ids_stmt = client
-        .prepare(&store.sql.snapshot)
+        .prepare(&ids_sql)
         .await
         .map_err(|e| Error::db("preparing the census read", e))?;
+    // without the tables no user can have rows in them
+    let has_rows_sql = if tables_exist {
+        store.sql().has_rows.clone()
+    } else {
+        "SELECT NULL::bigint, NULL::text WHERE false".to_string()
+    };
     let has_rows_stmt = client
-        .prepare(&store.sql.has_rows)
+        .prepare(&has_rows_sql)
         .await
         .map_err(|e| Error::db("preparing the census read", e))?;
 
@@ -187,7 +230,7 @@ pub async fn check(
         }
         // legacy users with rows already there: the migration refuses them
         let legacy: Vec<i64> = page.iter().filter(|u| !u.migrated).map(|u| u.id).collect();
-        let has_rows: HashMap<i64, String> = if legacy.is_empty() || spec.tables.is_empty() {
+        let has_rows: HashMap<i64, String> = if legacy.is_empty() || !tables_exist {
             HashMap::new()
         } else {
             client

@@ -56,10 +56,11 @@ pub struct FailureGroup {
 
 /// Reads the status; `schedule` is used for the projection.
 pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
+    decant.verified().await?;
     let client = pool::get(decant.pool()).await?;
     let spec = decant.spec();
     let counts = client
-        .query_one(&decant.store().sql.user_counts, &[])
+        .query_one(&decant.store().sql().user_counts, &[])
         .await
         .map_err(|e| Error::db("counting users", e))?;
     let users: i64 = counts.get(0);

@@ -45,17 +45,34 @@ async fn recorded(client: &impl GenericClient) -> Result<Option<(String, Vec<Str
 }
 
 async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64> {
+    // once finalized the flag column may be gone: every user is migrated
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        source_table(spec),
+        crate::core::spec::quote(&spec.source.flag)
+    );
+    let sql = if flag_exists(client, spec).await? {
+        sql
+    } else {
+        crate::pg::sql::without_flag(spec, &sql)
+    };
     Ok(client
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM {} WHERE {}",
-                source_table(spec),
-                crate::core::spec::quote(&spec.source.flag)
-            ),
-            &[],
-        )
+        .query_one(&sql, &[])
         .await
         .map_err(|e| Error::db("counting migrated users", e))?
+        .get(0))
+}
+
+/// Whether the source table still has its flag column.
+pub(crate) async fn flag_exists(client: &impl GenericClient, spec: &Spec) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
+               AND attname = $2 AND NOT attisdropped)",
+            &[&source_table(spec), &spec.source.flag],
+        )
+        .await
+        .map_err(|e| Error::db("looking for the flag column", e))?
         .get(0))
 }
 

@@ -109,7 +109,76 @@ pub(crate) struct TableSql {
     pub delete_keys: Option<String>,
 }
 
+/// `sql` with the source table's flag column read as `true`: the SQL of
+/// the finalized phase, when every user is migrated and the flag may be
+/// dropped.
+pub(crate) fn without_flag(spec: &Spec, sql: &str) -> String {
+    flag_as(spec, sql, "true")
+}
+
+/// `sql` with the source table's flag column read as `value` (`false`
+/// before `init` adds it). Replaces `s."<flag>"` and a bare `"<flag>"`
+/// (not a column of another table, `x."<flag>"`).
+pub(crate) fn flag_as(spec: &Spec, sql: &str, value: &str) -> String {
+    let flag = quote(&spec.source.flag);
+    let qualified = format!("s.{flag}");
+    let sql = sql.replace(&qualified, value);
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql.as_str();
+    while let Some(i) = rest.find(&flag) {
+        let (before, after) = rest.split_at(i);
+        out.push_str(before);
+        if before.ends_with('.') {
+            out.push_str(&flag);
+        } else {
+            out.push_str(value);
+        }
+        rest = &after[flag.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Sql {
+    /// The statements of the finalized phase: the flag read as `true`, and
+    /// a blob write that leaves the flag alone.
+    pub fn finalized(spec: &Spec) -> Sql {
+        let mut sql = Sql::new(spec);
+        for s in [
+            &mut sql.lock_wait,
+            &mut sql.lock_skip,
+            &mut sql.claim,
+            &mut sql.claim_rollout,
+            &mut sql.claimable,
+            &mut sql.user_counts,
+            &mut sql.exists,
+            &mut sql.snapshot,
+            &mut sql.has_rows,
+            &mut sql.page,
+            &mut sql.snapshot_one,
+            &mut sql.rows_one,
+            &mut sql.lock_call,
+        ] {
+            *s = without_flag(spec, s);
+        }
+        let s = &spec.source;
+        sql.write_one = format!(
+            "UPDATE {} SET {} = $2::jsonb WHERE {} = $1::bigint AND $3::boolean",
+            source_table(spec),
+            quote(&s.blob),
+            quote(&s.id)
+        );
+        sql.write_blobs = format!(
+            "UPDATE {} AS s SET {} = v.blob \
+             FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
+             WHERE s.{} = v.id AND v.migrated",
+            source_table(spec),
+            quote(&s.blob),
+            quote(&s.id)
+        );
+        sql
+    }
+
     pub fn new(spec: &Spec) -> Sql {
         let s = &spec.source;
         let src = source_table(spec);
@@ -193,6 +262,27 @@ impl Sql {
             tables,
         }
     }
+}
+
+/// The census's reads before `init` (no flag, no target tables): the
+/// shape of `snapshot` with every user legacy and no rows. `ids` as in
+/// `snapshot`.
+pub(crate) fn snapshot_before_init(spec: &Spec, ids: &str, limit: bool) -> String {
+    let s = &spec.source;
+    let (id, blob) = (quote(&s.id), quote(&s.blob));
+    let mut cols = vec![format!("s.{id}::bigint, s.{blob}, false")];
+    for t in &spec.tables {
+        cols.push("0::bigint".into());
+        for c in &t.columns {
+            cols.push(format!("NULL::{}[]", c.ty.wire()));
+        }
+    }
+    format!(
+        "SELECT {} FROM {} AS s WHERE s.{id} {ids} ORDER BY s.{id}{}",
+        cols.join(", "),
+        source_table(spec),
+        if limit { " LIMIT $2" } else { "" }
+    )
 }
 
 fn has_rows(spec: &Spec) -> String {

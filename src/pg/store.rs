@@ -21,7 +21,12 @@ use tokio_postgres::types::ToSql;
 #[derive(Debug)]
 pub(crate) struct Store {
     pub spec: Arc<Spec>,
-    pub sql: Sql,
+    sql: Sql,
+    /// The statements of the finalized phase (the flag read as `true`).
+    sql_finalized: Sql,
+    /// Whether this handle runs in the finalized phase (read from the
+    /// control row at its first call).
+    finalized: std::sync::atomic::AtomicBool,
     /// The mapping's fingerprint, recorded with every user it migrates.
     pub fingerprint: String,
 }
@@ -64,18 +69,40 @@ impl Store {
     pub fn new(spec: Arc<Spec>) -> Store {
         Store {
             sql: Sql::new(&spec),
+            sql_finalized: Sql::finalized(&spec),
+            finalized: std::sync::atomic::AtomicBool::new(false),
             fingerprint: spec.fingerprint(),
             spec,
         }
+    }
+
+    /// The statements for the phase: once finalized, none reads the flag.
+    pub fn sql(&self) -> &Sql {
+        if self.finalized.load(std::sync::atomic::Ordering::Relaxed) {
+            &self.sql_finalized
+        } else {
+            &self.sql
+        }
+    }
+
+    /// Whether this handle runs in the finalized phase.
+    pub fn is_finalized(&self) -> bool {
+        self.finalized.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Switches to the finalized phase's statements.
+    pub fn set_finalized(&self, finalized: bool) {
+        self.finalized
+            .store(finalized, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Locks the source rows of `ids` (in id order, so concurrent lockers
     /// cannot deadlock); with `skip`, rows locked elsewhere are left out.
     pub async fn lock(&self, tx: &Transaction<'_>, ids: &[i64], skip: bool) -> Result<Vec<Locked>> {
         let sql = if skip {
-            &self.sql.lock_skip
+            &self.sql().lock_skip
         } else {
-            &self.sql.lock_wait
+            &self.sql().lock_wait
         };
         let stmt = tx
             .prepare_cached(sql)
@@ -106,7 +133,7 @@ impl Store {
             return Ok(HashMap::new());
         }
         let stmt = tx
-            .prepare_cached(&self.sql.has_rows)
+            .prepare_cached(&self.sql().has_rows)
             .await
             .map_err(|e| Error::db("preparing the check for rows already there", e))?;
         Ok(tx
@@ -132,7 +159,7 @@ impl Store {
         let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
         self.exec(
             tx,
-            &self.sql.write_blobs,
+            &self.sql().write_blobs,
             &[&ids, &blobs, &flags],
             "writing blobs",
         )
@@ -162,10 +189,10 @@ impl Store {
     /// Read in the caller's transaction.
     async fn tables_are_plain(&self, tx: &Transaction<'_>) -> Result<bool> {
         let stmt = tx
-            .prepare_cached(&self.sql.plain_check)
+            .prepare_cached(&self.sql().plain_check)
             .await
             .map_err(|e| Error::db("preparing the target tables' check", e))?;
-        let (tables, columns, types) = &self.sql.plain_params;
+        let (tables, columns, types) = &self.sql().plain_params;
         tx.query_one(&stmt, &[tables, columns, types])
             .await
             .map(|r| r.get(0))
@@ -315,8 +342,8 @@ impl Store {
                     params.push(bind(rs.iter().map(|(_, r)| &r.values[ci])));
                 }
                 let sql = match how {
-                    Write::Insert => &self.sql.tables[ti].insert,
-                    Write::InsertReturning => &self.sql.tables[ti].insert_returning,
+                    Write::Insert => &self.sql().tables[ti].insert,
+                    Write::InsertReturning => &self.sql().tables[ti].insert_returning,
                 };
                 async move {
                     let refs: Vec<&(dyn ToSql + Sync)> =
@@ -363,8 +390,8 @@ impl Store {
         users: &[i64],
     ) -> Result<Vec<Snapshot>> {
         let (sql, one) = match users {
-            [one] => (&self.sql.snapshot_one, Some(*one)),
-            _ => (&self.sql.snapshot, None),
+            [one] => (&self.sql().snapshot_one, Some(*one)),
+            _ => (&self.sql().snapshot, None),
         };
         let stmt = client
             .prepare_cached(sql)
@@ -487,7 +514,7 @@ impl Store {
         let mut out = Vec::new();
         for (ti, rs) in gone.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
             let table = &self.spec.tables[ti];
-            out.push(match &self.sql.tables[ti].delete_keys {
+            out.push(match &self.sql().tables[ti].delete_keys {
                 Some(sql) => {
                     let mut params: Vec<Param> = vec![Box::new(user)];
                     for &ci in &table.key {
@@ -497,7 +524,7 @@ impl Store {
                 }
                 // a table keyed by the user alone: its one row is gone
                 None => Planned::new(
-                    &self.sql.tables[ti].delete_users,
+                    &self.sql().tables[ti].delete_users,
                     vec![Box::new(vec![user])],
                     "deleting removed rows",
                 ),
@@ -510,7 +537,7 @@ impl Store {
                 params.push(bind(rs.iter().map(|r| &r.values[ci])));
             }
             out.push(Planned::new(
-                &self.sql.tables[ti].upsert,
+                &self.sql().tables[ti].upsert,
                 params,
                 "writing changed rows",
             ));
@@ -521,7 +548,7 @@ impl Store {
     /// The statement that writes one user's blob and flag.
     pub fn blob_statement<'a>(&'a self, user: i64, blob: &'a Value, migrated: bool) -> Planned<'a> {
         Planned::new(
-            &self.sql.write_one,
+            &self.sql().write_one,
             vec![Box::new(user), Box::new(blob), Box::new(migrated)],
             "writing the blob",
         )

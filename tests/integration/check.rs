@@ -287,3 +287,21 @@ async fn a_legacy_user_with_rows_already_there_is_refused_and_listed() {
         status.failures
     );
 }
+
+#[tokio::test]
+async fn the_census_runs_before_init() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 150, 1).await.unwrap();
+    // no flag, no target tables, no decant schema yet
+    let all = check(&db.url, Selection::All).await;
+    let some = check(&db.url, Selection::Ids(vec![1, 2, 3, 999])).await;
+    assert_eq!(some.census.users, 3);
+    assert_eq!(some.missing_ids, vec![999]);
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    let after = check(&db.url, Selection::All).await;
+    assert_eq!(all.census, after.census);
+    assert!(all.census.would_fail > 0 && all.census.legacy == 150);
+}
