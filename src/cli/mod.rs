@@ -71,8 +71,16 @@ enum Command {
     /// held or failed; then records the phase finalized (views read the
     /// tables alone; run, rollback and on-demand migration stop) and prints
     /// the SQL that drops the flag and an empty blob column, to run when
-    /// the old code path is gone.
-    Finalize(Target),
+    /// the old code path is gone (--drop-legacy runs it).
+    Finalize {
+        #[command(flatten)]
+        target: Target,
+        /// Also drop the flag column and the legacy index, and regenerate
+        /// the views and SQL API without them, in one transaction (restart
+        /// the backends first: a handle made before reads the flag).
+        #[arg(long)]
+        drop_legacy: bool,
+    },
     /// Put held (rolled back) users back into the migration.
     Release {
         #[command(flatten)]
@@ -299,8 +307,11 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Rollback(args) => run::rollback(args).await?,
-        Command::Finalize(target) => {
-            let f = decant::finalize(target.url()?, &target.decant()?).await?;
+        Command::Finalize {
+            target,
+            drop_legacy,
+        } => {
+            let f = decant::finalize(target.url()?, &target.decant()?, drop_legacy).await?;
             if f.already {
                 println!(
                     "already finalized; every one of {} users is migrated and verified",
@@ -322,7 +333,13 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("  {}: {} users", u.path, u.users);
                 }
             }
-            println!("\n{}", f.drop_sql);
+            if f.flag_dropped {
+                println!(
+                    "the flag column and the legacy index are dropped; the views and SQL API read every user as migrated"
+                );
+            } else {
+                println!("\n{}", f.drop_sql);
+            }
         }
         Command::Release { target, ids } => {
             let ids = ids.as_deref().map(args::read_ids).transpose()?;

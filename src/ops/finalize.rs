@@ -27,19 +27,40 @@ pub struct Finalized {
     pub residual_users: u64,
     /// Those keys, most held first.
     pub unclaimed: Vec<Unclaimed>,
-    /// The SQL that drops what the old code path needed, to run when the
-    /// old code is gone (decant runs none of it).
+    /// The SQL that drops what the old code path needed (what
+    /// `--drop-legacy` runs).
     pub drop_sql: String,
+    /// Whether the flag column is gone (dropped now or before).
+    pub flag_dropped: bool,
 }
 
 /// Checks the gate and finalizes the migration of the database at `url`
-/// (the same database as `decant`'s).
-pub async fn finalize(url: &str, decant: &Decant) -> Result<Finalized> {
+/// (the same database as `decant`'s). With `drop_legacy`, also drops the
+/// flag column and the legacy index, and regenerates the views and the SQL
+/// API to read every user as migrated, in one transaction; handles made
+/// before (in running backends) read the flag until restarted.
+pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<Finalized> {
     let spec = decant.spec();
     let client = pool::get(decant.pool()).await?;
     crate::pg::identity::verify(&**client, spec, false).await?;
     let already = control::read(&**client).await?.finalized;
     let src = source_table(spec);
+    if already && !crate::pg::identity::flag_exists(&**client, spec).await? {
+        // finalized and the flag dropped: nothing left to check or do
+        let users: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {src}"), &[])
+            .await
+            .map_err(|e| Error::db("counting users", e))?
+            .get(0);
+        return Ok(Finalized {
+            users: users as u64,
+            already: true,
+            residual_users: 0,
+            unclaimed: Vec::new(),
+            drop_sql: String::new(),
+            flag_dropped: true,
+        });
+    }
     let (id, flag, blob) = (
         quote(&spec.source.id),
         quote(&spec.source.flag),
@@ -148,22 +169,39 @@ pub async fn finalize(url: &str, decant: &Decant) -> Result<Finalized> {
         .await
         .map_err(|e| Error::db("counting non-empty residuals", e))?
         .get(0);
-    let index = crate::pg::sql::index_name(&format!("{}_decant_legacy_idx", spec.source.table));
-    let schema = quote(&spec.source.schema);
-    let mut drop_sql = format!(
-        "-- when no code reads the flag any more (the old code path is gone):\n\
-         DROP INDEX IF EXISTS {schema}.{index};\n\
-         ALTER TABLE {src} DROP COLUMN {flag} CASCADE;  -- CASCADE: decant's views and SQL API read it\n"
+    let index = crate::pg::schema::legacy_index_qualified(spec);
+    let flag_there = true;
+    let drop_sql = format!(
+        "-- what `decant finalize --drop-legacy` runs, in one transaction (restart the\n\
+         -- backends first: a handle made before reads the flag):\n\
+         DROP INDEX IF EXISTS {index};\n\
+         ALTER TABLE {src} DROP COLUMN {flag} CASCADE;\n\
+         -- then the views and the SQL API again, reading every user as migrated\n\
+         -- (keep {blob}: decant's layer keeps each user's residual there; {residual_users} users' residuals hold keys no rule claims)\n"
     );
-    if residual_users == 0 {
-        drop_sql.push_str(&format!(
-            "-- every residual is empty: the blob column holds nothing\n\
-             ALTER TABLE {src} DROP COLUMN {blob} CASCADE;\n"
-        ));
-    } else {
-        drop_sql.push_str(&format!(
-            "-- keep {blob}: {residual_users} users' residuals still hold keys no rule claims\n"
-        ));
+    if drop_legacy && flag_there {
+        let mut client = client;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| Error::db("beginning the drop of the flag", e))?;
+        tx.batch_execute(&format!(
+            "DROP INDEX IF EXISTS {index}; ALTER TABLE {src} DROP COLUMN {flag} CASCADE"
+        ))
+        .await
+        .map_err(|e| Error::db("dropping the flag column and the legacy index", e))?;
+        for stmt in crate::pg::schema::reading_statements(spec, true) {
+            // in a transaction: the indexes on the tables exist already
+            let stmt = stmt.replace("CREATE INDEX CONCURRENTLY", "CREATE INDEX");
+            tx.batch_execute(&stmt)
+                .await
+                .map_err(|e| Error::db("creating the views and SQL API without the flag", e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("committing the drop of the flag", e))?;
+        decant.store().set_finalized(true);
+        tracing::info!("flag column and legacy index dropped; views and SQL API regenerated");
     }
     Ok(Finalized {
         users: users as u64,
@@ -171,5 +209,6 @@ pub async fn finalize(url: &str, decant: &Decant) -> Result<Finalized> {
         residual_users: residual_users as u64,
         unclaimed: census.unclaimed,
         drop_sql,
+        flag_dropped: drop_legacy || !flag_there,
     })
 }

@@ -19,18 +19,27 @@ fn legacy_index(spec: &Spec) -> String {
 /// and the legacy index touch the source table; the index is built
 /// `CONCURRENTLY` so live writes go on.
 pub fn statements(spec: &Spec) -> Vec<String> {
+    statements_for(spec, false)
+}
+
+/// The statements of [`statements`]; `flagless` once the migration is
+/// finalized and the flag dropped: no flag column or legacy index, and the
+/// views and SQL API read the flag as `true`.
+pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
     let src = source_table(spec);
     let mut out = vec![OWN_OBJECTS.trim().to_string()];
-    out.push(format!(
-        "ALTER TABLE {src} ADD COLUMN IF NOT EXISTS {} boolean NOT NULL DEFAULT false",
-        quote(&spec.source.flag)
-    ));
-    out.push(format!(
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {src} ({}) WHERE NOT {}",
-        legacy_index(spec),
-        quote(&spec.source.id),
-        quote(&spec.source.flag)
-    ));
+    if !flagless {
+        out.push(format!(
+            "ALTER TABLE {src} ADD COLUMN IF NOT EXISTS {} boolean NOT NULL DEFAULT false",
+            quote(&spec.source.flag)
+        ));
+        out.push(format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {src} ({}) WHERE NOT {}",
+            legacy_index(spec),
+            quote(&spec.source.id),
+            quote(&spec.source.flag)
+        ));
+    }
     if spec.settings.target_schema != spec.source.schema {
         out.push(format!(
             "CREATE SCHEMA IF NOT EXISTS {}",
@@ -57,11 +66,30 @@ pub fn statements(spec: &Spec) -> Vec<String> {
             cols.join(",\n")
         ));
     }
-    // the cross-user views read the tables and the flag: they come last
-    out.extend(views::statements(spec));
-    // the SQL API uses the views' helpers
-    out.extend(api::statements(spec));
+    out.extend(reading_statements(spec, flagless));
     out
+}
+
+/// The cross-user views and the SQL API (which uses the views' helpers);
+/// `flagless`: reading the flag as `true`.
+pub(crate) fn reading_statements(spec: &Spec, flagless: bool) -> Vec<String> {
+    let all = views::statements(spec)
+        .into_iter()
+        .chain(api::statements(spec));
+    if flagless {
+        // the indexes on legacy blobs have no legacy user left to index
+        let on_source = format!(" ON {}", source_table(spec));
+        all.filter(|s| !(s.starts_with("CREATE INDEX") && s.contains(&on_source)))
+            .map(|s| crate::pg::sql::without_flag(spec, &s))
+            .collect()
+    } else {
+        all.collect()
+    }
+}
+
+/// The legacy index's name, schema-qualified.
+pub(crate) fn legacy_index_qualified(spec: &Spec) -> String {
+    format!("{}.{}", quote(&spec.source.schema), legacy_index(spec))
 }
 
 /// The cross-user views and their helpers as one script, for
@@ -149,7 +177,16 @@ pub async fn init_evolving(client: &Client, spec: &Spec) -> Result<()> {
 async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     check_source(client, spec).await?;
     crate::pg::identity::check_init(client, spec, evolve).await?;
-    for stmt in statements(spec) {
+    // finalized and the flag dropped (`decant finalize --drop-legacy`):
+    // never added back
+    let initialized: bool = client
+        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::db("looking for decant.control", e))?
+        .get(0);
+    let finalized = initialized && crate::pg::control::read(client).await?.finalized;
+    let flagless = finalized && !crate::pg::identity::flag_exists(client, spec).await?;
+    for stmt in statements_for(spec, flagless) {
         client
             .batch_execute(&stmt)
             .await

@@ -308,7 +308,7 @@ async fn run_in(
         .collect();
     // The end of the lifecycle: every user migrated and verified, so the
     // gate passes and the views read the tables alone.
-    let finalized = match decant::finalize(url, &decant).await {
+    let finalized = match decant::finalize(url, &decant, false).await {
         Ok(_) => Ok(()),
         Err(e) => Err(e.to_string()),
     };

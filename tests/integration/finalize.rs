@@ -14,7 +14,7 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     let plain = db.game(n).await;
     let client = db.client().await;
     let refused = async |decant: &Decant, says: &[&str]| {
-        let err = decant::finalize(&db.url, decant)
+        let err = decant::finalize(&db.url, decant, false)
             .await
             .unwrap_err()
             .to_string();
@@ -128,7 +128,7 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     set(&value).await;
 
     // finalized
-    let f = decant::finalize(&db.url, &decant).await.unwrap();
+    let f = decant::finalize(&db.url, &decant, false).await.unwrap();
     assert!(!f.already);
     assert_eq!(f.users, n as u64);
     assert!(
@@ -146,7 +146,12 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .unwrap();
     assert_eq!(status.phase, "finalized");
     assert!(status.to_string().contains("phase      finalized"));
-    assert!(decant::finalize(&db.url, &decant).await.unwrap().already);
+    assert!(
+        decant::finalize(&db.url, &decant, false)
+            .await
+            .unwrap()
+            .already
+    );
 
     // nothing migrates or rolls back any more
     let run = decant::run(
@@ -212,4 +217,100 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .collect();
     assert_eq!(top.len(), 3);
     assert!(!top.contains(&100000));
+
+    // --drop-legacy: the flag and its index gone, the views and SQL API
+    // regenerated; a new handle reads and writes every user as migrated
+    // (a legacy user after finalize holds the gate closed: gone first)
+    assert!(
+        decant::finalize(&db.url, &decant, true)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("1 users are still legacy (e.g. 100000")
+    );
+    client
+        .execute("DELETE FROM \"user\" WHERE id = 100000", &[])
+        .await
+        .unwrap();
+    let expected = decant.load(12).await.unwrap();
+    let f = decant::finalize(&db.url, &decant, true).await.unwrap();
+    assert!(f.flag_dropped);
+    let flag: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'user' AND column_name = 'migrated'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(flag, 0);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/game/fixups");
+    let spec = Spec::parse(crate::example::SPEC)
+        .unwrap()
+        .with_fixups(Fixup::load_dir(&dir).unwrap());
+    let fresh = Decant::connect(&db.url, spec.clone(), 2).unwrap();
+    assert_eq!(fresh.load(12).await.unwrap(), expected);
+    let patched = fresh
+        .patch(12, &serde_json::json!({"xp": 424242}))
+        .await
+        .unwrap();
+    assert_eq!(patched["xp"], serde_json::json!(424242));
+    assert_eq!(
+        fresh.load(12).await.unwrap()["xp"],
+        serde_json::json!(424242)
+    );
+    let sql_load: serde_json::Value = client
+        .query_one("SELECT decant.load(12)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sql_load["xp"], serde_json::json!(424242));
+    let status = decant::status(&fresh, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!((status.users, status.migrated), (n, n));
+    let census = decant::check(
+        &db.url,
+        spec.clone(),
+        &decant::CheckOptions::default(),
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap()
+    .census;
+    assert_eq!(census.migrated as i64, n);
+    assert!(census.migrated_not_rebuilding.is_none());
+    let from_view: i64 = client
+        .query_one("SELECT count(*) FROM user_statistic_all", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let from_tables: i64 = client
+        .query_one("SELECT count(*) FROM user_statistic", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(from_view, from_tables);
+    let top = client
+        .query("SELECT user_id FROM kidnap_points_top(3)", &[])
+        .await
+        .unwrap();
+    assert_eq!(top.len(), 3);
+    // init again leaves the flag out; finalize again has nothing to do
+    decant::init(&client, &spec).await.unwrap();
+    let flag: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'user' AND column_name = 'migrated'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(flag, 0);
+    assert!(
+        decant::finalize(&db.url, &fresh, true)
+            .await
+            .unwrap()
+            .already
+    );
 }
