@@ -254,7 +254,16 @@ enum Command {
 
 /// Runs the command line: parse, set up logging, run, report.
 pub async fn main() {
+    // a closed pipe (`decant status --json | head -1`) ends the process
+    // quietly, as it does other Unix tools, instead of a panic in println!
+    // SAFETY: setting a signal's action to its default has no
+    // precondition; SIGPIPE's is process-wide
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
+        // colours only on a terminal: a log file gets plain text
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -564,8 +573,11 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn set_control(target: &Target, settings: &[decant::Setting]) -> Result<()> {
-    // the spec is read as before, so that a bad one is reported here too
-    target.spec()?;
+    // the control row needs only the database; a spec given is still
+    // checked, so that a bad one is reported here too
+    if target.spec.exists() {
+        target.spec()?;
+    }
     let client = decant::connect(target.url()?).await?;
     for s in settings {
         decant::set_control(&client, s).await?;

@@ -244,7 +244,40 @@ fn lower_priority(nice: i32) {
     }
 }
 
+/// Refuses daemon settings that cannot work, instead of clamping them.
+fn check_run_args(args: &RunArgs) -> Result<()> {
+    if args.workers == 0 {
+        anyhow::bail!("--workers must be at least 1");
+    }
+    if args.workers > 64 {
+        anyhow::bail!(
+            "--workers {}: each worker holds a session and the server's cores are the limit; use at most 64",
+            args.workers
+        );
+    }
+    if args.max_batch == 0 {
+        anyhow::bail!("--max-batch must be at least 1");
+    }
+    if args.target_batch_ms == 0 || args.busy_batch_ms == 0 {
+        anyhow::bail!("--target-batch-ms and --busy-batch-ms must be at least 1");
+    }
+    if !args.max_replica_lag.is_finite() || args.max_replica_lag < 0.0 {
+        anyhow::bail!(
+            "--max-replica-lag {}: give a number of seconds, 0 or more",
+            args.max_replica_lag
+        );
+    }
+    if !args.max_commit_slowdown.is_finite() || args.max_commit_slowdown < 0.0 {
+        anyhow::bail!(
+            "--max-commit-slowdown {}: give a factor (1.5), or 0 for off",
+            args.max_commit_slowdown
+        );
+    }
+    Ok(())
+}
+
 pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
+    check_run_args(&args)?;
     if args.dry_run {
         return dry_run(&args).await;
     }

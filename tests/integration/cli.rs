@@ -124,6 +124,32 @@ fn bad_input_is_refused_with_a_clear_error() {
     );
     assert!(!ok);
     assert!(err.contains("bad connection string"), "{err}");
+
+    // daemon settings that cannot work are refused, not clamped
+    for (args, says) in [
+        (
+            &["run", "--workers", "0"][..],
+            "--workers must be at least 1",
+        ),
+        (&["run", "--workers", "100000"][..], "use at most 64"),
+        (
+            &["run", "--max-batch", "0"][..],
+            "--max-batch must be at least 1",
+        ),
+        (&["run", "--target-batch-ms", "0"][..], "must be at least 1"),
+        (
+            &["run", "--max-replica-lag", "inf"][..],
+            "--max-replica-lag inf",
+        ),
+        (&["run", "--max-replica-lag=-1"][..], "--max-replica-lag -1"),
+    ] {
+        let (ok, _, err) = decant(args, Some("postgres://localhost/db"), &dir);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
