@@ -225,4 +225,21 @@ v = "int8"
             assert!(message.starts_with("ranked `r`"), "{message}");
         }
     }
+
+    #[test]
+    fn an_unknown_column_option_is_named_with_its_line() {
+        let text = GAME.replace(
+            "progress = { type = \"int4\", min = 0 }",
+            "progress = { type = \"int4\", minimum = 0 }",
+        );
+        assert_ne!(text, GAME);
+        let line = text.lines().position(|l| l.contains("minimum")).unwrap() + 1;
+        let (at, message) = spec_err(&text);
+        assert_eq!(at, line, "{message}");
+        assert!(message.contains("unknown field `minimum`"), "{message}");
+        assert!(!message.contains("untagged"), "{message}");
+        let text = GAME.replace("achievement_id = \"text\"", "achievement_id = 7");
+        let (_, message) = spec_err(&text);
+        assert!(message.contains("a column is a type name"), "{message}");
+    }
 }

@@ -85,11 +85,28 @@ struct RawTable {
     columns: BTreeMap<String, Spanned<RawColumn>>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum RawColumn {
     Type(String),
     Full(RawColumnFull),
+}
+
+// by hand rather than `untagged`, so that an unknown option or a wrong
+// value is named ("unknown field `colour`, expected one of ...") instead
+// of "did not match any variant"
+impl<'de> Deserialize<'de> for RawColumn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match ::toml::Value::deserialize(d)? {
+            ::toml::Value::String(s) => Ok(RawColumn::Type(s)),
+            v @ ::toml::Value::Table(_) => RawColumnFull::deserialize(v)
+                .map(RawColumn::Full)
+                .map_err(|e| D::Error::custom(e.message())),
+            other => Err(D::Error::custom(format!(
+                "a column is a type name (\"int4\") or a table ({{ type = \"int4\", min = 0 }}), not a {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
