@@ -63,7 +63,15 @@ impl Decant {
         let client = pool::get(&self.pool).await?;
         match crate::pg::identity::verify(&**client, &self.store.spec, false).await {
             Ok(()) => {
-                let finalized = control::read(&**client).await?.finalized;
+                // no control row (deleted by hand): not finalized
+                let finalized: bool = client
+                    .query_one(
+                        "SELECT coalesce((SELECT finalized FROM decant.control), false)",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| Error::db("reading the phase (has `decant init` run?)", e))?
+                    .get(0);
                 self.store.set_finalized(finalized);
                 let _ = self.identity.set(Ok(()));
                 Ok(())

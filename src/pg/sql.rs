@@ -190,6 +190,7 @@ impl Sql {
         let tables = (0..spec.tables.len())
             .map(|ti| table_sql(spec, ti))
             .collect();
+        // (lock_call: without a control row, no on-demand migration)
         // Legacy users not held (rolled back), not failed too often nor
         // already failed in this run
         // ($2 = max attempts, $3 = run start), from the partial index. The
@@ -243,10 +244,10 @@ impl Sql {
                  AND ($4 = false OR decant.in_rollout(s.{id}))"
             ),
             lock_call: format!(
-                "SELECT {id}::bigint, {blob}, {flag}, NOT {flag} AND decant.in_rollout({id}) \
+                "SELECT {id}::bigint, {blob}, {flag}, coalesce(NOT {flag} AND decant.in_rollout({id}) \
                    AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
                                     AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) \
-                   AND NOT (SELECT c.finalized FROM decant.control AS c) \
+                   AND NOT (SELECT c.finalized FROM decant.control AS c), false) \
                  FROM {src} WHERE {id} = $1::bigint FOR NO KEY UPDATE"
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),

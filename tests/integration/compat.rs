@@ -688,3 +688,32 @@ fn two_clean_users() -> (i64, i64) {
     let mut clean = (1..).filter(|&i| crate::example::user(1, i).dirt.is_none());
     (clean.next().unwrap(), clean.next().unwrap())
 }
+
+#[tokio::test]
+async fn writes_go_on_without_a_control_row() {
+    let db = TestDb::new().await;
+    let decant = db.game(10).await;
+    let (legacy, migrated) = two_clean_users();
+    decant.migrate_user(migrated).await.unwrap();
+    // someone deleted the control row: no rollout, no on-demand migration,
+    // but every write still lands
+    db.client()
+        .await
+        .batch_execute("DELETE FROM decant.control")
+        .await
+        .unwrap();
+    let fresh = db.decant_with(crate::example::SPEC, 2);
+    for u in [legacy, migrated] {
+        assert!(json_eq(
+            &fresh.load(u).await.unwrap(),
+            &decant.load(u).await.unwrap()
+        ));
+        let out = decant.patch(u, &json!({"legacyCoins": 5})).await.unwrap();
+        assert_eq!(out["legacyCoins"], json!(5));
+        let saved = decant
+            .modify(u, |b| b["legacyCoins"] = json!(6))
+            .await
+            .unwrap();
+        assert_eq!(decant.load(u).await.unwrap(), saved);
+    }
+}
