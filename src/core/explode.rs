@@ -123,6 +123,18 @@ impl<'v> Walker<'_, 'v> {
             return self.claim(v, ri);
         }
         let Some(map) = v.object() else {
+            if self.path.is_empty() {
+                // the blob itself is not an object: no rule is to blame
+                let mut problem = self.invalid(
+                    &self.spec.rules[node.first_rule],
+                    "a JSON object at the root of the blob",
+                    v,
+                );
+                problem.rule = "(blob)".into();
+                return self
+                    .settle(node.strict, vec![problem])
+                    .map(|()| Some(v.to_value()));
+            }
             let problem = self.invalid(&self.spec.rules[node.first_rule], "expected an object", v);
             return self
                 .settle(node.strict, vec![problem])
@@ -560,6 +572,24 @@ mod tests {
             bot.values[1],
             ColumnValue::Json(json!({"skin": "red", "unlocked": null}))
         );
+    }
+
+    #[test]
+    fn a_blob_that_is_not_an_object_is_named_as_such() {
+        let spec = game();
+        for blob in [json!([1, 2]), json!("text"), json!(null), json!(7)] {
+            let e = explode(&spec, &blob).unwrap_err();
+            assert_eq!(e.rule, "(blob)", "{blob}");
+            assert_eq!(e.path, "$");
+            assert!(e.expected.contains("JSON object at the root"), "{e}");
+            // kept whole by the lenient explode, and rebuilt
+            let kept = explode_lenient(&spec, &blob);
+            assert!(kept.rows.is_empty() && kept.warnings.len() == 1);
+            assert_eq!(
+                reconstruct(&spec, &kept.rows, &kept.residual).unwrap(),
+                blob
+            );
+        }
     }
 
     #[test]

@@ -642,6 +642,12 @@ fn restore_plain(
     tx: &tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<()> {
     let total = std::fs::metadata(dump)?.len().max(1);
+    // psql stops at the first error and closes its input: the write must
+    // fail with EPIPE (reported with psql's message), not kill decant
+    // SAFETY: setting a signal's action has no precondition
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let mut child = Command::new(tool(bindir, "psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
         .arg(url)

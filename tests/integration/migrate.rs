@@ -510,7 +510,10 @@ async fn a_null_blob_fails_its_user_and_stays_legacy() {
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].user, 4);
     let message = report.failed[0].error.to_string();
-    assert!(message.contains("expected an object"), "{message}");
+    assert!(
+        message.contains("rule `(blob)`") && message.contains("a JSON object at the root"),
+        "{message}"
+    );
     assert!(!is_migrated(&client, 4).await);
     assert_eq!(decant.load(4).await.unwrap(), Value::Null);
 }
