@@ -186,12 +186,21 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
         .get(0);
     let finalized = initialized && crate::pg::control::read(client).await?.finalized;
     let flagless = finalized && !crate::pg::identity::flag_exists(client, spec).await?;
+    // every statement is idempotent: "already exists, skipping" notices
+    // on a second run say nothing (the session's level is restored after)
+    client
+        .batch_execute("SET client_min_messages = warning")
+        .await
+        .map_err(|e| Error::db("init: quieting notices", e))?;
+    let mut applied = Ok(());
     for stmt in statements_for(spec, flagless) {
-        client
-            .batch_execute(&stmt)
-            .await
-            .map_err(|e| Error::db(format!("init: {}", first_line(&stmt)), e))?;
+        if let Err(e) = client.batch_execute(&stmt).await {
+            applied = Err(Error::db(format!("init: {}", first_line(&stmt)), e));
+            break;
+        }
     }
+    let _ = client.batch_execute("RESET client_min_messages").await;
+    applied?;
     crate::pg::identity::record(client, spec).await?;
     tracing::info!(source = %source_table(spec), tables = spec.tables.len(), "schema initialized");
     Ok(())

@@ -49,6 +49,17 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     let (ok, out, err) = decant(&["init"], Some(&db.url), &dir);
     assert!(ok, "{err}");
     assert!(out.contains("initialized"));
+    // run again (idempotent), it prints no "already exists" notices
+    let again = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .arg("init")
+        .current_dir(&dir)
+        .env("RUST_LOG", "info")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let again_err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{again_err}");
+    assert!(!again_err.contains("NOTICE"), "{again_err}");
     // init created the views: every user's statistics, all legacy now
     let n: i64 = client
         .query_one(
