@@ -214,7 +214,7 @@ pub(crate) async fn migrate_locked(
             Parsed::Text(blob)
         } else {
             let mut value = blob.to_value();
-            let applied = fixup::apply_all(&mut value, &spec.fixups);
+            let applied = fixup::Fixup::apply_all(&mut value, &spec.fixups);
             if applied.is_empty() {
                 Parsed::Text(blob)
             } else {

@@ -431,11 +431,6 @@ pub fn undo(blob: &mut Value, applied: &[Applied], fixups: &[Fixup]) -> Result<(
     Ok(())
 }
 
-/// Applies fixups in order; the records of those that changed something.
-pub fn apply_all(blob: &mut Value, fixups: &[Fixup]) -> Vec<Applied> {
-    Fixup::apply_all(blob, fixups)
-}
-
 impl Fixup {
     /// Applies `fixups` in order, as the migration does; the records of
     /// those that changed something.
@@ -559,7 +554,7 @@ mod tests {
         });
         let fixups = game_fixups();
         let mut blob = original.clone();
-        let applied = apply_all(&mut blob, &fixups);
+        let applied = Fixup::apply_all(&mut blob, &fixups);
         let expected: Value = serde_json::from_str(
             r#"{"marriage": {"stats": {"duo": {"points": 127, "won": 0, "big": 1.50e3, "name": "x1"},
                                         "solo": {"won": 3}},
@@ -587,7 +582,7 @@ mod tests {
         let original =
             json!({"marriage": {"stats": null, "config": {"mode": "a", "legacyMode": "b"}}});
         let mut blob = original.clone();
-        let applied = apply_all(&mut blob, &game_fixups());
+        let applied = Fixup::apply_all(&mut blob, &game_fixups());
         // a null before survives the state table's JSON
         let applied: Vec<Applied> =
             serde_json::from_value(serde_json::to_value(&applied).unwrap()).unwrap();
@@ -596,7 +591,7 @@ mod tests {
         assert_eq!(blob["marriage"]["config"]["mode"], json!("a"));
         // a value `unless` names is left alone
         let mut known = json!({"marriage": {"config": {"mode": "kidnap"}}});
-        assert!(apply_all(&mut known, &game_fixups()[3..4]).is_empty());
+        assert!(Fixup::apply_all(&mut known, &game_fixups()[3..4]).is_empty());
         assert_eq!(known["marriage"]["config"]["mode"], json!("kidnap"));
         undo(&mut blob, &applied, &game_fixups()).unwrap();
         assert_eq!(blob, original);
@@ -614,7 +609,7 @@ mod tests {
             |b, old| b["xp"] = old.clone(),
         );
         let mut blob = json!({"xp": 21});
-        let applied = apply_all(&mut blob, std::slice::from_ref(&f));
+        let applied = Fixup::apply_all(&mut blob, std::slice::from_ref(&f));
         assert_eq!(blob, json!({"xp": 42}));
         assert!(
             undo(&mut blob.clone(), &applied, &[])
@@ -678,7 +673,7 @@ mod tests {
                 fx("6-x", "op = \"delete\"\npath = \"a.*\""),
             ];
             let mut fixed = blob.clone();
-            let applied = apply_all(&mut fixed, &fixups);
+            let applied = Fixup::apply_all(&mut fixed, &fixups);
             // through the state table's JSON
             let applied: Vec<Applied> =
                 serde_json::from_value(serde_json::to_value(&applied).unwrap()).unwrap();

@@ -287,7 +287,7 @@ impl RollbackJob {
         RollbackJob {
             claim: format!(
                 "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s \
-                 WHERE s.{flag} AND s.{id} > $1 AND {pred} \
+                 WHERE s.{flag} AND s.{id} > $1::bigint AND {pred} \
                  ORDER BY s.{id} LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED"
             ),
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE s.{flag} AND {pred}"),
@@ -367,7 +367,7 @@ impl EvolveJob {
         EvolveJob {
             claim: format!(
                 "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s \
-                 WHERE {} AND s.{id} > $2 ORDER BY s.{id} LIMIT $3 FOR NO KEY UPDATE OF s SKIP LOCKED",
+                 WHERE {} AND s.{id} > $2::bigint ORDER BY s.{id} LIMIT $3 FOR NO KEY UPDATE OF s SKIP LOCKED",
                 stale
             ),
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE {stale}"),

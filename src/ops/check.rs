@@ -300,7 +300,7 @@ fn census_of(spec: &Spec, page: Vec<Snapshot>, has_rows: &HashMap<i64, String>) 
             match u.blob.parse(u.id) {
                 Ok(blob) if !spec.fixups.is_empty() => {
                     let mut value = blob.to_value();
-                    let applied = crate::core::fixup::apply_all(&mut value, &spec.fixups);
+                    let applied = crate::core::fixup::Fixup::apply_all(&mut value, &spec.fixups);
                     c.add_fixups(u.id, &applied);
                     c.add_legacy(spec, u.id, &value, u.blob.text_len());
                 }

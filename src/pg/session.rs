@@ -145,17 +145,19 @@ impl Session {
             .into_iter()
             .chain(stmts.iter().map(|s| s.what))
             .chain(last.map(|_| "committing"));
-        let mut out = Vec::with_capacity(stmts.len());
-        for (i, (r, what)) in replies.iter_mut().zip(whats).enumerate() {
+        let mut out = Vec::with_capacity(replies.len());
+        for (r, what) in replies.iter_mut().zip(whats) {
             let rows = Pin::new(r)
                 .take_output()
                 .expect("every reply is done")
                 .map_err(|e| Error::db_user(user, what, e))?;
-            let is_statement = first.map_or(i, |_| i.wrapping_sub(1)) < stmts.len();
-            if is_statement {
-                out.push(rows);
-            }
+            out.push(rows);
         }
+        // the statements' rows, without BEGIN's and COMMIT's (none)
+        if first.is_some() {
+            out.remove(0);
+        }
+        out.truncate(stmts.len());
         Ok(out)
     }
 }

@@ -198,8 +198,8 @@ impl Sql {
         // join reads every state row behind the cursor (all the users
         // migrated so far) on every claim, 30 ms per claim at 150,000.
         let claimable_where = format!(
-            "NOT s.{flag} AND s.{id} > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st \
-               WHERE st.user_id = s.{id} AND st.user_id > $1 AND (st.state = 'held' \
+            "NOT s.{flag} AND s.{id} > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st \
+               WHERE st.user_id = s.{id} AND st.user_id > $1::bigint AND (st.state = 'held' \
                  OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3))))"
         );
         let claim = |extra: &str| {

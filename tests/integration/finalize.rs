@@ -314,3 +314,112 @@ async fn finalize_is_a_gate_and_then_a_phase() {
             .already
     );
 }
+
+/// Another shape: an integer id in another schema, a spec written here,
+/// odd blobs (deep, empty, a dirty value); census, daemon, cohort rollback
+/// and finalize with `--drop-legacy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_an_integer_id_shape() {
+    const SPEC: &str = r#"
+[source]
+schema = "shop"
+table = "profile"
+id = "uid"
+blob = "doc"
+flag = "done"
+
+[tables.score.columns]
+game = "text"
+points = { type = "int4", min = 0 }
+
+[[rules]]
+name = "scores"
+path = "scores.{game}"
+table = "score"
+value = "points"
+on_invalid = "fail"
+"#;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE SCHEMA shop; CREATE TABLE shop.profile (uid integer PRIMARY KEY, doc jsonb NOT NULL)")
+        .await
+        .unwrap();
+    let blob = |uid: i32| match uid % 10 {
+        0 => serde_json::json!({"scores": {"a": -1}}),
+        1 => serde_json::json!({}),
+        2 => serde_json::json!({"deep": {"x": {"y": {"z": [1, {"w": null}]}}}, "scores": {}}),
+        _ => serde_json::json!({"scores": {"a": uid, "b": uid * 2}, "name": "n"}),
+    };
+    for uid in 1..=120 {
+        client
+            .execute(
+                "INSERT INTO shop.profile VALUES ($1, $2)",
+                &[&uid, &blob(uid)],
+            )
+            .await
+            .unwrap();
+    }
+    let spec = Spec::parse(SPEC).unwrap();
+    let census = decant::check(
+        &db.url,
+        spec.clone(),
+        &decant::CheckOptions::default(),
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap()
+    .census;
+    assert_eq!((census.legacy, census.would_fail), (120, 12));
+    decant::init(&client, &spec).await.unwrap();
+    let decant = Decant::connect(&db.url, spec.clone(), 4).unwrap();
+    let r = decant::run(
+        &decant,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.migrated, r.failed), (108, 12));
+    let back = decant::rollback(
+        &decant,
+        Cohort::Percent(50.0),
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(back.migrated > 20 && back.failed == 0, "{back:?}");
+    for uid in 1..=120i32 {
+        let want = blob(uid);
+        assert_eq!(
+            decant.load(i64::from(uid)).await.unwrap(),
+            want,
+            "user {uid}"
+        );
+    }
+    // the dirty ones repaired by a fixup written here; held ones released
+    let fixed = spec.clone().with_fixups(vec![
+        Fixup::parse("0001-clamp", "op = \"clamp\"\npath = \"scores.*\"\nmin = 0").unwrap(),
+    ]);
+    let decant = Decant::connect(&db.url, fixed, 4).unwrap();
+    decant.release(None).await.unwrap();
+    let r = decant::run(
+        &decant,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.failed, 0);
+    decant::finalize(&db.url, &decant, true).await.unwrap();
+    let fresh = Decant::connect(&db.url, spec, 2).unwrap();
+    assert_eq!(fresh.load(3).await.unwrap(), blob(3));
+    assert_eq!(
+        fresh.load(10).await.unwrap(),
+        serde_json::json!({"scores": {"a": 0}})
+    );
+}

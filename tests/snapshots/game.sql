@@ -5,13 +5,13 @@ SELECT "id"::bigint, "data", "migrated" FROM "public"."user" WHERE "id" = ANY($1
 SELECT "id"::bigint, "data", "migrated" FROM "public"."user" WHERE "id" = ANY($1::bigint[]) ORDER BY "id" FOR NO KEY UPDATE SKIP LOCKED;
 
 -- claim
-SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1::bigint AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
 
 -- claim_rollout
-SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1::bigint AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
 
 -- claimable
-SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1 AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1 AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND ($4 = false OR decant.in_rollout(s."id"));
+SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1::bigint AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND ($4 = false OR decant.in_rollout(s."id"));
 
 -- user_counts
 SELECT count(*), count(*) FILTER (WHERE "migrated") FROM "public"."user";
