@@ -64,15 +64,25 @@ impl Decant {
         match crate::pg::identity::verify(&**client, &self.store.spec, false).await {
             Ok(()) => {
                 // no control row (deleted by hand): not finalized
-                let finalized: bool = client
+                let reader = crate::pg::sql::reader(&self.store.spec)
+                    .map(|(name, _)| format!("{name}(bigint)"))
+                    .unwrap_or_else(|| "pg_catalog.now()".into());
+                let row = client
                     .query_one(
-                        "SELECT coalesce((SELECT finalized FROM decant.control), false)",
-                        &[],
+                        "SELECT coalesce((SELECT finalized FROM decant.control), false), \
+                                to_regprocedure($1) IS NOT NULL",
+                        &[&reader],
                     )
                     .await
-                    .map_err(|e| Error::db("reading the phase (has `decant init` run?)", e))?
-                    .get(0);
-                self.store.set_finalized(finalized);
+                    .map_err(|e| Error::db("reading the phase (has `decant init` run?)", e))?;
+                if !row.get::<_, bool>(1) {
+                    return Err(Error::Setup(format!(
+                        "the database lacks {reader}, the function this version of decant reads \
+                         migrated users' rows with: run `decant init` (idempotent) with this \
+                         version and spec"
+                    )));
+                }
+                self.store.set_finalized(row.get(0));
                 let _ = self.identity.set(Ok(()));
                 Ok(())
             }

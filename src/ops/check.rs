@@ -177,10 +177,10 @@ pub async fn check(
     } else if no_flag_yet {
         (
             crate::pg::sql::flag_as(&spec, &store.sql().page, "false"),
-            crate::pg::sql::flag_as(&spec, &store.sql().snapshot, "false"),
+            crate::pg::sql::flag_as(&spec, &store.sql().census_ids, "false"),
         )
     } else {
-        (store.sql().page.clone(), store.sql().snapshot.clone())
+        (store.sql().page.clone(), store.sql().census_ids.clone())
     };
     let page_stmt = client
         .prepare(&page_sql)

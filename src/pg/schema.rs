@@ -66,6 +66,7 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
             cols.join(",\n")
         ));
     }
+    out.extend(crate::pg::sql::reader(spec).map(|(_, ddl)| ddl));
     out.extend(reading_statements(spec, flagless));
     out
 }

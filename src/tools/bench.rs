@@ -801,7 +801,16 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
             // each patch call sets new values (a patch repeating the one
             // before would change nothing)
             let patch = |n: u64| serde_json::json!({"pref": {"bench": n}, "marriage": {"stats": {"kidnap": {"points": n}}}});
-            for (variant, v) in times.iter_mut().enumerate() {
+            // in a fresh random order each time: the call that follows
+            // a pause (or another session's call) finds its server process
+            // asleep, and a fixed order would hand that cost to one
+            // variant
+            let mut order = [0usize, 1, 2, 3, 4];
+            for k in (1..order.len()).rev() {
+                order.swap(k, rng.range(0, k as u64 + 1) as usize);
+            }
+            for variant in order {
+                let v = &mut times[variant];
                 // WAL is read around each call (not timed); nothing else
                 // writes during the benchmark but autovacuum
                 let lsn_before = lsn(&w).await?;

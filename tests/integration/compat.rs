@@ -391,6 +391,69 @@ async fn load_takes_no_lock_and_writes_nothing() {
     tx.rollback().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_legacy_call_never_opens_the_target_tables() {
+    let db = TestDb::new().await;
+    let game = db.game(6).await;
+    game.migrate_user(2).await.unwrap();
+    game.load(2).await.unwrap();
+    game.patch(1, &serde_json::json!({"pref": {"warm": 1}}))
+        .await
+        .unwrap();
+    // a session holding every target table ACCESS EXCLUSIVE (as a DDL
+    // or a hand-run LOCK would): a plan that so much as opened one of
+    // them would wait behind it
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.batch_execute(
+        "LOCK TABLE user_achievement, user_bot, user_config, user_preference, \
+         user_selected_bot, user_statistic IN ACCESS EXCLUSIVE MODE",
+    )
+    .await
+    .unwrap();
+    let legacy = async {
+        let blob = game.load(1).await.unwrap();
+        assert_eq!(blob["pref"]["warm"], 1);
+        game.load(3).await.unwrap();
+        game.patch(3, &serde_json::json!({"pref": {"warm": 3}}))
+            .await
+            .unwrap();
+        game.load_many(&[1, 3]).await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(5), legacy)
+        .await
+        .expect("a legacy load or patch waited for the target tables");
+    // a migrated user's load does read them, so it waits
+    let migrated = tokio::time::timeout(Duration::from_millis(300), game.load(2)).await;
+    assert!(migrated.is_err(), "a migrated load read past the lock");
+    tx.rollback().await.unwrap();
+    assert!(game.load(2).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_database_initialized_without_the_reader_says_to_run_init() {
+    let db = TestDb::new().await;
+    let game = db.game(2).await;
+    drop(game);
+    let client = db.client().await;
+    let name: String = client
+        .query_one(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p \
+             WHERE p.pronamespace = 'decant'::regnamespace AND p.proname LIKE 'rows\\_%\\_user'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!("DROP FUNCTION {name}"))
+        .await
+        .unwrap();
+    let decant = db.decant_with(crate::example::SPEC, 2);
+    let err = decant.load(1).await.unwrap_err().to_string();
+    assert!(err.contains("decant init") && err.contains("rows_"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn load_is_consistent_while_users_migrate_and_roll_back() {
     let db = TestDb::new().await;

@@ -20,10 +20,13 @@ SELECT count(*), count(*) FILTER (WHERE "migrated") FROM "public"."user";
 SELECT EXISTS (SELECT 1 FROM "public"."user" WHERE "id" = $1::bigint);
 
 -- snapshot
+SELECT s."id"::bigint, s."data", s."migrated", coalesce(r.t0_n, 0), r.t0_a0, r.t0_a1, r.t0_a2, r.t0_a3, coalesce(r.t1_n, 0), r.t1_a0, r.t1_a1, r.t1_a2, r.t1_a3, coalesce(r.t2_n, 0), r.t2_a0, r.t2_a1, r.t2_a2, coalesce(r.t3_n, 0), r.t3_a0, r.t3_a1, coalesce(r.t4_n, 0), r.t4_a0, r.t4_a1, coalesce(r.t5_n, 0), r.t5_a0, r.t5_a1, r.t5_a2 FROM "public"."user" AS s LEFT JOIN LATERAL          (SELECT * FROM decant."rows_f9012c0f_user"(s."id"::bigint) WHERE s."migrated" OFFSET 0) AS r ON true          WHERE s."id" = ANY($1::bigint[]) ORDER BY s."id";
+
+-- census_ids
 SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" = ANY($1::bigint[]) ORDER BY s."id";
 
 -- snapshot_one
-SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" = $1::bigint ORDER BY s."id";
+SELECT s."id"::bigint, s."data", s."migrated", coalesce(r.t0_n, 0), r.t0_a0, r.t0_a1, r.t0_a2, r.t0_a3, coalesce(r.t1_n, 0), r.t1_a0, r.t1_a1, r.t1_a2, r.t1_a3, coalesce(r.t2_n, 0), r.t2_a0, r.t2_a1, r.t2_a2, coalesce(r.t3_n, 0), r.t3_a0, r.t3_a1, coalesce(r.t4_n, 0), r.t4_a0, r.t4_a1, coalesce(r.t5_n, 0), r.t5_a0, r.t5_a1, r.t5_a2 FROM "public"."user" AS s LEFT JOIN LATERAL          (SELECT * FROM decant."rows_f9012c0f_user"(s."id"::bigint) WHERE s."migrated" OFFSET 0) AS r ON true          WHERE s."id" = $1::bigint ORDER BY s."id";
 
 -- page
 SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" > $1::bigint ORDER BY s."id" LIMIT $2;
@@ -32,7 +35,7 @@ SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3,
 SELECT u.id, t.name FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL (SELECT 'user_achievement'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_achievement" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_bot'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_bot" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_config'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_config" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_preference'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_preference" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_selected_bot'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_selected_bot" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_statistic'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_statistic" AS x WHERE x."user_id" = u.id) LIMIT 1) AS t;
 
 -- rows_one
-SELECT s."id"::bigint, NULL::jsonb, s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" = $1::bigint ORDER BY s."id";
+SELECT s."id"::bigint, NULL::jsonb, s."migrated", coalesce(r.t0_n, 0), r.t0_a0, r.t0_a1, r.t0_a2, r.t0_a3, coalesce(r.t1_n, 0), r.t1_a0, r.t1_a1, r.t1_a2, r.t1_a3, coalesce(r.t2_n, 0), r.t2_a0, r.t2_a1, r.t2_a2, coalesce(r.t3_n, 0), r.t3_a0, r.t3_a1, coalesce(r.t4_n, 0), r.t4_a0, r.t4_a1, coalesce(r.t5_n, 0), r.t5_a0, r.t5_a1, r.t5_a2 FROM "public"."user" AS s LEFT JOIN LATERAL          (SELECT * FROM decant."rows_f9012c0f_user"(s."id"::bigint) WHERE s."migrated" OFFSET 0) AS r ON true          WHERE s."id" = $1::bigint ORDER BY s."id";
 
 -- lock_call
 SELECT "id"::bigint, "data", "migrated", coalesce(NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) AND NOT (SELECT c.finalized FROM decant.control AS c), false) FROM "public"."user" WHERE "id" = $1::bigint FOR NO KEY UPDATE;
@@ -340,6 +343,16 @@ CREATE TABLE IF NOT EXISTS "public"."user_statistic" (
 );
 
 -- init statement 9
+CREATE OR REPLACE FUNCTION decant."rows_f9012c0f_user"(bigint) RETURNS TABLE (t0_n bigint, t0_a0 text[], t0_a1 jsonb[], t0_a2 integer[], t0_a3 timestamp with time zone[], t1_n bigint, t1_a0 text[], t1_a1 jsonb[], t1_a2 smallint[], t1_a3 boolean[], t2_n bigint, t2_a0 jsonb[], t2_a1 smallint[], t2_a2 text[], t3_n bigint, t3_a0 text[], t3_a1 jsonb[], t4_n bigint, t4_a0 text[], t4_a1 smallint[], t5_n bigint, t5_a0 text[], t5_a1 text[], t5_a2 text[])
+    LANGUAGE plpgsql STABLE AS
+$$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE x."user_id" = $1) AS t0 CROSS JOIN (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE x."user_id" = $1) AS t1 CROSS JOIN (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE x."user_id" = $1) AS t2 CROSS JOIN (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE x."user_id" = $1) AS t3 CROSS JOIN (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE x."user_id" = $1) AS t4 CROSS JOIN (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE x."user_id" = $1) AS t5;
+END
+$$;
+
+-- init statement 10
 CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
@@ -362,7 +375,7 @@ CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
           AND (n::float8)::text::numeric = n $$;
 
--- init statement 10
+-- init statement 11
 CREATE OR REPLACE FUNCTION "public"."user_decant_blob_fails"(blob jsonb) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT blob IS NULL
@@ -377,37 +390,37 @@ $$ SELECT blob IS NULL
     OR EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(((blob -> 'marriage') -> 'achievements')) = 'object' THEN ((blob -> 'marriage') -> 'achievements') END) AS fe2(k, v) WHERE jsonb_typeof(blob) = 'object' AND (blob -> 'marriage') IS NOT NULL AND jsonb_typeof((blob -> 'marriage')) = 'object' AND ((blob -> 'marriage') -> 'achievements') IS NOT NULL AND (NOT (coalesce(true, false) AND coalesce(jsonb_typeof(fe2.v) = 'object', false)) OR (false OR (((fe2.v -> 'progress') IS NOT NULL AND jsonb_typeof((fe2.v -> 'progress')) <> 'null') AND NOT (CASE WHEN (fe2.v -> 'progress') IS NULL OR jsonb_typeof((fe2.v -> 'progress')) = 'null' THEN true ELSE ((jsonb_typeof((fe2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((fe2.v -> 'progress')) = 'number' THEN ((fe2.v -> 'progress'))::numeric = trunc(((fe2.v -> 'progress'))::numeric) AND ((fe2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof((fe2.v -> 'progress')) = 'number' THEN ((fe2.v -> 'progress'))::numeric >= '0' ELSE true END) END)) OR (((fe2.v -> 'unlockedAt') IS NOT NULL AND jsonb_typeof((fe2.v -> 'unlockedAt')) <> 'null') AND NOT (CASE WHEN (fe2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((fe2.v -> 'unlockedAt')) = 'null' THEN true ELSE ((jsonb_typeof((fe2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((fe2.v -> 'unlockedAt')) = 'number' THEN ((fe2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((fe2.v -> 'unlockedAt'))::numeric * 1000) AND ((fe2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END)))))
     OR coalesce((jsonb_typeof(blob) = 'object' AND (blob -> 'marriage') IS NOT NULL AND jsonb_typeof((blob -> 'marriage')) = 'object' AND ((blob -> 'marriage') -> 'config') IS NOT NULL AND (NOT (coalesce(jsonb_typeof(((blob -> 'marriage') -> 'config')) = 'object', false)) OR (false OR (((((blob -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND NOT (CASE WHEN (((blob -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END)) OR (((((blob -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND NOT (CASE WHEN (((blob -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((blob -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END))))), false) $$;
 
--- init statement 11
+-- init statement 12
 CREATE OR REPLACE VIEW "public"."user_achievement_all" AS
 SELECT "user_id", "achievement_id", "extra", "progress", "unlocked_at" FROM "public"."user_achievement"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e2.k AS "achievement_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(CASE WHEN jsonb_typeof(e2.v) = 'object' THEN e2.v END) AS x WHERE x.key NOT IN ('progress', 'unlockedAt') OR jsonb_typeof(x.value) = 'null') AS "extra", CASE WHEN ((e2.v -> 'progress') IS NOT NULL AND jsonb_typeof((e2.v -> 'progress')) <> 'null') AND (CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN NULL::integer WHEN (jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) THEN ((e2.v -> 'progress'))::numeric::int4 END END AS "progress", CASE WHEN ((e2.v -> 'unlockedAt') IS NOT NULL AND jsonb_typeof((e2.v -> 'unlockedAt')) <> 'null') AND (CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END) THEN CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN NULL::timestamp with time zone WHEN (jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END) THEN (timestamptz '1970-01-01 00:00:00+00' + div(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '24 hours' + mod(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '1 microsecond') END END AS "unlocked_at" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'achievements')) = 'object' THEN ((s."data" -> 'marriage') -> 'achievements') END) AS e2(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'achievements') IS NOT NULL AND coalesce(true, false) AND coalesce(jsonb_typeof(e2.v) = 'object', false);
 
--- init statement 12
+-- init statement 13
 CREATE OR REPLACE VIEW "public"."user_bot_all" AS
 SELECT "user_id", "bot_id", "extra", "level", "unlocked" FROM "public"."user_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "bot_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(CASE WHEN jsonb_typeof(e1.v) = 'object' THEN e1.v END) AS x WHERE x.key NOT IN ('level', 'unlocked') OR jsonb_typeof(x.value) = 'null') AS "extra", CASE WHEN ((e1.v -> 'level') IS NOT NULL AND jsonb_typeof((e1.v -> 'level')) <> 'null') AND (CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN true ELSE ((jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric >= '0' ELSE true END AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric <= '100' ELSE true END) END) THEN CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) THEN ((e1.v -> 'level'))::numeric::int2 END END AS "level", CASE WHEN ((e1.v -> 'unlocked') IS NOT NULL AND jsonb_typeof((e1.v -> 'unlocked')) <> 'null') AND (CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN true ELSE (jsonb_typeof((e1.v -> 'unlocked')) = 'boolean') END) THEN CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN NULL::boolean WHEN jsonb_typeof((e1.v -> 'unlocked')) = 'boolean' THEN ((e1.v -> 'unlocked'))::boolean END END AS "unlocked" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'bots')) = 'object' THEN (s."data" -> 'bots') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND e1.k NOT IN ('selected') AND coalesce(true, false) AND coalesce(jsonb_typeof(e1.v) = 'object', false);
 
--- init statement 13
+-- init statement 14
 CREATE OR REPLACE VIEW "public"."user_config_all" AS
 SELECT "user_id", "extra", "mans", "mode" FROM "public"."user_config"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object' THEN ((s."data" -> 'marriage') -> 'config') END) AS x WHERE x.key NOT IN ('mans', 'mode') OR jsonb_typeof(x.value) = 'null') AS "extra", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric::int2 END END AS "mans", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN NULL::text WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') END END AS "mode" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'config') IS NOT NULL AND coalesce(jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object', false);
 
--- init statement 14
+-- init statement 15
 CREATE OR REPLACE VIEW "public"."user_preference_all" AS
 SELECT "user_id", "key", "value" FROM "public"."user_preference"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN NULL::jsonb WHEN true THEN e1.v END AS "value" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'pref')) = 'object' THEN (s."data" -> 'pref') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'pref') IS NOT NULL AND coalesce(true, false) AND coalesce(CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN true ELSE (true) END, false);
 
--- init statement 15
+-- init statement 16
 CREATE OR REPLACE VIEW "public"."user_selected_bot_all" AS
 SELECT "user_id", "bot_id", "position" FROM "public"."user_selected_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THEN NULL::text WHEN jsonb_typeof(a.v) = 'string' THEN (a.v #>> '{}') END AS "bot_id", CASE WHEN to_jsonb((a.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((a.n - 1))) = 'null' THEN NULL::smallint WHEN (jsonb_typeof(to_jsonb((a.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((a.n - 1))) = 'number' THEN (to_jsonb((a.n - 1)))::numeric = trunc((to_jsonb((a.n - 1)))::numeric) AND (to_jsonb((a.n - 1)))::numeric BETWEEN -32768 AND 32767 END) THEN (to_jsonb((a.n - 1)))::numeric::int2 END AS "position" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) WITH ORDINALITY AS a(v, n) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND jsonb_typeof((s."data" -> 'bots')) = 'object' AND ((s."data" -> 'bots') -> 'selected') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(((s."data" -> 'bots') -> 'selected')) WITH ORDINALITY AS b(v, n) WHERE NOT (coalesce(CASE WHEN to_jsonb((b.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((b.n - 1))) = 'null' THEN true ELSE ((jsonb_typeof(to_jsonb((b.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((b.n - 1))) = 'number' THEN (to_jsonb((b.n - 1)))::numeric = trunc((to_jsonb((b.n - 1)))::numeric) AND (to_jsonb((b.n - 1)))::numeric BETWEEN -32768 AND 32767 END)) END, false) AND coalesce(CASE WHEN b.v IS NULL OR jsonb_typeof(b.v) = 'null' THEN false ELSE (jsonb_typeof(b.v) = 'string') END, false)) OR (false));
 
--- init statement 16
+-- init statement 17
 CREATE OR REPLACE VIEW "public"."user_statistic_all" AS
 SELECT "user_id", "mode", "statistic_id", "value" FROM "public"."user_statistic"
 UNION ALL
@@ -417,13 +430,13 @@ SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'xp'::text AS "sta
 UNION ALL
 SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statistic_id", CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric END AS "value" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'stats') IS NOT NULL AND jsonb_typeof(((s."data" -> 'marriage') -> 'stats')) = 'object' AND (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NOT NULL AND coalesce(CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN false ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric >= '0' ELSE true END) END, false) AND coalesce(NOT (coalesce(('global'::text) = ('global'::text), false) AND coalesce(('lastPlayed'::text) = ('xp'::text), false)), false);
 
--- init statement 17
+-- init statement 18
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_kidnap_points_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text;
 
--- init statement 18
+-- init statement 19
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 19
+-- init statement 20
 CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -437,13 +450,13 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 20
+-- init statement 21
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_xp_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text;
 
--- init statement 21
+-- init statement 22
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 22
+-- init statement 23
 CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -457,7 +470,7 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 23
+-- init statement 24
 CREATE OR REPLACE FUNCTION decant.merge_patch(target jsonb, patch jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -536,7 +549,7 @@ $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
                   ELSE '.' || rtrim(to_char(t AT TIME ZONE 'UTC', 'US'), '0') END
           || 'Z' $$;
 
--- init statement 24
+-- init statement 25
 CREATE OR REPLACE FUNCTION decant."user_rows_user_achievement"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "achievement_id" text, "extra" jsonb, "progress" integer, "unlocked_at" timestamp with time zone)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -547,7 +560,7 @@ SELECT s.i AS "user_id", e2.k AS "achievement_id", (SELECT jsonb_object_agg(x.ke
 END
 $$;
 
--- init statement 25
+-- init statement 26
 CREATE OR REPLACE FUNCTION decant."user_rows_user_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "extra" jsonb, "level" smallint, "unlocked" boolean)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -558,7 +571,7 @@ SELECT s.i AS "user_id", e1.k AS "bot_id", (SELECT jsonb_object_agg(x.key, x.val
 END
 $$;
 
--- init statement 26
+-- init statement 27
 CREATE OR REPLACE FUNCTION decant."user_rows_user_config"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "extra" jsonb, "mans" smallint, "mode" text)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -569,7 +582,7 @@ SELECT s.i AS "user_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_eac
 END
 $$;
 
--- init statement 27
+-- init statement 28
 CREATE OR REPLACE FUNCTION decant."user_rows_user_preference"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "key" text, "value" jsonb)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -580,7 +593,7 @@ SELECT s.i AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e
 END
 $$;
 
--- init statement 28
+-- init statement 29
 CREATE OR REPLACE FUNCTION decant."user_rows_user_selected_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "position" smallint)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -591,7 +604,7 @@ SELECT s.i AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THE
 END
 $$;
 
--- init statement 29
+-- init statement 30
 CREATE OR REPLACE FUNCTION decant."user_rows_user_statistic"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "mode" text, "statistic_id" text, "value" numeric)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -606,7 +619,7 @@ SELECT s.i AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statis
 END
 $$;
 
--- init statement 30
+-- init statement 31
 CREATE OR REPLACE FUNCTION decant."user_residual"(blob jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET jit = off AS
 $$
@@ -615,7 +628,7 @@ BEGIN
 END
 $$;
 
--- init statement 31
+-- init statement 32
 CREATE OR REPLACE FUNCTION decant."user_rebuild"(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -645,7 +658,7 @@ BEGIN
 END
 $$;
 
--- init statement 32
+-- init statement 33
 CREATE OR REPLACE FUNCTION decant."user_write"(bigint, boolean, jsonb, jsonb) RETURNS void
     LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -705,7 +718,7 @@ BEGIN
 END
 $$;
 
--- init statement 33
+-- init statement 34
 CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb
     LANGUAGE plpgsql STABLE AS
 $$
@@ -723,7 +736,7 @@ BEGIN
 END
 $$;
 
--- init statement 34
+-- init statement 35
 CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)
     LANGUAGE sql STABLE AS
 $$
@@ -731,7 +744,7 @@ SELECT s."id"::bigint, CASE WHEN s."migrated" THEN decant."user_rebuild"(s."id",
   FROM "public"."user" AS s WHERE s."id" = ANY ($1) ORDER BY s."id"
 $$;
 
--- init statement 35
+-- init statement 36
 CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void
     LANGUAGE plpgsql AS
 $$
@@ -749,7 +762,7 @@ BEGIN
 END
 $$;
 
--- init statement 36
+-- init statement 37
 CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql AS
 $$
