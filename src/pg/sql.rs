@@ -388,7 +388,9 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
     let hash = out_cols
         .bytes()
         .chain(joins.bytes())
-        .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        });
     let name = format!(
         "decant.{}",
         index_name(&format!("rows_{hash:08x}_{}", spec.source.table))

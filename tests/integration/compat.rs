@@ -451,7 +451,10 @@ async fn a_database_initialized_without_the_reader_says_to_run_init() {
         .unwrap();
     let decant = db.decant_with(crate::example::SPEC, 2);
     let err = decant.load(1).await.unwrap_err().to_string();
-    assert!(err.contains("decant init") && err.contains("rows_"), "{err}");
+    assert!(
+        err.contains("decant init") && err.contains("rows_"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
