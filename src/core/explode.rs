@@ -198,6 +198,27 @@ impl<'v> Walker<'_, 'v> {
         if items.is_empty() {
             return Ok(Some(v.to_value()));
         }
+        // An array longer than its position column counts is one problem
+        // (kept or failed whole), not one per element past the limit.
+        if let Some(ci) = rule.position {
+            let column = &self.spec.tables[rule.table].columns[ci];
+            let last = items.len() - 1;
+            if let Err(m) = column.check(&Value::from(last)) {
+                let problem = self.invalid(
+                    rule,
+                    &format!(
+                        "array of {} elements: the last position, {last}, does not fit \
+                         column `{}` ({m})",
+                        items.len(),
+                        column.name
+                    ),
+                    &Value::from(last),
+                );
+                return self
+                    .settle(strict, vec![problem])
+                    .map(|()| Some(v.to_value()));
+            }
+        }
         // An array is claimed whole or not at all: the residual cannot hold
         // an array with holes.
         let mut rows = Vec::with_capacity(items.len());
@@ -549,6 +570,39 @@ mod tests {
         assert_eq!(count("user_preference"), 2);
         assert_eq!(count("user_config"), 1);
         assert_eq!(count("user_achievement"), 1);
+    }
+
+    #[test]
+    fn an_array_longer_than_its_position_type_is_one_problem() {
+        // `selected_bots` keeps (int2 positions), a copy of it fails
+        let keep = game();
+        let fail = Spec::parse(&include_str!("../../fixtures/game/decant.toml").replacen(
+            "value = \"bot_id\"\non_invalid = \"keep\"",
+            "value = \"bot_id\"\non_invalid = \"fail\"",
+            1,
+        ))
+        .unwrap();
+        assert_ne!(
+            fail.rules.iter().map(|r| r.on_invalid).collect::<Vec<_>>(),
+            keep.rules.iter().map(|r| r.on_invalid).collect::<Vec<_>>()
+        );
+        let long: Vec<Value> = (0..40_000).map(|i| json!(format!("bot_{i}"))).collect();
+        let blob = json!({"bots": {"selected": long}});
+        let e = round_trip(&keep, &blob);
+        assert_eq!(e.warnings.len(), 1, "one warning, not one per element");
+        let w = &e.warnings[0];
+        assert!(
+            w.expected.contains("40000 elements") && w.expected.contains("`position`"),
+            "{w}"
+        );
+        assert_eq!(e.residual, blob);
+        let err = explode(&fail, &blob).unwrap_err();
+        assert!(err.expected.contains("does not fit"), "{err}");
+        // exactly at the limit: 32,768 elements fit (positions 0..=32,767)
+        let fits: Vec<Value> = (0..32_768).map(|i| json!(format!("b{i}"))).collect();
+        let e = round_trip(&fail, &json!({"bots": {"selected": fits}}));
+        assert!(e.warnings.is_empty());
+        assert_eq!(e.rows.len(), 32_768);
     }
 
     #[test]

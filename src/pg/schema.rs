@@ -66,6 +66,9 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
             cols.join(",\n")
         ));
     }
+    for ti in 0..spec.tables.len() {
+        out.extend(protection(spec, ti));
+    }
     out.extend(crate::pg::sql::reader(spec).map(|(_, ddl)| ddl));
     out.extend(reading_statements(spec, flagless));
     out
@@ -86,6 +89,129 @@ pub(crate) fn reading_statements(spec: &Spec, flagless: bool) -> Vec<String> {
     } else {
         all.collect()
     }
+}
+
+/// The CHECK constraint stating column `c`'s validation as the migration
+/// applies it, or `None` when it has none a column of its type can state.
+/// Never stricter than decant's own check: numbers compare exactly
+/// (numeric) or after the same monotone rounding on both sides (float8,
+/// timestamps), texts by characters.
+pub(crate) fn check_expression(c: &crate::core::spec::Column) -> Option<String> {
+    use crate::core::value::ColumnType as T;
+    let col = quote(&c.name);
+    let mut parts = Vec::new();
+    let bound = |b: &crate::core::number::Canonical| -> Option<String> {
+        let text = b.to_string();
+        match c.ty {
+            T::Int2 | T::Int4 | T::Int8 | T::Numeric => Some(format!("{}::numeric", lit(&text))),
+            T::Float8 => text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(|_| format!("{}::double precision", lit(&text))),
+            T::TimestampMs => text.parse::<f64>().ok().filter(|f| f.is_finite()).map(|_| {
+                format!(
+                    "(timestamptz 'epoch' + interval '1 millisecond' * {}::double precision)",
+                    lit(&text)
+                )
+            }),
+            _ => None,
+        }
+    };
+    if let Some(e) = c.min.as_ref().and_then(bound) {
+        parts.push(format!("{col} >= {e}"));
+    }
+    if let Some(e) = c.max.as_ref().and_then(bound) {
+        parts.push(format!("{col} <= {e}"));
+    }
+    if c.ty == T::Text {
+        if let Some(values) = &c.values {
+            let vs: Vec<String> = values.iter().map(|v| lit(v)).collect();
+            parts.push(format!("{col} IN ({})", vs.join(", ")));
+        }
+        if let Some(n) = c.max_length {
+            parts.push(format!("char_length({col}) <= {n}"));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(" AND "))
+}
+
+/// A name decant owns on table `ti` (`decant_<hash>_<what>`): the hash is
+/// of the definition, so a changed validation makes a new constraint and
+/// the old one is dropped as stale.
+fn owned_name(what: &str, definition: &str) -> String {
+    let hash = definition.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    let name = format!("decant_{hash:08x}_{what}");
+    name[..name.len().min(63)].to_string()
+}
+
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// What protects target table `ti` from values the spec refuses: a CHECK
+/// per validated column, the foreign key to the source table when
+/// `settings.foreign_keys`, and the declared indexes. Each constraint is
+/// added `NOT VALID` (a brief lock) and then validated (reads the table
+/// without blocking writes), so `init` stays online; constraints decant
+/// made before and the spec no longer states are dropped.
+fn protection(spec: &Spec, ti: usize) -> Vec<String> {
+    let t = &spec.tables[ti];
+    let table = target_table(spec, ti);
+    let mut constraints: Vec<(String, String)> = t
+        .columns
+        .iter()
+        .filter_map(|c| {
+            check_expression(c).map(|e| (owned_name(&c.name, &e), format!("CHECK ({e})")))
+        })
+        .collect();
+    if spec.settings.foreign_keys {
+        let def = format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE CASCADE",
+            quote(&t.user_column),
+            source_table(spec),
+            quote(&spec.source.id)
+        );
+        constraints.push((owned_name("user", &def), def));
+    }
+    let names: Vec<String> = constraints.iter().map(|(n, _)| lit(n)).collect();
+    let mut out = vec![format!(
+        "DO $decant$\nDECLARE stale text;\nBEGIN\n    \
+         FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = {rel}::regclass \
+         AND contype IN ('c', 'f') AND conname LIKE 'decant\\_%' \
+         AND conname <> ALL (ARRAY[{names}]::text[]) LOOP\n        \
+         EXECUTE format('ALTER TABLE {table_sql} DROP CONSTRAINT %I', stale);\n    \
+         END LOOP;\nEND\n$decant$",
+        rel = lit(&table),
+        names = names.join(", "),
+        table_sql = table.replace('\'', "''"),
+    )];
+    for (name, def) in &constraints {
+        out.push(format!(
+            "DO $decant$\nBEGIN\n    \
+             IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {rel}::regclass AND conname = {n}) THEN\n        \
+             ALTER TABLE {table} ADD CONSTRAINT {q} {def} NOT VALID;\n    \
+             END IF;\nEND\n$decant$",
+            rel = lit(&table),
+            n = lit(name),
+            q = quote(name),
+        ));
+        out.push(format!(
+            "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+            quote(name)
+        ));
+    }
+    for index in &t.indexes {
+        let cols: Vec<String> = index.iter().map(|c| quote(c)).collect();
+        out.push(format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {table} ({})",
+            index_name(&format!("{}_{}_idx", t.name, index.join("_"))),
+            cols.join(", ")
+        ));
+    }
+    out
 }
 
 /// The legacy index's name, schema-qualified.
@@ -208,6 +334,12 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
 }
 
 fn first_line(s: &str) -> &str {
+    // a DO block is named by the statement it runs
+    if s.starts_with("DO ") {
+        if let Some(l) = s.lines().find(|l| l.contains("ALTER TABLE")) {
+            return l.trim();
+        }
+    }
     s.lines()
         .find(|l| !l.trim().is_empty() && !l.starts_with("--"))
         .unwrap_or(s)

@@ -204,3 +204,19 @@ pub fn dirty_user(users: i64) -> i64 {
         .find(|&i| crate::example::user(1, i).dirt.is_some())
         .expect("a dirty user among the generated ones")
 }
+
+/// Drops the CHECK constraints decant put on `table`, for tests that
+/// tamper with stored rows by hand (as a stray script could before the
+/// tables carried the checks).
+pub async fn drop_checks(client: &tokio_postgres::Client, table: &str) {
+    client
+        .batch_execute(&format!(
+            "DO $$ DECLARE c text; BEGIN \
+               FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = '{table}'::regclass \
+                          AND contype = 'c' AND conname LIKE 'decant\\_%' LOOP \
+                 EXECUTE format('ALTER TABLE {table} DROP CONSTRAINT %I', c); \
+               END LOOP; END $$"
+        ))
+        .await
+        .unwrap();
+}

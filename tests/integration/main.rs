@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod compat;
 mod concurrency;
+mod constraints;
 mod crash;
 mod daemon;
 mod finalize;

@@ -343,6 +343,150 @@ CREATE TABLE IF NOT EXISTS "public"."user_statistic" (
 );
 
 -- init statement 9
+DO $decant$
+DECLARE stale text;
+BEGIN
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_achievement"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_ec41865c_progress']::text[]) LOOP
+        EXECUTE format('ALTER TABLE "public"."user_achievement" DROP CONSTRAINT %I', stale);
+    END LOOP;
+END
+$decant$;
+
+-- init statement 10
+DO $decant$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_achievement"'::regclass AND conname = 'decant_ec41865c_progress') THEN
+        ALTER TABLE "public"."user_achievement" ADD CONSTRAINT "decant_ec41865c_progress" CHECK ("progress" >= '0'::numeric) NOT VALID;
+    END IF;
+END
+$decant$;
+
+-- init statement 11
+ALTER TABLE "public"."user_achievement" VALIDATE CONSTRAINT "decant_ec41865c_progress";
+
+-- init statement 12
+DO $decant$
+DECLARE stale text;
+BEGIN
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_bot"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_d73d98db_level']::text[]) LOOP
+        EXECUTE format('ALTER TABLE "public"."user_bot" DROP CONSTRAINT %I', stale);
+    END LOOP;
+END
+$decant$;
+
+-- init statement 13
+DO $decant$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_bot"'::regclass AND conname = 'decant_d73d98db_level') THEN
+        ALTER TABLE "public"."user_bot" ADD CONSTRAINT "decant_d73d98db_level" CHECK ("level" >= '0'::numeric AND "level" <= '100'::numeric) NOT VALID;
+    END IF;
+END
+$decant$;
+
+-- init statement 14
+ALTER TABLE "public"."user_bot" VALIDATE CONSTRAINT "decant_d73d98db_level";
+
+-- init statement 15
+DO $decant$
+DECLARE stale text;
+BEGIN
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_config"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_74c7bfba_mans', 'decant_9f49ac2c_mode']::text[]) LOOP
+        EXECUTE format('ALTER TABLE "public"."user_config" DROP CONSTRAINT %I', stale);
+    END LOOP;
+END
+$decant$;
+
+-- init statement 16
+DO $decant$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_config"'::regclass AND conname = 'decant_74c7bfba_mans') THEN
+        ALTER TABLE "public"."user_config" ADD CONSTRAINT "decant_74c7bfba_mans" CHECK ("mans" >= '0'::numeric) NOT VALID;
+    END IF;
+END
+$decant$;
+
+-- init statement 17
+ALTER TABLE "public"."user_config" VALIDATE CONSTRAINT "decant_74c7bfba_mans";
+
+-- init statement 18
+DO $decant$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_config"'::regclass AND conname = 'decant_9f49ac2c_mode') THEN
+        ALTER TABLE "public"."user_config" ADD CONSTRAINT "decant_9f49ac2c_mode" CHECK ("mode" IN ('kidnap', 'murder', 'classic')) NOT VALID;
+    END IF;
+END
+$decant$;
+
+-- init statement 19
+ALTER TABLE "public"."user_config" VALIDATE CONSTRAINT "decant_9f49ac2c_mode";
+
+-- init statement 20
+DO $decant$
+DECLARE stale text;
+BEGIN
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_preference"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY[]::text[]) LOOP
+        EXECUTE format('ALTER TABLE "public"."user_preference" DROP CONSTRAINT %I', stale);
+    END LOOP;
+END
+$decant$;
+
+-- init statement 21
+DO $decant$
+DECLARE stale text;
+BEGIN
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_selected_bot"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY[]::text[]) LOOP
+        EXECUTE format('ALTER TABLE "public"."user_selected_bot" DROP CONSTRAINT %I', stale);
+    END LOOP;
+END
+$decant$;
+
+-- init statement 22
+DO $decant$
+DECLARE stale text;
+BEGIN
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_e32407c9_mode', 'decant_44da6d5c_statistic_id', 'decant_3e91f378_value']::text[]) LOOP
+        EXECUTE format('ALTER TABLE "public"."user_statistic" DROP CONSTRAINT %I', stale);
+    END LOOP;
+END
+$decant$;
+
+-- init statement 23
+DO $decant$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND conname = 'decant_e32407c9_mode') THEN
+        ALTER TABLE "public"."user_statistic" ADD CONSTRAINT "decant_e32407c9_mode" CHECK (char_length("mode") <= 64) NOT VALID;
+    END IF;
+END
+$decant$;
+
+-- init statement 24
+ALTER TABLE "public"."user_statistic" VALIDATE CONSTRAINT "decant_e32407c9_mode";
+
+-- init statement 25
+DO $decant$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND conname = 'decant_44da6d5c_statistic_id') THEN
+        ALTER TABLE "public"."user_statistic" ADD CONSTRAINT "decant_44da6d5c_statistic_id" CHECK (char_length("statistic_id") <= 64) NOT VALID;
+    END IF;
+END
+$decant$;
+
+-- init statement 26
+ALTER TABLE "public"."user_statistic" VALIDATE CONSTRAINT "decant_44da6d5c_statistic_id";
+
+-- init statement 27
+DO $decant$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND conname = 'decant_3e91f378_value') THEN
+        ALTER TABLE "public"."user_statistic" ADD CONSTRAINT "decant_3e91f378_value" CHECK ("value" >= '0'::numeric) NOT VALID;
+    END IF;
+END
+$decant$;
+
+-- init statement 28
+ALTER TABLE "public"."user_statistic" VALIDATE CONSTRAINT "decant_3e91f378_value";
+
+-- init statement 29
 CREATE OR REPLACE FUNCTION decant."rows_f9012c0f_user"(bigint) RETURNS TABLE (t0_n bigint, t0_a0 text[], t0_a1 jsonb[], t0_a2 integer[], t0_a3 timestamp with time zone[], t1_n bigint, t1_a0 text[], t1_a1 jsonb[], t1_a2 smallint[], t1_a3 boolean[], t2_n bigint, t2_a0 jsonb[], t2_a1 smallint[], t2_a2 text[], t3_n bigint, t3_a0 text[], t3_a1 jsonb[], t4_n bigint, t4_a0 text[], t4_a1 smallint[], t5_n bigint, t5_a0 text[], t5_a1 text[], t5_a2 text[])
     LANGUAGE plpgsql STABLE AS
 $$
@@ -352,7 +496,7 @@ BEGIN
 END
 $$;
 
--- init statement 10
+-- init statement 30
 CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
@@ -375,7 +519,7 @@ CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
           AND (n::float8)::text::numeric = n $$;
 
--- init statement 11
+-- init statement 31
 CREATE OR REPLACE FUNCTION "public"."user_decant_blob_fails"(blob jsonb) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT blob IS NULL
@@ -390,37 +534,37 @@ $$ SELECT blob IS NULL
     OR EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(((blob -> 'marriage') -> 'achievements')) = 'object' THEN ((blob -> 'marriage') -> 'achievements') END) AS fe2(k, v) WHERE jsonb_typeof(blob) = 'object' AND (blob -> 'marriage') IS NOT NULL AND jsonb_typeof((blob -> 'marriage')) = 'object' AND ((blob -> 'marriage') -> 'achievements') IS NOT NULL AND (NOT (coalesce(true, false) AND coalesce(jsonb_typeof(fe2.v) = 'object', false)) OR (false OR (((fe2.v -> 'progress') IS NOT NULL AND jsonb_typeof((fe2.v -> 'progress')) <> 'null') AND NOT (CASE WHEN (fe2.v -> 'progress') IS NULL OR jsonb_typeof((fe2.v -> 'progress')) = 'null' THEN true ELSE ((jsonb_typeof((fe2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((fe2.v -> 'progress')) = 'number' THEN ((fe2.v -> 'progress'))::numeric = trunc(((fe2.v -> 'progress'))::numeric) AND ((fe2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof((fe2.v -> 'progress')) = 'number' THEN ((fe2.v -> 'progress'))::numeric >= '0' ELSE true END) END)) OR (((fe2.v -> 'unlockedAt') IS NOT NULL AND jsonb_typeof((fe2.v -> 'unlockedAt')) <> 'null') AND NOT (CASE WHEN (fe2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((fe2.v -> 'unlockedAt')) = 'null' THEN true ELSE ((jsonb_typeof((fe2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((fe2.v -> 'unlockedAt')) = 'number' THEN ((fe2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((fe2.v -> 'unlockedAt'))::numeric * 1000) AND ((fe2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END)))))
     OR coalesce((jsonb_typeof(blob) = 'object' AND (blob -> 'marriage') IS NOT NULL AND jsonb_typeof((blob -> 'marriage')) = 'object' AND ((blob -> 'marriage') -> 'config') IS NOT NULL AND (NOT (coalesce(jsonb_typeof(((blob -> 'marriage') -> 'config')) = 'object', false)) OR (false OR (((((blob -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND NOT (CASE WHEN (((blob -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END)) OR (((((blob -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND NOT (CASE WHEN (((blob -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((blob -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END))))), false) $$;
 
--- init statement 12
+-- init statement 32
 CREATE OR REPLACE VIEW "public"."user_achievement_all" AS
 SELECT "user_id", "achievement_id", "extra", "progress", "unlocked_at" FROM "public"."user_achievement"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e2.k AS "achievement_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(CASE WHEN jsonb_typeof(e2.v) = 'object' THEN e2.v END) AS x WHERE x.key NOT IN ('progress', 'unlockedAt') OR jsonb_typeof(x.value) = 'null') AS "extra", CASE WHEN ((e2.v -> 'progress') IS NOT NULL AND jsonb_typeof((e2.v -> 'progress')) <> 'null') AND (CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN NULL::integer WHEN (jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) THEN ((e2.v -> 'progress'))::numeric::int4 END END AS "progress", CASE WHEN ((e2.v -> 'unlockedAt') IS NOT NULL AND jsonb_typeof((e2.v -> 'unlockedAt')) <> 'null') AND (CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END) THEN CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN NULL::timestamp with time zone WHEN (jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END) THEN (timestamptz '1970-01-01 00:00:00+00' + div(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '24 hours' + mod(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '1 microsecond') END END AS "unlocked_at" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'achievements')) = 'object' THEN ((s."data" -> 'marriage') -> 'achievements') END) AS e2(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'achievements') IS NOT NULL AND coalesce(true, false) AND coalesce(jsonb_typeof(e2.v) = 'object', false);
 
--- init statement 13
+-- init statement 33
 CREATE OR REPLACE VIEW "public"."user_bot_all" AS
 SELECT "user_id", "bot_id", "extra", "level", "unlocked" FROM "public"."user_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "bot_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(CASE WHEN jsonb_typeof(e1.v) = 'object' THEN e1.v END) AS x WHERE x.key NOT IN ('level', 'unlocked') OR jsonb_typeof(x.value) = 'null') AS "extra", CASE WHEN ((e1.v -> 'level') IS NOT NULL AND jsonb_typeof((e1.v -> 'level')) <> 'null') AND (CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN true ELSE ((jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric >= '0' ELSE true END AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric <= '100' ELSE true END) END) THEN CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) THEN ((e1.v -> 'level'))::numeric::int2 END END AS "level", CASE WHEN ((e1.v -> 'unlocked') IS NOT NULL AND jsonb_typeof((e1.v -> 'unlocked')) <> 'null') AND (CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN true ELSE (jsonb_typeof((e1.v -> 'unlocked')) = 'boolean') END) THEN CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN NULL::boolean WHEN jsonb_typeof((e1.v -> 'unlocked')) = 'boolean' THEN ((e1.v -> 'unlocked'))::boolean END END AS "unlocked" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'bots')) = 'object' THEN (s."data" -> 'bots') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND e1.k NOT IN ('selected') AND coalesce(true, false) AND coalesce(jsonb_typeof(e1.v) = 'object', false);
 
--- init statement 14
+-- init statement 34
 CREATE OR REPLACE VIEW "public"."user_config_all" AS
 SELECT "user_id", "extra", "mans", "mode" FROM "public"."user_config"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object' THEN ((s."data" -> 'marriage') -> 'config') END) AS x WHERE x.key NOT IN ('mans', 'mode') OR jsonb_typeof(x.value) = 'null') AS "extra", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric::int2 END END AS "mans", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN NULL::text WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') END END AS "mode" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'config') IS NOT NULL AND coalesce(jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object', false);
 
--- init statement 15
+-- init statement 35
 CREATE OR REPLACE VIEW "public"."user_preference_all" AS
 SELECT "user_id", "key", "value" FROM "public"."user_preference"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN NULL::jsonb WHEN true THEN e1.v END AS "value" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'pref')) = 'object' THEN (s."data" -> 'pref') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'pref') IS NOT NULL AND coalesce(true, false) AND coalesce(CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN true ELSE (true) END, false);
 
--- init statement 16
+-- init statement 36
 CREATE OR REPLACE VIEW "public"."user_selected_bot_all" AS
 SELECT "user_id", "bot_id", "position" FROM "public"."user_selected_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THEN NULL::text WHEN jsonb_typeof(a.v) = 'string' THEN (a.v #>> '{}') END AS "bot_id", CASE WHEN to_jsonb((a.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((a.n - 1))) = 'null' THEN NULL::smallint WHEN (jsonb_typeof(to_jsonb((a.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((a.n - 1))) = 'number' THEN (to_jsonb((a.n - 1)))::numeric = trunc((to_jsonb((a.n - 1)))::numeric) AND (to_jsonb((a.n - 1)))::numeric BETWEEN -32768 AND 32767 END) THEN (to_jsonb((a.n - 1)))::numeric::int2 END AS "position" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) WITH ORDINALITY AS a(v, n) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND jsonb_typeof((s."data" -> 'bots')) = 'object' AND ((s."data" -> 'bots') -> 'selected') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(((s."data" -> 'bots') -> 'selected')) WITH ORDINALITY AS b(v, n) WHERE NOT (coalesce(CASE WHEN to_jsonb((b.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((b.n - 1))) = 'null' THEN true ELSE ((jsonb_typeof(to_jsonb((b.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((b.n - 1))) = 'number' THEN (to_jsonb((b.n - 1)))::numeric = trunc((to_jsonb((b.n - 1)))::numeric) AND (to_jsonb((b.n - 1)))::numeric BETWEEN -32768 AND 32767 END)) END, false) AND coalesce(CASE WHEN b.v IS NULL OR jsonb_typeof(b.v) = 'null' THEN false ELSE (jsonb_typeof(b.v) = 'string') END, false)) OR (false));
 
--- init statement 17
+-- init statement 37
 CREATE OR REPLACE VIEW "public"."user_statistic_all" AS
 SELECT "user_id", "mode", "statistic_id", "value" FROM "public"."user_statistic"
 UNION ALL
@@ -430,13 +574,13 @@ SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'xp'::text AS "sta
 UNION ALL
 SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statistic_id", CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric END AS "value" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'stats') IS NOT NULL AND jsonb_typeof(((s."data" -> 'marriage') -> 'stats')) = 'object' AND (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NOT NULL AND coalesce(CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN false ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric >= '0' ELSE true END) END, false) AND coalesce(NOT (coalesce(('global'::text) = ('global'::text), false) AND coalesce(('lastPlayed'::text) = ('xp'::text), false)), false);
 
--- init statement 18
+-- init statement 38
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_kidnap_points_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text;
 
--- init statement 19
+-- init statement 39
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 20
+-- init statement 40
 CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -450,13 +594,13 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 21
+-- init statement 41
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_xp_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text;
 
--- init statement 22
+-- init statement 42
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 23
+-- init statement 43
 CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -470,7 +614,7 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 24
+-- init statement 44
 CREATE OR REPLACE FUNCTION decant.merge_patch(target jsonb, patch jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -549,7 +693,7 @@ $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
                   ELSE '.' || rtrim(to_char(t AT TIME ZONE 'UTC', 'US'), '0') END
           || 'Z' $$;
 
--- init statement 25
+-- init statement 45
 CREATE OR REPLACE FUNCTION decant."user_rows_user_achievement"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "achievement_id" text, "extra" jsonb, "progress" integer, "unlocked_at" timestamp with time zone)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -560,7 +704,7 @@ SELECT s.i AS "user_id", e2.k AS "achievement_id", (SELECT jsonb_object_agg(x.ke
 END
 $$;
 
--- init statement 26
+-- init statement 46
 CREATE OR REPLACE FUNCTION decant."user_rows_user_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "extra" jsonb, "level" smallint, "unlocked" boolean)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -571,7 +715,7 @@ SELECT s.i AS "user_id", e1.k AS "bot_id", (SELECT jsonb_object_agg(x.key, x.val
 END
 $$;
 
--- init statement 27
+-- init statement 47
 CREATE OR REPLACE FUNCTION decant."user_rows_user_config"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "extra" jsonb, "mans" smallint, "mode" text)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -582,7 +726,7 @@ SELECT s.i AS "user_id", (SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_eac
 END
 $$;
 
--- init statement 28
+-- init statement 48
 CREATE OR REPLACE FUNCTION decant."user_rows_user_preference"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "key" text, "value" jsonb)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -593,7 +737,7 @@ SELECT s.i AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e
 END
 $$;
 
--- init statement 29
+-- init statement 49
 CREATE OR REPLACE FUNCTION decant."user_rows_user_selected_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "position" smallint)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -604,7 +748,7 @@ SELECT s.i AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THE
 END
 $$;
 
--- init statement 30
+-- init statement 50
 CREATE OR REPLACE FUNCTION decant."user_rows_user_statistic"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "mode" text, "statistic_id" text, "value" numeric)
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -619,7 +763,7 @@ SELECT s.i AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statis
 END
 $$;
 
--- init statement 31
+-- init statement 51
 CREATE OR REPLACE FUNCTION decant."user_residual"(blob jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET jit = off AS
 $$
@@ -628,7 +772,7 @@ BEGIN
 END
 $$;
 
--- init statement 32
+-- init statement 52
 CREATE OR REPLACE FUNCTION decant."user_rebuild"(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -658,7 +802,7 @@ BEGIN
 END
 $$;
 
--- init statement 33
+-- init statement 53
 CREATE OR REPLACE FUNCTION decant."user_write"(bigint, boolean, jsonb, jsonb) RETURNS void
     LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -718,7 +862,7 @@ BEGIN
 END
 $$;
 
--- init statement 34
+-- init statement 54
 CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb
     LANGUAGE plpgsql STABLE AS
 $$
@@ -736,7 +880,7 @@ BEGIN
 END
 $$;
 
--- init statement 35
+-- init statement 55
 CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)
     LANGUAGE sql STABLE AS
 $$
@@ -744,7 +888,7 @@ SELECT s."id"::bigint, CASE WHEN s."migrated" THEN decant."user_rebuild"(s."id",
   FROM "public"."user" AS s WHERE s."id" = ANY ($1) ORDER BY s."id"
 $$;
 
--- init statement 36
+-- init statement 56
 CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void
     LANGUAGE plpgsql AS
 $$
@@ -762,7 +906,7 @@ BEGIN
 END
 $$;
 
--- init statement 37
+-- init statement 57
 CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql AS
 $$

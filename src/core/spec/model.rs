@@ -97,6 +97,10 @@ pub struct Settings {
     pub lock_timeout_ms: u64,
     /// Statement timeout of every decant session, in ms (default 60000).
     pub statement_timeout_ms: u64,
+    /// Whether each target table's user column references the source
+    /// table's id, `ON DELETE CASCADE` (default false: every row inserted
+    /// then looks its user up, which slows the migration).
+    pub foreign_keys: bool,
 }
 
 /// A normalized target table.
@@ -112,6 +116,9 @@ pub struct Table {
     /// Indexes into `columns` of the key (after the user id): every column
     /// a rule captures, positions or sets as a constant.
     pub key: Vec<usize>,
+    /// Indexes `init` creates beyond the primary key (`indexes = [["a",
+    /// "b"]]`): column names, the user column allowed.
+    pub indexes: Vec<Vec<String>>,
     /// Line of the table in the spec.
     pub line: usize,
 }

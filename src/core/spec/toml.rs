@@ -75,6 +75,7 @@ struct RawSettings {
     max_attempts: Option<i32>,
     lock_timeout_ms: Option<u64>,
     statement_timeout_ms: Option<u64>,
+    foreign_keys: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +84,8 @@ struct RawTable {
     #[serde(default)]
     user_column: Option<String>,
     columns: BTreeMap<String, Spanned<RawColumn>>,
+    #[serde(default)]
+    indexes: Vec<Vec<String>>,
 }
 
 enum RawColumn {
@@ -287,6 +290,7 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         max_attempts: raw.settings.max_attempts.unwrap_or(5),
         lock_timeout_ms: raw.settings.lock_timeout_ms.unwrap_or(2000),
         statement_timeout_ms: raw.settings.statement_timeout_ms.unwrap_or(60_000),
+        foreign_keys: raw.settings.foreign_keys.unwrap_or(false),
     };
     check_ident(&settings.target_schema)
         .map_err(|m| cx.err(0, format!("settings.target_schema: {m}")))?;
@@ -324,11 +328,42 @@ fn table(cx: &Ctx<'_>, name: &str, t: &RawTable) -> Result<Table> {
     if columns.is_empty() {
         return Err(cx.err(at, format!("table `{name}` has no columns")));
     }
+    let mut indexes: Vec<Vec<String>> = Vec::new();
+    for index in &t.indexes {
+        if index.is_empty() {
+            return Err(cx.err(at, format!("table `{name}`: an index needs columns")));
+        }
+        for c in index {
+            if *c != user_column && !columns.iter().any(|col: &Column| col.name == *c) {
+                return Err(cx.err(
+                    at,
+                    format!("table `{name}`: index column `{c}` is not a column of the table"),
+                ));
+            }
+            if index.iter().filter(|x| *x == c).count() > 1 {
+                return Err(cx.err(
+                    at,
+                    format!("table `{name}`: index column `{c}` is listed twice"),
+                ));
+            }
+        }
+        if indexes.contains(index) {
+            return Err(cx.err(
+                at,
+                format!(
+                    "table `{name}`: index ({}) is declared twice",
+                    index.join(", ")
+                ),
+            ));
+        }
+        indexes.push(index.clone());
+    }
     Ok(Table {
         name: name.to_string(),
         user_column,
         columns,
         key: Vec::new(),
+        indexes,
         line: cx.line(at),
     })
 }

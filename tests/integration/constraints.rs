@@ -1,0 +1,251 @@
+//! The tables carry the spec's validation: CHECK constraints, the optional
+//! foreign key to the source table, declared indexes.
+
+use crate::harness::{TestDb, insert_user, row_count};
+use decant::Spec;
+use serde_json::json;
+
+async fn constraints(client: &tokio_postgres::Client, table: &str) -> Vec<(String, String, bool)> {
+    client
+        .query(
+            "SELECT conname::text, pg_get_constraintdef(oid), convalidated FROM pg_constraint \
+              WHERE conrelid = $1::text::regclass AND contype IN ('c', 'f') ORDER BY 1",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn error_of(r: Result<u64, tokio_postgres::Error>) -> String {
+    r.unwrap_err()
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_tables_refuse_what_the_spec_refuses_and_writes_keep_it_in_the_residual() {
+    let db = TestDb::new().await;
+    let game = db.game(4).await;
+    let client = db.client().await;
+    let stat = constraints(&client, "user_statistic").await;
+    let defs: Vec<&str> = stat.iter().map(|(_, d, _)| d.as_str()).collect();
+    assert!(
+        stat.iter()
+            .all(|(n, _, valid)| n.starts_with("decant_") && *valid),
+        "{stat:?}"
+    );
+    assert!(
+        defs.iter().any(|d| d.contains("value >= '0'::numeric")),
+        "{defs:?}"
+    );
+    assert!(
+        defs.iter().any(|d| d.contains("char_length(mode) <= 64")),
+        "{defs:?}"
+    );
+    assert!(
+        constraints(&client, "user_achievement")
+            .await
+            .iter()
+            .any(|(_, d, _)| d.contains("progress") && d.contains(">= '0'::numeric"))
+    );
+    // a hand-written row breaking a validation is refused by the table
+    let bad = client
+        .execute(
+            "INSERT INTO user_statistic VALUES (1, 'kidnap', 'points', -1)",
+            &[],
+        )
+        .await;
+    assert!(error_of(bad).contains("violates check constraint"));
+    let long = "m".repeat(65);
+    let bad = client
+        .execute(
+            "INSERT INTO user_statistic VALUES (1, $1, 'points', 1)",
+            &[&long],
+        )
+        .await;
+    assert!(error_of(bad).contains("violates check constraint"));
+
+    // the library never sends such a value: a migrated user's write keeps
+    // it in the residual, as before
+    game.migrate_user(2).await.unwrap();
+    let patch = json!({"marriage": {"achievements": {"first_win": {"progress": -5}}}});
+    let written = game.patch(2, &patch).await.unwrap();
+    assert_eq!(
+        written["marriage"]["achievements"]["first_win"]["progress"],
+        -5
+    );
+    assert_eq!(
+        game.load(2).await.unwrap()["marriage"]["achievements"]["first_win"]["progress"],
+        -5
+    );
+    let residual: serde_json::Value = client
+        .query_one("SELECT data FROM \"user\" WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        residual["marriage"]["achievements"]["first_win"]["progress"], -5,
+        "the invalid value is in the residual: {residual}"
+    );
+    // the SQL API too
+    client
+        .query_one(
+            "SELECT decant.patch(2, '{\"marriage\": {\"achievements\": {\"first_win\": {\"progress\": -7}}}}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        game.load(2).await.unwrap()["marriage"]["achievements"]["first_win"]["progress"],
+        -7
+    );
+}
+
+#[tokio::test]
+async fn a_changed_validation_replaces_its_constraint_and_old_rows_that_break_it_stop_init() {
+    let db = TestDb::new().await;
+    let game = db.game(4).await;
+    let client = db.client().await;
+    game.migrate_user(2).await.unwrap();
+    let before = constraints(&client, "user_statistic").await;
+    // init again: nothing changes
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    assert_eq!(constraints(&client, "user_statistic").await, before);
+    // a looser bound: the old constraint goes, the new one comes
+    let looser = crate::example::SPEC.replacen(
+        "value = { type = \"numeric\", not_null = true, min = 0 }",
+        "value = { type = \"numeric\", not_null = true, min = -10 }",
+        1,
+    );
+    assert_ne!(looser, crate::example::SPEC);
+    decant::init(&client, &Spec::parse(&looser).unwrap())
+        .await
+        .unwrap();
+    let after = constraints(&client, "user_statistic").await;
+    assert_eq!(after.len(), before.len());
+    let defs: Vec<&str> = after.iter().map(|(_, d, _)| d.as_str()).collect();
+    assert!(
+        defs.iter().any(|d| d.contains("value >= '-10'::numeric")),
+        "{defs:?}"
+    );
+    assert!(
+        !defs.iter().any(|d| d.contains("value >= '0'::numeric")),
+        "{defs:?}"
+    );
+    // a row written under the looser bound breaks a tighter one: init
+    // stops at the validation, naming it
+    client
+        .execute(
+            "INSERT INTO user_statistic VALUES (2, 'zz', 'neg', -3)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("VALIDATE CONSTRAINT") && err.contains("violated"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn foreign_keys_cascade_deletes_and_indexes_are_created() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    for u in 1..=3 {
+        insert_user(&client, u, &crate::example::user(1, u).blob).await;
+    }
+    let text = crate::example::SPEC
+        .replacen("[settings]", "[settings]\nforeign_keys = true", 1)
+        .replacen(
+            "[tables.user_statistic.columns]",
+            "[tables.user_statistic]\nindexes = [[\"statistic_id\", \"value\"], [\"user_id\", \"mode\"]]\n\n[tables.user_statistic.columns]",
+            1,
+        );
+    let spec = Spec::parse(&text).unwrap();
+    decant::init(&client, &spec).await.unwrap();
+    decant::init(&client, &spec).await.unwrap();
+    let fks: Vec<_> = constraints(&client, "user_bot")
+        .await
+        .into_iter()
+        .filter(|(_, d, _)| d.starts_with("FOREIGN KEY"))
+        .collect();
+    assert_eq!(fks.len(), 1, "{fks:?}");
+    assert!(fks[0].1.contains("ON DELETE CASCADE") && fks[0].2);
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'user_statistic' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        indexes.iter().any(|d| d.ends_with("(statistic_id, value)")),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.iter().any(|d| d.ends_with("(user_id, mode)")),
+        "{indexes:?}"
+    );
+
+    let decant = decant::Decant::connect(&db.url, spec, 2).unwrap();
+    decant.migrate_user(1).await.unwrap();
+    decant.migrate_user(2).await.unwrap();
+    assert!(row_count(&client, 1).await > 0);
+    client
+        .execute("DELETE FROM \"user\" WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row_count(&client, 1).await,
+        0,
+        "the user's rows went with it"
+    );
+    assert!(row_count(&client, 2).await > 0);
+    // a row for a user that does not exist is refused
+    let bad = client
+        .execute("INSERT INTO user_bot VALUES (99, 'b', NULL, 1, true)", &[])
+        .await;
+    assert!(error_of(bad).contains("foreign key"));
+
+    // turned off again: the key goes
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    assert!(
+        !constraints(&client, "user_bot")
+            .await
+            .iter()
+            .any(|(_, d, _)| d.starts_with("FOREIGN KEY"))
+    );
+}
+
+#[test]
+fn a_bad_index_is_named_with_its_table_and_line() {
+    let text = crate::example::SPEC.replacen(
+        "[tables.user_statistic.columns]",
+        "[tables.user_statistic]\nindexes = [[\"nope\"]]\n\n[tables.user_statistic.columns]",
+        1,
+    );
+    let err = Spec::parse(&text).unwrap_err();
+    assert!(
+        err.message.contains("user_statistic") && err.message.contains("`nope`") && err.line > 0,
+        "{err}"
+    );
+    let text = crate::example::SPEC.replacen("[settings]", "[settings]\nforeign_key = true", 1);
+    let err = Spec::parse(&text).unwrap_err().to_string();
+    assert!(err.contains("foreign_key"), "{err}");
+}
