@@ -186,6 +186,22 @@ impl Error {
         }
     }
 
+    /// True when the session is gone (closed, terminated, the server
+    /// shutting down or starting up) or none could be had from the pool:
+    /// retry on a new session.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            Error::Pool(_) => true,
+            Error::Db { source, .. } => {
+                source.is_closed()
+                    || source
+                        .code()
+                        .is_some_and(|c| connection_lost(c.code()) || c.code().starts_with("57P"))
+            }
+            _ => false,
+        }
+    }
+
     /// The SQLSTATE of a database error, if this is one.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {

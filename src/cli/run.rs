@@ -58,6 +58,11 @@ pub(super) struct RunArgs {
     /// A query returning one boolean; true holds the daemon back.
     #[arg(long)]
     throttle_query: Option<String>,
+    /// Seconds the run rides out a database it cannot reach (restart,
+    /// failover, terminated sessions), re-opening its sessions with
+    /// backoff; past them it exits non-zero with the cause.
+    #[arg(long, default_value_t = 300.0)]
+    max_outage: f64,
     /// Do not hold back when sessions wait on the daemon's locks.
     #[arg(long)]
     ignore_lock_waits: bool,
@@ -261,6 +266,12 @@ fn check_run_args(args: &RunArgs) -> Result<()> {
     if args.target_batch_ms == 0 || args.busy_batch_ms == 0 {
         anyhow::bail!("--target-batch-ms and --busy-batch-ms must be at least 1");
     }
+    if !args.max_outage.is_finite() || args.max_outage <= 0.0 || args.max_outage > 1e9 {
+        anyhow::bail!(
+            "--max-outage {}: give a number of seconds, more than 0",
+            args.max_outage
+        );
+    }
     if !args.max_replica_lag.is_finite() || args.max_replica_lag < 0.0 {
         anyhow::bail!(
             "--max-replica-lag {}: give a number of seconds, 0 or more",
@@ -302,6 +313,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
                 .then_some(args.max_commit_slowdown),
             query: args.throttle_query,
         },
+        max_outage: Duration::from_secs_f64(args.max_outage),
     };
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report_progress(progress.clone()));

@@ -62,6 +62,11 @@ pub struct RunOptions {
     pub until_done: bool,
     /// Database signals that hold the daemon back.
     pub throttle: Throttle,
+    /// How long the run rides out a database it cannot reach (a restart, a
+    /// failover, terminated sessions): its sessions are re-opened with
+    /// backoff meanwhile, and past this the run stops with the cause
+    /// (default 5 minutes).
+    pub max_outage: Duration,
 }
 
 impl Default for RunOptions {
@@ -76,6 +81,7 @@ impl Default for RunOptions {
             rollout_only: false,
             until_done: true,
             throttle: Throttle::default(),
+            max_outage: Duration::from_secs(300),
         }
     }
 }
@@ -258,7 +264,13 @@ async fn run_job<J: Job>(
 
     watch.calibrate(&admin).await?;
     signals_tx.send_replace(monitor::check_signals(&watch, &admin).await);
-    let monitor = tokio::spawn(monitor::monitor(watch, admin, control_tx, signals_tx));
+    let monitor = tokio::spawn(monitor::monitor(
+        watch,
+        admin,
+        pool.clone(),
+        control_tx,
+        signals_tx,
+    ));
     let mut workers = Vec::new();
     for w in 0..opts.workers.max(1) {
         let (shared, job, pool) = (shared.clone(), job.clone(), pool.clone());
@@ -342,7 +354,7 @@ async fn worker<J: Job>(
     pool: deadpool_postgres::Pool,
 ) -> Result<()> {
     let mut client = pool::get(&pool).await?;
-    let pid: i32 = client
+    let mut pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await
         .map_err(|e| Error::db("reading the worker's session id", e))?
@@ -424,8 +436,16 @@ async fn worker<J: Job>(
             Ok(v) => v,
             Err(e) if e.is_retryable() => {
                 tracing::warn!(worker = w, cause = %e, "batch failed; retrying");
-                if matches!(e, Error::Pool(_)) || client.is_closed() {
-                    client = pool::get(&pool).await?;
+                if e.is_connection_lost() || client.is_closed() {
+                    let Some((c, p)) = reopen(&shared, &pool, w, e.to_string(), client).await?
+                    else {
+                        return Ok(());
+                    };
+                    let mut pids = shared.watch.pids.lock().expect("not poisoned");
+                    pids.retain(|&x| x != pid);
+                    pids.push(p);
+                    (client, pid) = (c, p);
+                    continue;
                 }
                 shared.nap(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -444,7 +464,15 @@ async fn worker<J: Job>(
                 shared.cursor.store(i64::MIN, Ordering::Relaxed);
                 continue;
             }
-            let left = job.remaining(&client).await?;
+            let left = match job.remaining(&client).await {
+                Ok(n) => n,
+                // the next batch finds out and re-opens the session
+                Err(e) if e.is_retryable() => {
+                    shared.nap(backoff).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if left == 0 {
                 if shared.opts.until_done {
                     shared.stopping.store(true, Ordering::Relaxed);
@@ -483,5 +511,59 @@ async fn worker<J: Job>(
             let ideal = ideal.clamp(f64::from(size) / 2.0, f64::from(size) * 2.0);
             batch = (ideal as u32).clamp(1, shared.opts.max_batch);
         }
+    }
+}
+
+/// A fresh session for worker `w` after its own (`lost`) went away
+/// (`cause`): tried
+/// with backoff (0.1 s doubling to 5 s) until the database answers, and
+/// its server process id. `None` when the run is stopped meanwhile; an
+/// error, naming the last cause, once the database has been unreachable
+/// for `max_outage`.
+async fn reopen(
+    shared: &Shared,
+    pool: &deadpool_postgres::Pool,
+    w: usize,
+    mut cause: String,
+    lost: deadpool_postgres::Object,
+) -> Result<Option<(deadpool_postgres::Object, i32)>> {
+    // its pool slot first: every worker may be here at once, and the pool
+    // holds only one session more than they do
+    drop(lost);
+    let since = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    tracing::warn!(worker = w, cause = %cause, "session lost; re-opening");
+    loop {
+        if shared.stopped() {
+            return Ok(None);
+        }
+        match pool.get().await {
+            Ok(c) => match c.query_one("SELECT pg_backend_pid()", &[]).await {
+                Ok(r) => {
+                    tracing::info!(
+                        worker = w,
+                        after_secs = since.elapsed().as_secs_f64(),
+                        "session re-opened"
+                    );
+                    shared.progress.hold(None);
+                    return Ok(Some((c, r.get(0))));
+                }
+                Err(e) => cause = Error::db("reading the worker's session id", e).to_string(),
+            },
+            Err(e) => cause = Error::Pool(e).to_string(),
+        }
+        if since.elapsed() >= shared.opts.max_outage {
+            return Err(Error::Setup(format!(
+                "the database has been unreachable for {:.0} s (the run's --max-outage); \
+                 the last cause: {cause}",
+                since.elapsed().as_secs_f64()
+            )));
+        }
+        tracing::warn!(worker = w, cause = %cause, "database unreachable; retrying");
+        shared
+            .progress
+            .hold(Some(format!("reconnecting to the database ({cause})")));
+        shared.nap(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }

@@ -151,14 +151,38 @@ pub(crate) async fn probe_commit(client: &Object) -> Result<Duration> {
 pub(crate) async fn monitor(
     shared: Arc<Signals>,
     client: Object,
+    pool: deadpool_postgres::Pool,
     control_tx: watch::Sender<Control>,
     signals_tx: watch::Sender<Option<String>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut session = Some(client);
     loop {
         tick.tick().await;
-        match control::read(&**client).await {
+        // a session gone (server restarted, session terminated): a new one
+        // (its slot in the pool freed first), tried again next tick until
+        // the database answers; the workers meanwhile re-open theirs
+        if session.as_ref().is_none_or(|c| c.is_closed()) {
+            session = None;
+            match pool.get().await {
+                Ok(c) => {
+                    tracing::info!("monitor session re-opened");
+                    session = Some(c);
+                }
+                Err(e) => {
+                    let why = format!("database unreachable ({})", Error::Pool(e));
+                    signals_tx.send_if_modified(|old| {
+                        let changed = old.as_deref() != Some(why.as_str());
+                        *old = Some(why.clone());
+                        changed
+                    });
+                    continue;
+                }
+            }
+        }
+        let client = session.as_ref().expect("opened above");
+        match control::read(&***client).await {
             Ok(c) => {
                 control_tx.send_if_modified(|old| {
                     let changed = *old != c;
@@ -172,7 +196,7 @@ pub(crate) async fn monitor(
             }
             Err(e) => tracing::warn!(cause = %e, "cannot read the control row"),
         }
-        let held = check_signals(&shared, &client).await;
+        let held = check_signals(&shared, client).await;
         signals_tx.send_if_modified(|old| {
             let changed = *old != held;
             *old = held;

@@ -34,6 +34,11 @@ pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
     if cfg.get_application_name().is_none() {
         cfg.application_name("decant");
     }
+    // a host that does not answer fails the attempt instead of hanging it
+    // (the daemon then retries with backoff)
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(std::time::Duration::from_secs(10));
+    }
     let mgr = Manager::from_config(
         cfg,
         tokio_postgres::NoTls,

@@ -123,6 +123,38 @@ impl TempCluster {
         Ok(standby)
     }
 
+    /// Stops the server (`pg_ctl stop -m <mode>`: `fast` or `immediate`,
+    /// a crash), keeping the data directory, for the fault tests
+    /// (blocking).
+    #[allow(dead_code)]
+    pub fn halt(&self, mode: &str) -> Result<()> {
+        let bindir = find_bindir()?;
+        self.run(
+            Command::new(bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", mode, "-w", "stop"]),
+            "pg_ctl stop",
+        )
+    }
+
+    /// Starts a halted server again with the settings it last ran with
+    /// (`pg_ctl restart` reuses them; blocking until it accepts
+    /// connections, after crash recovery when halted `immediate`).
+    #[allow(dead_code)]
+    pub fn resume(&self) -> Result<()> {
+        let bindir = find_bindir()?;
+        self.run(
+            Command::new(bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("log"))
+                .args(["-w", "-t", "60", "restart"]),
+            "pg_ctl restart",
+        )
+    }
+
     /// A connection string to database `db` of this cluster.
     pub fn url(&self, db: &str) -> String {
         format!(

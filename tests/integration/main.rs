@@ -17,6 +17,7 @@ mod fixups;
 mod identity;
 mod migrate;
 mod node;
+mod outage;
 mod rehearse;
 mod schema;
 mod views;
