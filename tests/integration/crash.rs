@@ -199,7 +199,7 @@ async fn kills_during_a_bulk_rollback_leave_every_user_whole() {
     let mut seen = Vec::new();
     for _ in 0..8 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
-            .args(["rollback", "--all", "--rate", "400/s", "--spec"])
+            .args(["rollback", "--all", "--rate", "200/s", "--spec"])
             .arg(&spec)
             .env("DATABASE_URL", &db.url)
             .env("RUST_LOG", "warn")
