@@ -160,8 +160,23 @@ pub fn parse(text: &str) -> Result<Json<'_>, ParseError> {
     Ok(v)
 }
 
-/// Nesting deeper than this is refused (as serde_json refuses past 128).
-const MAX_DEPTH: usize = 128;
+/// Nesting deeper than this is refused, on every path that reads a blob
+/// (migration, census, load, patch, rollback): one limit, so a blob that
+/// migrates also loads and rolls back. (serde_json's own parser stops one
+/// level short of it with numbers inside; the blob reader falls back to
+/// this parser.)
+pub const MAX_DEPTH: usize = 128;
+
+/// The [`ParseError::what`] of a blob nested deeper than [`MAX_DEPTH`].
+pub const TOO_DEEP: &str = "nested deeper than 128 levels";
+
+impl ParseError {
+    /// Whether the text is valid JSON nested deeper than [`MAX_DEPTH`]
+    /// (as far as it was read).
+    pub fn is_too_deep(&self) -> bool {
+        self.what == TOO_DEEP
+    }
+}
 
 struct Parser<'a> {
     s: &'a str,
@@ -211,7 +226,7 @@ impl<'a> Parser<'a> {
     ) -> Result<Json<'a>, ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
+            return Err(self.err(TOO_DEEP));
         }
         self.i += 1;
         let v = f(self);
@@ -563,6 +578,7 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
         }
+        assert!(TOO_DEEP.contains(&MAX_DEPTH.to_string()));
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert!(parse(&deep).is_err());
     }

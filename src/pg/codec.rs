@@ -93,17 +93,30 @@ impl Blob {
         crate::core::json::parse(&self.0).map_err(|e| not_json(user, e))
     }
 
-    /// The blob as an owned value.
+    /// The blob as an owned value. serde_json's parser first (the fast
+    /// path); where it refuses (it stops one level short of
+    /// [`crate::core::json::MAX_DEPTH`] with a number inside), decant's own
+    /// parser decides, so every path reads the same blobs.
     pub fn value(&self, user: i64) -> Result<Value> {
-        serde_json::from_str(&self.0).map_err(|e| not_json(user, e))
+        serde_json::from_str(&self.0).or_else(|_| {
+            crate::core::json::parse(&self.0)
+                .map(|j| crate::core::json::JsonView::to_value(&j))
+                .map_err(|e| not_json(user, e))
+        })
     }
 }
 
-fn not_json(user: i64, e: impl std::fmt::Display) -> Error {
-    Error::Verification {
-        user,
-        detail: format!("the blob the database sent is not JSON ({e})"),
-    }
+fn not_json(user: i64, e: crate::core::json::ParseError) -> Error {
+    let detail = if e.is_too_deep() {
+        format!(
+            "the blob is {} (decant's limit on every path; PostgreSQL accepts it, \
+             so flatten it or keep the user legacy)",
+            crate::core::json::TOO_DEEP
+        )
+    } else {
+        format!("the blob the database sent is not JSON ({e})")
+    };
+    Error::Verification { user, detail }
 }
 
 impl<'a> tokio_postgres::types::FromSql<'a> for Blob {

@@ -242,6 +242,78 @@ pub fn script(spec: &Spec) -> String {
 
 /// Checks that the source table exists with the columns the spec names, of
 /// usable types. The flag column may be missing (init adds it).
+/// Refuses a target table that exists with another shape than the spec
+/// gives it (a column missing or of another type, a NOT NULL column the
+/// spec does not know and that has no default, another primary key): every
+/// user would otherwise fail against it, one by one. Names each
+/// difference and what to do.
+pub async fn check_targets(client: &Client, spec: &Spec) -> Result<()> {
+    let mut problems = Vec::new();
+    for (ti, t) in spec.tables.iter().enumerate() {
+        let name = target_table(spec, ti);
+        let rows = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                        a.atthasdef, coalesce(a.attnum = ANY (i.indkey), false) \
+                   FROM pg_attribute a \
+                   JOIN pg_class c ON c.oid = a.attrelid \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
+                  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&spec.settings.target_schema, &t.name],
+            )
+            .await
+            .map_err(|e| Error::db(format!("reading the columns of {name}"), e))?;
+        if rows.is_empty() {
+            continue;
+        }
+        let found: Vec<(String, String, bool, bool, bool)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        let want: Vec<(&str, &str)> = std::iter::once((t.user_column.as_str(), "bigint"))
+            .chain(t.columns.iter().map(|c| (c.name.as_str(), c.ty.sql())))
+            .collect();
+        for (col, ty) in &want {
+            match found.iter().find(|f| f.0 == *col) {
+                None => problems.push(format!("{name} has no column \"{col}\" ({ty})")),
+                Some(f) if f.1 != *ty => {
+                    problems.push(format!("{name}.\"{col}\" is {}, the spec says {ty}", f.1))
+                }
+                Some(_) => {}
+            }
+        }
+        for f in &found {
+            if f.2 && !f.3 && !want.iter().any(|(c, _)| *c == f.0) {
+                problems.push(format!(
+                    "{name}.\"{}\" is NOT NULL without a default and not in the spec",
+                    f.0
+                ));
+            }
+        }
+        let key: std::collections::BTreeSet<&str> = std::iter::once(t.user_column.as_str())
+            .chain(t.key.iter().map(|&ci| t.columns[ci].name.as_str()))
+            .collect();
+        let pk: std::collections::BTreeSet<&str> =
+            found.iter().filter(|f| f.4).map(|f| f.0.as_str()).collect();
+        if pk != key {
+            problems.push(format!(
+                "{name}'s primary key is ({}), the spec's is ({})",
+                pk.into_iter().collect::<Vec<_>>().join(", "),
+                key.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "target tables exist with another shape than the spec's:\n  - {}\n\
+         rename or drop those tables, or change the spec to match them",
+        problems.join("\n  - ")
+    )))
+}
+
 pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     let rows = client
         .query(
@@ -303,6 +375,7 @@ pub async fn init_evolving(client: &Client, spec: &Spec) -> Result<()> {
 
 async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     check_source(client, spec).await?;
+    check_targets(client, spec).await?;
     crate::pg::identity::check_init(client, spec, evolve).await?;
     // finalized and the flag dropped (`decant finalize --drop-legacy`):
     // never added back

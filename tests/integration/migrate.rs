@@ -517,3 +517,65 @@ async fn a_null_blob_fails_its_user_and_stays_legacy() {
     assert!(!is_migrated(&client, 4).await);
     assert_eq!(decant.load(4).await.unwrap(), Value::Null);
 }
+
+/// `{"pref": {...}, "deep": [[...[n]...]]}`: `depth` objects and arrays
+/// nested in all (the root object counts one), with a number innermost.
+fn nested(depth: usize, n: i64) -> Value {
+    let mut v = json!(n);
+    for _ in 0..depth - 1 {
+        v = json!([v]);
+    }
+    json!({"pref": {"sound": true}, "deep": v})
+}
+
+#[tokio::test]
+async fn one_depth_limit_on_every_path() {
+    let db = TestDb::new().await;
+    let decant = db.game(2).await;
+    let client = db.client().await;
+    // 128 levels with a number innermost: serde_json alone stops short of
+    // it; decant reads it everywhere
+    let ok = nested(128, 7);
+    let text = ok.to_string();
+    assert!(
+        serde_json::from_str::<Value>(&text).is_err(),
+        "serde_json refuses it"
+    );
+    insert_user(&client, 100, &ok).await;
+    assert_eq!(decant.load(100).await.unwrap(), ok);
+    let report = decant.migrate_user(100).await.unwrap();
+    assert_eq!(report.migrated.len(), 1, "{:?}", report.failed);
+    assert_eq!(decant.load(100).await.unwrap(), ok);
+    let patched = decant
+        .patch(100, &json!({"pref": {"sound": false}}))
+        .await
+        .unwrap();
+    assert_eq!(patched["deep"], ok["deep"]);
+    assert!(decant.rollback_user(100).await.unwrap());
+    let mut want = ok.clone();
+    want["pref"]["sound"] = json!(false);
+    // (compared in SQL: serde_json cannot read it back)
+    let same: bool = client
+        .query_one(
+            "SELECT data = $1::text::jsonb AND NOT migrated FROM \"user\" WHERE id = 100",
+            &[&want.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(same, "the rolled-back blob is the patched one");
+    let many = decant.load_many(&[1, 100]).await.unwrap();
+    assert_eq!(many[1].1, want);
+
+    // one level more: the user fails with the reason and stays legacy;
+    // nothing panics
+    insert_user(&client, 101, &nested(129, 7)).await;
+    let report = decant.migrate_user(101).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let why = report.failed[0].error.to_string();
+    assert!(why.contains("nested deeper than 128 levels"), "{why}");
+    assert!(!is_migrated(&client, 101).await);
+    let err = decant.load(101).await.unwrap_err().to_string();
+    assert!(err.contains("nested deeper than 128 levels"), "{err}");
+    assert!(decant.load_many(&[101]).await.is_err());
+}

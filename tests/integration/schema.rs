@@ -140,3 +140,53 @@ async fn the_ddl_printed_is_the_ddl_applied() {
         script.contains("ADD COLUMN IF NOT EXISTS \"migrated\" boolean NOT NULL DEFAULT false")
     );
 }
+
+#[tokio::test]
+async fn init_refuses_a_target_table_of_another_shape_naming_the_difference() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    // a table of that name from before, with another shape
+    client
+        .batch_execute(
+            "CREATE TABLE user_statistic (user_id bigint, mode text, statistic_id integer, \
+               points numeric NOT NULL, PRIMARY KEY (user_id, mode))",
+        )
+        .await
+        .unwrap();
+    let err = decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "another shape",
+        "\"statistic_id\" is integer, the spec says text",
+        "has no column \"value\" (numeric)",
+        "\"points\" is NOT NULL without a default",
+        "primary key is (mode, user_id), the spec's is (mode, statistic_id, user_id)",
+    ] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    // nothing was created or changed
+    let flag: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+              WHERE table_name = 'user' AND column_name = 'migrated')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!flag, "init stopped before touching anything");
+    // the same table with the spec's shape (an earlier init's) is fine
+    client
+        .batch_execute("DROP TABLE user_statistic")
+        .await
+        .unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+}
