@@ -165,6 +165,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
 /// shutdown, cannot connect now: a restart or failover).
 const RETRYABLE_SQLSTATES: [&str; 6] = ["55P03", "40001", "40P01", "57P01", "57P02", "57P03"];
 
+/// SQLSTATEs no user causes (see [`Error::is_table_fault`]): undefined
+/// table, column, function, schema; wrong object type; datatype mismatch;
+/// no unique index for ON CONFLICT; insufficient privilege; read-only
+/// transaction.
+const TABLE_FAULTS: [&str; 9] = [
+    "42P01", "42703", "42883", "3F000", "42809", "42804", "42P10", "42501", "25006",
+];
+
 /// Connection exceptions (class 08): the session is gone.
 fn connection_lost(code: &str) -> bool {
     code.starts_with("08")
@@ -200,6 +208,17 @@ impl Error {
             }
             _ => false,
         }
+    }
+
+    /// True for a fault of the tables or the database rather than of any
+    /// one user: a table or column missing or retyped, a function gone, a
+    /// permission revoked, a read-only database, disk or memory exhausted.
+    /// Retrying the users one by one would fail each and count attempts
+    /// against all of them; the daemon stops with the cause instead.
+    pub fn is_table_fault(&self) -> bool {
+        self.sqlstate().is_some_and(|c| {
+            TABLE_FAULTS.contains(&c) || c.starts_with("53") || c.starts_with("58")
+        })
     }
 
     /// The SQLSTATE of a database error, if this is one.

@@ -130,6 +130,8 @@ pub(crate) async fn migrate_batch(
     .await;
     match attempt {
         Ok(report) => Ok(report),
+        // the tables' fault, not the users': nobody is failed for it
+        Err(e) if e.is_table_fault() => Err(e),
         // a lock timeout, a dropped connection, no connection: not the
         // user's fault; the caller tries again later
         Err(e) if e.is_retryable() && (ids.len() == 1 || matches!(e, Error::Pool(_))) => Err(e),
@@ -158,6 +160,45 @@ pub(crate) async fn migrate_batch(
             })
         }
     }
+}
+
+/// After a batch failed on a database error: its users one by one, each in
+/// a savepoint of the same transaction `tx`, which keeps every claimed
+/// row locked meanwhile (no other worker can claim a user between the
+/// batch and its retry, so an attempt is counted once). A user whose
+/// migration fails on a database error is rolled back to its savepoint
+/// and recorded failed; a retryable error or a fault of the tables ends
+/// it all, with nobody failed for it.
+pub(crate) async fn migrate_each(
+    store: &Store,
+    tx: &Transaction<'_>,
+    ids: &[i64],
+) -> Result<BatchReport> {
+    let savepoint = async |sql: &str| {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| Error::db(format!("{sql} (retrying a batch user by user)"), e))
+    };
+    let mut all = BatchReport::default();
+    for &id in ids {
+        savepoint("SAVEPOINT decant_user").await?;
+        match migrate_locked_batch(store, tx, &[id], LockWait::Wait).await {
+            Ok(r) => {
+                savepoint("RELEASE SAVEPOINT decant_user").await?;
+                all.migrated.extend(r.migrated);
+                all.failed.extend(r.failed);
+                all.skipped.extend(r.skipped);
+            }
+            Err(e) if e.is_retryable() || e.is_table_fault() => return Err(e),
+            Err(e) => {
+                savepoint("ROLLBACK TO SAVEPOINT decant_user").await?;
+                let failure = Failure { user: id, error: e };
+                record_failures(&**tx, std::slice::from_ref(&failure)).await?;
+                all.failed.push(failure);
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// Records failures (attempts + 1, reason, error), in the caller's

@@ -194,23 +194,32 @@ impl Job for MigrateJob {
         };
         let claimed = claimed.len();
         let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        // the claim's row locks outlive a rollback to this savepoint
+        tx.batch_execute("SAVEPOINT decant_batch")
+            .await
+            .map_err(|e| Error::db("beginning a batch", e))?;
         let result = migrate::migrate_locked(store, &tx, &ids, locked).await;
         let report = match result {
-            Ok(r) => {
-                tx.commit()
-                    .await
-                    .map_err(|e| Error::db("committing a batch", e))?;
-                r
-            }
+            Ok(r) => r,
             Err(e) if e.is_retryable() => return Err(e),
+            Err(e) if e.is_table_fault() => return Err(table_fault(e)),
             Err(e) => {
-                // a database error in the batch: retry its users one by one,
-                // so one bad user does not hold back the rest
-                drop(tx);
+                // a database error in the batch: its users one by one, so
+                // one bad user does not hold back the rest, still locked
                 tracing::warn!(cause = %e, users = ids.len(), "batch failed; migrating its users one by one");
-                migrate::migrate_batch(store, client, &ids, migrate::LockWait::Skip).await?
+                tx.batch_execute("ROLLBACK TO SAVEPOINT decant_batch")
+                    .await
+                    .map_err(|e| Error::db("rolling a failed batch back", e))?;
+                match migrate::migrate_each(store, &tx, &ids).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_table_fault() => return Err(table_fault(e)),
+                    Err(e) => return Err(e),
+                }
             }
         };
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("committing a batch", e))?;
         for Failure { user, error } in &report.failed {
             tracing::debug!(user, cause = %error, "user failed; stays legacy");
         }
@@ -463,4 +472,13 @@ impl Job for EvolveJob {
             rows: written,
         })
     }
+}
+
+/// The run's stop on a fault of the tables or the database: no user is
+/// failed for it and no attempt counted.
+pub(crate) fn table_fault(e: Error) -> Error {
+    Error::Setup(format!(
+        "the run stopped on a fault of the tables or the database, not of any user \
+         (no user failed, no attempt counted): {e}; fix it and run again"
+    ))
 }

@@ -750,3 +750,88 @@ async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
         assert!(legacy_blob_is_original(id).await, "user {id}");
     }
 }
+
+async fn run_once(decant: &Decant) -> decant::Result<RunReport> {
+    decant::run(
+        decant,
+        crate::harness::full_speed(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+}
+
+async fn failed_states(client: &tokio_postgres::Client) -> Vec<(i64, i32)> {
+    client
+        .query(
+            "SELECT user_id, attempts FROM decant.user_state WHERE state = 'failed' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_fault_stops_the_run_without_failing_anyone() {
+    let db = TestDb::new().await;
+    let decant = db.game(300).await;
+    let client = db.client().await;
+    client
+        .batch_execute("ALTER TABLE user_bot RENAME TO user_bot_away")
+        .await
+        .unwrap();
+    let err = run_once(&decant).await.unwrap_err().to_string();
+    assert!(
+        err.contains("fault of the tables") && err.contains("user_bot"),
+        "{err}"
+    );
+    assert_eq!(count_migrated(&client).await, 0);
+    assert_eq!(failed_states(&client).await, vec![], "no attempt counted");
+    client
+        .batch_execute("ALTER TABLE user_bot_away RENAME TO user_bot")
+        .await
+        .unwrap();
+    let report = run_once(&decant).await.unwrap();
+    assert_eq!(report.migrated + report.failed, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_failing_on_a_database_error_counts_one_attempt_and_the_rest_migrate() {
+    let db = TestDb::new().await;
+    let users = 400;
+    let decant = db.game(users).await;
+    let client = db.client().await;
+    // a trigger that refuses user 57's config row: a database error in
+    // whichever batch holds it, no fault of the table's
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_57() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.user_id = 57 THEN RAISE EXCEPTION 'user 57 refused'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER refuse_57 BEFORE INSERT ON user_config FOR EACH ROW EXECUTE FUNCTION refuse_57();",
+        )
+        .await
+        .unwrap();
+    let report = run_once(&decant).await.unwrap();
+    let failed = failed_states(&client).await;
+    let f57: Vec<_> = failed.iter().filter(|(u, _)| *u == 57).collect();
+    assert_eq!(
+        f57,
+        vec![&(57, 1)],
+        "one attempt for user 57 in one run: {failed:?}"
+    );
+    assert!(!is_migrated(&client, 57).await);
+    assert!(is_migrated(&client, 56).await && is_migrated(&client, 58).await);
+    assert_eq!(report.migrated + report.failed, users as u64);
+    let why: String = client
+        .query_one(
+            "SELECT last_error FROM decant.user_state WHERE user_id = 57",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(why.contains("user 57 refused"), "{why}");
+}
