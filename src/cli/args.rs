@@ -22,15 +22,24 @@ impl Target {
         Ok(Spec::load(&self.spec)?)
     }
 
-    pub(super) fn url(&self) -> Result<&str> {
+    /// The connection string: `--database-url`, `$DATABASE_URL`, or the
+    /// libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+    /// `PGSSLMODE`, with `PGPASSWORD` or `~/.pgpass` for the password).
+    pub(super) fn url(&self) -> Result<String> {
         match &self.database_url {
-            Some(u) => Ok(u),
-            None => bail!("no database: pass --database-url or set DATABASE_URL"),
+            Some(u) => Ok(u.clone()),
+            None => match decant::from_environment() {
+                Some(u) => Ok(u),
+                None => bail!(
+                    "no database: pass --database-url, set DATABASE_URL, or set the libpq \
+                     variables (PGHOST, PGPORT, PGUSER, PGDATABASE; PGPASSWORD or ~/.pgpass)"
+                ),
+            },
         }
     }
 
     pub(super) fn decant(&self) -> Result<Decant> {
-        Ok(Decant::connect(self.url()?, self.spec()?, 2)?)
+        Ok(Decant::connect(&self.url()?, self.spec()?, 2)?)
     }
 }
 

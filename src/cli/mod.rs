@@ -288,7 +288,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Init { target, evolve } => {
             let spec = target.spec()?;
-            let client = decant::connect(target.url()?).await?;
+            let client = decant::connect(&target.url()?).await?;
             if evolve {
                 decant::init_evolving(&client, &spec).await?;
             } else {
@@ -320,7 +320,7 @@ async fn run(cli: Cli) -> Result<()> {
             target,
             drop_legacy,
         } => {
-            let f = decant::finalize(target.url()?, &target.decant()?, drop_legacy).await?;
+            let f = decant::finalize(&target.url()?, &target.decant()?, drop_legacy).await?;
             if f.already {
                 println!(
                     "already finalized; every one of {} users is migrated and verified",
@@ -398,7 +398,8 @@ async fn run(cli: Cli) -> Result<()> {
             let opts = decant::CheckOptions { selection, page };
             let progress = decant::CheckProgress::default();
             let bar = run::labelled_bar("checking", 0);
-            let check = decant::check(target.url()?, target.spec()?, &opts, &progress);
+            let url = target.url()?;
+            let check = decant::check(&url, target.spec()?, &opts, &progress);
             tokio::pin!(check);
             let check = loop {
                 tokio::select! {
@@ -478,7 +479,7 @@ async fn run(cli: Cli) -> Result<()> {
             users,
             seed,
         } => {
-            let client = decant::connect(target.url()?).await?;
+            let client = decant::connect(&target.url()?).await?;
             let dirty = example::load(&client, users, seed).await?;
             if !target.spec.exists() {
                 std::fs::write(&target.spec, example::SPEC)
@@ -578,7 +579,7 @@ async fn set_control(target: &Target, settings: &[decant::Setting]) -> Result<()
     if target.spec.exists() {
         target.spec()?;
     }
-    let client = decant::connect(target.url()?).await?;
+    let client = decant::connect(&target.url()?).await?;
     for s in settings {
         decant::set_control(&client, s).await?;
     }

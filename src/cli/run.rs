@@ -154,7 +154,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
     if args.workers == 0 {
         anyhow::bail!("--workers must be at least 1");
     }
-    let decant = Decant::connect(args.target.url()?, args.target.spec()?, args.workers + 2)?;
+    let decant = Decant::connect(&args.target.url()?, args.target.spec()?, args.workers + 2)?;
     let opts = decant::RunOptions {
         workers: args.workers,
         rate: args.rate,
@@ -193,7 +193,7 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     if args.dry_run_batch == 0 {
         anyhow::bail!("--dry-run-batch must be at least 1");
     }
-    let decant = Decant::connect(args.target.url()?, args.target.spec()?, 2)?;
+    let decant = Decant::connect(&args.target.url()?, args.target.spec()?, 2)?;
     let d = decant::dry_run(&decant, args.dry_run_batch, args.rollout_only).await?;
     let r = &d.report;
     match (d.claimed.first(), d.claimed.last()) {
@@ -295,7 +295,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     if args.nice != 0 {
         lower_priority(args.nice);
     }
-    let decant = Decant::connect(args.target.url()?, args.target.spec()?, args.workers + 2)?;
+    let decant = Decant::connect(&args.target.url()?, args.target.spec()?, args.workers + 2)?;
     let opts = decant::RunOptions {
         workers: args.workers,
         rate: args.rate,

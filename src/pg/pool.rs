@@ -7,12 +7,136 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 
 /// Parses a connection string (URL or key=value form) with a clear error.
+/// Without a password in it, the password comes as libpq finds one:
+/// `$PGPASSWORD`, then the password file (`$PGPASSFILE`, default
+/// `~/.pgpass`).
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
-    tokio_postgres::Config::from_str(url).map_err(|e| {
+    let mut cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
         Error::Setup(format!(
             "bad connection string: {e}; expected e.g. postgres://user@host:5432/db or \"host=/tmp dbname=db\""
         ))
-    })
+    })?;
+    if cfg.get_password().is_none() {
+        if let Some(p) = password_for(&cfg) {
+            cfg.password(p);
+        }
+    }
+    Ok(cfg)
+}
+
+/// The connection string libpq would build from the environment when none
+/// is given: `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGSSLMODE`,
+/// `PGAPPNAME`, `PGCONNECT_TIMEOUT` (the password is found later, see
+/// [`parse_config`]). `None` when none of them is set. Unset ones take
+/// libpq's defaults: the local socket directory, port 5432, the login
+/// name as user, the user as database.
+pub fn from_environment() -> Option<String> {
+    from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    const KEYS: [(&str, &str); 7] = [
+        ("PGHOST", "host"),
+        ("PGPORT", "port"),
+        ("PGUSER", "user"),
+        ("PGDATABASE", "dbname"),
+        ("PGSSLMODE", "sslmode"),
+        ("PGAPPNAME", "application_name"),
+        ("PGCONNECT_TIMEOUT", "connect_timeout"),
+    ];
+    if KEYS.iter().all(|(env, _)| var(env).is_none()) {
+        return None;
+    }
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut parts = Vec::new();
+    let host = var("PGHOST").unwrap_or_else(|| {
+        ["/var/run/postgresql", "/tmp"]
+            .into_iter()
+            .find(|d| std::path::Path::new(d).join(".s.PGSQL.5432").exists())
+            .unwrap_or("localhost")
+            .to_string()
+    });
+    parts.push(format!("host={}", quote(&host)));
+    let user = var("PGUSER")
+        .or_else(|| var("USER"))
+        .or_else(|| var("LOGNAME"));
+    for (env, key) in KEYS.iter().skip(1) {
+        let value = match *key {
+            "user" => user.clone(),
+            "dbname" => var(env).or_else(|| user.clone()),
+            _ => var(env),
+        };
+        if let Some(v) = value {
+            parts.push(format!("{key}={}", quote(&v)));
+        }
+    }
+    Some(parts.join(" "))
+}
+
+/// The password libpq would use for `cfg`: `$PGPASSWORD`, else the first
+/// matching line of the password file (`hostname:port:database:username:
+/// password`, `*` matching anything, `\:` and `\\` escaped; a file others
+/// can read is ignored, as libpq does).
+fn password_for(cfg: &tokio_postgres::Config) -> Option<String> {
+    if let Some(p) = std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()) {
+        return Some(p);
+    }
+    let file = std::env::var_os("PGPASSFILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
+    let meta = std::fs::metadata(&file).ok()?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        tracing::warn!(file = %file.display(), "password file ignored: others can read it (chmod 0600)");
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        // libpq matches a socket directory as "localhost"
+        _ => "localhost".to_string(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432).to_string();
+    let user = cfg
+        .get_user()
+        .map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())?;
+    let db = cfg
+        .get_dbname()
+        .map(str::to_string)
+        .unwrap_or_else(|| user.clone());
+    pgpass_lookup(&text, &[&host, &port, &db, &user])
+}
+
+/// The password of the first line of a password file matching `want`
+/// (host, port, database, user).
+fn pgpass_lookup(text: &str, want: &[&str; 4]) -> Option<String> {
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => cur.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        if fields.len() != 5 {
+            continue;
+        }
+        if fields[..4]
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f == "*" || f == w)
+        {
+            return Some(fields.pop().expect("five fields"));
+        }
+    }
+    None
 }
 
 /// A pool of `size` sessions with the spec's timeouts.
@@ -117,5 +241,55 @@ fn redact(url: &str) -> String {
             cfg.get_user().unwrap_or("(default user)")
         ),
         Err(_) => "(unparsable connection string)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_makes_a_libpq_connection_string() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(from_vars(env(&[("USER", "ann")])), None);
+        let s = from_vars(env(&[
+            ("PGHOST", "db.example"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "o'neil"),
+            ("PGSSLMODE", "require"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s,
+            "host='db.example' port='6543' user='o\\'neil' dbname='o\\'neil' sslmode='require'"
+        );
+        let cfg = tokio_postgres::Config::from_str(&s).unwrap();
+        assert_eq!(cfg.get_user(), Some("o'neil"));
+        assert_eq!(cfg.get_dbname(), Some("o'neil"));
+        assert_eq!(cfg.get_ports(), &[6543]);
+    }
+
+    #[test]
+    fn the_password_file_is_read_as_libpq_reads_it() {
+        let file = "# comment\n\
+                    other:5432:*:ann:wrong\n\
+                    db.example:5432:game:ann:s3cr\\:et\\\\x\n\
+                    *:*:*:*:fallback\n";
+        assert_eq!(
+            pgpass_lookup(file, &["db.example", "5432", "game", "ann"]).as_deref(),
+            Some("s3cr:et\\x")
+        );
+        assert_eq!(
+            pgpass_lookup(file, &["db.example", "5432", "other", "ann"]).as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(pgpass_lookup("a:b:c:d\n", &["a", "b", "c", "d"]), None);
     }
 }

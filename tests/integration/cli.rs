@@ -305,3 +305,82 @@ async fn check_from_the_command_line() {
     assert_eq!(code, Some(2), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `decant` with the libpq variables instead of a connection string.
+fn decant_pg_env(
+    args: &[&str],
+    vars: &[(&str, String)],
+    dir: &std::path::Path,
+) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decant"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .env_remove("DATABASE_URL");
+    for k in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGSSLMODE",
+        "PGPASSFILE",
+    ] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_libpq_variables_are_honoured_and_no_password_is_printed() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 10, 1).await.unwrap();
+    let dir = temp_dir("pgenv");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    let cfg: tokio_postgres::Config = db.url.parse().unwrap();
+    let host = match &cfg.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let secret = "hunter2-never-printed".to_string();
+    let vars = vec![
+        ("PGHOST", host),
+        (
+            "PGPORT",
+            cfg.get_ports().first().copied().unwrap_or(5432).to_string(),
+        ),
+        ("PGUSER", cfg.get_user().unwrap().to_string()),
+        ("PGDATABASE", cfg.get_dbname().unwrap().to_string()),
+        ("PGPASSWORD", secret.clone()),
+    ];
+    let (ok, out, err) = decant_pg_env(&["init"], &vars, &dir);
+    assert!(ok, "{err}");
+    let (ok, out2, err2) = decant_pg_env(&["status"], &vars, &dir);
+    assert!(ok, "{err2}");
+    assert!(out2.contains("10"), "{out2}");
+    // a database that does not exist: a clear error, still no password
+    let mut wrong = vars.clone();
+    wrong[3].1 = "no_such_database_here".into();
+    let (ok, out3, err3) = decant_pg_env(&["status"], &wrong, &dir);
+    assert!(!ok);
+    assert!(err3.contains("no_such_database_here"), "{err3}");
+    for text in [&out, &err, &out2, &err2, &out3, &err3] {
+        assert!(!text.contains(&secret), "the password was printed: {text}");
+    }
+    // with none of them: says what to set
+    let (ok, _, err) = decant_pg_env(&["status"], &[], &dir);
+    assert!(!ok);
+    assert!(
+        err.contains("PGHOST") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+}
