@@ -15,4 +15,5 @@ pub(crate) mod session;
 pub(crate) mod sql;
 pub(crate) mod state;
 pub(crate) mod store;
+pub(crate) mod tls;
 pub(crate) mod views;

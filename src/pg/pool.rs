@@ -11,11 +11,21 @@ use std::str::FromStr;
 /// `$PGPASSWORD`, then the password file (`$PGPASSFILE`, default
 /// `~/.pgpass`).
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
-    let mut cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
+    let split = crate::pg::tls::split(url)?;
+    let mut cfg = tokio_postgres::Config::from_str(&split.rest).map_err(|e| {
         Error::Setup(format!(
             "bad connection string: {e}; expected e.g. postgres://user@host:5432/db or \"host=/tmp dbname=db\""
         ))
     })?;
+    // libpq never negotiates TLS over a Unix socket, whatever sslmode says
+    if !cfg.get_hosts().is_empty()
+        && cfg
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
+    {
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
     if cfg.get_password().is_none() {
         if let Some(p) = password_for(&cfg) {
             cfg.password(p);
@@ -142,6 +152,7 @@ fn pgpass_lookup(text: &str, want: &[&str; 4]) -> Option<String> {
 /// A pool of `size` sessions with the spec's timeouts.
 pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
     let mut cfg = parse_config(url)?;
+    let tls = crate::pg::tls::connector(&crate::pg::tls::split(url)?)?;
     let mut options = cfg.get_options().unwrap_or("").to_string();
     // Plans: the backend's per-user calls (one id, the tables' primary
     // keys) keep PostgreSQL's default, a generic plan once it is as cheap
@@ -165,7 +176,7 @@ pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
     }
     let mgr = Manager::from_config(
         cfg,
-        tokio_postgres::NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -202,8 +213,9 @@ pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object> {
 /// Opens a plain connection (its task runs on the current runtime).
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let cfg = parse_config(url)?;
+    let tls = crate::pg::tls::connector(&crate::pg::tls::split(url)?)?;
     let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
+        .connect(tls)
         .await
         .map_err(|e| Error::db(format!("connecting to {}", redact(url)), e))?;
     tokio::spawn(async move {

@@ -21,6 +21,10 @@ pub struct ClusterOptions {
     pub max_connections: u32,
     /// `shared_buffers` (default "256MB").
     pub shared_buffers: String,
+    /// Also listen on 127.0.0.1 at this port, with TLS from these PEM
+    /// files (certificate, key), for the TLS tests (default: Unix socket
+    /// only).
+    pub tls: Option<(u16, PathBuf, PathBuf)>,
 }
 
 impl Default for ClusterOptions {
@@ -29,6 +33,7 @@ impl Default for ClusterOptions {
             fsync: false,
             max_connections: 100,
             shared_buffers: "256MB".into(),
+            tls: None,
         }
     }
 }
@@ -67,8 +72,19 @@ impl TempCluster {
             initdb.arg("--no-sync");
         }
         cluster.run(&mut initdb, "initdb")?;
+        let (port, listen) = match &opts.tls {
+            Some((port, cert, key)) => (
+                *port,
+                format!(
+                    "-c listen_addresses='localhost' -c ssl=on -c ssl_cert_file='{}' -c ssl_key_file='{}'",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => (PORT, "-c listen_addresses=''".to_string()),
+        };
         let settings = format!(
-            "-k {} -p {PORT} -c listen_addresses='' -c fsync={} -c synchronous_commit={} \
+            "-k {} -p {port} {listen} -c fsync={} -c synchronous_commit={} \
              -c full_page_writes={} -c max_connections={} -c shared_buffers={} \
              -c max_wal_size=4GB -c checkpoint_timeout=30min",
             dir.display(),

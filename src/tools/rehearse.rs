@@ -259,6 +259,7 @@ impl Scratch {
                         fsync: true,
                         max_connections: 100,
                         shared_buffers: "1GB".into(),
+                        tls: None,
                     })
                 })
                 .await??;

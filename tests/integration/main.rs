@@ -20,6 +20,7 @@ mod node;
 mod outage;
 mod rehearse;
 mod schema;
+mod tls;
 mod views;
 
 // the binary's throwaway cluster and example game, shared with the tests

@@ -1,0 +1,447 @@
+//! TLS as libpq does it, with rustls: `sslmode` (`disable`, `allow`,
+//! `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert`, from
+//! the connection string or `PGSSLMODE` / `PGSSLROOTCERT`. tokio-postgres
+//! knows only disable, prefer and require, so the two verifying modes and
+//! the root certificate are taken out of the string here and become the
+//! certificate verifier.
+
+use crate::error::{Error, Result};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Result<Mode> {
+        Ok(match s {
+            "disable" => Mode::Disable,
+            "allow" | "prefer" => Mode::Prefer,
+            "require" => Mode::Require,
+            "verify-ca" => Mode::VerifyCa,
+            "verify-full" => Mode::VerifyFull,
+            other => {
+                return Err(Error::Setup(format!(
+                    "sslmode {other:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
+                )));
+            }
+        })
+    }
+
+    /// What tokio-postgres is told.
+    fn driver(self) -> &'static str {
+        match self {
+            Mode::Disable => "disable",
+            Mode::Prefer => "prefer",
+            _ => "require",
+        }
+    }
+}
+
+/// The TLS settings of a connection string, and the string without them.
+#[derive(Debug)]
+pub(crate) struct Split {
+    pub rest: String,
+    pub mode: Mode,
+    pub rootcert: Option<PathBuf>,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a connection string (URL or
+/// key=value), putting back the `sslmode` tokio-postgres understands.
+pub(crate) fn split(conn: &str) -> Result<Split> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (mut mode, mut rootcert) = (None, None);
+    let rest = if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+        match conn.split_once('?') {
+            None => conn.to_string(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&') {
+                    match pair.split_once('=') {
+                        Some(("sslmode", v)) => mode = Some(percent_decode(v)),
+                        Some(("sslrootcert", v)) => rootcert = Some(percent_decode(v)),
+                        _ => kept.push(pair),
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let mut kept = Vec::new();
+        for (key, value, raw) in key_values(conn) {
+            match key.as_str() {
+                "sslmode" => mode = Some(value),
+                "sslrootcert" => rootcert = Some(value),
+                _ => kept.push(raw),
+            }
+        }
+        kept.join(" ")
+    };
+    let mode = Mode::parse(
+        &mode
+            .or_else(|| env("PGSSLMODE"))
+            .unwrap_or_else(|| "prefer".into()),
+    )?;
+    let rootcert = rootcert.or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from);
+    let sep = if rest.starts_with("postgres") {
+        if rest.contains('?') { "&" } else { "?" }
+    } else {
+        " "
+    };
+    Ok(Split {
+        rest: format!("{rest}{sep}sslmode={}", mode.driver()),
+        mode,
+        rootcert,
+    })
+}
+
+/// `key=value` pairs of a libpq connection string (values possibly
+/// single-quoted with `\` escapes), with each pair's original text.
+fn key_values(s: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut key = String::new();
+        while let Some(&(_, c)) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while let Some(&(_, c)) = chars.peek() {
+            if c.is_whitespace() {
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        if chars.peek().map(|&(_, c)| c) == Some('=') {
+            chars.next();
+        }
+        while let Some(&(_, c)) = chars.peek() {
+            if c.is_whitespace() {
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let mut value = String::new();
+        if chars.peek().map(|&(_, c)| c) == Some('\'') {
+            chars.next();
+            while let Some((_, c)) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&(_, c)) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                if c == '\\' {
+                    chars.next();
+                    value.extend(chars.next().map(|(_, c)| c));
+                    continue;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        let end = chars.peek().map(|&(i, _)| i).unwrap_or(s.len());
+        out.push((key, value, s[start..end].to_string()));
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The TLS connector for `split`'s settings. `require` with a root
+/// certificate verifies the chain as `verify-ca` does (as libpq); the
+/// verifying modes need one (`sslrootcert`, `PGSSLROOTCERT`, or
+/// `~/.postgresql/root.crt`).
+pub(crate) fn connector(split: &Split) -> Result<Connector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let default_root = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
+        .filter(|p| p.exists());
+    let rootcert = split.rootcert.clone().or(default_root);
+    let verifier: Arc<dyn ServerCertVerifier> = match (split.mode, &rootcert) {
+        (Mode::VerifyCa | Mode::VerifyFull, None) => {
+            return Err(Error::Setup(format!(
+                "sslmode={} needs the server's root certificate: set sslrootcert \
+                 (or PGSSLROOTCERT), or put it at ~/.postgresql/root.crt",
+                if split.mode == Mode::VerifyCa {
+                    "verify-ca"
+                } else {
+                    "verify-full"
+                }
+            )));
+        }
+        (Mode::Disable | Mode::Prefer, _) | (Mode::Require, None) => {
+            Arc::new(Unverified(provider.clone()))
+        }
+        (mode, Some(path)) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| cert_error(path, e))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| cert_error(path, e))?;
+            if certs.is_empty() {
+                return Err(cert_error(path, "no certificate in it"));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| cert_error(path, e))?;
+            }
+            let inner =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| cert_error(path, e))?;
+            Arc::new(Verified {
+                inner,
+                check_name: mode == Mode::VerifyFull,
+            })
+        }
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Setup(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Connector(tokio_postgres_rustls::MakeRustlsConnect::new(
+        config,
+    )))
+}
+
+fn cert_error(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Error::Setup(format!(
+        "sslrootcert {}: {e} (expected PEM certificates)",
+        path.display()
+    ))
+}
+
+/// `require` without a root certificate: encrypted, the server not
+/// authenticated (libpq's behaviour); the handshake's signatures are still
+/// checked.
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca` (the chain, any host name) and `verify-full` (the chain and
+/// the host name).
+#[derive(Debug)]
+struct Verified {
+    inner: Arc<WebPkiServerVerifier>,
+    check_name: bool,
+}
+
+impl ServerCertVerifier for Verified {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_settings_are_taken_out_of_both_forms() {
+        let s = split("postgres://u@h:5432/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x")
+            .unwrap();
+        assert_eq!(s.mode, Mode::VerifyFull);
+        assert_eq!(
+            s.rootcert.as_deref(),
+            Some(std::path::Path::new("/tmp/ca.pem"))
+        );
+        assert_eq!(
+            s.rest,
+            "postgres://u@h:5432/db?application_name=x&sslmode=require"
+        );
+        let s = split("host=h dbname='my db' sslmode=verify-ca sslrootcert='/a b/ca.pem'").unwrap();
+        assert_eq!(s.mode, Mode::VerifyCa);
+        assert_eq!(
+            s.rootcert.as_deref(),
+            Some(std::path::Path::new("/a b/ca.pem"))
+        );
+        assert_eq!(s.rest, "host=h dbname='my db' sslmode=require");
+        let s = split("host=h sslmode=disable").unwrap();
+        assert_eq!(
+            (s.mode, s.rest.as_str()),
+            (Mode::Disable, "host=h sslmode=disable")
+        );
+        assert!(split("host=h sslmode=sometimes").is_err());
+    }
+}
+
+/// The connector every session uses: rustls for a TCP host; for a Unix
+/// socket (a path, which is no server name) none at all, as libpq never
+/// negotiates TLS there (the sslmode is `disable` for it, see
+/// `parse_config`, so its `connect` is never called).
+#[derive(Clone)]
+pub(crate) struct Connector(pub tokio_postgres_rustls::MakeRustlsConnect);
+
+/// What [`Connector`] makes per host.
+pub(crate) struct MaybeTls<T>(Option<T>);
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+type Rustls = tokio_postgres_rustls::MakeRustlsConnect;
+type Socket = tokio_postgres::Socket;
+type RustlsConnect = <Rustls as tokio_postgres::tls::MakeTlsConnect<Socket>>::TlsConnect;
+type RustlsStream = <Rustls as tokio_postgres::tls::MakeTlsConnect<Socket>>::Stream;
+
+impl tokio_postgres::tls::MakeTlsConnect<Socket> for Connector {
+    type Stream = RustlsStream;
+    type TlsConnect = MaybeTls<RustlsConnect>;
+    type Error = BoxError;
+
+    fn make_tls_connect(&mut self, host: &str) -> std::result::Result<Self::TlsConnect, BoxError> {
+        if host.is_empty() || host.starts_with('/') || host.starts_with('@') {
+            return Ok(MaybeTls(None));
+        }
+        <Rustls as tokio_postgres::tls::MakeTlsConnect<Socket>>::make_tls_connect(&mut self.0, host)
+            .map(|c| MaybeTls(Some(c)))
+            .map_err(Into::into)
+    }
+}
+
+impl tokio_postgres::tls::TlsConnect<Socket> for MaybeTls<RustlsConnect> {
+    type Stream = RustlsStream;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<RustlsStream, BoxError>> + Send>,
+    >;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        match self.0 {
+            Some(c) => {
+                let f = tokio_postgres::tls::TlsConnect::connect(c, stream);
+                Box::pin(async move { f.await.map_err(Into::into) })
+            }
+            None => Box::pin(async {
+                Err::<RustlsStream, BoxError>("TLS over a Unix socket (libpq never does it)".into())
+            }),
+        }
+    }
+}
