@@ -515,9 +515,8 @@ async fn worker<J: Job>(
 }
 
 /// A fresh session for worker `w` after its own (`lost`) went away
-/// (`cause`): tried
-/// with backoff (0.1 s doubling to 5 s) until the database answers, and
-/// its server process id. `None` when the run is stopped meanwhile; an
+/// (`cause`), tried with backoff (0.1 s doubling to 5 s) until the
+/// database answers, and its server process id. `None` when the run is stopped meanwhile; an
 /// error, naming the last cause, once the database has been unreachable
 /// for `max_outage`.
 async fn reopen(
