@@ -4,6 +4,7 @@
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
 use crate::pg::sql::{index_name, source_table, target_table};
+use crate::pg::views::lit;
 use crate::pg::{api, views};
 use tokio_postgres::Client;
 
@@ -140,15 +141,9 @@ pub(crate) fn check_expression(c: &crate::core::spec::Column) -> Option<String> 
 /// of the definition, so a changed validation makes a new constraint and
 /// the old one is dropped as stale.
 fn owned_name(what: &str, definition: &str) -> String {
-    let hash = definition.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    });
+    let hash = crate::pg::sql::stable_hash(definition.bytes());
     let name = format!("decant_{hash:08x}_{what}");
     name[..name.len().min(63)].to_string()
-}
-
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// What protects target table `ti` from values the spec refuses: a CHECK

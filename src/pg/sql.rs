@@ -43,6 +43,15 @@ pub(crate) fn index_name(name: &str) -> String {
     quote(&name[..name.len().min(63)])
 }
 
+/// FNV-1a of `bytes`: the same on every build and platform, for names
+/// that must not change between versions (decant's reader function, the
+/// constraints it owns).
+pub(crate) fn stable_hash(bytes: impl Iterator<Item = u8>) -> u32 {
+    bytes.fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// `"schema"."table"` of a target table.
 pub(crate) fn target_table(spec: &Spec, table: usize) -> String {
     spec.qualified_table(table)
@@ -384,13 +393,7 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
     }
     let out_cols = out_cols.join(", ");
     let joins = joins.join(" CROSS JOIN ");
-    // FNV-1a: stable across builds and platforms
-    let hash = out_cols
-        .bytes()
-        .chain(joins.bytes())
-        .fold(0x811c_9dc5u32, |h, b| {
-            (h ^ b as u32).wrapping_mul(0x0100_0193)
-        });
+    let hash = stable_hash(out_cols.bytes().chain(joins.bytes()));
     let name = format!(
         "decant.{}",
         index_name(&format!("rows_{hash:08x}_{}", spec.source.table))
