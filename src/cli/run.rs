@@ -52,6 +52,11 @@ pub(super) struct RunArgs {
     /// than this many times its time before the daemon started (0: off)
     #[arg(long, default_value_t = 1.5)]
     max_commit_slowdown: f64,
+    /// Count only this database's other sessions as the backend's traffic
+    /// (default: every database's on the server, which share its disk,
+    /// WAL and CPU).
+    #[arg(long)]
+    this_database_only: bool,
     /// Hold back while a replica lags more than this many seconds.
     #[arg(long, default_value_t = 10.0)]
     max_replica_lag: f64,
@@ -311,6 +316,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
             max_active: args.max_active,
             max_commit_slowdown: (args.max_commit_slowdown > 0.0)
                 .then_some(args.max_commit_slowdown),
+            whole_server: !args.this_database_only,
             query: args.throttle_query,
         },
         max_outage: Duration::from_secs_f64(args.max_outage),

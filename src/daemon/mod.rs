@@ -220,6 +220,12 @@ async fn run_job<J: Job>(
     let started = Instant::now();
     let pool = decant.pool();
     let admin = pool::get(pool).await?;
+    // the monitor's session is a daemon's too (its probes are no backend
+    // traffic for another daemon)
+    admin
+        .query_one(crate::pg::sql::DAEMON_SESSION, &[])
+        .await
+        .map_err(|e| Error::db("marking the daemon's session", e))?;
     if let Some(rate) = opts.rate {
         control::set(&**admin, &control::Setting::Rate(rate)).await?;
     }
@@ -355,7 +361,7 @@ async fn worker<J: Job>(
 ) -> Result<()> {
     let mut client = pool::get(&pool).await?;
     let mut pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
+        .query_one(crate::pg::sql::DAEMON_SESSION, &[])
         .await
         .map_err(|e| Error::db("reading the worker's session id", e))?
         .get(0);
@@ -537,7 +543,7 @@ async fn reopen(
             return Ok(None);
         }
         match pool.get().await {
-            Ok(c) => match c.query_one("SELECT pg_backend_pid()", &[]).await {
+            Ok(c) => match c.query_one(crate::pg::sql::DAEMON_SESSION, &[]).await {
                 Ok(r) => {
                     tracing::info!(
                         worker = w,

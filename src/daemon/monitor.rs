@@ -23,6 +23,11 @@ pub struct Throttle {
     /// Hold back while more sessions than this are active, the daemon's
     /// excluded (default: no limit).
     pub max_active: Option<i64>,
+    /// Count the other sessions of every database on the server as the
+    /// backend's traffic (default true: the rest of the game may live in
+    /// another database of the same cluster, and it shares the WAL, the
+    /// disk and the CPU); false counts only this database's.
+    pub whole_server: bool,
     /// A query returning one boolean: true holds the daemon back.
     pub query: Option<String>,
     /// Hold back while other sessions are working and a small committed
@@ -39,6 +44,7 @@ impl Default for Throttle {
             on_lock_waits: true,
             max_replica_lag: Duration::from_secs(10),
             max_active: None,
+            whole_server: true,
             query: None,
             max_commit_slowdown: Some(1.5),
         }
@@ -167,6 +173,10 @@ pub(crate) async fn monitor(
             session = None;
             match pool.get().await {
                 Ok(c) => {
+                    if let Err(e) = c.query_one(sql::DAEMON_SESSION, &[]).await {
+                        tracing::warn!(cause = %e, "cannot mark the monitor's session");
+                        continue;
+                    }
                     tracing::info!("monitor session re-opened");
                     session = Some(c);
                 }
@@ -210,7 +220,7 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object) -> Option<S
     let t = &shared.throttle;
     let pids = shared.pids.lock().expect("not poisoned").clone();
     let row = client
-        .query_one(sql::SIGNALS, &[&t.on_lock_waits, &pids])
+        .query_one(sql::SIGNALS, &[&t.on_lock_waits, &pids, &t.whole_server])
         .await;
     let row = match row {
         Ok(r) => r,

@@ -9,8 +9,10 @@ use crate::core::spec::{Spec, quote};
 
 /// The daemon's database signals, one row: sessions waiting on locks the
 /// daemon's sessions (`$2`) hold (when `$1`), the largest replica replay
-/// lag, other active client sessions, and other sessions of this database
-/// working in the last second.
+/// lag, other active client sessions, and other client sessions working
+/// in the last second: on the whole server (when `$3`; else only this
+/// database's), never one asleep in `pg_sleep` nor another daemon's (see
+/// [`DAEMON_SESSION`]).
 pub(crate) const SIGNALS: &str = "SELECT
                (SELECT count(*) FROM pg_stat_activity a
                  WHERE $1::bool AND a.pid <> ALL ($2::int[])
@@ -19,10 +21,22 @@ pub(crate) const SIGNALS: &str = "SELECT
                (SELECT count(*) FROM pg_stat_activity
                  WHERE state = 'active' AND backend_type = 'client backend'
                    AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])),
-               (SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND datname = current_database()
-                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])
-                   AND (state = 'active' OR state_change > now() - interval '1 second'))";
+               (SELECT count(*) FROM pg_stat_activity a
+                 WHERE a.backend_type = 'client backend'
+                   AND ($3::bool OR a.datname = current_database())
+                   AND a.pid <> pg_backend_pid() AND a.pid <> ALL ($2::int[])
+                   AND (a.state = 'active' OR a.state_change > now() - interval '1 second')
+                   AND a.wait_event IS DISTINCT FROM 'PgSleep'
+                   AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
+                         AND l.locktype = 'advisory' AND l.classid = 1684366177
+                         AND l.objid = 1 AND l.objsubid = 2))";
+
+/// Marks a daemon's session (workers and monitor) with a shared session
+/// advisory lock no one else takes, so that other daemons' throttles do
+/// not count it as backend traffic, and returns its pid. Shared: it
+/// never blocks anyone; it ends with the session.
+pub(crate) const DAEMON_SESSION: &str =
+    "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock_shared(1684366177, 1)) AS mark";
 
 /// The commit probe: a statement that takes a transaction id, so its
 /// commit is flushed to the WAL like any backend write's.
@@ -262,7 +276,7 @@ impl Sql {
                 "SELECT {id}::bigint, {blob}, {flag}, coalesce(NOT {flag} AND decant.in_rollout({id}) \
                    AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
                                     AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) \
-                   AND NOT (SELECT c.finalized FROM decant.control AS c), false) \
+                   AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) \
                  FROM {src} WHERE {id} = $1::bigint FOR NO KEY UPDATE"
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),

@@ -444,6 +444,7 @@ async fn rehearse(
             max_active: None,
             query: None,
             max_commit_slowdown: None,
+            whole_server: false,
         },
         ..decant::RunOptions::default()
     };

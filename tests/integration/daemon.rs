@@ -410,6 +410,19 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
         })
         .unwrap();
     set(&decant, Setting::AllowList(vec![other])).await;
+    // ...but not while the migration is paused: the write lands on the blob
+    set(&decant, Setting::Paused(true)).await;
+    let path = decant
+        .migration_compatible_transaction(
+            other,
+            async |_| Ok::<_, Error>("old"),
+            async |_| Ok::<_, Error>("new"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(path, "old", "paused: no on-demand migration");
+    assert!(!is_migrated(&client, other).await);
+    set(&decant, Setting::Paused(false)).await;
     let path = decant
         .migration_compatible_transaction(
             other,
@@ -498,9 +511,11 @@ async fn slower_commits_hold_the_daemon_back_only_while_others_work() {
     let db = TestDb::new().await;
     let decant = db.game(150).await;
     // a threshold every probe exceeds: the probe decides whenever it counts
+    // (this database only: the other tests' databases share the server)
     let touchy = || RunOptions {
         throttle: Throttle {
             max_commit_slowdown: Some(0.001),
+            whole_server: false,
             ..Throttle::default()
         },
         ..RunOptions::default()
@@ -535,6 +550,76 @@ async fn slower_commits_hold_the_daemon_back_only_while_others_work() {
     let report = Running::start(&decant, touchy()).finish().await;
     assert_eq!(report.migrated + report.failed, 150);
     assert!(report.migrated > 140);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_counts_working_sessions_not_sleepers_nor_other_daemons() {
+    let db = TestDb::new().await;
+    let decant = db.game(150).await;
+    let touchy = |whole_server: bool| RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: Some(0.001),
+            whole_server,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    let busy = |client: tokio_postgres::Client| {
+        let working = Arc::new(AtomicBool::new(true));
+        let w = working.clone();
+        let task = tokio::spawn(async move {
+            while w.load(Ordering::Relaxed) {
+                client.execute("SELECT 1", &[]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        (working, task)
+    };
+
+    // a session of another database on the same server working: the
+    // whole server's traffic holds the daemon back
+    let elsewhere = TestDb::new().await;
+    let (working, traffic) = busy(elsewhere.client().await);
+    let running = Running::start(&decant, touchy(true));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let holding = running.holding();
+    let report = running.stop().await;
+    working.store(false, Ordering::Relaxed);
+    traffic.await.unwrap();
+    assert_eq!(
+        report.migrated, 0,
+        "worked while another database's session worked"
+    );
+    assert!(
+        holding.contains("other sessions work"),
+        "holding: {holding:?}"
+    );
+
+    // a session asleep in pg_sleep, and another daemon's session working
+    // (marked as every daemon session is): neither is the backend's traffic
+    let sleeper = db.client().await;
+    let asleep = tokio::spawn(async move {
+        let _ = sleeper.execute("SELECT pg_sleep(30)", &[]).await;
+    });
+    let peer = db.client().await;
+    peer.query_one(
+        "SELECT 1 FROM (SELECT pg_advisory_lock_shared(1684366177, 1)) AS mark",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (working, peer_work) = busy(peer);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // (this database only: the other tests' databases share the server)
+    let report = Running::start(&decant, touchy(false)).finish().await;
+    working.store(false, Ordering::Relaxed);
+    peer_work.await.unwrap();
+    asleep.abort();
+    assert_eq!(
+        report.migrated + report.failed,
+        150,
+        "a sleeper and another daemon's session held the daemon back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ SELECT u.id, t.name FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL (SELEC
 SELECT s."id"::bigint, NULL::jsonb, s."migrated", coalesce(r.t0_n, 0), r.t0_a0, r.t0_a1, r.t0_a2, r.t0_a3, coalesce(r.t1_n, 0), r.t1_a0, r.t1_a1, r.t1_a2, r.t1_a3, coalesce(r.t2_n, 0), r.t2_a0, r.t2_a1, r.t2_a2, coalesce(r.t3_n, 0), r.t3_a0, r.t3_a1, coalesce(r.t4_n, 0), r.t4_a0, r.t4_a1, coalesce(r.t5_n, 0), r.t5_a0, r.t5_a1, r.t5_a2 FROM "public"."user" AS s LEFT JOIN LATERAL          (SELECT * FROM decant."rows_f9012c0f_user"(s."id"::bigint) WHERE s."migrated" OFFSET 0) AS r ON true          WHERE s."id" = $1::bigint ORDER BY s."id";
 
 -- lock_call
-SELECT "id"::bigint, "data", "migrated", coalesce(NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) AND NOT (SELECT c.finalized FROM decant.control AS c), false) FROM "public"."user" WHERE "id" = $1::bigint FOR NO KEY UPDATE;
+SELECT "id"::bigint, "data", "migrated", coalesce(NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) FROM "public"."user" WHERE "id" = $1::bigint FOR NO KEY UPDATE;
 
 -- write_one
 UPDATE "public"."user" SET "data" = $2::jsonb, "migrated" = $3::boolean WHERE "id" = $1::bigint;
@@ -206,10 +206,15 @@ SELECT
                (SELECT count(*) FROM pg_stat_activity
                  WHERE state = 'active' AND backend_type = 'client backend'
                    AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])),
-               (SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND datname = current_database()
-                   AND pid <> pg_backend_pid() AND pid <> ALL ($2::int[])
-                   AND (state = 'active' OR state_change > now() - interval '1 second'));
+               (SELECT count(*) FROM pg_stat_activity a
+                 WHERE a.backend_type = 'client backend'
+                   AND ($3::bool OR a.datname = current_database())
+                   AND a.pid <> pg_backend_pid() AND a.pid <> ALL ($2::int[])
+                   AND (a.state = 'active' OR a.state_change > now() - interval '1 second')
+                   AND a.wait_event IS DISTINCT FROM 'PgSleep'
+                   AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
+                         AND l.locktype = 'advisory' AND l.classid = 1684366177
+                         AND l.objid = 1 AND l.objsubid = 2));
 
 -- commit_probe
 SELECT txid_current();
