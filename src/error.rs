@@ -78,6 +78,11 @@ pub enum Error {
     #[error("{0}")]
     Setup(String),
 
+    /// The connection string does not parse, or names an unknown setting
+    /// value (the message says which and gives an example).
+    #[error("{0}")]
+    ConnectionString(String),
+
     /// A database error, with the operation that failed (empty when the
     /// error came through `?` from a driver call, e.g. in a closure given to
     /// `migration_compatible_transaction`).

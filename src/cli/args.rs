@@ -1,7 +1,7 @@
 //! Flags several commands share, each group one `#[command(flatten)]`
 //! struct: where the database and the spec are, and the windows.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use decant::{Decant, Spec};
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ impl Target {
             Some(u) => Ok(u.clone()),
             None => match decant::from_environment() {
                 Some(u) => Ok(u),
-                None => bail!(
+                None => super::exit::usage!(
                     "no database: pass --database-url, set DATABASE_URL, or set the libpq \
                      variables (PGHOST, PGPORT, PGUSER, PGDATABASE; PGPASSWORD or ~/.pgpass)"
                 ),
@@ -72,17 +72,18 @@ pub(super) fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
             if word.is_empty() {
                 continue;
             }
-            ids.push(word.parse::<i64>().with_context(|| {
-                format!(
+            match word.parse::<i64>() {
+                Ok(id) => ids.push(id),
+                Err(_) => super::exit::usage!(
                     "{}:{}: `{word}` is not a user id (an integer)",
                     file.display(),
                     n + 1
-                )
-            })?);
+                ),
+            }
         }
     }
     if ids.is_empty() {
-        bail!("{}: no ids in the file", file.display());
+        super::exit::usage!("{}: no ids in the file", file.display());
     }
     Ok(ids)
 }

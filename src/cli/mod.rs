@@ -3,12 +3,13 @@
 //! `run.rs`; the demo, the benchmark and the example game in `tools/`.
 
 mod args;
+pub(crate) mod exit;
 mod run;
 
 use args::{ScheduleArgs, Target};
 
 use crate::tools::{bench, demo, example, rehearse};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use decant::Spec;
 use std::path::PathBuf;
@@ -18,11 +19,23 @@ use std::time::Instant;
 #[command(
     name = "decant",
     version,
-    about = "Migrate a PostgreSQL jsonb blob column into normalized tables, online, user by user"
+    about = "Migrate a PostgreSQL jsonb blob column into normalized tables, online, user by user",
+    after_help = "Exit status: 0 done; 1 failed (the message says why); 2 bad spec or arguments; \
+                  3 done, but users failed (or `check`: users would fail); 4 database unreachable."
 )]
 struct Cli {
+    /// Log lines as text (coloured on a terminal) or as one JSON object
+    /// per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -261,18 +274,22 @@ pub async fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // colours only on a terminal: a log file gets plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+    if let Err(e) = run(cli).await {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(exit::exit_status(&e));
     }
 }
 
@@ -310,7 +327,9 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("  warning: {w} (kept in the residual)");
                 }
             } else if let Some(f) = report.failed.first() {
-                bail!("{} (the user stays legacy)", f.error);
+                return Err(
+                    exit::UsersFailed(format!("{} (the user stays legacy)", f.error)).into(),
+                );
             } else {
                 println!("user {user}: already migrated");
             }
@@ -393,7 +412,7 @@ async fn run(cli: Cli) -> Result<()> {
                 (None, None) => decant::Selection::All,
             };
             if page == 0 {
-                bail!("--page must be at least 1");
+                exit::usage!("--page must be at least 1");
             }
             let opts = decant::CheckOptions { selection, page };
             let progress = decant::CheckProgress::default();
@@ -427,7 +446,7 @@ async fn run(cli: Cli) -> Result<()> {
                 // flush before exiting: the report is the point
                 use std::io::Write;
                 std::io::stdout().flush()?;
-                std::process::exit(3);
+                std::process::exit(exit::code::USERS_FAILED);
             }
         }
         Command::Rehearse {
@@ -444,7 +463,7 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             if workers == 0 {
-                bail!("--workers must be at least 1");
+                exit::usage!("--workers must be at least 1");
             }
             let opts = rehearse::RehearseOptions {
                 dump,

@@ -144,7 +144,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         (None, Some(file), ..) => decant::Cohort::Ids(super::args::read_ids(file)?),
         (None, None, Some(p), ..) => {
             if !(0.0..=100.0).contains(&p) {
-                anyhow::bail!("--percent {p}: give a percentage from 0 to 100");
+                super::exit::usage!("--percent {p}: give a percentage from 0 to 100");
             }
             decant::Cohort::Percent(p)
         }
@@ -152,12 +152,12 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
             decant::Cohort::MigratedAfter(std::time::SystemTime::from(t))
         }
         (None, None, None, None, true) => decant::Cohort::All,
-        _ => anyhow::bail!(
+        _ => super::exit::usage!(
             "which users? --user N, --ids FILE, --percent P, --migrated-after TIME or --all"
         ),
     };
     if args.workers == 0 {
-        anyhow::bail!("--workers must be at least 1");
+        super::exit::usage!("--workers must be at least 1");
     }
     let decant = Decant::connect(&args.target.url()?, args.target.spec()?, args.workers + 2)?;
     let opts = decant::RunOptions {
@@ -185,10 +185,11 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         report.elapsed.as_secs_f64()
     );
     if report.failed > 0 {
-        anyhow::bail!(
+        return Err(super::exit::UsersFailed(format!(
             "{} users could not be rolled back (their rows do not rebuild a blob); they stay migrated: see the log",
             report.failed
-        );
+        ))
+        .into());
     }
     Ok(())
 }
@@ -196,7 +197,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
 /// `decant run --dry-run`: one batch, rolled back, reported.
 async fn dry_run(args: &RunArgs) -> Result<()> {
     if args.dry_run_batch == 0 {
-        anyhow::bail!("--dry-run-batch must be at least 1");
+        super::exit::usage!("--dry-run-batch must be at least 1");
     }
     let decant = Decant::connect(&args.target.url()?, args.target.spec()?, 2)?;
     let d = decant::dry_run(&decant, args.dry_run_batch, args.rollout_only).await?;
@@ -257,34 +258,34 @@ fn lower_priority(nice: i32) {
 /// Refuses daemon settings that cannot work, instead of clamping them.
 fn check_run_args(args: &RunArgs) -> Result<()> {
     if args.workers == 0 {
-        anyhow::bail!("--workers must be at least 1");
+        super::exit::usage!("--workers must be at least 1");
     }
     if args.workers > 64 {
-        anyhow::bail!(
+        super::exit::usage!(
             "--workers {}: each worker holds a session and the server's cores are the limit; use at most 64",
             args.workers
         );
     }
     if args.max_batch == 0 {
-        anyhow::bail!("--max-batch must be at least 1");
+        super::exit::usage!("--max-batch must be at least 1");
     }
     if args.target_batch_ms == 0 || args.busy_batch_ms == 0 {
-        anyhow::bail!("--target-batch-ms and --busy-batch-ms must be at least 1");
+        super::exit::usage!("--target-batch-ms and --busy-batch-ms must be at least 1");
     }
     if !args.max_outage.is_finite() || args.max_outage <= 0.0 || args.max_outage > 1e9 {
-        anyhow::bail!(
+        super::exit::usage!(
             "--max-outage {}: give a number of seconds, more than 0",
             args.max_outage
         );
     }
     if !args.max_replica_lag.is_finite() || args.max_replica_lag < 0.0 {
-        anyhow::bail!(
+        super::exit::usage!(
             "--max-replica-lag {}: give a number of seconds, 0 or more",
             args.max_replica_lag
         );
     }
     if !args.max_commit_slowdown.is_finite() || args.max_commit_slowdown < 0.0 {
-        anyhow::bail!(
+        super::exit::usage!(
             "--max-commit-slowdown {}: give a factor (1.5), or 0 for off",
             args.max_commit_slowdown
         );
@@ -368,6 +369,14 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     }
     if let Some(peak) = decant::peak_memory() {
         println!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
+    }
+    if report.failed > 0 || report.over_limit > 0 {
+        return Err(super::exit::UsersFailed(format!(
+            "{} users failed in this run and {} are at the attempt limit; they stay legacy: \
+             `decant status` lists them by reason",
+            report.failed, report.over_limit
+        ))
+        .into());
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::str::FromStr;
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
     let split = crate::pg::tls::split(url)?;
     let mut cfg = tokio_postgres::Config::from_str(&split.rest).map_err(|e| {
-        Error::Setup(format!(
+        Error::ConnectionString(format!(
             "bad connection string: {e}; expected e.g. postgres://user@host:5432/db or \"host=/tmp dbname=db\""
         ))
     })?;

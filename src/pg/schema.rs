@@ -381,23 +381,104 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
         .get(0);
     let finalized = initialized && crate::pg::control::read(client).await?.finalized;
     let flagless = finalized && !crate::pg::identity::flag_exists(client, spec).await?;
-    // every statement is idempotent: "already exists, skipping" notices
-    // on a second run say nothing (the session's level is restored after)
+    // One transaction: a failure part-way (a permission, a lock timeout,
+    // a statement the server refuses) leaves nothing behind, not a flag
+    // column without its objects. Only the indexes built CONCURRENTLY
+    // (so that live writes go on) cannot run inside one: they follow the
+    // commit, each idempotent, and a build that failed before (left
+    // INVALID, which IF NOT EXISTS would skip) is dropped and redone.
+    // Every statement is idempotent: "already exists, skipping" notices on
+    // a second run say nothing (SET LOCAL: the session's level is back
+    // after).
+    let (concurrent, plain): (Vec<String>, Vec<String>) = statements_for(spec, flagless)
+        .into_iter()
+        .partition(|s| s.starts_with("CREATE INDEX CONCURRENTLY"));
     client
-        .batch_execute("SET client_min_messages = warning")
+        .batch_execute("BEGIN; SET LOCAL client_min_messages = warning")
         .await
-        .map_err(|e| Error::db("init: quieting notices", e))?;
-    let mut applied = Ok(());
-    for stmt in statements_for(spec, flagless) {
-        if let Err(e) = client.batch_execute(&stmt).await {
-            applied = Err(Error::db(format!("init: {}", first_line(&stmt)), e));
-            break;
+        .map_err(|e| Error::db("init: beginning its transaction", e))?;
+    let applied = async {
+        for stmt in &plain {
+            client
+                .batch_execute(stmt)
+                .await
+                .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))?;
+        }
+        crate::pg::identity::record(client, spec).await
+    }
+    .await;
+    match applied {
+        Ok(()) => client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| Error::db("init: committing", e))?,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
         }
     }
-    let _ = client.batch_execute("RESET client_min_messages").await;
-    applied?;
-    crate::pg::identity::record(client, spec).await?;
+    // (one statement per call: several in one would make a transaction)
+    let quiet = |on: bool| async move {
+        let _ = client
+            .batch_execute(if on {
+                "SET client_min_messages = warning"
+            } else {
+                "RESET client_min_messages"
+            })
+            .await;
+    };
+    quiet(true).await;
+    for stmt in &concurrent {
+        let built = async {
+            drop_invalid_index(client, stmt).await?;
+            client
+                .batch_execute(stmt)
+                .await
+                .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))
+        }
+        .await;
+        if built.is_err() {
+            quiet(false).await;
+            return built;
+        }
+    }
+    quiet(false).await;
     tracing::info!(source = %source_table(spec), tables = spec.tables.len(), "schema initialized");
+    Ok(())
+}
+
+/// Drops the index a `CREATE INDEX CONCURRENTLY IF NOT EXISTS name ON
+/// table ...` statement names when a failed earlier build left it INVALID.
+async fn drop_invalid_index(client: &Client, stmt: &str) -> Result<()> {
+    let Some(name) = stmt
+        .strip_prefix("CREATE INDEX CONCURRENTLY IF NOT EXISTS ")
+        .and_then(|rest| rest.split(" ON ").next())
+    else {
+        return Ok(());
+    };
+    let schema = stmt
+        .split(" ON ")
+        .nth(1)
+        .and_then(|t| t.split_once("\".\""))
+        .map(|(schema, _)| format!("{schema}\""))
+        .unwrap_or_else(|| "public".into());
+    let qualified = format!("{schema}.{name}");
+    let invalid: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) \
+               AND NOT indisvalid)",
+            &[&qualified],
+        )
+        .await
+        .map_err(|e| Error::db("init: looking for an invalid index", e))?
+        .get(0);
+    if invalid {
+        tracing::warn!(index = %qualified, "an earlier build left this index invalid; rebuilding it");
+        client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+            .await
+            .map_err(|e| Error::db(format!("init: dropping the invalid index {qualified}"), e))?;
+    }
     Ok(())
 }
 

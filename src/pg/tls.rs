@@ -33,7 +33,7 @@ impl Mode {
             "verify-ca" => Mode::VerifyCa,
             "verify-full" => Mode::VerifyFull,
             other => {
-                return Err(Error::Setup(format!(
+                return Err(Error::ConnectionString(format!(
                     "sslmode {other:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
                 )));
             }

@@ -147,7 +147,7 @@ fn format_of(dump: &Path) -> Result<Format> {
         if dump.join("toc.dat").is_file() {
             return Ok(Format::Directory);
         }
-        bail!(
+        crate::cli::exit::usage!(
             "{}: a directory without toc.dat is not a directory-format dump (pg_dump -Fd)",
             dump.display()
         );
@@ -166,7 +166,7 @@ fn format_of(dump: &Path) -> Result<Format> {
     if String::from_utf8_lossy(&head).contains("PostgreSQL database dump") {
         return Ok(Format::Plain);
     }
-    bail!(
+    crate::cli::exit::usage!(
         "{}: not a pg_dump file: expected a custom (-Fc), directory (-Fd), tar (-Ft) or plain SQL (-Fp) dump",
         dump.display()
     )
@@ -238,7 +238,9 @@ impl Scratch {
                         .chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 {
-                    bail!("--name {name:?}: use lowercase letters, digits and _");
+                    crate::cli::exit::usage!(
+                        "--name {name:?}: use lowercase letters, digits and _"
+                    );
                 }
                 let admin = connect(server).await?;
                 admin
@@ -300,7 +302,7 @@ impl Scratch {
 /// Runs the rehearsal; `show` receives progress lines for people.
 pub async fn run(opts: &RehearseOptions, show: &(dyn Fn(&str) + Sync)) -> Result<Rehearsal> {
     if opts.keep && opts.server.is_none() {
-        bail!("--keep needs --server: a throwaway cluster ends with decant");
+        crate::cli::exit::usage!("--keep needs --server: a throwaway cluster ends with decant");
     }
     let format = format_of(&opts.dump)?;
     let bindir = find_bindir()?;

@@ -18,6 +18,24 @@ fn decant(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (bool, Str
     )
 }
 
+/// The exit status of `decant args` (None: killed by a signal) and its
+/// stderr.
+fn decant_status(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decant"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL");
+    if let Some(url) = url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("decant-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -154,8 +172,8 @@ fn bad_input_is_refused_with_a_clear_error() {
         ),
         (&["run", "--max-replica-lag=-1"][..], "--max-replica-lag -1"),
     ] {
-        let (ok, _, err) = decant(args, Some("postgres://localhost/db"), &dir);
-        assert!(!ok, "{args:?}");
+        let (code, err) = decant_status(args, Some("postgres://localhost/db"), &dir);
+        assert_eq!(code, Some(2), "{args:?}: a bad argument exits 2; {err}");
         assert!(
             err.contains(says) && !err.contains("panicked"),
             "{args:?}: {err}"
@@ -296,10 +314,10 @@ async fn check_from_the_command_line() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("would fail                   0"), "{out}");
 
-    // bad input: a clear error, exit status 1 (2 for bad arguments)
+    // bad input: a clear error, exit status 2 (bad arguments)
     std::fs::write(dir.join("bad.txt"), "1\n2\nthree\n").unwrap();
     let (code, _, err) = run(&["check", "--ids", "bad.txt"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("bad.txt:3: `three` is not a user id"), "{err}");
     let (code, _, err) = run(&["check", "--ids", "ids.txt", "--sample", "5"]);
     assert_eq!(code, Some(2), "{err}");
@@ -383,4 +401,61 @@ async fn the_libpq_variables_are_honoured_and_no_password_is_printed() {
         err.contains("PGHOST") && err.contains("DATABASE_URL"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // one user whose blob is no object: it fails
+    crate::example::load(&client, 60, 1).await.unwrap();
+    client
+        .batch_execute("INSERT INTO \"user\" (id, name, data) VALUES (1000, 'x', '[1, 2]')")
+        .await
+        .unwrap();
+    let dir = temp_dir("exits");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    let url = Some(db.url.as_str());
+
+    let (code, err) = decant_status(&["init"], url, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = decant_status(&["run", "--rate", "max"], url, &dir);
+    assert_eq!(code, Some(3), "done with users failed: {err}");
+    assert!(err.contains("stay legacy"), "{err}");
+
+    // a spec that does not parse, an id file without ids: 2
+    std::fs::write(dir.join("bad.toml"), "[source\n").unwrap();
+    let (code, err) = decant_status(&["schema", "--spec", "bad.toml"], None, &dir);
+    assert_eq!(code, Some(2), "{err}");
+    std::fs::write(dir.join("ids.txt"), "# nobody\n").unwrap();
+    let (code, err) = decant_status(&["release", "--ids", "ids.txt"], url, &dir);
+    assert_eq!(code, Some(2), "{err}");
+
+    // nothing listens there: 4, with the cause
+    let (code, err) = decant_status(
+        &["status"],
+        Some("postgres://nobody@127.0.0.1:1/db?connect_timeout=5"),
+        &dir,
+    );
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("refused"), "{err}");
+
+    // JSON logs: one object per line, no colour codes
+    let out = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(["--log-format", "json", "init"])
+        .current_dir(&dir)
+        .env("RUST_LOG", "info")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(!logs.trim().is_empty(), "init logs at info");
+    for line in logs.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(!logs.contains('\u{1b}'));
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -220,3 +220,24 @@ pub async fn drop_checks(client: &tokio_postgres::Client, table: &str) {
         .await
         .unwrap();
 }
+
+/// Whether a `decant run` process ended as a run should: exit status 0
+/// with no user failed, or 3 ("done, but users failed") when its summary
+/// line counts failed users (the example game's dirty users, without
+/// fixups).
+pub fn run_ended_well(out: &std::process::Output) -> bool {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed = stdout
+        .lines()
+        .find(|l| l.starts_with("done:") || l.starts_with("stopped:"))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let i = words.iter().position(|w| w.starts_with("failed"))?;
+            words.get(i - 1)?.parse::<u64>().ok()
+        });
+    match (out.status.code(), failed) {
+        (Some(0), Some(0)) => true,
+        (Some(3), Some(n)) => n > 0 || stdout.contains("at the attempt limit"),
+        _ => false,
+    }
+}

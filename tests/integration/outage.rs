@@ -184,7 +184,7 @@ async fn terminated_sessions_are_reopened_and_the_run_finishes() {
     assert!(terminated >= 10, "sessions were terminated: {terminated}");
     let out = finish(child, Duration::from_secs(120)).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert!(crate::harness::run_ended_well(&out), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("done:"));
     assert!(stderr.contains("session re-opened"), "{stderr}");
     assert_whole(&db.url, &decant, users, w).await;
@@ -244,7 +244,7 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
     }
     let out = finish(child, Duration::from_secs(180)).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert!(crate::harness::run_ended_well(&out), "{stderr}");
     assert!(stderr.contains("session re-opened"), "{stderr}");
     assert_whole(&url, &decant, users, w).await;
 

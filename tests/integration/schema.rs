@@ -190,3 +190,62 @@ async fn init_refuses_a_target_table_of_another_shape_naming_the_difference() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn init_failing_part_way_leaves_nothing_behind() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    // a table where init's last objects (the cross-user views) go: the
+    // flag column, decant's schema and the target tables come before
+    client
+        .batch_execute("CREATE TABLE user_statistic_all (x int)")
+        .await
+        .unwrap();
+    let spec = crate::example::spec();
+    let err = decant::init(&client, &spec).await.unwrap_err();
+    assert!(err.to_string().contains("user_statistic_all"), "{err}");
+    let left: (bool, bool, bool) = {
+        let r = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '\"user\"'::regclass \
+                   AND attname = 'migrated'), \
+                 EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'decant'), \
+                 to_regclass('user_statistic') IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(
+        left,
+        (false, false, false),
+        "(flag column, decant schema, a target table) left by a failed init"
+    );
+    // the session is usable and a second try, once the cause is gone, works
+    client
+        .batch_execute("DROP TABLE user_statistic_all")
+        .await
+        .unwrap();
+    decant::init(&client, &spec).await.unwrap();
+    // a concurrent build that failed leaves its index INVALID, which
+    // IF NOT EXISTS would skip: init rebuilds it
+    client
+        .batch_execute(
+            "UPDATE pg_index SET indisvalid = false \
+              WHERE indexrelid = 'user_decant_legacy_idx'::regclass",
+        )
+        .await
+        .unwrap();
+    decant::init(&client, &spec).await.unwrap();
+    let valid: bool = client
+        .query_one(
+            "SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = '\"user\"'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+}
