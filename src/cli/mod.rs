@@ -203,6 +203,9 @@ enum Command {
         /// Generator seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Load into a "user" table `decant example` did not create.
+        #[arg(long)]
+        force: bool,
     },
     /// Measure decant against set-based SQL and a naive client on generated
     /// game data, all in one run on one throwaway cluster (fsync on);
@@ -497,8 +500,10 @@ async fn run(cli: Cli) -> Result<()> {
             target,
             users,
             seed,
+            force,
         } => {
             let client = decant::connect(&target.url()?).await?;
+            example::refuse_foreign_table(&client, force).await?;
             let dirty = example::load(&client, users, seed).await?;
             if !target.spec.exists() {
                 std::fs::write(&target.spec, example::SPEC)

@@ -299,11 +299,51 @@ pub fn user(seed: u64, id: i64) -> GeneratedUser {
 
 /// Creates the game's table (if missing) and loads users `1..=count`.
 /// Returns how many were dirty.
+/// The comment `load` puts on the table it creates: a table without it
+/// was not made by `decant example`.
+const MADE_BY_EXAMPLE: &str = "decant example game";
+
+/// Refuses to load into a `"user"` table that `decant example` did not
+/// create (a real game's, on a server reached through $DATABASE_URL by
+/// mistake) unless `force`.
+pub async fn refuse_foreign_table(client: &Client, force: bool) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('\"user\"') IS NOT NULL, \
+                    obj_description(to_regclass('\"user\"'), 'pg_class'), \
+                    current_database()",
+            &[],
+        )
+        .await
+        .with_context(|| "looking for a \"user\" table")?;
+    let (exists, comment, db): (bool, Option<String>, String) =
+        (row.get(0), row.get(1), row.get(2));
+    if exists && comment.as_deref() != Some(MADE_BY_EXAMPLE) && !force {
+        anyhow::bail!(
+            "database {db:?} already has a \"user\" table that `decant example` did not create: \
+             generated users would be inserted among its rows. Point --database-url at a scratch \
+             database, or pass --force to load into it anyway"
+        );
+    }
+    Ok(())
+}
+
 pub async fn load(client: &Client, count: i64, seed: u64) -> Result<usize> {
+    let created: bool = client
+        .query_one("SELECT to_regclass('\"user\"') IS NULL", &[])
+        .await
+        .with_context(|| "looking for a \"user\" table")?
+        .get(0);
     client
         .batch_execute(SCHEMA)
         .await
         .with_context(|| "creating the game table")?;
+    if created {
+        client
+            .batch_execute(&format!("COMMENT ON TABLE \"user\" IS '{MADE_BY_EXAMPLE}'"))
+            .await
+            .with_context(|| "marking the game table")?;
+    }
     let stmt = client
         .prepare(
             "INSERT INTO \"user\" (id, name, data) \

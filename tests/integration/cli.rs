@@ -459,3 +459,47 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
     assert!(!logs.contains('\u{1b}'));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn example_refuses_a_user_table_it_did_not_create_unless_forced() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE \"user\" (id bigint PRIMARY KEY, name text NOT NULL, data jsonb NOT NULL); \
+             INSERT INTO \"user\" VALUES (100000, 'real player', '{}')",
+        )
+        .await
+        .unwrap();
+    let dir = temp_dir("example-guard");
+    let url = Some(db.url.as_str());
+    let count = async || -> i64 {
+        client
+            .query_one("SELECT count(*) FROM \"user\"", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let (code, err) = decant_status(&["example", "--users", "5"], url, &dir);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("did not create") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(count().await, 1, "nothing was inserted");
+    let (code, err) = decant_status(&["example", "--users", "5", "--force"], url, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(count().await, 6);
+
+    // a table example made itself is its own to add to
+    let fresh = TestDb::new().await;
+    let (code, err) = decant_status(&["example", "--users", "5"], Some(&fresh.url), &dir);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = decant_status(
+        &["example", "--users", "5", "--spec", "other.toml"],
+        Some(&fresh.url),
+        &dir,
+    );
+    assert!(!err.contains("did not create"), "{code:?} {err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
