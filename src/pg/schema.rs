@@ -345,7 +345,11 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
             Some(_) => Ok(()),
         }
     };
-    want(&spec.source.id, &["bigint", "integer"], "the user id")?;
+    want(
+        &spec.source.id,
+        &["bigint", "integer", "smallint"],
+        "the user id",
+    )?;
     want(&spec.source.blob, &["jsonb"], "the blob")?;
     if type_of(&spec.source.flag).is_some() {
         want(&spec.source.flag, &["boolean"], "the migrated flag")?;

@@ -317,11 +317,20 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     );
 }
 
-/// Another shape: an integer id in another schema, a spec written here,
-/// odd blobs (deep, empty, a dirty value); census, daemon, cohort rollback
-/// and finalize with `--drop-legacy`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_holds_on_an_integer_id_shape() {
+    lifecycle_on_another_shape("integer").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_a_smallint_id_shape() {
+    lifecycle_on_another_shape("smallint").await
+}
+
+/// Another shape: an `id_type` id in another schema, a spec written here,
+/// odd blobs (deep, empty, a dirty value); census, daemon, cohort rollback
+/// and finalize with `--drop-legacy`.
+async fn lifecycle_on_another_shape(id_type: &str) {
     const SPEC: &str = r#"
 [source]
 schema = "shop"
@@ -344,7 +353,9 @@ on_invalid = "fail"
     let db = TestDb::new().await;
     let client = db.client().await;
     client
-        .batch_execute("CREATE SCHEMA shop; CREATE TABLE shop.profile (uid integer PRIMARY KEY, doc jsonb NOT NULL)")
+        .batch_execute(&format!(
+            "CREATE SCHEMA shop; CREATE TABLE shop.profile (uid {id_type} PRIMARY KEY, doc jsonb NOT NULL)"
+        ))
         .await
         .unwrap();
     let blob = |uid: i32| match uid % 10 {
@@ -356,7 +367,7 @@ on_invalid = "fail"
     for uid in 1..=120 {
         client
             .execute(
-                "INSERT INTO shop.profile VALUES ($1, $2)",
+                "INSERT INTO shop.profile VALUES ($1::int4, $2)",
                 &[&uid, &blob(uid)],
             )
             .await
