@@ -101,13 +101,13 @@ pub enum Error {
     Pool(#[from] deadpool_postgres::PoolError),
 
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message, not a separate source: a report of the
+        /// error chain would say it twice).
+        cause: std::io::Error,
     },
 }
 

@@ -59,9 +59,9 @@ pub use pg::schema::{
 impl Spec {
     /// Reads and validates a spec file; errors name the file and line.
     pub fn load(path: &std::path::Path) -> Result<Spec> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let spec = Spec::parse_named(&text, path)?;
         // the fixups folder next to the spec
