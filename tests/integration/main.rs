@@ -14,6 +14,7 @@ mod crash;
 mod daemon;
 mod finalize;
 mod fixups;
+mod hostile;
 mod identity;
 mod migrate;
 mod node;
