@@ -94,6 +94,22 @@ enum Command {
         #[arg(long)]
         drop_legacy: bool,
     },
+    /// Print the GRANTs a backend role needs to use the library or the SQL
+    /// API (read and write users in either state, migrate on demand, read
+    /// the views); --apply runs them in one transaction.
+    Grants {
+        /// The backend's role.
+        role: String,
+        /// The mapping spec.
+        #[arg(long, default_value = "decant.toml")]
+        spec: PathBuf,
+        /// Apply them to the database instead of printing them.
+        #[arg(long)]
+        apply: bool,
+        /// Connection string (URL or key=value), for --apply.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
     /// Put held (rolled back) users back into the migration.
     Release {
         #[command(flatten)]
@@ -370,6 +386,25 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             } else {
                 println!("\n{}", f.drop_sql);
+            }
+        }
+        Command::Grants {
+            role,
+            spec,
+            apply,
+            database_url,
+        } => {
+            let spec = Spec::load(&spec)?;
+            if apply {
+                let target = args::Target {
+                    database_url,
+                    spec: PathBuf::new(),
+                };
+                let client = decant::connect(&target.url()?).await?;
+                decant::apply_grants(&client, &spec, &role).await?;
+                println!("granted {role} what the library and the SQL API need");
+            } else {
+                print!("{}", decant::grants_script(&spec, &role)?);
             }
         }
         Command::Release { target, ids } => {

@@ -226,6 +226,7 @@ async fn run_job<J: Job>(
         .query_one(crate::pg::sql::DAEMON_SESSION, &[])
         .await
         .map_err(|e| Error::db("marking the daemon's session", e))?;
+    check_free_sessions(&admin, opts.workers.max(1)).await?;
     if let Some(rate) = opts.rate {
         control::set(&**admin, &control::Setting::Rate(rate)).await?;
     }
@@ -323,6 +324,25 @@ async fn run_job<J: Job>(
         "daemon stopped"
     );
     Ok(report)
+}
+
+/// Refuses more workers than the server, the role and the database have
+/// sessions free for (each worker holds one, the monitor's is already
+/// open): taking them all would lock the backend out ("too many clients").
+async fn check_free_sessions(admin: &deadpool_postgres::Object, workers: usize) -> Result<()> {
+    let row = admin
+        .query_one(crate::pg::sql::FREE_SESSIONS, &[])
+        .await
+        .map_err(|e| Error::db("counting the server's free sessions", e))?;
+    let free: i64 = row.get(0);
+    let what: String = row.get(1);
+    if workers as i64 > free {
+        return Err(Error::Setup(format!(
+            "--workers {workers}: each worker needs a session and {what} has {free} free; \
+             use fewer workers (the backend needs sessions too) or raise the limit"
+        )));
+    }
+    Ok(())
 }
 
 impl Shared {

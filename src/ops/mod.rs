@@ -1,7 +1,8 @@
 //! Operations a team runs around a migration, above the daemon and the
 //! compatibility layer: `status`, the census (`check`) and the gate at
-//! the end (`finalize`).
+//! the end (`finalize`), and the grants a backend role needs (`grants`).
 
 pub(crate) mod check;
 pub(crate) mod finalize;
+pub(crate) mod grants;
 pub(crate) mod status;

@@ -31,6 +31,26 @@ pub(crate) const SIGNALS: &str = "SELECT
                          AND l.locktype = 'advisory' AND l.classid = 1684366177
                          AND l.objid = 1 AND l.objsubid = 2))";
 
+/// The sessions this session's role can still open in this database, and
+/// which limit binds: the server's (`max_connections` less the reserved
+/// ones, for a role that is not a superuser), the role's `CONNECTION
+/// LIMIT`, the database's (neither binds a superuser).
+pub(crate) const FREE_SESSIONS: &str = "SELECT free, what FROM (
+      SELECT current_setting('max_connections')::int
+               - CASE WHEN r.rolsuper THEN 0
+                      ELSE current_setting('superuser_reserved_connections')::int END
+               - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS server,
+             CASE WHEN r.rolconnlimit < 0 OR r.rolsuper THEN NULL
+                  ELSE r.rolconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE usename = r.rolname) END AS role,
+             CASE WHEN d.datconnlimit < 0 OR r.rolsuper THEN NULL
+                  ELSE d.datconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE datname = d.datname) END AS db
+        FROM pg_roles r, pg_database d
+       WHERE r.rolname = current_user AND d.datname = current_database()) AS l,
+    LATERAL (VALUES (l.server, 'the server (max_connections)'),
+                    (l.role, 'the role (its CONNECTION LIMIT)'),
+                    (l.db, 'the database (its CONNECTION LIMIT)')) AS v(free, what)
+   WHERE free IS NOT NULL ORDER BY free LIMIT 1";
+
 /// Marks a daemon's session (workers and monitor) with a shared session
 /// advisory lock no one else takes, so that other daemons' throttles do
 /// not count it as backend traffic, and returns its pid. Shared: it

@@ -64,6 +64,13 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
         "{out}"
     );
 
+    let (ok, out, err) = decant(&["grants", "app"], None, &dir);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("GRANT SELECT, UPDATE ON \"public\".\"user\" TO \"app\";"),
+        "{out}"
+    );
+
     let (ok, out, err) = decant(&["init"], Some(&db.url), &dir);
     assert!(ok, "{err}");
     assert!(out.contains("initialized"));

@@ -920,3 +920,63 @@ async fn a_user_failing_on_a_database_error_counts_one_attempt_and_the_rest_migr
         .get(0);
     assert!(why.contains("user 57 refused"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_workers_than_free_sessions_are_refused_naming_the_limit() {
+    let db = TestDb::new().await;
+    db.game(10).await;
+    let client = db.client().await;
+    let role = format!("limited_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CONNECTION LIMIT 3"
+        ))
+        .await
+        .unwrap();
+    let url = if db.url.starts_with("postgres") {
+        let (scheme, rest) = db.url.split_once("://").unwrap();
+        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+        format!("{scheme}://{role}@{rest}")
+    } else {
+        // key=value: a later key wins
+        format!("{} user={role}", db.url)
+    };
+    let limited = Decant::connect(&url, crate::example::spec(), 8).unwrap();
+    let opts = RunOptions {
+        workers: 4,
+        ..RunOptions::default()
+    };
+    let err = decant::run(
+        &limited,
+        opts,
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("--workers 4")
+            && err
+                .to_string()
+                .contains("the role (its CONNECTION LIMIT) has 2 free"),
+        "{err}"
+    );
+    // within the limit, the check passes
+    if let Err(err) = decant::run(
+        &limited,
+        RunOptions::default(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    {
+        assert!(!err.to_string().contains("free"), "{err}");
+    }
+    drop(limited);
+    client
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        ))
+        .await
+        .unwrap();
+}

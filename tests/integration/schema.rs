@@ -1,5 +1,5 @@
 use crate::harness::TestDb;
-use decant::{Decant, Error, Spec};
+use decant::{Decant, Error, Setting, Spec};
 
 #[tokio::test]
 async fn init_is_idempotent_and_adds_what_is_missing() {
@@ -248,4 +248,92 @@ async fn init_failing_part_way_leaves_nothing_behind() {
         .unwrap()
         .get(0);
     assert!(valid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_role_with_the_printed_grants_can_do_everything_the_library_does() {
+    let db = TestDb::new().await;
+    let owner = db.game(40).await;
+    let client = db.client().await;
+    for id in 1..=20 {
+        owner.migrate_user(id).await.unwrap();
+    }
+    let role = format!("backend_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+        ))
+        .await
+        .unwrap();
+    // key=value or URL: a later user= wins in the first, the URL is rebuilt
+    let url = if db.url.starts_with("postgres") {
+        let (scheme, rest) = db.url.split_once("://").unwrap();
+        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+        format!("{scheme}://{role}@{rest}")
+    } else {
+        format!("{} user={role}", db.url)
+    };
+    let spec = crate::example::spec();
+    let backend = Decant::connect(&url, spec.clone(), 2).unwrap();
+    let clean = (21..=40)
+        .find(|&i| crate::example::user(1, i).dirt.is_none())
+        .unwrap();
+    let err = backend.load(1).await.unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+
+    decant::apply_grants(&client, &spec, &role).await.unwrap();
+    let backend = Decant::connect(&url, spec.clone(), 2).unwrap();
+    let patch = serde_json::json!({"pref": {"granted": 1}});
+    for id in [1, 2, clean] {
+        let before = backend.load(id).await.unwrap();
+        let after = backend.patch(id, &patch).await.unwrap();
+        let mut want = before;
+        decant::merge_patch(&mut want, &patch);
+        assert!(decant::json_eq(&after, &want), "user {id}");
+        assert!(decant::json_eq(&backend.load(id).await.unwrap(), &want));
+    }
+    assert_eq!(backend.load_many(&[1, clean]).await.unwrap().len(), 2);
+    // on-demand migration, inside the backend's own lock
+    decant::set_control(&client, &Setting::AllowList(vec![clean]))
+        .await
+        .unwrap();
+    backend
+        .patch(clean, &serde_json::json!({"pref": {"granted": 2}}))
+        .await
+        .unwrap();
+    assert!(crate::harness::is_migrated(&client, clean).await);
+    // the SQL API and the cross-user reads, as the role
+    let as_role = crate::harness::connect(&url).await;
+    as_role
+        .query_one("SELECT decant.load(1)", &[])
+        .await
+        .unwrap();
+    as_role
+        .query_one(
+            "SELECT decant.patch(2, '{\"pref\": {\"granted\": 3}}'::jsonb)",
+            &[],
+        )
+        .await
+        .unwrap();
+    as_role
+        .query("SELECT * FROM user_statistic_all LIMIT 5", &[])
+        .await
+        .unwrap();
+    as_role
+        .query("SELECT * FROM kidnap_points_top(5)", &[])
+        .await
+        .unwrap();
+    // and nothing more: the control row stays the operators'
+    let err = as_role
+        .execute("UPDATE decant.control SET paused = true", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
+    drop((backend, as_role));
+    client
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        ))
+        .await
+        .unwrap();
 }
