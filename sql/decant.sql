@@ -54,6 +54,24 @@ ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS finalized boolean NOT NULL D
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_fingerprint text;
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_mapping text;
 
+-- Running daemons, one row each, beating every second: the control row's
+-- rate is shared among the live ones (two daemons at 40/s migrate 40 users/s
+-- in all), and `decant status` lists them. A row whose beat is older than
+-- 5 s is a daemon gone (killed); the next daemon to start removes it.
+CREATE TABLE IF NOT EXISTS decant.daemon (
+    id          text        PRIMARY KEY,   -- host:pid:start:n
+    host        text        NOT NULL,
+    pid         integer     NOT NULL,
+    job         text        NOT NULL,      -- migrate, rollback, evolve
+    workers     integer     NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    beat_at     timestamptz NOT NULL DEFAULT now(),
+    migrated    bigint      NOT NULL DEFAULT 0,
+    failed      bigint      NOT NULL DEFAULT 0,
+    rate_share  text,                      -- its share of the rate
+    holding     text                       -- why it holds back, if it does
+);
+
 -- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
 -- on every server and version), and whether a user is in the rollout now.
 CREATE OR REPLACE FUNCTION decant.rollout_bucket(uid bigint) RETURNS integer

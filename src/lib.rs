@@ -51,7 +51,7 @@ pub use core::fixup::{Applied, Change, Fixup};
 pub use ops::check::{Check, CheckOptions, CheckProgress, Selection, check};
 pub use ops::finalize::{Finalized, finalize};
 pub use ops::grants::{apply_grants, grants, grants_script};
-pub use ops::status::{FailureGroup, Status, status};
+pub use ops::status::{Daemon, FailureGroup, Status, status};
 pub use pg::pool::{connect, from_environment, with_dbname};
 pub use pg::schema::{
     init, init_evolving, script as schema_script, statements as schema_statements, views_script,

@@ -43,6 +43,25 @@ impl Rate {
         }
     }
 
+    /// One of `n` equal shares of the rate (`max` stays `max`): per second
+    /// when it divides evenly, else per minute (at least one a minute).
+    pub fn share(self, n: usize) -> Rate {
+        let n = n.max(1) as u64;
+        let per_minute = match self {
+            Rate::Max => return Rate::Max,
+            _ if n == 1 => return self,
+            Rate::PerSecond(r) => u64::from(r.get()) * 60,
+            Rate::PerMinute(r) => u64::from(r.get()),
+        };
+        let share = (per_minute / n).clamp(1, u64::from(u32::MAX)) as u32;
+        let nz = |v: u32| NonZeroU32::new(v).expect("at least one");
+        if share % 60 == 0 {
+            Rate::PerSecond(nz(share / 60))
+        } else {
+            Rate::PerMinute(nz(share))
+        }
+    }
+
     /// The largest batch the rate allows at once.
     pub(crate) fn burst(self) -> Option<u32> {
         match self {
@@ -262,6 +281,18 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_rate_shared_among_daemons_sums_to_the_rate() {
+        let r = |s: &str| s.parse::<Rate>().unwrap();
+        assert_eq!(r("40/s").share(2), r("20/s"));
+        assert_eq!(r("40/s").share(1), r("40/s"));
+        assert_eq!(r("1/s").share(2), r("30/min"));
+        assert_eq!(r("50/s").share(3), r("1000/min"));
+        assert_eq!(r("1/min").share(5), r("1/min"), "never zero");
+        assert_eq!(r("max").share(4), r("max"));
+        assert_eq!(r("40/s").share(0), r("40/s"));
+    }
     use super::*;
 
     fn ts(s: &str) -> Timestamp {

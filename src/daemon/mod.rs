@@ -160,13 +160,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunReport> {
     let rollout_only = opts.rollout_only;
-    run_job(decant, opts, progress, shutdown, |store, run_start| {
-        MigrateJob {
+    run_job(
+        decant,
+        opts,
+        progress,
+        shutdown,
+        "migrate",
+        |store, run_start| MigrateJob {
             store,
             run_start,
             rollout_only,
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -184,7 +189,7 @@ pub async fn rollback(
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunReport> {
-    run_job(decant, opts, progress, shutdown, |store, _| {
+    run_job(decant, opts, progress, shutdown, "rollback", |store, _| {
         RollbackJob::new(store, cohort)
     })
     .await
@@ -202,7 +207,7 @@ pub async fn evolve(
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunReport> {
-    run_job(decant, opts, progress, shutdown, |store, _| {
+    run_job(decant, opts, progress, shutdown, "evolve", |store, _| {
         EvolveJob::new(store)
     })
     .await
@@ -215,6 +220,7 @@ async fn run_job<J: Job>(
     opts: RunOptions,
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    job_name: &'static str,
     make: impl FnOnce(Arc<crate::pg::store::Store>, std::time::SystemTime) -> J,
 ) -> Result<RunReport> {
     let started = Instant::now();
@@ -231,7 +237,7 @@ async fn run_job<J: Job>(
         control::set(&**admin, &control::Setting::Rate(rate)).await?;
     }
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
-    let initial = control::read(&**admin).await?;
+    let mut initial = control::read(&**admin).await?;
     if initial.finalized {
         return Err(Error::Setup(
             "the migration is finalized (`decant finalize`): every user is migrated, \
@@ -239,6 +245,13 @@ async fn run_job<J: Job>(
                 .into(),
         ));
     }
+    // registered before the first batch: the rate is shared from the start
+    let mut heartbeat = monitor::Heartbeat::new(job_name, opts.workers.max(1), progress.clone());
+    heartbeat
+        .beat(&admin, &initial.rate.to_string(), None)
+        .await;
+    initial.rate = initial.rate.share(heartbeat.live);
+    let heartbeat_id = heartbeat.id.clone();
     let run_start: std::time::SystemTime = admin
         .query_one("SELECT now()", &[])
         .await
@@ -277,6 +290,7 @@ async fn run_job<J: Job>(
         pool.clone(),
         control_tx,
         signals_tx,
+        heartbeat,
     ));
     let mut workers = Vec::new();
     for w in 0..opts.workers.max(1) {
@@ -298,10 +312,16 @@ async fn run_job<J: Job>(
         }
     }
     monitor.abort();
+    let client = pool::get(pool).await;
+    if let Ok(c) = &client {
+        let _ = c
+            .execute("DELETE FROM decant.daemon WHERE id = $1", &[&heartbeat_id])
+            .await;
+    }
     if let Some(e) = first_error {
         return Err(e);
     }
-    let client = pool::get(pool).await?;
+    let client = client?;
     let over_limit = state::over_limit(&**client, decant.spec().settings.max_attempts).await?;
     let report = RunReport {
         migrated: progress.migrated.load(Ordering::Relaxed),

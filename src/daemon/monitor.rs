@@ -153,19 +153,99 @@ pub(crate) async fn probe_commit(client: &Object) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
-/// Re-reads the control row and the database signals every 250 ms.
+/// This daemon's row in `decant.daemon`: who it is and what it did.
+pub(crate) struct Heartbeat {
+    /// `host:pid:start:n`.
+    pub id: String,
+    pub host: String,
+    pub job: &'static str,
+    pub workers: usize,
+    pub progress: Arc<crate::daemon::Progress>,
+    /// Live daemons at the last beat, this one included (1 when the table
+    /// is missing: a database initialized by an older decant).
+    pub live: usize,
+    /// The table is missing: warned once, no more beats.
+    pub missing: bool,
+}
+
+impl Heartbeat {
+    pub fn new(job: &'static str, workers: usize, progress: Arc<crate::daemon::Progress>) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        // several daemons may run in one process (the library's callers)
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Heartbeat {
+            id: format!("{host}:{}:{start}:{n}", std::process::id()),
+            host,
+            job,
+            workers,
+            progress,
+            live: 1,
+            missing: false,
+        }
+    }
+
+    /// Writes this daemon's row (and removes the rows of daemons gone
+    /// silent) and counts the live daemons, this one included.
+    pub async fn beat(&mut self, client: &Object, rate_share: &str, holding: Option<&str>) {
+        if self.missing {
+            return;
+        }
+        let p = &self.progress;
+        let row = client
+            .query_one(
+                sql::HEARTBEAT,
+                &[
+                    &self.id,
+                    &self.host,
+                    &(std::process::id() as i32),
+                    &self.job,
+                    &(self.workers as i32),
+                    &(p.migrated() as i64),
+                    &(p.failed() as i64),
+                    &rate_share,
+                    &holding,
+                ],
+            )
+            .await;
+        match row {
+            Ok(r) => self.live = r.get::<_, i64>(0).max(0) as usize + 1,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                self.missing = true;
+                tracing::warn!(
+                    "decant.daemon is missing (initialized by an older decant): the rate is not \
+                     shared with other daemons and status cannot list this one; run `decant init`"
+                );
+            }
+            Err(e) => tracing::warn!(cause = %e, "cannot write the daemon's heartbeat"),
+        }
+    }
+}
+
+/// Re-reads the control row and the database signals every 250 ms, and
+/// beats every second.
 pub(crate) async fn monitor(
     shared: Arc<Signals>,
     client: Object,
     pool: deadpool_postgres::Pool,
     control_tx: watch::Sender<Control>,
     signals_tx: watch::Sender<Option<String>>,
+    mut heartbeat: Heartbeat,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut session = Some(client);
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
         // a session gone (server restarted, session terminated): a new one
         // (its slot in the pool freed first), tried again next tick until
         // the database answers; the workers meanwhile re-open theirs
@@ -192,8 +272,15 @@ pub(crate) async fn monitor(
             }
         }
         let client = session.as_ref().expect("opened above");
+        if ticks % 4 == 1 {
+            let share = control_tx.borrow().rate.to_string();
+            let holding = signals_tx.borrow().clone();
+            heartbeat.beat(client, &share, holding.as_deref()).await;
+        }
         match control::read(&***client).await {
-            Ok(c) => {
+            Ok(mut c) => {
+                // the rate is every daemon's together: this one takes its share
+                c.rate = c.rate.share(heartbeat.live);
                 control_tx.send_if_modified(|old| {
                     let changed = *old != c;
                     if changed {

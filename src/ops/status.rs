@@ -41,6 +41,66 @@ pub struct Status {
     /// When the legacy users still to try will be done, at the recent rate
     /// (or the configured one when idle) within the windows; RFC 3339.
     pub projected_finish: Option<String>,
+    /// The daemons running now (a heartbeat in the last 5 seconds).
+    pub daemons: Vec<Daemon>,
+}
+
+/// A running daemon, from its heartbeat row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Daemon {
+    /// Host name.
+    pub host: String,
+    /// Process id on the host.
+    pub pid: i32,
+    /// `migrate`, `rollback` or `evolve`.
+    pub job: String,
+    /// Worker sessions.
+    pub workers: i32,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Users it migrated (or rolled back) so far.
+    pub migrated: i64,
+    /// Users that failed in its run.
+    pub failed: i64,
+    /// Its share of the control row's rate.
+    pub rate_share: Option<String>,
+    /// Why it holds back, if it does.
+    pub holding: Option<String>,
+}
+
+/// The live daemons (none when `decant.daemon` is missing: a database
+/// initialized by an older decant).
+async fn daemons(client: &tokio_postgres::Client) -> Result<Vec<Daemon>> {
+    let rows = match client
+        .query(
+            "SELECT host, pid, job, workers, to_char(started_at AT TIME ZONE 'UTC', \
+                    'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), migrated, failed, rate_share, holding \
+               FROM decant.daemon WHERE beat_at > now() - interval '5 seconds' \
+              ORDER BY started_at, host, pid",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(Error::db("reading decant.daemon", e)),
+    };
+    Ok(rows
+        .iter()
+        .map(|r| Daemon {
+            host: r.get(0),
+            pid: r.get(1),
+            job: r.get(2),
+            workers: r.get(3),
+            started_at: r.get(4),
+            migrated: r.get(5),
+            failed: r.get(6),
+            rate_share: r.get(7),
+            holding: r.get(8),
+        })
+        .collect())
 }
 
 /// Failed users sharing a reason.
@@ -113,6 +173,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         rollout_percent: control.rollout_percent,
         allow_list: control.allow_list.len(),
         projected_finish,
+        daemons: daemons(&client).await?,
     })
 }
 
@@ -169,6 +230,28 @@ impl fmt::Display for Status {
             self.rollout_percent,
             self.allow_list
         )?;
+        if self.daemons.is_empty() {
+            writeln!(f, "daemons    none running")?;
+        }
+        for (i, d) in self.daemons.iter().enumerate() {
+            writeln!(
+                f,
+                "{} {}:{} {} since {}, {} workers, rate share {}, {} done, {} failed{}",
+                if i == 0 { "daemons   " } else { "          " },
+                d.host,
+                d.pid,
+                d.job,
+                d.started_at,
+                d.workers,
+                d.rate_share.as_deref().unwrap_or("?"),
+                d.migrated,
+                d.failed,
+                d.holding
+                    .as_deref()
+                    .map(|h| format!("; holding back: {h}"))
+                    .unwrap_or_default()
+            )?;
+        }
         match &self.projected_finish {
             Some(t) => write!(f, "finish     {t} (projected)"),
             None => write!(f, "finish     unknown (no recent rate and rate = max)"),

@@ -12,7 +12,8 @@ use tokio_postgres::types::ToSql;
 pub struct Control {
     /// Daemons idle while true.
     pub paused: bool,
-    /// Users per second or minute, per process, or `max`.
+    /// Users per second or minute for all daemons together (each takes
+    /// its share: see `decant.daemon`), or `max`.
     pub rate: Rate,
     /// A fixed batch size (None: adaptive, aiming at the target batch time).
     pub batch_size: Option<u32>,

@@ -980,3 +980,53 @@ async fn more_workers_than_free_sessions_are_refused_naming_the_limit() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_share_the_rate_and_status_lists_both() {
+    let db = TestDb::new().await;
+    let decant = db.game(1500).await;
+    let client = db.client().await;
+    set(&decant, Setting::Rate("40/s".parse().unwrap())).await;
+    // (the throttle off: other tests' traffic would only add noise)
+    let opts = || RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: None,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    let other = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
+    let a = Running::start(&decant, opts());
+    let b = Running::start(&other, opts());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(status.daemons.len(), 2, "{status}");
+    for d in &status.daemons {
+        assert_eq!(d.job, "migrate");
+        assert_eq!(d.rate_share.as_deref(), Some("20/s"), "{status}");
+        assert_eq!(d.pid as u32, std::process::id());
+    }
+    assert!(status.to_string().contains("rate share 20/s"), "{status}");
+    let started = Instant::now();
+    let before = a.migrated() + b.migrated();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = a.migrated() + b.migrated() - before;
+    let secs = started.elapsed().as_secs_f64();
+    a.stop().await;
+    b.stop().await;
+    // 40/s in all, not 40/s each (80/s); a batch's worth of slack either side
+    let rate = during as f64 / secs;
+    assert!(
+        (25.0..=55.0).contains(&rate),
+        "{during} users in {secs:.1} s: {rate:.1}/s for two daemons at 40/s"
+    );
+    // stopped: their rows are gone
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM decant.daemon", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}

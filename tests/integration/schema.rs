@@ -328,7 +328,10 @@ async fn a_backend_role_with_the_printed_grants_can_do_everything_the_library_do
         .execute("UPDATE decant.control SET paused = true", &[])
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
     drop((backend, as_role));
     client
         .batch_execute(&format!(
