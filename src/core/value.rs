@@ -29,8 +29,12 @@ pub enum ColumnType {
     Text,
     /// `timestamptz` from a JSON number of milliseconds since the epoch
     TimestampMs,
-    /// `timestamptz` from an RFC 3339 JSON string
+    /// `timestamptz` from an RFC 3339 JSON string in decant's canonical
+    /// form (UTC `Z`, fraction digits trimmed)
     TimestampIso,
+    /// `timestamptz` from JavaScript's `Date.toISOString()` form: UTC `Z`
+    /// and exactly three fraction digits (`2024-05-01T12:00:00.880Z`)
+    TimestampIsoMs,
     /// `jsonb` (any JSON value)
     Jsonb,
 }
@@ -48,6 +52,7 @@ impl ColumnType {
             "text" => ColumnType::Text,
             "timestamptz" | "timestamptz_ms" => ColumnType::TimestampMs,
             "timestamptz_iso" => ColumnType::TimestampIso,
+            "timestamptz_iso_ms" => ColumnType::TimestampIsoMs,
             "jsonb" => ColumnType::Jsonb,
             _ => return None,
         })
@@ -55,7 +60,8 @@ impl ColumnType {
 
     /// The spec names accepted by [`ColumnType::parse`], for error messages.
     pub const NAMES: &'static str = "bool, int2, int4, int8, float8, numeric, text, \
-        timestamptz (epoch milliseconds), timestamptz_iso (RFC 3339 text), jsonb";
+        timestamptz (epoch milliseconds), timestamptz_iso (RFC 3339 text, fraction trimmed), \
+        timestamptz_iso_ms (RFC 3339 text with exactly 3 fraction digits, as JavaScript writes it), jsonb";
 
     /// The PostgreSQL type of the column, spelled as `format_type` spells
     /// it (so the catalog can be compared with it).
@@ -68,7 +74,9 @@ impl ColumnType {
             ColumnType::Float8 => "double precision",
             ColumnType::Numeric => "numeric",
             ColumnType::Text => "text",
-            ColumnType::TimestampMs | ColumnType::TimestampIso => "timestamp with time zone",
+            ColumnType::TimestampMs | ColumnType::TimestampIso | ColumnType::TimestampIsoMs => {
+                "timestamp with time zone"
+            }
             ColumnType::Jsonb => "jsonb",
         }
     }
@@ -128,6 +136,9 @@ impl ColumnType {
                 "epoch milliseconds (a number, at most microsecond precision)"
             }
             ColumnType::TimestampIso => "an RFC 3339 timestamp string in canonical form",
+            ColumnType::TimestampIsoMs => {
+                "an RFC 3339 timestamp string with exactly 3 fraction digits and Z"
+            }
             ColumnType::Jsonb => "any JSON value",
         }
     }
@@ -229,11 +240,13 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
             }
             ColumnValue::Micros(micros)
         }
-        ColumnType::TimestampIso => {
+        ColumnType::TimestampIso | ColumnType::TimestampIsoMs => {
             let s = v.as_str().ok_or_else(wrong)?;
             let ts: jiff::Timestamp = s.parse().map_err(|_| wrong())?;
             let micros = ts.as_microsecond();
-            if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
+            if !(MIN_MICROS..=MAX_MICROS).contains(&micros)
+                || (ty == ColumnType::TimestampIsoMs && micros % 1000 != 0)
+            {
                 return Err(wrong());
             }
             ColumnValue::Micros(micros)
@@ -246,7 +259,10 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
     // integer in range), so only floats and timestamps need it.
     if !matches!(
         ty,
-        ColumnType::Float8 | ColumnType::TimestampMs | ColumnType::TimestampIso
+        ColumnType::Float8
+            | ColumnType::TimestampMs
+            | ColumnType::TimestampIso
+            | ColumnType::TimestampIsoMs
     ) {
         return Ok(cv);
     }
@@ -283,9 +299,27 @@ pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
                     Err(_) => us.to_string(),
                 })
             }
+            ColumnType::TimestampIsoMs => Value::String(iso_ms(*us)),
             _ => number(&Canonical::from_i64(*us).shifted(-3).to_string()),
         },
         ColumnValue::Json(v) => v.clone(),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of a microsecond timestamp (one with
+/// microseconds left over, which `to_column` never makes, keeps them).
+fn iso_ms(us: i64) -> String {
+    let (secs, sub) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+    match jiff::Timestamp::from_second(secs) {
+        Ok(ts) => {
+            let base = ts.strftime("%Y-%m-%dT%H:%M:%S");
+            if sub % 1000 == 0 {
+                format!("{base}.{:03}Z", sub / 1000)
+            } else {
+                format!("{base}.{sub:06}Z")
+            }
+        }
+        Err(_) => us.to_string(),
     }
 }
 
@@ -366,6 +400,28 @@ mod tests {
             .is_err()
         );
         assert!(to_column(ColumnType::TimestampIso, &json!("yesterday")).is_err());
+        // JavaScript's form: exactly three digits and Z, nothing else
+        for ok in [
+            "2022-11-29T06:07:04.360Z",
+            "2022-11-29T06:07:04.000Z",
+            "0001-01-01T00:00:00.000Z",
+            "1969-12-31T23:59:59.999Z",
+        ] {
+            let cv = to_column(ColumnType::TimestampIsoMs, &json!(ok)).unwrap();
+            assert_eq!(to_json(ColumnType::TimestampIsoMs, &cv), json!(ok), "{ok}");
+        }
+        for refused in [
+            "2022-11-29T06:07:04.36Z",
+            "2022-11-29T06:07:04Z",
+            "2022-11-29T06:07:04.360123Z",
+            "2022-11-29T11:37:04.360+05:30",
+            "2022-11-29 06:07:04.360Z",
+        ] {
+            assert!(
+                to_column(ColumnType::TimestampIsoMs, &json!(refused)).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -290,6 +290,9 @@ fn json_of(ty: ColumnType, c: &str) -> String {
         ColumnType::Jsonb => c.to_string(),
         ColumnType::TimestampMs => format!("to_jsonb(decant.epoch_ms({c}))"),
         ColumnType::TimestampIso => format!("to_jsonb(decant.iso_text({c}))"),
+        ColumnType::TimestampIsoMs => format!(
+            "to_jsonb(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"
+        ),
         _ => format!("to_jsonb({c})"),
     }
 }

@@ -179,6 +179,23 @@ EXCEPTION WHEN others THEN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.iso_ms_timestamptz(t text) RETURNS timestamptz
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+DECLARE ts timestamptz;
+BEGIN
+    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' THEN
+        RETURN NULL;
+    END IF;
+    ts := t::timestamptz;
+    IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS') <> left(t, 23) THEN
+        RETURN NULL;
+    END IF;
+    RETURN ts;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
@@ -354,6 +371,10 @@ fn typed(ty: ColumnType, x: &str) -> String {
             "({s} AND CASE WHEN {s} THEN decant.iso_timestamptz({text}) IS NOT NULL END)",
             s = is("string")
         ),
+        ColumnType::TimestampIsoMs => format!(
+            "({s} AND CASE WHEN {s} THEN decant.iso_ms_timestamptz({text}) IS NOT NULL END)",
+            s = is("string")
+        ),
     }
 }
 
@@ -378,6 +399,7 @@ fn convert(ty: ColumnType, x: &str) -> String {
              + mod({num} * 1000, 86400000000)::float8 * interval '1 microsecond')"
         ),
         ColumnType::TimestampIso => format!("decant.iso_timestamptz({text})"),
+        ColumnType::TimestampIsoMs => format!("decant.iso_ms_timestamptz({text})"),
         ColumnType::Jsonb => x.to_string(),
     };
     format!(

@@ -537,6 +537,23 @@ EXCEPTION WHEN others THEN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.iso_ms_timestamptz(t text) RETURNS timestamptz
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+DECLARE ts timestamptz;
+BEGIN
+    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' THEN
+        RETURN NULL;
+    END IF;
+    ts := t::timestamptz;
+    IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS') <> left(t, 23) THEN
+        RETURN NULL;
+    END IF;
+    RETURN ts;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
