@@ -4,6 +4,7 @@
 
 mod args;
 pub(crate) mod exit;
+mod metrics;
 mod run;
 
 use args::{ScheduleArgs, Target};

@@ -52,6 +52,10 @@ pub(super) struct RunArgs {
     /// than this many times its time before the daemon started (0: off)
     #[arg(long, default_value_t = 1.5)]
     max_commit_slowdown: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics while running
+    /// (e.g. 127.0.0.1:9187).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
     /// Count only this database's other sessions as the backend's traffic
     /// (default: every database's on the server, which share its disk,
     /// WAL and CPU).
@@ -323,6 +327,9 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         max_outage: Duration::from_secs_f64(args.max_outage),
     };
     let progress = Arc::new(Progress::default());
+    if let Some(addr) = &args.metrics_addr {
+        super::metrics::serve(addr, progress.clone()).await?;
+    }
     let reporter = tokio::spawn(report_progress(progress.clone()));
     let report = if args.evolve {
         decant::evolve(&decant, opts, progress.clone(), shutdown_signal()).await

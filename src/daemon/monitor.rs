@@ -294,6 +294,13 @@ pub(crate) async fn monitor(
             Err(e) => tracing::warn!(cause = %e, "cannot read the control row"),
         }
         let held = check_signals(&shared, client).await;
+        if shared.throttle.max_commit_slowdown.is_some() {
+            let ratio = shared.probe.lock().expect("not poisoned").slowdown();
+            heartbeat
+                .progress
+                .probe_ratio
+                .store(ratio.to_bits(), Ordering::Relaxed);
+        }
         signals_tx.send_if_modified(|old| {
             let changed = *old != held;
             *old = held;

@@ -24,6 +24,9 @@ pub struct Progress {
     /// Every batch: its transaction's duration (microseconds) and the
     /// users it claimed.
     pub(crate) batch_micros: Mutex<Vec<(u32, u32)>>,
+    /// The commit probe's last second over its idle time (f64 bits; 0
+    /// until measured).
+    pub(crate) probe_ratio: AtomicU64,
 }
 
 impl Progress {
@@ -101,10 +104,183 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// The commit probe's last second over its idle time (None before the
+    /// first probe, or with the probe off).
+    pub fn probe_ratio(&self) -> Option<f64> {
+        let r = f64::from_bits(self.probe_ratio.load(Ordering::Relaxed));
+        (r > 0.0).then_some(r)
+    }
+
+    /// The run's state in the Prometheus text format (version 0.0.4):
+    /// counters of users and rows, the users left, why it holds back, the
+    /// batch time (lock hold) and size histograms, the commit probe ratio,
+    /// and `recent_rate`, users per second since the previous scrape.
+    pub fn prometheus(&self, recent_rate: f64) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in lines {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: f64| vec![(String::new(), v)];
+        let (migrated, failed) = (self.migrated(), self.failed());
+        metric(
+            "decant_users_migrated_total",
+            "counter",
+            "Users migrated (or rolled back, for a rollback run) by this run.",
+            &one(migrated as f64),
+        );
+        metric(
+            "decant_users_failed_total",
+            "counter",
+            "Users whose migration failed in this run (they stay legacy).",
+            &one(failed as f64),
+        );
+        metric(
+            "decant_rows_written_total",
+            "counter",
+            "Rows written to the target tables by this run.",
+            &one(self.rows() as f64),
+        );
+        metric(
+            "decant_users_remaining",
+            "gauge",
+            "Users claimable at the start not yet done.",
+            &one(self.total().saturating_sub(migrated + failed) as f64),
+        );
+        metric(
+            "decant_rate_users_per_second",
+            "gauge",
+            "Users done per second since the previous scrape.",
+            &one(recent_rate),
+        );
+        let holding = self.holding();
+        let reason = holding.as_deref().map(|h| {
+            // the reason without its numbers, so a label has few values
+            let kind: String = h
+                .split(|c: char| c.is_ascii_digit())
+                .next()
+                .unwrap_or(h)
+                .trim()
+                .chars()
+                .filter(|c| *c != '"' && *c != '\\')
+                .collect();
+            if kind.is_empty() { h.to_string() } else { kind }
+        });
+        metric(
+            "decant_holding",
+            "gauge",
+            "1 while the daemon holds back (the reason's kind as a label), else 0.",
+            &[match reason {
+                Some(r) => (format!("{{reason=\"{r}\"}}"), 1.0),
+                None => (String::new(), 0.0),
+            }],
+        );
+        metric(
+            "decant_held_back_seconds_total",
+            "counter",
+            "Time the workers spent held back by database signals, summed over workers.",
+            &one(self.held_back().as_secs_f64()),
+        );
+        if let Some(r) = self.probe_ratio() {
+            metric(
+                "decant_commit_probe_ratio",
+                "gauge",
+                "A small commit's time over its idle time (the throttle holds back past its limit).",
+                &one(r),
+            );
+        }
+        let batches = self.batches();
+        let histogram = |bounds: &[f64], values: &mut dyn Iterator<Item = f64>| {
+            let mut counts = vec![0u64; bounds.len()];
+            let (mut n, mut sum) = (0u64, 0.0);
+            for v in values {
+                n += 1;
+                sum += v;
+                for (i, b) in bounds.iter().enumerate() {
+                    if v <= *b {
+                        counts[i] += 1;
+                    }
+                }
+            }
+            let mut lines: Vec<(String, f64)> = bounds
+                .iter()
+                .zip(&counts)
+                .map(|(b, c)| (format!("_bucket{{le=\"{b}\"}}"), *c as f64))
+                .collect();
+            lines.push(("_bucket{le=\"+Inf\"}".into(), n as f64));
+            lines.push(("_sum".into(), sum));
+            lines.push(("_count".into(), n as f64));
+            lines
+        };
+        metric(
+            "decant_batch_seconds",
+            "histogram",
+            "Batch transaction time: the longest a user's row lock is held.",
+            &histogram(
+                &[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
+                &mut batches.iter().map(|(d, _)| d.as_secs_f64()),
+            ),
+        );
+        metric(
+            "decant_batch_users",
+            "histogram",
+            "Users claimed per batch.",
+            &histogram(
+                &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+                &mut batches.iter().map(|(_, u)| f64::from(*u)),
+            ),
+        );
+        // (a histogram's lines are its name plus `_bucket{le=..}`, `_sum`
+        // and `_count`: the "labels" above)
+        out
+    }
+}
+
 /// Peak resident memory of this process (VmHWM), when the OS tells.
 pub fn peak_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn the_prometheus_text_has_counters_a_reason_label_and_histograms() {
+        let p = Progress::default();
+        p.migrated.store(7, Ordering::Relaxed);
+        p.total.store(10, Ordering::Relaxed);
+        p.batch_micros
+            .lock()
+            .unwrap()
+            .extend([(4_000, 3), (30_000, 4)]);
+        p.hold(Some("replica replay lag 12.5 s".into()));
+        let text = p.prometheus(2.5);
+        for line in [
+            "# TYPE decant_users_migrated_total counter",
+            "decant_users_migrated_total 7",
+            "decant_users_remaining 3",
+            "decant_rate_users_per_second 2.5",
+            "decant_holding{reason=\"replica replay lag\"} 1",
+            "# TYPE decant_batch_seconds histogram",
+            "decant_batch_seconds_bucket{le=\"0.005\"} 1",
+            "decant_batch_seconds_bucket{le=\"0.05\"} 2",
+            "decant_batch_seconds_bucket{le=\"+Inf\"} 2",
+            "decant_batch_seconds_count 2",
+            "decant_batch_users_sum 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        p.hold(None);
+        assert!(p.prometheus(0.0).lines().any(|l| l == "decant_holding 0"));
+    }
 }

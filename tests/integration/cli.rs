@@ -510,3 +510,75 @@ async fn example_refuses_a_user_table_it_did_not_create_unless_forced() {
     assert!(!err.contains("did not create"), "{code:?} {err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_prometheus_metrics_while_it_runs() {
+    use std::io::{Read, Write};
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 400, 1).await.unwrap();
+    let dir = temp_dir("metrics");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    let (ok, _, err) = decant(&["init"], Some(&db.url), &dir);
+    assert!(ok, "{err}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(["run", "--rate", "50/s", "--metrics-addr", &addr])
+        .current_dir(&dir)
+        .env("RUST_LOG", "warn")
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scrape = move |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let page = tokio::task::spawn_blocking(move || (scrape("/metrics"), scrape("/other")))
+        .await
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let (metrics, other) = page;
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(value("decant_users_migrated_total ") > 0.0, "{metrics}");
+    assert!(value("decant_rows_written_total ") > 0.0);
+    assert!(
+        value("decant_users_remaining ") > 0.0,
+        "a 50/s run of 400 users is not done"
+    );
+    assert!(metrics.contains("# TYPE decant_batch_seconds histogram"));
+    let batches = value("decant_batch_seconds_count ");
+    assert!(batches > 0.0);
+    assert_eq!(value("decant_batch_seconds_bucket{le=\"+Inf\"} "), batches);
+    assert!(metrics.contains("decant_holding"));
+    assert!(
+        crate::harness::run_ended_well(&out),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
