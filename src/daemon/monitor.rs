@@ -160,7 +160,7 @@ pub(crate) struct Heartbeat {
     pub host: String,
     pub job: &'static str,
     pub workers: usize,
-    pub progress: Arc<crate::daemon::Progress>,
+    pub progress: Arc<super::progress::Progress>,
     /// Live daemons at the last beat, this one included (1 when the table
     /// is missing: a database initialized by an older decant).
     pub live: usize,
@@ -169,7 +169,7 @@ pub(crate) struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub fn new(job: &'static str, workers: usize, progress: Arc<crate::daemon::Progress>) -> Self {
+    pub fn new(job: &'static str, workers: usize, progress: Arc<super::progress::Progress>) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()
