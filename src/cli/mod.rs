@@ -128,7 +128,8 @@ enum Command {
     /// Resume paused daemons.
     Resume(Target),
     /// Change live settings: rate=50/s, batch=100|auto, rollout=10,
-    /// allow=1,2,3, paused=true|false.
+    /// allow=1,2,3, paused=true|false, window=01:00-05:00,13:00-14:00|none,
+    /// tz=Asia/Kathmandu.
     Set {
         #[command(flatten)]
         target: Target,

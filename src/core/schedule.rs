@@ -165,7 +165,7 @@ impl fmt::Display for Window {
 }
 
 /// The windows in a time zone; no windows means always open.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     /// The windows.
     pub windows: Vec<Window>,

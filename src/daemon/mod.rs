@@ -422,8 +422,14 @@ async fn worker<J: Job>(
             continue;
         }
         let now = jiff::Timestamp::now();
-        if !shared.opts.schedule.is_open(now) {
-            let next = shared.opts.schedule.next_open(now);
+        // --window given: those; else the control row's, live
+        let schedule = if shared.opts.schedule.windows.is_empty() {
+            &control.schedule
+        } else {
+            &shared.opts.schedule
+        };
+        if !schedule.is_open(now) {
+            let next = schedule.next_open(now);
             shared.progress.hold(Some(match &next {
                 Some(z) => format!("outside the windows; the next opens at {z}"),
                 None => "outside the windows".into(),

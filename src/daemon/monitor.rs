@@ -169,7 +169,11 @@ pub(crate) struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub fn new(job: &'static str, workers: usize, progress: Arc<super::progress::Progress>) -> Self {
+    pub fn new(
+        job: &'static str,
+        workers: usize,
+        progress: Arc<super::progress::Progress>,
+    ) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()

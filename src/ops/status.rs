@@ -41,6 +41,9 @@ pub struct Status {
     /// When the legacy users still to try will be done, at the recent rate
     /// (or the configured one when idle) within the windows; RFC 3339.
     pub projected_finish: Option<String>,
+    /// The windows the projection goes through, with their time zone
+    /// (`always open` without windows).
+    pub windows: String,
     /// The daemons running now (a heartbeat in the last 5 seconds).
     pub daemons: Vec<Daemon>,
 }
@@ -137,6 +140,12 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         })
         .collect();
     let control = control::read(&**client).await?;
+    // --window given: those; else the ones every daemon obeys (the control row)
+    let schedule = if schedule.windows.is_empty() {
+        &control.schedule
+    } else {
+        schedule
+    };
     let recent_rate = state.migrated_last_minute as f64 / 60.0;
     let over_limit = state.over_limit;
     let legacy = users - migrated;
@@ -173,6 +182,20 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         rollout_percent: control.rollout_percent,
         allow_list: control.allow_list.len(),
         projected_finish,
+        windows: if schedule.windows.is_empty() {
+            "always open".into()
+        } else {
+            format!(
+                "{} {}",
+                schedule
+                    .windows
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                schedule.tz.iana_name().unwrap_or("UTC")
+            )
+        },
         daemons: daemons(&client).await?,
     })
 }
@@ -230,6 +253,7 @@ impl fmt::Display for Status {
             self.rollout_percent,
             self.allow_list
         )?;
+        writeln!(f, "windows    {}", self.windows)?;
         if self.daemons.is_empty() {
             writeln!(f, "daemons    none running")?;
         }

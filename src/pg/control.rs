@@ -2,7 +2,7 @@
 //! shared by every worker of every process. Running daemons re-read it about
 //! twice a second.
 
-use crate::core::schedule::Rate;
+use crate::core::schedule::{Rate, Schedule, Window};
 use crate::error::{Error, Result};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -24,6 +24,8 @@ pub struct Control {
     /// The migration is finalized (`decant finalize`): every user is
     /// migrated; nothing migrates or rolls back any more.
     pub finalized: bool,
+    /// The windows (and time zone) of daemons started without `--window`.
+    pub schedule: Schedule,
 }
 
 impl Default for Control {
@@ -35,6 +37,7 @@ impl Default for Control {
             rollout_percent: 0.0,
             allow_list: Vec::new(),
             finalized: false,
+            schedule: Schedule::default(),
         }
     }
 }
@@ -43,7 +46,8 @@ impl Default for Control {
 pub async fn read(client: &impl GenericClient) -> Result<Control> {
     let row = client
         .query_one(
-            "SELECT paused, rate, batch_size, rollout_percent, allow_list, finalized FROM decant.control",
+            "SELECT paused, rate, batch_size, rollout_percent, allow_list, finalized, windows, tz \
+               FROM decant.control",
             &[],
         )
         .await
@@ -58,7 +62,26 @@ pub async fn read(client: &impl GenericClient) -> Result<Control> {
         rollout_percent: row.get(3),
         allow_list: row.get(4),
         finalized: row.get(5),
+        schedule: {
+            let (windows, tz): (String, String) = (row.get(6), row.get(7));
+            let windows = parse_windows(&windows)
+                .map_err(|e| Error::Setup(format!("decant.control windows: {e}")))?;
+            Schedule::new(windows, Some(&tz))
+                .map_err(|e| Error::Setup(format!("decant.control: {e}")))?
+        },
     })
+}
+
+/// `01:00-05:00,13:00-14:00` (empty or `none`: no windows, always open).
+fn parse_windows(text: &str) -> std::result::Result<Vec<Window>, String> {
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 /// One change to the control row, as `decant set key=value` spells it.
@@ -74,6 +97,10 @@ pub enum Setting {
     Rollout(f32),
     /// `allow=1,2,3` (replaces the list; `allow=` empties it)
     AllowList(Vec<i64>),
+    /// `window=01:00-05:00,13:00-14:00` (`window=none`: always open)
+    Windows(Vec<Window>),
+    /// `tz=Asia/Kathmandu` (the windows' time zone, an IANA name)
+    Tz(String),
 }
 
 impl std::str::FromStr for Setting {
@@ -113,8 +140,10 @@ impl std::str::FromStr for Setting {
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map(Setting::AllowList),
+            "window" | "windows" => parse_windows(v).map(Setting::Windows),
+            "tz" => Schedule::new(Vec::new(), Some(v)).map(|_| Setting::Tz(v.to_string())),
             other => Err(format!(
-                "unknown setting `{other}`; known: paused, rate, batch, rollout, allow"
+                "unknown setting `{other}`; known: paused, rate, batch, rollout, allow, window, tz"
             )),
         }
     }
@@ -128,6 +157,16 @@ pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
         Setting::BatchSize(b) => ("batch_size", Box::new(b.map(|b| b as i32))),
         Setting::Rollout(p) => ("rollout_percent", Box::new(*p)),
         Setting::AllowList(l) => ("allow_list", Box::new(l.clone())),
+        Setting::Windows(w) => (
+            "windows",
+            Box::new(
+                w.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ),
+        Setting::Tz(tz) => ("tz", Box::new(tz.clone())),
     };
     // the column is one of the fixed names above, never input
     let sql = format!("UPDATE decant.control SET {column} = $1, updated_at = now()");

@@ -1030,3 +1030,38 @@ async fn two_daemons_share_the_rate_and_status_lists_both() {
         .get(0);
     assert_eq!(rows, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_set_in_the_control_row_bind_every_daemon_started_without_its_own() {
+    let db = TestDb::new().await;
+    let decant = db.game(100).await;
+    // a window that is closed now, in another time zone
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Asia/Kathmandu").unwrap());
+    let start = (now.hour() + 2) % 24;
+    let window = format!("{start:02}:00-{:02}:00", (start + 1) % 24);
+    for s in [format!("window={window}"), "tz=Asia/Kathmandu".to_string()] {
+        set(&decant, s.parse().unwrap()).await;
+    }
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(status.windows, format!("{window} Asia/Kathmandu"));
+    let opts = || RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: None,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    let running = Running::start(&decant, opts());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let holding = running.holding();
+    assert_eq!(running.migrated(), 0, "worked outside the stored window");
+    assert!(holding.contains("outside the windows"), "{holding:?}");
+    // changed live: the running daemon goes on within about a second
+    set(&decant, "window=none".parse().unwrap()).await;
+    let report = running.finish().await;
+    assert!(report.migrated > 90, "{report:?}");
+    assert!("tz=Mars/Olympus".parse::<Setting>().is_err());
+    assert!("window=25:00-26:00".parse::<Setting>().is_err());
+}

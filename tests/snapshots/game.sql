@@ -275,6 +275,10 @@ ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS finalized boolean NOT NULL D
 -- commands refuse a spec whose mapping differs while users depend on it.
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_fingerprint text;
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_mapping text;
+-- The low-traffic windows every daemon started without --window obeys
+-- ("01:00-05:00,13:00-14:00"; empty: always open) and their time zone.
+ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS windows text NOT NULL DEFAULT '';
+ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS tz text NOT NULL DEFAULT 'UTC';
 
 -- Running daemons, one row each, beating every second: the control row's
 -- rate is shared among the live ones (two daemons at 40/s migrate 40 users/s
