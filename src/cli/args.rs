@@ -41,6 +41,24 @@ impl Target {
     pub(super) fn decant(&self) -> Result<Decant> {
         Ok(Decant::connect(&self.url()?, self.spec()?, 2)?)
     }
+
+    /// For commands that only report: the spec file when it is there,
+    /// else the spec `decant init` recorded in the database.
+    pub(super) async fn decant_or_recorded(&self) -> Result<Decant> {
+        if self.spec.exists() {
+            return self.decant();
+        }
+        let url = self.url()?;
+        let client = decant::connect(&url).await?;
+        match decant::recorded_spec(&client).await? {
+            Some(spec) => Ok(Decant::connect(&url, spec, 2)?),
+            None => super::exit::usage!(
+                "{}: no such file, and the database holds no spec recorded by `decant init` \
+                 (pass --spec, or run `decant init` with this version once)",
+                self.spec.display()
+            ),
+        }
+    }
 }
 
 /// Low-traffic windows.

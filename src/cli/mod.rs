@@ -137,7 +137,9 @@ enum Command {
         #[arg(required = true)]
         settings: Vec<decant::Setting>,
     },
-    /// Counts by state, failures by reason, recent rate, projected finish.
+    /// Counts by state, failures by reason, recent rate, the running
+    /// daemons, projected finish. Without the spec file, the spec `init`
+    /// recorded is used.
     Status {
         #[command(flatten)]
         target: Target,
@@ -432,7 +434,8 @@ async fn run(cli: Cli) -> Result<()> {
             schedule,
             json,
         } => {
-            let status = decant::status(&target.decant()?, &schedule.schedule()?).await?;
+            let status =
+                decant::status(&target.decant_or_recorded().await?, &schedule.schedule()?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {

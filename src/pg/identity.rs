@@ -63,6 +63,23 @@ async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64>
         .get(0))
 }
 
+/// The spec text `init` recorded, if any (a database initialized by an
+/// older decant has none).
+pub async fn recorded_spec(client: &impl GenericClient) -> Result<Option<Spec>> {
+    let row = client
+        .query_opt(
+            "SELECT spec_text FROM decant.control WHERE spec_text IS NOT NULL AND spec_text <> ''",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading the recorded spec (has `decant init` run?)", e))?;
+    row.map(|r| {
+        let text: String = r.get(0);
+        Spec::parse_named(&text, std::path::Path::new("<recorded by init>")).map_err(Error::from)
+    })
+    .transpose()
+}
+
 /// Whether the source table still has its flag column.
 pub(crate) async fn flag_exists(client: &impl GenericClient, spec: &Spec) -> Result<bool> {
     Ok(client
@@ -153,8 +170,13 @@ pub(crate) async fn check_init(
 pub(crate) async fn record(client: &impl GenericClient, spec: &Spec) -> Result<()> {
     client
         .execute(
-            "UPDATE decant.control SET spec_fingerprint = $1, spec_mapping = $2, updated_at = now()",
-            &[&spec.fingerprint(), &spec.mapping_lines().join("\n")],
+            "UPDATE decant.control SET spec_fingerprint = $1, spec_mapping = $2, spec_text = $3, \
+               updated_at = now()",
+            &[
+                &spec.fingerprint(),
+                &spec.mapping_lines().join("\n"),
+                &spec.text.as_ref(),
+            ],
         )
         .await
         .map_err(|e| Error::db("recording the mapping", e))?;

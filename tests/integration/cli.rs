@@ -240,6 +240,29 @@ async fn live_control_and_status_from_the_command_line() {
         "{out}"
     );
 
+    // control commands and status need only the database: elsewhere, with
+    // no spec file, status reads the spec init recorded
+    let elsewhere = temp_dir("control-nospec");
+    for args in [&["pause"][..], &["set", "rate=20/s"], &["resume"]] {
+        let (ok, _, err) = decant(args, url, &elsewhere);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, out, err) = decant(&["status", "--json"], url, &elsewhere);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (status["users"].clone(), status["rate"].clone()),
+        (30.into(), "20/s".into())
+    );
+    client
+        .batch_execute("UPDATE decant.control SET spec_text = NULL")
+        .await
+        .unwrap();
+    let (code, err) = decant_status(&["status"], url, &elsewhere);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no spec recorded"), "{err}");
+    std::fs::remove_dir_all(elsewhere).unwrap();
+
     let (ok, _, err) = decant(&["set", "speed=3"], url, &dir);
     assert!(!ok);
     assert!(err.contains("unknown setting `speed`"), "{err}");

@@ -275,6 +275,9 @@ ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS finalized boolean NOT NULL D
 -- commands refuse a spec whose mapping differs while users depend on it.
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_fingerprint text;
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_mapping text;
+-- The spec's text as init last applied it: `decant status` runs without the
+-- file (on an operator's laptop, in a cron job).
+ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS spec_text text;
 -- The low-traffic windows every daemon started without --window obeys
 -- ("01:00-05:00,13:00-14:00"; empty: always open) and their time zone.
 ALTER TABLE decant.control ADD COLUMN IF NOT EXISTS windows text NOT NULL DEFAULT '';

@@ -92,6 +92,7 @@ pub(super) fn complete(
         routes,
         ranked: Vec::new(),
         fixups: Vec::new(),
+        text: std::sync::Arc::from(""),
     })
 }
 

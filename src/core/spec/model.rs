@@ -43,6 +43,9 @@ pub struct Spec {
     /// Fixups applied before explode, in order (from the `fixups` folder
     /// next to the spec file, or [`Spec::with_fixups`]).
     pub(crate) fixups: Vec<crate::core::fixup::Fixup>,
+    /// The TOML text it was parsed from (`init` records it, so that
+    /// commands that only report can run without the file).
+    pub(crate) text: std::sync::Arc<str>,
 }
 
 /// A ranked statistic: one scalar of one rule, at a concrete blob path,

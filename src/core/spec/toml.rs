@@ -211,6 +211,7 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         )?;
         spec.ranked.push(ranked);
     }
+    spec.text = std::sync::Arc::from(text);
     Ok(spec)
 }
 
