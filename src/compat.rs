@@ -74,7 +74,7 @@ impl Decant {
                         &[&reader],
                     )
                     .await
-                    .map_err(|e| Error::db("reading the phase (has `decant init` run?)", e))?;
+                    .map_err(|e| Error::db_own("reading the phase", e))?;
                 if !row.get::<_, bool>(1) {
                     return Err(Error::Setup(format!(
                         "the database lacks {reader}, the function this version of decant reads \

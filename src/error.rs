@@ -260,6 +260,21 @@ impl Error {
         }
     }
 
+    /// As [`Error::db`] for a statement on decant's own objects: when
+    /// they are missing (undefined table, column or function), the
+    /// context asks whether `decant init` ran; any other cause (a
+    /// read-only database, a permission) is shown as it is.
+    pub(crate) fn db_own(context: impl Into<String>, source: tokio_postgres::Error) -> Error {
+        let mut context = context.into();
+        if source
+            .code()
+            .is_some_and(|c| ["42P01", "42703", "42883", "3F000"].contains(&c.code()))
+        {
+            context.push_str(" (has `decant init` run with this version?)");
+        }
+        Error::Db { context, source }
+    }
+
     /// As [`Error::db`], but a lock timeout becomes the typed variant.
     pub(crate) fn db_user(user: i64, context: &str, source: tokio_postgres::Error) -> Error {
         if source.code().map(|c| c.code()) == Some("55P03") {

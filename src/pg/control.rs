@@ -51,7 +51,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Control> {
             &[],
         )
         .await
-        .map_err(|e| Error::db("reading decant.control (has `decant init` run?)", e))?;
+        .map_err(|e| Error::db_own("reading decant.control", e))?;
     let rate: String = row.get(1);
     Ok(Control {
         paused: row.get(0),
@@ -173,7 +173,7 @@ pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
     let n = client
         .execute(&sql, &[value.as_ref() as &(dyn ToSql + Sync)])
         .await
-        .map_err(|e| Error::db(format!("setting {column} (has `decant init` run?)"), e))?;
+        .map_err(|e| Error::db_own(format!("setting {column}"), e))?;
     if n != 1 {
         return Err(Error::Setup(
             "decant.control has no row; run `decant init`".into(),

@@ -72,7 +72,7 @@ pub async fn recorded_spec(client: &impl GenericClient) -> Result<Option<Spec>> 
             &[],
         )
         .await
-        .map_err(|e| Error::db("reading the recorded spec (has `decant init` run?)", e))?;
+        .map_err(|e| Error::db_own("reading the recorded spec", e))?;
     row.map(|r| {
         let text: String = r.get(0);
         Spec::parse_named(&text, std::path::Path::new("<recorded by init>")).map_err(Error::from)

@@ -186,7 +186,7 @@ pub(crate) async fn counts(client: &impl GenericClient, max_attempts: i32) -> Re
     let row = client
         .query_one(COUNTS, &[&max_attempts])
         .await
-        .map_err(|e| Error::db("reading decant.user_state (has `decant init` run?)", e))?;
+        .map_err(|e| Error::db_own("reading decant.user_state", e))?;
     Ok(Counts {
         failed: row.get(0),
         over_limit: row.get(1),

@@ -846,6 +846,20 @@ async fn run_once(decant: &Decant) -> decant::Result<RunReport> {
     .await
 }
 
+/// Two workers at the control row's rate (no write to the control row).
+async fn run_at_control_rate(decant: &Decant) -> decant::Result<RunReport> {
+    decant::run(
+        decant,
+        RunOptions {
+            workers: 2,
+            ..RunOptions::default()
+        },
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+}
+
 async fn failed_states(client: &tokio_postgres::Client) -> Vec<(i64, i32)> {
     client
         .query(
@@ -881,6 +895,86 @@ async fn a_table_fault_stops_the_run_without_failing_anyone() {
         .unwrap();
     let report = run_once(&decant).await.unwrap();
     assert_eq!(report.migrated + report.failed, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_or_a_revoked_permission_stops_the_run_without_failing_anyone() {
+    let db = TestDb::new().await;
+    db.game(200).await;
+    let client = db.client().await;
+    let spec = crate::example::spec();
+
+    // the database made read-only (as a failover to a standby would)
+    client
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', \
+               current_database()); END $$",
+        )
+        .await
+        .unwrap();
+    let fresh = Decant::connect(&db.url, spec.clone(), 4).unwrap();
+    let err = run_once(&fresh).await.unwrap_err().to_string();
+    // (the first write is the rate into the control row)
+    assert!(
+        err.contains("read-only transaction") && !err.contains("decant init"),
+        "{err}"
+    );
+    // at the control row's rate, the first refusal is the claim's
+    let err = run_at_control_rate(&fresh).await.unwrap_err().to_string();
+    assert!(err.contains("read-only transaction"), "{err}");
+    client
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET default_transaction_read_only', \
+               current_database()); END $$",
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed_states(&client).await, vec![], "no attempt counted");
+    assert_eq!(count_migrated(&client).await, 0);
+
+    // a role that may write the tables, then loses INSERT on one of them
+    let role = format!("daemon_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             GRANT INSERT ON decant.daemon TO {role}; GRANT SELECT, DELETE ON decant.daemon TO {role}"
+        ))
+        .await
+        .unwrap();
+    decant::apply_grants(&client, &spec, &role).await.unwrap();
+    client
+        .batch_execute(&format!("REVOKE INSERT ON user_bot FROM {role}"))
+        .await
+        .unwrap();
+    let url = if db.url.starts_with("postgres") {
+        let (scheme, rest) = db.url.split_once("://").unwrap();
+        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+        format!("{scheme}://{role}@{rest}")
+    } else {
+        format!("{} user={role}", db.url)
+    };
+    let as_role = Decant::connect(&url, spec.clone(), 4).unwrap();
+    let err = run_at_control_rate(&as_role).await.unwrap_err().to_string();
+    assert!(
+        err.contains("fault of the tables") && err.contains("permission denied"),
+        "{err}"
+    );
+    assert_eq!(failed_states(&client).await, vec![], "no attempt counted");
+    assert_eq!(count_migrated(&client).await, 0);
+    // given back: the same role finishes the table
+    client
+        .batch_execute(&format!("GRANT INSERT ON user_bot TO {role}"))
+        .await
+        .unwrap();
+    let report = run_at_control_rate(&as_role).await.unwrap();
+    assert_eq!(report.migrated + report.failed, 200);
+    drop((fresh, as_role));
+    client
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        ))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
