@@ -247,9 +247,8 @@ async fn run_job<J: Job>(
     }
     // registered before the first batch: the rate is shared from the start
     let mut heartbeat = monitor::Heartbeat::new(job_name, opts.workers.max(1), progress.clone());
-    heartbeat
-        .beat(&admin, &initial.rate.to_string(), None)
-        .await;
+    heartbeat.rate = initial.rate;
+    heartbeat.beat(&admin, initial.rate, None).await;
     initial.rate = initial.rate.share(heartbeat.live);
     let heartbeat_id = heartbeat.id.clone();
     let run_start: std::time::SystemTime = admin

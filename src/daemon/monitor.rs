@@ -3,6 +3,7 @@
 //! active sessions, the commit probe, a user throttle query) and publishes
 //! them; workers obey between batches.
 
+use crate::core::schedule::Rate;
 use crate::error::{Error, Result};
 use crate::pg::control::{self, Control};
 use crate::pg::sql;
@@ -166,6 +167,8 @@ pub(crate) struct Heartbeat {
     pub live: usize,
     /// The table is missing: warned once, no more beats.
     pub missing: bool,
+    /// The control row's rate at the last beat from `run` (before sharing).
+    pub rate: Rate,
 }
 
 impl Heartbeat {
@@ -193,16 +196,20 @@ impl Heartbeat {
             progress,
             live: 1,
             missing: false,
+            rate: Rate::Max,
         }
     }
 
     /// Writes this daemon's row (and removes the rows of daemons gone
-    /// silent) and counts the live daemons, this one included.
-    pub async fn beat(&mut self, client: &Object, rate_share: &str, holding: Option<&str>) {
+    /// silent) and counts the live daemons, this one included. `rate` is
+    /// the control row's (all daemons' together); the row records this
+    /// daemon's share of it after the count.
+    pub async fn beat(&mut self, client: &Object, rate: Rate, holding: Option<&str>) {
         if self.missing {
             return;
         }
         let p = &self.progress;
+        let rate_share = rate.share(self.live).to_string();
         let row = client
             .query_one(
                 sql::HEARTBEAT,
@@ -220,7 +227,19 @@ impl Heartbeat {
             )
             .await;
         match row {
-            Ok(r) => self.live = r.get::<_, i64>(0).max(0) as usize + 1,
+            Ok(r) => {
+                let before = self.live;
+                self.live = r.get::<_, i64>(0).max(0) as usize + 1;
+                // a daemon came or went: the share just written is stale
+                if rate.share(before) != rate.share(self.live) {
+                    let _ = client
+                        .execute(
+                            "UPDATE decant.daemon SET rate_share = $2 WHERE id = $1",
+                            &[&self.id, &rate.share(self.live).to_string()],
+                        )
+                        .await;
+                }
+            }
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
                 self.missing = true;
                 tracing::warn!(
@@ -247,6 +266,8 @@ pub(crate) async fn monitor(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut session = Some(client);
     let mut ticks: u64 = 0;
+    // the control row's rate, before this daemon takes its share
+    let mut rate = heartbeat.rate;
     loop {
         tick.tick().await;
         ticks += 1;
@@ -277,12 +298,12 @@ pub(crate) async fn monitor(
         }
         let client = session.as_ref().expect("opened above");
         if ticks % 4 == 1 {
-            let share = control_tx.borrow().rate.to_string();
             let holding = signals_tx.borrow().clone();
-            heartbeat.beat(client, &share, holding.as_deref()).await;
+            heartbeat.beat(client, rate, holding.as_deref()).await;
         }
         match control::read(&***client).await {
             Ok(mut c) => {
+                rate = c.rate;
                 // the rate is every daemon's together: this one takes its share
                 c.rate = c.rate.share(heartbeat.live);
                 control_tx.send_if_modified(|old| {

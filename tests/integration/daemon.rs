@@ -1092,10 +1092,24 @@ async fn two_daemons_share_the_rate_and_status_lists_both() {
     let other = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
     let a = Running::start(&decant, opts());
     let b = Running::start(&other, opts());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = decant::status(&decant, &decant::Schedule::default())
+    // each notices the other within a beat (a second)
+    let mut status = decant::status(&decant, &decant::Schedule::default())
         .await
         .unwrap();
+    for _ in 0..50 {
+        let both_shared = status.daemons.len() == 2
+            && status
+                .daemons
+                .iter()
+                .all(|d| d.rate_share.as_deref() == Some("20/s"));
+        if both_shared {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = decant::status(&decant, &decant::Schedule::default())
+            .await
+            .unwrap();
+    }
     assert_eq!(status.daemons.len(), 2, "{status}");
     for d in &status.daemons {
         assert_eq!(d.job, "migrate");
