@@ -1,7 +1,8 @@
 use crate::harness::{TestDb, is_migrated};
 use std::process::Command;
 
-fn decant(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (bool, String, String) {
+/// `decant args` in `dir`, with `url` as DATABASE_URL (none: unset).
+fn command(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_decant"));
     cmd.args(args)
         .current_dir(dir)
@@ -10,7 +11,11 @@ fn decant(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (bool, Str
     if let Some(url) = url {
         cmd.env("DATABASE_URL", url);
     }
-    let out = cmd.output().unwrap();
+    cmd
+}
+
+fn decant(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (bool, String, String) {
+    let out = command(args, url, dir).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -21,15 +26,7 @@ fn decant(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (bool, Str
 /// The exit status of `decant args` (None: killed by a signal) and its
 /// stderr.
 fn decant_status(args: &[&str], url: Option<&str>, dir: &std::path::Path) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decant"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL");
-    if let Some(url) = url {
-        cmd.env("DATABASE_URL", url);
-    }
-    let out = cmd.output().unwrap();
+    let out = command(args, url, dir).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -946,13 +946,7 @@ async fn a_read_only_database_or_a_revoked_permission_stops_the_run_without_fail
         .batch_execute(&format!("REVOKE INSERT ON user_bot FROM {role}"))
         .await
         .unwrap();
-    let url = if db.url.starts_with("postgres") {
-        let (scheme, rest) = db.url.split_once("://").unwrap();
-        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
-        format!("{scheme}://{role}@{rest}")
-    } else {
-        format!("{} user={role}", db.url)
-    };
+    let url = db.url_as(&role);
     let as_role = Decant::connect(&url, spec.clone(), 4).unwrap();
     let err = run_at_control_rate(&as_role).await.unwrap_err().to_string();
     assert!(
@@ -969,12 +963,7 @@ async fn a_read_only_database_or_a_revoked_permission_stops_the_run_without_fail
     let report = run_at_control_rate(&as_role).await.unwrap();
     assert_eq!(report.migrated + report.failed, 200);
     drop((fresh, as_role));
-    client
-        .batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-        ))
-        .await
-        .unwrap();
+    crate::harness::end_sessions_of(&client, &role).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1027,14 +1016,7 @@ async fn more_workers_than_free_sessions_are_refused_naming_the_limit() {
         ))
         .await
         .unwrap();
-    let url = if db.url.starts_with("postgres") {
-        let (scheme, rest) = db.url.split_once("://").unwrap();
-        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
-        format!("{scheme}://{role}@{rest}")
-    } else {
-        // key=value: a later key wins
-        format!("{} user={role}", db.url)
-    };
+    let url = db.url_as(&role);
     let limited = Decant::connect(&url, crate::example::spec(), 8).unwrap();
     let opts = RunOptions {
         workers: 4,
@@ -1067,12 +1049,7 @@ async fn more_workers_than_free_sessions_are_refused_naming_the_limit() {
         assert!(!err.to_string().contains("free"), "{err}");
     }
     drop(limited);
-    client
-        .batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-        ))
-        .await
-        .unwrap();
+    crate::harness::end_sessions_of(&client, &role).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

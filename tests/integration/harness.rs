@@ -89,6 +89,18 @@ impl TestDb {
         Decant::connect(&self.url, spec, 8).unwrap()
     }
 
+    /// This database's connection string as another role (a URL gets the
+    /// user swapped; in key=value form a later `user=` wins).
+    pub fn url_as(&self, role: &str) -> String {
+        if self.url.starts_with("postgres") {
+            let (scheme, rest) = self.url.split_once("://").unwrap();
+            let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+            format!("{scheme}://{role}@{rest}")
+        } else {
+            format!("{} user={role}", self.url)
+        }
+    }
+
     /// A handle on this database with the given spec text.
     pub fn decant_with(&self, spec_text: &str, pool: usize) -> Decant {
         Decant::connect(&self.url, Spec::parse(spec_text).unwrap(), pool).unwrap()
@@ -240,4 +252,15 @@ pub fn run_ended_well(out: &std::process::Output) -> bool {
         (Some(3), Some(n)) => n > 0 || stdout.contains("at the attempt limit"),
         _ => false,
     }
+}
+
+/// Ends the sessions of `role` (before the test's database is dropped).
+pub async fn end_sessions_of(client: &tokio_postgres::Client, role: &str) {
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
 }

@@ -265,14 +265,7 @@ async fn a_backend_role_with_the_printed_grants_can_do_everything_the_library_do
         ))
         .await
         .unwrap();
-    // key=value or URL: a later user= wins in the first, the URL is rebuilt
-    let url = if db.url.starts_with("postgres") {
-        let (scheme, rest) = db.url.split_once("://").unwrap();
-        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
-        format!("{scheme}://{role}@{rest}")
-    } else {
-        format!("{} user={role}", db.url)
-    };
+    let url = db.url_as(&role);
     let spec = crate::example::spec();
     let backend = Decant::connect(&url, spec.clone(), 2).unwrap();
     let clean = (21..=40)
@@ -333,10 +326,5 @@ async fn a_backend_role_with_the_printed_grants_can_do_everything_the_library_do
         Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
     );
     drop((backend, as_role));
-    client
-        .batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-        ))
-        .await
-        .unwrap();
+    crate::harness::end_sessions_of(&client, &role).await;
 }
