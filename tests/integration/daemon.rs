@@ -411,27 +411,21 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
         .unwrap();
     set(&decant, Setting::AllowList(vec![other])).await;
     // ...but not while the migration is paused: the write lands on the blob
+    let path = async || {
+        decant
+            .migration_compatible_transaction(
+                other,
+                async |_| Ok::<_, Error>("old"),
+                async |_| Ok::<_, Error>("new"),
+            )
+            .await
+            .unwrap()
+    };
     set(&decant, Setting::Paused(true)).await;
-    let path = decant
-        .migration_compatible_transaction(
-            other,
-            async |_| Ok::<_, Error>("old"),
-            async |_| Ok::<_, Error>("new"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(path, "old", "paused: no on-demand migration");
+    assert_eq!(path().await, "old", "paused: no on-demand migration");
     assert!(!is_migrated(&client, other).await);
     set(&decant, Setting::Paused(false)).await;
-    let path = decant
-        .migration_compatible_transaction(
-            other,
-            async |_| Ok::<_, Error>("old"),
-            async |_| Ok::<_, Error>("new"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(path, "new");
+    assert_eq!(path().await, "new");
 }
 
 fn is_migrated_sync(rows: &[tokio_postgres::Row], id: i64) -> bool {
