@@ -8,6 +8,7 @@ use crate::core::explode::{self, Exploded, Row};
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
 use crate::migrate::{self, BatchReport, LockWait};
+use crate::pg::codec::check_depth;
 use crate::pg::control::{self, Setting};
 use crate::pg::pool;
 use crate::pg::session::{Planned, Session};
@@ -330,7 +331,7 @@ impl Decant {
         let read = self.store.snapshot(&client, users).await?;
         read.into_iter()
             .map(|u| {
-                let blob = u.blob.value(u.id)?;
+                let blob = u.blob.value(u.id, self.max_depth())?;
                 if !u.migrated {
                     return Ok((u.id, blob));
                 }
@@ -374,10 +375,15 @@ impl Decant {
         .await
     }
 
+    /// The spec's depth limit on blobs.
+    fn max_depth(&self) -> usize {
+        self.store.spec.settings.max_depth
+    }
+
     /// A locked user's blob as clients know it, rebuilt from its rows
     /// for a migrated user.
     fn current(&self, locked: &Locked, rows: &[Row]) -> Result<Value> {
-        let stored = locked.blob.value(locked.id)?;
+        let stored = locked.blob.value(locked.id, self.max_depth())?;
         if !locked.migrated {
             return Ok(stored);
         }
@@ -393,6 +399,7 @@ impl Decant {
     /// residual (an invalid value is kept in the residual and logged);
     /// `None` for a legacy user, whose blob is written as it is.
     fn plan_write(&self, locked: &Locked, blob: &Value) -> Result<Option<Exploded>> {
+        check_depth(locked.id, blob, self.max_depth())?;
         if !locked.migrated {
             return Ok(None);
         }
@@ -419,7 +426,7 @@ impl Decant {
         };
         let mut stmts = self.store.diff_statements(user, old, &new.rows);
         // a stored residual that does not parse is rewritten
-        if locked.blob.value(user).ok().as_ref() != Some(&new.residual) {
+        if locked.blob.value(user, self.max_depth()).ok().as_ref() != Some(&new.residual) {
             stmts.push(self.store.blob_statement(user, &new.residual, true));
         }
         stmts

@@ -13,6 +13,7 @@ use crate::core::explode::{self, Exploded, Row};
 use crate::core::fixup;
 use crate::core::json::{Json, JsonView, json_diff};
 use crate::error::{Error, Result};
+use crate::pg::codec::check_depth;
 use crate::pg::store::{Locked, Store};
 use crate::pg::{pool, state};
 use deadpool_postgres::{Object, Transaction};
@@ -244,7 +245,7 @@ pub(crate) async fn migrate_locked(
             report.skipped.push(l.id);
             continue;
         }
-        let blob = match l.blob.parse(l.id) {
+        let blob = match l.blob.parse(l.id, spec.settings.max_depth) {
             Ok(b) => b,
             Err(error) => {
                 report.failed.push(Failure { user: l.id, error });
@@ -258,6 +259,9 @@ pub(crate) async fn migrate_locked(
             let applied = fixup::Fixup::apply_all(&mut value, &spec.fixups);
             if applied.is_empty() {
                 Parsed::Text(blob)
+            } else if let Err(error) = check_depth(l.id, &value, spec.settings.max_depth) {
+                report.failed.push(Failure { user: l.id, error });
+                continue;
             } else {
                 Parsed::Fixed(value, applied)
             }
@@ -426,30 +430,33 @@ pub(crate) async fn rollback_locked(
     let mut failed = Vec::new();
     for l in &migrated {
         let rows = stored.remove(&l.id).unwrap_or_default();
-        let rebuilt = l.blob.value(l.id).and_then(|residual| {
-            let mut blob =
-                explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
-                    Error::Verification {
-                        user: l.id,
-                        detail: format!("cannot rebuild the blob for rollback: {detail}"),
-                    }
-                })?;
-            // the fixups applied when it migrated, undone last first
-            if let Some(record) = fixed.remove(&l.id) {
-                let applied: Vec<fixup::Applied> =
-                    serde_json::from_value(record).map_err(|e| Error::Verification {
-                        user: l.id,
-                        detail: format!("its fixup record is unreadable: {e}"),
+        let rebuilt = l
+            .blob
+            .value(l.id, store.spec.settings.max_depth)
+            .and_then(|residual| {
+                let mut blob =
+                    explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
+                        Error::Verification {
+                            user: l.id,
+                            detail: format!("cannot rebuild the blob for rollback: {detail}"),
+                        }
                     })?;
-                fixup::undo(&mut blob, &applied, &store.spec.fixups).map_err(|detail| {
-                    Error::Verification {
-                        user: l.id,
-                        detail: format!("cannot undo its fixups: {detail}"),
-                    }
-                })?;
-            }
-            Ok(blob)
-        });
+                // the fixups applied when it migrated, undone last first
+                if let Some(record) = fixed.remove(&l.id) {
+                    let applied: Vec<fixup::Applied> =
+                        serde_json::from_value(record).map_err(|e| Error::Verification {
+                            user: l.id,
+                            detail: format!("its fixup record is unreadable: {e}"),
+                        })?;
+                    fixup::undo(&mut blob, &applied, &store.spec.fixups).map_err(|detail| {
+                        Error::Verification {
+                            user: l.id,
+                            detail: format!("cannot undo its fixups: {detail}"),
+                        }
+                    })?;
+                }
+                Ok(blob)
+            });
         match rebuilt {
             Ok(blob) => blobs.push((l.id, blob)),
             Err(error) => failed.push(Failure { user: l.id, error }),

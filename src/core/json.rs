@@ -134,23 +134,31 @@ pub struct ParseError {
     pub at: usize,
     /// What was wrong.
     pub what: &'static str,
+    /// The depth limit, when the text is valid JSON as far as it was read
+    /// but nested deeper than it.
+    pub depth_limit: Option<usize>,
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid JSON at byte {}: {}", self.at, self.what)
+        match self.depth_limit {
+            Some(limit) => write!(f, "nested deeper than {limit} levels"),
+            None => write!(f, "invalid JSON at byte {}: {}", self.at, self.what),
+        }
     }
 }
 
 impl std::error::Error for ParseError {}
 
-/// Parses one JSON value (RFC 8259; surrounding whitespace allowed).
-pub fn parse(text: &str) -> Result<Json<'_>, ParseError> {
+/// Parses one JSON value (RFC 8259; surrounding whitespace allowed),
+/// nested at most `max_depth` levels (a spec's `max_depth`).
+pub fn parse_limited(text: &str, max_depth: usize) -> Result<Json<'_>, ParseError> {
     let mut p = Parser {
         s: text,
         b: text.as_bytes(),
         i: 0,
         depth: 0,
+        max_depth,
     };
     let v = p.value()?;
     p.skip_ws();
@@ -160,21 +168,28 @@ pub fn parse(text: &str) -> Result<Json<'_>, ParseError> {
     Ok(v)
 }
 
-/// Nesting deeper than this is refused, on every path that reads a blob
-/// (migration, census, load, patch, rollback): one limit, so a blob that
+/// The default depth limit (a spec's `[settings] max_depth`): nesting
+/// deeper than the limit is refused on every path that reads or writes a
+/// blob (migration, census, load, save, patch, rollback), so a blob that
 /// migrates also loads and rolls back. (serde_json's own parser stops one
-/// level short of it with numbers inside; the blob reader falls back to
+/// level short of 128 with numbers inside; the blob reader falls back to
 /// this parser.)
 pub const MAX_DEPTH: usize = 128;
 
-/// The [`ParseError::what`] of a blob nested deeper than [`MAX_DEPTH`].
-pub const TOO_DEEP: &str = "nested deeper than 128 levels";
+/// The highest depth limit a spec may set: every path that walks a blob
+/// recurses once per level, within a 2 MiB thread stack (a tokio worker's;
+/// tested).
+pub const DEPTH_CEILING: usize = 512;
 
-impl ParseError {
-    /// Whether the text is valid JSON nested deeper than [`MAX_DEPTH`]
-    /// (as far as it was read).
-    pub fn is_too_deep(&self) -> bool {
-        self.what == TOO_DEEP
+/// Whether a value is nested deeper than `max_depth` levels (an object or
+/// array is one level; a scalar at the top is none). Stops descending past
+/// the limit.
+pub fn deeper_than(v: &Value, max_depth: usize) -> bool {
+    let below = |c: &Value| deeper_than(c, max_depth - 1);
+    match v {
+        Value::Array(a) => max_depth == 0 || a.iter().any(below),
+        Value::Object(o) => max_depth == 0 || o.values().any(below),
+        _ => false,
     }
 }
 
@@ -183,11 +198,16 @@ struct Parser<'a> {
     b: &'a [u8],
     i: usize,
     depth: usize,
+    max_depth: usize,
 }
 
 impl<'a> Parser<'a> {
     fn err(&self, what: &'static str) -> ParseError {
-        ParseError { at: self.i, what }
+        ParseError {
+            at: self.i,
+            what,
+            depth_limit: None,
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -225,8 +245,11 @@ impl<'a> Parser<'a> {
         f: fn(&mut Parser<'a>) -> Result<Json<'a>, ParseError>,
     ) -> Result<Json<'a>, ParseError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.err(TOO_DEEP));
+        if self.depth > self.max_depth {
+            return Err(ParseError {
+                depth_limit: Some(self.max_depth),
+                ..self.err("nested too deep")
+            });
         }
         self.i += 1;
         let v = f(self);
@@ -526,6 +549,10 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    fn parse(text: &str) -> Result<Json<'_>, ParseError> {
+        parse_limited(text, MAX_DEPTH)
+    }
+
     #[test]
     fn parses_borrowing_where_it_can() {
         let text = r#" {"b": [1, -2.50e3, true, null], "a": "x\"y\u00e9\ud83d\udca5", "é": {}} "#;
@@ -578,9 +605,41 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
         }
-        assert!(TOO_DEEP.contains(&MAX_DEPTH.to_string()));
-        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
-        assert!(parse(&deep).is_err());
+        let nest = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        let e = parse(&nest(MAX_DEPTH + 1)).unwrap_err();
+        assert_eq!(e.depth_limit, Some(MAX_DEPTH));
+        assert_eq!(e.to_string(), "nested deeper than 128 levels");
+        assert!(parse(&nest(MAX_DEPTH)).is_ok());
+        let e = parse_limited(&nest(6), 5).unwrap_err();
+        assert_eq!(e.to_string(), "nested deeper than 5 levels");
+        assert!(parse_limited(&nest(5), 5).is_ok());
+        assert_eq!(parse("[").unwrap_err().depth_limit, None);
+        let v: Value = serde_json::from_str(&nest(5)).unwrap();
+        assert!(deeper_than(&v, 4) && !deeper_than(&v, 5));
+        assert!(!deeper_than(&Value::Null, 0) && deeper_than(&serde_json::json!({}), 0));
+    }
+
+    #[test]
+    fn the_ceiling_fits_a_worker_thread_stack() {
+        // parse, convert, compare, print and drop a blob at the ceiling on
+        // a thread with a tokio worker's stack
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let n = DEPTH_CEILING;
+                let text = "[".repeat(n - 1) + "{\"a\": 1.50}" + &"]".repeat(n - 1);
+                let parsed = parse_limited(&text, n).unwrap();
+                let value = parsed.to_value();
+                assert!(eq(&parsed, &value) && !deeper_than(&value, n));
+                assert!(deeper_than(&value, n - 1));
+                let printed = value.to_string();
+                assert!(eq(&parse_limited(&printed, n).unwrap(), &value));
+                assert_eq!(json_diff(&value, &value, &mut String::new()), None);
+                drop((value, parsed));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     fn json_value() -> impl Strategy<Value = Value> {

@@ -432,7 +432,7 @@ impl Job for EvolveJob {
         let (mut done, mut failed, mut written) = (Vec::new(), 0u64, 0u64);
         for l in &locked {
             let old = stored.remove(&l.id).unwrap_or_default();
-            let residual = l.blob.value(l.id)?;
+            let residual = l.blob.value(l.id, spec.settings.max_depth)?;
             let blob = match crate::core::explode::reconstruct(spec, &old, &residual) {
                 Ok(b) => b,
                 Err(detail) => {

@@ -290,14 +290,14 @@ fn census_of(spec: &Spec, page: Vec<Snapshot>, has_rows: &HashMap<i64, String>) 
     let mut c = Census::new(spec);
     for u in &page {
         if u.migrated {
-            match u.blob.value(u.id) {
+            match u.blob.value(u.id, spec.settings.max_depth) {
                 Ok(residual) => c.add_migrated(spec, u.id, &u.rows, &residual),
                 Err(e) => c.add_unreadable_migrated(u.id, e.to_string()),
             }
         } else if let Some(table) = has_rows.get(&u.id) {
             c.add_has_rows(spec, u.id, u.blob.text_len(), table);
         } else {
-            match u.blob.parse(u.id) {
+            match u.blob.parse(u.id, spec.settings.max_depth) {
                 Ok(blob) if !spec.fixups.is_empty() => {
                     let mut value = blob.to_value();
                     let applied = crate::core::fixup::Fixup::apply_all(&mut value, &spec.fixups);

@@ -2,6 +2,7 @@
 //! (FORMAT binary)` and bound parameters carry.
 
 use crate::core::explode::Row;
+use crate::core::json;
 use crate::core::number::{NumberText, canonical_number, split_number};
 use crate::core::spec::Column;
 use crate::core::value::{ColumnType, ColumnValue};
@@ -88,33 +89,56 @@ impl Blob {
         self.0.len()
     }
 
-    /// The blob as a tree borrowing from its text.
-    pub fn parse(&self, user: i64) -> Result<crate::core::json::Json<'_>> {
-        crate::core::json::parse(&self.0).map_err(|e| not_json(user, e))
+    /// The blob as a tree borrowing from its text, nested at most
+    /// `max_depth` levels (the spec's `max_depth`).
+    pub fn parse(&self, user: i64, max_depth: usize) -> Result<crate::core::json::Json<'_>> {
+        json::parse_limited(&self.0, max_depth).map_err(|e| not_json(user, e))
     }
 
-    /// The blob as an owned value. serde_json's parser first (the fast
-    /// path); where it refuses (it stops one level short of
-    /// [`crate::core::json::MAX_DEPTH`] with a number inside), decant's own
-    /// parser decides, so every path reads the same blobs.
-    pub fn value(&self, user: i64) -> Result<Value> {
-        serde_json::from_str(&self.0).or_else(|_| {
-            crate::core::json::parse(&self.0)
-                .map(|j| crate::core::json::JsonView::to_value(&j))
-                .map_err(|e| not_json(user, e))
-        })
+    /// The blob as an owned value, nested at most `max_depth` levels.
+    /// serde_json's parser first (the fast path: what it accepts is nested
+    /// at most 128 levels); where it refuses or the limit is lower,
+    /// decant's own parser decides, so every path reads the same blobs.
+    pub fn value(&self, user: i64, max_depth: usize) -> Result<Value> {
+        if max_depth >= SERDE_DEPTH {
+            if let Ok(v) = serde_json::from_str(&self.0) {
+                return Ok(v);
+            }
+        }
+        json::parse_limited(&self.0, max_depth)
+            .map(|j| json::JsonView::to_value(&j))
+            .map_err(|e| not_json(user, e))
     }
 }
 
-fn not_json(user: i64, e: crate::core::json::ParseError) -> Error {
-    let detail = if e.is_too_deep() {
-        format!(
-            "the blob is {} (decant's limit on every path; PostgreSQL accepts it, \
-             so flatten it or keep the user legacy)",
-            crate::core::json::TOO_DEEP
-        )
-    } else {
-        format!("the blob the database sent is not JSON ({e})")
+/// serde_json's parser accepts nothing nested deeper than this.
+const SERDE_DEPTH: usize = 128;
+
+/// Refuses a blob a client writes nested deeper than `max_depth` levels
+/// (the spec's `max_depth`): every path could write it, none could read it
+/// back.
+pub(crate) fn check_depth(user: i64, blob: &Value, max_depth: usize) -> Result<()> {
+    if json::deeper_than(blob, max_depth) {
+        return Err(Error::Verification {
+            user,
+            detail: too_deep(max_depth),
+        });
+    }
+    Ok(())
+}
+
+fn too_deep(max_depth: usize) -> String {
+    format!(
+        "the blob is nested deeper than {max_depth} levels (the spec's \
+         `[settings] max_depth`, applied on every path; PostgreSQL accepts it, \
+         so raise the limit, flatten the blob or keep the user legacy)"
+    )
+}
+
+fn not_json(user: i64, e: json::ParseError) -> Error {
+    let detail = match e.depth_limit {
+        Some(limit) => too_deep(limit),
+        None => format!("the blob the database sent is not JSON ({e})"),
     };
     Error::Verification { user, detail }
 }

@@ -529,54 +529,103 @@ fn nested(depth: usize, n: i64) -> Value {
     json!({"pref": {"sound": true}, "deep": v})
 }
 
+/// The spec's depth limit at its default (128: serde_json alone stops
+/// short of it), at its ceiling and set low (below what serde_json
+/// accepts): a blob at the limit migrates, loads, patches and rolls back;
+/// one level more fails its user with the reason and nothing panics; a
+/// client may not write one.
 #[tokio::test]
 async fn one_depth_limit_on_every_path() {
     let db = TestDb::new().await;
-    let decant = db.game(2).await;
+    drop(db.game(2).await);
     let client = db.client().await;
-    // 128 levels with a number innermost: serde_json alone stops short of
-    // it; decant reads it everywhere
-    let ok = nested(128, 7);
-    let text = ok.to_string();
-    assert!(
-        serde_json::from_str::<Value>(&text).is_err(),
-        "serde_json refuses it"
-    );
-    insert_user(&client, 100, &ok).await;
-    assert_eq!(decant.load(100).await.unwrap(), ok);
-    let report = decant.migrate_user(100).await.unwrap();
-    assert_eq!(report.migrated.len(), 1, "{:?}", report.failed);
-    assert_eq!(decant.load(100).await.unwrap(), ok);
-    let patched = decant
-        .patch(100, &json!({"pref": {"sound": false}}))
-        .await
-        .unwrap();
-    assert_eq!(patched["deep"], ok["deep"]);
-    assert!(decant.rollback_user(100).await.unwrap());
-    let mut want = ok.clone();
-    want["pref"]["sound"] = json!(false);
-    // (compared in SQL: serde_json cannot read it back)
-    let same: bool = client
-        .query_one(
-            "SELECT data = $1::text::jsonb AND NOT migrated FROM \"user\" WHERE id = 100",
-            &[&want.to_string()],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(same, "the rolled-back blob is the patched one");
-    let many = decant.load_many(&[1, 100]).await.unwrap();
-    assert_eq!(many[1].1, want);
+    for (limit, setting) in [
+        (128, ""),
+        (512, "max_depth = 512\n"),
+        (6, "max_depth = 6\n"),
+    ] {
+        let spec_text =
+            crate::example::SPEC.replacen("[settings]\n", &format!("[settings]\n{setting}"), 1);
+        let decant = db.decant_with(&spec_text, 2);
+        assert_eq!(decant.spec().settings().max_depth, limit);
+        let (ok_id, deep_id) = (100 + limit as i64, 2000 + limit as i64);
+        let ok = nested(limit, 7);
+        if limit >= 128 {
+            assert!(
+                serde_json::from_str::<Value>(&ok.to_string()).is_err(),
+                "serde_json refuses it"
+            );
+        }
+        insert_user(&client, ok_id, &ok).await;
+        assert_eq!(decant.load(ok_id).await.unwrap(), ok, "limit {limit}");
+        let report = decant.migrate_user(ok_id).await.unwrap();
+        assert_eq!(
+            report.migrated.len(),
+            1,
+            "limit {limit}: {:?}",
+            report.failed
+        );
+        assert_eq!(decant.load(ok_id).await.unwrap(), ok);
+        let patched = decant
+            .patch(ok_id, &json!({"pref": {"sound": false}}))
+            .await
+            .unwrap();
+        assert_eq!(patched["deep"], ok["deep"]);
+        // a patch nesting one level more is refused and changes nothing
+        let deeper = json!({"deep": ok["deep"].clone(), "more": {"deep": ok["deep"].clone()}});
+        let err = decant.patch(ok_id, &deeper).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("nested deeper than {limit} levels")),
+            "{err}"
+        );
+        assert_eq!(decant.load(ok_id).await.unwrap(), patched);
+        assert!(decant.rollback_user(ok_id).await.unwrap());
+        // (compared in SQL: serde_json cannot read it back)
+        let same: bool = client
+            .query_one(
+                "SELECT data = $1::text::jsonb AND NOT migrated FROM \"user\" WHERE id = $2",
+                &[&patched.to_string(), &ok_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            same,
+            "limit {limit}: the rolled-back blob is the patched one"
+        );
+        let many = decant.load_many(&[1, ok_id]).await.unwrap();
+        assert_eq!(many[1].1, patched);
+        // a legacy user's save past the limit is refused too
+        let err = decant.save(ok_id, &nested(limit + 1, 1)).await.unwrap_err();
+        assert!(err.to_string().contains("nested deeper than"), "{err}");
+        assert_eq!(decant.load(ok_id).await.unwrap(), patched);
 
-    // one level more: the user fails with the reason and stays legacy;
-    // nothing panics
-    insert_user(&client, 101, &nested(129, 7)).await;
-    let report = decant.migrate_user(101).await.unwrap();
-    assert_eq!(report.failed.len(), 1, "{report:?}");
-    let why = report.failed[0].error.to_string();
-    assert!(why.contains("nested deeper than 128 levels"), "{why}");
-    assert!(!is_migrated(&client, 101).await);
-    let err = decant.load(101).await.unwrap_err().to_string();
-    assert!(err.contains("nested deeper than 128 levels"), "{err}");
-    assert!(decant.load_many(&[101]).await.is_err());
+        // one level more, stored by another writer: the user fails with
+        // the reason and stays legacy; nothing panics
+        insert_user(&client, deep_id, &nested(limit + 1, 7)).await;
+        let report = decant.migrate_user(deep_id).await.unwrap();
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        let why = report.failed[0].error.to_string();
+        let reason = format!("nested deeper than {limit} levels");
+        assert!(why.contains(&reason) && why.contains("max_depth"), "{why}");
+        assert!(!is_migrated(&client, deep_id).await);
+        let err = decant.load(deep_id).await.unwrap_err().to_string();
+        assert!(err.contains(&reason), "{err}");
+        assert!(decant.load_many(&[deep_id]).await.is_err());
+        // the census says so too
+        let opts = decant::CheckOptions {
+            selection: decant::Selection::Ids(vec![deep_id]),
+            ..Default::default()
+        };
+        let check = decant::check(&db.url, decant.spec().clone(), &opts, &Default::default())
+            .await
+            .unwrap();
+        let fails = &check.census.failures;
+        assert!(
+            fails.len() == 1
+                && fails[0].examples[0].id == deep_id
+                && fails[0].examples[0].value.contains(&reason),
+            "{fails:?}"
+        );
+    }
 }

@@ -178,6 +178,29 @@ v = "int8"
     }
 
     #[test]
+    fn the_depth_limit_is_a_setting_within_bounds() {
+        assert_eq!(Spec::parse(GAME).unwrap().settings.max_depth, 128);
+        let with =
+            |n: &str| GAME.replacen("[settings]\n", &format!("[settings]\nmax_depth = {n}\n"), 1);
+        assert_eq!(Spec::parse(&with("300")).unwrap().settings.max_depth, 300);
+        for bad in ["0", "513"] {
+            let (_, msg) = spec_err(&with(bad));
+            assert!(
+                msg.contains("max_depth") && msg.contains("1 to 512"),
+                "{msg}"
+            );
+        }
+        // toml's own error, on the setting's line
+        let text = with("-1");
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with("max_depth"))
+            .unwrap();
+        let (at, msg) = spec_err(&text);
+        assert!(at == line && msg.contains("-1"), "line {at}: {msg}");
+    }
+
+    #[test]
     fn literal_beats_wildcard_without_conflict() {
         let text = format!(
             "{BASE}\n[tables.sel.columns]\npos = \"int4\"\nv = \"text\"\n\n\

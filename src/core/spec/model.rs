@@ -104,6 +104,10 @@ pub struct Settings {
     /// table's id, `ON DELETE CASCADE` (default false: every row inserted
     /// then looks its user up, which slows the migration).
     pub foreign_keys: bool,
+    /// How deeply a blob may nest (default 128, at most 512): a deeper
+    /// blob fails its user with "nested deeper than N levels", on every
+    /// path, and a client may not write one.
+    pub max_depth: usize,
 }
 
 /// A normalized target table.

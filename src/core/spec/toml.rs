@@ -5,6 +5,7 @@ use super::checks::{complete, resolve_ranked};
 use super::ident::check_ident;
 use super::model::*;
 use super::path::{Step, parse_path};
+use crate::core::json;
 use crate::core::number::{Canonical, canonical_number, plain_integer};
 use crate::core::value::{ColumnType, ColumnValue};
 use ::toml::Spanned;
@@ -76,6 +77,7 @@ struct RawSettings {
     lock_timeout_ms: Option<u64>,
     statement_timeout_ms: Option<u64>,
     foreign_keys: Option<bool>,
+    max_depth: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -292,7 +294,18 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         lock_timeout_ms: raw.settings.lock_timeout_ms.unwrap_or(2000),
         statement_timeout_ms: raw.settings.statement_timeout_ms.unwrap_or(60_000),
         foreign_keys: raw.settings.foreign_keys.unwrap_or(false),
+        max_depth: raw.settings.max_depth.unwrap_or(json::MAX_DEPTH),
     };
+    if !(1..=json::DEPTH_CEILING).contains(&settings.max_depth) {
+        return Err(cx.err(
+            0,
+            format!(
+                "settings.max_depth: {} is out of range: a blob's depth limit is 1 to {}",
+                settings.max_depth,
+                json::DEPTH_CEILING
+            ),
+        ));
+    }
     check_ident(&settings.target_schema)
         .map_err(|m| cx.err(0, format!("settings.target_schema: {m}")))?;
     check_ident(&settings.views_schema)
