@@ -388,15 +388,37 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// How long a stop waits for the batches under way before it ends the
+/// process (their transactions then roll back on the server).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Resolves on SIGINT or SIGTERM. Batches under way then finish; a second
+/// signal, or [`STOP_GRACE`] without the run ending (a server that stopped
+/// answering mid-batch), ends the process at once with status 1: nothing
+/// is lost, an unfinished batch rolls back and its users stay legacy.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutdown requested; finishing the current batch");
+    tracing::info!(
+        grace_secs = STOP_GRACE.as_secs(),
+        "shutdown requested; finishing the batches under way (a second signal stops at once)"
+    );
+    tokio::spawn(async move {
+        let why = tokio::select! {
+            _ = int.recv() => "a second signal",
+            _ = term.recv() => "a second signal",
+            _ = tokio::time::sleep(STOP_GRACE) => "the batches under way did not finish in the grace time",
+        };
+        tracing::error!(
+            "stopping at once ({why}); an unfinished batch rolls back on the server and its users stay legacy"
+        );
+        std::process::exit(1);
+    });
 }
 
 /// A progress bar on a terminal, else a log line every 5 s.

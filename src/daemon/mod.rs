@@ -320,8 +320,16 @@ async fn run_job<J: Job>(
     if let Some(e) = first_error {
         return Err(e);
     }
-    let client = client?;
-    let over_limit = state::over_limit(&**client, decant.spec().settings.max_attempts).await?;
+    let max_attempts = decant.spec().settings.max_attempts;
+    let over_limit = match client {
+        Ok(c) => state::over_limit(&**c, max_attempts).await?,
+        // stopped while the database is away: the report without the count
+        Err(e) if *shared.stop.borrow() => {
+            tracing::warn!(error = %e, "stopped while the database is unreachable; users at the attempt limit not counted");
+            0
+        }
+        Err(e) => return Err(e),
+    };
     let report = RunReport {
         migrated: progress.migrated.load(Ordering::Relaxed),
         failed: progress.failed.load(Ordering::Relaxed),

@@ -171,6 +171,39 @@ impl TempCluster {
         )
     }
 
+    /// Freezes (`stop`) or thaws the server: SIGSTOP or SIGCONT to the
+    /// postmaster and each of its children, for the fault tests (a server
+    /// that stops answering mid-statement).
+    #[allow(dead_code)]
+    pub fn freeze(&self, stop: bool) -> Result<()> {
+        let pidfile = self.dir.join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(&pidfile)
+            .map_err(|e| anyhow!("reading {}: {e}", pidfile.display()))?;
+        let postmaster: i32 = text.lines().next().unwrap_or("").trim().parse()?;
+        // the children by their parent, field 4 of /proc/<pid>/stat (after
+        // the command name in parentheses)
+        let children = std::fs::read_dir("/proc")?.filter_map(|e| {
+            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == postmaster).then_some(pid)
+        });
+        let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+        // the postmaster first: no child starts meanwhile
+        for pid in std::iter::once(postmaster).chain(children.collect::<Vec<_>>()) {
+            // SAFETY: kill(2) with a pid and a signal number has no memory
+            // effects in this process
+            unsafe { libc::kill(pid, signal) };
+        }
+        Ok(())
+    }
+
     /// A connection string to database `db` of this cluster.
     pub fn url(&self, db: &str) -> String {
         format!(

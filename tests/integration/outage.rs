@@ -273,3 +273,116 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
         stopped.elapsed()
     );
 }
+
+/// SIGTERM is honoured in every state: with the server gone (the daemon
+/// waiting to re-open its sessions) the run stops at once and exits 0;
+/// with the server frozen mid-batch (it answers nothing), the grace time
+/// ends the process with status 1 and the frozen batch rolls back: every
+/// user stays wholly legacy or wholly migrated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_is_honoured_while_the_database_is_gone_or_frozen() {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default()))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let admin = connect(&cluster.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE game").await.unwrap();
+    drop(admin);
+    let url = cluster.url("game");
+    {
+        let client = connect(&url).await;
+        crate::example::load(&client, 3000, 1).await.unwrap();
+        decant::init(&client, &crate::example::spec())
+            .await
+            .unwrap();
+    }
+    let term = |child: &Child| {
+        // SAFETY: kill(2) on the daemon's pid has no memory effects here
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        Instant::now()
+    };
+    let args = ["--rate", "200/s", "--max-outage", "300"];
+
+    // gone: the workers wait to re-open their sessions
+    let child = spawn_run(&url, &args);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.halt("fast").unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let signalled = term(&child);
+    let out = finish(child, Duration::from_secs(60)).await;
+    let took = signalled.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(crate::harness::run_ended_well(&out), "{stderr}");
+    assert!(
+        stderr.contains("database unreachable; retrying"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("stopped:"));
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped {took:?} after SIGTERM"
+    );
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.resume().unwrap())
+        .await
+        .unwrap();
+
+    // frozen mid-run: nothing the daemon sent is answered
+    let child = spawn_run(&url, &args);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.freeze(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = term(&child);
+    let out = finish(child, Duration::from_secs(60)).await;
+    let took = signalled.elapsed();
+    cluster.freeze(false).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopping at once"), "{stderr}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(20),
+        "stopped {took:?} after SIGTERM"
+    );
+
+    // nothing half done: no legacy user has rows, every migrated one
+    // rebuilds, and a new run finishes the rest
+    let client = connect(&url).await;
+    for t in GAME_TABLES {
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {t} x JOIN \"user\" u ON u.id = x.user_id WHERE NOT u.migrated"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "legacy users with rows in {t}");
+    }
+    let out = finish(
+        spawn_run(&url, &["--rate", "max"]),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        crate::harness::run_ended_well(&out),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = decant::check(
+        &url,
+        crate::example::spec(),
+        &decant::CheckOptions::default(),
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap();
+    assert!(report.census.migrated_not_rebuilding.is_none());
+    assert_eq!(report.census.migrated + report.census.would_fail, 3000);
+}
