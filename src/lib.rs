@@ -40,7 +40,7 @@ pub use migrate::{BatchReport, Failure, Migrated};
 // The daemon, its pace and its live control.
 pub use core::schedule::{Rate, Schedule, Window};
 pub use daemon::{
-    Cohort, DryRun, Progress, RunOptions, RunReport, Throttle, dry_run, evolve, peak_memory,
+    Cohort, DryRun, Phase, Progress, RunOptions, RunReport, Throttle, dry_run, evolve, peak_memory,
     rollback, run,
 };
 pub use pg::control::{Setting, set as set_control};

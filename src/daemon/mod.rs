@@ -19,7 +19,7 @@ mod progress;
 
 pub use job::{Cohort, DryRun};
 pub use monitor::Throttle;
-pub use progress::{Progress, peak_memory};
+pub use progress::{Phase, Progress, peak_memory};
 
 use crate::compat::Decant;
 use crate::core::schedule::{Rate, Schedule};
@@ -257,8 +257,10 @@ async fn run_job<J: Job>(
         .map_err(|e| Error::db("reading the server clock", e))?
         .get(0);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stopping = progress.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping.stopping();
         let _ = stop_tx.send(true);
     });
     let (control_tx, control_rx) = watch::channel(initial);
@@ -422,9 +424,10 @@ async fn worker<J: Job>(
         }
         let control = shared.control.borrow().clone();
         if control.paused {
-            shared
-                .progress
-                .hold(Some("paused (decant resume to go on)".into()));
+            shared.progress.hold(
+                Phase::Paused,
+                Some("paused (decant resume to go on)".into()),
+            );
             shared.nap(Duration::from_millis(500)).await;
             continue;
         }
@@ -437,16 +440,19 @@ async fn worker<J: Job>(
         };
         if !schedule.is_open(now) {
             let next = schedule.next_open(now);
-            shared.progress.hold(Some(match &next {
-                Some(z) => format!("outside the windows; the next opens at {z}"),
-                None => "outside the windows".into(),
-            }));
+            shared.progress.hold(
+                Phase::OutsideWindow,
+                Some(match &next {
+                    Some(z) => format!("outside the windows; the next opens at {z}"),
+                    None => "outside the windows".into(),
+                }),
+            );
             shared.nap(Duration::from_secs(1)).await;
             continue;
         }
         let signal = shared.signals.borrow().clone();
         if let Some(why) = signal {
-            shared.progress.hold(Some(why));
+            shared.progress.hold(Phase::HeldBack, Some(why));
             batch = (batch / 2).max(1);
             let napped = Instant::now();
             shared.nap(backoff).await;
@@ -458,7 +464,7 @@ async fn worker<J: Job>(
             continue;
         }
         backoff = Duration::from_millis(100);
-        shared.progress.hold(None);
+        shared.progress.hold(Phase::Working, None);
 
         let mut size = control
             .batch_size
@@ -535,11 +541,13 @@ async fn worker<J: Job>(
             if left == 0 {
                 if shared.opts.until_done {
                     shared.stopping.store(true, Ordering::Relaxed);
+                    shared.progress.stopping();
                     return Ok(());
                 }
-                shared
-                    .progress
-                    .hold(Some("no legacy user left; watching for new ones".into()));
+                shared.progress.hold(
+                    Phase::Watching,
+                    Some("no legacy user left; watching for new ones".into()),
+                );
                 shared.nap(Duration::from_secs(5)).await;
             } else {
                 // the rest are locked by live traffic or a peer: revisit
@@ -603,7 +611,7 @@ async fn reopen(
                         after_secs = since.elapsed().as_secs_f64(),
                         "session re-opened"
                     );
-                    shared.progress.hold(None);
+                    shared.progress.hold(Phase::Working, None);
                     return Ok(Some((c, r.get(0))));
                 }
                 Err(e) => cause = Error::db("reading the worker's session id", e).to_string(),
@@ -618,9 +626,10 @@ async fn reopen(
             )));
         }
         tracing::warn!(worker = w, cause = %cause, "database unreachable; retrying");
-        shared
-            .progress
-            .hold(Some(format!("reconnecting to the database ({cause})")));
+        shared.progress.hold(
+            Phase::Reconnecting,
+            Some(format!("reconnecting to the database ({cause})")),
+        );
         shared.nap(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
     }

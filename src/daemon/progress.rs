@@ -2,8 +2,58 @@
 //! command line's bar or log lines), and the process's peak memory.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
+
+/// What a run's workers are doing now (the `decant_phase` metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Connecting, checking and counting, before the first batch.
+    Starting = 0,
+    /// Migrating (or rolling back, or re-mapping) users.
+    Working,
+    /// Paused by `decant pause`.
+    Paused,
+    /// Waiting for a window to open.
+    OutsideWindow,
+    /// Held back by a database signal (commit probe, lock waits, lag...).
+    HeldBack,
+    /// No user left; watching for new ones (`--watch`).
+    Watching,
+    /// Re-opening sessions to a database that went away.
+    Reconnecting,
+    /// A stop was asked for or the work is done: finishing.
+    Stopping,
+}
+
+impl Phase {
+    /// Every phase, in declaration order.
+    pub const ALL: [Phase; 8] = [
+        Phase::Starting,
+        Phase::Working,
+        Phase::Paused,
+        Phase::OutsideWindow,
+        Phase::HeldBack,
+        Phase::Watching,
+        Phase::Reconnecting,
+        Phase::Stopping,
+    ];
+
+    /// The phase's name, as the metric's label shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Working => "working",
+            Phase::Paused => "paused",
+            Phase::OutsideWindow => "outside_window",
+            Phase::HeldBack => "held_back",
+            Phase::Watching => "watching",
+            Phase::Reconnecting => "reconnecting",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
 
 /// Live counters of a run, shared with whoever shows progress.
 #[derive(Debug, Default)]
@@ -18,6 +68,8 @@ pub struct Progress {
     pub(crate) total: AtomicU64,
     /// Why the daemon is not working right now, if it is not.
     pub(crate) holding: Mutex<Option<String>>,
+    /// The [`Phase`] as its number.
+    pub(crate) phase: AtomicU8,
     /// Time the workers spent held back by database signals, summed over
     /// workers (microseconds).
     pub(crate) held_micros: AtomicU64,
@@ -60,7 +112,26 @@ impl Progress {
         Duration::from_micros(self.held_micros.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn hold(&self, why: Option<String>) {
+    /// What the workers are doing now.
+    pub fn phase(&self) -> Phase {
+        let n = self.phase.load(Ordering::Relaxed);
+        Phase::ALL[usize::from(n).min(Phase::ALL.len() - 1)]
+    }
+
+    /// Enters [`Phase::Stopping`], for good.
+    pub(crate) fn stopping(&self) {
+        self.phase.store(Phase::Stopping as u8, Ordering::Relaxed);
+    }
+
+    /// Enters `phase` (unless stopping); `why` says why the workers hold back, when they do
+    /// (logged when it changes).
+    pub(crate) fn hold(&self, phase: Phase, why: Option<String>) {
+        // stopping is the last phase
+        let _ = self
+            .phase
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                (p != Phase::Stopping as u8).then_some(phase as u8)
+            });
         let mut h = self.holding.lock().expect("not poisoned");
         if *h != why {
             if let Some(w) = &why {
@@ -180,6 +251,21 @@ impl Progress {
                 None => (String::new(), 0.0),
             }],
         );
+        let phase = self.phase();
+        metric(
+            "decant_phase",
+            "gauge",
+            "1 for the phase the workers are in, 0 for the others.",
+            &Phase::ALL
+                .iter()
+                .map(|p| {
+                    (
+                        format!("{{phase=\"{}\"}}", p.name()),
+                        f64::from(u8::from(*p == phase)),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
         metric(
             "decant_held_back_seconds_total",
             "counter",
@@ -251,7 +337,7 @@ pub fn peak_memory() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::Progress;
+    use super::{Phase, Progress};
     use std::sync::atomic::Ordering;
 
     #[test]
@@ -263,7 +349,11 @@ mod tests {
             .lock()
             .unwrap()
             .extend([(4_000, 3), (30_000, 4)]);
-        p.hold(Some("replica replay lag 12.5 s".into()));
+        assert!(
+            p.prometheus(0.0)
+                .contains("decant_phase{phase=\"starting\"} 1")
+        );
+        p.hold(Phase::HeldBack, Some("replica replay lag 12.5 s".into()));
         let text = p.prometheus(2.5);
         for line in [
             "# TYPE decant_users_migrated_total counter",
@@ -271,6 +361,8 @@ mod tests {
             "decant_users_remaining 3",
             "decant_rate_users_per_second 2.5",
             "decant_holding{reason=\"replica replay lag\"} 1",
+            "decant_phase{phase=\"held_back\"} 1",
+            "decant_phase{phase=\"working\"} 0",
             "# TYPE decant_batch_seconds histogram",
             "decant_batch_seconds_bucket{le=\"0.005\"} 1",
             "decant_batch_seconds_bucket{le=\"0.05\"} 2",
@@ -280,7 +372,16 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }
-        p.hold(None);
-        assert!(p.prometheus(0.0).lines().any(|l| l == "decant_holding 0"));
+        p.hold(Phase::Working, None);
+        let text = p.prometheus(0.0);
+        assert!(text.lines().any(|l| l == "decant_holding 0"));
+        assert!(
+            text.lines()
+                .any(|l| l == "decant_phase{phase=\"working\"} 1")
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "decant_phase{phase=\"held_back\"} 0")
+        );
     }
 }

@@ -595,6 +595,24 @@ async fn the_daemon_serves_prometheus_metrics_while_it_runs() {
     assert!(batches > 0.0);
     assert_eq!(value("decant_batch_seconds_bucket{le=\"+Inf\"} "), batches);
     assert!(metrics.contains("decant_holding"));
+    // exactly one phase is on: a 50/s run works or holds back between
+    // batches
+    let phases: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("decant_phase{") && l.ends_with(" 1"))
+        .collect();
+    assert_eq!(phases.len(), 1, "{metrics}");
+    assert!(
+        phases[0].contains("\"working\"") || phases[0].contains("\"held_back\""),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("decant_phase{"))
+            .count(),
+        decant::Phase::ALL.len()
+    );
     assert!(
         crate::harness::run_ended_well(&out),
         "{}",
