@@ -29,6 +29,9 @@ pub enum ColumnType {
     Text,
     /// `timestamptz` from a JSON number of milliseconds since the epoch
     TimestampMs,
+    /// `timestamptz` from a JSON number of seconds since the epoch (at most
+    /// microsecond precision: Unix time, Python's `time.time()`)
+    TimestampS,
     /// `timestamptz` from an RFC 3339 JSON string in decant's canonical
     /// form (UTC `Z`, fraction digits trimmed)
     TimestampIso,
@@ -51,6 +54,7 @@ impl ColumnType {
             "numeric" => ColumnType::Numeric,
             "text" => ColumnType::Text,
             "timestamptz" | "timestamptz_ms" => ColumnType::TimestampMs,
+            "timestamptz_s" => ColumnType::TimestampS,
             "timestamptz_iso" => ColumnType::TimestampIso,
             "timestamptz_iso_ms" => ColumnType::TimestampIsoMs,
             "jsonb" => ColumnType::Jsonb,
@@ -60,7 +64,7 @@ impl ColumnType {
 
     /// The spec names accepted by [`ColumnType::parse`], for error messages.
     pub const NAMES: &'static str = "bool, int2, int4, int8, float8, numeric, text, \
-        timestamptz (epoch milliseconds), timestamptz_iso (RFC 3339 text, fraction trimmed), \
+        timestamptz (epoch milliseconds), timestamptz_s (epoch seconds), timestamptz_iso (RFC 3339 text, fraction trimmed), \
         timestamptz_iso_ms (RFC 3339 text with exactly 3 fraction digits, as JavaScript writes it), jsonb";
 
     /// The PostgreSQL type of the column, spelled as `format_type` spells
@@ -74,9 +78,10 @@ impl ColumnType {
             ColumnType::Float8 => "double precision",
             ColumnType::Numeric => "numeric",
             ColumnType::Text => "text",
-            ColumnType::TimestampMs | ColumnType::TimestampIso | ColumnType::TimestampIsoMs => {
-                "timestamp with time zone"
-            }
+            ColumnType::TimestampMs
+            | ColumnType::TimestampS
+            | ColumnType::TimestampIso
+            | ColumnType::TimestampIsoMs => "timestamp with time zone",
             ColumnType::Jsonb => "jsonb",
         }
     }
@@ -108,6 +113,16 @@ impl ColumnType {
         }
     }
 
+    /// For an epoch column, the decimal digits from its unit down to a
+    /// microsecond (3 for milliseconds, 6 for seconds); 0 otherwise.
+    pub(crate) fn micros_digits(self) -> i64 {
+        match self {
+            ColumnType::TimestampMs => 3,
+            ColumnType::TimestampS => 6,
+            _ => 0,
+        }
+    }
+
     /// Whether the column holds a number (what `min`/`max` bound and a
     /// ranked statistic orders by).
     pub fn is_number(self) -> bool {
@@ -119,6 +134,7 @@ impl ColumnType {
                 | ColumnType::Float8
                 | ColumnType::Numeric
                 | ColumnType::TimestampMs
+                | ColumnType::TimestampS
         )
     }
 
@@ -135,6 +151,7 @@ impl ColumnType {
             ColumnType::TimestampMs => {
                 "epoch milliseconds (a number, at most microsecond precision)"
             }
+            ColumnType::TimestampS => "epoch seconds (a number, at most microsecond precision)",
             ColumnType::TimestampIso => "an RFC 3339 timestamp string in canonical form",
             ColumnType::TimestampIsoMs => {
                 "an RFC 3339 timestamp string with exactly 3 fraction digits and Z"
@@ -231,10 +248,10 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
         }
         ColumnType::Numeric => ColumnValue::Numeric(v.number().ok_or_else(wrong)?.to_string()),
         ColumnType::Text => ColumnValue::Text(v.as_str().ok_or_else(wrong)?.to_string()),
-        ColumnType::TimestampMs => {
+        ColumnType::TimestampMs | ColumnType::TimestampS => {
             let c = canonical_number(v.number().ok_or_else(wrong)?).ok_or_else(wrong)?;
-            // milliseconds * 1000 must be a whole number of microseconds
-            let micros = c.shifted(3).to_i64().ok_or_else(wrong)?;
+            // a whole number of microseconds
+            let micros = c.shifted(ty.micros_digits()).to_i64().ok_or_else(wrong)?;
             if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
                 return Err(wrong());
             }
@@ -261,6 +278,7 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
         ty,
         ColumnType::Float8
             | ColumnType::TimestampMs
+            | ColumnType::TimestampS
             | ColumnType::TimestampIso
             | ColumnType::TimestampIsoMs
     ) {
@@ -300,7 +318,11 @@ pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
                 })
             }
             ColumnType::TimestampIsoMs => Value::String(iso_ms(*us)),
-            _ => number(&Canonical::from_i64(*us).shifted(-3).to_string()),
+            _ => number(
+                &Canonical::from_i64(*us)
+                    .shifted(-ty.micros_digits())
+                    .to_string(),
+            ),
         },
         ColumnValue::Json(v) => v.clone(),
     }
@@ -388,6 +410,28 @@ mod tests {
         let cv = to_column(ColumnType::TimestampMs, &frac).unwrap();
         assert!(json_eq(&to_json(ColumnType::TimestampMs, &cv), &frac));
         assert!(to_column(ColumnType::TimestampMs, &n("1.0001")).is_err());
+        // epoch seconds, to the microsecond
+        for ok in [
+            "1669702024",
+            "1669702024.365123",
+            "-1.5",
+            "0",
+            "1.669702024e9",
+        ] {
+            let cv = to_column(ColumnType::TimestampS, &n(ok)).unwrap();
+            assert!(
+                json_eq(&to_json(ColumnType::TimestampS, &cv), &n(ok)),
+                "{ok}"
+            );
+        }
+        assert_eq!(
+            to_column(ColumnType::TimestampS, &n("1.5")).unwrap(),
+            ColumnValue::Micros(1_500_000)
+        );
+        for bad in ["1.0000001", "253402300800", "-62135596801"] {
+            assert!(to_column(ColumnType::TimestampS, &n(bad)).is_err(), "{bad}");
+        }
+        assert!(to_column(ColumnType::TimestampS, &json!("1")).is_err());
         let iso = json!("2022-11-29T06:07:04.365Z");
         let cv = to_column(ColumnType::TimestampIso, &iso).unwrap();
         assert_eq!(to_json(ColumnType::TimestampIso, &cv), iso);

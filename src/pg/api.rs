@@ -289,6 +289,8 @@ fn json_of(ty: ColumnType, c: &str) -> String {
     match ty {
         ColumnType::Jsonb => c.to_string(),
         ColumnType::TimestampMs => format!("to_jsonb(decant.epoch_ms({c}))"),
+        // (numeric multiplication is exact; division would round)
+        ColumnType::TimestampS => format!("to_jsonb(trim_scale(decant.epoch_ms({c}) * 0.001))"),
         ColumnType::TimestampIso => format!("to_jsonb(decant.iso_text({c}))"),
         ColumnType::TimestampIsoMs => format!(
             "to_jsonb(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"

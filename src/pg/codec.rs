@@ -214,9 +214,10 @@ fn put_field(out: &mut bytes::BytesMut, ty: ColumnType, v: &ColumnValue) -> Opti
                 ColumnType::Float8 => Type::FLOAT8,
                 ColumnType::Numeric => Type::NUMERIC,
                 ColumnType::Text => Type::TEXT,
-                ColumnType::TimestampMs | ColumnType::TimestampIso | ColumnType::TimestampIsoMs => {
-                    Type::TIMESTAMPTZ
-                }
+                ColumnType::TimestampMs
+                | ColumnType::TimestampS
+                | ColumnType::TimestampIso
+                | ColumnType::TimestampIsoMs => Type::TIMESTAMPTZ,
                 ColumnType::Jsonb => Type::JSONB,
             };
             matches!(v.to_sql_checked(&pg, out).ok()?, IsNull::Yes)
@@ -307,7 +308,10 @@ pub(crate) fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> Col
         ColumnType::Int2 => opt(row.get(idx), ColumnValue::I16),
         ColumnType::Int4 => opt(row.get(idx), ColumnValue::I32),
         ColumnType::Int8 => opt(row.get(idx), ColumnValue::I64),
-        ColumnType::TimestampMs | ColumnType::TimestampIso | ColumnType::TimestampIsoMs => {
+        ColumnType::TimestampMs
+        | ColumnType::TimestampS
+        | ColumnType::TimestampIso
+        | ColumnType::TimestampIsoMs => {
             opt(row.get(idx), |t| ColumnValue::Micros(time_to_micros(t)))
         }
         ColumnType::Float8 => opt(row.get(idx), ColumnValue::F64),
@@ -335,7 +339,10 @@ pub(crate) fn read_array(
         ColumnType::Int2 => all(row.get(idx), ColumnValue::I16),
         ColumnType::Int4 => all(row.get(idx), ColumnValue::I32),
         ColumnType::Int8 => all(row.get(idx), ColumnValue::I64),
-        ColumnType::TimestampMs | ColumnType::TimestampIso | ColumnType::TimestampIsoMs => {
+        ColumnType::TimestampMs
+        | ColumnType::TimestampS
+        | ColumnType::TimestampIso
+        | ColumnType::TimestampIsoMs => {
             all(row.get(idx), |t| ColumnValue::Micros(time_to_micros(t)))
         }
         ColumnType::Float8 => all(row.get(idx), ColumnValue::F64),

@@ -110,12 +110,19 @@ pub(crate) fn check_expression(c: &crate::core::spec::Column) -> Option<String> 
                 .ok()
                 .filter(|f| f.is_finite())
                 .map(|_| format!("{}::double precision", lit(&text))),
-            T::TimestampMs => text.parse::<f64>().ok().filter(|f| f.is_finite()).map(|_| {
-                format!(
-                    "(timestamptz 'epoch' + interval '1 millisecond' * {}::double precision)",
-                    lit(&text)
-                )
-            }),
+            T::TimestampMs | T::TimestampS => {
+                let unit = if c.ty == T::TimestampS {
+                    "1 second"
+                } else {
+                    "1 millisecond"
+                };
+                text.parse::<f64>().ok().filter(|f| f.is_finite()).map(|_| {
+                    format!(
+                        "(timestamptz 'epoch' + interval '{unit}' * {}::double precision)",
+                        lit(&text)
+                    )
+                })
+            }
             _ => None,
         }
     };

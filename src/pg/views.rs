@@ -362,10 +362,11 @@ fn typed(ty: ColumnType, x: &str) -> String {
                 "true".into()
             }
         }
-        ColumnType::TimestampMs => format!(
-            "({n} AND CASE WHEN {n} THEN {num} * 1000 = trunc({num} * 1000) \
-             AND {num} * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)",
-            n = is("number")
+        ColumnType::TimestampMs | ColumnType::TimestampS => format!(
+            "({n} AND CASE WHEN {n} THEN {us} = trunc({us}) \
+             AND {us} BETWEEN -62135596800000000 AND 253402300799999999 END)",
+            n = is("number"),
+            us = micros(ty, &num)
         ),
         ColumnType::TimestampIso => format!(
             "({s} AND CASE WHEN {s} THEN decant.iso_timestamptz({text}) IS NOT NULL END)",
@@ -376,6 +377,11 @@ fn typed(ty: ColumnType, x: &str) -> String {
             s = is("string")
         ),
     }
+}
+
+/// Numeric expression `num` of an epoch column's unit in microseconds.
+fn micros(ty: ColumnType, num: &str) -> String {
+    format!("{num} * 1{}", "0".repeat(ty.micros_digits() as usize))
 }
 
 /// The column value of JSON value `x`: NULL for JSON null and for a value
@@ -393,10 +399,11 @@ fn convert(ty: ColumnType, x: &str) -> String {
         ColumnType::Text => text,
         // whole days, then the microseconds left: each product exact in
         // the double interval arithmetic uses
-        ColumnType::TimestampMs => format!(
+        ColumnType::TimestampMs | ColumnType::TimestampS => format!(
             "(timestamptz '1970-01-01 00:00:00+00' \
-             + div({num} * 1000, 86400000000)::float8 * interval '24 hours' \
-             + mod({num} * 1000, 86400000000)::float8 * interval '1 microsecond')"
+             + div({us}, 86400000000)::float8 * interval '24 hours' \
+             + mod({us}, 86400000000)::float8 * interval '1 microsecond')",
+            us = micros(ty, &num)
         ),
         ColumnType::TimestampIso => format!("decant.iso_timestamptz({text})"),
         ColumnType::TimestampIsoMs => format!("decant.iso_ms_timestamptz({text})"),

@@ -450,9 +450,9 @@ async fn every_column_type_reads_and_writes_through_sql_as_through_rust() {
     let second: Value = serde_json::from_str(
         r#"{"items": {
             "max": {"b": false, "i2": 32768, "i4": 7, "i8": 1, "f": 0.1, "n": 1.10,
-                    "s": 5, "ms": 1.0001, "iso": "2022-11-29T06:07:04.3651230Z", "j": [1]},
+                    "s": 5, "ms": 1.0001, "sec": 1e-7, "iso": "2022-11-29T06:07:04.3651230Z", "j": [1]},
             "min": {"b": "yes", "i2": -1, "i4": 1e3, "i8": -1.5, "f": 1.00000000000000000001,
-                    "n": -0.0, "s": "x", "ms": 0, "iso": "1970-01-01T00:00:00.5Z", "j": {"k": 1}},
+                    "n": -0.0, "s": "x", "ms": 0, "sec": 0.5, "iso": "1970-01-01T00:00:00.5Z", "j": {"k": 1}},
             "new": {"b": true, "s": "n"}
         }, "other": null, "more": {"x": [true]}}"#,
     )

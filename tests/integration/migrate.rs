@@ -280,10 +280,10 @@ async fn every_generated_user_migrates_and_rebuilds_exactly() {
 pub const EXTREMES: &str = r#"{"items": {
     "max": {"b": true, "i2": 32767, "i4": -2147483648, "i8": 9223372036854775807,
             "f": 1.7976931348623157e308, "n": 123456789012345678901234567890.123456789012345678901,
-            "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "iso": "2022-11-29T06:07:04.365123Z",
+            "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "sec": 253402300799.999999, "iso": "2022-11-29T06:07:04.365123Z",
             "isoms": "2022-11-29T06:07:04.360Z", "j": {"deep": [1, {"x": null}], "e": {}}},
     "min": {"b": false, "i2": -32768, "i4": 0, "i8": -9223372036854775808, "f": 5e-324,
-            "n": 1e-40, "s": "", "ms": -62135596800000, "iso": "0001-01-01T00:00:00Z", "isoms": "0001-01-01T00:00:00.000Z", "j": null},
+            "n": 1e-40, "s": "", "ms": -62135596800000, "sec": -62135596800, "iso": "0001-01-01T00:00:00Z", "isoms": "0001-01-01T00:00:00.000Z", "j": null},
     "nulls": {"b": null, "extra_key": [1, 2]},
     "empty": {}
 }, "other": {"kept": 1.50}}"#;
@@ -302,6 +302,7 @@ f = "float8"
 n = "numeric"
 s = "text"
 ms = "timestamptz"
+sec = "timestamptz_s"
 iso = "timestamptz_iso"
 isoms = "timestamptz_iso_ms"
 j = "jsonb"
@@ -311,7 +312,7 @@ extra = "jsonb"
 name = "all"
 path = "items.{k}"
 table = "t"
-keys = { b = "b", i2 = "i2", i4 = "i4", i8 = "i8", f = "f", n = "n", s = "s", ms = "ms", iso = "iso", isoms = "isoms", j = "j" }
+keys = { b = "b", i2 = "i2", i4 = "i4", i8 = "i8", f = "f", n = "n", s = "s", ms = "ms", sec = "sec", iso = "iso", isoms = "isoms", j = "j" }
 "#;
 
 #[tokio::test]

@@ -152,7 +152,7 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
     // written as other numbers than their canonical form
     let mut extremes: serde_json::Value = serde_json::from_str(crate::migrate::EXTREMES).unwrap();
     extremes["items"]["four"] = serde_json::from_str(
-        r#"{"i4": 4.0, "f": 0.1, "n": 1.50, "ms": 1669702024365, "iso": "2022-11-29T06:07:04Z"}"#,
+        r#"{"i4": 4.0, "f": 0.1, "n": 1.50, "ms": 1669702024365, "sec": 1.669702024e9, "iso": "2022-11-29T06:07:04Z"}"#,
     )
     .unwrap();
     let extremes = extremes.to_string();
@@ -164,6 +164,8 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
         r#"{"items": {"a": {"iso": "2022-02-30T00:00:00Z"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"iso": "2022-11-29T06:07:04.3650Z"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"ms": 1.0001}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"sec": 1.0000001}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"sec": 253402300800}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"i4": 1.5, "b": "true"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"f": 1e400, "i8": 9223372036854775808}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"s": 5, "n": "5"}, "b": {"s": "fine"}}}"#,
