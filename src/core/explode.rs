@@ -13,6 +13,7 @@ use crate::core::json::JsonView;
 use crate::core::spec::{Node, Policy, Rule, RuleKind, Segment, Spec};
 use crate::core::value::{self, ColumnValue};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -398,16 +399,20 @@ pub fn route(spec: &Spec, row: &Row) -> Result<usize, String> {
 /// Rebuilds the blob from rows and the residual.
 pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value, String> {
     let mut root = residual.clone();
-    let mut arrays: BTreeMap<Vec<&str>, Vec<(i64, Value)>> = BTreeMap::new();
+    let mut arrays: BTreeMap<Vec<Cow<'_, str>>, Vec<(i64, Value)>> = BTreeMap::new();
     for row in rows {
         let rule = &spec.rules[route(spec, row)?];
         let table = &spec.tables[rule.table];
-        let mut path: Vec<&str> = Vec::with_capacity(rule.segments.len());
+        let mut path: Vec<Cow<'_, str>> = Vec::with_capacity(rule.segments.len());
         for seg in &rule.segments {
             path.push(match seg {
-                Segment::Literal(k) => k.as_str(),
+                Segment::Literal(k) => Cow::Borrowed(k.as_str()),
                 Segment::Capture(ci) => match &row.values[*ci] {
-                    ColumnValue::Text(s) => s.as_str(),
+                    ColumnValue::Text(s) => Cow::Borrowed(s.as_str()),
+                    // an integer key, in the canonical spelling it was taken in
+                    ColumnValue::I16(n) => Cow::Owned(n.to_string()),
+                    ColumnValue::I32(n) => Cow::Owned(n.to_string()),
+                    ColumnValue::I64(n) => Cow::Owned(n.to_string()),
                     other => {
                         return Err(format!(
                             "table `{}`: key column `{}` holds {other:?}",
@@ -478,7 +483,7 @@ fn row_value(spec: &Spec, rule: &Rule, row: &Row) -> Result<Value, String> {
     })
 }
 
-fn insert_at(root: &mut Value, path: &[&str], value: Value) -> Result<(), String> {
+fn insert_at(root: &mut Value, path: &[Cow<'_, str>], value: Value) -> Result<(), String> {
     let mut here = root;
     for (i, key) in path.iter().enumerate() {
         let Value::Object(map) = here else {
@@ -488,9 +493,9 @@ fn insert_at(root: &mut Value, path: &[&str], value: Value) -> Result<(), String
             ));
         };
         if i + 1 == path.len() {
-            match map.get_mut(*key) {
+            match map.get_mut(key.as_ref()) {
                 None => {
-                    map.insert((*key).to_string(), value);
+                    map.insert(key.to_string(), value);
                 }
                 Some(Value::Object(existing)) => {
                     // the residual holds the keys a keep rule left behind
@@ -512,10 +517,10 @@ fn insert_at(root: &mut Value, path: &[&str], value: Value) -> Result<(), String
         }
         // look up before inserting: most steps exist already, and an
         // entry() would copy the key every time
-        if !map.contains_key(*key) {
+        if !map.contains_key(key.as_ref()) {
             map.insert((*key).to_string(), Value::Object(Map::new()));
         }
-        here = map.get_mut(*key).expect("present");
+        here = map.get_mut(key.as_ref()).expect("present");
     }
     Err("a rule with an empty path".into())
 }
@@ -885,8 +890,94 @@ mod tests {
             })
     }
 
+    /// Yearly counters under integer keys: `orders.byYear.{year}.{month}`.
+    fn yearly(policy: &str) -> Spec {
+        Spec::parse(&format!(
+            r#"
+[source]
+table = "user"
+
+[tables.yearly.columns]
+year = {{ type = "int4", min = 1900, max = 2100 }}
+month = {{ type = "int2", min = 1, max = 12 }}
+count = "int8"
+
+[[rules]]
+name = "yearly"
+path = "orders.byYear.{{year}}.{{month}}"
+table = "yearly"
+value = "count"
+on_invalid = "{policy}"
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn integer_captures_take_canonical_keys_and_give_them_back() {
+        let spec = yearly("fail");
+        let blob = json!({"orders": {"byYear": {"2023": {"1": 5, "12": 3}, "2024": {"7": 0}}}});
+        let e = round_trip(&spec, &blob);
+        assert_eq!(e.rows.len(), 3);
+        // (columns in name order: count, month, year)
+        let want = [
+            ColumnValue::I64(3),
+            ColumnValue::I16(12),
+            ColumnValue::I32(2023),
+        ];
+        assert!(e.rows.iter().any(|r| r.values == want), "{:?}", e.rows);
+        // a key that would not come back the same, or out of the column's
+        // range: refused under `fail`, kept whole under `keep`
+        for bad in [
+            json!({"orders": {"byYear": {"2024": {"007": 1}}}}),
+            json!({"orders": {"byYear": {"+2024": {"1": 1}}}}),
+            json!({"orders": {"byYear": {"20x9": {"1": 1}}}}),
+            json!({"orders": {"byYear": {"2024": {"-0": 1}}}}),
+            json!({"orders": {"byYear": {"2024": {"13": 1}}}}),
+            json!({"orders": {"byYear": {"1899": {"1": 1}}}}),
+            json!({"orders": {"byYear": {"2024": {"99999": 1}}}}),
+            json!({"orders": {"byYear": {"2024": {"": 1}}}}),
+        ] {
+            let invalid = explode(&spec, &bad).unwrap_err();
+            assert!(invalid.expected.contains("key for"), "{bad}: {invalid}");
+            let kept = round_trip(&yearly("keep"), &bad);
+            assert!(kept.rows.is_empty(), "{bad}");
+        }
+    }
+
+    fn year_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (1900i32..=2100).prop_map(|y| y.to_string()),
+            (-3i32..20).prop_map(|m| m.to_string()),
+            "0[0-9]{1,3}",
+            "[+-]?[0-9]{1,12}",
+            "[0-9]{1,3}[a-z]?[0-9]?",
+            Just("-0".to_string()),
+        ]
+    }
+
+    fn yearly_blob() -> impl Strategy<Value = Value> {
+        let months = prop::collection::btree_map(year_key(), leaf(), 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()));
+        prop::collection::btree_map(year_key(), prop_oneof![4 => months, 1 => leaf()], 0..4)
+            .prop_map(|y| json!({"orders": {"byYear": Value::Object(y.into_iter().collect())}}))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn reconstruct_inverts_explode_under_integer_captures(blob in yearly_blob()) {
+            for policy in ["fail", "keep"] {
+                let spec = yearly(policy);
+                let e = match explode(&spec, &blob) {
+                    Ok(e) => e,
+                    Err(_) => explode_lenient(&spec, &blob),
+                };
+                let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+                prop_assert!(json_eq(&back, &blob), "{policy}: blob {} back {}", blob, back);
+            }
+        }
 
         #[test]
         fn reconstruct_inverts_explode_on_game_blobs(blob in game_blob()) {

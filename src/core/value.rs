@@ -123,6 +123,11 @@ impl ColumnType {
         }
     }
 
+    /// Whether the column holds an integer (int2, int4 or int8).
+    pub fn is_integer(self) -> bool {
+        matches!(self, ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8)
+    }
+
     /// Whether the column holds a number (what `min`/`max` bound and a
     /// ranked statistic orders by).
     pub fn is_number(self) -> bool {
@@ -298,6 +303,20 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
 // value representable by jiff and by epoch-millisecond numbers.
 const MIN_MICROS: i64 = -62_135_596_800_000_000; // 0001-01-01
 const MAX_MICROS: i64 = 253_402_300_799_999_999; // 9999-12-31
+
+impl ColumnValue {
+    /// The object key a captured value stands for (text as it is, an
+    /// integer in its canonical spelling); `None` for other values.
+    pub fn object_key(&self) -> Option<String> {
+        match self {
+            ColumnValue::Text(s) => Some(s.clone()),
+            ColumnValue::I16(n) => Some(n.to_string()),
+            ColumnValue::I32(n) => Some(n.to_string()),
+            ColumnValue::I64(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
 
 /// Converts a column value back to the JSON value it stands for.
 pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {

@@ -331,12 +331,17 @@ fn rebuild(spec: &Spec) -> String {
                 conds.push(format!("NOT ({})", m.join(" AND ")));
             }
         }
+        // an integer key in its canonical spelling, as `text` writes it
+        let key = |ci: usize| match t.columns[ci].ty {
+            ColumnType::Text => col(ci),
+            _ => format!("{}::text", col(ci)),
+        };
         let path: Vec<String> = r
             .segments
             .iter()
             .map(|s| match s {
                 Segment::Literal(k) => lit(k),
-                Segment::Capture(ci) => col(*ci),
+                Segment::Capture(ci) => key(*ci),
             })
             .collect();
         let value = match &r.kind {
@@ -399,7 +404,7 @@ fn rebuild(spec: &Spec) -> String {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match s {
-                Segment::Capture(ci) => Some(format!("{} AS {}", col(*ci), alias(i))),
+                Segment::Capture(ci) => Some(format!("{} AS {}", key(*ci), alias(i))),
                 Segment::Literal(_) => None,
             })
             .collect();

@@ -457,12 +457,21 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
     let mut ok = Vec::new();
     let mut partial = vec!["false".to_string()];
     for (ci, key) in &walk.captures {
-        columns[*ci] = match t.columns[*ci].ty {
+        let c = &t.columns[*ci];
+        if c.ty.is_integer() {
+            // the JSON number a key in canonical integer spelling stands
+            // for (NULL for any other key), then as a value of the column
+            let n = format!(
+                "(CASE WHEN {key} ~ '^-?(0|[1-9][0-9]{{0,18}})$' AND {key} <> '-0' \
+                 THEN to_jsonb({key}::numeric) END)"
+            );
+            columns[*ci] = convert(c.ty, &n);
+            ok.push(format!("({n} IS NOT NULL AND {})", valid(c, &n)));
+        } else {
             // a key is text: it converts to itself
-            ColumnType::Text => key.clone(),
-            ty => convert(ty, &format!("to_jsonb({key})")),
-        };
-        ok.push(key_valid(&t.columns[*ci], key));
+            columns[*ci] = key.clone();
+            ok.push(key_valid(c, key));
+        }
     }
     if let (Some(ci), Some(p)) = (r.position, position) {
         let as_json = format!("to_jsonb({p})");

@@ -533,6 +533,7 @@ async fn the_sql_api_holds_on_another_shape() {
                     "currency": "EUR"},
         "stats": {"visits": 7, "spent": 4.5},
         "deep": {"er": {"score": 12.5}},
+        "orders": {"byYear": {"2024": {"1": 3, "12": 7}, "20x9": {"1": 1}}},
         "other": [1, {"x": []}]
     });
     // twins: uid n through SQL, uid n + 100 through Rust
@@ -552,6 +553,7 @@ async fn the_sql_api_holds_on_another_shape() {
         json!({"cart.v2": {"lines": [{"sku": "b", "qty": 0}]}}),
         json!({"stats": {"spent": 3.5, "visits": null}, "deep": {"er": {"score": "x"}}}),
         json!({"deep": null, "new": {"k": 1}}),
+        json!({"orders": {"byYear": {"2024": {"1": null, "2": 5, "007": 1}, "2025": {"12": 9}, "20x9": null}}}),
         json!({"cart.v2": {"lines": [{"sku": "c", "qty": 3, "price": 0.1}]}, "stats": {"visits": 9}}),
     ];
     for p in &patches {
@@ -562,7 +564,7 @@ async fn the_sql_api_holds_on_another_shape() {
             .get(0);
         let b = decant.patch(101, p).await.unwrap();
         assert_same_json(&a, &b, &format!("patch {p}"));
-        for t in ["norm.line", "norm.metric"] {
+        for t in ["norm.line", "norm.metric", "norm.yearly"] {
             let rows = |u: i64| {
                 let client = &client;
                 async move {

@@ -289,7 +289,8 @@ async fn ranked_variant(spec_text: &str) {
 /// objects with positions, integer and float constants and a ranked
 /// statistic filtered by an integer; dirty and odd values throughout.
 /// Another shape: integer ids, three schemas, a dotted key, arrays of
-/// objects, integer constants.
+/// objects, integer constants, integer keys captured into integer columns
+/// (`orders.byYear.{year}.{month}`) with a leaderboard on one of them.
 pub const OTHER_SHAPE: &str = r#"
 [source]
 schema = "shop"
@@ -307,6 +308,11 @@ sku = { type = "text", max_length = 8 }
 qty = { type = "int2", min = 1 }
 price = "float8"
 extra = "jsonb"
+
+[tables.yearly.columns]
+year = { type = "int4", min = 1900, max = 2100 }
+month = { type = "int2", min = 1, max = 12 }
+orders = "int8"
 
 [tables.metric.columns]
 kind = "int4"
@@ -333,6 +339,19 @@ path = "deep.er.score"
 table = "metric"
 value = "value"
 constants = { kind = 2, name = "score" }
+
+[[rules]]
+name = "yearly"
+path = "orders.byYear.{year}.{month}"
+table = "yearly"
+value = "orders"
+on_invalid = "keep"
+
+[[ranked]]
+name = "december"
+table = "yearly"
+value = "orders"
+where = { year = 2024, month = 12 }
 
 [[ranked]]
 name = "best"
@@ -374,7 +393,18 @@ async fn views_and_ranked_hold_on_another_shape() {
         } else {
             serde_json::json!(rng.range(0, 10_000) as f64 / 100.0)
         };
+        // integer keys, some not canonical or out of range (kept in the
+        // residual, no row)
+        let by_year = match rng.range(0, 10) {
+            0 => serde_json::json!({"20x9": {"1": 1}, "2024": {"12": 1}}),
+            1 => serde_json::json!({"2024": {"007": 2, "3": 4}}),
+            2 => serde_json::json!({"1899": {"1": 1}, "2024": {"13": 1, "12": 5}}),
+            3 => serde_json::json!({"2024": {"12": "many"}}),
+            _ => serde_json::json!({"2023": {"1": rng.range(0, 9), "12": 3},
+                                    "2024": {"12": rng.range(0, 100)}}),
+        };
         let doc = serde_json::json!({
+            "orders": {"byYear": by_year, "currency": "EUR"},
             "cart.v2": {"lines": lines, "currency": "EUR"},
             "stats": {"visits": rng.range(0, 50), "spent": spent},
             "deep": {"er": {"score": score}},
@@ -393,6 +423,7 @@ async fn views_and_ranked_hold_on_another_shape() {
     let before = [
         rows(&client, "reports.line_all").await,
         rows(&client, "reports.metric_all").await,
+        rows(&client, "reports.yearly_all").await,
     ];
     let top = async || -> Vec<String> {
         client
@@ -402,6 +433,26 @@ async fn views_and_ranked_hold_on_another_shape() {
             .iter()
             .map(|r| r.get(0))
             .collect()
+    };
+    let december = async || -> (Vec<String>, Vec<String>) {
+        let q = async |sql: &str| -> Vec<String> {
+            client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        (
+            q("SELECT t::text FROM reports.december_top(20) AS t").await,
+            q(
+                "SELECT t::text FROM (SELECT user_id, orders AS value FROM reports.yearly_all
+                WHERE year = 2024 AND month = 12
+                ORDER BY orders DESC NULLS LAST, user_id LIMIT 20) AS t",
+            )
+            .await,
+        )
     };
     let plain = async || -> Vec<String> {
         client
@@ -418,6 +469,9 @@ async fn views_and_ranked_hold_on_another_shape() {
             .collect()
     };
     assert_eq!(top().await, plain().await, "all legacy");
+    let (ranked, plainly) = december().await;
+    assert!(ranked.len() == 20, "{ranked:?}");
+    assert_eq!(ranked, plainly, "all legacy: a leaderboard on integer keys");
     let half: Vec<i64> = (1..=n).filter(|i| i % 2 == 0).collect();
     let report = decant.migrate_batch(&half).await.unwrap();
     assert!(
@@ -426,15 +480,21 @@ async fn views_and_ranked_hold_on_another_shape() {
         report.migrated.len()
     );
     assert_eq!(top().await, plain().await, "half migrated");
+    let (ranked, plainly) = december().await;
+    assert_eq!(
+        ranked, plainly,
+        "half migrated: a leaderboard on integer keys"
+    );
     let all: Vec<i64> = (1..=n).collect();
     let report = decant.migrate_batch(&all).await.unwrap();
     assert!(!report.failed.is_empty(), "some scores are not numbers");
     let after = [
         rows(&client, "norm.line").await,
         rows(&client, "norm.metric").await,
+        rows(&client, "norm.yearly").await,
     ];
     assert!(
-        after[0].len() > 100 && after[1].len() > 300,
+        after[0].len() > 100 && after[1].len() > 300 && after[2].len() > 300,
         "{}",
         after[1].len()
     );
@@ -443,4 +503,23 @@ async fn views_and_ranked_hold_on_another_shape() {
         "the views before migrating != the tables after"
     );
     assert_eq!(top().await, plain().await, "all migrated");
+    let (ranked, plainly) = december().await;
+    assert_eq!(
+        ranked, plainly,
+        "all migrated: a leaderboard on integer keys"
+    );
+    // the refused keys stayed in the residuals, and every user rebuilds
+    let kept: i64 = client
+        .query_one(
+            "SELECT count(*) FROM shop.profile WHERE doc -> 'orders' -> 'byYear' ? '20x9' \
+             OR doc -> 'orders' -> 'byYear' -> '2024' ? '007'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(kept > 10, "{kept} residuals keep a refused key");
+    for u in [1i64, 2, 3, 50, 299] {
+        decant.load(u).await.unwrap();
+    }
 }

@@ -251,19 +251,19 @@ pub(super) fn resolve_ranked(
     for seg in &r.segments {
         let key = match seg {
             Segment::Literal(k) => k.clone(),
-            Segment::Capture(ci) => match fixed(*ci) {
-                Some(ColumnValue::Text(k)) => {
-                    if node.literal.contains_key(k) {
+            Segment::Capture(ci) => match fixed(*ci).and_then(ColumnValue::object_key) {
+                Some(k) => {
+                    if node.literal.contains_key(&k) {
                         return Err(format!(
                             "`{k}` is claimed by another rule's literal key at that place"
                         ));
                     }
-                    t.columns[*ci].check_key(k)?;
-                    k.clone()
+                    t.columns[*ci].check_key(&k)?;
+                    k
                 }
-                _ => {
+                None => {
                     return Err(format!(
-                        "give a text value for `{}`, which rule `{}` captures",
+                        "give a value for `{}`, which rule `{}` captures",
                         t.columns[*ci].name, r.name
                     ));
                 }

@@ -201,6 +201,24 @@ v = "int8"
     }
 
     #[test]
+    fn a_capture_column_is_text_or_an_integer() {
+        let with = |ty: &str| {
+            format!(
+                "{BASE}\n[tables.y.columns]\nyear = \"{ty}\"\nn = \"int8\"\n\n\
+                 [[rules]]\nname = \"y\"\npath = \"by.{{year}}\"\ntable = \"y\"\nvalue = \"n\"\n"
+            )
+        };
+        for ok in ["text", "int2", "int4", "int8"] {
+            Spec::parse(&with(ok)).unwrap();
+        }
+        let (_, msg) = spec_err(&with("float8"));
+        assert!(
+            msg.contains("capture column `year` must be of type text or an integer"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn literal_beats_wildcard_without_conflict() {
         let text = format!(
             "{BASE}\n[tables.sel.columns]\npos = \"int4\"\nv = \"text\"\n\n\
@@ -240,7 +258,7 @@ v = "int8"
             ("value = \"nope\"", "`nope` is not a column"),
             (
                 "value = \"value\"\nwhere = { mode = \"kidnap\" }",
-                "give a text value for `statistic_id`",
+                "give a value for `statistic_id`",
             ),
         ] {
             let (_, message) = spec_err(&ranked(body));

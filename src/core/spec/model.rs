@@ -200,8 +200,25 @@ impl Column {
         Ok(cv)
     }
 
-    /// Validates an object key captured into this (text) column.
+    /// Validates an object key captured into this column: any key for a
+    /// text column (within its `values` and `max_length`); for an integer
+    /// column, an integer in its canonical spelling (so it rebuilds the
+    /// same key: "007", "+7" and "-0" are refused) within the type's range
+    /// and the column's `min` and `max`.
     pub fn check_key(&self, key: &str) -> std::result::Result<ColumnValue, String> {
+        if self.ty.is_integer() {
+            let canonical = key
+                .parse::<i128>()
+                .ok()
+                .filter(|n| n.to_string() == key)
+                .ok_or_else(|| {
+                    "expected an integer key in canonical form (no sign +, no leading zero)"
+                        .to_string()
+                })?;
+            return self.check(&serde_json::Value::from(
+                i64::try_from(canonical).map_err(|_| self.ty.describe().to_string())?,
+            ));
+        }
         self.check_text(key)?;
         Ok(ColumnValue::Text(key.to_string()))
     }

@@ -413,8 +413,13 @@ fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<R
             Step::Literal(k) => Segment::Literal(k),
             Step::Capture(c) => {
                 let i = col(&c, "capture")?;
-                if table.columns[i].ty != ColumnType::Text {
-                    return Err(err(format!("capture column `{c}` must be of type text")));
+                let ty = table.columns[i].ty;
+                if ty != ColumnType::Text && !ty.is_integer() {
+                    return Err(err(format!(
+                        "capture column `{c}` must be of type text or an integer type \
+                         (int2, int4, int8), not {}",
+                        ty.sql()
+                    )));
                 }
                 if !used.insert(i) {
                     return Err(err(format!("column `{c}` is captured twice")));
@@ -426,10 +431,7 @@ fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<R
     let position = match position {
         Some(c) => {
             let i = col(&c, "position")?;
-            if !matches!(
-                table.columns[i].ty,
-                ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8
-            ) {
+            if !table.columns[i].ty.is_integer() {
                 return Err(err(format!(
                     "position column `{c}` must be an integer type"
                 )));
