@@ -945,6 +945,44 @@ on_invalid = "{policy}"
         }
     }
 
+    /// Per-key types under a wildcard, in one table.
+    pub(crate) const TYPED_STATS: &str = include_str!("../../fixtures/specs/typed_stats.toml");
+
+    #[test]
+    fn a_literal_key_routes_to_a_differently_typed_column_of_the_same_table() {
+        let spec = Spec::parse(TYPED_STATS).unwrap();
+        let blob = json!({"stats": {"kidnap": {"gamesPlayed": 13, "rating": 1510.25, "avgScore": 7.5},
+                                    "murder": {"gamesPlayed": 4, "points": 20}}});
+        let e = round_trip(&spec, &blob);
+        assert_eq!(e.rows.len(), 5);
+        // (columns in name order: games, mode, rating, statistic_id, value)
+        let row = |mode: &str, stat: &str| {
+            e.rows
+                .iter()
+                .find(|r| {
+                    r.values[1] == ColumnValue::Text(mode.into())
+                        && r.values[3] == ColumnValue::Text(stat.into())
+                })
+                .unwrap()
+                .values
+                .clone()
+        };
+        assert_eq!(row("kidnap", "gamesPlayed")[0], ColumnValue::I32(13));
+        assert_eq!(row("kidnap", "gamesPlayed")[4], ColumnValue::Null);
+        assert_eq!(row("kidnap", "rating")[2], ColumnValue::F64(1510.25));
+        assert_eq!(
+            row("kidnap", "avgScore")[4],
+            ColumnValue::Numeric("7.5".into())
+        );
+        assert_eq!(row("murder", "points")[0], ColumnValue::Null);
+        // gamesPlayed is an integer now: 1.5 fails the user (fail rule);
+        // a rating that is no number stays in the residual (keep rule)
+        assert!(explode(&spec, &json!({"stats": {"k": {"gamesPlayed": 1.5}}})).is_err());
+        let kept = round_trip(&spec, &json!({"stats": {"k": {"rating": "high", "x": 1}}}));
+        assert_eq!(kept.rows.len(), 1);
+        assert_eq!(kept.residual, json!({"stats": {"k": {"rating": "high"}}}));
+    }
+
     fn year_key() -> impl Strategy<Value = String> {
         prop_oneof![
             (1900i32..=2100).prop_map(|y| y.to_string()),
@@ -965,6 +1003,32 @@ on_invalid = "{policy}"
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn reconstruct_inverts_explode_under_per_key_types(
+            stats in prop::collection::btree_map(
+                key(),
+                prop_oneof![
+                    4 => prop::collection::btree_map(
+                        prop_oneof![Just("gamesPlayed".to_string()), Just("rating".to_string()), key()],
+                        prop_oneof![number(), leaf()],
+                        0..4,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                    1 => leaf(),
+                ],
+                0..3,
+            )
+        ) {
+            let spec = Spec::parse(TYPED_STATS).unwrap();
+            let blob = json!({"stats": Value::Object(stats.into_iter().collect())});
+            let e = match explode(&spec, &blob) {
+                Ok(e) => e,
+                Err(_) => explode_lenient(&spec, &blob),
+            };
+            let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+            prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
+        }
 
         #[test]
         fn reconstruct_inverts_explode_under_integer_captures(blob in yearly_blob()) {

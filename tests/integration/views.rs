@@ -523,3 +523,111 @@ async fn views_and_ranked_hold_on_another_shape() {
         decant.load(u).await.unwrap();
     }
 }
+
+/// Per-key types under a wildcard in one table (`fixtures/specs/
+/// typed_stats.toml`: `gamesPlayed` an int4, `rating` a float8, any other
+/// statistic numeric): the view before migrating equals the table after,
+/// mixed states included; the SQL API loads and patches as the Rust layer
+/// does; a wrongly typed `gamesPlayed` fails its user, a wrong `rating`
+/// stays in the residual.
+#[tokio::test]
+async fn per_key_types_under_a_wildcard_hold_in_views_and_the_sql_api() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    let mut rng = Rng::new(11);
+    let n = 200;
+    for u in 1..=n {
+        let mut modes = serde_json::Map::new();
+        for mode in ["kidnap", "murder", "heist"] {
+            if rng.range(0, 3) == 0 {
+                continue;
+            }
+            let games = match rng.range(0, 20) {
+                0 => serde_json::json!(1.5),
+                1 => serde_json::json!(-1),
+                _ => serde_json::json!(rng.range(0, 500)),
+            };
+            let rating = match rng.range(0, 10) {
+                0 => serde_json::json!("high"),
+                _ => serde_json::json!(rng.range(0, 40_000) as f64 / 16.0),
+            };
+            modes.insert(
+                mode.into(),
+                serde_json::json!({"gamesPlayed": games, "rating": rating,
+                                   "avgScore": rng.range(0, 1000) as f64 / 8.0, "points": rng.range(0, 99)}),
+            );
+        }
+        let blob = serde_json::json!({"stats": modes, "name": format!("p{u}")});
+        crate::harness::insert_user(&client, u, &blob).await;
+    }
+    let spec = include_str!("../../fixtures/specs/typed_stats.toml");
+    let decant = db.decant_with(spec, 4);
+    decant::init(&client, decant.spec()).await.unwrap();
+    let before = rows(&client, "stat_all").await;
+    let half: Vec<i64> = (1..=n).filter(|u| u % 2 == 0).collect();
+    decant.migrate_batch(&half).await.unwrap();
+    assert_eq!(rows(&client, "stat_all").await, before, "half migrated");
+    let all: Vec<i64> = (1..=n).collect();
+    let report = decant.migrate_batch(&all).await.unwrap();
+    assert!(
+        !report.failed.is_empty(),
+        "some gamesPlayed are not int4 >= 0"
+    );
+    for f in &report.failed {
+        assert!(f.error.to_string().contains("games"), "{}", f.error);
+    }
+    let after = rows(&client, "stat").await;
+    assert_eq!(
+        before, after,
+        "the view before migrating != the table after"
+    );
+    // each kind in its own column
+    let typed: (i64, i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE statistic_id = 'gamesPlayed' AND games IS NOT NULL \
+                                           AND value IS NULL AND rating IS NULL), \
+                        count(*) FILTER (WHERE statistic_id = 'rating' AND rating IS NOT NULL), \
+                        count(*) FILTER (WHERE statistic_id = 'avgScore' AND value IS NOT NULL) \
+                 FROM stat",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert!(typed.0 > 100 && typed.1 > 100 && typed.2 > 100, "{typed:?}");
+    // the SQL API against the Rust layer on a migrated user, patches that
+    // change each kind and give wrong types
+    let u = *report.migrated.first().map(|m| &m.user).unwrap();
+    for p in [
+        serde_json::json!({"stats": {"kidnap": {"gamesPlayed": 7, "rating": 99.5}}}),
+        serde_json::json!({"stats": {"kidnap": {"rating": "low", "avgScore": 2}}}),
+        serde_json::json!({"stats": {"zone": {"gamesPlayed": 1}}}),
+    ] {
+        let by_sql: serde_json::Value = client
+            .query_one("SELECT decant.patch($1, $2)", &[&u, &p])
+            .await
+            .unwrap_or_else(|e| panic!("decant.patch({p}): {e:?}"))
+            .get(0);
+        let by_rust = decant.load(u).await.unwrap();
+        assert!(
+            decant::json_eq(&by_sql, &by_rust),
+            "{p}: {by_sql} vs {by_rust}"
+        );
+        assert_eq!(
+            by_sql["stats"]["kidnap"]["gamesPlayed"],
+            serde_json::json!(7)
+        );
+    }
+    let stored: String = client
+        .query_one("SELECT data::text FROM \"user\" WHERE id = $1", &[&u])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        stored.contains("\"rating\": \"low\""),
+        "kept in the residual: {stored}"
+    );
+}
