@@ -409,10 +409,11 @@ pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value,
                 Segment::Literal(k) => Cow::Borrowed(k.as_str()),
                 Segment::Capture(ci) => match &row.values[*ci] {
                     ColumnValue::Text(s) => Cow::Borrowed(s.as_str()),
-                    // an integer key, in the canonical spelling it was taken in
-                    ColumnValue::I16(n) => Cow::Owned(n.to_string()),
-                    ColumnValue::I32(n) => Cow::Owned(n.to_string()),
-                    ColumnValue::I64(n) => Cow::Owned(n.to_string()),
+                    // an integer or a date key, in the canonical spelling it
+                    // was taken in
+                    other if other.object_key().is_some() => {
+                        Cow::Owned(other.object_key().unwrap_or_default())
+                    }
                     other => {
                         return Err(format!(
                             "table `{}`: key column `{}` holds {other:?}",
@@ -1028,6 +1029,36 @@ on_invalid = "{policy}"
             };
             let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
             prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
+        }
+
+        #[test]
+        fn reconstruct_inverts_explode_under_date_captures(
+            days in prop::collection::btree_map(
+                prop_oneof![
+                    (-719_162i32..2_932_896).prop_map(value::render_date),
+                    "[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}",
+                    "[0-9]{4}-02-(29|30|31)",
+                    "[a-z0-9 -]{0,10}",
+                ],
+                prop_oneof![number(), leaf()],
+                0..5,
+            )
+        ) {
+            let blob = json!({"visits": Value::Object(days.into_iter().collect())});
+            for policy in ["fail", "keep"] {
+                let spec = Spec::parse(&format!(
+                    "[source]\ntable = \"user\"\n\n[tables.daily.columns]\nday = \"date\"\nn = \"numeric\"\n\n\
+                     [[rules]]\nname = \"daily\"\npath = \"visits.{{day}}\"\ntable = \"daily\"\nvalue = \"n\"\n\
+                     on_invalid = \"{policy}\"\n"
+                ))
+                .unwrap();
+                let e = match explode(&spec, &blob) {
+                    Ok(e) => e,
+                    Err(_) => explode_lenient(&spec, &blob),
+                };
+                let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+                prop_assert!(json_eq(&back, &blob), "{policy}: blob {} back {}", blob, back);
+            }
         }
 
         #[test]

@@ -38,6 +38,9 @@ pub enum ColumnType {
     /// `timestamptz` from JavaScript's `Date.toISOString()` form: UTC `Z`
     /// and exactly three fraction digits (`2024-05-01T12:00:00.880Z`)
     TimestampIsoMs,
+    /// `date` from an ISO 8601 calendar date string, `YYYY-MM-DD` (years
+    /// 0001 to 9999)
+    Date,
     /// `jsonb` (any JSON value)
     Jsonb,
 }
@@ -57,6 +60,7 @@ impl ColumnType {
             "timestamptz_s" => ColumnType::TimestampS,
             "timestamptz_iso" => ColumnType::TimestampIso,
             "timestamptz_iso_ms" => ColumnType::TimestampIsoMs,
+            "date" => ColumnType::Date,
             "jsonb" => ColumnType::Jsonb,
             _ => return None,
         })
@@ -65,7 +69,8 @@ impl ColumnType {
     /// The spec names accepted by [`ColumnType::parse`], for error messages.
     pub const NAMES: &'static str = "bool, int2, int4, int8, float8, numeric, text, \
         timestamptz (epoch milliseconds), timestamptz_s (epoch seconds), timestamptz_iso (RFC 3339 text, fraction trimmed), \
-        timestamptz_iso_ms (RFC 3339 text with exactly 3 fraction digits, as JavaScript writes it), jsonb";
+        timestamptz_iso_ms (RFC 3339 text with exactly 3 fraction digits, as JavaScript writes it), \
+        date (YYYY-MM-DD text), jsonb";
 
     /// The PostgreSQL type of the column, spelled as `format_type` spells
     /// it (so the catalog can be compared with it).
@@ -82,6 +87,7 @@ impl ColumnType {
             | ColumnType::TimestampS
             | ColumnType::TimestampIso
             | ColumnType::TimestampIsoMs => "timestamp with time zone",
+            ColumnType::Date => "date",
             ColumnType::Jsonb => "jsonb",
         }
     }
@@ -161,6 +167,7 @@ impl ColumnType {
             ColumnType::TimestampIsoMs => {
                 "an RFC 3339 timestamp string with exactly 3 fraction digits and Z"
             }
+            ColumnType::Date => "a date string YYYY-MM-DD",
             ColumnType::Jsonb => "any JSON value",
         }
     }
@@ -187,6 +194,8 @@ pub enum ColumnValue {
     Text(String),
     /// timestamptz as microseconds since the Unix epoch
     Micros(i64),
+    /// date as days since the Unix epoch (1970-01-01)
+    Date(i32),
     /// jsonb
     Json(Value),
 }
@@ -210,7 +219,7 @@ impl ColumnValue {
             ColumnValue::Null => "\u{1}null".into(),
             ColumnValue::Bool(b) => b.to_string(),
             ColumnValue::I16(v) => v.to_string(),
-            ColumnValue::I32(v) => v.to_string(),
+            ColumnValue::I32(v) | ColumnValue::Date(v) => v.to_string(),
             ColumnValue::I64(v) | ColumnValue::Micros(v) => v.to_string(),
             ColumnValue::F64(v) => v.to_string(),
             ColumnValue::Numeric(s) => canonical_number(s)
@@ -273,6 +282,9 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
             }
             ColumnValue::Micros(micros)
         }
+        ColumnType::Date => {
+            ColumnValue::Date(parse_date(v.as_str().ok_or_else(wrong)?).ok_or_else(wrong)?)
+        }
         ColumnType::Jsonb => ColumnValue::Json(v.to_value()),
     };
     // The round-trip check: only exact representations are accepted.
@@ -313,9 +325,62 @@ impl ColumnValue {
             ColumnValue::I16(n) => Some(n.to_string()),
             ColumnValue::I32(n) => Some(n.to_string()),
             ColumnValue::I64(n) => Some(n.to_string()),
+            ColumnValue::Date(d) => Some(render_date(*d)),
             _ => None,
         }
     }
+}
+
+/// Days since 1970-01-01 of a date written `YYYY-MM-DD` exactly (years
+/// 0001 to 9999, a real calendar day); `None` for anything else.
+pub(crate) fn parse_date(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<i32> {
+        b[r].iter().try_fold(0i32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i32::from(c - b'0'))
+        })
+    };
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (y >= 1 && (1..=days_in).contains(&d)).then(|| days_from_civil(y, m, d))
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01.
+pub(crate) fn render_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+// Howard Hinnant's algorithms for the proleptic Gregorian calendar.
+fn days_from_civil(y: i32, m: i32, d: i32) -> i32 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(days: i32) -> (i32, i32, i32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i32::from(m <= 2), m, d)
 }
 
 /// Converts a column value back to the JSON value it stands for.
@@ -329,6 +394,7 @@ pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
         ColumnValue::F64(f) => number(&format_f64(*f)),
         ColumnValue::Numeric(s) => number(s),
         ColumnValue::Text(s) => Value::String(s.clone()),
+        ColumnValue::Date(d) => Value::String(render_date(*d)),
         ColumnValue::Micros(us) => match ty {
             ColumnType::TimestampIso => {
                 Value::String(match jiff::Timestamp::from_microsecond(*us) {
@@ -417,6 +483,41 @@ mod tests {
             panic!("numeric takes any number");
         };
         assert_eq!(canonical_number(&text), canonical_number("1e400"));
+    }
+
+    #[test]
+    fn dates_are_iso_calendar_days_and_come_back_the_same() {
+        for ok in [
+            "1970-01-01",
+            "2024-02-29",
+            "0001-01-01",
+            "9999-12-31",
+            "1969-12-31",
+            "2000-03-01",
+        ] {
+            let cv = to_column(ColumnType::Date, &json!(ok)).unwrap();
+            assert_eq!(to_json(ColumnType::Date, &cv), json!(ok));
+        }
+        assert_eq!(parse_date("1970-01-02"), Some(1));
+        assert_eq!(parse_date("1969-12-31"), Some(-1));
+        assert_eq!(parse_date("2000-01-01"), Some(10_957));
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "0000-01-01",
+            "2024-1-05",
+            "2024-01-05T00:00:00Z",
+            "",
+            "20x9-01-01",
+        ] {
+            assert!(to_column(ColumnType::Date, &json!(bad)).is_err(), "{bad}");
+        }
+        assert!(to_column(ColumnType::Date, &json!(20240101)).is_err());
+        // every day of four centuries round-trips
+        for days in days_from_civil(1999, 12, 1)..days_from_civil(2401, 1, 1) {
+            assert_eq!(parse_date(&render_date(days)), Some(days));
+        }
     }
 
     #[test]

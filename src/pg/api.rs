@@ -292,6 +292,7 @@ fn json_of(ty: ColumnType, c: &str) -> String {
         // (numeric multiplication is exact; division would round)
         ColumnType::TimestampS => format!("to_jsonb(trim_scale(decant.epoch_ms({c}) * 0.001))"),
         ColumnType::TimestampIso => format!("to_jsonb(decant.iso_text({c}))"),
+        ColumnType::Date => format!("to_jsonb(to_char({c}, 'YYYY-MM-DD'))"),
         ColumnType::TimestampIsoMs => format!(
             "to_jsonb(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"
         ),
@@ -334,6 +335,7 @@ fn rebuild(spec: &Spec) -> String {
         // an integer key in its canonical spelling, as `text` writes it
         let key = |ci: usize| match t.columns[ci].ty {
             ColumnType::Text => col(ci),
+            ColumnType::Date => format!("to_char({}, 'YYYY-MM-DD')", col(ci)),
             _ => format!("{}::text", col(ci)),
         };
         let path: Vec<String> = r

@@ -194,6 +194,47 @@ pub(crate) fn copy_stream(columns: &[Column], rows: &[(i64, &Row)]) -> Option<by
     Some(out)
 }
 
+/// A `date` in days since 1970-01-01 (PostgreSQL counts from 2000-01-01).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PgDate(pub i32);
+
+/// Days from 1970-01-01 to 2000-01-01.
+const PG_DATE_EPOCH: i32 = 10_957;
+
+impl ToSql for PgDate {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut;
+        out.put_i32(self.0 - PG_DATE_EPOCH);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::DATE
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for PgDate {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let days = i32::from_be_bytes(raw.try_into().map_err(|_| "a date is 4 bytes")?);
+        // (PostgreSQL's infinite dates are the extremes of i32; decant
+        // never writes them)
+        Ok(PgDate(days.saturating_add(PG_DATE_EPOCH)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::DATE
+    }
+}
+
 /// Appends one field: its length (-1 for NULL), then its binary form.
 fn put_field(out: &mut bytes::BytesMut, ty: ColumnType, v: &ColumnValue) -> Option<()> {
     use bytes::BufMut;
@@ -218,6 +259,7 @@ fn put_field(out: &mut bytes::BytesMut, ty: ColumnType, v: &ColumnValue) -> Opti
                 | ColumnType::TimestampS
                 | ColumnType::TimestampIso
                 | ColumnType::TimestampIsoMs => Type::TIMESTAMPTZ,
+                ColumnType::Date => Type::DATE,
                 ColumnType::Jsonb => Type::JSONB,
             };
             matches!(v.to_sql_checked(&pg, out).ok()?, IsNull::Yes)
@@ -256,6 +298,7 @@ impl ToSql for ColumnValue {
             ColumnValue::F64(f) => f.to_sql_checked(ty, out),
             ColumnValue::Numeric(s) | ColumnValue::Text(s) => s.as_str().to_sql_checked(ty, out),
             ColumnValue::Micros(us) => micros_to_time(*us).to_sql_checked(ty, out),
+            ColumnValue::Date(d) => PgDate(*d).to_sql_checked(ty, out),
             ColumnValue::Json(v) => v.to_sql_checked(ty, out),
         }
     }
@@ -269,6 +312,7 @@ impl ToSql for ColumnValue {
             || <&str as ToSql>::accepts(ty)
             || <SystemTime as ToSql>::accepts(ty)
             || <Value as ToSql>::accepts(ty)
+            || *ty == Type::DATE
     }
 
     tokio_postgres::types::to_sql_checked!();
@@ -317,6 +361,7 @@ pub(crate) fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> Col
         ColumnType::Float8 => opt(row.get(idx), ColumnValue::F64),
         ColumnType::Numeric => opt(row.get(idx), ColumnValue::Numeric),
         ColumnType::Text => opt(row.get(idx), ColumnValue::Text),
+        ColumnType::Date => opt(row.get(idx), |PgDate(d)| ColumnValue::Date(d)),
         ColumnType::Jsonb => opt(row.get(idx), ColumnValue::Json),
     }
 }
@@ -348,6 +393,7 @@ pub(crate) fn read_array(
         ColumnType::Float8 => all(row.get(idx), ColumnValue::F64),
         ColumnType::Numeric => all(row.get(idx), ColumnValue::Numeric),
         ColumnType::Text => all(row.get(idx), ColumnValue::Text),
+        ColumnType::Date => all(row.get(idx), |PgDate(d)| ColumnValue::Date(d)),
         ColumnType::Jsonb => all(row.get(idx), ColumnValue::Json),
     }
 }

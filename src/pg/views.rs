@@ -196,6 +196,23 @@ EXCEPTION WHEN others THEN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.iso_date(t text) RETURNS date
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+DECLARE d date;
+BEGIN
+    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+        RETURN NULL;
+    END IF;
+    d := t::date;
+    IF to_char(d, 'YYYY-MM-DD') <> t THEN
+        RETURN NULL;
+    END IF;
+    RETURN d;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
@@ -376,6 +393,10 @@ fn typed(ty: ColumnType, x: &str) -> String {
             "({s} AND CASE WHEN {s} THEN decant.iso_ms_timestamptz({text}) IS NOT NULL END)",
             s = is("string")
         ),
+        ColumnType::Date => format!(
+            "({s} AND CASE WHEN {s} THEN decant.iso_date({text}) IS NOT NULL END)",
+            s = is("string")
+        ),
     }
 }
 
@@ -407,6 +428,7 @@ fn convert(ty: ColumnType, x: &str) -> String {
         ),
         ColumnType::TimestampIso => format!("decant.iso_timestamptz({text})"),
         ColumnType::TimestampIsoMs => format!("decant.iso_ms_timestamptz({text})"),
+        ColumnType::Date => format!("decant.iso_date({text})"),
         ColumnType::Jsonb => x.to_string(),
     };
     format!(
@@ -458,7 +480,11 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
     let mut partial = vec!["false".to_string()];
     for (ci, key) in &walk.captures {
         let c = &t.columns[*ci];
-        if c.ty.is_integer() {
+        if c.ty == ColumnType::Text {
+            // a key is text: it converts to itself
+            columns[*ci] = key.clone();
+            ok.push(key_valid(c, key));
+        } else if c.ty.is_integer() {
             // the JSON number a key in canonical integer spelling stands
             // for (NULL for any other key), then as a value of the column
             let n = format!(
@@ -468,9 +494,10 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
             columns[*ci] = convert(c.ty, &n);
             ok.push(format!("({n} IS NOT NULL AND {})", valid(c, &n)));
         } else {
-            // a key is text: it converts to itself
-            columns[*ci] = key.clone();
-            ok.push(key_valid(c, key));
+            // (a date): the key as a JSON string
+            let j = format!("to_jsonb({key})");
+            columns[*ci] = convert(c.ty, &j);
+            ok.push(valid(c, &j));
         }
     }
     if let (Some(ci), Some(p)) = (r.position, position) {

@@ -450,9 +450,9 @@ async fn every_column_type_reads_and_writes_through_sql_as_through_rust() {
     let second: Value = serde_json::from_str(
         r#"{"items": {
             "max": {"b": false, "i2": 32768, "i4": 7, "i8": 1, "f": 0.1, "n": 1.10,
-                    "s": 5, "ms": 1.0001, "sec": 1e-7, "iso": "2022-11-29T06:07:04.3651230Z", "j": [1]},
+                    "s": 5, "ms": 1.0001, "sec": 1e-7, "d": "2024-1-5", "iso": "2022-11-29T06:07:04.3651230Z", "j": [1]},
             "min": {"b": "yes", "i2": -1, "i4": 1e3, "i8": -1.5, "f": 1.00000000000000000001,
-                    "n": -0.0, "s": "x", "ms": 0, "sec": 0.5, "iso": "1970-01-01T00:00:00.5Z", "j": {"k": 1}},
+                    "n": -0.0, "s": "x", "ms": 0, "sec": 0.5, "d": "2024-02-29", "iso": "1970-01-01T00:00:00.5Z", "j": {"k": 1}},
             "new": {"b": true, "s": "n"}
         }, "other": null, "more": {"x": [true]}}"#,
     )
@@ -534,6 +534,7 @@ async fn the_sql_api_holds_on_another_shape() {
         "stats": {"visits": 7, "spent": 4.5},
         "deep": {"er": {"score": 12.5}},
         "orders": {"byYear": {"2024": {"1": 3, "12": 7}, "20x9": {"1": 1}}},
+        "visits": {"2024-02-29": 3, "1999-12-31": 0},
         "other": [1, {"x": []}]
     });
     // twins: uid n through SQL, uid n + 100 through Rust
@@ -546,13 +547,15 @@ async fn the_sql_api_holds_on_another_shape() {
     let decant = db.decant_with(crate::views::OTHER_SHAPE, 2);
     decant::init(&client, decant.spec()).await.unwrap();
     for u in [1, 101] {
-        assert_eq!(decant.migrate_user(u).await.unwrap().migrated.len(), 1);
+        let r = decant.migrate_user(u).await.unwrap();
+        assert_eq!(r.migrated.len(), 1, "{r:?}");
     }
     assert_same_json(&sql_load(&client, 1).await, &doc, "SQL load, another shape");
     let patches = [
         json!({"cart.v2": {"lines": [{"sku": "b", "qty": 0}]}}),
         json!({"stats": {"spent": 3.5, "visits": null}, "deep": {"er": {"score": "x"}}}),
         json!({"deep": null, "new": {"k": 1}}),
+        json!({"visits": {"2024-02-29": null, "2024-03-01": 5}}),
         json!({"orders": {"byYear": {"2024": {"1": null, "2": 5, "007": 1}, "2025": {"12": 9}, "20x9": null}}}),
         json!({"cart.v2": {"lines": [{"sku": "c", "qty": 3, "price": 0.1}]}, "stats": {"visits": 9}}),
     ];
@@ -564,7 +567,7 @@ async fn the_sql_api_holds_on_another_shape() {
             .get(0);
         let b = decant.patch(101, p).await.unwrap();
         assert_same_json(&a, &b, &format!("patch {p}"));
-        for t in ["norm.line", "norm.metric", "norm.yearly"] {
+        for t in ["norm.line", "norm.metric", "norm.yearly", "norm.daily"] {
             let rows = |u: i64| {
                 let client = &client;
                 async move {

@@ -281,9 +281,9 @@ pub const EXTREMES: &str = r#"{"items": {
     "max": {"b": true, "i2": 32767, "i4": -2147483648, "i8": 9223372036854775807,
             "f": 1.7976931348623157e308, "n": 123456789012345678901234567890.123456789012345678901,
             "s": "ünïcödé \" \\ \n 💥", "ms": 1669702024365.123, "sec": 253402300799.999999, "iso": "2022-11-29T06:07:04.365123Z",
-            "isoms": "2022-11-29T06:07:04.360Z", "j": {"deep": [1, {"x": null}], "e": {}}},
+            "isoms": "2022-11-29T06:07:04.360Z", "d": "9999-12-31", "j": {"deep": [1, {"x": null}], "e": {}}},
     "min": {"b": false, "i2": -32768, "i4": 0, "i8": -9223372036854775808, "f": 5e-324,
-            "n": 1e-40, "s": "", "ms": -62135596800000, "sec": -62135596800, "iso": "0001-01-01T00:00:00Z", "isoms": "0001-01-01T00:00:00.000Z", "j": null},
+            "n": 1e-40, "s": "", "ms": -62135596800000, "sec": -62135596800, "iso": "0001-01-01T00:00:00Z", "isoms": "0001-01-01T00:00:00.000Z", "d": "0001-01-01", "j": null},
     "nulls": {"b": null, "extra_key": [1, 2]},
     "empty": {}
 }, "other": {"kept": 1.50}}"#;
@@ -305,6 +305,7 @@ ms = "timestamptz"
 sec = "timestamptz_s"
 iso = "timestamptz_iso"
 isoms = "timestamptz_iso_ms"
+d = "date"
 j = "jsonb"
 extra = "jsonb"
 
@@ -312,7 +313,7 @@ extra = "jsonb"
 name = "all"
 path = "items.{k}"
 table = "t"
-keys = { b = "b", i2 = "i2", i4 = "i4", i8 = "i8", f = "f", n = "n", s = "s", ms = "ms", sec = "sec", iso = "iso", isoms = "isoms", j = "j" }
+keys = { b = "b", i2 = "i2", i4 = "i4", i8 = "i8", f = "f", n = "n", s = "s", ms = "ms", sec = "sec", iso = "iso", isoms = "isoms", d = "d", j = "j" }
 "#;
 
 #[tokio::test]

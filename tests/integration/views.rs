@@ -165,6 +165,9 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
         r#"{"items": {"a": {"iso": "2022-11-29T06:07:04.3650Z"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"ms": 1.0001}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"sec": 1.0000001}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"d": "2023-02-29"}, "b": {"s": "fine", "d": "2024-02-29"}}}"#,
+        r#"{"items": {"a": {"d": "2024-1-05"}, "b": {"s": "fine"}}}"#,
+        r#"{"items": {"a": {"d": "0000-01-01"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"sec": 253402300800}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"i4": 1.5, "b": "true"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"f": 1e400, "i8": 9223372036854775808}, "b": {"s": "fine"}}}"#,
@@ -314,6 +317,10 @@ year = { type = "int4", min = 1900, max = 2100 }
 month = { type = "int2", min = 1, max = 12 }
 orders = "int8"
 
+[tables.daily.columns]
+day = "date"
+visits = { type = "int4", min = 0 }
+
 [tables.metric.columns]
 kind = "int4"
 name = "text"
@@ -346,6 +353,12 @@ path = "orders.byYear.{year}.{month}"
 table = "yearly"
 value = "orders"
 on_invalid = "keep"
+
+[[rules]]
+name = "daily"
+path = "visits.{day}"
+table = "daily"
+value = "visits"
 
 [[ranked]]
 name = "december"
@@ -403,7 +416,15 @@ async fn views_and_ranked_hold_on_another_shape() {
             _ => serde_json::json!({"2023": {"1": rng.range(0, 9), "12": 3},
                                     "2024": {"12": rng.range(0, 100)}}),
         };
+        // date keys, some not a day or not in the canonical form (the user
+        // fails: a fail rule)
+        let visits = match rng.range(0, 30) {
+            0 => serde_json::json!({"2024-02-30": 1}),
+            1 => serde_json::json!({"2024-5-01": 2, "2024-05-02": 1}),
+            _ => serde_json::json!({"2024-02-29": rng.range(0, 9), "2023-12-31": 4}),
+        };
         let doc = serde_json::json!({
+            "visits": visits,
             "orders": {"byYear": by_year, "currency": "EUR"},
             "cart.v2": {"lines": lines, "currency": "EUR"},
             "stats": {"visits": rng.range(0, 50), "spent": spent},
@@ -424,6 +445,7 @@ async fn views_and_ranked_hold_on_another_shape() {
         rows(&client, "reports.line_all").await,
         rows(&client, "reports.metric_all").await,
         rows(&client, "reports.yearly_all").await,
+        rows(&client, "reports.daily_all").await,
     ];
     let top = async || -> Vec<String> {
         client
@@ -492,9 +514,13 @@ async fn views_and_ranked_hold_on_another_shape() {
         rows(&client, "norm.line").await,
         rows(&client, "norm.metric").await,
         rows(&client, "norm.yearly").await,
+        rows(&client, "norm.daily").await,
     ];
     assert!(
-        after[0].len() > 100 && after[1].len() > 300 && after[2].len() > 300,
+        after[0].len() > 100
+            && after[1].len() > 300
+            && after[2].len() > 300
+            && after[3].len() > 300,
         "{}",
         after[1].len()
     );

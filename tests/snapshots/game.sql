@@ -561,6 +561,23 @@ EXCEPTION WHEN others THEN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.iso_date(t text) RETURNS date
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+DECLARE d date;
+BEGIN
+    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+        RETURN NULL;
+    END IF;
+    d := t::date;
+    IF to_char(d, 'YYYY-MM-DD') <> t THEN
+        RETURN NULL;
+    END IF;
+    RETURN d;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)

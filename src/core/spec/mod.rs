@@ -208,12 +208,12 @@ v = "int8"
                  [[rules]]\nname = \"y\"\npath = \"by.{{year}}\"\ntable = \"y\"\nvalue = \"n\"\n"
             )
         };
-        for ok in ["text", "int2", "int4", "int8"] {
+        for ok in ["text", "int2", "int4", "int8", "date"] {
             Spec::parse(&with(ok)).unwrap();
         }
         let (_, msg) = spec_err(&with("float8"));
         assert!(
-            msg.contains("capture column `year` must be of type text or an integer"),
+            msg.contains("capture column `year` must be of type text, date or an integer"),
             "{msg}"
         );
     }

@@ -219,6 +219,9 @@ impl Column {
                 i64::try_from(canonical).map_err(|_| self.ty.describe().to_string())?,
             ));
         }
+        if self.ty == crate::core::value::ColumnType::Date {
+            return self.check(&serde_json::Value::String(key.to_string()));
+        }
         self.check_text(key)?;
         Ok(ColumnValue::Text(key.to_string()))
     }

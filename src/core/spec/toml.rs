@@ -414,9 +414,9 @@ fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<R
             Step::Capture(c) => {
                 let i = col(&c, "capture")?;
                 let ty = table.columns[i].ty;
-                if ty != ColumnType::Text && !ty.is_integer() {
+                if ty != ColumnType::Text && ty != ColumnType::Date && !ty.is_integer() {
                     return Err(err(format!(
-                        "capture column `{c}` must be of type text or an integer type \
+                        "capture column `{c}` must be of type text, date or an integer type \
                          (int2, int4, int8), not {}",
                         ty.sql()
                     )));
