@@ -211,19 +211,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Load the example game into a database: its "user" table with
-    /// generated users, and its spec written to --spec and its fixups
-    /// next to it (if absent).
+    /// Load a bundled example into a database: its table with generated
+    /// users, and its spec written to --spec and its fixups next to it (if
+    /// absent). `--example game` (the default: a "user" table) or
+    /// `--example shop` (a "customer" table).
     Example {
         #[command(flatten)]
         target: Target,
+        /// Which example: game or shop.
+        #[arg(long, default_value = "game")]
+        example: String,
         /// Users to generate.
         #[arg(long, default_value_t = 10_000)]
         users: i64,
         /// Generator seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Load into a "user" table `decant example` did not create.
+        /// Load into a table of that name `decant example` did not create.
         #[arg(long)]
         force: bool,
     },
@@ -285,6 +289,9 @@ enum Command {
         /// Server to use instead of a throwaway cluster.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// Which bundled example: game (the default) or shop.
+        #[arg(long, default_value = "game")]
+        example: String,
     },
 }
 
@@ -538,17 +545,20 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Example {
             target,
+            example,
             users,
             seed,
             force,
         } => {
+            let ex =
+                example::by_name(&example).map_err(|e| exit::Usage(format!("--example: {e}")))?;
             let client = decant::connect(&target.url()?).await?;
-            example::refuse_foreign_table(&client, force).await?;
-            let dirty = example::load(&client, users, seed).await?;
+            ex.refuse_foreign_table(&client, force).await?;
+            let dirty = ex.load(&client, users, seed).await?;
             if !target.spec.exists() {
-                std::fs::write(&target.spec, example::SPEC)
+                std::fs::write(&target.spec, ex.spec)
                     .with_context(|| format!("writing {}", target.spec.display()))?;
-                println!("wrote the game's spec to {}", target.spec.display());
+                println!("wrote the {}'s spec to {}", ex.name, target.spec.display());
                 let dir = target
                     .spec
                     .parent()
@@ -557,19 +567,21 @@ async fn run(cli: Cli) -> Result<()> {
                 if !dir.exists() {
                     std::fs::create_dir_all(&dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
-                    for (name, text) in example::FIXUPS {
+                    for (name, text) in ex.fixups {
                         let file = dir.join(format!("{name}.toml"));
                         std::fs::write(&file, text)
                             .with_context(|| format!("writing {}", file.display()))?;
                     }
                     println!(
-                        "wrote the game's fixups (one per kind of dirt) to {}",
+                        "wrote the {}'s fixups (one per kind of dirt) to {}",
+                        ex.name,
                         dir.display()
                     );
                 }
             }
             println!(
-                "loaded {users} generated users ({dirty} dirty) into \"user\"; next: decant init, decant run"
+                "loaded {users} generated users ({dirty} dirty) into \"{}\"; next: decant init, decant run",
+                ex.table
             );
         }
         Command::Bench {
@@ -606,12 +618,15 @@ async fn run(cli: Cli) -> Result<()> {
             seed,
             workers,
             database_url,
+            example,
         } => {
             let opts = demo::DemoOptions {
                 users,
                 seed,
                 workers,
                 database_url,
+                example: example::by_name(&example)
+                    .map_err(|e| exit::Usage(format!("--example: {e}")))?,
                 ..Default::default()
             };
             let bar = run::progress_bar(users as u64);

@@ -412,7 +412,7 @@ async fn latency(
         &decant,
         opts.users,
         BACKEND_RATE,
-        WriteKind::Patch("bench"),
+        WriteKind::Patch("pref", "bench"),
         1,
     );
     tokio::time::sleep(Duration::from_secs(opts.latency_secs)).await;
@@ -436,7 +436,7 @@ async fn latency(
             &decant,
             opts.users,
             BACKEND_RATE,
-            WriteKind::Patch("bench"),
+            WriteKind::Patch("pref", "bench"),
             seed,
         );
         let during = run_daemon(

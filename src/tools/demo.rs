@@ -1,5 +1,6 @@
 //! `decant demo`: the whole job on an embedded default. A throwaway
-//! PostgreSQL (or the server in `DATABASE_URL`), a generated game database,
+//! PostgreSQL (or the server in `DATABASE_URL`), a generated database of
+//! a bundled example (the game by default, `--example shop`),
 //! every user migrated by parallel workers, every migrated user verified
 //! against the generator's original blob, and a summary.
 
@@ -29,6 +30,8 @@ pub struct DemoOptions {
     /// A server to use instead of a throwaway cluster; the demo creates and
     /// drops its own database there.
     pub database_url: Option<String>,
+    /// The bundled example to migrate (default the game).
+    pub example: &'static example::Example,
 }
 
 impl Default for DemoOptions {
@@ -39,6 +42,7 @@ impl Default for DemoOptions {
             workers: 2,
             backend_rate: 200,
             database_url: None,
+            example: &example::GAME,
         }
     }
 }
@@ -66,7 +70,12 @@ pub struct DemoSummary {
     pub writes: u64,
     /// The backend's write latency p50 and p99 while the daemon ran.
     pub write_latency: Option<(Duration, Duration)>,
-    /// Top five by kidnap points: (user, points).
+    /// Who the users are ("users of the game").
+    pub population: String,
+    /// The leaderboard's ranked statistic and what it counts
+    /// (`kidnap_points`, "kidnap points").
+    pub ranked: (&'static str, &'static str),
+    /// Its top five: (user, value).
     pub leaderboard: Vec<(i64, String)>,
     /// How long the leaderboard query took.
     pub leaderboard_time: Duration,
@@ -81,7 +90,11 @@ impl fmt::Display for DemoSummary {
         let secs = self.migrate_time.as_secs_f64().max(1e-9);
         let total_rows: i64 = self.rows.iter().map(|r| r.1).sum();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        writeln!(f, "decant demo: {} generated users", self.users)?;
+        writeln!(
+            f,
+            "decant demo: {} generated {}",
+            self.users, self.population
+        )?;
         writeln!(
             f,
             "  migrated   {} users by the daemon in {:.1} s ({:.0} users/s, {:.0} rows/s)",
@@ -143,8 +156,10 @@ impl fmt::Display for DemoSummary {
         }
         writeln!(
             f,
-            "  top kidnap points ({} users, kidnap_points_top(5) in {:.1} ms):",
+            "  top {} ({} users, {}_top(5) in {:.1} ms):",
+            self.ranked.1,
             self.migrated,
+            self.ranked.0,
             ms(self.leaderboard_time)
         )?;
         for (i, (user, points)) in self.leaderboard.iter().enumerate() {
@@ -187,12 +202,17 @@ async fn run_in(
     url: &str,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<DemoSummary> {
-    // the game's fixups repair its dirty users as they migrate
-    let spec = example::spec().with_fixups(example::fixups());
+    // the example's fixups repair its dirty users as they migrate
+    let ex = opts.example;
+    let spec = ex.spec().with_fixups(ex.fixups());
     let client = connect(url).await?;
     let started = Instant::now();
-    tracing::info!(users = opts.users, "generating and loading users");
-    example::load(&client, opts.users, opts.seed).await?;
+    tracing::info!(
+        users = opts.users,
+        example = ex.name,
+        "generating and loading users"
+    );
+    ex.load(&client, opts.users, opts.seed).await?;
     decant::init(&client, &spec).await?;
     let load_time = started.elapsed();
 
@@ -203,7 +223,7 @@ async fn run_in(
         &decant,
         opts.users,
         f64::from(opts.backend_rate),
-        WriteKind::Increment("demoWrites"),
+        WriteKind::Increment(ex.writes_under, "demoWrites"),
         1,
     );
     let started = Instant::now();
@@ -241,7 +261,10 @@ async fn run_in(
     // blob plus the backend's acknowledged writes: nothing lost.
     let ids: Vec<i64> = (1..=opts.users).collect();
     let migrated_ids: std::collections::HashSet<i64> = client
-        .query("SELECT id FROM \"user\" WHERE migrated", &[])
+        .query(
+            &format!("SELECT id FROM \"{}\" WHERE migrated", ex.table),
+            &[],
+        )
         .await
         .with_context(|| "listing migrated users")?
         .iter()
@@ -252,12 +275,12 @@ async fn run_in(
     for chunk in ids.chunks(500) {
         for (id, loaded) in decant.load_many(chunk).await? {
             // the original, repaired by the fixups when it migrated
-            let mut want = example::user(opts.seed, id).blob;
+            let mut want = (ex.user)(opts.seed, id).blob;
             if migrated_ids.contains(&id) {
                 decant::Fixup::apply_all(&mut want, decant.spec().fixups());
             }
             if let Some(n) = writes.acked.get(&id) {
-                want["pref"]["demoWrites"] = serde_json::json!(n);
+                want[ex.writes_under]["demoWrites"] = serde_json::json!(n);
             }
             if let Some(detail) = json_diff(&loaded, &want, &mut String::new()) {
                 lost += 1;
@@ -273,7 +296,10 @@ async fn run_in(
     }
 
     let migrated: i64 = client
-        .query_one("SELECT count(*) FROM \"user\" WHERE migrated", &[])
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\" WHERE migrated", ex.table),
+            &[],
+        )
         .await
         .with_context(|| "counting migrated users")?
         .get(0);
@@ -316,7 +342,10 @@ async fn run_in(
     // an index scan of the legacy blobs otherwise)
     let board_started = Instant::now();
     let leaderboard = client
-        .query("SELECT user_id, value::text FROM kidnap_points_top(5)", &[])
+        .query(
+            &format!("SELECT user_id, value::text FROM {}_top(5)", ex.ranked.0),
+            &[],
+        )
         .await
         .with_context(|| "reading the leaderboard")?
         .iter()
@@ -334,6 +363,8 @@ async fn run_in(
         daemon: report,
         writes: writes.writes,
         write_latency: writes.latency,
+        population: format!("users of the {} example", ex.name),
+        ranked: ex.ranked,
         leaderboard,
         leaderboard_time,
         repaired,

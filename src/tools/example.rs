@@ -1,7 +1,9 @@
-//! The example game of SPEC.md: its table, its mapping spec
-//! (`fixtures/game/`), and a deterministic generator of realistic users that
-//! tests, the demo and benchmarks share.
+//! The bundled examples: the game of SPEC.md (`fixtures/game/`) and a shop
+//! (`fixtures/shop/`), each with its table, its mapping spec, its fixups and
+//! a deterministic generator of realistic users that tests, the demo and
+//! benchmarks share.
 //!
+//! The game:
 //! Blobs: median a few KB and about 140 target rows, a heavy tail of very
 //! active users up to ~50 KB, deprecated keys in some, and about 1% dirty
 //! (numbers as strings, negative counts, null where an object belongs,
@@ -39,17 +41,115 @@ pub const FIXUPS: [(&str, &str); 4] = [
     ),
 ];
 
-/// The game's fixups, parsed.
-pub fn fixups() -> Vec<decant::Fixup> {
-    FIXUPS
-        .iter()
-        .map(|(name, text)| decant::Fixup::parse(name, text).expect("the game's fixups parse"))
-        .collect()
-}
-
 /// The parsed game spec.
 pub fn spec() -> Spec {
-    Spec::parse(SPEC).expect("the bundled game spec is valid")
+    GAME.spec()
+}
+
+/// A bundled example: its table, spec, fixups and generator, and what the
+/// demo writes and ranks.
+#[derive(Debug)]
+pub struct Example {
+    /// Its name (`--example`).
+    pub name: &'static str,
+    /// One line about it.
+    pub about: &'static str,
+    /// The source table (a plain identifier).
+    pub table: &'static str,
+    /// The table's text column besides the id and the blob.
+    pub label_column: &'static str,
+    /// The mapping spec.
+    pub spec: &'static str,
+    /// The table before decant.
+    pub schema: &'static str,
+    /// The fixups, as (name, file text).
+    pub fixups: &'static [(&'static str, &'static str)],
+    /// The user with an id under a seed.
+    pub user: fn(u64, i64) -> GeneratedUser,
+    /// The object under which the demo's backend writes its counter.
+    pub writes_under: &'static str,
+    /// The ranked statistic the demo reads, and what it counts.
+    pub ranked: (&'static str, &'static str),
+}
+
+/// The game of SPEC.md.
+pub const GAME: Example = Example {
+    name: "game",
+    about: "a game's players: statistics per mode, achievements, bots, preferences",
+    table: "user",
+    label_column: "name",
+    spec: SPEC,
+    schema: SCHEMA,
+    fixups: &FIXUPS,
+    user,
+    writes_under: "pref",
+    ranked: ("kidnap_points", "kidnap points"),
+};
+
+/// A shop's customers: ISO and epoch-second timestamps, arrays of objects,
+/// integer and date keys.
+pub const SHOP: Example = Example {
+    name: "shop",
+    about: "a shop's customers: account, addresses, tags, yearly orders, daily visits",
+    table: "customer",
+    label_column: "email",
+    spec: include_str!("../../fixtures/shop/decant.toml"),
+    schema: include_str!("../../fixtures/shop/schema.sql"),
+    fixups: &[
+        (
+            "0001-number-strings",
+            include_str!("../../fixtures/shop/fixups/0001-number-strings.toml"),
+        ),
+        (
+            "0002-negative-orders",
+            include_str!("../../fixtures/shop/fixups/0002-negative-orders.toml"),
+        ),
+    ],
+    user: shop_user,
+    writes_under: "prefs",
+    ranked: ("loyalty_points", "loyalty points"),
+};
+
+/// Every bundled example.
+pub const EXAMPLES: [&Example; 2] = [&GAME, &SHOP];
+
+/// The example of this name.
+pub fn by_name(name: &str) -> Result<&'static Example> {
+    EXAMPLES
+        .iter()
+        .copied()
+        .find(|e| e.name == name)
+        .ok_or_else(|| {
+            let names: Vec<String> = EXAMPLES
+                .iter()
+                .map(|e| format!("{} ({})", e.name, e.about))
+                .collect();
+            anyhow::anyhow!(
+                "no example named {name:?}: choose one of {}",
+                names.join("; ")
+            )
+        })
+}
+
+impl Example {
+    /// The parsed spec.
+    pub fn spec(&self) -> Spec {
+        Spec::parse(self.spec).expect("a bundled spec is valid")
+    }
+
+    /// The fixups, parsed.
+    pub fn fixups(&self) -> Vec<decant::Fixup> {
+        self.fixups
+            .iter()
+            .map(|(name, text)| decant::Fixup::parse(name, text).expect("bundled fixups parse"))
+            .collect()
+    }
+
+    /// The comment `load` puts on the table it creates: a table without it
+    /// was not made by `decant example`.
+    fn marker(&self) -> String {
+        format!("decant example {}", self.name)
+    }
 }
 
 /// splitmix64: small, fast, and the same on every platform and version.
@@ -299,84 +399,319 @@ pub fn user(seed: u64, id: i64) -> GeneratedUser {
 
 /// Creates the game's table (if missing) and loads users `1..=count`.
 /// Returns how many were dirty.
-/// The comment `load` puts on the table it creates: a table without it
-/// was not made by `decant example`.
-const MADE_BY_EXAMPLE: &str = "decant example game";
-
-/// Refuses to load into a `"user"` table that `decant example` did not
-/// create (a real game's, on a server reached through $DATABASE_URL by
-/// mistake) unless `force`.
-pub async fn refuse_foreign_table(client: &Client, force: bool) -> Result<()> {
-    let row = client
-        .query_one(
-            "SELECT to_regclass('\"user\"') IS NOT NULL, \
-                    obj_description(to_regclass('\"user\"'), 'pg_class'), \
-                    current_database()",
-            &[],
-        )
-        .await
-        .with_context(|| "looking for a \"user\" table")?;
-    let (exists, comment, db): (bool, Option<String>, String) =
-        (row.get(0), row.get(1), row.get(2));
-    if exists && comment.as_deref() != Some(MADE_BY_EXAMPLE) && !force {
-        anyhow::bail!(
-            "database {db:?} already has a \"user\" table that `decant example` did not create: \
-             generated users would be inserted among its rows. Point --database-url at a scratch \
-             database, or pass --force to load into it anyway"
-        );
-    }
-    Ok(())
+pub async fn load(client: &Client, count: i64, seed: u64) -> Result<usize> {
+    GAME.load(client, count, seed).await
 }
 
-pub async fn load(client: &Client, count: i64, seed: u64) -> Result<usize> {
-    let created: bool = client
-        .query_one("SELECT to_regclass('\"user\"') IS NULL", &[])
-        .await
-        .with_context(|| "looking for a \"user\" table")?
-        .get(0);
-    client
-        .batch_execute(SCHEMA)
-        .await
-        .with_context(|| "creating the game table")?;
-    if created {
-        client
-            .batch_execute(&format!("COMMENT ON TABLE \"user\" IS '{MADE_BY_EXAMPLE}'"))
+impl Example {
+    /// Refuses to load into a source table that `decant example` did not
+    /// create for this example (a real one, on a server reached through
+    /// $DATABASE_URL by mistake) unless `force`.
+    pub async fn refuse_foreign_table(&self, client: &Client, force: bool) -> Result<()> {
+        let table = format!("\"{}\"", self.table);
+        let row = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL, obj_description(to_regclass($1), 'pg_class'), \
+                        current_database()",
+                &[&table],
+            )
             .await
-            .with_context(|| "marking the game table")?;
+            .with_context(|| format!("looking for a {table} table"))?;
+        let (exists, comment, db): (bool, Option<String>, String) =
+            (row.get(0), row.get(1), row.get(2));
+        if exists && comment != Some(self.marker()) && !force {
+            anyhow::bail!(
+                "database {db:?} already has a {table} table that `decant example` did not create: \
+                 generated users would be inserted among its rows. Point --database-url at a scratch \
+                 database, or pass --force to load into it anyway"
+            );
+        }
+        Ok(())
     }
-    let stmt = client
-        .prepare(
-            "INSERT INTO \"user\" (id, name, data) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[])",
-        )
-        .await
-        .with_context(|| "preparing the user insert")?;
-    let mut dirty = 0;
-    let mut next = 1;
-    while next <= count {
-        let end = (next + 2000).min(count + 1);
-        let users: Vec<GeneratedUser> = (next..end).map(|id| user(seed, id)).collect();
-        dirty += users.iter().filter(|u| u.dirt.is_some()).count();
-        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
-        let blobs: Vec<&Value> = users.iter().map(|u| &u.blob).collect();
-        client
-            .execute(&stmt, &[&ids, &names, &blobs])
+
+    /// Creates the example's table (if missing) and loads users
+    /// `1..=count`. Returns how many were dirty.
+    pub async fn load(&self, client: &Client, count: i64, seed: u64) -> Result<usize> {
+        let table = format!("\"{}\"", self.table);
+        let created: bool = client
+            .query_one("SELECT to_regclass($1) IS NULL", &[&table])
             .await
-            .with_context(|| "loading generated users")?;
-        next = end;
+            .with_context(|| format!("looking for a {table} table"))?
+            .get(0);
+        client
+            .batch_execute(self.schema)
+            .await
+            .with_context(|| format!("creating the {} table", self.name))?;
+        if created {
+            client
+                .batch_execute(&format!("COMMENT ON TABLE {table} IS '{}'", self.marker()))
+                .await
+                .with_context(|| format!("marking the {} table", self.name))?;
+        }
+        let stmt = client
+            .prepare(&format!(
+                "INSERT INTO {table} (id, \"{}\", data) \
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[])",
+                self.label_column
+            ))
+            .await
+            .with_context(|| "preparing the user insert")?;
+        let mut dirty = 0;
+        let mut next = 1;
+        while next <= count {
+            let end = (next + 2000).min(count + 1);
+            let users: Vec<GeneratedUser> = (next..end).map(|id| (self.user)(seed, id)).collect();
+            dirty += users.iter().filter(|u| u.dirt.is_some()).count();
+            let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+            let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+            let blobs: Vec<&Value> = users.iter().map(|u| &u.blob).collect();
+            client
+                .execute(&stmt, &[&ids, &names, &blobs])
+                .await
+                .with_context(|| "loading generated users")?;
+            next = end;
+        }
+        client
+            .batch_execute(&format!("ANALYZE {table}"))
+            .await
+            .with_context(|| format!("analyzing the {} table", self.name))?;
+        Ok(dirty)
     }
-    client
-        .batch_execute("ANALYZE \"user\"")
-        .await
-        .with_context(|| "analyzing the game table")?;
-    Ok(dirty)
+}
+
+/// The shop's kinds of dirt, one per dirty customer (both repaired by the
+/// shop's fixups).
+pub const SHOP_DIRT: [&str; 2] = ["number as string", "negative count"];
+
+const TAGS: [&str; 8] = [
+    "vip",
+    "newsletter",
+    "b2b",
+    "returns-often",
+    "early-adopter",
+    "gift-buyer",
+    "student",
+    "wholesale",
+];
+
+const CITIES: [(&str, &str); 8] = [
+    ("Berlin", "DE"),
+    ("Hamburg", "DE"),
+    ("Lyon", "FR"),
+    ("Paris", "FR"),
+    ("Utrecht", "NL"),
+    ("Austin", "US"),
+    ("Osaka", "JP"),
+    ("Zürich", "CH"),
+];
+
+/// The shop customer with this id under this seed: the same every time.
+/// About a KB each, a tail of big spenders with many years and visits, about
+/// 1% dirty ([`SHOP_DIRT`]) and 2% with values a `keep` rule leaves in
+/// the residual (a day that does not exist, an over-long tag).
+pub fn shop_user(seed: u64, id: i64) -> GeneratedUser {
+    let mut rng = Rng::new(seed ^ 0x5400_0000 ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let big = rng.unit() < 0.03;
+    // created 2020-01-01 .. 2024-09, as JavaScript writes it
+    let created_ms = 1_577_836_800_000i64 + rng.range(0, 147_000_000_000) as i64;
+    let created = jiff::Timestamp::from_millisecond(created_ms)
+        .expect("in range")
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    // last seen since, in epoch seconds to the quarter second
+    let seen = created_ms / 1000 + rng.range(0, 60_000_000) as i64;
+    let last_seen = seen as f64 + rng.range(0, 4) as f64 * 0.25;
+    let mut account = Map::new();
+    account.insert("createdAt".into(), json!(created));
+    account.insert("lastSeen".into(), json!(last_seen));
+    account.insert(
+        "plan".into(),
+        json!(rng.pick(&["free", "free", "plus", "business"])),
+    );
+    if rng.unit() < 0.3 {
+        account.insert("referrer".into(), json!(format!("r{}", rng.range(1, 500))));
+    }
+
+    let addresses: Vec<Value> = (0..rng.range(0, if big { 6 } else { 3 }))
+        .map(|_| {
+            let (city, country) = *rng.pick(&CITIES);
+            let mut a = Map::new();
+            a.insert("label".into(), json!(rng.pick(&["home", "work", "parents", "pickup"])));
+            a.insert(
+                "street".into(),
+                json!(format!("{} {}", rng.pick(&["Hauptstr.", "Rue Neuve", "Main St", "Kanaalweg"]), rng.range(1, 200))),
+            );
+            a.insert("city".into(), json!(city));
+            a.insert("zip".into(), json!(format!("{:05}", rng.range(1000, 99_999))));
+            a.insert("country".into(), json!(country));
+            if rng.unit() < 0.5 {
+                a.insert(
+                    "geo".into(),
+                    json!({"lat": (rng.range(0, 18_000) as f64 - 9_000.0) / 100.0, "lng": (rng.range(0, 36_000) as f64 - 18_000.0) / 100.0}),
+                );
+            }
+            Value::Object(a)
+        })
+        .collect();
+
+    let mut tags: Vec<Value> = (0..rng.range(0, 5))
+        .map(|_| json!(rng.pick(&TAGS)))
+        .collect();
+
+    let first_year = 2020 + (created_ms - 1_577_836_800_000) / 31_536_000_000;
+    let mut by_year = Map::new();
+    for year in first_year..=2024 {
+        if rng.unit() < 0.25 {
+            continue;
+        }
+        let orders = rng.range(1, if big { 120 } else { 12 });
+        let mut y = Map::new();
+        y.insert("orders".into(), json!(orders));
+        y.insert(
+            "spent".into(),
+            json!(rng.range(orders * 500, orders * 9_000) as f64 / 100.0),
+        );
+        if rng.unit() < 0.2 {
+            y.insert("returns".into(), json!(rng.range(0, orders + 1)));
+        }
+        by_year.insert(year.to_string(), Value::Object(y));
+    }
+
+    let mut visits = Map::new();
+    let start = jiff::civil::date(2024, 1, 1);
+    for _ in 0..rng.range(0, if big { 120 } else { 15 }) {
+        let day = start
+            .checked_add(jiff::Span::new().days(rng.range(0, 300) as i64))
+            .expect("in range");
+        visits.insert(day.to_string(), json!(rng.range(1, 9)));
+    }
+
+    let mut stats = Map::new();
+    stats.insert(
+        "loyaltyPoints".into(),
+        json!(rng.range(0, if big { 200_000 } else { 5_000 })),
+    );
+    stats.insert("reviews".into(), json!(rng.range(0, 40)));
+    stats.insert("wishlistSize".into(), json!(rng.range(0, 60)));
+    if rng.unit() < 0.5 {
+        stats.insert(
+            "avgBasket".into(),
+            json!(rng.range(500, 20_000) as f64 / 100.0),
+        );
+    }
+
+    let mut prefs = Map::new();
+    prefs.insert("newsletter".into(), json!(rng.unit() < 0.4));
+    prefs.insert(
+        "currency".into(),
+        json!(rng.pick(&["EUR", "USD", "JPY", "CHF"])),
+    );
+    prefs.insert(
+        "lang".into(),
+        json!(rng.pick(&["de", "fr", "en", "nl", "ja"])),
+    );
+    prefs.insert("darkMode".into(), json!(rng.unit() < 0.5));
+
+    // values a keep rule leaves in the residual
+    if rng.unit() < 0.01 {
+        visits.insert("2024-02-30".into(), json!(1));
+    }
+    if rng.unit() < 0.01 {
+        tags.push(json!("a-tag-far-longer-than-the-column-allows"));
+    }
+
+    let mut blob = Map::new();
+    blob.insert("account".into(), Value::Object(account));
+    blob.insert("addresses".into(), Value::Array(addresses));
+    blob.insert("tags".into(), Value::Array(tags));
+    blob.insert(
+        "orders".into(),
+        json!({"byYear": Value::Object(by_year), "currency": "EUR"}),
+    );
+    blob.insert("visits".into(), Value::Object(visits));
+    blob.insert("stats".into(), Value::Object(stats));
+    blob.insert("prefs".into(), Value::Object(prefs));
+    // a cart nobody maps: it stays in the residual
+    if rng.unit() < 0.3 {
+        blob.insert(
+            "cart".into(),
+            json!({"items": [{"sku": format!("SKU-{}", rng.range(1, 999)), "qty": rng.range(1, 4)}]}),
+        );
+    }
+    let mut blob = Value::Object(blob);
+
+    let dirt = if rng.unit() < 0.01 {
+        let kind = *rng.pick(&SHOP_DIRT);
+        match kind {
+            "number as string" => {
+                let v = blob["stats"]["loyaltyPoints"].to_string();
+                blob["stats"]["loyaltyPoints"] = Value::String(v);
+            }
+            _ => {
+                // the first year, created if there was none
+                let years = blob["orders"]["byYear"].as_object_mut().expect("an object");
+                let first = years
+                    .keys()
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| "2024".into());
+                years.insert(first, json!({"orders": -1, "spent": 0}));
+            }
+        }
+        Some(kind)
+    } else {
+        None
+    };
+    GeneratedUser {
+        id,
+        name: format!("customer{id}@example.com"),
+        blob,
+        dirt,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use decant::explode;
+
+    #[test]
+    fn shop_customers_are_deterministic_dirty_where_said_and_repaired_by_the_fixups() {
+        assert_eq!(shop_user(7, 42).blob, shop_user(7, 42).blob);
+        assert_ne!(shop_user(7, 42).blob, shop_user(8, 42).blob);
+        let spec = SHOP.spec();
+        let fixups = SHOP.fixups();
+        let (mut dirty, mut warned, mut sizes) = (0, 0, Vec::new());
+        let mut tables = std::collections::BTreeSet::new();
+        for id in 1..=3000 {
+            let u = shop_user(1, id);
+            sizes.push(u.blob.to_string().len());
+            match explode(&spec, &u.blob) {
+                Ok(e) => {
+                    assert!(u.dirt.is_none(), "dirt {:?} was accepted", u.dirt);
+                    warned += usize::from(!e.warnings.is_empty());
+                    tables.extend(e.rows.iter().map(|r| r.table));
+                    let back = decant::reconstruct(&spec, &e.rows, &e.residual).unwrap();
+                    assert!(decant::json_eq(&back, &u.blob), "customer {id}");
+                }
+                Err(_) => {
+                    assert!(u.dirt.is_some(), "clean customer {id} refused");
+                    dirty += 1;
+                    let mut fixed = u.blob.clone();
+                    assert!(!decant::Fixup::apply_all(&mut fixed, &fixups).is_empty());
+                    explode(&spec, &fixed)
+                        .unwrap_or_else(|e| panic!("customer {id} after fixups: {e}"));
+                }
+            }
+        }
+        assert!((10..70).contains(&dirty), "{dirty} dirty of 3000");
+        assert!(warned > 10, "{warned} with values kept in the residual");
+        assert_eq!(tables.len(), spec.tables().len(), "every table gets rows");
+        sizes.sort();
+        let median = sizes[sizes.len() / 2];
+        assert!((400..4_000).contains(&median), "median blob {median} bytes");
+        assert!(by_name("shop").is_ok() && by_name("nope").is_err());
+    }
 
     #[test]
     fn users_are_deterministic_and_realistic() {

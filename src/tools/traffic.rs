@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The write each call makes.
+/// The write each call makes, to `<object>.<key>` (`pref.demoWrites`).
 #[derive(Debug, Clone, Copy)]
 pub enum WriteKind {
-    /// `modify`: increments `pref.<key>` (read-modify-write under the lock).
-    Increment(&'static str),
-    /// `patch`: sets `pref.<key>` to a random number (RFC 7396).
-    Patch(&'static str),
+    /// `modify`: increments it (read-modify-write under the lock).
+    Increment(&'static str, &'static str),
+    /// `patch`: sets it to a random number (RFC 7396).
+    Patch(&'static str, &'static str),
 }
 
 /// What the traffic did.
@@ -63,15 +63,15 @@ impl Traffic {
                         let user = rng.range(1, users as u64 + 1) as i64;
                         let began = Instant::now();
                         let r = match kind {
-                            WriteKind::Increment(key) => decant
+                            WriteKind::Increment(object, key) => decant
                                 .modify(user, |blob| {
-                                    let n = &mut blob["pref"][key];
+                                    let n = &mut blob[object][key];
                                     *n = serde_json::json!(n.as_u64().unwrap_or(0) + 1);
                                 })
                                 .await
                                 .map(drop),
-                            WriteKind::Patch(key) => {
-                                let patch = serde_json::json!({"pref": {key: rng.range(0, 1000)}});
+                            WriteKind::Patch(object, key) => {
+                                let patch = serde_json::json!({object: {key: rng.range(0, 1000)}});
                                 decant.patch(user, &patch).await.map(drop)
                             }
                         };

@@ -531,6 +531,40 @@ async fn example_refuses_a_user_table_it_did_not_create_unless_forced() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `decant example --example shop` loads the shop's customers and writes
+/// its spec and fixups; init, run and status take it from there; an
+/// unknown example is a usage error naming the choices.
+#[tokio::test]
+async fn the_shop_example_goes_through_the_command_line() {
+    let db = TestDb::new().await;
+    let dir = temp_dir("shop");
+    let url = Some(db.url.as_str());
+    let (ok, out, err) = decant(
+        &["example", "--example", "shop", "--users", "300"],
+        url,
+        &dir,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("into \"customer\""), "{out}");
+    let spec = std::fs::read_to_string(dir.join("decant.toml")).unwrap();
+    assert_eq!(spec, crate::example::SHOP.spec);
+    assert!(dir.join("fixups/0002-negative-orders.toml").exists());
+    let (ok, _, err) = decant(&["init"], url, &dir);
+    assert!(ok, "{err}");
+    let (ok, out, err) = decant(&["run", "--rate", "max"], url, &dir);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with("done: 300 users migrated, 0 failed"),
+        "{out}"
+    );
+    let (ok, out, err) = decant(&["status"], url, &dir);
+    assert!(ok && out.contains("300"), "{out}{err}");
+    let (code, err) = decant_status(&["example", "--example", "bakery"], url, &dir);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("game (") && err.contains("shop ("), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_prometheus_metrics_while_it_runs() {
     use std::io::{Read, Write};
