@@ -30,7 +30,7 @@ mod pg;
 pub use core::explode::{Exploded, Invalid, Row, explode, reconstruct};
 pub use core::json::{json_diff, json_eq};
 pub use core::spec::{Column, Source, Spec, SpecError, Table};
-pub use core::value::{ColumnType, ColumnValue};
+pub use core::value::{ColumnType, ColumnValue, IsoForm};
 pub use error::{Error, Result};
 
 // The compatibility layer and single-user migration.

@@ -32,17 +32,110 @@ pub enum ColumnType {
     /// `timestamptz` from a JSON number of seconds since the epoch (at most
     /// microsecond precision: Unix time, Python's `time.time()`)
     TimestampS,
-    /// `timestamptz` from an RFC 3339 JSON string in decant's canonical
-    /// form (UTC `Z`, fraction digits trimmed)
-    TimestampIso,
-    /// `timestamptz` from JavaScript's `Date.toISOString()` form: UTC `Z`
-    /// and exactly three fraction digits (`2024-05-01T12:00:00.880Z`)
-    TimestampIsoMs,
+    /// `timestamptz` from an RFC 3339 JSON string in UTC, written in one
+    /// declared form ([`IsoForm`]): `timestamptz_iso` (fraction trimmed,
+    /// `Z`), `_ms` (JavaScript's `Date.toISOString()`: exactly three
+    /// digits), `_us` (exactly six), and each with `_offset` (`+00:00`
+    /// for `Z`)
+    TimestampIso(IsoForm),
     /// `date` from an ISO 8601 calendar date string, `YYYY-MM-DD` (years
     /// 0001 to 9999)
     Date,
     /// `jsonb` (any JSON value)
     Jsonb,
+}
+
+/// How an ISO 8601 (RFC 3339) timestamp column's values are written in the
+/// blob: the fraction of a second and the UTC offset. A value is taken only
+/// in this form (so it comes back the same); other offsets and spellings
+/// are invalid values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IsoForm {
+    /// Fraction digits: 0 for trimmed (none for a whole second, else as
+    /// few as the value needs, up to 6), or exactly 3 or 6.
+    pub fraction: u8,
+    /// `+00:00` rather than `Z`.
+    pub utc_offset: bool,
+}
+
+impl IsoForm {
+    /// Fraction trimmed, `Z` (Go's `RFC3339Nano`, decant's own).
+    pub const TRIMMED: IsoForm = IsoForm {
+        fraction: 0,
+        utc_offset: false,
+    };
+    /// Exactly three fraction digits, `Z` (JavaScript's `toISOString()`).
+    pub const MS: IsoForm = IsoForm {
+        fraction: 3,
+        utc_offset: false,
+    };
+
+    /// The type's name in a spec.
+    pub fn name(self) -> String {
+        let digits = match self.fraction {
+            3 => "_ms",
+            6 => "_us",
+            _ => "",
+        };
+        let offset = if self.utc_offset { "_offset" } else { "" };
+        format!("timestamptz_iso{digits}{offset}")
+    }
+
+    /// The form of a spec's type name.
+    fn parse(name: &str) -> Option<IsoForm> {
+        let rest = name.strip_prefix("timestamptz_iso")?;
+        let (rest, utc_offset) = match rest.strip_suffix("_offset") {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        let fraction = match rest {
+            "" => 0,
+            "_ms" => 3,
+            "_us" => 6,
+            _ => return None,
+        };
+        Some(IsoForm {
+            fraction,
+            utc_offset,
+        })
+    }
+
+    /// The UTC offset as written.
+    pub fn offset(self) -> &'static str {
+        if self.utc_offset { "+00:00" } else { "Z" }
+    }
+
+    /// A regular expression (POSIX and Rust alike) a value in this form
+    /// matches.
+    pub fn pattern(self) -> String {
+        let fraction = match self.fraction {
+            3 => r"\.[0-9]{3}",
+            6 => r"\.[0-9]{6}",
+            _ => r"(\.[0-9]{0,5}[1-9])?",
+        };
+        let offset = if self.utc_offset { r"\+00:00" } else { "Z" };
+        format!(
+            "^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}{fraction}{offset}$"
+        )
+    }
+
+    /// A microsecond timestamp written in this form (microseconds a
+    /// 3-digit form cannot hold are kept, six digits: `to_column` never
+    /// makes such a value).
+    pub fn render(self, us: i64) -> String {
+        let (secs, sub) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+        let Ok(ts) = jiff::Timestamp::from_second(secs) else {
+            return us.to_string();
+        };
+        let base = ts.strftime("%Y-%m-%dT%H:%M:%S");
+        let fraction = match self.fraction {
+            3 if sub % 1000 == 0 => format!(".{:03}", sub / 1000),
+            3 | 6 => format!(".{sub:06}"),
+            _ if sub == 0 => String::new(),
+            _ => format!(".{sub:06}").trim_end_matches('0').to_string(),
+        };
+        format!("{base}{fraction}{}", self.offset())
+    }
 }
 
 impl ColumnType {
@@ -58,8 +151,9 @@ impl ColumnType {
             "text" => ColumnType::Text,
             "timestamptz" | "timestamptz_ms" => ColumnType::TimestampMs,
             "timestamptz_s" => ColumnType::TimestampS,
-            "timestamptz_iso" => ColumnType::TimestampIso,
-            "timestamptz_iso_ms" => ColumnType::TimestampIsoMs,
+            iso if iso.starts_with("timestamptz_iso") => {
+                ColumnType::TimestampIso(IsoForm::parse(iso)?)
+            }
             "date" => ColumnType::Date,
             "jsonb" => ColumnType::Jsonb,
             _ => return None,
@@ -70,7 +164,21 @@ impl ColumnType {
     pub const NAMES: &'static str = "bool, int2, int4, int8, float8, numeric, text, \
         timestamptz (epoch milliseconds), timestamptz_s (epoch seconds), timestamptz_iso (RFC 3339 text, fraction trimmed), \
         timestamptz_iso_ms (RFC 3339 text with exactly 3 fraction digits, as JavaScript writes it), \
+        timestamptz_iso_us (exactly 6), and each with _offset (+00:00 for Z), \
         date (YYYY-MM-DD text), jsonb";
+
+    /// The type's name in the mapping's identity (its fingerprint): the
+    /// Rust variant's, as it always was (`TimestampIso`, `TimestampIsoMs`,
+    /// `Int4`...), so a fingerprint recorded before a type was added stays
+    /// the same.
+    pub fn identity(self) -> String {
+        match self {
+            ColumnType::TimestampIso(IsoForm::TRIMMED) => "TimestampIso".into(),
+            ColumnType::TimestampIso(IsoForm::MS) => "TimestampIsoMs".into(),
+            ColumnType::TimestampIso(form) => form.name(),
+            other => format!("{other:?}"),
+        }
+    }
 
     /// The PostgreSQL type of the column, spelled as `format_type` spells
     /// it (so the catalog can be compared with it).
@@ -83,10 +191,9 @@ impl ColumnType {
             ColumnType::Float8 => "double precision",
             ColumnType::Numeric => "numeric",
             ColumnType::Text => "text",
-            ColumnType::TimestampMs
-            | ColumnType::TimestampS
-            | ColumnType::TimestampIso
-            | ColumnType::TimestampIsoMs => "timestamp with time zone",
+            ColumnType::TimestampMs | ColumnType::TimestampS | ColumnType::TimestampIso(_) => {
+                "timestamp with time zone"
+            }
             ColumnType::Date => "date",
             ColumnType::Jsonb => "jsonb",
         }
@@ -163,10 +270,18 @@ impl ColumnType {
                 "epoch milliseconds (a number, at most microsecond precision)"
             }
             ColumnType::TimestampS => "epoch seconds (a number, at most microsecond precision)",
-            ColumnType::TimestampIso => "an RFC 3339 timestamp string in canonical form",
-            ColumnType::TimestampIsoMs => {
-                "an RFC 3339 timestamp string with exactly 3 fraction digits and Z"
-            }
+            ColumnType::TimestampIso(f) => match (f.fraction, f.utc_offset) {
+                (3, false) => "an RFC 3339 timestamp string with exactly 3 fraction digits and Z",
+                (3, true) => {
+                    "an RFC 3339 timestamp string with exactly 3 fraction digits and +00:00"
+                }
+                (6, false) => "an RFC 3339 timestamp string with exactly 6 fraction digits and Z",
+                (6, true) => {
+                    "an RFC 3339 timestamp string with exactly 6 fraction digits and +00:00"
+                }
+                (_, false) => "an RFC 3339 timestamp string in canonical form",
+                (_, true) => "an RFC 3339 timestamp string, fraction trimmed, with +00:00",
+            },
             ColumnType::Date => "a date string YYYY-MM-DD",
             ColumnType::Jsonb => "any JSON value",
         }
@@ -271,12 +386,12 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
             }
             ColumnValue::Micros(micros)
         }
-        ColumnType::TimestampIso | ColumnType::TimestampIsoMs => {
+        ColumnType::TimestampIso(form) => {
             let s = v.as_str().ok_or_else(wrong)?;
             let ts: jiff::Timestamp = s.parse().map_err(|_| wrong())?;
             let micros = ts.as_microsecond();
             if !(MIN_MICROS..=MAX_MICROS).contains(&micros)
-                || (ty == ColumnType::TimestampIsoMs && micros % 1000 != 0)
+                || (form.fraction == 3 && micros % 1000 != 0)
             {
                 return Err(wrong());
             }
@@ -296,8 +411,7 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
         ColumnType::Float8
             | ColumnType::TimestampMs
             | ColumnType::TimestampS
-            | ColumnType::TimestampIso
-            | ColumnType::TimestampIsoMs
+            | ColumnType::TimestampIso(_)
     ) {
         return Ok(cv);
     }
@@ -396,13 +510,7 @@ pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
         ColumnValue::Text(s) => Value::String(s.clone()),
         ColumnValue::Date(d) => Value::String(render_date(*d)),
         ColumnValue::Micros(us) => match ty {
-            ColumnType::TimestampIso => {
-                Value::String(match jiff::Timestamp::from_microsecond(*us) {
-                    Ok(ts) => ts.to_string(),
-                    Err(_) => us.to_string(),
-                })
-            }
-            ColumnType::TimestampIsoMs => Value::String(iso_ms(*us)),
+            ColumnType::TimestampIso(form) => Value::String(form.render(*us)),
             _ => number(
                 &Canonical::from_i64(*us)
                     .shifted(-ty.micros_digits())
@@ -410,23 +518,6 @@ pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
             ),
         },
         ColumnValue::Json(v) => v.clone(),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` of a microsecond timestamp (one with
-/// microseconds left over, which `to_column` never makes, keeps them).
-fn iso_ms(us: i64) -> String {
-    let (secs, sub) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
-    match jiff::Timestamp::from_second(secs) {
-        Ok(ts) => {
-            let base = ts.strftime("%Y-%m-%dT%H:%M:%S");
-            if sub % 1000 == 0 {
-                format!("{base}.{:03}Z", sub / 1000)
-            } else {
-                format!("{base}.{sub:06}Z")
-            }
-        }
-        Err(_) => us.to_string(),
     }
 }
 
@@ -553,17 +644,26 @@ mod tests {
         }
         assert!(to_column(ColumnType::TimestampS, &json!("1")).is_err());
         let iso = json!("2022-11-29T06:07:04.365Z");
-        let cv = to_column(ColumnType::TimestampIso, &iso).unwrap();
-        assert_eq!(to_json(ColumnType::TimestampIso, &cv), iso);
+        let cv = to_column(ColumnType::TimestampIso(IsoForm::TRIMMED), &iso).unwrap();
+        assert_eq!(
+            to_json(ColumnType::TimestampIso(IsoForm::TRIMMED), &cv),
+            iso
+        );
         // a non-canonical spelling would not come back the same: refused
         assert!(
             to_column(
-                ColumnType::TimestampIso,
+                ColumnType::TimestampIso(IsoForm::TRIMMED),
                 &json!("2022-11-29T06:07:04.365+00:00")
             )
             .is_err()
         );
-        assert!(to_column(ColumnType::TimestampIso, &json!("yesterday")).is_err());
+        assert!(
+            to_column(
+                ColumnType::TimestampIso(IsoForm::TRIMMED),
+                &json!("yesterday")
+            )
+            .is_err()
+        );
         // JavaScript's form: exactly three digits and Z, nothing else
         for ok in [
             "2022-11-29T06:07:04.360Z",
@@ -571,8 +671,12 @@ mod tests {
             "0001-01-01T00:00:00.000Z",
             "1969-12-31T23:59:59.999Z",
         ] {
-            let cv = to_column(ColumnType::TimestampIsoMs, &json!(ok)).unwrap();
-            assert_eq!(to_json(ColumnType::TimestampIsoMs, &cv), json!(ok), "{ok}");
+            let cv = to_column(ColumnType::TimestampIso(IsoForm::MS), &json!(ok)).unwrap();
+            assert_eq!(
+                to_json(ColumnType::TimestampIso(IsoForm::MS), &cv),
+                json!(ok),
+                "{ok}"
+            );
         }
         for refused in [
             "2022-11-29T06:07:04.36Z",
@@ -582,10 +686,90 @@ mod tests {
             "2022-11-29 06:07:04.360Z",
         ] {
             assert!(
-                to_column(ColumnType::TimestampIsoMs, &json!(refused)).is_err(),
+                to_column(ColumnType::TimestampIso(IsoForm::MS), &json!(refused)).is_err(),
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn every_iso_form_takes_only_its_own_spelling() {
+        let iso = |name: &str| ColumnType::parse(name).unwrap();
+        let cases: [(&str, &[&str], &[&str]); 6] = [
+            (
+                "timestamptz_iso",
+                &[
+                    "2022-11-29T06:07:04Z",
+                    "2022-11-29T06:07:04.36Z",
+                    "2022-11-29T06:07:04.000001Z",
+                ],
+                &["2022-11-29T06:07:04.360Z", "2022-11-29T06:07:04+00:00"],
+            ),
+            (
+                "timestamptz_iso_offset",
+                &["2022-11-29T06:07:04+00:00", "2022-11-29T06:07:04.5+00:00"],
+                &[
+                    "2022-11-29T06:07:04Z",
+                    "2022-11-29T11:37:04+05:30",
+                    "2022-11-29T06:07:04.50+00:00",
+                ],
+            ),
+            (
+                "timestamptz_iso_ms",
+                &["2022-11-29T06:07:04.360Z", "2022-11-29T06:07:04.000Z"],
+                &[
+                    "2022-11-29T06:07:04.36Z",
+                    "2022-11-29T06:07:04.360123Z",
+                    "2022-11-29T06:07:04.360+00:00",
+                ],
+            ),
+            (
+                "timestamptz_iso_ms_offset",
+                &["2022-11-29T06:07:04.360+00:00"],
+                &["2022-11-29T06:07:04.360Z", "2022-11-29T06:07:04+00:00"],
+            ),
+            (
+                "timestamptz_iso_us",
+                &["2022-11-29T06:07:04.360000Z", "9999-12-30T21:59:59.999999Z"],
+                &[
+                    "2022-11-29T06:07:04.36Z",
+                    "2022-11-29T06:07:04.360000+00:00",
+                ],
+            ),
+            (
+                // Python's datetime.isoformat() of an aware UTC time with
+                // microseconds
+                "timestamptz_iso_us_offset",
+                &[
+                    "2022-11-29T06:07:04.365123+00:00",
+                    "0001-01-01T00:00:00.000000+00:00",
+                ],
+                &[
+                    "2022-11-29T06:07:04.365123Z",
+                    "2022-11-29T06:07:04.365123-00:00",
+                    "2022-11-29 06:07:04.365123+00:00",
+                ],
+            ),
+        ];
+        for (name, ok, refused) in cases {
+            let ty = iso(name);
+            let ColumnType::TimestampIso(form) = ty else {
+                panic!("{name}")
+            };
+            assert_eq!(form.name(), name);
+            for v in ok {
+                let cv = to_column(ty, &json!(v)).unwrap_or_else(|e| panic!("{name} {v}: {e:?}"));
+                assert_eq!(to_json(ty, &cv), json!(v), "{name}");
+            }
+            for v in refused {
+                assert!(to_column(ty, &json!(v)).is_err(), "{name} took {v}");
+            }
+        }
+        assert_eq!(ColumnType::parse("timestamptz_iso_ns"), None);
+        // the identity names of the first two forms never change
+        assert_eq!(iso("timestamptz_iso").identity(), "TimestampIso");
+        assert_eq!(iso("timestamptz_iso_ms").identity(), "TimestampIsoMs");
+        assert_eq!(ColumnType::Int4.identity(), "Int4");
     }
 
     #[test]

@@ -291,11 +291,22 @@ fn json_of(ty: ColumnType, c: &str) -> String {
         ColumnType::TimestampMs => format!("to_jsonb(decant.epoch_ms({c}))"),
         // (numeric multiplication is exact; division would round)
         ColumnType::TimestampS => format!("to_jsonb(trim_scale(decant.epoch_ms({c}) * 0.001))"),
-        ColumnType::TimestampIso => format!("to_jsonb(decant.iso_text({c}))"),
+        ColumnType::TimestampIso(form) => {
+            let offset = form.offset();
+            match form.fraction {
+                3 | 6 => format!(
+                    "to_jsonb(to_char({c} AT TIME ZONE 'UTC', \
+                     'YYYY-MM-DD\"T\"HH24:MI:SS.{}\"{offset}\"'))",
+                    if form.fraction == 3 { "MS" } else { "US" }
+                ),
+                // decant.iso_text ends with Z
+                _ if form.utc_offset => {
+                    format!("to_jsonb(left(decant.iso_text({c}), -1) || '{offset}')")
+                }
+                _ => format!("to_jsonb(decant.iso_text({c}))"),
+            }
+        }
         ColumnType::Date => format!("to_jsonb(to_char({c}, 'YYYY-MM-DD'))"),
-        ColumnType::TimestampIsoMs => format!(
-            "to_jsonb(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"
-        ),
         _ => format!("to_jsonb({c})"),
     }
 }

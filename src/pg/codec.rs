@@ -255,10 +255,9 @@ fn put_field(out: &mut bytes::BytesMut, ty: ColumnType, v: &ColumnValue) -> Opti
                 ColumnType::Float8 => Type::FLOAT8,
                 ColumnType::Numeric => Type::NUMERIC,
                 ColumnType::Text => Type::TEXT,
-                ColumnType::TimestampMs
-                | ColumnType::TimestampS
-                | ColumnType::TimestampIso
-                | ColumnType::TimestampIsoMs => Type::TIMESTAMPTZ,
+                ColumnType::TimestampMs | ColumnType::TimestampS | ColumnType::TimestampIso(_) => {
+                    Type::TIMESTAMPTZ
+                }
                 ColumnType::Date => Type::DATE,
                 ColumnType::Jsonb => Type::JSONB,
             };
@@ -352,10 +351,7 @@ pub(crate) fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> Col
         ColumnType::Int2 => opt(row.get(idx), ColumnValue::I16),
         ColumnType::Int4 => opt(row.get(idx), ColumnValue::I32),
         ColumnType::Int8 => opt(row.get(idx), ColumnValue::I64),
-        ColumnType::TimestampMs
-        | ColumnType::TimestampS
-        | ColumnType::TimestampIso
-        | ColumnType::TimestampIsoMs => {
+        ColumnType::TimestampMs | ColumnType::TimestampS | ColumnType::TimestampIso(_) => {
             opt(row.get(idx), |t| ColumnValue::Micros(time_to_micros(t)))
         }
         ColumnType::Float8 => opt(row.get(idx), ColumnValue::F64),
@@ -384,10 +380,7 @@ pub(crate) fn read_array(
         ColumnType::Int2 => all(row.get(idx), ColumnValue::I16),
         ColumnType::Int4 => all(row.get(idx), ColumnValue::I32),
         ColumnType::Int8 => all(row.get(idx), ColumnValue::I64),
-        ColumnType::TimestampMs
-        | ColumnType::TimestampS
-        | ColumnType::TimestampIso
-        | ColumnType::TimestampIsoMs => {
+        ColumnType::TimestampMs | ColumnType::TimestampS | ColumnType::TimestampIso(_) => {
             all(row.get(idx), |t| ColumnValue::Micros(time_to_micros(t)))
         }
         ColumnType::Float8 => all(row.get(idx), ColumnValue::F64),

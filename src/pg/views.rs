@@ -10,7 +10,7 @@
 //! written as escaped SQL literals: DDL has no bind parameters.
 
 use crate::core::spec::{Column, Node, Policy, Ranked, RuleKind, Segment, Spec, quote};
-use crate::core::value::{ColumnType, ColumnValue};
+use crate::core::value::{ColumnType, ColumnValue, IsoForm};
 use crate::pg::sql::{index_name, source_table, target_table};
 
 /// The schema the views live in: the spec's `views_schema`, else the
@@ -162,12 +162,12 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
 /// or date style involved), and a double's text is taken with a fixed
 /// `extra_float_digits`, whatever the session sets.
 const HELPERS: &str = r#"
-CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
+CREATE OR REPLACE FUNCTION decant.iso_timestamptz_as(t text, form text) RETURNS timestamptz
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
 DECLARE ts timestamptz;
 BEGIN
-    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?Z$' THEN
+    IF t !~ form THEN
         RETURN NULL;
     END IF;
     ts := t::timestamptz;
@@ -179,23 +179,12 @@ EXCEPTION WHEN others THEN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT decant.iso_timestamptz_as(t, '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?Z$') $$;
 CREATE OR REPLACE FUNCTION decant.iso_ms_timestamptz(t text) RETURNS timestamptz
-    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
-$$
-DECLARE ts timestamptz;
-BEGIN
-    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' THEN
-        RETURN NULL;
-    END IF;
-    ts := t::timestamptz;
-    IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS') <> left(t, 23) THEN
-        RETURN NULL;
-    END IF;
-    RETURN ts;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
-END
-$$;
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT decant.iso_timestamptz_as(t, '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$') $$;
 CREATE OR REPLACE FUNCTION decant.iso_date(t text) RETURNS date
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
@@ -385,17 +374,28 @@ fn typed(ty: ColumnType, x: &str) -> String {
             n = is("number"),
             us = micros(ty, &num)
         ),
-        ColumnType::TimestampIso => format!(
-            "({s} AND CASE WHEN {s} THEN decant.iso_timestamptz({text}) IS NOT NULL END)",
-            s = is("string")
-        ),
-        ColumnType::TimestampIsoMs => format!(
-            "({s} AND CASE WHEN {s} THEN decant.iso_ms_timestamptz({text}) IS NOT NULL END)",
+        ColumnType::TimestampIso(form) => format!(
+            "({s} AND CASE WHEN {s} THEN {} IS NOT NULL END)",
+            iso_cast(form, &text),
             s = is("string")
         ),
         ColumnType::Date => format!(
             "({s} AND CASE WHEN {s} THEN decant.iso_date({text}) IS NOT NULL END)",
             s = is("string")
+        ),
+    }
+}
+
+/// The timestamptz of text expression `text` in ISO form `form`, NULL when
+/// it is not written exactly so (the two first forms by their functions of
+/// old, which indexes may name).
+fn iso_cast(form: IsoForm, text: &str) -> String {
+    match form {
+        IsoForm::TRIMMED => format!("decant.iso_timestamptz({text})"),
+        IsoForm::MS => format!("decant.iso_ms_timestamptz({text})"),
+        _ => format!(
+            "decant.iso_timestamptz_as({text}, {})",
+            lit(&form.pattern())
         ),
     }
 }
@@ -426,8 +426,7 @@ fn convert(ty: ColumnType, x: &str) -> String {
              + mod({us}, 86400000000)::float8 * interval '1 microsecond')",
             us = micros(ty, &num)
         ),
-        ColumnType::TimestampIso => format!("decant.iso_timestamptz({text})"),
-        ColumnType::TimestampIsoMs => format!("decant.iso_ms_timestamptz({text})"),
+        ColumnType::TimestampIso(form) => iso_cast(form, &text),
         ColumnType::Date => format!("decant.iso_date({text})"),
         ColumnType::Jsonb => x.to_string(),
     };
@@ -449,10 +448,12 @@ pub(super) fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
         ColumnValue::Text(t) => t.clone(),
         ColumnValue::Json(v) => v.to_string(),
         // RFC 3339 in UTC: read the same whatever the session's time zone
-        ColumnValue::Micros(_) => crate::core::value::to_json(ColumnType::TimestampIso, cv)
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| cv.key_text()),
+        ColumnValue::Micros(_) => {
+            crate::core::value::to_json(ColumnType::TimestampIso(IsoForm::TRIMMED), cv)
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| cv.key_text())
+        }
         number => number.key_text(),
     };
     format!("{}::{}", lit(&text), ty.sql())
@@ -736,5 +737,21 @@ fn exists(w: &Walk, cond: &str) -> String {
             w.joins.join(" ").replacen("CROSS JOIN LATERAL", "FROM", 1),
             conds.join(" AND ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helpers_of_the_first_iso_forms_hold_their_patterns() {
+        for form in [IsoForm::TRIMMED, IsoForm::MS] {
+            assert!(
+                HELPERS.contains(&format!("(t, '{}')", form.pattern())),
+                "{}",
+                form.name()
+            );
+        }
     }
 }

@@ -527,12 +527,12 @@ END
 $$;
 
 -- init statement 30
-CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
+CREATE OR REPLACE FUNCTION decant.iso_timestamptz_as(t text, form text) RETURNS timestamptz
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
 DECLARE ts timestamptz;
 BEGIN
-    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?Z$' THEN
+    IF t !~ form THEN
         RETURN NULL;
     END IF;
     ts := t::timestamptz;
@@ -544,23 +544,12 @@ EXCEPTION WHEN others THEN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT decant.iso_timestamptz_as(t, '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?Z$') $$;
 CREATE OR REPLACE FUNCTION decant.iso_ms_timestamptz(t text) RETURNS timestamptz
-    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
-$$
-DECLARE ts timestamptz;
-BEGIN
-    IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' THEN
-        RETURN NULL;
-    END IF;
-    ts := t::timestamptz;
-    IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS') <> left(t, 23) THEN
-        RETURN NULL;
-    END IF;
-    RETURN ts;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
-END
-$$;
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT decant.iso_timestamptz_as(t, '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$') $$;
 CREATE OR REPLACE FUNCTION decant.iso_date(t text) RETURNS date
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$

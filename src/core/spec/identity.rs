@@ -29,7 +29,12 @@ impl Spec {
             ));
             for c in &t.columns {
                 // the Rust name: timestamptz from epoch ms and from ISO text differ
-                lines.push(format!("table {} column {} {:?}", t.name, c.name, c.ty));
+                lines.push(format!(
+                    "table {} column {} {}",
+                    t.name,
+                    c.name,
+                    c.ty.identity()
+                ));
             }
         }
         for r in &self.rules {
