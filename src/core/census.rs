@@ -484,7 +484,10 @@ impl Census {
                 },
                 _ => record("", type_name(v)),
             }
-            return;
+            // deeper rules may claim keys inside an object rule's object
+            if node.literal.is_empty() {
+                return;
+            }
         }
         let Some(entries) = v.object() else { return };
         for (k, child) in entries {

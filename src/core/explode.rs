@@ -121,7 +121,10 @@ impl<'v> Walker<'_, 'v> {
     /// Walks `v` at `node`; returns what stays in the residual here.
     fn walk<V: JsonView>(&mut self, v: &'v V, node: &Node) -> Result<Option<Value>, Invalid> {
         if let Some(ri) = node.terminal {
-            return self.claim(v, ri);
+            if node.literal.is_empty() {
+                return self.claim(v, ri);
+            }
+            return self.claim_beside(v, ri, node);
         }
         let Some(map) = v.object() else {
             if self.path.is_empty() {
@@ -164,6 +167,47 @@ impl<'v> Walker<'_, 'v> {
             if captured {
                 self.captures.pop();
             }
+            self.path.pop();
+            if let Some(r) = r? {
+                residual.insert(k.to_string(), r);
+            }
+        }
+        Ok((!residual.is_empty()).then_some(Value::Object(residual)))
+    }
+
+    /// An object rule's claim on an object where deeper rules claim some
+    /// keys: it claims the object without them, they claim theirs, and
+    /// what both leave is the residual here.
+    fn claim_beside<V: JsonView>(
+        &mut self,
+        v: &'v V,
+        ri: usize,
+        node: &Node,
+    ) -> Result<Option<Value>, Invalid> {
+        let Some(map) = v.object() else {
+            return self.claim(v, ri);
+        };
+        let rule = &self.spec.rules[ri];
+        let mut own = Map::new();
+        let mut inside = Vec::new();
+        for (k, child_v) in map {
+            match node.literal.get(k) {
+                Some(child) => inside.push((k, child_v, child)),
+                None => {
+                    own.insert(k.to_string(), child_v.to_value());
+                }
+            }
+        }
+        let c = self.claim_value(rule, &Value::Object(own), None);
+        self.settle(rule.on_invalid == Policy::Fail, c.problems)?;
+        self.rows.extend(c.row);
+        let mut residual = match c.residual {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        for (k, child_v, child) in inside {
+            self.path.push(Step::Key(k));
+            let r = self.walk(child_v, child);
             self.path.pop();
             if let Some(r) = r? {
                 residual.insert(k.to_string(), r);
@@ -984,6 +1028,50 @@ on_invalid = "{policy}"
         assert_eq!(kept.residual, json!({"stats": {"k": {"rating": "high"}}}));
     }
 
+    const OBJECT_AND_DEEPER: &str = include_str!("../../fixtures/specs/object_and_deeper.toml");
+
+    #[test]
+    fn an_object_rule_shares_its_object_with_deeper_rules() {
+        let spec = Spec::parse(OBJECT_AND_DEEPER).unwrap();
+        let blob = json!({"orders": {"currency": "EUR", "total": 10.5, "gift": true,
+                                     "byYear": {"2023": 4, "2024": 1}, "notes": ["a", "b"]}});
+        let e = round_trip(&spec, &blob);
+        // one orders row (gift in extra), two yearly rows, two notes
+        assert_eq!(e.rows.len(), 5, "{:?}", e.rows);
+        assert_eq!(e.residual, json!({}));
+        let ot = spec.table("orders").unwrap();
+        let orders = e.rows.iter().find(|r| r.table == ot).unwrap();
+        // (columns in name order: currency, extra, total)
+        assert_eq!(orders.values[1], ColumnValue::Json(json!({"gift": true})));
+        // only the deeper keys: the object rule's row is empty
+        round_trip(&spec, &json!({"orders": {"byYear": {"2024": 1}}}));
+        round_trip(&spec, &json!({"orders": {}}));
+        // a deeper value the rule refuses fails the user; a kept one stays
+        assert!(explode(&spec, &json!({"orders": {"byYear": {"2024": -1}}})).is_err());
+        assert!(explode(&spec, &json!({"orders": {"byYear": 7}})).is_err());
+        let kept = round_trip(&spec, &json!({"orders": {"total": 1, "notes": [1, "x"]}}));
+        assert_eq!(kept.residual, json!({"orders": {"notes": [1, "x"]}}));
+        // overlapping claims are refused, naming the key
+        let overlap = OBJECT_AND_DEEPER.replace(
+            "keys = { currency = \"currency\", total = \"total\" }",
+            "keys = { currency = \"currency\", byYear = \"total\" }",
+        );
+        let err = Spec::parse(&overlap).unwrap_err().to_string();
+        assert!(err.contains("`byYear` mapped to a column"), "{err}");
+        let wildcard = format!(
+            "{OBJECT_AND_DEEPER}\n[[rules]]\nname = \"any\"\npath = \"orders.{{year}}\"\ntable = \"yearly\"\nvalue = \"n\"\n"
+        );
+        let err = Spec::parse(&wildcard).unwrap_err().to_string();
+        assert!(err.contains("every key"), "{err}");
+        // a scalar or array rule still claims its value whole
+        let scalar = OBJECT_AND_DEEPER.replace(
+            "keys = { currency = \"currency\", total = \"total\" }\nextra = \"extra\"",
+            "value = \"total\"",
+        );
+        let err = Spec::parse(&scalar).unwrap_err().to_string();
+        assert!(err.contains("whole"), "{err}");
+    }
+
     fn year_key() -> impl Strategy<Value = String> {
         prop_oneof![
             (1900i32..=2100).prop_map(|y| y.to_string()),
@@ -1059,6 +1147,36 @@ on_invalid = "{policy}"
                 let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
                 prop_assert!(json_eq(&back, &blob), "{policy}: blob {} back {}", blob, back);
             }
+        }
+
+        #[test]
+        fn reconstruct_inverts_explode_with_an_object_rule_and_deeper_rules(
+            orders in prop::collection::btree_map(
+                prop_oneof![
+                    Just("currency".to_string()), Just("total".to_string()),
+                    Just("byYear".to_string()), Just("notes".to_string()), key(),
+                ],
+                prop_oneof![
+                    2 => prop::collection::btree_map(year_key(), prop_oneof![number(), leaf()], 0..3)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                    1 => prop::collection::vec(leaf(), 0..3).prop_map(Value::Array),
+                    2 => leaf(),
+                ],
+                0..5,
+            ),
+            whole in prop::option::of(leaf()),
+        ) {
+            let spec = Spec::parse(OBJECT_AND_DEEPER).unwrap();
+            let blob = match whole {
+                Some(v) => json!({"orders": v}),
+                None => json!({"orders": Value::Object(orders.into_iter().collect())}),
+            };
+            let e = match explode(&spec, &blob) {
+                Ok(e) => e,
+                Err(_) => explode_lenient(&spec, &blob),
+            };
+            let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+            prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
         }
 
         #[test]

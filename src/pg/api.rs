@@ -189,7 +189,38 @@ fn rows(spec: &Spec, ti: usize) -> String {
 /// keys captured on the way (one per wildcard), as SQL.
 fn residual(spec: &Spec, node: &Node, x: &str, depth: usize, keys: &mut Vec<String>) -> String {
     if let Some(ri) = node.terminal {
-        return claimed(spec, ri, x, keys);
+        if node.literal.is_empty() {
+            return claimed(spec, ri, x, keys);
+        }
+        // an object rule sharing its object with deeper rules: what it
+        // leaves of the object without their keys, and what they leave of
+        // theirs
+        let inside: Vec<String> = node.literal.keys().map(|k| lit(k)).collect();
+        let own = format!("({x} - ARRAY[{}]::text[])", inside.join(", "));
+        let mut parts = vec![format!(
+            "SELECT o.key AS k, o.value AS r FROM jsonb_each({}) AS o",
+            claimed(spec, ri, &own, keys)
+        )];
+        for (k, child) in &node.literal {
+            parts.push(format!(
+                "SELECT {}, {}",
+                lit(k),
+                residual(
+                    spec,
+                    child,
+                    &format!("({x} -> {})", lit(k)),
+                    depth + 1,
+                    keys
+                )
+            ));
+        }
+        return format!(
+            "CASE WHEN jsonb_typeof({x}) <> 'object' THEN {} ELSE \
+             (SELECT jsonb_object_agg(p{depth}.k, p{depth}.r) FROM ({}) AS p{depth}(k, r) \
+             WHERE p{depth}.r IS NOT NULL) END",
+            claimed(spec, ri, x, keys),
+            parts.join(" UNION ALL ")
+        );
     }
     let e = format!("e{depth}");
     let value = format!("{e}.value");

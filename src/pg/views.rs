@@ -531,16 +531,23 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
                     ok.push(present);
                 }
             }
-            // unknown keys, and known keys holding null
+            // unknown keys, and known keys holding null; not the keys
+            // deeper rules claim
             let unknown = if known.is_empty() {
                 "true".to_string()
             } else {
                 format!("x.key NOT IN ({})", known.join(", "))
             };
+            let inside: Vec<String> = spec.claimed_inside(ri).into_iter().map(lit).collect();
+            let not_inside = if inside.is_empty() {
+                String::new()
+            } else {
+                format!(" AND x.key NOT IN ({})", inside.join(", "))
+            };
             columns[*extra] = format!(
                 "(SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(\
                  CASE WHEN jsonb_typeof({v}) = 'object' THEN {v} END) AS x \
-                 WHERE {unknown} OR jsonb_typeof(x.value) = 'null')"
+                 WHERE ({unknown} OR jsonb_typeof(x.value) = 'null'){not_inside})"
             );
         }
     }
@@ -677,10 +684,9 @@ fn blob_fails(spec: &Spec, blob: &str) -> String {
     // strict non-terminal nodes holding a non-object
     let mut stack: Vec<(Vec<Segment>, &Node)> = vec![(Vec::new(), &spec.trie)];
     while let Some((path, node)) = stack.pop() {
-        if node.terminal.is_some() {
-            continue;
-        }
-        if node.strict {
+        // a rule's own value is checked below; deeper rules may claim keys
+        // inside an object rule's object
+        if node.strict && node.terminal.is_none() {
             let (w, _) = walk(spec, blob, &path, "f");
             checks.push(exists(
                 &w,

@@ -151,14 +151,16 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
         visit(node);
         for (depth, seg) in r.segments.iter().enumerate() {
             if let Some(other) = node.terminal {
-                return Err((
-                    ri,
-                    format!(
-                        "claims values inside `{}`, which rule `{}` claims whole",
-                        show_steps(&r.segments[..depth]),
-                        rules[other].name
-                    ),
-                ));
+                if let Err(why) = beside_object_rule(&rules[other], seg) {
+                    return Err((
+                        ri,
+                        format!(
+                            "claims values inside `{}`, which rule `{}` claims {why}",
+                            show_steps(&r.segments[..depth]),
+                            rules[other].name
+                        ),
+                    ));
+                }
             }
             node = match seg {
                 Segment::Literal(k) => node.literal.entry(k.clone()).or_insert_with(|| Node {
@@ -183,18 +185,46 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
                 ),
             ));
         }
-        if !node.literal.is_empty() || node.wildcard.is_some() {
-            return Err((
-                ri,
-                format!(
-                    "claims `{}` whole, but another rule claims values inside it",
-                    r.path
-                ),
-            ));
+        let inside = node
+            .wildcard
+            .as_ref()
+            .map(|_| Segment::Capture(usize::MAX))
+            .into_iter()
+            .chain(node.literal.keys().map(|k| Segment::Literal(k.clone())));
+        for seg in inside {
+            if let Err(why) = beside_object_rule(r, &seg) {
+                return Err((
+                    ri,
+                    format!(
+                        "claims `{}` {why}, but another rule claims values inside it",
+                        r.path
+                    ),
+                ));
+            }
         }
         node.terminal = Some(ri);
     }
     Ok(root)
+}
+
+/// Whether a deeper rule may claim key `seg` inside the value rule `r`
+/// claims: only an object rule (no array position) shares its object, and
+/// only with keys it does not map itself (those leave its `extra`). The
+/// error says how `r` claims the value, for the message.
+fn beside_object_rule(r: &Rule, seg: &Segment) -> std::result::Result<(), String> {
+    match (&r.kind, r.position, seg) {
+        (RuleKind::Object { keys, .. }, None, Segment::Literal(k)) => {
+            if keys.iter().any(|(jk, _)| jk == k) {
+                Err(format!("with key `{k}` mapped to a column"))
+            } else {
+                Ok(())
+            }
+        }
+        (RuleKind::Object { .. }, None, Segment::Capture(_)) => {
+            Err("with every key (a wildcard under an object rule would take its keys)".into())
+        }
+        _ => Err("whole".into()),
+    }
 }
 
 fn show_steps(segs: &[Segment]) -> String {

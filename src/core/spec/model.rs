@@ -318,6 +318,20 @@ pub(crate) struct Node {
 }
 
 impl Spec {
+    /// The keys inside the object rule `ri` claims that deeper rules claim
+    /// instead (they are neither its columns nor its `extra`); empty for
+    /// any other rule.
+    pub(crate) fn claimed_inside(&self, ri: usize) -> Vec<&str> {
+        let mut node = &self.trie;
+        for seg in &self.rules[ri].segments {
+            node = match seg {
+                Segment::Literal(k) => &node.literal[k],
+                Segment::Capture(_) => node.wildcard.as_deref().expect("a capture has a wildcard"),
+            };
+        }
+        node.literal.keys().map(String::as_str).collect()
+    }
+
     /// The spec with these fixups (in order) instead of its own: Rust
     /// function pairs ([`crate::Fixup::custom`]) and declarative ones.
     pub fn with_fixups(mut self, fixups: Vec<crate::core::fixup::Fixup>) -> Spec {
