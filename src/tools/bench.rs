@@ -58,6 +58,13 @@ pub struct BenchOptions {
 }
 
 const SET_BASED: &str = include_str!("../../sql/bench_setbased.sql");
+
+/// Drops the CHECK constraints `init` put on the target tables.
+const DROP_CHECKS: &str = "DO $$ DECLARE r record; BEGIN \
+    FOR r IN SELECT conrelid::regclass AS t, conname FROM pg_constraint \
+             WHERE contype = 'c' AND conname LIKE 'decant\\_%' LOOP \
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname); \
+    END LOOP; END $$";
 const BACKEND_RATE: f64 = 200.0;
 
 /// Runs the benchmark and returns its report as Markdown.
@@ -175,6 +182,88 @@ struct Line {
     rows: i64,
     secs: f64,
     note: String,
+    /// What the database server spent on it.
+    cost: Option<ServerCost>,
+}
+
+/// The database server's cumulative work at one moment: the CPU time of
+/// its processes (when they run on this host, readable in /proc) and its
+/// WAL position.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerWork {
+    cpu: Option<Duration>,
+    wal: i64,
+}
+
+/// What the server spent between two [`ServerWork`] readings.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerCost {
+    cpu: Option<Duration>,
+    wal: i64,
+}
+
+/// Reads the server's work so far: its WAL position, and the CPU time of
+/// the postmaster (its own and that of the children it reaped) plus that
+/// of its live children, from /proc (None for a server elsewhere).
+async fn server_work(admin: &tokio_postgres::Client) -> Result<ServerWork> {
+    let row = admin
+        .query_one(
+            "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, current_setting('data_directory')",
+            &[],
+        )
+        .await
+        .context("reading the WAL position")?;
+    let (wal, dir): (i64, String) = (row.get(0), row.get(1));
+    let cpu = std::fs::read_to_string(Path::new(&dir).join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+        .and_then(process_tree_cpu);
+    Ok(ServerWork { cpu, wal })
+}
+
+/// CPU time of process `pid` (with the children it reaped) and of its live
+/// children.
+fn process_tree_cpu(pid: i32) -> Option<Duration> {
+    // fields after the command name: state(3) ppid(4) ... utime(14)
+    // stime(15) cutime(16) cstime(17), counted from 1
+    let fields = |p: i32| -> Option<Vec<i64>> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        Some(
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect(),
+        )
+    };
+    // (after the name, field n of stat is index n - 3)
+    let me = fields(pid)?;
+    let mut ticks = me.get(11)? + me.get(12)? + me.get(13)? + me.get(14)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(f) = fields(child) {
+            if f.get(1) == Some(&i64::from(pid)) {
+                ticks += f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+            }
+        }
+    }
+    // SAFETY: sysconf has no preconditions
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+impl ServerWork {
+    fn since(self, before: ServerWork) -> ServerCost {
+        ServerCost {
+            cpu: self.cpu.zip(before.cpu).map(|(a, b)| a.saturating_sub(b)),
+            wal: self.wal - before.wal,
+        }
+    }
 }
 
 async fn run_all(
@@ -249,6 +338,7 @@ async fn run_all(
     // (b) naive client on a sample
     create_from_template(admin, "bench_naive").await?;
     tracing::info!(users = opts.naive_users, "naive client");
+    let work = server_work(admin).await?;
     let (users, rows, secs) = naive(&with_dbname(server, "bench_naive")?, opts.naive_users).await?;
     lines.push(Line {
         what: format!("(b) naive client, first {} users", opts.naive_users),
@@ -256,6 +346,7 @@ async fn run_all(
         rows,
         secs,
         note: "one transaction per user, one INSERT round trip per row".into(),
+        cost: Some(server_work(admin).await?.since(work)),
     });
     let _ = admin
         .batch_execute("DROP DATABASE bench_naive WITH (FORCE)")
@@ -265,6 +356,7 @@ async fn run_all(
     create_from_template(admin, "bench_decant").await?;
     let url = with_dbname(server, "bench_decant")?;
     tracing::info!("decant run --rate max");
+    let work = server_work(admin).await?;
     let daemon = run_daemon(
         opts,
         &url,
@@ -273,6 +365,7 @@ async fn run_all(
         None,
     )
     .await?;
+    let cost = Some(server_work(admin).await?.since(work));
     let c = connect(&url).await?;
     let migrated = count_migrated(&c).await?;
     let rows = count_rows(&c).await?;
@@ -285,6 +378,7 @@ async fn run_all(
             "validates and verifies every user; {} failed (dirty)",
             daemon.failed
         ),
+        cost,
     });
     if migrated != daemon.migrated {
         return Err(anyhow!(format!(
@@ -341,14 +435,24 @@ async fn run_all(
     writeln!(out, "Generated game database: {} users (loaded in {:.0} s), PostgreSQL with fsync on, 2 cores.\n", opts.users, load_time.as_secs_f64()).ok();
     writeln!(
         out,
-        "| variant | users | rows | seconds | users/s | rows/s | note |"
+        "| variant | users | rows | seconds | users/s | rows/s | server CPU µs/user | WAL bytes/user | note |"
     )
     .ok();
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---|").ok();
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|").ok();
     for l in &lines {
+        let per_user = |v: f64| v / (l.users.max(1) as f64);
+        let (cpu, wal) = match l.cost {
+            Some(c) => (
+                c.cpu
+                    .map(|d| format!("{:.0}", per_user(d.as_secs_f64() * 1e6)))
+                    .unwrap_or_else(|| "–".into()),
+                format!("{:.0}", per_user(c.wal as f64)),
+            ),
+            None => ("–".into(), "–".into()),
+        };
         writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {cpu} | {wal} | {} |",
             l.what,
             l.users,
             l.rows,
@@ -359,6 +463,14 @@ async fn run_all(
         )
         .ok();
     }
+    writeln!(
+        out,
+        "\nServer CPU is the database server's processes' (the postmaster, its \
+         backends and background workers, read from /proc), WAL the bytes of the \
+         WAL position's advance, both over the variant's run, divided by the users \
+         it migrated."
+    )
+    .ok();
     writeln!(out).ok();
     writeln!(
         out,
@@ -612,17 +724,24 @@ async fn set_based(
 ) -> Result<Line> {
     create_from_template(admin, name).await?;
     let c = connect(&with_dbname(server, name)?).await?;
+    // no validation: the tables' CHECK constraints (what `init` adds for
+    // the spec's validations) would refuse the dirty users' values
+    c.batch_execute(DROP_CHECKS)
+        .await
+        .with_context(|| format!("{name}: dropping the CHECK constraints"))?;
     for s in setup {
         c.batch_execute(s)
             .await
             .with_context(|| format!("{name}: {s}"))?;
     }
     tracing::info!(variant = %line.what, "set-based SQL");
+    let work = server_work(admin).await?;
     let started = Instant::now();
     c.batch_execute(sql)
         .await
         .with_context(|| format!("{name}: set-based SQL"))?;
     line.secs = started.elapsed().as_secs_f64();
+    line.cost = Some(server_work(admin).await?.since(work));
     line.users = count_migrated(&c).await?;
     line.rows = count_rows(&c).await?;
     drop(c);
