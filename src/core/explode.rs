@@ -1180,6 +1180,37 @@ on_invalid = "{policy}"
         }
 
         #[test]
+        fn reconstruct_inverts_explode_under_patterns(
+            skus in prop::collection::btree_map(
+                prop_oneof!["[A-Z]{3}-[0-9]{2}", "[A-Za-z0-9-]{0,7}", "\\PC{0,4}"],
+                prop_oneof![
+                    "[a-z]{1,3}:[0-9]".prop_map(Value::String),
+                    "\\PC{0,5}".prop_map(Value::String),
+                    leaf(),
+                ],
+                0..5,
+            )
+        ) {
+            let blob = json!({"stock": Value::Object(skus.into_iter().collect())});
+            for policy in ["fail", "keep"] {
+                let spec = Spec::parse(&format!(
+                    "[source]\ntable = \"user\"\n\n[tables.stock.columns]\n\
+                     sku = {{ type = \"text\", pattern = '^[A-Z]{{3}}-[0-9]{{2}}$' }}\n\
+                     bin = {{ type = \"text\", pattern = '^[a-z]+:[0-9]$' }}\n\n\
+                     [[rules]]\nname = \"stock\"\npath = \"stock.{{sku}}\"\ntable = \"stock\"\nvalue = \"bin\"\n\
+                     on_invalid = \"{policy}\"\n"
+                ))
+                .unwrap();
+                let e = match explode(&spec, &blob) {
+                    Ok(e) => e,
+                    Err(_) => explode_lenient(&spec, &blob),
+                };
+                let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+                prop_assert!(json_eq(&back, &blob), "{policy}: blob {} back {}", blob, back);
+            }
+        }
+
+        #[test]
         fn reconstruct_inverts_explode_under_integer_captures(blob in yearly_blob()) {
             for policy in ["fail", "keep"] {
                 let spec = yearly(policy);

@@ -140,6 +140,9 @@ pub(crate) fn check_expression(c: &crate::core::spec::Column) -> Option<String> 
         if let Some(n) = c.max_length {
             parts.push(format!("char_length({col}) <= {n}"));
         }
+        if let Some(p) = &c.pattern {
+            parts.push(format!("{col} ~ {}", lit(&p.text)));
+        }
     }
     (!parts.is_empty()).then(|| parts.join(" AND "))
 }

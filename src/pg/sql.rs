@@ -667,7 +667,7 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/game.sql");
         let now = render(&game());
-        if std::env::var_os("DECANT_BLESS").is_some() {
+        if std::env::var_os("DECANT_BLESS").is_some_and(|v| !v.is_empty()) {
             std::fs::write(&path, &now).unwrap();
         }
         let held = std::fs::read_to_string(&path).unwrap_or_else(|e| {

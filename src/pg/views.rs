@@ -327,6 +327,13 @@ pub(super) fn valid(c: &Column, x: &str) -> String {
             is("string")
         ));
     }
+    if let Some(p) = &c.pattern {
+        checks.push(format!(
+            "CASE WHEN {} THEN {text} ~ {} ELSE true END",
+            is("string"),
+            lit(&p.text)
+        ));
+    }
     let not_null = if c.not_null { "false" } else { "true" };
     format!(
         "CASE WHEN {x} IS NULL OR {} THEN {not_null} ELSE ({}) END",
@@ -595,6 +602,9 @@ fn key_valid(c: &Column, key: &str) -> String {
     }
     if let Some(max) = c.max_length {
         checks.push(format!("char_length({key}) <= {max}"));
+    }
+    if let Some(p) = &c.pattern {
+        checks.push(format!("{key} ~ {}", lit(&p.text)));
     }
     checks.join(" AND ")
 }

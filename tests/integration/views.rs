@@ -785,3 +785,94 @@ async fn an_object_rule_and_deeper_rules_hold_in_views_and_the_sql_api() {
         assert_eq!(stored[0], stored[1], "residuals after {p}");
     }
 }
+
+/// A text `pattern` on a captured key and on a value: the views (SQL `~`)
+/// agree with the migration (Rust's regex) on which keys and values pass,
+/// and `init`'s CHECK constraint refuses what the pattern refuses.
+#[tokio::test]
+async fn patterns_agree_between_the_views_the_migration_and_the_checks() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    let spec = r#"
+[source]
+table = "user"
+
+[tables.stock.columns]
+sku = { type = "text", pattern = '^[A-Z]{3}-[0-9]{2,4}$' }
+bin = { type = "text", pattern = '^(aisle|shelf)[.][0-9]+$' }
+
+[[rules]]
+name = "stock"
+path = "stock.{sku}"
+table = "stock"
+value = "bin"
+on_invalid = "keep"
+"#;
+    let keys = [
+        "ABC-12",
+        "ABC-1",
+        "abc-12",
+        "ABCD-12",
+        "XYZ-9999",
+        "XYZ-99999",
+        "ABC-12\n",
+        "ÄBC-12",
+        "",
+    ];
+    let bins = [
+        "aisle.4",
+        "shelf.12",
+        "aisle4",
+        "Aisle.4",
+        "shelf.",
+        "shelf.1\nx",
+        "floor.2",
+    ];
+    let mut rng = Rng::new(17);
+    for u in 1..=120 {
+        let mut stock = serde_json::Map::new();
+        for _ in 0..rng.range(1, 5) {
+            stock.insert(
+                (*rng.pick(&keys)).to_string(),
+                serde_json::json!(*rng.pick(&bins)),
+            );
+        }
+        crate::harness::insert_user(&client, u, &serde_json::json!({ "stock": stock })).await;
+    }
+    let decant = db.decant_with(spec, 4);
+    decant::init(&client, decant.spec()).await.unwrap();
+    let before = rows(&client, "stock_all").await;
+    let all: Vec<i64> = (1..=120).collect();
+    let report = decant.migrate_batch(&all).await.unwrap();
+    assert_eq!(report.migrated.len(), 120, "{:?}", report.failed);
+    let after = rows(&client, "stock").await;
+    assert!(after.len() > 10, "{}", after.len());
+    assert_eq!(
+        before, after,
+        "the view before migrating != the table after"
+    );
+    for r in &after {
+        assert!(
+            (r.ends_with(",ABC-12)") || r.ends_with(",XYZ-9999)"))
+                && (r.contains("aisle.4") || r.contains("shelf.12")),
+            "{r}"
+        );
+    }
+    // the table's CHECK refuses what the pattern refuses
+    let bad = client
+        .execute(
+            "INSERT INTO stock (user_id, sku, bin) VALUES (1, 'abc-12', 'aisle.1')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{bad:?}").contains("check constraint"), "{bad:?}");
+    client
+        .execute(
+            "INSERT INTO stock (user_id, sku, bin) VALUES (1, 'QQQ-12', 'aisle.1')",
+            &[],
+        )
+        .await
+        .unwrap();
+}

@@ -19,7 +19,7 @@ mod toml;
 
 pub(crate) use ident::quote;
 use model::Result;
-pub use model::{Column, Settings, Source, Spec, SpecError, Table};
+pub use model::{Column, Pattern, Settings, Source, Spec, SpecError, Table};
 pub(crate) use model::{Node, Policy, Ranked, Rule, RuleKind, Segment};
 use std::path::Path;
 
@@ -216,6 +216,40 @@ v = "int8"
             msg.contains("capture column `year` must be of type text, date or an integer"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_pattern_is_portable_text_validation() {
+        let with = |col: &str| {
+            format!(
+                "{BASE}\n[tables.y.columns]\nsku = {col}\nn = \"int8\"\n\n\
+                 [[rules]]\nname = \"y\"\npath = \"by.{{sku}}\"\ntable = \"y\"\nvalue = \"n\"\n"
+            )
+        };
+        let spec =
+            Spec::parse(&with(r#"{ type = "text", pattern = '^SKU-[0-9]{3,6}$' }"#)).unwrap();
+        let c = &spec.tables[spec.table("y").unwrap()].columns[1];
+        assert!(c.check_key("SKU-0042").is_ok());
+        for bad in ["SKU-42", "sku-0042", "SKU-0042\n", "xSKU-0042"] {
+            let e = c.check_key(bad).unwrap_err();
+            assert!(e.contains("matching ^SKU-"), "{bad}: {e}");
+        }
+        // what PostgreSQL and decant read differently is refused
+        for (p, why) in [
+            (r"^\d+$", "means different things"),
+            (r"(?i)abc", "not portable"),
+            ("[[:alpha:]]", "not portable"),
+            ("ä+", "printable ASCII"),
+            ("(unclosed", "not a regular expression"),
+        ] {
+            let (_, msg) = spec_err(&with(&format!("{{ type = \"text\", pattern = '{p}' }}")));
+            assert!(msg.contains(why), "{p}: {msg}");
+        }
+        let (_, msg) = spec_err(&with(r#"{ type = "int4", pattern = "^1" }"#));
+        assert!(msg.contains("apply to text"), "{msg}");
+        // `.` takes a newline, as in PostgreSQL
+        let dot = Pattern::new("^a.b$").unwrap();
+        assert!(dot.matches("a\nb") && !dot.matches("ab"));
     }
 
     #[test]

@@ -159,6 +159,69 @@ pub struct Column {
     pub values: Option<Vec<String>>,
     /// Maximum length in characters for text.
     pub max_length: Option<usize>,
+    /// A regular expression text must match (a captured key too), in the
+    /// subset PostgreSQL and decant read alike.
+    pub pattern: Option<Pattern>,
+}
+
+/// A column's `pattern`: a regular expression in the subset PostgreSQL's
+/// `~` and decant read alike (ASCII; literals, `.`, bracket classes with
+/// ranges, anchors, groups, alternation, quantifiers, escaped punctuation),
+/// matched anywhere in the text unless anchored.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The pattern as the spec writes it (and the CHECK constraint and the
+    /// views use it).
+    pub text: String,
+    re: regex::Regex,
+}
+
+impl Pattern {
+    /// Compiles a spec's pattern, refusing what PostgreSQL would read
+    /// otherwise.
+    pub fn new(text: &str) -> std::result::Result<Pattern, String> {
+        let mut chars = text.chars().peekable();
+        let mut prev = None;
+        while let Some(c) = chars.next() {
+            if !(c.is_ascii_graphic() || c == ' ') {
+                return Err(format!(
+                    "pattern {text:?}: only printable ASCII is portable between PostgreSQL and decant"
+                ));
+            }
+            if c == '\\' {
+                match chars.next() {
+                    Some(e) if e.is_ascii_punctuation() => {}
+                    Some(e) => {
+                        return Err(format!(
+                            "pattern {text:?}: `\\{e}` means different things in PostgreSQL and decant; \
+                             write a bracket class such as [0-9] or [A-Za-z_]"
+                        ));
+                    }
+                    None => return Err(format!("pattern {text:?} ends with a lone `\\`")),
+                }
+            }
+            if (prev == Some('(') && c == '?') || (prev == Some('[') && c == ':') {
+                return Err(format!(
+                    "pattern {text:?}: `{}{c}` (flags, lookaround, named classes) is not portable",
+                    prev.unwrap_or(' ')
+                ));
+            }
+            prev = Some(c);
+        }
+        // `.` matches a newline in PostgreSQL (not newline-sensitive) and
+        // with (?s) here
+        let re = regex::Regex::new(&format!("(?s){text}"))
+            .map_err(|e| format!("pattern {text:?} is not a regular expression: {e}"))?;
+        Ok(Pattern {
+            text: text.to_string(),
+            re,
+        })
+    }
+
+    /// Whether `s` matches.
+    pub fn matches(&self, s: &str) -> bool {
+        self.re.is_match(s)
+    }
 }
 
 impl Column {
@@ -235,6 +298,11 @@ impl Column {
         if let Some(max) = self.max_length {
             if s.len() > max && s.chars().count() > max {
                 return Err(format!("expected at most {max} characters"));
+            }
+        }
+        if let Some(p) = &self.pattern {
+            if !p.matches(s) {
+                return Err(format!("expected text matching {}", p.text));
             }
         }
         Ok(())

@@ -125,6 +125,8 @@ struct RawColumnFull {
     max: Option<::toml::Value>,
     values: Option<Vec<String>>,
     max_length: Option<usize>,
+    #[serde(default)]
+    pattern: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -530,6 +532,7 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
             max: None,
             values: None,
             max_length: None,
+            pattern: None,
         },
         RawColumn::Full(f) => RawColumnFull {
             ty: f.ty.clone(),
@@ -538,6 +541,7 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
             max: f.max.clone(),
             values: f.values.clone(),
             max_length: f.max_length,
+            pattern: f.pattern.clone(),
         },
     };
     let ty = ColumnType::parse(&full.ty).ok_or_else(|| {
@@ -561,12 +565,15 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
     if (min.is_some() || max.is_some()) && !ty.is_number() {
         return Err(format!("min/max apply to numbers, not to {}", full.ty));
     }
-    if (full.values.is_some() || full.max_length.is_some()) && ty != ColumnType::Text {
+    if (full.values.is_some() || full.max_length.is_some() || full.pattern.is_some())
+        && ty != ColumnType::Text
+    {
         return Err(format!(
-            "values/max_length apply to text, not to {}",
+            "values/max_length/pattern apply to text, not to {}",
             full.ty
         ));
     }
+    let pattern = full.pattern.as_deref().map(Pattern::new).transpose()?;
     let as_int = |b: &Option<Canonical>| b.as_ref().and_then(|c| plain_integer(&c.to_string()));
     Ok(Column {
         name: name.to_string(),
@@ -578,5 +585,6 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
         max,
         values: full.values,
         max_length: full.max_length,
+        pattern,
     })
 }
