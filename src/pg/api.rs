@@ -625,6 +625,12 @@ fn write(spec: &Spec) -> String {
          #variable_conflict use_column\n\
          DECLARE _decant_residual jsonb; _decant_roots text[];\n\
          BEGIN\n    \
+           -- the spec's depth limit: a container at level N is nested N + 1 deep\n    \
+           IF jsonb_path_exists($3, 'strict $.**{{{depth}}} ? (@.type() == \"object\" || @.type() == \"array\")') THEN\n        \
+             RAISE EXCEPTION 'decant: the blob of user % is nested deeper than {depth} levels', $1 \
+             USING ERRCODE = 'program_limit_exceeded', \
+             HINT = 'the spec''s [settings] max_depth, applied on every path; flatten the blob or raise the limit';\n    \
+           END IF;\n    \
            IF NOT $2 THEN\n        \
              UPDATE {src} AS s SET {blob} = $3 WHERE s.{id} = $1;\n        \
              RETURN;\n    \
@@ -644,6 +650,7 @@ fn write(spec: &Spec) -> String {
              WHERE s.{id} = $1 AND s.{flag} AND s.{blob}::text IS DISTINCT FROM _decant_residual::text;\n\
          END\n$$",
         name = internal(spec, "write"),
+        depth = spec.settings.max_depth,
         stmts = stmts.join("\n    "),
         residual = internal(spec, "residual"),
     )

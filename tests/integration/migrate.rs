@@ -552,6 +552,8 @@ async fn one_depth_limit_on_every_path() {
             crate::example::SPEC.replacen("[settings]\n", &format!("[settings]\n{setting}"), 1);
         let decant = db.decant_with(&spec_text, 2);
         assert_eq!(decant.spec().settings().max_depth, limit);
+        // (init again: the SQL API takes the limit from the spec)
+        decant::init(&client, decant.spec()).await.unwrap();
         let (ok_id, deep_id) = (100 + limit as i64, 2000 + limit as i64);
         let ok = nested(limit, 7);
         if limit >= 128 {
@@ -603,6 +605,31 @@ async fn one_depth_limit_on_every_path() {
         let err = decant.save(ok_id, &nested(limit + 1, 1)).await.unwrap_err();
         assert!(err.to_string().contains("nested deeper than"), "{err}");
         assert_eq!(decant.load(ok_id).await.unwrap(), patched);
+        // and through the SQL API
+        let sql_save = |blob: Value| {
+            let client = &client;
+            async move {
+                client
+                    .query_one(
+                        "SELECT decant.save($1, $2::text::jsonb)",
+                        &[&ok_id, &blob.to_string()],
+                    )
+                    .await
+                    .map(drop)
+            }
+        };
+        let err = sql_save(nested(limit + 1, 1)).await.unwrap_err();
+        let msg = err
+            .as_db_error()
+            .map(|e| e.message().to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains(&format!("nested deeper than {limit} levels")),
+            "{err:?}"
+        );
+        assert_eq!(decant.load(ok_id).await.unwrap(), patched);
+        sql_save(nested(limit, 3)).await.unwrap();
+        sql_save(patched.clone()).await.unwrap();
 
         // one level more, stored by another writer: the user fails with
         // the reason and stays legacy; nothing panics

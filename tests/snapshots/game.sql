@@ -862,6 +862,10 @@ $$
 #variable_conflict use_column
 DECLARE _decant_residual jsonb; _decant_roots text[];
 BEGIN
+    -- the spec's depth limit: a container at level N is nested N + 1 deep
+    IF jsonb_path_exists($3, 'strict $.**{128} ? (@.type() == "object" || @.type() == "array")') THEN
+        RAISE EXCEPTION 'decant: the blob of user % is nested deeper than 128 levels', $1 USING ERRCODE = 'program_limit_exceeded', HINT = 'the spec''s [settings] max_depth, applied on every path; flatten the blob or raise the limit';
+    END IF;
     IF NOT $2 THEN
         UPDATE "public"."user" AS s SET "data" = $3 WHERE s."id" = $1;
         RETURN;
