@@ -1072,6 +1072,15 @@ on_invalid = "{policy}"
         assert!(err.contains("whole"), "{err}");
     }
 
+    /// Explodes `blob` (leniently when a fail rule refuses it) and rebuilds
+    /// it: the blob must come back (`label` names the case).
+    fn rebuilds(spec: &Spec, blob: &Value, label: &str) -> Result<(), TestCaseError> {
+        let e = explode(spec, blob).unwrap_or_else(|_| explode_lenient(spec, blob));
+        let back = reconstruct(spec, &e.rows, &e.residual).unwrap();
+        prop_assert!(json_eq(&back, blob), "{label}: blob {} back {}", blob, back);
+        Ok(())
+    }
+
     fn year_key() -> impl Strategy<Value = String> {
         prop_oneof![
             (1900i32..=2100).prop_map(|y| y.to_string()),
@@ -1111,12 +1120,7 @@ on_invalid = "{policy}"
         ) {
             let spec = Spec::parse(TYPED_STATS).unwrap();
             let blob = json!({"stats": Value::Object(stats.into_iter().collect())});
-            let e = match explode(&spec, &blob) {
-                Ok(e) => e,
-                Err(_) => explode_lenient(&spec, &blob),
-            };
-            let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
-            prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
+            rebuilds(&spec, &blob, "")?;
         }
 
         #[test]
@@ -1140,12 +1144,7 @@ on_invalid = "{policy}"
                      on_invalid = \"{policy}\"\n"
                 ))
                 .unwrap();
-                let e = match explode(&spec, &blob) {
-                    Ok(e) => e,
-                    Err(_) => explode_lenient(&spec, &blob),
-                };
-                let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
-                prop_assert!(json_eq(&back, &blob), "{policy}: blob {} back {}", blob, back);
+                rebuilds(&spec, &blob, policy)?;
             }
         }
 
@@ -1171,12 +1170,7 @@ on_invalid = "{policy}"
                 Some(v) => json!({"orders": v}),
                 None => json!({"orders": Value::Object(orders.into_iter().collect())}),
             };
-            let e = match explode(&spec, &blob) {
-                Ok(e) => e,
-                Err(_) => explode_lenient(&spec, &blob),
-            };
-            let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
-            prop_assert!(json_eq(&back, &blob), "blob {} back {}", blob, back);
+            rebuilds(&spec, &blob, "")?;
         }
 
         #[test]
@@ -1201,12 +1195,7 @@ on_invalid = "{policy}"
                      on_invalid = \"{policy}\"\n"
                 ))
                 .unwrap();
-                let e = match explode(&spec, &blob) {
-                    Ok(e) => e,
-                    Err(_) => explode_lenient(&spec, &blob),
-                };
-                let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
-                prop_assert!(json_eq(&back, &blob), "{policy}: blob {} back {}", blob, back);
+                rebuilds(&spec, &blob, policy)?;
             }
         }
 
@@ -1214,12 +1203,7 @@ on_invalid = "{policy}"
         fn reconstruct_inverts_explode_under_integer_captures(blob in yearly_blob()) {
             for policy in ["fail", "keep"] {
                 let spec = yearly(policy);
-                let e = match explode(&spec, &blob) {
-                    Ok(e) => e,
-                    Err(_) => explode_lenient(&spec, &blob),
-                };
-                let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
-                prop_assert!(json_eq(&back, &blob), "{policy}: blob {} back {}", blob, back);
+                rebuilds(&spec, &blob, policy)?;
             }
         }
 
