@@ -13,21 +13,8 @@
 # as the postgres user); a release build (cargo build --release).
 set -euo pipefail
 USERS=${USERS:-200000}; SECS=${SECS:-60}; RATE=${RATE:-200}; CLIENTS=${CLIENTS:-4}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DECANT=$ROOT/target/release/decant
-W=$(mktemp -d /tmp/decant-live.XXXXXX); chmod 777 "$W"
 PORT=55441; URL=postgres://postgres@127.0.0.1:$PORT/game
-stop() { runuser -u postgres -- pg_ctl -D "$W/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$W"; }
-trap stop EXIT
-mkdir "$W/data"; chown postgres "$W/data"
-runuser -u postgres -- initdb -D "$W/data" -A trust -U postgres >/dev/null
-cat >> "$W/data/postgresql.conf" <<C
-port = $PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$W'
-shared_buffers = 512MB
-C
-runuser -u postgres -- pg_ctl -D "$W/data" -l "$W/server.log" -w start >/dev/null
+source "$(dirname "$0")/cluster.sh"
 psql -q -h 127.0.0.1 -p $PORT -U postgres -c "CREATE DATABASE game" -c "CREATE DATABASE bench"
 pgbench -h 127.0.0.1 -p $PORT -U postgres -i -s 20 -q bench >/dev/null 2>&1
 (cd "$W" && "$DECANT" example --users "$USERS" --database-url $URL >/dev/null 2>&1 && "$DECANT" init --database-url $URL >/dev/null 2>&1)

@@ -9,21 +9,8 @@
 # postgres user); a release build (cargo build --release).
 set -euo pipefail
 USERS=${USERS:-150000}; SECS=${SECS:-20}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DECANT=$ROOT/target/release/decant
-W=$(mktemp -d /tmp/decant-two.XXXXXX); chmod 777 "$W"
 PORT=55442; BASE=postgres://postgres@127.0.0.1:$PORT
-stop() { runuser -u postgres -- pg_ctl -D "$W/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$W"; }
-trap stop EXIT
-mkdir "$W/data"; chown postgres "$W/data"
-runuser -u postgres -- initdb -D "$W/data" -A trust -U postgres >/dev/null
-cat >> "$W/data/postgresql.conf" <<C
-port = $PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$W'
-shared_buffers = 512MB
-C
-runuser -u postgres -- pg_ctl -D "$W/data" -l "$W/server.log" -w start >/dev/null
+source "$(dirname "$0")/cluster.sh"
 psql -q -h 127.0.0.1 -p $PORT -U postgres -c "CREATE DATABASE template_game"
 (cd "$W" && "$DECANT" example --users "$USERS" --database-url $BASE/template_game >/dev/null 2>&1 \
   && "$DECANT" init --database-url $BASE/template_game >/dev/null 2>&1)
@@ -38,7 +25,7 @@ phase() {
     pids+=($!)
   done
   sleep "$SECS"
-  for p in "${pids[@]}"; do kill -TERM "$p"; done
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done  # (a small table may be done already)
   for p in "${pids[@]}"; do wait "$p" || true; done
   for i in $(seq 1 "$n"); do
     grep -hE "^(done|stopped|held)" "$W/$name.$i.out" | sed "s/^/  $name daemon $i: /"

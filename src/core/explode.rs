@@ -455,15 +455,15 @@ pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value,
                     ColumnValue::Text(s) => Cow::Borrowed(s.as_str()),
                     // an integer or a date key, in the canonical spelling it
                     // was taken in
-                    other if other.object_key().is_some() => {
-                        Cow::Owned(other.object_key().unwrap_or_default())
-                    }
-                    other => {
-                        return Err(format!(
-                            "table `{}`: key column `{}` holds {other:?}",
-                            table.name, table.columns[*ci].name
-                        ));
-                    }
+                    other => match other.object_key() {
+                        Some(k) => Cow::Owned(k),
+                        None => {
+                            return Err(format!(
+                                "table `{}`: key column `{}` holds {other:?}",
+                                table.name, table.columns[*ci].name
+                            ));
+                        }
+                    },
                 },
             });
         }

@@ -502,16 +502,12 @@ async fn every_column_type_reads_and_writes_through_sql_as_through_rust() {
             );
             assert_same_json(&a, &b, "loads after a save");
             assert_same_json(&a, blob, "the saved blob comes back");
-            let raw: Vec<String> = client
-                .query(
-                    "SELECT data::text FROM \"user\" WHERE id = ANY($1) ORDER BY id",
-                    &[&vec![by_sql, by_rust]],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let raw = crate::harness::texts(
+                &client,
+                "SELECT data::text FROM \"user\" WHERE id = ANY($1) ORDER BY id",
+                &[&vec![by_sql, by_rust]],
+            )
+            .await;
             assert_eq!(raw[0], raw[1], "stored residuals after saving {blob}");
         }
     }
@@ -589,16 +585,12 @@ async fn the_sql_api_holds_on_another_shape() {
             };
             assert_eq!(rows(1).await, rows(101).await, "{t} after {p}");
         }
-        let stored: Vec<String> = client
-            .query(
-                "SELECT doc::text FROM shop.profile WHERE uid IN (1, 101) ORDER BY uid",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let stored = crate::harness::texts(
+            &client,
+            "SELECT doc::text FROM shop.profile WHERE uid IN (1, 101) ORDER BY uid",
+            &[],
+        )
+        .await;
         assert_eq!(stored[0], stored[1], "residuals after {p}");
     }
 }

@@ -156,6 +156,21 @@ pub async fn count_migrated(client: &tokio_postgres::Client) -> i64 {
         .get(0)
 }
 
+/// The first column of every row `sql` returns, as text.
+pub async fn texts(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<String> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// The raw blob column of a user.
 pub async fn raw_blob(client: &tokio_postgres::Client, user: i64) -> serde_json::Value {
     client

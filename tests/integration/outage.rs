@@ -86,6 +86,45 @@ fn writer(decant: Arc<Decant>, users: i64) -> Writer {
     Writer { stop, task }
 }
 
+/// A throwaway cluster of its own holding database `game` with `users`
+/// example users and decant initialized, and that database's URL.
+async fn game_cluster(opts: ClusterOptions, users: i64) -> (Arc<TempCluster>, String) {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(move || TempCluster::start(&opts))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let admin = connect(&cluster.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE game").await.unwrap();
+    let url = cluster.url("game");
+    let client = connect(&url).await;
+    crate::example::load(&client, users, 1).await.unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    (cluster, url)
+}
+
+/// Rows in the target tables that belong to legacy users (a half-done
+/// migration or rollback); 0 when every user is whole.
+async fn legacy_rows(client: &tokio_postgres::Client) -> i64 {
+    let mut n = 0;
+    for t in GAME_TABLES {
+        n += client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {t} x JOIN \"user\" u ON u.id = x.user_id WHERE NOT u.migrated"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    n
+}
+
 /// Every user wholly migrated (rows that rebuild its blob) or wholly
 /// legacy (no rows); every acknowledged write present.
 async fn assert_whole(url: &str, decant: &Decant, users: i64, w: Writer) {
@@ -96,23 +135,7 @@ async fn assert_whole(url: &str, decant: &Decant, users: i64, w: Writer) {
         "the writer wrote: {acked:?}"
     );
     let client = connect(url).await;
-    let legacy_with_rows: i64 = {
-        let mut n = 0;
-        for t in GAME_TABLES {
-            n += client
-                .query_one(
-                    &format!(
-                        "SELECT count(*) FROM {t} x JOIN \"user\" u ON u.id = x.user_id WHERE NOT u.migrated"
-                    ),
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get::<_, i64>(0);
-        }
-        n
-    };
-    assert_eq!(legacy_with_rows, 0, "no legacy user has rows");
+    assert_eq!(legacy_rows(&client).await, 0, "no legacy user has rows");
     let report = decant::check(
         url,
         crate::example::spec(),
@@ -198,24 +221,8 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
         fsync: true,
         ..ClusterOptions::default()
     };
-    let cluster = Arc::new(
-        tokio::task::spawn_blocking(move || TempCluster::start(&opts))
-            .await
-            .unwrap()
-            .unwrap(),
-    );
-    let admin = connect(&cluster.url("postgres")).await;
-    admin.batch_execute("CREATE DATABASE game").await.unwrap();
-    drop(admin);
-    let url = cluster.url("game");
     let users = 3000;
-    {
-        let client = connect(&url).await;
-        crate::example::load(&client, users, 1).await.unwrap();
-        decant::init(&client, &crate::example::spec())
-            .await
-            .unwrap();
-    }
+    let (cluster, url) = game_cluster(opts, users).await;
     let decant = Arc::new(Decant::connect(&url, crate::example::spec(), 4).unwrap());
     let w = writer(decant.clone(), users);
     let child = spawn_run(
@@ -281,23 +288,7 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
 /// user stays wholly legacy or wholly migrated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_is_honoured_while_the_database_is_gone_or_frozen() {
-    let cluster = Arc::new(
-        tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default()))
-            .await
-            .unwrap()
-            .unwrap(),
-    );
-    let admin = connect(&cluster.url("postgres")).await;
-    admin.batch_execute("CREATE DATABASE game").await.unwrap();
-    drop(admin);
-    let url = cluster.url("game");
-    {
-        let client = connect(&url).await;
-        crate::example::load(&client, 3000, 1).await.unwrap();
-        decant::init(&client, &crate::example::spec())
-            .await
-            .unwrap();
-    }
+    let (cluster, url) = game_cluster(ClusterOptions::default(), 3000).await;
     let term = |child: &Child| {
         // SAFETY: kill(2) on the daemon's pid has no memory effects here
         assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -352,19 +343,7 @@ async fn sigterm_is_honoured_while_the_database_is_gone_or_frozen() {
     // nothing half done: no legacy user has rows, every migrated one
     // rebuilds, and a new run finishes the rest
     let client = connect(&url).await;
-    for t in GAME_TABLES {
-        let n: i64 = client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {t} x JOIN \"user\" u ON u.id = x.user_id WHERE NOT u.migrated"
-                ),
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(n, 0, "legacy users with rows in {t}");
-    }
+    assert_eq!(legacy_rows(&client).await, 0, "no legacy user has rows");
     let out = finish(
         spawn_run(&url, &["--rate", "max"]),
         Duration::from_secs(120),

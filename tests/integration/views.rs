@@ -460,15 +460,7 @@ async fn views_and_ranked_hold_on_another_shape() {
             .collect()
     };
     let december = async || -> (Vec<String>, Vec<String>) {
-        let q = async |sql: &str| -> Vec<String> {
-            client
-                .query(sql, &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        };
+        let q = async |sql: &str| crate::harness::texts(&client, sql, &[]).await;
         (
             q("SELECT t::text FROM reports.december_top(20) AS t").await,
             q(
@@ -772,16 +764,12 @@ async fn an_object_rule_and_deeper_rules_hold_in_views_and_the_sql_api() {
             .unwrap()
             .get(0);
         assert!(decant::json_eq(&loaded, &by_rust), "{p}: load {loaded}");
-        let stored: Vec<String> = client
-            .query(
-                "SELECT data::text FROM \"user\" WHERE id IN (5001, 6001) ORDER BY id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let stored = crate::harness::texts(
+            &client,
+            "SELECT data::text FROM \"user\" WHERE id IN (5001, 6001) ORDER BY id",
+            &[],
+        )
+        .await;
         assert_eq!(stored[0], stored[1], "residuals after {p}");
     }
 }
