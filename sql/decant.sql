@@ -1,4 +1,7 @@
 -- decant's own objects: per-user migration state and the live control row.
+-- A type written with the comment "id" before it is the user id's type:
+-- `decant init` writes the spec's `[source] id_type` there (bigint for
+-- integer ids, uuid or text).
 -- Applied by `decant init`; every statement is idempotent.
 
 CREATE SCHEMA IF NOT EXISTS decant;
@@ -6,7 +9,7 @@ CREATE SCHEMA IF NOT EXISTS decant;
 -- One row per user decant has touched. The source row's flag is the truth
 -- about which code path serves a user; this table says how it got there.
 CREATE TABLE IF NOT EXISTS decant.user_state (
-    user_id     bigint PRIMARY KEY,
+    user_id     /*id*/bigint PRIMARY KEY,
     state       text        NOT NULL CHECK (state IN ('legacy', 'migrated', 'failed', 'held')),
     attempts    integer     NOT NULL DEFAULT 0,
     reason      text,        -- the failure without user-specific detail, for grouping
@@ -42,7 +45,7 @@ CREATE TABLE IF NOT EXISTS decant.control (
     rate            text        NOT NULL DEFAULT 'max',
     batch_size      integer,    -- NULL: adaptive
     rollout_percent real        NOT NULL DEFAULT 0 CHECK (rollout_percent BETWEEN 0 AND 100),
-    allow_list      bigint[]    NOT NULL DEFAULT '{}',
+    allow_list      /*id*/bigint[] NOT NULL DEFAULT '{}',
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO decant.control DEFAULT VALUES ON CONFLICT DO NOTHING;
@@ -81,11 +84,11 @@ CREATE TABLE IF NOT EXISTS decant.daemon (
 
 -- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
 -- on every server and version), and whether a user is in the rollout now.
-CREATE OR REPLACE FUNCTION decant.rollout_bucket(uid bigint) RETURNS integer
+CREATE OR REPLACE FUNCTION decant.rollout_bucket(uid /*id*/bigint) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT (('x' || substr(md5(uid::text), 1, 8))::bit(32)::bigint % 10000)::integer $$;
 
-CREATE OR REPLACE FUNCTION decant.in_rollout(uid bigint) RETURNS boolean
+CREATE OR REPLACE FUNCTION decant.in_rollout(uid /*id*/bigint) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE AS
 $$ SELECT decant.rollout_bucket(uid) < round(c.rollout_percent * 100) OR uid = ANY (c.allow_list)
      FROM decant.control c $$;

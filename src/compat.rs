@@ -5,6 +5,7 @@
 //! strictly ordered, so no write is lost in between.
 
 use crate::core::explode::{self, Exploded, Row};
+use crate::core::id::UserId;
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
 use crate::migrate::{self, BatchReport, LockWait};
@@ -66,7 +67,7 @@ impl Decant {
             Ok(()) => {
                 // no control row (deleted by hand): not finalized
                 let reader = crate::pg::sql::reader(&self.store.spec)
-                    .map(|(name, _)| format!("{name}(bigint)"))
+                    .map(|(name, _)| format!("{name}({})", self.store.spec.source.id_type.sql()))
                     .unwrap_or_else(|| "pg_catalog.now()".into());
                 let row = client
                     .query_one(
@@ -95,6 +96,21 @@ impl Decant {
         }
     }
 
+    /// `user` in the kind of the spec's id column (see [`IdType::coerce`]).
+    pub(crate) fn id(&self, user: impl Into<UserId>) -> Result<UserId> {
+        self.store
+            .spec
+            .source
+            .id_type
+            .coerce(user.into())
+            .map_err(Error::Setup)
+    }
+
+    /// `users` in the kind of the spec's id column.
+    pub(crate) fn ids<U: Into<UserId> + Clone>(&self, users: &[U]) -> Result<Vec<UserId>> {
+        users.iter().map(|u| self.id(u.clone())).collect()
+    }
+
     /// The connection pool.
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
@@ -119,7 +135,7 @@ impl Decant {
     /// [`Error::LockTimeout`], which [`Error::is_retryable`].
     pub async fn migration_compatible_transaction<T, E, Old, New>(
         &self,
-        user: i64,
+        user: impl Into<UserId>,
         old: Old,
         new: New,
     ) -> std::result::Result<T, E>
@@ -128,6 +144,7 @@ impl Decant {
         Old: AsyncFnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
         New: AsyncFnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
     {
+        let user = &self.id(user)?;
         self.verified().await?;
         let mut client = pool::get(&self.pool).await?;
         let tx = client
@@ -156,28 +173,28 @@ impl Decant {
         }
     }
 
-    async fn lock_one(&self, tx: &Transaction<'_>, user: i64) -> Result<Locked> {
+    async fn lock_one(&self, tx: &Transaction<'_>, user: &UserId) -> Result<Locked> {
         self.store
-            .lock(tx, &[user], false)
+            .lock(tx, std::slice::from_ref(user), false)
             .await?
             .pop()
-            .ok_or(Error::UserNotFound(user))
+            .ok_or_else(|| Error::UserNotFound(user.clone()))
     }
 
     /// Locks a user about to be written; a legacy user in the rollout is
     /// migrated first, inside the same lock (on-demand migration). If that
     /// migration fails, the user stays legacy and the write goes to the blob.
-    async fn lock_for_write(&self, tx: &Transaction<'_>, user: i64) -> Result<Locked> {
+    async fn lock_for_write(&self, tx: &Transaction<'_>, user: &UserId) -> Result<Locked> {
         let stmt = tx
             .prepare_cached(&self.store.sql().lock_call)
             .await
             .map_err(|e| Error::db_user(user, "preparing the lock", e))?;
         let max = self.store.spec.settings.max_attempts;
         let row = tx
-            .query_opt(&stmt, &[&user, &max])
+            .query_opt(&stmt, &[user, &max])
             .await
             .map_err(|e| Error::db_user(user, "locking the source row", e))?
-            .ok_or(Error::UserNotFound(user))?;
+            .ok_or_else(|| Error::UserNotFound(user.clone()))?;
         let locked = Locked {
             id: row.get(0),
             blob: row.get(1),
@@ -194,18 +211,20 @@ impl Decant {
                 .map_err(|e| Error::db_user(user, "on-demand migration savepoint", e))
         };
         savepoint("SAVEPOINT decant_on_demand").await?;
-        match migrate::migrate_locked(&self.store, tx, &[user], vec![locked]).await {
+        match migrate::migrate_locked(&self.store, tx, std::slice::from_ref(user), vec![locked])
+            .await
+        {
             Ok(report) => {
                 savepoint("RELEASE SAVEPOINT decant_on_demand").await?;
                 if let Some(f) = report.failed.first() {
-                    tracing::warn!(user, cause = %f.error, "on-demand migration failed; user stays legacy");
+                    tracing::warn!(user = %user, cause = %f.error, "on-demand migration failed; user stays legacy");
                 } else {
-                    tracing::debug!(user, "migrated on demand");
+                    tracing::debug!(user = %user, "migrated on demand");
                 }
             }
             Err(e) => {
                 savepoint("ROLLBACK TO SAVEPOINT decant_on_demand").await?;
-                tracing::warn!(user, cause = %e, "on-demand migration failed; user stays legacy");
+                tracing::warn!(user = %user, cause = %e, "on-demand migration failed; user stays legacy");
             }
         }
         // the row is still locked by this transaction: re-reading is instant
@@ -223,23 +242,23 @@ impl Decant {
     /// takes the path of [`Decant::write_user_in_tx`].
     async fn write_user(
         &self,
-        user: i64,
+        user: &UserId,
         change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
     ) -> Result<Value> {
         self.verified().await?;
         let sql = &self.store.sql();
         let max = self.store.spec.settings.max_attempts;
-        let mut session = Session::new(pool::get(&self.pool).await?, user);
+        let mut session = Session::new(pool::get(&self.pool).await?, user.clone());
         let mut read = session
             .begin_with(vec![
                 Planned::new(
                     &sql.lock_call,
-                    vec![Box::new(user), Box::new(max)],
+                    vec![Box::new(user.clone()), Box::new(max)],
                     "locking the source row",
                 ),
                 Planned::new(
                     &sql.rows_one,
-                    vec![Box::new(user)],
+                    vec![Box::new(user.clone())],
                     "reading the user's rows",
                 ),
             ])
@@ -247,7 +266,7 @@ impl Decant {
         let rows = read.pop().unwrap_or_default();
         let Some(lock) = read.pop().and_then(|mut r| r.pop()) else {
             session.rollback().await;
-            return Err(Error::UserNotFound(user));
+            return Err(Error::UserNotFound(user.clone()));
         };
         if lock.get::<_, bool>(3) {
             session.rollback().await;
@@ -282,7 +301,7 @@ impl Decant {
     /// migration first.
     async fn write_user_in_tx(
         &self,
-        user: i64,
+        user: &UserId,
         change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
     ) -> Result<Value> {
         let mut client = pool::get(&self.pool).await?;
@@ -293,9 +312,9 @@ impl Decant {
         let locked = self.lock_for_write(&tx, user).await?;
         let old = if locked.migrated {
             self.store
-                .read_rows(&tx, &[user])
+                .read_rows(&tx, std::slice::from_ref(user))
                 .await?
-                .remove(&user)
+                .remove(user)
                 .unwrap_or_default()
         } else {
             Vec::new()
@@ -313,8 +332,9 @@ impl Decant {
     /// The user's whole blob as clients know it: the blob itself for a
     /// legacy user, rebuilt from the tables and the residual for a migrated
     /// one. One statement: no row lock, no write, one round trip.
-    pub async fn load(&self, user: i64) -> Result<Value> {
-        self.load_many(&[user])
+    pub async fn load(&self, user: impl Into<UserId>) -> Result<Value> {
+        let user = self.id(user)?;
+        self.load_many(std::slice::from_ref(&user))
             .await?
             .pop()
             .map(|(_, blob)| blob)
@@ -325,20 +345,24 @@ impl Decant {
     /// (one consistent snapshot) without locking: for reports, exports and
     /// verification. Users that do not exist are left out; the order is by
     /// id.
-    pub async fn load_many(&self, users: &[i64]) -> Result<Vec<(i64, Value)>> {
+    pub async fn load_many<U>(&self, users: &[U]) -> Result<Vec<(UserId, Value)>>
+    where
+        U: Into<UserId> + Clone,
+    {
         self.verified().await?;
+        let users = self.ids(users)?;
         let client = pool::get(&self.pool).await?;
-        let read = self.store.snapshot(&client, users).await?;
+        let read = self.store.snapshot(&client, &users).await?;
         read.into_iter()
             .map(|u| {
-                let blob = u.blob.value(u.id, self.max_depth())?;
+                let blob = u.blob.value(&u.id, self.max_depth())?;
                 if !u.migrated {
                     return Ok((u.id, blob));
                 }
                 let full =
                     explode::reconstruct(&self.store.spec, &u.rows, &blob).map_err(|detail| {
                         Error::Verification {
-                            user: u.id,
+                            user: u.id.clone(),
                             detail: format!("cannot rebuild the blob: {detail}"),
                         }
                     })?;
@@ -351,23 +375,27 @@ impl Decant {
     /// upserted, removed rows deleted and the residual rewritten if it
     /// changed; a value a rule finds invalid is kept in the residual
     /// (never refused, never lost) and logged.
-    pub async fn save(&self, user: i64, blob: &Value) -> Result<()> {
-        self.write_user(user, |_, _| Ok(blob.clone()))
+    pub async fn save(&self, user: impl Into<UserId>, blob: &Value) -> Result<()> {
+        self.write_user(&self.id(user)?, |_, _| Ok(blob.clone()))
             .await
             .map(drop)
     }
 
     /// Applies an RFC 7396 JSON merge patch to the user's blob and returns
     /// the result.
-    pub async fn patch(&self, user: i64, patch: &Value) -> Result<Value> {
+    pub async fn patch(&self, user: impl Into<UserId>, patch: &Value) -> Result<Value> {
         self.modify(user, |blob| merge_patch(blob, patch)).await
     }
 
     /// Read-modify-write of the user's blob under the row lock (for
     /// increments and other updates that depend on the current value).
     /// Returns the blob as written.
-    pub async fn modify(&self, user: i64, f: impl FnOnce(&mut Value)) -> Result<Value> {
-        self.write_user(user, |locked, rows| {
+    pub async fn modify(
+        &self,
+        user: impl Into<UserId>,
+        f: impl FnOnce(&mut Value),
+    ) -> Result<Value> {
+        self.write_user(&self.id(user)?, |locked, rows| {
             let mut blob = self.current(locked, rows)?;
             f(&mut blob);
             Ok(blob)
@@ -383,13 +411,13 @@ impl Decant {
     /// A locked user's blob as clients know it, rebuilt from its rows
     /// for a migrated user.
     fn current(&self, locked: &Locked, rows: &[Row]) -> Result<Value> {
-        let stored = locked.blob.value(locked.id, self.max_depth())?;
+        let stored = locked.blob.value(&locked.id, self.max_depth())?;
         if !locked.migrated {
             return Ok(stored);
         }
         explode::reconstruct(&self.store.spec, rows, &stored).map_err(|detail| {
             Error::Verification {
-                user: locked.id,
+                user: locked.id.clone(),
                 detail: format!("cannot rebuild the blob: {detail}"),
             }
         })
@@ -399,13 +427,13 @@ impl Decant {
     /// residual (an invalid value is kept in the residual and logged);
     /// `None` for a legacy user, whose blob is written as it is.
     fn plan_write(&self, locked: &Locked, blob: &Value) -> Result<Option<Exploded>> {
-        check_depth(locked.id, blob, self.max_depth())?;
+        check_depth(&locked.id, blob, self.max_depth())?;
         if !locked.migrated {
             return Ok(None);
         }
         let new = explode::explode_lenient(&self.store.spec, blob);
         for w in &new.warnings {
-            tracing::warn!(user = locked.id, warning = %w, "invalid value kept in the residual");
+            tracing::warn!(user = %locked.id, warning = %w, "invalid value kept in the residual");
         }
         Ok(Some(new))
     }
@@ -420,7 +448,7 @@ impl Decant {
         old: &'a [Row],
         new: &'a Option<Exploded>,
     ) -> Vec<Planned<'a>> {
-        let user = locked.id;
+        let user = &locked.id;
         let Some(new) = new else {
             return vec![self.store.blob_statement(user, blob, false)];
         };
@@ -434,12 +462,18 @@ impl Decant {
 
     /// Migrates one user now, waiting for its row lock up to
     /// `lock_timeout`. A user already migrated is reported as skipped.
-    pub async fn migrate_user(&self, user: i64) -> Result<BatchReport> {
+    pub async fn migrate_user(&self, user: impl Into<UserId>) -> Result<BatchReport> {
+        let user = self.id(user)?;
         self.verified().await?;
         let mut client = pool::get(&self.pool).await?;
-        let report =
-            migrate::migrate_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
-        if report.skipped.contains(&user) && !self.exists(user).await? {
+        let report = migrate::migrate_batch(
+            &self.store,
+            &mut client,
+            std::slice::from_ref(&user),
+            LockWait::Wait,
+        )
+        .await?;
+        if report.skipped.contains(&user) && !self.exists(&user).await? {
             return Err(Error::UserNotFound(user));
         }
         Ok(report)
@@ -447,10 +481,14 @@ impl Decant {
 
     /// Migrates a batch of users in one transaction, skipping users whose
     /// rows live traffic holds locked.
-    pub async fn migrate_batch(&self, users: &[i64]) -> Result<BatchReport> {
+    pub async fn migrate_batch<U>(&self, users: &[U]) -> Result<BatchReport>
+    where
+        U: Into<UserId> + Clone,
+    {
         self.verified().await?;
+        let users = self.ids(users)?;
         let mut client = pool::get(&self.pool).await?;
-        migrate::migrate_batch(&self.store, &mut client, users, LockWait::Skip).await
+        migrate::migrate_batch(&self.store, &mut client, &users, LockWait::Skip).await
     }
 
     /// Rolls one user back: rebuilds the whole blob from the tables, clears
@@ -458,12 +496,18 @@ impl Decant {
     /// (the daemon and on-demand migration leave it legacy until
     /// [`Decant::release`]; [`Decant::migrate_user`] still migrates it).
     /// Returns false if the user was not migrated.
-    pub async fn rollback_user(&self, user: i64) -> Result<bool> {
+    pub async fn rollback_user(&self, user: impl Into<UserId>) -> Result<bool> {
+        let user = self.id(user)?;
         self.verified().await?;
         let mut client = pool::get(&self.pool).await?;
-        let done =
-            migrate::rollback_batch(&self.store, &mut client, &[user], LockWait::Wait).await?;
-        if done.is_empty() && !self.exists(user).await? {
+        let done = migrate::rollback_batch(
+            &self.store,
+            &mut client,
+            std::slice::from_ref(&user),
+            LockWait::Wait,
+        )
+        .await?;
+        if done.is_empty() && !self.exists(&user).await? {
             return Err(Error::UserNotFound(user));
         }
         Ok(!done.is_empty())
@@ -471,15 +515,16 @@ impl Decant {
 
     /// Puts held users (rolled back; `None`: all of them) back into the
     /// migration; returns how many were held.
-    pub async fn release(&self, users: Option<&[i64]>) -> Result<u64> {
+    pub async fn release(&self, users: Option<&[UserId]>) -> Result<u64> {
+        let users = users.map(|u| self.ids(u)).transpose()?;
         let client = pool::get(&self.pool).await?;
-        crate::pg::state::release(&**client, users).await
+        crate::pg::state::release(&**client, self.store.spec.source.id_type, users.as_deref()).await
     }
 
-    async fn exists(&self, user: i64) -> Result<bool> {
+    async fn exists(&self, user: &UserId) -> Result<bool> {
         let client = pool::get(&self.pool).await?;
         let row = client
-            .query_one(&self.store.sql().exists, &[&user])
+            .query_one(&self.store.sql().exists, &[user])
             .await
             .map_err(|e| Error::db_user(user, "looking the user up", e))?;
         Ok(row.get(0))

@@ -5,6 +5,7 @@
 //! of a user's closure too.
 
 use crate::core::explode::Invalid;
+use crate::core::id::UserId;
 use crate::core::spec::SpecError;
 use std::path::PathBuf;
 
@@ -27,7 +28,7 @@ pub enum Error {
     #[error("user {user}: {invalid}")]
     Invalid {
         /// The user whose blob holds the value.
-        user: i64,
+        user: UserId,
         /// Where and why.
         invalid: Invalid,
     },
@@ -36,7 +37,7 @@ pub enum Error {
     #[error("user {user}: verification failed: {detail}")]
     Verification {
         /// The user.
-        user: i64,
+        user: UserId,
         /// The first difference found.
         detail: String,
     },
@@ -49,7 +50,7 @@ pub enum Error {
     )]
     HasRows {
         /// The user.
-        user: i64,
+        user: UserId,
         /// The first target table holding rows of the user.
         table: String,
     },
@@ -64,14 +65,14 @@ pub enum Error {
 
     /// The user does not exist in the source table.
     #[error("user {0}: no such user in the source table")]
-    UserNotFound(i64),
+    UserNotFound(UserId),
 
     /// The row lock on a user could not be taken within `lock_timeout`:
     /// another transaction holds it. Retry later.
     #[error("user {user}: row is locked by another transaction (lock_timeout exceeded); retry")]
     LockTimeout {
         /// The user.
-        user: i64,
+        user: UserId,
     },
 
     /// The database or its schema is not in the state decant needs.
@@ -276,9 +277,9 @@ impl Error {
     }
 
     /// As [`Error::db`], but a lock timeout becomes the typed variant.
-    pub(crate) fn db_user(user: i64, context: &str, source: tokio_postgres::Error) -> Error {
+    pub(crate) fn db_user(user: &UserId, context: &str, source: tokio_postgres::Error) -> Error {
         if source.code().map(|c| c.code()) == Some("55P03") {
-            Error::LockTimeout { user }
+            Error::LockTimeout { user: user.clone() }
         } else {
             Error::Db {
                 context: format!("user {user}: {context}"),

@@ -28,6 +28,7 @@ mod pg;
 
 // The mapping and what it does to a blob (pure).
 pub use core::explode::{Exploded, Invalid, Row, explode, reconstruct};
+pub use core::id::{IdType, UserId};
 pub use core::json::{json_diff, json_eq};
 pub use core::spec::{Column, Pattern, Source, Spec, SpecError, Table};
 pub use core::value::{ColumnType, ColumnValue, IsoForm};

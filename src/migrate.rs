@@ -11,6 +11,7 @@
 
 use crate::core::explode::{self, Exploded, Row};
 use crate::core::fixup;
+use crate::core::id::UserId;
 use crate::core::json::{Json, JsonView, json_diff};
 use crate::error::{Error, Result};
 use crate::pg::codec::check_depth;
@@ -30,14 +31,14 @@ pub struct BatchReport {
     pub failed: Vec<Failure>,
     /// Users not touched: already migrated, gone, or locked by live
     /// traffic when skipping locked rows.
-    pub skipped: Vec<i64>,
+    pub skipped: Vec<UserId>,
 }
 
 /// A migrated user.
 #[derive(Debug, Clone)]
 pub struct Migrated {
     /// The user.
-    pub user: i64,
+    pub user: UserId,
     /// Rows written.
     pub rows: usize,
     /// Values `keep` rules left in the residual.
@@ -81,7 +82,7 @@ impl Parsed<'_> {
 #[derive(Debug)]
 pub struct Failure {
     /// The user.
-    pub user: i64,
+    pub user: UserId,
     /// Why.
     pub error: Error,
 }
@@ -117,7 +118,7 @@ pub enum LockWait {
 pub(crate) async fn migrate_batch(
     store: &Store,
     client: &mut Object,
-    ids: &[i64],
+    ids: &[UserId],
     wait: LockWait,
 ) -> Result<BatchReport> {
     let attempt = async {
@@ -140,8 +141,9 @@ pub(crate) async fn migrate_batch(
         Err(e) if ids.len() > 1 => {
             tracing::warn!(cause = %e, users = ids.len(), "batch failed; retrying user by user");
             let mut all = BatchReport::default();
-            for &id in ids {
-                let r = Box::pin(migrate_batch(store, client, &[id], wait)).await?;
+            for id in ids {
+                let r =
+                    Box::pin(migrate_batch(store, client, std::slice::from_ref(id), wait)).await?;
                 all.migrated.extend(r.migrated);
                 all.failed.extend(r.failed);
                 all.skipped.extend(r.skipped);
@@ -151,10 +153,10 @@ pub(crate) async fn migrate_batch(
         Err(e) => {
             // one user, a fatal database error: record it, the user stays legacy
             let failure = Failure {
-                user: ids[0],
+                user: ids[0].clone(),
                 error: e,
             };
-            record_failures(&***client, std::slice::from_ref(&failure)).await?;
+            record_failures(store, &***client, std::slice::from_ref(&failure)).await?;
             Ok(BatchReport {
                 failed: vec![failure],
                 ..BatchReport::default()
@@ -173,7 +175,7 @@ pub(crate) async fn migrate_batch(
 pub(crate) async fn migrate_each(
     store: &Store,
     tx: &Transaction<'_>,
-    ids: &[i64],
+    ids: &[UserId],
 ) -> Result<BatchReport> {
     let savepoint = async |sql: &str| {
         tx.batch_execute(sql)
@@ -181,9 +183,9 @@ pub(crate) async fn migrate_each(
             .map_err(|e| Error::db(format!("{sql} (retrying a batch user by user)"), e))
     };
     let mut all = BatchReport::default();
-    for &id in ids {
+    for id in ids {
         savepoint("SAVEPOINT decant_user").await?;
-        match migrate_locked_batch(store, tx, &[id], LockWait::Wait).await {
+        match migrate_locked_batch(store, tx, std::slice::from_ref(id), LockWait::Wait).await {
             Ok(r) => {
                 savepoint("RELEASE SAVEPOINT decant_user").await?;
                 all.migrated.extend(r.migrated);
@@ -193,8 +195,11 @@ pub(crate) async fn migrate_each(
             Err(e) if e.is_retryable() || e.is_table_fault() => return Err(e),
             Err(e) => {
                 savepoint("ROLLBACK TO SAVEPOINT decant_user").await?;
-                let failure = Failure { user: id, error: e };
-                record_failures(&**tx, std::slice::from_ref(&failure)).await?;
+                let failure = Failure {
+                    user: id.clone(),
+                    error: e,
+                };
+                record_failures(store, &**tx, std::slice::from_ref(&failure)).await?;
                 all.failed.push(failure);
             }
         }
@@ -204,11 +209,15 @@ pub(crate) async fn migrate_each(
 
 /// Records failures (attempts + 1, reason, error), in the caller's
 /// transaction or on its own.
-async fn record_failures(client: &impl GenericClient, failures: &[Failure]) -> Result<()> {
-    let ids: Vec<i64> = failures.iter().map(|f| f.user).collect();
+async fn record_failures(
+    store: &Store,
+    client: &impl GenericClient,
+    failures: &[Failure],
+) -> Result<()> {
+    let ids: Vec<UserId> = failures.iter().map(|f| f.user.clone()).collect();
     let reasons: Vec<String> = failures.iter().map(Failure::reason).collect();
     let errors: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
-    state::record_failed(client, &ids, &reasons, &errors).await
+    state::record_failed(client, store.spec.source.id_type, &ids, &reasons, &errors).await
 }
 
 /// The body of a batch, on an open transaction; also used by on-demand
@@ -216,7 +225,7 @@ async fn record_failures(client: &impl GenericClient, failures: &[Failure]) -> R
 pub(crate) async fn migrate_locked_batch(
     store: &Store,
     tx: &Transaction<'_>,
-    ids: &[i64],
+    ids: &[UserId],
     wait: LockWait,
 ) -> Result<BatchReport> {
     let locked = store.lock(tx, ids, wait == LockWait::Skip).await?;
@@ -227,28 +236,31 @@ pub(crate) async fn migrate_locked_batch(
 pub(crate) async fn migrate_locked(
     store: &Store,
     tx: &Transaction<'_>,
-    ids: &[i64],
+    ids: &[UserId],
     locked: Vec<Locked>,
 ) -> Result<BatchReport> {
     let spec = &store.spec;
     let mut report = BatchReport::default();
-    let present: std::collections::HashSet<i64> = locked.iter().map(|l| l.id).collect();
+    let present: std::collections::HashSet<UserId> = locked.iter().map(|l| l.id.clone()).collect();
     report
         .skipped
-        .extend(ids.iter().filter(|id| !present.contains(id)));
+        .extend(ids.iter().filter(|id| !present.contains(*id)).cloned());
 
     // each blob parsed borrowing from the text the database sent; with
     // fixups, an owned copy they repair (what is exploded and verified)
     let mut todo: Vec<(&Locked, Parsed<'_>, Exploded)> = Vec::with_capacity(locked.len());
     for l in &locked {
         if l.migrated {
-            report.skipped.push(l.id);
+            report.skipped.push(l.id.clone());
             continue;
         }
-        let blob = match l.blob.parse(l.id, spec.settings.max_depth) {
+        let blob = match l.blob.parse(&l.id, spec.settings.max_depth) {
             Ok(b) => b,
             Err(error) => {
-                report.failed.push(Failure { user: l.id, error });
+                report.failed.push(Failure {
+                    user: l.id.clone(),
+                    error,
+                });
                 continue;
             }
         };
@@ -259,8 +271,11 @@ pub(crate) async fn migrate_locked(
             let applied = fixup::Fixup::apply_all(&mut value, &spec.fixups);
             if applied.is_empty() {
                 Parsed::Text(blob)
-            } else if let Err(error) = check_depth(l.id, &value, spec.settings.max_depth) {
-                report.failed.push(Failure { user: l.id, error });
+            } else if let Err(error) = check_depth(&l.id, &value, spec.settings.max_depth) {
+                report.failed.push(Failure {
+                    user: l.id.clone(),
+                    error,
+                });
                 continue;
             } else {
                 Parsed::Fixed(value, applied)
@@ -269,9 +284,9 @@ pub(crate) async fn migrate_locked(
         match blob.explode(spec) {
             Ok(e) => todo.push((l, blob, e)),
             Err(invalid) => report.failed.push(Failure {
-                user: l.id,
+                user: l.id.clone(),
                 error: Error::Invalid {
-                    user: l.id,
+                    user: l.id.clone(),
                     invalid,
                 },
             }),
@@ -280,15 +295,15 @@ pub(crate) async fn migrate_locked(
 
     // rows already there (another tool, a hand fix) would be adopted into
     // the migrated state unseen: such users fail instead
-    let exploded: Vec<i64> = todo.iter().map(|(l, _, _)| l.id).collect();
+    let exploded: Vec<UserId> = todo.iter().map(|(l, _, _)| l.id.clone()).collect();
     let has_rows = store.users_with_rows(tx, &exploded).await?;
     if !has_rows.is_empty() {
         todo.retain(|(l, _, _)| match has_rows.get(&l.id) {
             Some(table) => {
                 report.failed.push(Failure {
-                    user: l.id,
+                    user: l.id.clone(),
                     error: Error::HasRows {
-                        user: l.id,
+                        user: l.id.clone(),
                         table: table.clone(),
                     },
                 });
@@ -298,9 +313,9 @@ pub(crate) async fn migrate_locked(
         });
     }
 
-    let rows: Vec<(i64, &Row)> = todo
+    let rows: Vec<(&UserId, &Row)> = todo
         .iter()
-        .flat_map(|(l, _, e)| e.rows.iter().map(move |r| (l.id, r)))
+        .flat_map(|(l, _, e)| e.rows.iter().map(move |r| (&l.id, r)))
         .collect();
     // Verify: the rows as the database stored them (returned by the
     // insert, after any trigger or conversion) must rebuild each blob exactly.
@@ -328,30 +343,30 @@ pub(crate) async fn migrate_locked(
         match problem {
             None => true,
             Some(detail) => {
-                bad.push((l.id, detail));
+                bad.push((l.id.clone(), detail));
                 false
             }
         }
     });
     if !bad.is_empty() {
-        let ids: Vec<i64> = bad.iter().map(|b| b.0).collect();
+        let ids: Vec<UserId> = bad.iter().map(|b| b.0.clone()).collect();
         store.delete_rows(tx, &ids).await?;
         for (user, detail) in bad {
-            tracing::error!(user, %detail, "verification failed; user stays legacy");
+            tracing::error!(user = %user, %detail, "verification failed; user stays legacy");
             report.failed.push(Failure {
-                user,
+                user: user.clone(),
                 error: Error::Verification { user, detail },
             });
         }
     }
 
-    let blobs: Vec<(i64, &Value, bool)> = todo
+    let blobs: Vec<(&UserId, &Value, bool)> = todo
         .iter()
-        .map(|(l, _, e)| (l.id, &e.residual, true))
+        .map(|(l, _, e)| (&l.id, &e.residual, true))
         .collect();
     store.write_blobs(tx, &blobs).await?;
     if !todo.is_empty() {
-        let ids: Vec<i64> = todo.iter().map(|(l, _, _)| l.id).collect();
+        let ids: Vec<UserId> = todo.iter().map(|(l, _, _)| l.id.clone()).collect();
         let warnings: Vec<Option<Value>> = todo
             .iter()
             .map(|(_, _, e)| {
@@ -372,15 +387,23 @@ pub(crate) async fn migrate_locked(
                 Parsed::Text(_) => None,
             })
             .collect();
-        state::record_migrated(&**tx, &ids, &warnings, &fixups, &store.fingerprint).await?;
+        state::record_migrated(
+            &**tx,
+            store.spec.source.id_type,
+            &ids,
+            &warnings,
+            &fixups,
+            &store.fingerprint,
+        )
+        .await?;
     }
     if !report.failed.is_empty() {
-        record_failures(&**tx, &report.failed).await?;
+        record_failures(store, &**tx, &report.failed).await?;
     }
     report.migrated = todo
         .into_iter()
         .map(|(l, blob, e)| Migrated {
-            user: l.id,
+            user: l.id.clone(),
             rows: e.rows.len(),
             warnings: e.warnings,
             fixups: match blob {
@@ -399,9 +422,9 @@ pub(crate) async fn migrate_locked(
 pub(crate) async fn rollback_batch(
     store: &Store,
     client: &mut Object,
-    ids: &[i64],
+    ids: &[UserId],
     wait: LockWait,
-) -> Result<Vec<i64>> {
+) -> Result<Vec<UserId>> {
     let tx = pool::batch_transaction(client, "a rollback batch").await?;
     let locked = store.lock(&tx, ids, wait == LockWait::Skip).await?;
     let (done, failed) = rollback_locked(store, &tx, locked).await?;
@@ -421,23 +444,24 @@ pub(crate) async fn rollback_locked(
     store: &Store,
     tx: &Transaction<'_>,
     locked: Vec<Locked>,
-) -> Result<(Vec<i64>, Vec<Failure>)> {
+) -> Result<(Vec<UserId>, Vec<Failure>)> {
     let migrated: Vec<Locked> = locked.into_iter().filter(|l| l.migrated).collect();
-    let users: Vec<i64> = migrated.iter().map(|l| l.id).collect();
-    let mut stored: HashMap<i64, Vec<Row>> = store.read_rows(tx, &users).await?;
-    let mut fixed: HashMap<i64, Value> = state::fixups_of(&**tx, &users).await?;
+    let users: Vec<UserId> = migrated.iter().map(|l| l.id.clone()).collect();
+    let mut stored: HashMap<UserId, Vec<Row>> = store.read_rows(tx, &users).await?;
+    let mut fixed: HashMap<UserId, Value> =
+        state::fixups_of(&**tx, store.spec.source.id_type, &users).await?;
     let mut blobs = Vec::with_capacity(migrated.len());
     let mut failed = Vec::new();
     for l in &migrated {
         let rows = stored.remove(&l.id).unwrap_or_default();
         let rebuilt = l
             .blob
-            .value(l.id, store.spec.settings.max_depth)
+            .value(&l.id, store.spec.settings.max_depth)
             .and_then(|residual| {
                 let mut blob =
                     explode::reconstruct(&store.spec, &rows, &residual).map_err(|detail| {
                         Error::Verification {
-                            user: l.id,
+                            user: l.id.clone(),
                             detail: format!("cannot rebuild the blob for rollback: {detail}"),
                         }
                     })?;
@@ -445,12 +469,12 @@ pub(crate) async fn rollback_locked(
                 if let Some(record) = fixed.remove(&l.id) {
                     let applied: Vec<fixup::Applied> =
                         serde_json::from_value(record).map_err(|e| Error::Verification {
-                            user: l.id,
+                            user: l.id.clone(),
                             detail: format!("its fixup record is unreadable: {e}"),
                         })?;
                     fixup::undo(&mut blob, &applied, &store.spec.fixups).map_err(|detail| {
                         Error::Verification {
-                            user: l.id,
+                            user: l.id.clone(),
                             detail: format!("cannot undo its fixups: {detail}"),
                         }
                     })?;
@@ -458,14 +482,17 @@ pub(crate) async fn rollback_locked(
                 Ok(blob)
             });
         match rebuilt {
-            Ok(blob) => blobs.push((l.id, blob)),
-            Err(error) => failed.push(Failure { user: l.id, error }),
+            Ok(blob) => blobs.push((l.id.clone(), blob)),
+            Err(error) => failed.push(Failure {
+                user: l.id.clone(),
+                error,
+            }),
         }
     }
-    let done: Vec<i64> = blobs.iter().map(|(id, _)| *id).collect();
-    let items: Vec<(i64, &Value, bool)> = blobs.iter().map(|(id, b)| (*id, b, false)).collect();
+    let done: Vec<UserId> = blobs.iter().map(|(id, _)| id.clone()).collect();
+    let items: Vec<(&UserId, &Value, bool)> = blobs.iter().map(|(id, b)| (id, b, false)).collect();
     store.write_blobs(tx, &items).await?;
     store.delete_rows(tx, &done).await?;
-    state::record_held(&**tx, &done).await?;
+    state::record_held(&**tx, store.spec.source.id_type, &done).await?;
     Ok((done, failed))
 }

@@ -79,8 +79,11 @@ impl ScheduleArgs {
 }
 
 /// Ids from a file: whitespace or comma separated, `#` to the end of a
-/// line a comment.
-pub(super) fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
+/// line a comment; each read in the kind of the spec's id (`kind`).
+pub(super) fn read_ids(
+    file: &std::path::Path,
+    kind: decant::IdType,
+) -> Result<Vec<decant::UserId>> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the ids in {}", file.display()))?;
     let mut ids = Vec::new();
@@ -90,10 +93,10 @@ pub(super) fn read_ids(file: &std::path::Path) -> Result<Vec<i64>> {
             if word.is_empty() {
                 continue;
             }
-            match word.parse::<i64>() {
+            match kind.id(word) {
                 Ok(id) => ids.push(id),
                 Err(_) => super::exit::usage!(
-                    "{}:{}: `{word}` is not a user id (an integer)",
+                    "{}:{}: `{word}` is not a user id of the spec's id_type ({kind})",
                     file.display(),
                     n + 1
                 ),

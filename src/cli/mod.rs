@@ -72,7 +72,7 @@ enum Command {
         target: Target,
         /// The user id.
         #[arg(long)]
-        user: i64,
+        user: decant::UserId,
     },
     /// Roll users back: rebuild each blob from the tables, clear the flag,
     /// delete the rows, and hold the user out of the migration until
@@ -344,7 +344,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("initialized: target tables, decant schema, flag column and legacy index");
         }
         Command::Migrate { target, user } => {
-            let report = target.decant()?.migrate_user(user).await?;
+            let report = target.decant()?.migrate_user(user.clone()).await?;
             if let Some(m) = report.migrated.first() {
                 println!("user {user}: migrated, {} rows, verified", m.rows);
                 if !m.fixups.is_empty() {
@@ -419,8 +419,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Release { target, ids } => {
-            let ids = ids.as_deref().map(args::read_ids).transpose()?;
-            let n = target.decant()?.release(ids.as_deref()).await?;
+            let decant = target.decant()?;
+            let kind = decant.spec().source().id_type;
+            let ids = ids
+                .as_deref()
+                .map(|f| args::read_ids(f, kind))
+                .transpose()?;
+            let n = decant.release(ids.as_deref()).await?;
             println!("released {n} held users: the migration takes them again");
         }
         Command::Run(args) => run::run_daemon(args).await?,
@@ -458,7 +463,9 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let selection = match (sample, ids) {
                 (Some(n), _) => decant::Selection::Sample(n),
-                (None, Some(file)) => decant::Selection::Ids(args::read_ids(&file)?),
+                (None, Some(file)) => {
+                    decant::Selection::Ids(args::read_ids(&file, target.spec()?.source().id_type)?)
+                }
                 (None, None) => decant::Selection::All,
             };
             if page == 0 {

@@ -97,7 +97,7 @@ pub(super) struct RollbackArgs {
     target: Target,
     /// One user, now (waits for its row lock up to lock_timeout).
     #[arg(long, group = "cohort")]
-    user: Option<i64>,
+    user: Option<decant::UserId>,
     /// The users whose ids the file lists (whitespace or comma separated).
     #[arg(long, group = "cohort")]
     ids: Option<std::path::PathBuf>,
@@ -135,8 +135,8 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         args.all,
     ) {
         (Some(user), ..) => {
-            let user = *user;
-            if args.target.decant()?.rollback_user(user).await? {
+            let user = user.clone();
+            if args.target.decant()?.rollback_user(user.clone()).await? {
                 println!(
                     "user {user}: rolled back, blob rebuilt from the tables; held out of the migration until `decant release --user {user}`"
                 );
@@ -145,7 +145,10 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
             }
             return Ok(());
         }
-        (None, Some(file), ..) => decant::Cohort::Ids(super::args::read_ids(file)?),
+        (None, Some(file), ..) => decant::Cohort::Ids(super::args::read_ids(
+            file,
+            args.target.spec()?.source().id_type,
+        )?),
         (None, None, Some(p), ..) => {
             if !(0.0..=100.0).contains(&p) {
                 super::exit::usage!("--percent {p}: give a percentage from 0 to 100");

@@ -10,6 +10,7 @@
 //! explodes back into the same rows and residual.
 
 use crate::core::explode::{self, Invalid, Row};
+use crate::core::id::UserId;
 use crate::core::json::{self, JsonView};
 use crate::core::spec::{Node, RuleKind, Spec};
 use serde::Serialize;
@@ -134,7 +135,7 @@ pub struct Group {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Example {
     /// The user id.
-    pub id: i64,
+    pub id: UserId,
     /// The JSON path of the value, `$.a.b`.
     pub path: String,
     /// The value (shortened when long) or the detail.
@@ -149,7 +150,7 @@ pub struct Unclaimed {
     /// Users holding it.
     pub users: u64,
     /// The first of them (in id order).
-    pub examples: Vec<i64>,
+    pub examples: Vec<UserId>,
 }
 
 /// The JSON types met at one rule path.
@@ -228,7 +229,12 @@ fn type_name<V: JsonView>(v: &V) -> &'static str {
     }
 }
 
-fn add_group(map: &mut BTreeMap<(String, String), Group>, spec: &Spec, id: i64, problem: &Invalid) {
+fn add_group(
+    map: &mut BTreeMap<(String, String), Group>,
+    spec: &Spec,
+    id: &UserId,
+    problem: &Invalid,
+) {
     let pattern = spec
         .rules
         .iter()
@@ -243,7 +249,7 @@ fn add_group(map: &mut BTreeMap<(String, String), Group>, spec: &Spec, id: i64, 
             ..Group::default()
         })
         .add(Example {
-            id,
+            id: id.clone(),
             path: problem.path.clone(),
             value: problem.value.clone(),
         });
@@ -275,7 +281,7 @@ impl Census {
 
     /// Adds a legacy user: what migrating it would do. `bytes` is the
     /// blob's size as JSON text.
-    pub fn add_legacy<V: JsonView>(&mut self, spec: &Spec, id: i64, blob: &V, bytes: usize) {
+    pub fn add_legacy<V: JsonView>(&mut self, spec: &Spec, id: &UserId, blob: &V, bytes: usize) {
         self.legacy += 1;
         self.blob_bytes.record(bytes as u64);
         let mut path = Vec::new();
@@ -333,7 +339,7 @@ impl Census {
 
     /// Adds a legacy user whose blob cannot be read as JSON (the
     /// migration would fail it too).
-    pub fn add_unreadable(&mut self, spec: &Spec, id: i64, bytes: usize, detail: String) {
+    pub fn add_unreadable(&mut self, spec: &Spec, id: &UserId, bytes: usize, detail: String) {
         self.legacy += 1;
         self.failed += 1;
         self.blob_bytes.record(bytes as u64);
@@ -348,7 +354,7 @@ impl Census {
 
     /// Records what the fixups did to a legacy user's blob (before
     /// [`Census::add_legacy`] with the repaired blob).
-    pub fn add_fixups(&mut self, id: i64, applied: &[crate::core::fixup::Applied]) {
+    pub fn add_fixups(&mut self, id: &UserId, applied: &[crate::core::fixup::Applied]) {
         for a in applied {
             if let Some(e) = self.fixups.iter_mut().find(|e| e.fixup == a.fixup) {
                 e.users += 1;
@@ -362,7 +368,11 @@ impl Census {
                         ),
                         None => ("$".to_string(), "(a Rust fixup)".to_string()),
                     };
-                    e.examples.push(Example { id, path, value });
+                    e.examples.push(Example {
+                        id: id.clone(),
+                        path,
+                        value,
+                    });
                 }
             }
         }
@@ -370,7 +380,7 @@ impl Census {
 
     /// Adds a legacy user that already has rows in target table `table`:
     /// the migration refuses it (it never adopts rows it did not write).
-    pub fn add_has_rows(&mut self, spec: &Spec, id: i64, bytes: usize, table: &str) {
+    pub fn add_has_rows(&mut self, spec: &Spec, id: &UserId, bytes: usize, table: &str) {
         self.legacy += 1;
         self.failed += 1;
         self.blob_bytes.record(bytes as u64);
@@ -385,17 +395,17 @@ impl Census {
     }
 
     /// Adds a migrated user whose residual cannot be read as JSON.
-    pub fn add_unreadable_migrated(&mut self, id: i64, detail: String) {
+    pub fn add_unreadable_migrated(&mut self, id: &UserId, detail: String) {
         self.migrated += 1;
         self.broken.add(Example {
-            id,
+            id: id.clone(),
             path: "$".into(),
             value: detail,
         });
     }
 
     /// Adds a migrated user from its stored rows and residual.
-    pub fn add_migrated(&mut self, spec: &Spec, id: i64, rows: &[Row], residual: &Value) {
+    pub fn add_migrated(&mut self, spec: &Spec, id: &UserId, rows: &[Row], residual: &Value) {
         self.migrated += 1;
         self.add_rows(rows);
         let detail = match explode::reconstruct(spec, rows, residual) {
@@ -417,7 +427,7 @@ impl Census {
         };
         if let Some(value) = detail {
             self.broken.add(Example {
-                id,
+                id: id.clone(),
                 path: "$".into(),
                 value,
             });
@@ -431,13 +441,13 @@ impl Census {
         }
     }
 
-    fn add_unclaimed(&mut self, path: String, id: i64, users: u64) {
+    fn add_unclaimed(&mut self, path: String, id: &UserId, users: u64) {
         let room = self.unclaimed.len() < MAX_PATHS;
         match self.unclaimed.get_mut(&path) {
             Some(u) => {
                 u.users += users;
                 if u.examples.len() < EXAMPLES {
-                    u.examples.push(id);
+                    u.examples.push(id.clone());
                 }
             }
             None if room => {
@@ -446,7 +456,7 @@ impl Census {
                     Unclaimed {
                         path,
                         users,
-                        examples: vec![id],
+                        examples: vec![id.clone()],
                     },
                 );
             }
@@ -777,7 +787,7 @@ on_invalid = "keep"
             json!({"stats": {"b": {"x": 3}}, "pref": {"l": "toolong"}, "old": {"k": 1}}),
         ];
         for (i, u) in users.iter().enumerate() {
-            c.add_legacy(&spec, i as i64 + 1, u, u.to_string().len());
+            c.add_legacy(&spec, &UserId::Int(i as i64 + 1), u, u.to_string().len());
         }
         let r = c.report(&spec);
         assert_eq!((r.users, r.legacy), (4, 4));
@@ -797,8 +807,12 @@ on_invalid = "keep"
                 ("stats", "stats.{mode}.{stat}", 1)
             );
         }
-        let ids: Vec<i64> = r.failures.iter().map(|f| f.examples[0].id).collect();
-        assert!(ids.contains(&2) && ids.contains(&3));
+        let ids: Vec<UserId> = r
+            .failures
+            .iter()
+            .map(|f| f.examples[0].id.clone())
+            .collect();
+        assert!(ids.contains(&UserId::Int(2)) && ids.contains(&UserId::Int(3)));
         assert_eq!(r.warnings.len(), 1);
         assert_eq!(r.warnings[0].examples[0].id, 4);
         assert_eq!(r.warnings[0].examples[0].path, "$.pref.l");
@@ -832,8 +846,13 @@ on_invalid = "keep"
         let mut one = Census::new(&spec);
         let (mut a, mut b) = (Census::new(&spec), Census::new(&spec));
         for (i, blob) in blobs.iter().enumerate() {
-            one.add_legacy(&spec, i as i64, blob, 10);
-            if i < 17 { &mut a } else { &mut b }.add_legacy(&spec, i as i64, blob, 10);
+            one.add_legacy(&spec, &UserId::Int(i as i64), blob, 10);
+            if i < 17 { &mut a } else { &mut b }.add_legacy(
+                &spec,
+                &UserId::Int(i as i64),
+                blob,
+                10,
+            );
         }
         a.merge(b);
         assert_eq!(a.report(&spec), one.report(&spec));
@@ -845,20 +864,29 @@ on_invalid = "keep"
         let blob = json!({"stats": {"a": {"x": 1}}, "coins": 2});
         let e = explode::explode(&spec, &blob).unwrap();
         let mut c = Census::new(&spec);
-        c.add_migrated(&spec, 1, &e.rows, &e.residual);
+        c.add_migrated(&spec, &UserId::Int(1), &e.rows, &e.residual);
         assert!(c.report(&spec).migrated_not_rebuilding.is_none());
         // a row edited by hand to a value the rule refuses
         let mut rows = e.rows.clone();
         rows[0].values[2] = crate::core::value::ColumnValue::I32(-5);
-        c.add_migrated(&spec, 2, &rows, &e.residual);
+        c.add_migrated(&spec, &UserId::Int(2), &rows, &e.residual);
         // a residual that collides with a row's path
-        c.add_migrated(&spec, 3, &e.rows, &json!({"stats": {"a": {"x": 9}}}));
+        c.add_migrated(
+            &spec,
+            &UserId::Int(3),
+            &e.rows,
+            &json!({"stats": {"a": {"x": 9}}}),
+        );
         let r = c.report(&spec);
         assert_eq!(r.migrated, 3);
         let broken = r.migrated_not_rebuilding.unwrap();
         assert_eq!(broken.users, 2);
         assert_eq!(
-            broken.examples.iter().map(|e| e.id).collect::<Vec<_>>(),
+            broken
+                .examples
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>(),
             vec![2, 3]
         );
         assert!(r.projected_rows["stat"] == 3);

@@ -5,6 +5,7 @@
 pub(crate) mod census;
 pub(crate) mod explode;
 pub(crate) mod fixup;
+pub(crate) mod id;
 pub(crate) mod json;
 pub(crate) mod number;
 pub(crate) mod schedule;

@@ -2,6 +2,7 @@
 //! windows, throttling, cursor, batch size) is the same whatever the job;
 //! migrating legacy users is one job, and bulk rollback will be another.
 
+use crate::core::id::UserId;
 use crate::error::{Error, Result};
 use crate::migrate::{self, Failure};
 use crate::pg::store::{Locked, Store};
@@ -11,12 +12,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 /// What one claim-and-work step of a job did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Claimed {
     /// Users claimed (0: nothing after the cursor).
     pub users: usize,
-    /// The last id claimed: the next claim starts after it.
-    pub last_id: i64,
+    /// The last id claimed: the next claim starts after it (`None`: from
+    /// the first user).
+    pub last_id: Option<UserId>,
     /// Users done (for `run`: migrated and verified).
     pub done: u64,
     /// Users that failed (they stay as they were).
@@ -27,7 +29,7 @@ pub(crate) struct Claimed {
 
 impl Claimed {
     /// Nothing claimed after `cursor`.
-    fn nothing(cursor: i64) -> Claimed {
+    fn nothing(cursor: Option<UserId>) -> Claimed {
         Claimed {
             users: 0,
             last_id: cursor,
@@ -75,7 +77,7 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn batch(
         &self,
         client: &mut Object,
-        cursor: i64,
+        cursor: Option<UserId>,
         size: u32,
     ) -> impl Future<Output = Result<Claimed>> + Send;
 }
@@ -95,7 +97,7 @@ pub(crate) struct MigrateJob {
 #[derive(Debug)]
 pub struct DryRun {
     /// Users claimed, in id order.
-    pub claimed: Vec<i64>,
+    pub claimed: Vec<UserId>,
     /// What migrating them did before the rollback.
     pub report: migrate::BatchReport,
     /// How long the batch transaction took (its lock hold).
@@ -109,14 +111,16 @@ impl MigrateJob {
     async fn claim(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        cursor: i64,
+        cursor: Option<UserId>,
         size: u32,
-    ) -> Result<(Vec<i64>, Vec<Locked>)> {
+    ) -> Result<(Vec<UserId>, Vec<Locked>)> {
         let store = &*self.store;
-        let claim = if self.rollout_only {
-            &store.sql().claim_rollout
-        } else {
-            &store.sql().claim
+        let sql = store.sql();
+        let claim = match (self.rollout_only, cursor.is_none()) {
+            (true, false) => &sql.claim_rollout,
+            (true, true) => &sql.claim_rollout_first,
+            (false, false) => &sql.claim,
+            (false, true) => &sql.claim_first,
         };
         let mut locked = claim_rows(
             tx,
@@ -130,12 +134,13 @@ impl MigrateJob {
             "legacy users",
         )
         .await?;
-        let claimed: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let claimed: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
         if claimed.is_empty() {
             return Ok((claimed, locked));
         }
         let failed_meanwhile = state::failed_meanwhile(
             tx,
+            store.spec.source.id_type,
             &claimed,
             store.spec.settings.max_attempts,
             self.run_start,
@@ -150,8 +155,8 @@ impl MigrateJob {
     pub async fn dry_run(&self, client: &mut Object, size: u32) -> Result<DryRun> {
         let started = std::time::Instant::now();
         let tx = pool::batch_transaction(client, "a dry-run batch").await?;
-        let (claimed, locked) = self.claim(&tx, i64::MIN, size).await?;
-        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let (claimed, locked) = self.claim(&tx, None, size).await?;
+        let ids: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
         let report = migrate::migrate_locked(&self.store, &tx, &ids, locked).await?;
         let elapsed = started.elapsed();
         tx.rollback()
@@ -172,7 +177,7 @@ impl Job for MigrateJob {
             .query_one(
                 &store.sql().claimable,
                 &[
-                    &i64::MIN,
+                    &None::<UserId>,
                     &store.spec.settings.max_attempts,
                     &self.run_start,
                     &self.rollout_only,
@@ -185,15 +190,20 @@ impl Job for MigrateJob {
 
     /// Claims up to `size` legacy users after `cursor` and migrates them
     /// in one transaction.
-    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
+    async fn batch(
+        &self,
+        client: &mut Object,
+        cursor: Option<UserId>,
+        size: u32,
+    ) -> Result<Claimed> {
         let store = &*self.store;
         let tx = pool::batch_transaction(client, "a batch").await?;
-        let (claimed, locked) = self.claim(&tx, cursor, size).await?;
-        let Some(last) = claimed.last().copied() else {
+        let (claimed, locked) = self.claim(&tx, cursor.clone(), size).await?;
+        let Some(last) = claimed.last().cloned() else {
             return Ok(Claimed::nothing(cursor));
         };
         let claimed = claimed.len();
-        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let ids: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
         // the claim's row locks outlive a rollback to this savepoint
         tx.batch_execute("SAVEPOINT decant_batch")
             .await
@@ -221,11 +231,11 @@ impl Job for MigrateJob {
             .await
             .map_err(|e| Error::db("committing a batch", e))?;
         for Failure { user, error } in &report.failed {
-            tracing::debug!(user, cause = %error, "user failed; stays legacy");
+            tracing::debug!(user = %user, cause = %error, "user failed; stays legacy");
         }
         Ok(Claimed {
             users: claimed,
-            last_id: last,
+            last_id: Some(last),
             done: report.migrated.len() as u64,
             failed: report.failed.len() as u64,
             rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
@@ -237,7 +247,7 @@ impl Job for MigrateJob {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cohort {
     /// These users.
-    Ids(Vec<i64>),
+    Ids(Vec<UserId>),
     /// The users whose rollout bucket (the uniform hash `decant set
     /// rollout=` uses) is below this percentage.
     Percent(f64),
@@ -249,11 +259,11 @@ pub enum Cohort {
 
 impl Cohort {
     /// The cohort's predicate on the source row `s` (its id column
-    /// written `__ID__`), its parameter `$3`.
+    /// written `__ID__`, of SQL type `__IT__`), its parameter `$3`.
     fn predicate(&self) -> &'static str {
         match self {
-            Cohort::Ids(_) => "s.__ID__ = ANY ($3::bigint[])",
-            Cohort::Percent(_) => "decant.rollout_bucket(s.__ID__::bigint) < $3::integer",
+            Cohort::Ids(_) => "s.__ID__ = ANY ($3::__IT__[])",
+            Cohort::Percent(_) => "decant.rollout_bucket(s.__ID__::__IT__) < $3::integer",
             Cohort::MigratedAfter(_) => {
                 "EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.__ID__ \
                    AND st.migrated_at >= $3::timestamptz)"
@@ -279,7 +289,8 @@ impl Cohort {
 pub(crate) struct RollbackJob {
     pub store: Arc<Store>,
     pub cohort: Cohort,
-    claim: String,
+    /// The claim after a cursor, and from the first user.
+    claim: [String; 2],
     remaining: String,
 }
 
@@ -292,13 +303,22 @@ impl RollbackJob {
             crate::core::spec::quote(&spec.source.blob),
             crate::core::spec::quote(&spec.source.flag),
         );
-        let pred = cohort.predicate().replace("__ID__", &id);
+        let it = spec.source.id_type.sql();
+        let pred = cohort
+            .predicate()
+            .replace("__ID__", &id)
+            .replace("__IT__", it);
+        let order = crate::pg::sql::in_order(spec, &format!("s.{id}"));
+        let claim = |first: bool| {
+            format!(
+                "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
+                 WHERE s.{flag} AND {} AND {pred} \
+                 ORDER BY {order} LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED",
+                crate::pg::sql::after(spec, &format!("s.{id}"), 1, first)
+            )
+        };
         RollbackJob {
-            claim: format!(
-                "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s \
-                 WHERE s.{flag} AND s.{id} > $1::bigint AND {pred} \
-                 ORDER BY s.{id} LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED"
-            ),
+            claim: [claim(false), claim(true)],
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE s.{flag} AND {pred}"),
             store,
             cohort,
@@ -317,18 +337,23 @@ impl Job for RollbackJob {
             .get(0))
     }
 
-    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
+    async fn batch(
+        &self,
+        client: &mut Object,
+        cursor: Option<UserId>,
+        size: u32,
+    ) -> Result<Claimed> {
         let store = &*self.store;
         let tx = pool::batch_transaction(client, "a rollback batch").await?;
         let param = self.cohort.param();
         let locked = claim_rows(
             &tx,
-            &self.claim,
+            &self.claim[usize::from(cursor.is_none())],
             &[&cursor, &i64::from(size), &*param],
             "users to roll back",
         )
         .await?;
-        let Some(last) = locked.last().map(|l| l.id) else {
+        let Some(last) = locked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };
         let claimed = locked.len();
@@ -337,11 +362,11 @@ impl Job for RollbackJob {
             .await
             .map_err(|e| Error::db("committing a rollback batch", e))?;
         for Failure { user, error } in &failed {
-            tracing::error!(user, cause = %error, "cannot roll back; the user stays migrated");
+            tracing::error!(user = %user, cause = %error, "cannot roll back; the user stays migrated");
         }
         Ok(Claimed {
             users: claimed,
-            last_id: last,
+            last_id: Some(last),
             done: done.len() as u64,
             failed: failed.len() as u64,
             rows: 0,
@@ -356,7 +381,8 @@ impl Job for RollbackJob {
 /// changes is written (rows into the new tables, a smaller residual).
 pub(crate) struct EvolveJob {
     pub store: Arc<Store>,
-    claim: String,
+    /// The claim after a cursor, and from the first user.
+    claim: [String; 2],
     remaining: String,
 }
 
@@ -373,12 +399,17 @@ impl EvolveJob {
             "s.{flag} AND EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
                AND st.fingerprint IS DISTINCT FROM $1)"
         );
+        let it = spec.source.id_type.sql();
+        let order = crate::pg::sql::in_order(spec, &format!("s.{id}"));
+        let claim = |first: bool| {
+            format!(
+                "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
+                 WHERE {stale} AND {} ORDER BY {order} LIMIT $3 FOR NO KEY UPDATE OF s SKIP LOCKED",
+                crate::pg::sql::after(spec, &format!("s.{id}"), 2, first)
+            )
+        };
         EvolveJob {
-            claim: format!(
-                "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s \
-                 WHERE {} AND s.{id} > $2::bigint ORDER BY s.{id} LIMIT $3 FOR NO KEY UPDATE OF s SKIP LOCKED",
-                stale
-            ),
+            claim: [claim(false), claim(true)],
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE {stale}"),
             store,
         }
@@ -394,26 +425,31 @@ impl Job for EvolveJob {
             .get(0))
     }
 
-    async fn batch(&self, client: &mut Object, cursor: i64, size: u32) -> Result<Claimed> {
+    async fn batch(
+        &self,
+        client: &mut Object,
+        cursor: Option<UserId>,
+        size: u32,
+    ) -> Result<Claimed> {
         let store = &*self.store;
         let spec = &store.spec;
         let tx = pool::batch_transaction(client, "an evolution batch").await?;
         let locked = claim_rows(
             &tx,
-            &self.claim,
+            &self.claim[usize::from(cursor.is_none())],
             &[&store.fingerprint, &cursor, &i64::from(size)],
             "users to evolve",
         )
         .await?;
-        let Some(last) = locked.last().map(|l| l.id) else {
+        let Some(last) = locked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };
         let claimed = locked.len();
         // a peer may have evolved some since the claim's snapshot (the
         // staleness is in the state table, which the row lock's re-check
         // does not see): a fresh statement does
-        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
-        let done_meanwhile: Vec<i64> = tx
+        let ids: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
+        let done_meanwhile: Vec<UserId> = tx
             .query(
                 "SELECT user_id FROM decant.user_state WHERE user_id = ANY ($1) AND fingerprint = $2",
                 &[&ids, &store.fingerprint],
@@ -427,16 +463,16 @@ impl Job for EvolveJob {
             .into_iter()
             .filter(|l| !done_meanwhile.contains(&l.id))
             .collect();
-        let ids: Vec<i64> = locked.iter().map(|l| l.id).collect();
+        let ids: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
         let mut stored = store.read_rows(&tx, &ids).await?;
         let (mut done, mut failed, mut written) = (Vec::new(), 0u64, 0u64);
         for l in &locked {
             let old = stored.remove(&l.id).unwrap_or_default();
-            let residual = l.blob.value(l.id, spec.settings.max_depth)?;
+            let residual = l.blob.value(&l.id, spec.settings.max_depth)?;
             let blob = match crate::core::explode::reconstruct(spec, &old, &residual) {
                 Ok(b) => b,
                 Err(detail) => {
-                    tracing::error!(user = l.id, %detail, "cannot rebuild the blob; the user keeps its old mapping");
+                    tracing::error!(user = %l.id, %detail, "cannot rebuild the blob; the user keeps its old mapping");
                     failed += 1;
                     continue;
                 }
@@ -446,27 +482,27 @@ impl Job for EvolveJob {
                 .is_ok_and(|b| crate::core::json::json_eq(&b, &blob));
             if !same {
                 tracing::error!(
-                    user = l.id,
+                    user = %l.id,
                     "the new mapping does not rebuild the blob; the user keeps its old mapping"
                 );
                 failed += 1;
                 continue;
             }
-            let mut stmts = store.diff_statements(l.id, &old, &new.rows);
+            let mut stmts = store.diff_statements(&l.id, &old, &new.rows);
             if new.residual != residual {
-                stmts.push(store.blob_statement(l.id, &new.residual, true));
+                stmts.push(store.blob_statement(&l.id, &new.residual, true));
             }
             written += new.rows.len().saturating_sub(old.len()) as u64;
-            store.run(&tx, l.id, stmts).await?;
-            done.push(l.id);
+            store.run(&tx, &l.id, stmts).await?;
+            done.push(l.id.clone());
         }
-        state::record_evolved(&*tx, &done, &store.fingerprint).await?;
+        state::record_evolved(&*tx, spec.source.id_type, &done, &store.fingerprint).await?;
         tx.commit()
             .await
             .map_err(|e| Error::db("committing an evolution batch", e))?;
         Ok(Claimed {
             users: claimed,
-            last_id: last,
+            last_id: Some(last),
             done: done.len() as u64,
             failed,
             rows: written,

@@ -22,6 +22,7 @@ pub use monitor::Throttle;
 pub use progress::{Phase, Progress, peak_memory};
 
 use crate::compat::Decant;
+use crate::core::id::UserId;
 use crate::core::schedule::{Rate, Schedule};
 use crate::error::{Error, Result};
 use crate::pg::control::{self, Control};
@@ -30,7 +31,7 @@ use governor::{DefaultDirectRateLimiter, RateLimiter};
 use job::{Claimed, EvolveJob, Job, MigrateJob, RollbackJob};
 use monitor::Signals;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -148,7 +149,9 @@ struct Shared {
     stopping: AtomicBool,
     /// Highest id claimed by this process, so workers do not rescan what
     /// their peers already passed.
-    cursor: AtomicI64,
+    /// The furthest cursor any worker reached in this pass (`None`: the
+    /// pass starts over from the first user).
+    cursor: std::sync::Mutex<Option<UserId>>,
 }
 
 /// Runs the daemon until the table is done (with `until_done`) or
@@ -189,6 +192,10 @@ pub async fn rollback(
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunReport> {
+    let cohort = match cohort {
+        Cohort::Ids(ids) => Cohort::Ids(decant.ids(&ids)?),
+        other => other,
+    };
     run_job(decant, opts, progress, shutdown, "rollback", |store, _| {
         RollbackJob::new(store, cohort)
     })
@@ -276,7 +283,7 @@ async fn run_job<J: Job>(
         progress: progress.clone(),
         stop: stop_rx,
         stopping: AtomicBool::new(false),
-        cursor: AtomicI64::new(i64::MIN),
+        cursor: std::sync::Mutex::new(None),
     });
     let job = Arc::new(make(decant.store().clone(), run_start));
     let total = job.remaining(&admin).await?;
@@ -417,7 +424,7 @@ async fn worker<J: Job>(
     shared.watch.pids.lock().expect("not poisoned").push(pid);
     let mut batch: u32 = 10;
     let mut backoff = Duration::from_millis(100);
-    let mut cursor = i64::MIN;
+    let mut cursor: Option<UserId> = None;
     loop {
         if shared.stopped() {
             return Ok(());
@@ -487,9 +494,9 @@ async fn worker<J: Job>(
             }
         }
 
-        cursor = cursor.max(shared.cursor.load(Ordering::Relaxed));
+        cursor = cursor.max(shared.cursor.lock().expect("not poisoned").clone());
         let started = Instant::now();
-        let outcome = job.batch(&mut client, cursor, size).await;
+        let outcome = job.batch(&mut client, cursor.clone(), size).await;
         let elapsed = started.elapsed();
         let Claimed {
             users: claimed,
@@ -523,10 +530,10 @@ async fn worker<J: Job>(
         p.failed.fetch_add(failed, Ordering::Relaxed);
         p.rows.fetch_add(rows, Ordering::Relaxed);
         if claimed == 0 {
-            if cursor != i64::MIN {
+            if cursor.is_some() {
                 // end of a pass: start over for users skipped while locked
-                cursor = i64::MIN;
-                shared.cursor.store(i64::MIN, Ordering::Relaxed);
+                cursor = None;
+                *shared.cursor.lock().expect("not poisoned") = None;
                 continue;
             }
             let left = match job.remaining(&client).await {
@@ -555,8 +562,13 @@ async fn worker<J: Job>(
             }
             continue;
         }
+        {
+            let mut furthest = shared.cursor.lock().expect("not poisoned");
+            if *furthest < last_id {
+                furthest.clone_from(&last_id);
+            }
+        }
         cursor = last_id;
-        shared.cursor.fetch_max(last_id, Ordering::Relaxed);
         shared
             .progress
             .batch_micros

@@ -7,6 +7,7 @@
 //! bounded by the page size, whatever the table's.
 
 use crate::core::census::{Census, CensusReport};
+use crate::core::id::UserId;
 use crate::core::json::JsonView;
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
@@ -34,7 +35,7 @@ pub enum Selection {
     /// table, then as many as asked, chosen by a hash of the id).
     Sample(u64),
     /// These users.
-    Ids(Vec<i64>),
+    Ids(Vec<UserId>),
 }
 
 /// How to run the census.
@@ -81,7 +82,7 @@ pub struct Check {
     #[serde(flatten)]
     pub census: CensusReport,
     /// Ids asked for (`--ids`) that are not in the table.
-    pub missing_ids: Vec<i64>,
+    pub missing_ids: Vec<UserId>,
     /// Users in the source table when the snapshot was taken.
     pub table_users: u64,
     /// Wall time of the census, seconds.
@@ -107,6 +108,8 @@ pub async fn check(
         .map_err(|e| Error::db("starting the read-only snapshot", e))?;
     // a census of migrated users needs the mapping that migrated them
     crate::pg::identity::verify(&client, &spec, true).await?;
+    // the source's columns, the id of the spec's kind
+    crate::pg::schema::check_source(&client, &spec).await?;
     let src = source_table(&spec);
     let table_users: i64 = client
         .query_one(&format!("SELECT count(*) FROM {src}"), &[])
@@ -116,7 +119,11 @@ pub async fn check(
     let ids = match &opts.selection {
         Selection::All => None,
         Selection::Ids(ids) => {
-            let mut ids = ids.clone();
+            let mut ids = ids
+                .iter()
+                .map(|i| spec.source.id_type.coerce(i.clone()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::Setup)?;
             ids.sort_unstable();
             ids.dedup();
             Some(ids)
@@ -128,15 +135,21 @@ pub async fn check(
                 (100.0 * 1.2 * *n as f64 / table_users as f64).clamp(0.0, 100.0)
             };
             let id = quote(&spec.source.id);
+            let it = spec.source.id_type.sql();
+            // a hash of the id: integers as before, others by their text
+            let hash = match spec.source.id_type {
+                crate::core::id::IdType::Int => format!("hashint8({id}::bigint)"),
+                _ => format!("hashtext({id}::text)"),
+            };
             let sql = format!(
-                "SELECT {id}::bigint FROM {src} TABLESAMPLE BERNOULLI ($1) REPEATABLE (1) \
-                 ORDER BY hashint8({id}::bigint), {id} LIMIT $2"
+                "SELECT {id}::{it} FROM {src} TABLESAMPLE BERNOULLI ($1) REPEATABLE (1) \
+                 ORDER BY {hash}, {id} LIMIT $2"
             );
             let rows = client
                 .query(&sql, &[&(percent as f32), &(*n as i64)])
                 .await
                 .map_err(|e| Error::db("drawing the sample", e))?;
-            let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            let mut ids: Vec<UserId> = rows.iter().map(|r| r.get(0)).collect();
             ids.sort_unstable();
             Some(ids)
         }
@@ -169,23 +182,41 @@ pub async fn check(
         .await
         .map_err(|e| Error::db("looking for the target tables", e))?
         .get(0);
-    let (page_sql, ids_sql) = if !tables_exist {
+    let it = spec.source.id_type.sql();
+    let (page_sql, page_first_sql, ids_sql) = if !tables_exist {
         (
-            crate::pg::sql::snapshot_before_init(&spec, "> $1::bigint", true),
-            crate::pg::sql::snapshot_before_init(&spec, "= ANY($1::bigint[])", false),
+            crate::pg::sql::snapshot_before_init(&spec, &format!("> $1::{it}"), true),
+            crate::pg::sql::snapshot_before_init(
+                &spec,
+                &format!("IS NOT NULL AND $1::{it} IS NULL"),
+                true,
+            ),
+            crate::pg::sql::snapshot_before_init(&spec, &format!("= ANY($1::{it}[])"), false),
         )
     } else if no_flag_yet {
         (
             crate::pg::sql::flag_as(&spec, &store.sql().page, "false"),
+            crate::pg::sql::flag_as(&spec, &store.sql().page_first, "false"),
             crate::pg::sql::flag_as(&spec, &store.sql().census_ids, "false"),
         )
     } else {
-        (store.sql().page.clone(), store.sql().census_ids.clone())
+        (
+            store.sql().page.clone(),
+            store.sql().page_first.clone(),
+            store.sql().census_ids.clone(),
+        )
     };
-    let page_stmt = client
-        .prepare(&page_sql)
-        .await
-        .map_err(|e| Error::db("preparing the census read", e))?;
+    // the first page, then each after the last id read
+    let page_stmts = [
+        client
+            .prepare(&page_sql)
+            .await
+            .map_err(|e| Error::db("preparing the census read", e))?,
+        client
+            .prepare(&page_first_sql)
+            .await
+            .map_err(|e| Error::db("preparing the census read", e))?,
+    ];
     let ids_stmt = client
         .prepare(&ids_sql)
         .await
@@ -194,7 +225,7 @@ pub async fn check(
     let has_rows_sql = if tables_exist {
         store.sql().has_rows.clone()
     } else {
-        "SELECT NULL::bigint, NULL::text WHERE false".to_string()
+        format!("SELECT NULL::{it}, NULL::text WHERE false")
     };
     let has_rows_stmt = client
         .prepare(&has_rows_sql)
@@ -204,12 +235,15 @@ pub async fn check(
     let mut census = Census::new(&spec);
     let mut pending = FuturesOrdered::new();
     let mut found = 0usize;
-    let mut after = i64::MIN;
+    let mut after: Option<UserId> = None;
     let mut chunks = ids.as_deref().map(|ids| ids.chunks(opts.page.max(1)));
     loop {
         let rows = match &mut chunks {
             None => client
-                .query(&page_stmt, &[&after, &(opts.page.max(1) as i64)])
+                .query(
+                    &page_stmts[usize::from(after.is_none())],
+                    &[&after, &(opts.page.max(1) as i64)],
+                )
                 .await
                 .map_err(|e| Error::db("reading a page of users", e))?,
             Some(chunks) => match chunks.next() {
@@ -226,11 +260,11 @@ pub async fn check(
         found += rows.len();
         let page: Vec<Snapshot> = rows.iter().map(|r| store.decode_snapshot(r)).collect();
         if let Some(last) = page.last() {
-            after = last.id;
+            after = Some(last.id.clone());
         }
         // legacy users with rows already there: the migration refuses them
-        let legacy: Vec<i64> = page.iter().filter(|u| !u.migrated).map(|u| u.id).collect();
-        let has_rows: HashMap<i64, String> = if legacy.is_empty() || !tables_exist {
+        let legacy: Vec<&UserId> = page.iter().filter(|u| !u.migrated).map(|u| &u.id).collect();
+        let has_rows: HashMap<UserId, String> = if legacy.is_empty() || !tables_exist {
             HashMap::new()
         } else {
             client
@@ -286,26 +320,30 @@ async fn merge(census: &mut Census, pending: &mut Pending, progress: &CheckProgr
 }
 
 /// The census of one page of users.
-fn census_of(spec: &Spec, page: Vec<Snapshot>, has_rows: &HashMap<i64, String>) -> (Census, u64) {
+fn census_of(
+    spec: &Spec,
+    page: Vec<Snapshot>,
+    has_rows: &HashMap<UserId, String>,
+) -> (Census, u64) {
     let mut c = Census::new(spec);
     for u in &page {
         if u.migrated {
-            match u.blob.value(u.id, spec.settings.max_depth) {
-                Ok(residual) => c.add_migrated(spec, u.id, &u.rows, &residual),
-                Err(e) => c.add_unreadable_migrated(u.id, e.to_string()),
+            match u.blob.value(&u.id, spec.settings.max_depth) {
+                Ok(residual) => c.add_migrated(spec, &u.id, &u.rows, &residual),
+                Err(e) => c.add_unreadable_migrated(&u.id, e.to_string()),
             }
         } else if let Some(table) = has_rows.get(&u.id) {
-            c.add_has_rows(spec, u.id, u.blob.text_len(), table);
+            c.add_has_rows(spec, &u.id, u.blob.text_len(), table);
         } else {
-            match u.blob.parse(u.id, spec.settings.max_depth) {
+            match u.blob.parse(&u.id, spec.settings.max_depth) {
                 Ok(blob) if !spec.fixups.is_empty() => {
                     let mut value = blob.to_value();
                     let applied = crate::core::fixup::Fixup::apply_all(&mut value, &spec.fixups);
-                    c.add_fixups(u.id, &applied);
-                    c.add_legacy(spec, u.id, &value, u.blob.text_len());
+                    c.add_fixups(&u.id, &applied);
+                    c.add_legacy(spec, &u.id, &value, u.blob.text_len());
                 }
-                Ok(blob) => c.add_legacy(spec, u.id, &blob, u.blob.text_len()),
-                Err(e) => c.add_unreadable(spec, u.id, u.blob.text_len(), e.to_string()),
+                Ok(blob) => c.add_legacy(spec, &u.id, &blob, u.blob.text_len()),
+                Err(e) => c.add_unreadable(spec, &u.id, u.blob.text_len(), e.to_string()),
             }
         }
     }
@@ -313,10 +351,15 @@ fn census_of(spec: &Spec, page: Vec<Snapshot>, has_rows: &HashMap<i64, String>) 
 }
 
 /// The ids of `ids` not in the source table.
-async fn missing(client: &tokio_postgres::Client, spec: &Spec, ids: &[i64]) -> Result<Vec<i64>> {
+async fn missing(
+    client: &tokio_postgres::Client,
+    spec: &Spec,
+    ids: &[UserId],
+) -> Result<Vec<UserId>> {
     let sql = format!(
-        "SELECT i FROM unnest($1::bigint[]) AS i WHERE NOT EXISTS \
+        "SELECT i FROM unnest($1::{}[]) AS i WHERE NOT EXISTS \
          (SELECT 1 FROM {} AS s WHERE s.{} = i) ORDER BY i",
+        spec.source.id_type.sql(),
         source_table(spec),
         quote(&spec.source.id)
     );
@@ -409,7 +452,7 @@ impl std::fmt::Display for Check {
                 "\nkeys no rule claims (they stay in the residual): users; examples"
             )?;
             for u in c.unclaimed.iter().take(50) {
-                let ex: Vec<String> = u.examples.iter().map(i64::to_string).collect();
+                let ex: Vec<String> = u.examples.iter().map(UserId::to_string).collect();
                 writeln!(f, "  {}: {} users; {}", u.path, u.users, ex.join(", "))?;
             }
             if c.unclaimed.len() > 50 {
@@ -454,7 +497,7 @@ impl std::fmt::Display for Check {
                 .missing_ids
                 .iter()
                 .take(20)
-                .map(i64::to_string)
+                .map(UserId::to_string)
                 .collect();
             writeln!(
                 f,

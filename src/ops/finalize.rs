@@ -8,6 +8,7 @@
 
 use crate::compat::Decant;
 use crate::core::census::Unclaimed;
+use crate::core::id::UserId;
 use crate::core::spec::quote;
 use crate::error::{Error, Result};
 use crate::ops::check::{CheckOptions, CheckProgress, check};
@@ -61,6 +62,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
             flag_dropped: true,
         });
     }
+    let it = spec.source.id_type.sql();
     let (id, flag, blob) = (
         quote(&spec.source.id),
         quote(&spec.source.flag),
@@ -74,9 +76,9 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
                 "SELECT count(*) FILTER (WHERE NOT s.{flag}), \
                         count(*) FILTER (WHERE NOT s.{flag} AND st.state = 'failed'), \
                         count(*) FILTER (WHERE NOT s.{flag} AND st.state = 'held'), \
-                        coalesce((array_agg(s.{id}::bigint ORDER BY s.{id}) FILTER (WHERE NOT s.{flag}))[1:5], '{{}}'), \
+                        coalesce((array_agg(s.{id}::{it} ORDER BY s.{id}) FILTER (WHERE NOT s.{flag}))[1:5], '{{}}'), \
                         count(*) FILTER (WHERE s.{flag} AND st.state IS DISTINCT FROM 'migrated'), \
-                        coalesce((array_agg(s.{id}::bigint ORDER BY s.{id}) \
+                        coalesce((array_agg(s.{id}::{it} ORDER BY s.{id}) \
                             FILTER (WHERE s.{flag} AND st.state IS DISTINCT FROM 'migrated'))[1:5], '{{}}'), \
                         count(*) \
                    FROM {src} AS s LEFT JOIN decant.user_state AS st ON st.user_id = s.{id}"
@@ -86,12 +88,12 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         .await
         .map_err(|e| Error::db("counting users by state", e))?;
     let (legacy, failed, held): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    let legacy_ids: Vec<i64> = row.get(3);
-    let (unverified, unverified_ids): (i64, Vec<i64>) = (row.get(4), row.get(5));
+    let legacy_ids: Vec<UserId> = row.get(3);
+    let (unverified, unverified_ids): (i64, Vec<UserId>) = (row.get(4), row.get(5));
     let users: i64 = row.get(6);
-    let list = |ids: &[i64]| {
+    let list = |ids: &[UserId]| {
         ids.iter()
-            .map(i64::to_string)
+            .map(UserId::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -120,7 +122,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     .await?
     .census;
     if let Some(broken) = &census.migrated_not_rebuilding {
-        let ids: Vec<i64> = broken.examples.iter().map(|e| e.id).collect();
+        let ids: Vec<UserId> = broken.examples.iter().map(|e| e.id.clone()).collect();
         problems.push(format!(
             "{} migrated users' rows no longer rebuild their blob (e.g. {}): `decant check` says how",
             broken.users,

@@ -114,7 +114,7 @@ pub struct FailureGroup {
     /// How many users.
     pub users: i64,
     /// Some of them.
-    pub examples: Vec<i64>,
+    pub examples: Vec<crate::core::id::UserId>,
 }
 
 /// Reads the status; `schedule` is used for the projection.

@@ -161,24 +161,29 @@ fn rows(spec: &Spec, ti: usize) -> String {
         .map(|ri| rule_rows(spec, ri, &src))
         .collect();
     if parts.is_empty() {
-        let nulls: Vec<String> = std::iter::once("NULL::bigint".to_string())
+        let nulls: Vec<String> = std::iter::once(format!("NULL::{}", spec.source.id_type.sql()))
             .chain(t.columns.iter().map(|c| format!("NULL::{}", c.ty.sql())))
             .collect();
         parts.push(format!("SELECT {} WHERE false", nulls.join(", ")));
     }
-    let cols: Vec<String> = std::iter::once(format!("{} bigint", quote(&t.user_column)))
-        .chain(
-            t.columns
-                .iter()
-                .map(|c| format!("{} {}", quote(&c.name), c.ty.sql())),
-        )
-        .collect();
+    let cols: Vec<String> = std::iter::once(format!(
+        "{} {}",
+        quote(&t.user_column),
+        spec.source.id_type.sql()
+    ))
+    .chain(
+        t.columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), c.ty.sql())),
+    )
+    .collect();
     format!(
-        "CREATE OR REPLACE FUNCTION {}(bigint, jsonb) RETURNS TABLE ({})\n    \
+        "CREATE OR REPLACE FUNCTION {}({}, jsonb) RETURNS TABLE ({})\n    \
          LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
          BEGIN\n    RETURN QUERY\n{};\nEND\n$$",
         rows_fn(spec, ti),
+        spec.source.id_type.sql(),
         cols.join(", "),
         parts.join("\nUNION ALL\n")
     )
@@ -499,7 +504,7 @@ fn rebuild(spec: &Spec) -> String {
         parts.join("\n        UNION ALL\n        ")
     };
     format!(
-        "CREATE OR REPLACE FUNCTION {}(bigint, jsonb) RETURNS jsonb\n    \
+        "CREATE OR REPLACE FUNCTION {}({}, jsonb) RETURNS jsonb\n    \
          LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
          DECLARE _decant_blob jsonb := $2; _decant_at text[]; _decant_entries jsonb;\n\
@@ -509,7 +514,8 @@ fn rebuild(spec: &Spec) -> String {
            END LOOP;\n    \
            RETURN _decant_blob;\n\
          END\n$$",
-        internal(spec, "rebuild")
+        internal(spec, "rebuild"),
+        spec.source.id_type.sql()
     )
 }
 
@@ -530,6 +536,7 @@ fn source_names(spec: &Spec) -> (String, String, String, String) {
 /// gone, and the residual.
 fn write(spec: &Spec) -> String {
     let (src, id, blob, flag) = source_names(spec);
+    let it = spec.source.id_type.sql();
     let mut stmts = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         let user = quote(&t.user_column);
@@ -620,7 +627,7 @@ fn write(spec: &Spec) -> String {
         ));
     }
     format!(
-        "CREATE OR REPLACE FUNCTION {name}(bigint, boolean, jsonb, jsonb) RETURNS void\n    \
+        "CREATE OR REPLACE FUNCTION {name}({it}, boolean, jsonb, jsonb) RETURNS void\n    \
          LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
          DECLARE _decant_residual jsonb; _decant_roots text[];\n\
@@ -660,6 +667,7 @@ fn write(spec: &Spec) -> String {
 /// `decant.patch`.
 fn calls(spec: &Spec) -> Vec<String> {
     let (src, id, blob, flag) = source_names(spec);
+    let it = spec.source.id_type.sql();
     let rebuild = internal(spec, "rebuild");
     let write = internal(spec, "write");
     let missing = "RAISE EXCEPTION USING ERRCODE = 'no_data_found', \
@@ -667,7 +675,7 @@ fn calls(spec: &Spec) -> Vec<String> {
                    HINT = 'check the id; load_many leaves unknown users out'";
     vec![
         format!(
-            "CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb\n    \
+            "CREATE OR REPLACE FUNCTION decant.load({it}) RETURNS jsonb\n    \
              LANGUAGE plpgsql STABLE AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\
@@ -681,13 +689,13 @@ fn calls(spec: &Spec) -> Vec<String> {
              END\n$$"
         ),
         format!(
-            "CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)\n    \
+            "CREATE OR REPLACE FUNCTION decant.load_many({it}[]) RETURNS TABLE (id {it}, blob jsonb)\n    \
              LANGUAGE sql STABLE AS\n$$\n\
-             SELECT s.{id}::bigint, CASE WHEN s.{flag} THEN {rebuild}(s.{id}, s.{blob}) ELSE s.{blob} END\n  \
+             SELECT s.{id}::{it}, CASE WHEN s.{flag} THEN {rebuild}(s.{id}, s.{blob}) ELSE s.{blob} END\n  \
                FROM {src} AS s WHERE s.{id} = ANY ($1) ORDER BY s.{id}\n$$"
         ),
         format!(
-            "CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void\n    \
+            "CREATE OR REPLACE FUNCTION decant.save({it}, jsonb) RETURNS void\n    \
              LANGUAGE plpgsql AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_migrated boolean;\n\
@@ -702,7 +710,7 @@ fn calls(spec: &Spec) -> Vec<String> {
              END\n$$"
         ),
         format!(
-            "CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb\n    \
+            "CREATE OR REPLACE FUNCTION decant.patch({it}, jsonb) RETURNS jsonb\n    \
              LANGUAGE plpgsql AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\

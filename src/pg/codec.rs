@@ -2,6 +2,7 @@
 //! (FORMAT binary)` and bound parameters carry.
 
 use crate::core::explode::Row;
+use crate::core::id::{IdType, UserId};
 use crate::core::json;
 use crate::core::number::{NumberText, canonical_number, split_number};
 use crate::core::spec::Column;
@@ -91,7 +92,7 @@ impl Blob {
 
     /// The blob as a tree borrowing from its text, nested at most
     /// `max_depth` levels (the spec's `max_depth`).
-    pub fn parse(&self, user: i64, max_depth: usize) -> Result<crate::core::json::Json<'_>> {
+    pub fn parse(&self, user: &UserId, max_depth: usize) -> Result<crate::core::json::Json<'_>> {
         json::parse_limited(&self.0, max_depth).map_err(|e| not_json(user, e))
     }
 
@@ -99,7 +100,7 @@ impl Blob {
     /// serde_json's parser first (the fast path: what it accepts is nested
     /// at most 128 levels); where it refuses or the limit is lower,
     /// decant's own parser decides, so every path reads the same blobs.
-    pub fn value(&self, user: i64, max_depth: usize) -> Result<Value> {
+    pub fn value(&self, user: &UserId, max_depth: usize) -> Result<Value> {
         if max_depth >= SERDE_DEPTH {
             if let Ok(v) = serde_json::from_str(&self.0) {
                 return Ok(v);
@@ -117,10 +118,10 @@ const SERDE_DEPTH: usize = 128;
 /// Refuses a blob a client writes nested deeper than `max_depth` levels
 /// (the spec's `max_depth`): every path could write it, none could read it
 /// back.
-pub(crate) fn check_depth(user: i64, blob: &Value, max_depth: usize) -> Result<()> {
+pub(crate) fn check_depth(user: &UserId, blob: &Value, max_depth: usize) -> Result<()> {
     if json::deeper_than(blob, max_depth) {
         return Err(Error::Verification {
-            user,
+            user: user.clone(),
             detail: too_deep(max_depth),
         });
     }
@@ -135,12 +136,15 @@ fn too_deep(max_depth: usize) -> String {
     )
 }
 
-fn not_json(user: i64, e: json::ParseError) -> Error {
+fn not_json(user: &UserId, e: json::ParseError) -> Error {
     let detail = match e.depth_limit {
         Some(limit) => too_deep(limit),
         None => format!("the blob the database sent is not JSON ({e})"),
     };
-    Error::Verification { user, detail }
+    Error::Verification {
+        user: user.clone(),
+        detail,
+    }
 }
 
 impl<'a> tokio_postgres::types::FromSql<'a> for Blob {
@@ -176,7 +180,7 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Blob {
 /// Values are encoded by `ColumnValue`'s `ToSql`, as the INSERTs bind them,
 /// except `numeric`, which binds as text and is encoded here. `None` when
 /// a numeric has no form `numeric_in` would take.
-pub(crate) fn copy_stream(columns: &[Column], rows: &[(i64, &Row)]) -> Option<bytes::BytesMut> {
+pub(crate) fn copy_stream(columns: &[Column], rows: &[(&UserId, &Row)]) -> Option<bytes::BytesMut> {
     use bytes::BufMut;
     let mut out = bytes::BytesMut::with_capacity(64 * rows.len() + 32);
     out.put_slice(b"PGCOPY\n\xff\r\n\0");
@@ -184,8 +188,20 @@ pub(crate) fn copy_stream(columns: &[Column], rows: &[(i64, &Row)]) -> Option<by
     out.put_i32(0); // header extension length
     for (user, row) in rows {
         out.put_i16(1 + row.values.len() as i16);
-        out.put_i32(8);
-        out.put_i64(*user);
+        match user {
+            UserId::Int(i) => {
+                out.put_i32(8);
+                out.put_i64(*i);
+            }
+            UserId::Uuid(u) => {
+                out.put_i32(16);
+                out.put_slice(u);
+            }
+            UserId::Text(t) => {
+                out.put_i32(i32::try_from(t.len()).ok()?);
+                out.put_slice(t.as_bytes());
+            }
+        }
         for (c, v) in columns.iter().zip(&row.values) {
             put_field(&mut out, c.ty, v)?;
         }
@@ -232,6 +248,89 @@ impl<'a> tokio_postgres::types::FromSql<'a> for PgDate {
 
     fn accepts(ty: &Type) -> bool {
         *ty == Type::DATE
+    }
+}
+
+/// A user id binds in the statement's id type: an integer id as int2, int4
+/// or int8 (refused when out of the column's range), a uuid as its 16
+/// bytes, a text id as text (a uuid or text id given where the other is
+/// expected is converted when it reads as one).
+impl ToSql for UserId {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut;
+        let wrong = || -> Box<dyn std::error::Error + Sync + Send> {
+            format!(
+                "user id {self} is {} but the id column is {ty}: set `[source] id_type` in the spec \
+                 to the id column's type",
+                match self.kind() {
+                    IdType::Int => "an integer",
+                    IdType::Uuid => "a uuid",
+                    IdType::Text => "text",
+                }
+            )
+            .into()
+        };
+        match (self, ty) {
+            (UserId::Int(i), t) if *t == Type::INT8 => out.put_i64(*i),
+            (UserId::Int(i), t) if *t == Type::INT4 => {
+                out.put_i32(i32::try_from(*i).map_err(|_| wrong())?)
+            }
+            (UserId::Int(i), t) if *t == Type::INT2 => {
+                out.put_i16(i16::try_from(*i).map_err(|_| wrong())?)
+            }
+            (UserId::Uuid(u), t) if *t == Type::UUID => out.put_slice(u),
+            (UserId::Text(s), t) if [Type::INT8, Type::INT4, Type::INT2].contains(t) => {
+                let i: i64 = s.trim().parse().map_err(|_| wrong())?;
+                return UserId::Int(i).to_sql(ty, out);
+            }
+            (UserId::Text(s), t) if *t == Type::UUID => {
+                out.put_u128(crate::core::id::parse_uuid(s).ok_or_else(wrong)?)
+            }
+            (id, t) if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(t) => {
+                out.put_slice(id.to_string().as_bytes())
+            }
+            _ => return Err(wrong()),
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        [
+            Type::INT8,
+            Type::INT4,
+            Type::INT2,
+            Type::UUID,
+            Type::TEXT,
+            Type::VARCHAR,
+            Type::BPCHAR,
+            Type::NAME,
+        ]
+        .contains(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for UserId {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(match *ty {
+            Type::INT8 => UserId::Int(i64::from_be_bytes(raw.try_into()?)),
+            Type::INT4 => UserId::Int(i32::from_be_bytes(raw.try_into()?).into()),
+            Type::INT2 => UserId::Int(i16::from_be_bytes(raw.try_into()?).into()),
+            Type::UUID => UserId::Uuid(raw.try_into()?),
+            _ => UserId::Text(std::str::from_utf8(raw)?.to_string()),
+        })
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <UserId as ToSql>::accepts(ty)
     }
 }
 

@@ -20,7 +20,7 @@ pub struct Control {
     /// Percentage of users (by a uniform hash of the id) in the rollout.
     pub rollout_percent: f32,
     /// Users in the rollout whatever the percentage.
-    pub allow_list: Vec<i64>,
+    pub allow_list: Vec<crate::core::id::UserId>,
     /// The migration is finalized (`decant finalize`): every user is
     /// migrated; nothing migrates or rolls back any more.
     pub finalized: bool,
@@ -96,7 +96,7 @@ pub enum Setting {
     /// `rollout=10` (percent)
     Rollout(f32),
     /// `allow=1,2,3` (replaces the list; `allow=` empties it)
-    AllowList(Vec<i64>),
+    AllowList(Vec<crate::core::id::UserId>),
     /// `window=01:00-05:00,13:00-14:00` (`window=none`: always open)
     Windows(Vec<Window>),
     /// `tz=Asia/Kathmandu` (the windows' time zone, an IANA name)
@@ -130,16 +130,13 @@ impl std::str::FromStr for Setting {
                 Ok(p) if (0.0..=100.0).contains(&p) => Ok(Setting::Rollout(p)),
                 _ => Err(format!("rollout=`{v}`: expected a percentage 0..100")),
             },
-            "allow" | "allow_list" => v
-                .split(',')
-                .map(str::trim)
-                .filter(|x| !x.is_empty())
-                .map(|x| {
-                    x.parse::<i64>()
-                        .map_err(|_| format!("allow: `{x}` is not a user id"))
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map(Setting::AllowList),
+            "allow" | "allow_list" => Ok(Setting::AllowList(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(crate::core::id::UserId::guess)
+                    .collect(),
+            )),
             "window" | "windows" => parse_windows(v).map(Setting::Windows),
             "tz" => Schedule::new(Vec::new(), Some(v)).map(|_| Setting::Tz(v.to_string())),
             other => Err(format!(
@@ -207,7 +204,11 @@ mod tests {
         );
         assert_eq!(
             "allow=1, 2,3".parse::<Setting>(),
-            Ok(Setting::AllowList(vec![1, 2, 3]))
+            Ok(Setting::AllowList(vec![
+                1i64.into(),
+                2i64.into(),
+                3i64.into()
+            ]))
         );
         assert_eq!("allow=".parse::<Setting>(), Ok(Setting::AllowList(vec![])));
         assert!("rollout=101".parse::<Setting>().is_err());

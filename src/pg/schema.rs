@@ -1,6 +1,7 @@
 //! DDL: the target tables a spec describes and decant's own objects, and
 //! `init`, which applies them idempotently.
 
+use crate::core::id::IdType;
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
 use crate::pg::sql::{index_name, source_table, target_table};
@@ -10,6 +11,13 @@ use tokio_postgres::Client;
 
 /// decant's own objects (schema `decant`): per-user state and control row.
 pub const OWN_OBJECTS: &str = include_str!("../../sql/decant.sql");
+
+/// [`OWN_OBJECTS`] with the user id's type where it says `/*id*/bigint`.
+pub(crate) fn own_objects(spec: &Spec) -> String {
+    OWN_OBJECTS
+        .trim()
+        .replace("/*id*/bigint", spec.source.id_type.sql())
+}
 
 /// The name of the partial index on legacy users that keeps claiming cheap.
 fn legacy_index(spec: &Spec) -> String {
@@ -28,7 +36,7 @@ pub fn statements(spec: &Spec) -> Vec<String> {
 /// views and SQL API read the flag as `true`.
 pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
     let src = source_table(spec);
-    let mut out = vec![OWN_OBJECTS.trim().to_string()];
+    let mut out = vec![own_objects(spec)];
     if !flagless {
         out.push(format!(
             "ALTER TABLE {src} ADD COLUMN IF NOT EXISTS {} boolean NOT NULL DEFAULT false",
@@ -37,7 +45,7 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
         out.push(format!(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {src} ({}) WHERE NOT {}",
             legacy_index(spec),
-            quote(&spec.source.id),
+            crate::pg::sql::in_order(spec, &quote(&spec.source.id)),
             quote(&spec.source.flag)
         ));
     }
@@ -48,7 +56,11 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
         ));
     }
     for (ti, t) in spec.tables.iter().enumerate() {
-        let mut cols = vec![format!("    {} bigint NOT NULL", quote(&t.user_column))];
+        let mut cols = vec![format!(
+            "    {} {} NOT NULL",
+            quote(&t.user_column),
+            spec.source.id_type.sql()
+        )];
         for (ci, c) in t.columns.iter().enumerate() {
             let not_null = if c.not_null || t.key.contains(&ci) {
                 " NOT NULL"
@@ -276,9 +288,10 @@ pub async fn check_targets(client: &Client, spec: &Spec) -> Result<()> {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
             .collect();
-        let want: Vec<(&str, &str)> = std::iter::once((t.user_column.as_str(), "bigint"))
-            .chain(t.columns.iter().map(|c| (c.name.as_str(), c.ty.sql())))
-            .collect();
+        let want: Vec<(&str, &str)> =
+            std::iter::once((t.user_column.as_str(), spec.source.id_type.sql()))
+                .chain(t.columns.iter().map(|c| (c.name.as_str(), c.ty.sql())))
+                .collect();
         for (col, ty) in &want {
             match found.iter().find(|f| f.0 == *col) {
                 None => problems.push(format!("{name} has no column \"{col}\" ({ty})")),
@@ -355,11 +368,47 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
             Some(_) => Ok(()),
         }
     };
-    want(
-        &spec.source.id,
-        &["bigint", "integer", "smallint"],
-        "the user id",
-    )?;
+    let id_type = spec.source.id_type;
+    match type_of(&spec.source.id) {
+        None => {
+            return Err(Error::Setup(format!(
+                "source table {} has no column \"{}\" (the user id)",
+                source_table(spec),
+                spec.source.id
+            )));
+        }
+        Some(t) if IdType::of_column(&t) != Some(id_type) => {
+            let fix = match IdType::of_column(&t) {
+                Some(kind) => format!("set `id_type = \"{kind}\"` in [source] of the spec"),
+                None => format!(
+                    "decant takes user ids of type {} (declared by `id_type` in [source])",
+                    IdType::NAMES
+                ),
+            };
+            return Err(Error::Setup(format!(
+                "source column \"{}\" is {t} but the spec's id type is {id_type}: {fix}",
+                spec.source.id
+            )));
+        }
+        Some(_) => {}
+    }
+    // decant's state table keeps ids in the type init first gave them
+    let state_ids: Option<String> = client
+        .query_opt(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+              WHERE attrelid = to_regclass('decant.user_state') AND attname = 'user_id'",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading decant.user_state's id column", e))?
+        .map(|r| r.get(0));
+    if let Some(t) = state_ids.filter(|t| IdType::of_column(t) != Some(id_type)) {
+        return Err(Error::Setup(format!(
+            "decant.user_state keeps user ids as {t}, but the spec's id type is {id_type}: \
+             the source's id column changed type after `decant init`; roll every user back, \
+             drop schema decant and the target tables, and init again"
+        )));
+    }
     want(&spec.source.blob, &["jsonb"], "the blob")?;
     if type_of(&spec.source.flag).is_some() {
         want(&spec.source.flag, &["boolean"], "the migrated flag")?;

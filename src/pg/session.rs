@@ -13,6 +13,7 @@
 //! transaction may still be open when the call is abandoned (its future
 //! dropped) is closed rather than returned to the pool.
 
+use crate::core::id::UserId;
 use crate::error::{Error, Result};
 use crate::pg::codec::Param;
 use deadpool_postgres::Object;
@@ -39,7 +40,7 @@ impl<'a> Planned<'a> {
 /// One user's transaction on a pooled session, pipelined.
 pub(crate) struct Session {
     client: Option<Object>,
-    user: i64,
+    user: UserId,
     open: bool,
 }
 
@@ -47,7 +48,7 @@ type Reply<'a> = Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Er
 
 impl Session {
     /// A session for `user`'s call; nothing is sent yet.
-    pub fn new(client: Object, user: i64) -> Session {
+    pub fn new(client: Object, user: UserId) -> Session {
         Session {
             client: Some(client),
             user,
@@ -103,14 +104,14 @@ impl Session {
         stmts: Vec<Planned<'_>>,
         last: Option<&'static str>,
     ) -> Result<Vec<Vec<Row>>> {
-        let user = self.user;
+        let user = self.user.clone();
         let client = self.client();
         let mut prepared = Vec::with_capacity(stmts.len());
         for s in &stmts {
             let stmt = client
                 .prepare_cached(s.sql)
                 .await
-                .map_err(|e| Error::db_user(user, &format!("preparing: {}", s.what), e))?;
+                .map_err(|e| Error::db_user(&user, &format!("preparing: {}", s.what), e))?;
             prepared.push(stmt);
         }
         let refs: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
@@ -150,7 +151,7 @@ impl Session {
             let rows = Pin::new(r)
                 .take_output()
                 .expect("every reply is done")
-                .map_err(|e| Error::db_user(user, what, e))?;
+                .map_err(|e| Error::db_user(&user, what, e))?;
             out.push(rows);
         }
         // the statements' rows, without BEGIN's and COMMIT's (none)

@@ -114,6 +114,9 @@ pub(crate) struct Sql {
     pub claim: String,
     /// As `claim`, only users in the rollout.
     pub claim_rollout: String,
+    /// `claim` and `claim_rollout` from the first user (`$1` is NULL).
+    pub claim_first: String,
+    pub claim_rollout_first: String,
     /// Counts the legacy users a claim could still take.
     pub claimable: String,
     /// Users in the source table, and how many are migrated.
@@ -132,6 +135,8 @@ pub(crate) struct Sql {
     /// `$2`), in id order, each with its flag, blob and a migrated user's
     /// rows, as `snapshot` gives them.
     pub page: String,
+    /// `page` from the first user (`$1` is NULL).
+    pub page_first: String,
     /// `snapshot` with the tables joined in (not through the reader
     /// function): the census's read of listed users, which works on a
     /// database `init` has not reached yet.
@@ -209,6 +214,9 @@ impl Sql {
             &mut sql.lock_skip,
             &mut sql.claim,
             &mut sql.claim_rollout,
+            &mut sql.claim_first,
+            &mut sql.claim_rollout_first,
+            &mut sql.page_first,
             &mut sql.claimable,
             &mut sql.user_counts,
             &mut sql.exists,
@@ -223,15 +231,16 @@ impl Sql {
             *s = without_flag(spec, s);
         }
         let s = &spec.source;
+        let it = s.id_type.sql();
         sql.write_one = format!(
-            "UPDATE {} SET {} = $2::jsonb WHERE {} = $1::bigint AND $3::boolean",
+            "UPDATE {} SET {} = $2::jsonb WHERE {} = $1::{it} AND $3::boolean",
             source_table(spec),
             quote(&s.blob),
             quote(&s.id)
         );
         sql.write_blobs = format!(
             "UPDATE {} AS s SET {} = v.blob \
-             FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
+             FROM unnest($1::{it}[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
              WHERE s.{} = v.id AND v.migrated",
             source_table(spec),
             quote(&s.blob),
@@ -244,8 +253,9 @@ impl Sql {
         let s = &spec.source;
         let src = source_table(spec);
         let (id, blob, flag) = (quote(&s.id), quote(&s.blob), quote(&s.flag));
+        let it = s.id_type.sql();
         let lock = format!(
-            "SELECT {id}::bigint, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::bigint[]) \
+            "SELECT {id}::{it}, {blob}, {flag} FROM {src} WHERE {id} = ANY($1::{it}[]) \
              ORDER BY {id} FOR NO KEY UPDATE"
         );
         let tables = (0..spec.tables.len())
@@ -258,21 +268,28 @@ impl Sql {
         // state rows are bounded by the cursor too: without it the anti
         // join reads every state row behind the cursor (all the users
         // migrated so far) on every claim, 30 ms per claim at 150,000.
-        let claimable_where = format!(
-            "NOT s.{flag} AND s.{id} > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st \
-               WHERE st.user_id = s.{id} AND st.user_id > $1::bigint AND (st.state = 'held' \
-                 OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3))))"
-        );
-        let claim = |extra: &str| {
+        let claimable_where = |first: bool| {
             format!(
-                "SELECT s.{id}::bigint, s.{blob}, s.{flag} FROM {src} AS s WHERE {claimable_where}{extra} \
-                 ORDER BY s.{id} LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED"
+                "NOT s.{flag} AND {} AND NOT EXISTS (SELECT 1 FROM decant.user_state st \
+                   WHERE st.user_id = s.{id} AND {} AND (st.state = 'held' \
+                     OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3))))",
+                after(spec, &format!("s.{id}"), 1, first),
+                after(spec, "st.user_id", 1, first),
             )
         };
+        let order = in_order(spec, &format!("s.{id}"));
+        let claim = |extra: &str, first: bool| {
+            format!(
+                "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s WHERE {}{extra} \
+                 ORDER BY {order} LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED",
+                claimable_where(first)
+            )
+        };
+        let rollout = format!(" AND decant.in_rollout(s.{id})");
         let mut plain_params = (Vec::new(), Vec::new(), Vec::new());
         for (ti, t) in spec.tables.iter().enumerate() {
             let name = target_table(spec, ti);
-            let cols = std::iter::once((t.user_column.as_str(), "bigint"))
+            let cols = std::iter::once((t.user_column.as_str(), it))
                 .chain(t.columns.iter().map(|c| (c.name.as_str(), c.ty.sql())));
             for (col, ty) in cols {
                 plain_params.0.push(name.clone());
@@ -292,38 +309,71 @@ impl Sql {
                 .into(),
             plain_params,
             user_counts: format!("SELECT count(*), count(*) FILTER (WHERE {flag}) FROM {src}"),
-            exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1::bigint)"),
-            snapshot: snapshot_gated(spec, "= ANY($1::bigint[])", true),
-            census_ids: snapshot(spec, "= ANY($1::bigint[])", true),
-            snapshot_one: snapshot_gated(spec, "= $1::bigint", true),
+            exists: format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE {id} = $1::{it})"),
+            snapshot: snapshot_gated(spec, &format!("= ANY($1::{it}[])"), true),
+            census_ids: snapshot(spec, &format!("= ANY($1::{it}[])"), true),
+            snapshot_one: snapshot_gated(spec, &format!("= $1::{it}"), true),
             has_rows: has_rows(spec),
-            page: format!("{} LIMIT $2", snapshot(spec, "> $1::bigint", true)),
-            rows_one: snapshot_gated(spec, "= $1::bigint", false),
-            claim: claim(""),
-            claim_rollout: claim(&format!(" AND decant.in_rollout(s.{id})")),
+            page: format!(
+                "{} LIMIT $2",
+                snapshot(spec, &format!("> $1::{it}"), true)
+            ),
+            page_first: format!(
+                "{} LIMIT $2",
+                snapshot(spec, &format!("IS NOT NULL AND $1::{it} IS NULL"), true)
+            ),
+            rows_one: snapshot_gated(spec, &format!("= $1::{it}"), false),
+            claim: claim("", false),
+            claim_rollout: claim(&rollout, false),
+            claim_first: claim("", true),
+            claim_rollout_first: claim(&rollout, true),
             claimable: format!(
-                "SELECT count(*) FROM {src} AS s WHERE {claimable_where} \
-                 AND ($4 = false OR decant.in_rollout(s.{id}))"
+                "SELECT count(*) FROM {src} AS s WHERE {} \
+                 AND ($4 = false OR decant.in_rollout(s.{id}))",
+                claimable_where(true)
             ),
             lock_call: format!(
-                "SELECT {id}::bigint, {blob}, {flag}, coalesce(NOT {flag} AND decant.in_rollout({id}) \
+                "SELECT {id}::{it}, {blob}, {flag}, coalesce(NOT {flag} AND decant.in_rollout({id}) \
                    AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
                                     AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) \
                    AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) \
-                 FROM {src} WHERE {id} = $1::bigint FOR NO KEY UPDATE"
+                 FROM {src} WHERE {id} = $1::{it} FOR NO KEY UPDATE"
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),
             lock_wait: lock,
             write_one: format!(
-                "UPDATE {src} SET {blob} = $2::jsonb, {flag} = $3::boolean WHERE {id} = $1::bigint"
+                "UPDATE {src} SET {blob} = $2::jsonb, {flag} = $3::boolean WHERE {id} = $1::{it}"
             ),
             write_blobs: format!(
                 "UPDATE {src} AS s SET {blob} = v.blob, {flag} = v.migrated \
-                 FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
+                 FROM unnest($1::{it}[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
                  WHERE s.{id} = v.id"
             ),
             tables,
         }
+    }
+}
+
+/// The cursor condition of a claim or page on the id `col` (qualified):
+/// after `$n`, in the order of [`in_order`]; for the first claim of a pass
+/// (`first`, `$n` NULL) a one-time filter, so that no id is too small to
+/// be claimed and no plan ranges over an unknown bound.
+pub(crate) fn after(spec: &Spec, col: &str, n: usize, first: bool) -> String {
+    let it = spec.source.id_type.sql();
+    if first {
+        format!("${n}::{it} IS NULL")
+    } else {
+        format!("{} > ${n}::{it}", in_order(spec, col))
+    }
+}
+
+/// The id `col` in the order claims walk: text ids byte by byte (`COLLATE
+/// "C"`, the order the daemon's cursor compares in and the legacy index
+/// is built in), others as their type orders them.
+pub(crate) fn in_order(spec: &Spec, col: &str) -> String {
+    match spec.source.id_type {
+        crate::core::id::IdType::Text => format!("{col} COLLATE \"C\""),
+        _ => col.to_string(),
     }
 }
 
@@ -332,8 +382,8 @@ impl Sql {
 /// `snapshot`.
 pub(crate) fn snapshot_before_init(spec: &Spec, ids: &str, limit: bool) -> String {
     let s = &spec.source;
-    let (id, blob) = (quote(&s.id), quote(&s.blob));
-    let mut cols = vec![format!("s.{id}::bigint, s.{blob}, false")];
+    let (id, blob, it) = (quote(&s.id), quote(&s.blob), s.id_type.sql());
+    let mut cols = vec![format!("s.{id}::{it}, s.{blob}, false")];
     for t in &spec.tables {
         cols.push("0::bigint".into());
         for c in &t.columns {
@@ -349,6 +399,7 @@ pub(crate) fn snapshot_before_init(spec: &Spec, ids: &str, limit: bool) -> Strin
 }
 
 fn has_rows(spec: &Spec) -> String {
+    let it = spec.source.id_type.sql();
     let probes: Vec<String> = spec
         .tables
         .iter()
@@ -363,10 +414,10 @@ fn has_rows(spec: &Spec) -> String {
         })
         .collect();
     if probes.is_empty() {
-        return "SELECT NULL::bigint, NULL::text WHERE false".into();
+        return format!("SELECT NULL::{it}, NULL::text WHERE false");
     }
     format!(
-        "SELECT u.id, t.name FROM unnest($1::bigint[]) AS u(id) \
+        "SELECT u.id, t.name FROM unnest($1::{it}[]) AS u(id) \
          CROSS JOIN LATERAL ({} LIMIT 1) AS t",
         probes.join(" UNION ALL ")
     )
@@ -387,18 +438,19 @@ fn snapshot_gated(spec: &Spec, ids: &str, with_blob: bool) -> String {
     };
     let s = &spec.source;
     let (id, blob, flag) = (quote(&s.id), quote(&s.blob), quote(&s.flag));
+    let it = s.id_type.sql();
     let blob = if with_blob {
         format!("s.{blob}")
     } else {
         "NULL::jsonb".to_string()
     };
-    let mut cols = vec![format!("s.{id}::bigint, {blob}, s.{flag}")];
+    let mut cols = vec![format!("s.{id}::{it}, {blob}, s.{flag}")];
     for (ti, t) in spec.tables.iter().enumerate() {
         cols.push(format!("coalesce(r.t{ti}_n, 0)"));
         cols.extend((0..t.columns.len()).map(|ci| format!("r.t{ti}_a{ci}")));
     }
     format!(
-        "SELECT {} FROM {} AS s LEFT JOIN LATERAL          (SELECT * FROM {reader}(s.{id}::bigint) WHERE s.{flag} OFFSET 0) AS r ON true          WHERE s.{id} {ids} ORDER BY s.{id}",
+        "SELECT {} FROM {} AS s LEFT JOIN LATERAL          (SELECT * FROM {reader}(s.{id}::{it}) WHERE s.{flag} OFFSET 0) AS r ON true          WHERE s.{id} {ids} ORDER BY s.{id}",
         cols.join(", "),
         source_table(spec),
     )
@@ -446,10 +498,11 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
         index_name(&format!("rows_{hash:08x}_{}", spec.source.table))
     );
     let ddl = format!(
-        "CREATE OR REPLACE FUNCTION {name}(bigint) RETURNS TABLE ({out_cols})\n    \
+        "CREATE OR REPLACE FUNCTION {name}({}) RETURNS TABLE ({out_cols})\n    \
          LANGUAGE plpgsql STABLE AS\n$$\n\
          #variable_conflict use_column\n\
          BEGIN\n    RETURN QUERY SELECT {} FROM {joins};\nEND\n$$",
+        spec.source.id_type.sql(),
         cols.join(", ")
     );
     Some((name, ddl))
@@ -458,12 +511,13 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
 fn snapshot(spec: &Spec, ids: &str, with_blob: bool) -> String {
     let s = &spec.source;
     let (id, blob, flag) = (quote(&s.id), quote(&s.blob), quote(&s.flag));
+    let it = s.id_type.sql();
     let blob = if with_blob {
         format!("s.{blob}")
     } else {
         "NULL::jsonb".to_string()
     };
-    let mut cols = vec![format!("s.{id}::bigint, {blob}, s.{flag}")];
+    let mut cols = vec![format!("s.{id}::{it}, {blob}, s.{flag}")];
     let mut joins = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         let mut aggs = vec![format!("count(*) AS n")];
@@ -494,6 +548,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
     let t = &spec.tables[ti];
     let name = target_table(spec, ti);
     let user = quote(&t.user_column);
+    let it = spec.source.id_type.sql();
     let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
     let all_cols = std::iter::once(user.clone())
         .chain(cols.iter().cloned())
@@ -513,7 +568,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
         .map(|(c, a)| c.ty.wire_to_column(a))
         .collect();
     let insert = format!(
-        "INSERT INTO {name} ({all_cols}) SELECT u, {} FROM unnest($1::bigint[], {}) AS v(u, {})",
+        "INSERT INTO {name} ({all_cols}) SELECT u, {} FROM unnest($1::{it}[], {}) AS v(u, {})",
         converted.join(", "),
         params.join(", "),
         aliases.join(", ")
@@ -540,8 +595,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
         .map(|c| c.ty.column_to_wire(&quote(&c.name)))
         .collect::<Vec<_>>()
         .join(", ");
-    let select =
-        format!("SELECT {user}, {projection} FROM {name} WHERE {user} = ANY($1::bigint[])");
+    let select = format!("SELECT {user}, {projection} FROM {name} WHERE {user} = ANY($1::{it}[])");
     // what the database stored, as it stored it (after any trigger or
     // conversion): the migration verifies these
     let insert_returning = format!("{insert} RETURNING {user}, {projection}");
@@ -574,7 +628,7 @@ fn table_sql(spec: &Spec, ti: usize) -> TableSql {
         insert_returning,
         upsert,
         select,
-        delete_users: format!("DELETE FROM {name} WHERE {user} = ANY($1::bigint[])"),
+        delete_users: format!("DELETE FROM {name} WHERE {user} = ANY($1::{it}[])"),
         delete_keys,
     }
 }
@@ -593,9 +647,50 @@ mod tests {
     #[test]
     fn the_claim_bounds_the_state_rows_by_the_cursor() {
         let store = Sql::new(&game());
-        for sql in [&store.claim, &store.claim_rollout, &store.claimable] {
+        for sql in [&store.claim, &store.claim_rollout] {
             assert!(sql.contains("s.\"id\" > $1"), "{sql}");
             assert!(sql.contains("st.user_id > $1"), "{sql}");
+        }
+        // from the first user: no bound at all, so no id is too small
+        for sql in [
+            &store.claim_first,
+            &store.claim_rollout_first,
+            &store.claimable,
+        ] {
+            assert!(!sql.contains("> $1"), "{sql}");
+            assert!(sql.contains("$1::bigint IS NULL"), "{sql}");
+        }
+    }
+
+    /// Ids of another kind: every id is bound, returned and stored in
+    /// the kind's type, and text ids walk in byte order.
+    #[test]
+    fn ids_of_every_kind_are_bound_in_their_type() {
+        let base = include_str!("../../fixtures/game/decant.toml");
+        for (kind, it) in [("uuid", "uuid"), ("text", "text"), ("integer", "bigint")] {
+            let text = base.replacen(
+                "[source]\n",
+                &format!("[source]\nid_type = \"{kind}\"\n"),
+                1,
+            );
+            let spec = Spec::parse(&text).unwrap();
+            let sql = Sql::new(&spec);
+            let all = render(&spec) + &crate::pg::schema::statements(&spec).join("\n");
+            let other = if it == "bigint" { "uuid" } else { "bigint" };
+            assert!(!all.contains(&format!("$1::{other}")), "{kind}: {all}");
+            assert!(sql.claim.contains(&format!("$1::{it}")), "{}", sql.claim);
+            assert!(
+                sql.lock_call.contains(&format!("= $1::{it} FOR")),
+                "{}",
+                sql.lock_call
+            );
+            assert!(
+                all.contains(&format!("user_id     {it} PRIMARY KEY")),
+                "{kind}"
+            );
+            assert!(all.contains(&format!("decant.load({it})")), "{kind}");
+            let c_order = sql.claim.contains("ORDER BY s.\"id\" COLLATE \"C\"");
+            assert_eq!(c_order, kind == "text", "{}", sql.claim);
         }
     }
 
@@ -613,6 +708,8 @@ mod tests {
             ("lock_skip", &sql.lock_skip),
             ("claim", &sql.claim),
             ("claim_rollout", &sql.claim_rollout),
+            ("claim_first", &sql.claim_first),
+            ("claim_rollout_first", &sql.claim_rollout_first),
             ("claimable", &sql.claimable),
             ("user_counts", &sql.user_counts),
             ("exists", &sql.exists),
@@ -620,6 +717,7 @@ mod tests {
             ("census_ids", &sql.census_ids),
             ("snapshot_one", &sql.snapshot_one),
             ("page", &sql.page),
+            ("page_first", &sql.page_first),
             ("has_rows", &sql.has_rows),
             ("rows_one", &sql.rows_one),
             ("lock_call", &sql.lock_call),

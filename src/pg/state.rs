@@ -3,6 +3,7 @@
 //! caller's transaction, so a user's record commits with the work it
 //! describes.
 
+use crate::core::id::{IdType, UserId};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::time::SystemTime;
@@ -58,18 +59,31 @@ const FAILURE_GROUPS: &str =
        FROM decant.user_state WHERE state = 'failed'
       GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50";
 
+/// A statement on user ids written for `bigint` ids, in the ids' type
+/// (every `bigint` in these statements is an id).
+fn typed(sql: &'static str, ty: IdType) -> std::borrow::Cow<'static, str> {
+    match ty {
+        IdType::Int => std::borrow::Cow::Borrowed(sql),
+        _ => std::borrow::Cow::Owned(sql.replace("bigint", ty.sql())),
+    }
+}
+
 /// Records users as migrated by the mapping `fingerprint`, each with its
 /// warnings (a JSON array of texts, or NULL) and what its fixups did (what
 /// rollback undoes, or NULL).
 pub(crate) async fn record_migrated(
     client: &impl GenericClient,
-    users: &[i64],
+    ty: IdType,
+    users: &[UserId],
     warnings: &[Option<Value>],
     fixups: &[Option<Value>],
     fingerprint: &str,
 ) -> Result<()> {
     client
-        .execute(MIGRATED, &[&users, &warnings, &fixups, &fingerprint])
+        .execute(
+            &*typed(MIGRATED, ty),
+            &[&users, &warnings, &fixups, &fingerprint],
+        )
         .await
         .map_err(|e| Error::db("recording migrated users", e))?;
     Ok(())
@@ -78,12 +92,13 @@ pub(crate) async fn record_migrated(
 /// Records failures: attempts + 1, the reason to group by and the error.
 pub(crate) async fn record_failed(
     client: &impl GenericClient,
-    users: &[i64],
+    ty: IdType,
+    users: &[UserId],
     reasons: &[String],
     errors: &[String],
 ) -> Result<()> {
     client
-        .execute(FAILED, &[&users, &reasons, &errors])
+        .execute(&*typed(FAILED, ty), &[&users, &reasons, &errors])
         .await
         .map_err(|e| Error::db("recording failures", e))?;
     Ok(())
@@ -93,11 +108,12 @@ pub(crate) async fn record_failed(
 /// evolution).
 pub(crate) async fn record_evolved(
     client: &impl GenericClient,
-    users: &[i64],
+    ty: IdType,
+    users: &[UserId],
     fingerprint: &str,
 ) -> Result<()> {
     client
-        .execute(EVOLVED, &[&users, &fingerprint])
+        .execute(&*typed(EVOLVED, ty), &[&users, &fingerprint])
         .await
         .map_err(|e| Error::db("recording evolved users", e))?;
     Ok(())
@@ -106,13 +122,14 @@ pub(crate) async fn record_evolved(
 /// The fixup records of `users` that have one.
 pub(crate) async fn fixups_of(
     client: &impl GenericClient,
-    users: &[i64],
-) -> Result<std::collections::HashMap<i64, Value>> {
+    ty: IdType,
+    users: &[UserId],
+) -> Result<std::collections::HashMap<UserId, Value>> {
     if users.is_empty() {
         return Ok(std::collections::HashMap::new());
     }
     Ok(client
-        .query(FIXUPS_OF, &[&users])
+        .query(&*typed(FIXUPS_OF, ty), &[&users])
         .await
         .map_err(|e| Error::db("reading the fixups applied", e))?
         .iter()
@@ -121,9 +138,13 @@ pub(crate) async fn fixups_of(
 }
 
 /// Records users as rolled back and held out of the migration.
-pub(crate) async fn record_held(client: &impl GenericClient, users: &[i64]) -> Result<()> {
+pub(crate) async fn record_held(
+    client: &impl GenericClient,
+    ty: IdType,
+    users: &[UserId],
+) -> Result<()> {
     client
-        .execute(HELD, &[&users])
+        .execute(&*typed(HELD, ty), &[&users])
         .await
         .map_err(|e| Error::db("recording rolled back users", e))?;
     Ok(())
@@ -131,10 +152,14 @@ pub(crate) async fn record_held(client: &impl GenericClient, users: &[i64]) -> R
 
 /// Releases held users (`None`: all of them) back into the migration;
 /// returns how many.
-pub(crate) async fn release(client: &impl GenericClient, users: Option<&[i64]>) -> Result<u64> {
-    let users: Option<Vec<i64>> = users.map(<[i64]>::to_vec);
+pub(crate) async fn release(
+    client: &impl GenericClient,
+    ty: IdType,
+    users: Option<&[UserId]>,
+) -> Result<u64> {
+    let users: Option<Vec<UserId>> = users.map(<[UserId]>::to_vec);
     client
-        .execute(RELEASE, &[&users])
+        .execute(&*typed(RELEASE, ty), &[&users])
         .await
         .map_err(|e| Error::db("releasing held users", e))
 }
@@ -142,12 +167,13 @@ pub(crate) async fn release(client: &impl GenericClient, users: Option<&[i64]>) 
 /// Of `users`, those that failed `max_attempts` times or since `since`.
 pub(crate) async fn failed_meanwhile(
     client: &deadpool_postgres::Transaction<'_>,
-    users: &[i64],
+    ty: IdType,
+    users: &[UserId],
     max_attempts: i32,
     since: SystemTime,
-) -> Result<Vec<i64>> {
+) -> Result<Vec<UserId>> {
     let stmt = client
-        .prepare_cached(FAILED_MEANWHILE)
+        .prepare_cached(&typed(FAILED_MEANWHILE, ty))
         .await
         .map_err(|e| Error::db("preparing the claim re-check", e))?;
     Ok(client
@@ -199,7 +225,7 @@ pub(crate) async fn counts(client: &impl GenericClient, max_attempts: i32) -> Re
 /// up to five example ids).
 pub(crate) async fn failure_groups(
     client: &impl GenericClient,
-) -> Result<Vec<(String, i64, Vec<i64>)>> {
+) -> Result<Vec<(String, i64, Vec<UserId>)>> {
     Ok(client
         .query(FAILURE_GROUPS, &[])
         .await

@@ -3,6 +3,7 @@
 //! binary COPY or upsert, with the values encoded by `pg::codec`.
 
 use crate::core::explode::Row;
+use crate::core::id::UserId;
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
 use crate::pg::codec::{Blob, Param, bind, copy_stream, read, read_array, stored_equals};
@@ -41,7 +42,7 @@ enum Write {
 /// residual of a migrated user) and a migrated user's rows.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    pub id: i64,
+    pub id: UserId,
     pub blob: Blob,
     pub migrated: bool,
     pub rows: Vec<Row>,
@@ -50,7 +51,7 @@ pub(crate) struct Snapshot {
 /// A locked source row.
 #[derive(Debug)]
 pub(crate) struct Locked {
-    pub id: i64,
+    pub id: UserId,
     pub blob: Blob,
     pub migrated: bool,
 }
@@ -98,7 +99,12 @@ impl Store {
 
     /// Locks the source rows of `ids` (in id order, so concurrent lockers
     /// cannot deadlock); with `skip`, rows locked elsewhere are left out.
-    pub async fn lock(&self, tx: &Transaction<'_>, ids: &[i64], skip: bool) -> Result<Vec<Locked>> {
+    pub async fn lock(
+        &self,
+        tx: &Transaction<'_>,
+        ids: &[UserId],
+        skip: bool,
+    ) -> Result<Vec<Locked>> {
         let sql = if skip {
             &self.sql().lock_skip
         } else {
@@ -109,7 +115,7 @@ impl Store {
             .await
             .map_err(|e| Error::db("preparing the lock query", e))?;
         let rows = tx.query(&stmt, &[&ids]).await.map_err(|e| match ids {
-            [one] => Error::db_user(*one, "locking the source row", e),
+            [one] => Error::db_user(one, "locking the source row", e),
             _ => Error::db("locking source rows", e),
         })?;
         Ok(rows
@@ -127,8 +133,8 @@ impl Store {
     pub async fn users_with_rows(
         &self,
         tx: &Transaction<'_>,
-        users: &[i64],
-    ) -> Result<HashMap<i64, String>> {
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, String>> {
         if users.is_empty() || self.spec.tables.is_empty() {
             return Ok(HashMap::new());
         }
@@ -149,12 +155,12 @@ impl Store {
     pub async fn write_blobs(
         &self,
         tx: &Transaction<'_>,
-        items: &[(i64, &Value, bool)],
+        items: &[(&UserId, &Value, bool)],
     ) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
+        let ids: Vec<&UserId> = items.iter().map(|i| i.0).collect();
         let blobs: Vec<&Value> = items.iter().map(|i| i.1).collect();
         let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
         self.exec(
@@ -211,8 +217,8 @@ impl Store {
     pub async fn insert_rows(
         &self,
         tx: &Transaction<'_>,
-        rows: &[(i64, &Row)],
-    ) -> Result<HashMap<i64, Vec<Row>>> {
+        rows: &[(&UserId, &Row)],
+    ) -> Result<HashMap<UserId, Vec<Row>>> {
         let by_table = self.by_table(rows);
         if self.tables_are_plain(tx).await? {
             // COPY for tables with many rows; the few rows of the others go
@@ -251,21 +257,21 @@ impl Store {
             let sent = by_table[*ti].iter();
             let table = &self.spec.tables[*ti];
             if returned.len() != sent.len() {
-                differs.extend(sent.map(|(u, _)| *u));
-                differs.extend(returned.iter().map(|r| r.get::<_, i64>(0)));
+                differs.extend(sent.map(|(u, _)| (*u).clone()));
+                differs.extend(returned.iter().map(|r| r.get::<_, UserId>(0)));
                 continue;
             }
             // the insert returns rows in the order it took them
             for (back, (user, row)) in returned.iter().zip(sent) {
-                let same = back.get::<_, i64>(0) == *user
+                let same = back.get::<_, UserId>(0) == **user
                     && table
                         .columns
                         .iter()
                         .enumerate()
                         .all(|(ci, c)| stored_equals(c.ty, back, ci + 1, &row.values[ci]));
                 if !same {
-                    differs.insert(*user);
-                    differs.insert(back.get::<_, i64>(0));
+                    differs.insert((*user).clone());
+                    differs.insert(back.get::<_, UserId>(0));
                 }
             }
         }
@@ -287,7 +293,11 @@ impl Store {
     /// when a value has no binary form decant writes (a numeric beyond
     /// what `numeric_in` takes): the caller inserts instead, and the
     /// database reports on the value as it would for any insert.
-    async fn copy_rows(&self, tx: &Transaction<'_>, by_table: &[Vec<(i64, &Row)>]) -> Result<bool> {
+    async fn copy_rows(
+        &self,
+        tx: &Transaction<'_>,
+        by_table: &[Vec<(&UserId, &Row)>],
+    ) -> Result<bool> {
         let mut streams = Vec::new();
         for (ti, rows) in by_table.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
             match copy_stream(&self.spec.tables[ti].columns, rows) {
@@ -314,7 +324,7 @@ impl Store {
     }
 
     /// Rows grouped by table, each group in the order given.
-    fn by_table<'r>(&self, rows: &[(i64, &'r Row)]) -> Vec<Vec<(i64, &'r Row)>> {
+    fn by_table<'u, 'r>(&self, rows: &[(&'u UserId, &'r Row)]) -> Vec<Vec<(&'u UserId, &'r Row)>> {
         let mut by_table = vec![Vec::new(); self.spec.tables.len()];
         for &(u, r) in rows {
             by_table[r.table].push((u, r));
@@ -327,7 +337,7 @@ impl Store {
     async fn write_rows(
         &self,
         tx: &Transaction<'_>,
-        by_table: &[Vec<(i64, &Row)>],
+        by_table: &[Vec<(&UserId, &Row)>],
         how: Write,
     ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
         let work = by_table
@@ -336,8 +346,9 @@ impl Store {
             .filter(|(_, rs)| !rs.is_empty())
             .map(|(ti, rs)| {
                 let table = &self.spec.tables[ti];
-                let mut params: Vec<Param> =
-                    vec![Box::new(rs.iter().map(|(u, _)| *u).collect::<Vec<i64>>())];
+                let mut params: Vec<Param> = vec![Box::new(
+                    rs.iter().map(|(u, _)| *u).collect::<Vec<&UserId>>(),
+                )];
                 for ci in 0..table.columns.len() {
                     params.push(bind(rs.iter().map(|(_, r)| &r.values[ci])));
                 }
@@ -363,12 +374,12 @@ impl Store {
         try_join_all(work).await
     }
 
-    fn group(&self, results: Vec<(usize, Vec<tokio_postgres::Row>)>) -> HashMap<i64, Vec<Row>> {
-        let mut out: HashMap<i64, Vec<Row>> = HashMap::new();
+    fn group(&self, results: Vec<(usize, Vec<tokio_postgres::Row>)>) -> HashMap<UserId, Vec<Row>> {
+        let mut out: HashMap<UserId, Vec<Row>> = HashMap::new();
         for (ti, rows) in results {
             let table = &self.spec.tables[ti];
             for r in rows {
-                let user: i64 = r.get(0);
+                let user: UserId = r.get(0);
                 let values = table
                     .columns
                     .iter()
@@ -387,10 +398,10 @@ impl Store {
     pub async fn snapshot(
         &self,
         client: &deadpool_postgres::Object,
-        users: &[i64],
+        users: &[UserId],
     ) -> Result<Vec<Snapshot>> {
         let (sql, one) = match users {
-            [one] => (&self.sql().snapshot_one, Some(*one)),
+            [one] => (&self.sql().snapshot_one, Some(one)),
             _ => (&self.sql().snapshot, None),
         };
         let stmt = client
@@ -398,7 +409,7 @@ impl Store {
             .await
             .map_err(|e| Error::db("preparing the snapshot read", e))?;
         let rows = match one {
-            Some(id) => client.query(&stmt, &[&id]).await,
+            Some(id) => client.query(&stmt, &[id]).await,
             None => client.query(&stmt, &[&users]).await,
         }
         .map_err(|e| Error::db("reading users", e))?;
@@ -445,8 +456,8 @@ impl Store {
     pub async fn read_rows(
         &self,
         tx: &Transaction<'_>,
-        users: &[i64],
-    ) -> Result<HashMap<i64, Vec<Row>>> {
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Vec<Row>>> {
         let work = self
             .sql
             .tables
@@ -469,7 +480,7 @@ impl Store {
     }
 
     /// Deletes every row of `users` from every table.
-    pub async fn delete_rows(&self, tx: &Transaction<'_>, users: &[i64]) -> Result<()> {
+    pub async fn delete_rows(&self, tx: &Transaction<'_>, users: &[UserId]) -> Result<()> {
         let work = self.sql.tables.iter().map(|t| async move {
             self.exec(tx, &t.delete_users, &[&users], "deleting rows")
                 .await
@@ -484,7 +495,7 @@ impl Store {
     /// rows, so they may be sent together.
     pub fn diff_statements<'a>(
         &'a self,
-        user: i64,
+        user: &UserId,
         old: &'a [Row],
         new: &'a [Row],
     ) -> Vec<Planned<'a>> {
@@ -516,7 +527,7 @@ impl Store {
             let table = &self.spec.tables[ti];
             out.push(match &self.sql().tables[ti].delete_keys {
                 Some(sql) => {
-                    let mut params: Vec<Param> = vec![Box::new(user)];
+                    let mut params: Vec<Param> = vec![Box::new(user.clone())];
                     for &ci in &table.key {
                         params.push(bind(rs.iter().map(|r| &r.values[ci])));
                     }
@@ -525,14 +536,14 @@ impl Store {
                 // a table keyed by the user alone: its one row is gone
                 None => Planned::new(
                     &self.sql().tables[ti].delete_users,
-                    vec![Box::new(vec![user])],
+                    vec![Box::new(vec![user.clone()])],
                     "deleting removed rows",
                 ),
             });
         }
         for (ti, rs) in changed.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {
             let table = &self.spec.tables[ti];
-            let mut params: Vec<Param> = vec![Box::new(vec![user; rs.len()])];
+            let mut params: Vec<Param> = vec![Box::new(vec![user.clone(); rs.len()])];
             for ci in 0..table.columns.len() {
                 params.push(bind(rs.iter().map(|r| &r.values[ci])));
             }
@@ -546,10 +557,15 @@ impl Store {
     }
 
     /// The statement that writes one user's blob and flag.
-    pub fn blob_statement<'a>(&'a self, user: i64, blob: &'a Value, migrated: bool) -> Planned<'a> {
+    pub fn blob_statement<'a>(
+        &'a self,
+        user: &UserId,
+        blob: &'a Value,
+        migrated: bool,
+    ) -> Planned<'a> {
         Planned::new(
             &self.sql().write_one,
-            vec![Box::new(user), Box::new(blob), Box::new(migrated)],
+            vec![Box::new(user.clone()), Box::new(blob), Box::new(migrated)],
             "writing the blob",
         )
     }
@@ -558,7 +574,7 @@ impl Store {
     pub async fn run(
         &self,
         tx: &Transaction<'_>,
-        user: i64,
+        user: &UserId,
         stmts: Vec<Planned<'_>>,
     ) -> Result<()> {
         for s in stmts {

@@ -130,17 +130,18 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
             },
         ),
         format!(
-            "CREATE OR REPLACE FUNCTION {top}(n integer) RETURNS TABLE (user_id bigint, value {ty})\n    \
+            "CREATE OR REPLACE FUNCTION {top}(n integer) RETURNS TABLE (user_id {it}, value {ty})\n    \
              LANGUAGE sql STABLE AS\n$$\n\
              SELECT u, v FROM (\n  \
-               (SELECT t.{user}::bigint AS u, t.{v} AS v FROM {table} AS t WHERE {filter}\n   \
+               (SELECT t.{user}::{it} AS u, t.{v} AS v FROM {table} AS t WHERE {filter}\n   \
                  ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT n)\n  \
                UNION ALL\n  \
-               (SELECT s.{id}::bigint, {svalue} FROM {src} AS s\n   \
+               (SELECT s.{id}::{it}, {svalue} FROM {src} AS s\n   \
                  WHERE {NOT_FINALIZED} AND NOT s.{flag} AND {spresent} IS NOT NULL AND ({valid}) AND NOT {fails}(s.{blob})\n   \
                  ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT n)\n\
              ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n\n$$",
             top = top_fn(spec, r),
+            it = spec.source.id_type.sql(),
             ty = vcol.ty.sql(),
             table = target_table(spec, r.table),
             src = source_table(spec),
@@ -624,7 +625,7 @@ fn legacy(spec: &Spec) -> RowSource {
     let s = &spec.source;
     RowSource {
         from: format!("{} AS s", source_table(spec)),
-        id: format!("s.{}::bigint", quote(&s.id)),
+        id: format!("s.{}::{}", quote(&s.id), s.id_type.sql()),
         blob: format!("s.{}", quote(&s.blob)),
         // once finalized, one statement (`UPDATE decant.control SET
         // finalized = true`) turns every legacy arm off: a one-time filter

@@ -57,7 +57,7 @@ pub struct DemoSummary {
     /// Rows written, per table.
     pub rows: Vec<(String, i64)>,
     /// Users left legacy: (reason, count, example ids).
-    pub failed: Vec<(String, i64, Vec<i64>)>,
+    pub failed: Vec<(String, i64, Vec<decant::UserId>)>,
     /// Users whose rebuilt blob was compared with the generator's original.
     pub verified: i64,
     /// Time spent loading users.
@@ -274,6 +274,7 @@ async fn run_in(
     let mut verified = 0;
     for chunk in ids.chunks(500) {
         for (id, loaded) in decant.load_many(chunk).await? {
+            let id = id.as_int().context("the example's ids are integers")?;
             // the original, repaired by the fixups when it migrated
             let mut want = (ex.user)(opts.seed, id).blob;
             if migrated_ids.contains(&id) {
@@ -284,7 +285,7 @@ async fn run_in(
             }
             if let Some(detail) = json_diff(&loaded, &want, &mut String::new()) {
                 lost += 1;
-                tracing::error!(user = id, %detail, "user differs from its original plus its writes");
+                tracing::error!(user = %id, %detail, "user differs from its original plus its writes");
             }
             verified += 1;
         }

@@ -90,7 +90,7 @@ pub struct Rehearsal {
 #[derive(Debug, Clone, Serialize)]
 pub struct Timed {
     /// The user id.
-    pub id: i64,
+    pub id: decant::UserId,
     /// Blob size as stored (bytes, compressed).
     pub bytes: i64,
     /// Its own transaction, ms.
@@ -391,8 +391,9 @@ async fn rehearse(
     let biggest = client
         .query(
             &format!(
-                "SELECT {id}::bigint, pg_column_size({blob})::bigint FROM {src} \
-                 ORDER BY pg_column_size({blob}) DESC, {id} LIMIT $1"
+                "SELECT {id}::{}, pg_column_size({blob})::bigint FROM {src} \
+                 ORDER BY pg_column_size({blob}) DESC, {id} LIMIT $1",
+                spec.source().id_type.sql()
             ),
             &[&(opts.largest as i64)],
         )
@@ -400,9 +401,9 @@ async fn rehearse(
         .context("finding the largest blobs")?;
     let mut largest = Vec::new();
     for r in &biggest {
-        let (uid, bytes): (i64, i64) = (r.get(0), r.get(1));
+        let (uid, bytes): (decant::UserId, i64) = (r.get(0), r.get(1));
         let t = Instant::now();
-        let report = decant.migrate_user(uid).await?;
+        let report = decant.migrate_user(&uid).await?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         largest.push(Timed {
             id: uid,
@@ -732,7 +733,7 @@ impl std::fmt::Display for Rehearsal {
         if !self.failures.is_empty() {
             writeln!(f, "\nfailures by reason (users; example ids)")?;
             for g in &self.failures {
-                let ex: Vec<String> = g.examples.iter().map(i64::to_string).collect();
+                let ex: Vec<String> = g.examples.iter().map(decant::UserId::to_string).collect();
                 writeln!(f, "  {}: {}; {}", g.reason, g.users, ex.join(", "))?;
             }
         }

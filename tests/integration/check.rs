@@ -5,7 +5,7 @@
 
 use crate::cluster::{ClusterOptions, TempCluster};
 use crate::harness::{TestDb, connect};
-use decant::{Check, CheckOptions, CheckProgress, Selection};
+use decant::{Check, CheckOptions, CheckProgress, Selection, UserId};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -66,7 +66,9 @@ async fn the_census_predicts_the_migration() {
         assert!(!g.pattern.is_empty() && !g.reason.is_empty() && !g.examples.is_empty());
         for e in &g.examples {
             assert!(
-                crate::example::user(1, e.id).dirt.is_some(),
+                crate::example::user(1, e.id.as_int().unwrap())
+                    .dirt
+                    .is_some(),
                 "user {} is clean",
                 e.id
             );
@@ -92,7 +94,7 @@ async fn the_census_predicts_the_migration() {
     let mut failed = Vec::new();
     for chunk in ids.chunks(50) {
         let r = decant.migrate_batch(chunk).await.unwrap();
-        failed.extend(r.failed.iter().map(|f| f.user));
+        failed.extend(r.failed.iter().map(|f| f.user.clone()));
     }
     assert_eq!(failed.len() as u64, c.would_fail);
     for g in &c.failures {
@@ -147,7 +149,11 @@ async fn a_sample_or_a_list_of_ids_is_censused_alone() {
     assert_eq!(again.census, sample.census, "a sample is repeatable");
 
     let dirty = crate::harness::dirty_user(300);
-    let ids = check(&db.url, Selection::Ids(vec![dirty, 5, 5, 1, 9999, 8888])).await;
+    let ids = check(
+        &db.url,
+        Selection::Ids([dirty, 5, 5, 1, 9999, 8888].map(UserId::from).to_vec()),
+    )
+    .await;
     assert_eq!(ids.census.users, 3);
     assert_eq!(ids.missing_ids, vec![8888, 9999]);
     assert_eq!(ids.census.would_fail, 1);
@@ -254,7 +260,7 @@ async fn a_legacy_user_with_rows_already_there_is_refused_and_listed() {
         .iter()
         .find(|g| g.rule == "(rows already there)")
         .expect("the census lists the user");
-    assert_eq!((group.users, group.examples[0].id), (1, id));
+    assert_eq!((group.users, &group.examples[0].id), (1, &id.into()));
     assert!(group.examples[0].value.contains("user_statistic"));
 
     let report = decant.migrate_user(id).await.unwrap();
@@ -297,7 +303,11 @@ async fn the_census_runs_before_init() {
     crate::example::load(&client, 150, 1).await.unwrap();
     // no flag, no target tables, no decant schema yet
     let all = check(&db.url, Selection::All).await;
-    let some = check(&db.url, Selection::Ids(vec![1, 2, 3, 999])).await;
+    let some = check(
+        &db.url,
+        Selection::Ids([1i64, 2, 3, 999].map(UserId::from).to_vec()),
+    )
+    .await;
     assert_eq!(some.census.users, 3);
     assert_eq!(some.missing_ids, vec![999]);
     decant::init(&client, &crate::example::spec())

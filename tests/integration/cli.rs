@@ -654,3 +654,129 @@ async fn the_daemon_serves_prometheus_metrics_while_it_runs() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A source keyed by uuid, then by text, through every command that names
+/// users: check --ids, migrate --user, rollback --user and --ids, run,
+/// set allow=, release, status and finalize.
+#[tokio::test]
+async fn uuid_and_text_ids_go_through_the_command_line() {
+    for (kind, ids) in [
+        (
+            "uuid",
+            [
+                "0f000000-0000-4000-8000-000000000001",
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                "ffffffff-0000-4000-8000-000000000003",
+            ],
+        ),
+        ("text", ["alice", "Bob", "\u{e9}mile"]),
+    ] {
+        let db = TestDb::new().await;
+        let client = db.client().await;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE player (pid {kind} PRIMARY KEY, data jsonb NOT NULL)"
+            ))
+            .await
+            .unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let data = serde_json::json!({"level": i + 1, "tags": {"a": i, "b": 2}});
+            client
+                .execute(
+                    &format!("INSERT INTO player VALUES ($1::text::{kind}, $2)"),
+                    &[id, &data],
+                )
+                .await
+                .unwrap();
+        }
+        let dir = temp_dir(&format!("ids-{kind}"));
+        let spec = format!(
+            "[source]\ntable = \"player\"\nid = \"pid\"\nid_type = \"{kind}\"\n\n\
+             [tables.tag.columns]\nname = \"text\"\nn = \"int4\"\n\n\
+             [[rules]]\nname = \"tags\"\npath = \"tags.{{name}}\"\ntable = \"tag\"\nvalue = \"n\"\n"
+        );
+        std::fs::write(dir.join("decant.toml"), &spec).unwrap();
+        std::fs::write(
+            dir.join("ids.txt"),
+            format!("{}\n# a comment\n{}, nobody\n", ids[0], ids[1]),
+        )
+        .unwrap();
+        let url = Some(db.url.as_str());
+        let (ok, out, err) = decant(&["check", "--ids", "ids.txt", "--json"], url, &dir);
+        if kind == "uuid" {
+            // "nobody" is no uuid: named, nothing read
+            assert!(
+                !ok && err
+                    .contains("ids.txt:3: `nobody` is not a user id of the spec's id_type (uuid)"),
+                "{out}{err}"
+            );
+            std::fs::write(dir.join("ids.txt"), format!("{}\n{}\n", ids[0], ids[1])).unwrap();
+            let (ok, out, err) = decant(&["check", "--ids", "ids.txt", "--json"], url, &dir);
+            assert!(ok, "{err}");
+            assert!(out.contains("\"legacy\": 2"), "{out}");
+        } else {
+            assert!(ok, "{err}");
+            assert!(
+                out.contains("\"missing_ids\": [\n    \"nobody\"\n  ]"),
+                "{out}"
+            );
+        }
+        let (ok, _, err) = decant(&["init"], url, &dir);
+        assert!(ok, "{err}");
+        let (ok, out, err) = decant(&["migrate", "--user", ids[1]], url, &dir);
+        assert!(ok, "{err}");
+        assert!(out.contains(&format!("user {}: migrated", ids[1])), "{out}");
+        let (ok, out, err) = decant(&["rollback", "--user", ids[1]], url, &dir);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(&format!("user {}: rolled back", ids[1])),
+            "{out}"
+        );
+        let (ok, _, err) = decant(&["release"], url, &dir);
+        assert!(ok, "{err}");
+        let (ok, _, err) = decant(&["set", &format!("allow={}", ids[2])], url, &dir);
+        assert!(ok, "{err}");
+        let allowed: String = client
+            .query_one("SELECT allow_list::text FROM decant.control", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(allowed.contains(ids[2]), "{allowed}");
+        let (ok, out, err) = decant(&["run", "--rate", "max"], url, &dir);
+        assert!(ok, "{out}{err}");
+        let migrated: i64 = client
+            .query_one("SELECT count(*) FROM player WHERE migrated", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(migrated, 3);
+        let (ok, out, err) = decant(&["rollback", "--ids", "ids.txt"], url, &dir);
+        assert!(ok, "{out}{err}");
+        let held: Vec<String> = client
+            .query(
+                "SELECT user_id::text FROM decant.user_state WHERE state = 'held' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut want = vec![ids[0].to_string(), ids[1].to_string()];
+        want.sort();
+        assert_eq!(held, want);
+        let loaded: serde_json::Value = client
+            .query_one(&format!("SELECT decant.load($1::text::{kind})"), &[&ids[0]])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            loaded,
+            serde_json::json!({"level": 1, "tags": {"a": 0, "b": 2}})
+        );
+        let (ok, out, err) = decant(&["status", "--json"], url, &dir);
+        assert!(ok, "{err}");
+        assert!(out.contains("\"held\": 2"), "{out}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -90,14 +90,30 @@ async fn a_held_lock_gives_a_typed_retryable_timeout() {
     let started = Instant::now();
     let err = decant.patch(2, &json!({"xp": 1})).await.unwrap_err();
     let waited = started.elapsed();
-    assert!(matches!(err, Error::LockTimeout { user: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::LockTimeout {
+                user: decant::UserId::Int(2)
+            }
+        ),
+        "{err}"
+    );
     assert!(err.is_retryable());
     assert!(
         waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
     let err = decant.migrate_user(2).await.unwrap_err();
-    assert!(matches!(err, Error::LockTimeout { user: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::LockTimeout {
+                user: decant::UserId::Int(2)
+            }
+        ),
+        "{err}"
+    );
     // other users are not blocked
     decant.patch(1, &json!({"xp": 1})).await.unwrap();
     tx.rollback().await.unwrap();
@@ -368,7 +384,7 @@ async fn load_takes_no_lock_and_writes_nothing() {
     assert_eq!(many.len(), 6);
     assert!(matches!(
         decant.load(77).await,
-        Err(Error::UserNotFound(77))
+        Err(Error::UserNotFound(decant::UserId::Int(77)))
     ));
     client
         .batch_execute(&format!(
@@ -502,7 +518,7 @@ async fn load_is_consistent_while_users_migrate_and_roll_back() {
                 assert_eq!(many.len(), users.len());
                 for (id, blob) in many {
                     assert!(
-                        json_eq(&blob, &crate::example::user(1, id).blob),
+                        json_eq(&blob, &crate::example::user(1, id.as_int().unwrap()).blob),
                         "user {id} in load_many"
                     );
                 }
@@ -676,7 +692,7 @@ async fn a_failed_write_commits_nothing_and_the_session_is_reused() {
     }
     assert!(matches!(
         decant.patch(10_000, &json!({"a": 1})).await,
-        Err(Error::UserNotFound(10_000))
+        Err(Error::UserNotFound(decant::UserId::Int(10_000)))
     ));
     decant
         .patch(legacy, &json!({"after_not_found": 1}))

@@ -105,7 +105,10 @@ async fn twenty_kills_then_a_restart_leave_every_user_whole() {
                 assert!(migrated, "user {id} left legacy");
                 assert_eq!(n_rows, e.rows.len() as i64, "user {id}: rows");
                 assert_eq!(*blob, e.residual, "user {id}: residual");
-                assert!(json_eq(&loaded[&id], &u.blob), "user {id}: rebuilt blob");
+                assert!(
+                    json_eq(&loaded[&id.into()], &u.blob),
+                    "user {id}: rebuilt blob"
+                );
             }
             Err(_) => {
                 assert!(!migrated, "dirty user {id} migrated");
@@ -245,7 +248,7 @@ async fn kills_during_a_bulk_rollback_leave_every_user_whole() {
     for id in ids {
         let u = crate::example::user(1, id);
         let (migrated, blob, n_rows, state) = &rows[&id];
-        assert!(json_eq(&loaded[&id], &u.blob), "user {id}: load");
+        assert!(json_eq(&loaded[&id.into()], &u.blob), "user {id}: load");
         if *migrated {
             assert!(*n_rows > 0, "user {id}: migrated without rows");
         } else {

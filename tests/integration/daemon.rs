@@ -1,7 +1,7 @@
 use crate::harness::{TestDb, count_migrated, is_migrated, row_count};
 use decant::Setting;
 use decant::json_eq;
-use decant::{Decant, Error};
+use decant::{Decant, Error, UserId};
 use decant::{Progress, RunOptions, RunReport, Throttle};
 use serde_json::json;
 use std::sync::Arc;
@@ -364,7 +364,7 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
         .unwrap();
     assert!(!is_migrated(&client, outside).await);
     // ...and is migrated first, inside the same lock, once allowed
-    set(&decant, Setting::AllowList(vec![outside])).await;
+    set(&decant, Setting::AllowList(vec![outside.into()])).await;
     decant.load(outside).await.unwrap();
     assert!(!is_migrated(&client, outside).await, "reads do not migrate");
     let after = decant
@@ -390,7 +390,7 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
     let dirty = (1..=n)
         .find(|&i| crate::example::user(1, i).dirt.is_some())
         .unwrap();
-    set(&decant, Setting::AllowList(vec![dirty])).await;
+    set(&decant, Setting::AllowList(vec![dirty.into()])).await;
     let after = decant
         .patch(dirty, &json!({"pref": {"y": 3}}))
         .await
@@ -409,7 +409,7 @@ async fn rollout_limits_the_daemon_and_writes_migrate_on_demand() {
                 && !is_migrated_sync(&rows, id)
         })
         .unwrap();
-    set(&decant, Setting::AllowList(vec![other])).await;
+    set(&decant, Setting::AllowList(vec![other.into()])).await;
     // ...but not while the migration is paused: the write lands on the blob
     let path = async || {
         decant
@@ -681,11 +681,19 @@ async fn a_dry_run_claims_and_verifies_a_batch_and_writes_nothing() {
     };
     let before = snapshot().await;
     let d = decant::dry_run(&decant, 120, false).await.unwrap();
-    assert_eq!(d.claimed, (1..=120).collect::<Vec<i64>>());
+    assert_eq!(
+        d.claimed,
+        (1..=120i64).map(UserId::from).collect::<Vec<_>>()
+    );
     let dirty: Vec<i64> = (1..=120)
         .filter(|&i| crate::example::user(1, i).dirt.is_some())
         .collect();
-    let mut failed: Vec<i64> = d.report.failed.iter().map(|f| f.user).collect();
+    let mut failed: Vec<i64> = d
+        .report
+        .failed
+        .iter()
+        .map(|f| f.user.as_int().unwrap())
+        .collect();
     failed.sort_unstable();
     assert!(
         !failed.is_empty() && failed.iter().all(|u| dirty.contains(u)),
@@ -699,7 +707,11 @@ async fn a_dry_run_claims_and_verifies_a_batch_and_writes_nothing() {
 
     // and the real run after it does what the dry run said
     let real = decant.migrate_batch(&d.claimed).await.unwrap();
-    let mut really_failed: Vec<i64> = real.failed.iter().map(|f| f.user).collect();
+    let mut really_failed: Vec<i64> = real
+        .failed
+        .iter()
+        .map(|f| f.user.as_int().unwrap())
+        .collect();
     really_failed.sort_unstable();
     assert_eq!(really_failed, failed);
 }
@@ -800,7 +812,11 @@ async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
     let kept: Vec<i64> = before.iter().copied().filter(|id| *id % 7 != 0).collect();
     let listed: Vec<i64> = before.iter().copied().filter(|id| *id % 7 == 0).collect();
     assert!(!listed.is_empty() && !kept.is_empty());
-    let r = roll_back(&decant, decant::Cohort::Ids(listed.clone())).await;
+    let r = roll_back(
+        &decant,
+        decant::Cohort::Ids(listed.iter().copied().map(UserId::from).collect()),
+    )
+    .await;
     assert_eq!(r.migrated as usize, listed.len());
     assert_eq!(migrated_ids(&client).await, kept);
 
@@ -815,7 +831,13 @@ async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
     assert!(status.to_string().contains(&format!("held       {held}")));
 
     // released: one, then all
-    assert_eq!(decant.release(Some(&listed[..1])).await.unwrap(), 1);
+    assert_eq!(
+        decant
+            .release(Some(&[UserId::from(listed[0])]))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(migrate_all(&decant).await.migrated, 1);
     assert_eq!(decant.release(None).await.unwrap() as usize, held - 1);
     assert_eq!(migrate_all(&decant).await.migrated as usize, held - 1);

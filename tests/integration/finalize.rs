@@ -4,7 +4,7 @@
 
 use crate::harness::TestDb;
 use crate::harness::full_speed as opts;
-use decant::{Cohort, Decant, Fixup, Progress, Spec};
+use decant::{Cohort, Decant, Fixup, Progress, RunOptions, Spec};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,9 +327,48 @@ async fn the_lifecycle_holds_on_a_smallint_id_shape() {
     lifecycle_on_another_shape("smallint").await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_a_bigint_id_shape() {
+    lifecycle_on_another_shape("bigint").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_a_uuid_id_shape() {
+    lifecycle_on_another_shape("uuid").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_a_text_id_shape() {
+    lifecycle_on_another_shape("text").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_a_varchar_id_shape() {
+    lifecycle_on_another_shape("varchar(40)").await
+}
+
+/// The id of user number `n` in a column of `id_type`, as text: uuids
+/// spread over the whole range (not in number order), text ids of mixed
+/// case, leading zeros and a non-ASCII letter (byte order, the daemon's,
+/// differs from a collation's).
+fn id_text(id_type: &str, n: i32) -> String {
+    match id_type {
+        "uuid" => format!(
+            "{:08x}-0000-4000-8000-{n:012x}",
+            (n as u32).wrapping_mul(2_654_435_761)
+        ),
+        t if t == "text" || t.starts_with("varchar") => match n % 3 {
+            0 => format!("user-{n:04}"),
+            1 => format!("User-{n}"),
+            _ => format!("\u{e9}l\u{e8}ve-{n:03}"),
+        },
+        _ => n.to_string(),
+    }
+}
+
 /// Another shape: an `id_type` id in another schema, a spec written here,
-/// odd blobs (deep, empty, a dirty value); census, daemon, cohort rollback
-/// and finalize with `--drop-legacy`.
+/// odd blobs (deep, empty, a dirty value); census, daemon, cohort rollback,
+/// the SQL API and a leaderboard, and finalize with `--drop-legacy`.
 async fn lifecycle_on_another_shape(id_type: &str) {
     const SPEC: &str = r#"
 [source]
@@ -338,7 +377,7 @@ table = "profile"
 id = "uid"
 blob = "doc"
 flag = "done"
-
+ID_TYPE
 [tables.score.columns]
 game = "text"
 points = { type = "int4", min = 0 }
@@ -349,7 +388,18 @@ path = "scores.{game}"
 table = "score"
 value = "points"
 on_invalid = "fail"
+
+[[ranked]]
+name = "a_points"
+table = "score"
+value = "points"
+where = { game = "a" }
 "#;
+    let kind = match id_type {
+        "uuid" => "uuid",
+        t if t == "text" || t.starts_with("varchar") => "text",
+        _ => "",
+    };
     let db = TestDb::new().await;
     let client = db.client().await;
     client
@@ -364,16 +414,45 @@ on_invalid = "fail"
         2 => serde_json::json!({"deep": {"x": {"y": {"z": [1, {"w": null}]}}}, "scores": {}}),
         _ => serde_json::json!({"scores": {"a": uid, "b": uid * 2}, "name": "n"}),
     };
+    let id = |n: i32| id_text(id_type, n);
     for uid in 1..=120 {
         client
             .execute(
-                "INSERT INTO shop.profile VALUES ($1::int4, $2)",
-                &[&uid, &blob(uid)],
+                &format!("INSERT INTO shop.profile VALUES ($1::text::{id_type}, $2)"),
+                &[&id(uid), &blob(uid)],
             )
             .await
             .unwrap();
     }
-    let spec = Spec::parse(SPEC).unwrap();
+    let spec_text = SPEC.replace(
+        "ID_TYPE",
+        &if kind.is_empty() {
+            String::new()
+        } else {
+            format!("id_type = \"{kind}\"")
+        },
+    );
+    if !kind.is_empty() {
+        // the spec must say so: init names the fix and changes nothing
+        let plain = Spec::parse(&SPEC.replace("ID_TYPE", "")).unwrap();
+        let err = decant::init(&client, &plain).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("id_type = \"{kind}\"")), "{err}");
+        let other = if kind == "uuid" { "text" } else { "uuid" };
+        let wrong =
+            Spec::parse(&SPEC.replace("ID_TYPE", &format!("id_type = \"{other}\""))).unwrap();
+        let err = decant::init(&client, &wrong).await.unwrap_err().to_string();
+        assert!(err.contains("the spec's id type is"), "{err}");
+        let objects: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'decant'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(objects, 0);
+    }
+    let spec = Spec::parse(&spec_text).unwrap();
     let census = decant::check(
         &db.url,
         spec.clone(),
@@ -384,17 +463,142 @@ on_invalid = "fail"
     .unwrap()
     .census;
     assert_eq!((census.legacy, census.would_fail), (120, 12));
+    // the census names its examples by their ids, and a sample and a list
+    // of ids work in the id's kind
+    let dirty: Vec<String> = census.failures[0]
+        .examples
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    assert!(
+        dirty
+            .iter()
+            .all(|d| (1..=120).any(|n| n % 10 == 0 && id(n) == *d)),
+        "{dirty:?}"
+    );
+    let listed = decant::check(
+        &db.url,
+        spec.clone(),
+        &decant::CheckOptions {
+            selection: decant::Selection::Ids(vec![
+                decant::UserId::guess(&id(10)),
+                decant::UserId::guess(&id(3)),
+                decant::UserId::guess("not-there-0"),
+            ]),
+            ..decant::CheckOptions::default()
+        },
+        &decant::CheckProgress::default(),
+    )
+    .await;
+    if kind == "text" {
+        let listed = listed.unwrap();
+        assert_eq!((listed.census.legacy, listed.census.would_fail), (2, 1));
+        assert_eq!(
+            listed.missing_ids,
+            vec![decant::UserId::Text("not-there-0".into())]
+        );
+    } else {
+        // an id that cannot be one of this kind is named
+        let err = listed.unwrap_err().to_string();
+        assert!(err.contains("not-there-0"), "{err}");
+    }
+    let sample = decant::check(
+        &db.url,
+        spec.clone(),
+        &decant::CheckOptions {
+            selection: decant::Selection::Sample(30),
+            ..decant::CheckOptions::default()
+        },
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap();
+    assert!(sample.census.legacy > 0 && sample.census.legacy <= 30);
+
+    decant::init(&client, &spec).await.unwrap();
     decant::init(&client, &spec).await.unwrap();
     let decant = Decant::connect(&db.url, spec.clone(), 4).unwrap();
+    // one user by hand, through the library, named as text
+    let first = decant.migrate_user(id(3).as_str()).await.unwrap();
+    assert_eq!(first.migrated.len(), 1);
+    assert_eq!(first.migrated[0].user.to_string(), id(3));
     let r = decant::run(
         &decant,
-        opts(),
+        RunOptions {
+            workers: 2,
+            max_batch: 7,
+            ..opts()
+        },
         Arc::new(Progress::default()),
         std::future::pending(),
     )
     .await
     .unwrap();
-    assert_eq!((r.migrated, r.failed), (108, 12));
+    assert_eq!((r.migrated, r.failed), (107, 12));
+    // the leaderboard mid-migration (the failed users legacy) and the SQL
+    // API, called with the id as the database has it
+    let top: Vec<(String, i32)> = client
+        .query("SELECT user_id::text, value FROM shop.a_points_top(3)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        top,
+        [119, 118, 117].map(|n| (id(n), n)).to_vec(),
+        "the top three by points"
+    );
+    let by_sql: serde_json::Value = client
+        .query_one(
+            &format!("SELECT decant.patch($1::text::{id_type}, '{{\"name\": \"p\"}}')"),
+            &[&id(13)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by_sql["name"], "p");
+    decant
+        .patch(id(13).as_str(), &serde_json::json!({"name": "n"}))
+        .await
+        .unwrap();
+    let many = decant
+        .load_many(&[id(13).as_str(), id(10).as_str(), id(5).as_str()])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 3);
+    for (u, b) in &many {
+        let n = (1..=120).find(|&n| id(n) == u.to_string()).unwrap();
+        assert_eq!(*b, blob(n), "user {u}");
+    }
+    // an evolution: a table added for the names, every migrated user
+    // re-migrated through the daemon's cursor in the id's order
+    let grown = format!(
+        "{spec_text}\n[tables.naming.columns]\nname = \"text\"\n\n\
+         [[rules]]\nname = \"names\"\npath = \"name\"\ntable = \"naming\"\nvalue = \"name\"\n"
+    );
+    let spec = Spec::parse(&grown).unwrap();
+    decant::init_evolving(&client, &spec).await.unwrap();
+    let decant = Decant::connect(&db.url, spec.clone(), 4).unwrap();
+    let evolved = decant::evolve(
+        &decant,
+        RunOptions {
+            workers: 2,
+            max_batch: 5,
+            ..opts()
+        },
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((evolved.migrated, evolved.failed), (108, 0));
+    let names: i64 = client
+        .query_one("SELECT count(*) FROM shop.naming", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(names, 84);
     let back = decant::rollback(
         &decant,
         Cohort::Percent(50.0),
@@ -405,19 +609,48 @@ on_invalid = "fail"
     .await
     .unwrap();
     assert!(back.migrated > 20 && back.failed == 0, "{back:?}");
+    let listed = [4, 5, 6].map(|n| decant::UserId::guess(&id(n))).to_vec();
+    decant::rollback(
+        &decant,
+        Cohort::Ids(listed),
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     for uid in 1..=120i32 {
         let want = blob(uid);
         assert_eq!(
-            decant.load(i64::from(uid)).await.unwrap(),
+            decant.load(id(uid).as_str()).await.unwrap(),
             want,
             "user {uid}"
         );
     }
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(status.failures[0].users, 12);
+    assert!(
+        status.failures[0]
+            .examples
+            .iter()
+            .all(|e| (1..=120).any(|n| n % 10 == 0 && id(n) == e.to_string())),
+        "{:?}",
+        status.failures[0].examples
+    );
     // the dirty ones repaired by a fixup written here; held ones released
     let fixed = spec.clone().with_fixups(vec![
         Fixup::parse("0001-clamp", "op = \"clamp\"\npath = \"scores.*\"\nmin = 0").unwrap(),
     ]);
     let decant = Decant::connect(&db.url, fixed, 4).unwrap();
+    assert_eq!(
+        decant
+            .release(Some(&[decant::UserId::guess(&id(4))]))
+            .await
+            .unwrap(),
+        1
+    );
     decant.release(None).await.unwrap();
     let r = decant::run(
         &decant,
@@ -430,9 +663,14 @@ on_invalid = "fail"
     assert_eq!(r.failed, 0);
     decant::finalize(&db.url, &decant, true).await.unwrap();
     let fresh = Decant::connect(&db.url, spec, 2).unwrap();
-    assert_eq!(fresh.load(3).await.unwrap(), blob(3));
+    assert_eq!(fresh.load(id(3).as_str()).await.unwrap(), blob(3));
     assert_eq!(
-        fresh.load(10).await.unwrap(),
+        fresh.load(id(10).as_str()).await.unwrap(),
         serde_json::json!({"scores": {"a": 0}})
     );
+    let err = fresh.load("no-such-user").await.unwrap_err();
+    match kind {
+        "text" => assert!(matches!(err, decant::Error::UserNotFound(_)), "{err}"),
+        _ => assert!(err.to_string().contains("no-such-user"), "{err}"),
+    }
 }

@@ -235,18 +235,21 @@ async fn unknown_users_are_named() {
     let db = TestDb::new().await;
     let decant = db.game(3).await;
     let err = decant.migrate_user(999).await.unwrap_err();
-    assert!(matches!(err, Error::UserNotFound(999)), "{err}");
+    assert!(
+        matches!(err, Error::UserNotFound(decant::UserId::Int(999))),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
         "user 999: no such user in the source table"
     );
     assert!(matches!(
         decant.rollback_user(999).await,
-        Err(Error::UserNotFound(999))
+        Err(Error::UserNotFound(decant::UserId::Int(999)))
     ));
     assert!(matches!(
         decant.load(999).await,
-        Err(Error::UserNotFound(999))
+        Err(Error::UserNotFound(decant::UserId::Int(999)))
     ));
 }
 
@@ -645,7 +648,7 @@ async fn one_depth_limit_on_every_path() {
         assert!(decant.load_many(&[deep_id]).await.is_err());
         // the census says so too
         let opts = decant::CheckOptions {
-            selection: decant::Selection::Ids(vec![deep_id]),
+            selection: decant::Selection::Ids(vec![deep_id.into()]),
             ..Default::default()
         };
         let check = decant::check(&db.url, decant.spec().clone(), &opts, &Default::default())

@@ -287,7 +287,7 @@ async fn a_backend_role_with_the_printed_grants_can_do_everything_the_library_do
     }
     assert_eq!(backend.load_many(&[1, clean]).await.unwrap().len(), 2);
     // on-demand migration, inside the backend's own lock
-    decant::set_control(&client, &Setting::AllowList(vec![clean]))
+    decant::set_control(&client, &Setting::AllowList(vec![clean.into()]))
         .await
         .unwrap();
     backend

@@ -621,7 +621,7 @@ async fn per_key_types_under_a_wildcard_hold_in_views_and_the_sql_api() {
     assert!(typed.0 > 100 && typed.1 > 100 && typed.2 > 100, "{typed:?}");
     // the SQL API against the Rust layer on a migrated user, patches that
     // change each kind and give wrong types
-    let u = *report.migrated.first().map(|m| &m.user).unwrap();
+    let u = report.migrated[0].user.as_int().unwrap();
     for p in [
         serde_json::json!({"stats": {"kidnap": {"gamesPlayed": 7, "rating": 99.5}}}),
         serde_json::json!({"stats": {"kidnap": {"rating": "low", "avgScore": 2}}}),

@@ -10,8 +10,14 @@ SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NO
 -- claim_rollout
 SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1::bigint AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
 
+-- claim_first
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND $1::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND $1::bigint IS NULL AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+
+-- claim_rollout_first
+SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND $1::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND $1::bigint IS NULL AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
+
 -- claimable
-SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1::bigint AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND ($4 = false OR decant.in_rollout(s."id"));
+SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND $1::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND $1::bigint IS NULL AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND ($4 = false OR decant.in_rollout(s."id"));
 
 -- user_counts
 SELECT count(*), count(*) FILTER (WHERE "migrated") FROM "public"."user";
@@ -30,6 +36,9 @@ SELECT s."id"::bigint, s."data", s."migrated", coalesce(r.t0_n, 0), r.t0_a0, r.t
 
 -- page
 SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" > $1::bigint ORDER BY s."id" LIMIT $2;
+
+-- page_first
+SELECT s."id"::bigint, s."data", s."migrated", t0.n, t0.a0, t0.a1, t0.a2, t0.a3, t1.n, t1.a0, t1.a1, t1.a2, t1.a3, t2.n, t2.a0, t2.a1, t2.a2, t3.n, t3.a0, t3.a1, t4.n, t4.a0, t4.a1, t5.n, t5.a0, t5.a1, t5.a2 FROM "public"."user" AS s CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."achievement_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."progress") AS a2, array_agg(x."unlocked_at") AS a3 FROM "public"."user_achievement" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t0 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."extra") AS a1, array_agg(x."level") AS a2, array_agg(x."unlocked") AS a3 FROM "public"."user_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t1 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."extra") AS a0, array_agg(x."mans") AS a1, array_agg(x."mode") AS a2 FROM "public"."user_config" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t2 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."key") AS a0, array_agg(x."value") AS a1 FROM "public"."user_preference" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t3 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."bot_id") AS a0, array_agg(x."position") AS a1 FROM "public"."user_selected_bot" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t4 CROSS JOIN LATERAL (SELECT count(*) AS n, array_agg(x."mode") AS a0, array_agg(x."statistic_id") AS a1, array_agg(x."value"::text) AS a2 FROM "public"."user_statistic" AS x WHERE s."migrated" AND x."user_id" = s."id") AS t5 WHERE s."id" IS NOT NULL AND $1::bigint IS NULL ORDER BY s."id" LIMIT $2;
 
 -- has_rows
 SELECT u.id, t.name FROM unnest($1::bigint[]) AS u(id) CROSS JOIN LATERAL (SELECT 'user_achievement'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_achievement" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_bot'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_bot" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_config'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_config" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_preference'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_preference" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_selected_bot'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_selected_bot" AS x WHERE x."user_id" = u.id) UNION ALL SELECT 'user_statistic'::text AS name WHERE EXISTS (SELECT 1 FROM "public"."user_statistic" AS x WHERE x."user_id" = u.id) LIMIT 1) AS t;
@@ -221,6 +230,9 @@ SELECT txid_current();
 
 -- init statement 0
 -- decant's own objects: per-user migration state and the live control row.
+-- A type written with the comment "id" before it is the user id's type:
+-- `decant init` writes the spec's `[source] id_type` there (bigint for
+-- integer ids, uuid or text).
 -- Applied by `decant init`; every statement is idempotent.
 
 CREATE SCHEMA IF NOT EXISTS decant;
@@ -264,7 +276,7 @@ CREATE TABLE IF NOT EXISTS decant.control (
     rate            text        NOT NULL DEFAULT 'max',
     batch_size      integer,    -- NULL: adaptive
     rollout_percent real        NOT NULL DEFAULT 0 CHECK (rollout_percent BETWEEN 0 AND 100),
-    allow_list      bigint[]    NOT NULL DEFAULT '{}',
+    allow_list      bigint[] NOT NULL DEFAULT '{}',
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO decant.control DEFAULT VALUES ON CONFLICT DO NOTHING;

@@ -77,8 +77,11 @@ pub struct Source {
     pub schema: String,
     /// The source table.
     pub table: String,
-    /// Its id column (bigint or integer).
+    /// Its id column.
     pub id: String,
+    /// The id column's kind (`[source] id_type`: an integer type, the
+    /// default, `uuid` or `text`).
+    pub id_type: crate::core::id::IdType,
     /// Its jsonb blob column.
     pub blob: String,
     /// Its boolean per-user `migrated` flag column (added by `decant init`).

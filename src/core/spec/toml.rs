@@ -5,6 +5,7 @@ use super::checks::{complete, resolve_ranked};
 use super::ident::check_ident;
 use super::model::*;
 use super::path::{Step, parse_path};
+use crate::core::id::IdType;
 use crate::core::json;
 use crate::core::number::{Canonical, canonical_number, plain_integer};
 use crate::core::value::{ColumnType, ColumnValue};
@@ -53,6 +54,8 @@ struct RawSource {
     blob: String,
     #[serde(default = "default_flag")]
     flag: String,
+    #[serde(default)]
+    id_type: Option<String>,
 }
 
 fn default_schema() -> String {
@@ -273,12 +276,25 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
     ] {
         check_ident(name).map_err(|m| cx.err(src_at, format!("{what}: {m}")))?;
     }
+    let id_type = match &src.id_type {
+        None => IdType::default(),
+        Some(name) => IdType::parse(name).ok_or_else(|| {
+            cx.err(
+                src_at,
+                format!(
+                    "source.id_type: unknown id type \"{name}\"; one of {}",
+                    IdType::NAMES
+                ),
+            )
+        })?,
+    };
     let source = Source {
         schema: src.schema.clone(),
         table: src.table.clone(),
         id: src.id.clone(),
         blob: src.blob.clone(),
         flag: src.flag.clone(),
+        id_type,
     };
     let target_schema = raw
         .settings
