@@ -60,11 +60,13 @@ impl IdType {
             .find(|k| k.columns().contains(&base))
     }
 
-    /// Reads a user id written on a command line or in a setting.
+    /// Reads a user id written on a command line or in a setting (an
+    /// integer or uuid may be surrounded by spaces; a text id is taken
+    /// exactly).
     pub fn id(self, text: &str) -> Result<UserId, String> {
-        let text = text.trim();
         match self {
             IdType::Int => text
+                .trim()
                 .parse::<i64>()
                 .map(UserId::Int)
                 .map_err(|_| format!("\"{text}\" is not an integer user id")),
@@ -74,9 +76,7 @@ impl IdType {
             IdType::Text => Ok(UserId::Text(text.to_string())),
         }
     }
-}
 
-impl IdType {
     /// `id` in this kind: an integer id of a text column becomes its
     /// text, a text id of an integer or uuid column is read as one (a
     /// caller may name users in whatever form it holds them).
@@ -118,17 +118,14 @@ pub enum UserId {
 
 impl UserId {
     /// A user id written on a command line or in a setting, whatever the
-    /// id column's kind: an integer written canonically (`42`, not `042`)
-    /// is an integer id, a uuid a uuid id, anything else text. The
-    /// database converts it to the column's type when it is bound.
+    /// id column's kind: an integer written canonically (`42`, not `042`
+    /// nor ` 42`) is an integer id, anything else text, kept exactly. The
+    /// spec's kind reads it when it is used ([`IdType::coerce`]: a uuid
+    /// column parses the text, a text column takes an integer's digits).
     pub fn guess(text: &str) -> UserId {
-        let text = text.trim();
         match text.parse::<i64>() {
             Ok(i) if i.to_string() == text => UserId::Int(i),
-            _ => match parse_uuid(text) {
-                Some(u) => UserId::Uuid(u.to_be_bytes()),
-                None => UserId::Text(text.to_string()),
-            },
+            _ => UserId::Text(text.to_string()),
         }
     }
 
@@ -272,7 +269,20 @@ mod tests {
         assert_eq!(UserId::from(7i64), 7);
         assert_eq!(UserId::guess("42"), UserId::Int(42));
         assert_eq!(UserId::guess("042"), UserId::Text("042".into()));
-        assert_eq!(UserId::guess(&u.to_string()), u);
+        assert_eq!(
+            IdType::Uuid.coerce(UserId::guess(&u.to_string())).unwrap(),
+            u
+        );
+        // a text column's id that looks like a uuid stays as written
+        let upper = "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11";
+        assert_eq!(
+            IdType::Text
+                .coerce(UserId::guess(upper))
+                .unwrap()
+                .to_string(),
+            upper
+        );
+        assert_eq!(UserId::guess(" 42"), UserId::Text(" 42".into()));
         assert_eq!(
             IdType::Text.coerce(UserId::Int(42)).unwrap(),
             UserId::Text("42".into())
@@ -301,7 +311,7 @@ mod tests {
         /// id keeps its exact text ("007" stays "007").
         #[test]
         fn ids_round_trip_through_their_text(i in proptest::num::i64::ANY, u in proptest::num::u128::ANY, t in ".*") {
-            for id in [UserId::Int(i), UserId::Uuid(u.to_be_bytes()), UserId::Text(t.trim().to_string())] {
+            for id in [UserId::Int(i), UserId::Uuid(u.to_be_bytes()), UserId::Text(t.clone())] {
                 let back = id.kind().id(&id.to_string()).unwrap();
                 proptest::prop_assert_eq!(&back, &id);
                 proptest::prop_assert_eq!(id.kind().coerce(UserId::guess(&id.to_string())).unwrap(), id);

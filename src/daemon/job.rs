@@ -282,6 +282,33 @@ impl Cohort {
     }
 }
 
+/// A claim of the users of the source row `s` matching `filter`, after
+/// the cursor `$cursor` in the claims' order, at most `$limit`, locked
+/// (`SKIP LOCKED`): `[after the cursor, from the first user]`.
+fn claims(
+    spec: &crate::core::spec::Spec,
+    filter: &str,
+    cursor: usize,
+    limit: usize,
+) -> [String; 2] {
+    use crate::core::spec::quote;
+    let (src, id, blob, flag) = (
+        crate::pg::sql::source_table(spec),
+        quote(&spec.source.id),
+        quote(&spec.source.blob),
+        quote(&spec.source.flag),
+    );
+    let it = spec.source.id_type.sql();
+    let order = crate::pg::sql::in_order(spec, &format!("s.{id}"));
+    [false, true].map(|first| {
+        format!(
+            "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
+             WHERE {filter} AND {} ORDER BY {order} LIMIT ${limit} FOR NO KEY UPDATE OF s SKIP LOCKED",
+            crate::pg::sql::after(spec, &format!("s.{id}"), cursor, first)
+        )
+    })
+}
+
 /// Rolling a cohort of migrated users back: the job of `decant rollback`
 /// in bulk. Each batch rebuilds its users' blobs, clears their flags,
 /// deletes their rows and holds them out of the migration, in one
@@ -297,29 +324,19 @@ pub(crate) struct RollbackJob {
 impl RollbackJob {
     pub fn new(store: Arc<Store>, cohort: Cohort) -> RollbackJob {
         let spec = &store.spec;
-        let (src, id, blob, flag) = (
+        let (src, id, flag) = (
             crate::pg::sql::source_table(spec),
             crate::core::spec::quote(&spec.source.id),
-            crate::core::spec::quote(&spec.source.blob),
             crate::core::spec::quote(&spec.source.flag),
         );
-        let it = spec.source.id_type.sql();
         let pred = cohort
             .predicate()
             .replace("__ID__", &id)
-            .replace("__IT__", it);
-        let order = crate::pg::sql::in_order(spec, &format!("s.{id}"));
-        let claim = |first: bool| {
-            format!(
-                "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
-                 WHERE s.{flag} AND {} AND {pred} \
-                 ORDER BY {order} LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED",
-                crate::pg::sql::after(spec, &format!("s.{id}"), 1, first)
-            )
-        };
+            .replace("__IT__", spec.source.id_type.sql());
+        let filter = format!("s.{flag} AND {pred}");
         RollbackJob {
-            claim: [claim(false), claim(true)],
-            remaining: format!("SELECT count(*) FROM {src} AS s WHERE s.{flag} AND {pred}"),
+            claim: claims(spec, &filter, 1, 2),
+            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {filter}"),
             store,
             cohort,
         }
@@ -389,27 +406,17 @@ pub(crate) struct EvolveJob {
 impl EvolveJob {
     pub fn new(store: Arc<Store>) -> EvolveJob {
         let spec = &store.spec;
-        let (src, id, blob, flag) = (
+        let (src, id, flag) = (
             crate::pg::sql::source_table(spec),
             crate::core::spec::quote(&spec.source.id),
-            crate::core::spec::quote(&spec.source.blob),
             crate::core::spec::quote(&spec.source.flag),
         );
         let stale = format!(
             "s.{flag} AND EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
                AND st.fingerprint IS DISTINCT FROM $1)"
         );
-        let it = spec.source.id_type.sql();
-        let order = crate::pg::sql::in_order(spec, &format!("s.{id}"));
-        let claim = |first: bool| {
-            format!(
-                "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
-                 WHERE {stale} AND {} ORDER BY {order} LIMIT $3 FOR NO KEY UPDATE OF s SKIP LOCKED",
-                crate::pg::sql::after(spec, &format!("s.{id}"), 2, first)
-            )
-        };
         EvolveJob {
-            claim: [claim(false), claim(true)],
+            claim: claims(spec, &stale, 2, 3),
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE {stale}"),
             store,
         }

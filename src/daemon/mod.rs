@@ -240,6 +240,7 @@ async fn run_job<J: Job>(
         .await
         .map_err(|e| Error::db("marking the daemon's session", e))?;
     check_free_sessions(&admin, opts.workers.max(1)).await?;
+    warn_if_blind(&admin).await?;
     if let Some(rate) = opts.rate {
         control::set(&**admin, &control::Setting::Rate(rate)).await?;
     }
@@ -377,6 +378,31 @@ async fn check_free_sessions(admin: &deadpool_postgres::Object, workers: usize) 
             "--workers {workers}: each worker needs a session and {what} has {free} free; \
              use fewer workers (the backend needs sessions too) or raise the limit"
         )));
+    }
+    Ok(())
+}
+
+/// Warns when the daemon's role cannot see other roles' sessions' state
+/// (PostgreSQL shows it only to a superuser or a member of
+/// `pg_read_all_stats`): the throttle would count only this role's
+/// traffic as others working.
+async fn warn_if_blind(admin: &deadpool_postgres::Object) -> Result<()> {
+    let row = admin
+        .query_one(
+            "SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
+                    current_user::text \
+               FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading the daemon role's rights", e))?;
+    if !row.get::<_, bool>(0) {
+        let role: String = row.get(1);
+        tracing::warn!(
+            role = %role,
+            "this role sees only its own sessions' state, so the throttle cannot tell when other \
+             roles' traffic is working; GRANT pg_read_all_stats TO {role} to let it see the whole server"
+        );
     }
     Ok(())
 }

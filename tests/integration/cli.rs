@@ -742,8 +742,28 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
             .unwrap()
             .get(0);
         assert!(allowed.contains(ids[2]), "{allowed}");
+        // a role that cannot see other roles' sessions is told so (the
+        // run then stops: no rights on the tables)
+        let role = format!("blind_{kind}_{}", std::process::id());
+        client
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+            ))
+            .await
+            .unwrap();
+        let (ok, _, err) = decant(&["run", "--rate", "max"], Some(&db.url_as(&role)), &dir);
+        assert!(!ok);
+        assert!(
+            err.contains(&format!("GRANT pg_read_all_stats TO {role}")),
+            "{err}"
+        );
+        client
+            .batch_execute(&format!("DROP ROLE {role}"))
+            .await
+            .unwrap();
         let (ok, out, err) = decant(&["run", "--rate", "max"], url, &dir);
         assert!(ok, "{out}{err}");
+        assert!(!err.contains("pg_read_all_stats"), "{err}");
         let migrated: i64 = client
             .query_one("SELECT count(*) FROM player WHERE migrated", &[])
             .await
