@@ -179,6 +179,58 @@ async fn every_dump_format_is_rehearsed_and_projected() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A source keyed by uuid: restored, censused, migrated and its largest
+/// users timed by their uuids.
+#[tokio::test]
+async fn a_uuid_keyed_dump_is_rehearsed() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 120, 1).await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" DROP CONSTRAINT user_pkey; \
+             ALTER TABLE \"user\" ALTER COLUMN id TYPE uuid USING md5(id::text)::uuid; \
+             ALTER TABLE \"user\" ADD PRIMARY KEY (id)",
+        )
+        .await
+        .unwrap();
+    let dir = temp_dir("uuid");
+    std::fs::write(
+        dir.join("decant.toml"),
+        crate::example::SPEC.replacen("[source]\n", "[source]\nid_type = \"uuid\"\n", 1),
+    )
+    .unwrap();
+    pg_dump(&db, "c", &dir.join("game.dump"));
+    let server = admin_url();
+    let (code, out, err) = rehearse(
+        &dir,
+        &[
+            "--dump",
+            "game.dump",
+            "--server",
+            &server,
+            "--name",
+            "scratch_uuid",
+            "--json",
+            "--largest",
+            "2",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["users"], 120);
+    assert_eq!(
+        r["migrated"].as_u64().unwrap() + r["failed"].as_u64().unwrap(),
+        120
+    );
+    for t in r["largest"].as_array().unwrap() {
+        let id = t["id"].as_str().unwrap();
+        assert!(decant::IdType::Uuid.id(id).is_ok(), "{id}");
+    }
+    assert!(leftovers("scratch_uuid").await.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn bad_dumps_are_refused_and_leave_nothing() {
     let db = TestDb::new().await;
