@@ -147,11 +147,10 @@ struct Shared {
     progress: Arc<Progress>,
     stop: watch::Receiver<bool>,
     stopping: AtomicBool,
-    /// Highest id claimed by this process, so workers do not rescan what
-    /// their peers already passed.
-    /// The furthest cursor any worker reached in this pass (`None`: the
-    /// pass starts over from the first user).
-    cursor: std::sync::Mutex<Option<UserId>>,
+    /// The furthest id any worker of this process claimed in this pass,
+    /// so workers do not rescan what their peers already passed (`None`:
+    /// the pass starts over from the first user).
+    cursor: Mutex<Option<UserId>>,
 }
 
 /// Runs the daemon until the table is done (with `until_done`) or
@@ -284,7 +283,7 @@ async fn run_job<J: Job>(
         progress: progress.clone(),
         stop: stop_rx,
         stopping: AtomicBool::new(false),
-        cursor: std::sync::Mutex::new(None),
+        cursor: Mutex::new(None),
     });
     let job = Arc::new(make(decant.store().clone(), run_start));
     let total = job.remaining(&admin).await?;
