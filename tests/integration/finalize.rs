@@ -517,6 +517,32 @@ where = { game = "a" }
 
     decant::init(&client, &spec).await.unwrap();
     decant::init(&client, &spec).await.unwrap();
+    // the claim's walk (after a cursor, in the claims' order) runs on the
+    // legacy index, text ids in byte order
+    let order = if kind == "text" { " COLLATE \"C\"" } else { "" };
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan: String = client
+        .query(
+            &format!(
+                "EXPLAIN SELECT uid FROM shop.profile AS s WHERE NOT s.done \
+                 AND s.uid{order} > $1::text::{id_type} ORDER BY s.uid{order} LIMIT 5"
+            ),
+            &[&id(7)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        plan.contains("profile_decant_legacy_idx") && !plan.contains("Sort"),
+        "{plan}"
+    );
+    client.batch_execute("RESET enable_seqscan").await.unwrap();
     let decant = Decant::connect(&db.url, spec.clone(), 4).unwrap();
     // one user by hand, through the library, named as text
     let first = decant.migrate_user(id(3).as_str()).await.unwrap();
