@@ -772,16 +772,12 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
         assert_eq!(migrated, 3);
         let (ok, out, err) = decant(&["rollback", "--ids", "ids.txt"], url, &dir);
         assert!(ok, "{out}{err}");
-        let held: Vec<String> = client
-            .query(
-                "SELECT user_id::text FROM decant.user_state WHERE state = 'held' ORDER BY 1",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let held = crate::harness::texts(
+            &client,
+            "SELECT user_id::text FROM decant.user_state WHERE state = 'held' ORDER BY 1",
+            &[],
+        )
+        .await;
         let mut want = vec![ids[0].to_string(), ids[1].to_string()];
         want.sort();
         assert_eq!(held, want);

@@ -2,9 +2,9 @@
 //! rebuilds; then the phase stops the daemon, bulk rollback and dry runs,
 //! and the views read the tables alone.
 
-use crate::harness::TestDb;
 use crate::harness::full_speed as opts;
-use decant::{Cohort, Decant, Fixup, Progress, RunOptions, Spec};
+use crate::harness::{TestDb, texts};
+use decant::{Cohort, Decant, Fixup, IdType, Progress, RunOptions, Spec};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,17 +347,22 @@ async fn the_lifecycle_holds_on_a_varchar_id_shape() {
     lifecycle_on_another_shape("varchar(40)").await
 }
 
+/// The kind of id a column of SQL type `id_type` holds.
+fn kind_of(id_type: &str) -> IdType {
+    IdType::parse(id_type.split('(').next().unwrap()).unwrap()
+}
+
 /// The id of user number `n` in a column of `id_type`, as text: uuids
 /// spread over the whole range (not in number order), text ids of mixed
 /// case, leading zeros and a non-ASCII letter (byte order, the daemon's,
 /// differs from a collation's).
 fn id_text(id_type: &str, n: i32) -> String {
-    match id_type {
-        "uuid" => format!(
+    match kind_of(id_type) {
+        IdType::Uuid => format!(
             "{:08x}-0000-4000-8000-{n:012x}",
             (n as u32).wrapping_mul(2_654_435_761)
         ),
-        t if t == "text" || t.starts_with("varchar") => match n % 3 {
+        IdType::Text => match n % 3 {
             0 => format!("user-{n:04}"),
             1 => format!("User-{n}"),
             _ => format!("\u{e9}l\u{e8}ve-{n:03}"),
@@ -395,11 +400,9 @@ table = "score"
 value = "points"
 where = { game = "a" }
 "#;
-    let kind = match id_type {
-        "uuid" => "uuid",
-        t if t == "text" || t.starts_with("varchar") => "text",
-        _ => "",
-    };
+    // (integer ids need no declaration: bigint is the default)
+    let kind = kind_of(id_type);
+    let declared = kind != IdType::Int;
     let db = TestDb::new().await;
     let client = db.client().await;
     client
@@ -426,18 +429,18 @@ where = { game = "a" }
     }
     let spec_text = SPEC.replace(
         "ID_TYPE",
-        &if kind.is_empty() {
-            String::new()
-        } else {
+        &if declared {
             format!("id_type = \"{kind}\"")
+        } else {
+            String::new()
         },
     );
-    if !kind.is_empty() {
+    if declared {
         // the spec must say so: init names the fix and changes nothing
         let plain = Spec::parse(&SPEC.replace("ID_TYPE", "")).unwrap();
         let err = decant::init(&client, &plain).await.unwrap_err().to_string();
         assert!(err.contains(&format!("id_type = \"{kind}\"")), "{err}");
-        let other = if kind == "uuid" { "text" } else { "uuid" };
+        let other = if kind == IdType::Uuid { "text" } else { "uuid" };
         let wrong =
             Spec::parse(&SPEC.replace("ID_TYPE", &format!("id_type = \"{other}\""))).unwrap();
         let err = decant::init(&client, &wrong).await.unwrap_err().to_string();
@@ -490,7 +493,7 @@ where = { game = "a" }
         &decant::CheckProgress::default(),
     )
     .await;
-    if kind == "text" {
+    if kind == IdType::Text {
         let listed = listed.unwrap();
         assert_eq!((listed.census.legacy, listed.census.would_fail), (2, 1));
         assert_eq!(
@@ -519,25 +522,25 @@ where = { game = "a" }
     decant::init(&client, &spec).await.unwrap();
     // the claim's walk (after a cursor, in the claims' order) runs on the
     // legacy index, text ids in byte order
-    let order = if kind == "text" { " COLLATE \"C\"" } else { "" };
+    let order = if kind == IdType::Text {
+        " COLLATE \"C\""
+    } else {
+        ""
+    };
     client
         .batch_execute("SET enable_seqscan = off")
         .await
         .unwrap();
-    let plan: String = client
-        .query(
-            &format!(
-                "EXPLAIN SELECT uid FROM shop.profile AS s WHERE NOT s.done \
-                 AND s.uid{order} > $1::text::{id_type} ORDER BY s.uid{order} LIMIT 5"
-            ),
-            &[&id(7)],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan = texts(
+        &client,
+        &format!(
+            "EXPLAIN SELECT uid FROM shop.profile AS s WHERE NOT s.done \
+             AND s.uid{order} > $1::text::{id_type} ORDER BY s.uid{order} LIMIT 5"
+        ),
+        &[&id(7)],
+    )
+    .await
+    .join("\n");
     assert!(
         plan.contains("profile_decant_legacy_idx") && !plan.contains("Sort"),
         "{plan}"
@@ -696,7 +699,7 @@ where = { game = "a" }
     );
     let err = fresh.load("no-such-user").await.unwrap_err();
     match kind {
-        "text" => assert!(matches!(err, decant::Error::UserNotFound(_)), "{err}"),
+        IdType::Text => assert!(matches!(err, decant::Error::UserNotFound(_)), "{err}"),
         _ => assert!(err.to_string().contains("no-such-user"), "{err}"),
     }
 }
