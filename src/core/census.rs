@@ -499,6 +499,12 @@ impl Census {
                 return;
             }
         }
+        if let Some(element) = node.array.as_deref() {
+            for item in v.array().unwrap_or_default() {
+                self.types_at(spec, item, element, path);
+            }
+            return;
+        }
         let Some(entries) = v.object() else { return };
         for (k, child) in entries {
             let next = node.literal.get(k).or(node.wildcard.as_deref());

@@ -134,6 +134,46 @@ BEGIN
     RETURN decant.deep_merge(root, entries);
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.put_in(root jsonb, path jsonb, entries jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+-- puts a row's value at a path of keys (strings) and positions (numbers),
+-- making the objects and arrays on the way; a position past the end of an
+-- array grows it with nulls that later rows fill; an empty container the
+-- residual left for an element claimed whole is filled
+DECLARE step jsonb; i int;
+BEGIN
+    IF jsonb_array_length(path) = 0 THEN
+        IF root IS NULL OR jsonb_typeof(root) = 'null' OR root = '[]'::jsonb THEN
+            RETURN entries;
+        END IF;
+        RETURN decant.deep_merge(root, entries);
+    END IF;
+    step := path -> 0;
+    IF jsonb_typeof(step) = 'number' THEN
+        i := step::int;
+        IF root IS NULL OR jsonb_typeof(root) = 'null' THEN
+            root := '[]';
+        END IF;
+        IF jsonb_typeof(root) <> 'array' THEN
+            RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-array (%)', root
+                USING ERRCODE = 'data_corrupted';
+        END IF;
+        WHILE jsonb_array_length(root) <= i LOOP
+            root := root || 'null'::jsonb;
+        END LOOP;
+        RETURN jsonb_set(root, ARRAY[i::text], decant.put_in(root -> i, path - 0, entries));
+    END IF;
+    IF root IS NULL OR jsonb_typeof(root) = 'null' THEN
+        root := '{}';
+    END IF;
+    IF jsonb_typeof(root) <> 'object' THEN
+        RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-object (%)', root
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+    RETURN jsonb_set(root, ARRAY[step #>> '{}'], decant.put_in(root -> (step #>> '{}'), path - 0, entries));
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.epoch_ms(t timestamptz) RETURNS numeric
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
 $$ SELECT trim_scale(((t AT TIME ZONE 'UTC')::date - date '1970-01-01')::numeric * 86400000
@@ -227,6 +267,29 @@ fn residual(spec: &Spec, node: &Node, x: &str, depth: usize, keys: &mut Vec<Stri
             parts.join(" UNION ALL ")
         );
     }
+    if let Some(element) = node.array.as_deref() {
+        // an array paths go through: kept at its length when an element
+        // leaves something (an element claimed whole stands as an empty
+        // container), gone when every element is claimed whole; a
+        // non-array, an empty array or one too long stays whole
+        let a = format!("a{depth}");
+        keys.push(format!("({a}.n - 1)"));
+        let each = residual(spec, element, &format!("{a}.value"), depth + 1, keys);
+        keys.pop();
+        let holder = if element.holds_arrays(&spec.rules) {
+            "'[]'::jsonb"
+        } else {
+            "'{}'::jsonb"
+        };
+        return format!(
+            "CASE WHEN NOT {fits} OR {x} = '[]'::jsonb THEN {x} ELSE \
+             (SELECT CASE WHEN bool_and(q{depth}.r IS NULL) THEN NULL \
+             ELSE jsonb_agg(coalesce(q{depth}.r, {holder}) ORDER BY q{depth}.n) END \
+             FROM (SELECT {a}.n, {each} AS r FROM jsonb_array_elements({x}) WITH ORDINALITY \
+             AS {a}(value, n) OFFSET 0) AS q{depth}) END",
+            fits = crate::pg::views::fits(spec, node, x),
+        );
+    }
     let e = format!("e{depth}");
     let value = format!("{e}.value");
     let mut arms = Vec::new();
@@ -266,20 +329,28 @@ fn residual(spec: &Spec, node: &Node, x: &str, depth: usize, keys: &mut Vec<Stri
 fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
     let r = &spec.rules[ri];
     let t = &spec.tables[r.table];
-    let captures = r
-        .segments
-        .iter()
-        .filter_map(|s| match s {
-            Segment::Capture(ci) => Some(*ci),
-            Segment::Literal(_) => None,
-        })
-        .zip(keys.iter().cloned())
-        .collect();
+    // `keys` holds the captured keys and the positions on the way, in
+    // the order of the path
+    let mut captures = Vec::new();
+    let mut positions = Vec::new();
+    let steps = r.segments.iter().filter_map(|s| match s {
+        Segment::Capture(ci) => Some((false, *ci)),
+        Segment::Position(ci) => Some((true, *ci)),
+        Segment::Literal(_) => None,
+    });
+    for ((is_position, ci), k) in steps.zip(keys.iter().cloned()) {
+        if is_position {
+            positions.push((ci, k));
+        } else {
+            captures.push((ci, k));
+        }
+    }
     let w = Walk {
         joins: Vec::new(),
         conds: Vec::new(),
         value: x.to_string(),
         captures,
+        positions,
     };
     if r.position.is_some() {
         // an array is claimed whole or not at all
@@ -353,6 +424,7 @@ fn json_of(ty: ColumnType, c: &str) -> String {
 /// residual once, merging deep.
 fn rebuild(spec: &Spec) -> String {
     let mut parts = Vec::new();
+    let mut through = Vec::new();
     for (ri, r) in spec.rules.iter().enumerate() {
         let t = &spec.tables[r.table];
         let col = |ci: usize| format!("t.{}", quote(&t.columns[ci].name));
@@ -391,6 +463,7 @@ fn rebuild(spec: &Spec) -> String {
             .map(|s| match s {
                 Segment::Literal(k) => lit(k),
                 Segment::Capture(ci) => key(*ci),
+                Segment::Position(ci) => col(*ci),
             })
             .collect();
         let value = match &r.kind {
@@ -412,6 +485,35 @@ fn rebuild(spec: &Spec) -> String {
             }
         };
         let table = target_table(spec, r.table);
+        if r.segments.iter().any(|s| matches!(s, Segment::Position(_))) {
+            // through arrays: each row's value (each array, for an array
+            // rule) put at its path of keys and positions
+            let at = format!("jsonb_build_array({})", path.join(", "));
+            through.push(match r.position {
+                None => format!(
+                    "SELECT {at}, {value} FROM {table} AS t WHERE {}",
+                    conds.join(" AND ")
+                ),
+                Some(pi) => {
+                    let group: Vec<String> = r
+                        .segments
+                        .iter()
+                        .filter_map(|s| match s {
+                            Segment::Capture(ci) | Segment::Position(ci) => Some(col(*ci)),
+                            Segment::Literal(_) => None,
+                        })
+                        .collect();
+                    format!(
+                        "SELECT {at}, jsonb_agg({value} ORDER BY {}) FROM {table} AS t WHERE {} \
+                         GROUP BY {}",
+                        col(pi),
+                        conds.join(" AND "),
+                        group.join(", ")
+                    )
+                }
+            });
+            continue;
+        }
         if let Some(pi) = r.position {
             // the whole array, in position order, under its key, one per
             // parent object
@@ -421,7 +523,7 @@ fn rebuild(spec: &Spec) -> String {
                 .iter()
                 .filter_map(|s| match s {
                     Segment::Capture(ci) => Some(col(*ci)),
-                    Segment::Literal(_) => None,
+                    Segment::Literal(_) | Segment::Position(_) => None,
                 })
                 .collect();
             parts.push(format!(
@@ -454,7 +556,7 @@ fn rebuild(spec: &Spec) -> String {
             .enumerate()
             .filter_map(|(i, s)| match s {
                 Segment::Capture(ci) => Some(format!("{} AS {}", key(*ci), alias(i))),
-                Segment::Literal(_) => None,
+                Segment::Literal(_) | Segment::Position(_) => None,
             })
             .collect();
         let mut cur = format!(
@@ -490,6 +592,7 @@ fn rebuild(spec: &Spec) -> String {
                     "SELECT {keep}jsonb_build_object({}, q.v) AS v FROM ({cur}) AS q",
                     lit(k)
                 ),
+                Segment::Position(_) => unreachable!("rules through arrays are put row by row"),
             };
         }
         let prefix: Vec<String> = path[..first].to_vec();
@@ -503,16 +606,29 @@ fn rebuild(spec: &Spec) -> String {
     } else {
         parts.join("\n        UNION ALL\n        ")
     };
+    let (declare, through) = if through.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            " _decant_path jsonb;".to_string(),
+            format!(
+                "FOR _decant_path, _decant_entries IN\n        {}\n    LOOP\n        \
+                 _decant_blob := decant.put_in(_decant_blob, _decant_path, _decant_entries);\n    \
+                 END LOOP;\n    ",
+                through.join("\n        UNION ALL\n        ")
+            ),
+        )
+    };
     format!(
         "CREATE OR REPLACE FUNCTION {}({}, jsonb) RETURNS jsonb\n    \
          LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
-         DECLARE _decant_blob jsonb := $2; _decant_at text[]; _decant_entries jsonb;\n\
+         DECLARE _decant_blob jsonb := $2; _decant_at text[]; _decant_entries jsonb;{declare}\n\
          BEGIN\n    \
            FOR _decant_at, _decant_entries IN\n        {body}\n    LOOP\n        \
              _decant_blob := decant.put(_decant_blob, _decant_at, _decant_entries);\n    \
            END LOOP;\n    \
-           RETURN _decant_blob;\n\
+           {through}RETURN _decant_blob;\n\
          END\n$$",
         internal(spec, "rebuild"),
         spec.source.id_type.sql()
@@ -588,7 +704,7 @@ fn write(spec: &Spec) -> String {
                             "(jsonb_array_length(p.path) <= {i} OR p.path ->> {i} = {})",
                             lit(k)
                         )),
-                        Segment::Capture(_) => None,
+                        Segment::Capture(_) | Segment::Position(_) => None,
                     })
                     .collect();
                 if agree.is_empty() {

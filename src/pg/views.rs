@@ -248,6 +248,9 @@ pub(super) struct Walk {
     pub conds: Vec<String>,
     pub value: String,
     pub captures: Vec<(usize, String)>,
+    /// The positions of the array elements on the way, by column (SQL
+    /// integers from 0).
+    pub positions: Vec<(usize, String)>,
 }
 
 /// Walks `segments` from `blob` through the trie. Wildcards skip the keys a
@@ -258,6 +261,7 @@ fn walk<'n>(spec: &'n Spec, blob: &str, segments: &[Segment], tag: &str) -> (Wal
         conds: Vec::new(),
         value: blob.to_string(),
         captures: Vec::new(),
+        positions: Vec::new(),
     };
     let mut node = &spec.trie;
     for (i, seg) in segments.iter().enumerate() {
@@ -287,9 +291,42 @@ fn walk<'n>(spec: &'n Spec, blob: &str, segments: &[Segment], tag: &str) -> (Wal
                     .as_deref()
                     .expect("a capture follows a wildcard");
             }
+            Segment::Position(ci) => {
+                let e = format!("{tag}e{i}");
+                w.joins.push(format!(
+                    "CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof({cur}) = 'array' \
+                     THEN {cur} END) WITH ORDINALITY AS {e}(v, n)"
+                ));
+                // an array too long for a position column under it stays
+                // whole: no rule under it makes rows of it
+                w.conds.push(fits(spec, node, &cur));
+                w.value = format!("{e}.v");
+                w.positions.push((*ci, format!("({e}.n - 1)")));
+                node = node.array.as_deref().expect("a position has an array node");
+            }
         }
     }
     (w, node)
+}
+
+/// Whether array `arr` (at `node`, which paths go through) is short
+/// enough for every position column under it.
+pub(super) fn fits(spec: &Spec, node: &Node, arr: &str) -> String {
+    let last = format!(
+        "to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof({arr}) = 'array' THEN {arr} END) - 1)"
+    );
+    let mut ok: Vec<String> = node
+        .array_limits
+        .iter()
+        .map(|&(ti, ci)| {
+            format!(
+                "coalesce({}, false)",
+                valid(&spec.tables[ti].columns[ci], &last)
+            )
+        })
+        .collect();
+    ok.insert(0, format!("jsonb_typeof({arr}) = 'array'"));
+    format!("({})", ok.join(" AND "))
 }
 
 /// Whether JSON value `x` converts into column `c` and passes its
@@ -509,6 +546,11 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
             ok.push(valid(c, &j));
         }
     }
+    for (ci, p) in &walk.positions {
+        let as_json = format!("to_jsonb({p})");
+        columns[*ci] = convert(t.columns[*ci].ty, &as_json);
+        ok.push(valid(&t.columns[*ci], &as_json));
+    }
     if let (Some(ci), Some(p)) = (r.position, position) {
         let as_json = format!("to_jsonb({p})");
         columns[ci] = convert(t.columns[ci].ty, &as_json);
@@ -699,10 +741,17 @@ fn blob_fails(spec: &Spec, blob: &str) -> String {
         // inside an object rule's object
         if node.strict && node.terminal.is_none() {
             let (w, _) = walk(spec, blob, &path, "f");
-            checks.push(exists(
-                &w,
-                &format!("jsonb_typeof({}) <> 'object'", w.value),
-            ));
+            let wrong = if node.array.is_some() {
+                format!("NOT {}", fits(spec, node, &w.value))
+            } else {
+                format!("jsonb_typeof({}) <> 'object'", w.value)
+            };
+            checks.push(exists(&w, &wrong));
+        }
+        if let Some(child) = node.array.as_deref() {
+            let mut p = path.clone();
+            p.push(Segment::Position(usize::MAX));
+            stack.push((p, child));
         }
         for (k, child) in &node.literal {
             let mut p = path.clone();

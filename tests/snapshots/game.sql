@@ -747,6 +747,46 @@ BEGIN
     RETURN decant.deep_merge(root, entries);
 END
 $$;
+CREATE OR REPLACE FUNCTION decant.put_in(root jsonb, path jsonb, entries jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+-- puts a row's value at a path of keys (strings) and positions (numbers),
+-- making the objects and arrays on the way; a position past the end of an
+-- array grows it with nulls that later rows fill; an empty container the
+-- residual left for an element claimed whole is filled
+DECLARE step jsonb; i int;
+BEGIN
+    IF jsonb_array_length(path) = 0 THEN
+        IF root IS NULL OR jsonb_typeof(root) = 'null' OR root = '[]'::jsonb THEN
+            RETURN entries;
+        END IF;
+        RETURN decant.deep_merge(root, entries);
+    END IF;
+    step := path -> 0;
+    IF jsonb_typeof(step) = 'number' THEN
+        i := step::int;
+        IF root IS NULL OR jsonb_typeof(root) = 'null' THEN
+            root := '[]';
+        END IF;
+        IF jsonb_typeof(root) <> 'array' THEN
+            RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-array (%)', root
+                USING ERRCODE = 'data_corrupted';
+        END IF;
+        WHILE jsonb_array_length(root) <= i LOOP
+            root := root || 'null'::jsonb;
+        END LOOP;
+        RETURN jsonb_set(root, ARRAY[i::text], decant.put_in(root -> i, path - 0, entries));
+    END IF;
+    IF root IS NULL OR jsonb_typeof(root) = 'null' THEN
+        root := '{}';
+    END IF;
+    IF jsonb_typeof(root) <> 'object' THEN
+        RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-object (%)', root
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+    RETURN jsonb_set(root, ARRAY[step #>> '{}'], decant.put_in(root -> (step #>> '{}'), path - 0, entries));
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.epoch_ms(t timestamptz) RETURNS numeric
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
 $$ SELECT trim_scale(((t AT TIME ZONE 'UTC')::date - date '1970-01-01')::numeric * 86400000

@@ -100,7 +100,7 @@ fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
     r.segments
         .iter()
         .filter_map(|s| match s {
-            Segment::Capture(c) => Some(*c),
+            Segment::Capture(c) | Segment::Position(c) => Some(*c),
             Segment::Literal(_) => None,
         })
         .chain(r.position)
@@ -162,6 +162,27 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
                     ));
                 }
             }
+            let through_array = matches!(seg, Segment::Position(_));
+            let other_way = if through_array {
+                !node.literal.is_empty() || node.wildcard.is_some()
+            } else {
+                node.array.is_some()
+            };
+            if other_way {
+                let (mine, theirs) = if through_array {
+                    ("an array", "an object")
+                } else {
+                    ("an object", "an array")
+                };
+                return Err((
+                    ri,
+                    format!(
+                        "goes through `{}` as {mine}, where another rule's path goes through it \
+                         as {theirs}; a value is either an array or an object",
+                        show_steps(&r.segments[..depth])
+                    ),
+                ));
+            }
             node = match seg {
                 Segment::Literal(k) => node.literal.entry(k.clone()).or_insert_with(|| Node {
                     first_rule: usize::MAX,
@@ -173,6 +194,17 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
                         ..Node::default()
                     })
                 }),
+                Segment::Position(ci) => {
+                    if !node.array_limits.contains(&(r.table, *ci)) {
+                        node.array_limits.push((r.table, *ci));
+                    }
+                    node.array.get_or_insert_with(|| {
+                        Box::new(Node {
+                            first_rule: usize::MAX,
+                            ..Node::default()
+                        })
+                    })
+                }
             };
             visit(node);
         }
@@ -190,6 +222,7 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
             .as_ref()
             .map(|_| Segment::Capture(usize::MAX))
             .into_iter()
+            .chain(node.array.as_ref().map(|_| Segment::Position(usize::MAX)))
             .chain(node.literal.keys().map(|k| Segment::Literal(k.clone())));
         for seg in inside {
             if let Err(why) = beside_object_rule(r, &seg) {
@@ -230,11 +263,13 @@ fn beside_object_rule(r: &Rule, seg: &Segment) -> std::result::Result<(), String
 fn show_steps(segs: &[Segment]) -> String {
     segs.iter()
         .map(|s| match s {
-            Segment::Literal(k) => k.clone(),
-            Segment::Capture(_) => "{*}".into(),
+            Segment::Literal(k) => format!(".{k}"),
+            Segment::Capture(_) => ".{*}".into(),
+            Segment::Position(_) => "[*]".into(),
         })
-        .collect::<Vec<_>>()
-        .join(".")
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
 }
 
 /// Resolves a ranked statistic: the rule whose rows hold the values of
@@ -260,7 +295,7 @@ pub(super) fn resolve_ranked(
             r.name, t.columns[value].name
         ));
     }
-    if r.position.is_some() {
+    if r.position.is_some() || r.segments.iter().any(|s| matches!(s, Segment::Position(_))) {
         return Err(format!(
             "rule `{}` writes array elements; rank one value",
             r.name
@@ -281,6 +316,7 @@ pub(super) fn resolve_ranked(
     for seg in &r.segments {
         let key = match seg {
             Segment::Literal(k) => k.clone(),
+            Segment::Position(_) => unreachable!("refused above"),
             Segment::Capture(ci) => match fixed(*ci).and_then(ColumnValue::object_key) {
                 Some(k) => {
                     if node.literal.contains_key(&k) {
@@ -299,10 +335,7 @@ pub(super) fn resolve_ranked(
                 }
             },
         };
-        node = match seg {
-            Segment::Literal(k) => &node.literal[k],
-            Segment::Capture(_) => node.wildcard.as_deref().expect("a capture has a wildcard"),
-        };
+        node = node.child(seg);
         path.push(key);
     }
     Ok(path)

@@ -78,7 +78,8 @@ mod tests {
             )
         );
         assert!(parse_path("a..b").is_err());
-        assert!(parse_path("a[{p}].b").is_err());
+        assert!(parse_path("a[{p}]b").is_err());
+        assert!(parse_path("a[{p}][{q}].b").is_ok());
         assert!(parse_path("a.{1x}").is_err());
         assert!(parse_path("").is_err());
     }

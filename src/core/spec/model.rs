@@ -328,6 +328,9 @@ pub enum Segment {
     Literal(String),
     /// Any object key, captured into the column with this index.
     Capture(usize),
+    /// Every element of an array on the way (`list[{i}].more`), its
+    /// position captured into the column with this index.
+    Position(usize),
 }
 
 /// How the value a rule claims becomes a row.
@@ -359,7 +362,7 @@ pub struct Rule {
     pub line: usize,
     /// Index of the target table.
     pub table: usize,
-    /// Object steps of the path.
+    /// Steps of the path: object keys, and elements of arrays on the way.
     pub segments: Vec<Segment>,
     /// When the path ends in `[{col}]`: the value is an array whose
     /// elements become rows, with their position in this column.
@@ -378,6 +381,13 @@ pub struct Rule {
 pub(crate) struct Node {
     pub literal: BTreeMap<String, Node>,
     pub wildcard: Option<Box<Node>>,
+    /// The node of every element when the value here is an array that
+    /// paths go through (`list[{i}].more`); such a node has no object keys.
+    pub array: Option<Box<Node>>,
+    /// With `array`: the position columns (table, column) of the rules
+    /// going through it. An array whose last position one of them cannot
+    /// hold stays whole in the residual, with one problem.
+    pub array_limits: Vec<(usize, usize)>,
     /// The rule claiming the value here (a whole array when it has a
     /// position column).
     pub terminal: Option<usize>,
@@ -388,6 +398,25 @@ pub(crate) struct Node {
     pub strict: bool,
 }
 
+impl Node {
+    /// The node a step of a rule's path leads to (the rule made it).
+    pub(crate) fn child(&self, seg: &Segment) -> &Node {
+        match seg {
+            Segment::Literal(k) => &self.literal[k],
+            Segment::Capture(_) => self.wildcard.as_deref().expect("a capture has a wildcard"),
+            Segment::Position(_) => self.array.as_deref().expect("a position has an array node"),
+        }
+    }
+
+    /// Whether the values here are arrays: paths go through their elements,
+    /// or a rule claims them as arrays (a position ends its path). An
+    /// element claimed whole in a residual array is left as an empty
+    /// container of this kind, which the rows fill back.
+    pub(crate) fn holds_arrays(&self, rules: &[Rule]) -> bool {
+        self.array.is_some() || self.terminal.is_some_and(|ri| rules[ri].position.is_some())
+    }
+}
+
 impl Spec {
     /// The keys inside the object rule `ri` claims that deeper rules claim
     /// instead (they are neither its columns nor its `extra`); empty for
@@ -395,10 +424,7 @@ impl Spec {
     pub(crate) fn claimed_inside(&self, ri: usize) -> Vec<&str> {
         let mut node = &self.trie;
         for seg in &self.rules[ri].segments {
-            node = match seg {
-                Segment::Literal(k) => &node.literal[k],
-                Segment::Capture(_) => node.wildcard.as_deref().expect("a capture has a wildcard"),
-            };
+            node = node.child(seg);
         }
         node.literal.keys().map(String::as_str).collect()
     }

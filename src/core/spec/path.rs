@@ -1,4 +1,4 @@
-//! Rule paths: `a.{capture}."quoted.key".list[{position}]` into steps.
+//! Rule paths: `a.{capture}."quoted.key".list[{i}].b[{j}][{k}]` into steps.
 
 use super::ident::check_ident;
 
@@ -7,20 +7,22 @@ use super::ident::check_ident;
 pub(super) enum Step {
     Literal(String),
     Capture(String),
+    /// An array element on the way, its position captured (`[{i}]` not
+    /// at the end of the path).
+    Position(String),
 }
 
-/// Parses `a.b.{x}."dotted.key".list[{pos}]`.
+/// Parses `a.b.{x}."dotted.key".list[{pos}]`: the steps, and the position
+/// column when the path ends in `[{column}]` (the value is an array whose
+/// elements become rows). Positions before the end (`a[{i}].b`,
+/// `m[{i}][{j}]`) are steps into the elements of arrays on the way.
 pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<String>), String> {
     let mut steps = Vec::new();
-    let mut position = None;
     let mut chars = path.chars().peekable();
     if path.is_empty() {
         return Err("is empty".into());
     }
     loop {
-        if position.is_some() {
-            return Err("`[{column}]` must end the path".into());
-        }
         match chars.peek() {
             None => return Err("ends with `.`".into()),
             Some('{') => {
@@ -65,7 +67,7 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
                 steps.push(Step::Literal(key));
             }
         }
-        if chars.peek() == Some(&'[') {
+        while chars.peek() == Some(&'[') {
             chars.next();
             let rest: String = chars.by_ref().take_while(|&c| c != ']').collect();
             let name = rest
@@ -73,7 +75,7 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
                 .and_then(|r| r.strip_suffix('}'))
                 .ok_or("array position must be written `[{column}]`")?;
             check_ident(name)?;
-            position = Some(name.to_string());
+            steps.push(Step::Position(name.to_string()));
         }
         match chars.next() {
             None => break,
@@ -84,5 +86,12 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
     if steps.is_empty() {
         return Err("is empty".into());
     }
+    let position = match steps.last() {
+        Some(Step::Position(_)) => match steps.pop() {
+            Some(Step::Position(name)) => Some(name),
+            _ => None,
+        },
+        _ => None,
+    };
     Ok((steps, position))
 }

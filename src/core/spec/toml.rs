@@ -426,6 +426,18 @@ fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<R
     let (steps, position) = parse_path(&r.path).map_err(|m| err(format!("path: {m}")))?;
     let mut segments = Vec::new();
     let mut used = BTreeSet::new();
+    let position_column = |c: &str, used: &mut BTreeSet<usize>| {
+        let i = col(c, "position")?;
+        if !table.columns[i].ty.is_integer() {
+            return Err(err(format!(
+                "position column `{c}` must be an integer type"
+            )));
+        }
+        if !used.insert(i) {
+            return Err(err(format!("column `{c}` is used twice")));
+        }
+        Ok(i)
+    };
     for step in steps {
         segments.push(match step {
             Step::Literal(k) => Segment::Literal(k),
@@ -444,21 +456,11 @@ fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<R
                 }
                 Segment::Capture(i)
             }
+            Step::Position(c) => Segment::Position(position_column(&c, &mut used)?),
         });
     }
     let position = match position {
-        Some(c) => {
-            let i = col(&c, "position")?;
-            if !table.columns[i].ty.is_integer() {
-                return Err(err(format!(
-                    "position column `{c}` must be an integer type"
-                )));
-            }
-            if !used.insert(i) {
-                return Err(err(format!("column `{c}` is used twice")));
-            }
-            Some(i)
-        }
+        Some(c) => Some(position_column(&c, &mut used)?),
         None => None,
     };
     let kind = match (&r.value, &r.keys) {
