@@ -330,7 +330,7 @@ impl Census {
             e.warnings.iter().map(|w| w.path.as_str()).collect();
         let mut at = String::from("$");
         let mut found = std::collections::BTreeSet::new();
-        unclaimed_paths(&e.residual, &mut at, &kept, &mut found);
+        unclaimed_paths(&e.residual, Some(&spec.trie), &mut at, &kept, &mut found);
         for p in found {
             self.add_unclaimed(p, id, 1);
         }
@@ -689,6 +689,7 @@ fn same_rows(a: &[Row], b: &[Row]) -> bool {
 /// objects), but for the values `keep` rules left there (`kept`).
 fn unclaimed_paths(
     v: &Value,
+    node: Option<&Node>,
     at: &mut String,
     kept: &std::collections::BTreeSet<&str>,
     out: &mut std::collections::BTreeSet<String>,
@@ -699,8 +700,36 @@ fn unclaimed_paths(
                 let len = at.len();
                 at.push('.');
                 at.push_str(k);
-                unclaimed_paths(child, at, kept, out);
+                let next = node.and_then(|n| n.literal.get(k).or(n.wildcard.as_deref()));
+                unclaimed_paths(child, next, at, kept, out);
                 at.truncate(len);
+            }
+        }
+        // an array rule paths go through: what its elements leave, by
+        // element (an empty one stands for an element claimed whole)
+        Value::Array(items) if node.is_some_and(|n| n.array.is_some()) => {
+            let element = node.and_then(|n| n.array.as_deref());
+            for (i, item) in items.iter().enumerate() {
+                let empty = match item {
+                    Value::Object(m) => m.is_empty(),
+                    Value::Array(a) => a.is_empty(),
+                    _ => false,
+                };
+                if empty {
+                    continue;
+                }
+                let len = at.len();
+                at.push_str(&format!("[{i}]"));
+                let mut inner = std::collections::BTreeSet::new();
+                unclaimed_paths(item, element, at, kept, &mut inner);
+                at.truncate(len);
+                // one path for every element: `[*]`
+                let prefix = format!("{at}[{i}]");
+                out.extend(
+                    inner
+                        .into_iter()
+                        .map(|p| format!("{at}[*]{}", &p[prefix.len()..])),
+                );
             }
         }
         _ if at == "$" => {}
@@ -841,6 +870,45 @@ on_invalid = "keep"
         assert_eq!(types[0].1["number"], 4);
         assert_eq!(types[0].1["string"], 1);
         assert_eq!(r.blob_bytes.count, 4);
+    }
+
+    #[test]
+    fn a_census_names_what_array_elements_leave_once_per_path() {
+        let spec = Spec::parse(include_str!("../../fixtures/specs/through_arrays.toml")).unwrap();
+        let mut c = Census::new(&spec);
+        let users = [
+            json!({"addresses": [{"street": "a", "geo": {"lat": 1}}, {"geo": {"lat": 2}},
+                                 {"street": "b", "zip": "1"}], "name": "x"}),
+            json!({"addresses": [{"geo": {"lat": 91}}], "matrix": [[1], [2, 3]]}),
+        ];
+        for (i, u) in users.iter().enumerate() {
+            c.add_legacy(&spec, &UserId::Int(i as i64 + 1), u, u.to_string().len());
+        }
+        let r = c.report(&spec);
+        assert_eq!(
+            (r.would_migrate_cleanly, r.would_migrate_with_warnings),
+            (1, 1)
+        );
+        let unclaimed: Vec<(&str, u64)> = r
+            .unclaimed
+            .iter()
+            .map(|u| (u.path.as_str(), u.users))
+            .collect();
+        // not `$.addresses` (the array the rules go through), nor the kept
+        // latitude of 91
+        assert_eq!(
+            unclaimed,
+            vec![
+                ("$.addresses[*].street", 1),
+                ("$.addresses[*].zip", 1),
+                ("$.name", 1)
+            ]
+        );
+        // (a kept latitude still leaves its row, without it)
+        assert_eq!(r.projected_rows["geo"], 3);
+        assert_eq!(r.projected_rows["cell"], 3);
+        let types: Vec<&str> = r.types.iter().map(|t| t.path.as_str()).collect();
+        assert!(types.contains(&"matrix[{r}][{c}]"), "{types:?}");
     }
 
     #[test]

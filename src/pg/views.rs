@@ -705,7 +705,8 @@ pub(super) fn rule_rows(spec: &Spec, ri: usize, src: &RowSource) -> String {
             // the array is claimed whole or not at all
             let each = make(spec, ri, "b.v", &w, Some("(b.n - 1)"));
             conds.push(format!(
-                "NOT EXISTS (SELECT 1 FROM jsonb_array_elements({arr}) WITH ORDINALITY AS b(v, n) \
+                "NOT EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({arr}) = 'array' \
+                 THEN {arr} END) WITH ORDINALITY AS b(v, n) \
                  WHERE NOT ({}) OR {})",
                 each.whole_ok, each.partial_problem
             ));

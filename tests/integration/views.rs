@@ -864,3 +864,245 @@ on_invalid = "keep"
         .await
         .unwrap();
 }
+
+/// A random blob for `fixtures/specs/through_arrays.toml`: addresses with
+/// geo objects and phone arrays, a matrix of arrays, scores by team and
+/// round; now and then a wrong shape, an invalid value or an unknown key.
+fn through_arrays_blob(rng: &mut Rng) -> serde_json::Value {
+    use serde_json::json;
+    let mut blob = serde_json::Map::new();
+    let odd = |rng: &mut Rng| -> serde_json::Value {
+        match rng.range(0, 6) {
+            0 => json!(null),
+            1 => json!("x"),
+            2 => json!(7),
+            3 => json!({}),
+            4 => json!([]),
+            _ => json!({"k": [1]}),
+        }
+    };
+    if rng.range(0, 5) > 0 {
+        let n = rng.range(0, 4);
+        let mut addresses = Vec::new();
+        for _ in 0..n {
+            if rng.range(0, 12) == 0 {
+                addresses.push(odd(rng));
+                continue;
+            }
+            let mut a = serde_json::Map::new();
+            if rng.range(0, 2) == 0 {
+                a.insert("street".into(), json!(format!("Main {}", rng.range(1, 99))));
+            }
+            if rng.range(0, 4) > 0 {
+                let geo = match rng.range(0, 10) {
+                    0 => odd(rng),
+                    1 => json!({"lat": 91, "lng": 2.5}),
+                    2 => json!({"lat": 10.25, "alt": 34, "lng": null}),
+                    _ => json!({"lat": rng.range(0, 9000) as f64 / 100.0 - 45.0,
+                                "lng": rng.range(0, 36000) as f64 / 100.0 - 180.0}),
+                };
+                a.insert("geo".into(), geo);
+            }
+            if rng.range(0, 3) == 0 {
+                let phones = match rng.range(0, 8) {
+                    0 => odd(rng),
+                    1 => json!(["+1 555 0100", 5]),
+                    _ => json!(
+                        (0..rng.range(0, 3))
+                            .map(|i| format!("+49 {i}"))
+                            .collect::<Vec<_>>()
+                    ),
+                };
+                a.insert("phones".into(), phones);
+            }
+            addresses.push(serde_json::Value::Object(a));
+        }
+        blob.insert("addresses".into(), json!(addresses));
+    }
+    if rng.range(0, 2) == 0 {
+        let rows: Vec<serde_json::Value> = (0..rng.range(0, 4))
+            .map(|_| match rng.range(0, 10) {
+                0 => odd(rng),
+                1 => json!([1, "two"]),
+                2 => json!((0..9).collect::<Vec<_>>()),
+                _ => json!(
+                    (0..rng.range(0, 4))
+                        .map(|_| rng.range(0, 100))
+                        .collect::<Vec<_>>()
+                ),
+            })
+            .collect();
+        blob.insert("matrix".into(), json!(rows));
+    }
+    if rng.range(0, 3) > 0 {
+        let mut scores = serde_json::Map::new();
+        for team in ["red", "blue"] {
+            if rng.range(0, 3) == 0 {
+                continue;
+            }
+            let rounds: Vec<serde_json::Value> = (0..rng.range(0, 4))
+                .map(|_| match rng.range(0, 25) {
+                    0 => json!({"points": -1}),
+                    1 => json!(5),
+                    2 => json!({"mvp": true}),
+                    _ => json!({"points": rng.range(0, 30)}),
+                })
+                .collect();
+            scores.insert(team.into(), json!(rounds));
+        }
+        blob.insert("scores".into(), serde_json::Value::Object(scores));
+    }
+    blob.insert("name".into(), json!("kept"));
+    serde_json::Value::Object(blob)
+}
+
+/// Paths through arrays (`fixtures/specs/through_arrays.toml`) on a real
+/// server: the views before migrating equal the tables after; every
+/// migrated user loads back its blob through the Rust layer and through
+/// `decant.load` (the SQL rebuild filling the residual's arrays); the SQL
+/// residual equals the one the migration stored; SQL and Rust patches
+/// agree on twins.
+#[tokio::test]
+async fn paths_through_arrays_hold_in_views_the_migration_and_the_sql_api() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    let mut rng = Rng::new(29);
+    let n = 300i64;
+    let mut blobs = BTreeMap::new();
+    for u in 1..=n {
+        let blob = through_arrays_blob(&mut rng);
+        crate::harness::insert_user(&client, u, &blob).await;
+        blobs.insert(u, blob);
+    }
+    let spec = include_str!("../../fixtures/specs/through_arrays.toml");
+    let decant = db.decant_with(spec, 4);
+    decant::init(&client, decant.spec()).await.unwrap();
+    const THROUGH: [&str; 4] = ["geo", "phone", "cell", "score"];
+    let views = async || {
+        let mut v = Vec::new();
+        for t in THROUGH {
+            v.push(rows(&client, &format!("{t}_all")).await);
+        }
+        v
+    };
+    let before = views().await;
+    let half: Vec<i64> = (1..=n).filter(|u| u % 2 == 0).collect();
+    decant.migrate_batch(&half).await.unwrap();
+    assert_eq!(views().await, before, "half migrated");
+    let all: Vec<i64> = (1..=n).collect();
+    let report = decant.migrate_batch(&all).await.unwrap();
+    assert!(
+        !report.failed.is_empty(),
+        "a -1 point or a round that is no object fails its user"
+    );
+    let mut after = Vec::new();
+    for t in THROUGH {
+        after.push(rows(&client, t).await);
+    }
+    assert!(
+        after.iter().all(|t| t.len() > 30),
+        "{:?}",
+        after.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        before, after,
+        "the views before migrating != the tables after"
+    );
+    // every migrated user loads back its blob, by Rust and by SQL, and the
+    // SQL residual is the stored one
+    let migrated: Vec<i64> = client
+        .query("SELECT id FROM \"user\" WHERE migrated ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(migrated.len() as i64 > n / 2, "{}", migrated.len());
+    let mut partial = 0;
+    for &u in &migrated {
+        let by_rust = decant.load(u).await.unwrap();
+        assert!(
+            decant::json_eq(&by_rust, &blobs[&u]),
+            "user {u}: {by_rust} vs {}",
+            blobs[&u]
+        );
+        let by_sql: serde_json::Value = client
+            .query_one("SELECT decant.load($1)", &[&u])
+            .await
+            .unwrap_or_else(|e| panic!("decant.load({u}): {e:?}"))
+            .get(0);
+        assert!(
+            decant::json_eq(&by_sql, &blobs[&u]),
+            "user {u}: decant.load {by_sql} vs {}",
+            blobs[&u]
+        );
+        let same: bool = client
+            .query_one(
+                "SELECT decant.user_residual($2) = data FROM \"user\" WHERE id = $1",
+                &[&u, &blobs[&u]],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            same,
+            "user {u}: the SQL residual differs from the stored one"
+        );
+        let stored = crate::harness::raw_blob(&client, u).await;
+        if stored.get("addresses").is_some_and(|a| a.is_array()) {
+            partial += 1;
+        }
+    }
+    assert!(partial > 10, "residuals holding a partial array: {partial}");
+    // the SQL API against the Rust layer on twins, migrated
+    let blob = serde_json::json!({"addresses": [{"street": "A", "geo": {"lat": 1, "lng": 2}},
+                                                {"geo": {"lat": 3}, "phones": ["1", "2"]}],
+                                  "matrix": [[1, 2], [3]],
+                                  "scores": {"red": [{"points": 1}]}});
+    for u in [5001i64, 6001] {
+        crate::harness::insert_user(&client, u, &blob).await;
+        assert_eq!(decant.migrate_user(u).await.unwrap().migrated.len(), 1);
+    }
+    for p in [
+        serde_json::json!({"addresses": [{"geo": {"lat": 5}}, {"street": "B"}, 7]}),
+        serde_json::json!({"matrix": [[9], [], [8, "x"]], "scores": {"blue": [{"points": 2}, {}]}}),
+        serde_json::json!({"addresses": null, "scores": {"red": [{"points": 4, "mvp": 1}]}}),
+        serde_json::json!({"addresses": [{"phones": ["3"]}], "matrix": null}),
+    ] {
+        let by_sql: serde_json::Value = client
+            .query_one("SELECT decant.patch($1, $2)", &[&5001i64, &p])
+            .await
+            .unwrap_or_else(|e| panic!("decant.patch({p}): {e:?}"))
+            .get(0);
+        let by_rust = decant.patch(6001, &p).await.unwrap();
+        assert!(
+            decant::json_eq(&by_sql, &by_rust),
+            "{p}: {by_sql} vs {by_rust}"
+        );
+        let loaded: serde_json::Value = client
+            .query_one("SELECT decant.load($1)", &[&5001i64])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(decant::json_eq(&loaded, &by_rust), "{p}: load {loaded}");
+        let stored = crate::harness::texts(
+            &client,
+            "SELECT data::text FROM \"user\" WHERE id IN (5001, 6001) ORDER BY id",
+            &[],
+        )
+        .await;
+        assert_eq!(stored[0], stored[1], "residuals after {p}");
+        let counts = crate::harness::texts(
+            &client,
+            "SELECT (SELECT count(*) FROM geo WHERE user_id = 5001)::text || '/' || \
+             (SELECT count(*) FROM geo WHERE user_id = 6001)::text || ' ' || \
+             (SELECT count(*) FROM cell WHERE user_id = 5001)::text || '/' || \
+             (SELECT count(*) FROM cell WHERE user_id = 6001)::text",
+            &[],
+        )
+        .await;
+        let c: Vec<&str> = counts[0].split([' ', '/']).collect();
+        assert!(c[0] == c[1] && c[2] == c[3], "rows after {p}: {counts:?}");
+    }
+}
