@@ -482,11 +482,16 @@ impl Census {
                         record("", type_name(item));
                     }
                 }
-                (false, RuleKind::Object { keys, .. }, _) => match v.object() {
+                (false, RuleKind::Object { keys, nested, .. }, _) => match v.object() {
                     Some(entries) => {
                         for (k, item) in entries {
                             if keys.iter().any(|(key, _)| key == k) {
                                 record(&format!(".{k}"), type_name(item));
+                            }
+                        }
+                        for (p, _) in nested {
+                            if let Some(item) = nested_at(v, p) {
+                                record(&format!(".{}", p.join(".")), type_name(item));
                             }
                         }
                     }
@@ -687,6 +692,15 @@ fn same_rows(a: &[Row], b: &[Row]) -> bool {
 
 /// The paths of the residual's leaves (values that are not non-empty
 /// objects), but for the values `keep` rules left there (`kept`).
+/// The value at a key path through nested objects.
+fn nested_at<'a, V: JsonView>(v: &'a V, path: &[String]) -> Option<&'a V> {
+    let mut here = v;
+    for k in path {
+        here = here.object()?.find(|(key, _)| key == k)?.1;
+    }
+    Some(here)
+}
+
 fn unclaimed_paths(
     v: &Value,
     node: Option<&Node>,

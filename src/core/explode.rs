@@ -114,6 +114,17 @@ struct Walker<'s, 'v> {
     positions: Vec<usize>,
 }
 
+/// Where [`Walker::take_nested`] puts what it takes.
+struct Taking<'r, 'x> {
+    rule: &'r Rule,
+    values: &'x mut Vec<ColumnValue>,
+    problems: &'x mut Vec<Invalid>,
+    /// Columns whose value was invalid and kept in the residual.
+    kept: &'x mut Vec<usize>,
+    /// The JSON path below the rule's value, for problems.
+    at: String,
+}
+
 struct Claim {
     row: Option<Row>,
     residual: Option<Value>,
@@ -413,14 +424,36 @@ impl<'v> Walker<'_, 'v> {
                 Ok(cv) => values[*column] = cv,
                 Err(m) => return whole_invalid(self.invalid(rule, &m, v)),
             },
-            RuleKind::Object { keys, extra } => {
+            RuleKind::Object {
+                keys,
+                nested,
+                extra,
+            } => {
                 let Some(map) = v.object() else {
                     return whole_invalid(self.invalid(rule, "expected an object", v));
                 };
                 let mut extra_map = Map::new();
                 let mut kept = Map::new();
+                let mut kept_nested = Vec::new();
                 for (k, kv) in map {
                     let known = keys.iter().find(|(jk, _)| jk == k);
+                    if known.is_none() && nested.iter().any(|(p, _)| p[0] == k) {
+                        let mut taking = Taking {
+                            rule,
+                            values: &mut values,
+                            problems: &mut problems,
+                            kept: &mut kept_nested,
+                            at: show_key(k),
+                        };
+                        let (e, kp) = self.take_nested(&mut taking, kv, k, nested, 1);
+                        if let Some(e) = e {
+                            extra_map.insert(k.to_string(), e);
+                        }
+                        if let Some(kp) = kp {
+                            kept.insert(k.to_string(), kp);
+                        }
+                        continue;
+                    }
                     match known {
                         Some((_, ci)) if !kv.is_null() => match table.columns[*ci].check(kv) {
                             Ok(cv) => values[*ci] = cv,
@@ -445,6 +478,17 @@ impl<'v> Walker<'_, 'v> {
                         return whole_invalid(self.invalid(
                             rule,
                             &format!("key `{jk}` is required"),
+                            v,
+                        ));
+                    }
+                }
+                for (path, ci) in nested {
+                    let col = &table.columns[*ci];
+                    if col.not_null && values[*ci] == ColumnValue::Null && !kept_nested.contains(ci)
+                    {
+                        return whole_invalid(self.invalid(
+                            rule,
+                            &format!("key `{}` is required", path.join(".")),
                             v,
                         ));
                     }
@@ -479,6 +523,71 @@ impl<'v> Walker<'_, 'v> {
             residual,
             problems,
         }
+    }
+
+    /// What an object rule's nested key paths take out of `v`, the value
+    /// at their first `depth` keys (the last of them `key`): each path's
+    /// value into its column (an invalid one kept, a null one left in
+    /// extra), and what is left for extra and for the residual (`None`:
+    /// nothing, the object was emptied and the rows make it again). A
+    /// non-object or an empty object stays whole in extra.
+    fn take_nested<V: JsonView>(
+        &self,
+        t: &mut Taking<'_, '_>,
+        v: &'v V,
+        key: &str,
+        paths: &[(Vec<String>, usize)],
+        depth: usize,
+    ) -> (Option<Value>, Option<Value>) {
+        let Some(map) = v.object().filter(|m| m.len() > 0) else {
+            return (Some(v.to_value()), None);
+        };
+        let table = &self.spec.tables[t.rule.table];
+        let mut extra = Map::new();
+        let mut kept = Map::new();
+        for (k, kv) in map {
+            let mut here = paths
+                .iter()
+                .filter(|(p, _)| p[depth - 1] == key && p.get(depth).is_some_and(|s| s == k))
+                .peekable();
+            let Some((first, ci)) = here.peek().map(|(p, ci)| (p, *ci)) else {
+                extra.insert(k.to_string(), kv.to_value());
+                continue;
+            };
+            let len = t.at.len();
+            t.at.push_str(&show_key(k));
+            if first.len() == depth + 1 {
+                // (paths do not overlap: this one alone ends here)
+                if kv.is_null() {
+                    extra.insert(k.to_string(), Value::Null);
+                } else {
+                    match table.columns[ci].check(kv) {
+                        Ok(cv) => t.values[ci] = cv,
+                        Err(m) => {
+                            let mut p = self.invalid(t.rule, &m, kv);
+                            p.path.push_str(&t.at);
+                            t.problems.push(p);
+                            t.kept.push(ci);
+                            kept.insert(k.to_string(), kv.to_value());
+                        }
+                    }
+                }
+            } else {
+                let deeper: Vec<(Vec<String>, usize)> = here.cloned().collect();
+                let (e, kp) = self.take_nested(t, kv, k, &deeper, depth + 1);
+                if let Some(e) = e {
+                    extra.insert(k.to_string(), e);
+                }
+                if let Some(kp) = kp {
+                    kept.insert(k.to_string(), kp);
+                }
+            }
+            t.at.truncate(len);
+        }
+        (
+            (!extra.is_empty()).then_some(Value::Object(extra)),
+            (!kept.is_empty()).then_some(Value::Object(kept)),
+        )
     }
 
     fn invalid<V: JsonView>(&self, rule: &Rule, expected: &str, v: &V) -> Invalid {
@@ -707,15 +816,9 @@ fn insert_at(root: &mut Value, path: &[At<'_>], value: Value) -> Result<bool, St
             let value = value.take().expect("placed once");
             match (slot, value) {
                 // the residual holds the keys a keep rule left behind
+                // (nested keys: at any depth)
                 (Value::Object(existing), Value::Object(add)) => {
-                    for (k, v) in add {
-                        if existing.insert(k.clone(), v).is_some() {
-                            return Err(format!(
-                                "at {}.{k}: row and residual collide",
-                                show_at(path)
-                            ));
-                        }
-                    }
+                    merge_into(existing, add, &show_at(path))?;
                 }
                 // an element claimed whole: the residual left an empty array
                 (Value::Array(existing), Value::Array(add)) if existing.is_empty() => {
@@ -736,7 +839,11 @@ fn row_value(spec: &Spec, rule: &Rule, row: &Row) -> Result<Value, String> {
         RuleKind::Scalar { column } => {
             value::to_json(table.columns[*column].ty, &row.values[*column])
         }
-        RuleKind::Object { keys, extra } => {
+        RuleKind::Object {
+            keys,
+            nested,
+            extra,
+        } => {
             let mut map = Map::new();
             for (jk, ci) in keys {
                 let cv = &row.values[*ci];
@@ -755,9 +862,61 @@ fn row_value(spec: &Spec, rule: &Rule, row: &Row) -> Result<Value, String> {
                 }
                 other => return Err(format!("extra column holds {other:?}")),
             }
+            // nested keys into the objects extra kept the rest of, making
+            // the objects they emptied
+            for (path, ci) in nested {
+                let cv = &row.values[*ci];
+                if *cv == ColumnValue::Null {
+                    continue;
+                }
+                let mut here = &mut map;
+                for k in &path[..path.len() - 1] {
+                    if !here.contains_key(k) {
+                        here.insert(k.clone(), Value::Object(Map::new()));
+                    }
+                    here = match here.get_mut(k) {
+                        Some(Value::Object(m)) => m,
+                        _ => {
+                            return Err(format!(
+                                "key `{}`: extra holds a non-object on its way",
+                                path.join(".")
+                            ));
+                        }
+                    };
+                }
+                let last = path[path.len() - 1].clone();
+                if here
+                    .insert(last, value::to_json(table.columns[*ci].ty, cv))
+                    .is_some()
+                {
+                    return Err(format!(
+                        "key `{}` is both a column and in extra",
+                        path.join(".")
+                    ));
+                }
+            }
             Value::Object(map)
         }
     })
+}
+
+/// Merges object `add` into `existing`, at every depth; any other value
+/// met twice is a collision at `at`.
+fn merge_into(
+    existing: &mut Map<String, Value>,
+    add: Map<String, Value>,
+    at: &str,
+) -> Result<(), String> {
+    for (k, v) in add {
+        match (existing.get_mut(&k), v) {
+            (None, v) => {
+                existing.insert(k, v);
+            }
+            (Some(Value::Object(e)), Value::Object(a)) => merge_into(e, a, &format!("{at}.{k}"))?,
+            _ => return Err(format!("at {at}.{k}: row and residual collide")),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1489,6 +1648,41 @@ on_invalid = "{policy}"
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
+        fn reconstruct_inverts_explode_under_nested_keys(
+            places in prop::collection::btree_map(
+                key(),
+                prop_oneof![
+                    5 => prop::collection::btree_map(
+                        prop_oneof![Just("geo".to_string()), Just("label".to_string()), Just("a.b".to_string()), key()],
+                        prop_oneof![
+                            3 => prop::collection::btree_map(
+                                prop_oneof![Just("lat".to_string()), Just("lng".to_string()), Just("acc".to_string()), key()],
+                                prop_oneof![
+                                    3 => prop_oneof![number(), leaf()],
+                                    1 => prop::collection::btree_map(
+                                        prop_oneof![Just("m".to_string()), key()],
+                                        prop_oneof![number(), leaf()],
+                                        0..3,
+                                    ).prop_map(|m| Value::Object(m.into_iter().collect())),
+                                ],
+                                0..4,
+                            ).prop_map(|m| Value::Object(m.into_iter().collect())),
+                            1 => prop_oneof![number(), leaf()],
+                        ],
+                        0..4,
+                    ).prop_map(|m| Value::Object(m.into_iter().collect())),
+                    1 => leaf(),
+                ],
+                0..3,
+            )
+        ) {
+            let blob = json!({"places": Value::Object(places.into_iter().collect())});
+            for policy in ["keep", "fail"] {
+                rebuilds(&nested_keys(policy), &blob, policy)?;
+            }
+        }
+
+        #[test]
         fn reconstruct_inverts_explode_through_arrays(blob in through_arrays_blob()) {
             let spec = Spec::parse(THROUGH_ARRAYS).unwrap();
             rebuilds(&spec, &blob, "")?;
@@ -1497,6 +1691,114 @@ on_invalid = "{policy}"
             let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
             prop_assert!(json_eq(&back, &blob), "lenient: blob {} back {}", blob, back);
         }
+    }
+
+    fn nested_keys(policy: &str) -> Spec {
+        Spec::parse(&NESTED_KEYS.replace(
+            "on_invalid = \"keep\"",
+            &format!("on_invalid = \"{policy}\""),
+        ))
+        .unwrap()
+    }
+
+    const NESTED_KEYS: &str = r#"
+[source]
+table = "user"
+
+[tables.place.columns]
+name = "text"
+label = "text"
+lat = { type = "float8", min = -90, max = 90 }
+lng = "float8"
+m = "int4"
+dotted = "int4"
+extra = "jsonb"
+
+[[rules]]
+name = "place"
+path = "places.{name}"
+table = "place"
+keys = { label = "label", "geo.lat" = "lat", "geo.lng" = "lng", "geo.acc.m" = "m", '"a.b"' = "dotted" }
+extra = "extra"
+on_invalid = "keep"
+"#;
+
+    #[test]
+    fn nested_key_paths_take_values_out_of_nested_objects() {
+        let spec = nested_keys("keep");
+        let t = &spec.tables[0];
+        let col = |r: &Row, c: &str| r.values[t.column(c).unwrap()].clone();
+        let place = |geo: Value| json!({"places": {"home": {"label": "h", "geo": geo, "a.b": 1}}});
+        let e = round_trip(
+            &spec,
+            &place(json!({"lat": 1.5, "lng": 2, "alt": 3, "acc": {"m": 4}})),
+        );
+        assert_eq!(e.residual, json!({}));
+        let r = &e.rows[0];
+        assert_eq!(col(r, "lat"), ColumnValue::F64(1.5));
+        assert_eq!(col(r, "m"), ColumnValue::I32(4));
+        assert_eq!(
+            col(r, "dotted"),
+            ColumnValue::I32(1),
+            "a quoted key with a dot is one key"
+        );
+        assert_eq!(
+            col(r, "extra"),
+            ColumnValue::Json(json!({"geo": {"alt": 3}}))
+        );
+        // an object the paths empty goes (the row makes it again); one that
+        // was empty, a non-object and a null stay in extra
+        for (geo, extra) in [
+            (json!({"lat": 1, "acc": {"m": 2}}), None),
+            (json!({}), Some(json!({"geo": {}}))),
+            (json!({"acc": {}}), Some(json!({"geo": {"acc": {}}}))),
+            (json!(5), Some(json!({"geo": 5}))),
+            (json!({"lat": null}), Some(json!({"geo": {"lat": null}}))),
+            (json!({"acc": [1]}), Some(json!({"geo": {"acc": [1]}}))),
+        ] {
+            let e = round_trip(&spec, &place(geo.clone()));
+            assert_eq!(
+                col(&e.rows[0], "extra"),
+                extra.map_or(ColumnValue::Null, ColumnValue::Json),
+                "{geo}"
+            );
+        }
+        // an invalid value stays in the residual at its path, once
+        let e = round_trip(&spec, &place(json!({"lat": 91, "lng": 1, "x": 0})));
+        assert_eq!(
+            e.residual,
+            json!({"places": {"home": {"geo": {"lat": 91}}}})
+        );
+        assert_eq!(e.warnings.len(), 1);
+        assert_eq!(e.warnings[0].path, "$.places.home.geo.lat");
+        assert_eq!(
+            col(&e.rows[0], "extra"),
+            ColumnValue::Json(json!({"geo": {"x": 0}}))
+        );
+        // a fail rule fails it
+        let err = explode(&nested_keys("fail"), &place(json!({"lat": 91}))).unwrap_err();
+        assert_eq!(err.path, "$.places.home.geo.lat");
+    }
+
+    #[test]
+    fn nested_key_paths_are_checked() {
+        let with = |keys: &str| {
+            Spec::parse(&NESTED_KEYS.replace(
+                "keys = { label = \"label\", \"geo.lat\" = \"lat\", \"geo.lng\" = \"lng\", \"geo.acc.m\" = \"m\", '\"a.b\"' = \"dotted\" }",
+                keys,
+            ))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(with("keys = { \"geo.lat\" = \"lat\" }"), Ok(()));
+        let err = with("keys = { geo = \"label\", \"geo.lat\" = \"lat\" }").unwrap_err();
+        assert!(err.contains("overlap"), "{err}");
+        let err = with("keys = { \"geo.{x}\" = \"lat\" }").unwrap_err();
+        assert!(err.contains("only object keys"), "{err}");
+        let err = with("keys = { \"geo[{x}]\" = \"lat\" }").unwrap_err();
+        assert!(err.contains("only object keys"), "{err}");
+        let err = with("keys = { \"geo..lat\" = \"lat\" }").unwrap_err();
+        assert!(err.contains("key `geo..lat`"), "{err}");
     }
 
     /// Explodes `blob` (leniently when a fail rule refuses it) and rebuilds

@@ -365,7 +365,7 @@ fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
     let m = make(spec, ri, x, &w, None);
     let kept = match &r.kind {
         RuleKind::Scalar { .. } => "NULL::jsonb".to_string(),
-        RuleKind::Object { keys, .. } => {
+        RuleKind::Object { keys, nested, .. } => {
             let arms: Vec<String> = keys
                 .iter()
                 .map(|(k, ci)| {
@@ -376,7 +376,7 @@ fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
                     )
                 })
                 .collect();
-            if arms.is_empty() {
+            let flat = if arms.is_empty() {
                 "NULL::jsonb".to_string()
             } else {
                 format!(
@@ -384,7 +384,20 @@ fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
                      WHERE jsonb_typeof(k.value) <> 'null' AND CASE k.key {} ELSE false END)",
                     arms.join(" ")
                 )
-            }
+            };
+            // an invalid value at a nested key path, kept at its path
+            nested.iter().fold(flat, |acc, (p, ci)| {
+                let kv = crate::pg::views::nested_value(x, p);
+                let mut obj = kv.clone();
+                for k in p.iter().rev() {
+                    obj = format!("jsonb_build_object({}, {obj})", lit(k));
+                }
+                format!(
+                    "decant.deep_merge({acc}, CASE WHEN jsonb_typeof({kv}) <> 'null' \
+                     AND NOT coalesce({}, false) THEN {obj} END)",
+                    valid(&t.columns[*ci], &kv)
+                )
+            })
         }
     };
     format!("CASE WHEN {} THEN {kept} ELSE {x} END", m.whole_ok)
@@ -468,7 +481,11 @@ fn rebuild(spec: &Spec) -> String {
             .collect();
         let value = match &r.kind {
             RuleKind::Scalar { column } => json_of(t.columns[*column].ty, &col(*column)),
-            RuleKind::Object { keys, extra } => {
+            RuleKind::Object {
+                keys,
+                nested,
+                extra,
+            } => {
                 let mut obj: Vec<String> = keys
                     .iter()
                     .map(|(k, ci)| {
@@ -481,7 +498,17 @@ fn rebuild(spec: &Spec) -> String {
                     })
                     .collect();
                 obj.push(format!("coalesce({}, '{{}}'::jsonb)", col(*extra)));
-                format!("({})", obj.join(" || "))
+                // nested key paths into the objects extra kept the rest of
+                nested.iter().fold(format!("({})", obj.join(" || ")), |acc, (p, ci)| {
+                    let mut one = json_of(t.columns[*ci].ty, &col(*ci));
+                    for k in p.iter().rev() {
+                        one = format!("jsonb_build_object({}, {one})", lit(k));
+                    }
+                    format!(
+                        "decant.deep_merge({acc}, CASE WHEN {c} IS NULL THEN '{{}}'::jsonb ELSE {one} END)",
+                        c = col(*ci)
+                    )
+                })
             }
         };
         let table = target_table(spec, r.table);

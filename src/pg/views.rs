@@ -206,8 +206,51 @@ $$;
 CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
-          AND (n::float8)::text::numeric = n $$
+          AND (n::float8)::text::numeric = n $$;
+CREATE OR REPLACE FUNCTION decant.strip(v jsonb, path text[]) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+-- an object rule's nested key path taken out of its object: the value at
+-- the path goes unless it is null; an object this empties goes too (the
+-- rows make it again), one that was empty stays
+DECLARE below jsonb;
+BEGIN
+    IF v IS NULL OR jsonb_typeof(v) <> 'object' OR NOT v ? path[1] THEN
+        RETURN v;
+    END IF;
+    IF cardinality(path) = 1 THEN
+        IF jsonb_typeof(v -> path[1]) = 'null' THEN
+            RETURN v;
+        END IF;
+        RETURN v - path[1];
+    END IF;
+    below := decant.strip(v -> path[1], path[2:]);
+    IF below = '{}'::jsonb AND v -> path[1] <> '{}'::jsonb THEN
+        RETURN v - path[1];
+    END IF;
+    RETURN jsonb_set(v, path[1:1], below);
+END
+$$
 "#;
+
+/// The value at a nested key path of object `v` (SQL NULL when a key on
+/// the way is absent or holds no object), as the Rust layer reads it.
+pub(super) fn nested_value(v: &str, path: &[String]) -> String {
+    let mut x = format!("({v} -> {})", lit(&path[0]));
+    for k in &path[1..] {
+        x = format!(
+            "(CASE WHEN jsonb_typeof({x}) = 'object' THEN {x} -> {} END)",
+            lit(k)
+        );
+    }
+    x
+}
+
+/// `ARRAY['a', 'b']` for a key path.
+pub(super) fn text_array(path: &[String]) -> String {
+    let keys: Vec<String> = path.iter().map(|k| lit(k)).collect();
+    format!("ARRAY[{}]::text[]", keys.join(", "))
+}
 
 /// True until `decant.control.finalized` is set.
 const NOT_FINALIZED: &str = "(SELECT NOT c.finalized FROM decant.control AS c)";
@@ -564,11 +607,18 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
             columns[*column] = convert(t.columns[*column].ty, v);
             ok.push(valid(&t.columns[*column], v));
         }
-        RuleKind::Object { keys, extra } => {
+        RuleKind::Object {
+            keys,
+            nested,
+            extra,
+        } => {
             ok.push(format!("jsonb_typeof({v}) = 'object'"));
             let known: Vec<String> = keys.iter().map(|(k, _)| lit(k)).collect();
-            for (k, ci) in keys {
-                let kv = format!("({v} -> {})", lit(k));
+            let all = keys
+                .iter()
+                .map(|(k, ci)| (format!("({v} -> {})", lit(k)), ci))
+                .chain(nested.iter().map(|(p, ci)| (nested_value(v, p), ci)));
+            for (kv, ci) in all {
                 let c = &t.columns[*ci];
                 let present = format!("({kv} IS NOT NULL AND jsonb_typeof({kv}) <> 'null')");
                 let good = valid(c, &kv);
@@ -594,9 +644,13 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
             } else {
                 format!(" AND x.key NOT IN ({})", inside.join(", "))
             };
+            // what nested key paths leave of their objects
+            let mut rest = format!("CASE WHEN jsonb_typeof({v}) = 'object' THEN {v} END");
+            for (p, _) in nested {
+                rest = format!("decant.strip({rest}, {})", text_array(p));
+            }
             columns[*extra] = format!(
-                "(SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each(\
-                 CASE WHEN jsonb_typeof({v}) = 'object' THEN {v} END) AS x \
+                "(SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each({rest}) AS x \
                  WHERE ({unknown} OR jsonb_typeof(x.value) = 'null'){not_inside})"
             );
         }

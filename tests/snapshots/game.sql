@@ -583,6 +583,30 @@ CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET extra_float_digits = 1 AS
 $$ SELECT (n = 0 OR abs(n) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
           AND (n::float8)::text::numeric = n $$;
+CREATE OR REPLACE FUNCTION decant.strip(v jsonb, path text[]) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+-- an object rule's nested key path taken out of its object: the value at
+-- the path goes unless it is null; an object this empties goes too (the
+-- rows make it again), one that was empty stays
+DECLARE below jsonb;
+BEGIN
+    IF v IS NULL OR jsonb_typeof(v) <> 'object' OR NOT v ? path[1] THEN
+        RETURN v;
+    END IF;
+    IF cardinality(path) = 1 THEN
+        IF jsonb_typeof(v -> path[1]) = 'null' THEN
+            RETURN v;
+        END IF;
+        RETURN v - path[1];
+    END IF;
+    below := decant.strip(v -> path[1], path[2:]);
+    IF below = '{}'::jsonb AND v -> path[1] <> '{}'::jsonb THEN
+        RETURN v - path[1];
+    END IF;
+    RETURN jsonb_set(v, path[1:1], below);
+END
+$$;
 
 -- init statement 31
 CREATE OR REPLACE FUNCTION "public"."user_decant_blob_fails"(blob jsonb) RETURNS boolean

@@ -246,8 +246,8 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
 /// error says how `r` claims the value, for the message.
 fn beside_object_rule(r: &Rule, seg: &Segment) -> std::result::Result<(), String> {
     match (&r.kind, r.position, seg) {
-        (RuleKind::Object { keys, .. }, None, Segment::Literal(k)) => {
-            if keys.iter().any(|(jk, _)| jk == k) {
+        (RuleKind::Object { keys, nested, .. }, None, Segment::Literal(k)) => {
+            if keys.iter().any(|(jk, _)| jk == k) || nested.iter().any(|(p, _)| &p[0] == k) {
                 Err(format!("with key `{k}` mapped to a column"))
             } else {
                 Ok(())

@@ -46,10 +46,18 @@ impl Spec {
             }
             match &r.kind {
                 RuleKind::Scalar { column } => line.push_str(&format!(" value={}", col(*column))),
-                RuleKind::Object { keys, extra } => {
+                RuleKind::Object {
+                    keys,
+                    nested,
+                    extra,
+                } => {
                     let keys: Vec<String> = keys
                         .iter()
                         .map(|(k, ci)| format!("{k}:{}", col(*ci)))
+                        .chain(nested.iter().map(|(p, ci)| {
+                            let p: Vec<String> = p.iter().map(|k| format!("{k:?}")).collect();
+                            format!("{}:{}", p.join("."), col(*ci))
+                        }))
                         .collect();
                     line.push_str(&format!(" keys=({}) extra={}", keys.join(","), col(*extra)));
                 }

@@ -341,11 +341,17 @@ pub enum RuleKind {
         /// Column index.
         column: usize,
     },
-    /// The value is an object: known keys become columns, the other keys
-    /// (and known keys holding null) go to a jsonb extra column.
+    /// The value is an object: known keys (or paths of keys into nested
+    /// objects) become columns, the other keys (and known keys holding
+    /// null) go to a jsonb extra column.
     Object {
         /// (JSON key, column index)
         keys: Vec<(String, usize)>,
+        /// (path of keys into nested objects, column index): `keys = {
+        /// "geo.lat" = "lat" }`, two keys or more. What such paths take
+        /// out of a nested object leaves the rest of it in `extra`; an
+        /// object they empty goes, and the rows make it again.
+        nested: Vec<(Vec<String>, usize)>,
         /// The jsonb extra column.
         extra: usize,
     },

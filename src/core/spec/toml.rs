@@ -484,14 +484,62 @@ fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<R
                 return Err(err(format!("column `{extra_name}` is used twice")));
             }
             let mut ks = Vec::new();
+            let mut nested: Vec<(Vec<String>, usize)> = Vec::new();
             for (k, c) in keys {
                 let i = col(c, "key column")?;
                 if !used.insert(i) {
                     return Err(err(format!("column `{c}` is used twice")));
                 }
-                ks.push((k.clone(), i));
+                // `geo.lat` is a path into a nested object, `"geo.lat"` a
+                // key with a dot, as in rule paths
+                let path = if k.contains(['.', '"', '[', '{']) {
+                    let (steps, position) =
+                        parse_path(k).map_err(|m| err(format!("key `{k}` in `keys`: {m}")))?;
+                    let mut path = Vec::new();
+                    for step in steps {
+                        match step {
+                            Step::Literal(s) => path.push(s),
+                            Step::Capture(_) | Step::Position(_) => {
+                                return Err(err(format!(
+                                    "key `{k}` in `keys`: only object keys, no captures or \
+                                     positions (give those to the rule's path)"
+                                )));
+                            }
+                        }
+                    }
+                    if position.is_some() {
+                        return Err(err(format!(
+                            "key `{k}` in `keys`: only object keys, no captures or positions \
+                             (give those to the rule's path)"
+                        )));
+                    }
+                    path
+                } else {
+                    vec![k.clone()]
+                };
+                let all = ks
+                    .iter()
+                    .map(|(f, _): &(String, usize)| std::slice::from_ref(f))
+                    .chain(nested.iter().map(|(p, _)| p.as_slice()));
+                for other in all {
+                    let n = other.len().min(path.len());
+                    if other[..n] == path[..n] {
+                        return Err(err(format!(
+                            "keys `{}` and `{k}` overlap: one holds the other",
+                            other.join(".")
+                        )));
+                    }
+                }
+                match <[String; 1]>::try_from(path) {
+                    Ok([key]) => ks.push((key, i)),
+                    Err(path) => nested.push((path, i)),
+                }
             }
-            RuleKind::Object { keys: ks, extra }
+            RuleKind::Object {
+                keys: ks,
+                nested,
+                extra,
+            }
         }
         (Some(_), Some(_)) => {
             return Err(err(
