@@ -1515,6 +1515,59 @@ on_invalid = "{policy}"
         assert!(e.rows.is_empty());
     }
 
+    /// `THROUGH_ARRAYS` with an object rule on the addresses themselves.
+    pub(crate) fn elements_shared() -> String {
+        format!(
+            "{THROUGH_ARRAYS}\n[tables.address.columns]\naddr = \"int2\"\nstreet = \"text\"\nextra = \"jsonb\"\n\n\
+             [[rules]]\nname = \"addresses\"\npath = \"addresses[{{addr}}]\"\ntable = \"address\"\n\
+             keys = {{ street = \"street\" }}\nextra = \"extra\"\non_invalid = \"keep\"\n"
+        )
+    }
+
+    #[test]
+    fn an_object_rule_shares_array_elements_with_deeper_rules() {
+        let spec = Spec::parse(&elements_shared()).unwrap();
+        let blob = json!({"addresses": [
+            {"street": "Main 1", "zip": "1", "geo": {"lat": 48.1}, "phones": ["1"]},
+            {"geo": {"lat": 91}},
+            7,
+            {"street": 5}
+        ]});
+        let e = round_trip(&spec, &blob);
+        let count = |t: &str| {
+            let ti = spec.table(t).unwrap();
+            e.rows.iter().filter(|r| r.table == ti).count()
+        };
+        // each object element gives an address row (without geo and
+        // phones, which the deeper rules claim); 7 is no object
+        assert_eq!((count("address"), count("geo"), count("phone")), (3, 2, 1));
+        let at = spec.table("address").unwrap();
+        let first = e.rows.iter().find(|r| r.table == at).unwrap();
+        // (columns in name order: addr, extra, street)
+        assert_eq!(first.values[1], ColumnValue::Json(json!({"zip": "1"})));
+        assert_eq!(
+            e.residual,
+            json!({"addresses": [{}, {"geo": {"lat": 91}}, 7, {"street": 5}]})
+        );
+        assert_eq!(e.warnings.len(), 3, "{:?}", e.warnings);
+        let e = round_trip(
+            &spec,
+            &json!({"addresses": [{"street": "a", "geo": {"lat": 1}}]}),
+        );
+        assert_eq!(e.residual, json!({}));
+        // a key the object rule maps may not be claimed deeper
+        let overlap = elements_shared().replace(
+            "keys = { street = \"street\" }",
+            "keys = { street = \"street\", geo = \"street2\" }",
+        );
+        let overlap = overlap.replace(
+            "street = \"text\"\n",
+            "street = \"text\"\nstreet2 = \"jsonb\"\n",
+        );
+        let err = Spec::parse(&overlap).unwrap_err().to_string();
+        assert!(err.contains("`geo` mapped to a column"), "{err}");
+    }
+
     #[test]
     fn rows_that_leave_a_gap_in_an_array_are_refused() {
         let spec = Spec::parse(THROUGH_ARRAYS).unwrap();
@@ -1684,12 +1737,13 @@ on_invalid = "{policy}"
 
         #[test]
         fn reconstruct_inverts_explode_through_arrays(blob in through_arrays_blob()) {
-            let spec = Spec::parse(THROUGH_ARRAYS).unwrap();
-            rebuilds(&spec, &blob, "")?;
-            // the lenient explode (every rule keeps) too
-            let e = explode_lenient(&spec, &blob);
-            let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
-            prop_assert!(json_eq(&back, &blob), "lenient: blob {} back {}", blob, back);
+            for spec in [Spec::parse(THROUGH_ARRAYS).unwrap(), Spec::parse(&elements_shared()).unwrap()] {
+                rebuilds(&spec, &blob, "")?;
+                // the lenient explode (every rule keeps) too
+                let e = explode_lenient(&spec, &blob);
+                let back = reconstruct(&spec, &e.rows, &e.residual).unwrap();
+                prop_assert!(json_eq(&back, &blob), "lenient: blob {} back {}", blob, back);
+            }
         }
     }
 

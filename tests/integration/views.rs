@@ -1230,3 +1230,44 @@ on_invalid = "fail"
     assert!(c[0] > 100 && c[1] > 5, "{counts:?}");
     assert_eq!(c[2], 0, "a latitude in extra: {counts:?}");
 }
+
+/// An object rule on array elements (`addresses[{addr}]`, `street` to a
+/// column) beside the rules going through them (`addresses[{addr}].geo`,
+/// `...phones[{pos}]`) on a real server (see [`a_spec_holds`]): each
+/// element gives its row without the keys they claim.
+#[tokio::test]
+async fn an_object_rule_shares_array_elements_with_deeper_rules_on_a_server() {
+    let spec = format!(
+        "{}\n[tables.address.columns]\naddr = \"int2\"\nstreet = \"text\"\nextra = \"jsonb\"\n\n\
+         [[rules]]\nname = \"addresses\"\npath = \"addresses[{{addr}}]\"\ntable = \"address\"\n\
+         keys = {{ street = \"street\" }}\nextra = \"extra\"\non_invalid = \"keep\"\n",
+        include_str!("../../fixtures/specs/through_arrays.toml")
+    );
+    let db = TestDb::new().await;
+    let mut rng = Rng::new(37);
+    let blobs: BTreeMap<i64, serde_json::Value> = (1..=300)
+        .map(|u| (u, through_arrays_blob(&mut rng)))
+        .collect();
+    let twin = serde_json::json!({"addresses": [{"street": "A", "geo": {"lat": 1, "lng": 2}, "zip": 1},
+                                                {"geo": {"lat": 3}, "phones": ["1", "2"]}]});
+    let patches = [
+        serde_json::json!({"addresses": [{"geo": {"lat": 5}, "street": "C"}, {"street": "B"}, 7]}),
+        serde_json::json!({"addresses": [{"street": 9, "geo": {"lat": 100}}]}),
+        serde_json::json!({"addresses": null}),
+    ];
+    let client = a_spec_holds(
+        &db,
+        &spec,
+        &blobs,
+        &["address", "geo", "phone", "cell", "score"],
+        twin,
+        &patches,
+    )
+    .await;
+    let streets: i64 = client
+        .query_one("SELECT count(street) FROM address", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(streets > 30, "{streets} streets in their column");
+}

@@ -17,8 +17,9 @@ pub(super) fn complete(
     source: Source,
     settings: Settings,
     mut tables: Vec<Table>,
-    rules: Vec<Rule>,
+    mut rules: Vec<Rule>,
 ) -> Result<Spec> {
+    share_elements(&mut rules);
     let rule_err = |r: &Rule, m: String| SpecError {
         file: file.to_path_buf(),
         line: r.line,
@@ -94,6 +95,33 @@ pub(super) fn complete(
         fixups: Vec::new(),
         text: std::sync::Arc::from(""),
     })
+}
+
+/// An object rule on the elements of an array (`addresses[{p}]`, keys to
+/// columns) that deeper rules go through (`addresses[{p}].geo`) claims
+/// each element beside them rather than the array whole: its path goes
+/// through the array like theirs, and each element is its object, minus
+/// the keys they claim.
+fn share_elements(rules: &mut [Rule]) {
+    for i in 0..rules.len() {
+        let Some(pi) = rules[i].position else {
+            continue;
+        };
+        if !matches!(rules[i].kind, RuleKind::Object { .. }) {
+            continue;
+        }
+        let n = rules[i].segments.len();
+        let through = rules.iter().enumerate().any(|(j, o)| {
+            j != i
+                && o.segments.len() > n
+                && o.segments[..n] == rules[i].segments[..]
+                && matches!(o.segments[n], Segment::Position(_))
+        });
+        if through {
+            rules[i].segments.push(Segment::Position(pi));
+            rules[i].position = None;
+        }
+    }
 }
 
 fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
