@@ -990,9 +990,22 @@ async fn a_spec_holds(
     let half: Vec<i64> = ids.iter().copied().filter(|u| u % 2 == 0).collect();
     decant.migrate_batch(&half).await.unwrap();
     assert_eq!(views().await, before, "half migrated");
-    let report = decant.migrate_batch(&ids).await.unwrap();
+    // the rest by the daemon, two workers in small batches
+    let report = decant::run(
+        &decant,
+        RunOptions {
+            workers: 2,
+            max_batch: 7,
+            ..crate::harness::full_speed()
+        },
+        Arc::new(decant::Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(report.migrated > 50, "{report:?}");
     assert!(
-        !report.failed.is_empty(),
+        report.failed > 0,
         "a value a fail rule refuses fails its user"
     );
     let mut after = Vec::new();
@@ -1047,6 +1060,16 @@ async fn a_spec_holds(
             same,
             "user {u}: the SQL residual differs from the stored one"
         );
+    }
+    // a rollback puts the blob back whole, and the user migrates again
+    for &u in migrated.iter().take(20) {
+        assert!(decant.rollback_user(u).await.unwrap(), "user {u}");
+        let raw = crate::harness::raw_blob(&client, u).await;
+        assert!(
+            decant::json_eq(&raw, &blobs[&u]),
+            "user {u}: rolled back {raw}"
+        );
+        assert_eq!(decant.migrate_user(u).await.unwrap().migrated.len(), 1);
     }
     // the SQL API against the Rust layer on twins, migrated
     let (a, b) = (1_000_001i64, 2_000_001i64);
