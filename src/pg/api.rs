@@ -388,10 +388,7 @@ fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
             // an invalid value at a nested key path, kept at its path
             nested.iter().fold(flat, |acc, (p, ci)| {
                 let kv = crate::pg::views::nested_value(x, p);
-                let mut obj = kv.clone();
-                for k in p.iter().rev() {
-                    obj = format!("jsonb_build_object({}, {obj})", lit(k));
-                }
+                let obj = nest(p, &kv);
                 format!(
                     "decant.deep_merge({acc}, CASE WHEN jsonb_typeof({kv}) <> 'null' \
                      AND NOT coalesce({}, false) THEN {obj} END)",
@@ -401,6 +398,13 @@ fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
         }
     };
     format!("CASE WHEN {} THEN {kept} ELSE {x} END", m.whole_ok)
+}
+
+/// JSON value `v` under the key path `path`: `{"geo": {"lat": v}}`.
+fn nest(path: &[String], v: &str) -> String {
+    path.iter().rev().fold(v.to_string(), |inner, k| {
+        format!("jsonb_build_object({}, {inner})", lit(k))
+    })
 }
 
 /// The JSON value of column expression `c` of type `ty`, as the Rust
@@ -500,10 +504,7 @@ fn rebuild(spec: &Spec) -> String {
                 obj.push(format!("coalesce({}, '{{}}'::jsonb)", col(*extra)));
                 // nested key paths into the objects extra kept the rest of
                 nested.iter().fold(format!("({})", obj.join(" || ")), |acc, (p, ci)| {
-                    let mut one = json_of(t.columns[*ci].ty, &col(*ci));
-                    for k in p.iter().rev() {
-                        one = format!("jsonb_build_object({}, {one})", lit(k));
-                    }
+                    let one = nest(p, &json_of(t.columns[*ci].ty, &col(*ci)));
                     format!(
                         "decant.deep_merge({acc}, CASE WHEN {c} IS NULL THEN '{{}}'::jsonb ELSE {one} END)",
                         c = col(*ci)

@@ -1294,3 +1294,105 @@ async fn an_object_rule_shares_array_elements_with_deeper_rules_on_a_server() {
         .get(0);
     assert!(streets > 30, "{streets} streets in their column");
 }
+
+/// Paths through arrays on another shape: a text-keyed table (ids of
+/// mixed case, leading zeros, a non-ASCII letter) and a path through an
+/// object rule on the elements of an array of arrays (`grid[{i}][{j}]`,
+/// keys to columns): the daemon migrates,
+/// the views before equal the tables after, every migrated user loads back
+/// its blob by Rust and by `decant.load(text)`.
+#[tokio::test]
+async fn paths_through_arrays_hold_on_text_ids_and_arrays_of_arrays_of_objects() {
+    use serde_json::json;
+    let spec = format!(
+        "{}\n[tables.grid.columns]\ni = \"int2\"\nj = \"int4\"\nv = {{ type = \"int4\", min = 0 }}\n\
+         extra = \"jsonb\"\n\n[[rules]]\nname = \"grid\"\npath = \"grid[{{i}}][{{j}}]\"\n\
+         table = \"grid\"\nkeys = {{ v = \"v\" }}\nextra = \"extra\"\non_invalid = \"keep\"\n",
+        include_str!("../../fixtures/specs/through_arrays.toml").replace(
+            "table = \"user\"",
+            "table = \"profile\"\nid_type = \"text\""
+        )
+    );
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE profile (id text PRIMARY KEY, data jsonb NOT NULL)")
+        .await
+        .unwrap();
+    let mut rng = Rng::new(41);
+    let mut blobs = BTreeMap::new();
+    for n in 0..240u64 {
+        let id = match n % 4 {
+            0 => format!("u{n:04}"),
+            1 => format!("U{n}"),
+            2 => format!("0{n}"),
+            _ => format!("Ä{n}"),
+        };
+        let mut blob = through_arrays_blob(&mut rng);
+        let grid: Vec<serde_json::Value> = (0..rng.range(0, 3))
+            .map(|_| match rng.range(0, 8) {
+                0 => json!("row"),
+                1 => json!([{"v": -1}, 5, {}]),
+                _ => json!(
+                    (0..rng.range(0, 3))
+                        .map(|k| json!({"v": rng.range(0, 50), "note": k}))
+                        .collect::<Vec<_>>()
+                ),
+            })
+            .collect();
+        blob["grid"] = json!(grid);
+        client
+            .execute("INSERT INTO profile VALUES ($1, $2)", &[&id, &blob])
+            .await
+            .unwrap();
+        blobs.insert(id, blob);
+    }
+    let decant = db.decant_with(&spec, 4);
+    decant::init(&client, decant.spec()).await.unwrap();
+    let tables = ["geo", "phone", "cell", "score", "grid"];
+    let mut before = Vec::new();
+    for t in tables {
+        before.push(rows(&client, &format!("{t}_all")).await);
+    }
+    let report = decant::run(
+        &decant,
+        RunOptions {
+            max_batch: 9,
+            ..crate::harness::full_speed()
+        },
+        Arc::new(decant::Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(report.migrated > 100 && report.failed > 0, "{report:?}");
+    let mut after = Vec::new();
+    for t in tables {
+        after.push(rows(&client, t).await);
+    }
+    assert!(after[4].len() > 50, "{} grid rows", after[4].len());
+    assert_eq!(
+        before, after,
+        "the views before migrating != the tables after"
+    );
+    let migrated = crate::harness::texts(
+        &client,
+        "SELECT id FROM profile WHERE migrated ORDER BY id",
+        &[],
+    )
+    .await;
+    assert_eq!(migrated.len() as u64, report.migrated);
+    for id in &migrated {
+        let by_rust = decant.load(id.as_str()).await.unwrap();
+        assert!(decant::json_eq(&by_rust, &blobs[id]), "{id}: {by_rust}");
+        let by_sql: serde_json::Value = client
+            .query_one("SELECT decant.load($1::text)", &[id])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            decant::json_eq(&by_sql, &blobs[id]),
+            "{id}: decant.load {by_sql}"
+        );
+    }
+}
