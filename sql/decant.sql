@@ -82,6 +82,17 @@ CREATE TABLE IF NOT EXISTS decant.daemon (
     holding     text                       -- why it holds back, if it does
 );
 
+-- The daemons' shared pass over the legacy users: the furthest user any
+-- worker of any daemon has read for a batch. A worker reads its next batch
+-- (without locking it, to explode it before it locks it) after this user,
+-- under this row's lock, and moves it on: no two workers read and explode
+-- the same users, in one process or across hosts.
+CREATE TABLE IF NOT EXISTS decant.pass (
+    id       boolean PRIMARY KEY DEFAULT true CHECK (id),
+    furthest /*id*/bigint
+);
+INSERT INTO decant.pass DEFAULT VALUES ON CONFLICT DO NOTHING;
+
 -- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
 -- on every server and version), and whether a user is in the rollout now.
 CREATE OR REPLACE FUNCTION decant.rollout_bucket(uid /*id*/bigint) RETURNS integer

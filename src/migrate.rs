@@ -239,71 +239,164 @@ pub(crate) async fn migrate_locked(
     ids: &[UserId],
     locked: Vec<Locked>,
 ) -> Result<BatchReport> {
-    let spec = &store.spec;
-    let mut report = BatchReport::default();
-    let present: std::collections::HashSet<UserId> = locked.iter().map(|l| l.id.clone()).collect();
-    report
-        .skipped
-        .extend(ids.iter().filter(|id| !present.contains(*id)).cloned());
+    let prepared = prepare(&store.spec, ids, locked);
+    write_prepared(store, tx, prepared).await
+}
 
-    // each blob parsed borrowing from the text the database sent; with
-    // fixups, an owned copy they repair (what is exploded and verified)
-    let mut todo: Vec<(&Locked, Parsed<'_>, Exploded)> = Vec::with_capacity(locked.len());
-    for l in &locked {
+/// A user whose blob is exploded and verified, ready to be written.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    /// The source row as read.
+    pub source: Locked,
+    /// Its rows and residual.
+    exploded: Exploded,
+    /// The blob the fixups repaired and what they did (none changed it:
+    /// `None`).
+    fixed: Option<(Value, Vec<fixup::Applied>)>,
+}
+
+/// A batch after the client's work (parse, fixups, explode, verify) and
+/// before any write: what [`write_prepared`] writes.
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    /// Users ready to be written, in the order read.
+    pub ready: Vec<Ready>,
+    /// Users that failed (invalid blob, rows that do not rebuild it).
+    pub failed: Vec<Failure>,
+    /// Users not touched: already migrated or gone.
+    pub skipped: Vec<UserId>,
+}
+
+impl Prepared {
+    /// Adds another batch's users.
+    pub fn extend(&mut self, other: Prepared) {
+        self.ready.extend(other.ready);
+        self.failed.extend(other.failed);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+/// The client's part of migrating `locked` (the source rows of `ids` as
+/// read): parse each blob, apply the fixups, explode it and check that its
+/// rows and residual rebuild it exactly. It needs no database, so the
+/// daemon does it before it locks anyone; what the database stores is
+/// checked again by [`write_prepared`] when it may differ from what was
+/// sent.
+pub(crate) fn prepare(
+    spec: &crate::core::spec::Spec,
+    ids: &[UserId],
+    locked: Vec<Locked>,
+) -> Prepared {
+    let mut out = Prepared::default();
+    let present: std::collections::HashSet<&UserId> = locked.iter().map(|l| &l.id).collect();
+    out.skipped
+        .extend(ids.iter().filter(|id| !present.contains(*id)).cloned());
+    for l in locked {
         if l.migrated {
-            report.skipped.push(l.id.clone());
+            out.skipped.push(l.id);
             continue;
         }
-        let blob = match l.blob.parse(&l.id, spec.settings.max_depth) {
-            Ok(b) => b,
-            Err(error) => {
-                report.failed.push(Failure {
-                    user: l.id.clone(),
-                    error,
-                });
-                continue;
-            }
-        };
-        let blob = if spec.fixups.is_empty() {
-            Parsed::Text(blob)
-        } else {
-            let mut value = blob.to_value();
-            let applied = fixup::Fixup::apply_all(&mut value, &spec.fixups);
-            if applied.is_empty() {
-                Parsed::Text(blob)
-            } else if let Err(error) = check_depth(&l.id, &value, spec.settings.max_depth) {
-                report.failed.push(Failure {
-                    user: l.id.clone(),
-                    error,
-                });
-                continue;
-            } else {
-                Parsed::Fixed(value, applied)
-            }
-        };
-        match blob.explode(spec) {
-            Ok(e) => todo.push((l, blob, e)),
-            Err(invalid) => report.failed.push(Failure {
-                user: l.id.clone(),
-                error: Error::Invalid {
-                    user: l.id.clone(),
-                    invalid,
-                },
+        let verdict = prepare_one(spec, &l);
+        match verdict {
+            Ok((exploded, fixed)) => out.ready.push(Ready {
+                source: l,
+                exploded,
+                fixed,
             }),
+            Err(error) => {
+                if let Error::Verification { user, detail } = &error {
+                    tracing::error!(user = %user, %detail, "verification failed; user stays legacy");
+                }
+                out.failed.push(Failure { user: l.id, error })
+            }
         }
     }
+    out
+}
+
+/// [`prepare`] for one legacy user: its rows and residual, verified, and
+/// what the fixups did.
+#[allow(clippy::type_complexity)]
+fn prepare_one(
+    spec: &crate::core::spec::Spec,
+    l: &Locked,
+) -> Result<(Exploded, Option<(Value, Vec<fixup::Applied>)>)> {
+    let blob = l.blob.parse(&l.id, spec.settings.max_depth)?;
+    let blob = if spec.fixups.is_empty() {
+        Parsed::Text(blob)
+    } else {
+        let mut value = blob.to_value();
+        let applied = fixup::Fixup::apply_all(&mut value, &spec.fixups);
+        if applied.is_empty() {
+            Parsed::Text(blob)
+        } else {
+            check_depth(&l.id, &value, spec.settings.max_depth)?;
+            Parsed::Fixed(value, applied)
+        }
+    };
+    let e = blob.explode(spec).map_err(|invalid| Error::Invalid {
+        user: l.id.clone(),
+        invalid,
+    })?;
+    if let Some(detail) = verify(spec, &blob, &e.rows, &e.residual) {
+        return Err(Error::Verification {
+            user: l.id.clone(),
+            detail,
+        });
+    }
+    let fixed = match blob {
+        Parsed::Fixed(v, applied) => Some((v, applied)),
+        Parsed::Text(_) => None,
+    };
+    Ok((e, fixed))
+}
+
+/// Why `rows` and `residual` do not rebuild `blob` (`None`: they do).
+fn verify(
+    spec: &crate::core::spec::Spec,
+    blob: &Parsed<'_>,
+    rows: &[Row],
+    residual: &Value,
+) -> Option<String> {
+    match explode::reconstruct(spec, rows, residual) {
+        Ok(rebuilt) if blob.same(&rebuilt) => None,
+        Ok(rebuilt) => json_diff(&rebuilt, &blob.value(), &mut String::new())
+            .or_else(|| Some("the rebuilt blob differs".into())),
+        Err(e) => Some(e),
+    }
+}
+
+/// Writes a prepared batch in `tx`, which holds its users' source rows
+/// locked, unchanged since they were read: each user's rows, its residual
+/// in place of its blob, its flag and its state; failures recorded.
+pub(crate) async fn write_prepared(
+    store: &Store,
+    tx: &Transaction<'_>,
+    prepared: Prepared,
+) -> Result<BatchReport> {
+    let spec = &store.spec;
+    let Prepared {
+        ready: mut todo,
+        failed,
+        skipped,
+    } = prepared;
+    let mut report = BatchReport {
+        failed,
+        skipped,
+        ..BatchReport::default()
+    };
 
     // rows already there (another tool, a hand fix) would be adopted into
     // the migrated state unseen: such users fail instead
-    let exploded: Vec<UserId> = todo.iter().map(|(l, _, _)| l.id.clone()).collect();
+    let exploded: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
     let has_rows = store.users_with_rows(tx, &exploded).await?;
     if !has_rows.is_empty() {
-        todo.retain(|(l, _, _)| match has_rows.get(&l.id) {
+        todo.retain(|r| match has_rows.get(&r.source.id) {
             Some(table) => {
                 report.failed.push(Failure {
-                    user: l.id.clone(),
+                    user: r.source.id.clone(),
                     error: Error::HasRows {
-                        user: l.id.clone(),
+                        user: r.source.id.clone(),
                         table: table.clone(),
                     },
                 });
@@ -315,40 +408,44 @@ pub(crate) async fn migrate_locked(
 
     let rows: Vec<(&UserId, &Row)> = todo
         .iter()
-        .flat_map(|(l, _, e)| e.rows.iter().map(move |r| (&l.id, r)))
+        .flat_map(|r| r.exploded.rows.iter().map(move |row| (&r.source.id, row)))
         .collect();
-    // Verify: the rows as the database stored them (returned by the
-    // insert, after any trigger or conversion) must rebuild each blob exactly.
+    // The sent rows rebuild each blob (`prepare` checked); when the
+    // database stored other values (a trigger, a conversion), the insert
+    // says which users', and those fail, named with what the stored rows
+    // rebuild.
     let differs = store.insert_rows(tx, &rows).await?;
-    let mut bad = Vec::new();
-    todo.retain(|(l, blob, e)| {
-        // stored == sent for this user, so the stored rows rebuild the blob
-        // iff the sent ones do; when they differ, diagnose from the stored
-        let back = differs.get(&l.id).unwrap_or(&e.rows);
-        let problem = match explode::reconstruct(spec, back, &e.residual) {
-            Ok(rebuilt) if blob.same(&rebuilt) => None,
-            Ok(rebuilt) => json_diff(&rebuilt, &blob.value(), &mut String::new())
-                .or_else(|| Some("the rebuilt blob differs".into())),
-            Err(e) => Some(e),
-        };
-        let problem = problem.or_else(|| {
-            differs.get(&l.id).map(|back| {
+    if !differs.is_empty() {
+        let mut bad = Vec::new();
+        todo.retain(|r| {
+            let Some(back) = differs.get(&r.source.id) else {
+                return true;
+            };
+            let e = &r.exploded;
+            let rebuilt = match &r.fixed {
+                Some((v, _)) => Some(verify(
+                    spec,
+                    &Parsed::Fixed(v.clone(), Vec::new()),
+                    back,
+                    &e.residual,
+                )),
+                None => r
+                    .source
+                    .blob
+                    .parse(&r.source.id, spec.settings.max_depth)
+                    .ok()
+                    .map(|j| verify(spec, &Parsed::Text(j), back, &e.residual)),
+            };
+            let detail = rebuilt.flatten().unwrap_or_else(|| {
                 format!(
                     "the database stored {} rows that differ from the {} written",
                     back.len(),
                     e.rows.len()
                 )
-            })
+            });
+            bad.push((r.source.id.clone(), detail));
+            false
         });
-        match problem {
-            None => true,
-            Some(detail) => {
-                bad.push((l.id.clone(), detail));
-                false
-            }
-        }
-    });
-    if !bad.is_empty() {
         let ids: Vec<UserId> = bad.iter().map(|b| b.0.clone()).collect();
         store.delete_rows(tx, &ids).await?;
         for (user, detail) in bad {
@@ -362,29 +459,25 @@ pub(crate) async fn migrate_locked(
 
     let blobs: Vec<(&UserId, &Value, bool)> = todo
         .iter()
-        .map(|(l, _, e)| (&l.id, &e.residual, true))
+        .map(|r| (&r.source.id, &r.exploded.residual, true))
         .collect();
     store.write_blobs(tx, &blobs).await?;
     if !todo.is_empty() {
-        let ids: Vec<UserId> = todo.iter().map(|(l, _, _)| l.id.clone()).collect();
+        let ids: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
         let warnings: Vec<Option<Value>> = todo
             .iter()
-            .map(|(_, _, e)| {
-                (!e.warnings.is_empty()).then(|| {
-                    Value::Array(
-                        e.warnings
-                            .iter()
-                            .map(|w| Value::String(w.to_string()))
-                            .collect(),
-                    )
-                })
+            .map(|r| {
+                let w = &r.exploded.warnings;
+                (!w.is_empty())
+                    .then(|| Value::Array(w.iter().map(|w| Value::String(w.to_string())).collect()))
             })
             .collect();
         let fixups: Vec<Option<Value>> = todo
             .iter()
-            .map(|(_, blob, _)| match blob {
-                Parsed::Fixed(_, applied) => serde_json::to_value(applied).ok(),
-                Parsed::Text(_) => None,
+            .map(|r| {
+                r.fixed
+                    .as_ref()
+                    .and_then(|(_, applied)| serde_json::to_value(applied).ok())
             })
             .collect();
         state::record_migrated(
@@ -402,14 +495,14 @@ pub(crate) async fn migrate_locked(
     }
     report.migrated = todo
         .into_iter()
-        .map(|(l, blob, e)| Migrated {
-            user: l.id.clone(),
-            rows: e.rows.len(),
-            warnings: e.warnings,
-            fixups: match blob {
-                Parsed::Fixed(_, applied) => applied.into_iter().map(|a| a.fixup).collect(),
-                Parsed::Text(_) => Vec::new(),
-            },
+        .map(|r| Migrated {
+            user: r.source.id,
+            rows: r.exploded.rows.len(),
+            warnings: r.exploded.warnings,
+            fixups: r
+                .fixed
+                .map(|(_, applied)| applied.into_iter().map(|a| a.fixup).collect())
+                .unwrap_or_default(),
         })
         .collect();
     Ok(report)

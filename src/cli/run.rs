@@ -25,12 +25,15 @@ pub(super) struct RunArgs {
     /// as many as the database has cores for full speed.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Target duration of a batch transaction in ms (bounds lock waits).
-    #[arg(long, default_value_t = 100)]
+    /// Target duration of a batch's locking transaction in ms: how long a
+    /// backend call may wait for a user the daemon holds (blobs are read
+    /// and exploded before the lock, so this is the write alone).
+    #[arg(long, default_value_t = 30)]
     target_batch_ms: u64,
-    /// Target duration of a batch while other sessions work on the
-    /// database: short bursts leave them the CPU and the WAL sooner
-    #[arg(long, default_value_t = 20)]
+    /// Target duration of a batch's locking transaction while other
+    /// sessions work on the database: short bursts leave them the CPU and
+    /// the WAL sooner
+    #[arg(long, default_value_t = 10)]
     busy_batch_ms: u64,
     /// Lower this process's CPU priority by this much (nice), so that a
     /// backend on the same host wins the CPU (0 keeps it)

@@ -8,6 +8,7 @@ use crate::migrate::{self, Failure};
 use crate::pg::store::{Locked, Store};
 use crate::pg::{pool, state};
 use deadpool_postgres::Object;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,6 +26,11 @@ pub(crate) struct Claimed {
     pub failed: u64,
     /// Rows written.
     pub rows: u64,
+    /// How long the users were locked, when only part of the step
+    /// (`None`: the whole step was one locking transaction).
+    pub held: Option<std::time::Duration>,
+    /// Users whose row changed between the read and the lock (redone).
+    pub redone: u64,
 }
 
 impl Claimed {
@@ -36,6 +42,8 @@ impl Claimed {
             done: 0,
             failed: 0,
             rows: 0,
+            held: None,
+            redone: 0,
         }
     }
 }
@@ -90,6 +98,9 @@ pub(crate) struct MigrateJob {
     pub run_start: SystemTime,
     /// Only users in the rollout.
     pub rollout_only: bool,
+    /// Held while a worker of this process reads its next batch (the
+    /// shared pass row's lock orders the workers of every process).
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// What `decant run --dry-run` found: the batch the daemon would claim
@@ -105,6 +116,16 @@ pub struct DryRun {
 }
 
 impl MigrateJob {
+    /// The job of a run that started at `run_start` (server clock).
+    pub fn new(store: Arc<Store>, run_start: SystemTime, rollout_only: bool) -> MigrateJob {
+        MigrateJob {
+            store,
+            run_start,
+            rollout_only,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Claims up to `size` users after `cursor` as the daemon does (`SKIP
     /// LOCKED`): the ids claimed, and the users to migrate (those that
     /// failed in this run meanwhile, on another worker, left out).
@@ -188,8 +209,20 @@ impl Job for MigrateJob {
             .get(0))
     }
 
-    /// Claims up to `size` legacy users after `cursor` and migrates them
-    /// in one transaction.
+    /// Migrates up to `size` legacy users after `cursor` in two steps, so
+    /// that no user is locked while its blob is read and exploded:
+    ///
+    /// 1. read the next claimable users without locking them (after the
+    ///    furthest any worker of any daemon has read, kept in the row of
+    ///    `decant.pass`, one worker at a time under its lock) with each
+    ///    row's version (`xmin`), and parse, fix up, explode and verify
+    ///    them: the client's work, no lock held;
+    /// 2. in one transaction, lock those still claimable (`SKIP LOCKED`:
+    ///    a user the backend holds is left for the next pass), redo the
+    ///    few whose row changed since the read (now locked, so final),
+    ///    write the rows, the residuals, the flags and the states, commit.
+    ///
+    /// The lock is held for step 2 only.
     async fn batch(
         &self,
         client: &mut Object,
@@ -197,18 +230,134 @@ impl Job for MigrateJob {
         size: u32,
     ) -> Result<Claimed> {
         let store = &*self.store;
-        let tx = pool::batch_transaction(client, "a batch").await?;
-        let (claimed, locked) = self.claim(&tx, cursor.clone(), size).await?;
-        let Some(last) = claimed.last().cloned() else {
+        let spec = &store.spec;
+        let (peeked, versions) = {
+            // one worker at a time, of this process (no lock wait for its
+            // peers) and of every other (the pass row's lock)
+            let _turn = self.turn.lock().await;
+            let sql = store.sql();
+            let tx = pool::batch_transaction(client, "reading a batch").await?;
+            let furthest: Option<UserId> = tx
+                .query_opt(&sql.pass_read, &[])
+                .await
+                .map_err(|e| {
+                    if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
+                        Error::Setup(
+                            "the database lacks decant.pass, the row this version's daemons \
+                             share their pass through: run `decant init` (idempotent) with \
+                             this version and spec"
+                                .into(),
+                        )
+                    } else {
+                        Error::db("reading the daemons' pass (decant.pass)", e)
+                    }
+                })?
+                .and_then(|r| r.get(0));
+            // a pass starts over from the first user; else after the
+            // furthest read by any worker
+            let from = if cursor.is_none() {
+                None
+            } else {
+                cursor.clone().max(furthest)
+            };
+            let peek = match (self.rollout_only, from.is_none()) {
+                (true, false) => &sql.peek_rollout,
+                (true, true) => &sql.peek_rollout_first,
+                (false, false) => &sql.peek,
+                (false, true) => &sql.peek_first,
+            };
+            let stmt = tx
+                .prepare_cached(peek)
+                .await
+                .map_err(|e| Error::db("preparing the read of a batch", e))?;
+            let rows = tx
+                .query(
+                    &stmt,
+                    &[
+                        &from,
+                        &spec.settings.max_attempts,
+                        &self.run_start,
+                        &i64::from(size),
+                    ],
+                )
+                .await
+                .map_err(|e| Error::db("reading legacy users", e))?;
+            let mut versions = HashMap::with_capacity(rows.len());
+            let peeked: Vec<Locked> = rows
+                .iter()
+                .map(|r| {
+                    versions.insert(r.get::<_, UserId>(0), r.get::<_, String>(3));
+                    Locked {
+                        id: r.get(0),
+                        blob: r.get(1),
+                        migrated: r.get(2),
+                    }
+                })
+                .collect();
+            if let Some(last) = peeked.last() {
+                tx.execute(&sql.pass_move, &[&last.id])
+                    .await
+                    .map_err(|e| Error::db("moving the daemons' pass on", e))?;
+            }
+            tx.commit()
+                .await
+                .map_err(|e| Error::db("reading legacy users", e))?;
+            (peeked, versions)
+        };
+        let Some(last) = peeked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };
-        let claimed = claimed.len();
-        let ids: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
-        // the claim's row locks outlive a rollback to this savepoint
+        let claimed = peeked.len();
+        let read: Vec<UserId> = peeked.iter().map(|l| l.id.clone()).collect();
+        let mut prepared = migrate::prepare(spec, &read, peeked);
+
+        let started = std::time::Instant::now();
+        let tx = pool::batch_transaction(client, "a batch").await?;
+        let stmt = tx
+            .prepare_cached(&store.sql().relock)
+            .await
+            .map_err(|e| Error::db("preparing the lock of a batch", e))?;
+        let now: HashMap<UserId, String> = tx
+            .query(
+                &stmt,
+                &[
+                    &read,
+                    &spec.settings.max_attempts,
+                    &self.run_start,
+                    &self.rollout_only,
+                ],
+            )
+            .await
+            .map_err(|e| Error::db("locking legacy users", e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        // locked and unchanged: as prepared; locked but changed since the
+        // read: read again under the lock and redone; not locked (held by
+        // the backend, migrated, failed or held meanwhile): left alone
+        let mut changed = Vec::new();
+        let mut keep = |id: &UserId| match now.get(id) {
+            Some(v) if Some(v) == versions.get(id) => true,
+            Some(_) => {
+                changed.push(id.clone());
+                false
+            }
+            None => false,
+        };
+        prepared.ready.retain(|r| keep(&r.source.id));
+        prepared.failed.retain(|f| keep(&f.user));
+        prepared.skipped.clear();
+        let redone = changed.len() as u64;
+        if !changed.is_empty() {
+            let again = store.lock(&tx, &changed, false).await?;
+            prepared.extend(migrate::prepare(spec, &changed, again));
+        }
+        let ids: Vec<UserId> = read.into_iter().filter(|id| now.contains_key(id)).collect();
+        // the lock's row locks outlive a rollback to this savepoint
         tx.batch_execute("SAVEPOINT decant_batch")
             .await
             .map_err(|e| Error::db("beginning a batch", e))?;
-        let result = migrate::migrate_locked(store, &tx, &ids, locked).await;
+        let result = migrate::write_prepared(store, &tx, prepared).await;
         let report = match result {
             Ok(r) => r,
             Err(e) if e.is_retryable() => return Err(e),
@@ -230,6 +379,7 @@ impl Job for MigrateJob {
         tx.commit()
             .await
             .map_err(|e| Error::db("committing a batch", e))?;
+        let held = started.elapsed();
         for Failure { user, error } in &report.failed {
             tracing::debug!(user = %user, cause = %error, "user failed; stays legacy");
         }
@@ -239,6 +389,8 @@ impl Job for MigrateJob {
             done: report.migrated.len() as u64,
             failed: report.failed.len() as u64,
             rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
+            held: Some(held),
+            redone,
         })
     }
 }
@@ -387,6 +539,8 @@ impl Job for RollbackJob {
             done: done.len() as u64,
             failed: failed.len() as u64,
             rows: 0,
+            held: None,
+            redone: 0,
         })
     }
 }
@@ -513,6 +667,8 @@ impl Job for EvolveJob {
             done: done.len() as u64,
             failed,
             rows: written,
+            held: None,
+            redone: 0,
         })
     }
 }

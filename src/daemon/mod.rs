@@ -47,12 +47,13 @@ pub struct RunOptions {
     pub rate: Option<Rate>,
     /// Low-traffic windows (default: always open).
     pub schedule: Schedule,
-    /// Target duration of one batch transaction, which bounds how long a
-    /// backend call may wait for a user's lock (default 100 ms).
+    /// Target duration of one batch's locking transaction, which bounds
+    /// how long a backend call may wait for a user's lock (default 30 ms;
+    /// a migration batch reads and explodes its blobs before it locks).
     pub target_batch: Duration,
-    /// Target duration of a batch while other sessions are working
-    /// (default 20 ms): short bursts leave the CPU and the WAL to them
-    /// sooner.
+    /// Target duration of a batch's locking transaction while other
+    /// sessions are working (default 10 ms): short bursts leave the CPU
+    /// and the WAL to them sooner.
     pub busy_batch: Duration,
     /// Largest batch (default 1000).
     pub max_batch: u32,
@@ -76,8 +77,8 @@ impl Default for RunOptions {
             workers: 1,
             rate: None,
             schedule: Schedule::default(),
-            target_batch: Duration::from_millis(100),
-            busy_batch: Duration::from_millis(20),
+            target_batch: Duration::from_millis(30),
+            busy_batch: Duration::from_millis(10),
             max_batch: 1000,
             rollout_only: false,
             until_done: true,
@@ -107,11 +108,7 @@ pub async fn dry_run(decant: &Decant, size: u32, rollout_only: bool) -> Result<D
         .await
         .map_err(|e| Error::db("reading the server clock", e))?
         .get(0);
-    let job = MigrateJob {
-        store: decant.store().clone(),
-        run_start,
-        rollout_only,
-    };
+    let job = MigrateJob::new(decant.store().clone(), run_start, rollout_only);
     let size = control.batch_size.unwrap_or(size).max(1);
     job.dry_run(&mut client, size).await
 }
@@ -125,6 +122,9 @@ pub struct RunReport {
     pub failed: u64,
     /// Rows written.
     pub rows: u64,
+    /// Users whose row a backend changed between a batch's unlocked read
+    /// and its lock: read again under the lock and migrated from there.
+    pub redone: u64,
     /// Wall time.
     pub elapsed: Duration,
     /// Batch transaction p50 and p99 (the per-user lock hold time).
@@ -168,11 +168,7 @@ pub async fn run(
         progress,
         shutdown,
         "migrate",
-        |store, run_start| MigrateJob {
-            store,
-            run_start,
-            rollout_only,
-        },
+        |store, run_start| MigrateJob::new(store, run_start, rollout_only),
     )
     .await
 }
@@ -343,6 +339,7 @@ async fn run_job<J: Job>(
         migrated: progress.migrated.load(Ordering::Relaxed),
         failed: progress.failed.load(Ordering::Relaxed),
         rows: progress.rows.load(Ordering::Relaxed),
+        redone: progress.redone.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         batch_p50_p99: progress.batch_percentiles(),
         over_limit,
@@ -356,6 +353,7 @@ async fn run_job<J: Job>(
         failed = report.failed,
         rows = report.rows,
         secs = report.elapsed.as_secs_f64(),
+        redone = report.redone,
         interrupted = report.interrupted,
         "daemon stopped"
     );
@@ -529,6 +527,8 @@ async fn worker<J: Job>(
             done,
             failed,
             rows,
+            held,
+            redone,
         } = match outcome {
             Ok(v) => v,
             Err(e) if e.is_retryable() => {
@@ -554,6 +554,7 @@ async fn worker<J: Job>(
         p.migrated.fetch_add(done, Ordering::Relaxed);
         p.failed.fetch_add(failed, Ordering::Relaxed);
         p.rows.fetch_add(rows, Ordering::Relaxed);
+        p.redone.fetch_add(redone, Ordering::Relaxed);
         if claimed == 0 {
             if cursor.is_some() {
                 // end of a pass: start over for users skipped while locked
@@ -600,7 +601,9 @@ async fn worker<J: Job>(
             .lock()
             .expect("not poisoned")
             .push((
-                elapsed.as_micros().min(u128::from(u32::MAX)) as u32,
+                held.unwrap_or(elapsed)
+                    .as_micros()
+                    .min(u128::from(u32::MAX)) as u32,
                 claimed as u32,
             ));
         // aim each batch at the target time: locks stay short
@@ -611,7 +614,7 @@ async fn worker<J: Job>(
                 shared.opts.target_batch
             }
             .as_secs_f64();
-            let ideal = f64::from(size) * target / elapsed.as_secs_f64().max(1e-4);
+            let ideal = f64::from(size) * target / held.unwrap_or(elapsed).as_secs_f64().max(1e-4);
             let ideal = ideal.clamp(f64::from(size) / 2.0, f64::from(size) * 2.0);
             batch = (ideal as u32).clamp(1, shared.opts.max_batch);
         }

@@ -64,6 +64,9 @@ pub struct Progress {
     pub(crate) failed: AtomicU64,
     /// Rows written by this run.
     pub(crate) rows: AtomicU64,
+    /// Users whose row changed between a batch's read and its lock, read
+    /// again and migrated under the lock.
+    pub(crate) redone: AtomicU64,
     /// Legacy users claimable when the run started.
     pub(crate) total: AtomicU64,
     /// Why the daemon is not working right now, if it is not.

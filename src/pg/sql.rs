@@ -117,6 +117,21 @@ pub(crate) struct Sql {
     /// `claim` and `claim_rollout` from the first user (`$1` is NULL).
     pub claim_first: String,
     pub claim_rollout_first: String,
+    /// The four claims above without their locks, each user's row
+    /// version (`xmin`) beside it: the daemon reads a batch with them,
+    /// explodes and verifies it, then locks it with `relock`.
+    pub peek: String,
+    pub peek_rollout: String,
+    pub peek_first: String,
+    pub peek_rollout_first: String,
+    /// Locks (`SKIP LOCKED`) those of `$1` still claimable (`$2` max
+    /// attempts, `$3` run start, `$4` rollout only), with their row
+    /// versions: a user whose version is not the one peeked changed since.
+    pub relock: String,
+    /// Locks the shared pass row and reads the furthest user read.
+    pub pass_read: String,
+    /// Moves the shared pass on to `$1`.
+    pub pass_move: String,
     /// Counts the legacy users a claim could still take.
     pub claimable: String,
     /// Users in the source table, and how many are migrated.
@@ -216,6 +231,11 @@ impl Sql {
             &mut sql.claim_rollout,
             &mut sql.claim_first,
             &mut sql.claim_rollout_first,
+            &mut sql.peek,
+            &mut sql.peek_rollout,
+            &mut sql.peek_first,
+            &mut sql.peek_rollout_first,
+            &mut sql.relock,
             &mut sql.page_first,
             &mut sql.claimable,
             &mut sql.user_counts,
@@ -285,6 +305,13 @@ impl Sql {
                 claimable_where(first)
             )
         };
+        let peek = |extra: &str, first: bool| {
+            format!(
+                "SELECT s.{id}::{it}, s.{blob}, s.{flag}, s.xmin::text FROM {src} AS s WHERE {}{extra} \
+                 ORDER BY {order} LIMIT $4",
+                claimable_where(first)
+            )
+        };
         let rollout = format!(" AND decant.in_rollout(s.{id})");
         let mut plain_params = (Vec::new(), Vec::new(), Vec::new());
         for (ti, t) in spec.tables.iter().enumerate() {
@@ -327,6 +354,20 @@ impl Sql {
             claim_rollout: claim(&rollout, false),
             claim_first: claim("", true),
             claim_rollout_first: claim(&rollout, true),
+            peek: peek("", false),
+            peek_rollout: peek(&rollout, false),
+            peek_first: peek("", true),
+            peek_rollout_first: peek(&rollout, true),
+            pass_read: format!("SELECT furthest::{it} FROM decant.pass FOR UPDATE"),
+            pass_move: format!("UPDATE decant.pass SET furthest = $1::{it}"),
+            relock: format!(
+                "SELECT s.{id}::{it}, s.xmin::text FROM {src} AS s \
+                 WHERE s.{id} = ANY($1::{it}[]) AND NOT s.{flag} \
+                   AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
+                     AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) \
+                   AND ($4 = false OR decant.in_rollout(s.{id})) \
+                 FOR NO KEY UPDATE OF s SKIP LOCKED"
+            ),
             claimable: format!(
                 "SELECT count(*) FROM {src} AS s WHERE {} \
                  AND ($4 = false OR decant.in_rollout(s.{id}))",
@@ -647,7 +688,12 @@ mod tests {
     #[test]
     fn the_claim_bounds_the_state_rows_by_the_cursor() {
         let store = Sql::new(&game());
-        for sql in [&store.claim, &store.claim_rollout] {
+        for sql in [
+            &store.claim,
+            &store.claim_rollout,
+            &store.peek,
+            &store.peek_rollout,
+        ] {
             assert!(sql.contains("s.\"id\" > $1"), "{sql}");
             assert!(sql.contains("st.user_id > $1"), "{sql}");
         }
@@ -655,6 +701,8 @@ mod tests {
         for sql in [
             &store.claim_first,
             &store.claim_rollout_first,
+            &store.peek_first,
+            &store.peek_rollout_first,
             &store.claimable,
         ] {
             assert!(!sql.contains("> $1"), "{sql}");
@@ -710,6 +758,13 @@ mod tests {
             ("claim_rollout", &sql.claim_rollout),
             ("claim_first", &sql.claim_first),
             ("claim_rollout_first", &sql.claim_rollout_first),
+            ("peek", &sql.peek),
+            ("peek_rollout", &sql.peek_rollout),
+            ("peek_first", &sql.peek_first),
+            ("peek_rollout_first", &sql.peek_rollout_first),
+            ("relock", &sql.relock),
+            ("pass_read", &sql.pass_read),
+            ("pass_move", &sql.pass_move),
             ("claimable", &sql.claimable),
             ("user_counts", &sql.user_counts),
             ("exists", &sql.exists),

@@ -30,6 +30,10 @@ pub(crate) struct Store {
     finalized: std::sync::atomic::AtomicBool,
     /// The mapping's fingerprint, recorded with every user it migrates.
     pub fingerprint: String,
+    /// Whether the last catalog check found the target tables plain: the
+    /// next insert then skips the check before it (the one after it, under
+    /// the insert's locks, is what decides).
+    plain: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -73,6 +77,7 @@ impl Store {
             sql_finalized: Sql::finalized(&spec),
             finalized: std::sync::atomic::AtomicBool::new(false),
             fingerprint: spec.fingerprint(),
+            plain: std::sync::atomic::AtomicBool::new(false),
             spec,
         }
     }
@@ -209,28 +214,33 @@ impl Store {
     /// users' rows the database did not store exactly as sent, with what
     /// it stored for them.
     ///
-    /// When the target tables are plain (see `tables_are_plain`, checked
-    /// before the insert and again after it, when the insert's locks keep
-    /// any new trigger or rule out until commit), PostgreSQL stores exactly
-    /// the values sent, and the insert returns nothing; otherwise
-    /// `INSERT ... RETURNING` says what was stored and it is compared.
+    /// When the target tables are plain (see `tables_are_plain`), PostgreSQL
+    /// stores exactly the values sent, and the insert returns nothing;
+    /// otherwise `INSERT ... RETURNING` says what was stored and it is
+    /// compared. The check that decides runs after the insert, whose locks
+    /// keep any new trigger, rule or type change out until commit; the
+    /// check before it only picks the way in, and is skipped while the
+    /// last check found the tables plain (one catalog query per batch, not
+    /// two). Found not plain after a plain insert, the rows are deleted
+    /// and inserted again with `RETURNING`, in the same transaction.
     pub async fn insert_rows(
         &self,
         tx: &Transaction<'_>,
         rows: &[(&UserId, &Row)],
     ) -> Result<HashMap<UserId, Vec<Row>>> {
+        use std::sync::atomic::Ordering::Relaxed;
         let by_table = self.by_table(rows);
-        if self.tables_are_plain(tx).await? {
+        if self.plain.load(Relaxed) || self.tables_are_plain(tx).await? {
             // COPY for tables with many rows; the few rows of the others go
             // in by INSERTs sent together (one COPY per table costs a round
             // trip each, which short batches feel)
             let (copied, mut inserted): (Vec<_>, Vec<_>) = by_table
-                .into_iter()
+                .iter()
                 .map(|rs| {
                     if rs.len() >= COPY_MIN_ROWS {
-                        (rs, Vec::new())
+                        (rs.clone(), Vec::new())
                     } else {
-                        (Vec::new(), rs)
+                        (Vec::new(), rs.clone())
                     }
                 })
                 .unzip();
@@ -240,14 +250,16 @@ impl Store {
                 }
             }
             self.write_rows(tx, &inserted, Write::Insert).await?;
-            if self.tables_are_plain(tx).await? {
+            let plain = self.tables_are_plain(tx).await?;
+            self.plain.store(plain, Relaxed);
+            if plain {
                 return Ok(HashMap::new());
             }
-            // a trigger, rule or type change committed between the two
-            // checks: the batch is retried, and then sees it
-            return Err(Error::Setup(
-                "a target table changed (trigger, rule or type) during a batch".into(),
-            ));
+            // a trigger, rule or type change committed since the last
+            // check: what was stored is not known; insert again, returning
+            let mut users: Vec<UserId> = rows.iter().map(|(u, _)| (*u).clone()).collect();
+            users.dedup();
+            self.delete_rows(tx, &users).await?;
         }
         let stored = self
             .write_rows(tx, &by_table, Write::InsertReturning)

@@ -252,8 +252,35 @@ async fn two_daemons_migrate_disjoint_users_and_finish_the_table() {
 async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
     let db = TestDb::new().await;
     let n = 1500;
-    let decant = db.game(n).await;
+    drop(db.game(n).await);
     let users = clean(n);
+    // ten "hot" users spread over the table, marked so that a fixup takes
+    // 30 ms over each as the daemon prepares its batch (between its read
+    // and its lock), while two backends write to them without pause: their
+    // rows change in that window, and the daemon must redo them under the
+    // lock rather than write what it read
+    let hot: Vec<i64> = (0..10).map(|k| users[k * users.len() / 10]).collect();
+    let client = db.client().await;
+    client
+        .execute(
+            "UPDATE \"user\" SET data = jsonb_set(data, '{pref}', \
+               coalesce(data->'pref', '{}') || '{\"slow\": true}') WHERE id = ANY($1)",
+            &[&hot],
+        )
+        .await
+        .unwrap();
+    let slow = decant::Fixup::custom(
+        "slow",
+        |blob| {
+            if blob["pref"]["slow"] == json!(true) {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            None
+        },
+        |_, _| {},
+    );
+    let spec = crate::example::spec().with_fixups(vec![slow]);
+    let decant = Decant::connect(&db.url, spec, 10).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(
         (0..users.len())
@@ -261,14 +288,20 @@ async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
             .collect::<Vec<_>>(),
     );
     let mut backends = Vec::new();
-    for b in 0..3u64 {
+    // three backends write to users at random, two to the hot users
+    for b in 0..5u64 {
         let (decant, stop, acked, users) =
             (decant.clone(), stop.clone(), acked.clone(), users.clone());
         backends.push(tokio::spawn(async move {
             let mut rng = crate::example::Rng::new(b);
             let mut writes = 0;
+            let hot = b >= 3;
             while !stop.load(Ordering::Relaxed) {
-                let i = rng.range(0, users.len() as u64) as usize;
+                let i = if hot {
+                    rng.range(0, 10) as usize * users.len() / 10
+                } else {
+                    rng.range(0, users.len() as u64) as usize
+                };
                 let r = decant
                     .modify(users[i], |blob| {
                         let c = &mut blob["pref"]["counter"];
@@ -283,7 +316,9 @@ async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
                     Err(e) if e.is_retryable() => {}
                     Err(e) => panic!("{e}"),
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                if !hot {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
             }
             writes
         }));
@@ -304,7 +339,6 @@ async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
         writes += b.await.unwrap();
     }
     assert!(writes > 300, "the backend barely wrote ({writes})");
-    assert_eq!(report.migrated as usize, users.len());
     for (i, &u) in users.iter().enumerate() {
         let blob = decant.load(u).await.unwrap();
         let got = blob["pref"]["counter"].as_u64().unwrap_or(0);
@@ -314,6 +348,14 @@ async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
             "user {u} lost writes"
         );
     }
+    assert_eq!(report.migrated as usize, users.len(), "{report:?}");
+    // the daemon reads and explodes each batch before it locks it: users
+    // written in between were seen changed, read again and redone (the
+    // path whose mistake would lose exactly these writes)
+    assert!(
+        report.redone > 0,
+        "no user changed between read and lock: {report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -953,7 +995,8 @@ async fn a_read_only_database_or_a_revoked_permission_stops_the_run_without_fail
     client
         .batch_execute(&format!(
             "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
-             GRANT INSERT ON decant.daemon TO {role}; GRANT SELECT, DELETE ON decant.daemon TO {role}"
+             GRANT INSERT ON decant.daemon TO {role}; GRANT SELECT, DELETE ON decant.daemon TO {role}; \
+             GRANT SELECT, UPDATE ON decant.pass TO {role}"
         ))
         .await
         .unwrap();

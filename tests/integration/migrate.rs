@@ -162,6 +162,46 @@ async fn verification_catches_rows_that_do_not_rebuild_the_blob() {
     assert_eq!(row_count(&client, id).await, 0);
 }
 
+/// The catalog check before a plain insert is skipped while the last one
+/// found the tables plain: a trigger created between two batches of the
+/// same handle is still caught by the check after the insert, and the
+/// user's rows are inserted again with `RETURNING` and compared.
+#[tokio::test]
+async fn a_trigger_created_after_a_plain_batch_is_still_caught() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    let clean: Vec<i64> = (1..=20)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .collect();
+    let (first, second) = (clean[0], clean[1]);
+    // plain tables: migrated by COPY/INSERT without RETURNING
+    let report = decant.migrate_user(first).await.unwrap();
+    assert_eq!(report.migrated.len(), 1, "{report:?}");
+    client
+        .batch_execute(
+            "CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.statistic_id = 'gamesPlayed' THEN NEW.value := NEW.value + 1; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER corrupt BEFORE INSERT ON user_statistic FOR EACH ROW EXECUTE FUNCTION corrupt();",
+        )
+        .await
+        .unwrap();
+    let original = raw_blob(&client, second).await;
+    let report = decant.migrate_user(second).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let failure = &report.failed[0];
+    assert!(
+        matches!(failure.error, Error::Verification { .. })
+            && failure.error.to_string().contains("gamesPlayed"),
+        "{}",
+        failure.error
+    );
+    assert!(!is_migrated(&client, second).await);
+    assert_eq!(raw_blob(&client, second).await, original);
+    assert_eq!(row_count(&client, second).await, 0);
+    assert!(is_migrated(&client, first).await);
+}
+
 #[tokio::test]
 async fn a_column_that_rounds_what_it_stores_is_caught_too() {
     let db = TestDb::new().await;

@@ -16,6 +16,27 @@ SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NO
 -- claim_rollout_first
 SELECT s."id"::bigint, s."data", s."migrated" FROM "public"."user" AS s WHERE NOT s."migrated" AND $1::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND $1::bigint IS NULL AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4 FOR NO KEY UPDATE OF s SKIP LOCKED;
 
+-- peek
+SELECT s."id"::bigint, s."data", s."migrated", s.xmin::text FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1::bigint AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) ORDER BY s."id" LIMIT $4;
+
+-- peek_rollout
+SELECT s."id"::bigint, s."data", s."migrated", s.xmin::text FROM "public"."user" AS s WHERE NOT s."migrated" AND s."id" > $1::bigint AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND st.user_id > $1::bigint AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4;
+
+-- peek_first
+SELECT s."id"::bigint, s."data", s."migrated", s.xmin::text FROM "public"."user" AS s WHERE NOT s."migrated" AND $1::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND $1::bigint IS NULL AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) ORDER BY s."id" LIMIT $4;
+
+-- peek_rollout_first
+SELECT s."id"::bigint, s."data", s."migrated", s.xmin::text FROM "public"."user" AS s WHERE NOT s."migrated" AND $1::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND $1::bigint IS NULL AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND decant.in_rollout(s."id") ORDER BY s."id" LIMIT $4;
+
+-- relock
+SELECT s."id"::bigint, s.xmin::text FROM "public"."user" AS s WHERE s."id" = ANY($1::bigint[]) AND NOT s."migrated" AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND ($4 = false OR decant.in_rollout(s."id")) FOR NO KEY UPDATE OF s SKIP LOCKED;
+
+-- pass_read
+SELECT furthest::bigint FROM decant.pass FOR UPDATE;
+
+-- pass_move
+UPDATE decant.pass SET furthest = $1::bigint;
+
 -- claimable
 SELECT count(*) FROM "public"."user" AS s WHERE NOT s."migrated" AND $1::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND $1::bigint IS NULL AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) AND ($4 = false OR decant.in_rollout(s."id"));
 
@@ -312,6 +333,17 @@ CREATE TABLE IF NOT EXISTS decant.daemon (
     rate_share  text,                      -- its share of the rate
     holding     text                       -- why it holds back, if it does
 );
+
+-- The daemons' shared pass over the legacy users: the furthest user any
+-- worker of any daemon has read for a batch. A worker reads its next batch
+-- (without locking it, to explode it before it locks it) after this user,
+-- under this row's lock, and moves it on: no two workers read and explode
+-- the same users, in one process or across hosts.
+CREATE TABLE IF NOT EXISTS decant.pass (
+    id       boolean PRIMARY KEY DEFAULT true CHECK (id),
+    furthest bigint
+);
+INSERT INTO decant.pass DEFAULT VALUES ON CONFLICT DO NOTHING;
 
 -- Rollout: a uniform, stable bucket 0..9999 per user id (from md5, the same
 -- on every server and version), and whether a user is in the rollout now.
