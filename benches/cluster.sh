@@ -1,9 +1,9 @@
 # Sourced by the bench scripts: a throwaway PostgreSQL cluster on 127.0.0.1
 # port $PORT (set before sourcing) in a temporary directory $W, run as the
 # postgres user, stopped and removed when the script exits; $DECANT is the
-# release build. Needs initdb and pg_ctl on PATH and root.
+# release build (or $DECANT when set). Needs initdb and pg_ctl on PATH and root.
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DECANT=$ROOT/target/release/decant
+DECANT=${DECANT:-$ROOT/target/release/decant}
 W=$(mktemp -d /tmp/decant-bench.XXXXXX); chmod 777 "$W"
 stop() { runuser -u postgres -- pg_ctl -D "$W/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$W"; }
 trap stop EXIT

@@ -28,7 +28,7 @@ pub(super) struct RunArgs {
     /// Target duration of a batch's locking transaction in ms: how long a
     /// backend call may wait for a user the daemon holds (blobs are read
     /// and exploded before the lock, so this is the write alone).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 25)]
     target_batch_ms: u64,
     /// Target duration of a batch's locking transaction while other
     /// sessions work on the database: short bursts leave them the CPU and

@@ -237,6 +237,11 @@ impl Job for MigrateJob {
             let _turn = self.turn.lock().await;
             let sql = store.sql();
             let tx = pool::batch_transaction(client, "reading a batch").await?;
+            // the pass row is a hint (lost in a crash, the next read only
+            // starts further back): its commit need not wait for the disk
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(|e| Error::db("reading a batch", e))?;
             let furthest: Option<UserId> = tx
                 .query_opt(&sql.pass_read, &[])
                 .await

@@ -48,7 +48,7 @@ pub struct RunOptions {
     /// Low-traffic windows (default: always open).
     pub schedule: Schedule,
     /// Target duration of one batch's locking transaction, which bounds
-    /// how long a backend call may wait for a user's lock (default 30 ms;
+    /// how long a backend call may wait for a user's lock (default 25 ms;
     /// a migration batch reads and explodes its blobs before it locks).
     pub target_batch: Duration,
     /// Target duration of a batch's locking transaction while other
@@ -77,7 +77,7 @@ impl Default for RunOptions {
             workers: 1,
             rate: None,
             schedule: Schedule::default(),
-            target_batch: Duration::from_millis(30),
+            target_batch: Duration::from_millis(25),
             busy_batch: Duration::from_millis(10),
             max_batch: 1000,
             rollout_only: false,

@@ -229,6 +229,9 @@ impl Store {
         rows: &[(&UserId, &Row)],
     ) -> Result<HashMap<UserId, Vec<Row>>> {
         use std::sync::atomic::Ordering::Relaxed;
+        if rows.is_empty() {
+            return Ok(HashMap::new());
+        }
         let by_table = self.by_table(rows);
         if self.plain.load(Relaxed) || self.tables_are_plain(tx).await? {
             // COPY for tables with many rows; the few rows of the others go

@@ -585,19 +585,23 @@ async fn latency(
     );
     for ((busy, during), args) in with_daemon.iter().zip(&runs) {
         let what = if args.is_empty() {
-            "daemon at default settings (`decant run`: 1 worker, rate max, 100 ms batches or 20 ms while others work, commit probe 1.5x, nice 10)".to_string()
+            "daemon at default settings (`decant run`: 1 worker, rate max, locks held 25 ms a batch or 10 ms while others work, commit probe 1.5x, nice 10)".to_string()
         } else {
             format!("`decant run {}`", args.join(" "))
         };
         let _ = write!(
             out,
-            "; {what} {} ({} writes, p99 {} idle, {} users migrated meanwhile{})",
+            "; {what} {} ({} writes, p99 {} idle, {} users migrated meanwhile{}{})",
             ms(busy.latency),
             busy.writes,
             ratio(busy.latency),
             during.migrated,
             match during.held_secs {
                 Some(h) => format!(", held back {h:.1} s"),
+                None => String::new(),
+            },
+            match during.batch_ms {
+                Some((p50, p99)) => format!(", lock hold p50 {p50:.1} ms, p99 {p99:.1} ms"),
                 None => String::new(),
             }
         );
