@@ -303,12 +303,7 @@ pub(crate) fn prepare(
                 exploded,
                 fixed,
             }),
-            Err(error) => {
-                if let Error::Verification { user, detail } = &error {
-                    tracing::error!(user = %user, %detail, "verification failed; user stays legacy");
-                }
-                out.failed.push(Failure { user: l.id, error })
-            }
+            Err(error) => out.failed.push(Failure { user: l.id, error }),
         }
     }
     out
@@ -380,6 +375,11 @@ pub(crate) async fn write_prepared(
         failed,
         skipped,
     } = prepared;
+    for f in &failed {
+        if let Error::Verification { user, detail } = &f.error {
+            tracing::error!(user = %user, %detail, "verification failed; user stays legacy");
+        }
+    }
     let mut report = BatchReport {
         failed,
         skipped,

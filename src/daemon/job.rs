@@ -171,6 +171,96 @@ impl MigrateJob {
         Ok((claimed, locked))
     }
 
+    /// Step 1 of a batch: reads up to `size` claimable users after the
+    /// furthest any worker has read (from the first user when `cursor` is
+    /// `None`: a new pass), without locking them, and moves the shared
+    /// pass on; with each row's version (`xmin`).
+    async fn peek(
+        &self,
+        client: &mut Object,
+        cursor: Option<UserId>,
+        size: u32,
+    ) -> Result<(Vec<Locked>, HashMap<UserId, String>)> {
+        let store = &*self.store;
+        let spec = &store.spec;
+        // one worker at a time, of this process (no lock wait for its
+        // peers) and of every other (the pass row's lock)
+        let _turn = self.turn.lock().await;
+        let sql = store.sql();
+        let tx = pool::batch_transaction(client, "reading a batch").await?;
+        // the pass row is a hint (lost in a crash, the next read only
+        // starts further back): its commit need not wait for the disk
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(|e| Error::db("reading a batch", e))?;
+        let furthest: Option<UserId> = tx
+            .query_opt(&sql.pass_read, &[])
+            .await
+            .map_err(|e| {
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
+                    Error::Setup(
+                        "the database lacks decant.pass, the row this version's daemons \
+                         share their pass through: run `decant init` (idempotent) with \
+                         this version and spec"
+                            .into(),
+                    )
+                } else {
+                    Error::db("reading the daemons' pass (decant.pass)", e)
+                }
+            })?
+            .and_then(|r| r.get(0));
+        // a pass starts over from the first user; else after the
+        // furthest read by any worker
+        let from = if cursor.is_none() {
+            None
+        } else {
+            cursor.clone().max(furthest)
+        };
+        let peek = match (self.rollout_only, from.is_none()) {
+            (true, false) => &sql.peek_rollout,
+            (true, true) => &sql.peek_rollout_first,
+            (false, false) => &sql.peek,
+            (false, true) => &sql.peek_first,
+        };
+        let stmt = tx
+            .prepare_cached(peek)
+            .await
+            .map_err(|e| Error::db("preparing the read of a batch", e))?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &from,
+                    &spec.settings.max_attempts,
+                    &self.run_start,
+                    &i64::from(size),
+                ],
+            )
+            .await
+            .map_err(|e| Error::db("reading legacy users", e))?;
+        let mut versions = HashMap::with_capacity(rows.len());
+        let peeked: Vec<Locked> = rows
+            .iter()
+            .map(|r| {
+                versions.insert(r.get::<_, UserId>(0), r.get::<_, String>(3));
+                Locked {
+                    id: r.get(0),
+                    blob: r.get(1),
+                    migrated: r.get(2),
+                }
+            })
+            .collect();
+        if let Some(last) = peeked.last() {
+            tx.execute(&sql.pass_move, &[&last.id])
+                .await
+                .map_err(|e| Error::db("moving the daemons' pass on", e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("reading legacy users", e))?;
+        Ok((peeked, versions))
+    }
+
     /// Claims and migrates the next batch exactly as a worker would, then
     /// rolls everything back: nothing is written.
     pub async fn dry_run(&self, client: &mut Object, size: u32) -> Result<DryRun> {
@@ -231,84 +321,7 @@ impl Job for MigrateJob {
     ) -> Result<Claimed> {
         let store = &*self.store;
         let spec = &store.spec;
-        let (peeked, versions) = {
-            // one worker at a time, of this process (no lock wait for its
-            // peers) and of every other (the pass row's lock)
-            let _turn = self.turn.lock().await;
-            let sql = store.sql();
-            let tx = pool::batch_transaction(client, "reading a batch").await?;
-            // the pass row is a hint (lost in a crash, the next read only
-            // starts further back): its commit need not wait for the disk
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await
-                .map_err(|e| Error::db("reading a batch", e))?;
-            let furthest: Option<UserId> = tx
-                .query_opt(&sql.pass_read, &[])
-                .await
-                .map_err(|e| {
-                    if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
-                        Error::Setup(
-                            "the database lacks decant.pass, the row this version's daemons \
-                             share their pass through: run `decant init` (idempotent) with \
-                             this version and spec"
-                                .into(),
-                        )
-                    } else {
-                        Error::db("reading the daemons' pass (decant.pass)", e)
-                    }
-                })?
-                .and_then(|r| r.get(0));
-            // a pass starts over from the first user; else after the
-            // furthest read by any worker
-            let from = if cursor.is_none() {
-                None
-            } else {
-                cursor.clone().max(furthest)
-            };
-            let peek = match (self.rollout_only, from.is_none()) {
-                (true, false) => &sql.peek_rollout,
-                (true, true) => &sql.peek_rollout_first,
-                (false, false) => &sql.peek,
-                (false, true) => &sql.peek_first,
-            };
-            let stmt = tx
-                .prepare_cached(peek)
-                .await
-                .map_err(|e| Error::db("preparing the read of a batch", e))?;
-            let rows = tx
-                .query(
-                    &stmt,
-                    &[
-                        &from,
-                        &spec.settings.max_attempts,
-                        &self.run_start,
-                        &i64::from(size),
-                    ],
-                )
-                .await
-                .map_err(|e| Error::db("reading legacy users", e))?;
-            let mut versions = HashMap::with_capacity(rows.len());
-            let peeked: Vec<Locked> = rows
-                .iter()
-                .map(|r| {
-                    versions.insert(r.get::<_, UserId>(0), r.get::<_, String>(3));
-                    Locked {
-                        id: r.get(0),
-                        blob: r.get(1),
-                        migrated: r.get(2),
-                    }
-                })
-                .collect();
-            if let Some(last) = peeked.last() {
-                tx.execute(&sql.pass_move, &[&last.id])
-                    .await
-                    .map_err(|e| Error::db("moving the daemons' pass on", e))?;
-            }
-            tx.commit()
-                .await
-                .map_err(|e| Error::db("reading legacy users", e))?;
-            (peeked, versions)
-        };
+        let (peeked, versions) = self.peek(client, cursor.clone(), size).await?;
         let Some(last) = peeked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };
@@ -322,7 +335,7 @@ impl Job for MigrateJob {
             .prepare_cached(&store.sql().relock)
             .await
             .map_err(|e| Error::db("preparing the lock of a batch", e))?;
-        let now: HashMap<UserId, String> = tx
+        let mut now: HashMap<UserId, String> = tx
             .query(
                 &stmt,
                 &[
@@ -337,6 +350,24 @@ impl Job for MigrateJob {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // a user another worker failed meanwhile keeps its source row as
+        // it was, so the lock's re-check does not see the failure (its
+        // state row is newer than the statement's snapshot): a fresh
+        // statement does, and the user is left alone
+        if !now.is_empty() {
+            let locked: Vec<UserId> = now.keys().cloned().collect();
+            for id in state::failed_meanwhile(
+                &tx,
+                spec.source.id_type,
+                &locked,
+                spec.settings.max_attempts,
+                self.run_start,
+            )
+            .await?
+            {
+                now.remove(&id);
+            }
+        }
         // locked and unchanged: as prepared; locked but changed since the
         // read: read again under the lock and redone; not locked (held by
         // the backend, migrated, failed or held meanwhile): left alone

@@ -129,13 +129,8 @@ async fn a_database_error_mid_migration_rolls_everything_back() {
     assert!(!is_migrated(&client, id).await);
 }
 
-#[tokio::test]
-async fn verification_catches_rows_that_do_not_rebuild_the_blob() {
-    let db = TestDb::new().await;
-    let decant = db.game(20).await;
-    let client = db.client().await;
-    let id = clean_user();
-    // a trigger that silently corrupts what is written
+/// A trigger that silently adds one to every `gamesPlayed` row written.
+async fn corrupt_games_played(client: &tokio_postgres::Client) {
     client
         .batch_execute(
             "CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -144,6 +139,15 @@ async fn verification_catches_rows_that_do_not_rebuild_the_blob() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn verification_catches_rows_that_do_not_rebuild_the_blob() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    let id = clean_user();
+    corrupt_games_played(&client).await;
     let original = raw_blob(&client, id).await;
     let report = decant.migrate_user(id).await.unwrap();
     let failure = &report.failed[0];
@@ -178,14 +182,7 @@ async fn a_trigger_created_after_a_plain_batch_is_still_caught() {
     // plain tables: migrated by COPY/INSERT without RETURNING
     let report = decant.migrate_user(first).await.unwrap();
     assert_eq!(report.migrated.len(), 1, "{report:?}");
-    client
-        .batch_execute(
-            "CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN IF NEW.statistic_id = 'gamesPlayed' THEN NEW.value := NEW.value + 1; END IF; RETURN NEW; END $$;
-             CREATE TRIGGER corrupt BEFORE INSERT ON user_statistic FOR EACH ROW EXECUTE FUNCTION corrupt();",
-        )
-        .await
-        .unwrap();
+    corrupt_games_played(&client).await;
     let original = raw_blob(&client, second).await;
     let report = decant.migrate_user(second).await.unwrap();
     assert_eq!(report.failed.len(), 1, "{report:?}");
