@@ -9,7 +9,7 @@ mod run;
 
 use args::{ScheduleArgs, Target};
 
-use crate::tools::{bench, demo, example, rehearse};
+use crate::tools::{bench, demo, example, rehearse, soak};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use decant::Spec;
@@ -266,6 +266,13 @@ enum Command {
         /// --users and at --memory-users.
         #[arg(long)]
         check_only: bool,
+        /// Run only the soak, this long (30m, 90s, 1h): the daemon at
+        /// default settings under the compatibility layer's patches and
+        /// pgbench on its own database, reported minute by minute, every
+        /// acknowledged write read back at the end. Give --users enough for
+        /// the length (the daemon runs 700-1,000 users/s under that load).
+        #[arg(long, value_parser = soak::parse_length)]
+        soak: Option<std::time::Duration>,
         /// Other `decant run` arguments whose latency to measure after the
         /// default settings' (repeatable; one string of arguments each)
         #[arg(long, default_value = "--max-commit-slowdown 0")]
@@ -601,6 +608,7 @@ async fn run(cli: Cli) -> Result<()> {
             leaderboard_only,
             api_only,
             check_only,
+            soak,
             latency_compare,
             database_url,
         } => {
@@ -614,11 +622,16 @@ async fn run(cli: Cli) -> Result<()> {
                 leaderboard_only,
                 api_only,
                 check_only,
+                soak,
                 latency_compare,
                 exe: std::env::current_exe().context("locating the decant executable")?,
                 database_url,
             };
-            println!("{}", bench::run(&opts).await?);
+            let report = match opts.soak {
+                Some(length) => soak::run(&opts, length).await?,
+                None => bench::run(&opts).await?,
+            };
+            println!("{report}");
         }
         Command::Demo {
             users,

@@ -242,9 +242,10 @@ impl MigrateJob {
         let peeked: Vec<Locked> = rows
             .iter()
             .map(|r| {
-                versions.insert(r.get::<_, UserId>(0), r.get::<_, String>(3));
+                let id: UserId = r.get(0);
+                versions.insert(id.clone(), r.get::<_, String>(3));
                 Locked {
-                    id: r.get(0),
+                    id,
                     blob: r.get(1),
                     migrated: r.get(2),
                 }
@@ -353,7 +354,12 @@ impl Job for MigrateJob {
         // a user another worker failed meanwhile keeps its source row as
         // it was, so the lock's re-check does not see the failure (its
         // state row is newer than the statement's snapshot): a fresh
-        // statement does, and the user is left alone
+        // statement does, and the user is left alone. Both checks stay:
+        // the relock's own filter keeps users its snapshot already knows
+        // failed from being locked at all; this one catches a failure
+        // committed after the relock's snapshot but before it locked the
+        // row (a window of microseconds at a pass's restart: CI once saw a
+        // user failed twice in one run without this check)
         if !now.is_empty() {
             let locked: Vec<UserId> = now.keys().cloned().collect();
             for id in state::failed_meanwhile(

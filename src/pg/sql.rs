@@ -288,11 +288,15 @@ impl Sql {
         // state rows are bounded by the cursor too: without it the anti
         // join reads every state row behind the cursor (all the users
         // migrated so far) on every claim, 30 ms per claim at 150,000.
+        // a state row that keeps its user out of a claim: held (rolled
+        // back), failed too often, or failed already in this run; shared by
+        // the claim, the peek and the relock so that they cannot drift apart
+        let kept_out = "(st.state = 'held' \
+             OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))";
         let claimable_where = |first: bool| {
             format!(
                 "NOT s.{flag} AND {} AND NOT EXISTS (SELECT 1 FROM decant.user_state st \
-                   WHERE st.user_id = s.{id} AND {} AND (st.state = 'held' \
-                     OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3))))",
+                   WHERE st.user_id = s.{id} AND {} AND {kept_out})",
                 after(spec, &format!("s.{id}"), 1, first),
                 after(spec, "st.user_id", 1, first),
             )
@@ -364,7 +368,7 @@ impl Sql {
                 "SELECT s.{id}::{it}, s.xmin::text FROM {src} AS s \
                  WHERE s.{id} = ANY($1::{it}[]) AND NOT s.{flag} \
                    AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
-                     AND (st.state = 'held' OR (st.state = 'failed' AND (st.attempts >= $2 OR st.updated_at >= $3)))) \
+                     AND {kept_out}) \
                    AND ($4 = false OR decant.in_rollout(s.{id})) \
                  FOR NO KEY UPDATE OF s SKIP LOCKED"
             ),

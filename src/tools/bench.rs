@@ -48,6 +48,9 @@ pub struct BenchOptions {
     /// `decant run --rate max` on the same users, and the census's memory
     /// at `users` and at `memory_users`.
     pub check_only: bool,
+    /// Run only the soak, this long: the daemon at default settings under
+    /// both backends' load (`soak.rs`; dispatched by the command line).
+    pub soak: Option<Duration>,
     /// `decant run` arguments measured after the default settings, each a
     /// space-separated string (default: the commit probe off).
     pub latency_compare: Vec<String>,
@@ -67,49 +70,86 @@ const DROP_CHECKS: &str = "DO $$ DECLARE r record; BEGIN \
     END LOOP; END $$";
 const BACKEND_RATE: f64 = 200.0;
 
+/// Where a benchmark runs: a server (a throwaway cluster, fsync on, unless
+/// a URL was given), an admin session on it, and a directory holding the
+/// example game's spec.
+pub(super) struct Setup {
+    /// Kept for its drop: stops and removes the cluster.
+    _cluster: Option<TempCluster>,
+    /// The server's connection string (database `postgres`).
+    pub(super) server: String,
+    pub(super) admin: tokio_postgres::Client,
+    pub(super) dir: PathBuf,
+    pub(super) spec_path: PathBuf,
+}
+
+impl Setup {
+    /// Starts the cluster (or connects to `--database-url`) and writes the
+    /// spec.
+    pub(super) async fn new(opts: &BenchOptions) -> Result<Setup> {
+        let (cluster, server) = match &opts.database_url {
+            Some(u) => (None, u.clone()),
+            None => {
+                let cluster = tokio::task::spawn_blocking(|| {
+                    TempCluster::start(&ClusterOptions {
+                        fsync: true,
+                        shared_buffers: "2GB".into(),
+                        ..ClusterOptions::default()
+                    })
+                })
+                .await
+                .context("starting the throwaway cluster")??;
+                let url = cluster.url("postgres");
+                (Some(cluster), url)
+            }
+        };
+        let admin = connect(&server).await?;
+        let dir = std::env::temp_dir().join(format!("decant-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let spec_path = dir.join("decant.toml");
+        std::fs::write(&spec_path, example::SPEC)
+            .with_context(|| format!("writing {}", spec_path.display()))?;
+        Ok(Setup {
+            _cluster: cluster,
+            server,
+            admin,
+            dir,
+            spec_path,
+        })
+    }
+
+    /// Drops the benchmark's databases `dbs` and its directory (the
+    /// cluster goes with the value).
+    pub(super) async fn clean(self, dbs: &[&str]) {
+        for db in dbs {
+            let _ = self
+                .admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Runs the benchmark and returns its report as Markdown.
 pub async fn run(opts: &BenchOptions) -> Result<String> {
-    let cluster;
-    let server = match &opts.database_url {
-        Some(u) => u.clone(),
-        None => {
-            cluster = tokio::task::spawn_blocking(|| {
-                TempCluster::start(&ClusterOptions {
-                    fsync: true,
-                    shared_buffers: "2GB".into(),
-                    ..ClusterOptions::default()
-                })
-            })
-            .await
-            .context("starting the throwaway cluster")??;
-            cluster.url("postgres")
-        }
-    };
-    let admin = connect(&server).await?;
-    let dir = std::env::temp_dir().join(format!("decant-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let spec_path = dir.join("decant.toml");
-    std::fs::write(&spec_path, example::SPEC)
-        .with_context(|| format!("writing {}", spec_path.display()))?;
-    let result = run_all(opts, &server, &admin, &spec_path).await;
-    for db in [
-        "bench_template",
-        "bench_a1",
-        "bench_a2",
-        "bench_naive",
-        "bench_decant",
-        "bench_mem_small",
-        "bench_mem_large",
-    ] {
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let setup = Setup::new(opts).await?;
+    let result = run_all(opts, &setup.server, &setup.admin, &setup.spec_path).await;
+    setup
+        .clean(&[
+            "bench_template",
+            "bench_a1",
+            "bench_a2",
+            "bench_naive",
+            "bench_decant",
+            "bench_mem_small",
+            "bench_mem_large",
+        ])
+        .await;
     result
 }
 
-async fn drop_db(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
+pub(super) async fn drop_db(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
@@ -124,7 +164,7 @@ async fn create_from_template(admin: &tokio_postgres::Client, name: &str) -> Res
         .with_context(|| format!("copying the template to {name}"))
 }
 
-async fn load_db(
+pub(super) async fn load_db(
     admin: &tokio_postgres::Client,
     server: &str,
     name: &str,
@@ -180,7 +220,7 @@ struct Line {
     what: String,
     users: i64,
     rows: i64,
-    secs: f64,
+    pub(super) secs: f64,
     note: String,
     /// What the database server spent on it.
     cost: Option<ServerCost>,
@@ -1094,14 +1134,45 @@ async fn naive(url: &str, users: i64) -> Result<(i64, i64, f64)> {
     Ok((done, rows, started.elapsed().as_secs_f64()))
 }
 
-struct DaemonRun {
-    migrated: i64,
-    failed: i64,
-    secs: f64,
-    batch_ms: Option<(f64, f64)>,
-    peak_mib: Option<f64>,
+pub(super) struct DaemonRun {
+    pub(super) migrated: i64,
+    pub(super) failed: i64,
+    pub(super) secs: f64,
+    pub(super) batch_ms: Option<(f64, f64)>,
+    pub(super) peak_mib: Option<f64>,
     /// Seconds held back by database signals, if any.
-    held_secs: Option<f64>,
+    pub(super) held_secs: Option<f64>,
+}
+
+/// Starts `decant run` as a child process with `args` (its summary on a
+/// pipe, read by [`daemon_result`]).
+pub(super) fn spawn_daemon(
+    opts: &BenchOptions,
+    url: &str,
+    spec: &Path,
+    args: &[&str],
+) -> Result<tokio::process::Child> {
+    tokio::process::Command::new(&opts.exe)
+        .arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", opts.exe.display()))
+}
+
+/// Sends SIGTERM to a child process (the daemon stops after its batch).
+pub(super) fn terminate(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) with a pid and a signal number has no memory
+        // effects in this process
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
 }
 
 /// Runs `decant run` as a child process (default settings, rate max),
@@ -1113,37 +1184,27 @@ async fn run_daemon(
     args: &[&str],
     limit: Option<Duration>,
 ) -> Result<DaemonRun> {
-    let mut cmd = tokio::process::Command::new(&opts.exe);
-    cmd.arg("run")
-        .arg("--spec")
-        .arg(spec)
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", opts.exe.display()))?;
+    let child = spawn_daemon(opts, url, spec, args)?;
     let pid = child.id();
     let stopper = limit.map(|d| {
         tokio::spawn(async move {
             tokio::time::sleep(d).await;
-            if let Some(pid) = pid {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
+            terminate(pid);
         })
     });
+    let result = daemon_result(child).await;
+    if let Some(s) = stopper {
+        s.abort();
+    }
+    result
+}
+
+/// Waits for a daemon started by [`spawn_daemon`] and parses its summary.
+pub(super) async fn daemon_result(child: tokio::process::Child) -> Result<DaemonRun> {
     let out = child
         .wait_with_output()
         .await
         .map_err(|e| anyhow!(format!("waiting for the daemon: {e}")))?;
-    if let Some(s) = stopper {
-        s.abort();
-    }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     // 3: done, some users failed (they are counted below)
     if !matches!(out.status.code(), Some(0 | 3)) {
