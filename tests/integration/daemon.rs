@@ -1228,3 +1228,42 @@ async fn windows_set_in_the_control_row_bind_every_daemon_started_without_its_ow
     assert!("tz=Mars/Olympus".parse::<Setting>().is_err());
     assert!("window=25:00-26:00".parse::<Setting>().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soaks_counted_writes_survive_the_daemon_and_a_lost_one_is_named() {
+    use crate::traffic::{Traffic, WriteKind};
+    let db = TestDb::new().await;
+    let n = 400;
+    let decant = db.game(n).await;
+    let no_probe = RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: None,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    let traffic = Traffic::start(&decant, n, 400.0, WriteKind::Count("pref", "soak"), 3);
+    let report = Running::start(&decant, no_probe).finish().await;
+    assert!(report.migrated > 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes = traffic.stop().await.unwrap();
+    assert!(writes.writes >= 50, "only {} writes", writes.writes);
+    assert_eq!(writes.by_task.len(), 4);
+    assert!(
+        writes.lost(&decant).await.unwrap().is_empty(),
+        "every acknowledged write is found"
+    );
+    // a counter set back behind the traffic's back is a lost write, named
+    let (&user, &acked) = writes.by_task[2]
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .expect("task 2 wrote");
+    decant
+        .patch(user, &json!({"pref": {"soak2": acked - 1}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        writes.lost(&decant).await.unwrap(),
+        vec![(user, 2, acked, Some(acked - 1))]
+    );
+}
