@@ -10,7 +10,7 @@
 
 use super::bench::{BenchOptions, Setup, daemon_result, drop_db, load_db, spawn_daemon, terminate};
 use super::cluster::{find_bindir, tool};
-use super::traffic::{Traffic, WriteKind};
+use super::traffic::{Traffic, WriteKind, p50_p99};
 use anyhow::{Context, Result, anyhow};
 use decant::with_dbname;
 use std::fmt::Write as _;
@@ -93,14 +93,9 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// p50 and p99 of `v` (sorted in place).
-fn pcts(v: &mut [Duration]) -> Option<(Duration, Duration)> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Some((at(0.5), at(0.99)))
+/// Resident memory in KiB as whole MiB, or a dash.
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("–".into(), |k| format!("{:.0}", k as f64 / 1024.0))
 }
 
 fn ms(p: Option<(Duration, Duration)>) -> String {
@@ -353,9 +348,7 @@ async fn soak(
                 }
                 None => "no answer".into(),
             };
-            let rss = s
-                .rss_kib
-                .map_or("–".into(), |k| format!("{:.0}", k as f64 / 1024.0));
+            let rss = mib(s.rss_kib);
             ("daemon", users, rss)
         } else {
             ("after the daemon", "–".to_string(), "–".to_string())
@@ -363,20 +356,20 @@ async fn soak(
         let _ = writeln!(
             out,
             "| {k} | {phase} | {users} | {rss} | {} | {} |",
-            ms(pcts(&mut patch[k])),
-            ms(pcts(&mut bench[k])),
+            ms(p50_p99(&mut patch[k])),
+            ms(p50_p99(&mut bench[k])),
         );
     }
-    let idle_patch = pcts(&mut patch[0]);
-    let idle_bench = pcts(&mut bench[0]);
+    let idle_patch = p50_p99(&mut patch[0]);
+    let idle_bench = p50_p99(&mut bench[0]);
     let ratio =
         |busy: Option<(Duration, Duration)>, idle: Option<(Duration, Duration)>| match (busy, idle)
         {
             (Some((_, b)), Some((_, i))) => format!("{:.1}x", b.as_secs_f64() / i.as_secs_f64()),
             _ => "n/a".into(),
         };
-    let dp = pcts(&mut during_patch);
-    let db = pcts(&mut during_bench);
+    let dp = p50_p99(&mut during_patch);
+    let db = p50_p99(&mut during_bench);
     let rss: Vec<u64> = samples.iter().filter_map(|s| s.rss_kib).collect();
     let _ = write!(
         out,
@@ -406,13 +399,9 @@ async fn soak(
             Some((a, b)) => format!(", lock hold p50 {a:.1} / p99 {b:.1} ms"),
             None => String::new(),
         },
-        rss.first()
-            .map_or("–".into(), |k| format!("{:.0}", *k as f64 / 1024.0)),
-        rss.last()
-            .map_or("–".into(), |k| format!("{:.0}", *k as f64 / 1024.0)),
-        rss.iter()
-            .max()
-            .map_or("–".into(), |k| format!("{:.0}", *k as f64 / 1024.0)),
+        mib(rss.first().copied()),
+        mib(rss.last().copied()),
+        mib(rss.iter().max().copied()),
     );
     if run.migrated + run.failed >= opts.users {
         let _ = writeln!(

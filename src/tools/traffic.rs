@@ -165,11 +165,17 @@ impl Traffic {
             report.samples.extend(l);
         }
         let mut latencies: Vec<Duration> = report.samples.iter().map(|s| s.1).collect();
-        latencies.sort_unstable();
-        report.latency = (!latencies.is_empty()).then(|| {
-            let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-            (at(0.5), at(0.99))
-        });
+        report.latency = p50_p99(&mut latencies);
         Ok(report)
     }
+}
+
+/// The p50 and p99 of `v` (sorted in place), `None` when it is empty.
+pub fn p50_p99(v: &mut [Duration]) -> Option<(Duration, Duration)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.5), at(0.99)))
 }

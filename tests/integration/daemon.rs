@@ -9,6 +9,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// The daemon's default options without the commit probe: a test's own
+/// sessions count as others working, and on a busy machine the probe can
+/// hold the daemon back for a whole test.
+fn without_probe() -> RunOptions {
+    RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: None,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    }
+}
+
 /// A daemon running in the background, stopped by `stop()`.
 struct Running {
     progress: Arc<Progress>,
@@ -184,13 +197,7 @@ async fn pause_resume_and_rate_are_obeyed_within_a_second() {
     // the control row alone is under test: the commit probe, which counts
     // this test's own queries as others working, could hold the daemon back
     // on a loaded machine (CI once saw no progress 1.5 s after the resume)
-    let options = RunOptions {
-        throttle: Throttle {
-            max_commit_slowdown: None,
-            ..Throttle::default()
-        },
-        ..RunOptions::default()
-    };
+    let options = without_probe();
     let running = Running::start(&decant, options);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let a = running.migrated();
@@ -241,13 +248,7 @@ async fn two_daemons_migrate_disjoint_users_and_finish_the_table() {
     set(&one, Setting::Rate("400/s".parse().unwrap())).await;
     // each daemon is "another session working" for the other: with the
     // commit probe on, a busy machine can hold one back for the whole run
-    let no_probe = || RunOptions {
-        throttle: Throttle {
-            max_commit_slowdown: None,
-            ..Throttle::default()
-        },
-        ..RunOptions::default()
-    };
+    let no_probe = without_probe;
     let a = Running::start(&one, no_probe());
     let b = Running::start(&two, no_probe());
     let (ra, rb) = (a.finish().await, b.finish().await);
@@ -343,13 +344,7 @@ async fn no_acknowledged_write_is_lost_while_the_daemon_runs_at_full_speed() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let full_speed = RunOptions {
-        throttle: Throttle {
-            max_commit_slowdown: None,
-            ..Throttle::default()
-        },
-        ..RunOptions::default()
-    };
+    let full_speed = without_probe();
     let report = Running::start(&decant, full_speed).finish().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -692,13 +687,7 @@ async fn sessions_waiting_on_the_daemons_locks_hold_it_back() {
         .await
         .unwrap();
     // this test's own sessions would otherwise trip the commit probe first
-    let lock_waits_only = RunOptions {
-        throttle: Throttle {
-            max_commit_slowdown: None,
-            ..Throttle::default()
-        },
-        ..RunOptions::default()
-    };
+    let lock_waits_only = without_probe();
     let running = Running::start(&decant, lock_waits_only);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // a backend write to a user of the first batch (ids 1..10) waits
@@ -1137,13 +1126,7 @@ async fn two_daemons_share_the_rate_and_status_lists_both() {
     let client = db.client().await;
     set(&decant, Setting::Rate("40/s".parse().unwrap())).await;
     // (the throttle off: other tests' traffic would only add noise)
-    let opts = || RunOptions {
-        throttle: Throttle {
-            max_commit_slowdown: None,
-            ..Throttle::default()
-        },
-        ..RunOptions::default()
-    };
+    let opts = without_probe;
     let other = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
     let a = Running::start(&decant, opts());
     let b = Running::start(&other, opts());
@@ -1209,13 +1192,7 @@ async fn windows_set_in_the_control_row_bind_every_daemon_started_without_its_ow
         .await
         .unwrap();
     assert_eq!(status.windows, format!("{window} Asia/Kathmandu"));
-    let opts = || RunOptions {
-        throttle: Throttle {
-            max_commit_slowdown: None,
-            ..Throttle::default()
-        },
-        ..RunOptions::default()
-    };
+    let opts = without_probe;
     let running = Running::start(&decant, opts());
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let holding = running.holding();
@@ -1235,13 +1212,7 @@ async fn the_soaks_counted_writes_survive_the_daemon_and_a_lost_one_is_named() {
     let db = TestDb::new().await;
     let n = 400;
     let decant = db.game(n).await;
-    let no_probe = RunOptions {
-        throttle: Throttle {
-            max_commit_slowdown: None,
-            ..Throttle::default()
-        },
-        ..RunOptions::default()
-    };
+    let no_probe = without_probe();
     let traffic = Traffic::start(&decant, n, 400.0, WriteKind::Count("pref", "soak"), 3);
     let report = Running::start(&decant, no_probe).finish().await;
     assert!(report.migrated > 0);
