@@ -51,8 +51,10 @@ pub(super) struct RunArgs {
     /// Hold back while more sessions than this are active.
     #[arg(long)]
     max_active: Option<i64>,
-    /// Hold back while other sessions work and a small commit takes more
-    /// than this many times its time before the daemon started (0: off)
+    /// Slow down while other sessions work and a small commit takes more
+    /// than this many times its time before the daemon started: a ceiling
+    /// on the rate, cut while commits are slower, raised while they are
+    /// not (0: off)
     #[arg(long, default_value_t = 1.5)]
     max_commit_slowdown: f64,
     /// Serve Prometheus metrics at http://ADDR/metrics while running

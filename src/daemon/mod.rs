@@ -142,6 +142,9 @@ struct Shared {
     control: watch::Receiver<Control>,
     signals: watch::Receiver<Option<String>>,
     limiter: Mutex<(Rate, Option<Arc<DefaultDirectRateLimiter>>)>,
+    /// When the commit probe's ceiling lets the next batch start (the
+    /// workers reserve their batches' share of it in turn).
+    paced: Mutex<monitor::Pacer>,
     /// What the monitor reads and the workers feed (their session ids).
     watch: Arc<Signals>,
     progress: Arc<Progress>,
@@ -275,6 +278,7 @@ async fn run_job<J: Job>(
         control: control_rx,
         signals: signals_rx,
         limiter: Mutex::new((Rate::Max, None)),
+        paced: Mutex::new(monitor::Pacer::default()),
         watch: watch.clone(),
         progress: progress.clone(),
         stop: stop_rx,
@@ -287,7 +291,7 @@ async fn run_job<J: Job>(
     tracing::info!(users = total, workers = opts.workers, "daemon started");
 
     watch.calibrate(&admin).await?;
-    signals_tx.send_replace(monitor::check_signals(&watch, &admin).await);
+    signals_tx.send_replace(monitor::check_signals(&watch, &admin, 0).await);
     let monitor = tokio::spawn(monitor::monitor(
         watch,
         admin,
@@ -503,6 +507,26 @@ async fn worker<J: Job>(
             .max(1);
         if let Some(burst) = control.rate.burst() {
             size = size.min(burst);
+        }
+        // the commit probe's ceiling: a quarter second's users at most a
+        // batch, each batch in its turn
+        if let Some(per_s) = shared.watch.ceiling() {
+            size = size.min((per_s / 4.0) as u32).max(1);
+            let wait =
+                shared
+                    .paced
+                    .lock()
+                    .expect("not poisoned")
+                    .reserve(Instant::now(), size, per_s);
+            if !wait.is_zero() {
+                let napped = Instant::now();
+                shared.nap(wait.min(Duration::from_millis(250))).await;
+                shared.progress.held_micros.fetch_add(
+                    napped.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
+                    Ordering::Relaxed,
+                );
+                continue;
+            }
         }
         if let Some(limiter) = shared.limiter(control.rate) {
             let n = NonZeroU32::new(size).expect("size is at least one");

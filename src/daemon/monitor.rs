@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::pg::control::{self, Control};
 use crate::pg::sql;
 use deadpool_postgres::Object;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -31,11 +31,14 @@ pub struct Throttle {
     pub whole_server: bool,
     /// A query returning one boolean: true holds the daemon back.
     pub query: Option<String>,
-    /// Hold back while other sessions are working and a small committed
+    /// Slow down while other sessions are working and a small committed
     /// transaction (the commit probe, 4 per second) takes more than this
     /// many times its time before the daemon started (default 1.5; `None`
     /// turns the probe off). This is the daemon's own impact on the
-    /// backend: its WAL and CPU slow everyone's commits.
+    /// backend: its WAL and CPU slow everyone's commits. The probe sets a
+    /// ceiling on the daemon's rate ([`Ceiling`]): cut while commits are
+    /// slower than this, raised while they are not; at zero the daemon
+    /// holds back.
     pub max_commit_slowdown: Option<f64>,
 }
 
@@ -62,6 +65,12 @@ pub(crate) struct Signals {
     pub others_working: AtomicBool,
     /// The commit probe's idle baseline and recent times.
     pub probe: Mutex<CommitProbe>,
+    /// The probe's ceiling on the daemon's rate, and the daemon's recent
+    /// progress it is measured against.
+    pub ceiling: Mutex<(Ceiling, Recent)>,
+    /// The ceiling in users per second (f64 bits; infinity for none), for
+    /// the workers to pace by.
+    pub ceiling_now: AtomicU64,
 }
 
 impl Signals {
@@ -71,7 +80,16 @@ impl Signals {
             pids: Mutex::new(Vec::new()),
             others_working: AtomicBool::new(false),
             probe: Mutex::new(CommitProbe::new(Vec::new())),
+            ceiling: Mutex::new((Ceiling::default(), Recent::default())),
+            ceiling_now: AtomicU64::new(f64::INFINITY.to_bits()),
         }
+    }
+
+    /// The probe's ceiling on the daemon's rate in users per second, if it
+    /// sets one.
+    pub fn ceiling(&self) -> Option<f64> {
+        let c = f64::from_bits(self.ceiling_now.load(Ordering::Relaxed));
+        c.is_finite().then_some(c)
     }
 
     /// Takes the commit probe's idle baseline (before the workers start).
@@ -140,6 +158,103 @@ impl CommitProbe {
         }
         let mean = self.recent.iter().sum::<Duration>() / self.recent.len() as u32;
         mean.as_secs_f64() / self.baseline.as_secs_f64()
+    }
+}
+
+/// The commit probe's ceiling on the daemon's rate: additive increase,
+/// multiplicative decrease, as a TCP sender paces by its losses. While the
+/// probe says commits are too slow and others work, the ceiling is cut to
+/// 70% of what the daemon did in the last second (at most once per probe
+/// window, so one slow window cuts once); while they are not, it grows 5%
+/// plus 10 users/s a tick (from zero to 700 users/s in about 8 s), and it is
+/// lifted once it is well above what the daemon manages by itself. So the
+/// daemon settles at the rate the backend's commits bear, lower when the
+/// backend's load grows, instead of alternating between full speed and a
+/// standstill. Below one user a second the daemon holds back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ceiling {
+    users_per_s: Option<f64>,
+    /// Ticks left until the probe's window holds no probe from before the
+    /// last cut.
+    settle: usize,
+}
+
+impl Ceiling {
+    const CUT: f64 = 0.7;
+    const GROWTH: f64 = 1.05;
+    const STEP: f64 = 10.0;
+
+    /// One tick: `over` when the probe says commits are too slow while
+    /// others work, `doing` the daemon's users per second over the last
+    /// second. Returns the ceiling (None: no ceiling).
+    pub fn update(&mut self, over: bool, doing: f64) -> Option<f64> {
+        if over {
+            if self.settle == 0 {
+                let from = self.users_per_s.map_or(doing, |c| c.min(doing));
+                self.users_per_s = Some(from * Self::CUT);
+                self.settle = CommitProbe::WINDOW;
+            }
+        } else if let Some(c) = self.users_per_s {
+            let up = c * Self::GROWTH + Self::STEP;
+            // far above what the daemon does: the ceiling no longer binds
+            self.users_per_s = (up < doing * 2.0 + 100.0).then_some(up);
+        }
+        self.settle = self.settle.saturating_sub(1);
+        self.users_per_s
+    }
+
+    /// Whether the ceiling stops the daemon altogether.
+    pub fn holds(ceiling: Option<f64>) -> bool {
+        ceiling.is_some_and(|c| c < 1.0)
+    }
+}
+
+/// The daemon's users per second over about the last second, from its
+/// progress counter read each tick.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recent {
+    seen: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl Recent {
+    /// Records the counter at `now` and returns the rate since the oldest
+    /// reading within the last second or so (0 with one reading).
+    pub fn rate(&mut self, now: Instant, count: u64) -> f64 {
+        self.seen.push_back((now, count));
+        while self.seen.len() > 2
+            && now.duration_since(self.seen[1].0) >= Duration::from_millis(1000)
+        {
+            self.seen.pop_front();
+        }
+        let (t0, c0) = self.seen[0];
+        let secs = now.duration_since(t0).as_secs_f64();
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        count.saturating_sub(c0) as f64 / secs
+    }
+}
+
+/// Paces batches under the commit probe's ceiling: each batch reserves
+/// its users' share of a second in turn; a quarter second left unused
+/// carries over, so short stalls cost no rate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pacer {
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    /// How long a batch of `size` users must wait at `now` under a ceiling
+    /// of `per_s` users per second; when it need not wait (zero), its time
+    /// is reserved.
+    pub fn reserve(&mut self, now: Instant, size: u32, per_s: f64) -> Duration {
+        let next = self.next.unwrap_or(now);
+        if next > now {
+            return next - now;
+        }
+        let from = next.max(now.checked_sub(Duration::from_millis(250)).unwrap_or(now));
+        self.next = Some(from + Duration::from_secs_f64(f64::from(size) / per_s.max(1e-3)));
+        Duration::ZERO
     }
 }
 
@@ -318,13 +433,18 @@ pub(crate) async fn monitor(
             }
             Err(e) => tracing::warn!(cause = %e, "cannot read the control row"),
         }
-        let held = check_signals(&shared, client).await;
+        let done = heartbeat.progress.migrated() + heartbeat.progress.failed();
+        let held = check_signals(&shared, client, done).await;
         if shared.throttle.max_commit_slowdown.is_some() {
             let ratio = shared.probe.lock().expect("not poisoned").slowdown();
             heartbeat
                 .progress
                 .probe_ratio
                 .store(ratio.to_bits(), Ordering::Relaxed);
+            heartbeat.progress.ceiling.store(
+                shared.ceiling().unwrap_or(f64::INFINITY).to_bits(),
+                Ordering::Relaxed,
+            );
         }
         signals_tx.send_if_modified(|old| {
             let changed = *old != held;
@@ -335,7 +455,10 @@ pub(crate) async fn monitor(
 }
 
 /// The reason to hold back, if any signal says so.
-pub(crate) async fn check_signals(shared: &Signals, client: &Object) -> Option<String> {
+///
+/// `done` is the daemon's progress counter (users it finished), which the
+/// commit probe's [`Ceiling`] measures the daemon's rate by.
+pub(crate) async fn check_signals(shared: &Signals, client: &Object, done: u64) -> Option<String> {
     let t = &shared.throttle;
     let pids = shared.pids.lock().expect("not poisoned").clone();
     let row = client
@@ -369,7 +492,17 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object) -> Option<S
                 let slowdown = probe.slowdown();
                 // the daemon's own commits are slower when it is busy; that
                 // only matters when somebody else is working
-                if working > 0 && slowdown > max {
+                let over = working > 0 && slowdown > max;
+                let ceiling = {
+                    let mut c = shared.ceiling.lock().expect("not poisoned");
+                    let doing = c.1.rate(Instant::now(), done);
+                    c.0.update(over, doing)
+                };
+                shared.ceiling_now.store(
+                    ceiling.unwrap_or(f64::INFINITY).to_bits(),
+                    Ordering::Relaxed,
+                );
+                if over && Ceiling::holds(ceiling) {
                     return Some(format!(
                         "commits take {slowdown:.1}x their idle time ({:.1} ms) while {working} \
                          other sessions work",
@@ -396,8 +529,9 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object) -> Option<S
 
 #[cfg(test)]
 mod tests {
-    use super::CommitProbe;
+    use super::{Ceiling, CommitProbe, Pacer, Recent};
     use std::time::Duration;
+    use std::time::Instant;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -428,5 +562,99 @@ mod tests {
             CommitProbe::new(vec![Duration::from_micros(3)]).baseline(),
             Duration::from_micros(50)
         );
+    }
+
+    #[test]
+    fn the_ceiling_cuts_once_per_window_and_grows_back() {
+        let mut c = Ceiling::default();
+        // commits fine: no ceiling
+        assert_eq!(c.update(false, 800.0), None);
+        // too slow: 70% of what the daemon did, then no second cut until
+        // the probe's window has only probes taken after the first
+        assert_eq!(c.update(true, 800.0), Some(560.0));
+        for _ in 0..3 {
+            assert_eq!(c.update(true, 560.0), Some(560.0));
+        }
+        assert_eq!(c.update(true, 560.0), Some(392.0));
+        // a daemon slower than its ceiling is cut from what it did
+        for _ in 0..3 {
+            c.update(true, 100.0);
+        }
+        let cut = c.update(true, 100.0).unwrap();
+        assert!((cut - 70.0).abs() < 1e-9, "{cut}");
+        // fine again: it grows each tick, and is lifted once far above
+        // what the daemon does
+        let up = c.update(false, 70.0).unwrap();
+        assert!((up - (70.0 * 1.05 + 10.0)).abs() < 1e-9, "{up}");
+        let mut ticks = 0;
+        while c.update(false, 150.0).is_some() {
+            ticks += 1;
+            assert!(ticks < 100, "never lifted");
+        }
+        assert!(ticks > 3, "lifted after {ticks} ticks");
+    }
+
+    #[test]
+    fn a_ceiling_cut_to_nothing_holds_the_daemon_back_until_commits_recover() {
+        let mut c = Ceiling::default();
+        // the daemon did nothing yet (it starts while commits are slow)
+        let zero = c.update(true, 0.0);
+        assert!(Ceiling::holds(zero));
+        for _ in 0..10 {
+            assert!(Ceiling::holds(c.update(true, 0.0)));
+        }
+        // from nothing to 700 users/s in well under ten seconds of ticks
+        // (the daemon keeping up with its ceiling)
+        let (mut ticks, mut doing) = (0, 0.0);
+        while let Some(v) = c.update(false, doing).filter(|v| *v < 700.0) {
+            doing = v;
+            ticks += 1;
+        }
+        assert!((20..40).contains(&ticks), "{ticks} ticks");
+        assert!(!Ceiling::holds(None) && !Ceiling::holds(Some(5.0)));
+    }
+
+    #[test]
+    fn the_recent_rate_spans_about_the_last_second() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let mut r = Recent::default();
+        assert_eq!(r.rate(at(0), 0), 0.0);
+        assert!((r.rate(at(250), 100) - 400.0).abs() < 1e-9);
+        r.rate(at(500), 200);
+        r.rate(at(750), 300);
+        r.rate(at(1000), 400);
+        // a burst long ago leaves the window
+        r.rate(at(1250), 400);
+        r.rate(at(1500), 400);
+        r.rate(at(1750), 400);
+        let now = r.rate(at(2000), 400);
+        assert_eq!(now, 0.0, "{now}");
+    }
+
+    #[test]
+    fn the_pacer_spaces_batches_by_the_ceiling_and_carries_a_quarter_second() {
+        let t = Instant::now() + Duration::from_secs(10);
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let mut p = Pacer::default();
+        // 100 users/s: a batch of 20 takes 200 ms of the ceiling
+        assert_eq!(p.reserve(at(0), 20, 100.0), Duration::ZERO);
+        assert_eq!(p.reserve(at(50), 20, 100.0), Duration::from_millis(150));
+        assert_eq!(p.reserve(at(200), 20, 100.0), Duration::ZERO);
+        // a stall: at most a quarter second's credit
+        assert_eq!(p.reserve(at(2000), 50, 100.0), Duration::ZERO);
+        assert_eq!(p.reserve(at(2100), 10, 100.0), Duration::from_millis(150));
+        // 1,000 users in one second at 500 users/s: two seconds of batches
+        let mut p = Pacer::default();
+        let (mut now, mut users) = (0u64, 0u32);
+        while users < 1000 {
+            let wait = p.reserve(at(now), 10, 500.0);
+            if wait.is_zero() {
+                users += 10;
+            } else {
+                now += wait.as_millis() as u64;
+            }
+        }
+        assert!((1950..=2000).contains(&now), "{now} ms");
     }
 }

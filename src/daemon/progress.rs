@@ -82,6 +82,9 @@ pub struct Progress {
     /// The commit probe's last second over its idle time (f64 bits; 0
     /// until measured).
     pub(crate) probe_ratio: AtomicU64,
+    /// The commit probe's ceiling on the rate, users per second (f64 bits;
+    /// 0 until measured, infinity for none).
+    pub(crate) ceiling: AtomicU64,
 }
 
 impl Progress {
@@ -186,6 +189,13 @@ impl Progress {
         (r > 0.0).then_some(r)
     }
 
+    /// The commit probe's ceiling on the daemon's rate in users per
+    /// second, while it sets one.
+    pub fn ceiling(&self) -> Option<f64> {
+        let c = f64::from_bits(self.ceiling.load(Ordering::Relaxed));
+        (c > 0.0 && c.is_finite()).then_some(c)
+    }
+
     /// The run's state in the Prometheus text format (version 0.0.4):
     /// counters of users and rows, the users left, why it holds back, the
     /// batch time (lock hold) and size histograms, the commit probe ratio,
@@ -279,8 +289,16 @@ impl Progress {
             metric(
                 "decant_commit_probe_ratio",
                 "gauge",
-                "A small commit's time over its idle time (the throttle holds back past its limit).",
+                "A small commit's time over its idle time (past its limit the throttle lowers its ceiling on the rate).",
                 &one(r),
+            );
+        }
+        if let Some(c) = self.ceiling() {
+            metric(
+                "decant_throttle_ceiling_users_per_second",
+                "gauge",
+                "The commit probe's ceiling on the rate (absent while it sets none).",
+                &one(c),
             );
         }
         let batches = self.batches();

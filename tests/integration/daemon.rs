@@ -603,6 +603,62 @@ async fn slower_commits_hold_the_daemon_back_only_while_others_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopping_it() {
+    let db = TestDb::new().await;
+    let decant = db.game(3000).await;
+    set(&decant, Setting::Rate("200/s".parse().unwrap())).await;
+    // every probe is "too slow": each second the ceiling is cut to 70% of
+    // what the daemon did
+    let opts = RunOptions {
+        throttle: Throttle {
+            max_commit_slowdown: Some(0.001),
+            whole_server: false,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    let running = Running::start(&decant, opts);
+    // nobody else works: the control row's rate alone
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(running.progress.ceiling(), None, "a ceiling while alone");
+    let alone = running.migrated();
+    assert!(alone > 100, "{alone} users in 1.5 s at 200/s");
+
+    let other = db.client().await;
+    let working = Arc::new(AtomicBool::new(true));
+    let w = working.clone();
+    let traffic = tokio::spawn(async move {
+        while w.load(Ordering::Relaxed) {
+            other.execute("SELECT 1", &[]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = running.migrated();
+    let first = running.progress.ceiling();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let during = running.migrated() - before;
+    let later = running.progress.ceiling();
+    let holding = running.holding();
+    working.store(false, Ordering::Relaxed);
+    traffic.await.unwrap();
+    running.stop().await;
+    // slowed: under three quarters of the 400 users the rate allows in 2 s
+    // (the ceiling falls from 140 to about 50 users/s meanwhile), but
+    // still migrating, and not held back
+    let (first, later) = (first.expect("a ceiling"), later.expect("a ceiling"));
+    assert!(
+        first < 200.0 && later < first,
+        "ceiling {first} then {later}"
+    );
+    assert!(
+        during > 0 && during < 300,
+        "{during} users in 2 s under a ceiling of {first:.0} then {later:.0} users/s"
+    );
+    assert_eq!(holding, "", "held back instead of slowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_throttle_counts_working_sessions_not_sleepers_nor_other_daemons() {
     let db = TestDb::new().await;
     let decant = db.game(150).await;
