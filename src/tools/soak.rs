@@ -51,6 +51,9 @@ struct Sample {
     migrated: Option<u64>,
     /// Its resident memory, KiB, if it still runs.
     rss_kib: Option<u64>,
+    /// When the sample was taken: a late one (a busy machine) still gives
+    /// the right rate.
+    at: Instant,
 }
 
 fn epoch_now() -> f64 {
@@ -275,10 +278,20 @@ async fn soak(
                 .into(),
         )
         .await;
+        let due = daemon_t0 + (MINUTE * m as u32).min(length);
         let s = Sample {
             migrated: scrape(port).await,
             rss_kib: rss_kib(pid),
+            at: Instant::now(),
         };
+        let late = s.at.saturating_duration_since(due);
+        if late > Duration::from_secs(5) {
+            tracing::warn!(
+                minute = m,
+                late_s = late.as_secs(),
+                "the sample came late; its rate is over the time it covers"
+            );
+        }
         tracing::info!(minute = m, migrated = ?s.migrated, rss_kib = ?s.rss_kib, "soak");
         samples.push(s);
     }
@@ -328,21 +341,23 @@ async fn soak(
         pid.unwrap_or(0),
     );
     let mut prev = 0u64;
+    let mut prev_at = daemon_t0;
     let mut rates = Vec::new();
     for k in 0..slots {
         let (phase, users, rss) = if k == 0 {
             ("backends alone", "–".to_string(), "–".to_string())
         } else if k <= minutes as usize {
             let s = &samples[k - 1];
-            let secs = if k as u64 == minutes {
-                (length.as_secs_f64() - 60.0 * (minutes - 1) as f64).max(1.0)
-            } else {
-                60.0
-            };
+            // the time since the sample before (taken late, a minute's
+            // sample covers more than a minute)
+            let secs =
+                s.at.saturating_duration_since(prev_at)
+                    .as_secs_f64()
+                    .max(1.0);
             let users = match s.migrated {
                 Some(n) => {
                     let r = n.saturating_sub(prev) as f64 / secs;
-                    prev = n;
+                    (prev, prev_at) = (n, s.at);
                     rates.push(r);
                     format!("{r:.0}")
                 }
