@@ -62,6 +62,26 @@ fn epoch_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Each sample's users per second since the last sample that answered (the
+/// first since `start`), over the time between them: a sample taken late
+/// covers more than a minute. None where the daemon did not answer.
+fn minute_rates(start: Instant, samples: &[Sample]) -> Vec<Option<f64>> {
+    let (mut prev, mut prev_at) = (0u64, start);
+    samples
+        .iter()
+        .map(|s| {
+            let n = s.migrated?;
+            let secs =
+                s.at.saturating_duration_since(prev_at)
+                    .as_secs_f64()
+                    .max(1.0);
+            let r = n.saturating_sub(prev) as f64 / secs;
+            (prev, prev_at) = (n, s.at);
+            Some(r)
+        })
+        .collect()
+}
+
 /// Reads `decant_users_migrated_total` from the daemon's metrics endpoint.
 async fn scrape(port: u16) -> Option<u64> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -340,31 +360,17 @@ async fn soak(
         minutes,
         pid.unwrap_or(0),
     );
-    let mut prev = 0u64;
-    let mut prev_at = daemon_t0;
-    let mut rates = Vec::new();
+    let per_minute = minute_rates(daemon_t0, &samples);
+    let rates: Vec<f64> = per_minute.iter().flatten().copied().collect();
     for k in 0..slots {
         let (phase, users, rss) = if k == 0 {
             ("backends alone", "–".to_string(), "–".to_string())
         } else if k <= minutes as usize {
-            let s = &samples[k - 1];
-            // the time since the sample before (taken late, a minute's
-            // sample covers more than a minute)
-            let secs =
-                s.at.saturating_duration_since(prev_at)
-                    .as_secs_f64()
-                    .max(1.0);
-            let users = match s.migrated {
-                Some(n) => {
-                    let r = n.saturating_sub(prev) as f64 / secs;
-                    (prev, prev_at) = (n, s.at);
-                    rates.push(r);
-                    format!("{r:.0}")
-                }
+            let users = match per_minute[k - 1] {
+                Some(r) => format!("{r:.0}"),
                 None => "no answer".into(),
             };
-            let rss = mib(s.rss_kib);
-            ("daemon", users, rss)
+            ("daemon", users, mib(samples[k - 1].rss_kib))
         } else {
             ("after the daemon", "–".to_string(), "–".to_string())
         };
@@ -446,8 +452,31 @@ async fn soak(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_length;
-    use std::time::Duration;
+    use super::{Sample, minute_rates, parse_length};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_minutes_rate_is_over_the_time_its_sample_covers() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let sample = |n: Option<u64>, s: u64| Sample {
+            migrated: n,
+            rss_kib: None,
+            at: at(s),
+        };
+        let rates = minute_rates(
+            t0,
+            &[
+                sample(Some(600), 60),
+                // 52 s late: 1,120 users over 112 s, not over 60
+                sample(Some(1720), 172),
+                // no answer, then the next covers both minutes
+                sample(None, 232),
+                sample(Some(2920), 292),
+            ],
+        );
+        assert_eq!(rates, vec![Some(10.0), Some(10.0), None, Some(10.0)]);
+    }
 
     #[test]
     fn soak_lengths_take_a_unit_and_last_a_minute_at_least() {
