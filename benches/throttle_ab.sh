@@ -6,7 +6,9 @@
 # after (pgbench alone again). Prints per phase pgbench's p50/p99 and its
 # p99 per 5 s, and the daemon's summary (users/s, lock hold, held back).
 # Usage: A=/path/to/old/decant B=/path/to/new/decant benches/throttle_ab.sh
-#        (USERS=200000 SECS=45 RATE=200 CLIENTS=4 DAEMON_ARGS="")
+#        (USERS=200000 SECS=45 RATE=200 CLIENTS=4; DAEMON_ARGS="" for both,
+#        A_ARGS / B_ARGS for one; A and B may be the same build with
+#        different arguments)
 # Needs: initdb, pg_ctl, pgbench, psql on PATH; root.
 set -euo pipefail
 USERS=${USERS:-200000}; SECS=${SECS:-45}; RATE=${RATE:-200}; CLIENTS=${CLIENTS:-4}
@@ -19,15 +21,15 @@ pgbench -h 127.0.0.1 -p $PORT -U postgres -i -s 20 -q bench >/dev/null 2>&1
 (cd "$W" && "$B" example --users "$USERS" --database-url $URL >/dev/null 2>&1 && "$B" init --database-url $URL >/dev/null 2>&1)
 psql -q -h 127.0.0.1 -p $PORT -U postgres -d game -c "VACUUM ANALYZE" -c "CHECKPOINT"
 echo "# throttle A/B: $USERS users, pgbench -R $RATE -c $CLIENTS on its own database, $SECS s per phase"
-echo "# A=$A"; echo "# B=$B"
+echo "# A=$A ${A_ARGS:-}"; echo "# B=$B ${B_ARGS:-}"
 echo "# $(nproc) cores, PostgreSQL $(postgres --version | awk '{print $3}'), fsync on"
 phase() {
-  local name=$1 bin=${2:-}
+  local name=$1 bin=${2:-} args=${3:-}
   local dir="$W/$name"; mkdir "$dir"
   local dp=""
   if [ -n "$bin" ]; then
     # shellcheck disable=SC2086
-    (cd "$dir" && exec "$bin" run --database-url $URL --spec "$W/decant.toml" ${DAEMON_ARGS:-} >daemon.out 2>daemon.err) &
+    (cd "$dir" && exec "$bin" run --database-url $URL --spec "$W/decant.toml" ${DAEMON_ARGS:-} $args >daemon.out 2>daemon.err) &
     dp=$!
   fi
   (cd "$dir" && pgbench -h 127.0.0.1 -p $PORT -U postgres -R "$RATE" -c "$CLIENTS" -j 2 -T "$SECS" -l --log-prefix=pg bench >pgbench.out 2>&1)
@@ -42,8 +44,8 @@ phase() {
   if [ -n "$dp" ]; then grep -hE "^(done|stopped|held|batch)" "$dir/daemon.out" | sed 's/^/       /'; fi
 }
 phase idle
-phase A1 "$A"
-phase B1 "$B"
-phase B2 "$B"
-phase A2 "$A"
+phase A1 "$A" "${A_ARGS:-}"
+phase B1 "$B" "${B_ARGS:-}"
+phase B2 "$B" "${B_ARGS:-}"
+phase A2 "$A" "${A_ARGS:-}"
 phase after

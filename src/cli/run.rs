@@ -444,7 +444,7 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
             let now = done(&progress);
             bar.set_length(progress.total().max(now));
             bar.set_position(now);
-            let holding = progress.holding();
+            let holding = progress.holding().or_else(|| slowed(&progress));
             bar.set_message(rate_message(now, started, holding));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -461,7 +461,11 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
                 migrated = progress.migrated(),
                 failed = progress.failed(),
                 users_per_s = rate.round(),
-                holding = progress.holding().as_deref().unwrap_or(""),
+                holding = progress
+                    .holding()
+                    .or_else(|| slowed(&progress))
+                    .as_deref()
+                    .unwrap_or(""),
                 "progress"
             );
             last = (Instant::now(), now);
@@ -470,6 +474,15 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
 }
 
 /// "1234 users/s", and why the daemon holds back if it does.
+/// What the commit probe's ceiling does to the rate, while it sets one.
+fn slowed(progress: &Progress) -> Option<String> {
+    let ceiling = progress.ceiling()?;
+    Some(match progress.probe_ratio() {
+        Some(r) => format!("paced to {ceiling:.0} users/s (commits {r:.1}x their idle time)"),
+        None => format!("paced to {ceiling:.0} users/s"),
+    })
+}
+
 pub(super) fn rate_message(done: u64, started: Instant, holding: Option<String>) -> String {
     let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
     match holding {

@@ -640,6 +640,14 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
     let during = running.migrated() - before;
     let later = running.progress.ceiling();
     let holding = running.holding();
+    // status lists the daemon as paced (its heartbeat's reason)
+    let beat: Option<String> = db
+        .client()
+        .await
+        .query_one("SELECT holding FROM decant.daemon", &[])
+        .await
+        .unwrap()
+        .get(0);
     working.store(false, Ordering::Relaxed);
     traffic.await.unwrap();
     running.stop().await;
@@ -656,6 +664,11 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
         "{during} users in 2 s under a ceiling of {first:.0} then {later:.0} users/s"
     );
     assert_eq!(holding, "", "held back instead of slowed");
+    let beat = beat.unwrap_or_default();
+    assert!(
+        beat.starts_with("paced to ") && beat.contains("others' commits are slow"),
+        "heartbeat: {beat:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
