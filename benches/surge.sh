@@ -12,10 +12,8 @@ set -euo pipefail
 USERS=${USERS:-200000}; SECS=${SECS:-90}; RATE=${RATE:-200}; CLIENTS=${CLIENTS:-4}
 PORT=55444; URL=postgres://postgres@127.0.0.1:$PORT/game; MPORT=19187
 source "$(dirname "$0")/cluster.sh"
-psql -q -h 127.0.0.1 -p $PORT -U postgres -c "CREATE DATABASE game" -c "CREATE DATABASE bench"
-pgbench -h 127.0.0.1 -p $PORT -U postgres -i -s 20 -q bench >/dev/null 2>&1
-(cd "$W" && "$DECANT" example --users "$USERS" --database-url $URL >/dev/null 2>&1 && "$DECANT" init --database-url $URL >/dev/null 2>&1)
-psql -q -h 127.0.0.1 -p $PORT -U postgres -d game -c "VACUUM ANALYZE" -c "CHECKPOINT"
+source "$(dirname "$0")/live.sh"
+game_and_pgbench
 echo "# surge: $USERS users, pgbench -R $RATE -c $CLIENTS for $SECS s, +$RATE in the middle third"
 echo "# $(nproc) cores, PostgreSQL $(postgres --version | awk '{print $3}'), fsync on"
 D="$W/surge"; mkdir "$D"
@@ -33,7 +31,7 @@ for i in $(seq 0 5 "$SECS"); do
   sleep 5
 done
 wait "$BP" "$EP" || true
-kill -TERM "$DP"; wait "$DP" || true
+kill -TERM "$DP" 2>/dev/null || true; wait "$DP" || true
 echo "slice(s)  load  daemon users/s  pgbench p99 (ms)"
 # pgbench log: client xact latency(us) script epoch_s epoch_us
 FIRST=$(cat "$D"/base.* | awk 'NR == 1 {print $5}')

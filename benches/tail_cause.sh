@@ -25,11 +25,8 @@ MODES=${MODES:-shared pinned async}; MAXWAL=${MAXWAL:-1GB}; FLUSH=${FLUSH:-256kB
 PORT=55447; URL=postgres://postgres@127.0.0.1:$PORT/game
 source "$(dirname "$0")/cluster.sh"
 q() { psql -q -h 127.0.0.1 -p $PORT -U postgres "$@"; }
-q -c "CREATE DATABASE game" -c "CREATE DATABASE bench"
-pgbench -h 127.0.0.1 -p $PORT -U postgres -i -s 20 -q bench >/dev/null 2>&1
-(cd "$W" && "$DECANT" example --users "$USERS" --database-url $URL >/dev/null 2>&1 && "$DECANT" init --database-url $URL >/dev/null 2>&1)
-q -c "ALTER SYSTEM SET max_wal_size = '$MAXWAL'" -c "SELECT pg_reload_conf()" >/dev/null
-q -d game -c "VACUUM ANALYZE" -c "CHECKPOINT"
+source "$(dirname "$0")/live.sh"
+game_and_pgbench
 echo "# tail cause: $USERS users, pgbench -R $RATE -c 4, decant run --rate $DRATE, $SECS s per phase, max_wal_size $MAXWAL"
 echo "# $(nproc) cores, PostgreSQL $(postgres --version | awk '{print $3}'), fsync on"
 pct() { cat "$1"/pg.* | awk '{print $3}' | sort -n | awk -v n="$2" '{a[NR]=$1} END {printf "%-8s pgbench p50 %6.2f ms  p99 %7.2f ms  (%d transactions)\n", n, a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'; }
@@ -54,7 +51,7 @@ phase() {
     for p in $(pgrep -x pgbench); do taskset -a -p -c 0 "$p" >/dev/null; done
   fi
   wait $bp
-  if [ -n "$dp" ]; then kill -TERM "$dp"; wait "$dp" || true; fi
+  if [ -n "$dp" ]; then kill -TERM "$dp" 2>/dev/null || true; wait "$dp" || true; fi
   pct "$dir" "$name"
   cat "$dir"/pg.* | sort -k3,3n | tail -5 | awk '{printf "         slow %.1f ms, ended %s\n", $3/1000, strftime("%H:%M:%S", $5, 1)}' 
   if [ -n "$dp" ]; then grep -hE "^(done|stopped)" "$dir/daemon.out" | sed 's/^/         /'; fi

@@ -16,10 +16,8 @@ USERS=${USERS:-200000}; SECS=${SECS:-45}; RATE=${RATE:-200}; CLIENTS=${CLIENTS:-
 PORT=55446; URL=postgres://postgres@127.0.0.1:$PORT/game
 DECANT=$B
 source "$(dirname "$0")/cluster.sh"
-psql -q -h 127.0.0.1 -p $PORT -U postgres -c "CREATE DATABASE game" -c "CREATE DATABASE bench"
-pgbench -h 127.0.0.1 -p $PORT -U postgres -i -s 20 -q bench >/dev/null 2>&1
-(cd "$W" && "$B" example --users "$USERS" --database-url $URL >/dev/null 2>&1 && "$B" init --database-url $URL >/dev/null 2>&1)
-psql -q -h 127.0.0.1 -p $PORT -U postgres -d game -c "VACUUM ANALYZE" -c "CHECKPOINT"
+source "$(dirname "$0")/live.sh"
+game_and_pgbench
 echo "# throttle A/B: $USERS users, pgbench -R $RATE -c $CLIENTS on its own database, $SECS s per phase"
 echo "# A=$A ${A_ARGS:-}"; echo "# B=$B ${B_ARGS:-}"
 echo "# $(nproc) cores, PostgreSQL $(postgres --version | awk '{print $3}'), fsync on"
@@ -33,15 +31,8 @@ phase() {
     dp=$!
   fi
   (cd "$dir" && pgbench -h 127.0.0.1 -p $PORT -U postgres -R "$RATE" -c "$CLIENTS" -j 2 -T "$SECS" -l --log-prefix=pg bench >pgbench.out 2>&1)
-  if [ -n "$dp" ]; then kill -TERM "$dp"; wait "$dp" || true; fi
-  cat "$dir"/pg.* | awk '{print $3}' | sort -n | awk -v n="$name" '{a[NR]=$1} END {printf "%-6s pgbench p50 %6.2f ms  p99 %7.2f ms  (%d transactions)\n", n, a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
-  cat "$dir"/pg.* | awk '{print int($5/5), $3}' | sort -k1,1n -k2,2n | awk '
-    function flush() { if (n > 0) line = line sprintf(" %.1f", a[(int(n*0.99) > 0) ? int(n*0.99) : 1]/1000); n = 0 }
-    BEGIN { line = "       p99 per 5 s (ms):" }
-    $1 != k { flush(); k = $1 }
-    { a[++n] = $2 }
-    END { flush(); print line }'
-  if [ -n "$dp" ]; then grep -hE "^(done|stopped|held|batch)" "$dir/daemon.out" | sed 's/^/       /'; fi
+  if [ -n "$dp" ]; then kill -TERM "$dp" 2>/dev/null || true; wait "$dp" || true; fi
+  pgbench_report "$name" "$dir"
 }
 phase idle
 phase A1 "$A" "${A_ARGS:-}"

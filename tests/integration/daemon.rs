@@ -22,6 +22,20 @@ fn without_probe() -> RunOptions {
     }
 }
 
+/// A session working (a statement every 50 ms) until its flag is
+/// cleared; the task ends then.
+fn busy(client: tokio_postgres::Client) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let working = Arc::new(AtomicBool::new(true));
+    let w = working.clone();
+    let task = tokio::spawn(async move {
+        while w.load(Ordering::Relaxed) {
+            client.execute("SELECT 1", &[]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    (working, task)
+}
+
 /// A daemon running in the background, stopped by `stop()`.
 struct Running {
     progress: Arc<Progress>,
@@ -571,15 +585,7 @@ async fn slower_commits_hold_the_daemon_back_only_while_others_work() {
         ..RunOptions::default()
     };
     // another session working on the same database
-    let other = db.client().await;
-    let working = Arc::new(AtomicBool::new(true));
-    let w = working.clone();
-    let traffic = tokio::spawn(async move {
-        while w.load(Ordering::Relaxed) {
-            other.execute("SELECT 1", &[]).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let (working, traffic) = busy(db.client().await);
     let running = Running::start(&decant, touchy());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let holding = running.holding();
@@ -624,15 +630,7 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
     let alone = running.migrated();
     assert!(alone > 100, "{alone} users in 1.5 s at 200/s");
 
-    let other = db.client().await;
-    let working = Arc::new(AtomicBool::new(true));
-    let w = working.clone();
-    let traffic = tokio::spawn(async move {
-        while w.load(Ordering::Relaxed) {
-            other.execute("SELECT 1", &[]).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let (working, traffic) = busy(db.client().await);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = running.migrated();
     let first = running.progress.ceiling();
@@ -683,18 +681,6 @@ async fn the_throttle_counts_working_sessions_not_sleepers_nor_other_daemons() {
         },
         ..RunOptions::default()
     };
-    let busy = |client: tokio_postgres::Client| {
-        let working = Arc::new(AtomicBool::new(true));
-        let w = working.clone();
-        let task = tokio::spawn(async move {
-            while w.load(Ordering::Relaxed) {
-                client.execute("SELECT 1", &[]).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-        (working, task)
-    };
-
     // a session of another database on the same server working: the
     // whole server's traffic holds the daemon back
     let elsewhere = TestDb::new().await;
