@@ -473,7 +473,6 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
     }
 }
 
-/// "1234 users/s", and why the daemon holds back if it does.
 /// What the commit probe's ceiling does to the rate, while it sets one.
 fn slowed(progress: &Progress) -> Option<String> {
     let ceiling = progress.ceiling()?;
@@ -483,6 +482,7 @@ fn slowed(progress: &Progress) -> Option<String> {
     })
 }
 
+/// "1234 users/s", and why the daemon holds back if it does.
 pub(super) fn rate_message(done: u64, started: Instant, holding: Option<String>) -> String {
     let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
     match holding {
