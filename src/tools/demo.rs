@@ -183,7 +183,14 @@ pub async fn run(opts: &DemoOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> Re
             cluster.url("postgres")
         }
     };
-    let db_name = format!("decant_demo_{}", std::process::id());
+    // unique per run, not only per process: one process (a test binary,
+    // a library caller) may run several demos at once
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let db_name = format!(
+        "decant_demo_{}_{}",
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let admin = connect(&server_url).await?;
     admin
         .batch_execute(&format!("CREATE DATABASE {db_name}"))
