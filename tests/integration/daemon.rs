@@ -611,11 +611,11 @@ async fn slower_commits_hold_the_daemon_back_only_while_others_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopping_it() {
     let db = TestDb::new().await;
-    let decant = db.game(3000).await;
-    set(&decant, Setting::Rate("200/s".parse().unwrap())).await;
+    let decant = db.game(4000).await;
     // every probe is "too slow": each second the ceiling is cut to 70% of
-    // what the daemon did
+    // what the daemon did; the rate set by the daemon's own session
     let opts = RunOptions {
+        rate: Some("200/s".parse().unwrap()),
         throttle: Throttle {
             max_commit_slowdown: Some(0.001),
             whole_server: false,
@@ -623,6 +623,9 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
         },
         ..RunOptions::default()
     };
+    // the sessions that loaded the game count as others working for a
+    // second after their last statement: let that second pass
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let running = Running::start(&decant, opts);
     // nobody else works: the control row's rate alone
     tokio::time::sleep(Duration::from_millis(1500)).await;
