@@ -444,7 +444,7 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
             let now = done(&progress);
             bar.set_length(progress.total().max(now));
             bar.set_position(now);
-            let holding = progress.holding().or_else(|| slowed(&progress));
+            let holding = progress.holding().or_else(|| progress.paced());
             bar.set_message(rate_message(now, started, holding));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -463,7 +463,7 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
                 users_per_s = rate.round(),
                 holding = progress
                     .holding()
-                    .or_else(|| slowed(&progress))
+                    .or_else(|| progress.paced())
                     .as_deref()
                     .unwrap_or(""),
                 "progress"
@@ -471,15 +471,6 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
             last = (Instant::now(), now);
         }
     }
-}
-
-/// What the commit probe's ceiling does to the rate, while it sets one.
-fn slowed(progress: &Progress) -> Option<String> {
-    let ceiling = progress.ceiling()?;
-    Some(match progress.probe_ratio() {
-        Some(r) => format!("paced to {ceiling:.0} users/s (commits {r:.1}x their idle time)"),
-        None => format!("paced to {ceiling:.0} users/s"),
-    })
 }
 
 /// "1234 users/s", and why the daemon holds back if it does.

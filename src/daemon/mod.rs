@@ -421,6 +421,16 @@ impl Shared {
         *self.stop.borrow() || self.stopping.load(Ordering::Relaxed)
     }
 
+    /// Naps as [`Shared::nap`] and counts the time as held back.
+    async fn nap_held(&self, d: Duration) {
+        let napped = Instant::now();
+        self.nap(d).await;
+        self.progress.held_micros.fetch_add(
+            napped.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
     /// Sleeps up to `d`, waking early on shutdown or a control change.
     async fn nap(&self, d: Duration) {
         let mut stop = self.stop.clone();
@@ -488,12 +498,7 @@ async fn worker<J: Job>(
         if let Some(why) = signal {
             shared.progress.hold(Phase::HeldBack, Some(why));
             batch = (batch / 2).max(1);
-            let napped = Instant::now();
-            shared.nap(backoff).await;
-            shared.progress.held_micros.fetch_add(
-                napped.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
-                Ordering::Relaxed,
-            );
+            shared.nap_held(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
         }
@@ -519,12 +524,7 @@ async fn worker<J: Job>(
                     .expect("not poisoned")
                     .reserve(Instant::now(), size, per_s);
             if !wait.is_zero() {
-                let napped = Instant::now();
-                shared.nap(wait.min(Duration::from_millis(250))).await;
-                shared.progress.held_micros.fetch_add(
-                    napped.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
-                    Ordering::Relaxed,
-                );
+                shared.nap_held(wait.min(Duration::from_millis(250))).await;
                 continue;
             }
         }

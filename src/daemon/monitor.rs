@@ -414,11 +414,10 @@ pub(crate) async fn monitor(
         let client = session.as_ref().expect("opened above");
         if ticks % 4 == 1 {
             // held back, or slowed under the commit probe's ceiling
-            let holding = signals_tx.borrow().clone().or_else(|| {
-                shared
-                    .ceiling()
-                    .map(|c| format!("paced to {c:.0} users/s: others' commits are slow"))
-            });
+            let holding = signals_tx
+                .borrow()
+                .clone()
+                .or_else(|| heartbeat.progress.paced());
             heartbeat.beat(client, rate, holding.as_deref()).await;
         }
         match control::read(&***client).await {

@@ -196,6 +196,19 @@ impl Progress {
         (c > 0.0 && c.is_finite()).then_some(c)
     }
 
+    /// What the commit probe's ceiling does to the rate, while it sets one
+    /// ("paced to N users/s: ..."), for the progress line, the log and the
+    /// heartbeat.
+    pub fn paced(&self) -> Option<String> {
+        let ceiling = self.ceiling()?;
+        Some(match self.probe_ratio() {
+            Some(r) => format!(
+                "paced to {ceiling:.0} users/s: others' commits are slow ({r:.1}x their idle time)"
+            ),
+            None => format!("paced to {ceiling:.0} users/s: others' commits are slow"),
+        })
+    }
+
     /// The run's state in the Prometheus text format (version 0.0.4):
     /// counters of users and rows, the users left, why it holds back, the
     /// batch time (lock hold) and size histograms, the commit probe ratio,
