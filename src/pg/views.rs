@@ -542,6 +542,8 @@ pub(super) fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
                 .map(str::to_string)
                 .unwrap_or_else(|| cv.key_text())
         }
+        // YYYY-MM-DD, not the days since 1970 it is held as
+        ColumnValue::Date(d) => crate::core::value::render_date(*d),
         number => number.key_text(),
     };
     format!("{}::{}", lit(&text), ty.sql())

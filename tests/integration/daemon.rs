@@ -659,10 +659,10 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
     let (working, traffic) = busy(db.client().await);
     // a ceiling appears and is cut, once a probe window, to 70% of what
     // the daemon did (a second's rate, which its batches of up to 200
-    // users make lumpy) until it is below the 200 users/s rate
+    // users make lumpy): wait until it is well below the 200 users/s rate
     let first = poll(Duration::from_secs(10), || running.progress.ceiling()).await;
     let below = poll(Duration::from_secs(10), || {
-        running.progress.ceiling().filter(|&c| c < 200.0)
+        running.progress.ceiling().filter(|&c| c < 120.0)
     })
     .await;
     // the batches already under way were paced by the rate alone
@@ -683,18 +683,19 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
     working.store(false, Ordering::Relaxed);
     traffic.await.unwrap();
     running.stop().await;
-    // slowed: under three quarters of the 400 users the rate allows in 2 s
-    // (the ceiling falls from 140 to about 50 users/s meanwhile), but
-    // still migrating, and not held back
+    // slowed: under 80% of the 400 users the rate allows in 2 s (the
+    // ceiling falls from under 120 to about 60 users/s meanwhile; the
+    // batches under way when it fell, a quarter second's each, count
+    // too), but still migrating, and not held back
     let first = first.expect("a ceiling within 10 s of the traffic");
-    let below = below.unwrap_or_else(|| panic!("no ceiling under 200 users/s (first {first:.0})"));
+    let below = below.unwrap_or_else(|| panic!("no ceiling under 120 users/s (first {first:.0})"));
     let later = later.expect("a ceiling 2.5 s later");
     assert!(
         below <= first && later < below,
         "ceiling {first:.0}, then {below:.0}, then {later:.0} users/s: not cut step by step"
     );
     assert!(
-        during > 0 && during < 300,
+        during > 0 && during < 320,
         "{during} users in 2 s under a ceiling of {below:.0} then {later:.0} users/s"
     );
     assert_eq!(holding, "", "held back instead of slowed");

@@ -374,6 +374,12 @@ name = "best"
 table = "metric"
 value = "value"
 where = { kind = 2, name = "score" }
+
+[[ranked]]
+name = "leap_day"
+table = "daily"
+value = "visits"
+where = { day = "2024-02-29" }
 "#;
 
 #[tokio::test]
@@ -459,7 +465,7 @@ async fn views_and_ranked_hold_on_another_shape() {
             .map(|r| r.get(0))
             .collect()
     };
-    let december = async || -> (Vec<String>, Vec<String>) {
+    let keyed_tops = async || -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
         let q = async |sql: &str| crate::harness::texts(&client, sql, &[]).await;
         (
             q("SELECT t::text FROM reports.december_top(20) AS t").await,
@@ -467,6 +473,13 @@ async fn views_and_ranked_hold_on_another_shape() {
                 "SELECT t::text FROM (SELECT user_id, orders AS value FROM reports.yearly_all
                 WHERE year = 2024 AND month = 12
                 ORDER BY orders DESC NULLS LAST, user_id LIMIT 20) AS t",
+            )
+            .await,
+            q("SELECT t::text FROM reports.leap_day_top(20) AS t").await,
+            q(
+                "SELECT t::text FROM (SELECT user_id, visits AS value FROM reports.daily_all
+                WHERE day = '2024-02-29'
+                ORDER BY visits DESC NULLS LAST, user_id LIMIT 20) AS t",
             )
             .await,
         )
@@ -486,9 +499,14 @@ async fn views_and_ranked_hold_on_another_shape() {
             .collect()
     };
     assert_eq!(top().await, plain().await, "all legacy");
-    let (ranked, plainly) = december().await;
+    let (ranked, plainly, leap, leap_plainly) = keyed_tops().await;
     assert!(ranked.len() == 20, "{ranked:?}");
     assert_eq!(ranked, plainly, "all legacy: a leaderboard on integer keys");
+    assert!(leap.len() == 20, "{leap:?}");
+    assert_eq!(
+        leap, leap_plainly,
+        "all legacy: a leaderboard on a date key"
+    );
     let half: Vec<i64> = (1..=n).filter(|i| i % 2 == 0).collect();
     let report = decant.migrate_batch(&half).await.unwrap();
     assert!(
@@ -497,10 +515,14 @@ async fn views_and_ranked_hold_on_another_shape() {
         report.migrated.len()
     );
     assert_eq!(top().await, plain().await, "half migrated");
-    let (ranked, plainly) = december().await;
+    let (ranked, plainly, leap, leap_plainly) = keyed_tops().await;
     assert_eq!(
         ranked, plainly,
         "half migrated: a leaderboard on integer keys"
+    );
+    assert_eq!(
+        leap, leap_plainly,
+        "half migrated: a leaderboard on a date key"
     );
     let all: Vec<i64> = (1..=n).collect();
     let report = decant.migrate_batch(&all).await.unwrap();
@@ -524,10 +546,14 @@ async fn views_and_ranked_hold_on_another_shape() {
         "the views before migrating != the tables after"
     );
     assert_eq!(top().await, plain().await, "all migrated");
-    let (ranked, plainly) = december().await;
+    let (ranked, plainly, leap, leap_plainly) = keyed_tops().await;
     assert_eq!(
         ranked, plainly,
         "all migrated: a leaderboard on integer keys"
+    );
+    assert_eq!(
+        leap, leap_plainly,
+        "all migrated: a leaderboard on a date key"
     );
     // the refused keys stayed in the residuals, and every user rebuilds
     let kept: i64 = client

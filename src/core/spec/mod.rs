@@ -137,6 +137,12 @@ v = "int8"
     fn bad_identifiers_are_refused() {
         let (_, msg) = spec_err("[source]\ntable = \"user; drop table x\"\n");
         assert!(msg.contains("not a valid name"), "{msg}");
+        // a schema-qualified table: the message says how to write it
+        let (_, msg) = spec_err("[source]\ntable = \"fleet.driver\"\n");
+        assert!(
+            msg.contains("write schema = \"fleet\" and table = \"driver\""),
+            "{msg}"
+        );
         let text = format!(
             "{BASE}\n[[rules]]\nname = \"r\"\npath = \"s.{{k-1}}\"\ntable = \"t\"\nvalue = \"v\"\n"
         );

@@ -274,7 +274,16 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         ("source.blob", &src.blob),
         ("source.flag", &src.flag),
     ] {
-        check_ident(name).map_err(|m| cx.err(src_at, format!("{what}: {m}")))?;
+        check_ident(name).map_err(|m| {
+            // a schema-qualified name where a bare one goes
+            let hint = match name.split_once('.') {
+                Some((schema, table)) if what == "source.table" => {
+                    format!("; for a table in another schema write schema = \"{schema}\" and table = \"{table}\"")
+                }
+                _ => String::new(),
+            };
+            cx.err(src_at, format!("{what}: {m}{hint}"))
+        })?;
     }
     let id_type = match &src.id_type {
         None => IdType::default(),
