@@ -392,6 +392,7 @@ async fn rehearse(
         .query(
             &format!(
                 "SELECT {id}::{}, pg_column_size({blob})::bigint FROM {src} \
+                 WHERE {blob} IS NOT NULL \
                  ORDER BY pg_column_size({blob}) DESC, {id} LIMIT $1",
                 spec.source().id_type.sql()
             ),

@@ -179,8 +179,8 @@ async fn every_dump_format_is_rehearsed_and_projected() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A source keyed by uuid: restored, censused, migrated and its largest
-/// users timed by their uuids.
+/// A source keyed by uuid, one of its blobs NULL: restored, censused,
+/// migrated and its largest users timed by their uuids.
 #[tokio::test]
 async fn a_uuid_keyed_dump_is_rehearsed() {
     let db = TestDb::new().await;
@@ -190,7 +190,9 @@ async fn a_uuid_keyed_dump_is_rehearsed() {
         .batch_execute(
             "ALTER TABLE \"user\" DROP CONSTRAINT user_pkey; \
              ALTER TABLE \"user\" ALTER COLUMN id TYPE uuid USING md5(id::text)::uuid; \
-             ALTER TABLE \"user\" ADD PRIMARY KEY (id)",
+             ALTER TABLE \"user\" ADD PRIMARY KEY (id); \
+             ALTER TABLE \"user\" ALTER COLUMN data DROP NOT NULL; \
+             UPDATE \"user\" SET data = NULL WHERE id = (SELECT id FROM \"user\" ORDER BY id LIMIT 1)",
         )
         .await
         .unwrap();
@@ -223,6 +225,9 @@ async fn a_uuid_keyed_dump_is_rehearsed() {
         r["migrated"].as_u64().unwrap() + r["failed"].as_u64().unwrap(),
         120
     );
+    // the user whose blob is NULL fails, and is none of the largest
+    assert!(r["failed"].as_u64().unwrap() >= 1, "{out}");
+    assert_eq!(r["largest"].as_array().unwrap().len(), 2, "{out}");
     for t in r["largest"].as_array().unwrap() {
         let id = t["id"].as_str().unwrap();
         assert!(decant::IdType::Uuid.id(id).is_ok(), "{id}");
