@@ -5,11 +5,13 @@
 //! Each fixup records what it changed, as a list of [`Change`]s (a path and
 //! the value it held before, or none): undoing them in reverse order gives
 //! the original blob back exactly, whatever the fixup was. The record is
-//! stored with the user's state; rollback undoes it.
+//! stored with the user's state; rollback undoes it, except where the
+//! backend wrote over what the fixup left since (that newer write stays).
 //!
 //! Declarative fixups are files `NNNN-name.toml` in a `fixups` folder next
 //! to the spec, one operation each, on a dotted path where `*` matches any
-//! key at its level:
+//! key at its level and every element of an array on the way (a number
+//! picks one element; the last step is an object's key):
 //!
 //! ```toml
 //! op = "coerce_number"          # a numeric string becomes the number
@@ -311,9 +313,25 @@ impl Fixup {
     }
 
     fn walk(&self, v: &mut Value, depth: usize, at: &mut Vec<String>, changes: &mut Vec<Change>) {
-        let Value::Object(map) = v else { return };
         let key = &self.path[depth];
         let last = depth + 1 == self.path.len();
+        // an array on the way to the leaf: `*` goes into every element, a
+        // number into that one (the leaf itself is an object's key)
+        if let Value::Array(items) = v {
+            if last {
+                return;
+            }
+            for (i, item) in items.iter_mut().enumerate() {
+                let i = i.to_string();
+                if key == "*" || *key == i {
+                    at.push(i);
+                    self.walk(item, depth + 1, at, changes);
+                    at.pop();
+                }
+            }
+            return;
+        }
+        let Value::Object(map) = v else { return };
         let keys: Vec<String> = if key == "*" {
             map.keys().cloned().collect()
         } else {
@@ -370,17 +388,10 @@ impl Fixup {
             }
             Op::Clamp { min, max } => {
                 if let Some(Value::Number(n)) = map.get(k)
-                    && let Some(x) = n.as_f64()
+                    && let Some(b) = clamped(n, *min, *max)
                 {
-                    let bound = match (min, max) {
-                        (Some(lo), _) if x < *lo => Some(*lo),
-                        (_, Some(hi)) if x > *hi => Some(*hi),
-                        _ => None,
-                    };
-                    if let Some(b) = bound {
-                        record(changes, Some(Value::Number(n.clone())));
-                        map.insert(k.to_string(), number_of(b));
-                    }
+                    record(changes, Some(Value::Number(n.clone())));
+                    map.insert(k.to_string(), number_of(b));
                 }
             }
             Op::NullToObject => {
@@ -396,39 +407,106 @@ impl Fixup {
 
 /// Undoes what fixups did, given their records in the order applied:
 /// the last first. A Rust fixup's `down` is looked up in `fixups` by name.
+///
+/// A value is put back only where the blob still holds what the fixup
+/// left: one the backend wrote since (a clamped count raised again, a
+/// renamed key rewritten) is a newer write, kept as it is. Records of a
+/// fixup `fixups` no longer lists are undone as recorded.
 pub fn undo(blob: &mut Value, applied: &[Applied], fixups: &[Fixup]) -> Result<(), String> {
     for a in applied.iter().rev() {
+        let op = fixups.iter().find(|f| f.name == a.fixup).map(|f| &f.op);
         if let Some(data) = &a.custom {
-            let down = fixups.iter().find_map(|f| match &f.op {
-                Op::Custom { down, .. } if f.name == a.fixup => Some(down),
-                _ => None,
-            });
-            let down = down.ok_or_else(|| {
-                format!(
-                    "fixup `{}` is a Rust fixup this program does not define: roll back from the program that does",
-                    a.fixup
-                )
-            })?;
+            let down = match op {
+                Some(Op::Custom { down, .. }) => down,
+                _ => {
+                    return Err(format!(
+                        "fixup `{}` is a Rust fixup this program does not define: roll back from the program that does",
+                        a.fixup
+                    ));
+                }
+            };
             down(blob, data);
         }
-        for c in a.changes.iter().rev() {
-            match &c.before {
-                Some(v) => {
-                    if !set(blob, &c.path, v.clone()) {
-                        return Err(format!(
-                            "fixup `{}`: cannot restore $.{}: its parent is gone",
-                            a.fixup,
-                            c.path.join(".")
-                        ));
-                    }
-                }
-                None => {
-                    remove(blob, &c.path);
+        if let Some(Op::Rename { .. }) = op {
+            // one move is two records: the key it left, the key it made
+            for pair in a.changes.chunks(2).rev() {
+                let [from, made] = pair else {
+                    return Err(format!("fixup `{}`: a move recorded by halves", a.fixup));
+                };
+                let moved = from.before.as_ref();
+                if same(get(blob, &made.path), moved) && get(blob, &from.path).is_none() {
+                    remove(blob, &made.path);
+                    restore(blob, &a.fixup, from)?;
                 }
             }
+            continue;
+        }
+        for c in a.changes.iter().rev() {
+            let left = op.and_then(|op| op.left(c.before.as_ref()));
+            if let Some(left) = left
+                && !same(get(blob, &c.path), left.as_ref())
+            {
+                continue;
+            }
+            restore(blob, &a.fixup, c)?;
         }
     }
     Ok(())
+}
+
+/// Puts back what `c` records as there before.
+fn restore(blob: &mut Value, fixup: &str, c: &Change) -> Result<(), String> {
+    match &c.before {
+        Some(v) => {
+            if !set(blob, &c.path, v.clone()) {
+                return Err(format!(
+                    "fixup `{fixup}`: cannot restore $.{}: its parent is gone",
+                    c.path.join(".")
+                ));
+            }
+        }
+        None => {
+            remove(blob, &c.path);
+        }
+    }
+    Ok(())
+}
+
+/// Both absent, or equal as jsonb compares them.
+fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => crate::core::json::json_eq(a, b),
+        _ => false,
+    }
+}
+
+impl Op {
+    /// What a declarative op left where it found `before` (`Some(None)`:
+    /// nothing), or `None` when that is not known (a rename's two
+    /// records, a Rust fixup).
+    fn left(&self, before: Option<&Value>) -> Option<Option<Value>> {
+        match (self, before) {
+            (Op::Delete, _) => Some(None),
+            (Op::Default { value }, None) => Some(Some(value.clone())),
+            (Op::CoerceNumber, Some(Value::String(s))) => Some(as_number(s)),
+            (Op::Clamp { min, max }, Some(Value::Number(n))) => {
+                Some(clamped(n, *min, *max).map(number_of))
+            }
+            (Op::NullToObject, Some(Value::Null)) => Some(Some(Value::Object(Map::new()))),
+            _ => None,
+        }
+    }
+}
+
+/// The bound a clamp puts `n` at, if it is out of bounds.
+fn clamped(n: &serde_json::Number, min: Option<f64>, max: Option<f64>) -> Option<f64> {
+    let x = n.as_f64()?;
+    match (min, max) {
+        (Some(lo), _) if x < lo => Some(lo),
+        (_, Some(hi)) if x > hi => Some(hi),
+        _ => None,
+    }
 }
 
 impl Fixup {
@@ -476,15 +554,31 @@ fn substitute(to: &[String], from_pattern: &[String], from: &[String]) -> Vec<St
         .collect()
 }
 
+/// `v`'s child `k`: an object's key, or an array's element by its index.
+fn child<'v>(v: &'v Value, k: &str) -> Option<&'v Value> {
+    match v {
+        Value::Object(m) => m.get(k),
+        Value::Array(a) => a.get(k.parse::<usize>().ok()?),
+        _ => None,
+    }
+}
+
+/// [`child`], mutable.
+fn child_mut<'v>(v: &'v mut Value, k: &str) -> Option<&'v mut Value> {
+    match v {
+        Value::Object(m) => m.get_mut(k),
+        Value::Array(a) => a.get_mut(k.parse::<usize>().ok()?),
+        _ => None,
+    }
+}
+
 fn get<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
-    path.iter().try_fold(v, |v, k| v.as_object()?.get(k))
+    path.iter().try_fold(v, |v, k| child(v, k))
 }
 
 fn remove(v: &mut Value, path: &[String]) -> Option<Value> {
     let (last, parents) = path.split_last()?;
-    let parent = parents
-        .iter()
-        .try_fold(v, |v, k| v.as_object_mut()?.get_mut(k))?;
+    let parent = parents.iter().try_fold(v, |v, k| child_mut(v, k))?;
     parent.as_object_mut()?.remove(last)
 }
 
@@ -495,7 +589,7 @@ fn set(v: &mut Value, path: &[String], value: Value) -> bool {
     };
     match parents
         .iter()
-        .try_fold(v, |v, k| v.as_object_mut()?.get_mut(k))
+        .try_fold(v, |v, k| child_mut(v, k))
         .and_then(Value::as_object_mut)
     {
         Some(parent) => {
@@ -621,6 +715,94 @@ mod tests {
     }
 
     #[test]
+    fn a_star_goes_into_every_element_of_an_array_on_the_way() {
+        let original = json!({
+            "garage": {"cars": [
+                {"hp": -5, "model": "a"},
+                {"hp": 90, "horsepower": 1},
+                7,
+                {"hp": "80"}
+            ]},
+            "tags": ["1", "x"]
+        });
+        let fixups = vec![
+            fx("1-n", "op = \"coerce_number\"\npath = \"garage.cars.*.hp\""),
+            fx(
+                "2-c",
+                "op = \"clamp\"\npath = \"garage.cars.*.hp\"\nmin = 0",
+            ),
+            fx(
+                "3-r",
+                "op = \"rename\"\npath = \"garage.cars.*.horsepower\"\nto = \"garage.cars.*.power\"",
+            ),
+            fx(
+                "4-d",
+                "op = \"default\"\npath = \"garage.cars.0.model\"\nvalue = \"?\"",
+            ),
+            fx("5-x", "op = \"delete\"\npath = \"garage.cars.3.hp\""),
+            // a leaf in an array is not an object's key: left alone
+            fx("6-n", "op = \"coerce_number\"\npath = \"tags.*\""),
+        ];
+        let mut blob = original.clone();
+        let applied = Fixup::apply_all(&mut blob, &fixups);
+        assert_eq!(
+            blob,
+            json!({
+                "garage": {"cars": [
+                    {"hp": 0, "model": "a"},
+                    {"hp": 90, "power": 1},
+                    7,
+                    {}
+                ]},
+                "tags": ["1", "x"]
+            })
+        );
+        assert_eq!(applied.len(), 4, "{applied:?}");
+        let applied: Vec<Applied> =
+            serde_json::from_value(serde_json::to_value(&applied).unwrap()).unwrap();
+        undo(&mut blob, &applied, &fixups).unwrap();
+        assert_eq!(blob, original);
+    }
+
+    #[test]
+    fn undo_keeps_what_the_backend_wrote_since() {
+        let original = json!({
+            "marriage": {
+                "stats": {"duo": {"points": "127", "won": -1, "lost": -2}},
+                "config": {"mode": "zombie"}
+            },
+            "old": {"a": 1, "b": 2}
+        });
+        let fixups = game_fixups();
+        let mut blob = original.clone();
+        let applied = Fixup::apply_all(&mut blob, &fixups);
+        // the backend writes over some of what the fixups left
+        blob["marriage"]["stats"]["duo"]["won"] = json!(5); // clamped, raised since
+        blob["marriage"]["stats"]["duo"]["points"] = json!(130.0); // coerced, changed
+        blob["marriage"]["config"]["legacyMode"] = json!("duo"); // renamed, rewritten
+        blob["marriage"]["config"]["mans"] = json!(3); // defaulted, changed
+        blob["old"]["a"] = json!(9); // deleted, written again
+        undo(&mut blob, &applied, &fixups).unwrap();
+        assert_eq!(
+            blob,
+            json!({
+                "marriage": {
+                    // the untouched fix is undone, the newer writes kept
+                    "stats": {"duo": {"points": 130.0, "won": 5, "lost": -2}},
+                    "config": {"legacyMode": "duo", "mans": 3}
+                },
+                "old": {"a": 9, "b": 2}
+            })
+        );
+        // nothing written since: all undone, numbers compared as jsonb
+        let mut blob = original.clone();
+        let applied = Fixup::apply_all(&mut blob, &fixups);
+        blob["marriage"]["stats"]["duo"]["points"] = json!(127.0);
+        undo(&mut blob, &applied, &fixups).unwrap();
+        assert_eq!(blob, original);
+    }
+
+    #[test]
     fn bad_fixup_files_are_refused() {
         for (text, says) in [
             ("op = \"explode\"\npath = \"a\"", "unknown op"),
@@ -645,19 +827,23 @@ mod tests {
                 .prop_map(|s| Value::String(s.into())),
         ];
         leaf.prop_recursive(4, 40, 5, |inner| {
-            prop::collection::btree_map(
-                prop_oneof![
-                    Just("a"),
-                    Just("b"),
-                    Just("stats"),
-                    Just("mode"),
-                    Just("old")
-                ]
-                .prop_map(String::from),
-                inner,
-                0..4,
-            )
-            .prop_map(|m| Value::Object(m.into_iter().collect()))
+            prop_oneof![
+                3 => prop::collection::btree_map(
+                    prop_oneof![
+                        Just("a"),
+                        Just("b"),
+                        Just("0"),
+                        Just("stats"),
+                        Just("mode"),
+                        Just("old")
+                    ]
+                    .prop_map(String::from),
+                    inner.clone(),
+                    0..4,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+                1 => prop::collection::vec(inner, 0..3).prop_map(Value::Array),
+            ]
         })
     }
 
@@ -671,6 +857,10 @@ mod tests {
                 fx("4-r", "op = \"rename\"\npath = \"*.mode\"\nto = \"*.old\""),
                 fx("5-d", "op = \"default\"\npath = \"stats.b\"\nvalue = 0"),
                 fx("6-x", "op = \"delete\"\npath = \"a.*\""),
+                // through arrays: every element, and one by its index
+                fx("7-n", "op = \"coerce_number\"\npath = \"*.*.a\""),
+                fx("8-r", "op = \"rename\"\npath = \"*.0.mode\"\nto = \"*.0.b\""),
+                fx("9-x", "op = \"delete\"\npath = \"*.*.*.old\""),
             ];
             let mut fixed = blob.clone();
             let applied = Fixup::apply_all(&mut fixed, &fixups);
