@@ -652,7 +652,7 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
                 rest = format!("decant.strip({rest}, {})", text_array(p));
             }
             columns[*extra] = format!(
-                "(SELECT jsonb_object_agg(x.key, x.value) FROM jsonb_each({rest}) AS x \
+                "(SELECT json_object_agg(x.key, x.value)::jsonb FROM jsonb_each({rest}) AS x \
                  WHERE ({unknown} OR jsonb_typeof(x.value) = 'null'){not_inside})"
             );
         }
