@@ -74,15 +74,19 @@ async fn dirty_users_migrate_with_their_fixups_and_roll_back_to_their_originals(
     .await
     .unwrap();
     assert_eq!((r.migrated, r.failed), (n as u64, 0));
-    for &(id, fixup) in &dirty {
-        let record: serde_json::Value = client
+    // what the migration recorded of a user's fixups
+    let record = async |id: i64| -> serde_json::Value {
+        client
             .query_one(
                 "SELECT fixups FROM decant.user_state WHERE user_id = $1",
                 &[&id],
             )
             .await
             .unwrap()
-            .get(0);
+            .get(0)
+    };
+    for &(id, fixup) in &dirty {
+        let record = record(id).await;
         let names: Vec<&str> = record
             .as_array()
             .unwrap()
@@ -119,16 +123,8 @@ async fn dirty_users_migrate_with_their_fixups_and_roll_back_to_their_originals(
             .iter()
             .find(|d| d.1 == "0003-negative-counts")
             .expect("a negative count among the dirty users");
-        let record: serde_json::Value = client
-            .query_one(
-                "SELECT fixups FROM decant.user_state WHERE user_id = $1",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .get(0);
         let path: Vec<String> =
-            serde_json::from_value(record[0]["changes"][0]["path"].clone()).unwrap();
+            serde_json::from_value(record(id).await[0]["changes"][0]["path"].clone()).unwrap();
         let patch = path
             .iter()
             .rev()
