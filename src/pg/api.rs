@@ -699,6 +699,12 @@ fn write(spec: &Spec) -> String {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
+        let cols_of = |a: &str| {
+            key.iter()
+                .map(|k| format!("{a}.{k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let all: Vec<String> = std::iter::once(user.clone())
             .chain(t.columns.iter().map(|c| quote(&c.name)))
             .collect();
@@ -756,15 +762,23 @@ fn write(spec: &Spec) -> String {
         } else {
             format!("IF $4 IS NULL OR {} THEN\n    ", touched.join(" OR "))
         };
+        // The rows gone are found with a hashed `NOT IN` (every key column
+        // is NOT NULL), not `NOT EXISTS`: the planner estimates the rows
+        // function at its `ROWS 50`, and while the table's statistics say a
+        // user has few rows it ran that anti-join as a nested loop, 16 s for
+        // a user of 15,000 rows (115 ms after an ANALYZE). A hashed subplan
+        // is linear whatever the statistics say.
         stmts.push(format!(
             "{gate}WITH n AS MATERIALIZED (SELECT * FROM {rows}($1, $3)),\n         \
              gone AS (DELETE FROM {table} AS o WHERE o.{user} = $1 \
-             AND NOT EXISTS (SELECT 1 FROM n WHERE {nk}))\n    \
+             AND ({okey}) NOT IN (SELECT {nkey} FROM n))\n    \
              INSERT INTO {table} ({cols}) SELECT {ncols} FROM n WHERE NOT EXISTS \
              (SELECT 1 FROM {table} AS o WHERE o.{user} = $1 AND {nk} AND {orow} = {nrow})\n    \
              ON CONFLICT ({key}) DO {on_conflict};\n    END IF;",
             rows = rows_fn(spec, ti),
             nk = same_key("n", "o"),
+            okey = cols_of("o"),
+            nkey = cols_of("n"),
             cols = all.join(", "),
             ncols = all
                 .iter()

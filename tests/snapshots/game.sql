@@ -980,37 +980,37 @@ BEGIN
     END IF;
     IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'achievements')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_achievement"($1, $3)),
-         gone AS (DELETE FROM "public"."user_achievement" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."achievement_id" = o."achievement_id"))
+         gone AS (DELETE FROM "public"."user_achievement" AS o WHERE o."user_id" = $1 AND (o."user_id", o."achievement_id") NOT IN (SELECT n."user_id", n."achievement_id" FROM n))
     INSERT INTO "public"."user_achievement" ("user_id", "achievement_id", "extra", "progress", "unlocked_at") SELECT n."user_id", n."achievement_id", n."extra", n."progress", n."unlocked_at" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_achievement" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."achievement_id" = o."achievement_id" AND ROW(o."user_id", o."achievement_id", o."extra", o."progress", o."unlocked_at")::text = ROW(n."user_id", n."achievement_id", n."extra", n."progress", n."unlocked_at")::text)
     ON CONFLICT ("user_id", "achievement_id") DO UPDATE SET "extra" = EXCLUDED."extra", "progress" = EXCLUDED."progress", "unlocked_at" = EXCLUDED."unlocked_at";
     END IF;
     IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'bots')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_bot"($1, $3)),
-         gone AS (DELETE FROM "public"."user_bot" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."bot_id" = o."bot_id"))
+         gone AS (DELETE FROM "public"."user_bot" AS o WHERE o."user_id" = $1 AND (o."user_id", o."bot_id") NOT IN (SELECT n."user_id", n."bot_id" FROM n))
     INSERT INTO "public"."user_bot" ("user_id", "bot_id", "extra", "level", "unlocked") SELECT n."user_id", n."bot_id", n."extra", n."level", n."unlocked" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_bot" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."bot_id" = o."bot_id" AND ROW(o."user_id", o."bot_id", o."extra", o."level", o."unlocked")::text = ROW(n."user_id", n."bot_id", n."extra", n."level", n."unlocked")::text)
     ON CONFLICT ("user_id", "bot_id") DO UPDATE SET "extra" = EXCLUDED."extra", "level" = EXCLUDED."level", "unlocked" = EXCLUDED."unlocked";
     END IF;
     IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'config')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_config"($1, $3)),
-         gone AS (DELETE FROM "public"."user_config" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id"))
+         gone AS (DELETE FROM "public"."user_config" AS o WHERE o."user_id" = $1 AND (o."user_id") NOT IN (SELECT n."user_id" FROM n))
     INSERT INTO "public"."user_config" ("user_id", "extra", "mans", "mode") SELECT n."user_id", n."extra", n."mans", n."mode" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_config" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND ROW(o."user_id", o."extra", o."mans", o."mode")::text = ROW(n."user_id", n."extra", n."mans", n."mode")::text)
     ON CONFLICT ("user_id") DO UPDATE SET "extra" = EXCLUDED."extra", "mans" = EXCLUDED."mans", "mode" = EXCLUDED."mode";
     END IF;
     IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'pref')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_preference"($1, $3)),
-         gone AS (DELETE FROM "public"."user_preference" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."key" = o."key"))
+         gone AS (DELETE FROM "public"."user_preference" AS o WHERE o."user_id" = $1 AND (o."user_id", o."key") NOT IN (SELECT n."user_id", n."key" FROM n))
     INSERT INTO "public"."user_preference" ("user_id", "key", "value") SELECT n."user_id", n."key", n."value" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_preference" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."key" = o."key" AND ROW(o."user_id", o."key", o."value")::text = ROW(n."user_id", n."key", n."value")::text)
     ON CONFLICT ("user_id", "key") DO UPDATE SET "value" = EXCLUDED."value";
     END IF;
     IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'bots') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'selected')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_selected_bot"($1, $3)),
-         gone AS (DELETE FROM "public"."user_selected_bot" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."position" = o."position"))
+         gone AS (DELETE FROM "public"."user_selected_bot" AS o WHERE o."user_id" = $1 AND (o."user_id", o."position") NOT IN (SELECT n."user_id", n."position" FROM n))
     INSERT INTO "public"."user_selected_bot" ("user_id", "bot_id", "position") SELECT n."user_id", n."bot_id", n."position" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_selected_bot" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."position" = o."position" AND ROW(o."user_id", o."bot_id", o."position")::text = ROW(n."user_id", n."bot_id", n."position")::text)
     ON CONFLICT ("user_id", "position") DO UPDATE SET "bot_id" = EXCLUDED."bot_id";
     END IF;
     IF $4 IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'stats')) OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'xp')) OR EXISTS (SELECT 1 FROM jsonb_array_elements($4) AS p(path) WHERE (jsonb_array_length(p.path) <= 0 OR p.path ->> 0 = 'marriage') AND (jsonb_array_length(p.path) <= 1 OR p.path ->> 1 = 'stats') AND (jsonb_array_length(p.path) <= 2 OR p.path ->> 2 = 'lastPlayed')) THEN
     WITH n AS MATERIALIZED (SELECT * FROM decant."user_rows_user_statistic"($1, $3)),
-         gone AS (DELETE FROM "public"."user_statistic" AS o WHERE o."user_id" = $1 AND NOT EXISTS (SELECT 1 FROM n WHERE n."user_id" = o."user_id" AND n."mode" = o."mode" AND n."statistic_id" = o."statistic_id"))
+         gone AS (DELETE FROM "public"."user_statistic" AS o WHERE o."user_id" = $1 AND (o."user_id", o."mode", o."statistic_id") NOT IN (SELECT n."user_id", n."mode", n."statistic_id" FROM n))
     INSERT INTO "public"."user_statistic" ("user_id", "mode", "statistic_id", "value") SELECT n."user_id", n."mode", n."statistic_id", n."value" FROM n WHERE NOT EXISTS (SELECT 1 FROM "public"."user_statistic" AS o WHERE o."user_id" = $1 AND n."user_id" = o."user_id" AND n."mode" = o."mode" AND n."statistic_id" = o."statistic_id" AND ROW(o."user_id", o."mode", o."statistic_id", o."value")::text = ROW(n."user_id", n."mode", n."statistic_id", n."value")::text)
     ON CONFLICT ("user_id", "mode", "statistic_id") DO UPDATE SET "value" = EXCLUDED."value";
     END IF;
