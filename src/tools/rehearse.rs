@@ -167,7 +167,7 @@ fn format_of(dump: &Path) -> Result<Format> {
         return Ok(Format::Plain);
     }
     crate::cli::exit::usage!(
-        "{}: not a pg_dump file: expected a custom (-Fc), directory (-Fd), tar (-Ft) or plain SQL (-Fp) dump",
+        "{}: not a pg_dump file: expected a custom (-Fc), directory (-Fd), tar (-Ft) or plain SQL (-Fp) dump (a plain SQL dump is known by the header line pg_dump writes, `-- PostgreSQL database dump`)",
         dump.display()
     )
 }
@@ -180,13 +180,22 @@ fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<String>> 
         for line in std::io::BufReader::new(file).lines() {
             let line = line.with_context(|| format!("reading {}", dump.display()))?;
             if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
+                // pg_dump writes `schema.table`; a hand-written file may
+                // leave the schema to the search path (public)
                 let name = rest
                     .trim_start_matches("IF NOT EXISTS ")
-                    .split(" (")
+                    .split(|c: char| c == '(' || c.is_whitespace())
                     .next()
                     .unwrap_or("")
                     .replace('"', "");
-                tables.push(name);
+                if name.is_empty() {
+                    continue;
+                }
+                tables.push(if name.contains('.') {
+                    name
+                } else {
+                    format!("public.{name}")
+                });
             }
         }
         return Ok(tables);
@@ -817,5 +826,35 @@ fn human(secs: f64) -> String {
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         3600..86400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
         _ => format!("{} d {} h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_dumps_tables_are_named_with_their_schema() {
+        let file = std::env::temp_dir().join(format!("decant-tables-{}.sql", std::process::id()));
+        std::fs::write(
+            &file,
+            "-- PostgreSQL database dump\n\
+             CREATE TABLE public.\"user\" (\n    id bigint\n);\n\
+             CREATE TABLE game.scores (\n    id bigint\n);\n\
+             CREATE TABLE members (member_id int4 PRIMARY KEY, profile jsonb);\n\
+             CREATE TABLE IF NOT EXISTS kept AS SELECT * FROM members;\n",
+        )
+        .unwrap();
+        let tables = tables_in(&file, Format::Plain, Path::new("/nonexistent"));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            tables.unwrap(),
+            [
+                "public.user",
+                "game.scores",
+                "public.members",
+                "public.kept"
+            ]
+        );
     }
 }
