@@ -712,8 +712,8 @@ fn unclaimed_paths(
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
                 let len = at.len();
-                at.push('.');
-                at.push_str(k);
+                // as the warnings write it, so that a kept value is known
+                at.push_str(&crate::core::explode::show_key(k));
                 let next = node.and_then(|n| n.literal.get(k).or(n.wildcard.as_deref()));
                 unclaimed_paths(child, next, at, kept, out);
                 at.truncate(len);
@@ -788,6 +788,18 @@ mod tests {
             x.merge(&y);
             prop_assert_eq!(x.summary(), all.summary());
         }
+    }
+
+    #[test]
+    fn a_kept_value_under_a_key_with_a_dot_is_not_an_unclaimed_key() {
+        let spec = spec();
+        let mut c = Census::new(&spec);
+        let u = json!({"pref": {"a.b": "toolong", "ok": "fr"}, "old": {"x.y": 1, "": 2}});
+        c.add_legacy(&spec, &UserId::Int(1), &u, u.to_string().len());
+        let r = c.report(&spec);
+        assert_eq!(r.warnings[0].examples[0].path, r#"$.pref["a.b"]"#);
+        let unclaimed: Vec<&str> = r.unclaimed.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(unclaimed, [r#"$.old[""]"#, r#"$.old["x.y"]"#]);
     }
 
     fn spec() -> Spec {

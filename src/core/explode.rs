@@ -616,7 +616,9 @@ impl<'v> Walker<'_, 'v> {
     }
 }
 
-fn show_key(k: &str) -> String {
+/// An object key as a step of a JSON path: `.key`, or `["a.b"]` when the
+/// key is empty or holds anything but letters, digits and `_`.
+pub(crate) fn show_key(k: &str) -> String {
     if !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_') {
         format!(".{k}")
     } else {
@@ -1070,6 +1072,45 @@ mod tests {
         let e = explode(&spec, &blob).unwrap_err();
         assert_eq!(e.path, "$.marriage.config.mode");
         assert!(e.expected.contains("one of kidnap"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_shape_shared_by_a_keep_and_a_fail_rule_names_the_fail_rule() {
+        let spec = Spec::parse(
+            r#"
+[source]
+table = "u"
+
+[tables.stat.columns]
+mode = "text"
+name = "text"
+value = "float8"
+
+[[rules]]
+name = "pvp"
+path = "stats.pvp.{name}"
+table = "stat"
+value = "value"
+constants = { mode = "pvp" }
+on_invalid = "keep"
+
+[[rules]]
+name = "pve"
+path = "stats.pve.{name}"
+table = "stat"
+value = "value"
+constants = { mode = "pve" }
+on_invalid = "fail"
+"#,
+        )
+        .unwrap();
+        // `stats` is on both rules' paths: the user fails, by `pve`'s policy
+        let e = explode(&spec, &json!({"stats": null})).unwrap_err();
+        assert_eq!((e.rule.as_str(), e.path.as_str()), ("pve", "$.stats"));
+        // below it, each rule answers for its own branch
+        let kept = explode(&spec, &json!({"stats": {"pvp": 3}})).unwrap();
+        assert_eq!(kept.warnings[0].rule, "pvp");
+        assert_eq!(kept.residual, json!({"stats": {"pvp": 3}}));
     }
 
     #[test]

@@ -416,8 +416,17 @@ impl std::fmt::Display for Check {
                 for g in gs {
                     writeln!(
                         f,
-                        "  {} at {}: {}: {} users",
-                        g.rule, g.pattern, g.reason, g.users
+                        "  {} at {}: {}: {} {}",
+                        g.rule,
+                        // the whole blob's pattern is empty
+                        if g.pattern.is_empty() {
+                            "$"
+                        } else {
+                            &g.pattern
+                        },
+                        g.reason,
+                        g.users,
+                        if g.users == 1 { "user" } else { "users" }
                     )?;
                     for e in &g.examples {
                         writeln!(f, "    user {} at {}: {}", e.id, e.path, e.value)?;

@@ -172,9 +172,14 @@ fn build_trie(rules: &[Rule]) -> std::result::Result<Node, (usize, String)> {
     };
     for (ri, r) in rules.iter().enumerate() {
         let mut node = &mut root;
+        // the rule named for a wrong shape here: the first whose policy
+        // decides what happens, a `fail` rule when there is one
         let visit = |n: &mut Node| {
-            n.first_rule = n.first_rule.min(ri);
-            n.strict |= r.on_invalid == Policy::Fail;
+            let fail = r.on_invalid == Policy::Fail;
+            if n.first_rule == usize::MAX || (fail && !n.strict) {
+                n.first_rule = ri;
+            }
+            n.strict |= fail;
         };
         visit(node);
         for (depth, seg) in r.segments.iter().enumerate() {

@@ -397,8 +397,8 @@ pub(crate) struct Node {
     /// The rule claiming the value here (a whole array when it has a
     /// position column).
     pub terminal: Option<usize>,
-    /// First rule (file order) under this node, named when the value here
-    /// has the wrong shape.
+    /// The rule named when the value here has the wrong shape: the first
+    /// (file order) `fail` rule under this node, else the first rule.
     pub first_rule: usize,
     /// Any rule under this node fails on invalid values.
     pub strict: bool,
