@@ -426,7 +426,7 @@ impl std::fmt::Display for Check {
                         },
                         g.reason,
                         g.users,
-                        if g.users == 1 { "user" } else { "users" }
+                        plural(g.users)
                     )?;
                     for e in &g.examples {
                         writeln!(f, "    user {} at {}: {}", e.id, e.path, e.value)?;
@@ -440,7 +440,7 @@ impl std::fmt::Display for Check {
                 "\nfixups (applied before explode): users changed; examples (path: value before)"
             )?;
             for e in &c.fixups {
-                writeln!(f, "  {}: {} users", e.fixup, e.users)?;
+                writeln!(f, "  {}: {} {}", e.fixup, e.users, plural(e.users))?;
                 for x in &e.examples {
                     writeln!(f, "    user {} at {}: {}", x.id, x.path, x.value)?;
                 }
@@ -462,7 +462,14 @@ impl std::fmt::Display for Check {
             )?;
             for u in c.unclaimed.iter().take(50) {
                 let ex: Vec<String> = u.examples.iter().map(UserId::to_string).collect();
-                writeln!(f, "  {}: {} users; {}", u.path, u.users, ex.join(", "))?;
+                writeln!(
+                    f,
+                    "  {}: {} {}; {}",
+                    u.path,
+                    u.users,
+                    plural(u.users),
+                    ex.join(", ")
+                )?;
             }
             if c.unclaimed.len() > 50 {
                 writeln!(
@@ -517,4 +524,9 @@ impl std::fmt::Display for Check {
         }
         Ok(())
     }
+}
+
+/// "user" or "users" after a count.
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "user" } else { "users" }
 }
