@@ -52,6 +52,12 @@ impl Decant {
         &self.store.spec
     }
 
+    /// The pool the handle's calls take their sessions from: for the
+    /// backend's own statements on the same sessions (and their settings).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Refuses to read or write users with a spec whose mapping is not the
     /// one recorded by `init`, and picks the phase's statements (once the
     /// migration is finalized, none reads the flag): one check per handle,
@@ -109,11 +115,6 @@ impl Decant {
     /// `users` in the kind of the spec's id column.
     pub(crate) fn ids<U: Into<UserId> + Clone>(&self, users: &[U]) -> Result<Vec<UserId>> {
         users.iter().map(|u| self.id(u.clone())).collect()
-    }
-
-    /// The connection pool.
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.pool
     }
 
     pub(crate) fn store(&self) -> &Arc<Store> {
