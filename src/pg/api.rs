@@ -115,6 +115,10 @@ BEGIN
     IF a IS NULL OR b IS NULL OR jsonb_typeof(a) <> 'object' OR jsonb_typeof(b) <> 'object' THEN
         RETURN coalesce(b, a);
     END IF;
+    -- no key on both sides with different values: one concatenation
+    IF a || b = b || a THEN
+        RETURN a || b;
+    END IF;
     RETURN a || coalesce((
         SELECT json_object_agg(e.key, CASE WHEN a ? e.key THEN decant.deep_merge(a -> e.key, e.value)
                                            ELSE e.value END)::jsonb
@@ -138,6 +142,36 @@ BEGIN
     -- the residual holds the keys a `keep` rule left behind: objects there
     -- and objects from the rows merge, at every depth
     RETURN decant.deep_merge(root, entries);
+END
+$$;
+CREATE OR REPLACE FUNCTION decant.cat(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT coalesce(a || b, a, b) $$;
+CREATE OR REPLACE FUNCTION decant.graft(root jsonb, entries jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+-- the rows' object `entries` merged into the residual `root` at every
+-- depth (the residual holds the keys a `keep` rule left behind); a row's
+-- value that is not an object replaces what the residual holds
+BEGIN
+    IF entries IS NULL THEN
+        RETURN root;
+    END IF;
+    IF root IS NULL OR jsonb_typeof(entries) <> 'object' THEN
+        RETURN entries;
+    END IF;
+    IF jsonb_typeof(root) <> 'object' THEN
+        RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-object (%)', root
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+    -- no key on both sides with different values: one concatenation
+    IF root || entries = entries || root THEN
+        RETURN root || entries;
+    END IF;
+    RETURN root || (
+        SELECT json_object_agg(e.key, CASE WHEN root ? e.key THEN decant.graft(root -> e.key, e.value)
+                                           ELSE e.value END)::jsonb
+          FROM jsonb_each(entries) AS e);
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.put_in(root jsonb, path jsonb, entries jsonb) RETURNS jsonb
@@ -447,6 +481,7 @@ fn json_of(ty: ColumnType, c: &str) -> String {
 /// residual once, merging deep.
 fn rebuild(spec: &Spec) -> String {
     let mut parts = Vec::new();
+    let mut dynamic = Vec::new();
     let mut through = Vec::new();
     for (ri, r) in spec.rules.iter().enumerate() {
         let t = &spec.tables[r.table];
@@ -560,19 +595,28 @@ fn rebuild(spec: &Spec) -> String {
                     Segment::Literal(_) | Segment::Position(_) => None,
                 })
                 .collect();
-            parts.push(format!(
-                "SELECT ARRAY[{}]::text[], jsonb_build_object({}, json_agg({value} ORDER BY {})::jsonb) \
-                 FROM {table} AS t WHERE {}{} HAVING count(*) > 0",
-                parent.join(", "),
+            let obj = format!(
+                "jsonb_build_object({}, json_agg({value} ORDER BY {})::jsonb) \
+                 FROM {table} AS t WHERE {}",
                 last[0],
                 col(pi),
                 conds.join(" AND "),
-                if group.is_empty() {
-                    String::new()
-                } else {
-                    format!(" GROUP BY {}", group.join(", "))
-                }
-            ));
+            );
+            if group.is_empty() {
+                // one array per user: one row
+                parts.push(Part {
+                    prefix: parent.to_vec(),
+                    head: Some(last[0].clone()),
+                    query: format!("SELECT {obj} HAVING count(*) > 0"),
+                });
+            } else {
+                // one array per captured key: a row each, at its own path
+                dynamic.push(format!(
+                    "SELECT ARRAY[{}]::text[], {obj} GROUP BY {}",
+                    parent.join(", "),
+                    group.join(", ")
+                ));
+            }
             continue;
         }
         // The rule's values nested into one object per user, aggregated
@@ -629,16 +673,25 @@ fn rebuild(spec: &Spec) -> String {
                 Segment::Position(_) => unreachable!("rules through arrays are put row by row"),
             };
         }
-        let prefix: Vec<String> = path[..first].to_vec();
-        parts.push(format!(
-            "SELECT ARRAY[{}]::text[], q.v FROM ({cur}) AS q",
-            prefix.join(", ")
-        ));
+        parts.push(Part {
+            prefix: path[..first].to_vec(),
+            head: match &r.segments[first] {
+                Segment::Literal(k) => Some(lit(k)),
+                Segment::Capture(_) | Segment::Position(_) => None,
+            },
+            query: format!("SELECT q.v FROM ({cur}) AS q"),
+        });
     }
-    let body = if parts.is_empty() {
-        "SELECT NULL::text[], NULL::jsonb WHERE false".to_string()
+    let (tree_vars, body) = rows_tree(&parts);
+    let dynamic = if dynamic.is_empty() {
+        String::new()
     } else {
-        parts.join("\n        UNION ALL\n        ")
+        format!(
+            "FOR _decant_at, _decant_entries IN\n        {}\n    LOOP\n        \
+             _decant_blob := decant.put(_decant_blob, _decant_at, _decant_entries);\n    \
+             END LOOP;\n    ",
+            dynamic.join("\n        UNION ALL\n        ")
+        )
     };
     let (declare, through) = if through.is_empty() {
         (String::new(), String::new())
@@ -657,15 +710,115 @@ fn rebuild(spec: &Spec) -> String {
         "CREATE OR REPLACE FUNCTION {}({}, jsonb) RETURNS jsonb\n    \
          LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
-         DECLARE _decant_blob jsonb := $2; _decant_at text[]; _decant_entries jsonb;{declare}\n\
+         DECLARE _decant_blob jsonb := $2; _decant_entries jsonb; _decant_at text[];{tree_vars}{declare}\n\
          BEGIN\n    \
-           FOR _decant_at, _decant_entries IN\n        {body}\n    LOOP\n        \
-             _decant_blob := decant.put(_decant_blob, _decant_at, _decant_entries);\n    \
-           END LOOP;\n    \
-           {through}RETURN _decant_blob;\n\
+           -- the rows of every rule not through an array, nested into one\n    \
+           -- object in one statement, grafted once onto the residual\n    \
+           {body}\n    \
+           IF _decant_blob IS NULL OR _decant_blob = '{{}}'::jsonb THEN\n        \
+             _decant_blob := coalesce(_decant_entries, _decant_blob);\n    \
+           ELSIF _decant_entries IS NOT NULL THEN\n        \
+             _decant_blob := decant.graft(_decant_blob, _decant_entries);\n    \
+           END IF;\n    \
+           {dynamic}{through}RETURN _decant_blob;\n\
          END\n$$",
         internal(spec, "rebuild"),
         spec.source.id_type.sql()
+    )
+}
+
+/// What the rows of one rule not through an array rebuild: a non-empty
+/// object, or nothing.
+struct Part {
+    /// The literal keys it goes under, as SQL literals.
+    prefix: Vec<String>,
+    /// Its object's one key when that is literal (as an SQL literal); none
+    /// when its keys are captured.
+    head: Option<String>,
+    /// A query of at most one row, the object.
+    query: String,
+}
+
+/// The PL/pgSQL that puts into `_decant_entries` the rows of the rules
+/// not through arrays, as one object, and the variables it declares. One
+/// statement reads every part; then each level of their paths, deepest
+/// first, joins its parts and its children (a level nothing reaches is
+/// NULL): by concatenation where their keys cannot meet (distinct literal
+/// keys, at most one part of captured keys: a captured key is never one a
+/// sibling names, explode routes it there), by a deep merge elsewhere.
+fn rows_tree(parts: &[Part]) -> (String, String) {
+    if parts.is_empty() {
+        return (String::new(), "_decant_entries := NULL;".to_string());
+    }
+    // the distinct paths and their prefixes, deepest first so that a
+    // level's children are made before it
+    let mut levels: Vec<Vec<String>> = Vec::new();
+    for p in parts {
+        for n in 0..=p.prefix.len() {
+            if !levels.contains(&p.prefix[..n].to_vec()) {
+                levels.push(p.prefix[..n].to_vec());
+            }
+        }
+    }
+    levels.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    let name = |level: &[String]| {
+        if level.is_empty() {
+            "_decant_entries".to_string()
+        } else {
+            format!(
+                "_decant_n{}",
+                levels.iter().position(|l| l == level).unwrap()
+            )
+        }
+    };
+    let part = |i: usize| format!("_decant_e{i}");
+    let mut declare: Vec<String> = (0..parts.len()).map(part).collect();
+    declare.extend(levels.iter().filter(|l| !l.is_empty()).map(|l| name(l)));
+    let mut body = vec![format!(
+        "SELECT {} INTO {};",
+        parts
+            .iter()
+            .map(|p| format!("({})", p.query))
+            .collect::<Vec<_>>()
+            .join(",\n        "),
+        (0..parts.len()).map(part).collect::<Vec<_>>().join(", ")
+    )];
+    for level in &levels {
+        let mut terms = Vec::new();
+        let mut heads = Vec::new();
+        for (i, p) in parts.iter().enumerate().filter(|(_, p)| &p.prefix == level) {
+            terms.push(part(i));
+            heads.push(p.head.clone());
+        }
+        for child in levels
+            .iter()
+            .filter(|c| c.len() == level.len() + 1 && c.starts_with(level))
+        {
+            let c = name(child);
+            let key = &child[level.len()];
+            terms.push(format!(
+                "CASE WHEN {c} IS NOT NULL THEN jsonb_build_object({key}, {c}) END"
+            ));
+            heads.push(Some(key.clone()));
+        }
+        let literal: Vec<&String> = heads.iter().flatten().collect();
+        let distinct: std::collections::BTreeSet<&String> = literal.iter().copied().collect();
+        let disjoint = distinct.len() == literal.len() && heads.len() - literal.len() <= 1;
+        // `cat` and `deep_merge` of NULL and x are x
+        let join = if disjoint {
+            "decant.cat"
+        } else {
+            "decant.deep_merge"
+        };
+        let merged = terms
+            .into_iter()
+            .reduce(|acc, t| format!("{join}({acc}, {t})"))
+            .unwrap_or_else(|| "NULL".into());
+        body.push(format!("{} := {merged};", name(level)));
+    }
+    (
+        format!(" {} jsonb;", declare.join(" jsonb; ")),
+        body.join("\n    "),
     )
 }
 

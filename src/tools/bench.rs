@@ -899,10 +899,14 @@ async fn api(opts: &BenchOptions, server: &str) -> Result<String> {
     let floor = "SELECT data FROM \"user\" WHERE id = $1";
     let sql_load = "SELECT decant.load($1)";
     let sql_patch = "SELECT decant.patch($1, $2)";
-    let pooled = async |sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]| -> Result<serde_json::Value> {
+    let pooled = async |sql: &str,
+                        params: &[&(dyn tokio_postgres::types::ToSql + Sync)]|
+           -> Result<serde_json::Value> {
         let s = decant.pool().get().await?;
         let st = s.prepare_cached(sql).await?;
-        Ok(s.query_one(&st, params).await?.get::<_, serde_json::Value>(0))
+        Ok(s.query_one(&st, params)
+            .await?
+            .get::<_, serde_json::Value>(0))
     };
     let mut rng = example::Rng::new(7);
     // [variant][state]: the plain read (the floor), Rust load, SQL load,

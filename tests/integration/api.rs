@@ -594,3 +594,142 @@ async fn the_sql_api_holds_on_another_shape() {
         assert_eq!(stored[0], stored[1], "residuals after {p}");
     }
 }
+
+/// Rules whose rebuilt objects meet: an array per captured key, rules
+/// claiming keys inside an object rule's object, two rules of captured
+/// keys under one path, and invalid values kept in the residual there.
+const MEETING_RULES: &str = r#"
+[source]
+table = "player"
+
+[tables.member.columns]
+team = "text"
+slot = "int2"
+name = { type = "text", max_length = 6 }
+
+[tables.account.columns]
+plan = { type = "text", values = ["free", "gold"] }
+extra = "jsonb"
+
+[tables.flag.columns]
+flag = "text"
+on = "bool"
+
+[tables.win.columns]
+mode = "text"
+n = { type = "int4", min = 0 }
+
+[tables.loss.columns]
+mode = "text"
+n = { type = "int4", min = 0 }
+
+[[rules]]
+name = "members"
+path = "teams.{team}[{slot}]"
+table = "member"
+value = "name"
+on_invalid = "keep"
+
+[[rules]]
+name = "account"
+path = "account"
+table = "account"
+keys = { plan = "plan" }
+extra = "extra"
+on_invalid = "keep"
+
+[[rules]]
+name = "flags"
+path = "account.flags.{flag}"
+table = "flag"
+value = "on"
+on_invalid = "keep"
+
+[[rules]]
+name = "wins"
+path = "record.{mode}.wins"
+table = "win"
+value = "n"
+on_invalid = "keep"
+
+[[rules]]
+name = "losses"
+path = "record.{mode}.losses"
+table = "loss"
+value = "n"
+on_invalid = "keep"
+"#;
+
+#[tokio::test]
+async fn the_sql_rebuild_joins_rules_whose_objects_meet() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE player (id bigint PRIMARY KEY, data jsonb)")
+        .await
+        .unwrap();
+    let blobs = [
+        json!({"teams": {"red": ["ann", "bob"], "blue": ["cy"], "x.y": []},
+               "account": {"plan": "gold", "since": 2020, "flags": {"beta": true, "dark": false}},
+               "record": {"duel": {"wins": 3, "losses": 1}, "raid": {"wins": 0}, "solo": {"losses": 2, "note": "x"}}}),
+        json!({"account": {"flags": {"beta": "yes", "ok": true}, "plan": "platinum"},
+               "record": {"duel": {"wins": -1, "losses": 4}}, "teams": {"red": ["a name too long", null]}}),
+        json!({"account": {"flags": {}}, "record": {}, "teams": {}}),
+        json!({"account": {}, "record": {"duel": {}}, "other": 1}),
+        json!({"account": {"flags": {"a": true}}}),
+        json!({"record": {"duel": {"wins": 1}, "raid": {"losses": 1}}}),
+        json!({"teams": {"solo": ["z"]}, "account": {"extra": {"deep": [1]}}}),
+    ];
+    // twins: id n through SQL, id n + 100 through Rust
+    for (i, b) in blobs.iter().enumerate() {
+        for id in [i as i64 + 1, i as i64 + 101] {
+            client
+                .execute("INSERT INTO player VALUES ($1, $2)", &[&id, b])
+                .await
+                .unwrap();
+        }
+    }
+    let decant = db.decant_with(MEETING_RULES, 2);
+    decant::init(&client, decant.spec()).await.unwrap();
+    for (i, b) in blobs.iter().enumerate() {
+        let id = i as i64 + 1;
+        for u in [id, id + 100] {
+            let r = decant.migrate_user(u).await.unwrap();
+            assert_eq!(r.migrated.len(), 1, "user {u}: {r:?}");
+        }
+        assert_same_json(&sql_load(&client, id).await, b, &format!("SQL load of {b}"));
+        assert_same_json(
+            &decant.load(id).await.unwrap(),
+            b,
+            &format!("Rust load of {b}"),
+        );
+    }
+    let patches = [
+        json!({"teams": {"red": ["dee"], "green": ["x", "y"]}, "account": {"flags": {"beta": null, "new": true}}}),
+        json!({"record": {"duel": {"wins": 9, "note": 1}, "new": {"losses": 2}}, "account": {"plan": "free"}}),
+        json!({"account": {"flags": null, "plan": null}, "teams": {"blue": null}}),
+        json!({"record": {"duel": null}, "teams": {"red": "not an array"}}),
+    ];
+    for p in &patches {
+        for (i, _) in blobs.iter().enumerate() {
+            let id = i as i64 + 1;
+            let a: Value = client
+                .query_one("SELECT decant.patch($1, $2)", &[&id, p])
+                .await
+                .unwrap_or_else(|e| panic!("decant.patch({id}, {p}): {e:?}"))
+                .get(0);
+            let b = decant.patch(id + 100, p).await.unwrap();
+            assert_same_json(&a, &b, &format!("patch {p} of user {id}"));
+            assert_same_json(
+                &sql_load(&client, id).await,
+                &b,
+                &format!("SQL load after {p}"),
+            );
+            assert_same_json(
+                &decant.load(id).await.unwrap(),
+                &b,
+                &format!("Rust load after {p}"),
+            );
+        }
+    }
+}

@@ -778,6 +778,10 @@ BEGIN
     IF a IS NULL OR b IS NULL OR jsonb_typeof(a) <> 'object' OR jsonb_typeof(b) <> 'object' THEN
         RETURN coalesce(b, a);
     END IF;
+    -- no key on both sides with different values: one concatenation
+    IF a || b = b || a THEN
+        RETURN a || b;
+    END IF;
     RETURN a || coalesce((
         SELECT json_object_agg(e.key, CASE WHEN a ? e.key THEN decant.deep_merge(a -> e.key, e.value)
                                            ELSE e.value END)::jsonb
@@ -801,6 +805,36 @@ BEGIN
     -- the residual holds the keys a `keep` rule left behind: objects there
     -- and objects from the rows merge, at every depth
     RETURN decant.deep_merge(root, entries);
+END
+$$;
+CREATE OR REPLACE FUNCTION decant.cat(a jsonb, b jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT coalesce(a || b, a, b) $$;
+CREATE OR REPLACE FUNCTION decant.graft(root jsonb, entries jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+-- the rows' object `entries` merged into the residual `root` at every
+-- depth (the residual holds the keys a `keep` rule left behind); a row's
+-- value that is not an object replaces what the residual holds
+BEGIN
+    IF entries IS NULL THEN
+        RETURN root;
+    END IF;
+    IF root IS NULL OR jsonb_typeof(entries) <> 'object' THEN
+        RETURN entries;
+    END IF;
+    IF jsonb_typeof(root) <> 'object' THEN
+        RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-object (%)', root
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+    -- no key on both sides with different values: one concatenation
+    IF root || entries = entries || root THEN
+        RETURN root || entries;
+    END IF;
+    RETURN root || (
+        SELECT json_object_agg(e.key, CASE WHEN root ? e.key THEN decant.graft(root -> e.key, e.value)
+                                           ELSE e.value END)::jsonb
+          FROM jsonb_each(entries) AS e);
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.put_in(root jsonb, path jsonb, entries jsonb) RETURNS jsonb
@@ -938,27 +972,29 @@ CREATE OR REPLACE FUNCTION decant."user_rebuild"(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
-DECLARE _decant_blob jsonb := $2; _decant_at text[]; _decant_entries jsonb;
+DECLARE _decant_blob jsonb := $2; _decant_entries jsonb; _decant_at text[]; _decant_e0 jsonb; _decant_e1 jsonb; _decant_e2 jsonb; _decant_e3 jsonb; _decant_e4 jsonb; _decant_e5 jsonb; _decant_e6 jsonb; _decant_e7 jsonb; _decant_n0 jsonb; _decant_n1 jsonb; _decant_n2 jsonb; _decant_n3 jsonb; _decant_n4 jsonb;
 BEGIN
-    FOR _decant_at, _decant_entries IN
-        SELECT ARRAY['marriage', 'stats']::text[], q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT q.k0 AS k0, json_object_agg(q.k1, q.v)::jsonb AS v FROM (SELECT t."mode" AS k0, t."statistic_id" AS k1, to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text)) AS q GROUP BY q.k0) AS q HAVING count(*) > 0) AS q
-        UNION ALL
-        SELECT ARRAY[]::text[], q.v FROM (SELECT jsonb_build_object('xp', q.v) AS v FROM (SELECT to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) AS q) AS q
-        UNION ALL
-        SELECT ARRAY['marriage', 'stats']::text[], q.v FROM (SELECT jsonb_build_object('lastPlayed', q.v) AS v FROM (SELECT to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text)) AS q) AS q
-        UNION ALL
-        SELECT ARRAY['marriage', 'achievements']::text[], q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT t."achievement_id" AS k0, (CASE WHEN t."progress" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('progress', to_jsonb(t."progress")) END || CASE WHEN t."unlocked_at" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlockedAt', to_jsonb(decant.epoch_ms(t."unlocked_at"))) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_achievement" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q
-        UNION ALL
-        SELECT ARRAY['bots']::text[], jsonb_build_object('selected', json_agg(to_jsonb(t."bot_id") ORDER BY t."position")::jsonb) FROM "public"."user_selected_bot" AS t WHERE t."user_id" = $1 HAVING count(*) > 0
-        UNION ALL
-        SELECT ARRAY['bots']::text[], q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT t."bot_id" AS k0, (CASE WHEN t."level" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('level', to_jsonb(t."level")) END || CASE WHEN t."unlocked" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlocked', to_jsonb(t."unlocked")) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_bot" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q
-        UNION ALL
-        SELECT ARRAY['pref']::text[], q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT t."key" AS k0, t."value" AS v FROM "public"."user_preference" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q
-        UNION ALL
-        SELECT ARRAY['marriage']::text[], q.v FROM (SELECT jsonb_build_object('config', q.v) AS v FROM (SELECT (CASE WHEN t."mans" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mans', to_jsonb(t."mans")) END || CASE WHEN t."mode" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mode', to_jsonb(t."mode")) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_config" AS t WHERE t."user_id" = $1) AS q) AS q
-    LOOP
-        _decant_blob := decant.put(_decant_blob, _decant_at, _decant_entries);
-    END LOOP;
+    -- the rows of every rule not through an array, nested into one
+    -- object in one statement, grafted once onto the residual
+    SELECT (SELECT q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT q.k0 AS k0, json_object_agg(q.k1, q.v)::jsonb AS v FROM (SELECT t."mode" AS k0, t."statistic_id" AS k1, to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text)) AS q GROUP BY q.k0) AS q HAVING count(*) > 0) AS q),
+        (SELECT q.v FROM (SELECT jsonb_build_object('xp', q.v) AS v FROM (SELECT to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text) AS q) AS q),
+        (SELECT q.v FROM (SELECT jsonb_build_object('lastPlayed', q.v) AS v FROM (SELECT to_jsonb(t."value") AS v FROM "public"."user_statistic" AS t WHERE t."user_id" = $1 AND t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'lastPlayed'::text AND NOT (t."mode" IS NOT DISTINCT FROM 'global'::text AND t."statistic_id" IS NOT DISTINCT FROM 'xp'::text)) AS q) AS q),
+        (SELECT q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT t."achievement_id" AS k0, (CASE WHEN t."progress" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('progress', to_jsonb(t."progress")) END || CASE WHEN t."unlocked_at" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlockedAt', to_jsonb(decant.epoch_ms(t."unlocked_at"))) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_achievement" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q),
+        (SELECT jsonb_build_object('selected', json_agg(to_jsonb(t."bot_id") ORDER BY t."position")::jsonb) FROM "public"."user_selected_bot" AS t WHERE t."user_id" = $1 HAVING count(*) > 0),
+        (SELECT q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT t."bot_id" AS k0, (CASE WHEN t."level" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('level', to_jsonb(t."level")) END || CASE WHEN t."unlocked" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('unlocked', to_jsonb(t."unlocked")) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_bot" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q),
+        (SELECT q.v FROM (SELECT json_object_agg(q.k0, q.v)::jsonb AS v FROM (SELECT t."key" AS k0, t."value" AS v FROM "public"."user_preference" AS t WHERE t."user_id" = $1) AS q HAVING count(*) > 0) AS q),
+        (SELECT q.v FROM (SELECT jsonb_build_object('config', q.v) AS v FROM (SELECT (CASE WHEN t."mans" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mans', to_jsonb(t."mans")) END || CASE WHEN t."mode" IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mode', to_jsonb(t."mode")) END || coalesce(t."extra", '{}'::jsonb)) AS v FROM "public"."user_config" AS t WHERE t."user_id" = $1) AS q) AS q) INTO _decant_e0, _decant_e1, _decant_e2, _decant_e3, _decant_e4, _decant_e5, _decant_e6, _decant_e7;
+    _decant_n0 := _decant_e3;
+    _decant_n1 := decant.cat(_decant_e0, _decant_e2);
+    _decant_n2 := decant.cat(_decant_e4, _decant_e5);
+    _decant_n3 := decant.cat(decant.cat(_decant_e7, CASE WHEN _decant_n0 IS NOT NULL THEN jsonb_build_object('achievements', _decant_n0) END), CASE WHEN _decant_n1 IS NOT NULL THEN jsonb_build_object('stats', _decant_n1) END);
+    _decant_n4 := _decant_e6;
+    _decant_entries := decant.cat(decant.cat(decant.cat(_decant_e1, CASE WHEN _decant_n2 IS NOT NULL THEN jsonb_build_object('bots', _decant_n2) END), CASE WHEN _decant_n3 IS NOT NULL THEN jsonb_build_object('marriage', _decant_n3) END), CASE WHEN _decant_n4 IS NOT NULL THEN jsonb_build_object('pref', _decant_n4) END);
+    IF _decant_blob IS NULL OR _decant_blob = '{}'::jsonb THEN
+        _decant_blob := coalesce(_decant_entries, _decant_blob);
+    ELSIF _decant_entries IS NOT NULL THEN
+        _decant_blob := decant.graft(_decant_blob, _decant_entries);
+    END IF;
     RETURN _decant_blob;
 END
 $$;
