@@ -166,6 +166,15 @@ v = "int8"
         );
         let (_, msg) = spec_err(&text);
         assert!(msg.contains("table `missing` is not declared"), "{msg}");
+        // an object rule without an `extra` column says what to add
+        let text = format!(
+            "{BASE}\n[[rules]]\nname = \"r\"\npath = \"s\"\ntable = \"t\"\nkeys = {{ v = \"v\" }}\n"
+        );
+        let (_, msg) = spec_err(&text);
+        assert!(
+            msg.contains("table `t` has none: add `extra = \"jsonb\"` to its columns"),
+            "{msg}"
+        );
     }
 
     #[test]

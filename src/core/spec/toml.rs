@@ -485,7 +485,18 @@ fn rule(cx: &Ctx<'_>, raw_rule: &Spanned<RawRule>, tables: &[Table]) -> Result<R
         }
         (None, Some(keys)) => {
             let extra_name = r.extra.clone().unwrap_or_else(|| "extra".into());
-            let extra = col(&extra_name, "extra")?;
+            let extra = col(&extra_name, "extra").map_err(|e| {
+                if r.extra.is_none() {
+                    err(format!(
+                        "an object rule keeps the keys it does not map in a jsonb column, \
+                         `extra` unless the rule names another (`extra = \"...\"`); \
+                         table `{}` has none: add `extra = \"jsonb\"` to its columns",
+                        table.name
+                    ))
+                } else {
+                    e
+                }
+            })?;
             if table.columns[extra].ty != ColumnType::Jsonb {
                 return Err(err(format!("extra column `{extra_name}` must be jsonb")));
             }
