@@ -709,6 +709,13 @@ async fn the_sql_rebuild_joins_rules_whose_objects_meet() {
         json!({"record": {"duel": {"wins": 9, "note": 1}, "new": {"losses": 2}}, "account": {"plan": "free"}}),
         json!({"account": {"flags": null, "plan": null}, "teams": {"blue": null}}),
         json!({"record": {"duel": null}, "teams": {"red": "not an array"}}),
+        // a root key replaced, then patched below while its residual is
+        // whole (a non-object, an empty object), then emptied
+        json!({"record": 5, "misc": {"a": 1}}),
+        json!({"record": {"duel": {"wins": 1, "odd": [1]}}, "misc": {"a": null, "b": {}}}),
+        json!({"record": {}}),
+        json!({"record": {"solo": {"wins": "many"}}, "teams": {"blue": ["q"]}}),
+        json!({"record": {"solo": null}, "misc": {"b": null}}),
     ];
     for p in &patches {
         for (i, _) in blobs.iter().enumerate() {
@@ -730,6 +737,14 @@ async fn the_sql_rebuild_joins_rules_whose_objects_meet() {
                 &b,
                 &format!("Rust load after {p}"),
             );
+            // the residuals as stored are the same
+            let stored = crate::harness::texts(
+                &client,
+                "SELECT data::text FROM player WHERE id IN ($1, $2) ORDER BY id",
+                &[&id, &(id + 100)],
+            )
+            .await;
+            assert_eq!(stored[0], stored[1], "residuals of {id} after {p}");
         }
     }
 }
