@@ -477,8 +477,10 @@ fn json_of(ty: ColumnType, c: &str) -> String {
 
 /// `decant."<source>_rebuild"(id, residual)`: the blob of a migrated user
 /// from its rows and its residual. Each rule's values are nested into one
-/// object (one array per parent for array rules) and put into the
-/// residual once, merging deep.
+/// object (one array per parent for array rules); one statement reads
+/// them all, they are joined by their paths into one object (see
+/// [`rows_tree`]) and grafted onto the residual, merging deep. An array
+/// per captured key, and the rules through arrays, are put row by row.
 fn rebuild(spec: &Spec) -> String {
     let mut parts = Vec::new();
     let mut dynamic = Vec::new();
