@@ -32,7 +32,7 @@ pub struct Distribution {
     max: u64,
 }
 
-/// Percentiles of a [`Distribution`].
+/// Percentiles of a distribution.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Summary {
     /// Values recorded.

@@ -36,7 +36,7 @@ pub struct Throttle {
     /// many times its time before the daemon started (default 1.5; `None`
     /// turns the probe off). This is the daemon's own impact on the
     /// backend: its WAL and CPU slow everyone's commits. The probe sets a
-    /// ceiling on the daemon's rate ([`Ceiling`]): cut while commits are
+    /// ceiling on the daemon's rate (`Ceiling`): cut while commits are
     /// slower than this, raised while they are not; at zero the daemon
     /// holds back.
     pub max_commit_slowdown: Option<f64>,

@@ -37,7 +37,7 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
 /// The connection string libpq would build from the environment when none
 /// is given: `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGSSLMODE`,
 /// `PGAPPNAME`, `PGCONNECT_TIMEOUT` (the password is found later, see
-/// [`parse_config`]). `None` when none of them is set. Unset ones take
+/// `parse_config`). `None` when none of them is set. Unset ones take
 /// libpq's defaults: the local socket directory, port 5432, the login
 /// name as user, the user as database.
 pub fn from_environment() -> Option<String> {
