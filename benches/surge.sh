@@ -26,13 +26,16 @@ BP=$!
 EP=$!
 T0=$(date +%s)
 for i in $(seq 0 5 "$SECS"); do
-  n=$(curl -s 127.0.0.1:$MPORT/metrics | awk '/^decant_users_migrated_total/ {print $2}')
-  echo "$(( $(date +%s) - T0 )) ${n:-0}" >> "$D/migrated"
+  m=$(curl -s 127.0.0.1:$MPORT/metrics)
+  n=$(awk '/^decant_users_migrated_total/ {print $2}' <<<"$m")
+  o=$(awk '/^decant_others_transactions_per_second/ {printf "%.0f", $2}' <<<"$m")
+  y=$(awk '/^decant_load_yield_share/ {printf "%.2f", $2}' <<<"$m")
+  echo "$(( $(date +%s) - T0 )) ${n:-0} ${o:--} ${y:--}" >> "$D/migrated"
   sleep 5
 done
 wait "$BP" "$EP" || true
 kill -TERM "$DP" 2>/dev/null || true; wait "$DP" || true
-echo "slice(s)  load  daemon users/s  pgbench p99 (ms)"
+echo "slice(s)  load  daemon users/s  pgbench p99 (ms)  others' xacts/s  yield share (at the slice's end)"
 # pgbench log: client xact latency(us) script epoch_s epoch_us
 FIRST=$(cat "$D"/base.* | awk 'NR == 1 {print $5}')
 cat "$D"/base.* "$D"/extra.* 2>/dev/null | awk -v f="$FIRST" '{print int(($5 - f) / 5), $3}' | sort -k1,1n -k2,2n | awk '
@@ -40,8 +43,13 @@ cat "$D"/base.* "$D"/extra.* 2>/dev/null | awk -v f="$FIRST" '{print int(($5 - f
   $1 != k { flush(); k = $1 }
   { a[++n] = $2 }
   END { flush() }' > "$D/p99"
-awk 'NR > 1 {printf "%d %.0f\n", int(p / 5), ($2 - prev) / ($1 - p)} {p = $1; prev = $2}' "$D/migrated" > "$D/rate"
+awk 'NR > 1 {printf "%d %.0f %s %s\n", int(p / 5), ($2 - prev) / ($1 - p), $3, $4} {p = $1; prev = $2}' "$D/migrated" > "$D/rate"
 awk -v s="$SECS" 'FNR == NR {p99[$1] = $2; next}
   {load = ($1 * 5 >= s / 3 && $1 * 5 < 2 * s / 3) ? "2x" : "1x";
-   printf "%4d-%-4d %4s  %14s  %16s\n", $1 * 5, $1 * 5 + 5, load, $2, (($1 in p99) ? p99[$1] : "-")}' "$D/p99" "$D/rate"
+   printf "%4d-%-4d %4s  %14s  %16s  %15s  %s\n", $1 * 5, $1 * 5 + 5, load, $2, (($1 in p99) ? p99[$1] : "-"), $3, $4}' "$D/p99" "$D/rate"
 grep -hE "^(done|stopped|held|batch)" "$D/daemon.out" | sed 's/^/  /'
+# the daemon's mean users/s by third of the run (its slices' mean) and the
+# surge's third over the first
+awk -v s="$SECS" '{t = int($1 * 5 * 3 / s); if (t > 2) t = 2; sum[t] += $2; n[t]++}
+  END {for (t = 0; t < 3; t++) m[t] = (n[t] ? sum[t] / n[t] : 0);
+       printf "users/s by third: %.0f / %.0f / %.0f; the surge at %.2fx the first third\n", m[0], m[1], m[2], (m[0] ? m[1] / m[0] : 0)}' "$D/rate"

@@ -57,6 +57,13 @@ pub(super) struct RunArgs {
     /// not (0: off)
     #[arg(long, default_value_t = 1.5)]
     max_commit_slowdown: f64,
+    /// Yield to the backend's load: while the server's other transactions
+    /// per second run above 1.25x their usual rate (the 30th percentile of
+    /// the last 5 minutes), hold the rate to the daemon's calm rate times
+    /// (usual / now) to this power; 2 takes about a quarter of the rate at
+    /// twice the load (0: off)
+    #[arg(long, default_value_t = 2.0)]
+    load_yield: f64,
     /// Serve Prometheus metrics at http://ADDR/metrics while running
     /// (e.g. 127.0.0.1:9187).
     #[arg(long, value_name = "ADDR")]
@@ -296,6 +303,12 @@ fn check_run_args(args: &RunArgs) -> Result<()> {
             args.max_replica_lag
         );
     }
+    if !args.load_yield.is_finite() || args.load_yield < 0.0 {
+        super::exit::usage!(
+            "--load-yield {}: give a power (2), or 0 for off",
+            args.load_yield
+        );
+    }
     if !args.max_commit_slowdown.is_finite() || args.max_commit_slowdown < 0.0 {
         super::exit::usage!(
             "--max-commit-slowdown {}: give a factor (1.5), or 0 for off",
@@ -331,6 +344,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
                 .then_some(args.max_commit_slowdown),
             whole_server: !args.this_database_only,
             query: args.throttle_query,
+            load_yield: (args.load_yield > 0.0).then_some(args.load_yield),
         },
         max_outage: Duration::from_secs_f64(args.max_outage),
     };

@@ -31,6 +31,9 @@ pub(crate) struct Claimed {
     pub held: Option<std::time::Duration>,
     /// Users whose row changed between the read and the lock (redone).
     pub redone: u64,
+    /// Transactions the step ran (committed or rolled back), which the
+    /// load yield subtracts from the server's count.
+    pub xacts: u64,
 }
 
 impl Claimed {
@@ -44,6 +47,8 @@ impl Claimed {
             rows: 0,
             held: None,
             redone: 0,
+            // the read (or claim) that found nothing
+            xacts: 1,
         }
     }
 }
@@ -433,6 +438,8 @@ impl Job for MigrateJob {
             rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
             held: Some(held),
             redone,
+            // the read and the locking write
+            xacts: 2,
         })
     }
 }
@@ -583,6 +590,7 @@ impl Job for RollbackJob {
             rows: 0,
             held: None,
             redone: 0,
+            xacts: 1,
         })
     }
 }
@@ -711,6 +719,7 @@ impl Job for EvolveJob {
             rows: written,
             held: None,
             redone: 0,
+            xacts: 1,
         })
     }
 }

@@ -553,9 +553,11 @@ async fn worker<J: Job>(
             rows,
             held,
             redone,
+            xacts,
         } = match outcome {
             Ok(v) => v,
             Err(e) if e.is_retryable() => {
+                shared.watch.own(1);
                 tracing::warn!(worker = w, cause = %e, "batch failed; retrying");
                 if e.is_connection_lost() || client.is_closed() {
                     let Some((c, p)) = reopen(&shared, &pool, w, e.to_string(), client).await?
@@ -574,6 +576,7 @@ async fn worker<J: Job>(
             }
             Err(e) => return Err(e),
         };
+        shared.watch.own(xacts);
         let p = &shared.progress;
         p.migrated.fetch_add(done, Ordering::Relaxed);
         p.failed.fetch_add(failed, Ordering::Relaxed);
@@ -586,6 +589,7 @@ async fn worker<J: Job>(
                 *shared.cursor.lock().expect("not poisoned") = None;
                 continue;
             }
+            shared.watch.own(1);
             let left = match job.remaining(&client).await {
                 Ok(n) => n,
                 // the next batch finds out and re-opens the session

@@ -40,6 +40,13 @@ pub struct Throttle {
     /// slower than this, raised while they are not; at zero the daemon
     /// holds back.
     pub max_commit_slowdown: Option<f64>,
+    /// Yield to the backend's load: while the server's other transactions
+    /// per second (every database's with `whole_server`, the daemon's own
+    /// subtracted) run above their usual rate, the daemon's rate is held
+    /// to its rate before, times (usual / now) to this power (default 2:
+    /// twice the usual load, about a quarter of the rate; `None` turns it
+    /// off). See `LoadYield` in the monitor.
+    pub load_yield: Option<f64>,
 }
 
 impl Default for Throttle {
@@ -51,6 +58,7 @@ impl Default for Throttle {
             whole_server: true,
             query: None,
             max_commit_slowdown: Some(1.5),
+            load_yield: Some(2.0),
         }
     }
 }
@@ -69,8 +77,14 @@ pub(crate) struct Signals {
     /// progress it is measured against.
     pub ceiling: Mutex<(Ceiling, Recent)>,
     /// The ceiling in users per second (f64 bits; infinity for none), for
-    /// the workers to pace by.
+    /// the workers to pace by: the commit probe's or the load yield's,
+    /// whichever is lower.
     pub ceiling_now: AtomicU64,
+    /// Transactions the daemon's own sessions ran (workers and monitor),
+    /// which the load yield subtracts from the server's.
+    pub own_xacts: AtomicU64,
+    /// The load yield's view of the server's other transactions.
+    pub load: Mutex<LoadYield>,
 }
 
 impl Signals {
@@ -82,7 +96,14 @@ impl Signals {
             probe: Mutex::new(CommitProbe::new(Vec::new())),
             ceiling: Mutex::new((Ceiling::default(), Recent::default())),
             ceiling_now: AtomicU64::new(f64::INFINITY.to_bits()),
+            own_xacts: AtomicU64::new(0),
+            load: Mutex::new(LoadYield::default()),
         }
+    }
+
+    /// Counts `n` transactions of the daemon's own sessions.
+    pub fn own(&self, n: u64) {
+        self.own_xacts.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The probe's ceiling on the daemon's rate in users per second, if it
@@ -203,6 +224,11 @@ impl Ceiling {
         self.users_per_s
     }
 
+    /// The ceiling as it stands (None: no ceiling).
+    pub fn now(&self) -> Option<f64> {
+        self.users_per_s
+    }
+
     /// Whether the ceiling stops the daemon altogether.
     pub fn holds(ceiling: Option<f64>) -> bool {
         ceiling.is_some_and(|c| c < 1.0)
@@ -255,6 +281,159 @@ impl Pacer {
         let from = next.max(now.checked_sub(Duration::from_millis(250)).unwrap_or(now));
         self.next = Some(from + Duration::from_secs_f64(f64::from(size) / per_s.max(1e-3)));
         Duration::ZERO
+    }
+}
+
+/// The backend's load, as the server's transactions per second other than
+/// the daemon's, and the daemon's yield to it. Each tick the server's
+/// transaction count (`pg_stat_database`: commits and rollbacks, every
+/// database's or this one's) and the daemon's own are recorded; the
+/// others' rate is taken over the last [`LoadYield::WINDOW`] (the server
+/// publishes a session's counts about once a second, so a shorter window
+/// sees whole seconds come and go). Once a second that rate joins a
+/// history of the last [`LoadYield::HISTORY`]; its
+/// [`LoadYield::PERCENTILE`] is the usual load, so a surge shorter than
+/// most of the history does not become usual, and a load that stays for
+/// minutes does (the commit probe still guards it then).
+///
+/// While the others run above [`LoadYield::DEAD_BAND`] times their usual
+/// rate the daemon's rate is held to its calm rate (its own rate while it
+/// did not yield, averaged over a few seconds) times
+/// `((usual + FLOOR) / (now + FLOOR)) ^ power`, never below
+/// [`LoadYield::MIN_SHARE`] of it: with the default power 2, a doubled
+/// load holds the daemon to about a quarter of its rate, a tripled one to
+/// about an eighth; when the load drops back the ceiling is lifted.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoadYield {
+    /// (when, the server's transactions, the daemon's own) each tick of
+    /// the last window.
+    seen: std::collections::VecDeque<(Instant, u64, u64)>,
+    /// The others' rate once a second over the last history.
+    history: std::collections::VecDeque<(Instant, f64)>,
+    /// The daemon's users per second while it did not yield (a moving
+    /// average).
+    calm: Option<f64>,
+    /// The last tick's others' rate, their usual rate and the share of the
+    /// calm rate the daemon may take (1 while it does not yield).
+    pub last: Option<(f64, f64, f64)>,
+}
+
+impl LoadYield {
+    /// The others' rate is measured over this much time.
+    pub const WINDOW: Duration = Duration::from_secs(5);
+    /// The usual rate is taken from this much history.
+    pub const HISTORY: Duration = Duration::from_secs(300);
+    /// Seconds of history before the daemon yields at all.
+    pub const MIN_HISTORY: usize = 10;
+    /// The usual rate: this percentile of the history.
+    pub const PERCENTILE: f64 = 0.3;
+    /// Others at up to this many times their usual rate are usual.
+    pub const DEAD_BAND: f64 = 1.25;
+    /// Transactions per second added to both sides of the ratio, so a
+    /// server with almost no other traffic does not make noise a surge.
+    pub const FLOOR: f64 = 20.0;
+    /// The yield never holds the daemon below this share of its calm rate
+    /// (holding back altogether is the commit probe's and the other
+    /// signals' call).
+    pub const MIN_SHARE: f64 = 0.05;
+    /// The calm rate's moving average: the weight of each tick.
+    const CALM_WEIGHT: f64 = 0.05;
+
+    /// Records one tick: `server` transactions on the server so far,
+    /// `own` the daemon's. Returns the others' rate over the window, once
+    /// the window spans at least half its length.
+    pub fn observe(&mut self, now: Instant, server: u64, own: u64) -> Option<f64> {
+        // counters reset (pg_stat_reset): start over
+        if self
+            .seen
+            .back()
+            .is_some_and(|&(_, s, o)| server < s || own < o)
+        {
+            self.seen.clear();
+        }
+        self.seen.push_back((now, server, own));
+        while self.seen.len() > 2 && now.duration_since(self.seen[1].0) >= Self::WINDOW {
+            self.seen.pop_front();
+        }
+        let (t0, s0, o0) = self.seen[0];
+        let secs = now.duration_since(t0).as_secs_f64();
+        if secs < Self::WINDOW.as_secs_f64() / 2.0 {
+            return None;
+        }
+        let others = (server - s0) as f64 - (own - o0) as f64;
+        let rate = others.max(0.0) / secs;
+        if self
+            .history
+            .back()
+            .is_none_or(|&(t, _)| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.history.push_back((now, rate));
+            while self
+                .history
+                .front()
+                .is_some_and(|&(t, _)| now.duration_since(t) > Self::HISTORY)
+            {
+                self.history.pop_front();
+            }
+        }
+        Some(rate)
+    }
+
+    /// The others' usual rate: the history's percentile, once it holds
+    /// enough seconds.
+    pub fn usual(&self) -> Option<f64> {
+        if self.history.len() < Self::MIN_HISTORY {
+            return None;
+        }
+        let mut rates: Vec<f64> = self.history.iter().map(|&(_, r)| r).collect();
+        rates.sort_by(f64::total_cmp);
+        Some(rates[((rates.len() - 1) as f64 * Self::PERCENTILE) as usize])
+    }
+
+    /// The share of its calm rate the daemon may take while the others
+    /// run at `now` against their `usual` rate.
+    pub fn share(now: f64, usual: f64, power: f64) -> f64 {
+        let ratio = (usual + Self::FLOOR) / (now + Self::FLOOR);
+        if ratio * Self::DEAD_BAND >= 1.0 {
+            return 1.0;
+        }
+        ratio.powf(power).clamp(Self::MIN_SHARE, 1.0)
+    }
+
+    /// One tick: records the counters, and returns the ceiling on the
+    /// daemon's users per second while it yields (`doing` is its rate over
+    /// the last second).
+    pub fn update(
+        &mut self,
+        now: Instant,
+        server: u64,
+        own: u64,
+        doing: f64,
+        power: f64,
+    ) -> Option<f64> {
+        let rate = self.observe(now, server, own);
+        let (Some(rate), Some(usual)) = (rate, self.usual()) else {
+            self.last = None;
+            self.calm_with(doing);
+            return None;
+        };
+        let share = Self::share(rate, usual, power);
+        self.last = Some((rate, usual, share));
+        if share >= 1.0 {
+            self.calm_with(doing);
+            return None;
+        }
+        // yielding from the first tick: the rate it had is what it did
+        let calm = *self.calm.get_or_insert(doing);
+        Some(calm * share)
+    }
+
+    fn calm_with(&mut self, doing: f64) {
+        self.calm = match self.calm {
+            Some(c) => Some(c + (doing - c) * Self::CALM_WEIGHT),
+            // from the first second the daemon did something
+            None => (doing > 0.0).then_some(doing),
+        };
     }
 }
 
@@ -418,8 +597,10 @@ pub(crate) async fn monitor(
                 .borrow()
                 .clone()
                 .or_else(|| heartbeat.progress.paced());
+            shared.own(1);
             heartbeat.beat(client, rate, holding.as_deref()).await;
         }
+        shared.own(1);
         match control::read(&***client).await {
             Ok(mut c) => {
                 rate = c.rate;
@@ -445,10 +626,16 @@ pub(crate) async fn monitor(
                 .progress
                 .probe_ratio
                 .store(ratio.to_bits(), Ordering::Relaxed);
+        }
+        if shared.throttle.max_commit_slowdown.is_some() || shared.throttle.load_yield.is_some() {
             heartbeat.progress.ceiling.store(
                 shared.ceiling().unwrap_or(f64::INFINITY).to_bits(),
                 Ordering::Relaxed,
             );
+        }
+        if shared.throttle.load_yield.is_some() {
+            let last = shared.load.lock().expect("not poisoned").last;
+            *heartbeat.progress.load.lock().expect("not poisoned") = last;
         }
         signals_tx.send_if_modified(|old| {
             let changed = *old != held;
@@ -476,19 +663,47 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object, done: u64) 
     let lag: f64 = row.get(1);
     let active: i64 = row.get(2);
     let working: i64 = row.get(3);
+    let server_xacts: i64 = row.get(4);
+    shared.own(1);
     shared.others_working.store(working > 0, Ordering::Relaxed);
+    let now = Instant::now();
+    let doing = shared
+        .ceiling
+        .lock()
+        .expect("not poisoned")
+        .1
+        .rate(now, done);
+    // the load yield's ceiling, before any reason to hold back returns
+    let yielded = t.load_yield.and_then(|power| {
+        let own = shared.own_xacts.load(Ordering::Relaxed);
+        let mut load = shared.load.lock().expect("not poisoned");
+        load.update(now, server_xacts.max(0) as u64, own, doing, power)
+    });
+    // the probe's ceiling as it stands, for a tick that does not probe
+    let kept = shared.ceiling.lock().expect("not poisoned").0.now();
+    let publish = |probe: Option<f64>| {
+        let c = match (probe, yielded) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(f64::INFINITY),
+        };
+        shared.ceiling_now.store(c.to_bits(), Ordering::Relaxed);
+    };
     if waiting > 0 {
+        publish(kept);
         return Some(format!("{waiting} sessions wait on locks the daemon holds"));
     }
     if lag > t.max_replica_lag.as_secs_f64() {
+        publish(kept);
         return Some(format!("replica replay lag {lag:.1} s"));
     }
     if let Some(max) = t.max_active {
         if active > max {
+            publish(kept);
             return Some(format!("{active} active sessions (limit {max})"));
         }
     }
     if let Some(max) = t.max_commit_slowdown {
+        shared.own(1);
         match probe_commit(client).await {
             Ok(took) => {
                 let mut probe = shared.probe.lock().expect("not poisoned");
@@ -497,15 +712,13 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object, done: u64) 
                 // the daemon's own commits are slower when it is busy; that
                 // only matters when somebody else is working
                 let over = working > 0 && slowdown > max;
-                let ceiling = {
-                    let mut c = shared.ceiling.lock().expect("not poisoned");
-                    let doing = c.1.rate(Instant::now(), done);
-                    c.0.update(over, doing)
-                };
-                shared.ceiling_now.store(
-                    ceiling.unwrap_or(f64::INFINITY).to_bits(),
-                    Ordering::Relaxed,
-                );
+                let ceiling = shared
+                    .ceiling
+                    .lock()
+                    .expect("not poisoned")
+                    .0
+                    .update(over, doing);
+                publish(ceiling);
                 if over && Ceiling::holds(ceiling) {
                     return Some(format!(
                         "commits take {slowdown:.1}x their idle time ({:.1} ms) while {working} \
@@ -516,8 +729,11 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object, done: u64) 
             }
             Err(e) => return Some(format!("cannot probe commit time: {e}")),
         }
+    } else {
+        publish(None);
     }
     if let Some(q) = &t.query {
+        shared.own(1);
         match client
             .query_one(q.as_str(), &[])
             .await
@@ -533,7 +749,7 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object, done: u64) 
 
 #[cfg(test)]
 mod tests {
-    use super::{Ceiling, CommitProbe, Pacer, Recent};
+    use super::{Ceiling, CommitProbe, LoadYield, Pacer, Recent};
     use std::time::Duration;
     use std::time::Instant;
 
@@ -660,5 +876,91 @@ mod tests {
             }
         }
         assert!((1950..=2000).contains(&now), "{now} ms");
+    }
+
+    /// Feeds `secs` seconds of ticks (four a second) to `load`: the others
+    /// at `others` transactions a second, the daemon's own at `own`, the
+    /// daemon doing `doing` users a second; returns the last ceiling.
+    fn feed(
+        load: &mut LoadYield,
+        clock: &mut (Instant, u64, u64),
+        secs: u64,
+        others: u64,
+        own: u64,
+        doing: f64,
+    ) -> Option<f64> {
+        let mut ceiling = None;
+        for _ in 0..secs * 4 {
+            clock.0 += ms(250);
+            clock.1 += (others + own) / 4;
+            clock.2 += own / 4;
+            ceiling = load.update(clock.0, clock.1, clock.2, doing, 2.0);
+        }
+        ceiling
+    }
+
+    #[test]
+    fn the_others_rate_leaves_out_the_daemons_own_transactions() {
+        let mut load = LoadYield::default();
+        let t = Instant::now();
+        assert_eq!(load.observe(t, 1000, 0), None, "one tick is no rate");
+        // 300 a second on the server, 100 of them the daemon's
+        let mut rate = None;
+        for i in 1..=40u64 {
+            rate = load.observe(t + ms(250 * i), 1000 + 75 * i, 25 * i);
+        }
+        let rate = rate.expect("ten seconds make a rate");
+        assert!((rate - 200.0).abs() < 1e-6, "{rate}");
+        // a reset of the server's counters starts the window over
+        assert_eq!(load.observe(t + ms(250 * 41), 10, 1025), None);
+    }
+
+    #[test]
+    fn a_doubled_load_holds_the_daemon_to_a_quarter_and_lets_go_when_it_drops() {
+        let mut load = LoadYield::default();
+        let mut clock = (Instant::now(), 0, 0);
+        // a minute of the usual load: the daemon runs free
+        assert_eq!(feed(&mut load, &mut clock, 60, 200, 150, 1000.0), None);
+        assert_eq!(load.last.map(|l| l.2), Some(1.0));
+        // the load doubles: the window's rate passes 1.25x the usual in
+        // its second second, and from then the ceiling is about a quarter
+        // of the calm rate (the daemon, held, does less; its own
+        // transactions fall with it)
+        assert_eq!(feed(&mut load, &mut clock, 1, 400, 150, 1000.0), None);
+        assert!(feed(&mut load, &mut clock, 1, 400, 150, 1000.0).is_some());
+        let held = feed(&mut load, &mut clock, 5, 400, 40, 300.0).expect("yields");
+        let share = LoadYield::share(400.0, 200.0, 2.0);
+        assert!((share - (220.0f64 / 420.0).powi(2)).abs() < 1e-9);
+        assert!((held - 1000.0 * share).abs() < 1.0, "{held}");
+        // thirty seconds of it do not make it usual
+        let still = feed(&mut load, &mut clock, 30, 400, 40, 270.0).expect("still yields");
+        assert!((still - 1000.0 * share).abs() < 1.0, "{still}");
+        // the load drops back: within a window the daemon runs free
+        assert_eq!(feed(&mut load, &mut clock, 6, 200, 150, 1000.0), None);
+    }
+
+    #[test]
+    fn the_usual_load_and_its_noise_are_not_a_surge() {
+        let mut load = LoadYield::default();
+        let mut clock = (Instant::now(), 0, 0);
+        // no history yet: no yield even at a high load
+        assert_eq!(feed(&mut load, &mut clock, 8, 800, 0, 500.0), None);
+        let mut load = LoadYield::default();
+        let mut clock = (Instant::now(), 0, 0);
+        // the usual load wobbling by a fifth either way
+        for _ in 0..10 {
+            assert_eq!(feed(&mut load, &mut clock, 5, 240, 100, 500.0), None);
+            assert_eq!(feed(&mut load, &mut clock, 5, 160, 100, 500.0), None);
+        }
+        // a server with hardly any other traffic: a few more are noise
+        assert_eq!(LoadYield::share(6.0, 1.0, 2.0), 1.0);
+        // a load that stays becomes usual within minutes
+        let mut load = LoadYield::default();
+        let mut clock = (Instant::now(), 0, 0);
+        feed(&mut load, &mut clock, 60, 200, 0, 500.0);
+        assert!(feed(&mut load, &mut clock, 60, 400, 0, 500.0).is_some());
+        assert_eq!(feed(&mut load, &mut clock, 300, 400, 0, 500.0), None);
+        // and the share has a floor
+        assert_eq!(LoadYield::share(1e6, 100.0, 2.0), LoadYield::MIN_SHARE);
     }
 }

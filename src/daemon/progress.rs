@@ -82,9 +82,14 @@ pub struct Progress {
     /// The commit probe's last second over its idle time (f64 bits; 0
     /// until measured).
     pub(crate) probe_ratio: AtomicU64,
-    /// The commit probe's ceiling on the rate, users per second (f64 bits;
-    /// 0 until measured, infinity for none).
+    /// The throttle's ceiling on the rate, users per second (f64 bits;
+    /// 0 until measured, infinity for none): the commit probe's or the
+    /// load yield's, whichever is lower.
     pub(crate) ceiling: AtomicU64,
+    /// The load yield's last view: the server's other transactions per
+    /// second, their usual rate, and the share of its calm rate the daemon
+    /// takes (None before it has enough history, or with the yield off).
+    pub(crate) load: Mutex<Option<(f64, f64, f64)>>,
 }
 
 impl Progress {
@@ -196,11 +201,27 @@ impl Progress {
         (c > 0.0 && c.is_finite()).then_some(c)
     }
 
-    /// What the commit probe's ceiling does to the rate, while it sets one
+    /// The load yield's last view: the server's other transactions per
+    /// second, their usual rate, and the share of its calm rate the daemon
+    /// takes (1 while it does not yield).
+    pub fn load(&self) -> Option<(f64, f64, f64)> {
+        *self.load.lock().expect("not poisoned")
+    }
+
+    /// What the throttle's ceiling does to the rate, while it sets one
     /// ("paced to N users/s: ..."), for the progress line, the log and the
     /// heartbeat.
     pub fn paced(&self) -> Option<String> {
         let ceiling = self.ceiling()?;
+        if let Some((now, usual, share)) = self.load() {
+            if share < 1.0 {
+                return Some(format!(
+                    "paced to {ceiling:.0} users/s: the server's other transactions run at \
+                     {now:.0}/s, {:.1}x their usual {usual:.0}/s",
+                    now / usual.max(1.0)
+                ));
+            }
+        }
         Some(match self.probe_ratio() {
             Some(r) => format!(
                 "paced to {ceiling:.0} users/s: others' commits are slow ({r:.1}x their idle time)"
@@ -310,8 +331,28 @@ impl Progress {
             metric(
                 "decant_throttle_ceiling_users_per_second",
                 "gauge",
-                "The commit probe's ceiling on the rate (absent while it sets none).",
+                "The throttle's ceiling on the rate: the commit probe's or the load yield's, whichever is lower (absent while neither sets one).",
                 &one(c),
+            );
+        }
+        if let Some((now, usual, share)) = self.load() {
+            metric(
+                "decant_others_transactions_per_second",
+                "gauge",
+                "The server's transactions per second other than the daemon's (over the last 5 s).",
+                &one(now),
+            );
+            metric(
+                "decant_others_usual_transactions_per_second",
+                "gauge",
+                "The other transactions' usual rate (the 30th percentile of the last 5 minutes).",
+                &one(usual),
+            );
+            metric(
+                "decant_load_yield_share",
+                "gauge",
+                "The share of its calm rate the daemon takes while the others run above their usual rate (1: it does not yield).",
+                &one(share),
             );
         }
         let batches = self.batches();

@@ -12,7 +12,8 @@ use crate::core::spec::{Spec, quote};
 /// lag, other active client sessions, and other client sessions working
 /// in the last second: on the whole server (when `$3`; else only this
 /// database's), never one asleep in `pg_sleep` nor another daemon's (see
-/// [`DAEMON_SESSION`]).
+/// [`DAEMON_SESSION`]), and the transactions committed or rolled back so
+/// far (the same databases; the load yield's count).
 pub(crate) const SIGNALS: &str = "SELECT
                (SELECT count(*) FROM pg_stat_activity a
                  WHERE $1::bool AND a.pid <> ALL ($2::int[])
@@ -29,7 +30,9 @@ pub(crate) const SIGNALS: &str = "SELECT
                    AND a.wait_event IS DISTINCT FROM 'PgSleep'
                    AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
                          AND l.locktype = 'advisory' AND l.classid = 1684366177
-                         AND l.objid = 1 AND l.objsubid = 2))";
+                         AND l.objid = 1 AND l.objsubid = 2)),
+               (SELECT coalesce(sum(xact_commit + xact_rollback), 0)::int8 FROM pg_stat_database
+                 WHERE $3::bool OR datname = current_database())";
 
 /// The sessions this session's role can still open in this database, and
 /// which limit binds: the server's (`max_connections` less the reserved

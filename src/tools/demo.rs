@@ -241,6 +241,7 @@ async fn run_in(
         // full speed: the demo shows the daemon racing live writes
         throttle: Throttle {
             max_commit_slowdown: None,
+            load_yield: None,
             ..Throttle::default()
         },
         ..RunOptions::default()

@@ -458,6 +458,7 @@ async fn rehearse(
             query: None,
             max_commit_slowdown: None,
             whole_server: false,
+            load_yield: None,
         },
         ..decant::RunOptions::default()
     };

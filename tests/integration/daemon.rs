@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// The daemon's default options without the commit probe: a test's own
-/// sessions count as others working, and on a busy machine the probe can
-/// hold the daemon back for a whole test.
+/// The daemon's default options without the commit probe and the load
+/// yield: a test's own sessions count as others working, and on a busy
+/// machine the probe can hold the daemon back for a whole test (and the
+/// other tests' databases come and go on the same server).
 fn without_probe() -> RunOptions {
     RunOptions {
         throttle: Throttle {
             max_commit_slowdown: None,
+            load_yield: None,
             ..Throttle::default()
         },
         ..RunOptions::default()
@@ -704,6 +706,99 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
         beat.starts_with("paced to ") && beat.contains("others' commits are slow"),
         "heartbeat: {beat:?}"
     );
+}
+
+/// Sessions running small transactions as fast as they can until the
+/// flag is cleared.
+fn flood(
+    clients: Vec<tokio_postgres::Client>,
+) -> (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<()>>) {
+    let working = Arc::new(AtomicBool::new(true));
+    let tasks = clients
+        .into_iter()
+        .map(|client| {
+            let w = working.clone();
+            tokio::spawn(async move {
+                while w.load(Ordering::Relaxed) {
+                    client.execute("SELECT 1", &[]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    (working, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surge_of_other_transactions_makes_the_daemon_yield_until_it_passes() {
+    let db = TestDb::new().await;
+    let decant = db.game(3000).await;
+    // the load yield alone, on this database's transactions (the other
+    // tests' databases share the server); slow enough not to finish
+    let opts = RunOptions {
+        rate: Some("40/s".parse().unwrap()),
+        throttle: Throttle {
+            max_commit_slowdown: None,
+            whole_server: false,
+            ..Throttle::default()
+        },
+        ..RunOptions::default()
+    };
+    // the usual load: one session, a statement every 50 ms
+    let (steady, steady_task) = busy(db.client().await);
+    let running = Running::start(&decant, opts);
+    // the usual rate needs ten seconds of history
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let (usual_now, usual, share) = running.progress.load().expect("a view of the load");
+    assert_eq!(
+        share, 1.0,
+        "yields to its usual load: {usual_now:.0}/s, usual {usual:.0}/s"
+    );
+    // the daemon's own transactions (its batches, about 2 a user here)
+    // are not the others': one session at 20 a second, give or take what
+    // the server has not published yet and the daemon's few uncounted
+    // statements
+    assert!(
+        (1.0..60.0).contains(&usual),
+        "the usual rate {usual:.0}/s is not the steady session's"
+    );
+    // three sessions as fast as they can: many times the usual load
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(db.client().await);
+    }
+    let (surging, surge) = flood(clients);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (now, _, share) = running.progress.load().expect("a view of the load");
+    let ceiling = running.progress.ceiling();
+    let paced = running.progress.paced().unwrap_or_default();
+    surging.store(false, Ordering::Relaxed);
+    for t in surge {
+        t.await.unwrap();
+    }
+    assert!(
+        now > 4.0 * usual,
+        "the surge ran {now:.0}/s against {usual:.0}/s"
+    );
+    assert!(
+        share < 0.5,
+        "the daemon took {share:.2} of its rate in the surge"
+    );
+    assert!(
+        ceiling.is_some_and(|c| c < 40.0),
+        "no ceiling under the surge: {ceiling:?}"
+    );
+    assert!(
+        paced.contains("the server's other transactions run at"),
+        "progress: {paced:?}"
+    );
+    // the surge over, the daemon takes its whole rate again
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (after, _, share) = running.progress.load().expect("a view of the load");
+    let report = running.stop().await;
+    steady.store(false, Ordering::Relaxed);
+    steady_task.await.unwrap();
+    assert_eq!(share, 1.0, "still yielding after the surge: {after:.0}/s");
+    assert!(report.migrated > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

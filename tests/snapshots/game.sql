@@ -244,7 +244,9 @@ SELECT
                    AND a.wait_event IS DISTINCT FROM 'PgSleep'
                    AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
                          AND l.locktype = 'advisory' AND l.classid = 1684366177
-                         AND l.objid = 1 AND l.objsubid = 2));
+                         AND l.objid = 1 AND l.objsubid = 2)),
+               (SELECT coalesce(sum(xact_commit + xact_rollback), 0)::int8 FROM pg_stat_database
+                 WHERE $3::bool OR datname = current_database());
 
 -- commit_probe
 SELECT txid_current();
