@@ -323,8 +323,10 @@ impl LoadYield {
     pub const WINDOW: Duration = Duration::from_secs(5);
     /// The usual rate is taken from this much history.
     pub const HISTORY: Duration = Duration::from_secs(300);
-    /// Seconds of history before the daemon yields at all.
-    pub const MIN_HISTORY: usize = 10;
+    /// Seconds of history before the daemon yields at all (long enough
+    /// that the few seconds before the backend's traffic came up, when a
+    /// daemon starts with it, are fewer than the percentile's share).
+    pub const MIN_HISTORY: usize = 20;
     /// The usual rate: this percentile of the history.
     pub const PERCENTILE: f64 = 0.3;
     /// Others at up to this many times their usual rate are usual.

@@ -746,8 +746,8 @@ async fn a_surge_of_other_transactions_makes_the_daemon_yield_until_it_passes() 
     // the usual load: one session, a statement every 50 ms
     let (steady, steady_task) = busy(db.client().await);
     let running = Running::start(&decant, opts);
-    // the usual rate needs ten seconds of history
-    tokio::time::sleep(Duration::from_secs(14)).await;
+    // the usual rate needs twenty seconds of history
+    tokio::time::sleep(Duration::from_secs(24)).await;
     let (usual_now, usual, share) = running.progress.load().expect("a view of the load");
     assert_eq!(
         share, 1.0,
