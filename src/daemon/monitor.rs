@@ -430,12 +430,17 @@ impl LoadYield {
         Some(calm * share)
     }
 
+    /// Folds `doing` into the calm rate; a second without progress (the
+    /// daemon paused, outside its windows, held back, or out of users) is
+    /// not its rate, and leaves it as it was.
     fn calm_with(&mut self, doing: f64) {
-        self.calm = match self.calm {
-            Some(c) => Some(c + (doing - c) * Self::CALM_WEIGHT),
-            // from the first second the daemon did something
-            None => (doing > 0.0).then_some(doing),
-        };
+        if doing <= 0.0 {
+            return;
+        }
+        self.calm = Some(match self.calm {
+            Some(c) => c + (doing - c) * Self::CALM_WEIGHT,
+            None => doing,
+        });
     }
 }
 
@@ -964,5 +969,13 @@ mod tests {
         assert_eq!(feed(&mut load, &mut clock, 300, 400, 0, 500.0), None);
         // and the share has a floor
         assert_eq!(LoadYield::share(1e6, 100.0, 2.0), LoadYield::MIN_SHARE);
+        // a pause (no progress) does not make the calm rate zero
+        let mut load = LoadYield::default();
+        let mut clock = (Instant::now(), 0, 0);
+        feed(&mut load, &mut clock, 60, 200, 100, 800.0);
+        feed(&mut load, &mut clock, 30, 200, 10, 0.0);
+        let held = feed(&mut load, &mut clock, 8, 400, 10, 0.0).expect("yields");
+        let share = LoadYield::share(400.0, 200.0, 2.0);
+        assert!((held - 800.0 * share).abs() < 1.0, "{held}");
     }
 }
