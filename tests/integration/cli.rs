@@ -175,6 +175,11 @@ fn bad_input_is_refused_with_a_clear_error() {
             "--max-replica-lag inf",
         ),
         (&["run", "--max-replica-lag=-1"][..], "--max-replica-lag -1"),
+        (
+            &["run", "--load-yield=-1"][..],
+            "--load-yield -1: give a power",
+        ),
+        (&["run", "--load-yield", "NaN"][..], "--load-yield NaN"),
     ] {
         let (code, err) = decant_status(args, Some("postgres://localhost/db"), &dir);
         assert_eq!(code, Some(2), "{args:?}: a bad argument exits 2; {err}");
