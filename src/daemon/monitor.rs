@@ -1,7 +1,8 @@
 //! The monitor: four times a second it re-reads the control row and the
 //! database's signals (sessions waiting on the daemon's locks, replica lag,
-//! active sessions, the commit probe, a user throttle query) and publishes
-//! them; workers obey between batches.
+//! active sessions, the commit probe, the server's transaction count for
+//! the load yield, a user throttle query) and publishes them; workers obey
+//! between batches.
 
 use crate::core::schedule::Rate;
 use crate::error::{Error, Result};

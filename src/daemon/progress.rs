@@ -458,5 +458,25 @@ mod tests {
             text.lines()
                 .any(|l| l == "decant_phase{phase=\"held_back\"} 0")
         );
+        // the load yield's view, and the ceiling it sets, named as such
+        assert!(!text.contains("decant_load_yield_share"));
+        *p.load.lock().unwrap() = Some((400.0, 200.0, 0.25));
+        p.ceiling.store(150.0f64.to_bits(), Ordering::Relaxed);
+        let text = p.prometheus(0.0);
+        for line in [
+            "decant_others_transactions_per_second 400",
+            "decant_others_usual_transactions_per_second 200",
+            "decant_load_yield_share 0.25",
+            "decant_throttle_ceiling_users_per_second 150",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        assert_eq!(
+            p.paced().as_deref(),
+            Some(
+                "paced to 150 users/s: the server's other transactions run at 400/s, \
+                 2.0x their usual 200/s"
+            )
+        );
     }
 }
