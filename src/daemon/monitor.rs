@@ -426,8 +426,14 @@ impl LoadYield {
             self.calm_with(doing);
             return None;
         }
-        // yielding from the first tick: the rate it had is what it did
-        let calm = *self.calm.get_or_insert(doing);
+        // yielding from the first tick: the rate it had is what it did;
+        // a daemon that has done nothing yet has no calm rate to take a
+        // share of, and is left to the commit probe rather than stopped
+        let calm = match self.calm {
+            Some(calm) => calm,
+            None if doing > 0.0 => *self.calm.insert(doing),
+            None => return None,
+        };
         Some(calm * share)
     }
 
@@ -978,5 +984,23 @@ mod tests {
         let held = feed(&mut load, &mut clock, 8, 400, 10, 0.0).expect("yields");
         let share = LoadYield::share(400.0, 200.0, 2.0);
         assert!((held - 800.0 * share).abs() < 1.0, "{held}");
+    }
+
+    #[test]
+    fn a_surge_before_any_progress_does_not_stop_the_daemon() {
+        // history gathered while the daemon had no work (paused, outside
+        // its window): no calm rate yet
+        let mut load = LoadYield::default();
+        let mut clock = (Instant::now(), 0, 0);
+        assert_eq!(feed(&mut load, &mut clock, 60, 200, 0, 0.0), None);
+        // the surge comes before its first user: no ceiling of zero
+        for _ in 0..8 {
+            let ceiling = feed(&mut load, &mut clock, 1, 400, 0, 0.0);
+            assert_eq!(ceiling, None, "a daemon without a calm rate is not held");
+        }
+        assert!(load.last.is_some_and(|l| l.2 < 1.0), "the surge is seen");
+        // once it makes progress, that is its calm rate, and it yields
+        let held = feed(&mut load, &mut clock, 1, 400, 10, 300.0).expect("yields");
+        assert!(held > 0.0 && held < 300.0, "{held}");
     }
 }
