@@ -352,8 +352,11 @@ async fn run_job<J: Job>(
             progress.held_micros.load(Ordering::Relaxed) / opts.workers.max(1) as u64,
         ),
     };
+    // `done` is what the job did to each user: migrated, rolled back or
+    // evolved; rows are the rows a migration wrote (none for the others)
     tracing::info!(
-        migrated = report.migrated,
+        job = job_name,
+        done = report.migrated,
         failed = report.failed,
         rows = report.rows,
         secs = report.elapsed.as_secs_f64(),

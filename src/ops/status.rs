@@ -41,6 +41,11 @@ pub struct Status {
     /// When the legacy users still to try will be done, at the recent rate
     /// (or the configured one when idle) within the windows; RFC 3339.
     pub projected_finish: Option<String>,
+    /// Failed users below the attempt limit, which the daemon tries again;
+    /// when they are all the legacy users left to try, no finish is
+    /// projected (they fail again until their blobs, a fixup or the spec
+    /// change).
+    pub retrying: i64,
     /// The windows the projection goes through, with their time zone
     /// (`always open` without windows).
     pub windows: String,
@@ -155,8 +160,10 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     } else {
         control.rate.per_second()
     };
+    let retrying = (state.failed - over_limit).max(0);
     let projected_finish = match rate {
         _ if to_do == 0 => Some(jiff::Timestamp::now().to_string()),
+        _ if to_do <= retrying => None,
         Some(r) if r > 0.0 => schedule
             .finish(jiff::Timestamp::now(), to_do as f64 / r)
             .map(|t| t.to_zoned(schedule.tz.clone()).to_string()),
@@ -182,6 +189,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         rollout_percent: control.rollout_percent,
         allow_list: control.allow_list.len(),
         projected_finish,
+        retrying,
         windows: if schedule.windows.is_empty() {
             "always open".into()
         } else {
@@ -278,6 +286,17 @@ impl fmt::Display for Status {
         }
         match &self.projected_finish {
             Some(t) => write!(f, "finish     {t} (projected)"),
+            None if self.retrying > 0
+                && self.legacy - self.over_limit - self.held <= self.retrying =>
+            {
+                write!(
+                    f,
+                    "finish     not projected: the {} legacy users left to try have all failed; \
+                     the daemon tries each again (up to {} attempts), but they fail again \
+                     until their blobs are fixed (a fixup or a spec change: see the reasons above)",
+                    self.retrying, self.max_attempts
+                )
+            }
             None => write!(f, "finish     unknown (no recent rate and rate = max)"),
         }
     }

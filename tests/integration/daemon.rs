@@ -132,6 +132,16 @@ async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() 
     assert_eq!(count_migrated(&client).await as usize, clean(n).len());
     assert!(report.batch_p50_p99.is_some());
     verify_all(&decant, n).await;
+    // only failed users are left: no finish is projected, and it says why
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    assert_eq!(status.retrying as usize, dirty);
+    assert_eq!(status.projected_finish, None);
+    assert!(
+        status.to_string().contains(&format!(
+            "the {dirty} legacy users left to try have all failed"
+        )),
+        "{status}"
+    );
 
     // a second run retries the failed users once; a third skips them all
     let report = Running::start(&decant, RunOptions::default())
@@ -166,6 +176,7 @@ async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() 
             .all(|g| g.reason.starts_with("rule `") && !g.examples.is_empty())
     );
     assert!(status.projected_finish.is_some());
+    assert_eq!(status.retrying, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
