@@ -125,6 +125,35 @@ v = "int8"
     }
 
     #[test]
+    fn bounds_no_value_meets_are_refused_with_their_line() {
+        let head = "[source]\ntable = \"user\"\n\n[tables.t.columns]\nk = \"text\"\n";
+        for (column, expected) in [
+            (
+                "v = { type = \"int4\", min = 10, max = 5 }",
+                "min 10 is above max 5",
+            ),
+            (
+                "v = { type = \"float8\", min = 0.5, max = 0.25 }",
+                "min 0.5 is above max 0.25",
+            ),
+            (
+                "v = { type = \"text\", values = [] }",
+                "values = [] allows no value",
+            ),
+            ("v = { type = \"text\", max_length = 0 }", "max_length = 0"),
+        ] {
+            let (line, msg) = spec_err(&format!("{head}{column}\n"));
+            assert_eq!(line, 6, "{msg}");
+            assert!(msg.contains(expected), "{column}: {msg}");
+        }
+        // equal bounds are one allowed value, not an error
+        let one = format!(
+            "{head}v = {{ type = \"int4\", min = 5, max = 5 }}\n[[rules]]\nname = \"r\"\npath = \"a.{{k}}\"\ntable = \"t\"\nvalue = \"v\"\n"
+        );
+        Spec::parse(&one).unwrap();
+    }
+
+    #[test]
     fn unknown_type_is_refused_with_its_line() {
         let text =
             "[source]\ntable = \"user\"\n\n[tables.t.columns]\nk = \"text\"\nv = \"integer64\"\n";

@@ -659,6 +659,23 @@ fn column(name: &str, raw: &RawColumn) -> std::result::Result<Column, String> {
             full.ty
         ));
     }
+    // bounds no value meets would fail (or keep in the residual) every
+    // value of the column: a typo, refused rather than discovered mid-run
+    if let (Some(lo), Some(hi)) = (&min, &max)
+        && lo > hi
+    {
+        return Err(format!(
+            "min {lo} is above max {hi}: no value could be valid"
+        ));
+    }
+    if full.values.as_ref().is_some_and(|v| v.is_empty()) {
+        return Err("values = [] allows no value: list the allowed values, or leave it out".into());
+    }
+    if full.max_length == Some(0) {
+        return Err(
+            "max_length = 0 allows only the empty string: give a length of at least 1".into(),
+        );
+    }
     let pattern = full.pattern.as_deref().map(Pattern::new).transpose()?;
     let as_int = |b: &Option<Canonical>| b.as_ref().and_then(|c| plain_integer(&c.to_string()));
     Ok(Column {
