@@ -212,17 +212,25 @@ fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<String>> 
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    // "3340; 1259 16385 TABLE public user postgres"
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let Some(i) = words.iter().position(|w| *w == "TABLE")
-            && i == 3
-            && words.len() > 5
-        {
-            tables.push(format!("{}.{}", words[4], words[5]));
-        }
-    }
+    tables.extend(toc_tables(&String::from_utf8_lossy(&out.stdout)));
     Ok(tables)
+}
+
+/// The tables a `pg_restore --list` names, as `schema.table`: its lines
+/// "3340; 1259 16385 TABLE public user postgres" (1259 is `pg_class`; a
+/// table's data, "TABLE DATA", has 0 there). The last word is the owner,
+/// and a name with spaces spans the words between.
+fn toc_tables(list: &str) -> Vec<String> {
+    list.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.len() < 6 || words[1] != "1259" || words[3] != "TABLE" {
+                return None;
+            }
+            let name_end = (words.len() - 1).max(6);
+            Some(format!("{}.{}", words[4], words[5..name_end].join(" ")))
+        })
+        .collect()
 }
 
 /// Where the dump is restored: a database, dropped on drop unless kept.
@@ -832,6 +840,20 @@ fn human(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_dump_list_names_its_tables_not_their_data() {
+        let list = "; Archive created at 2026-12-03\n\
+                    215; 1259 24738 TABLE Fleet Vehicle Docs postgres\n\
+                    216; 1259 24740 TABLE public user postgres\n\
+                    217; 1259 24742 VIEW public user_all postgres\n\
+                    3341; 0 24738 TABLE DATA Fleet Vehicle Docs postgres\n\
+                    3342; 0 24740 TABLE DATA public user postgres\n";
+        assert_eq!(
+            super::toc_tables(list),
+            ["Fleet.Vehicle Docs", "public.user"]
+        );
+    }
+
     use super::*;
 
     #[test]
