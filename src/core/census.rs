@@ -361,7 +361,11 @@ impl Census {
                 if e.examples.len() < EXAMPLES {
                     let (path, value) = match a.changes.first() {
                         Some(c) => (
-                            format!("$.{}", c.path.join(".")),
+                            if c.path.is_empty() {
+                                "$".to_string()
+                            } else {
+                                format!("$.{}", c.path.join("."))
+                            },
                             c.before
                                 .as_ref()
                                 .map_or("(absent)".to_string(), Value::to_string),

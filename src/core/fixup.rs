@@ -21,7 +21,10 @@
 //! Operations: `rename` (`to = "new.path"`, the same `*`s), `delete` (both
 //! with an optional `unless = [values]` they leave alone),
 //! `default` (`value = ...`, set where the key is missing and its parent
-//! exists), `coerce_number`, `clamp` (`min`, `max`), `null_to_object`.
+//! exists), `coerce_number`, `clamp` (`min`, `max`), `null_to_object`
+//! (also with `path = "$"`: a blob that is NULL or JSON `null` becomes
+//! `{}`; rollback writes it back as JSON `null`, which every decant call
+//! reads as it read the NULL).
 //! Library users add Rust function pairs with [`Fixup::custom`].
 
 use serde::{Deserialize, Serialize};
@@ -147,12 +150,19 @@ impl Fixup {
     pub fn parse(name: &str, text: &str) -> Result<Fixup, String> {
         let f: FixupFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let _ = f.description;
+        // `$` is the whole blob: a NULL (or JSON null) blob made `{}`
+        let root = f.path.as_deref() == Some("$");
+        if root && f.op != "null_to_object" {
+            return Err(
+                "`path = \"$\"` (the whole blob) goes only with op = \"null_to_object\"".into(),
+            );
+        }
         let path = f
             .path
             .as_deref()
-            .filter(|p| !p.is_empty() && p.split('.').all(|k| !k.is_empty()))
-            .map(split)
-            .ok_or("`path` is required: dotted keys, `*` for any key at its level")?;
+            .filter(|p| root || (!p.is_empty() && p.split('.').all(|k| !k.is_empty())))
+            .map(|p| if root { Vec::new() } else { split(p) })
+            .ok_or("`path` is required: dotted keys, `*` for any key at its level, `$` for the whole blob")?;
         let op = match f.op.as_str() {
             "rename" => {
                 let to = f.to.as_deref().map(split).ok_or("rename needs `to`")?;
@@ -269,7 +279,18 @@ impl Fixup {
         }
         let mut changes = Vec::new();
         let mut at = Vec::new();
-        self.walk(blob, 0, &mut at, &mut changes);
+        if self.path.is_empty() {
+            // the whole blob (only `null_to_object` takes `$`)
+            if matches!(self.op, Op::NullToObject) && blob.is_null() {
+                changes.push(Change {
+                    path: Vec::new(),
+                    before: Some(Value::Null),
+                });
+                *blob = Value::Object(Map::new());
+            }
+        } else {
+            self.walk(blob, 0, &mut at, &mut changes);
+        }
         // a rename's target is written after the walk (it may lie in the
         // subtree walked)
         if let Op::Rename { to } = &self.op {
@@ -803,6 +824,31 @@ mod tests {
     }
 
     #[test]
+    fn a_null_blob_becomes_an_object_and_comes_back() {
+        let root = Fixup::parse("0001-null-blob", "op = \"null_to_object\"\npath = \"$\"").unwrap();
+        let fixups = [root];
+        // a NULL blob (read as JSON null) becomes {}, recorded at the root
+        let mut blob = Value::Null;
+        let applied = Fixup::apply_all(&mut blob, &fixups);
+        assert_eq!(blob, json!({}));
+        assert_eq!(applied[0].changes[0].path, Vec::<String>::new());
+        undo(&mut blob, &applied, &fixups).unwrap();
+        assert_eq!(blob, Value::Null);
+        // a blob the backend wrote since is a newer write, kept
+        let mut blob = Value::Null;
+        let applied = Fixup::apply_all(&mut blob, &fixups);
+        blob["level"] = json!(2);
+        undo(&mut blob, &applied, &fixups).unwrap();
+        assert_eq!(blob, json!({"level": 2}));
+        // any other blob is left alone
+        for other in [json!({}), json!({"a": null}), json!([]), json!(0)] {
+            let mut blob = other.clone();
+            assert!(Fixup::apply_all(&mut blob, &fixups).is_empty());
+            assert_eq!(blob, other);
+        }
+    }
+
+    #[test]
     fn bad_fixup_files_are_refused() {
         for (text, says) in [
             ("op = \"explode\"\npath = \"a\"", "unknown op"),
@@ -812,6 +858,10 @@ mod tests {
             ("op = \"default\"\npath = \"a\"", "default needs"),
             ("op = \"delete\"\npath = \"a\"\ncolour = 1", "unknown field"),
             ("op = \"delete\"\npath = \"a..b\"", "`path` is required"),
+            (
+                "op = \"delete\"\npath = \"$\"",
+                "goes only with op = \"null_to_object\"",
+            ),
         ] {
             let err = Fixup::parse("0001-x", text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");

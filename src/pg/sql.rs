@@ -392,10 +392,16 @@ impl Sql {
             write_one: format!(
                 "UPDATE {src} SET {blob} = $2::jsonb, {flag} = $3::boolean WHERE {id} = $1::{it}"
             ),
+            // a rollback that gives back a JSON null (a NULL blob a `$`
+            // fixup made `{}`) writes SQL NULL where the column allows it
             write_blobs: format!(
-                "UPDATE {src} AS s SET {blob} = v.blob, {flag} = v.migrated \
+                "UPDATE {src} AS s SET {blob} = CASE WHEN v.blob = 'null'::jsonb AND NOT v.migrated \
+                   AND (SELECT NOT a.attnotnull FROM pg_attribute AS a \
+                        WHERE a.attrelid = '{src}'::regclass AND a.attname = '{raw_blob}') \
+                   THEN NULL ELSE v.blob END, {flag} = v.migrated \
                  FROM unnest($1::{it}[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
-                 WHERE s.{id} = v.id"
+                 WHERE s.{id} = v.id",
+                raw_blob = spec.source.blob,
             ),
             tables,
         }

@@ -172,6 +172,105 @@ async fn dirty_users_migrate_with_their_fixups_and_roll_back_to_their_originals(
     assert_eq!(left, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_blobs_migrate_with_a_root_fixup_and_roll_back_to_null() {
+    let db = TestDb::new().await;
+    let n = 40;
+    drop(db.game(n).await);
+    let client = db.client().await;
+    // players who never saved: a NULL blob (1-3) and a JSON null (4)
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ALTER COLUMN data DROP NOT NULL; \
+             UPDATE \"user\" SET data = NULL WHERE id <= 3; \
+             UPDATE \"user\" SET data = 'null' WHERE id = 4;",
+        )
+        .await
+        .unwrap();
+    let run = async |decant: &Decant| {
+        decant::run(
+            decant,
+            opts(),
+            Arc::new(Progress::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+    };
+    let rollback = async |decant: &Decant| {
+        let r = decant::rollback(
+            decant,
+            Cohort::All,
+            opts(),
+            Arc::new(Progress::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.failed, 0);
+        client
+            .batch_execute("UPDATE decant.user_state SET state = 'legacy' WHERE state = 'held'")
+            .await
+            .unwrap();
+    };
+    // without a fixup they fail: a blob must be an object
+    let plain = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
+    let r = run(&plain).await;
+    assert_eq!((r.migrated, r.failed), (n as u64 - 4, 4));
+    rollback(&plain).await;
+    client
+        .batch_execute("DELETE FROM decant.user_state")
+        .await
+        .unwrap();
+
+    // with `path = "$"` they migrate as `{}`, and come back as they were
+    let root = Fixup::parse("0001-null-blob", "op = \"null_to_object\"\npath = \"$\"").unwrap();
+    let spec = crate::example::spec().with_fixups(vec![root]);
+    let decant = Decant::connect(&db.url, spec, 4).unwrap();
+    let r = run(&decant).await;
+    assert_eq!((r.migrated, r.failed), (n as u64, 0));
+    for id in 1..=4i64 {
+        assert_eq!(
+            decant.load(id).await.unwrap(),
+            serde_json::json!({}),
+            "user {id}"
+        );
+    }
+    rollback(&decant).await;
+    let nulls = async || -> Vec<(i64, bool)> {
+        client
+            .query(
+                "SELECT id, data IS NULL FROM \"user\" WHERE data IS NULL OR data = 'null' ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    // the column allows NULL: SQL NULL comes back (a JSON null, read the
+    // same by every decant call, comes back as NULL too)
+    assert_eq!(nulls().await, [(1, true), (2, true), (3, true), (4, true)]);
+
+    // a NOT NULL column can only have held JSON nulls: they come back so
+    client
+        .batch_execute(
+            "DELETE FROM decant.user_state; \
+             UPDATE \"user\" SET data = 'null' WHERE data IS NULL; \
+             ALTER TABLE \"user\" ALTER COLUMN data SET NOT NULL;",
+        )
+        .await
+        .unwrap();
+    let r = run(&decant).await;
+    assert_eq!((r.migrated, r.failed), (n as u64, 0));
+    rollback(&decant).await;
+    assert_eq!(
+        nulls().await,
+        [(1, false), (2, false), (3, false), (4, false)]
+    );
+}
+
 #[test]
 fn bad_fixup_folders_are_refused_with_the_file() {
     let dir = std::env::temp_dir().join(format!("decant-fixups-{}", std::process::id()));
