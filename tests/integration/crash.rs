@@ -12,6 +12,8 @@ fn spawn_run(db: &TestDb, spec: &std::path::Path, args: &[&str]) -> Child {
         .arg("run")
         .arg("--spec")
         .arg(spec)
+        // not the whole server's load: the other tests' (see full_speed)
+        .args(["--load-yield", "0"])
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("RUST_LOG", "warn")

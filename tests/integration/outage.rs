@@ -27,6 +27,8 @@ fn spawn_run(url: &str, args: &[&str]) -> Child {
         .arg("run")
         .arg("--spec")
         .arg(&spec)
+        // not the whole server's load: the other tests' (see full_speed)
+        .args(["--load-yield", "0"])
         .args(args)
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "info")
@@ -38,13 +40,20 @@ fn spawn_run(url: &str, args: &[&str]) -> Child {
 }
 
 async fn finish(child: Child, limit: Duration) -> std::process::Output {
-    tokio::time::timeout(
-        limit,
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
-    )
-    .await
-    .expect("the daemon finished in time")
-    .unwrap()
+    let pid = child.id().to_string();
+    let mut waiting = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    match tokio::time::timeout(limit, &mut waiting).await {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // what it was doing, for the failure's message
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            let out = waiting.await.unwrap();
+            panic!(
+                "the daemon did not finish in {limit:?}; its log:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
 
 /// Patches random users (a counter each) until told to stop, retrying
