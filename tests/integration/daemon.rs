@@ -228,11 +228,13 @@ async fn pause_resume_and_rate_are_obeyed_within_a_second() {
     let running = Running::start(&decant, options);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let a = running.migrated();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let b = running.migrated();
-    // 100/s: at most 200 in 2 s, plus one second's burst
-    assert!(b - a <= 300, "rate 100/s exceeded: {} in 2 s", b - a);
-    assert!(b - a >= 100, "far below the rate: {} in 2 s", b - a);
+    // 100/s: at most 300 in 3 s, plus one second's burst; at least a
+    // quarter of it even on a loaded machine (CI on PostgreSQL 13, the
+    // whole suite in parallel, once saw 86 in 2 s)
+    assert!(b - a <= 400, "rate 100/s exceeded: {} in 3 s", b - a);
+    assert!(b - a >= 75, "far below the rate: {} in 3 s", b - a);
 
     set(&decant, Setting::Paused(true)).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
