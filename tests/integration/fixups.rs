@@ -208,10 +208,7 @@ async fn null_blobs_migrate_with_a_root_fixup_and_roll_back_to_null() {
         .await
         .unwrap();
         assert_eq!(r.failed, 0);
-        client
-            .batch_execute("UPDATE decant.user_state SET state = 'legacy' WHERE state = 'held'")
-            .await
-            .unwrap();
+        decant.release(None).await.unwrap();
     };
     // without a fixup they fail: a blob must be an object
     let plain = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
