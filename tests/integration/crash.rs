@@ -142,8 +142,23 @@ async fn sigterm_finishes_the_batch_and_exits_zero() {
     let decant = db.game(n).await;
     let client = db.client().await;
     let spec = spec_file("term");
-    let child = spawn_run(&db, &spec, &["--rate", "200/s"]);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // without the commit probe: on a loaded machine it can hold the
+    // daemon back past any fixed wait (CI on PostgreSQL 17 saw nothing
+    // migrated after 2.5 s); the signal goes once the run is under way
+    let child = spawn_run(
+        &db,
+        &spec,
+        &["--rate", "200/s", "--max-commit-slowdown", "0"],
+    );
+    let waited = Instant::now();
+    while count_migrated(&client).await == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "nothing migrated in a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
