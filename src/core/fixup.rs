@@ -23,8 +23,8 @@
 //! `default` (`value = ...`, set where the key is missing and its parent
 //! exists), `coerce_number`, `clamp` (`min`, `max`), `null_to_object`
 //! (also with `path = "$"`: a blob that is NULL or JSON `null` becomes
-//! `{}`; rollback writes it back as JSON `null`, which every decant call
-//! reads as it read the NULL).
+//! `{}`; rollback gives back SQL NULL where the column allows NULL, JSON
+//! `null` where it does not; every decant call reads the two alike).
 //! Library users add Rust function pairs with [`Fixup::custom`].
 
 use serde::{Deserialize, Serialize};
