@@ -499,6 +499,17 @@ async fn worker<J: Job>(
         }
         let signal = shared.signals.borrow().clone();
         if let Some(why) = signal {
+            // its own session gone too (the server restarted or stopped):
+            // re-open it now, under --max-outage, rather than wait for a
+            // monitor that cannot reach the database either
+            if client.is_closed() {
+                let cause = format!("the session closed while holding back ({why})");
+                let Some(c) = reopen(&shared, &pool, w, cause, client, &mut pid).await? else {
+                    return Ok(());
+                };
+                client = c;
+                continue;
+            }
             shared.progress.hold(Phase::HeldBack, Some(why));
             batch = (batch / 2).max(1);
             shared.nap_held(backoff).await;
@@ -563,14 +574,12 @@ async fn worker<J: Job>(
                 shared.watch.own(1);
                 tracing::warn!(worker = w, cause = %e, "batch failed; retrying");
                 if e.is_connection_lost() || client.is_closed() {
-                    let Some((c, p)) = reopen(&shared, &pool, w, e.to_string(), client).await?
+                    let Some(c) =
+                        reopen(&shared, &pool, w, e.to_string(), client, &mut pid).await?
                     else {
                         return Ok(());
                     };
-                    let mut pids = shared.watch.pids.lock().expect("not poisoned");
-                    pids.retain(|&x| x != pid);
-                    pids.push(p);
-                    (client, pid) = (c, p);
+                    client = c;
                     continue;
                 }
                 shared.nap(backoff).await;
@@ -652,9 +661,10 @@ async fn worker<J: Job>(
     }
 }
 
-/// A fresh session for worker `w` after its own (`lost`) went away
-/// (`cause`), tried with backoff (0.1 s doubling to 5 s) until the
-/// database answers, and its server process id. `None` when the run is stopped meanwhile; an
+/// A fresh session for worker `w` after its own (`lost`, of process id
+/// `pid`) went away (`cause`), tried with backoff (0.1 s doubling to 5 s)
+/// until the database answers; its process id replaces `pid` among those
+/// the probes count as the daemon's own. `None` when the run is stopped meanwhile; an
 /// error, naming the last cause, once the database has been unreachable
 /// for `max_outage`.
 async fn reopen(
@@ -663,7 +673,8 @@ async fn reopen(
     w: usize,
     mut cause: String,
     lost: deadpool_postgres::Object,
-) -> Result<Option<(deadpool_postgres::Object, i32)>> {
+    pid: &mut i32,
+) -> Result<Option<deadpool_postgres::Object>> {
     // its pool slot first: every worker may be here at once, and the pool
     // holds only one session more than they do
     drop(lost);
@@ -683,7 +694,11 @@ async fn reopen(
                         "session re-opened"
                     );
                     shared.progress.hold(Phase::Working, None);
-                    return Ok(Some((c, r.get(0))));
+                    let mut pids = shared.watch.pids.lock().expect("not poisoned");
+                    pids.retain(|&x| x != *pid);
+                    *pid = r.get(0);
+                    pids.push(*pid);
+                    return Ok(Some(c));
                 }
                 Err(e) => cause = Error::db("reading the worker's session id", e).to_string(),
             },

@@ -271,23 +271,40 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
             crate::harness::insert_user(&client, u, &crate::example::user(1, u).blob).await;
         }
     }
-    let child = spawn_run(&url, &["--rate", "100/s", "--max-outage", "3"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let c = cluster.clone();
-    tokio::task::spawn_blocking(move || c.halt("fast").unwrap())
-        .await
-        .unwrap();
-    let stopped = Instant::now();
-    let out = finish(child, Duration::from_secs(60)).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("unreachable for"), "{stderr}");
-    assert!(stderr.contains("--max-outage"), "{stderr}");
-    assert!(
-        stopped.elapsed() < Duration::from_secs(30),
-        "stopped {:?} after the server",
-        stopped.elapsed()
-    );
+    // while working, and while held back (here by a throttle query that
+    // always holds): the workers' sessions close with the server, and
+    // the monitor, which cannot reach it either, must not keep them waiting
+    for (i, throttle) in [["--rate", "100/s"], ["--throttle-query", "SELECT true"]]
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            let c = cluster.clone();
+            tokio::task::spawn_blocking(move || c.resume().unwrap())
+                .await
+                .unwrap();
+        }
+        let child = spawn_run(&url, &[throttle[0], throttle[1], "--max-outage", "3"]);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let c = cluster.clone();
+        tokio::task::spawn_blocking(move || c.halt("fast").unwrap())
+            .await
+            .unwrap();
+        let stopped = Instant::now();
+        let out = finish(child, Duration::from_secs(60)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{throttle:?}: {stderr}");
+        assert!(stderr.contains("unreachable for"), "{throttle:?}: {stderr}");
+        assert!(stderr.contains("--max-outage"), "{throttle:?}: {stderr}");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "{throttle:?}: stopped {:?} after the server",
+            stopped.elapsed()
+        );
+        if i > 0 {
+            assert!(stderr.contains("holding back"), "{stderr}");
+        }
+    }
 }
 
 /// SIGTERM is honoured in every state: with the server gone (the daemon
