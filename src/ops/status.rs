@@ -53,6 +53,18 @@ pub struct Status {
     pub daemons: Vec<Daemon>,
 }
 
+impl Status {
+    /// The legacy users the daemon still tries: neither at the attempt
+    /// limit nor held.
+    pub fn left_to_try(&self) -> i64 {
+        left_to_try(self.legacy, self.over_limit, self.held)
+    }
+}
+
+fn left_to_try(legacy: i64, over_limit: i64, held: i64) -> i64 {
+    (legacy - over_limit - held).max(0)
+}
+
 /// A running daemon, from its heartbeat row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Daemon {
@@ -154,7 +166,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     let recent_rate = state.migrated_last_minute as f64 / 60.0;
     let over_limit = state.over_limit;
     let legacy = users - migrated;
-    let to_do = (legacy - over_limit - state.held).max(0);
+    let to_do = left_to_try(legacy, over_limit, state.held);
     let rate = if recent_rate > 0.0 {
         Some(recent_rate)
     } else {
@@ -286,9 +298,7 @@ impl fmt::Display for Status {
         }
         match &self.projected_finish {
             Some(t) => write!(f, "finish     {t} (projected)"),
-            None if self.retrying > 0
-                && self.legacy - self.over_limit - self.held <= self.retrying =>
-            {
+            None if self.retrying > 0 && self.left_to_try() <= self.retrying => {
                 write!(
                     f,
                     "finish     not projected: the {} legacy users left to try have all failed; \

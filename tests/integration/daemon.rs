@@ -992,36 +992,6 @@ async fn a_dry_run_claims_and_verifies_a_batch_and_writes_nothing() {
     assert_eq!(really_failed, failed);
 }
 
-/// Runs a bulk rollback of `cohort` to the end.
-async fn roll_back(decant: &Decant, cohort: decant::Cohort) -> RunReport {
-    let opts = RunOptions {
-        workers: 2,
-        rate: Some(decant::Rate::Max),
-        ..RunOptions::default()
-    };
-    decant::rollback(
-        decant,
-        cohort,
-        opts,
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap()
-}
-
-async fn migrate_all(decant: &Decant) -> RunReport {
-    let opts = crate::harness::full_speed();
-    decant::run(
-        decant,
-        opts,
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap()
-}
-
 async fn migrated_ids(client: &tokio_postgres::Client) -> Vec<i64> {
     client
         .query("SELECT id FROM \"user\" WHERE migrated ORDER BY id", &[])
@@ -1060,7 +1030,9 @@ async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
     };
 
     // users migrated after t: exactly the second half
-    let r = roll_back(&decant, decant::Cohort::MigratedAfter(t)).await;
+    let r = crate::harness::rollback_all(&decant, decant::Cohort::MigratedAfter(t))
+        .await
+        .unwrap();
     let now = migrated_ids(&client).await;
     assert!(now.iter().all(|&id| id <= 150), "{now:?}");
     let rolled: Vec<i64> = all_migrated
@@ -1074,7 +1046,9 @@ async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
     }
 
     // a percentage by the rollout hash, then a list
-    roll_back(&decant, decant::Cohort::Percent(30.0)).await;
+    crate::harness::rollback_all(&decant, decant::Cohort::Percent(30.0))
+        .await
+        .unwrap();
     let left: i64 = client
         .query_one(
             "SELECT count(*) FROM \"user\" WHERE migrated AND decant.rollout_bucket(id) < 3000",
@@ -1088,17 +1062,18 @@ async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
     let kept: Vec<i64> = before.iter().copied().filter(|id| *id % 7 != 0).collect();
     let listed: Vec<i64> = before.iter().copied().filter(|id| *id % 7 == 0).collect();
     assert!(!listed.is_empty() && !kept.is_empty());
-    let r = roll_back(
+    let r = crate::harness::rollback_all(
         &decant,
         decant::Cohort::Ids(listed.iter().copied().map(UserId::from).collect()),
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(r.migrated as usize, listed.len());
     assert_eq!(migrated_ids(&client).await, kept);
 
     // held: the daemon leaves them legacy, status shows them
     let held = all_migrated.len() - kept.len();
-    let run = migrate_all(&decant).await;
+    let run = crate::harness::run_all(&decant).await.unwrap();
     assert_eq!(run.migrated, 0, "held users were migrated again");
     let status = decant::status(&decant, &decant::Schedule::default())
         .await
@@ -1114,28 +1089,23 @@ async fn cohort_rollbacks_restore_blobs_and_hold_users_until_released() {
             .unwrap(),
         1
     );
-    assert_eq!(migrate_all(&decant).await.migrated, 1);
+    assert_eq!(crate::harness::run_all(&decant).await.unwrap().migrated, 1);
     assert_eq!(decant.release(None).await.unwrap() as usize, held - 1);
-    assert_eq!(migrate_all(&decant).await.migrated as usize, held - 1);
+    assert_eq!(
+        crate::harness::run_all(&decant).await.unwrap().migrated as usize,
+        held - 1
+    );
     assert_eq!(migrated_ids(&client).await, all_migrated);
 
     // everyone back
-    let r = roll_back(&decant, decant::Cohort::All).await;
+    let r = crate::harness::rollback_all(&decant, decant::Cohort::All)
+        .await
+        .unwrap();
     assert_eq!(r.migrated as usize, all_migrated.len());
     assert!(migrated_ids(&client).await.is_empty());
     for id in 1..=n {
         assert!(legacy_blob_is_original(id).await, "user {id}");
     }
-}
-
-async fn run_once(decant: &Decant) -> decant::Result<RunReport> {
-    decant::run(
-        decant,
-        crate::harness::full_speed(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
 }
 
 /// Two workers at the control row's rate (no write to the control row).
@@ -1174,7 +1144,10 @@ async fn a_table_fault_stops_the_run_without_failing_anyone() {
         .batch_execute("ALTER TABLE user_bot RENAME TO user_bot_away")
         .await
         .unwrap();
-    let err = run_once(&decant).await.unwrap_err().to_string();
+    let err = crate::harness::run_all(&decant)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("fault of the tables") && err.contains("user_bot"),
         "{err}"
@@ -1185,7 +1158,7 @@ async fn a_table_fault_stops_the_run_without_failing_anyone() {
         .batch_execute("ALTER TABLE user_bot_away RENAME TO user_bot")
         .await
         .unwrap();
-    let report = run_once(&decant).await.unwrap();
+    let report = crate::harness::run_all(&decant).await.unwrap();
     assert_eq!(report.migrated + report.failed, 300);
 }
 
@@ -1205,7 +1178,10 @@ async fn a_read_only_database_or_a_revoked_permission_stops_the_run_without_fail
         .await
         .unwrap();
     let fresh = Decant::connect(&db.url, spec.clone(), 4).unwrap();
-    let err = run_once(&fresh).await.unwrap_err().to_string();
+    let err = crate::harness::run_all(&fresh)
+        .await
+        .unwrap_err()
+        .to_string();
     // (the first write is the rate into the control row)
     assert!(
         err.contains("read-only transaction") && !err.contains("decant init"),
@@ -1275,7 +1251,7 @@ async fn a_user_failing_on_a_database_error_counts_one_attempt_and_the_rest_migr
         )
         .await
         .unwrap();
-    let report = run_once(&decant).await.unwrap();
+    let report = crate::harness::run_all(&decant).await.unwrap();
     let failed = failed_states(&client).await;
     let f57: Vec<_> = failed.iter().filter(|(u, _)| *u == 57).collect();
     assert_eq!(

@@ -31,14 +31,7 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     .await;
 
     // without fixups the dirty users fail and stay legacy
-    let r = decant::run(
-        &plain,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::run_all(&plain).await.unwrap();
     assert!(r.failed > 0);
     refused(
         &plain,
@@ -55,14 +48,7 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .unwrap()
         .with_fixups(Fixup::load_dir(&dir).unwrap());
     let decant = Decant::connect(&db.url, spec, 6).unwrap();
-    let r = decant::run(
-        &decant,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::run_all(&decant).await.unwrap();
     assert_eq!(r.failed, 0);
     assert!(decant.rollback_user(7).await.unwrap());
     refused(
@@ -71,14 +57,7 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     )
     .await;
     decant.release(None).await.unwrap();
-    decant::run(
-        &decant,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    crate::harness::run_all(&decant).await.unwrap();
 
     // a flag set outside decant; rows edited by hand
     client
@@ -156,22 +135,9 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     );
 
     // nothing migrates or rolls back any more
-    let run = decant::run(
-        &decant,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await;
+    let run = crate::harness::run_all(&decant).await;
     assert!(run.unwrap_err().to_string().contains("finalized"));
-    let back = decant::rollback(
-        &decant,
-        Cohort::All,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await;
+    let back = crate::harness::rollback_all(&decant, Cohort::All).await;
     assert!(back.unwrap_err().to_string().contains("finalized"));
     assert!(
         decant::dry_run(&decant, 10, false)
@@ -628,26 +594,14 @@ where = { game = "a" }
         .unwrap()
         .get(0);
     assert_eq!(names, 84);
-    let back = decant::rollback(
-        &decant,
-        Cohort::Percent(50.0),
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let back = crate::harness::rollback_all(&decant, Cohort::Percent(50.0))
+        .await
+        .unwrap();
     assert!(back.migrated > 20 && back.failed == 0, "{back:?}");
     let listed = [4, 5, 6].map(|n| decant::UserId::guess(&id(n))).to_vec();
-    decant::rollback(
-        &decant,
-        Cohort::Ids(listed),
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    crate::harness::rollback_all(&decant, Cohort::Ids(listed))
+        .await
+        .unwrap();
     for uid in 1..=120i32 {
         let want = blob(uid);
         assert_eq!(
@@ -681,14 +635,7 @@ where = { game = "a" }
         1
     );
     decant.release(None).await.unwrap();
-    let r = decant::run(
-        &decant,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::run_all(&decant).await.unwrap();
     assert_eq!(r.failed, 0);
     decant::finalize(&db.url, &decant, true).await.unwrap();
     let fresh = Decant::connect(&db.url, spec, 2).unwrap();

@@ -2,9 +2,7 @@
 //! repairs recorded, and rolled back to their exact originals.
 
 use crate::harness::TestDb;
-use crate::harness::full_speed as opts;
-use decant::{Cohort, Decant, Fixup, Progress, Spec, json_eq};
-use std::sync::Arc;
+use decant::{Cohort, Decant, Fixup, Spec, json_eq};
 
 fn game_spec_with_fixups() -> Spec {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/game/fixups");
@@ -65,14 +63,7 @@ async fn dirty_users_migrate_with_their_fixups_and_roll_back_to_their_originals(
     }
 
     // everyone migrates; each dirty user with its fixup, recorded
-    let r = decant::run(
-        &decant,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::run_all(&decant).await.unwrap();
     assert_eq!((r.migrated, r.failed), (n as u64, 0));
     // what the migration recorded of a user's fixups
     let record = async |id: i64| -> serde_json::Value {
@@ -135,15 +126,9 @@ async fn dirty_users_migrate_with_their_fixups_and_roll_back_to_their_originals(
 
     // rolled back: every blob is its original exactly, dirt included,
     // but for the count written since
-    let r = decant::rollback(
-        &decant,
-        Cohort::All,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::rollback_all(&decant, Cohort::All)
+        .await
+        .unwrap();
     assert_eq!((r.migrated, r.failed), (n as u64, 0));
     let rows = client
         .query("SELECT id, data FROM \"user\" ORDER BY id", &[])
@@ -187,26 +172,11 @@ async fn null_blobs_migrate_with_a_root_fixup_and_roll_back_to_null() {
         )
         .await
         .unwrap();
-    let run = async |decant: &Decant| {
-        decant::run(
-            decant,
-            opts(),
-            Arc::new(Progress::default()),
-            std::future::pending(),
-        )
-        .await
-        .unwrap()
-    };
+    let run = async |decant: &Decant| crate::harness::run_all(decant).await.unwrap();
     let rollback = async |decant: &Decant| {
-        let r = decant::rollback(
-            decant,
-            Cohort::All,
-            opts(),
-            Arc::new(Progress::default()),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let r = crate::harness::rollback_all(decant, Cohort::All)
+            .await
+            .unwrap();
         assert_eq!(r.failed, 0);
         decant.release(None).await.unwrap();
     };

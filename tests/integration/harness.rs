@@ -53,6 +53,33 @@ pub fn full_speed() -> decant::RunOptions {
     }
 }
 
+/// Migrates every legacy user it can at [`full_speed`] and returns the
+/// run's report once none is left to claim.
+pub async fn run_all(decant: &decant::Decant) -> decant::Result<decant::RunReport> {
+    decant::run(
+        decant,
+        full_speed(),
+        std::sync::Arc::new(decant::Progress::default()),
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Rolls `cohort` back at [`full_speed`] to the end.
+pub async fn rollback_all(
+    decant: &decant::Decant,
+    cohort: decant::Cohort,
+) -> decant::Result<decant::RunReport> {
+    decant::rollback(
+        decant,
+        cohort,
+        full_speed(),
+        std::sync::Arc::new(decant::Progress::default()),
+        std::future::pending(),
+    )
+    .await
+}
+
 /// The connection string of the test server's maintenance database.
 pub fn admin_url() -> String {
     server().admin_url.clone()

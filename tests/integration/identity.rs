@@ -26,14 +26,7 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
         .await
         .unwrap();
 
-    let r = decant::run(
-        &game,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::run_all(&game).await.unwrap();
     assert!(r.migrated > 150);
     let fp: Vec<Option<String>> = client
         .query(
@@ -70,26 +63,11 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
             .unwrap_err(),
     );
     says(other.rollback_user(2).await.unwrap_err());
+    says(crate::harness::run_all(&other).await.unwrap_err());
     says(
-        decant::run(
-            &other,
-            opts(),
-            Arc::new(Progress::default()),
-            std::future::pending(),
-        )
-        .await
-        .unwrap_err(),
-    );
-    says(
-        decant::rollback(
-            &other,
-            Cohort::All,
-            opts(),
-            Arc::new(Progress::default()),
-            std::future::pending(),
-        )
-        .await
-        .unwrap_err(),
+        crate::harness::rollback_all(&other, Cohort::All)
+            .await
+            .unwrap_err(),
     );
     says(
         decant::init(&client, &Spec::parse(&retyped).unwrap())
@@ -177,15 +155,9 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
     .await
     .unwrap();
     assert_eq!(again.migrated, 0);
-    decant::rollback(
-        &evolved,
-        Cohort::All,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    crate::harness::rollback_all(&evolved, Cohort::All)
+        .await
+        .unwrap();
     for row in client
         .query("SELECT id, data FROM \"user\"", &[])
         .await

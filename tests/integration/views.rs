@@ -66,20 +66,7 @@ fn first_difference(
 }
 
 async fn migrate_all(decant: &Decant) {
-    let report = decant::run(
-        decant,
-        RunOptions {
-            throttle: decant::Throttle {
-                max_commit_slowdown: None,
-                ..decant::Throttle::default()
-            },
-            ..RunOptions::default()
-        },
-        Arc::new(decant::Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let report = crate::harness::run_all(decant).await.unwrap();
     assert!(report.migrated > 0);
 }
 
