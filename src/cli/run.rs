@@ -414,8 +414,12 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
 /// process (their transactions then roll back on the server).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Signals this soon after the first are the same request delivered
+/// twice, not a second one.
+const SAME_SIGNAL: Duration = Duration::from_millis(250);
+
 /// Resolves on SIGINT or SIGTERM. Batches under way then finish; a second
-/// signal, or [`STOP_GRACE`] without the run ending (a server that stopped
+/// signal (not within [`SAME_SIGNAL`] of the first), or [`STOP_GRACE`] without the run ending (a server that stopped
 /// answering mid-batch), ends the process at once with status 1: nothing
 /// is lost, an unfinished batch rolls back and its users stay legacy.
 async fn shutdown_signal() {
@@ -430,11 +434,21 @@ async fn shutdown_signal() {
         grace_secs = STOP_GRACE.as_secs(),
         "shutdown requested; finishing the batches under way (a second signal stops at once)"
     );
+    let first = Instant::now();
     tokio::spawn(async move {
-        let why = tokio::select! {
-            _ = int.recv() => "a second signal",
-            _ = term.recv() => "a second signal",
-            _ = tokio::time::sleep(STOP_GRACE) => "the batches under way did not finish in the grace time",
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        let why = loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = &mut grace => break "the batches under way did not finish in the grace time",
+            }
+            // the same request delivered twice (`timeout` signals the
+            // process, then its process group) is not a second one
+            if first.elapsed() >= SAME_SIGNAL {
+                break "a second signal";
+            }
         };
         tracing::error!(
             "stopping at once ({why}); an unfinished batch rolls back on the server and its users stay legacy"
