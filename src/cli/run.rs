@@ -419,9 +419,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const SAME_SIGNAL: Duration = Duration::from_millis(250);
 
 /// Resolves on SIGINT or SIGTERM. Batches under way then finish; a second
-/// signal (not within [`SAME_SIGNAL`] of the first), or [`STOP_GRACE`] without the run ending (a server that stopped
-/// answering mid-batch), ends the process at once with status 1: nothing
-/// is lost, an unfinished batch rolls back and its users stay legacy.
+/// signal (not within [`SAME_SIGNAL`] of the first), or [`STOP_GRACE`]
+/// without the run ending (a server that stopped answering mid-batch),
+/// ends the process at once with status 1: nothing is lost, an unfinished
+/// batch rolls back and its users stay legacy.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
