@@ -15,12 +15,12 @@ use crate::core::id::UserId;
 use crate::core::json::{Json, JsonView, json_diff};
 use crate::error::{Error, Result};
 use crate::pg::codec::check_depth;
+use crate::pg::session::{Pipe, Planned, pipeline};
 use crate::pg::store::{Locked, Store};
 use crate::pg::{pool, state};
 use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
 use std::collections::HashMap;
-use tokio_postgres::GenericClient;
 
 /// What happened to each user of a batch.
 #[derive(Debug, Default)]
@@ -156,7 +156,7 @@ pub(crate) async fn migrate_batch(
                 user: ids[0].clone(),
                 error: e,
             };
-            record_failures(store, &***client, std::slice::from_ref(&failure)).await?;
+            record_failures(store, &*client, std::slice::from_ref(&failure)).await?;
             Ok(BatchReport {
                 failed: vec![failure],
                 ..BatchReport::default()
@@ -199,7 +199,7 @@ pub(crate) async fn migrate_each(
                     user: id.clone(),
                     error: e,
                 };
-                record_failures(store, &**tx, std::slice::from_ref(&failure)).await?;
+                record_failures(store, tx, std::slice::from_ref(&failure)).await?;
                 all.failed.push(failure);
             }
         }
@@ -209,15 +209,19 @@ pub(crate) async fn migrate_each(
 
 /// Records failures (attempts + 1, reason, error), in the caller's
 /// transaction or on its own.
-async fn record_failures(
-    store: &Store,
-    client: &impl GenericClient,
-    failures: &[Failure],
-) -> Result<()> {
-    let ids: Vec<UserId> = failures.iter().map(|f| f.user.clone()).collect();
-    let reasons: Vec<String> = failures.iter().map(Failure::reason).collect();
-    let errors: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
-    state::record_failed(client, store.spec.source.id_type, &ids, &reasons, &errors).await
+async fn record_failures(store: &Store, conn: &impl Pipe, failures: &[Failure]) -> Result<()> {
+    let (ids, reasons, errors) = failure_columns(failures);
+    state::record_failed(conn, store.spec.source.id_type, &ids, &reasons, &errors).await
+}
+
+/// Failures as the columns the state table records: users, reasons,
+/// errors.
+fn failure_columns(failures: &[Failure]) -> (Vec<UserId>, Vec<String>, Vec<String>) {
+    (
+        failures.iter().map(|f| f.user.clone()).collect(),
+        failures.iter().map(Failure::reason).collect(),
+        failures.iter().map(|f| f.error.to_string()).collect(),
+    )
 }
 
 /// The body of a batch, on an open transaction; also used by on-demand
@@ -240,7 +244,7 @@ pub(crate) async fn migrate_locked(
     locked: Vec<Locked>,
 ) -> Result<BatchReport> {
     let prepared = prepare(&store.spec, ids, locked);
-    write_prepared(store, tx, prepared).await
+    write_prepared(store, tx, prepared, None).await
 }
 
 /// A user whose blob is exploded and verified, ready to be written.
@@ -364,10 +368,13 @@ fn verify(
 /// Writes a prepared batch in `tx`, which holds its users' source rows
 /// locked, unchanged since they were read: each user's rows, its residual
 /// in place of its blob, its flag and its state; failures recorded.
+/// `first` (a simple statement such as a `SAVEPOINT`) goes out ahead of
+/// the first statement, in the same round trip.
 pub(crate) async fn write_prepared(
     store: &Store,
     tx: &Transaction<'_>,
     prepared: Prepared,
+    first: Option<&'static str>,
 ) -> Result<BatchReport> {
     let spec = &store.spec;
     let Prepared {
@@ -389,7 +396,7 @@ pub(crate) async fn write_prepared(
     // rows already there (another tool, a hand fix) would be adopted into
     // the migrated state unseen: such users fail instead
     let exploded: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
-    let has_rows = store.users_with_rows(tx, &exploded).await?;
+    let has_rows = store.users_with_rows(tx, &exploded, first).await?;
     if !has_rows.is_empty() {
         todo.retain(|r| match has_rows.get(&r.source.id) {
             Some(table) => {
@@ -457,42 +464,46 @@ pub(crate) async fn write_prepared(
         }
     }
 
+    // the residuals and flags, the migrated users' and the failed users'
+    // states: sent together, one round trip
     let blobs: Vec<(&UserId, &Value, bool)> = todo
         .iter()
         .map(|r| (&r.source.id, &r.exploded.residual, true))
         .collect();
-    store.write_blobs(tx, &blobs).await?;
-    if !todo.is_empty() {
-        let ids: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
-        let warnings: Vec<Option<Value>> = todo
-            .iter()
-            .map(|r| {
-                let w = &r.exploded.warnings;
-                (!w.is_empty())
-                    .then(|| Value::Array(w.iter().map(|w| Value::String(w.to_string())).collect()))
-            })
-            .collect();
-        let fixups: Vec<Option<Value>> = todo
-            .iter()
-            .map(|r| {
-                r.fixed
-                    .as_ref()
-                    .and_then(|(_, applied)| serde_json::to_value(applied).ok())
-            })
-            .collect();
-        state::record_migrated(
-            &**tx,
-            store.spec.source.id_type,
+    let ids: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
+    let warnings: Vec<Option<Value>> = todo
+        .iter()
+        .map(|r| {
+            let w = &r.exploded.warnings;
+            (!w.is_empty())
+                .then(|| Value::Array(w.iter().map(|w| Value::String(w.to_string())).collect()))
+        })
+        .collect();
+    let fixups: Vec<Option<Value>> = todo
+        .iter()
+        .map(|r| {
+            r.fixed
+                .as_ref()
+                .and_then(|(_, applied)| serde_json::to_value(applied).ok())
+        })
+        .collect();
+    let (failed_ids, reasons, errors) = failure_columns(&report.failed);
+    let ty = store.spec.source.id_type;
+    let mut stmts: Vec<Planned> = store.blobs_statement(&blobs).into_iter().collect();
+    if !ids.is_empty() {
+        stmts.push(state::migrated(
+            ty,
             &ids,
             &warnings,
             &fixups,
             &store.fingerprint,
-        )
-        .await?;
+        ));
     }
-    if !report.failed.is_empty() {
-        record_failures(store, &**tx, &report.failed).await?;
+    if !failed_ids.is_empty() {
+        stmts.push(state::failed(ty, &failed_ids, &reasons, &errors));
     }
+    pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e)).await?;
+    drop(stmts);
     report.migrated = todo
         .into_iter()
         .map(|r| Migrated {

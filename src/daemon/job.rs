@@ -5,6 +5,7 @@
 use crate::core::id::UserId;
 use crate::error::{Error, Result};
 use crate::migrate::{self, Failure};
+use crate::pg::session::{Planned, pipeline};
 use crate::pg::store::{Locked, Store};
 use crate::pg::{pool, state};
 use deadpool_postgres::Object;
@@ -164,15 +165,20 @@ impl MigrateJob {
         if claimed.is_empty() {
             return Ok((claimed, locked));
         }
-        let failed_meanwhile = state::failed_meanwhile(
-            tx,
+        let recheck = state::failed_meanwhile(
             store.spec.source.id_type,
             &claimed,
             store.spec.settings.max_attempts,
-            self.run_start,
-        )
-        .await?;
-        locked.retain(|l| !failed_meanwhile.contains(&l.id));
+            &self.run_start,
+        );
+        let failed: Vec<UserId> =
+            pipeline(tx, None, &[recheck], None, |w: &str, e| Error::db(w, e))
+                .await?
+                .concat()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        locked.retain(|l| !failed.contains(&l.id));
         Ok((claimed, locked))
     }
 
@@ -336,48 +342,48 @@ impl Job for MigrateJob {
         let mut prepared = migrate::prepare(spec, &read, peeked);
 
         let started = std::time::Instant::now();
-        let tx = pool::batch_transaction(client, "a batch").await?;
-        let stmt = tx
-            .prepare_cached(&store.sql().relock)
-            .await
-            .map_err(|e| Error::db("preparing the lock of a batch", e))?;
-        let mut now: HashMap<UserId, String> = tx
-            .query(
-                &stmt,
-                &[
-                    &read,
-                    &spec.settings.max_attempts,
-                    &self.run_start,
-                    &self.rollout_only,
-                ],
-            )
-            .await
-            .map_err(|e| Error::db("locking legacy users", e))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let tx = pool::begin(client, "a batch").await?;
+        // the lock, then a fresh look at the users' states, one round trip:
         // a user another worker failed meanwhile keeps its source row as
         // it was, so the lock's re-check does not see the failure (its
-        // state row is newer than the statement's snapshot): a fresh
-        // statement does, and the user is left alone. Both checks stay:
-        // the relock's own filter keeps users its snapshot already knows
-        // failed from being locked at all; this one catches a failure
-        // committed after the relock's snapshot but before it locked the
-        // row (a window of microseconds at a pass's restart: CI once saw a
-        // user failed twice in one run without this check)
-        if !now.is_empty() {
-            let locked: Vec<UserId> = now.keys().cloned().collect();
-            for id in state::failed_meanwhile(
-                &tx,
+        // state row is newer than the statement's snapshot): the second
+        // statement, which runs after the lock with a snapshot of its own,
+        // does, and the user is left alone. Both checks stay: the relock's
+        // own filter keeps users its snapshot already knows failed from
+        // being locked at all; this one catches a failure committed after
+        // the relock's snapshot but before it locked the row (a window of
+        // microseconds at a pass's restart: CI once saw a user failed
+        // twice in one run without this check)
+        let stmts = [
+            Planned::new(
+                &store.sql().relock,
+                vec![
+                    Box::new(&read),
+                    Box::new(spec.settings.max_attempts),
+                    Box::new(self.run_start),
+                    Box::new(self.rollout_only),
+                ],
+                "locking legacy users",
+            ),
+            state::failed_meanwhile(
                 spec.source.id_type,
-                &locked,
+                &read,
                 spec.settings.max_attempts,
-                self.run_start,
-            )
-            .await?
-            {
-                now.remove(&id);
-            }
+                &self.run_start,
+            ),
+        ];
+        let [locked, failed] = <[_; 2]>::try_from(
+            pipeline(&tx, Some(pool::CUSTOM_PLANS), &stmts, None, |w: &str, e| {
+                Error::db(w, e)
+            })
+            .await?,
+        )
+        .expect("two statements, two replies");
+        drop(stmts);
+        let mut now: HashMap<UserId, String> =
+            locked.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for r in &failed {
+            now.remove(&r.get::<_, UserId>(0));
         }
         // locked and unchanged: as prepared; locked but changed since the
         // read: read again under the lock and redone; not locked (held by
@@ -400,11 +406,10 @@ impl Job for MigrateJob {
             prepared.extend(migrate::prepare(spec, &changed, again));
         }
         let ids: Vec<UserId> = read.into_iter().filter(|id| now.contains_key(id)).collect();
-        // the lock's row locks outlive a rollback to this savepoint
-        tx.batch_execute("SAVEPOINT decant_batch")
-            .await
-            .map_err(|e| Error::db("beginning a batch", e))?;
-        let result = migrate::write_prepared(store, &tx, prepared).await;
+        // the locks taken so far outlive a rollback to this savepoint, sent
+        // with the write's first statement
+        let savepoint = Some("SAVEPOINT decant_batch");
+        let result = migrate::write_prepared(store, &tx, prepared, savepoint).await;
         let report = match result {
             Ok(r) => r,
             Err(e) if e.is_retryable() => return Err(e),

@@ -190,19 +190,32 @@ pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
 /// Begins a transaction for a batch of users: its statements take arrays
 /// of ids whose length varies from batch to batch, and a generic plan
 /// would be made blind to it, so the transaction plans each one for its
-/// actual parameters (`plan_cache_mode = force_custom_plan`, local to it).
+/// actual parameters ([`CUSTOM_PLANS`], local to it).
 pub async fn batch_transaction<'a>(
     client: &'a mut deadpool_postgres::Object,
     what: &str,
 ) -> Result<deadpool_postgres::Transaction<'a>> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| Error::db(format!("beginning {what}"), e))?;
-    tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    let tx = begin(client, what).await?;
+    tx.batch_execute(CUSTOM_PLANS)
         .await
         .map_err(|e| Error::db(format!("beginning {what}"), e))?;
     Ok(tx)
+}
+
+/// The setting of a batch's transaction (see [`batch_transaction`]), for a
+/// caller that sends it in front of its first statements instead (one
+/// round trip less).
+pub const CUSTOM_PLANS: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
+
+/// Begins a transaction; a batch's sends [`CUSTOM_PLANS`] first.
+pub async fn begin<'a>(
+    client: &'a mut deadpool_postgres::Object,
+    what: &str,
+) -> Result<deadpool_postgres::Transaction<'a>> {
+    client
+        .transaction()
+        .await
+        .map_err(|e| Error::db(format!("beginning {what}"), e))
 }
 
 /// Takes a session from the pool.

@@ -16,24 +16,33 @@
 use crate::core::id::UserId;
 use crate::error::{Error, Result};
 use crate::pg::codec::Param;
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Transaction};
 use futures_util::future::MaybeDone;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 /// A statement to send: its SQL, its parameters and what it does, for the
 /// error that names it.
 pub(crate) struct Planned<'a> {
     pub sql: &'a str,
     pub params: Vec<Param<'a>>,
-    pub what: &'static str,
+    pub what: Cow<'static, str>,
 }
 
 impl<'a> Planned<'a> {
-    pub fn new(sql: &'a str, params: Vec<Param<'a>>, what: &'static str) -> Planned<'a> {
-        Planned { sql, params, what }
+    pub fn new(
+        sql: &'a str,
+        params: Vec<Param<'a>>,
+        what: impl Into<Cow<'static, str>>,
+    ) -> Planned<'a> {
+        Planned {
+            sql,
+            params,
+            what: what.into(),
+        }
     }
 }
 
@@ -97,70 +106,135 @@ impl Session {
 
     /// Prepares every statement, then sends `first`, the statements and
     /// `last` in that order and waits for every reply; the first error in
-    /// that order wins.
+    /// that order wins, named with the user.
     async fn send(
         &self,
         first: Option<&'static str>,
         stmts: Vec<Planned<'_>>,
         last: Option<&'static str>,
     ) -> Result<Vec<Vec<Row>>> {
-        let user = self.user.clone();
-        let client = self.client();
-        let mut prepared = Vec::with_capacity(stmts.len());
-        for s in &stmts {
-            let stmt = client
-                .prepare_cached(s.sql)
-                .await
-                .map_err(|e| Error::db_user(&user, &format!("preparing: {}", s.what), e))?;
-            prepared.push(stmt);
-        }
-        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
-            .iter()
-            .map(|s| s.params.iter().map(|p| p.as_ref() as _).collect())
-            .collect();
-        let simple = |sql: &'static str| -> Reply<'_> {
-            Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
-        };
-        let mut replies: Vec<MaybeDone<Reply<'_>>> = Vec::with_capacity(stmts.len() + 2);
-        replies.extend(first.map(|sql| MaybeDone::Future(simple(sql))));
-        for (stmt, params) in prepared.iter().zip(&refs) {
-            let reply: Reply<'_> = Box::pin(client.query(stmt, params));
-            replies.push(MaybeDone::Future(reply));
-        }
-        replies.extend(last.map(|sql| MaybeDone::Future(simple(sql))));
-        // every pass polls every reply in order: the first pass sends them
-        std::future::poll_fn(|cx| {
-            let mut done = true;
-            for r in replies.iter_mut() {
-                done &= Pin::new(r).poll(cx).is_ready();
-            }
-            if done {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
+        let user = &self.user;
+        pipeline(self.client(), first, &stmts, last, |what, e| {
+            Error::db_user(user, what, e)
         })
-        .await;
-        let whats = first
-            .map(|_| "beginning a transaction")
-            .into_iter()
-            .chain(stmts.iter().map(|s| s.what))
-            .chain(last.map(|_| "committing"));
-        let mut out = Vec::with_capacity(replies.len());
-        for (r, what) in replies.iter_mut().zip(whats) {
-            let rows = Pin::new(r)
-                .take_output()
-                .expect("every reply is done")
-                .map_err(|e| Error::db_user(&user, what, e))?;
-            out.push(rows);
-        }
-        // the statements' rows, without BEGIN's and COMMIT's (none)
-        if first.is_some() {
-            out.remove(0);
-        }
-        out.truncate(stmts.len());
-        Ok(out)
+        .await
     }
+}
+
+/// Where statements are pipelined: a pooled session, or a transaction on
+/// one.
+pub(crate) trait Pipe: Sync {
+    /// The session's cached statement for `sql`, prepared on first use.
+    fn prepare_cached<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> impl Future<Output = Result<Statement, tokio_postgres::Error>> + Send + 'a;
+    /// Runs a prepared statement: sent when first polled.
+    fn run<'a>(&'a self, stmt: &'a Statement, params: &'a [&'a (dyn ToSql + Sync)]) -> Reply<'a>;
+    /// Runs a statement of the simple protocol: sent when first polled.
+    fn simple<'a>(&'a self, sql: &'static str) -> Reply<'a>;
+}
+
+impl Pipe for Object {
+    fn prepare_cached<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> impl Future<Output = Result<Statement, tokio_postgres::Error>> + Send + 'a {
+        (**self).prepare_cached(sql)
+    }
+    fn run<'a>(&'a self, stmt: &'a Statement, params: &'a [&'a (dyn ToSql + Sync)]) -> Reply<'a> {
+        Box::pin(self.query(stmt, params))
+    }
+    fn simple<'a>(&'a self, sql: &'static str) -> Reply<'a> {
+        Box::pin(async move { self.batch_execute(sql).await.map(|()| Vec::new()) })
+    }
+}
+
+impl Pipe for Transaction<'_> {
+    fn prepare_cached<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> impl Future<Output = Result<Statement, tokio_postgres::Error>> + Send + 'a {
+        Transaction::prepare_cached(self, sql)
+    }
+    fn run<'a>(&'a self, stmt: &'a Statement, params: &'a [&'a (dyn ToSql + Sync)]) -> Reply<'a> {
+        Box::pin(self.query(stmt, params))
+    }
+    fn simple<'a>(&'a self, sql: &'static str) -> Reply<'a> {
+        Box::pin(async move { self.batch_execute(sql).await.map(|()| Vec::new()) })
+    }
+}
+
+/// Sends `first`, the statements and `last` on `conn` as one pipeline and
+/// returns each statement's rows (not `first`'s and `last`'s): every
+/// statement is prepared before anything is sent (no round trip once the
+/// session has cached it), so the messages leave, and run, in the order
+/// given. A failed statement aborts the transaction on the server and
+/// every later one fails with "current transaction is aborted": the
+/// first error in order is the one returned, made by `err` from what the
+/// statement does.
+pub(crate) async fn pipeline<P: Pipe>(
+    conn: &P,
+    first: Option<&'static str>,
+    stmts: &[Planned<'_>],
+    last: Option<&'static str>,
+    err: impl Fn(&str, tokio_postgres::Error) -> Error,
+) -> Result<Vec<Vec<Row>>> {
+    let mut prepared = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        let stmt = conn
+            .prepare_cached(s.sql)
+            .await
+            .map_err(|e| err(&format!("preparing: {}", s.what), e))?;
+        prepared.push(stmt);
+    }
+    let refs: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
+        .iter()
+        .map(|s| s.params.iter().map(|p| p.as_ref() as _).collect())
+        .collect();
+    let mut replies: Vec<MaybeDone<Reply<'_>>> = Vec::with_capacity(stmts.len() + 2);
+    replies.extend(first.map(|sql| MaybeDone::Future(conn.simple(sql))));
+    for (stmt, params) in prepared.iter().zip(&refs) {
+        replies.push(MaybeDone::Future(conn.run(stmt, params)));
+    }
+    replies.extend(last.map(|sql| MaybeDone::Future(conn.simple(sql))));
+    // every pass polls every reply in order: the first pass sends them
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for r in replies.iter_mut() {
+            done &= Pin::new(r).poll(cx).is_ready();
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    let simple_what = |sql: &'static str| match sql {
+        "BEGIN" => "beginning a transaction",
+        "COMMIT" => "committing",
+        other => other,
+    };
+    let whats = first
+        .map(simple_what)
+        .into_iter()
+        .chain(stmts.iter().map(|s| &*s.what))
+        .chain(last.map(simple_what));
+    let mut out = Vec::with_capacity(replies.len());
+    for (r, what) in replies.iter_mut().zip(whats) {
+        let rows = Pin::new(r)
+            .take_output()
+            .expect("every reply is done")
+            .map_err(|e| err(what, e))?;
+        out.push(rows);
+    }
+    // the statements' rows, without `first`'s and `last`'s (none)
+    if first.is_some() {
+        out.remove(0);
+    }
+    out.truncate(stmts.len());
+    Ok(out)
 }
 
 impl Drop for Session {

@@ -5,6 +5,7 @@
 
 use crate::core::id::{IdType, UserId};
 use crate::error::{Error, Result};
+use crate::pg::session::{Pipe, Planned, pipeline};
 use serde_json::Value;
 use std::time::SystemTime;
 use tokio_postgres::GenericClient;
@@ -60,48 +61,81 @@ const FAILURE_GROUPS: &str =
       GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50";
 
 /// A statement on user ids written for `bigint` ids, in the ids' type
-/// (every `bigint` in these statements is an id).
-fn typed(sql: &'static str, ty: IdType) -> std::borrow::Cow<'static, str> {
-    match ty {
-        IdType::Int => std::borrow::Cow::Borrowed(sql),
-        _ => std::borrow::Cow::Owned(sql.replace("bigint", ty.sql())),
+/// (every `bigint` in these statements is an id). Made once per statement
+/// and type and kept for the process's life (a dozen strings at most), so
+/// that it can be sent in a pipeline beside statements that borrow it.
+fn typed(sql: &'static str, ty: IdType) -> &'static str {
+    use std::sync::{Mutex, OnceLock};
+    type Made = Vec<(&'static str, IdType, &'static str)>;
+    static MADE: OnceLock<Mutex<Made>> = OnceLock::new();
+    if ty == IdType::Int {
+        return sql;
     }
+    let mut made = MADE
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, t)) = made
+        .iter()
+        .find(|(s, t, _)| std::ptr::eq(*s, sql) && *t == ty)
+    {
+        return t;
+    }
+    let t: &'static str = Box::leak(sql.replace("bigint", ty.sql()).into_boxed_str());
+    made.push((sql, ty, t));
+    t
 }
 
-/// Records users as migrated by the mapping `fingerprint`, each with its
-/// warnings (a JSON array of texts, or NULL) and what its fixups did (what
-/// rollback undoes, or NULL).
-pub(crate) async fn record_migrated(
-    client: &impl GenericClient,
+/// The statement that records users as migrated by the mapping
+/// `fingerprint`, each with its warnings (a JSON array of texts, or NULL)
+/// and what its fixups did (what rollback undoes, or NULL); sent in the
+/// caller's pipeline.
+pub(crate) fn migrated<'a>(
     ty: IdType,
-    users: &[UserId],
-    warnings: &[Option<Value>],
-    fixups: &[Option<Value>],
-    fingerprint: &str,
-) -> Result<()> {
-    client
-        .execute(
-            &*typed(MIGRATED, ty),
-            &[&users, &warnings, &fixups, &fingerprint],
-        )
-        .await
-        .map_err(|e| Error::db("recording migrated users", e))?;
-    Ok(())
+    users: &'a [UserId],
+    warnings: &'a [Option<Value>],
+    fixups: &'a [Option<Value>],
+    fingerprint: &'a str,
+) -> Planned<'a> {
+    Planned::new(
+        typed(MIGRATED, ty),
+        vec![
+            Box::new(users),
+            Box::new(warnings),
+            Box::new(fixups),
+            Box::new(fingerprint),
+        ],
+        "recording migrated users",
+    )
 }
 
-/// Records failures: attempts + 1, the reason to group by and the error.
+/// The statement that records failures: attempts + 1, the reason to group
+/// by and the error; sent in the caller's pipeline.
+pub(crate) fn failed<'a>(
+    ty: IdType,
+    users: &'a [UserId],
+    reasons: &'a [String],
+    errors: &'a [String],
+) -> Planned<'a> {
+    Planned::new(
+        typed(FAILED, ty),
+        vec![Box::new(users), Box::new(reasons), Box::new(errors)],
+        "recording failures",
+    )
+}
+
+/// Records failures (see [`failed`]).
 pub(crate) async fn record_failed(
-    client: &impl GenericClient,
+    conn: &impl Pipe,
     ty: IdType,
     users: &[UserId],
     reasons: &[String],
     errors: &[String],
 ) -> Result<()> {
-    client
-        .execute(&*typed(FAILED, ty), &[&users, &reasons, &errors])
+    let stmt = failed(ty, users, reasons, errors);
+    pipeline(conn, None, &[stmt], None, |w: &str, e| Error::db(w, e))
         .await
-        .map_err(|e| Error::db("recording failures", e))?;
-    Ok(())
+        .map(drop)
 }
 
 /// Records users as re-migrated by the mapping `fingerprint` (an
@@ -113,7 +147,7 @@ pub(crate) async fn record_evolved(
     fingerprint: &str,
 ) -> Result<()> {
     client
-        .execute(&*typed(EVOLVED, ty), &[&users, &fingerprint])
+        .execute(typed(EVOLVED, ty), &[&users, &fingerprint])
         .await
         .map_err(|e| Error::db("recording evolved users", e))?;
     Ok(())
@@ -129,7 +163,7 @@ pub(crate) async fn fixups_of(
         return Ok(std::collections::HashMap::new());
     }
     Ok(client
-        .query(&*typed(FIXUPS_OF, ty), &[&users])
+        .query(typed(FIXUPS_OF, ty), &[&users])
         .await
         .map_err(|e| Error::db("reading the fixups applied", e))?
         .iter()
@@ -144,7 +178,7 @@ pub(crate) async fn record_held(
     users: &[UserId],
 ) -> Result<()> {
     client
-        .execute(&*typed(HELD, ty), &[&users])
+        .execute(typed(HELD, ty), &[&users])
         .await
         .map_err(|e| Error::db("recording rolled back users", e))?;
     Ok(())
@@ -159,30 +193,24 @@ pub(crate) async fn release(
 ) -> Result<u64> {
     let users: Option<Vec<UserId>> = users.map(<[UserId]>::to_vec);
     client
-        .execute(&*typed(RELEASE, ty), &[&users])
+        .execute(typed(RELEASE, ty), &[&users])
         .await
         .map_err(|e| Error::db("releasing held users", e))
 }
 
-/// Of `users`, those that failed `max_attempts` times or since `since`.
-pub(crate) async fn failed_meanwhile(
-    client: &deadpool_postgres::Transaction<'_>,
+/// The statement that finds, of `users`, those that failed `max_attempts`
+/// times or since `since`; sent in the caller's pipeline.
+pub(crate) fn failed_meanwhile<'a>(
     ty: IdType,
-    users: &[UserId],
+    users: &'a [UserId],
     max_attempts: i32,
-    since: SystemTime,
-) -> Result<Vec<UserId>> {
-    let stmt = client
-        .prepare_cached(&typed(FAILED_MEANWHILE, ty))
-        .await
-        .map_err(|e| Error::db("preparing the claim re-check", e))?;
-    Ok(client
-        .query(&stmt, &[&users, &max_attempts, &since])
-        .await
-        .map_err(|e| Error::db("re-checking claimed users", e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
+    since: &'a SystemTime,
+) -> Planned<'a> {
+    Planned::new(
+        typed(FAILED_MEANWHILE, ty),
+        vec![Box::new(users), Box::new(max_attempts), Box::new(since)],
+        "re-checking claimed users",
+    )
 }
 
 /// Users at the attempt limit (skipped by the daemon).
@@ -233,4 +261,22 @@ pub(crate) async fn failure_groups(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_is_typed_once_per_id_type_and_kept() {
+        assert!(std::ptr::eq(typed(MIGRATED, IdType::Int), MIGRATED));
+        let uuid = typed(MIGRATED, IdType::Uuid);
+        assert!(uuid.contains("unnest($1::uuid[]") && !uuid.contains("bigint"));
+        assert!(std::ptr::eq(uuid, typed(MIGRATED, IdType::Uuid)));
+        let text = typed(MIGRATED, IdType::Text);
+        assert!(text.contains("unnest($1::text[]") && !std::ptr::eq(uuid, text));
+        // another statement of the same type is another string
+        let failed = typed(FAILED, IdType::Uuid);
+        assert!(failed.contains("'failed'") && !std::ptr::eq(uuid, failed));
+    }
 }

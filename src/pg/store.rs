@@ -7,7 +7,7 @@ use crate::core::id::UserId;
 use crate::core::spec::Spec;
 use crate::error::{Error, Result};
 use crate::pg::codec::{Blob, Param, bind, copy_stream, read, read_array, stored_equals};
-use crate::pg::session::Planned;
+use crate::pg::session::{Planned, pipeline};
 use crate::pg::sql::Sql;
 use deadpool_postgres::Transaction;
 use futures_util::SinkExt;
@@ -134,26 +134,33 @@ impl Store {
     }
 
     /// Of `users`, those with rows in some target table, with the first
-    /// such table.
+    /// such table; `first` (a simple statement such as a `SAVEPOINT`) is
+    /// sent ahead of the check, in the same round trip.
     pub async fn users_with_rows(
         &self,
         tx: &Transaction<'_>,
         users: &[UserId],
+        first: Option<&'static str>,
     ) -> Result<HashMap<UserId, String>> {
-        if users.is_empty() || self.spec.tables.is_empty() {
+        let check = (!users.is_empty() && !self.spec.tables.is_empty()).then(|| {
+            Planned::new(
+                &self.sql().has_rows,
+                vec![Box::new(users)],
+                "checking for rows already there",
+            )
+        });
+        if check.is_none() && first.is_none() {
             return Ok(HashMap::new());
         }
-        let stmt = tx
-            .prepare_cached(&self.sql().has_rows)
-            .await
-            .map_err(|e| Error::db("preparing the check for rows already there", e))?;
-        Ok(tx
-            .query(&stmt, &[&users])
-            .await
-            .map_err(|e| Error::db("checking for rows already there", e))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
+        let stmts: Vec<Planned> = check.into_iter().collect();
+        Ok(
+            pipeline(tx, first, &stmts, None, |w: &str, e| Error::db(w, e))
+                .await?
+                .concat()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        )
     }
 
     /// Writes blobs and flags: `(id, blob, migrated)`.
@@ -162,20 +169,29 @@ impl Store {
         tx: &Transaction<'_>,
         items: &[(&UserId, &Value, bool)],
     ) -> Result<()> {
+        let stmts: Vec<Planned> = self.blobs_statement(items).into_iter().collect();
+        pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e))
+            .await
+            .map(drop)
+    }
+
+    /// The statement of [`Store::write_blobs`], for the caller's pipeline;
+    /// none when there is nothing to write.
+    pub fn blobs_statement<'a>(
+        &'a self,
+        items: &[(&'a UserId, &'a Value, bool)],
+    ) -> Option<Planned<'a>> {
         if items.is_empty() {
-            return Ok(());
+            return None;
         }
         let ids: Vec<&UserId> = items.iter().map(|i| i.0).collect();
         let blobs: Vec<&Value> = items.iter().map(|i| i.1).collect();
         let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
-        self.exec(
-            tx,
+        Some(Planned::new(
             &self.sql().write_blobs,
-            &[&ids, &blobs, &flags],
+            vec![Box::new(ids), Box::new(blobs), Box::new(flags)],
             "writing blobs",
-        )
-        .await
-        .map(drop)
+        ))
     }
 
     async fn exec(
@@ -252,8 +268,7 @@ impl Store {
                     into.extend(rs);
                 }
             }
-            self.write_rows(tx, &inserted, Write::Insert).await?;
-            let plain = self.tables_are_plain(tx).await?;
+            let plain = self.insert_then_check(tx, &inserted).await?;
             self.plain.store(plain, Relaxed);
             if plain {
                 return Ok(HashMap::new());
@@ -347,15 +362,14 @@ impl Store {
         by_table
     }
 
-    /// Writes rows grouped by table, one statement per table, and returns
-    /// what each statement returned.
-    async fn write_rows(
-        &self,
-        tx: &Transaction<'_>,
-        by_table: &[Vec<(&UserId, &Row)>],
+    /// One statement per table that has rows (`how`), each with its
+    /// table's index.
+    fn row_writes<'a>(
+        &'a self,
+        by_table: &[Vec<(&'a UserId, &'a Row)>],
         how: Write,
-    ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
-        let work = by_table
+    ) -> (Vec<usize>, Vec<Planned<'a>>) {
+        by_table
             .iter()
             .enumerate()
             .filter(|(_, rs)| !rs.is_empty())
@@ -371,22 +385,46 @@ impl Store {
                     Write::Insert => &self.sql().tables[ti].insert,
                     Write::InsertReturning => &self.sql().tables[ti].insert_returning,
                 };
-                async move {
-                    let refs: Vec<&(dyn ToSql + Sync)> =
-                        params.iter().map(|p| p.as_ref() as _).collect();
-                    let what = format!("writing rows of table {}", table.name);
-                    let stmt = tx
-                        .prepare_cached(sql)
-                        .await
-                        .map_err(|e| Error::db(format!("preparing: {what}"), e))?;
-                    let out = tx
-                        .query(&stmt, &refs)
-                        .await
-                        .map_err(|e| Error::db(what, e))?;
-                    Ok::<_, Error>((ti, out))
-                }
-            });
-        try_join_all(work).await
+                let what = format!("writing rows of table {}", table.name);
+                (ti, Planned::new(sql, params, what))
+            })
+            .unzip()
+    }
+
+    /// Writes rows grouped by table, one statement per table, all sent
+    /// together, and returns what each statement returned.
+    async fn write_rows(
+        &self,
+        tx: &Transaction<'_>,
+        by_table: &[Vec<(&UserId, &Row)>],
+        how: Write,
+    ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
+        let (tables, stmts) = self.row_writes(by_table, how);
+        let out = pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e)).await?;
+        Ok(tables.into_iter().zip(out).collect())
+    }
+
+    /// Inserts rows grouped by table and then checks that the tables are
+    /// plain (`tables_are_plain`), in one round trip: the statements run in
+    /// the order sent, so the check runs after the inserts, as
+    /// `insert_rows` needs.
+    async fn insert_then_check(
+        &self,
+        tx: &Transaction<'_>,
+        by_table: &[Vec<(&UserId, &Row)>],
+    ) -> Result<bool> {
+        let (_, mut stmts) = self.row_writes(by_table, Write::Insert);
+        let (tables, columns, types) = &self.sql().plain_params;
+        stmts.push(Planned::new(
+            &self.sql().plain_check,
+            vec![Box::new(tables), Box::new(columns), Box::new(types)],
+            "checking the target tables in the catalog",
+        ));
+        let out = pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e)).await?;
+        Ok(out
+            .last()
+            .and_then(|rows| rows.first())
+            .is_some_and(|r| r.get(0)))
     }
 
     fn group(&self, results: Vec<(usize, Vec<tokio_postgres::Row>)>) -> HashMap<UserId, Vec<Row>> {
@@ -600,7 +638,7 @@ impl Store {
                 .map_err(|e| Error::db_user(user, &format!("preparing: {}", s.what), e))?;
             tx.execute(&stmt, &refs)
                 .await
-                .map_err(|e| Error::db_user(user, s.what, e))?;
+                .map_err(|e| Error::db_user(user, &s.what, e))?;
         }
         Ok(())
     }

@@ -77,7 +77,7 @@ UPDATE "public"."user" SET "data" = $2::jsonb, "migrated" = $3::boolean WHERE "i
 UPDATE "public"."user" AS s SET "data" = CASE WHEN v.blob = 'null'::jsonb AND NOT v.migrated AND (SELECT NOT a.attnotnull FROM pg_attribute AS a WHERE a.attrelid = '"public"."user"'::regclass AND a.attname = 'data') THEN NULL ELSE v.blob END, "migrated" = v.migrated FROM unnest($1::bigint[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) WHERE s."id" = v.id;
 
 -- plain_check
-SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = ANY($1::text[]::regclass[]) AND NOT tgisinternal) AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = ANY($1::text[]::regclass[])) AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = ANY($1::text[]::regclass[]) AND relkind <> 'r') AND (SELECT count(*) FROM unnest($1::text[]::regclass[], $2::text[], $3::text[]) AS e(t, col, ty) JOIN pg_attribute a ON a.attrelid = e.t AND a.attname = e.col AND NOT a.attisdropped WHERE format_type(a.atttypid, a.atttypmod) = e.ty) = cardinality($2::text[]);
+SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = ANY (r.o) AND NOT tgisinternal) AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = ANY (r.o)) AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = ANY (r.o) AND relkind <> 'r') AND coalesce((SELECT bool_and(coalesce(e.ty = (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = e.t AND a.attname = e.col AND NOT a.attisdropped), false)) FROM unnest(r.o, $2::text[], $3::text[]) AS e(t, col, ty)), true) FROM (SELECT $1::text[]::regclass[]::oid[] AS o) AS r;
 
 -- plain_params: "public"."user_achievement" user_id bigint
 -- plain_params: "public"."user_achievement" achievement_id text
