@@ -602,10 +602,26 @@ async fn the_daemon_serves_prometheus_metrics_while_it_runs() {
         s.read_to_string(&mut out).unwrap();
         out
     };
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let page = tokio::task::spawn_blocking(move || (scrape("/metrics"), scrape("/other")))
-        .await
-        .unwrap();
+    // scraped until the first batch shows (the commit probe may hold the
+    // daemon back a while when other tests load the shared server: CI once
+    // saw no batch in a fixed 2.5 s), then once more for the 404
+    let page = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut metrics = String::new();
+        while started.elapsed() < std::time::Duration::from_secs(30) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            metrics = scrape("/metrics");
+            if metrics
+                .lines()
+                .any(|l| l.starts_with("decant_batch_seconds_count ") && !l.ends_with(" 0"))
+            {
+                break;
+            }
+        }
+        (metrics, scrape("/other"))
+    })
+    .await
+    .unwrap();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
