@@ -254,6 +254,12 @@ impl Error {
     }
 
     /// Wraps a driver error with what was being done.
+    /// [`Error::db`] for a context that is borrowed: a plain function, to
+    /// pass where a closure over the statement's name is wanted.
+    pub(crate) fn db_at(context: &str, source: tokio_postgres::Error) -> Error {
+        Error::db(context, source)
+    }
+
     pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Error {
         Error::Db {
             context: context.into(),

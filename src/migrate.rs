@@ -502,7 +502,7 @@ pub(crate) async fn write_prepared(
     if !failed_ids.is_empty() {
         stmts.push(state::failed(ty, &failed_ids, &reasons, &errors));
     }
-    pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e)).await?;
+    pipeline(tx, None, &stmts, None, Error::db_at).await?;
     drop(stmts);
     report.migrated = todo
         .into_iter()

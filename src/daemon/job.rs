@@ -171,13 +171,12 @@ impl MigrateJob {
             store.spec.settings.max_attempts,
             &self.run_start,
         );
-        let failed: Vec<UserId> =
-            pipeline(tx, None, &[recheck], None, |w: &str, e| Error::db(w, e))
-                .await?
-                .concat()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+        let failed: Vec<UserId> = pipeline(tx, None, &[recheck], None, Error::db_at)
+            .await?
+            .concat()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         locked.retain(|l| !failed.contains(&l.id));
         Ok((claimed, locked))
     }
@@ -373,10 +372,7 @@ impl Job for MigrateJob {
             ),
         ];
         let [locked, failed] = <[_; 2]>::try_from(
-            pipeline(&tx, Some(pool::CUSTOM_PLANS), &stmts, None, |w: &str, e| {
-                Error::db(w, e)
-            })
-            .await?,
+            pipeline(&tx, Some(pool::CUSTOM_PLANS), &stmts, None, Error::db_at).await?,
         )
         .expect("two statements, two replies");
         drop(stmts);

@@ -75,10 +75,7 @@ fn typed(sql: &'static str, ty: IdType) -> &'static str {
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if let Some((_, _, t)) = made
-        .iter()
-        .find(|(s, t, _)| std::ptr::eq(*s, sql) && *t == ty)
-    {
+    if let Some((_, _, t)) = made.iter().find(|(s, t, _)| *s == sql && *t == ty) {
         return t;
     }
     let t: &'static str = Box::leak(sql.replace("bigint", ty.sql()).into_boxed_str());
@@ -133,7 +130,7 @@ pub(crate) async fn record_failed(
     errors: &[String],
 ) -> Result<()> {
     let stmt = failed(ty, users, reasons, errors);
-    pipeline(conn, None, &[stmt], None, |w: &str, e| Error::db(w, e))
+    pipeline(conn, None, &[stmt], None, Error::db_at)
         .await
         .map(drop)
 }
@@ -269,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_statement_is_typed_once_per_id_type_and_kept() {
-        assert!(std::ptr::eq(typed(MIGRATED, IdType::Int), MIGRATED));
+        assert_eq!(typed(MIGRATED, IdType::Int), MIGRATED);
         let uuid = typed(MIGRATED, IdType::Uuid);
         assert!(uuid.contains("unnest($1::uuid[]") && !uuid.contains("bigint"));
         assert!(std::ptr::eq(uuid, typed(MIGRATED, IdType::Uuid)));

@@ -153,14 +153,12 @@ impl Store {
             return Ok(HashMap::new());
         }
         let stmts: Vec<Planned> = check.into_iter().collect();
-        Ok(
-            pipeline(tx, first, &stmts, None, |w: &str, e| Error::db(w, e))
-                .await?
-                .concat()
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect(),
-        )
+        Ok(pipeline(tx, first, &stmts, None, Error::db_at)
+            .await?
+            .concat()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
     }
 
     /// Writes blobs and flags: `(id, blob, migrated)`.
@@ -170,7 +168,7 @@ impl Store {
         items: &[(&UserId, &Value, bool)],
     ) -> Result<()> {
         let stmts: Vec<Planned> = self.blobs_statement(items).into_iter().collect();
-        pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e))
+        pipeline(tx, None, &stmts, None, Error::db_at)
             .await
             .map(drop)
     }
@@ -215,15 +213,18 @@ impl Store {
     /// column of exactly the type the spec names (no typmod, no domain).
     /// Read in the caller's transaction.
     async fn tables_are_plain(&self, tx: &Transaction<'_>) -> Result<bool> {
-        let stmt = tx
-            .prepare_cached(&self.sql().plain_check)
-            .await
-            .map_err(|e| Error::db("preparing the target tables' check", e))?;
+        let out = pipeline(tx, None, &[self.plain_statement()], None, Error::db_at).await?;
+        Ok(plain_answer(&out))
+    }
+
+    /// The statement of [`Store::tables_are_plain`], for a pipeline.
+    fn plain_statement(&self) -> Planned<'_> {
         let (tables, columns, types) = &self.sql().plain_params;
-        tx.query_one(&stmt, &[tables, columns, types])
-            .await
-            .map(|r| r.get(0))
-            .map_err(|e| Error::db("checking the target tables in the catalog", e))
+        Planned::new(
+            &self.sql().plain_check,
+            vec![Box::new(tables), Box::new(columns), Box::new(types)],
+            "checking the target tables in the catalog",
+        )
     }
 
     /// Inserts the rows of a batch (each with its user) and says which
@@ -400,7 +401,7 @@ impl Store {
         how: Write,
     ) -> Result<Vec<(usize, Vec<tokio_postgres::Row>)>> {
         let (tables, stmts) = self.row_writes(by_table, how);
-        let out = pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e)).await?;
+        let out = pipeline(tx, None, &stmts, None, Error::db_at).await?;
         Ok(tables.into_iter().zip(out).collect())
     }
 
@@ -414,17 +415,9 @@ impl Store {
         by_table: &[Vec<(&UserId, &Row)>],
     ) -> Result<bool> {
         let (_, mut stmts) = self.row_writes(by_table, Write::Insert);
-        let (tables, columns, types) = &self.sql().plain_params;
-        stmts.push(Planned::new(
-            &self.sql().plain_check,
-            vec![Box::new(tables), Box::new(columns), Box::new(types)],
-            "checking the target tables in the catalog",
-        ));
-        let out = pipeline(tx, None, &stmts, None, |w: &str, e| Error::db(w, e)).await?;
-        Ok(out
-            .last()
-            .and_then(|rows| rows.first())
-            .is_some_and(|r| r.get(0)))
+        stmts.push(self.plain_statement());
+        let out = pipeline(tx, None, &stmts, None, Error::db_at).await?;
+        Ok(plain_answer(&out))
     }
 
     fn group(&self, results: Vec<(usize, Vec<tokio_postgres::Row>)>) -> HashMap<UserId, Vec<Row>> {
@@ -642,4 +635,12 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The answer of the catalog check, the last statement of `replies`.
+fn plain_answer(replies: &[Vec<tokio_postgres::Row>]) -> bool {
+    replies
+        .last()
+        .and_then(|rows| rows.first())
+        .is_some_and(|r| r.get(0))
 }
