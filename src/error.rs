@@ -79,6 +79,20 @@ pub enum Error {
     #[error("{0}")]
     Setup(String),
 
+    /// The database stayed unreachable for longer than the daemon's limit
+    /// (`--max-outage`); the run ends. Start it again once the server is
+    /// back: nothing is lost.
+    #[error(
+        "the database has been unreachable for {secs:.0} s (the run's --max-outage); \
+         the last cause: {cause}"
+    )]
+    Outage {
+        /// How long, in seconds.
+        secs: f64,
+        /// The last error seen while re-opening a session.
+        cause: String,
+    },
+
     /// The connection string does not parse, or names an unknown setting
     /// value (the message says which and gives an example).
     #[error("{0}")]

@@ -48,7 +48,7 @@ pub(super) fn exit_status(e: &anyhow::Error) -> i32 {
                 | decant::Error::SpecMismatch { .. }
                 | decant::Error::Io { .. }
                 | decant::Error::ConnectionString(_) => code::USAGE,
-                decant::Error::Pool(_) => code::UNREACHABLE,
+                decant::Error::Pool(_) | decant::Error::Outage { .. } => code::UNREACHABLE,
                 decant::Error::Db { source, .. } if unreachable(source) => code::UNREACHABLE,
                 _ => code::FAILED,
             };

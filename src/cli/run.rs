@@ -81,7 +81,7 @@ pub(super) struct RunArgs {
     throttle_query: Option<String>,
     /// Seconds the run rides out a database it cannot reach (restart,
     /// failover, terminated sessions), re-opening its sessions with
-    /// backoff; past them it exits non-zero with the cause.
+    /// backoff; past them it exits with status 4 and the cause.
     #[arg(long, default_value_t = 300.0)]
     max_outage: f64,
     /// Do not hold back when sessions wait on the daemon's locks.

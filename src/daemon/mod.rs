@@ -705,11 +705,10 @@ async fn reopen(
             Err(e) => cause = Error::Pool(e).to_string(),
         }
         if since.elapsed() >= shared.opts.max_outage {
-            return Err(Error::Setup(format!(
-                "the database has been unreachable for {:.0} s (the run's --max-outage); \
-                 the last cause: {cause}",
-                since.elapsed().as_secs_f64()
-            )));
+            return Err(Error::Outage {
+                secs: since.elapsed().as_secs_f64(),
+                cause,
+            });
         }
         tracing::warn!(worker = w, cause = %cause, "database unreachable; retrying");
         shared.progress.hold(

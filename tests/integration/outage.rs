@@ -293,7 +293,8 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
         let stopped = Instant::now();
         let out = finish(child, Duration::from_secs(60)).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{throttle:?}: {stderr}");
+        // exit status 4: "the database is unreachable" (README, --help)
+        assert_eq!(out.status.code(), Some(4), "{throttle:?}: {stderr}");
         assert!(stderr.contains("unreachable for"), "{throttle:?}: {stderr}");
         assert!(stderr.contains("--max-outage"), "{throttle:?}: {stderr}");
         assert!(
