@@ -27,6 +27,9 @@ pub(crate) struct Claimed {
     pub failed: u64,
     /// Rows written.
     pub rows: u64,
+    /// The claimed users' blobs' stored size, bytes (`pg_column_size`:
+    /// compressed or not; 0: the job does not size its batches by them).
+    pub bytes: u64,
     /// How long the users were locked, when only part of the step
     /// (`None`: the whole step was one locking transaction).
     pub held: Option<std::time::Duration>,
@@ -46,6 +49,7 @@ impl Claimed {
             done: 0,
             failed: 0,
             rows: 0,
+            bytes: 0,
             held: None,
             redone: 0,
             // the read (or claim) that found nothing
@@ -87,12 +91,15 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn remaining(&self, client: &Object) -> impl Future<Output = Result<i64>> + Send;
 
     /// Claims up to `size` users after `cursor` and does them in one
-    /// transaction.
+    /// transaction; a job that reads blobs before it locks stops at the
+    /// user whose blob would take the batch's stored size over `budget`
+    /// bytes (taking the first whatever its size).
     fn batch(
         &self,
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
+        budget: u64,
     ) -> impl Future<Output = Result<Claimed>> + Send;
 }
 
@@ -184,13 +191,16 @@ impl MigrateJob {
     /// Step 1 of a batch: reads up to `size` claimable users after the
     /// furthest any worker has read (from the first user when `cursor` is
     /// `None`: a new pass), without locking them, and moves the shared
-    /// pass on; with each row's version (`xmin`).
+    /// pass on; with each row's version (`xmin`), and the blobs' stored
+    /// size. The batch stops before the user whose blob would take that
+    /// size over `budget` bytes (the first is taken whatever its size).
     async fn peek(
         &self,
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
-    ) -> Result<(Vec<Locked>, HashMap<UserId, String>)> {
+        budget: u64,
+    ) -> Result<(Vec<Locked>, HashMap<UserId, String>, u64)> {
         let store = &*self.store;
         let spec = &store.spec;
         // one worker at a time, of this process (no lock wait for its
@@ -244,11 +254,13 @@ impl MigrateJob {
                     &spec.settings.max_attempts,
                     &self.run_start,
                     &i64::from(size),
+                    &i64::try_from(budget).unwrap_or(i64::MAX),
                 ],
             )
             .await
             .map_err(|e| Error::db("reading legacy users", e))?;
         let mut versions = HashMap::with_capacity(rows.len());
+        let bytes = rows.iter().map(|r| r.get::<_, i32>(4).max(0) as u64).sum();
         let peeked: Vec<Locked> = rows
             .iter()
             .map(|r| {
@@ -269,7 +281,7 @@ impl MigrateJob {
         tx.commit()
             .await
             .map_err(|e| Error::db("reading legacy users", e))?;
-        Ok((peeked, versions))
+        Ok((peeked, versions, bytes))
     }
 
     /// Claims and migrates the next batch exactly as a worker would, then
@@ -329,10 +341,11 @@ impl Job for MigrateJob {
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
+        budget: u64,
     ) -> Result<Claimed> {
         let store = &*self.store;
         let spec = &store.spec;
-        let (peeked, versions) = self.peek(client, cursor.clone(), size).await?;
+        let (peeked, versions, bytes) = self.peek(client, cursor.clone(), size, budget).await?;
         let Some(last) = peeked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };
@@ -437,6 +450,7 @@ impl Job for MigrateJob {
             done: report.migrated.len() as u64,
             failed: report.failed.len() as u64,
             rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
+            bytes,
             held: Some(held),
             redone,
             // the read and the locking write
@@ -561,6 +575,7 @@ impl Job for RollbackJob {
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
+        _budget: u64,
     ) -> Result<Claimed> {
         let store = &*self.store;
         let tx = pool::batch_transaction(client, "a rollback batch").await?;
@@ -589,6 +604,7 @@ impl Job for RollbackJob {
             done: done.len() as u64,
             failed: failed.len() as u64,
             rows: 0,
+            bytes: 0,
             held: None,
             redone: 0,
             xacts: 1,
@@ -642,6 +658,7 @@ impl Job for EvolveJob {
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
+        _budget: u64,
     ) -> Result<Claimed> {
         let store = &*self.store;
         let spec = &store.spec;
@@ -718,6 +735,7 @@ impl Job for EvolveJob {
             done: done.len() as u64,
             failed,
             rows: written,
+            bytes: 0,
             held: None,
             redone: 0,
             xacts: 1,

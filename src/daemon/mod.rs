@@ -463,6 +463,7 @@ async fn worker<J: Job>(
         .get(0);
     shared.watch.pids.lock().expect("not poisoned").push(pid);
     let mut batch: u32 = 10;
+    let mut bytes_budget = FIRST_BATCH_BYTES;
     let mut backoff = Duration::from_millis(100);
     let mut cursor: Option<UserId> = None;
     loop {
@@ -557,7 +558,13 @@ async fn worker<J: Job>(
 
         cursor = cursor.max(shared.cursor.lock().expect("not poisoned").clone());
         let started = Instant::now();
-        let outcome = job.batch(&mut client, cursor.clone(), size).await;
+        // a fixed batch size is the user's: the bytes bound only memory
+        let budget = if control.batch_size.is_some() {
+            MAX_BATCH_BYTES
+        } else {
+            bytes_budget
+        };
+        let outcome = job.batch(&mut client, cursor.clone(), size, budget).await;
         let elapsed = started.elapsed();
         let Claimed {
             users: claimed,
@@ -565,6 +572,7 @@ async fn worker<J: Job>(
             done,
             failed,
             rows,
+            bytes,
             held,
             redone,
             xacts,
@@ -647,17 +655,47 @@ async fn worker<J: Job>(
                 claimed as u32,
             ));
         // aim each batch at the target time: locks stay short
+        let target = if shared.watch.others_working.load(Ordering::Relaxed) {
+            shared.opts.busy_batch.min(shared.opts.target_batch)
+        } else {
+            shared.opts.target_batch
+        }
+        .as_secs_f64();
+        let took = held.unwrap_or(elapsed).as_secs_f64().max(1e-4);
         if control.batch_size.is_none() && claimed >= size as usize {
-            let target = if shared.watch.others_working.load(Ordering::Relaxed) {
-                shared.opts.busy_batch.min(shared.opts.target_batch)
-            } else {
-                shared.opts.target_batch
-            }
-            .as_secs_f64();
-            let ideal = f64::from(size) * target / held.unwrap_or(elapsed).as_secs_f64().max(1e-4);
+            let ideal = f64::from(size) * target / took;
             let ideal = ideal.clamp(f64::from(size) / 2.0, f64::from(size) * 2.0);
             batch = (ideal as u32).clamp(1, shared.opts.max_batch);
         }
+        // and at twice the target's bytes: a batch of ordinary users stops
+        // at its count, a run of very large blobs at its bytes (a few users
+        // a batch, not a count's worth of them in memory and locked)
+        if control.batch_size.is_none() && bytes > 0 {
+            bytes_budget = next_budget(bytes, target / took);
+        }
+    }
+}
+
+/// The blobs' stored bytes (`pg_column_size`, compressed or not) of a
+/// worker's first batch.
+const FIRST_BATCH_BYTES: u64 = 1 << 20;
+/// The fewest stored bytes a batch is allowed (it always takes one user).
+const MIN_BATCH_BYTES: u64 = 64 << 10;
+/// The most stored bytes a batch reads, whatever its time or a fixed
+/// batch size: the daemon holds each blob several times over, as text and
+/// as trees, while it explodes and verifies it, and JSON compresses
+/// several times over.
+const MAX_BATCH_BYTES: u64 = 16 << 20;
+
+/// The next batch's stored bytes after one of `bytes` whose lock hold was
+/// `ratio` of the target: twice what would have taken the target, within
+/// [`MIN_BATCH_BYTES`] and [`MAX_BATCH_BYTES`].
+fn next_budget(bytes: u64, ratio: f64) -> u64 {
+    let ideal = 2.0 * bytes as f64 * ratio;
+    if ideal.is_finite() {
+        (ideal.min(MAX_BATCH_BYTES as f64) as u64).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES)
+    } else {
+        MAX_BATCH_BYTES
     }
 }
 
@@ -717,5 +755,22 @@ async fn reopen(
         );
         shared.nap(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_BATCH_BYTES, MIN_BATCH_BYTES, next_budget};
+
+    #[test]
+    fn the_next_batch_gets_twice_the_bytes_that_would_take_the_target() {
+        // on target: twice the bytes; four times over: half of them
+        assert_eq!(next_budget(1 << 20, 1.0), 2 << 20);
+        assert_eq!(next_budget(1 << 20, 0.25), 512 << 10);
+        // within the bounds whatever the batch
+        assert_eq!(next_budget(1, 1.0), MIN_BATCH_BYTES);
+        assert_eq!(next_budget(1 << 30, 10.0), MAX_BATCH_BYTES);
+        assert_eq!(next_budget(u64::MAX, f64::INFINITY), MAX_BATCH_BYTES);
+        assert_eq!(next_budget(1 << 20, 0.0), MIN_BATCH_BYTES);
     }
 }

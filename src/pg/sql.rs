@@ -122,7 +122,10 @@ pub(crate) struct Sql {
     pub claim_rollout_first: String,
     /// The four claims above without their locks, each user's row
     /// version (`xmin`) beside it: the daemon reads a batch with them,
-    /// explodes and verifies it, then locks it with `relock`.
+    /// explodes and verifies it, then locks it with `relock`. At most `$4`
+    /// users, cut before the one whose blob takes their stored size over
+    /// `$5` bytes (the first is taken whatever its size); each blob's
+    /// stored size beside it.
     pub peek: String,
     pub peek_rollout: String,
     pub peek_first: String,
@@ -312,11 +315,22 @@ impl Sql {
                 claimable_where(first)
             )
         };
+        // The peek stops before the user whose blob would take the batch's
+        // stored bytes (`pg_column_size`: compressed or not, read from the
+        // row or its TOAST pointer without fetching the value) over `$5`,
+        // and takes the first user whatever its size: a run of very large
+        // blobs comes a few at a time, not `$4` of them at once.
         let peek = |extra: &str, first: bool| {
             format!(
-                "SELECT s.{id}::{it}, s.{blob}, s.{flag}, s.xmin::text FROM {src} AS s WHERE {}{extra} \
-                 ORDER BY {order} LIMIT $4",
-                claimable_where(first)
+                "SELECT p.i, p.b, p.f, p.v, p.z FROM (\
+                 SELECT q.i, q.b, q.f, q.v, q.z, sum(q.z) OVER w AS upto, row_number() OVER w AS n FROM (\
+                 SELECT s.{id}::{it} AS i, s.{blob} AS b, s.{flag} AS f, s.xmin::text AS v, \
+                 coalesce(pg_column_size(s.{blob}), 0) AS z FROM {src} AS s WHERE {}{extra} \
+                 ORDER BY {order} LIMIT $4) AS q WINDOW w AS (ORDER BY {qorder} ROWS UNBOUNDED PRECEDING)) AS p \
+                 WHERE p.n = 1 OR p.upto <= $5::bigint ORDER BY {porder}",
+                claimable_where(first),
+                qorder = in_order(spec, "q.i"),
+                porder = in_order(spec, "p.i"),
             )
         };
         let rollout = format!(" AND decant.in_rollout(s.{id})");

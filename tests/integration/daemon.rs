@@ -1,4 +1,4 @@
-use crate::harness::{TestDb, count_migrated, is_migrated, row_count};
+use crate::harness::{TestDb, count_migrated, insert_user, is_migrated, row_count};
 use decant::Setting;
 use decant::json_eq;
 use decant::{Decant, Error, UserId};
@@ -1438,5 +1438,66 @@ async fn the_soaks_counted_writes_survive_the_daemon_and_a_lost_one_is_named() {
     assert_eq!(
         writes.lost(&decant).await.unwrap(),
         vec![(user, 2, acked, Some(acked - 1))]
+    );
+}
+
+/// A game blob of about 1.2 MB: 24,000 achievements.
+fn whale(w: i64) -> serde_json::Value {
+    let achievements: serde_json::Map<String, serde_json::Value> = (0..24_000)
+        .map(|i| {
+            (
+                format!("a{w}_{i:05}"),
+                json!({"unlockedAt": 1669702024365u64 + i as u64, "progress": i % 7}),
+            )
+        })
+        .collect();
+    json!({"xp": w, "marriage": {"achievements": achievements}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_very_large_blobs_comes_a_few_users_a_batch() {
+    // Batches size themselves by blob bytes as well as by count: after
+    // thousands of small users a batch holds hundreds of them, and the
+    // very large blobs behind them would come a count's worth at once
+    // (all in memory together, and locked together for seconds).
+    let db = TestDb::new().await;
+    let decant = db.game(0).await;
+    let client = db.client().await;
+    let n: i64 = 3000;
+    client
+        .execute(
+            "INSERT INTO \"user\" (id, name, data) \
+             SELECT g, 'r', jsonb_build_object('xp', g) FROM generate_series(1, $1::bigint) AS g",
+            &[&n],
+        )
+        .await
+        .unwrap();
+    let whales: Vec<i64> = (n + 1..=n + 6).collect();
+    for &w in &whales {
+        insert_user(&client, w, &whale(w)).await;
+    }
+    let report = Running::start(&decant, without_probe()).finish().await;
+    assert_eq!(report.migrated as usize, n as usize + whales.len());
+    for &w in &whales {
+        let got = decant.load(w).await.unwrap();
+        assert!(json_eq(&got, &whale(w)), "whale {w} differs");
+    }
+    // each batch is one transaction, the last writer of its users' rows
+    let batches = |ids: &'static str| {
+        let client = &client;
+        async move {
+            let sql = format!("SELECT count(DISTINCT xmin::text) FROM \"user\" WHERE {ids}");
+            let n: i64 = client.query_one(&sql, &[]).await.unwrap().get(0);
+            n
+        }
+    };
+    let (small, large) = (batches("id <= 3000").await, batches("id > 3000").await);
+    assert!(
+        large >= 3,
+        "six blobs of 1.2 MB came in {large} batches (at most two a batch expected)"
+    );
+    assert!(
+        small <= 100,
+        "3,000 small users came in {small} batches: a batch should still hold many"
     );
 }
