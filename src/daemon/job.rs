@@ -30,6 +30,8 @@ pub(crate) struct Claimed {
     /// The claimed users' blobs' stored size, bytes (`pg_column_size`:
     /// compressed or not; 0: the job does not size its batches by them).
     pub bytes: u64,
+    /// Whether the bytes cut the batch short of its count.
+    pub cut: bool,
     /// How long the users were locked, when only part of the step
     /// (`None`: the whole step was one locking transaction).
     pub held: Option<std::time::Duration>,
@@ -50,6 +52,7 @@ impl Claimed {
             failed: 0,
             rows: 0,
             bytes: 0,
+            cut: false,
             held: None,
             redone: 0,
             // the read (or claim) that found nothing
@@ -191,16 +194,17 @@ impl MigrateJob {
     /// Step 1 of a batch: reads up to `size` claimable users after the
     /// furthest any worker has read (from the first user when `cursor` is
     /// `None`: a new pass), without locking them, and moves the shared
-    /// pass on; with each row's version (`xmin`), and the blobs' stored
-    /// size. The batch stops before the user whose blob would take that
-    /// size over `budget` bytes (the first is taken whatever its size).
+    /// pass on; with each row's version (`xmin`), the blobs' stored size,
+    /// and whether `budget` cut the batch short: it stops before the user
+    /// whose blob would take that size over `budget` bytes (the first is
+    /// taken whatever its size).
     async fn peek(
         &self,
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
         budget: u64,
-    ) -> Result<(Vec<Locked>, HashMap<UserId, String>, u64)> {
+    ) -> Result<(Vec<Locked>, HashMap<UserId, String>, u64, bool)> {
         let store = &*self.store;
         let spec = &store.spec;
         // one worker at a time, of this process (no lock wait for its
@@ -261,6 +265,9 @@ impl MigrateJob {
             .map_err(|e| Error::db("reading legacy users", e))?;
         let mut versions = HashMap::with_capacity(rows.len());
         let bytes = rows.iter().map(|r| r.get::<_, i32>(4).max(0) as u64).sum();
+        let cut = rows
+            .first()
+            .is_some_and(|r| r.get::<_, i64>(5) > rows.len() as i64);
         let peeked: Vec<Locked> = rows
             .iter()
             .map(|r| {
@@ -281,7 +288,7 @@ impl MigrateJob {
         tx.commit()
             .await
             .map_err(|e| Error::db("reading legacy users", e))?;
-        Ok((peeked, versions, bytes))
+        Ok((peeked, versions, bytes, cut))
     }
 
     /// Claims and migrates the next batch exactly as a worker would, then
@@ -345,7 +352,8 @@ impl Job for MigrateJob {
     ) -> Result<Claimed> {
         let store = &*self.store;
         let spec = &store.spec;
-        let (peeked, versions, bytes) = self.peek(client, cursor.clone(), size, budget).await?;
+        let (peeked, versions, bytes, cut) =
+            self.peek(client, cursor.clone(), size, budget).await?;
         let Some(last) = peeked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };
@@ -451,6 +459,7 @@ impl Job for MigrateJob {
             failed: report.failed.len() as u64,
             rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
             bytes,
+            cut,
             held: Some(held),
             redone,
             // the read and the locking write
@@ -605,6 +614,7 @@ impl Job for RollbackJob {
             failed: failed.len() as u64,
             rows: 0,
             bytes: 0,
+            cut: false,
             held: None,
             redone: 0,
             xacts: 1,
@@ -736,6 +746,7 @@ impl Job for EvolveJob {
             failed,
             rows: written,
             bytes: 0,
+            cut: false,
             held: None,
             redone: 0,
             xacts: 1,

@@ -573,6 +573,7 @@ async fn worker<J: Job>(
             failed,
             rows,
             bytes,
+            cut,
             held,
             redone,
             xacts,
@@ -672,6 +673,12 @@ async fn worker<J: Job>(
         // a batch, not a count's worth of them in memory and locked)
         if control.batch_size.is_none() && bytes > 0 {
             bytes_budget = next_budget(bytes, target / took);
+        }
+        // a batch the bytes cut short: its count is what the bytes allow
+        // (the rate limiter and the pacer reserve a batch's count before
+        // it, so a count the bytes never reach would slow a set rate)
+        if control.batch_size.is_none() && cut {
+            batch = (claimed as u32).clamp(1, shared.opts.max_batch);
         }
     }
 }

@@ -125,7 +125,8 @@ pub(crate) struct Sql {
     /// explodes and verifies it, then locks it with `relock`. At most `$4`
     /// users, cut before the one whose blob takes their stored size over
     /// `$5` bytes (the first is taken whatever its size); each blob's
-    /// stored size beside it.
+    /// stored size beside it, and how many users there were before the
+    /// cut.
     pub peek: String,
     pub peek_rollout: String,
     pub peek_first: String,
@@ -322,8 +323,8 @@ impl Sql {
         // blobs comes a few at a time, not `$4` of them at once.
         let peek = |extra: &str, first: bool| {
             format!(
-                "SELECT p.i, p.b, p.f, p.v, p.z FROM (\
-                 SELECT q.i, q.b, q.f, q.v, q.z, sum(q.z) OVER w AS upto, row_number() OVER w AS n FROM (\
+                "SELECT p.i, p.b, p.f, p.v, p.z, p.m FROM (\
+                 SELECT q.i, q.b, q.f, q.v, q.z, sum(q.z) OVER w AS upto, row_number() OVER w AS n, count(*) OVER () AS m FROM (\
                  SELECT s.{id}::{it} AS i, s.{blob} AS b, s.{flag} AS f, s.xmin::text AS v, \
                  coalesce(pg_column_size(s.{blob}), 0) AS z FROM {src} AS s WHERE {}{extra} \
                  ORDER BY {order} LIMIT $4) AS q WINDOW w AS (ORDER BY {qorder} ROWS UNBOUNDED PRECEDING)) AS p \
