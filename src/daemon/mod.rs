@@ -698,12 +698,8 @@ const MAX_BATCH_BYTES: u64 = 16 << 20;
 /// `ratio` of the target: twice what would have taken the target, within
 /// [`MIN_BATCH_BYTES`] and [`MAX_BATCH_BYTES`].
 fn next_budget(bytes: u64, ratio: f64) -> u64 {
-    let ideal = 2.0 * bytes as f64 * ratio;
-    if ideal.is_finite() {
-        (ideal.min(MAX_BATCH_BYTES as f64) as u64).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES)
-    } else {
-        MAX_BATCH_BYTES
-    }
+    // `as` saturates: an infinite ratio gives u64::MAX
+    ((2.0 * bytes as f64 * ratio) as u64).clamp(MIN_BATCH_BYTES, MAX_BATCH_BYTES)
 }
 
 /// A fresh session for worker `w` after its own (`lost`, of process id
