@@ -4,9 +4,11 @@
 # JSON an achievement: 24,000 make 1.2 MB), ids after the ordinary users,
 # each build on a fresh copy, interleaved A, B, B, A, with `decant run
 # --rate max` (probe and load yield off) to the end. Prints each run's
-# summary: users/s, rows/s, lock hold p50/p99, peak memory.
+# summary: users/s, rows/s, lock hold p50/p99, peak memory. With CENSUS=1
+# the builds run `decant check` (read-only, the same database) instead:
+# users/s, pages, peak memory.
 # Usage: A=/path/to/old/decant B=/path/to/new/decant benches/large_blobs.sh
-#        (USERS=3000 WHALES=60 ACH=24000)
+#        (USERS=3000 WHALES=60 ACH=24000 CENSUS=0)
 # Needs: initdb, pg_ctl, psql on PATH; root.
 set -euo pipefail
 USERS=${USERS:-3000}; WHALES=${WHALES:-60}; ACH=${ACH:-24000}
@@ -30,6 +32,12 @@ echo "# A=$A"; echo "# B=$B"
 echo "# $(nproc) cores, PostgreSQL $(postgres --version | awk '{print $3}'), fsync on"
 run() {
   local name=$1 bin=$2
+  if [ "${CENSUS:-0}" = 1 ]; then
+    echo "== $name (census)"
+    (cd "$W" && "$bin" check --database-url "$BASE/tmpl" --spec "$W/decant.toml" 2>&1 \
+       | grep -E "^users |peak memory") || true
+    return
+  fi
   psql -q "$BASE/postgres" -c "DROP DATABASE IF EXISTS r" -c "CREATE DATABASE r TEMPLATE tmpl" -c "CHECKPOINT"
   echo "== $name"
   (cd "$W" && "$bin" run --database-url "$BASE/r" --spec "$W/decant.toml" --rate max \

@@ -49,7 +49,7 @@ pub use pg::control::{Setting, set as set_control};
 // Setting up and looking on.
 pub use core::census::{CensusReport, Example, FixupEffect, Group, Summary, TypesSeen, Unclaimed};
 pub use core::fixup::{Applied, Change, Fixup};
-pub use ops::check::{Check, CheckOptions, CheckProgress, Selection, check};
+pub use ops::check::{Check, CheckOptions, CheckProgress, PAGE_BYTES, Selection, check};
 pub use ops::finalize::{Finalized, finalize};
 pub use ops::grants::{apply_grants, grants, grants_script};
 pub use ops::status::{Daemon, FailureGroup, Status, status};

@@ -166,6 +166,11 @@ enum Command {
         /// Users read per page.
         #[arg(long, default_value_t = 1000)]
         page: usize,
+        /// Bytes of blobs (as stored, after compression) read per page: a
+        /// page ends before the user that would pass them, so very large
+        /// blobs come a few at a time (a page's first user always comes).
+        #[arg(long, default_value_t = decant::PAGE_BYTES)]
+        page_bytes: u64,
         /// Print the report as one JSON document.
         #[arg(long)]
         json: bool,
@@ -466,6 +471,7 @@ async fn run(cli: Cli) -> Result<()> {
             sample,
             ids,
             page,
+            page_bytes,
             json,
         } => {
             let selection = match (sample, ids) {
@@ -478,7 +484,11 @@ async fn run(cli: Cli) -> Result<()> {
             if page == 0 {
                 exit::usage!("--page must be at least 1");
             }
-            let opts = decant::CheckOptions { selection, page };
+            let opts = decant::CheckOptions {
+                selection,
+                page,
+                page_bytes,
+            };
             let progress = decant::CheckProgress::default();
             let bar = run::labelled_bar("checking", 0);
             let url = target.url()?;

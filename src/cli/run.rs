@@ -363,7 +363,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     let report = report?;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "{}: {} users migrated, {} failed, {} rows in {:.1} s ({:.0} users/s, {:.0} rows/s)",
+        "{}: {} users migrated, {} failed, {} rows in {:.1} s ({} users/s, {} rows/s)",
         if report.interrupted {
             "stopped"
         } else {
@@ -373,8 +373,8 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         report.failed,
         report.rows,
         secs,
-        report.migrated as f64 / secs,
-        report.rows as f64 / secs
+        per_second(report.migrated, secs),
+        per_second(report.rows, secs)
     );
     if let Some((p50, p99)) = report.batch_p50_p99 {
         println!(
@@ -502,6 +502,19 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
     }
 }
 
+/// `n` over `secs` for a summary: whole numbers from 10 up, one decimal
+/// below (a run that migrated one user in 2.1 s says 0.5, not 0).
+fn per_second(n: u64, secs: f64) -> String {
+    let rate = n as f64 / secs.max(1e-9);
+    if rate >= 10.0 || rate == 0.0 {
+        format!("{rate:.0}")
+    } else if rate >= 0.05 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.3}")
+    }
+}
+
 /// "1234 users/s", and why the daemon holds back if it does.
 pub(super) fn rate_message(done: u64, started: Instant, holding: Option<String>) -> String {
     let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -546,4 +559,19 @@ pub(super) fn spinner() -> Option<indicatif::ProgressBar> {
     let s = indicatif::ProgressBar::new_spinner();
     s.enable_steady_tick(std::time::Duration::from_millis(120));
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_second;
+
+    #[test]
+    fn a_slow_run_is_not_summed_up_as_zero_per_second() {
+        assert_eq!(per_second(1, 2.1), "0.5");
+        assert_eq!(per_second(1, 100.0), "0.010");
+        assert_eq!(per_second(0, 3.0), "0");
+        assert_eq!(per_second(95, 10.0), "9.5");
+        assert_eq!(per_second(12_340, 10.0), "1234");
+        assert_eq!(per_second(7, 0.0), "7000000000");
+    }
 }

@@ -2,9 +2,12 @@
 //! transaction (one snapshot, no lock beyond a plain `SELECT`'s, no write:
 //! it runs on a hot standby) pages through the source table in id order,
 //! each page the users' flags, blobs and a migrated user's rows in one
-//! statement. Pages are censused on blocking threads while the next one is
-//! read, at most [`IN_FLIGHT`] at once, and merged in id order: memory is
-//! bounded by the page size, whatever the table's.
+//! statement. A page ends at its count of users or before the user that
+//! would take its blobs past [`PAGE_BYTES`] as stored (a cheap read of the
+//! ids and stored sizes first, which fetches no blob), so a run of very
+//! large blobs comes a few at a time. Pages are censused on blocking
+//! threads while the next one is read, at most [`IN_FLIGHT`] at once, and
+//! merged in id order: memory is bounded by the page, whatever the table's.
 
 use crate::core::census::{Census, CensusReport};
 use crate::core::id::UserId;
@@ -24,6 +27,13 @@ use std::time::Instant;
 
 /// Pages censused at once (one being read, the others on the cores).
 pub const IN_FLIGHT: usize = 3;
+
+/// The stored bytes of blobs a page may hold by default (a page's first
+/// user is always read, whatever its size). Stored as in the table, after
+/// compression: a blob of whales compresses about 7x and parses into about
+/// 20 times its stored size, so 2 MiB a page keeps [`IN_FLIGHT`] pages and
+/// the one being read well under half a GiB.
+pub const PAGE_BYTES: u64 = 2 << 20;
 
 /// Which users to look at.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +55,9 @@ pub struct CheckOptions {
     pub selection: Selection,
     /// Users per page.
     pub page: usize,
+    /// Stored bytes of blobs per page (the first user of a page always
+    /// comes, whatever its size).
+    pub page_bytes: u64,
 }
 
 impl Default for CheckOptions {
@@ -52,6 +65,7 @@ impl Default for CheckOptions {
         CheckOptions {
             selection: Selection::All,
             page: 1000,
+            page_bytes: PAGE_BYTES,
         }
     }
 }
@@ -89,6 +103,8 @@ pub struct Check {
     pub seconds: f64,
     /// Users censused per second.
     pub users_per_second: f64,
+    /// Pages read (each at most the page's count of users and bytes).
+    pub pages: u64,
 }
 
 /// Runs the census on the database at `url`.
@@ -232,31 +248,75 @@ pub async fn check(
         .await
         .map_err(|e| Error::db("preparing the census read", e))?;
 
+    // the ids and stored sizes ahead of a page, to end it by bytes
+    let sizes_sql = [
+        crate::pg::sql::census_sizes(&spec, &format!("> $1::{it}"), true),
+        crate::pg::sql::census_sizes(&spec, &format!("IS NOT NULL AND $1::{it} IS NULL"), true),
+        crate::pg::sql::census_sizes(&spec, &format!("= ANY($1::{it}[])"), false),
+    ];
+    let mut sizes_stmts = Vec::with_capacity(sizes_sql.len());
+    for sql in &sizes_sql {
+        sizes_stmts.push(
+            client
+                .prepare(sql)
+                .await
+                .map_err(|e| Error::db("preparing the census read of blob sizes", e))?,
+        );
+    }
+
     let mut census = Census::new(&spec);
     let mut pending = FuturesOrdered::new();
     let mut found = 0usize;
+    let mut pages = 0u64;
     let mut after: Option<UserId> = None;
-    let mut chunks = ids.as_deref().map(|ids| ids.chunks(opts.page.max(1)));
+    let count = opts.page.max(1);
+    let mut chunks = ids.as_deref().map(|ids| ids.chunks(count));
+    // the users of the chunk of ids in hand not read yet, with their sizes
+    let mut sized: std::collections::VecDeque<(UserId, i64)> = Default::default();
     loop {
         let rows = match &mut chunks {
-            None => client
-                .query(
-                    &page_stmts[usize::from(after.is_none())],
-                    &[&after, &(opts.page.max(1) as i64)],
-                )
-                .await
-                .map_err(|e| Error::db("reading a page of users", e))?,
-            Some(chunks) => match chunks.next() {
-                None => Vec::new(),
-                Some(chunk) => client
-                    .query(&ids_stmt, &[&chunk])
+            None => {
+                let first = usize::from(after.is_none());
+                let sizes = client
+                    .query(&sizes_stmts[first], &[&after, &(count as i64)])
                     .await
-                    .map_err(|e| Error::db("reading users by id", e))?,
-            },
+                    .map_err(|e| Error::db("reading the blob sizes of a page of users", e))?;
+                let n = fits(sizes.iter().map(|r| r.get(1)), opts.page_bytes);
+                if n == 0 {
+                    break;
+                }
+                let rows = client
+                    .query(&page_stmts[first], &[&after, &(n as i64)])
+                    .await
+                    .map_err(|e| Error::db("reading a page of users", e))?;
+                if rows.is_empty() {
+                    break;
+                }
+                rows
+            }
+            Some(chunks) => {
+                if sized.is_empty() {
+                    let Some(chunk) = chunks.next() else { break };
+                    sized = client
+                        .query(&sizes_stmts[2], &[&chunk])
+                        .await
+                        .map_err(|e| Error::db("reading the blob sizes of users by id", e))?
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1)))
+                        .collect();
+                    if sized.is_empty() {
+                        continue;
+                    }
+                }
+                let n = fits(sized.iter().map(|(_, z)| *z), opts.page_bytes);
+                let these: Vec<UserId> = sized.drain(..n).map(|(id, _)| id).collect();
+                client
+                    .query(&ids_stmt, &[&these])
+                    .await
+                    .map_err(|e| Error::db("reading users by id", e))?
+            }
         };
-        if rows.is_empty() && chunks.as_ref().is_none_or(|c| c.len() == 0) {
-            break;
-        }
+        pages += 1;
         found += rows.len();
         let page: Vec<Snapshot> = rows.iter().map(|r| store.decode_snapshot(r)).collect();
         if let Some(last) = page.last() {
@@ -305,7 +365,24 @@ pub async fn check(
         missing_ids,
         table_users: table_users as u64,
         seconds,
+        pages,
     })
+}
+
+/// How many of the leading users, by their blobs' stored sizes in order, a
+/// page of `budget` bytes holds: the first always, then each while the
+/// total stays within the budget; 0 only when there is no user.
+fn fits(sizes: impl Iterator<Item = i64>, budget: u64) -> usize {
+    let mut total = 0u64;
+    let mut n = 0;
+    for size in sizes {
+        total = total.saturating_add(size.max(0) as u64);
+        if n > 0 && total > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 type Pending = FuturesOrdered<tokio::task::JoinHandle<(Census, u64)>>;
@@ -384,8 +461,13 @@ impl std::fmt::Display for Check {
         };
         writeln!(
             f,
-            "users          {} checked of {} in the table ({:.1} s, {:.0} users/s, one read-only snapshot)",
-            c.users, self.table_users, self.seconds, self.users_per_second
+            "users          {} checked of {} in the table ({:.1} s, {:.0} users/s, {} page{}, one read-only snapshot)",
+            c.users,
+            self.table_users,
+            self.seconds,
+            self.users_per_second,
+            self.pages,
+            if self.pages == 1 { "" } else { "s" }
         )?;
         writeln!(f, "migrated       {}", c.migrated)?;
         writeln!(f, "legacy         {}", c.legacy)?;
@@ -529,4 +611,41 @@ impl std::fmt::Display for Check {
 /// "user" or "users" after a count.
 fn plural(n: u64) -> &'static str {
     if n == 1 { "user" } else { "users" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_page_ends_before_the_user_that_passes_its_bytes() {
+        assert_eq!(fits([].into_iter(), 100), 0);
+        assert_eq!(fits([500].into_iter(), 100), 1, "the first always comes");
+        assert_eq!(fits([40, 60, 1].into_iter(), 100), 2);
+        assert_eq!(fits([40, 60].into_iter(), 100), 2, "up to the budget");
+        assert_eq!(fits([0, 0, 0].into_iter(), 0), 3);
+        assert_eq!(fits([i64::MAX, i64::MAX].into_iter(), i64::MAX as u64), 1);
+        assert_eq!(fits([-5, 10].into_iter(), 10), 2, "a size is never negative");
+    }
+
+    proptest! {
+        #[test]
+        fn pages_cover_every_user_in_order(
+            sizes in proptest::collection::vec(0i64..1000, 0..50),
+            budget in 0u64..3000,
+        ) {
+            let mut at = 0;
+            while at < sizes.len() {
+                let n = fits(sizes[at..].iter().copied(), budget);
+                prop_assert!(n >= 1);
+                let page: u64 = sizes[at..at + n].iter().map(|&z| z as u64).sum();
+                prop_assert!(n == 1 || page <= budget);
+                if at + n < sizes.len() {
+                    prop_assert!(page + sizes[at + n] as u64 > budget, "a page ends early");
+                }
+                at += n;
+            }
+        }
+    }
 }

@@ -471,6 +471,21 @@ pub(crate) fn snapshot_before_init(spec: &Spec, ids: &str, limit: bool) -> Strin
     )
 }
 
+/// The census's read of the ids and blobs' stored sizes of the users
+/// `ids` selects (as in `snapshot`), in the order its pages read them;
+/// `limit`: at most `$2`. `pg_column_size` measures a TOASTed blob by its
+/// pointer without fetching it.
+pub(crate) fn census_sizes(spec: &Spec, ids: &str, limit: bool) -> String {
+    let s = &spec.source;
+    let (id, blob, it) = (quote(&s.id), quote(&s.blob), s.id_type.sql());
+    format!(
+        "SELECT s.{id}::{it}, coalesce(pg_column_size(s.{blob}), 0)::int8 FROM {} AS s \
+         WHERE s.{id} {ids} ORDER BY s.{id}{}",
+        source_table(spec),
+        if limit { " LIMIT $2" } else { "" }
+    )
+}
+
 fn has_rows(spec: &Spec) -> String {
     let it = spec.source.id_type.sql();
     let probes: Vec<String> = spec

@@ -13,6 +13,7 @@ async fn check(url: &str, selection: Selection) -> Check {
     let opts = CheckOptions {
         selection,
         page: 37, // pages end mid-way through the users
+        ..CheckOptions::default()
     };
     decant::check(
         url,
@@ -316,4 +317,69 @@ async fn the_census_runs_before_init() {
     let after = check(&db.url, Selection::All).await;
     assert_eq!(all.census, after.census);
     assert!(all.census.would_fail > 0 && all.census.legacy == 150);
+}
+
+#[tokio::test]
+async fn a_page_ends_at_its_bytes_so_very_large_blobs_come_a_few_at_a_time() {
+    let db = TestDb::new().await;
+    let _decant = db.game(120).await;
+    let client = db.client().await;
+    // twelve users mid-table with about 256 KB of incompressible text
+    client
+        .execute(
+            "UPDATE \"user\" SET data = data || jsonb_build_object('junk', \
+             (SELECT string_agg(md5(i::text || random()::text), '') \
+              FROM generate_series(1, 8000) AS i)) WHERE id BETWEEN 41 AND 52",
+            &[],
+        )
+        .await
+        .unwrap();
+    let smallest: i32 = client
+        .query_one(
+            "SELECT min(pg_column_size(data)) FROM \"user\" WHERE id BETWEEN 41 AND 52",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        smallest > 200_000,
+        "the large blobs are stored in {smallest} bytes"
+    );
+    let census = |selection: Selection, page_bytes: u64| {
+        let opts = CheckOptions {
+            selection,
+            page: 1000,
+            page_bytes,
+        };
+        let url = db.url.clone();
+        async move {
+            decant::check(
+                &url,
+                crate::example::spec(),
+                &opts,
+                &CheckProgress::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // three of them pass 600 KB: at most two a page
+    let by_bytes = census(Selection::All, 600_000).await;
+    let whole = census(Selection::All, u64::MAX).await;
+    assert_eq!(whole.pages, 1);
+    assert!(by_bytes.pages >= 6, "{} pages", by_bytes.pages);
+    assert_eq!(by_bytes.census.users, 120);
+    assert_eq!(
+        by_bytes.census, whole.census,
+        "the same census, page by page"
+    );
+    let large: Vec<UserId> = (41..=52).map(UserId::from).collect();
+    let listed = census(Selection::Ids(large), 600_000).await;
+    assert!(listed.pages >= 6, "{} pages", listed.pages);
+    assert_eq!(listed.census.users, 12);
+    // a page always takes its first user, however large
+    let one_each = census(Selection::All, 1).await;
+    assert_eq!((one_each.pages, one_each.census.users), (120, 120));
+    assert_eq!(one_each.census, whole.census);
 }
