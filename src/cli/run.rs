@@ -203,6 +203,8 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         report.failed,
         report.elapsed.as_secs_f64()
     );
+    print_lock_hold(&report);
+    print_peak_memory();
     if report.failed > 0 {
         return Err(super::exit::UsersFailed(format!(
             "{} users could not be rolled back (their rows do not rebuild a blob); they stay migrated: see the log",
@@ -376,13 +378,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         per_second(report.migrated, secs),
         per_second(report.rows, secs)
     );
-    if let Some((p50, p99)) = report.batch_p50_p99 {
-        println!(
-            "batch transaction (lock hold) p50 {:.1} ms, p99 {:.1} ms",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
-    }
+    print_lock_hold(&report);
     if !report.held_back.is_zero() {
         println!(
             "held back by database signals {:.1} s ({:.0}% of the run)",
@@ -396,9 +392,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
             report.over_limit
         );
     }
-    if let Some(peak) = decant::peak_memory() {
-        println!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
-    }
+    print_peak_memory();
     if report.failed > 0 || report.over_limit > 0 {
         return Err(super::exit::UsersFailed(format!(
             "{} users failed in this run and {} are at the attempt limit; they stay legacy: \
@@ -499,6 +493,25 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
             );
             last = (Instant::now(), now);
         }
+    }
+}
+
+/// The summary's line of the batches' lock hold, if any batch ran.
+fn print_lock_hold(report: &decant::RunReport) {
+    if let Some((p50, p99)) = report.batch_p50_p99 {
+        println!(
+            "batch transaction (lock hold) p50 {:.1} ms, p99 {:.1} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// The summary's line of the process's peak memory, where the system
+/// tells it.
+fn print_peak_memory() {
+    if let Some(peak) = decant::peak_memory() {
+        println!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
     }
 }
 

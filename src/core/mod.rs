@@ -11,3 +11,61 @@ pub(crate) mod number;
 pub(crate) mod schedule;
 pub(crate) mod spec;
 pub(crate) mod value;
+
+/// How many of the leading users, by their sizes in order, a page or a
+/// batch of `budget` bytes holds: the first always, then each while the
+/// total stays within the budget (a negative size counts as 0); 0 only
+/// when there is no user.
+pub(crate) fn fits(sizes: impl Iterator<Item = i64>, budget: u64) -> usize {
+    let mut total = 0u64;
+    let mut n = 0;
+    for size in sizes {
+        total = total.saturating_add(size.max(0) as u64);
+        if n > 0 && total > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_page_ends_before_the_user_that_passes_its_bytes() {
+        assert_eq!(fits([].into_iter(), 100), 0);
+        assert_eq!(fits([500].into_iter(), 100), 1, "the first always comes");
+        assert_eq!(fits([40, 60, 1].into_iter(), 100), 2);
+        assert_eq!(fits([40, 60].into_iter(), 100), 2, "up to the budget");
+        assert_eq!(fits([0, 0, 0].into_iter(), 0), 3);
+        assert_eq!(fits([i64::MAX, i64::MAX].into_iter(), i64::MAX as u64), 1);
+        assert_eq!(
+            fits([-5, 10].into_iter(), 10),
+            2,
+            "a size is never negative"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn pages_cover_every_user_in_order(
+            sizes in proptest::collection::vec(0i64..1000, 0..50),
+            budget in 0u64..3000,
+        ) {
+            let mut at = 0;
+            while at < sizes.len() {
+                let n = fits(sizes[at..].iter().copied(), budget);
+                prop_assert!(n >= 1);
+                let page: u64 = sizes[at..at + n].iter().map(|&z| z as u64).sum();
+                prop_assert!(n == 1 || page <= budget);
+                if at + n < sizes.len() {
+                    prop_assert!(page + sizes[at + n] as u64 > budget, "a page ends early");
+                }
+                at += n;
+            }
+        }
+    }
+}

@@ -94,9 +94,10 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn remaining(&self, client: &Object) -> impl Future<Output = Result<i64>> + Send;
 
     /// Claims up to `size` users after `cursor` and does them in one
-    /// transaction; a job that reads blobs before it locks stops at the
-    /// user whose blob would take the batch's stored size over `budget`
-    /// bytes (taking the first whatever its size).
+    /// transaction, stopping at the user that would take the batch's size
+    /// over `budget` bytes (taking the first whatever its size): a legacy
+    /// user's size is its blob as stored, a migrated user's its rows
+    /// ([`ROW_BYTES`] each) and its stored residual.
     fn batch(
         &self,
         client: &mut Object,
@@ -508,13 +509,16 @@ impl Cohort {
 }
 
 /// A claim of the users of the source row `s` matching `filter`, after
-/// the cursor `$cursor` in the claims' order, at most `$limit`, locked
-/// (`SKIP LOCKED`): `[after the cursor, from the first user]`.
+/// the cursor `$cursor` in the claims' order and up to `$upto` (the last
+/// user [`sizes`] let in: a claim that skips users another worker holds
+/// must not reach past what was sized), at most `$limit`, locked (`SKIP
+/// LOCKED`): `[after the cursor, from the first user]`.
 fn claims(
     spec: &crate::core::spec::Spec,
     filter: &str,
     cursor: usize,
     limit: usize,
+    upto: usize,
 ) -> [String; 2] {
     use crate::core::spec::quote;
     let (src, id, blob, flag) = (
@@ -528,9 +532,92 @@ fn claims(
     [false, true].map(|first| {
         format!(
             "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
-             WHERE {filter} AND {} ORDER BY {order} LIMIT ${limit} FOR NO KEY UPDATE OF s SKIP LOCKED",
+             WHERE {filter} AND {} AND {order} <= ${upto}::{it} \
+             ORDER BY {order} LIMIT ${limit} FOR NO KEY UPDATE OF s SKIP LOCKED",
             crate::pg::sql::after(spec, &format!("s.{id}"), cursor, first)
         )
+    })
+}
+
+/// The weight of one row in a migrated user's size, in the stored bytes
+/// the byte budget counts: about what a row took in its blob as stored
+/// (24,000 small objects of 1.45 MB of JSON were stored in 191 KB, 8 bytes
+/// each; the example game's users about 10).
+const ROW_BYTES: i64 = 8;
+
+/// The walk of [`claims`] without its lock: the size of each user it
+/// would take, in its order, for the byte budget: a migrated user's rows
+/// (counted on the target tables' user indexes, [`ROW_BYTES`] each) and
+/// its stored residual. The same parameters as the claim.
+fn sizes(spec: &crate::core::spec::Spec, filter: &str, cursor: usize, limit: usize) -> [String; 2] {
+    use crate::core::spec::quote;
+    let (src, id, blob) = (
+        crate::pg::sql::source_table(spec),
+        quote(&spec.source.id),
+        quote(&spec.source.blob),
+    );
+    let mut rows: Vec<String> = spec
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            format!(
+                "(SELECT count(*) FROM {} AS x WHERE x.{} = s.{id})",
+                crate::pg::sql::target_table(spec, ti),
+                quote(&t.user_column)
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push("0".into());
+    }
+    let rows = rows.join(" + ");
+    let it = spec.source.id_type.sql();
+    let order = crate::pg::sql::in_order(spec, &format!("s.{id}"));
+    [false, true].map(|first| {
+        format!(
+            "SELECT s.{id}::{it}, coalesce(pg_column_size(s.{blob}), 0)::int8 + {ROW_BYTES} * ({rows}) \
+             FROM {src} AS s WHERE {filter} AND {} ORDER BY {order} LIMIT ${limit}",
+            crate::pg::sql::after(spec, &format!("s.{id}"), cursor, first)
+        )
+    })
+}
+
+/// What a byte budget lets a batch take of the users a [`sizes`]
+/// statement read.
+struct Fit {
+    /// The last user it takes (`None`: no user is left).
+    upto: Option<UserId>,
+    /// Their size.
+    bytes: u64,
+    /// Whether the bytes cut the batch short of the users read.
+    cut: bool,
+}
+
+/// Reads the next users' sizes with the [`sizes`] statement `sql` and
+/// fits them into `budget` bytes (the first always).
+async fn fitting(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    budget: u64,
+) -> Result<Fit> {
+    let stmt = tx
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| Error::db("preparing the read of the next users' sizes", e))?;
+    let sizes: Vec<(UserId, i64)> = tx
+        .query(&stmt, params)
+        .await
+        .map_err(|e| Error::db("reading the next users' sizes", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let n = crate::core::fits(sizes.iter().map(|(_, z)| *z), budget);
+    Ok(Fit {
+        upto: n.checked_sub(1).map(|last| sizes[last].0.clone()),
+        bytes: sizes[..n].iter().map(|(_, z)| (*z).max(0) as u64).sum(),
+        cut: n < sizes.len(),
     })
 }
 
@@ -543,6 +630,8 @@ pub(crate) struct RollbackJob {
     pub cohort: Cohort,
     /// The claim after a cursor, and from the first user.
     claim: [String; 2],
+    /// The claim's users' sizes, after a cursor and from the first user.
+    sizes: [String; 2],
     remaining: String,
 }
 
@@ -560,7 +649,8 @@ impl RollbackJob {
             .replace("__IT__", spec.source.id_type.sql());
         let filter = format!("s.{flag} AND {pred}");
         RollbackJob {
-            claim: claims(spec, &filter, 1, 2),
+            claim: claims(spec, &filter, 1, 2, 4),
+            sizes: sizes(spec, &filter, 1, 2),
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE {filter}"),
             store,
             cohort,
@@ -584,15 +674,20 @@ impl Job for RollbackJob {
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
-        _budget: u64,
+        budget: u64,
     ) -> Result<Claimed> {
         let store = &*self.store;
         let tx = pool::batch_transaction(client, "a rollback batch").await?;
         let param = self.cohort.param();
+        // a migrated user weighs its rows: a cohort of very large users
+        // comes a few a batch, not a count's worth rebuilt under one lock
+        let first = usize::from(cursor.is_none());
+        let size = i64::from(size);
+        let fit = fitting(&tx, &self.sizes[first], &[&cursor, &size, &*param], budget).await?;
         let locked = claim_rows(
             &tx,
-            &self.claim[usize::from(cursor.is_none())],
-            &[&cursor, &i64::from(size), &*param],
+            &self.claim[first],
+            &[&cursor, &size, &*param, &fit.upto],
             "users to roll back",
         )
         .await?;
@@ -613,8 +708,8 @@ impl Job for RollbackJob {
             done: done.len() as u64,
             failed: failed.len() as u64,
             rows: 0,
-            bytes: 0,
-            cut: false,
+            bytes: fit.bytes,
+            cut: fit.cut,
             held: None,
             redone: 0,
             xacts: 1,
@@ -631,6 +726,8 @@ pub(crate) struct EvolveJob {
     pub store: Arc<Store>,
     /// The claim after a cursor, and from the first user.
     claim: [String; 2],
+    /// The claim's users' sizes, after a cursor and from the first user.
+    sizes: [String; 2],
     remaining: String,
 }
 
@@ -647,7 +744,8 @@ impl EvolveJob {
                AND st.fingerprint IS DISTINCT FROM $1)"
         );
         EvolveJob {
-            claim: claims(spec, &stale, 2, 3),
+            claim: claims(spec, &stale, 2, 3, 4),
+            sizes: sizes(spec, &stale, 2, 3),
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE {stale}"),
             store,
         }
@@ -668,15 +766,19 @@ impl Job for EvolveJob {
         client: &mut Object,
         cursor: Option<UserId>,
         size: u32,
-        _budget: u64,
+        budget: u64,
     ) -> Result<Claimed> {
         let store = &*self.store;
         let spec = &store.spec;
         let tx = pool::batch_transaction(client, "an evolution batch").await?;
+        // sized as a rollback's: a migrated user weighs its rows
+        let first = usize::from(cursor.is_none());
+        let (fp, size) = (&store.fingerprint, i64::from(size));
+        let fit = fitting(&tx, &self.sizes[first], &[fp, &cursor, &size], budget).await?;
         let locked = claim_rows(
             &tx,
-            &self.claim[usize::from(cursor.is_none())],
-            &[&store.fingerprint, &cursor, &i64::from(size)],
+            &self.claim[first],
+            &[fp, &cursor, &size, &fit.upto],
             "users to evolve",
         )
         .await?;
@@ -745,8 +847,8 @@ impl Job for EvolveJob {
             done: done.len() as u64,
             failed,
             rows: written,
-            bytes: 0,
-            cut: false,
+            bytes: fit.bytes,
+            cut: fit.cut,
             held: None,
             redone: 0,
             xacts: 1,

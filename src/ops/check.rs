@@ -281,7 +281,7 @@ pub async fn check(
                     .query(&sizes_stmts[first], &[&after, &(count as i64)])
                     .await
                     .map_err(|e| Error::db("reading the blob sizes of a page of users", e))?;
-                let n = fits(sizes.iter().map(|r| r.get(1)), opts.page_bytes);
+                let n = crate::core::fits(sizes.iter().map(|r| r.get(1)), opts.page_bytes);
                 if n == 0 {
                     break;
                 }
@@ -308,7 +308,7 @@ pub async fn check(
                         continue;
                     }
                 }
-                let n = fits(sized.iter().map(|(_, z)| *z), opts.page_bytes);
+                let n = crate::core::fits(sized.iter().map(|(_, z)| *z), opts.page_bytes);
                 let these: Vec<UserId> = sized.drain(..n).map(|(id, _)| id).collect();
                 client
                     .query(&ids_stmt, &[&these])
@@ -367,22 +367,6 @@ pub async fn check(
         seconds,
         pages,
     })
-}
-
-/// How many of the leading users, by their blobs' stored sizes in order, a
-/// page of `budget` bytes holds: the first always, then each while the
-/// total stays within the budget; 0 only when there is no user.
-fn fits(sizes: impl Iterator<Item = i64>, budget: u64) -> usize {
-    let mut total = 0u64;
-    let mut n = 0;
-    for size in sizes {
-        total = total.saturating_add(size.max(0) as u64);
-        if n > 0 && total > budget {
-            break;
-        }
-        n += 1;
-    }
-    n
 }
 
 type Pending = FuturesOrdered<tokio::task::JoinHandle<(Census, u64)>>;
@@ -611,41 +595,4 @@ impl std::fmt::Display for Check {
 /// "user" or "users" after a count.
 fn plural(n: u64) -> &'static str {
     if n == 1 { "user" } else { "users" }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fits;
-    use proptest::prelude::*;
-
-    #[test]
-    fn a_page_ends_before_the_user_that_passes_its_bytes() {
-        assert_eq!(fits([].into_iter(), 100), 0);
-        assert_eq!(fits([500].into_iter(), 100), 1, "the first always comes");
-        assert_eq!(fits([40, 60, 1].into_iter(), 100), 2);
-        assert_eq!(fits([40, 60].into_iter(), 100), 2, "up to the budget");
-        assert_eq!(fits([0, 0, 0].into_iter(), 0), 3);
-        assert_eq!(fits([i64::MAX, i64::MAX].into_iter(), i64::MAX as u64), 1);
-        assert_eq!(fits([-5, 10].into_iter(), 10), 2, "a size is never negative");
-    }
-
-    proptest! {
-        #[test]
-        fn pages_cover_every_user_in_order(
-            sizes in proptest::collection::vec(0i64..1000, 0..50),
-            budget in 0u64..3000,
-        ) {
-            let mut at = 0;
-            while at < sizes.len() {
-                let n = fits(sizes[at..].iter().copied(), budget);
-                prop_assert!(n >= 1);
-                let page: u64 = sizes[at..at + n].iter().map(|&z| z as u64).sum();
-                prop_assert!(n == 1 || page <= budget);
-                if at + n < sizes.len() {
-                    prop_assert!(page + sizes[at + n] as u64 > budget, "a page ends early");
-                }
-                at += n;
-            }
-        }
-    }
 }

@@ -1,4 +1,6 @@
-use crate::harness::{TestDb, count_migrated, insert_user, is_migrated, row_count};
+use crate::harness::{
+    TestDb, count_migrated, insert_user, is_migrated, raw_blob, rollback_all, row_count,
+};
 use decant::Setting;
 use decant::json_eq;
 use decant::{Decant, Error, UserId};
@@ -1494,5 +1496,26 @@ async fn a_run_of_very_large_blobs_comes_a_few_users_a_batch() {
     assert!(
         small <= 100,
         "3,000 small users came in {small} batches: a batch should still hold many"
+    );
+    // a bulk rollback weighs a migrated user by its rows: the six come
+    // back a few a batch too, not a count's worth rebuilt under one lock
+    let back = rollback_all(&decant, decant::Cohort::All).await.unwrap();
+    assert_eq!(back.migrated as usize, n as usize + whales.len());
+    for &w in &whales {
+        assert!(!is_migrated(&client, w).await);
+        assert!(
+            json_eq(&raw_blob(&client, w).await, &whale(w)),
+            "whale {w} differs"
+        );
+    }
+    let row = client.query_one(batches, &[&n]).await.unwrap();
+    let (small, large): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        large >= 3,
+        "six migrated users of 24,000 rows were rolled back in {large} batches"
+    );
+    assert!(
+        small <= 100,
+        "3,000 small users were rolled back in {small} batches: a batch should still hold many"
     );
 }
