@@ -508,18 +508,13 @@ impl Cohort {
     }
 }
 
-/// A claim of the users of the source row `s` matching `filter`, after
-/// the cursor `$cursor` in the claims' order and up to `$upto` (the last
-/// user [`sizes`] let in: a claim that skips users another worker holds
-/// must not reach past what was sized), at most `$limit`, locked (`SKIP
-/// LOCKED`): `[after the cursor, from the first user]`.
-fn claims(
-    spec: &crate::core::spec::Spec,
-    filter: &str,
-    cursor: usize,
-    limit: usize,
-    upto: usize,
-) -> [String; 2] {
+/// A claim of the users of the source row `s` matching `filter` (whose
+/// own parameter, if any, is `$3`), after the cursor `$1` in the claims'
+/// order and up to `$4` (the last user [`sizes`] let in: a claim that
+/// skips users another worker holds must not reach past what was sized),
+/// at most `$2`, locked (`SKIP LOCKED`): `[after the cursor, from the
+/// first user]`.
+fn claims(spec: &crate::core::spec::Spec, filter: &str) -> [String; 2] {
     use crate::core::spec::quote;
     let (src, id, blob, flag) = (
         crate::pg::sql::source_table(spec),
@@ -532,9 +527,9 @@ fn claims(
     [false, true].map(|first| {
         format!(
             "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
-             WHERE {filter} AND {} AND {order} <= ${upto}::{it} \
-             ORDER BY {order} LIMIT ${limit} FOR NO KEY UPDATE OF s SKIP LOCKED",
-            crate::pg::sql::after(spec, &format!("s.{id}"), cursor, first)
+             WHERE {filter} AND {} AND {order} <= $4::{it} \
+             ORDER BY {order} LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED",
+            crate::pg::sql::after(spec, &format!("s.{id}"), 1, first)
         )
     })
 }
@@ -548,8 +543,8 @@ const ROW_BYTES: i64 = 8;
 /// The walk of [`claims`] without its lock: the size of each user it
 /// would take, in its order, for the byte budget: a migrated user's rows
 /// (counted on the target tables' user indexes, [`ROW_BYTES`] each) and
-/// its stored residual. The same parameters as the claim.
-fn sizes(spec: &crate::core::spec::Spec, filter: &str, cursor: usize, limit: usize) -> [String; 2] {
+/// its stored residual. The claim's parameters but `$4`.
+fn sizes(spec: &crate::core::spec::Spec, filter: &str) -> [String; 2] {
     use crate::core::spec::quote;
     let (src, id, blob) = (
         crate::pg::sql::source_table(spec),
@@ -577,8 +572,8 @@ fn sizes(spec: &crate::core::spec::Spec, filter: &str, cursor: usize, limit: usi
     [false, true].map(|first| {
         format!(
             "SELECT s.{id}::{it}, coalesce(pg_column_size(s.{blob}), 0)::int8 + {ROW_BYTES} * ({rows}) \
-             FROM {src} AS s WHERE {filter} AND {} ORDER BY {order} LIMIT ${limit}",
-            crate::pg::sql::after(spec, &format!("s.{id}"), cursor, first)
+             FROM {src} AS s WHERE {filter} AND {} ORDER BY {order} LIMIT $2",
+            crate::pg::sql::after(spec, &format!("s.{id}"), 1, first)
         )
     })
 }
@@ -621,6 +616,71 @@ async fn fitting(
     })
 }
 
+/// A bulk job's claim of migrated users matching a filter, sized by their
+/// rows: [`sizes`] reads the next ones unlocked, [`claims`] locks up to
+/// the last that fits (each after a cursor, and from the first user).
+struct SizedClaim {
+    sizes: [String; 2],
+    claim: [String; 2],
+    /// The last user a worker of this process claimed in this pass, held
+    /// while a worker sizes and claims: the next worker starts after it
+    /// instead of sizing the users a peer has just locked.
+    furthest: tokio::sync::Mutex<Option<UserId>>,
+}
+
+impl SizedClaim {
+    /// The claim of the users of the source row `s` that `filter` (with
+    /// its own parameter, if any, `$3`) takes.
+    fn new(spec: &crate::core::spec::Spec, filter: &str) -> SizedClaim {
+        SizedClaim {
+            sizes: sizes(spec, filter),
+            claim: claims(spec, filter),
+            furthest: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Claims the users after `cursor` (or after the last a worker of this
+    /// process claimed, if further) that a batch of `size` users and
+    /// `budget` bytes takes (`param`: the filter's `$3`); a `cursor` of
+    /// `None` starts a pass over. When others (live traffic, a daemon of
+    /// another process) hold every user sized, it moves past them and tries
+    /// the next, as a plain `SKIP LOCKED` claim would.
+    async fn next(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        param: &(dyn tokio_postgres::types::ToSql + Sync),
+        cursor: Option<UserId>,
+        size: u32,
+        budget: u64,
+        what: &str,
+    ) -> Result<(Vec<Locked>, Fit)> {
+        let mut furthest = self.furthest.lock().await;
+        let mut cursor = match cursor {
+            None => {
+                *furthest = None;
+                None
+            }
+            some => some.max(furthest.clone()),
+        };
+        let size = i64::from(size);
+        loop {
+            let first = usize::from(cursor.is_none());
+            let fit = fitting(tx, &self.sizes[first], &[&cursor, &size, param], budget).await?;
+            let Some(upto) = fit.upto.clone() else {
+                return Ok((Vec::new(), fit));
+            };
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&cursor, &size, param, &fit.upto];
+            let locked = claim_rows(tx, &self.claim[first], &params, what).await?;
+            if let Some(last) = locked.last() {
+                *furthest = Some(last.id.clone());
+                return Ok((locked, fit));
+            }
+            cursor = Some(upto);
+        }
+    }
+}
+
 /// Rolling a cohort of migrated users back: the job of `decant rollback`
 /// in bulk. Each batch rebuilds its users' blobs, clears their flags,
 /// deletes their rows and holds them out of the migration, in one
@@ -628,10 +688,7 @@ async fn fitting(
 pub(crate) struct RollbackJob {
     pub store: Arc<Store>,
     pub cohort: Cohort,
-    /// The claim after a cursor, and from the first user.
-    claim: [String; 2],
-    /// The claim's users' sizes, after a cursor and from the first user.
-    sizes: [String; 2],
+    claim: SizedClaim,
     remaining: String,
 }
 
@@ -649,8 +706,7 @@ impl RollbackJob {
             .replace("__IT__", spec.source.id_type.sql());
         let filter = format!("s.{flag} AND {pred}");
         RollbackJob {
-            claim: claims(spec, &filter, 1, 2, 4),
-            sizes: sizes(spec, &filter, 1, 2),
+            claim: SizedClaim::new(spec, &filter),
             remaining: format!("SELECT count(*) FROM {src} AS s WHERE {filter}"),
             store,
             cohort,
@@ -681,16 +737,17 @@ impl Job for RollbackJob {
         let param = self.cohort.param();
         // a migrated user weighs its rows: a cohort of very large users
         // comes a few a batch, not a count's worth rebuilt under one lock
-        let first = usize::from(cursor.is_none());
-        let size = i64::from(size);
-        let fit = fitting(&tx, &self.sizes[first], &[&cursor, &size, &*param], budget).await?;
-        let locked = claim_rows(
-            &tx,
-            &self.claim[first],
-            &[&cursor, &size, &*param, &fit.upto],
-            "users to roll back",
-        )
-        .await?;
+        let (locked, fit) = self
+            .claim
+            .next(
+                &tx,
+                &*param,
+                cursor.clone(),
+                size,
+                budget,
+                "users to roll back",
+            )
+            .await?;
         let Some(last) = locked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };
@@ -724,10 +781,7 @@ impl Job for RollbackJob {
 /// changes is written (rows into the new tables, a smaller residual).
 pub(crate) struct EvolveJob {
     pub store: Arc<Store>,
-    /// The claim after a cursor, and from the first user.
-    claim: [String; 2],
-    /// The claim's users' sizes, after a cursor and from the first user.
-    sizes: [String; 2],
+    claim: SizedClaim,
     remaining: String,
 }
 
@@ -739,14 +793,16 @@ impl EvolveJob {
             crate::core::spec::quote(&spec.source.id),
             crate::core::spec::quote(&spec.source.flag),
         );
-        let stale = format!(
-            "s.{flag} AND EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
-               AND st.fingerprint IS DISTINCT FROM $1)"
-        );
+        // the fingerprint is the claim's `$3`, the count's `$1`
+        let stale = |n: usize| {
+            format!(
+                "s.{flag} AND EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
+                   AND st.fingerprint IS DISTINCT FROM ${n}::text)"
+            )
+        };
         EvolveJob {
-            claim: claims(spec, &stale, 2, 3, 4),
-            sizes: sizes(spec, &stale, 2, 3),
-            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {stale}"),
+            claim: SizedClaim::new(spec, &stale(3)),
+            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {}", stale(1)),
             store,
         }
     }
@@ -772,16 +828,17 @@ impl Job for EvolveJob {
         let spec = &store.spec;
         let tx = pool::batch_transaction(client, "an evolution batch").await?;
         // sized as a rollback's: a migrated user weighs its rows
-        let first = usize::from(cursor.is_none());
-        let (fp, size) = (&store.fingerprint, i64::from(size));
-        let fit = fitting(&tx, &self.sizes[first], &[fp, &cursor, &size], budget).await?;
-        let locked = claim_rows(
-            &tx,
-            &self.claim[first],
-            &[fp, &cursor, &size, &fit.upto],
-            "users to evolve",
-        )
-        .await?;
+        let (locked, fit) = self
+            .claim
+            .next(
+                &tx,
+                &store.fingerprint,
+                cursor.clone(),
+                size,
+                budget,
+                "users to evolve",
+            )
+            .await?;
         let Some(last) = locked.last().map(|l| l.id.clone()) else {
             return Ok(Claimed::nothing(cursor));
         };

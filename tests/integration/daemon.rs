@@ -1519,3 +1519,50 @@ async fn a_run_of_very_large_blobs_comes_a_few_users_a_batch() {
         "3,000 small users were rolled back in {small} batches: a batch should still hold many"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_rollback_goes_past_users_held_by_others() {
+    // The rollback sizes its next users unlocked and claims up to the last
+    // that fits: when others hold every user it sized (live traffic, or a
+    // peer worker), it must go on past them, not wait for them.
+    let db = TestDb::new().await;
+    let decant = db.game(200).await;
+    crate::harness::run_all(&decant).await.unwrap();
+    let client = db.client().await;
+    let migrated = count_migrated(&client).await;
+    assert!(migrated > 150, "{migrated} migrated");
+    // a backend holds the first 40 migrated users (more than a first batch)
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    let held: Vec<i64> = tx
+        .query(
+            "SELECT id FROM \"user\" WHERE migrated ORDER BY id LIMIT 40 FOR NO KEY UPDATE",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rolling = {
+        let decant = decant.clone();
+        tokio::spawn(async move { rollback_all(&decant, decant::Cohort::All).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_migrated(&client).await > held.len() as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the rollback waits on the {} users a backend holds: {} still migrated",
+            held.len(),
+            count_migrated(&client).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for &u in &held {
+        assert!(is_migrated(&client, u).await, "user {u} is held and stays");
+    }
+    tx.commit().await.unwrap();
+    let report = rolling.await.unwrap().unwrap();
+    assert_eq!(report.migrated, migrated as u64);
+    assert_eq!(count_migrated(&client).await, 0);
+}
