@@ -433,6 +433,7 @@ async fn the_libpq_variables_are_honoured_and_no_password_is_printed() {
         err.contains("PGHOST") && err.contains("DATABASE_URL"),
         "{err}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]

@@ -14,16 +14,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn spawn_run(url: &str, args: &[&str]) -> Child {
+/// The spec file a spawned daemon reads, in a directory of its own that
+/// goes when this is dropped (after the daemon has finished).
+struct SpecDir(std::path::PathBuf);
+
+impl Drop for SpecDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spawn_run(url: &str, args: &[&str]) -> (Child, SpecDir) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "decant-outage-{}-{}",
         std::process::id(),
-        url.len() + args.len() * 7 + Instant::now().elapsed().subsec_nanos() as usize
+        NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let spec = dir.join("decant.toml");
     std::fs::write(&spec, crate::example::SPEC).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_decant"))
+    let child = Command::new(env!("CARGO_BIN_EXE_decant"))
         .arg("run")
         .arg("--spec")
         .arg(&spec)
@@ -36,7 +47,8 @@ fn spawn_run(url: &str, args: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    (child, SpecDir(dir))
 }
 
 async fn finish(child: Child, limit: Duration) -> std::process::Output {
@@ -185,7 +197,7 @@ async fn terminated_sessions_are_reopened_and_the_run_finishes() {
     drop(db.game(users).await);
     let decant = Arc::new(Decant::connect(&db.url, crate::example::spec(), 4).unwrap());
     let w = writer(decant.clone(), users);
-    let child = spawn_run(
+    let (child, _spec) = spawn_run(
         &db.url,
         &[
             "--rate",
@@ -234,7 +246,7 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
     let (cluster, url) = game_cluster(opts, users).await;
     let decant = Arc::new(Decant::connect(&url, crate::example::spec(), 4).unwrap());
     let w = writer(decant.clone(), users);
-    let child = spawn_run(
+    let (child, _spec) = spawn_run(
         &url,
         &[
             "--rate",
@@ -284,7 +296,7 @@ async fn restarts_fast_and_immediate_are_ridden_out_and_a_long_outage_stops_the_
                 .await
                 .unwrap();
         }
-        let child = spawn_run(&url, &[throttle[0], throttle[1], "--max-outage", "3"]);
+        let (child, _spec) = spawn_run(&url, &[throttle[0], throttle[1], "--max-outage", "3"]);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let c = cluster.clone();
         tokio::task::spawn_blocking(move || c.halt("fast").unwrap())
@@ -324,7 +336,7 @@ async fn sigterm_is_honoured_while_the_database_is_gone_or_frozen() {
     let args = ["--rate", "200/s", "--max-outage", "300"];
 
     // gone: the workers wait to re-open their sessions
-    let child = spawn_run(&url, &args);
+    let (child, _spec) = spawn_run(&url, &args);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let c = cluster.clone();
     tokio::task::spawn_blocking(move || c.halt("fast").unwrap())
@@ -373,7 +385,7 @@ async fn sigterm_is_honoured_while_the_database_is_gone_or_frozen() {
         ),
     ];
     for (between, message, within) in cases {
-        let child = spawn_run(&url, &args);
+        let (child, _spec) = spawn_run(&url, &args);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         cluster.freeze(true).unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -396,11 +408,8 @@ async fn sigterm_is_honoured_while_the_database_is_gone_or_frozen() {
     // rebuilds, and a new run finishes the rest
     let client = connect(&url).await;
     assert_eq!(legacy_rows(&client).await, 0, "no legacy user has rows");
-    let out = finish(
-        spawn_run(&url, &["--rate", "max"]),
-        Duration::from_secs(120),
-    )
-    .await;
+    let (child, _spec) = spawn_run(&url, &["--rate", "max"]);
+    let out = finish(child, Duration::from_secs(120)).await;
     assert!(
         crate::harness::run_ended_well(&out),
         "{}",
