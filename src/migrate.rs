@@ -530,6 +530,24 @@ pub(crate) async fn rollback_batch(
     wait: LockWait,
 ) -> Result<Vec<UserId>> {
     let tx = pool::batch_transaction(client, "a rollback batch").await?;
+    // finalized (perhaps since this handle read the phase): the views and
+    // the backends read the tables alone, so a blob brought back would
+    // take the user's data out of their sight
+    let finalized: bool = tx
+        .query_one(
+            "SELECT coalesce((SELECT finalized FROM decant.control), false)",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db_own("reading the phase", e))?
+        .get(0);
+    if finalized {
+        return Err(Error::Setup(
+            "the migration is finalized (`decant finalize`): every user is migrated, \
+             and nothing migrates or rolls back any more"
+                .into(),
+        ));
+    }
     let locked = store.lock(&tx, ids, wait == LockWait::Skip).await?;
     let (done, failed) = rollback_locked(store, &tx, locked).await?;
     if let Some(f) = failed.into_iter().next() {

@@ -561,8 +561,10 @@ fn rebuild(spec: &Spec) -> String {
             // rule) put at its path of keys and positions
             let at = format!("jsonb_build_array({})", path.join(", "));
             through.push(match r.position {
+                // (a JSON null leaf is a row whose value is NULL: put as
+                // null, where a NULL would void the whole blob)
                 None => format!(
-                    "SELECT {at}, {value} FROM {table} AS t WHERE {}",
+                    "SELECT {at}, coalesce({value}, 'null'::jsonb) FROM {table} AS t WHERE {}",
                     conds.join(" AND ")
                 ),
                 Some(pi) => {
@@ -722,7 +724,12 @@ fn rebuild(spec: &Spec) -> String {
            ELSIF _decant_entries IS NOT NULL THEN\n        \
              _decant_blob := decant.graft(_decant_blob, _decant_entries);\n    \
            END IF;\n    \
-           {dynamic}{through}RETURN _decant_blob;\n\
+           {dynamic}{through}IF _decant_blob IS NULL AND $2 IS NOT NULL THEN\n        \
+             -- never hand a caller (or a patch's write) a blob that lost its residual\n        \
+             RAISE EXCEPTION 'decant: the blob of user % rebuilt as NULL from a residual and rows', $1 \
+               USING ERRCODE = 'data_corrupted', HINT = 'a defect of decant''s SQL rebuild: report it; `decant rollback --user` rebuilds through Rust';\n    \
+           END IF;\n    \
+           RETURN _decant_blob;\n\
          END\n$$",
         internal(spec, "rebuild"),
         spec.source.id_type.sql()
@@ -966,10 +973,12 @@ fn write(spec: &Spec) -> String {
              _decant_residual := {residual}($3);\n    \
            ELSE\n        \
              -- the root's keys leave their residuals independently: only\n        \
-             -- the changed ones are computed again\n        \
+             -- the changed ones are computed again (all of it when the stored\n        \
+             -- residual is no object: the blob before the patch was none)\n        \
              _decant_roots := ARRAY(SELECT DISTINCT p.path ->> 0 FROM jsonb_array_elements($4) AS p(path));\n        \
-             SELECT (s.{blob} - _decant_roots) || {residual}((SELECT coalesce(json_object_agg(e.key, e.value)::jsonb, '{{}}') \
-               FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots)))\n          \
+             SELECT CASE WHEN jsonb_typeof(s.{blob}) = 'object' \
+               THEN (s.{blob} - _decant_roots) || {residual}((SELECT coalesce(json_object_agg(e.key, e.value)::jsonb, '{{}}') \
+               FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots))) ELSE {residual}($3) END\n          \
                INTO _decant_residual FROM {src} AS s WHERE s.{id} = $1;\n    \
            END IF;\n    \
            UPDATE {src} AS s SET {blob} = _decant_residual \

@@ -392,6 +392,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         }
         Some(_) => {}
     }
+    check_id_unique(client, spec).await?;
     // decant's state table keeps ids in the type init first gave them
     let state_ids: Option<String> = client
         .query_opt(
@@ -414,6 +415,43 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         want(&spec.source.flag, &["boolean"], "the migrated flag")?;
     }
     Ok(())
+}
+
+/// The id column names one row per user: NOT NULL and the whole key of
+/// the primary key or of a unique index. Locks, claims and every call
+/// find a user by it; a NULL id is no user, and a repeated one is two
+/// users under one name.
+async fn check_id_unique(client: &Client, spec: &Spec) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT a.attnotnull, EXISTS (SELECT 1 FROM pg_index i \
+                     WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL \
+                       AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum) \
+               FROM pg_attribute a \
+               JOIN pg_class c ON c.oid = a.attrelid \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped",
+            &[&spec.source.schema, &spec.source.table, &spec.source.id],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's keys", e))?;
+    let (not_null, unique): (bool, bool) = (row.get(0), row.get(1));
+    if not_null && unique {
+        return Ok(());
+    }
+    let table = source_table(spec);
+    let id = quote(&spec.source.id);
+    let lacks = match (not_null, unique) {
+        (false, false) => "may be NULL and is under no unique index",
+        (false, true) => "may be NULL",
+        _ => "is under no unique index (not the primary key)",
+    };
+    Err(Error::Setup(format!(
+        "source column {id} of {table} {lacks}: decant finds each user by its id, \
+         so it needs one row per id (the table's primary key, or NOT NULL with a unique index \
+         on it alone); point `id` in [source] at such a column, or add the constraint \
+         (`ALTER TABLE {table} ADD PRIMARY KEY ({id})`)"
+    )))
 }
 
 /// Applies [`statements`] idempotently after checking the source table,

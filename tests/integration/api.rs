@@ -748,3 +748,141 @@ async fn the_sql_rebuild_joins_rules_whose_objects_meet() {
         }
     }
 }
+
+/// Rules through arrays whose leaves may be JSON null, beside an object
+/// rule: the SQL rebuild must put a null leaf as null (a NULL there once
+/// voided the whole blob, and a patch then wrote the void back).
+const THROUGH_ARRAYS: &str = r#"
+[source]
+table = "acct"
+
+[tables.item.columns]
+i = "int2"
+b = "int4"
+
+[tables.deep.columns]
+i = "int2"
+j = "int2"
+v = "int4"
+
+[tables.loc.columns]
+lat = "float8"
+lng = "float8"
+extra = "jsonb"
+
+[[rules]]
+name = "items"
+path = "a[{i}].b"
+table = "item"
+value = "b"
+
+[[rules]]
+name = "deep"
+path = "d[{i}].x[{j}].v"
+table = "deep"
+value = "v"
+
+[[rules]]
+name = "loc"
+path = "loc"
+table = "loc"
+keys = { lat = "lat", lng = "lng" }
+extra = "extra"
+"#;
+
+#[tokio::test]
+async fn the_sql_api_keeps_null_leaves_through_arrays_and_blobs_that_are_no_object() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE acct (id bigint PRIMARY KEY, data jsonb)")
+        .await
+        .unwrap();
+    let blobs = [
+        json!({"a": [{"b": null}], "loc": {"lat": 1.5, "lng": 2.5}}),
+        json!({"a": [{"b": null}, {"b": 2}], "d": [{"x": [{"v": 1}, {"v": null, "w": 2}]}]}),
+        json!({"d": [{"x": [{"v": null}]}], "keep": 1}),
+        json!({"loc": {"lat": 1.5}}),
+    ];
+    // twins: id n through SQL, id n + 100 through Rust
+    for (i, b) in blobs.iter().enumerate() {
+        for id in [i as i64 + 1, i as i64 + 101] {
+            client
+                .execute("INSERT INTO acct VALUES ($1, $2)", &[&id, b])
+                .await
+                .unwrap();
+        }
+    }
+    let decant = db.decant_with(THROUGH_ARRAYS, 2);
+    decant::init(&client, decant.spec()).await.unwrap();
+    for (i, b) in blobs.iter().enumerate() {
+        let id = i as i64 + 1;
+        for u in [id, id + 100] {
+            let r = decant.migrate_user(u).await.unwrap();
+            assert_eq!(r.migrated.len(), 1, "user {u}: {r:?}");
+        }
+        assert_same_json(&sql_load(&client, id).await, b, &format!("SQL load of {b}"));
+        let many: Value = client
+            .query_one(
+                "SELECT blob FROM decant.load_many(ARRAY[$1::bigint])",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_same_json(&many, b, &format!("SQL load_many of {b}"));
+    }
+    // a patch of another subtree keeps the null leaves and the rest; then
+    // the blob becomes an array, an object again, null, an object
+    let patches = [
+        json!({"loc": {"lat": 9}}),
+        json!({"a": [{"b": 3}, {"b": null}], "d": null}),
+        json!([1, 2]),
+        json!({"a": [{"b": null}], "z": 1}),
+        json!(null),
+        json!({"b": 1}),
+        json!("text"),
+        json!({"loc": {"lng": 1}}),
+    ];
+    for p in &patches {
+        for (i, _) in blobs.iter().enumerate() {
+            let id = i as i64 + 1;
+            let a: Value = client
+                .query_one("SELECT decant.patch($1, $2)", &[&id, p])
+                .await
+                .unwrap_or_else(|e| panic!("decant.patch({id}, {p}): {e:?}"))
+                .get(0);
+            let b = decant.patch(id + 100, p).await.unwrap();
+            assert_same_json(&a, &b, &format!("patch {p} of user {id}"));
+            assert_same_json(
+                &sql_load(&client, id).await,
+                &b,
+                &format!("SQL load after {p}"),
+            );
+            assert_same_json(
+                &decant.load(id).await.unwrap(),
+                &b,
+                &format!("Rust load after {p}"),
+            );
+            let stored = crate::harness::texts(
+                &client,
+                "SELECT coalesce(data::text, 'NULL') FROM acct WHERE id IN ($1, $2) ORDER BY id",
+                &[&id, &(id + 100)],
+            )
+            .await;
+            assert_eq!(stored[0], stored[1], "residuals of {id} after {p}");
+        }
+    }
+    // and every user rolls back to what the calls left
+    for (i, _) in blobs.iter().enumerate() {
+        let id = i as i64 + 1;
+        let want = decant.load(id).await.unwrap();
+        assert!(decant.rollback_user(id).await.unwrap());
+        let got: Value = client
+            .query_one("SELECT data FROM acct WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_same_json(&got, &want, &format!("user {id} rolled back"));
+    }
+}

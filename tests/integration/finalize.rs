@@ -139,6 +139,17 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     assert!(run.unwrap_err().to_string().contains("finalized"));
     let back = crate::harness::rollback_all(&decant, Cohort::All).await;
     assert!(back.unwrap_err().to_string().contains("finalized"));
+    // one user neither (`decant rollback --user`): it would bring back a
+    // blob the views and the finalized calls no longer read
+    let before = decant.load(7).await.unwrap();
+    let one = decant.rollback_user(7).await;
+    assert!(
+        one.as_ref()
+            .is_err_and(|e| e.to_string().contains("finalized")),
+        "{one:?}"
+    );
+    assert_eq!(decant.load(7).await.unwrap(), before);
+    assert!(crate::harness::is_migrated(&client, 7).await);
     assert!(
         decant::dry_run(&decant, 10, false)
             .await

@@ -113,6 +113,38 @@ async fn init_refuses_a_missing_or_mistyped_source() {
         .unwrap()
         .get(0);
     assert_eq!(schemas, 0);
+
+    // an id that is not one row per user: a NULL id panicked the daemon
+    // (a user it could not name), a repeated one is two users in one
+    let keys = [
+        ("id bigint", "may be NULL and is under no unique index"),
+        ("id bigint UNIQUE", "may be NULL"),
+        ("id bigint NOT NULL", "is under no unique index"),
+    ];
+    for (column, says) in keys {
+        client
+            .batch_execute(&format!(
+                "DROP TABLE \"user\"; CREATE TABLE \"user\" ({column}, data jsonb NOT NULL)"
+            ))
+            .await
+            .unwrap();
+        let err = decant::init(&client, &spec).await.unwrap_err();
+        assert!(matches!(err, Error::Setup(_)), "{column}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(says) && text.contains("ADD PRIMARY KEY (\"id\")"),
+            "{column}: {text}"
+        );
+    }
+    // a unique index (with included columns) on a NOT NULL id will do
+    client
+        .batch_execute(
+            "DROP TABLE \"user\"; CREATE TABLE \"user\" (id bigint NOT NULL, data jsonb NOT NULL); \
+             CREATE UNIQUE INDEX ON \"user\" (id) INCLUDE (data)",
+        )
+        .await
+        .unwrap();
+    decant::init(&client, &spec).await.unwrap();
 }
 
 #[tokio::test]

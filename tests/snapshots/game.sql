@@ -997,6 +997,10 @@ BEGIN
     ELSIF _decant_entries IS NOT NULL THEN
         _decant_blob := decant.graft(_decant_blob, _decant_entries);
     END IF;
+    IF _decant_blob IS NULL AND $2 IS NOT NULL THEN
+        -- never hand a caller (or a patch's write) a blob that lost its residual
+        RAISE EXCEPTION 'decant: the blob of user % rebuilt as NULL from a residual and rows', $1 USING ERRCODE = 'data_corrupted', HINT = 'a defect of decant''s SQL rebuild: report it; `decant rollback --user` rebuilds through Rust';
+    END IF;
     RETURN _decant_blob;
 END
 $$;
@@ -1056,9 +1060,10 @@ BEGIN
         _decant_residual := decant."user_residual"($3);
     ELSE
         -- the root's keys leave their residuals independently: only
-        -- the changed ones are computed again
+        -- the changed ones are computed again (all of it when the stored
+        -- residual is no object: the blob before the patch was none)
         _decant_roots := ARRAY(SELECT DISTINCT p.path ->> 0 FROM jsonb_array_elements($4) AS p(path));
-        SELECT (s."data" - _decant_roots) || decant."user_residual"((SELECT coalesce(json_object_agg(e.key, e.value)::jsonb, '{}') FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots)))
+        SELECT CASE WHEN jsonb_typeof(s."data") = 'object' THEN (s."data" - _decant_roots) || decant."user_residual"((SELECT coalesce(json_object_agg(e.key, e.value)::jsonb, '{}') FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots))) ELSE decant."user_residual"($3) END
           INTO _decant_residual FROM "public"."user" AS s WHERE s."id" = $1;
     END IF;
     UPDATE "public"."user" AS s SET "data" = _decant_residual WHERE s."id" = $1 AND s."migrated" AND s."data"::text IS DISTINCT FROM _decant_residual::text;
