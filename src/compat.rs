@@ -522,6 +522,17 @@ impl Decant {
         crate::pg::state::release(&**client, self.store.spec.source.id_type, users.as_deref()).await
     }
 
+    /// Gives failed users (`None`: all of them) their attempts back, so
+    /// that the daemon tries them again once their cause is fixed (a
+    /// fixup, the spec, their data): those at `max_attempts` are skipped
+    /// until then. Returns how many failed users it reset.
+    pub async fn retry_failed(&self, users: Option<&[UserId]>) -> Result<u64> {
+        let users = users.map(|u| self.ids(u)).transpose()?;
+        let client = pool::get(&self.pool).await?;
+        crate::pg::state::retry_failed(&**client, self.store.spec.source.id_type, users.as_deref())
+            .await
+    }
+
     async fn exists(&self, user: &UserId) -> Result<bool> {
         let client = pool::get(&self.pool).await?;
         let row = client

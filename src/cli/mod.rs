@@ -111,13 +111,21 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
-    /// Put held (rolled back) users back into the migration.
+    /// Put held (rolled back) users back into the migration; with
+    /// --failed, give failed users their attempts back instead.
     Release {
         #[command(flatten)]
         target: Target,
-        /// Only these users (a file of ids); default: every held user.
+        /// Only these users (a file of ids); default: every held user
+        /// (every failed one with --failed).
         #[arg(long)]
         ids: Option<PathBuf>,
+        /// Failed users instead: their attempts back to none, so the
+        /// daemon tries them again (those at `max_attempts` are skipped
+        /// until then). For after their cause is fixed: a fixup, the
+        /// spec, their data.
+        #[arg(long)]
+        failed: bool,
     },
     /// Run the migration daemon: claim legacy users in batches, migrate
     /// them at the set rate, inside the windows, backing off when the
@@ -430,15 +438,27 @@ async fn run(cli: Cli) -> Result<()> {
                 print!("{}", decant::grants_script(&spec, &role)?);
             }
         }
-        Command::Release { target, ids } => {
+        Command::Release {
+            target,
+            ids,
+            failed,
+        } => {
             let decant = target.decant()?;
             let kind = decant.spec().source().id_type;
             let ids = ids
                 .as_deref()
                 .map(|f| args::read_ids(f, kind))
                 .transpose()?;
-            let n = decant.release(ids.as_deref()).await?;
-            println!("released {n} held users: the migration takes them again");
+            if failed {
+                let n = decant.retry_failed(ids.as_deref()).await?;
+                println!(
+                    "{n} failed users have their attempts back: the daemon tries them again \
+                     (`decant check` first shows whether they now migrate)"
+                );
+            } else {
+                let n = decant.release(ids.as_deref()).await?;
+                println!("released {n} held users: the migration takes them again");
+            }
         }
         Command::Run(args) => run::run_daemon(args).await?,
         Command::Pause(target) => {

@@ -388,7 +388,8 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     }
     if report.over_limit > 0 {
         println!(
-            "{} users at the attempt limit are skipped; see `decant status`",
+            "{} users at the attempt limit are skipped; see `decant status` (after fixing \
+             their cause, `decant release --failed` has them tried again)",
             report.over_limit
         );
     }

@@ -174,6 +174,8 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     };
     let retrying = (state.failed - over_limit).max(0);
     let projected_finish = match rate {
+        // nothing left to try, but users left legacy: no finish
+        _ if to_do == 0 && legacy > 0 => None,
         _ if to_do == 0 => Some(jiff::Timestamp::now().to_string()),
         _ if to_do <= retrying => None,
         Some(r) if r > 0.0 => schedule
@@ -305,6 +307,15 @@ impl fmt::Display for Status {
                      the daemon tries each again (up to {} attempts), but they fail again \
                      until their blobs are fixed (a fixup or a spec change: see the reasons above)",
                     self.retrying, self.max_attempts
+                )
+            }
+            None if self.left_to_try() == 0 && self.legacy > 0 => {
+                write!(
+                    f,
+                    "finish     not projected: none of the {} legacy users is left to try \
+                     ({} at the attempt limit: after fixing their cause, `decant release --failed`; \
+                     {} held: `decant release`)",
+                    self.legacy, self.over_limit, self.held
                 )
             }
             None => write!(f, "finish     unknown (no recent rate and rate = max)"),

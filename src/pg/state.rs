@@ -39,6 +39,12 @@ const HELD: &str = "INSERT INTO decant.user_state AS s (user_id, state, updated_
 const RELEASE: &str = "UPDATE decant.user_state SET state = 'legacy', updated_at = now() \
      WHERE state = 'held' AND ($1::bigint[] IS NULL OR user_id = ANY ($1::bigint[]))";
 
+/// Failed users' attempts back to none (their record and reason stay until
+/// they migrate): the daemon tries them again (a running one, those whose
+/// last failure is older than its start: a run tries a user once).
+const RETRY: &str = "UPDATE decant.user_state SET attempts = 0 \
+     WHERE state = 'failed' AND attempts > 0 AND ($1::bigint[] IS NULL OR user_id = ANY ($1::bigint[]))";
+
 /// Of claimed users, those a peer failed since the claim's snapshot (the
 /// failure is recorded in this table, so the row lock's re-check of the
 /// source row cannot see it; a fresh statement can).
@@ -193,6 +199,20 @@ pub(crate) async fn release(
         .execute(typed(RELEASE, ty), &[&users])
         .await
         .map_err(|e| Error::db("releasing held users", e))
+}
+
+/// Gives failed users (`None`: all of them) their attempts back; returns
+/// how many.
+pub(crate) async fn retry_failed(
+    client: &impl GenericClient,
+    ty: IdType,
+    users: Option<&[UserId]>,
+) -> Result<u64> {
+    let users: Option<Vec<UserId>> = users.map(<[UserId]>::to_vec);
+    client
+        .execute(typed(RETRY, ty), &[&users])
+        .await
+        .map_err(|e| Error::db("giving failed users their attempts back", e))
 }
 
 /// The statement that finds, of `users`, those that failed `max_attempts`

@@ -756,6 +756,13 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
         );
         let (ok, _, err) = decant(&["release"], url, &dir);
         assert!(ok, "{err}");
+        // none failed: none has attempts to give back
+        let (ok, out, err) = decant(&["release", "--failed", "--ids", "ids.txt"], url, &dir);
+        assert!(ok, "{err}");
+        assert!(
+            out.starts_with("0 failed users have their attempts back"),
+            "{out}"
+        );
         let (ok, _, err) = decant(&["set", &format!("allow={}", ids[2])], url, &dir);
         assert!(ok, "{err}");
         let allowed: String = client

@@ -177,8 +177,47 @@ async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() 
             .iter()
             .all(|g| g.reason.starts_with("rule `") && !g.examples.is_empty())
     );
-    assert!(status.projected_finish.is_some());
+    // nothing left to try: no finish, and it says how to retry them
+    assert_eq!(status.projected_finish, None);
     assert_eq!(status.retrying, 0);
+    let text = status.to_string();
+    assert!(
+        text.contains(&format!("none of the {dirty} legacy users is left to try"))
+            && text.contains("decant release --failed"),
+        "{text}"
+    );
+
+    // after a fix (here one user's blob made clean), their attempts back:
+    // one user by id, then every one
+    let fixed = (1..=n).find(|u| !clean(n).contains(u)).unwrap();
+    client
+        .execute(
+            "UPDATE \"user\" SET data = $2 WHERE id = $1",
+            &[&fixed, &crate::example::user(1, clean(n)[0]).blob],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        decant
+            .retry_failed(Some(&[UserId::from(fixed)]))
+            .await
+            .unwrap(),
+        1
+    );
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    assert_eq!((report.migrated, report.failed), (1, 0), "the fixed user");
+    assert_eq!(report.over_limit as usize, dirty - 1);
+    assert_eq!(decant.retry_failed(None).await.unwrap() as usize, dirty - 1);
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    assert_eq!(
+        (report.migrated, report.failed as usize),
+        (0, dirty - 1),
+        "the rest tried again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
