@@ -710,7 +710,11 @@ async fn set_control(target: &Target, settings: &[decant::Setting]) -> Result<()
     }
     let client = decant::connect(&target.url()?).await?;
     for s in settings {
-        decant::set_control(&client, s).await?;
+        decant::set_control(&client, s).await.map_err(|e| match e {
+            // an id of the wrong kind is bad input, as a bad value is
+            decant::Error::Setup(m) if m.starts_with("allow=") => exit::Usage(m).into(),
+            e => anyhow::Error::from(e),
+        })?;
     }
     Ok(())
 }

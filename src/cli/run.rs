@@ -239,7 +239,13 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     );
     println!("would fail {} users", r.failed.len());
     for f in &r.failed {
-        println!("  user {}: {}", f.user, f.error);
+        // most errors name their user already
+        let e = f.error.to_string();
+        if e.starts_with(&format!("user {}:", f.user)) {
+            println!("  {e}");
+        } else {
+            println!("  user {}: {e}", f.user);
+        }
     }
     for m in r.migrated.iter().filter(|m| !m.warnings.is_empty()) {
         for w in &m.warnings {

@@ -999,7 +999,7 @@ fn calls(spec: &Spec) -> Vec<String> {
     let rebuild = internal(spec, "rebuild");
     let write = internal(spec, "write");
     let missing = "RAISE EXCEPTION USING ERRCODE = 'no_data_found', \
-                   MESSAGE = format('decant: user %s does not exist', $1), \
+                   MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), \
                    HINT = 'check the id; load_many leaves unknown users out'";
     vec![
         format!(

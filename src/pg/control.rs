@@ -153,7 +153,7 @@ pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
         Setting::Rate(r) => ("rate", Box::new(r.to_string())),
         Setting::BatchSize(b) => ("batch_size", Box::new(b.map(|b| b as i32))),
         Setting::Rollout(p) => ("rollout_percent", Box::new(*p)),
-        Setting::AllowList(l) => ("allow_list", Box::new(l.clone())),
+        Setting::AllowList(l) => ("allow_list", Box::new(allow_ids(client, l).await?)),
         Setting::Windows(w) => (
             "windows",
             Box::new(
@@ -178,6 +178,38 @@ pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
     }
     tracing::info!(setting = ?setting, "control row changed");
     Ok(())
+}
+
+/// `ids` in the kind of the allow list's column (the source's ids, as
+/// init made it): a setting is written without a spec, so `1` may be read
+/// as a number where the ids are text, or name no uuid.
+async fn allow_ids(
+    client: &impl GenericClient,
+    ids: &[crate::core::id::UserId],
+) -> Result<Vec<crate::core::id::UserId>> {
+    let column: Option<String> = client
+        .query_opt(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+              WHERE attrelid = to_regclass('decant.control') AND attname = 'allow_list'",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db_own("reading the allow list's type", e))?
+        .map(|r| r.get(0));
+    let Some(kind) = column
+        .as_deref()
+        .and_then(|t| crate::core::id::IdType::of_column(t.trim_end_matches("[]")))
+    else {
+        return Ok(ids.to_vec());
+    };
+    ids.iter()
+        .map(|id| kind.coerce(id.clone()))
+        .collect::<std::result::Result<_, String>>()
+        .map_err(|m| {
+            Error::Setup(format!(
+                "allow=: {m}; the allow list holds the source's user ids"
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -45,6 +45,18 @@ async fn recorded(client: &impl GenericClient) -> Result<Option<(String, Vec<Str
 }
 
 async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&source_table(spec)])
+        .await
+        .map_err(|e| Error::db("looking for the source table", e))?
+        .get(0);
+    if !exists {
+        // as the source's own check says it (init, check before init)
+        return Err(Error::Setup(format!(
+            "source table {} does not exist; check [source] in the spec and the database you connect to",
+            source_table(spec)
+        )));
+    }
     // once finalized the flag column may be gone: every user is migrated
     let sql = format!(
         "SELECT count(*) FROM {} WHERE {}",

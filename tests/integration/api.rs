@@ -335,6 +335,14 @@ async fn sql_calls_refuse_bad_input_with_clear_errors() {
         .await
         .unwrap_err();
     assert!(db_message(&e).contains("NULL patch"), "{e:?}");
+    let e = client
+        .query_one("SELECT decant.load(NULL)", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        db_message(&e).contains("user NULL (no id) does not exist"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -320,6 +320,11 @@ async fn check_from_the_command_line() {
     let (code, out, err) = run(&["run", "--dry-run", "--dry-run-batch", "50"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("claimed 50 users (ids 1 to 50)"), "{out}");
+    // a failing user named once on its line
+    for line in out.lines().filter(|l| l.starts_with("  user ")) {
+        let (who, rest) = line.trim_start().split_once(':').unwrap();
+        assert!(!rest.trim_start().starts_with(&format!("{who}:")), "{line}");
+    }
     assert!(
         out.contains("would migrate") && out.contains("nothing written"),
         "{out}"
@@ -745,6 +750,24 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
         }
         let (ok, _, err) = decant(&["init"], url, &dir);
         assert!(ok, "{err}");
+        // a spec naming another table, after init: said as before init
+        std::fs::write(
+            dir.join("wrong.toml"),
+            spec.replace("table = \"player\"", "table = \"players\""),
+        )
+        .unwrap();
+        let (code, err) = decant_status(&["check", "--spec", "wrong.toml"], url, &dir);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("source table \"public\".\"players\" does not exist; check [source]"),
+            "{err}"
+        );
+        // an allowed id of the wrong kind is bad input, said once
+        if kind == "uuid" {
+            let (code, err) = decant_status(&["set", "allow=1"], url, &dir);
+            assert_eq!(code, Some(2), "{err}");
+            assert_eq!(err.matches("user id 1 is not a uuid").count(), 1, "{err}");
+        }
         let (ok, out, err) = decant(&["migrate", "--user", ids[1]], url, &dir);
         assert!(ok, "{err}");
         assert!(out.contains(&format!("user {}: migrated", ids[1])), "{out}");

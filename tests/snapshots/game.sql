@@ -1079,7 +1079,7 @@ DECLARE _decant_blob jsonb; _decant_migrated boolean;
 BEGIN
     SELECT s."data", s."migrated" INTO _decant_blob, _decant_migrated FROM "public"."user" AS s WHERE s."id" = $1;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
     IF _decant_migrated THEN
         RETURN decant."user_rebuild"($1, _decant_blob);
@@ -1108,7 +1108,7 @@ BEGIN
     END IF;
     SELECT s."migrated" INTO _decant_migrated FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
     PERFORM decant."user_write"($1, _decant_migrated, $2, NULL);
 END
@@ -1126,7 +1126,7 @@ BEGIN
     END IF;
     SELECT s."data", s."migrated" INTO _decant_blob, _decant_migrated FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
     IF _decant_migrated THEN
         _decant_blob := decant."user_rebuild"($1, _decant_blob);
