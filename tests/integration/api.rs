@@ -606,7 +606,7 @@ async fn the_sql_api_holds_on_another_shape() {
 /// Rules whose rebuilt objects meet: an array per captured key, rules
 /// claiming keys inside an object rule's object, two rules of captured
 /// keys under one path, and invalid values kept in the residual there.
-const MEETING_RULES: &str = r#"
+pub(crate) const MEETING_RULES: &str = r#"
 [source]
 table = "player"
 
@@ -760,7 +760,7 @@ async fn the_sql_rebuild_joins_rules_whose_objects_meet() {
 /// Rules through arrays whose leaves may be JSON null, beside an object
 /// rule: the SQL rebuild must put a null leaf as null (a NULL there once
 /// voided the whole blob, and a patch then wrote the void back).
-const THROUGH_ARRAYS: &str = r#"
+pub(crate) const THROUGH_ARRAYS: &str = r#"
 [source]
 table = "acct"
 

@@ -12,6 +12,7 @@ mod concurrency;
 mod constraints;
 mod crash;
 mod daemon;
+mod differential;
 mod finalize;
 mod fixups;
 mod hostile;
