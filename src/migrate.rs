@@ -92,7 +92,7 @@ impl Failure {
     pub fn reason(&self) -> String {
         match &self.error {
             Error::Invalid { invalid, .. } => {
-                format!("rule `{}`: {}", invalid.rule, invalid.expected)
+                format!("rule `{}`: {}", invalid.rule, invalid.reason())
             }
             Error::Verification { .. } => "verification failed".into(),
             Error::HasRows { table, .. } => format!("already has rows in table {table}"),

@@ -241,11 +241,11 @@ fn add_group(
         .find(|r| r.name == problem.rule)
         .map(|r| r.path.clone())
         .unwrap_or_default();
-    map.entry((problem.rule.clone(), problem.expected.clone()))
+    map.entry((problem.rule.clone(), problem.reason().to_string()))
         .or_insert_with(|| Group {
             rule: problem.rule.clone(),
             pattern,
-            reason: problem.expected.clone(),
+            reason: problem.reason().to_string(),
             ..Group::default()
         })
         .add(Example {
@@ -321,7 +321,7 @@ impl Census {
             // one count per user and group
             let mut seen = std::collections::BTreeSet::new();
             for w in &e.warnings {
-                if seen.insert((w.rule.clone(), w.expected.clone())) {
+                if seen.insert((w.rule.clone(), w.reason().to_string())) {
                     add_group(&mut self.warnings, spec, id, w);
                 }
             }

@@ -50,6 +50,18 @@ pub struct Invalid {
     pub value: String,
 }
 
+impl Invalid {
+    /// What the rule expected without this value's own detail (what it
+    /// would come back as), to group users by: failures in
+    /// `decant.user_state`, the census's groups.
+    pub fn reason(&self) -> &str {
+        self.expected
+            .split(" (it would come back as ")
+            .next()
+            .unwrap_or(&self.expected)
+    }
+}
+
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -221,13 +233,10 @@ impl<'v> Walker<'_, 'v> {
                 let problem = self.invalid(
                     first,
                     &format!(
-                        "array of {} elements: the last position, {last}, does not fit \
-                         column `{}` of table `{}` ({m})",
-                        items.len(),
-                        column.name,
-                        self.spec.tables[ti].name
+                        "an array whose last position fits column `{}` of table `{}` ({m})",
+                        column.name, self.spec.tables[ti].name
                     ),
-                    &Value::from(last),
+                    &Value::from(format!("{} elements", items.len())),
                 );
                 return self
                     .settle(node.strict, vec![problem])
@@ -335,12 +344,10 @@ impl<'v> Walker<'_, 'v> {
                 let problem = self.invalid(
                     rule,
                     &format!(
-                        "array of {} elements: the last position, {last}, does not fit \
-                         column `{}` ({m})",
-                        items.len(),
+                        "an array whose last position fits column `{}` ({m})",
                         column.name
                     ),
-                    &Value::from(last),
+                    &Value::from(format!("{} elements", items.len())),
                 );
                 return self
                     .settle(strict, vec![problem])
@@ -993,12 +1000,12 @@ mod tests {
         assert_eq!(e.warnings.len(), 1, "one warning, not one per element");
         let w = &e.warnings[0];
         assert!(
-            w.expected.contains("40000 elements") && w.expected.contains("`position`"),
+            w.value.contains("40000 elements") && w.expected.contains("`position`"),
             "{w}"
         );
         assert_eq!(e.residual, blob);
         let err = explode(&fail, &blob).unwrap_err();
-        assert!(err.expected.contains("does not fit"), "{err}");
+        assert!(err.expected.contains("last position fits"), "{err}");
         // exactly at the limit: 32,768 elements fit (positions 0..=32,767)
         let fits: Vec<Value> = (0..32_768).map(|i| json!(format!("b{i}"))).collect();
         let e = round_trip(&fail, &json!({"bots": {"selected": fits}}));
@@ -1072,6 +1079,71 @@ mod tests {
         let e = explode(&spec, &blob).unwrap_err();
         assert_eq!(e.path, "$.marriage.config.mode");
         assert!(e.expected.contains("one of kidnap"), "{e}");
+    }
+
+    #[test]
+    fn users_group_by_what_was_expected_not_by_their_own_values() {
+        let spec = Spec::parse(
+            r#"
+[source]
+table = "u"
+
+[tables.seen.columns]
+at = "timestamptz_iso"
+extra = "jsonb"
+
+[tables.item.columns]
+pos = { type = "int2", max = 2 }
+v = "int4"
+
+[[rules]]
+name = "seen"
+path = "seen"
+table = "seen"
+keys = { at = "at" }
+on_invalid = "keep"
+
+[[rules]]
+name = "items"
+path = "items[{pos}]"
+table = "item"
+value = "v"
+on_invalid = "keep"
+"#,
+        )
+        .unwrap();
+        let reasons = |blob: Value| -> Vec<String> {
+            round_trip(&spec, &blob)
+                .warnings
+                .iter()
+                .map(|w| w.reason().to_string())
+                .collect()
+        };
+        // two offsets that are not Z, two arrays too long: one reason each
+        let a = reasons(
+            json!({"seen": {"at": "2020-10-09T23:04:06.465+00:00"}, "items": [1, 2, 3, 4]}),
+        );
+        let b = reasons(
+            json!({"seen": {"at": "2021-01-01T00:00:00+02:00"}, "items": [1, 2, 3, 4, 5, 6]}),
+        );
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a, b);
+        assert!(
+            a.iter().all(|r| !r.contains("2020") && !r.contains('4')),
+            "{a:?}"
+        );
+        // the message still says what this value would have come back as
+        let e = round_trip(
+            &spec,
+            &json!({"seen": {"at": "2020-10-09T23:04:06.465+00:00"}}),
+        );
+        assert!(
+            e.warnings[0]
+                .to_string()
+                .contains("2020-10-09T23:04:06.465Z"),
+            "{}",
+            e.warnings[0]
+        );
     }
 
     #[test]
@@ -1549,7 +1621,7 @@ on_invalid = "{policy}"
         assert!(
             e.warnings[0]
                 .expected
-                .contains("does not fit column `addr` of table `geo`"),
+                .contains("last position fits column `addr` of table `geo`"),
             "{}",
             e.warnings[0]
         );

@@ -223,6 +223,12 @@ impl Progress {
             }
         }
         Some(match self.probe_ratio() {
+            // the ceiling comes down fast and goes up by steps: commits
+            // may be quick again while it still holds
+            Some(r) if r <= 1.0 => format!(
+                "paced to {ceiling:.0} users/s, going up again: others' commits are back to \
+                 {r:.1}x their idle time"
+            ),
             Some(r) => format!(
                 "paced to {ceiling:.0} users/s: others' commits are slow ({r:.1}x their idle time)"
             ),

@@ -26,7 +26,8 @@ pub struct Status {
     pub max_attempts: i32,
     /// Failed users grouped by reason, largest group first.
     pub failures: Vec<FailureGroup>,
-    /// Users migrated per second over the last minute.
+    /// Users migrated per second over the last minute (over the time the
+    /// running migration daemons have run, when that is shorter).
     pub recent_rate: f64,
     /// `migrating`, or `finalized` once `decant finalize` passed.
     pub phase: String,
@@ -163,7 +164,19 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     } else {
         schedule
     };
-    let recent_rate = state.migrated_last_minute as f64 / 60.0;
+    let daemons = daemons(&client).await?;
+    // the last minute's users over the last minute, or over the time the
+    // migration daemons running now have run when that is shorter (4 s
+    // into a run, its users over 60 s would say a fifteenth of its rate)
+    let now = jiff::Timestamp::now();
+    let running = daemons
+        .iter()
+        .filter(|d| d.job == "migrate")
+        .filter_map(|d| d.started_at.parse::<jiff::Timestamp>().ok())
+        .map(|t| (now - t).total(jiff::Unit::Second).unwrap_or(60.0))
+        .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
+    let window = running.map_or(60.0, |s| s.clamp(5.0, 60.0));
+    let recent_rate = state.migrated_last_minute as f64 / window;
     let over_limit = state.over_limit;
     let legacy = users - migrated;
     let to_do = left_to_try(legacy, over_limit, state.held);
@@ -174,12 +187,13 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     };
     let retrying = (state.failed - over_limit).max(0);
     let projected_finish = match rate {
-        // nothing left to try, but users left legacy: no finish
+        // finalized, or nothing left to try but users left legacy: no finish
+        _ if control.finalized => None,
         _ if to_do == 0 && legacy > 0 => None,
-        _ if to_do == 0 => Some(jiff::Timestamp::now().to_string()),
+        _ if to_do == 0 => Some(now.to_zoned(schedule.tz.clone()).to_string()),
         _ if to_do <= retrying => None,
         Some(r) if r > 0.0 => schedule
-            .finish(jiff::Timestamp::now(), to_do as f64 / r)
+            .finish(now, to_do as f64 / r)
             .map(|t| t.to_zoned(schedule.tz.clone()).to_string()),
         _ => None,
     };
@@ -218,7 +232,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
                 schedule.tz.iana_name().unwrap_or("UTC")
             )
         },
-        daemons: daemons(&client).await?,
+        daemons,
     })
 }
 
@@ -264,7 +278,7 @@ impl fmt::Display for Status {
         }
         writeln!(
             f,
-            "rate       {:.1} users/s over the last minute",
+            "rate       {:.1} users/s recently (the last minute, or since the daemons started)",
             self.recent_rate
         )?;
         writeln!(
@@ -300,6 +314,7 @@ impl fmt::Display for Status {
         }
         match &self.projected_finish {
             Some(t) => write!(f, "finish     {t} (projected)"),
+            None if self.phase == "finalized" => write!(f, "finish     done (finalized)"),
             None if self.retrying > 0 && self.left_to_try() <= self.retrying => {
                 write!(
                     f,

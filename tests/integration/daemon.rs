@@ -757,7 +757,7 @@ async fn slower_commits_cut_a_running_daemons_rate_step_by_step_instead_of_stopp
     assert_eq!(holding, "", "held back instead of slowed");
     let beat = beat.unwrap_or_default();
     assert!(
-        beat.starts_with("paced to ") && beat.contains("others' commits are slow"),
+        beat.starts_with("paced to ") && beat.contains("others' commits are "),
         "heartbeat: {beat:?}"
     );
 }
@@ -1604,4 +1604,24 @@ async fn a_bulk_rollback_goes_past_users_held_by_others() {
     let report = rolling.await.unwrap().unwrap();
     assert_eq!(report.migrated, migrated as u64);
     assert_eq!(count_migrated(&client).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_takes_a_young_run_s_rate_over_the_time_it_has_run() {
+    let db = TestDb::new().await;
+    let decant = db.game(3000).await;
+    set(&decant, "rate=100/s".parse().unwrap()).await;
+    let running = Running::start(&decant, without_probe());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    let done = running.migrated();
+    running.stop().await;
+    // about 400 users in 4 s: over a whole minute that would read 7/s
+    assert!(done >= 120, "{done} users in 4 s at 100/s");
+    assert!(
+        status.recent_rate > 20.0 && status.recent_rate < 200.0,
+        "{} users/s after {done} users in 4 s",
+        status.recent_rate
+    );
+    assert_eq!(status.daemons.len(), 1, "{status}");
 }

@@ -127,6 +127,8 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .unwrap();
     assert_eq!(status.phase, "finalized");
     assert!(status.to_string().contains("phase      finalized"));
+    assert_eq!(status.projected_finish, None, "nothing left to finish");
+    assert!(status.to_string().contains("finish     done (finalized)"));
     assert!(
         decant::finalize(&db.url, &decant, false)
             .await
