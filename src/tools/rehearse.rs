@@ -63,6 +63,12 @@ pub struct Rehearsal {
     pub migrated: u64,
     /// Users that failed (they would stay legacy).
     pub failed: u64,
+    /// Users the dump holds migrated already (a dump taken mid-migration):
+    /// not rehearsed.
+    pub already_migrated: u64,
+    /// Users the dump holds rolled back and held out of the migration:
+    /// left as they are, neither migrated nor counted as failed.
+    pub held: u64,
     /// Failures by reason, with example ids.
     pub failures: Vec<decant::FailureGroup>,
     /// Rows per target table after the run.
@@ -393,6 +399,13 @@ async fn rehearse(
     )
     .await?;
     let users = check.table_users;
+    // a dump taken mid-migration: its migrated users are not rehearsed,
+    // its held users stay held (as the migration would leave them)
+    let before = decant::status(
+        &Decant::connect(&scratch.url, spec.clone(), 1)?,
+        &Schedule::default(),
+    )
+    .await?;
 
     // the largest blobs, each alone: the slowest users are among them
     let src = format!(
@@ -400,16 +413,19 @@ async fn rehearse(
         spec.source().schema.replace('"', "\"\""),
         spec.source().table.replace('"', "\"\"")
     );
-    let (id, blob) = (
+    let (id, blob, flag) = (
         format!("\"{}\"", spec.source().id.replace('"', "\"\"")),
         format!("\"{}\"", spec.source().blob.replace('"', "\"\"")),
+        format!("\"{}\"", spec.source().flag.replace('"', "\"\"")),
     );
     let decant = Decant::connect(&scratch.url, spec.clone(), opts.workers + 2)?;
     let biggest = client
         .query(
             &format!(
-                "SELECT {id}::{}, pg_column_size({blob})::bigint FROM {src} \
-                 WHERE {blob} IS NOT NULL \
+                "SELECT {id}::{}, pg_column_size({blob})::bigint FROM {src} AS s \
+                 WHERE {blob} IS NOT NULL AND s.{flag} IS NOT TRUE \
+                   AND NOT EXISTS (SELECT 1 FROM decant.user_state AS st \
+                                    WHERE st.user_id = s.{id} AND st.state = 'held') \
                  ORDER BY pg_column_size({blob}) DESC, {id} LIMIT $1",
                 spec.source().id_type.sql()
             ),
@@ -504,7 +520,9 @@ async fn rehearse(
     let alone_ok = largest.iter().filter(|t| t.error.is_none()).count() as u64;
     let migrated = report.migrated + alone_ok;
     let users_per_second = report.migrated as f64 / run_seconds.max(1e-9);
-    let projection = project(opts, users, users_per_second);
+    // production has the users this one had to do, not those done before
+    let to_do = users.saturating_sub(before.migrated.max(0) as u64 + before.held.max(0) as u64);
+    let projection = project(opts, to_do, users_per_second);
     Ok(Rehearsal {
         dump: opts.dump.display().to_string(),
         format: format.name(),
@@ -513,7 +531,9 @@ async fn rehearse(
         users,
         census: check.census,
         migrated,
-        failed: status.legacy as u64,
+        failed: (status.legacy - status.held).max(0) as u64,
+        already_migrated: before.migrated.max(0) as u64,
+        held: status.held.max(0) as u64,
         failures: status.failures,
         rows,
         run_seconds,
@@ -749,6 +769,14 @@ impl std::fmt::Display for Rehearsal {
             "\nusers          {}\nmigrated       {} (verified)\nfailed         {} (they would stay legacy)",
             self.users, self.migrated, self.failed
         )?;
+        if self.already_migrated > 0 || self.held > 0 {
+            writeln!(
+                f,
+                "mid-migration  the dump holds {} users migrated already (not rehearsed; a dump \
+                 of the source table alone holds only their residuals) and {} held (left held)",
+                self.already_migrated, self.held
+            )?;
+        }
         if !self.failures.is_empty() {
             writeln!(f, "\nfailures by reason (users; example ids)")?;
             for g in &self.failures {

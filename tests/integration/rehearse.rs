@@ -237,6 +237,79 @@ async fn a_uuid_keyed_dump_is_rehearsed() {
 }
 
 #[tokio::test]
+async fn a_dump_taken_mid_migration_rehearses_what_is_left() {
+    let db = TestDb::new().await;
+    let decant = db.game(200).await;
+    // 60 migrated, of which 20 rolled back (held)
+    let clean: Vec<i64> = (1..=200)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .take(60)
+        .collect();
+    for &u in &clean {
+        assert_eq!(decant.migrate_user(u).await.unwrap().migrated.len(), 1);
+    }
+    for &u in &clean[..20] {
+        assert!(decant.rollback_user(u).await.unwrap());
+    }
+    let dir = temp_dir("midway");
+    pg_dump(&db, "c", &dir.join("game.dump"));
+    let (code, out, err) = rehearse(
+        &dir,
+        &[
+            "--dump",
+            "game.dump",
+            "--server",
+            &admin_url(),
+            "--name",
+            "scratch_midway",
+            "--json",
+            "--largest",
+            "5",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["users"], 200, "{out}");
+    assert_eq!(
+        (r["already_migrated"].as_u64(), r["held"].as_u64()),
+        (Some(40), Some(20)),
+        "{out}"
+    );
+    // only the 140 legacy users were rehearsed, and held users are no failures
+    assert_eq!(
+        r["migrated"].as_u64().unwrap() + r["failed"].as_u64().unwrap(),
+        140,
+        "{out}"
+    );
+    // none of the largest timed alone was migrated or held in the dump
+    for t in r["largest"].as_array().unwrap() {
+        let id: i64 = t["id"]
+            .as_i64()
+            .or_else(|| t["id"].as_str()?.parse().ok())
+            .unwrap();
+        assert!(!clean.contains(&id), "user {id} was done or held: {out}");
+    }
+    let (code, text, err) = rehearse(
+        &dir,
+        &[
+            "--dump",
+            "game.dump",
+            "--server",
+            &admin_url(),
+            "--name",
+            "scratch_midway",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.contains("the dump holds 40 users migrated already"),
+        "{text}"
+    );
+    assert!(leftovers("scratch_midway").await.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
 async fn bad_dumps_are_refused_and_leave_nothing() {
     let db = TestDb::new().await;
     let client = db.client().await;
