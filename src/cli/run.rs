@@ -371,13 +371,18 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     let report = report?;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "{}: {} users migrated, {} failed, {} rows in {:.1} s ({} users/s, {} rows/s)",
+        "{}: {} users {}, {} failed, {} rows in {:.1} s ({} users/s, {} rows/s)",
         if report.interrupted {
             "stopped"
         } else {
             "done"
         },
         report.migrated,
+        if args.evolve {
+            "re-migrated with the evolved spec"
+        } else {
+            "migrated"
+        },
         report.failed,
         report.rows,
         secs,

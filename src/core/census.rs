@@ -490,12 +490,16 @@ impl Census {
                     Some(entries) => {
                         for (k, item) in entries {
                             if keys.iter().any(|(key, _)| key == k) {
-                                record(&format!(".{k}"), type_name(item));
+                                record(&crate::core::explode::show_key(k), type_name(item));
                             }
                         }
                         for (p, _) in nested {
                             if let Some(item) = nested_at(v, p) {
-                                record(&format!(".{}", p.join(".")), type_name(item));
+                                let at: String = p
+                                    .iter()
+                                    .map(|k| crate::core::explode::show_key(k))
+                                    .collect();
+                                record(&at, type_name(item));
                             }
                         }
                     }
