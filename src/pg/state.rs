@@ -194,11 +194,7 @@ pub(crate) async fn release(
     ty: IdType,
     users: Option<&[UserId]>,
 ) -> Result<u64> {
-    let users: Option<Vec<UserId>> = users.map(<[UserId]>::to_vec);
-    client
-        .execute(typed(RELEASE, ty), &[&users])
-        .await
-        .map_err(|e| Error::db("releasing held users", e))
+    update_users(client, typed(RELEASE, ty), users, "releasing held users").await
 }
 
 /// Gives failed users (`None`: all of them) their attempts back; returns
@@ -208,11 +204,22 @@ pub(crate) async fn retry_failed(
     ty: IdType,
     users: Option<&[UserId]>,
 ) -> Result<u64> {
+    let what = "giving failed users their attempts back";
+    update_users(client, typed(RETRY, ty), users, what).await
+}
+
+/// Runs `sql`, an update of the users in `$1` (every one when NULL).
+async fn update_users(
+    client: &impl GenericClient,
+    sql: &str,
+    users: Option<&[UserId]>,
+    what: &str,
+) -> Result<u64> {
     let users: Option<Vec<UserId>> = users.map(<[UserId]>::to_vec);
     client
-        .execute(typed(RETRY, ty), &[&users])
+        .execute(sql, &[&users])
         .await
-        .map_err(|e| Error::db("giving failed users their attempts back", e))
+        .map_err(|e| Error::db(what, e))
 }
 
 /// The statement that finds, of `users`, those that failed `max_attempts`

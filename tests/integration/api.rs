@@ -43,6 +43,42 @@ fn db_message(e: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
+/// Patches twins, each of `ids` through SQL and its twin `id + 100`
+/// through Rust, with every one of `patches` in turn: the results, both
+/// loads and the stored residuals (`stored` reads the twins' as text, by
+/// `$1` and `$2`) must agree.
+async fn patch_twins(
+    client: &tokio_postgres::Client,
+    decant: &Decant,
+    ids: &[i64],
+    patches: &[Value],
+    stored: &str,
+) {
+    for p in patches {
+        for &id in ids {
+            let a: Value = client
+                .query_one("SELECT decant.patch($1, $2)", &[&id, p])
+                .await
+                .unwrap_or_else(|e| panic!("decant.patch({id}, {p}): {e:?}"))
+                .get(0);
+            let b = decant.patch(id + 100, p).await.unwrap();
+            assert_same_json(&a, &b, &format!("patch {p} of user {id}"));
+            assert_same_json(
+                &sql_load(client, id).await,
+                &b,
+                &format!("SQL load after {p}"),
+            );
+            assert_same_json(
+                &decant.load(id).await.unwrap(),
+                &b,
+                &format!("Rust load after {p}"),
+            );
+            let residuals = crate::harness::texts(client, stored, &[&id, &(id + 100)]).await;
+            assert_eq!(residuals[0], residuals[1], "residuals of {id} after {p}");
+        }
+    }
+}
+
 fn assert_same_json(a: &Value, b: &Value, what: &str) {
     assert!(
         json_eq(a, b),
@@ -725,36 +761,9 @@ async fn the_sql_rebuild_joins_rules_whose_objects_meet() {
         json!({"record": {"solo": {"wins": "many"}}, "teams": {"blue": ["q"]}}),
         json!({"record": {"solo": null}, "misc": {"b": null}}),
     ];
-    for p in &patches {
-        for (i, _) in blobs.iter().enumerate() {
-            let id = i as i64 + 1;
-            let a: Value = client
-                .query_one("SELECT decant.patch($1, $2)", &[&id, p])
-                .await
-                .unwrap_or_else(|e| panic!("decant.patch({id}, {p}): {e:?}"))
-                .get(0);
-            let b = decant.patch(id + 100, p).await.unwrap();
-            assert_same_json(&a, &b, &format!("patch {p} of user {id}"));
-            assert_same_json(
-                &sql_load(&client, id).await,
-                &b,
-                &format!("SQL load after {p}"),
-            );
-            assert_same_json(
-                &decant.load(id).await.unwrap(),
-                &b,
-                &format!("Rust load after {p}"),
-            );
-            // the residuals as stored are the same
-            let stored = crate::harness::texts(
-                &client,
-                "SELECT data::text FROM player WHERE id IN ($1, $2) ORDER BY id",
-                &[&id, &(id + 100)],
-            )
-            .await;
-            assert_eq!(stored[0], stored[1], "residuals of {id} after {p}");
-        }
-    }
+    let ids: Vec<i64> = (1..=blobs.len() as i64).collect();
+    let stored = "SELECT data::text FROM player WHERE id IN ($1, $2) ORDER BY id";
+    patch_twins(&client, &decant, &ids, &patches, stored).await;
 }
 
 /// Rules through arrays whose leaves may be JSON null, beside an object
@@ -852,35 +861,9 @@ async fn the_sql_api_keeps_null_leaves_through_arrays_and_blobs_that_are_no_obje
         json!("text"),
         json!({"loc": {"lng": 1}}),
     ];
-    for p in &patches {
-        for (i, _) in blobs.iter().enumerate() {
-            let id = i as i64 + 1;
-            let a: Value = client
-                .query_one("SELECT decant.patch($1, $2)", &[&id, p])
-                .await
-                .unwrap_or_else(|e| panic!("decant.patch({id}, {p}): {e:?}"))
-                .get(0);
-            let b = decant.patch(id + 100, p).await.unwrap();
-            assert_same_json(&a, &b, &format!("patch {p} of user {id}"));
-            assert_same_json(
-                &sql_load(&client, id).await,
-                &b,
-                &format!("SQL load after {p}"),
-            );
-            assert_same_json(
-                &decant.load(id).await.unwrap(),
-                &b,
-                &format!("Rust load after {p}"),
-            );
-            let stored = crate::harness::texts(
-                &client,
-                "SELECT coalesce(data::text, 'NULL') FROM acct WHERE id IN ($1, $2) ORDER BY id",
-                &[&id, &(id + 100)],
-            )
-            .await;
-            assert_eq!(stored[0], stored[1], "residuals of {id} after {p}");
-        }
-    }
+    let ids: Vec<i64> = (1..=blobs.len() as i64).collect();
+    let stored = "SELECT coalesce(data::text, 'NULL') FROM acct WHERE id IN ($1, $2) ORDER BY id";
+    patch_twins(&client, &decant, &ids, &patches, stored).await;
     // and every user rolls back to what the calls left
     for (i, _) in blobs.iter().enumerate() {
         let id = i as i64 + 1;
