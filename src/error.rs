@@ -274,6 +274,15 @@ impl Error {
         Error::db(context, source)
     }
 
+    /// What the migration and rollback say once `decant finalize` passed.
+    pub(crate) fn finalized() -> Error {
+        Error::Setup(
+            "the migration is finalized (`decant finalize`): every user is migrated, \
+             and nothing migrates or rolls back any more"
+                .into(),
+        )
+    }
+
     pub(crate) fn db(context: impl Into<String>, source: tokio_postgres::Error) -> Error {
         Error::Db {
             context: context.into(),

@@ -542,11 +542,7 @@ pub(crate) async fn rollback_batch(
         .map_err(|e| Error::db_own("reading the phase", e))?
         .get(0);
     if finalized {
-        return Err(Error::Setup(
-            "the migration is finalized (`decant finalize`): every user is migrated, \
-             and nothing migrates or rolls back any more"
-                .into(),
-        ));
+        return Err(Error::finalized());
     }
     let locked = store.lock(&tx, ids, wait == LockWait::Skip).await?;
     let (done, failed) = rollback_locked(store, &tx, locked).await?;

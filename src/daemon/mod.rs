@@ -245,11 +245,7 @@ async fn run_job<J: Job>(
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
     let mut initial = control::read(&**admin).await?;
     if initial.finalized {
-        return Err(Error::Setup(
-            "the migration is finalized (`decant finalize`): every user is migrated, \
-             and nothing migrates or rolls back any more"
-                .into(),
-        ));
+        return Err(Error::finalized());
     }
     // registered before the first batch: the rate is shared from the start
     let mut heartbeat = monitor::Heartbeat::new(job_name, opts.workers.max(1), progress.clone());

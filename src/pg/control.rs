@@ -187,15 +187,7 @@ async fn allow_ids(
     client: &impl GenericClient,
     ids: &[crate::core::id::UserId],
 ) -> Result<Vec<crate::core::id::UserId>> {
-    let column: Option<String> = client
-        .query_opt(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
-              WHERE attrelid = to_regclass('decant.control') AND attname = 'allow_list'",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::db_own("reading the allow list's type", e))?
-        .map(|r| r.get(0));
+    let column = crate::pg::schema::column_type(client, "decant.control", "allow_list").await?;
     let Some(kind) = column
         .as_deref()
         .and_then(|t| crate::core::id::IdType::of_column(t.trim_end_matches("[]")))

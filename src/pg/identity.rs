@@ -51,11 +51,7 @@ async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64>
         .map_err(|e| Error::db("looking for the source table", e))?
         .get(0);
     if !exists {
-        // as the source's own check says it (init, check before init)
-        return Err(Error::Setup(format!(
-            "source table {} does not exist; check [source] in the spec and the database you connect to",
-            source_table(spec)
-        )));
+        return Err(crate::pg::schema::no_source(spec));
     }
     // once finalized the flag column may be gone: every user is migrated
     let sql = format!(

@@ -37,10 +37,41 @@ async fn user_rows(client: &tokio_postgres::Client, user: i64) -> Vec<String> {
     out
 }
 
-fn db_message(e: &tokio_postgres::Error) -> String {
+pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error()
         .map(|d| d.message().to_string())
         .unwrap_or_else(|| e.to_string())
+}
+
+/// Inserts each of `blobs` into `table` twice, as user n (for the SQL
+/// calls) and n + 100 (for the Rust ones), runs `init` with `spec` and
+/// migrates both twins; the SQL load of each equals its blob.
+async fn migrated_twins(
+    db: &TestDb,
+    client: &tokio_postgres::Client,
+    table: &str,
+    spec: &str,
+    blobs: &[Value],
+) -> Decant {
+    for (i, b) in blobs.iter().enumerate() {
+        for id in [i as i64 + 1, i as i64 + 101] {
+            client
+                .execute(&format!("INSERT INTO {table} VALUES ($1, $2)"), &[&id, b])
+                .await
+                .unwrap();
+        }
+    }
+    let decant = db.decant_with(spec, 2);
+    decant::init(client, decant.spec()).await.unwrap();
+    for (i, b) in blobs.iter().enumerate() {
+        let id = i as i64 + 1;
+        for u in [id, id + 100] {
+            let r = decant.migrate_user(u).await.unwrap();
+            assert_eq!(r.migrated.len(), 1, "user {u}: {r:?}");
+        }
+        assert_same_json(&sql_load(client, id).await, b, &format!("SQL load of {b}"));
+    }
+    decant
 }
 
 /// Patches twins, each of `ids` through SQL and its twin `id + 100`
@@ -79,7 +110,7 @@ async fn patch_twins(
     }
 }
 
-fn assert_same_json(a: &Value, b: &Value, what: &str) {
+pub(crate) fn assert_same_json(a: &Value, b: &Value, what: &str) {
     assert!(
         json_eq(a, b),
         "{what}: {}",
@@ -724,24 +755,9 @@ async fn the_sql_rebuild_joins_rules_whose_objects_meet() {
         json!({"record": {"duel": {"wins": 1}, "raid": {"losses": 1}}}),
         json!({"teams": {"solo": ["z"]}, "account": {"extra": {"deep": [1]}}}),
     ];
-    // twins: id n through SQL, id n + 100 through Rust
-    for (i, b) in blobs.iter().enumerate() {
-        for id in [i as i64 + 1, i as i64 + 101] {
-            client
-                .execute("INSERT INTO player VALUES ($1, $2)", &[&id, b])
-                .await
-                .unwrap();
-        }
-    }
-    let decant = db.decant_with(MEETING_RULES, 2);
-    decant::init(&client, decant.spec()).await.unwrap();
+    let decant = migrated_twins(&db, &client, "player", MEETING_RULES, &blobs).await;
     for (i, b) in blobs.iter().enumerate() {
         let id = i as i64 + 1;
-        for u in [id, id + 100] {
-            let r = decant.migrate_user(u).await.unwrap();
-            assert_eq!(r.migrated.len(), 1, "user {u}: {r:?}");
-        }
-        assert_same_json(&sql_load(&client, id).await, b, &format!("SQL load of {b}"));
         assert_same_json(
             &decant.load(id).await.unwrap(),
             b,
@@ -821,24 +837,9 @@ async fn the_sql_api_keeps_null_leaves_through_arrays_and_blobs_that_are_no_obje
         json!({"d": [{"x": [{"v": null}]}], "keep": 1}),
         json!({"loc": {"lat": 1.5}}),
     ];
-    // twins: id n through SQL, id n + 100 through Rust
-    for (i, b) in blobs.iter().enumerate() {
-        for id in [i as i64 + 1, i as i64 + 101] {
-            client
-                .execute("INSERT INTO acct VALUES ($1, $2)", &[&id, b])
-                .await
-                .unwrap();
-        }
-    }
-    let decant = db.decant_with(THROUGH_ARRAYS, 2);
-    decant::init(&client, decant.spec()).await.unwrap();
+    let decant = migrated_twins(&db, &client, "acct", THROUGH_ARRAYS, &blobs).await;
     for (i, b) in blobs.iter().enumerate() {
         let id = i as i64 + 1;
-        for u in [id, id + 100] {
-            let r = decant.migrate_user(u).await.unwrap();
-            assert_eq!(r.migrated.len(), 1, "user {u}: {r:?}");
-        }
-        assert_same_json(&sql_load(&client, id).await, b, &format!("SQL load of {b}"));
         let many: Value = client
             .query_one(
                 "SELECT blob FROM decant.load_many(ARRAY[$1::bigint])",

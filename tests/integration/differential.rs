@@ -7,9 +7,9 @@
 //! Rust), the stored residuals and the rows must agree, and rolling back
 //! must give the blob the calls left.
 
+use crate::api::{assert_same_json, db_message};
 use crate::example::Rng;
 use crate::harness::TestDb;
-use decant::{json_diff, json_eq};
 use serde_json::{Map, Value, json};
 
 /// One segment of a rule's path.
@@ -474,14 +474,6 @@ fn patch(rng: &mut Rng, shape: &Shape, current: &Value) -> Value {
     p
 }
 
-fn same(a: &Value, b: &Value, what: &str) {
-    assert!(
-        json_eq(a, b),
-        "{what}: {}\n{a}\n{b}",
-        json_diff(a, b, &mut String::new()).unwrap_or_default()
-    );
-}
-
 async fn rows(client: &tokio_postgres::Client, shape: &Shape, user: i64) -> Vec<String> {
     let mut out = Vec::new();
     for t in &shape.targets {
@@ -500,12 +492,6 @@ async fn rows(client: &tokio_postgres::Client, shape: &Shape, user: i64) -> Vec<
     }
     out.sort();
     out
-}
-
-fn err_text(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_else(|| e.to_string())
 }
 
 async fn twins_agree(spec: &str, seed: u64) {
@@ -555,8 +541,8 @@ async fn twins_agree(spec: &str, seed: u64) {
             }
         }
         let b = &want[u as usize - 1];
-        same(&load(u).await, b, &format!("SQL load of user {u}"));
-        same(
+        assert_same_json(&load(u).await, b, &format!("SQL load of user {u}"));
+        assert_same_json(
             &decant.load(u + twin).await.unwrap(),
             b,
             &format!("Rust load of user {}", u + twin),
@@ -582,7 +568,7 @@ async fn twins_agree(spec: &str, seed: u64) {
                     .execute("SELECT decant.save($1, $2)", &[&u, &p])
                     .await
                     .map(|_| p.clone())
-                    .map_err(|e| err_text(&e));
+                    .map_err(|e| db_message(&e));
                 let b = decant
                     .save(u + twin, &p)
                     .await
@@ -594,18 +580,18 @@ async fn twins_agree(spec: &str, seed: u64) {
                     .query_one("SELECT decant.patch($1, $2)", &[&u, &p])
                     .await
                     .map(|r| r.get::<_, Value>(0))
-                    .map_err(|e| err_text(&e));
+                    .map_err(|e| db_message(&e));
                 let b = decant.patch(u + twin, &p).await.map_err(|e| e.to_string());
                 (a, b)
             };
             match (&a, &b) {
-                (Ok(a), Ok(b)) => same(a, b, &what),
+                (Ok(a), Ok(b)) => assert_same_json(a, b, &what),
                 (Err(_), Err(_)) => {}
                 _ => panic!("{what}: SQL {a:?}, Rust {b:?}"),
             }
             let after = decant.load(u + twin).await.unwrap();
-            same(&load(u).await, &after, &format!("{what}: SQL load"));
-            same(
+            assert_same_json(&load(u).await, &after, &format!("{what}: SQL load"));
+            assert_same_json(
                 &decant.load(u).await.unwrap(),
                 &after,
                 &format!("{what}: Rust load of the SQL twin"),
@@ -644,7 +630,7 @@ async fn twins_agree(spec: &str, seed: u64) {
             .await
             .unwrap()
             .get(0);
-        same(
+        assert_same_json(
             &got.unwrap_or(Value::Null),
             &after,
             &format!("user {u} rolled back"),
