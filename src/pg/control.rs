@@ -180,6 +180,24 @@ pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
     Ok(())
 }
 
+/// The type of `relation`'s `column` as `format_type` spells it (`uuid[]`,
+/// `bigint`), if both exist.
+pub(crate) async fn column_type(
+    client: &impl GenericClient,
+    relation: &str,
+    column: &str,
+) -> Result<Option<String>> {
+    Ok(client
+        .query_opt(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+              WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+            &[&relation, &column],
+        )
+        .await
+        .map_err(|e| Error::db(format!("reading the type of {relation}.{column}"), e))?
+        .map(|r| r.get(0)))
+}
+
 /// `ids` in the kind of the allow list's column (the source's ids, as
 /// init made it): a setting is written without a spec, so `1` may be read
 /// as a number where the ids are text, or name no uuid.
@@ -187,7 +205,7 @@ async fn allow_ids(
     client: &impl GenericClient,
     ids: &[crate::core::id::UserId],
 ) -> Result<Vec<crate::core::id::UserId>> {
-    let column = crate::pg::schema::column_type(client, "decant.control", "allow_list").await?;
+    let column = column_type(client, "decant.control", "allow_list").await?;
     let Some(kind) = column
         .as_deref()
         .and_then(|t| crate::core::id::IdType::of_column(t.trim_end_matches("[]")))

@@ -51,7 +51,7 @@ async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64>
         .map_err(|e| Error::db("looking for the source table", e))?
         .get(0);
     if !exists {
-        return Err(crate::pg::schema::no_source(spec));
+        return Err(crate::pg::sql::no_source(spec));
     }
     // once finalized the flag column may be gone: every user is migrated
     let sql = format!(

@@ -332,32 +332,6 @@ pub async fn check_targets(client: &Client, spec: &Spec) -> Result<()> {
     )))
 }
 
-/// The spec's source table is not in the database.
-pub(crate) fn no_source(spec: &Spec) -> Error {
-    Error::Setup(format!(
-        "source table {} does not exist; check [source] in the spec and the database you connect to",
-        source_table(spec)
-    ))
-}
-
-/// The type of `relation`'s `column` as `format_type` spells it (`uuid[]`,
-/// `bigint`), if both exist.
-pub(crate) async fn column_type(
-    client: &impl tokio_postgres::GenericClient,
-    relation: &str,
-    column: &str,
-) -> Result<Option<String>> {
-    Ok(client
-        .query_opt(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
-              WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
-            &[&relation, &column],
-        )
-        .await
-        .map_err(|e| Error::db(format!("reading the type of {relation}.{column}"), e))?
-        .map(|r| r.get(0)))
-}
-
 pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     let rows = client
         .query(
@@ -371,7 +345,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         .await
         .map_err(|e| Error::db("reading the source table's columns", e))?;
     if rows.is_empty() {
-        return Err(no_source(spec));
+        return Err(crate::pg::sql::no_source(spec));
     }
     let type_of = |name: &str| {
         rows.iter()
@@ -417,7 +391,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     }
     check_id_unique(client, spec).await?;
     // decant's state table keeps ids in the type init first gave them
-    let state_ids = column_type(client, "decant.user_state", "user_id").await?;
+    let state_ids = crate::pg::control::column_type(client, "decant.user_state", "user_id").await?;
     if let Some(t) = state_ids.filter(|t| IdType::of_column(t) != Some(id_type)) {
         return Err(Error::Setup(format!(
             "decant.user_state keeps user ids as {t}, but the spec's id type is {id_type}: \

@@ -78,6 +78,14 @@ pub(crate) const DAEMON_SESSION: &str =
 /// commit is flushed to the WAL like any backend write's.
 pub(crate) const COMMIT_PROBE: &str = "SELECT txid_current()";
 
+/// The spec's source table is not in the database.
+pub(crate) fn no_source(spec: &Spec) -> crate::error::Error {
+    crate::error::Error::Setup(format!(
+        "source table {} does not exist; check [source] in the spec and the database you connect to",
+        source_table(spec)
+    ))
+}
+
 /// `"schema"."table"` of the source table.
 pub(crate) fn source_table(spec: &Spec) -> String {
     format!(
