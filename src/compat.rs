@@ -533,6 +533,15 @@ impl Decant {
             .await
     }
 
+    /// The users of `users` that are not in the source table (in id
+    /// order), so that a list of ids handed to `release`, `retry_failed`
+    /// or a rollback cohort can say which of them named nobody.
+    pub async fn missing_users(&self, users: &[UserId]) -> Result<Vec<UserId>> {
+        let users = self.ids(users)?;
+        let client = pool::get(&self.pool).await?;
+        crate::pg::state::missing_users(&**client, &self.store.spec, &users).await
+    }
+
     async fn exists(&self, user: &UserId) -> Result<bool> {
         let client = pool::get(&self.pool).await?;
         let row = client

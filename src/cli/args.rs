@@ -78,6 +78,33 @@ impl ScheduleArgs {
     }
 }
 
+/// Says (on stderr) which of the ids read from `file` name no user of the
+/// source table: a mistyped or stale list is otherwise taken without a
+/// word, the others' work going ahead.
+pub(super) async fn warn_missing(
+    decant: &Decant,
+    ids: &[decant::UserId],
+    file: &std::path::Path,
+) -> Result<()> {
+    let missing = decant.missing_users(ids).await?;
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(10).map(ToString::to_string).collect();
+        eprintln!(
+            "warning: {} of the {} ids in {} name no user of the table, left alone: {}{}",
+            missing.len(),
+            ids.len(),
+            file.display(),
+            shown.join(", "),
+            if missing.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
 /// Ids from a file: whitespace or comma separated, `#` to the end of a
 /// line a comment; each read in the kind of the spec's id (`kind`).
 pub(super) fn read_ids(

@@ -445,10 +445,14 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let decant = target.decant()?;
             let kind = decant.spec().source().id_type;
-            let ids = ids
-                .as_deref()
-                .map(|f| args::read_ids(f, kind))
-                .transpose()?;
+            let ids = match ids.as_deref() {
+                Some(file) => {
+                    let list = args::read_ids(file, kind)?;
+                    args::warn_missing(&decant, &list, file).await?;
+                    Some(list)
+                }
+                None => None,
+            };
             if failed {
                 let n = decant.retry_failed(ids.as_deref()).await?;
                 println!(

@@ -157,10 +157,11 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
             }
             return Ok(());
         }
-        (None, Some(file), ..) => decant::Cohort::Ids(super::args::read_ids(
-            file,
-            args.target.spec()?.source().id_type,
-        )?),
+        (None, Some(file), ..) => {
+            let ids = super::args::read_ids(file, args.target.spec()?.source().id_type)?;
+            super::args::warn_missing(&args.target.decant()?, &ids, file).await?;
+            decant::Cohort::Ids(ids)
+        }
         (None, None, Some(p), ..) => {
             if !(0.0..=100.0).contains(&p) {
                 super::exit::usage!("--percent {p}: give a percentage from 0 to 100");

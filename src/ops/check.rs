@@ -97,6 +97,13 @@ pub struct Check {
     pub census: CensusReport,
     /// Ids asked for (`--ids`) that are not in the table.
     pub missing_ids: Vec<UserId>,
+    /// Legacy users censused that the daemon leaves alone: held (rolled
+    /// back, until `decant release`); their outcome above is what
+    /// migrating them would do once released.
+    pub held: u64,
+    /// Legacy users censused that failed `max_attempts` times: the daemon
+    /// skips them until `decant release --failed`.
+    pub at_attempt_limit: u64,
     /// Users in the source table when the snapshot was taken.
     pub table_users: u64,
     /// Wall time of the census, seconds.
@@ -348,9 +355,14 @@ pub async fn check(
     }
     let missing_ids = match &ids {
         Some(ids) if found < ids.len() && matches!(opts.selection, Selection::Ids(_)) => {
-            missing(&client, &spec, ids).await?
+            crate::pg::state::missing_users(&client, &spec, ids).await?
         }
         _ => Vec::new(),
+    };
+    let (held, at_attempt_limit) = if initialized && !no_flag_yet && !store.is_finalized() {
+        crate::pg::state::left_out(&client, &spec, ids.as_deref()).await?
+    } else {
+        (0, 0)
     };
     // the snapshot only read: ending it either way is the same
     client
@@ -363,6 +375,8 @@ pub async fn check(
         users_per_second: report.users as f64 / seconds.max(1e-9),
         census: report,
         missing_ids,
+        held,
+        at_attempt_limit,
         table_users: table_users as u64,
         seconds,
         pages,
@@ -411,28 +425,6 @@ fn census_of(
     (c, page.len() as u64)
 }
 
-/// The ids of `ids` not in the source table.
-async fn missing(
-    client: &tokio_postgres::Client,
-    spec: &Spec,
-    ids: &[UserId],
-) -> Result<Vec<UserId>> {
-    let sql = format!(
-        "SELECT i FROM unnest($1::{}[]) AS i WHERE NOT EXISTS \
-         (SELECT 1 FROM {} AS s WHERE s.{} = i) ORDER BY i",
-        spec.source.id_type.sql(),
-        source_table(spec),
-        quote(&spec.source.id)
-    );
-    Ok(client
-        .query(&sql, &[&ids])
-        .await
-        .map_err(|e| Error::db("looking up the ids asked for", e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.census;
@@ -473,6 +465,20 @@ impl std::fmt::Display for Check {
             c.would_fail,
             pct(c.would_fail)
         )?;
+        if self.held > 0 {
+            writeln!(
+                f,
+                "  of these, held               {}: rolled back, the daemon leaves them until `decant release`",
+                self.held
+            )?;
+        }
+        if self.at_attempt_limit > 0 {
+            writeln!(
+                f,
+                "  of these, at the attempt limit {}: the daemon skips them until `decant release --failed`",
+                self.at_attempt_limit
+            )?;
+        }
         let groups =
             |f: &mut std::fmt::Formatter<'_>, title: &str, gs: &[crate::core::census::Group]| {
                 if gs.is_empty() {

@@ -4,8 +4,10 @@
 //! describes.
 
 use crate::core::id::{IdType, UserId};
+use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
 use crate::pg::session::{Pipe, Planned, pipeline};
+use crate::pg::sql::source_table;
 use serde_json::Value;
 use std::time::SystemTime;
 use tokio_postgres::GenericClient;
@@ -285,6 +287,54 @@ pub(crate) async fn failure_groups(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect())
+}
+
+/// The ids of `ids` that name no row of the source table, in order.
+pub(crate) async fn missing_users(
+    client: &impl GenericClient,
+    spec: &Spec,
+    ids: &[UserId],
+) -> Result<Vec<UserId>> {
+    let sql = format!(
+        "SELECT i FROM unnest($1::{}[]) AS i WHERE NOT EXISTS \
+         (SELECT 1 FROM {} AS s WHERE s.{} = i) ORDER BY i",
+        spec.source.id_type.sql(),
+        source_table(spec),
+        quote(&spec.source.id)
+    );
+    Ok(client
+        .query(&sql, &[&ids])
+        .await
+        .map_err(|e| Error::db("looking up the ids asked for", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Of the legacy users of the source table (those of `ids` when given), how
+/// many the daemon leaves alone: held (rolled back, until `decant
+/// release`) and failed at the attempt limit (until `release --failed`).
+pub(crate) async fn left_out(
+    client: &impl GenericClient,
+    spec: &Spec,
+    ids: Option<&[UserId]>,
+) -> Result<(u64, u64)> {
+    let it = spec.source.id_type.sql();
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE h.state = 'held'), \
+                count(*) FILTER (WHERE h.state = 'failed' AND h.attempts >= $1) \
+           FROM decant.user_state AS h JOIN {} AS s ON s.{} = h.user_id \
+          WHERE NOT s.{} AND ($2::{it}[] IS NULL OR s.{} = ANY ($2::{it}[]))",
+        source_table(spec),
+        quote(&spec.source.id),
+        quote(&spec.source.flag),
+        quote(&spec.source.id),
+    );
+    let row = client
+        .query_one(&sql, &[&spec.settings.max_attempts, &ids])
+        .await
+        .map_err(|e| Error::db("counting the held and failed users", e))?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
 #[cfg(test)]

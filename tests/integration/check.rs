@@ -116,6 +116,40 @@ async fn the_census_predicts_the_migration() {
     assert_eq!(a.would_fail, c.would_fail);
     assert!(a.migrated_not_rebuilding.is_none());
     assert_eq!(a.projected_rows, c.projected_rows);
+    assert_eq!((after.held, after.at_attempt_limit), (0, 0));
+
+    // users the daemon leaves alone are said: two rolled back (held), the
+    // failed ones pushed to the attempt limit
+    let back: Vec<i64> = (1..=400)
+        .filter(|i| !failed.contains(&UserId::from(*i)))
+        .take(2)
+        .collect();
+    for u in &back {
+        assert!(decant.rollback_user(*u).await.unwrap());
+    }
+    client
+        .execute(
+            "UPDATE decant.user_state SET attempts = 1000 WHERE state = 'failed'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let left = check(&db.url, Selection::All).await;
+    assert_eq!(left.census.legacy, c.would_fail + 2);
+    assert_eq!((left.held, left.at_attempt_limit), (2, c.would_fail));
+    let text = left.to_string();
+    assert!(
+        text.contains("of these, held               2: rolled back"),
+        "{text}"
+    );
+    assert!(text.contains("until `decant release --failed`"), "{text}");
+    // a list of ids counts its own
+    let one = check(&db.url, Selection::Ids(vec![UserId::from(back[0])])).await;
+    assert_eq!((one.held, one.at_attempt_limit), (1, 0));
+    decant.release(None).await.unwrap();
+    for u in &back {
+        decant.migrate_user(*u).await.unwrap();
+    }
 
     // a migrated user's row edited by hand to a value its rule refuses
     let victim: i64 = client

@@ -786,6 +786,10 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
             out.starts_with("0 failed users have their attempts back"),
             "{out}"
         );
+        // an id of the list that names nobody is said, not passed over
+        let nobody =
+            "warning: 1 of the 3 ids in ids.txt name no user of the table, left alone: nobody";
+        assert_eq!(err.contains(nobody), kind == "text", "{err}");
         let (ok, _, err) = decant(&["set", &format!("allow={}", ids[2])], url, &dir);
         assert!(ok, "{err}");
         let allowed: String = client
@@ -824,6 +828,7 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
         assert_eq!(migrated, 3);
         let (ok, out, err) = decant(&["rollback", "--ids", "ids.txt"], url, &dir);
         assert!(ok, "{out}{err}");
+        assert_eq!(err.contains(nobody), kind == "text", "{err}");
         let held = crate::harness::texts(
             &client,
             "SELECT user_id::text FROM decant.user_state WHERE state = 'held' ORDER BY 1",
