@@ -606,10 +606,13 @@ pub(crate) async fn monitor(
         }
         let client = session.as_ref().expect("opened above");
         if ticks % 4 == 1 {
-            // held back, or slowed under the commit probe's ceiling
-            let holding = signals_tx
-                .borrow()
-                .clone()
+            // paused, outside the windows, held back, or slowed under the
+            // commit probe's ceiling (what the workers last said, then the
+            // signals they have not yet seen)
+            let holding = heartbeat
+                .progress
+                .holding()
+                .or_else(|| signals_tx.borrow().clone())
                 .or_else(|| heartbeat.progress.paced());
             shared.own(1);
             heartbeat.beat(client, rate, holding.as_deref()).await;

@@ -287,6 +287,12 @@ async fn pause_resume_and_rate_are_obeyed_within_a_second() {
         "still migrating while paused"
     );
     assert!(running.holding().contains("paused"));
+    // status names the daemon as paused (its heartbeat, about every second)
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    assert!(
+        status.to_string().contains("holding back: paused"),
+        "{status}"
+    );
 
     set(&decant, Setting::Paused(false)).await;
     set(&decant, Setting::Rate("max".parse().unwrap())).await;
@@ -1441,6 +1447,20 @@ async fn windows_set_in_the_control_row_bind_every_daemon_started_without_its_ow
     let holding = running.holding();
     assert_eq!(running.migrated(), 0, "worked outside the stored window");
     assert!(holding.contains("outside the windows"), "{holding:?}");
+    // status names the daemon as held by the window (its heartbeat, about
+    // every second)
+    let asked = Instant::now();
+    loop {
+        let status = decant::status(&decant, &decant::Schedule::default())
+            .await
+            .unwrap()
+            .to_string();
+        if status.contains("holding back: outside the windows") {
+            break;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(5), "{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // changed live: the running daemon goes on within about a second
     set(&decant, "window=none".parse().unwrap()).await;
     let report = running.finish().await;
