@@ -798,7 +798,7 @@ impl std::fmt::Display for Rehearsal {
         )?;
         writeln!(
             f,
-            "blob bytes p50 {} / p90 {} / p99 {} / max {}",
+            "blob size as JSON text, bytes: p50 {} / p90 {} / p99 {} / max {}",
             c.blob_bytes.p50, c.blob_bytes.p90, c.blob_bytes.p99, c.blob_bytes.max
         )?;
         writeln!(
@@ -819,7 +819,11 @@ impl std::fmt::Display for Rehearsal {
         writeln!(f, "batch transaction (lock hold): {}", q(&self.batch_ms))?;
         writeln!(f, "per user within its batch:     {}", q(&self.per_user_ms))?;
         if !self.largest.is_empty() {
-            writeln!(f, "\nlargest blobs, each migrated alone (slowest first)")?;
+            writeln!(
+                f,
+                "\nlargest blobs, each migrated alone (slowest first; their size as stored, \
+                 after TOAST compression, which can be far below their JSON text)"
+            )?;
             let mut l = self.largest.clone();
             l.sort_by(|a, b| b.ms.total_cmp(&a.ms));
             for t in &l {

@@ -153,6 +153,9 @@ async fn every_dump_format_is_rehearsed_and_projected() {
         "{out}"
     );
     assert!(out.contains("failures by reason"), "{out}");
+    // the census's sizes are JSON text, the largest blobs' as stored: said
+    assert!(out.contains("blob size as JSON text, bytes: p50"), "{out}");
+    assert!(out.contains("their size as stored, after TOAST"), "{out}");
 
     // --keep keeps the scratch database on the server given
     let (code, out, err) = rehearse(
