@@ -521,10 +521,129 @@ pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
     }
 }
 
-fn format_f64(f: f64) -> String {
-    // Rust's Display gives the shortest text that parses back to the same f64.
-    let s = format!("{f}");
-    if s == "-0" { "0".into() } else { s }
+/// A float8 as PostgreSQL writes it (`extra_float_digits = 1`, the
+/// setting decant's SQL functions run with), so that the views, the SQL
+/// API and this layer agree on which numbers a float8 column keeps exactly
+/// and what they come back as. PostgreSQL's Ryu writes the fewest digits
+/// that read back to the same double, correctly rounded (a tie to the even
+/// digit: `-144693218131339.625` as `...339.62`), and leaves the rounding
+/// interval's bounds out: `5e22` lies exactly halfway to the next double
+/// and reads back to this one only by the tie's rounding to even, so it is
+/// written `4.9999999999999996e+22`. Rust's `Display` takes the bounds in
+/// and rounds such ties up; it is kept where the two agree.
+pub(crate) fn format_f64(f: f64) -> String {
+    if f == 0.0 {
+        return "0".into();
+    }
+    let shortest = format!("{f:e}");
+    let digits = shortest
+        .split(['e', 'E'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .count()
+        .max(1);
+    // from the shortest length on, correctly rounded: the first that reads
+    // back to `f` off the bounds is PostgreSQL's
+    let pg = (digits - 1..17)
+        .map(|p| format!("{f:.p$e}"))
+        .find(|t| t.parse::<f64>() == Ok(f) && !halfway(t, f))
+        .unwrap_or_else(|| format!("{f:.16e}"));
+    if pg == shortest || same_digits(&pg, &shortest) {
+        format!("{f}")
+    } else {
+        pg
+    }
+}
+
+/// Whether two `d.ddde±x` texts hold the same digits and exponent.
+fn same_digits(a: &str, b: &str) -> bool {
+    let norm = |t: &str| -> Option<(String, i64)> {
+        let (m, e) = t.split_once(['e', 'E'])?;
+        let m = m.replace('.', "");
+        let m = m.trim_end_matches('0').to_string();
+        Some((m, e.parse().ok()?))
+    };
+    norm(a).is_some() && norm(a) == norm(b)
+}
+
+/// Whether the decimal `text` (`d.ddde±x` or plain) is exactly the
+/// midpoint between the finite double `f` and one of its neighbours.
+fn halfway(text: &str, f: f64) -> bool {
+    // text = digits × 10^exp
+    let text = text.trim_start_matches('-');
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let Ok(digits) = format!("{int}{frac}").parse::<u128>() else {
+        return false;
+    };
+    let exp = exp - frac.len() as i64;
+    let f = f.abs();
+    // f and a neighbour as integers times a power of two; their sum over
+    // two is the midpoint m × 2^e
+    let parts = |x: f64| -> (u128, i64) {
+        let bits = x.to_bits();
+        let e = ((bits >> 52) & 0x7ff) as i64;
+        let m = u128::from(bits & ((1u64 << 52) - 1));
+        if e == 0 {
+            (m, -1074)
+        } else {
+            (m | (1 << 52), e - 1075)
+        }
+    };
+    let bits = f.to_bits();
+    let neighbours = [
+        Some(f64::from_bits(bits + 1)),
+        (bits > 0).then(|| f64::from_bits(bits - 1)),
+    ];
+    neighbours.into_iter().flatten().any(|n| {
+        if !n.is_finite() {
+            return false;
+        }
+        let ((a, ea), (b, eb)) = (parts(f), parts(n));
+        let e = ea.min(eb);
+        let (Some(a), Some(b)) = (
+            a.checked_shl((ea - e) as u32),
+            b.checked_shl((eb - e) as u32),
+        ) else {
+            return false;
+        };
+        // digits × 10^exp == (a + b) × 2^(e - 1)
+        equal_scaled(digits, exp, a + b, e - 1)
+    })
+}
+
+/// Whether d × 10^x equals m × 2^y, in exact integers (false where they
+/// would overflow: no number of 17 digits is then such a midpoint).
+fn equal_scaled(d: u128, x: i64, m: u128, y: i64) -> bool {
+    let pow5 = |k: i64| -> Option<u128> { 5u128.checked_pow(u32::try_from(k).ok()?) };
+    let shl = |v: u128, k: i64| -> Option<u128> {
+        let k = u32::try_from(k).ok()?;
+        if k >= 128 || v.leading_zeros() < k {
+            None
+        } else {
+            Some(v << k)
+        }
+    };
+    // d × 5^x × 2^x = m × 2^y, each side's powers moved to make integers
+    let (left, right) = if x >= 0 {
+        (pow5(x).and_then(|p| d.checked_mul(p)), Some(m))
+    } else {
+        (Some(d), pow5(-x).and_then(|p| m.checked_mul(p)))
+    };
+    let (Some(left), Some(right)) = (left, right) else {
+        return false;
+    };
+    let (left, right) = if x >= y {
+        (shl(left, x - y), Some(right))
+    } else {
+        (Some(left), shl(right, y - x))
+    };
+    left.is_some() && left == right
 }
 
 fn integer<V: JsonView>(v: &V) -> Option<i64> {
@@ -540,6 +659,43 @@ mod tests {
 
     fn n(s: &str) -> Value {
         number(s)
+    }
+
+    #[test]
+    fn a_float8_is_written_as_postgresql_writes_it() {
+        // PostgreSQL 15: SELECT '5e22'::float8::text and the like
+        for (input, pg) in [
+            ("5e22", "4.9999999999999996e+22"),
+            ("1e23", "9.999999999999999e+22"),
+            ("2.109793591122499e+16", "2.1097935911224992e+16"),
+            ("-5e22", "-4.9999999999999996e+22"),
+            ("0.1", "0.1"),
+            ("1510.25", "1510.25"),
+            ("1e300", "1e+300"),
+            ("5e-324", "5e-324"),
+            ("-0", "0"),
+            ("123456789012345680", "1.2345678901234568e+17"),
+            // a tie between two shortest texts: the even digit
+            ("-144693218131339.625", "-144693218131339.62"),
+            ("-102918850115224.125", "-102918850115224.12"),
+        ] {
+            let f: f64 = input.parse().unwrap();
+            let ours = format_f64(f);
+            assert!(
+                json_eq(&number(&ours), &number(pg)),
+                "{input}: {ours}, PostgreSQL {pg}"
+            );
+            assert_eq!(ours.parse::<f64>().unwrap(), f, "{input}");
+        }
+        // the tie's text is refused, PostgreSQL's kept
+        let col = |t: &str| to_column(ColumnType::Float8, &number(t));
+        let e = col("5e22").unwrap_err().0;
+        assert!(e.contains("4.9999999999999996e+22"), "{e}");
+        let kept = col("4.9999999999999996e22").unwrap();
+        assert!(json_eq(
+            &to_json(ColumnType::Float8, &kept),
+            &number("4.9999999999999996e22")
+        ));
     }
 
     #[test]
