@@ -210,6 +210,40 @@ pub(crate) fn copy_stream(columns: &[Column], rows: &[(&UserId, &Row)]) -> Optio
     Some(out)
 }
 
+/// A `jsonb` (or `json`) column's value, read past serde_json's nesting
+/// limit of 128: a value a spec's `max_depth` lets a user migrate (up to
+/// [`json::DEPTH_CEILING`]) must read back from its table, or check,
+/// rollback and finalize could not read that user.
+#[derive(Debug, Clone)]
+pub(crate) struct PgJson(pub Value);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for PgJson {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form: a version byte, then the text
+        let text = if *ty == Type::JSONB {
+            match raw.split_first() {
+                Some((1, rest)) => rest,
+                _ => return Err("unsupported jsonb encoding version".into()),
+            }
+        } else {
+            raw
+        };
+        if let Ok(v) = serde_json::from_slice(text) {
+            return Ok(PgJson(v));
+        }
+        let text = std::str::from_utf8(text)?;
+        let v = json::parse_limited(text, json::DEPTH_CEILING)?;
+        Ok(PgJson(json::JsonView::to_value(&v)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+}
+
 /// A `date` in days since 1970-01-01 (PostgreSQL counts from 2000-01-01).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PgDate(pub i32);
@@ -457,7 +491,7 @@ pub(crate) fn read(ty: ColumnType, row: &tokio_postgres::Row, idx: usize) -> Col
         ColumnType::Numeric => opt(row.get(idx), ColumnValue::Numeric),
         ColumnType::Text => opt(row.get(idx), ColumnValue::Text),
         ColumnType::Date => opt(row.get(idx), |PgDate(d)| ColumnValue::Date(d)),
-        ColumnType::Jsonb => opt(row.get(idx), ColumnValue::Json),
+        ColumnType::Jsonb => opt(row.get(idx), |PgJson(v)| ColumnValue::Json(v)),
     }
 }
 
@@ -486,7 +520,7 @@ pub(crate) fn read_array(
         ColumnType::Numeric => all(row.get(idx), ColumnValue::Numeric),
         ColumnType::Text => all(row.get(idx), ColumnValue::Text),
         ColumnType::Date => all(row.get(idx), |PgDate(d)| ColumnValue::Date(d)),
-        ColumnType::Jsonb => all(row.get(idx), ColumnValue::Json),
+        ColumnType::Jsonb => all(row.get(idx), |PgJson(v)| ColumnValue::Json(v)),
     }
 }
 

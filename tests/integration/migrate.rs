@@ -700,3 +700,78 @@ async fn one_depth_limit_on_every_path() {
         );
     }
 }
+
+/// A value nested past serde_json's 128 levels in a target table's jsonb
+/// column (the spec's `max_depth` raised to let it migrate) reads back on
+/// every path that reads rows: load, the census, rollback, finalize. They
+/// panicked ("error deserializing column") on it, and a cohort rollback
+/// left its whole batch migrated.
+#[tokio::test]
+async fn a_jsonb_column_holds_what_the_depth_limit_lets_in() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE t (id bigint PRIMARY KEY, data jsonb NOT NULL)")
+        .await
+        .unwrap();
+    let spec = "[source]\ntable = \"t\"\n\n[settings]\nmax_depth = 200\n\n\
+        [tables.t_a.columns]\nk = \"text\"\nv = \"jsonb\"\n\n\
+        [[rules]]\nname = \"a\"\npath = \"a.{k}\"\ntable = \"t_a\"\nvalue = \"v\"\n";
+    let mut deep = json!(1);
+    for _ in 0..150 {
+        deep = json!({ "n": deep });
+    }
+    let blob = json!({"a": {"k": deep, "j": 2}, "b": true});
+    for (id, b) in [(1i64, &blob), (2, &json!({"a": {"k": 1}}))] {
+        client
+            .execute(
+                "INSERT INTO t VALUES ($1, $2::text::jsonb)",
+                &[&id, &b.to_string()],
+            )
+            .await
+            .unwrap();
+    }
+    let decant = db.decant_with(spec, 2);
+    decant::init(&client, decant.spec()).await.unwrap();
+    let report = decant.migrate_batch(&[1i64, 2]).await.unwrap();
+    assert_eq!(report.migrated.len(), 2, "{:?}", report.failed);
+    assert_eq!(decant.load(1i64).await.unwrap(), blob);
+    assert_eq!(decant.load_many(&[1i64, 2]).await.unwrap().len(), 2);
+    let check = decant::check(
+        &db.url,
+        decant.spec().clone(),
+        &Default::default(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(check.census.migrated, 2);
+    assert!(check.census.migrated_not_rebuilding.is_none());
+    // a cohort rollback takes both users of the batch back
+    let report = decant::rollback(
+        &decant,
+        decant::Cohort::All,
+        crate::harness::full_speed(),
+        Default::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.migrated, report.failed), (2, 0));
+    let same: bool = client
+        .query_one(
+            "SELECT data = $1::text::jsonb AND NOT migrated FROM t WHERE id = 1",
+            &[&blob.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(same, "the rolled-back blob is the one migrated");
+    decant.release(None).await.unwrap();
+    decant.migrate_batch(&[1i64, 2]).await.unwrap();
+    assert!(decant.rollback_user(1i64).await.unwrap());
+    decant.release(None).await.unwrap();
+    decant.migrate_user(1i64).await.unwrap();
+    let done = decant::finalize(&db.url, &decant, false).await.unwrap();
+    assert_eq!(done.users, 2, "{done:?}");
+}
