@@ -118,8 +118,11 @@ enum Command {
         target: Target,
         /// Only these users (a file of ids); default: every held user
         /// (every failed one with --failed).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "user")]
         ids: Option<PathBuf>,
+        /// Only this user (as `decant rollback --user` names it).
+        #[arg(long)]
+        user: Option<String>,
         /// Failed users instead: their attempts back to none, so the
         /// daemon tries them again (those at `max_attempts` are skipped
         /// until then). For after their cause is fixed: a fixup, the
@@ -441,17 +444,28 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Release {
             target,
             ids,
+            user,
             failed,
         } => {
             let decant = target.decant()?;
             let kind = decant.spec().source().id_type;
-            let ids = match ids.as_deref() {
-                Some(file) => {
+            let ids = match (ids.as_deref(), user) {
+                (Some(file), _) => {
                     let list = args::read_ids(file, kind)?;
                     args::warn_missing(&decant, &list, file).await?;
                     Some(list)
                 }
-                None => None,
+                (None, Some(user)) => {
+                    let Ok(id) = kind.id(&user) else {
+                        exit::usage!("--user {user}: not a user id of the spec's id_type ({kind})")
+                    };
+                    let list = vec![id];
+                    if !decant.missing_users(&list).await?.is_empty() {
+                        return Err(decant::Error::UserNotFound(list[0].clone()).into());
+                    }
+                    Some(list)
+                }
+                (None, None) => None,
             };
             if failed {
                 let n = decant.retry_failed(ids.as_deref()).await?;

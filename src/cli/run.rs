@@ -398,7 +398,9 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
             100.0 * report.held_back.as_secs_f64() / secs
         );
     }
-    if report.over_limit > 0 {
+    // an evolve run re-migrates migrated users: legacy users at the
+    // attempt limit are not its work
+    if report.over_limit > 0 && !args.evolve {
         println!(
             "{} users at the attempt limit are skipped; see `decant status` (after fixing \
              their cause, `decant release --failed` has them tried again)",
@@ -406,7 +408,15 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         );
     }
     print_peak_memory();
-    if report.failed > 0 || report.over_limit > 0 {
+    if args.evolve && report.failed > 0 {
+        return Err(super::exit::UsersFailed(format!(
+            "{} users could not be re-migrated with the evolved spec; they keep their old \
+             mapping: see the log",
+            report.failed
+        ))
+        .into());
+    }
+    if !args.evolve && (report.failed > 0 || report.over_limit > 0) {
         return Err(super::exit::UsersFailed(format!(
             "{} users failed in this run and {} are at the attempt limit; they stay legacy: \
              `decant status` lists them by reason",

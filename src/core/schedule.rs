@@ -146,7 +146,8 @@ impl FromStr for Window {
         };
         if w.start == w.end {
             return Err(format!(
-                "window `{s}` is empty; omit --window to run at any time"
+                "window `{s}` is empty (it starts where it ends); to run at any time give no \
+                 window (leave out --window, or `decant set window=none`)"
             ));
         }
         Ok(w)

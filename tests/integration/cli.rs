@@ -495,6 +495,29 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
     assert!(!logs.contains('\u{1b}'));
+    // an evolution re-migrates migrated users: the legacy user at the
+    // attempt limit is not its failure
+    client
+        .batch_execute("UPDATE decant.user_state SET attempts = 1000 WHERE state = 'failed'")
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.join("grown.toml"),
+        format!(
+            "{}\n[tables.user_coin.columns]\ncoins = \"int8\"\n\n\
+             [[rules]]\nname = \"coins\"\npath = \"legacyCoins\"\ntable = \"user_coin\"\nvalue = \"coins\"\n",
+            crate::example::SPEC
+        ),
+    )
+    .unwrap();
+    let (code, err) = decant_status(&["init", "--evolve", "--spec", "grown.toml"], url, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = decant_status(
+        &["run", "--evolve", "--rate", "max", "--spec", "grown.toml"],
+        url,
+        &dir,
+    );
+    assert_eq!(code, Some(0), "an evolve run with nothing failed: {err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -777,8 +800,16 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
             out.contains(&format!("user {}: rolled back", ids[1])),
             "{out}"
         );
-        let (ok, _, err) = decant(&["release"], url, &dir);
+        // the command the rollback's message names
+        assert!(
+            out.contains(&format!("`decant release --user {}`", ids[1])),
+            "{out}"
+        );
+        let (ok, out, err) = decant(&["release", "--user", ids[1]], url, &dir);
         assert!(ok, "{err}");
+        assert!(out.starts_with("released 1 held users"), "{out}");
+        let (ok, _, err) = decant(&["release", "--user", "nobody"], url, &dir);
+        assert!(!ok && err.contains("nobody"), "{err}");
         // none failed: none has attempts to give back
         let (ok, out, err) = decant(&["release", "--failed", "--ids", "ids.txt"], url, &dir);
         assert!(ok, "{err}");
