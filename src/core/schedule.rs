@@ -246,6 +246,15 @@ impl Schedule {
         }
         None
     }
+    /// [`Schedule::finish`] as people and scripts read it: RFC 3339 to
+    /// the second, in the windows' time zone.
+    pub fn finish_text(&self, now: Timestamp, work: f64) -> Option<String> {
+        self.finish(now, work).map(|t| {
+            t.to_zoned(self.tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+    }
 
     /// When `work` seconds of migration done only inside the windows,
     /// starting at `now`, will be finished.
@@ -298,6 +307,16 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_finish_reads_to_the_second_in_the_windows_zone() {
+        let now: Timestamp = "2026-12-04T20:34:18.470819163Z".parse().unwrap();
+        let s = Schedule::new(Vec::new(), Some("Asia/Kathmandu")).unwrap();
+        assert_eq!(
+            s.finish_text(now, 90.0).as_deref(),
+            Some("2026-12-05T02:20:48+05:45")
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub struct Status {
     /// The allow-list size.
     pub allow_list: usize,
     /// When the legacy users still to try will be done, at the recent rate
-    /// (or the configured one when idle) within the windows; RFC 3339.
+    /// (or the configured one when idle) within the windows; RFC 3339, in
+    /// the windows' time zone. None when finalized, paused or nothing is
+    /// left to try.
     pub projected_finish: Option<String>,
     /// Failed users below the attempt limit, which the daemon tries again;
     /// when they are all the legacy users left to try, no finish is
@@ -147,7 +149,6 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     let users: i64 = counts.get(0);
     let migrated: i64 = counts.get(1);
     let max = spec.settings.max_attempts;
-    let state = state::counts(&**client, max).await?;
     let failures = state::failure_groups(&**client)
         .await?
         .into_iter()
@@ -165,9 +166,11 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         schedule
     };
     let daemons = daemons(&client).await?;
-    // the last minute's users over the last minute, or over the time the
-    // migration daemons running now have run when that is shorter (4 s
-    // into a run, its users over 60 s would say a fifteenth of its rate)
+    // the users migrated in the last minute over the minute, or in the
+    // time the migration daemons running now have run when that is
+    // shorter (4 s into a run, its users over 60 s would say a fifteenth
+    // of its rate; a restarted daemon's first seconds over the minute's
+    // users, its predecessor's included, would say several times it)
     let now = jiff::Timestamp::now();
     let running = daemons
         .iter()
@@ -176,7 +179,8 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         .map(|t| (now - t).total(jiff::Unit::Second).unwrap_or(60.0))
         .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
     let window = running.map_or(60.0, |s| s.clamp(5.0, 60.0));
-    let recent_rate = state.migrated_last_minute as f64 / window;
+    let state = state::counts(&**client, max, window).await?;
+    let recent_rate = state.migrated_recently as f64 / window;
     let over_limit = state.over_limit;
     let legacy = users - migrated;
     let to_do = left_to_try(legacy, over_limit, state.held);
@@ -187,14 +191,10 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     };
     let retrying = (state.failed - over_limit).max(0);
     let projected_finish = match rate {
-        // finalized, or nothing left to try but users left legacy: no finish
-        _ if control.finalized => None,
-        _ if to_do == 0 && legacy > 0 => None,
-        _ if to_do == 0 => Some(now.to_zoned(schedule.tz.clone()).to_string()),
+        // finalized, paused, or nothing left to try: no finish
+        _ if control.finalized || control.paused || to_do == 0 => None,
         _ if to_do <= retrying => None,
-        Some(r) if r > 0.0 => schedule
-            .finish(now, to_do as f64 / r)
-            .map(|t| t.to_zoned(schedule.tz.clone()).to_string()),
+        Some(r) if r > 0.0 => schedule.finish_text(now, to_do as f64 / r),
         _ => None,
     };
     Ok(Status {
@@ -315,6 +315,14 @@ impl fmt::Display for Status {
         match &self.projected_finish {
             Some(t) => write!(f, "finish     {t} (projected)"),
             None if self.phase == "finalized" => write!(f, "finish     done (finalized)"),
+            None if self.legacy == 0 => write!(
+                f,
+                "finish     done: every user is migrated (`decant finalize` ends the migration)"
+            ),
+            None if self.paused => write!(
+                f,
+                "finish     not projected: paused (`decant resume` goes on)"
+            ),
             None if self.retrying > 0 && self.left_to_try() <= self.retrying => {
                 write!(
                     f,

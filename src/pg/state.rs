@@ -59,7 +59,7 @@ const OVER_LIMIT: &str =
 
 const COUNTS: &str = "SELECT count(*) FILTER (WHERE state = 'failed'),
         count(*) FILTER (WHERE state = 'failed' AND attempts >= $1),
-        count(*) FILTER (WHERE migrated_at > now() - interval '60 seconds'),
+        count(*) FILTER (WHERE migrated_at > now() - make_interval(secs => $2)),
         count(*) FILTER (WHERE state = 'held')
    FROM decant.user_state";
 
@@ -255,22 +255,26 @@ pub(crate) struct Counts {
     pub failed: i64,
     /// Of those, users at the attempt limit.
     pub over_limit: i64,
-    /// Users migrated in the last 60 seconds.
-    pub migrated_last_minute: i64,
+    /// Users migrated in the last `recent_seconds`.
+    pub migrated_recently: i64,
     /// Users rolled back and held out of the migration.
     pub held: i64,
 }
 
 /// Reads the state table's counts.
-pub(crate) async fn counts(client: &impl GenericClient, max_attempts: i32) -> Result<Counts> {
+pub(crate) async fn counts(
+    client: &impl GenericClient,
+    max_attempts: i32,
+    recent_seconds: f64,
+) -> Result<Counts> {
     let row = client
-        .query_one(COUNTS, &[&max_attempts])
+        .query_one(COUNTS, &[&max_attempts, &recent_seconds])
         .await
         .map_err(|e| Error::db_own("reading decant.user_state", e))?;
     Ok(Counts {
         failed: row.get(0),
         over_limit: row.get(1),
-        migrated_last_minute: row.get(2),
+        migrated_recently: row.get(2),
         held: row.get(3),
     })
 }

@@ -578,10 +578,7 @@ fn project(opts: &RehearseOptions, dump_users: u64, speed: f64) -> Projection {
     });
     let rate_seconds = rate.map(|r| users as f64 / r.max(1e-9));
     let work = rate_seconds.unwrap_or(full);
-    let finish = opts
-        .schedule
-        .finish(jiff::Timestamp::now(), work)
-        .map(|t| t.to_string());
+    let finish = opts.schedule.finish_text(jiff::Timestamp::now(), work);
     Projection {
         users,
         full_speed_seconds: full,

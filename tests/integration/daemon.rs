@@ -1644,4 +1644,21 @@ async fn status_takes_a_young_run_s_rate_over_the_time_it_has_run() {
         status.recent_rate
     );
     assert_eq!(status.daemons.len(), 1, "{status}");
+    // a daemon started again a while later, paused: its predecessor's
+    // users are not its rate (they read as 80/s over its 5 s), and no
+    // finish is projected while paused
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    set(&decant, Setting::Paused(true)).await;
+    let again = Running::start(&decant, without_probe());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    again.stop().await;
+    assert_eq!(status.recent_rate, 0.0, "{status}");
+    assert_eq!(status.projected_finish, None, "{status}");
+    assert!(
+        status
+            .to_string()
+            .contains("finish     not projected: paused"),
+        "{status}"
+    );
 }

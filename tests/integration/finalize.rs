@@ -107,6 +107,17 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     )
     .await;
     set(&value).await;
+    // every user migrated, not yet finalized: done, with the next step
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(status.projected_finish, None);
+    assert!(
+        status
+            .to_string()
+            .contains("finish     done: every user is migrated (`decant finalize`"),
+        "{status}"
+    );
 
     // finalized
     let f = decant::finalize(&db.url, &decant, false).await.unwrap();
