@@ -998,6 +998,10 @@ fn calls(spec: &Spec) -> Vec<String> {
     let it = spec.source.id_type.sql();
     let rebuild = internal(spec, "rebuild");
     let write = internal(spec, "write");
+    // the spec's bound on a row-lock wait, as the Rust layer's sessions
+    // have it: a caller gets lock_not_available (55P03) to retry rather
+    // than wait behind a long transaction without end
+    let lock_timeout = format!("'{}ms'", spec.settings.lock_timeout_ms);
     let missing = "RAISE EXCEPTION USING ERRCODE = 'no_data_found', \
                    MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), \
                    HINT = 'check the id; load_many leaves unknown users out'";
@@ -1024,7 +1028,7 @@ fn calls(spec: &Spec) -> Vec<String> {
         ),
         format!(
             "CREATE OR REPLACE FUNCTION decant.save({it}, jsonb) RETURNS void\n    \
-             LANGUAGE plpgsql AS\n$$\n\
+             LANGUAGE plpgsql SET lock_timeout = {lock_timeout} AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_migrated boolean;\n\
              BEGIN\n    \
@@ -1039,7 +1043,7 @@ fn calls(spec: &Spec) -> Vec<String> {
         ),
         format!(
             "CREATE OR REPLACE FUNCTION decant.patch({it}, jsonb) RETURNS jsonb\n    \
-             LANGUAGE plpgsql AS\n$$\n\
+             LANGUAGE plpgsql SET lock_timeout = {lock_timeout} AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\
              BEGIN\n    \

@@ -81,6 +81,13 @@ async fn a_held_lock_gives_a_typed_retryable_timeout() {
     drop(game);
     let spec_text = crate::example::SPEC.replace("lock_timeout_ms = 2000", "lock_timeout_ms = 300");
     let decant = db.decant_with(&spec_text, 2);
+    // (the SQL API takes the bound from the spec at init)
+    let sql = db.client().await;
+    decant::init(&sql, decant.spec()).await.unwrap();
+    // (without the bound the call would wait until this cancels it)
+    sql.batch_execute("SET statement_timeout = '10s'")
+        .await
+        .unwrap();
     let mut holder = db.client().await;
     let tx = holder.transaction().await.unwrap();
     tx.execute("SELECT 1 FROM \"user\" WHERE id = 2 FOR UPDATE", &[])
@@ -114,6 +121,22 @@ async fn a_held_lock_gives_a_typed_retryable_timeout() {
         ),
         "{err}"
     );
+    // the SQL API bounds its wait the same way, on a session of the
+    // caller's that sets no lock_timeout of its own
+    for call in [
+        "SELECT decant.patch(2, '{\"xp\": 1}')",
+        "SELECT decant.save(2, '{\"xp\": 1}')",
+    ] {
+        let started = Instant::now();
+        let err = sql.query_one(call, &[]).await.unwrap_err();
+        let waited = started.elapsed();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+            "{call}: {err:?}"
+        );
+        assert!(waited < Duration::from_secs(5), "{call}: {waited:?}");
+    }
     // other users are not blocked
     decant.patch(1, &json!({"xp": 1})).await.unwrap();
     tx.rollback().await.unwrap();

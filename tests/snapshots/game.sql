@@ -1098,7 +1098,7 @@ $$;
 
 -- init statement 56
 CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void
-    LANGUAGE plpgsql AS
+    LANGUAGE plpgsql SET lock_timeout = '2000ms' AS
 $$
 #variable_conflict use_column
 DECLARE _decant_migrated boolean;
@@ -1116,7 +1116,7 @@ $$;
 
 -- init statement 57
 CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
-    LANGUAGE plpgsql AS
+    LANGUAGE plpgsql SET lock_timeout = '2000ms' AS
 $$
 #variable_conflict use_column
 DECLARE _decant_blob jsonb; _decant_migrated boolean;
