@@ -135,6 +135,15 @@ pub(super) struct RollbackArgs {
     /// Target duration of a batch transaction in ms (bounds lock waits).
     #[arg(long, default_value_t = 100)]
     target_batch_ms: u64,
+    /// As `run`'s: slow down while others work and a small commit takes
+    /// more than this many times its idle time (0: off, for a rollback
+    /// that must not wait for the backend's traffic).
+    #[arg(long, default_value_t = 1.5)]
+    max_commit_slowdown: f64,
+    /// As `run`'s: yield to a surge of the server's other transactions
+    /// (0: off).
+    #[arg(long, default_value_t = 2.0)]
+    load_yield: f64,
 }
 
 /// `decant rollback`: one user now, or a cohort through the daemon's loop.
@@ -179,12 +188,19 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
     if args.workers == 0 {
         super::exit::usage!("--workers must be at least 1");
     }
+    check_throttle_args(args.load_yield, args.max_commit_slowdown)?;
     let decant = Decant::connect(&args.target.url()?, args.target.spec()?, args.workers + 2)?;
     let opts = decant::RunOptions {
         workers: args.workers,
         rate: args.rate,
         schedule: args.schedule.schedule()?,
         target_batch: Duration::from_millis(args.target_batch_ms.max(1)),
+        throttle: decant::Throttle {
+            max_commit_slowdown: (args.max_commit_slowdown > 0.0)
+                .then_some(args.max_commit_slowdown),
+            load_yield: (args.load_yield > 0.0).then_some(args.load_yield),
+            ..decant::Throttle::default()
+        },
         ..decant::RunOptions::default()
     };
     let progress = Arc::new(Progress::default());
@@ -312,16 +328,17 @@ fn check_run_args(args: &RunArgs) -> Result<()> {
             args.max_replica_lag
         );
     }
-    if !args.load_yield.is_finite() || args.load_yield < 0.0 {
-        super::exit::usage!(
-            "--load-yield {}: give a power (2), or 0 for off",
-            args.load_yield
-        );
+    check_throttle_args(args.load_yield, args.max_commit_slowdown)
+}
+
+/// `--load-yield` and `--max-commit-slowdown` of `run` and `rollback`.
+fn check_throttle_args(load_yield: f64, max_commit_slowdown: f64) -> Result<()> {
+    if !load_yield.is_finite() || load_yield < 0.0 {
+        super::exit::usage!("--load-yield {load_yield}: give a power (2), or 0 for off");
     }
-    if !args.max_commit_slowdown.is_finite() || args.max_commit_slowdown < 0.0 {
+    if !max_commit_slowdown.is_finite() || max_commit_slowdown < 0.0 {
         super::exit::usage!(
-            "--max-commit-slowdown {}: give a factor (1.5), or 0 for off",
-            args.max_commit_slowdown
+            "--max-commit-slowdown {max_commit_slowdown}: give a factor (1.5), or 0 for off"
         );
     }
     Ok(())

@@ -102,6 +102,31 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     assert!(ok, "{err}");
     assert!(out.contains("user 2: rolled back"), "{out}");
     assert!(!is_migrated(&client, 2).await);
+    // a cohort rollback may turn the throttle off, as `run` may
+    let (ok, _, err) = decant(&["migrate", "--user", "2"], Some(&db.url), &dir);
+    assert!(ok, "{err}");
+    let (code, err) = decant_status(
+        &["rollback", "--all", "--load-yield=-1"],
+        Some(&db.url),
+        &dir,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--load-yield -1"), "{err}");
+    let (ok, out, err) = decant(
+        &[
+            "rollback",
+            "--all",
+            "--max-commit-slowdown",
+            "0",
+            "--load-yield",
+            "0",
+        ],
+        Some(&db.url),
+        &dir,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("done: 1 users rolled back"), "{out}");
+    assert!(!is_migrated(&client, 2).await);
 
     let (ok, _, err) = decant(&["migrate", "--user", "424242"], Some(&db.url), &dir);
     assert!(!ok);
