@@ -51,7 +51,7 @@ pub use core::census::{CensusReport, Example, FixupEffect, Group, Summary, Types
 pub use core::fixup::{Applied, Change, Fixup};
 pub use ops::check::{Check, CheckOptions, CheckProgress, PAGE_BYTES, Selection, check};
 pub use ops::finalize::{Finalized, finalize};
-pub use ops::grants::{apply_grants, grants, grants_script};
+pub use ops::grants::{apply_grants, grants, grants_script, roles_missing_grants};
 pub use ops::status::{Daemon, FailureGroup, Status, status};
 pub use pg::identity::recorded_spec;
 pub use pg::pool::{connect, from_environment, with_dbname};

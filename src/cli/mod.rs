@@ -365,6 +365,16 @@ async fn run(cli: Cli) -> Result<()> {
                 decant::init(&client, &spec).await?;
             }
             println!("initialized: target tables, decant schema, flag column and legacy index");
+            // roles granted before lack the tables a spec added
+            let behind = decant::roles_missing_grants(&client, &spec).await?;
+            if !behind.is_empty() {
+                eprintln!(
+                    "warning: {} had decant's grants but lack the spec's new tables or views: \
+                     their calls on migrated users fail with \"permission denied\" until \
+                     `decant grants <role> --apply` runs for each",
+                    behind.join(", ")
+                );
+            }
         }
         Command::Migrate { target, user } => {
             let report = target.decant()?.migrate_user(user.clone()).await?;

@@ -79,3 +79,38 @@ pub async fn apply_grants(client: &tokio_postgres::Client, spec: &Spec, role: &s
     }
     Ok(())
 }
+
+/// The roles granted decant's rights before (they read `decant.control`)
+/// that lack a right on one of the spec's tables or views: a spec that
+/// added tables (`decant init --evolve`) needs `decant grants` again for
+/// each, or their calls on migrated users fail with "permission denied".
+/// Superusers and PostgreSQL's own roles are left out.
+pub async fn roles_missing_grants(
+    client: &tokio_postgres::Client,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let mut tables = Vec::new();
+    let mut views = Vec::new();
+    for ti in 0..spec.tables.len() {
+        tables.push(target_table(spec, ti));
+        views.push(crate::pg::views::view_name(spec, ti));
+    }
+    let rows = client
+        .query(
+            "SELECT r.rolname::text FROM pg_roles AS r \
+              WHERE NOT r.rolsuper AND r.rolname !~ '^pg_' \
+                AND to_regclass('decant.control') IS NOT NULL \
+                AND has_table_privilege(r.oid, 'decant.control', 'SELECT') \
+                AND (EXISTS (SELECT 1 FROM unnest($1::text[]) AS t \
+                              WHERE to_regclass(t) IS NOT NULL \
+                                AND NOT has_table_privilege(r.oid, t, 'SELECT, INSERT, UPDATE, DELETE')) \
+                  OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS v \
+                              WHERE to_regclass(v) IS NOT NULL \
+                                AND NOT has_table_privilege(r.oid, v, 'SELECT'))) \
+              ORDER BY 1",
+            &[&tables, &views],
+        )
+        .await
+        .map_err(|e| Error::db("looking for roles that lack the new tables' grants", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

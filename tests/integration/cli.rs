@@ -535,8 +535,35 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
         ),
     )
     .unwrap();
+    // a backend role granted before the new table is told of
+    let role = format!("app_evolve_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+        ))
+        .await
+        .unwrap();
+    let (code, err) = decant_status(&["grants", &role, "--apply"], url, &dir);
+    assert_eq!(code, Some(0), "{err}");
     let (code, err) = decant_status(&["init", "--evolve", "--spec", "grown.toml"], url, &dir);
     assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("warning: {role} had decant's grants but lack")),
+        "{err}"
+    );
+    let (code, err) = decant_status(
+        &["grants", &role, "--apply", "--spec", "grown.toml"],
+        url,
+        &dir,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = decant_status(&["init", "--evolve", "--spec", "grown.toml"], url, &dir);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
     let (code, err) = decant_status(
         &["run", "--evolve", "--rate", "max", "--spec", "grown.toml"],
         url,
