@@ -163,8 +163,9 @@ fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
     }
 }
 
-/// The driver's error with the server's message, detail and hint.
-fn describe(e: &tokio_postgres::Error) -> String {
+/// The driver's error with the server's message, detail and hint (its
+/// own `Display` says only "db error").
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut s = format!("{} ({})", db.message(), db.code().code());

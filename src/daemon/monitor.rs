@@ -555,7 +555,10 @@ impl Heartbeat {
                      shared with other daemons and status cannot list this one; run `decant init`"
                 );
             }
-            Err(e) => tracing::warn!(cause = %e, "cannot write the daemon's heartbeat"),
+            Err(e) => tracing::warn!(
+                cause = %crate::error::describe(&e),
+                "cannot write the daemon's heartbeat"
+            ),
         }
     }
 }
@@ -587,7 +590,10 @@ pub(crate) async fn monitor(
             match pool.get().await {
                 Ok(c) => {
                     if let Err(e) = c.query_one(sql::DAEMON_SESSION, &[]).await {
-                        tracing::warn!(cause = %e, "cannot mark the monitor's session");
+                        tracing::warn!(
+                            cause = %crate::error::describe(&e),
+                            "cannot mark the monitor's session"
+                        );
                         continue;
                     }
                     tracing::info!("monitor session re-opened");
