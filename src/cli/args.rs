@@ -106,7 +106,9 @@ pub(super) async fn warn_missing(
 }
 
 /// Ids from a file: whitespace or comma separated, `#` to the end of a
-/// line a comment; each read in the kind of the spec's id (`kind`).
+/// line a comment, an id holding any of those in double quotes (`"a, b"`;
+/// `""` inside for a quote); each read in the kind of the spec's id
+/// (`kind`).
 pub(super) fn read_ids(
     file: &std::path::Path,
     kind: decant::IdType,
@@ -115,12 +117,12 @@ pub(super) fn read_ids(
         .with_context(|| format!("reading the ids in {}", file.display()))?;
     let mut ids = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("");
-        for word in line.split(|c: char| c.is_whitespace() || c == ',') {
-            if word.is_empty() {
-                continue;
-            }
-            match kind.id(word) {
+        let words = match split_ids(line) {
+            Ok(w) => w,
+            Err(why) => super::exit::usage!("{}:{}: {why}", file.display(), n + 1),
+        };
+        for word in words {
+            match kind.id(&word) {
                 Ok(id) => ids.push(id),
                 Err(_) => super::exit::usage!(
                     "{}:{}: `{word}` is not a user id of the spec's id_type ({kind})",
@@ -134,4 +136,56 @@ pub(super) fn read_ids(
         super::exit::usage!("{}: no ids in the file", file.display());
     }
     Ok(ids)
+}
+
+/// The ids of one line of an ids file (see [`read_ids`]).
+fn split_ids(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    let mut word = String::new();
+    let end = |word: &mut String, out: &mut Vec<String>| {
+        if !word.is_empty() {
+            out.push(std::mem::take(word));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => break,
+            c if c.is_whitespace() || c == ',' => end(&mut word, &mut out),
+            '"' if word.is_empty() => {
+                let mut quoted = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            quoted.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => quoted.push(c),
+                        None => return Err(format!("an id's quote is not closed: {line}")),
+                    }
+                }
+                out.push(quoted);
+            }
+            c => word.push(c),
+        }
+    }
+    end(&mut word, &mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_ids;
+
+    #[test]
+    fn ids_split_on_spaces_and_commas_unless_quoted() {
+        assert_eq!(split_ids("1, 2 3 # four").unwrap(), ["1", "2", "3"]);
+        assert_eq!(
+            split_ids(r#""a,b" "c d" "e#f" "say ""hi""", g"#).unwrap(),
+            ["a,b", "c d", "e#f", "say \"hi\"", "g"]
+        );
+        assert_eq!(split_ids(r#""""#).unwrap(), [""]);
+        assert!(split_ids(r#""open"#).is_err());
+    }
 }
