@@ -124,10 +124,25 @@ impl IsoForm {
     /// makes such a value).
     pub fn render(self, us: i64) -> String {
         let (secs, sub) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
-        let Ok(ts) = jiff::Timestamp::from_second(secs) else {
-            return us.to_string();
+        // jiff's range stops about a day short of 9999-12-31T23:59:59 (and
+        // of 0001-01-01), which PostgreSQL and decant's columns hold: the
+        // date and the time of day by hand there
+        let base = match jiff::Timestamp::from_second(secs) {
+            Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S").to_string(),
+            Err(_) => {
+                let (days, second) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+                let Ok(days) = i32::try_from(days) else {
+                    return us.to_string();
+                };
+                format!(
+                    "{}T{:02}:{:02}:{:02}",
+                    render_date(days),
+                    second / 3600,
+                    second / 60 % 60,
+                    second % 60
+                )
+            }
         };
-        let base = ts.strftime("%Y-%m-%dT%H:%M:%S");
         let fraction = match self.fraction {
             3 if sub % 1000 == 0 => format!(".{:03}", sub / 1000),
             3 | 6 => format!(".{sub:06}"),
@@ -388,8 +403,11 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
         }
         ColumnType::TimestampIso(form) => {
             let s = v.as_str().ok_or_else(wrong)?;
-            let ts: jiff::Timestamp = s.parse().map_err(|_| wrong())?;
-            let micros = ts.as_microsecond();
+            let micros = match s.parse::<jiff::Timestamp>() {
+                Ok(ts) => ts.as_microsecond(),
+                // past jiff's range: the form itself, read by hand
+                Err(_) => parse_iso_utc(s).ok_or_else(wrong)?,
+            };
             if !(MIN_MICROS..=MAX_MICROS).contains(&micros)
                 || (form.fraction == 3 && micros % 1000 != 0)
             {
@@ -447,6 +465,44 @@ impl ColumnValue {
 
 /// Days since 1970-01-01 of a date written `YYYY-MM-DD` exactly (years
 /// 0001 to 9999, a real calendar day); `None` for anything else.
+/// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.f{1,6}]` then
+/// `Z` or `+00:00`: the ISO forms decant writes, for the days at the ends
+/// of PostgreSQL's range that jiff does not hold.
+fn parse_iso_utc(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let days = i64::from(parse_date(date)?);
+    let time = time
+        .strip_suffix('Z')
+        .or_else(|| time.strip_suffix("+00:00"))?;
+    let (hms, fraction) = match time.split_once('.') {
+        Some((hms, f)) => (hms, Some(f)),
+        None => (time, None),
+    };
+    let b = hms.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let number = |t: &str| -> Option<i64> {
+        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (h, m, sec) = (
+        number(&hms[0..2])?,
+        number(&hms[3..5])?,
+        number(&hms[6..8])?,
+    );
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let sub = match fraction {
+        None => 0,
+        Some(f) if f.len() <= 6 => number(f)? * 10i64.pow(6 - f.len() as u32),
+        Some(_) => return None,
+    };
+    Some((days * 86_400 + h * 3600 + m * 60 + sec) * 1_000_000 + sub)
+}
+
 pub(crate) fn parse_date(s: &str) -> Option<i32> {
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<i32> {
@@ -659,6 +715,34 @@ mod tests {
 
     fn n(s: &str) -> Value {
         number(s)
+    }
+
+    #[test]
+    fn iso_timestamps_hold_the_ends_of_the_range() {
+        for (ty, text) in [
+            ("timestamptz_iso_ms", "9999-12-31T00:00:00.000Z"),
+            ("timestamptz_iso_ms", "9999-12-31T23:59:59.999Z"),
+            ("timestamptz_iso", "9999-12-31T12:00:00.5Z"),
+            (
+                "timestamptz_iso_us_offset",
+                "9999-12-31T23:59:59.999999+00:00",
+            ),
+            ("timestamptz_iso", "0001-01-01T00:00:00Z"),
+            ("timestamptz_iso_ms", "2026-12-04T21:40:56.123Z"),
+        ] {
+            let ty = ColumnType::parse(ty).unwrap();
+            let v = Value::String(text.into());
+            let c = to_column(ty, &v).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert_eq!(to_json(ty, &c), v, "{text}");
+        }
+        let ms = ColumnType::parse("timestamptz_iso_ms").unwrap();
+        for bad in [
+            "9999-12-31T24:00:00.000Z",
+            "9999-12-32T00:00:00.000Z",
+            "10000-01-01T00:00:00.000Z",
+        ] {
+            assert!(to_column(ms, &Value::String(bad.into())).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -158,6 +158,8 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
         r#"{"items": {"a": {"go": "2022-11-29T11:37:04+05:30"}, "b": {"s": "fine", "go": "2022-11-29T06:07:04.25+00:00"}}}"#,
         r#"{"items": {"a": {"go": "2022-11-29T06:07:04.250+00:00"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"d": "0000-01-01"}, "b": {"s": "fine"}}}"#,
+        // the last day PostgreSQL's columns and decant hold (past jiff's range)
+        r#"{"items": {"a": {"iso": "9999-12-31T23:59:59.999999Z", "isoms": "9999-12-31T00:00:00.000Z"}, "b": {"s": "fine", "py": "9999-12-31T12:00:00.000000+00:00", "go": "9999-12-31T23:59:59.5+00:00"}}}"#,
         r#"{"items": {"a": {"sec": 253402300800}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"i4": 1.5, "b": "true"}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"f": 1e400, "i8": 9223372036854775808}, "b": {"s": "fine"}}}"#,
