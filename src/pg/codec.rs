@@ -147,20 +147,27 @@ fn not_json(user: &UserId, e: json::ParseError) -> Error {
     }
 }
 
+/// The JSON text of a `jsonb` (its binary form: a version byte, then the
+/// text) or `json` value.
+fn json_text<'a>(
+    ty: &Type,
+    raw: &'a [u8],
+) -> std::result::Result<&'a [u8], Box<dyn std::error::Error + Sync + Send>> {
+    if *ty != Type::JSONB {
+        return Ok(raw);
+    }
+    match raw.split_first() {
+        Some((1, text)) => Ok(text),
+        _ => Err("unsupported jsonb binary format version".into()),
+    }
+}
+
 impl<'a> tokio_postgres::types::FromSql<'a> for Blob {
     fn from_sql(
         ty: &Type,
         raw: &'a [u8],
     ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let text = if *ty == Type::JSONB {
-            match raw.split_first() {
-                Some((1, text)) => text,
-                _ => return Err("unsupported jsonb binary format version".into()),
-            }
-        } else {
-            raw
-        };
-        Ok(Blob(std::str::from_utf8(text)?.to_owned()))
+        Ok(Blob(std::str::from_utf8(json_text(ty, raw)?)?.to_owned()))
     }
 
     fn from_sql_null(
@@ -222,15 +229,7 @@ impl<'a> tokio_postgres::types::FromSql<'a> for PgJson {
         ty: &Type,
         raw: &'a [u8],
     ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        // jsonb's binary form: a version byte, then the text
-        let text = if *ty == Type::JSONB {
-            match raw.split_first() {
-                Some((1, rest)) => rest,
-                _ => return Err("unsupported jsonb encoding version".into()),
-            }
-        } else {
-            raw
-        };
+        let text = json_text(ty, raw)?;
         if let Ok(v) = serde_json::from_slice(text) {
             return Ok(PgJson(v));
         }

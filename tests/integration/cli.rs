@@ -536,13 +536,7 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
     )
     .unwrap();
     // a backend role granted before the new table is told of
-    let role = format!("app_evolve_{}", std::process::id());
-    client
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
-        ))
-        .await
-        .unwrap();
+    let role = crate::harness::fresh_role(&client, "app_evolve").await;
     let (code, err) = decant_status(&["grants", &role, "--apply"], url, &dir);
     assert_eq!(code, Some(0), "{err}");
     let (code, err) = decant_status(&["init", "--evolve", "--spec", "grown.toml"], url, &dir);
@@ -883,13 +877,7 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
         assert!(allowed.contains(ids[2]), "{allowed}");
         // a role that cannot see other roles' sessions is told so (the
         // run then stops: no rights on the tables)
-        let role = format!("blind_{kind}_{}", std::process::id());
-        client
-            .batch_execute(&format!(
-                "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
-            ))
-            .await
-            .unwrap();
+        let role = crate::harness::fresh_role(&client, &format!("blind_{kind}")).await;
         let (ok, _, err) = decant(&["run", "--rate", "max"], Some(&db.url_as(&role)), &dir);
         assert!(!ok);
         assert!(

@@ -171,6 +171,18 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+/// A login role of its own for this test process (`{prefix}_{pid}`, made
+/// again if a crashed run left it), with no rights yet.
+pub async fn fresh_role(client: &tokio_postgres::Client, prefix: &str) -> String {
+    let role = format!("{prefix}_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+        ))
+        .await
+        .unwrap();
+    role
+}
 
 /// The migrated flag of a user.
 pub async fn is_migrated(client: &tokio_postgres::Client, user: i64) -> bool {

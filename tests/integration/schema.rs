@@ -290,13 +290,7 @@ async fn a_backend_role_with_the_printed_grants_can_do_everything_the_library_do
     for id in 1..=20 {
         owner.migrate_user(id).await.unwrap();
     }
-    let role = format!("backend_{}", std::process::id());
-    client
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
-        ))
-        .await
-        .unwrap();
+    let role = crate::harness::fresh_role(&client, "backend").await;
     let url = db.url_as(&role);
     let spec = crate::example::spec();
     let backend = Decant::connect(&url, spec.clone(), 2).unwrap();
