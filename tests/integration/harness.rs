@@ -171,6 +171,7 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+
 /// A login role of its own for this test process (`{prefix}_{pid}`, made
 /// again if a crashed run left it), with no rights yet.
 pub async fn fresh_role(client: &tokio_postgres::Client, prefix: &str) -> String {
