@@ -514,6 +514,14 @@ impl Decant {
         Ok(!done.is_empty())
     }
 
+    /// Of `users`, those a rollback holds out of the migration (until
+    /// [`Decant::release`], or [`Decant::migrate_user`] on each).
+    pub async fn held_users(&self, users: &[UserId]) -> Result<Vec<UserId>> {
+        let users = self.ids(users)?;
+        let client = pool::get(&self.pool).await?;
+        crate::pg::state::held(&**client, self.store.spec.source.id_type, &users).await
+    }
+
     /// Puts held users (rolled back; `None`: all of them) back into the
     /// migration; returns how many were held.
     pub async fn release(&self, users: Option<&[UserId]>) -> Result<u64> {

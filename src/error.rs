@@ -42,6 +42,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// A user's blob cannot be read: nested deeper than the spec's
+    /// `max_depth` (every path could write it, none could read it back), or
+    /// not JSON as the database sent it.
+    #[error("user {user}: cannot read the blob: {detail}")]
+    Unreadable {
+        /// The user.
+        user: UserId,
+        /// Why, and what to do.
+        detail: String,
+    },
+
     /// A legacy user already has rows in a target table (left by another
     /// tool or a hand fix): decant never adopts rows it did not write.
     #[error(

@@ -54,7 +54,7 @@ pub use ops::finalize::{Finalized, finalize};
 pub use ops::grants::{apply_grants, grants, grants_script, roles_missing_grants};
 pub use ops::status::{Daemon, FailureGroup, Status, status};
 pub use pg::identity::recorded_spec;
-pub use pg::pool::{connect, from_environment, with_dbname};
+pub use pg::pool::{connect, describe_target, from_environment, with_dbname};
 pub use pg::schema::{
     init, init_evolving, script as schema_script, statements as schema_statements, views_script,
 };

@@ -95,6 +95,11 @@ impl Failure {
                 format!("rule `{}`: {}", invalid.rule, invalid.reason())
             }
             Error::Verification { .. } => "verification failed".into(),
+            // "it is nested deeper than 128 levels", without the advice
+            Error::Unreadable { detail, .. } => {
+                let why = detail.split(" (").next().unwrap_or(detail);
+                format!("cannot read the blob: {}", why.trim_start_matches("it is "))
+            }
             Error::HasRows { table, .. } => format!("already has rows in table {table}"),
             other => match other.sqlstate() {
                 Some(code) => format!("database error {code}"),
@@ -383,8 +388,14 @@ pub(crate) async fn write_prepared(
         skipped,
     } = prepared;
     for f in &failed {
-        if let Error::Verification { user, detail } = &f.error {
-            tracing::error!(user = %user, %detail, "verification failed; user stays legacy");
+        match &f.error {
+            Error::Verification { user, detail } => {
+                tracing::error!(user = %user, %detail, "verification failed; user stays legacy");
+            }
+            Error::Unreadable { user, detail } => {
+                tracing::error!(user = %user, %detail, "cannot read the blob; user stays legacy");
+            }
+            _ => {}
         }
     }
     let mut report = BatchReport {

@@ -26,16 +26,18 @@ impl Target {
     /// libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
     /// `PGSSLMODE`, with `PGPASSWORD` or `~/.pgpass` for the password).
     pub(super) fn url(&self) -> Result<String> {
-        match &self.database_url {
-            Some(u) => Ok(u.clone()),
+        let url = match &self.database_url {
+            Some(u) => u.clone(),
             None => match decant::from_environment() {
-                Some(u) => Ok(u),
+                Some(u) => u,
                 None => super::exit::usage!(
                     "no database: pass --database-url, set DATABASE_URL, or set the libpq \
                      variables (PGHOST, PGPORT, PGUSER, PGDATABASE; PGPASSWORD or ~/.pgpass)"
                 ),
             },
-        }
+        };
+        let _ = super::exit::TARGET.set(url.clone());
+        Ok(url)
     }
 
     pub(super) fn decant(&self) -> Result<Decant> {
@@ -105,6 +107,18 @@ pub(super) async fn warn_missing(
     Ok(())
 }
 
+/// `--user`'s id in the kind of the spec's id column: a bad argument
+/// (exit status 2) when it is not one.
+pub(super) fn user_id(kind: decant::IdType, user: &decant::UserId) -> Result<decant::UserId> {
+    match kind.coerce(user.clone()) {
+        Ok(id) => Ok(id),
+        Err(_) => super::exit::usage!(
+            "--user {user}: not a user id of the spec's id_type ({})",
+            kind.describe()
+        ),
+    }
+}
+
 /// Ids from a file: whitespace or comma separated, `#` to the end of a
 /// line a comment, an id holding any of those in double quotes (`"a, b"`;
 /// `""` inside for a quote); each read in the kind of the spec's id
@@ -125,9 +139,10 @@ pub(super) fn read_ids(
             match kind.id(&word) {
                 Ok(id) => ids.push(id),
                 Err(_) => super::exit::usage!(
-                    "{}:{}: `{word}` is not a user id of the spec's id_type ({kind})",
+                    "{}:{}: `{word}` is not a user id of the spec's id_type ({})",
                     file.display(),
-                    n + 1
+                    n + 1,
+                    kind.describe()
                 ),
             }
         }

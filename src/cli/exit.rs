@@ -33,6 +33,39 @@ macro_rules! usage {
 }
 pub(crate) use usage;
 
+/// The connection string the command used, once it has one: an
+/// unreachable server's message names where it was looked for.
+pub(super) static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The error as printed: its context and causes, down to the first of
+/// decant's own errors, whose message already holds the driver's cause
+/// (its chain would repeat it: "... (28000): db error: db error: FATAL:
+/// ..."); for an unreachable server, where it was looked for.
+pub(super) fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        if cause.is::<decant::Error>() {
+            break;
+        }
+    }
+    if exit_status(e) == code::UNREACHABLE {
+        if let Some(url) = TARGET.get() {
+            text.push_str(&format!(
+                " (connecting to {})",
+                decant::describe_target(url)
+            ));
+        }
+    }
+    text
+}
+
 /// The exit status for an error: the first cause that tells.
 pub(super) fn exit_status(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {

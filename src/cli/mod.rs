@@ -341,7 +341,7 @@ pub async fn main() {
         LogFormat::Json => logs.json().with_ansi(false).init(),
     }
     if let Err(e) = run(cli).await {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", exit::report(&e));
         std::process::exit(exit::exit_status(&e));
     }
 }
@@ -377,9 +377,20 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Migrate { target, user } => {
-            let report = target.decant()?.migrate_user(user.clone()).await?;
+            let decant = target.decant()?;
+            let user = args::user_id(decant.spec().source().id_type, &user)?;
+            let held = !decant
+                .held_users(std::slice::from_ref(&user))
+                .await?
+                .is_empty();
+            let report = decant.migrate_user(user.clone()).await?;
             if let Some(m) = report.migrated.first() {
                 println!("user {user}: migrated, {} rows, verified", m.rows);
+                if held {
+                    println!(
+                        "  it was held out of the migration by a rollback: migrating it by hand ended the hold"
+                    );
+                }
                 if !m.fixups.is_empty() {
                     println!(
                         "  repaired first by fixups {} (undone on rollback)",
@@ -417,11 +428,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if f.residual_users > 0 {
                 println!(
-                    "{} users' residuals still hold keys no rule claims (the blob column keeps them):",
+                    "{} users' residuals are not empty: they hold keys no rule claims or values a `keep` \
+                     rule kept (the blob column keeps them; `decant.load` returns them). By top-level key:",
                     f.residual_users
                 );
-                for u in f.unclaimed.iter().take(20) {
-                    println!("  {}: {} users", u.path, u.users);
+                for u in &f.unclaimed {
+                    let ids: Vec<String> = u.examples.iter().map(ToString::to_string).collect();
+                    println!("  {}: {} users (e.g. {})", u.path, u.users, ids.join(", "));
                 }
             }
             if f.flag_dropped {
@@ -467,7 +480,10 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 (None, Some(user)) => {
                     let Ok(id) = kind.id(&user) else {
-                        exit::usage!("--user {user}: not a user id of the spec's id_type ({kind})")
+                        exit::usage!(
+                            "--user {user}: not a user id of the spec's id_type ({})",
+                            kind.describe()
+                        )
                     };
                     let list = vec![id];
                     if !decant.missing_users(&list).await?.is_empty() {

@@ -156,8 +156,9 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         args.all,
     ) {
         (Some(user), ..) => {
-            let user = user.clone();
-            if args.target.decant()?.rollback_user(user.clone()).await? {
+            let decant = args.target.decant()?;
+            let user = super::args::user_id(decant.spec().source().id_type, user)?;
+            if decant.rollback_user(user.clone()).await? {
                 println!(
                     "user {user}: rolled back, blob rebuilt from the tables; held out of the migration until `decant release --user {user}`"
                 );
@@ -517,11 +518,13 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let now = done(&progress);
             let rate = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
-            let total = progress.total();
+            // the total is counted when the run starts: users that became
+            // its work since (an evolution beside a migration) raise it
+            let total = progress.total().max(now);
             tracing::info!(
+                job = label,
                 done = now,
                 total,
-                migrated = progress.migrated(),
                 failed = progress.failed(),
                 users_per_s = rate.round(),
                 holding = progress

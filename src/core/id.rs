@@ -33,6 +33,16 @@ impl IdType {
         })
     }
 
+    /// The kind as a message names it: `integer: smallint, integer or
+    /// bigint`, `uuid`, `text`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            IdType::Int => "integer: smallint, integer or bigint",
+            IdType::Uuid => "uuid",
+            IdType::Text => "text",
+        }
+    }
+
     /// The SQL type ids are bound, returned and stored in.
     pub fn sql(self) -> &'static str {
         match self {

@@ -239,13 +239,16 @@ async fn run_job<J: Job>(
         .map_err(|e| Error::db("marking the daemon's session", e))?;
     check_free_sessions(&admin, opts.workers.max(1)).await?;
     warn_if_blind(&admin).await?;
-    if let Some(rate) = opts.rate {
-        control::set(&**admin, &control::Setting::Rate(rate)).await?;
-    }
+    // a run that is refused (another mapping, finalized) leaves the
+    // shared rate as it was: it is set only once the run may start
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
     let mut initial = control::read(&**admin).await?;
     if initial.finalized {
         return Err(Error::finalized());
+    }
+    if let Some(rate) = opts.rate {
+        control::set(&**admin, &control::Setting::Rate(rate)).await?;
+        initial = control::read(&**admin).await?;
     }
     // registered before the first batch: the rate is shared from the start
     let mut heartbeat = monitor::Heartbeat::new(job_name, opts.workers.max(1), progress.clone());

@@ -23,10 +23,11 @@ pub struct Finalized {
     pub users: u64,
     /// Whether the migration was finalized before this call.
     pub already: bool,
-    /// Users whose residual (the blob column) still holds keys no rule
-    /// claims.
+    /// Users whose residual (the blob column) is not empty: keys no rule
+    /// claims, or values a `keep` rule kept there.
     pub residual_users: u64,
-    /// Those keys, most held first.
+    /// What those residuals hold, by top-level key (`$.key`; `$` for a
+    /// residual that is no object), most held first, at most 20.
     pub unclaimed: Vec<Unclaimed>,
     /// The SQL that drops what the old code path needed (what
     /// `--drop-legacy` runs).
@@ -163,14 +164,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     tx.commit()
         .await
         .map_err(|e| Error::db("committing the phase finalized", e))?;
-    let residual_users: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {src} WHERE {blob} IS DISTINCT FROM '{{}}'::jsonb"),
-            &[],
-        )
-        .await
-        .map_err(|e| Error::db("counting non-empty residuals", e))?
-        .get(0);
+    let (residual_users, unclaimed) = residuals(&**client, spec).await?;
     let index = crate::pg::schema::legacy_index_qualified(spec);
     let flag_there = true;
     let drop_sql = format!(
@@ -179,7 +173,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
          DROP INDEX IF EXISTS {index};\n\
          ALTER TABLE {src} DROP COLUMN {flag} CASCADE;\n\
          -- then the views and the SQL API again, reading every user as migrated\n\
-         -- (keep {blob}: decant's layer keeps each user's residual there; {residual_users} users' residuals hold keys no rule claims)\n"
+         -- (keep {blob}: decant's layer keeps each user's residual there; {residual_users} users' residuals are not empty)\n"
     );
     if drop_legacy && flag_there {
         let mut client = client;
@@ -208,9 +202,56 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     Ok(Finalized {
         users: users as u64,
         already,
-        residual_users: residual_users as u64,
-        unclaimed: census.unclaimed,
+        residual_users,
+        unclaimed,
         drop_sql,
         flag_dropped: drop_legacy || !flag_there,
     })
+}
+
+/// The users whose residual is not empty, and what the residuals hold by
+/// top-level key (`$` for a residual that is no object: `null`, SQL NULL,
+/// an array or a scalar), most held first.
+async fn residuals(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &crate::core::spec::Spec,
+) -> Result<(u64, Vec<Unclaimed>)> {
+    let src = source_table(spec);
+    let it = spec.source.id_type.sql();
+    let (id, blob) = (quote(&spec.source.id), quote(&spec.source.blob));
+    let users: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {src} WHERE {blob} IS DISTINCT FROM '{{}}'::jsonb"),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("counting non-empty residuals", e))?
+        .get(0);
+    if users == 0 {
+        return Ok((0, Vec::new()));
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT CASE WHEN jsonb_typeof(s.{blob}) = 'object' THEN '$.' || k.k ELSE '$' END, \
+                        count(*), (array_agg(s.{id}::{it} ORDER BY s.{id}))[1:3] \
+                   FROM {src} AS s \
+                   LEFT JOIN LATERAL jsonb_object_keys( \
+                        CASE WHEN jsonb_typeof(s.{blob}) = 'object' THEN s.{blob} END) AS k(k) ON true \
+                  WHERE s.{blob} IS DISTINCT FROM '{{}}'::jsonb \
+                  GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading what the residuals hold", e))?;
+    let held = rows
+        .iter()
+        .map(|r| Unclaimed {
+            path: r.get(0),
+            users: r.get::<_, i64>(1) as u64,
+            examples: r.get(2),
+        })
+        .collect();
+    Ok((users as u64, held))
 }

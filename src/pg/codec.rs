@@ -120,7 +120,7 @@ const SERDE_DEPTH: usize = 128;
 /// back.
 pub(crate) fn check_depth(user: &UserId, blob: &Value, max_depth: usize) -> Result<()> {
     if json::deeper_than(blob, max_depth) {
-        return Err(Error::Verification {
+        return Err(Error::Unreadable {
             user: user.clone(),
             detail: too_deep(max_depth),
         });
@@ -130,7 +130,7 @@ pub(crate) fn check_depth(user: &UserId, blob: &Value, max_depth: usize) -> Resu
 
 fn too_deep(max_depth: usize) -> String {
     format!(
-        "the blob is nested deeper than {max_depth} levels (the spec's \
+        "it is nested deeper than {max_depth} levels (the spec's \
          `[settings] max_depth`, applied on every path; PostgreSQL accepts it, \
          so raise the limit, flatten the blob or keep the user legacy)"
     )
@@ -139,9 +139,9 @@ fn too_deep(max_depth: usize) -> String {
 fn not_json(user: &UserId, e: json::ParseError) -> Error {
     let detail = match e.depth_limit {
         Some(limit) => too_deep(limit),
-        None => format!("the blob the database sent is not JSON ({e})"),
+        None => format!("what the database sent is not JSON ({e})"),
     };
-    Error::Verification {
+    Error::Unreadable {
         user: user.clone(),
         detail,
     }

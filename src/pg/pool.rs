@@ -259,19 +259,54 @@ pub fn with_dbname(url: &str, db: &str) -> Result<String> {
 }
 
 fn redact(url: &str) -> String {
-    match parse_config(url) {
-        Ok(cfg) => format!(
-            "{:?} as {:?}",
-            cfg.get_hosts(),
-            cfg.get_user().unwrap_or("(default user)")
-        ),
-        Err(_) => "(unparsable connection string)".into(),
-    }
+    describe_target(url)
+}
+
+/// Where connection string `url` leads, without its password: `host
+/// /tmp port 5432, user app, database game` (for messages about a server
+/// that could not be reached).
+pub fn describe_target(url: &str) -> String {
+    let Ok(cfg) = parse_config(url) else {
+        return "(unparsable connection string)".into();
+    };
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = cfg.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "host {} port {}, user {}, database {}",
+        if hosts.is_empty() {
+            "(default)".to_string()
+        } else {
+            hosts.join(",")
+        },
+        if ports.is_empty() {
+            "5432".to_string()
+        } else {
+            ports.join(",")
+        },
+        cfg.get_user().unwrap_or("(default)"),
+        cfg.get_dbname().or(cfg.get_user()).unwrap_or("(default)"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_is_described_without_its_password() {
+        let d = describe_target("postgres://app:secret@db.example:6543/game");
+        assert_eq!(d, "host db.example port 6543, user app, database game");
+        let d = describe_target("host=/tmp/sock port=5571 user=ops password=secret");
+        assert_eq!(d, "host /tmp/sock port 5571, user ops, database ops");
+        assert!(!describe_target("host=h password=secret").contains("secret"));
+    }
 
     #[test]
     fn the_environment_makes_a_libpq_connection_string() {

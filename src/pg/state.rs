@@ -38,6 +38,9 @@ const HELD: &str = "INSERT INTO decant.user_state AS s (user_id, state, updated_
         warnings = NULL, fixups = NULL, attempts = 0, reason = NULL, last_error = NULL, \
         updated_at = now()";
 
+const HELD_OF: &str = "SELECT user_id FROM decant.user_state \
+     WHERE user_id = ANY ($1::bigint[]) AND state = 'held'";
+
 const RELEASE: &str = "UPDATE decant.user_state SET state = 'legacy', updated_at = now() \
      WHERE state = 'held' AND ($1::bigint[] IS NULL OR user_id = ANY ($1::bigint[]))";
 
@@ -187,6 +190,19 @@ pub(crate) async fn record_held(
         .await
         .map_err(|e| Error::db("recording rolled back users", e))?;
     Ok(())
+}
+
+/// Of `users`, those held out of the migration by a rollback.
+pub(crate) async fn held(
+    client: &impl GenericClient,
+    ty: IdType,
+    users: &[UserId],
+) -> Result<Vec<UserId>> {
+    let rows = client
+        .query(typed(HELD_OF, ty), &[&users])
+        .await
+        .map_err(|e| Error::db("reading which users are held", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Releases held users (`None`: all of them) back into the migration;

@@ -102,9 +102,11 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     assert!(ok, "{err}");
     assert!(out.contains("user 2: rolled back"), "{out}");
     assert!(!is_migrated(&client, 2).await);
-    // a cohort rollback may turn the throttle off, as `run` may
-    let (ok, _, err) = decant(&["migrate", "--user", "2"], Some(&db.url), &dir);
+    // a cohort rollback may turn the throttle off, as `run` may; migrating
+    // the held user by hand says it ends the hold
+    let (ok, out, err) = decant(&["migrate", "--user", "2"], Some(&db.url), &dir);
     assert!(ok, "{err}");
+    assert!(out.contains("migrating it by hand ended the hold"), "{out}");
     let (code, err) = decant_status(
         &["rollback", "--all", "--load-yield=-1"],
         Some(&db.url),
@@ -502,6 +504,28 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
     );
     assert_eq!(code, Some(4), "{err}");
     assert!(err.contains("refused"), "{err}");
+    // where it was looked for, the cause said once
+    assert!(
+        err.contains("(connecting to host 127.0.0.1 port 1, user nobody, database db)"),
+        "{err}"
+    );
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+    // a role the server does not know: its message once, no "db error"
+    let unknown = db.url_as("nobody_here");
+    let (code, err) = decant_status(&["status"], Some(&unknown), &dir);
+    assert_eq!(code, Some(4), "{err}");
+    assert_eq!(
+        err.matches("\"nobody_here\" does not exist").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("db error"), "{err}");
+    // an id that is no integer on an integer spec: a bad argument
+    let (code, err) = decant_status(&["migrate", "--user", "abc"], url, &dir);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("id_type (integer"), "{err}");
+    let (code, err) = decant_status(&["rollback", "--user", "abc"], url, &dir);
+    assert_eq!(code, Some(2), "{err}");
 
     // JSON logs: one object per line, no colour codes
     let out = Command::new(env!("CARGO_BIN_EXE_decant"))

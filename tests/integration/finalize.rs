@@ -133,6 +133,18 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         "{}",
         f.drop_sql
     );
+    // what the residuals hold, by top-level key, counted as SQL counts it
+    assert!(!f.unclaimed.is_empty(), "{f:?}");
+    for u in &f.unclaimed {
+        let key = u.path.strip_prefix("$.").expect("an object's key");
+        let holding: i64 = client
+            .query_one("SELECT count(*) FROM \"user\" WHERE data ? $1", &[&key])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(u.users, holding as u64, "{u:?}");
+        assert!(!u.examples.is_empty() && u.examples.len() <= 3, "{u:?}");
+    }
     let status = decant::status(&decant, &decant::Schedule::default())
         .await
         .unwrap();

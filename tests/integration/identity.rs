@@ -63,7 +63,18 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
             .unwrap_err(),
     );
     says(other.rollback_user(2).await.unwrap_err());
+    // a refused run (at full speed) leaves the shared rate alone
+    let rate = "SELECT rate FROM decant.control";
+    decant::set_control(
+        &client,
+        &decant::Setting::Rate(decant::Rate::PerSecond(25.try_into().unwrap())),
+    )
+    .await
+    .unwrap();
+    let before: String = client.query_one(rate, &[]).await.unwrap().get(0);
     says(crate::harness::run_all(&other).await.unwrap_err());
+    let after: String = client.query_one(rate, &[]).await.unwrap().get(0);
+    assert_eq!((before.as_str(), after.as_str()), ("25/s", "25/s"));
     says(
         crate::harness::rollback_all(&other, Cohort::All)
             .await

@@ -680,6 +680,16 @@ async fn one_depth_limit_on_every_path() {
         let reason = format!("nested deeper than {limit} levels");
         assert!(why.contains(&reason) && why.contains("max_depth"), "{why}");
         assert!(!is_migrated(&client, deep_id).await);
+        // grouped by what is wrong (it is no failed verification)
+        let recorded: String = client
+            .query_one(
+                "SELECT reason FROM decant.user_state WHERE user_id = $1",
+                &[&deep_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(recorded, format!("cannot read the blob: {reason}"));
         let err = decant.load(deep_id).await.unwrap_err().to_string();
         assert!(err.contains(&reason), "{err}");
         assert!(decant.load_many(&[deep_id]).await.is_err());

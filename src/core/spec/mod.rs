@@ -82,6 +82,12 @@ mod tests {
         assert!(parse_path("a[{p}][{q}].b").is_ok());
         assert!(parse_path("a.{1x}").is_err());
         assert!(parse_path("").is_err());
+        // an unclosed capture or position is refused, not read as closed
+        let e = parse_path("x.{k").unwrap_err();
+        assert!(e.contains("`{k` lacks its closing `}`"), "{e}");
+        let e = parse_path("x[{k}").unwrap_err();
+        assert!(e.contains("`[{k}` lacks its closing `]`"), "{e}");
+        assert!(parse_path("x.{k}}").is_err());
     }
 
     const BASE: &str = r#"

@@ -27,7 +27,14 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
             None => return Err("ends with `.`".into()),
             Some('{') => {
                 chars.next();
-                let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => return Err(format!("`{{{name}` lacks its closing `}}`")),
+                    }
+                }
                 check_ident(&name)?;
                 steps.push(Step::Capture(name));
             }
@@ -69,7 +76,14 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
         }
         while chars.peek() == Some(&'[') {
             chars.next();
-            let rest: String = chars.by_ref().take_while(|&c| c != ']').collect();
+            let mut rest = String::new();
+            loop {
+                match chars.next() {
+                    Some(']') => break,
+                    Some(c) => rest.push(c),
+                    None => return Err(format!("`[{rest}` lacks its closing `]`")),
+                }
+            }
             let name = rest
                 .strip_prefix('{')
                 .and_then(|r| r.strip_suffix('}'))
