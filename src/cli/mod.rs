@@ -70,8 +70,8 @@ enum Command {
     Migrate {
         #[command(flatten)]
         target: Target,
-        /// The user id.
-        #[arg(long)]
+        /// The user id (a negative one as `--user -5` or `--user=-5`).
+        #[arg(long, allow_hyphen_values = true)]
         user: decant::UserId,
     },
     /// Roll users back: rebuild each blob from the tables, clear the flag,
@@ -121,7 +121,7 @@ enum Command {
         #[arg(long, conflicts_with = "user")]
         ids: Option<PathBuf>,
         /// Only this user (as `decant rollback --user` names it).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user: Option<String>,
         /// Failed users instead: their attempts back to none, so the
         /// daemon tries them again (those at `max_attempts` are skipped

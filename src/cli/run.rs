@@ -108,7 +108,7 @@ pub(super) struct RollbackArgs {
     #[command(flatten)]
     target: Target,
     /// One user, now (waits for its row lock up to lock_timeout).
-    #[arg(long, group = "cohort")]
+    #[arg(long, group = "cohort", allow_hyphen_values = true)]
     user: Option<decant::UserId>,
     /// The users whose ids the file lists (whitespace or comma separated).
     #[arg(long, group = "cohort")]

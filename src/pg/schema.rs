@@ -164,8 +164,7 @@ pub(crate) fn check_expression(c: &crate::core::spec::Column) -> Option<String> 
 /// the old one is dropped as stale.
 fn owned_name(what: &str, definition: &str) -> String {
     let hash = crate::pg::sql::stable_hash(definition.bytes());
-    let name = format!("decant_{hash:08x}_{what}");
-    name[..name.len().min(63)].to_string()
+    crate::pg::sql::short_name(&format!("decant_{hash:08x}_{what}"))
 }
 
 /// What protects target table `ti` from values the spec refuses: a CHECK

@@ -95,10 +95,23 @@ pub(crate) fn source_table(spec: &Spec) -> String {
     )
 }
 
-/// A quoted index name made from spec identifiers (ASCII, checked), cut
-/// to PostgreSQL's 63 bytes.
+/// A quoted name decant makes from spec identifiers (ASCII, checked):
+/// as it is when it fits PostgreSQL's 63 bytes, else see [`short_name`].
 pub(crate) fn index_name(name: &str) -> String {
-    quote(&name[..name.len().min(63)])
+    quote(&short_name(name))
+}
+
+/// A name made from spec identifiers (ASCII, checked) that fits
+/// PostgreSQL's 63 bytes: itself when it fits, else its first 54 bytes and
+/// a hash of the whole. PostgreSQL would cut a longer one to 63 bytes
+/// with a mere NOTICE, and two names sharing those bytes (the functions of
+/// two long table names) would become one object.
+pub(crate) fn short_name(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    let hash = stable_hash(name.bytes());
+    format!("{}_{hash:08x}", &name[..54])
 }
 
 /// FNV-1a of `bytes`: the same on every build and platform, for names

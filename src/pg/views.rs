@@ -34,7 +34,7 @@ fn fails_fn(spec: &Spec) -> String {
     format!(
         "{}.{}",
         views_schema(spec),
-        quote(&format!("{}_decant_blob_fails", spec.source.table))
+        crate::pg::sql::index_name(&format!("{}_decant_blob_fails", spec.source.table))
     )
 }
 

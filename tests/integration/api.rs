@@ -878,3 +878,80 @@ async fn the_sql_api_keeps_null_leaves_through_arrays_and_blobs_that_are_no_obje
         assert_same_json(&got, &want, &format!("user {id} rolled back"));
     }
 }
+
+/// Names at PostgreSQL's limit: a 61-byte source table and two 58-byte
+/// target tables sharing their first 56 bytes. decant's own functions
+/// and indexes on them are made longer than 63 bytes; PostgreSQL would cut
+/// them to one name (the second table's function replacing the first's,
+/// and the SQL API writing one table's rows into the other), so decant
+/// shortens them to distinct names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_at_postgresql_s_limit_stay_distinct_objects() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let src = format!("u{}", "x".repeat(60));
+    let (a, b) = (
+        "player_statistics_per_mode_and_season_aggregated_values_x1",
+        "player_statistics_per_mode_and_season_aggregated_values_x2",
+    );
+    assert_eq!((src.len(), a.len()), (61, 58));
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE \"{src}\" (id bigint PRIMARY KEY, data jsonb NOT NULL);
+             INSERT INTO \"{src}\" SELECT g, jsonb_build_object(
+                 's', jsonb_build_object('a', g, 'b', g % 7), 't', jsonb_build_object('x', g))
+               FROM generate_series(1, 20) g;"
+        ))
+        .await
+        .unwrap();
+    let spec = format!(
+        "[source]\ntable = \"{src}\"\n\n\
+         [tables.{a}.columns]\nk = \"text\"\nv = \"int4\"\n\n\
+         [tables.{b}.columns]\nk = \"text\"\nv = \"int4\"\n\n\
+         [[rules]]\nname = \"s\"\npath = \"s.{{k}}\"\ntable = \"{a}\"\nvalue = \"v\"\n\n\
+         [[rules]]\nname = \"t\"\npath = \"t.{{k}}\"\ntable = \"{b}\"\nvalue = \"v\"\n\n\
+         [[ranked]]\nname = \"season_a\"\ntable = \"{a}\"\nvalue = \"v\"\nwhere = {{ k = \"a\" }}\n"
+    );
+    let parsed = decant::Spec::parse(&spec).unwrap();
+    decant::init(&client, &parsed).await.unwrap();
+    let decant = db.decant_with(&spec, 4);
+    let r = crate::harness::run_all(&decant).await.unwrap();
+    assert_eq!(r.migrated, 20);
+    // every function decant made is its own object
+    let functions: Vec<String> = client
+        .query(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+              WHERE n.nspname = 'decant' AND p.proname LIKE $1",
+            &[&format!("{}%", &src[..20])],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = functions.iter().collect();
+    assert_eq!(distinct.len(), functions.len(), "{functions:?}");
+    assert!(functions.iter().all(|f| f.len() <= 63), "{functions:?}");
+    // the SQL API writes each table's rows to that table
+    let patched: Value = client
+        .query_one("SELECT decant.patch(5, '{\"s\": {\"a\": 555}}')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let want = json!({"s": {"a": 555, "b": 5}, "t": {"x": 5}});
+    assert_eq!(patched, want);
+    assert_eq!(sql_load(&client, 5).await, want);
+    assert_eq!(decant.load(5).await.unwrap(), want);
+    let in_a: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{a}\" WHERE user_id = 5"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_a, 2, "s.a and s.b");
+    // init again finds the same objects
+    decant::init(&client, &parsed).await.unwrap();
+    assert_eq!(decant.load(6).await.unwrap()["t"], json!({"x": 6}));
+}

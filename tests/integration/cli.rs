@@ -133,6 +133,19 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     let (ok, _, err) = decant(&["migrate", "--user", "424242"], Some(&db.url), &dir);
     assert!(!ok);
     assert!(err.contains("error: user 424242: no such user"), "{err}");
+    // a negative id as the next argument, not an option
+    client
+        .batch_execute("INSERT INTO \"user\" (id, name, data) VALUES (-5, 'neg', '{\"xp\": 3}')")
+        .await
+        .unwrap();
+    for (args, says) in [
+        (["migrate", "--user", "-5"], "user -5: migrated"),
+        (["rollback", "--user", "-5"], "user -5: rolled back"),
+        (["release", "--user", "-5"], "released 1 held users"),
+    ] {
+        let (ok, out, err) = decant(&args, Some(&db.url), &dir);
+        assert!(ok && out.contains(says), "{args:?}: {out}{err}");
+    }
 
     let dirty = (1..=20).find(|&i| crate::example::user(1, i).dirt.is_some());
     if let Some(dirty) = dirty {

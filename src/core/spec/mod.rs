@@ -88,6 +88,14 @@ mod tests {
         let e = parse_path("x[{k}").unwrap_err();
         assert!(e.contains("`[{k}` lacks its closing `]`"), "{e}");
         assert!(parse_path("x.{k}}").is_err());
+        // jsonpath's root and fixups' wildcard, quoted when they are keys
+        let e = parse_path("$.s.{k}").unwrap_err();
+        assert!(e.contains("without `$.`"), "{e}");
+        let e = parse_path("s.*").unwrap_err();
+        assert!(e.contains("`{column}`"), "{e}");
+        assert!(parse_path(r#""$".s"#).is_ok());
+        assert!(parse_path(r#"s."*""#).is_ok());
+        assert!(parse_path("s.$").is_ok());
     }
 
     const BASE: &str = r#"
@@ -104,6 +112,39 @@ v = "int8"
         let (line, msg) = spec_err("[source]\ntable = \"user\"\n\n[[rules]\n");
         assert_eq!(line, 4, "{msg}");
         assert!(msg.contains("does not parse"), "{msg}");
+    }
+
+    #[test]
+    fn names_whose_derived_objects_pass_63_bytes_are_refused() {
+        let long = "t".repeat(60);
+        let (_, msg) = spec_err(&format!(
+            "[source]\ntable = \"user\"\n\n[tables.{long}.columns]\nv = \"int8\"\n\n\
+             [[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"{long}\"\nvalue = \"v\"\n"
+        ));
+        assert!(
+            msg.contains("at most 59 here, since its cross-user view is"),
+            "{msg}"
+        );
+        let (_, msg) = spec_err(&format!(
+            "{BASE}\n[tables.t_all.columns]\nv = \"int8\"\n\n\
+             [[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"t\"\nvalue = \"v\"\n"
+        ));
+        assert!(
+            msg.contains("table `t_all`: its name is that of table `t`'s cross-user view"),
+            "{msg}"
+        );
+        let (_, msg) = spec_err(&format!(
+            "{BASE}\n[[rules]]\nname = \"r\"\npath = \"s.{{k}}\"\ntable = \"t\"\nvalue = \"v\"\n\n\
+             [[ranked]]\nname = \"{long}\"\ntable = \"t\"\nvalue = \"v\"\nwhere = {{ k = \"a\" }}\n"
+        ));
+        assert!(msg.contains("its top-N function"), "{msg}");
+        // at the limit: accepted
+        let ok = "t".repeat(59);
+        Spec::parse(&format!(
+            "[source]\ntable = \"user\"\n\n[tables.{ok}.columns]\nv = \"int8\"\n\n\
+             [[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"{ok}\"\nvalue = \"v\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -71,6 +71,20 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
                 if key.is_empty() {
                     return Err("empty key".into());
                 }
+                // habits from jsonpath and from fixup paths, which would
+                // name keys no blob holds
+                if key == "$" && steps.is_empty() {
+                    return Err("paths start at the blob's root without `$.` \
+                         (a key named `$` is written \"$\")"
+                        .into());
+                }
+                if key == "*" {
+                    return Err(
+                        "`*` matches nothing in a rule: capture the key into a column \
+                         with `{column}` (a key named `*` is written \"*\")"
+                            .into(),
+                    );
+                }
                 steps.push(Step::Literal(key));
             }
         }

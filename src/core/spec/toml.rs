@@ -185,6 +185,22 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         .iter()
         .map(|(name, t)| table(&cx, name, t))
         .collect::<Result<Vec<Table>>>()?;
+    // a view `<a>_all` beside a table of that name: one would replace the
+    // other
+    if settings.views_schema == settings.target_schema {
+        for t in &tables {
+            if let Some(other) = tables.iter().find(|o| o.name == format!("{}_all", t.name)) {
+                return Err(cx.err(
+                    0,
+                    format!(
+                        "table `{}`: its name is that of table `{}`'s cross-user view; rename one, \
+                         or put the views in a schema of their own (`[settings] views_schema`)",
+                        other.name, t.name
+                    ),
+                ));
+            }
+        }
+    }
     // names are unique per kind (rules, ranked statistics)
     let unique = |names: &mut BTreeSet<String>, name: &str, at: usize, kind: &str| {
         if names.insert(name.to_string()) {
@@ -228,6 +244,7 @@ fn ranked(cx: &Ctx<'_>, raw: &Spanned<RawRanked>, spec: &Spec) -> Result<Ranked>
     let r = raw.get_ref();
     let err = |m: String| cx.err(at, format!("ranked `{}`: {m}", r.name));
     check_ident(&r.name).map_err(|m| err(format!("name: {m}")))?;
+    fits_with_suffix(&r.name, "_top", "its top-N function").map_err(&err)?;
     let table = spec.table(&r.table).ok_or_else(|| {
         err(format!(
             "table `{}` is not declared under [tables]",
@@ -340,6 +357,21 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
     Ok((source, settings))
 }
 
+/// Whether `name` with `suffix` still fits PostgreSQL's 63 bytes (a
+/// longer name would be cut, with a mere NOTICE, to one that may be
+/// another object's).
+fn fits_with_suffix(name: &str, suffix: &str, what: &str) -> std::result::Result<(), String> {
+    if name.len() + suffix.len() <= 63 {
+        return Ok(());
+    }
+    Err(format!(
+        "`{name}` is {} bytes; at most {} here, since {what} is `{name}{suffix}` and PostgreSQL \
+         names are at most 63 bytes",
+        name.len(),
+        63 - suffix.len()
+    ))
+}
+
 /// One `[tables.<name>]` entry.
 fn table(cx: &Ctx<'_>, name: &str, t: &RawTable) -> Result<Table> {
     // a table's place is that of its first column (toml cannot span a
@@ -351,6 +383,8 @@ fn table(cx: &Ctx<'_>, name: &str, t: &RawTable) -> Result<Table> {
         .map(|c| c.span().start)
         .unwrap_or(0);
     check_ident(name).map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
+    fits_with_suffix(name, "_all", "its cross-user view")
+        .map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
     let user_column = t.user_column.clone().unwrap_or_else(|| "user_id".into());
     check_ident(&user_column)
         .map_err(|m| cx.err(at, format!("table `{name}`: user_column: {m}")))?;
