@@ -53,10 +53,11 @@ pub use ops::check::{Check, CheckOptions, CheckProgress, PAGE_BYTES, Selection, 
 pub use ops::finalize::{Finalized, finalize};
 pub use ops::grants::{apply_grants, grants, grants_script, roles_missing_grants};
 pub use ops::status::{Daemon, FailureGroup, Status, status};
-pub use pg::identity::recorded_spec;
+pub use pg::identity::{flag_exists as flag_column_exists, recorded_spec};
 pub use pg::pool::{connect, describe_target, from_environment, with_dbname};
 pub use pg::schema::{
-    init, init_evolving, script as schema_script, statements as schema_statements, views_script,
+    init, init_evolving, script as schema_script, source_triggers, source_triggers_warning,
+    statements as schema_statements, views_script,
 };
 
 impl Spec {

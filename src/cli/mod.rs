@@ -364,7 +364,18 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 decant::init(&client, &spec).await?;
             }
-            println!("initialized: target tables, decant schema, flag column and legacy index");
+            if decant::flag_column_exists(&client, &spec).await? {
+                println!("initialized: target tables, decant schema, flag column and legacy index");
+            } else {
+                println!(
+                    "initialized: target tables and decant schema (the flag column was dropped by \
+                     `finalize --drop-legacy`; the views and SQL API read every user as migrated)"
+                );
+            }
+            let triggers = decant::source_triggers(&client, &spec).await?;
+            if let Some(w) = decant::source_triggers_warning(&spec, &triggers) {
+                eprintln!("warning: {w}");
+            }
             // roles granted before lack the tables a spec added
             let behind = decant::roles_missing_grants(&client, &spec).await?;
             if !behind.is_empty() {
@@ -579,6 +590,12 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(peak) = decant::peak_memory() {
                 eprintln!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
+            }
+            let spec = target.spec()?;
+            let client = decant::connect(&url).await?;
+            let triggers = decant::source_triggers(&client, &spec).await?;
+            if let Some(w) = decant::source_triggers_warning(&spec, &triggers) {
+                eprintln!("warning: {w}");
             }
             if check.census.anything_fails() {
                 // flush before exiting: the report is the point

@@ -242,6 +242,10 @@ async fn run_job<J: Job>(
     // a run that is refused (another mapping, finalized) leaves the
     // shared rate as it was: it is set only once the run may start
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
+    let triggers = crate::pg::schema::source_triggers(&**admin, decant.spec()).await?;
+    if let Some(w) = crate::pg::schema::source_triggers_warning(decant.spec(), &triggers) {
+        tracing::warn!("{w}");
+    }
     let mut initial = control::read(&**admin).await?;
     if initial.finalized {
         return Err(Error::finalized());

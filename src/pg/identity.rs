@@ -88,8 +88,9 @@ pub async fn recorded_spec(client: &impl GenericClient) -> Result<Option<Spec>> 
     .transpose()
 }
 
-/// Whether the source table still has its flag column.
-pub(crate) async fn flag_exists(client: &impl GenericClient, spec: &Spec) -> Result<bool> {
+/// Whether the source table has the flag column (`finalize --drop-legacy`
+/// drops it).
+pub async fn flag_exists(client: &impl GenericClient, spec: &Spec) -> Result<bool> {
     Ok(client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \

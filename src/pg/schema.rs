@@ -331,10 +331,49 @@ pub async fn check_targets(client: &Client, spec: &Spec) -> Result<()> {
     )))
 }
 
+/// The source table's enabled triggers that fire on decant's `UPDATE`s
+/// of it (migrating, rolling back, and writes through decant), each as
+/// `name (BEFORE)` or `name (AFTER)`. A `BEFORE` row trigger that changes
+/// the blob column changes a user's data as it migrates or rolls back; an
+/// `updated_at` trigger marks every user as touched.
+pub async fn source_triggers(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT t.tgname::text || CASE WHEN t.tgtype::int & 2 <> 0 THEN ' (BEFORE)' ELSE ' (AFTER)' END \
+               FROM pg_trigger t \
+              WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
+                AND t.tgtype::int & 16 <> 0 \
+              ORDER BY t.tgname",
+            &[&source_table(spec)],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's triggers", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The warning for [`source_triggers`], when there are any.
+pub fn source_triggers_warning(spec: &Spec, triggers: &[String]) -> Option<String> {
+    (!triggers.is_empty()).then(|| {
+        format!(
+            "the source table {} has triggers that fire on decant's UPDATEs of it (each user's \
+             migration and rollback): {}. A BEFORE trigger that changes the column {} changes users' \
+             data as they migrate; one that stamps a time marks every user touched. Disable them \
+             for the migration, or have them skip decant's sessions (application_name 'decant', \
+             unless the connection string sets another)",
+            source_table(spec),
+            triggers.join(", "),
+            quote(&spec.source.blob)
+        )
+    })
+}
+
 pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     let rows = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
                FROM pg_attribute a
                JOIN pg_class c ON c.oid = a.attrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -344,7 +383,54 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         .await
         .map_err(|e| Error::db("reading the source table's columns", e))?;
     if rows.is_empty() {
-        return Err(crate::pg::sql::no_source(spec));
+        // a name written in another case than PostgreSQL folded it to
+        let near: Option<(String, String)> = client
+            .query_opt(
+                "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE lower(n.nspname) = lower($1) AND lower(c.relname) = lower($2) \
+                    AND c.relkind IN ('r', 'p') LIMIT 1",
+                &[&spec.source.schema, &spec.source.table],
+            )
+            .await
+            .map_err(|e| Error::db("looking for the source table", e))?
+            .map(|r| (r.get(0), r.get(1)));
+        let e = crate::pg::sql::no_source(spec);
+        return Err(match near {
+            Some((schema, table)) => Error::Setup(format!(
+                "{e}; did you mean {}.{}? decant quotes names as the spec writes them \
+                 (`schema = \"{schema}\"`, `table = \"{table}\"`)",
+                quote(&schema),
+                quote(&table)
+            )),
+            None => e,
+        });
+    }
+    let kind: String = client
+        .query_one(
+            "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = $1 AND c.relname = $2",
+            &[&spec.source.schema, &spec.source.table],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's kind", e))?
+        .get(0);
+    if kind != "r" {
+        let what = match kind.as_str() {
+            "p" => {
+                "a partitioned table (decant builds its index on the legacy users online, \
+                    with CREATE INDEX CONCURRENTLY, which PostgreSQL cannot run on a \
+                    partitioned table)"
+            }
+            "v" => "a view",
+            "m" => "a materialized view",
+            "f" => "a foreign table",
+            _ => "no plain table",
+        };
+        return Err(Error::Setup(format!(
+            "source table {} is {what}; decant migrates a plain table",
+            source_table(spec)
+        )));
     }
     let type_of = |name: &str| {
         rows.iter()
@@ -401,6 +487,21 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     want(&spec.source.blob, &["jsonb"], "the blob")?;
     if type_of(&spec.source.flag).is_some() {
         want(&spec.source.flag, &["boolean"], "the migrated flag")?;
+        let not_null = rows
+            .iter()
+            .any(|r| r.get::<_, String>(0) == spec.source.flag && r.get::<_, bool>(2));
+        if !not_null {
+            // decant adds it NOT NULL DEFAULT false: this one is another's,
+            // or left half made; a NULL flag is no state decant knows
+            let (src, flag) = (source_table(spec), quote(&spec.source.flag));
+            return Err(Error::Setup(format!(
+                "source column {flag} exists and allows NULL; decant's flag is `boolean NOT NULL \
+                 DEFAULT false`. If the column is your own, name another in the spec \
+                 (`[source] flag = \"...\"`); if an earlier attempt left it, make it decant's: \
+                 `UPDATE {src} SET {flag} = false WHERE {flag} IS NULL; ALTER TABLE {src} \
+                 ALTER COLUMN {flag} SET DEFAULT false, ALTER COLUMN {flag} SET NOT NULL`"
+            )));
+        }
     }
     Ok(())
 }

@@ -961,3 +961,63 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// Triggers on the source table fire on decant's own UPDATEs of it (each
+/// user's migration and rollback): init, check and run name the enabled
+/// ones; after `finalize --drop-legacy`, init says the flag is gone.
+#[tokio::test]
+async fn source_triggers_are_named_and_init_after_the_flag_is_dropped_says_so() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 10, 1).await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ADD COLUMN touched timestamptz;
+             CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN NEW.touched := now(); RETURN NEW; END $$;
+             CREATE TRIGGER stamp BEFORE UPDATE ON \"user\" FOR EACH ROW EXECUTE FUNCTION touch();
+             CREATE TRIGGER audit AFTER UPDATE ON \"user\" FOR EACH ROW EXECUTE FUNCTION touch();
+             CREATE TRIGGER off BEFORE UPDATE ON \"user\" FOR EACH ROW EXECUTE FUNCTION touch();
+             ALTER TABLE \"user\" DISABLE TRIGGER off;
+             CREATE TRIGGER on_insert BEFORE INSERT ON \"user\" FOR EACH ROW EXECUTE FUNCTION touch();",
+        )
+        .await
+        .unwrap();
+    let dir = temp_dir("triggers");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    let url = Some(db.url.as_str());
+    let named = "\"public\".\"user\" has triggers that fire on decant's UPDATEs of it \
+                 (each user's migration and rollback): audit (AFTER), stamp (BEFORE).";
+    let (ok, out, err) = decant(&["init"], url, &dir);
+    assert!(ok, "{err}");
+    assert!(out.contains("flag column and legacy index"), "{out}");
+    assert!(err.contains(named), "{err}");
+    let (code, err) = decant_status(&["check"], url, &dir);
+    assert!(matches!(code, Some(0 | 3)), "{err}");
+    assert!(err.contains(named), "{err}");
+    let (ok, _, err) = decant(&["run", "--rate", "max"], url, &dir);
+    assert!(err.contains(named), "{err}");
+    let _ = ok;
+    // every user touched by its migration, as the warning says
+    let untouched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM \"user\" WHERE migrated AND touched IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(untouched, 0);
+    client
+        .batch_execute("DELETE FROM \"user\" WHERE NOT migrated")
+        .await
+        .unwrap();
+    let (ok, _, err) = decant(&["finalize", "--drop-legacy"], url, &dir);
+    assert!(ok, "{err}");
+    let (ok, out, err) = decant(&["init"], url, &dir);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("the flag column was dropped by `finalize --drop-legacy`"),
+        "{out}"
+    );
+}

@@ -93,8 +93,44 @@ async fn init_refuses_a_missing_or_mistyped_source() {
         "{err}"
     );
 
+    // a table of that name in another case: named, with the spelling
     client
-        .batch_execute("CREATE TABLE \"user\" (id bigint PRIMARY KEY, data json NOT NULL)")
+        .batch_execute("CREATE TABLE \"USER\" (id bigint PRIMARY KEY, data jsonb NOT NULL)")
+        .await
+        .unwrap();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains("did you mean \"public\".\"USER\"?") && err.contains("`table = \"USER\"`"),
+        "{err}"
+    );
+    // a partitioned table, a view: refused up front, nothing made
+    client
+        .batch_execute(
+            "DROP TABLE \"USER\"; CREATE TABLE \"user\" (id bigint PRIMARY KEY, data jsonb NOT NULL) \
+               PARTITION BY RANGE (id); \
+             CREATE TABLE user_1 PARTITION OF \"user\" FOR VALUES FROM (0) TO (1000)",
+        )
+        .await
+        .unwrap();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(err.contains("is a partitioned table"), "{err}");
+    client
+        .batch_execute(
+            "DROP TABLE \"user\"; CREATE TABLE u0 (id bigint PRIMARY KEY, data jsonb NOT NULL); \
+             CREATE VIEW \"user\" AS SELECT * FROM u0",
+        )
+        .await
+        .unwrap();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains("is a view; decant migrates a plain table"),
+        "{err}"
+    );
+    client
+        .batch_execute(
+            "DROP VIEW \"user\"; \
+             CREATE TABLE \"user\" (id bigint PRIMARY KEY, data json NOT NULL)",
+        )
         .await
         .unwrap();
     let err = decant::init(&client, &spec).await.unwrap_err();
@@ -144,7 +180,26 @@ async fn init_refuses_a_missing_or_mistyped_source() {
         )
         .await
         .unwrap();
+    // a flag column already there that allows NULL (another's, or left
+    // half made): a NULL flag is no state; refused with the fix, which works
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ADD COLUMN migrated boolean; \
+             INSERT INTO \"user\" VALUES (1, '{\"xp\": 1}', NULL), (2, '{\"xp\": 2}', NULL)",
+        )
+        .await
+        .unwrap();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(err.contains("\"migrated\" exists and allows NULL"), "{err}");
+    let fix = err
+        .split('`')
+        .find(|part| part.starts_with("UPDATE"))
+        .expect("the fix, in SQL");
+    client.batch_execute(fix).await.unwrap();
     decant::init(&client, &spec).await.unwrap();
+    let decant = Decant::connect(&db.url, spec.clone(), 2).unwrap();
+    let r = crate::harness::run_all(&decant).await.unwrap();
+    assert_eq!(r.migrated, 2);
 }
 
 #[tokio::test]
