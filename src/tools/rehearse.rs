@@ -654,11 +654,15 @@ fn restore_archive(
         .context("starting pg_restore")?;
     let stderr = child.stderr.take().expect("piped");
     let mut tail = std::collections::VecDeque::new();
+    let mut errors = Vec::new();
     for line in std::io::BufReader::new(stderr)
         .lines()
         .map_while(|l| l.ok())
     {
         let _ = tx.send(format!("restore: {line}"));
+        if errors.len() < 5 && (line.contains("error:") || line.contains("ERROR:")) {
+            errors.push(line.clone());
+        }
         tail.push_back(line);
         if tail.len() > 8 {
             tail.pop_front();
@@ -666,12 +670,35 @@ fn restore_archive(
     }
     let status = child.wait().context("waiting for pg_restore")?;
     if !status.success() {
+        // the cause first: the tail may be the failed command's text alone
+        let tail: Vec<String> = tail.into_iter().filter(|l| !errors.contains(l)).collect();
+        let mut text = errors.join("\n");
+        if !tail.is_empty() {
+            text.push_str(&format!("\n(its last lines:)\n{}", tail.join("\n")));
+        }
         return Err(anyhow!(
-            "pg_restore failed ({status}):\n{}",
-            tail.into_iter().collect::<Vec<_>>().join("\n")
+            "pg_restore failed ({status}):\n{}{}",
+            text.trim(),
+            restore_hint(&errors.join("\n"))
         ));
     }
     Ok(())
+}
+
+/// What to do about a restore that failed for want of an object a
+/// one-table dump (`pg_dump -t`) leaves out.
+fn restore_hint(errors: &str) -> String {
+    if errors.contains("schema") && errors.contains("does not exist") {
+        "\nhint: a `pg_dump -t` dump holds no CREATE SCHEMA for the table's schema: dump with \
+         `-n <schema>` too (`pg_dump -Fc -n <schema> -t <schema>.<table>`), or the whole database"
+            .into()
+    } else if errors.contains("function") && errors.contains("does not exist") {
+        "\nhint: the table needs a function the dump does not hold (a trigger's or a default's): \
+         dump its schema with `-n <schema>`, or the whole database"
+            .into()
+    } else {
+        String::new()
+    }
 }
 
 /// Feeds a plain SQL dump to psql, leaving out ownership and privilege
@@ -746,7 +773,11 @@ fn restore_plain(
     let status = child.wait().context("waiting for psql")?;
     let errors = errors.join().unwrap_or_default();
     if !status.success() {
-        return Err(anyhow!("psql failed ({status}):\n{}", errors.trim()));
+        return Err(anyhow!(
+            "psql failed ({status}):\n{}{}",
+            errors.trim(),
+            restore_hint(&errors)
+        ));
     }
     fed.context("feeding the dump to psql")?;
     Ok(())

@@ -396,5 +396,43 @@ async fn bad_dumps_are_refused_and_leave_nothing() {
     .await;
 
     refused(&["--dump", "game.dump", "--keep"], "--keep needs --server").await;
+
+    // a one-table dump of a table outside public: the cause, and the fix
+    client
+        .batch_execute(
+            "CREATE SCHEMA \"GameData\"; \
+             CREATE TABLE \"GameData\".\"P\" (id bigint PRIMARY KEY, data jsonb NOT NULL); \
+             INSERT INTO \"GameData\".\"P\" VALUES (1, '{\"xp\": 1}')",
+        )
+        .await
+        .unwrap();
+    let out = Command::new(tool(&find_bindir().unwrap(), "pg_dump"))
+        .args(["-Fc", "-t", "\"GameData\".\"P\"", "-f"])
+        .arg(dir.join("one.dump"))
+        .args(["-d", &db.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(
+        dir.join("one.toml"),
+        crate::example::SPEC
+            .replace("schema = \"public\"", "schema = \"GameData\"")
+            .replace("table = \"user\"", "table = \"P\""),
+    )
+    .unwrap();
+    refused(
+        &[
+            "--dump", "one.dump", "--spec", "one.toml", "--server", &server,
+        ],
+        "schema \"GameData\" does not exist",
+    )
+    .await;
+    refused(
+        &[
+            "--dump", "one.dump", "--spec", "one.toml", "--server", &server,
+        ],
+        "hint: a `pg_dump -t` dump holds no CREATE SCHEMA",
+    )
+    .await;
     std::fs::remove_dir_all(dir).unwrap();
 }
