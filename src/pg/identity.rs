@@ -62,6 +62,16 @@ async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64>
     let sql = if flag_exists(client, spec).await? {
         sql
     } else {
+        // no flag: dropped by `finalize --drop-legacy` (every user is
+        // migrated), or never added (a table init has not made decant's)
+        let finalized: bool = client
+            .query_opt("SELECT finalized FROM decant.control", &[])
+            .await
+            .map_err(|e| Error::db("reading the phase", e))?
+            .is_some_and(|r| r.get(0));
+        if !finalized {
+            return Ok(0);
+        }
         crate::pg::sql::without_flag(spec, &sql)
     };
     Ok(client
@@ -102,6 +112,58 @@ pub async fn flag_exists(client: &impl GenericClient, spec: &Spec) -> Result<boo
         .get(0))
 }
 
+/// The source table of the recorded mapping when it is not the spec's
+/// (`schema.table`, as the mapping writes it): decant serves one source
+/// table per database (its state, control row and SQL API live in schema
+/// `decant`).
+pub(crate) async fn other_source(
+    client: &impl GenericClient,
+    spec: &Spec,
+) -> Result<Option<String>> {
+    let Some((_, lines)) = recorded(client).await? else {
+        return Ok(None);
+    };
+    let Some(other) = other_source_in(&lines, spec) else {
+        return Ok(None);
+    };
+    // while none of its users is migrated or held, nothing depends on it
+    let depends: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM decant.user_state WHERE state IN ('migrated', 'held'))",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("reading decant.user_state", e))?
+        .get(0);
+    Ok(depends.then_some(other))
+}
+
+fn other_source_in(lines: &[String], spec: &Spec) -> Option<String> {
+    let table = |line: &str| line.split(' ').nth(1).map(str::to_string);
+    let recorded = lines.iter().find(|l| l.starts_with("source "))?;
+    let ours = spec
+        .mapping_lines()
+        .into_iter()
+        .find(|l| l.starts_with("source "))?;
+    let (theirs, ours) = (table(recorded)?, table(&ours)?);
+    (theirs != ours).then_some(theirs)
+}
+
+/// The refusal of a spec whose source table is not the one `init`
+/// recorded in this database.
+pub(crate) fn one_source_per_database(recorded: &str, spec: &Spec) -> Error {
+    Error::SpecMismatch {
+        detail: format!(
+            "decant in this database serves the source table {recorded} (recorded by `decant init`), \
+             not the spec's {}: decant migrates one source table per database (its state, control \
+             row and SQL API live in schema decant). Use the spec of {recorded}, or migrate {} from a \
+             database of its own",
+            source_table(spec),
+            source_table(spec)
+        ),
+    }
+}
+
 fn describe(gone: &[String], added: &[String]) -> String {
     let mut parts = Vec::new();
     for l in gone.iter().take(5) {
@@ -126,6 +188,9 @@ pub(crate) async fn verify(client: &impl GenericClient, spec: &Spec, lenient: bo
     };
     if fingerprint == spec.fingerprint() {
         return Ok(());
+    }
+    if let Some(other) = other_source(client, spec).await? {
+        return Err(one_source_per_database(&other, spec));
     }
     let migrated = migrated_users(client, spec).await?;
     if lenient && migrated == 0 {
@@ -155,6 +220,9 @@ pub(crate) async fn check_init(
     };
     if fingerprint == spec.fingerprint() {
         return Ok(());
+    }
+    if let Some(other) = other_source(client, spec).await? {
+        return Err(one_source_per_database(&other, spec));
     }
     let migrated = migrated_users(client, spec).await?;
     if migrated == 0 {

@@ -478,6 +478,9 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     // decant's state table keeps ids in the type init first gave them
     let state_ids = crate::pg::control::column_type(client, "decant.user_state", "user_id").await?;
     if let Some(t) = state_ids.filter(|t| IdType::of_column(t) != Some(id_type)) {
+        if let Some(other) = crate::pg::identity::other_source(client, spec).await? {
+            return Err(crate::pg::identity::one_source_per_database(&other, spec));
+        }
         return Err(Error::Setup(format!(
             "decant.user_state keeps user ids as {t}, but the spec's id type is {id_type}: \
              the source's id column changed type after `decant init`; roll every user back, \

@@ -195,3 +195,58 @@ async fn game_migrated(client: &tokio_postgres::Client) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// One source table per database: a second table's spec is refused by
+/// init and by the calls, naming the table decant serves (with a text id
+/// it was "the source's id column changed type", with advice to drop
+/// schema decant); before any user depends on the first, init may move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_source_table_in_one_database_is_refused_by_name() {
+    let db = TestDb::new().await;
+    let game = db.game(20).await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE player (id bigint PRIMARY KEY, data jsonb NOT NULL);
+             INSERT INTO player VALUES (1, '{\"xp\": 1}');
+             CREATE TABLE guest (id text PRIMARY KEY, data jsonb NOT NULL);",
+        )
+        .await
+        .unwrap();
+    let second = |table: &str, id_type: &str| {
+        Spec::parse(&format!(
+            "[source]\ntable = \"{table}\"\nid_type = \"{id_type}\"\n\n\
+             [tables.{table}_xp.columns]\nv = \"int8\"\n\n\
+             [[rules]]\nname = \"xp\"\npath = \"xp\"\ntable = \"{table}_xp\"\nvalue = \"v\"\n"
+        ))
+        .unwrap()
+    };
+    // nothing migrated yet: init may record another source
+    decant::init(&client, &second("player", "bigint"))
+        .await
+        .unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    crate::harness::run_all(&game).await.unwrap();
+    let says = |e: Error| {
+        let text = e.to_string();
+        assert!(
+            text.contains("serves the source table public.user")
+                && text.contains("one source table per database"),
+            "{text}"
+        );
+    };
+    says(
+        decant::init(&client, &second("player", "bigint"))
+            .await
+            .unwrap_err(),
+    );
+    says(
+        decant::init(&client, &second("guest", "text"))
+            .await
+            .unwrap_err(),
+    );
+    let other = Decant::connect(&db.url, second("player", "bigint"), 2).unwrap();
+    says(other.load(1).await.unwrap_err());
+}
