@@ -47,7 +47,9 @@ impl Target {
     /// For commands that only report: the spec file when it is there,
     /// else the spec `decant init` recorded in the database.
     pub(super) async fn decant_or_recorded(&self) -> Result<Decant> {
-        if self.spec.exists() {
+        // a spec named on the command line must be there; the default
+        // one may be missing (the recorded one serves)
+        if self.spec.exists() || self.spec != std::path::Path::new("decant.toml") {
             return self.decant();
         }
         let url = self.url()?;

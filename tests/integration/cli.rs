@@ -296,6 +296,10 @@ async fn live_control_and_status_from_the_command_line() {
         (status["users"].clone(), status["rate"].clone()),
         (30.into(), "20/s".into())
     );
+    // a spec named on the command line must be there
+    let (code, err) = decant_status(&["status", "--spec", "mine.toml"], url, &elsewhere);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("mine.toml"), "{err}");
     client
         .batch_execute("UPDATE decant.control SET spec_text = NULL")
         .await

@@ -115,6 +115,21 @@ v = "int8"
     }
 
     #[test]
+    fn source_and_settings_errors_name_their_line() {
+        let (line, msg) =
+            spec_err(&BASE.replace("table = \"user\"", "table = \"user\"\nschema = \"no-dash\""));
+        assert_eq!(line, 4, "{msg}");
+        assert!(msg.contains("source.schema"), "{msg}");
+        let text = format!(
+            "{BASE}\n[settings]\nmax_attempts = 3\n  views_schema = \"New Views\"\n\n\
+             [[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"t\"\nvalue = \"v\"\n"
+        );
+        let (line, msg) = spec_err(&text);
+        assert!(msg.contains("settings.views_schema"), "{msg}");
+        assert_eq!(line, 11, "{msg}");
+    }
+
+    #[test]
     fn names_whose_derived_objects_pass_63_bytes_are_refused() {
         let long = "t".repeat(60);
         let (_, msg) = spec_err(&format!(

@@ -159,6 +159,32 @@ impl Ctx<'_> {
         self.text[..offset].bytes().filter(|&b| b == b'\n').count() + 1
     }
 
+    /// Where `key` is set under the header `[section]` (the header when
+    /// not found, 0 without one): toml gives no place for a table's
+    /// fields once read into a struct.
+    fn key_at(&self, section: &str, key: &str) -> usize {
+        let header = format!("[{section}]");
+        let mut offset = 0;
+        let mut inside = false;
+        let mut header_at = 0;
+        for line in self.text.split_inclusive('\n') {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                inside = t.trim_end().starts_with(&header);
+                if inside {
+                    header_at = offset;
+                }
+            } else if inside
+                && t.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            {
+                return offset + (line.len() - t.len());
+            }
+            offset += line.len();
+        }
+        header_at
+    }
+
     fn err(&self, offset: usize, message: impl Into<String>) -> SpecError {
         SpecError {
             file: self.file.clone(),
@@ -190,8 +216,12 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
     if settings.views_schema == settings.target_schema {
         for t in &tables {
             if let Some(other) = tables.iter().find(|o| o.name == format!("{}_all", t.name)) {
+                let at = cx
+                    .text
+                    .find(&format!("[tables.{}", other.name))
+                    .unwrap_or(0);
                 return Err(cx.err(
-                    0,
+                    at,
                     format!(
                         "table `{}`: its name is that of table `{}`'s cross-user view; rename one, \
                          or put the views in a schema of their own (`[settings] views_schema`)",
@@ -282,7 +312,6 @@ fn ranked(cx: &Ctx<'_>, raw: &Spanned<RawRanked>, spec: &Spec) -> Result<Ranked>
 
 /// `[source]` and `[settings]`, defaults filled in.
 fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)> {
-    let src_at = raw.source.span().start;
     let src = raw.source.get_ref();
     for (what, name) in [
         ("source.schema", &src.schema),
@@ -299,14 +328,15 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
                 }
                 _ => String::new(),
             };
-            cx.err(src_at, format!("{what}: {m}{hint}"))
+            let key = what.trim_start_matches("source.");
+            cx.err(cx.key_at("source", key), format!("{what}: {m}{hint}"))
         })?;
     }
     let id_type = match &src.id_type {
         None => IdType::default(),
         Some(name) => IdType::parse(name).ok_or_else(|| {
             cx.err(
-                src_at,
+                cx.key_at("source", "id_type"),
                 format!(
                     "source.id_type: unknown id type \"{name}\"; one of {}",
                     IdType::NAMES
@@ -342,7 +372,7 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
     };
     if !(1..=json::DEPTH_CEILING).contains(&settings.max_depth) {
         return Err(cx.err(
-            0,
+            cx.key_at("settings", "max_depth"),
             format!(
                 "settings.max_depth: {} is out of range: a blob's depth limit is 1 to {}",
                 settings.max_depth,
@@ -350,10 +380,14 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
             ),
         ));
     }
-    check_ident(&settings.target_schema)
-        .map_err(|m| cx.err(0, format!("settings.target_schema: {m}")))?;
-    check_ident(&settings.views_schema)
-        .map_err(|m| cx.err(0, format!("settings.views_schema: {m}")))?;
+    check_ident(&settings.target_schema).map_err(|m| {
+        let at = cx.key_at("settings", "target_schema");
+        cx.err(at, format!("settings.target_schema: {m}"))
+    })?;
+    check_ident(&settings.views_schema).map_err(|m| {
+        let at = cx.key_at("settings", "views_schema");
+        cx.err(at, format!("settings.views_schema: {m}"))
+    })?;
     Ok((source, settings))
 }
 
