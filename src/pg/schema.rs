@@ -230,6 +230,39 @@ fn protection(spec: &Spec, ti: usize) -> Vec<String> {
     out
 }
 
+/// For a CHECK the rows already stored do not meet (`VALIDATE CONSTRAINT`
+/// failing with 23514, after the spec's validation of a column changed):
+/// which table and column, the rule the spec now states, the query that
+/// finds the users holding such rows, and what to do.
+fn unmet_check(spec: &Spec, stmt: &str, e: &tokio_postgres::Error) -> Option<Error> {
+    if e.code() != Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+        || !stmt.contains(" VALIDATE CONSTRAINT ")
+    {
+        return None;
+    }
+    for (ti, t) in spec.tables.iter().enumerate() {
+        for c in &t.columns {
+            let Some(expr) = check_expression(c) else {
+                continue;
+            };
+            if !stmt.ends_with(&quote(&owned_name(&c.name, &expr))) {
+                continue;
+            }
+            let table = target_table(spec, ti);
+            return Some(Error::Setup(format!(
+                "init: rows already migrated in {table} do not meet the spec's validation of column \
+                 {} (`{expr}`); nothing was changed. Find their users with \
+                 `SELECT DISTINCT {} FROM {table} WHERE NOT ({expr})`, then roll them back \
+                 (`decant rollback --ids FILE`; the new validation applies as they migrate again) or \
+                 relax the spec",
+                quote(&c.name),
+                quote(&t.user_column),
+            )));
+        }
+    }
+    None
+}
+
 /// The legacy index's name, schema-qualified.
 pub(crate) fn legacy_index_qualified(spec: &Spec) -> String {
     format!("{}.{}", quote(&spec.source.schema), legacy_index(spec))
@@ -592,10 +625,10 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
         .map_err(|e| Error::db("init: beginning its transaction", e))?;
     let applied = async {
         for stmt in &plain {
-            client
-                .batch_execute(stmt)
-                .await
-                .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))?;
+            client.batch_execute(stmt).await.map_err(|e| {
+                unmet_check(spec, stmt, &e)
+                    .unwrap_or_else(|| Error::db(format!("init: {}", first_line(stmt)), e))
+            })?;
         }
         crate::pg::identity::record(client, spec).await
     }

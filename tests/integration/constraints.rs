@@ -152,9 +152,23 @@ async fn a_changed_validation_replaces_its_constraint_and_old_rows_that_break_it
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("VALIDATE CONSTRAINT") && err.contains("violated"),
+        err.contains("rows already migrated in \"public\".\"user_statistic\" do not meet")
+            && err.contains("column \"value\""),
         "{err}"
     );
+    // the query it gives finds the user
+    let query = err
+        .split('`')
+        .find(|p| p.starts_with("SELECT DISTINCT"))
+        .expect("a query");
+    let users: Vec<i64> = client
+        .query(query, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, [2]);
 }
 
 #[tokio::test]
