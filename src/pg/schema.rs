@@ -520,6 +520,16 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
              drop schema decant and the target tables, and init again"
         )));
     }
+    if type_of(&spec.source.blob).as_deref() == Some("json") {
+        // the one conversion PostgreSQL makes in place; what it loses
+        // (duplicate keys, key order, spacing) decant could not give back
+        let (src, blob) = (source_table(spec), quote(&spec.source.blob));
+        return Err(Error::Setup(format!(
+            "source column {blob} is json; decant needs jsonb: `ALTER TABLE {src} ALTER COLUMN \
+             {blob} TYPE jsonb USING {blob}::jsonb` converts it (rewriting the table under an \
+             exclusive lock; jsonb keeps neither duplicate keys, nor key order, nor spacing)"
+        )));
+    }
     want(&spec.source.blob, &["jsonb"], "the blob")?;
     if type_of(&spec.source.flag).is_some() {
         want(&spec.source.flag, &["boolean"], "the migrated flag")?;

@@ -153,6 +153,12 @@ v = "int8"
              [[ranked]]\nname = \"{long}\"\ntable = \"t\"\nvalue = \"v\"\nwhere = {{ k = \"a\" }}\n"
         ));
         assert!(msg.contains("its top-N function"), "{msg}");
+        // the source table is no target table
+        let (_, msg) = spec_err(
+            "[source]\ntable = \"user\"\n\n[tables.user.columns]\nv = \"int8\"\n\n\
+             [[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"user\"\nvalue = \"v\"\n",
+        );
+        assert!(msg.contains("table `user` is the source table"), "{msg}");
         // at the limit: accepted
         let ok = "t".repeat(59);
         Spec::parse(&format!(

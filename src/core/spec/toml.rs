@@ -211,6 +211,19 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         .iter()
         .map(|(name, t)| table(&cx, name, t))
         .collect::<Result<Vec<Table>>>()?;
+    if settings.target_schema == source.schema {
+        if let Some(t) = tables.iter().find(|t| t.name == source.table) {
+            let at = cx.text.find(&format!("[tables.{}", t.name)).unwrap_or(0);
+            return Err(cx.err(
+                at,
+                format!(
+                    "table `{}` is the source table: a target table needs a name of its own \
+                     (or `[settings] target_schema` another schema)",
+                    t.name
+                ),
+            ));
+        }
+    }
     // a view `<a>_all` beside a table of that name: one would replace the
     // other
     if settings.views_schema == settings.target_schema {
