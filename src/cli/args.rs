@@ -109,6 +109,20 @@ pub(super) async fn warn_missing(
     Ok(())
 }
 
+/// `text` as one word of a shell command: as it is when it is plain,
+/// else in single quotes (an empty id, one with spaces or quotes).
+pub(super) fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | '@'));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// `--user`'s id in the kind of the spec's id column: a bad argument
 /// (exit status 2) when it is not one.
 pub(super) fn user_id(kind: decant::IdType, user: &decant::UserId) -> Result<decant::UserId> {
@@ -193,7 +207,20 @@ fn split_ids(line: &str) -> std::result::Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_ids;
+    use super::{shell_word, split_ids};
+
+    #[test]
+    fn ids_are_quoted_for_the_shell_when_they_need_it() {
+        assert_eq!(shell_word("42"), "42");
+        assert_eq!(shell_word("-5"), "-5");
+        assert_eq!(
+            shell_word("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        );
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word(" lead"), "' lead'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
 
     #[test]
     fn ids_split_on_spaces_and_commas_unless_quoted() {

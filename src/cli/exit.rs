@@ -57,10 +57,10 @@ pub(super) fn report(e: &anyhow::Error) -> String {
     }
     if exit_status(e) == code::UNREACHABLE {
         if let Some(url) = TARGET.get() {
-            text.push_str(&format!(
-                " (connecting to {})",
-                decant::describe_target(url)
-            ));
+            let target = decant::describe_target(url);
+            if !text.contains(&target) {
+                text.push_str(&format!(" (connecting to {target})"));
+            }
         }
     }
     text

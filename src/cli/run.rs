@@ -160,7 +160,8 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
             let user = super::args::user_id(decant.spec().source().id_type, user)?;
             if decant.rollback_user(user.clone()).await? {
                 println!(
-                    "user {user}: rolled back, blob rebuilt from the tables; held out of the migration until `decant release --user {user}`"
+                    "user {user}: rolled back, blob rebuilt from the tables; held out of the migration until `decant release --user {}`",
+                    super::args::shell_word(&user.to_string())
                 );
             } else {
                 println!("user {user}: not migrated, nothing to roll back");
@@ -525,6 +526,7 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
                 job = label,
                 done = now,
                 total,
+                migrated = progress.migrated(),
                 failed = progress.failed(),
                 users_per_s = rate.round(),
                 holding = progress

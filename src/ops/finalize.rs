@@ -233,7 +233,7 @@ async fn residuals(
     let rows = client
         .query(
             &format!(
-                "SELECT CASE WHEN jsonb_typeof(s.{blob}) = 'object' THEN '$.' || k.k ELSE '$' END, \
+                "SELECT CASE WHEN jsonb_typeof(s.{blob}) = 'object' THEN k.k END, \
                         count(*), (array_agg(s.{id}::{it} ORDER BY s.{id}))[1:3] \
                    FROM {src} AS s \
                    LEFT JOIN LATERAL jsonb_object_keys( \
@@ -248,7 +248,11 @@ async fn residuals(
     let held = rows
         .iter()
         .map(|r| Unclaimed {
-            path: r.get(0),
+            // as the census writes paths: `$.key`, `$["a.b"]`
+            path: match r.get::<_, Option<String>>(0) {
+                Some(k) => format!("${}", crate::core::explode::show_key(&k)),
+                None => "$".into(),
+            },
             users: r.get::<_, i64>(1) as u64,
             examples: r.get(2),
         })

@@ -120,17 +120,19 @@ const SERDE_DEPTH: usize = 128;
 /// back.
 pub(crate) fn check_depth(user: &UserId, blob: &Value, max_depth: usize) -> Result<()> {
     if json::deeper_than(blob, max_depth) {
-        return Err(Error::Unreadable {
+        // a write (or a fixup's repair) past the limit: no path could read
+        // it back
+        return Err(Error::Verification {
             user: user.clone(),
-            detail: too_deep(max_depth),
+            detail: too_deep("the blob", max_depth),
         });
     }
     Ok(())
 }
 
-fn too_deep(max_depth: usize) -> String {
+fn too_deep(subject: &str, max_depth: usize) -> String {
     format!(
-        "it is nested deeper than {max_depth} levels (the spec's \
+        "{subject} is nested deeper than {max_depth} levels (the spec's \
          `[settings] max_depth`, applied on every path; PostgreSQL accepts it, \
          so raise the limit, flatten the blob or keep the user legacy)"
     )
@@ -138,7 +140,7 @@ fn too_deep(max_depth: usize) -> String {
 
 fn not_json(user: &UserId, e: json::ParseError) -> Error {
     let detail = match e.depth_limit {
-        Some(limit) => too_deep(limit),
+        Some(limit) => too_deep("it", limit),
         None => format!("what the database sent is not JSON ({e})"),
     };
     Error::Unreadable {

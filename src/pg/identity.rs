@@ -63,14 +63,23 @@ async fn migrated_users(client: &impl GenericClient, spec: &Spec) -> Result<i64>
         sql
     } else {
         // no flag: dropped by `finalize --drop-legacy` (every user is
-        // migrated), or never added (a table init has not made decant's)
+        // migrated), or the spec names a flag init has not made (another
+        // table, or the flag renamed): then the users decant recorded
+        // migrated are what depends on the recorded mapping
         let finalized: bool = client
             .query_opt("SELECT finalized FROM decant.control", &[])
             .await
             .map_err(|e| Error::db("reading the phase", e))?
             .is_some_and(|r| r.get(0));
         if !finalized {
-            return Ok(0);
+            return Ok(client
+                .query_one(
+                    "SELECT count(*) FROM decant.user_state WHERE state = 'migrated'",
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::db("counting migrated users", e))?
+                .get(0));
         }
         crate::pg::sql::without_flag(spec, &sql)
     };
@@ -115,10 +124,12 @@ pub async fn flag_exists(client: &impl GenericClient, spec: &Spec) -> Result<boo
 /// The source table of the recorded mapping when it is not the spec's
 /// (`schema.table`, as the mapping writes it): decant serves one source
 /// table per database (its state, control row and SQL API live in schema
-/// `decant`).
+/// `decant`). With `only_if_used`, only while decant holds state of that
+/// table's users (else nothing depends on it, and init may move).
 pub(crate) async fn other_source(
     client: &impl GenericClient,
     spec: &Spec,
+    only_if_used: bool,
 ) -> Result<Option<String>> {
     let Some((_, lines)) = recorded(client).await? else {
         return Ok(None);
@@ -126,12 +137,13 @@ pub(crate) async fn other_source(
     let Some(other) = other_source_in(&lines, spec) else {
         return Ok(None);
     };
-    // while none of its users is migrated or held, nothing depends on it
+    if !only_if_used {
+        return Ok(Some(other));
+    }
+    // while decant holds no state of its users (migrated, held, failed
+    // or released), nothing depends on it
     let depends: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM decant.user_state WHERE state IN ('migrated', 'held'))",
-            &[],
-        )
+        .query_one("SELECT EXISTS (SELECT 1 FROM decant.user_state)", &[])
         .await
         .map_err(|e| Error::db("reading decant.user_state", e))?
         .get(0);
@@ -157,7 +169,8 @@ pub(crate) fn one_source_per_database(recorded: &str, spec: &Spec) -> Error {
             "decant in this database serves the source table {recorded} (recorded by `decant init`), \
              not the spec's {}: decant migrates one source table per database (its state, control \
              row and SQL API live in schema decant). Use the spec of {recorded}, or migrate {} from a \
-             database of its own",
+             database of its own (or, once nothing of {recorded}'s migration is needed, roll its \
+             users back and drop schema decant)",
             source_table(spec),
             source_table(spec)
         ),
@@ -189,7 +202,7 @@ pub(crate) async fn verify(client: &impl GenericClient, spec: &Spec, lenient: bo
     if fingerprint == spec.fingerprint() {
         return Ok(());
     }
-    if let Some(other) = other_source(client, spec).await? {
+    if let Some(other) = other_source(client, spec, true).await? {
         return Err(one_source_per_database(&other, spec));
     }
     let migrated = migrated_users(client, spec).await?;
@@ -221,7 +234,7 @@ pub(crate) async fn check_init(
     if fingerprint == spec.fingerprint() {
         return Ok(());
     }
-    if let Some(other) = other_source(client, spec).await? {
+    if let Some(other) = other_source(client, spec, true).await? {
         return Err(one_source_per_database(&other, spec));
     }
     let migrated = migrated_users(client, spec).await?;

@@ -245,10 +245,14 @@ fn unmet_check(spec: &Spec, stmt: &str, e: &tokio_postgres::Error) -> Option<Err
             let Some(expr) = check_expression(c) else {
                 continue;
             };
-            if !stmt.ends_with(&quote(&owned_name(&c.name, &expr))) {
+            let table = target_table(spec, ti);
+            // two tables may hold a constraint of one name (same column,
+            // same rule): the statement names its table
+            if !stmt.starts_with(&format!("ALTER TABLE {table} "))
+                || !stmt.ends_with(&quote(&owned_name(&c.name, &expr)))
+            {
                 continue;
             }
-            let table = target_table(spec, ti);
             return Some(Error::Setup(format!(
                 "init: rows already migrated in {table} do not meet the spec's validation of column \
                  {} (`{expr}`); nothing was changed. Find their users with \
@@ -377,7 +381,7 @@ pub async fn source_triggers(
         .query(
             "SELECT t.tgname::text || CASE WHEN t.tgtype::int & 2 <> 0 THEN ' (BEFORE)' ELSE ' (AFTER)' END \
                FROM pg_trigger t \
-              WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
+              WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal AND t.tgenabled IN ('O', 'A') \
                 AND t.tgtype::int & 16 <> 0 \
               ORDER BY t.tgname",
             &[&source_table(spec)],
@@ -394,8 +398,9 @@ pub fn source_triggers_warning(spec: &Spec, triggers: &[String]) -> Option<Strin
             "the source table {} has triggers that fire on decant's UPDATEs of it (each user's \
              migration and rollback): {}. A BEFORE trigger that changes the column {} changes users' \
              data as they migrate; one that stamps a time marks every user touched. Disable them \
-             for the migration, or have them skip decant's sessions (application_name 'decant', \
-             unless the connection string sets another)",
+             for the migration, or run decant's commands with a connection string that names them \
+             (`application_name=decant_migration`) and have the triggers skip those sessions \
+             (`IF current_setting('application_name') = 'decant_migration' THEN RETURN NEW; END IF;`)",
             source_table(spec),
             triggers.join(", "),
             quote(&spec.source.blob)
@@ -511,7 +516,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     // decant's state table keeps ids in the type init first gave them
     let state_ids = crate::pg::control::column_type(client, "decant.user_state", "user_id").await?;
     if let Some(t) = state_ids.filter(|t| IdType::of_column(t) != Some(id_type)) {
-        if let Some(other) = crate::pg::identity::other_source(client, spec).await? {
+        if let Some(other) = crate::pg::identity::other_source(client, spec, false).await? {
             return Err(crate::pg::identity::one_source_per_database(&other, spec));
         }
         return Err(Error::Setup(format!(
@@ -543,9 +548,15 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
             return Err(Error::Setup(format!(
                 "source column {flag} exists and allows NULL; decant's flag is `boolean NOT NULL \
                  DEFAULT false`. If the column is your own, name another in the spec \
-                 (`[source] flag = \"...\"`); if an earlier attempt left it, make it decant's: \
-                 `UPDATE {src} SET {flag} = false WHERE {flag} IS NULL; ALTER TABLE {src} \
-                 ALTER COLUMN {flag} SET DEFAULT false, ALTER COLUMN {flag} SET NOT NULL`"
+                 (`[source] flag = \"...\"`); if an earlier attempt left it, make it decant's \
+                 (the UPDATE in batches on a large table; the CHECK validated without blocking \
+                 writes lets SET NOT NULL skip its scan): \
+                 `UPDATE {src} SET {flag} = false WHERE {flag} IS NULL; \
+                 ALTER TABLE {src} ALTER COLUMN {flag} SET DEFAULT false; \
+                 ALTER TABLE {src} ADD CONSTRAINT decant_flag_not_null CHECK ({flag} IS NOT NULL) NOT VALID; \
+                 ALTER TABLE {src} VALIDATE CONSTRAINT decant_flag_not_null; \
+                 ALTER TABLE {src} ALTER COLUMN {flag} SET NOT NULL; \
+                 ALTER TABLE {src} DROP CONSTRAINT decant_flag_not_null`"
             )));
         }
     }

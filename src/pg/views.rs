@@ -24,7 +24,10 @@ pub(crate) fn view_name(spec: &Spec, table: usize) -> String {
     format!(
         "{}.{}",
         views_schema(spec),
-        quote(&format!("{}_all", spec.tables[table].name))
+        quote(&crate::pg::sql::cut_name(&format!(
+            "{}_all",
+            spec.tables[table].name
+        )))
     )
 }
 
@@ -34,7 +37,10 @@ fn fails_fn(spec: &Spec) -> String {
     format!(
         "{}.{}",
         views_schema(spec),
-        crate::pg::sql::index_name(&format!("{}_decant_blob_fails", spec.source.table))
+        quote(&crate::pg::sql::cut_name(&format!(
+            "{}_decant_blob_fails",
+            spec.source.table
+        )))
     )
 }
 
@@ -71,7 +77,7 @@ pub(crate) fn top_fn(spec: &Spec, r: &Ranked) -> String {
     format!(
         "{}.{}",
         views_schema(spec),
-        quote(&format!("{}_top", r.name))
+        quote(&crate::pg::sql::cut_name(&format!("{}_top", r.name)))
     )
 }
 

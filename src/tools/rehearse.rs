@@ -689,8 +689,8 @@ fn restore_archive(
 /// one-table dump (`pg_dump -t`) leaves out.
 fn restore_hint(errors: &str) -> String {
     if errors.contains("schema") && errors.contains("does not exist") {
-        "\nhint: a `pg_dump -t` dump holds no CREATE SCHEMA for the table's schema: dump with \
-         `-n <schema>` too (`pg_dump -Fc -n <schema> -t <schema>.<table>`), or the whole database"
+        "\nhint: a `pg_dump -t` dump holds no CREATE SCHEMA for the table's schema: dump the \
+         schema (`pg_dump -Fc -n <schema>`) or the whole database"
             .into()
     } else if errors.contains("function") && errors.contains("does not exist") {
         "\nhint: the table needs a function the dump does not hold (a trigger's or a default's): \

@@ -249,4 +249,25 @@ async fn a_second_source_table_in_one_database_is_refused_by_name() {
     );
     let other = Decant::connect(&db.url, second("player", "bigint"), 2).unwrap();
     says(other.load(1).await.unwrap_err());
+    // the same table with its flag renamed: the users decant migrated
+    // depend on the recorded mapping (with no such flag column, they were
+    // counted as none, and init recorded the new flag, all legacy)
+    let renamed = crate::example::SPEC.replace("flag = \"migrated\"", "flag = \"moved\"");
+    assert_ne!(renamed, crate::example::SPEC);
+    let err = decant::init(&client, &Spec::parse(&renamed).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("users migrated with it"), "{err}");
+    assert!(!err.contains("(0 users migrated"), "{err}");
+    let flagged: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '\"user\"'::regclass \
+               AND attname = 'moved')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!flagged, "the refused init added nothing");
 }

@@ -23,3 +23,9 @@ pub(crate) fn check_ident(name: &str) -> std::result::Result<(), String> {
 pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// `name` as PostgreSQL keeps it: cut to 63 bytes (names from the spec
+/// are ASCII).
+pub(crate) fn cut_name(name: &str) -> &str {
+    &name[..name.len().min(63)]
+}

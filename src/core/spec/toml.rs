@@ -2,7 +2,7 @@
 //! into the validated model, with every error pointing at its line.
 
 use super::checks::{complete, resolve_ranked};
-use super::ident::check_ident;
+use super::ident::{check_ident, cut_name};
 use super::model::*;
 use super::path::{Step, parse_path};
 use crate::core::id::IdType;
@@ -211,38 +211,46 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         .iter()
         .map(|(name, t)| table(&cx, name, t))
         .collect::<Result<Vec<Table>>>()?;
-    if settings.target_schema == source.schema {
-        if let Some(t) = tables.iter().find(|t| t.name == source.table) {
-            let at = cx.text.find(&format!("[tables.{}", t.name)).unwrap_or(0);
-            return Err(cx.err(
+    // the relations the spec names or makes, as PostgreSQL keeps their
+    // names (cut to 63 bytes): two that meet would be one object
+    let mut relations: BTreeMap<(String, String), String> = BTreeMap::new();
+    relations.insert(
+        (source.schema.clone(), source.table.clone()),
+        "the source table".into(),
+    );
+    let mut meet = |schema: &str, name: &str, what: String, at: usize| -> Result<()> {
+        let key = (schema.to_string(), cut_name(name).to_string());
+        match relations.get(&key) {
+            Some(other) => Err(cx.err(
                 at,
                 format!(
-                    "table `{}` is the source table: a target table needs a name of its own \
-                     (or `[settings] target_schema` another schema)",
-                    t.name
+                    "{what} would be named `{}`, as {other} is (PostgreSQL cuts names to 63 \
+                     bytes): rename one, or set `[settings] views_schema` or `target_schema`",
+                    key.1
                 ),
-            ));
-        }
-    }
-    // a view `<a>_all` beside a table of that name: one would replace the
-    // other
-    if settings.views_schema == settings.target_schema {
-        for t in &tables {
-            if let Some(other) = tables.iter().find(|o| o.name == format!("{}_all", t.name)) {
-                let at = cx
-                    .text
-                    .find(&format!("[tables.{}", other.name))
-                    .unwrap_or(0);
-                return Err(cx.err(
-                    at,
-                    format!(
-                        "table `{}`: its name is that of table `{}`'s cross-user view; rename one, \
-                         or put the views in a schema of their own (`[settings] views_schema`)",
-                        other.name, t.name
-                    ),
-                ));
+            )),
+            None => {
+                relations.insert(key, what);
+                Ok(())
             }
         }
+    };
+    let table_at = |name: &str| cx.text.find(&format!("[tables.{name}")).unwrap_or(0);
+    for t in &tables {
+        meet(
+            &settings.target_schema,
+            &t.name,
+            format!("table `{}`", t.name),
+            table_at(&t.name),
+        )?;
+    }
+    for t in &tables {
+        meet(
+            &settings.views_schema,
+            &format!("{}_all", t.name),
+            format!("table `{}`'s cross-user view", t.name),
+            table_at(&t.name),
+        )?;
     }
     // names are unique per kind (rules, ranked statistics)
     let unique = |names: &mut BTreeSet<String>, name: &str, at: usize, kind: &str| {
@@ -267,6 +275,7 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
     }
     let mut spec = complete(&cx.file, source, settings, tables, rules)?;
     let mut names = BTreeSet::new();
+    let mut tops = BTreeSet::new();
     for raw_ranked in &raw.ranked {
         let ranked = ranked(&cx, raw_ranked, &spec)?;
         unique(
@@ -275,6 +284,17 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
             raw_ranked.span().start,
             "ranked statistic",
         )?;
+        let top = cut_name(&format!("{}_top", ranked.name)).to_string();
+        if !tops.insert(top.clone()) {
+            return Err(cx.err(
+                raw_ranked.span().start,
+                format!(
+                    "ranked statistic `{}`: its top-N function would be named `{top}`, as another's \
+                     is (PostgreSQL cuts names to 63 bytes): rename one",
+                    ranked.name
+                ),
+            ));
+        }
         spec.ranked.push(ranked);
     }
     spec.text = std::sync::Arc::from(text);
@@ -287,7 +307,6 @@ fn ranked(cx: &Ctx<'_>, raw: &Spanned<RawRanked>, spec: &Spec) -> Result<Ranked>
     let r = raw.get_ref();
     let err = |m: String| cx.err(at, format!("ranked `{}`: {m}", r.name));
     check_ident(&r.name).map_err(|m| err(format!("name: {m}")))?;
-    fits_with_suffix(&r.name, "_top", "its top-N function").map_err(&err)?;
     let table = spec.table(&r.table).ok_or_else(|| {
         err(format!(
             "table `{}` is not declared under [tables]",
@@ -404,21 +423,6 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
     Ok((source, settings))
 }
 
-/// Whether `name` with `suffix` still fits PostgreSQL's 63 bytes (a
-/// longer name would be cut, with a mere NOTICE, to one that may be
-/// another object's).
-fn fits_with_suffix(name: &str, suffix: &str, what: &str) -> std::result::Result<(), String> {
-    if name.len() + suffix.len() <= 63 {
-        return Ok(());
-    }
-    Err(format!(
-        "`{name}` is {} bytes; at most {} here, since {what} is `{name}{suffix}` and PostgreSQL \
-         names are at most 63 bytes",
-        name.len(),
-        63 - suffix.len()
-    ))
-}
-
 /// One `[tables.<name>]` entry.
 fn table(cx: &Ctx<'_>, name: &str, t: &RawTable) -> Result<Table> {
     // a table's place is that of its first column (toml cannot span a
@@ -430,8 +434,6 @@ fn table(cx: &Ctx<'_>, name: &str, t: &RawTable) -> Result<Table> {
         .map(|c| c.span().start)
         .unwrap_or(0);
     check_ident(name).map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
-    fits_with_suffix(name, "_all", "its cross-user view")
-        .map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
     let user_column = t.user_column.clone().unwrap_or_else(|| "user_id".into());
     check_ident(&user_column)
         .map_err(|m| cx.err(at, format!("table `{name}`: user_column: {m}")))?;
