@@ -99,6 +99,18 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
             .join(", ")
     };
     let mut problems = Vec::new();
+    if already && legacy > 0 {
+        // finalized: nothing migrates any more; a user with the flag false
+        // came in since by the old code path
+        return Err(Error::Setup(format!(
+            "{legacy} users were inserted after finalize with the flag false (e.g. {}): the views \
+             and the Rust layer read them as migrated, but their values are in no table or view. \
+             Repair them (each blob goes through decant.save as a migrated user's), then insert \
+             new users with the flag true and an empty blob, then save them (README):\n{}",
+            list(&legacy_ids),
+            crate::ops::status::late_users_repair(spec)
+        )));
+    }
     if legacy > 0 {
         problems.push(format!(
             "{legacy} users are still legacy (e.g. {}; {failed} failed, {held} held): \

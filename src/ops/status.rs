@@ -54,6 +54,32 @@ pub struct Status {
     pub windows: String,
     /// The daemons running now (a heartbeat in the last 5 seconds).
     pub daemons: Vec<Daemon>,
+    /// Once finalized (the flag column still there): users whose flag is
+    /// false, inserted since without decant. The views and the Rust layer
+    /// read every user as migrated, so their values are in no table or
+    /// view until repaired (see [`LATE_USERS_REPAIR`]).
+    pub late: i64,
+}
+
+/// The repair of users inserted after `finalize` with the flag false (a
+/// backend still on the old code path): each one's blob goes through
+/// `decant.save` as a migrated user's, which explodes it into the tables.
+/// `{src}`, `{id}`, `{blob}`, `{flag}` are the source's quoted names.
+pub const LATE_USERS_REPAIR: &str = "BEGIN;
+CREATE TEMP TABLE decant_late ON COMMIT DROP AS
+  SELECT {id} AS id, {blob} AS blob FROM {src} WHERE NOT {flag} FOR UPDATE;
+UPDATE {src} AS s SET {flag} = true, {blob} = '{}' FROM decant_late AS l WHERE s.{id} = l.id;
+SELECT count(decant.save(id, blob)) FROM decant_late;
+COMMIT;";
+
+/// [`LATE_USERS_REPAIR`] for `spec`'s source table.
+pub fn late_users_repair(spec: &crate::core::spec::Spec) -> String {
+    use crate::core::spec::quote;
+    LATE_USERS_REPAIR
+        .replace("{src}", &crate::pg::sql::source_table(spec))
+        .replace("{id}", &quote(&spec.source.id))
+        .replace("{blob}", &quote(&spec.source.blob))
+        .replace("{flag}", &quote(&spec.source.flag))
 }
 
 impl Status {
@@ -197,7 +223,27 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         Some(r) if r > 0.0 => schedule.finish_text(now, to_do as f64 / r),
         _ => None,
     };
+    // finalized with the flag still there: a user inserted since by the
+    // old code path has it false (counted through the legacy index)
+    let late: i64 =
+        if control.finalized && crate::pg::identity::flag_exists(&**client, spec).await? {
+            client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {} WHERE NOT {}",
+                        crate::pg::sql::source_table(spec),
+                        crate::core::spec::quote(&spec.source.flag)
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::db("counting users inserted after finalize", e))?
+                .get(0)
+        } else {
+            0
+        };
     Ok(Status {
+        late,
         users,
         migrated,
         legacy,
@@ -254,6 +300,14 @@ impl fmt::Display for Status {
             pct(self.migrated)
         )?;
         writeln!(f, "legacy     {} ({:.1}%)", self.legacy, pct(self.legacy))?;
+        if self.late > 0 {
+            writeln!(
+                f,
+                "late       {} users inserted after finalize with the flag false: their values \
+                 are in no table or view until repaired (`decant finalize` prints the repair)",
+                self.late
+            )?;
+        }
         writeln!(
             f,
             "failed     {} ({} at the attempt limit of {}, skipped by the daemon)",
