@@ -416,7 +416,14 @@ impl Census {
             Err(e) => Some(format!("cannot rebuild: {e}")),
             Ok(blob) => {
                 let back = explode::explode_lenient(spec, &blob);
-                if back.residual != *residual {
+                if rows.is_empty() && !back.rows.is_empty() {
+                    Some(format!(
+                        "its values are in the blob column and none in the tables ({} rows' worth): \
+                         a user inserted after finalize by the old code path? save its blob \
+                         through decant (README: new users after finalize)",
+                        back.rows.len()
+                    ))
+                } else if back.residual != *residual {
                     Some("the rebuilt blob leaves another residual".to_string())
                 } else if !same_rows(&back.rows, rows) {
                     Some(format!(

@@ -323,6 +323,39 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     .census;
     assert_eq!(census.migrated as i64, n);
     assert!(census.migrated_not_rebuilding.is_none());
+    // with the flag gone, a user inserted by the old code path is read as
+    // migrated: the census names it (then it leaves, for the counts below)
+    client
+        .execute(
+            "INSERT INTO \"user\" (id, name, data) VALUES (100001, 'late', '{\"xp\": 5}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let opts = decant::CheckOptions {
+        selection: decant::Selection::Ids(vec![100001.into()]),
+        ..Default::default()
+    };
+    let census = decant::check(
+        &db.url,
+        spec.clone(),
+        &opts,
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap()
+    .census;
+    let broken = census.migrated_not_rebuilding.expect("the late user");
+    assert!(
+        broken.examples[0]
+            .value
+            .contains("its values are in the blob column and none in the tables"),
+        "{broken:?}"
+    );
+    client
+        .execute("DELETE FROM \"user\" WHERE id = 100001", &[])
+        .await
+        .unwrap();
     let from_view: i64 = client
         .query_one("SELECT count(*) FROM user_statistic_all", &[])
         .await
