@@ -59,7 +59,7 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
     // again on every call; PL/pgSQL keeps its plans for the session
     out.push(format!(
         "CREATE OR REPLACE FUNCTION {}(blob jsonb) RETURNS jsonb\n    \
-         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET jit = off AS\n$$\n\
+         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE SET jit = off AS\n$$\n\
          BEGIN\n    RETURN coalesce({}, '{{}}'::jsonb);\nEND\n$$",
         internal(spec, "residual"),
         residual(spec, &spec.trie, "$1", 0, &mut Vec::new())
@@ -259,7 +259,7 @@ fn rows(spec: &Spec, ti: usize) -> String {
     .collect();
     format!(
         "CREATE OR REPLACE FUNCTION {}({}, jsonb) RETURNS TABLE ({})\n    \
-         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS\n$$\n\
+         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
          BEGIN\n    RETURN QUERY\n{};\nEND\n$$",
         rows_fn(spec, ti),
@@ -712,7 +712,7 @@ fn rebuild(spec: &Spec) -> String {
     };
     format!(
         "CREATE OR REPLACE FUNCTION {}({}, jsonb) RETURNS jsonb\n    \
-         LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS\n$$\n\
+         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
          DECLARE _decant_blob jsonb := $2; _decant_entries jsonb; _decant_at text[];{tree_vars}{declare}\n\
          BEGIN\n    \
@@ -954,7 +954,7 @@ fn write(spec: &Spec) -> String {
     }
     format!(
         "CREATE OR REPLACE FUNCTION {name}({it}, boolean, jsonb, jsonb) RETURNS void\n    \
-         LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS\n$$\n\
+         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET extra_float_digits = 1 SET jit = off AS\n$$\n\
          #variable_conflict use_column\n\
          DECLARE _decant_residual jsonb; _decant_roots text[];\n\
          BEGIN\n    \
@@ -1008,7 +1008,7 @@ fn calls(spec: &Spec) -> Vec<String> {
     vec![
         format!(
             "CREATE OR REPLACE FUNCTION decant.load({it}) RETURNS jsonb\n    \
-             LANGUAGE plpgsql STABLE AS\n$$\n\
+             LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\
              BEGIN\n    \
@@ -1022,13 +1022,13 @@ fn calls(spec: &Spec) -> Vec<String> {
         ),
         format!(
             "CREATE OR REPLACE FUNCTION decant.load_many({it}[]) RETURNS TABLE (id {it}, blob jsonb)\n    \
-             LANGUAGE sql STABLE AS\n$$\n\
+             LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS\n$$\n\
              SELECT s.{id}::{it}, CASE WHEN s.{flag} THEN {rebuild}(s.{id}, s.{blob}) ELSE s.{blob} END\n  \
                FROM {src} AS s WHERE s.{id} = ANY ($1) ORDER BY s.{id}\n$$"
         ),
         format!(
             "CREATE OR REPLACE FUNCTION decant.save({it}, jsonb) RETURNS void\n    \
-             LANGUAGE plpgsql SET lock_timeout = {lock_timeout} AS\n$$\n\
+             LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = {lock_timeout} AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_migrated boolean;\n\
              BEGIN\n    \
@@ -1043,7 +1043,7 @@ fn calls(spec: &Spec) -> Vec<String> {
         ),
         format!(
             "CREATE OR REPLACE FUNCTION decant.patch({it}, jsonb) RETURNS jsonb\n    \
-             LANGUAGE plpgsql SET lock_timeout = {lock_timeout} AS\n$$\n\
+             LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = {lock_timeout} AS\n$$\n\
              #variable_conflict use_column\n\
              DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\
              BEGIN\n    \

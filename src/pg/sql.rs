@@ -616,7 +616,7 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
     );
     let ddl = format!(
         "CREATE OR REPLACE FUNCTION {name}({}) RETURNS TABLE ({out_cols})\n    \
-         LANGUAGE plpgsql STABLE AS\n$$\n\
+         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS\n$$\n\
          #variable_conflict use_column\n\
          BEGIN\n    RETURN QUERY SELECT {} FROM {joins};\nEND\n$$",
         spec.source.id_type.sql(),

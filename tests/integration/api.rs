@@ -954,3 +954,45 @@ async fn names_at_postgresql_s_limit_stay_distinct_objects() {
     decant::init(&client, &parsed).await.unwrap();
     assert_eq!(decant.load(6).await.unwrap()["t"], json!({"x": 6}));
 }
+
+/// decant's SQL functions run with their own search_path: a schema on the
+/// caller's path whose exact-type overloads of built-ins (`to_jsonb`)
+/// would win over pg_catalog's polymorphic ones changes neither what
+/// `decant.load` returns nor what `decant.patch` writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_s_search_path_cannot_replace_the_built_ins_decant_calls() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    crate::harness::run_all(&decant).await.unwrap();
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA evil;
+             CREATE FUNCTION evil.to_jsonb(numeric) RETURNS jsonb LANGUAGE sql AS $$ SELECT '666'::jsonb $$;
+             CREATE FUNCTION evil.to_jsonb(integer) RETURNS jsonb LANGUAGE sql AS $$ SELECT '666'::jsonb $$;
+             CREATE FUNCTION evil.to_jsonb(text) RETURNS jsonb LANGUAGE sql AS $$ SELECT '\"666\"'::jsonb $$;
+             SET search_path = evil, public;",
+        )
+        .await
+        .unwrap();
+    for id in [2_i64, 3, 4] {
+        let want = decant.load(id).await.unwrap();
+        assert_eq!(sql_load(&client, id).await, want, "user {id}");
+        let many: Value = client
+            .query_one(
+                "SELECT jsonb_agg(blob) FROM decant.load_many(ARRAY[$1::bigint])",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(many, json!([want]), "user {id}");
+    }
+    let patched: Value = client
+        .query_one("SELECT decant.patch(2, '{\"xp\": 77}')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(patched["xp"], json!(77));
+    assert_eq!(decant.load(2).await.unwrap(), patched);
+}

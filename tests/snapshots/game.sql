@@ -564,7 +564,7 @@ ALTER TABLE "public"."user_statistic" VALIDATE CONSTRAINT "decant_3e91f378_value
 
 -- init statement 29
 CREATE OR REPLACE FUNCTION decant."rows_f9012c0f_user"(bigint) RETURNS TABLE (t0_n bigint, t0_a0 text[], t0_a1 jsonb[], t0_a2 integer[], t0_a3 timestamp with time zone[], t1_n bigint, t1_a0 text[], t1_a1 jsonb[], t1_a2 smallint[], t1_a3 boolean[], t2_n bigint, t2_a0 jsonb[], t2_a1 smallint[], t2_a2 text[], t3_n bigint, t3_a0 text[], t3_a1 jsonb[], t4_n bigint, t4_a0 text[], t4_a1 smallint[], t5_n bigint, t5_a0 text[], t5_a1 text[], t5_a2 text[])
-    LANGUAGE plpgsql STABLE AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS
 $$
 #variable_conflict use_column
 BEGIN
@@ -892,7 +892,7 @@ $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
 
 -- init statement 45
 CREATE OR REPLACE FUNCTION decant."user_rows_user_achievement"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "achievement_id" text, "extra" jsonb, "progress" integer, "unlocked_at" timestamp with time zone)
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 BEGIN
@@ -903,7 +903,7 @@ $$;
 
 -- init statement 46
 CREATE OR REPLACE FUNCTION decant."user_rows_user_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "extra" jsonb, "level" smallint, "unlocked" boolean)
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 BEGIN
@@ -914,7 +914,7 @@ $$;
 
 -- init statement 47
 CREATE OR REPLACE FUNCTION decant."user_rows_user_config"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "extra" jsonb, "mans" smallint, "mode" text)
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 BEGIN
@@ -925,7 +925,7 @@ $$;
 
 -- init statement 48
 CREATE OR REPLACE FUNCTION decant."user_rows_user_preference"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "key" text, "value" jsonb)
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 BEGIN
@@ -936,7 +936,7 @@ $$;
 
 -- init statement 49
 CREATE OR REPLACE FUNCTION decant."user_rows_user_selected_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "position" smallint)
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 BEGIN
@@ -947,7 +947,7 @@ $$;
 
 -- init statement 50
 CREATE OR REPLACE FUNCTION decant."user_rows_user_statistic"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "mode" text, "statistic_id" text, "value" numeric)
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 BEGIN
@@ -962,7 +962,7 @@ $$;
 
 -- init statement 51
 CREATE OR REPLACE FUNCTION decant."user_residual"(blob jsonb) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE SET jit = off AS
 $$
 BEGIN
     RETURN coalesce(CASE WHEN jsonb_typeof($1) <> 'object' OR $1 = '{}'::jsonb THEN $1 ELSE (SELECT json_object_agg(q0.k, q0.r)::jsonb FROM (SELECT e0.key AS k, CASE e0.key WHEN 'bots' THEN CASE WHEN jsonb_typeof(e0.value) <> 'object' OR e0.value = '{}'::jsonb THEN e0.value ELSE (SELECT json_object_agg(q1.k, q1.r)::jsonb FROM (SELECT e1.key AS k, CASE e1.key WHEN 'selected' THEN CASE WHEN jsonb_typeof(e1.value) = 'array' AND jsonb_array_length(e1.value) > 0 AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(e1.value) WITH ORDINALITY AS b(v, n) WHERE NOT (coalesce(CASE WHEN to_jsonb((b.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((b.n - 1))) = 'null' THEN true ELSE ((jsonb_typeof(to_jsonb((b.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((b.n - 1))) = 'number' THEN (to_jsonb((b.n - 1)))::numeric = trunc((to_jsonb((b.n - 1)))::numeric) AND (to_jsonb((b.n - 1)))::numeric BETWEEN -32768 AND 32767 END)) END, false) AND coalesce(CASE WHEN b.v IS NULL OR jsonb_typeof(b.v) = 'null' THEN false ELSE (jsonb_typeof(b.v) = 'string') END, false)) OR (false)) THEN NULL ELSE e1.value END ELSE CASE WHEN coalesce(true, false) AND coalesce(jsonb_typeof(e1.value) = 'object', false) THEN (SELECT json_object_agg(k.key, k.value)::jsonb FROM jsonb_each(e1.value) AS k WHERE jsonb_typeof(k.value) <> 'null' AND CASE k.key WHEN 'level' THEN NOT coalesce(CASE WHEN k.value IS NULL OR jsonb_typeof(k.value) = 'null' THEN true ELSE ((jsonb_typeof(k.value) = 'number' AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric = trunc((k.value)::numeric) AND (k.value)::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric >= '0' ELSE true END AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric <= '100' ELSE true END) END, false) WHEN 'unlocked' THEN NOT coalesce(CASE WHEN k.value IS NULL OR jsonb_typeof(k.value) = 'null' THEN true ELSE (jsonb_typeof(k.value) = 'boolean') END, false) ELSE false END) ELSE e1.value END END AS r FROM jsonb_each(e0.value) AS e1 OFFSET 0) AS q1 WHERE q1.r IS NOT NULL) END WHEN 'marriage' THEN CASE WHEN jsonb_typeof(e0.value) <> 'object' OR e0.value = '{}'::jsonb THEN e0.value ELSE (SELECT json_object_agg(q1.k, q1.r)::jsonb FROM (SELECT e1.key AS k, CASE e1.key WHEN 'achievements' THEN CASE WHEN jsonb_typeof(e1.value) <> 'object' OR e1.value = '{}'::jsonb THEN e1.value ELSE (SELECT json_object_agg(q2.k, q2.r)::jsonb FROM (SELECT e2.key AS k, CASE WHEN coalesce(true, false) AND coalesce(jsonb_typeof(e2.value) = 'object', false) THEN (SELECT json_object_agg(k.key, k.value)::jsonb FROM jsonb_each(e2.value) AS k WHERE jsonb_typeof(k.value) <> 'null' AND CASE k.key WHEN 'progress' THEN NOT coalesce(CASE WHEN k.value IS NULL OR jsonb_typeof(k.value) = 'null' THEN true ELSE ((jsonb_typeof(k.value) = 'number' AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric = trunc((k.value)::numeric) AND (k.value)::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric >= '0' ELSE true END) END, false) WHEN 'unlockedAt' THEN NOT coalesce(CASE WHEN k.value IS NULL OR jsonb_typeof(k.value) = 'null' THEN true ELSE ((jsonb_typeof(k.value) = 'number' AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric * 1000 = trunc((k.value)::numeric * 1000) AND (k.value)::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END, false) ELSE false END) ELSE e2.value END AS r FROM jsonb_each(e1.value) AS e2 OFFSET 0) AS q2 WHERE q2.r IS NOT NULL) END WHEN 'config' THEN CASE WHEN coalesce(jsonb_typeof(e1.value) = 'object', false) THEN (SELECT json_object_agg(k.key, k.value)::jsonb FROM jsonb_each(e1.value) AS k WHERE jsonb_typeof(k.value) <> 'null' AND CASE k.key WHEN 'mans' THEN NOT coalesce(CASE WHEN k.value IS NULL OR jsonb_typeof(k.value) = 'null' THEN true ELSE ((jsonb_typeof(k.value) = 'number' AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric = trunc((k.value)::numeric) AND (k.value)::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof(k.value) = 'number' THEN (k.value)::numeric >= '0' ELSE true END) END, false) WHEN 'mode' THEN NOT coalesce(CASE WHEN k.value IS NULL OR jsonb_typeof(k.value) = 'null' THEN true ELSE (jsonb_typeof(k.value) = 'string' AND CASE WHEN jsonb_typeof(k.value) = 'string' THEN (k.value #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END, false) ELSE false END) ELSE e1.value END WHEN 'stats' THEN CASE WHEN jsonb_typeof(e1.value) <> 'object' OR e1.value = '{}'::jsonb THEN e1.value ELSE (SELECT json_object_agg(q2.k, q2.r)::jsonb FROM (SELECT e2.key AS k, CASE e2.key WHEN 'lastPlayed' THEN CASE WHEN coalesce(CASE WHEN e2.value IS NULL OR jsonb_typeof(e2.value) = 'null' THEN false ELSE (jsonb_typeof(e2.value) = 'number' AND CASE WHEN jsonb_typeof(e2.value) = 'number' THEN (e2.value)::numeric >= '0' ELSE true END) END, false) AND coalesce(NOT (coalesce(('global'::text) = ('global'::text), false) AND coalesce(('lastPlayed'::text) = ('xp'::text), false)), false) THEN NULL::jsonb ELSE e2.value END ELSE CASE WHEN jsonb_typeof(e2.value) <> 'object' OR e2.value = '{}'::jsonb THEN e2.value ELSE (SELECT json_object_agg(q3.k, q3.r)::jsonb FROM (SELECT e3.key AS k, CASE WHEN coalesce(true AND char_length(e2.key) <= 64, false) AND coalesce(true AND char_length(e3.key) <= 64, false) AND coalesce(CASE WHEN e3.value IS NULL OR jsonb_typeof(e3.value) = 'null' THEN false ELSE (jsonb_typeof(e3.value) = 'number' AND CASE WHEN jsonb_typeof(e3.value) = 'number' THEN (e3.value)::numeric >= '0' ELSE true END) END, false) AND coalesce(NOT (coalesce((e2.key) = ('global'::text), false) AND coalesce((e3.key) = ('xp'::text), false)), false) AND coalesce(NOT (coalesce((e2.key) = ('global'::text), false) AND coalesce((e3.key) = ('lastPlayed'::text), false)), false) THEN NULL::jsonb ELSE e3.value END AS r FROM jsonb_each(e2.value) AS e3 OFFSET 0) AS q3 WHERE q3.r IS NOT NULL) END END AS r FROM jsonb_each(e1.value) AS e2 OFFSET 0) AS q2 WHERE q2.r IS NOT NULL) END ELSE e1.value END AS r FROM jsonb_each(e0.value) AS e1 OFFSET 0) AS q1 WHERE q1.r IS NOT NULL) END WHEN 'pref' THEN CASE WHEN jsonb_typeof(e0.value) <> 'object' OR e0.value = '{}'::jsonb THEN e0.value ELSE (SELECT json_object_agg(q1.k, q1.r)::jsonb FROM (SELECT e1.key AS k, CASE WHEN coalesce(true, false) AND coalesce(CASE WHEN e1.value IS NULL OR jsonb_typeof(e1.value) = 'null' THEN true ELSE (true) END, false) THEN NULL::jsonb ELSE e1.value END AS r FROM jsonb_each(e0.value) AS e1 OFFSET 0) AS q1 WHERE q1.r IS NOT NULL) END WHEN 'xp' THEN CASE WHEN coalesce(CASE WHEN e0.value IS NULL OR jsonb_typeof(e0.value) = 'null' THEN false ELSE (jsonb_typeof(e0.value) = 'number' AND CASE WHEN jsonb_typeof(e0.value) = 'number' THEN (e0.value)::numeric >= '0' ELSE true END) END, false) THEN NULL::jsonb ELSE e0.value END ELSE e0.value END AS r FROM jsonb_each($1) AS e0 OFFSET 0) AS q0 WHERE q0.r IS NOT NULL) END, '{}'::jsonb);
@@ -971,7 +971,7 @@ $$;
 
 -- init statement 52
 CREATE OR REPLACE FUNCTION decant."user_rebuild"(bigint, jsonb) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 DECLARE _decant_blob jsonb := $2; _decant_entries jsonb; _decant_at text[]; _decant_e0 jsonb; _decant_e1 jsonb; _decant_e2 jsonb; _decant_e3 jsonb; _decant_e4 jsonb; _decant_e5 jsonb; _decant_e6 jsonb; _decant_e7 jsonb; _decant_n0 jsonb; _decant_n1 jsonb; _decant_n2 jsonb; _decant_n3 jsonb; _decant_n4 jsonb;
@@ -1007,7 +1007,7 @@ $$;
 
 -- init statement 53
 CREATE OR REPLACE FUNCTION decant."user_write"(bigint, boolean, jsonb, jsonb) RETURNS void
-    LANGUAGE plpgsql SET extra_float_digits = 1 SET jit = off AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET extra_float_digits = 1 SET jit = off AS
 $$
 #variable_conflict use_column
 DECLARE _decant_residual jsonb; _decant_roots text[];
@@ -1072,7 +1072,7 @@ $$;
 
 -- init statement 54
 CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb
-    LANGUAGE plpgsql STABLE AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS
 $$
 #variable_conflict use_column
 DECLARE _decant_blob jsonb; _decant_migrated boolean;
@@ -1090,7 +1090,7 @@ $$;
 
 -- init statement 55
 CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)
-    LANGUAGE sql STABLE AS
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
 $$
 SELECT s."id"::bigint, CASE WHEN s."migrated" THEN decant."user_rebuild"(s."id", s."data") ELSE s."data" END
   FROM "public"."user" AS s WHERE s."id" = ANY ($1) ORDER BY s."id"
@@ -1098,7 +1098,7 @@ $$;
 
 -- init statement 56
 CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void
-    LANGUAGE plpgsql SET lock_timeout = '2000ms' AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
 #variable_conflict use_column
 DECLARE _decant_migrated boolean;
@@ -1116,7 +1116,7 @@ $$;
 
 -- init statement 57
 CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
-    LANGUAGE plpgsql SET lock_timeout = '2000ms' AS
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
 #variable_conflict use_column
 DECLARE _decant_blob jsonb; _decant_migrated boolean;
