@@ -193,17 +193,49 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
             .transaction()
             .await
             .map_err(|e| Error::db("beginning the drop of the flag", e))?;
+        // the views read the flag: the drop takes them (CASCADE) and they
+        // are made again below, without the grants roles had on them; those
+        // are read first and given again
+        let views: Vec<String> = (0..spec.tables.len())
+            .map(|ti| crate::pg::views::view_name(spec, ti))
+            .collect();
+        let grants: Vec<String> = tx
+            .query(
+                "SELECT format('GRANT %s ON %s TO %s', a.privilege_type, c.oid::regclass, \
+                        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) \
+                   FROM pg_class AS c, aclexplode(c.relacl) AS a \
+                  WHERE c.oid = ANY (SELECT to_regclass(v) FROM unnest($1::text[]) AS v) \
+                    AND a.grantee <> c.relowner",
+                &[&views],
+            )
+            .await
+            .map_err(|e| Error::db("reading the grants on the views", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         tx.batch_execute(&format!(
             "DROP INDEX IF EXISTS {index}; ALTER TABLE {src} DROP COLUMN {flag} CASCADE"
         ))
         .await
-        .map_err(|e| Error::db("dropping the flag column and the legacy index", e))?;
+        .map_err(|e| {
+            let e = Error::db("dropping the flag column and the legacy index", e);
+            // the phase is recorded already: only the drop is left to do
+            Error::Setup(format!(
+                "finalized, but the drop failed: {e}; run `decant finalize --drop-legacy` again \
+                 as the source table's owner"
+            ))
+        })?;
         for stmt in crate::pg::schema::reading_statements(spec, true) {
             // in a transaction: the indexes on the tables exist already
             let stmt = stmt.replace("CREATE INDEX CONCURRENTLY", "CREATE INDEX");
             tx.batch_execute(&stmt)
                 .await
                 .map_err(|e| Error::db("creating the views and SQL API without the flag", e))?;
+        }
+        for grant in &grants {
+            tx.batch_execute(grant)
+                .await
+                .map_err(|e| Error::db(format!("giving back `{grant}`"), e))?;
         }
         tx.commit()
             .await

@@ -276,8 +276,23 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .await
         .unwrap();
     let expected = decant.load(12).await.unwrap();
+    // a role's grant on a view outlives the views' re-making
+    let analyst = crate::harness::fresh_role(&client, "analyst_finalize").await;
+    client
+        .batch_execute(&format!("GRANT SELECT ON user_statistic_all TO {analyst}"))
+        .await
+        .unwrap();
     let f = decant::finalize(&db.url, &decant, true).await.unwrap();
     assert!(f.flag_dropped);
+    let can: bool = client
+        .query_one(
+            "SELECT has_table_privilege($1, 'user_statistic_all', 'SELECT')",
+            &[&analyst],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(can, "the grant on the view was lost");
     let flag: i64 = client
         .query_one(
             "SELECT count(*) FROM information_schema.columns WHERE table_name = 'user' AND column_name = 'migrated'",
