@@ -144,6 +144,10 @@ pub(super) struct RollbackArgs {
     /// (0: off).
     #[arg(long, default_value_t = 2.0)]
     load_yield: f64,
+    /// As `run`'s: hold back while a replica lags more than this many
+    /// seconds (0: off, for a rollback that must not wait for replicas).
+    #[arg(long, default_value_t = 10.0)]
+    max_replica_lag: f64,
 }
 
 /// `decant rollback`: one user now, or a cohort through the daemon's loop.
@@ -191,6 +195,12 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         super::exit::usage!("--workers must be at least 1");
     }
     check_throttle_args(args.load_yield, args.max_commit_slowdown)?;
+    if !args.max_replica_lag.is_finite() || args.max_replica_lag < 0.0 {
+        super::exit::usage!(
+            "--max-replica-lag {}: give a number of seconds, or 0 for off",
+            args.max_replica_lag
+        );
+    }
     let decant = Decant::connect(&args.target.url()?, args.target.spec()?, args.workers + 2)?;
     let opts = decant::RunOptions {
         workers: args.workers,
@@ -201,6 +211,11 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
             max_commit_slowdown: (args.max_commit_slowdown > 0.0)
                 .then_some(args.max_commit_slowdown),
             load_yield: (args.load_yield > 0.0).then_some(args.load_yield),
+            max_replica_lag: if args.max_replica_lag > 0.0 {
+                Duration::from_secs_f64(args.max_replica_lag)
+            } else {
+                Duration::MAX
+            },
             ..decant::Throttle::default()
         },
         ..decant::RunOptions::default()

@@ -239,6 +239,18 @@ async fn run_job<J: Job>(
         .map_err(|e| Error::db("marking the daemon's session", e))?;
     check_free_sessions(&admin, opts.workers.max(1)).await?;
     warn_if_blind(&admin).await?;
+    let standby: bool = admin
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| Error::db("asking whether the server is a standby", e))?
+        .get(0);
+    if standby {
+        return Err(Error::Setup(
+            "this server is a hot standby (in recovery): the daemon writes, so point it at the \
+             primary (`decant check` and `decant status` do run on a standby)"
+                .into(),
+        ));
+    }
     // a run that is refused (another mapping, finalized) leaves the
     // shared rate as it was: it is set only once the run may start
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
@@ -408,7 +420,8 @@ async fn warn_if_blind(admin: &deadpool_postgres::Object) -> Result<()> {
         tracing::warn!(
             role = %role,
             "this role sees only its own sessions' state, so the throttle cannot tell when other \
-             roles' traffic is working; GRANT pg_read_all_stats TO {role} to let it see the whole server"
+             roles' traffic is working, nor read the replicas' lag (--max-replica-lag does nothing); \
+             GRANT pg_read_all_stats TO {role} to let it see the whole server"
         );
     }
     Ok(())

@@ -270,6 +270,17 @@ async fn the_census_runs_on_a_hot_standby() {
     let on_standby = check(&standby.url("game"), Selection::All).await;
     assert_eq!(on_standby.census, on_primary.census);
     assert!(on_standby.census.migrated > 0 && on_standby.census.would_fail > 0);
+    // the daemon pointed at the standby by mistake says so
+    let on_replica =
+        decant::Decant::connect(&standby.url("game"), crate::example::spec(), 4).unwrap();
+    let err = crate::harness::run_all(&on_replica)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hot standby") && err.contains("primary"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -114,6 +114,13 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--load-yield -1"), "{err}");
+    let (code, err) = decant_status(
+        &["rollback", "--all", "--max-replica-lag=-1"],
+        Some(&db.url),
+        &dir,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--max-replica-lag -1"), "{err}");
     let (ok, out, err) = decant(
         &[
             "rollback",
@@ -121,6 +128,8 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
             "--max-commit-slowdown",
             "0",
             "--load-yield",
+            "0",
+            "--max-replica-lag",
             "0",
         ],
         Some(&db.url),
