@@ -369,6 +369,11 @@ impl fmt::Display for Status {
         match &self.projected_finish {
             Some(t) => write!(f, "finish     {t} (projected)"),
             None if self.phase == "finalized" => write!(f, "finish     done (finalized)"),
+            None if self.daemons.iter().any(|d| d.job == "rollback") => write!(
+                f,
+                "finish     not projected: a rollback is running (its users are held out of \
+                 the migration until `decant release`)"
+            ),
             None if self.legacy == 0 => write!(
                 f,
                 "finish     done: every user is migrated (`decant finalize` ends the migration)"

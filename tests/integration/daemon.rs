@@ -1662,3 +1662,43 @@ async fn status_takes_a_young_run_s_rate_over_the_time_it_has_run() {
         "{status}"
     );
 }
+
+/// While a rollback runs (here paused before its first batch, every user
+/// still migrated), status does not say the migration is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_during_a_rollback_projects_no_finish() {
+    let db = TestDb::new().await;
+    let decant = db.game(60).await;
+    crate::harness::run_all(&decant).await.unwrap();
+    let client = db.client().await;
+    client
+        .batch_execute("DELETE FROM \"user\" WHERE NOT migrated")
+        .await
+        .unwrap();
+    set(&decant, Setting::Paused(true)).await;
+    let (tx, rx) = oneshot::channel::<()>();
+    let d = decant.clone();
+    let task = tokio::spawn(async move {
+        decant::rollback(
+            &d,
+            decant::Cohort::All,
+            without_probe(),
+            Arc::new(Progress::default()),
+            async move {
+                let _ = rx.await;
+            },
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    assert_eq!(status.legacy, 0, "{status}");
+    assert!(
+        status
+            .to_string()
+            .contains("finish     not projected: a rollback is running"),
+        "{status}"
+    );
+}
