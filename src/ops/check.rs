@@ -126,7 +126,13 @@ pub async fn check(
     let store = Arc::new(Store::new(spec.clone()));
     let client = pool::connect(url).await?;
     client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        // one long read-only snapshot, idle between pages while the census
+        // works: a role's or database's timeouts (a managed service's) are
+        // no bound for it
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+        )
         .await
         .map_err(|e| Error::db("starting the read-only snapshot", e))?;
     // a census of migrated users needs the mapping that migrated them

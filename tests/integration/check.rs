@@ -220,6 +220,30 @@ async fn the_census_takes_no_lock_and_writes_nothing() {
     assert_eq!(census.census, reference);
     tx.rollback().await.unwrap();
 
+    // a database whose sessions get a tiny statement timeout (a managed
+    // service's): the census's snapshot sets its own
+    let name: String = holder
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    holder
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET statement_timeout = '1ms'; \
+             ALTER DATABASE {name} SET idle_in_transaction_session_timeout = '1ms'"
+        ))
+        .await
+        .unwrap();
+    let census = check(&db.url, Selection::All).await;
+    holder
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} RESET statement_timeout; \
+             ALTER DATABASE {name} RESET idle_in_transaction_session_timeout"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(census.census, reference);
+
     // on a database whose sessions are read-only
     let client = db.client().await;
     let name: String = client
