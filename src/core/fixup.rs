@@ -455,9 +455,13 @@ pub fn undo(blob: &mut Value, applied: &[Applied], fixups: &[Fixup]) -> Result<(
                     return Err(format!("fixup `{}`: a move recorded by halves", a.fixup));
                 };
                 let moved = from.before.as_ref();
-                if same(get(blob, &made.path), moved) && get(blob, &from.path).is_none() {
+                // the key it made, as it made it, goes; the key it left
+                // comes back unless the backend wrote it again since
+                if same(get(blob, &made.path), moved) {
                     remove(blob, &made.path);
-                    restore(blob, &a.fixup, from)?;
+                    if get(blob, &from.path).is_none() {
+                        restore(blob, &a.fixup, from)?;
+                    }
                 }
             }
             continue;
@@ -815,6 +819,14 @@ mod tests {
                 "old": {"a": 9, "b": 2}
             })
         );
+        // the renamed key written again by the backend, the key the rename
+        // made untouched: the backend's stays, the made one goes
+        let mut blob = original.clone();
+        let applied = Fixup::apply_all(&mut blob, &fixups);
+        assert_eq!(blob["marriage"]["config"]["legacyMode"], json!("zombie"));
+        blob["marriage"]["config"]["mode"] = json!("murder");
+        undo(&mut blob, &applied, &fixups).unwrap();
+        assert_eq!(blob["marriage"]["config"], json!({"mode": "murder"}));
         // nothing written since: all undone, numbers compared as jsonb
         let mut blob = original.clone();
         let applied = Fixup::apply_all(&mut blob, &fixups);
