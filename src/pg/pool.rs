@@ -230,7 +230,7 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let (client, conn) = cfg
         .connect(tls)
         .await
-        .map_err(|e| Error::db(format!("connecting to {}", redact(url)), e))?;
+        .map_err(|e| Error::db(format!("connecting to {}", describe_target(url)), e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(cause = %e, "connection closed");
@@ -256,10 +256,6 @@ pub fn with_dbname(url: &str, db: &str) -> Result<String> {
     } else {
         Ok(format!("{url} dbname={db}"))
     }
-}
-
-fn redact(url: &str) -> String {
-    describe_target(url)
 }
 
 /// Where connection string `url` leads, without its password: `host

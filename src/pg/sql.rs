@@ -101,14 +101,6 @@ pub(crate) fn index_name(name: &str) -> String {
     quote(&short_name(name))
 }
 
-/// A name the user reads (a view `<table>_all`, a top-N `<name>_top`)
-/// cut to 63 bytes as PostgreSQL cuts it, so that it keeps the name it
-/// has always had; the spec refuses names that would meet once cut
-/// (`core::spec`).
-pub(crate) fn cut_name(name: &str) -> String {
-    crate::core::spec::cut_name(name).to_string()
-}
-
 /// A name made from spec identifiers (ASCII, checked) that fits
 /// PostgreSQL's 63 bytes: itself when it fits, else its first 54 bytes and
 /// a hash of the whole. PostgreSQL would cut a longer one to 63 bytes

@@ -24,7 +24,7 @@ pub(crate) fn view_name(spec: &Spec, table: usize) -> String {
     format!(
         "{}.{}",
         views_schema(spec),
-        quote(&crate::pg::sql::cut_name(&format!(
+        quote(crate::core::spec::cut_name(&format!(
             "{}_all",
             spec.tables[table].name
         )))
@@ -37,7 +37,7 @@ fn fails_fn(spec: &Spec) -> String {
     format!(
         "{}.{}",
         views_schema(spec),
-        quote(&crate::pg::sql::cut_name(&format!(
+        quote(crate::core::spec::cut_name(&format!(
             "{}_decant_blob_fails",
             spec.source.table
         )))
@@ -77,7 +77,7 @@ pub(crate) fn top_fn(spec: &Spec, r: &Ranked) -> String {
     format!(
         "{}.{}",
         views_schema(spec),
-        quote(&crate::pg::sql::cut_name(&format!("{}_top", r.name)))
+        quote(crate::core::spec::cut_name(&format!("{}_top", r.name)))
     )
 }
 
