@@ -149,33 +149,34 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         )));
     }
     // the phase, under a lock that keeps new legacy users out meanwhile
-    let mut client = client;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| Error::db("beginning the finalize transaction", e))?;
-    tx.batch_execute(&format!("LOCK TABLE {src} IN SHARE MODE"))
-        .await
-        .map_err(|e| Error::db(format!("locking {src} against writes for a moment"), e))?;
-    let late: bool = tx
-        .query_one(
-            &format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE NOT {flag})"),
-            &[],
-        )
-        .await
-        .map_err(|e| Error::db("re-checking for legacy users", e))?
-        .get(0);
-    if late {
-        return Err(Error::Setup(
-            "cannot finalize: a legacy user appeared meanwhile (a new user?); try again".into(),
-        ));
-    }
-    tx.batch_execute("UPDATE decant.control SET finalized = true, updated_at = now()")
-        .await
-        .map_err(|e| Error::db("recording the phase finalized", e))?;
-    tx.commit()
-        .await
-        .map_err(|e| Error::db("committing the phase finalized", e))?;
+    // (taken briefly, retried behind the backend's transactions)
+    let relations = crate::pg::schema::touched_relations(spec);
+    crate::pg::schema::with_brief_locks(&client, spec, "finalize", &relations, || {
+        let (tx, src, flag) = (&**client, &src, &flag);
+        Box::pin(async move {
+            tx.batch_execute(&format!("LOCK TABLE {src} IN SHARE MODE"))
+                .await
+                .map_err(|e| Error::db(format!("locking {src} against writes for a moment"), e))?;
+            let late: bool = tx
+                .query_one(
+                    &format!("SELECT EXISTS (SELECT 1 FROM {src} WHERE NOT {flag})"),
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::db("re-checking for legacy users", e))?
+                .get(0);
+            if late {
+                return Err(Error::Setup(
+                    "cannot finalize: a legacy user appeared meanwhile (a new user?); try again"
+                        .into(),
+                ));
+            }
+            tx.batch_execute("UPDATE decant.control SET finalized = true, updated_at = now()")
+                .await
+                .map_err(|e| Error::db("recording the phase finalized", e))
+        })
+    })
+    .await?;
     let (residual_users, unclaimed) = residuals(&**client, spec).await?;
     let index = crate::pg::schema::legacy_index_qualified(spec);
     let flag_there = true;
@@ -188,58 +189,74 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
          -- (keep {blob}: decant's layer keeps each user's residual there; {residual_users} users' residuals are not empty)\n"
     );
     if drop_legacy && flag_there {
-        let mut client = client;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| Error::db("beginning the drop of the flag", e))?;
         // the views read the flag: the drop takes them (CASCADE) and they
         // are made again below, without the grants roles had on them; those
         // are read first and given again
         let views: Vec<String> = (0..spec.tables.len())
             .map(|ti| crate::pg::views::view_name(spec, ti))
             .collect();
-        let grants: Vec<String> = tx
-            .query(
-                "SELECT format('GRANT %s ON %s TO %s', a.privilege_type, c.oid::regclass, \
-                        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) \
-                   FROM pg_class AS c, aclexplode(c.relacl) AS a \
-                  WHERE c.oid = ANY (SELECT to_regclass(v) FROM unnest($1::text[]) AS v) \
-                    AND a.grantee <> c.relowner",
-                &[&views],
-            )
-            .await
-            .map_err(|e| Error::db("reading the grants on the views", e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        tx.batch_execute(&format!(
-            "DROP INDEX IF EXISTS {index}; ALTER TABLE {src} DROP COLUMN {flag} CASCADE"
-        ))
+        crate::pg::schema::with_brief_locks(
+            &client,
+            spec,
+            "finalize --drop-legacy",
+            &relations,
+            || {
+                let (tx, src, flag, index, views) = (&**client, &src, &flag, &index, &views);
+                Box::pin(async move {
+                let grants: Vec<String> = tx
+                    .query(
+                        "SELECT format('GRANT %s ON %s TO %s', a.privilege_type, c.oid::regclass, \
+                                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) \
+                           FROM pg_class AS c, aclexplode(c.relacl) AS a \
+                          WHERE c.oid = ANY (SELECT to_regclass(v) FROM unnest($1::text[]) AS v) \
+                            AND a.grantee <> c.relowner",
+                        &[&views],
+                    )
+                    .await
+                    .map_err(|e| Error::db("reading the grants on the views", e))?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                tx.batch_execute(&format!(
+                    "DROP INDEX IF EXISTS {index}; ALTER TABLE {src} DROP COLUMN {flag} CASCADE"
+                ))
+                .await
+                .map_err(|e| {
+                    if e.code().map(|c| c.code()) == Some("55P03") {
+                        // retried
+                        return Error::db("dropping the flag column and the legacy index", e);
+                    }
+                    let e = Error::db("dropping the flag column and the legacy index", e);
+                    // the phase is recorded already: only the drop is left to do
+                    Error::Setup(format!(
+                        "finalized, but the drop failed: {e}; run `decant finalize --drop-legacy` \
+                         again as the source table's owner"
+                    ))
+                })?;
+                for stmt in crate::pg::schema::reading_statements(spec, true) {
+                    // in a transaction: the indexes on the tables exist already
+                    let stmt = stmt.replace("CREATE INDEX CONCURRENTLY", "CREATE INDEX");
+                    tx.batch_execute(&stmt).await.map_err(|e| {
+                        Error::db("creating the views and SQL API without the flag", e)
+                    })?;
+                }
+                for grant in &grants {
+                    tx.batch_execute(grant)
+                        .await
+                        .map_err(|e| Error::db(format!("giving back `{grant}`"), e))?;
+                }
+                Ok(())
+                })
+            },
+        )
         .await
-        .map_err(|e| {
-            let e = Error::db("dropping the flag column and the legacy index", e);
+        .map_err(|e| match e {
             // the phase is recorded already: only the drop is left to do
-            Error::Setup(format!(
-                "finalized, but the drop failed: {e}; run `decant finalize --drop-legacy` again \
-                 as the source table's owner"
-            ))
+            Error::Setup(m) if m.starts_with("finalize --drop-legacy: could not take") => {
+                Error::Setup(format!("finalized, but the drop of the flag waited in vain: {m}"))
+            }
+            e => e,
         })?;
-        for stmt in crate::pg::schema::reading_statements(spec, true) {
-            // in a transaction: the indexes on the tables exist already
-            let stmt = stmt.replace("CREATE INDEX CONCURRENTLY", "CREATE INDEX");
-            tx.batch_execute(&stmt)
-                .await
-                .map_err(|e| Error::db("creating the views and SQL API without the flag", e))?;
-        }
-        for grant in &grants {
-            tx.batch_execute(grant)
-                .await
-                .map_err(|e| Error::db(format!("giving back `{grant}`"), e))?;
-        }
-        tx.commit()
-            .await
-            .map_err(|e| Error::db("committing the drop of the flag", e))?;
         decant.store().set_finalized(true);
         tracing::info!("flag column and legacy index dropped; views and SQL API regenerated");
     }

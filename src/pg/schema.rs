@@ -635,35 +635,32 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     // commit, each idempotent, and a build that failed before (left
     // INVALID, which IF NOT EXISTS would skip) is dropped and redone.
     // Every statement is idempotent: "already exists, skipping" notices on
-    // a second run say nothing (SET LOCAL: the session's level is back
-    // after).
+    // a second run say nothing. Its locks are taken briefly, retried
+    // behind the backend's transactions (`with_brief_locks`); a flag
+    // column already there is not altered again (`ADD COLUMN IF NOT
+    // EXISTS` would still lock the source table against every read).
+    let has_flag = !flagless && crate::pg::identity::flag_exists(client, spec).await?;
+    let add_flag = format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS ",
+        source_table(spec)
+    );
     let (concurrent, plain): (Vec<String>, Vec<String>) = statements_for(spec, flagless)
         .into_iter()
+        .filter(|s| !(has_flag && s.starts_with(&add_flag)))
         .partition(|s| s.starts_with("CREATE INDEX CONCURRENTLY"));
-    client
-        .batch_execute("BEGIN; SET LOCAL client_min_messages = warning")
-        .await
-        .map_err(|e| Error::db("init: beginning its transaction", e))?;
-    let applied = async {
-        for stmt in &plain {
-            client.batch_execute(stmt).await.map_err(|e| {
-                unmet_check(spec, stmt, &e)
-                    .unwrap_or_else(|| Error::db(format!("init: {}", first_line(stmt)), e))
-            })?;
-        }
-        crate::pg::identity::record(client, spec).await
-    }
-    .await;
-    match applied {
-        Ok(()) => client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| Error::db("init: committing", e))?,
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    }
+    let plain = &plain;
+    with_brief_locks(client, spec, "init", &touched_relations(spec), move || {
+        Box::pin(async move {
+            for stmt in plain {
+                client.batch_execute(stmt).await.map_err(|e| {
+                    unmet_check(spec, stmt, &e)
+                        .unwrap_or_else(|| Error::db(format!("init: {}", first_line(stmt)), e))
+                })?;
+            }
+            crate::pg::identity::record(client, spec).await
+        })
+    })
+    .await?;
     // (one statement per call: several in one would make a transaction)
     let quiet = |on: bool| async move {
         let _ = client
@@ -692,6 +689,134 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     quiet(false).await;
     tracing::info!(source = %source_table(spec), tables = spec.tables.len(), "schema initialized");
     Ok(())
+}
+
+/// The tables and views `init` and `finalize` alter or replace: the
+/// source table, the target tables and their views.
+pub(crate) fn touched_relations(spec: &Spec) -> Vec<String> {
+    std::iter::once(source_table(spec))
+        .chain((0..spec.tables.len()).map(|ti| target_table(spec, ti)))
+        .chain((0..spec.tables.len()).map(|ti| views::view_name(spec, ti)))
+        .collect()
+}
+
+/// How long one try of [`with_brief_locks`] waits for a lock: a quarter
+/// of the backend's `lock_timeout_ms`, at most 500 ms. A schema change
+/// waiting for its lock queues every later statement on the table behind
+/// it, the backend's calls included; those wait at most their
+/// `lock_timeout_ms` and fail, so the change must give up well before.
+pub(crate) fn ddl_lock_wait_ms(spec: &Spec) -> u64 {
+    (spec.settings.lock_timeout_ms / 4).clamp(10, 500)
+}
+
+/// Runs `body` in a transaction whose every lock wait is brief (see
+/// [`ddl_lock_wait_ms`]): when a lock is not granted in time, the
+/// transaction rolls back (leaving nothing), the sessions holding
+/// `relations` are logged, and it is tried again after a pause, for up to
+/// the spec's `ddl_retry_s`; then the error names them and what to do.
+/// `what` names the operation in messages.
+pub(crate) async fn with_brief_locks<'s, T>(
+    client: &'s Client,
+    spec: &Spec,
+    what: &str,
+    relations: &[String],
+    body: impl Fn() -> BoxFuture<'s, Result<T>>,
+) -> Result<T> {
+    let wait_ms = ddl_lock_wait_ms(spec);
+    let limit = std::time::Duration::from_secs(spec.settings.ddl_retry_s);
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(200);
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        client
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL client_min_messages = warning; SET LOCAL lock_timeout = {wait_ms}"
+            ))
+            .await
+            .map_err(|e| Error::db(format!("{what}: beginning its transaction"), e))?;
+        let done = match body().await {
+            Ok(v) => client
+                .batch_execute("COMMIT")
+                .await
+                .map(|()| v)
+                .map_err(|e| Error::db(format!("{what}: committing"), e)),
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        };
+        match done {
+            Err(e) if e.sqlstate() == Some("55P03") => {
+                let holders = lock_holders(client, relations).await;
+                let waited = started.elapsed();
+                if waited + pause > limit {
+                    return Err(Error::Setup(format!(
+                        "{what}: could not take its brief locks on {} in {tries} tries over                          {:.0} s (each waits at most {wait_ms} ms, so that the backend's calls                          queued behind it do not time out); nothing was changed. {}; end those                          transactions or wait for a quieter moment, then run it again (the                          spec's `ddl_retry_s` sets how long it keeps trying)",
+                        relations.join(", "),
+                        waited.as_secs_f64(),
+                        holders_text(&holders),
+                    )));
+                }
+                tracing::warn!(
+                    tries,
+                    holders = %holders_text(&holders),
+                    "{what}: a lock was not granted within {wait_ms} ms; nothing changed, \
+                     trying again in {:.1} s",
+                    pause.as_secs_f64()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A boxed future that may move between threads (an `async` closure's
+/// would make the callers' futures lose `Send`).
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A session holding a lock on a relation: pid, state, seconds in its
+/// transaction, the start of its query.
+type Holder = (i32, String, f64, String);
+
+/// The other sessions holding a lock on one of `relations` (names that do
+/// not exist are skipped); empty when they cannot be read.
+async fn lock_holders(client: &Client, relations: &[String]) -> Vec<Holder> {
+    client
+        .query(
+            "SELECT DISTINCT a.pid, coalesce(a.state, ''), \
+                    coalesce(extract(epoch FROM now() - a.xact_start)::float8, 0), \
+                    left(coalesce(a.query, ''), 80) \
+               FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid \
+              WHERE l.granted AND l.pid <> pg_backend_pid() \
+                AND l.relation IN (SELECT to_regclass(r) FROM unnest($1::text[]) AS r) \
+              ORDER BY 3 DESC, 1 LIMIT 5",
+            &[&relations],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn holders_text(holders: &[Holder]) -> String {
+    if holders.is_empty() {
+        return "the sessions holding them had ended by the time they were looked for".into();
+    }
+    let each: Vec<String> = holders
+        .iter()
+        .map(|(pid, state, secs, query)| {
+            let query = query.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("pid {pid} ({state}, its transaction open {secs:.0} s: `{query}`)")
+        })
+        .collect();
+    format!("held by {}", each.join(", "))
 }
 
 /// Drops the index a `CREATE INDEX CONCURRENTLY IF NOT EXISTS name ON

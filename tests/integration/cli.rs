@@ -1033,4 +1033,5 @@ async fn source_triggers_are_named_and_init_after_the_flag_is_dropped_says_so() 
         out.contains("the flag column was dropped by `finalize --drop-legacy`"),
         "{out}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -409,3 +409,110 @@ async fn a_backend_role_with_the_printed_grants_can_do_everything_the_library_do
     drop((backend, as_role));
     crate::harness::end_sessions_of(&client, &role).await;
 }
+
+/// `init` and `finalize` change the schema of tables the backend is using:
+/// a lock request left waiting behind a long transaction queues every
+/// later statement on the table behind it. They wait briefly and retry,
+/// a re-run of `init` does not lock the source table at all, and when the
+/// table stays busy they give up naming the session in the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_wait_briefly_behind_the_backend_s_transactions() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 60, 1).await.unwrap();
+    let spec = Spec::parse(&crate::example::SPEC.replace(
+        "lock_timeout_ms = 2000",
+        "lock_timeout_ms = 2000\nddl_retry_s = 3",
+    ))
+    .unwrap();
+    // a backend's slow request: it read the table and holds its transaction
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM \"user\"")
+        .await
+        .unwrap();
+    let reader = db.client().await;
+    reader
+        .batch_execute("SET statement_timeout = '1500ms'")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let init = {
+        let url = db.url.clone();
+        let spec = spec.clone();
+        tokio::spawn(async move {
+            let client = crate::harness::connect(&url).await;
+            decant::init(&client, &spec).await
+        })
+    };
+    // while init waits for the holder, other reads of the table go on
+    // (queued behind a waiting ALTER TABLE they would time out)
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        reader
+            .query_one("SELECT data FROM \"user\" WHERE id = 1", &[])
+            .await
+            .expect("a read while init waits for its lock");
+    }
+    assert!(
+        !init.is_finished(),
+        "init cannot add the flag while the holder reads"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    init.await.unwrap().expect("init once the holder is gone");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1200));
+
+    // a re-run while a backend transaction holds a user's row: the flag is
+    // there, so the source table is not locked and init goes through
+    holder
+        .batch_execute("BEGIN; UPDATE \"user\" SET data = data WHERE id = 2")
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        decant::init(&client, &spec),
+    )
+    .await
+    .expect("a re-run of init does not wait for the backend's transaction")
+    .unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    // finalize locks the table against writes for a moment: behind a
+    // transaction that stays open it gives up, names it, and changes nothing
+    let decant = Decant::connect(&db.url, spec.clone(), 4).unwrap();
+    crate::harness::run_all(&decant).await.unwrap();
+    client
+        .batch_execute("DELETE FROM \"user\" WHERE NOT migrated")
+        .await
+        .unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE \"user\" SET data = data WHERE id = 2")
+        .await
+        .unwrap();
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let err = decant::finalize(&db.url, &decant, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    for says in [
+        "finalize: could not take its brief locks on",
+        "nothing was changed",
+        &format!("pid {holder_pid} (idle in transaction"),
+        "ddl_retry_s",
+    ] {
+        assert!(err.contains(says), "expected `{says}` in: {err}");
+    }
+    let finalized: bool = client
+        .query_one("SELECT finalized FROM decant.control", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!finalized);
+    holder.batch_execute("COMMIT").await.unwrap();
+    decant::finalize(&db.url, &decant, true).await.unwrap();
+    assert!(!decant::flag_column_exists(&client, &spec).await.unwrap());
+}

@@ -103,6 +103,12 @@ pub struct Settings {
     pub lock_timeout_ms: u64,
     /// Statement timeout of every decant session, in ms (default 60000).
     pub statement_timeout_ms: u64,
+    /// How long `init` and `finalize` keep retrying the brief table locks
+    /// their schema changes need, in seconds (default 60). Each try waits
+    /// for its locks at most a quarter of `lock_timeout_ms` (at most
+    /// 500 ms), so the backend's calls queued behind it never time out;
+    /// between tries the sessions holding the tables go on.
+    pub ddl_retry_s: u64,
     /// Whether each target table's user column references the source
     /// table's id, `ON DELETE CASCADE` (default false: every row inserted
     /// then looks its user up, which slows the migration).

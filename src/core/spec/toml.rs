@@ -79,6 +79,7 @@ struct RawSettings {
     max_attempts: Option<i32>,
     lock_timeout_ms: Option<u64>,
     statement_timeout_ms: Option<u64>,
+    ddl_retry_s: Option<u64>,
     foreign_keys: Option<bool>,
     max_depth: Option<usize>,
 }
@@ -399,6 +400,7 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         max_attempts: raw.settings.max_attempts.unwrap_or(5),
         lock_timeout_ms: raw.settings.lock_timeout_ms.unwrap_or(2000),
         statement_timeout_ms: raw.settings.statement_timeout_ms.unwrap_or(60_000),
+        ddl_retry_s: raw.settings.ddl_retry_s.unwrap_or(60),
         foreign_keys: raw.settings.foreign_keys.unwrap_or(false),
         max_depth: raw.settings.max_depth.unwrap_or(json::MAX_DEPTH),
     };
