@@ -12,7 +12,7 @@ use crate::migrate::{self, BatchReport, LockWait};
 use crate::pg::codec::check_depth;
 use crate::pg::control::{self, Setting};
 use crate::pg::pool;
-use crate::pg::session::{Planned, Session};
+use crate::pg::session::{Lent, Planned, Session};
 use crate::pg::store::{Locked, Store};
 use deadpool_postgres::{Pool, Transaction};
 use serde_json::{Map, Value};
@@ -147,31 +147,50 @@ impl Decant {
     {
         let user = &self.id(user)?;
         self.verified().await?;
-        let mut client = pool::get(&self.pool).await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
-        let locked = self.lock_for_write(&tx, user).await?;
-        let out = if locked.migrated {
-            new(&tx).await
-        } else {
-            old(&tx).await
-        };
-        match out {
-            Ok(v) => {
-                tx.commit()
-                    .await
-                    .map_err(|e| Error::db_user(user, "committing", e))?;
-                Ok(v)
-            }
-            Err(e) => {
-                // the error that matters is the closure's; a failed
-                // rollback only means the session is gone, which aborts it
-                let _ = tx.rollback().await;
-                Err(e)
+        let mut lent = Lent::new(pool::get(&self.pool).await?);
+        let out = async {
+            let tx = lent
+                .client()
+                .transaction()
+                .await
+                .map_err(|e| Error::db_user(user, "beginning a transaction", e))?;
+            let locked = self.lock_for_write(&tx, user).await?;
+            let out = if locked.migrated {
+                new(&tx).await
+            } else {
+                old(&tx).await
+            };
+            match out {
+                Ok(v) => {
+                    // a statement that failed (its error ignored by the
+                    // closure) aborted the transaction, and PostgreSQL
+                    // answers COMMIT with a rollback and no error: ask first
+                    if let Err(e) = tx.batch_execute("SELECT 1").await {
+                        let _ = tx.rollback().await;
+                        return Err(Error::db_user(
+                            user,
+                            "the transaction was aborted by a failed statement whose error the \
+                             closure did not return; nothing was committed",
+                            e,
+                        )
+                        .into());
+                    }
+                    tx.commit()
+                        .await
+                        .map_err(|e| Error::db_user(user, "committing", e))?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    // the error that matters is the closure's; a failed
+                    // rollback only means the session is gone, which aborts it
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
             }
         }
+        .await;
+        lent.done();
+        out
     }
 
     async fn lock_one(&self, tx: &Transaction<'_>, user: &UserId) -> Result<Locked> {
@@ -244,7 +263,7 @@ impl Decant {
     async fn write_user(
         &self,
         user: &UserId,
-        change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
+        change: impl FnOnce(&Locked, &[Row]) -> Result<(Value, bool)>,
     ) -> Result<Value> {
         self.verified().await?;
         let sql = &self.store.sql();
@@ -282,18 +301,18 @@ impl Decant {
             Some(r) if locked.migrated => self.store.decode_rows(r),
             _ => Vec::new(),
         };
-        let written = change(&locked, &old).and_then(|blob| {
+        let written = change(&locked, &old).and_then(|(blob, changed)| {
             let new = self.plan_write(&locked, &blob)?;
-            Ok((blob, new))
+            Ok((blob, changed, new))
         });
-        let (blob, new) = match written {
+        let (blob, changed, new) = match written {
             Ok(w) => w,
             Err(e) => {
                 session.rollback().await;
                 return Err(e);
             }
         };
-        let stmts = self.write_statements(&locked, &blob, &old, &new);
+        let stmts = self.write_statements(&locked, &blob, &old, &new, changed);
         session.commit_with(stmts).await?;
         Ok(blob)
     }
@@ -303,9 +322,20 @@ impl Decant {
     async fn write_user_in_tx(
         &self,
         user: &UserId,
-        change: impl FnOnce(&Locked, &[Row]) -> Result<Value>,
+        change: impl FnOnce(&Locked, &[Row]) -> Result<(Value, bool)>,
     ) -> Result<Value> {
-        let mut client = pool::get(&self.pool).await?;
+        let mut lent = Lent::new(pool::get(&self.pool).await?);
+        let out = self.write_user_on(lent.client(), user, change).await;
+        lent.done();
+        out
+    }
+
+    async fn write_user_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        user: &UserId,
+        change: impl FnOnce(&Locked, &[Row]) -> Result<(Value, bool)>,
+    ) -> Result<Value> {
         let tx = client
             .transaction()
             .await
@@ -320,9 +350,9 @@ impl Decant {
         } else {
             Vec::new()
         };
-        let blob = change(&locked, &old)?;
+        let (blob, changed) = change(&locked, &old)?;
         let new = self.plan_write(&locked, &blob)?;
-        let stmts = self.write_statements(&locked, &blob, &old, &new);
+        let stmts = self.write_statements(&locked, &blob, &old, &new, changed);
         self.store.run(&tx, user, stmts).await?;
         tx.commit()
             .await
@@ -377,7 +407,7 @@ impl Decant {
     /// changed; a value a rule finds invalid is kept in the residual
     /// (never refused, never lost) and logged.
     pub async fn save(&self, user: impl Into<UserId>, blob: &Value) -> Result<()> {
-        self.write_user(&self.id(user)?, |_, _| Ok(blob.clone()))
+        self.write_user(&self.id(user)?, |_, _| Ok((blob.clone(), true)))
             .await
             .map(drop)
     }
@@ -385,7 +415,8 @@ impl Decant {
     /// Applies an RFC 7396 JSON merge patch to the user's blob and returns
     /// the result.
     pub async fn patch(&self, user: impl Into<UserId>, patch: &Value) -> Result<Value> {
-        self.modify(user, |blob| merge_patch(blob, patch)).await
+        self.modify_noting(user, |blob| merge_patch_noting(blob, patch))
+            .await
     }
 
     /// Read-modify-write of the user's blob under the row lock (for
@@ -396,10 +427,24 @@ impl Decant {
         user: impl Into<UserId>,
         f: impl FnOnce(&mut Value),
     ) -> Result<Value> {
+        self.modify_noting(user, |blob| {
+            f(blob);
+            true
+        })
+        .await
+    }
+
+    /// [`Decant::modify`] with an `f` that says whether it changed the
+    /// blob.
+    async fn modify_noting(
+        &self,
+        user: impl Into<UserId>,
+        f: impl FnOnce(&mut Value) -> bool,
+    ) -> Result<Value> {
         self.write_user(&self.id(user)?, |locked, rows| {
             let mut blob = self.current(locked, rows)?;
-            f(&mut blob);
-            Ok(blob)
+            let changed = f(&mut blob);
+            Ok((blob, changed))
         })
         .await
     }
@@ -448,9 +493,16 @@ impl Decant {
         blob: &'a Value,
         old: &'a [Row],
         new: &'a Option<Exploded>,
+        changed: bool,
     ) -> Vec<Planned<'a>> {
         let user = &locked.id;
         let Some(new) = new else {
+            // a legacy blob a patch left as it was is not written again (a
+            // new row version of the whole blob, its WAL, and the daemon
+            // would redo the user)
+            if !changed {
+                return Vec::new();
+            }
             return vec![self.store.blob_statement(user, blob, false)];
         };
         let mut stmts = self.store.diff_statements(user, old, &new.rows);
@@ -466,14 +518,16 @@ impl Decant {
     pub async fn migrate_user(&self, user: impl Into<UserId>) -> Result<BatchReport> {
         let user = self.id(user)?;
         self.verified().await?;
-        let mut client = pool::get(&self.pool).await?;
+        let mut lent = Lent::new(pool::get(&self.pool).await?);
         let report = migrate::migrate_batch(
             &self.store,
-            &mut client,
+            lent.client(),
             std::slice::from_ref(&user),
             LockWait::Wait,
         )
-        .await?;
+        .await;
+        lent.done();
+        let report = report?;
         if report.skipped.contains(&user) && !self.exists(&user).await? {
             return Err(Error::UserNotFound(user));
         }
@@ -488,8 +542,11 @@ impl Decant {
     {
         self.verified().await?;
         let users = self.ids(users)?;
-        let mut client = pool::get(&self.pool).await?;
-        migrate::migrate_batch(&self.store, &mut client, &users, LockWait::Skip).await
+        let mut lent = Lent::new(pool::get(&self.pool).await?);
+        let report =
+            migrate::migrate_batch(&self.store, lent.client(), &users, LockWait::Skip).await;
+        lent.done();
+        report
     }
 
     /// Rolls one user back: rebuilds the whole blob from the tables, clears
@@ -500,14 +557,16 @@ impl Decant {
     pub async fn rollback_user(&self, user: impl Into<UserId>) -> Result<bool> {
         let user = self.id(user)?;
         self.verified().await?;
-        let mut client = pool::get(&self.pool).await?;
+        let mut lent = Lent::new(pool::get(&self.pool).await?);
         let done = migrate::rollback_batch(
             &self.store,
-            &mut client,
+            lent.client(),
             std::slice::from_ref(&user),
             LockWait::Wait,
         )
-        .await?;
+        .await;
+        lent.done();
+        let done = done?;
         if done.is_empty() && !self.exists(&user).await? {
             return Err(Error::UserNotFound(user));
         }
@@ -563,27 +622,70 @@ impl Decant {
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes a
 /// key, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
+    merge_patch_noting(target, patch);
+}
+
+/// [`merge_patch`], saying whether the target changed.
+fn merge_patch_noting(target: &mut Value, patch: &Value) -> bool {
     let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
+        let changed = target != patch;
+        if changed {
+            *target = patch.clone();
+        }
+        return changed;
     };
+    let mut changed = false;
     if !target.is_object() {
         *target = Value::Object(Map::new());
+        changed = true;
     }
     let t = target.as_object_mut().expect("made an object above");
     for (k, v) in p {
         if v.is_null() {
-            t.remove(k);
+            changed |= t.remove(k).is_some();
         } else {
-            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            changed |= merge_patch_noting(t.entry(k.clone()).or_insert(Value::Null), v);
         }
     }
+    changed
 }
 
 #[cfg(test)]
 mod tests {
-    use super::merge_patch;
+    use super::{merge_patch, merge_patch_noting};
     use serde_json::json;
+
+    #[test]
+    fn a_patch_says_whether_it_changed_the_blob() {
+        let blobs = [
+            json!({"a": 1, "b": {"c": [1, 2], "d": null}}),
+            json!({}),
+            json!([1]),
+            json!(null),
+            json!(5),
+        ];
+        let patches = [
+            json!({}),
+            json!({"a": 1}),
+            json!({"a": 2}),
+            json!({"a": null}),
+            json!({"x": null}),
+            json!({"b": {"c": [1, 2]}}),
+            json!({"b": {"c": [2, 1]}}),
+            json!({"b": {"d": null}}),
+            json!({"b": {}}),
+            json!({"n": {}}),
+            json!([1]),
+            json!(5),
+        ];
+        for blob in &blobs {
+            for patch in &patches {
+                let mut after = blob.clone();
+                let changed = merge_patch_noting(&mut after, patch);
+                assert_eq!(changed, &after != blob, "{blob} patched with {patch}");
+            }
+        }
+    }
 
     #[test]
     fn merge_patch_follows_rfc_7396() {

@@ -170,6 +170,13 @@ impl From<tokio_postgres::Error> for Error {
 fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
     match e {
         deadpool_postgres::PoolError::Backend(source) => describe(source),
+        deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+            "every session of the pool stayed in use past the pool's wait (the spec's \
+             lock_timeout_ms, at least 10 s): more calls at once than the pool's size, or a call \
+             on the handle made inside a wrapper's closure while the closure's own session waits \
+             (use the closure's transaction instead)"
+                .into()
+        }
         other => other.to_string(),
     }
 }
@@ -220,6 +227,13 @@ const TABLE_FAULTS: [&str; 9] = [
     "42P01", "42703", "42883", "3F000", "42809", "42804", "42P10", "42501", "25006",
 ];
 
+/// A session refused for a reason retrying does not mend: invalid
+/// authorization (class 28: no such role, a wrong password, pg_hba.conf),
+/// no such database (3D000), insufficient privilege (42501).
+fn refused_for_good(code: &str) -> bool {
+    code.starts_with("28") || code == "3D000" || code == "42501"
+}
+
 /// Connection exceptions (class 08): the session is gone.
 fn connection_lost(code: &str) -> bool {
     code.starts_with("08")
@@ -230,7 +244,15 @@ impl Error {
     /// timeout, a serialization failure, a deadlock, a dropped connection).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::LockTimeout { .. } | Error::Pool(_) => true,
+            Error::LockTimeout { .. } => true,
+            // the server refused the session for good: no such database or
+            // role, a password or pg_hba.conf refusal, a permission
+            Error::Pool(deadpool_postgres::PoolError::Backend(source))
+                if source.code().is_some_and(|c| refused_for_good(c.code())) =>
+            {
+                false
+            }
+            Error::Pool(_) => true,
             Error::Db { source, .. } => {
                 source.is_closed()
                     || source.code().is_some_and(|c| {
@@ -246,6 +268,11 @@ impl Error {
     /// retry on a new session.
     pub fn is_connection_lost(&self) -> bool {
         match self {
+            Error::Pool(deadpool_postgres::PoolError::Backend(source))
+                if source.code().is_some_and(|c| refused_for_good(c.code())) =>
+            {
+                false
+            }
             Error::Pool(_) => true,
             Error::Db { source, .. } => {
                 source.is_closed()

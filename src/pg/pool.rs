@@ -181,10 +181,22 @@ pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // a call waits for a free session at most this long, then fails with a
+    // retryable error: a burst longer than that, or calls on the handle
+    // nested inside a wrapper's closure (each holding a session while it
+    // waits for another), would otherwise wait for ever
     Pool::builder(mgr)
         .max_size(size.max(1))
+        .wait_timeout(Some(pool_wait(settings)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| Error::Setup(format!("cannot build the connection pool: {e}")))
+}
+
+/// How long a call waits for a free session of its pool: the spec's
+/// `lock_timeout_ms`, at least 10 s.
+pub(crate) fn pool_wait(settings: &Settings) -> std::time::Duration {
+    std::time::Duration::from_millis(settings.lock_timeout_ms.max(10_000))
 }
 
 /// Begins a transaction for a batch of users: its statements take arrays

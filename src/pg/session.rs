@@ -247,3 +247,53 @@ impl Drop for Session {
         }
     }
 }
+
+/// A pooled session lent to one call that opens a transaction on it
+/// through the driver (the wrapper, on-demand migration, a migration or a
+/// rollback by hand). If the call is abandoned (its future dropped, e.g.
+/// by a request timeout) before [`Lent::done`], the statement it may
+/// still be running is cancelled and the session closed rather than
+/// pooled: the next call would otherwise wait for that statement, and its
+/// transaction would keep the user's row locked until it ended.
+pub(crate) struct Lent {
+    client: Option<Object>,
+}
+
+impl Lent {
+    /// Lends `client` to a call.
+    pub fn new(client: Object) -> Lent {
+        Lent {
+            client: Some(client),
+        }
+    }
+
+    /// The session.
+    pub fn client(&mut self) -> &mut Object {
+        self.client
+            .as_mut()
+            .expect("the session is held until done or dropped")
+    }
+
+    /// The call ran to its end (its transaction committed or rolled
+    /// back): the session goes back to the pool.
+    pub fn done(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // the cancel request goes without TLS: a server that accepts
+            // TLS connections only refuses it, and the session is closed
+            // anyway (its transaction then ends with its statement)
+            let token = client.cancel_token();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                });
+            }
+            drop(Object::take(client));
+        }
+    }
+}

@@ -822,3 +822,161 @@ async fn writes_go_on_without_a_control_row() {
         assert_eq!(decant.load(u).await.unwrap(), saved);
     }
 }
+
+/// A closure that ignores a failed statement and returns `Ok`: PostgreSQL
+/// aborted the transaction and answers `COMMIT` with a rollback, so the
+/// wrapper must not report the write done.
+#[tokio::test]
+async fn the_wrapper_reports_a_transaction_a_swallowed_error_aborted() {
+    let db = TestDb::new().await;
+    let decant = db.game(10).await;
+    let (legacy, migrated) = two_clean_users();
+    decant.migrate_user(migrated).await.unwrap();
+    for u in [legacy, migrated] {
+        let err = decant
+            .migration_compatible_transaction(
+                u,
+                async |tx| {
+                    tx.execute("UPDATE \"user\" SET name = 'changed' WHERE id = $1", &[&u])
+                        .await?;
+                    let _ = tx.execute("SELECT 1/0", &[]).await;
+                    Ok::<_, Error>("done")
+                },
+                async |tx| {
+                    tx.execute("UPDATE \"user\" SET name = 'changed' WHERE id = $1", &[&u])
+                        .await?;
+                    let _ = tx.execute("SELECT 1/0", &[]).await;
+                    Ok::<_, Error>("done")
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        assert!(!err.is_retryable(), "{err}");
+        assert_ne!(name_of(&db, u).await, "changed", "user {u}");
+        // the session is fine for the next call
+        decant.patch(u, &json!({"legacyCoins": 3})).await.unwrap();
+    }
+}
+
+/// A wrapper call abandoned mid-statement (a request timeout around it):
+/// its session neither comes back busy to the pool nor keeps the user's
+/// row locked until the statement would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_wrapper_call_frees_its_session_and_the_user() {
+    let db = TestDb::new().await;
+    let game = db.game(10).await;
+    let (legacy, migrated) = two_clean_users();
+    game.migrate_user(migrated).await.unwrap();
+    drop(game);
+    let decant = db.decant_with(crate::example::SPEC, 1);
+    for u in [legacy, migrated] {
+        let call = decant.migration_compatible_transaction(
+            u,
+            async |tx| {
+                tx.execute("SELECT pg_sleep(8)", &[]).await?;
+                Ok::<_, Error>(())
+            },
+            async |tx| {
+                tx.execute("SELECT pg_sleep(8)", &[]).await?;
+                Ok::<_, Error>(())
+            },
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), call)
+                .await
+                .is_err()
+        );
+        // the one session of the pool was closed, not handed on busy
+        let started = Instant::now();
+        decant.load(u + 1).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a load waited {:?} behind the abandoned statement",
+            started.elapsed()
+        );
+        // and its statement was cancelled: the user is free long before 8 s
+        let started = Instant::now();
+        decant.patch(u, &json!({"legacyCoins": 4})).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "user {u} stayed locked {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Every session of the pool in use (here: a call on the handle inside a
+/// wrapper's closure, with a pool of one) fails after the pool's wait,
+/// retryably, instead of waiting for ever.
+#[tokio::test]
+async fn a_call_waiting_for_a_session_gives_up() {
+    let db = TestDb::new().await;
+    db.game(10).await;
+    let decant = db.decant_with(crate::example::SPEC, 1);
+    let started = Instant::now();
+    let err = decant
+        .migration_compatible_transaction(
+            1,
+            async |_tx| decant.load(2).await.map(drop),
+            async |_tx| decant.load(2).await.map(drop),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("inside a wrapper's closure"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    decant.load(2).await.unwrap();
+}
+
+/// A database or role that does not exist is no reason to retry.
+#[tokio::test]
+async fn a_session_refused_for_good_is_not_retryable() {
+    let db = TestDb::new().await;
+    db.game(3).await;
+    let url = decant::with_dbname(&db.url, "no_such_database_here").unwrap();
+    let decant = decant::Decant::connect(&url, crate::example::spec(), 1).unwrap();
+    let err = decant.load(1).await.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("3D000"), "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(!err.is_connection_lost(), "{err}");
+}
+
+/// A patch that changes nothing does not write a legacy user's blob again
+/// (a new row version of the whole blob, and the daemon would redo it).
+#[tokio::test]
+async fn a_patch_that_changes_nothing_writes_nothing() {
+    let db = TestDb::new().await;
+    let decant = db.game(10).await;
+    let client = db.client().await;
+    let (legacy, _) = two_clean_users();
+    decant
+        .patch(legacy, &json!({"legacyCoins": 5}))
+        .await
+        .unwrap();
+    let xmin = async || -> String {
+        client
+            .query_one("SELECT xmin::text FROM \"user\" WHERE id = $1", &[&legacy])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let before = xmin().await;
+    for patch in [
+        json!({}),
+        json!({"legacyCoins": 5}),
+        json!({"noSuchKey": null}),
+    ] {
+        decant.patch(legacy, &patch).await.unwrap();
+        assert_eq!(xmin().await, before, "{patch}");
+    }
+    decant
+        .patch(legacy, &json!({"legacyCoins": 6}))
+        .await
+        .unwrap();
+    assert_ne!(xmin().await, before);
+    assert_eq!(decant.load(legacy).await.unwrap()["legacyCoins"], json!(6));
+}
