@@ -18,6 +18,13 @@ use deadpool_postgres::{Pool, Transaction};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
+/// What a handle found of its spec's mapping against the recorded one,
+/// and when.
+type Known = (std::result::Result<(), String>, std::time::Instant);
+
+/// How long a handle keeps a mapping mismatch before it checks again.
+const MISMATCH_KEPT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A handle on one database and one mapping spec: the compatibility layer
 /// (`migration_compatible_transaction`, `load`, `save`, `patch`, `modify`)
 /// and the migration of single users. Cheap to clone.
@@ -25,9 +32,11 @@ use std::sync::Arc;
 pub struct Decant {
     pool: Pool,
     store: Arc<Store>,
-    /// Whether the spec's mapping is the one recorded by `init` (checked at
-    /// the first call; a mismatch is kept, a database error is not).
-    identity: Arc<std::sync::OnceLock<std::result::Result<(), String>>>,
+    /// Whether the spec's mapping is the one recorded by `init`, and when
+    /// that was found (checked at the first call; a match is kept until a
+    /// call finds decant's objects changed, a mismatch for a moment, a
+    /// database error not at all).
+    identity: Arc<std::sync::Mutex<Option<Known>>>,
 }
 
 impl Decant {
@@ -43,7 +52,7 @@ impl Decant {
         Decant {
             pool,
             store: Arc::new(Store::new(Arc::new(spec))),
-            identity: Arc::new(std::sync::OnceLock::new()),
+            identity: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -63,10 +72,15 @@ impl Decant {
     /// migration is finalized, none reads the flag): one check per handle,
     /// at its first call.
     pub(crate) async fn verified(&self) -> Result<()> {
-        if let Some(known) = self.identity.get() {
-            return known
-                .clone()
-                .map_err(|detail| Error::SpecMismatch { detail });
+        let known = self.identity.lock().expect("not poisoned").clone();
+        match known {
+            Some((Ok(()), _)) => return Ok(()),
+            // a handle made with a new spec before `init --evolve` recorded
+            // it works once it has
+            Some((Err(detail), at)) if at.elapsed() < MISMATCH_KEPT => {
+                return Err(Error::SpecMismatch { detail });
+            }
+            _ => {}
         }
         let client = pool::get(&self.pool).await?;
         match crate::pg::identity::verify(&**client, &self.store.spec, false).await {
@@ -91,14 +105,43 @@ impl Decant {
                     )));
                 }
                 self.store.set_finalized(row.get(0));
-                let _ = self.identity.set(Ok(()));
+                self.know(Ok(()));
                 Ok(())
             }
             Err(Error::SpecMismatch { detail }) => {
-                let _ = self.identity.set(Err(detail.clone()));
+                self.know(Err(detail.clone()));
                 Err(Error::SpecMismatch { detail })
             }
             Err(e) => Err(e),
+        }
+    }
+
+    fn know(&self, known: std::result::Result<(), String>) {
+        *self.identity.lock().expect("not poisoned") = Some((known, std::time::Instant::now()));
+    }
+
+    /// A call's error, checked against a change of the recorded mapping:
+    /// `init` with another mapping (`init --evolve`) replaces the function
+    /// the calls read migrated users' rows with, so a handle made with the
+    /// old spec fails on it (undefined function) and is refused from then
+    /// on, naming the change, instead of reading and writing migrated
+    /// users through a mapping that no longer is theirs.
+    async fn recheck(&self, e: Error) -> Error {
+        if !matches!(e.sqlstate(), Some("42883" | "42P01" | "42703")) {
+            return e;
+        }
+        *self.identity.lock().expect("not poisoned") = None;
+        match self.verified().await {
+            Err(Error::SpecMismatch { detail }) => {
+                let detail = format!(
+                    "{detail}. The mapping recorded by `decant init` changed while this handle \
+                     was in use (`init --evolve`?): restart the backend with the spec `init` \
+                     recorded"
+                );
+                self.know(Err(detail.clone()));
+                Error::SpecMismatch { detail }
+            }
+            _ => e,
         }
     }
 
@@ -269,7 +312,7 @@ impl Decant {
         let sql = &self.store.sql();
         let max = self.store.spec.settings.max_attempts;
         let mut session = Session::new(pool::get(&self.pool).await?, user.clone());
-        let mut read = session
+        let read = session
             .begin_with(vec![
                 Planned::new(
                     &sql.lock_call,
@@ -282,7 +325,11 @@ impl Decant {
                     "reading the user's rows",
                 ),
             ])
-            .await?;
+            .await;
+        let mut read = match read {
+            Ok(read) => read,
+            Err(e) => return Err(self.recheck(e).await),
+        };
         let rows = read.pop().unwrap_or_default();
         let Some(lock) = read.pop().and_then(|mut r| r.pop()) else {
             session.rollback().await;
@@ -383,7 +430,10 @@ impl Decant {
         self.verified().await?;
         let users = self.ids(users)?;
         let client = pool::get(&self.pool).await?;
-        let read = self.store.snapshot(&client, &users).await?;
+        let read = match self.store.snapshot(&client, &users).await {
+            Ok(read) => read,
+            Err(e) => return Err(self.recheck(e).await),
+        };
         read.into_iter()
             .map(|u| {
                 let blob = u.blob.value(&u.id, self.max_depth())?;

@@ -82,7 +82,10 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
     for ti in 0..spec.tables.len() {
         out.extend(protection(spec, ti));
     }
-    out.extend(crate::pg::sql::reader(spec).map(|(_, ddl)| ddl));
+    if let Some((name, ddl)) = crate::pg::sql::reader(spec) {
+        out.push(ddl);
+        out.push(crate::pg::sql::drop_readers_but(&name));
+    }
     out.extend(reading_statements(spec, flagless));
     out
 }

@@ -601,7 +601,15 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
     }
     let out_cols = out_cols.join(", ");
     let joins = joins.join(" CROSS JOIN ");
-    let hash = stable_hash(out_cols.bytes().chain(joins.bytes()));
+    // the mapping's fingerprint too: `init` with another mapping makes a
+    // new function and drops the old (see `readers_but`), so a handle
+    // still running with the old spec fails instead of misreading users
+    let hash = stable_hash(
+        out_cols
+            .bytes()
+            .chain(joins.bytes())
+            .chain(spec.fingerprint().bytes()),
+    );
     let name = format!(
         "decant.{}",
         index_name(&format!("rows_{hash:08x}_{}", spec.source.table))
@@ -615,6 +623,24 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
         cols.join(", ")
     );
     Some((name, ddl))
+}
+
+/// The statement dropping every reader function (see [`reader`]) but
+/// the one named `keep`: those of mappings recorded before.
+pub(crate) fn drop_readers_but(keep: &str) -> String {
+    let keep = keep
+        .strip_prefix("decant.")
+        .unwrap_or(keep)
+        .trim_matches('"');
+    format!(
+        "DO $decant$\nDECLARE f regprocedure;\nBEGIN\n    \
+         FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p \
+         WHERE p.pronamespace = 'decant'::regnamespace AND p.proname ~ '^rows_[0-9a-f]{{8}}_' \
+         AND p.proname <> {} LOOP\n        \
+         EXECUTE format('DROP FUNCTION %s', f);\n    \
+         END LOOP;\nEND\n$decant$",
+        crate::pg::views::lit(keep)
+    )
 }
 
 fn snapshot(spec: &Spec, ids: &str, with_blob: bool) -> String {

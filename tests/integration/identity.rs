@@ -103,13 +103,36 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
     // an added table: refused by a plain init, accepted as an evolution
     let grown = Spec::parse(&format!("{}{COINS}", crate::example::SPEC)).unwrap();
     says_added(decant::init(&client, &grown).await.unwrap_err());
-    decant::init_evolving(&client, &grown).await.unwrap();
-    let evolved = Decant::connect(&db.url, grown, 4).unwrap();
-    // the old mapping is now the different one
+    // a backend's handle in use with the old spec (its mapping checked),
+    // and one deployed with the new spec too early
+    let migrated_one: i64 = client
+        .query_one("SELECT min(id) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0);
+    game.load(migrated_one).await.unwrap();
+    let evolved = Decant::connect(&db.url, grown.clone(), 4).unwrap();
     assert!(matches!(
-        game.load(2).await,
+        evolved.load(2).await,
         Err(Error::SpecMismatch { .. })
     ));
+    decant::init_evolving(&client, &grown).await.unwrap();
+    // the old mapping is now the different one: the handle in use finds
+    // out at its next call, reads and writes alike, instead of reading
+    // users without the keys the evolution moves into the new table
+    for e in [
+        game.load(migrated_one).await.unwrap_err(),
+        game.patch(migrated_one, &serde_json::json!({"legacyCoins": 9}))
+            .await
+            .unwrap_err(),
+        game.load(2).await.unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::SpecMismatch { .. }), "{e}");
+        assert!(e.to_string().contains("restart the backend"), "{e}");
+    }
+    // the one deployed early works once init has recorded its mapping
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    evolved.load(migrated_one).await.unwrap();
     // users still on the old mapping load alike meanwhile
     let with_coins: Vec<i64> = (1..=n)
         .filter(|&i| {
