@@ -17,6 +17,9 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
             "bad connection string: {e}; expected e.g. postgres://user@host:5432/db or \"host=/tmp dbname=db\""
         ))
     })?;
+    fill_from(&mut cfg, |k| {
+        std::env::var(k).ok().filter(|v| !v.is_empty())
+    });
     // libpq never negotiates TLS over a Unix socket, whatever sslmode says
     if !cfg.get_hosts().is_empty()
         && cfg
@@ -32,6 +35,51 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
         }
     }
     Ok(cfg)
+}
+
+/// What a connection string leaves out, taken as libpq takes it: the
+/// host from `PGHOST` (else the local socket directory, else localhost),
+/// the port from `PGPORT`, the user from `PGUSER` (else the login name),
+/// the database from `PGDATABASE` (else the user), the application name
+/// from `PGAPPNAME`. So `dbname=game` reaches the server `psql
+/// "dbname=game"` reaches.
+fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<String>) {
+    if cfg.get_hosts().is_empty() {
+        let hosts = var("PGHOST").unwrap_or_else(default_host);
+        for h in hosts.split(',').filter(|h| !h.is_empty()) {
+            cfg.host(h);
+        }
+    }
+    if cfg.get_ports().is_empty() {
+        if let Some(p) = var("PGPORT").and_then(|p| p.trim().parse::<u16>().ok()) {
+            cfg.port(p);
+        }
+    }
+    if cfg.get_user().is_none() {
+        if let Some(u) = var("PGUSER").or_else(|| var("USER")).or_else(|| var("LOGNAME")) {
+            cfg.user(u);
+        }
+    }
+    if cfg.get_dbname().is_none() {
+        if let Some(d) = var("PGDATABASE").or_else(|| cfg.get_user().map(str::to_string)) {
+            cfg.dbname(d);
+        }
+    }
+    if cfg.get_application_name().is_none() {
+        if let Some(a) = var("PGAPPNAME") {
+            cfg.application_name(a);
+        }
+    }
+}
+
+/// libpq's default host: the first local socket directory with a server's
+/// socket on port 5432, else localhost.
+fn default_host() -> String {
+    ["/var/run/postgresql", "/tmp"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).join(".s.PGSQL.5432").exists())
+        .unwrap_or("localhost")
+        .to_string()
 }
 
 /// The connection string libpq would build from the environment when none
@@ -59,13 +107,7 @@ fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<String> {
     }
     let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let mut parts = Vec::new();
-    let host = var("PGHOST").unwrap_or_else(|| {
-        ["/var/run/postgresql", "/tmp"]
-            .into_iter()
-            .find(|d| std::path::Path::new(d).join(".s.PGSQL.5432").exists())
-            .unwrap_or("localhost")
-            .to_string()
-    });
+    let host = var("PGHOST").unwrap_or_else(default_host);
     parts.push(format!("host={}", quote(&host)));
     let user = var("PGUSER")
         .or_else(|| var("USER"))
@@ -306,6 +348,36 @@ pub fn describe_target(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_connection_string_leaves_out_comes_from_the_environment() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("/tmp/sock".to_string()),
+            "PGPORT" => Some("5591".to_string()),
+            "PGUSER" => Some("ops".to_string()),
+            _ => None,
+        };
+        let mut cfg = tokio_postgres::Config::from_str("dbname=game").unwrap();
+        fill_from(&mut cfg, env);
+        assert!(matches!(
+            cfg.get_hosts(),
+            [tokio_postgres::config::Host::Unix(p)] if p == std::path::Path::new("/tmp/sock")
+        ));
+        assert_eq!(cfg.get_ports(), [5591]);
+        assert_eq!(cfg.get_user(), Some("ops"));
+        assert_eq!(cfg.get_dbname(), Some("game"));
+        // what the string gives wins
+        let mut cfg =
+            tokio_postgres::Config::from_str("host=db.example port=6543 user=app").unwrap();
+        fill_from(&mut cfg, env);
+        assert!(matches!(
+            cfg.get_hosts(),
+            [tokio_postgres::config::Host::Tcp(h)] if h == "db.example"
+        ));
+        assert_eq!(cfg.get_ports(), [6543]);
+        assert_eq!(cfg.get_user(), Some("app"));
+        assert_eq!(cfg.get_dbname(), Some("app"));
+    }
 
     #[test]
     fn a_target_is_described_without_its_password() {
