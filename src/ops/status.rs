@@ -59,6 +59,12 @@ pub struct Status {
     /// read every user as migrated, so their values are in no table or
     /// view until repaired (see [`LATE_USERS_REPAIR`]).
     pub late: i64,
+    /// Indexes on the source or target tables left INVALID by a build
+    /// `CONCURRENTLY` that was interrupted (an `init` stopped part-way):
+    /// PostgreSQL maintains them but never reads them, so claims or
+    /// leaderboards go without them until `decant init` runs again and
+    /// rebuilds them.
+    pub invalid_indexes: Vec<String>,
 }
 
 /// The repair of users inserted after `finalize` with the flag false (a
@@ -119,7 +125,7 @@ pub struct Daemon {
 
 /// The live daemons (none when `decant.daemon` is missing: a database
 /// initialized by an older decant).
-async fn daemons(client: &tokio_postgres::Client) -> Result<Vec<Daemon>> {
+async fn daemons(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Daemon>> {
     let rows = match client
         .query(
             "SELECT host, pid, job, workers, to_char(started_at AT TIME ZONE 'UTC', \
@@ -166,7 +172,17 @@ pub struct FailureGroup {
 /// Reads the status; `schedule` is used for the projection.
 pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     decant.verified().await?;
-    let client = pool::get(decant.pool()).await?;
+    let mut session = pool::get(decant.pool()).await?;
+    // every count from one snapshot: counted one after another while the
+    // daemon or a rollback runs, they disagree (more users held than
+    // legacy); the transaction ends with `client`, committed or not
+    let client = session
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| Error::db("beginning the status snapshot", e))?;
     let spec = decant.spec();
     let counts = client
         .query_one(&decant.store().sql().user_counts, &[])
@@ -175,7 +191,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     let users: i64 = counts.get(0);
     let migrated: i64 = counts.get(1);
     let max = spec.settings.max_attempts;
-    let failures = state::failure_groups(&**client)
+    let failures = state::failure_groups(&*client)
         .await?
         .into_iter()
         .map(|(reason, users, examples)| FailureGroup {
@@ -184,14 +200,14 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
             examples,
         })
         .collect();
-    let control = control::read(&**client).await?;
+    let control = control::read(&*client).await?;
     // --window given: those; else the ones every daemon obeys (the control row)
     let schedule = if schedule.windows.is_empty() {
         &control.schedule
     } else {
         schedule
     };
-    let daemons = daemons(&client).await?;
+    let daemons = daemons(&*client).await?;
     // the users migrated in the last minute over the minute, or in the
     // time the migration daemons running now have run when that is
     // shorter (4 s into a run, its users over 60 s would say a fifteenth
@@ -205,7 +221,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         .map(|t| (now - t).total(jiff::Unit::Second).unwrap_or(60.0))
         .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
     let window = running.map_or(60.0, |s| s.clamp(5.0, 60.0));
-    let state = state::counts(&**client, max, window).await?;
+    let state = state::counts(&*client, max, window).await?;
     let recent_rate = state.migrated_recently as f64 / window;
     let over_limit = state.over_limit;
     let legacy = users - migrated;
@@ -225,25 +241,39 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     };
     // finalized with the flag still there: a user inserted since by the
     // old code path has it false (counted through the legacy index)
-    let late: i64 =
-        if control.finalized && crate::pg::identity::flag_exists(&**client, spec).await? {
-            client
-                .query_one(
-                    &format!(
-                        "SELECT count(*) FROM {} WHERE NOT {}",
-                        crate::pg::sql::source_table(spec),
-                        crate::core::spec::quote(&spec.source.flag)
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(|e| Error::db("counting users inserted after finalize", e))?
-                .get(0)
-        } else {
-            0
-        };
+    let late: i64 = if control.finalized && crate::pg::identity::flag_exists(&*client, spec).await?
+    {
+        client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE NOT {}",
+                    crate::pg::sql::source_table(spec),
+                    crate::core::spec::quote(&spec.source.flag)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| Error::db("counting users inserted after finalize", e))?
+            .get(0)
+    } else {
+        0
+    };
+    let invalid_indexes: Vec<String> = client
+        .query(
+            "SELECT i.indexrelid::regclass::text FROM pg_index AS i \
+              WHERE NOT i.indisvalid \
+                AND i.indrelid IN (SELECT to_regclass(r) FROM unnest($1::text[]) AS r) \
+              ORDER BY 1",
+            &[&crate::pg::schema::touched_relations(spec)],
+        )
+        .await
+        .map_err(|e| Error::db("looking for invalid indexes", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     Ok(Status {
         late,
+        invalid_indexes,
         users,
         migrated,
         legacy,
@@ -306,6 +336,14 @@ impl fmt::Display for Status {
                 "late       {} users inserted after finalize with the flag false: their values \
                  are in no table or view until repaired (`decant finalize` prints the repair)",
                 self.late
+            )?;
+        }
+        if !self.invalid_indexes.is_empty() {
+            writeln!(
+                f,
+                "indexes    INVALID: {} (a build CONCURRENTLY was interrupted; PostgreSQL \
+                 never reads them): run `decant init` again, which rebuilds them",
+                self.invalid_indexes.join(", ")
             )?;
         }
         writeln!(

@@ -56,7 +56,10 @@ fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<Stri
         }
     }
     if cfg.get_user().is_none() {
-        if let Some(u) = var("PGUSER").or_else(|| var("USER")).or_else(|| var("LOGNAME")) {
+        if let Some(u) = var("PGUSER")
+            .or_else(|| var("USER"))
+            .or_else(|| var("LOGNAME"))
+        {
             cfg.user(u);
         }
     }

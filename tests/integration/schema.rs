@@ -325,7 +325,22 @@ async fn init_failing_part_way_leaves_nothing_behind() {
         )
         .await
         .unwrap();
+    // status names it until then
+    let decant = Decant::connect(&db.url, spec.clone(), 1).unwrap();
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    assert_eq!(
+        status.invalid_indexes,
+        vec!["user_decant_legacy_idx".to_string()]
+    );
+    assert!(
+        status
+            .to_string()
+            .contains("INVALID: user_decant_legacy_idx"),
+        "{status}"
+    );
     decant::init(&client, &spec).await.unwrap();
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    assert!(status.invalid_indexes.is_empty(), "{status}");
     let valid: bool = client
         .query_one(
             "SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = '\"user\"'::regclass",
