@@ -636,10 +636,10 @@ pub(crate) fn drop_readers_but(keep: &str) -> String {
         "DO $decant$\nDECLARE f regprocedure;\nBEGIN\n    \
          FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p \
          WHERE p.pronamespace = 'decant'::regnamespace AND p.proname ~ '^rows_[0-9a-f]{{8}}_' \
-         AND p.proname <> {} LOOP\n        \
+         AND p.proname <> '{}' LOOP\n        \
          EXECUTE format('DROP FUNCTION %s', f);\n    \
          END LOOP;\nEND\n$decant$",
-        crate::pg::views::lit(keep)
+        keep.replace('\'', "''")
     )
 }
 
