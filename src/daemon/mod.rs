@@ -40,7 +40,10 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Parallel workers, each one session (default 1, which leaves room
-    /// for live traffic; 2 keeps both cores of a 2-core server busy).
+    /// for live traffic; 2 keeps both cores of a 2-core server busy). A
+    /// run holds one session of the handle's pool per worker and one for
+    /// its monitor, for the whole run: on a smaller pool it starts fewer
+    /// workers (and warns), and a pool of one session cannot run.
     pub workers: usize,
     /// The rate when the control row does not set one; `--rate` writes
     /// the control row instead (default: whatever the control row says).
@@ -230,6 +233,19 @@ async fn run_job<J: Job>(
 ) -> Result<RunReport> {
     let started = Instant::now();
     let pool = decant.pool();
+    let mut opts = opts;
+    let asked = opts.workers.max(1);
+    opts.workers = workers_for_pool(asked, pool.status().max_size)?;
+    if opts.workers < asked {
+        tracing::warn!(
+            asked,
+            workers = opts.workers,
+            pool = pool.status().max_size,
+            "the handle's pool has room for fewer workers than asked (each worker holds a \
+             session for the whole run, and the monitor one more): running with fewer; make \
+             the handle with a pool of at least workers + 2"
+        );
+    }
     let admin = pool::get(pool).await?;
     // the monitor's session is a daemon's too (its probes are no backend
     // traffic for another daemon)
@@ -471,7 +487,27 @@ async fn worker<J: Job>(
     job: Arc<J>,
     pool: deadpool_postgres::Pool,
 ) -> Result<()> {
-    let mut client = pool::get(&pool).await?;
+    // the pool has room for every worker and the monitor, unless the
+    // caller's backend calls share it: then wait for them, however long
+    let mut client = loop {
+        match pool.get().await {
+            Ok(c) => break c,
+            Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
+                if shared.stopped() {
+                    return Ok(());
+                }
+                tracing::warn!(
+                    worker = w,
+                    "every session of the handle's pool is in use; waiting"
+                );
+                shared.progress.hold(
+                    Phase::HeldBack,
+                    Some("waiting for a free session of the handle's pool".into()),
+                );
+            }
+            Err(e) => return Err(Error::Pool(e)),
+        }
+    };
     let mut pid: i32 = client
         .query_one(crate::pg::sql::DAEMON_SESSION, &[])
         .await
@@ -699,6 +735,22 @@ async fn worker<J: Job>(
     }
 }
 
+/// How many workers a run starts on a pool of `pool_size` sessions when
+/// `asked` for: each worker holds a session for the whole run and the
+/// monitor holds one more, so at most `pool_size - 1` (a worker beyond
+/// that would wait for a session until a peer ends, and give up after the
+/// pool's wait). A pool of one session cannot run at all.
+fn workers_for_pool(asked: usize, pool_size: usize) -> Result<usize> {
+    if pool_size < 2 {
+        return Err(Error::Setup(format!(
+            "a run needs at least 2 sessions (one for its monitor, one per worker) and the \
+             handle's pool has {pool_size}: make the handle with a pool of at least workers + 2 \
+             (`Decant::connect(url, spec, workers + 2)`)"
+        )));
+    }
+    Ok(asked.max(1).min(pool_size - 1))
+}
+
 /// The blobs' stored bytes (`pg_column_size`, compressed or not) of a
 /// worker's first batch.
 const FIRST_BATCH_BYTES: u64 = 1 << 20;
@@ -779,7 +831,21 @@ async fn reopen(
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_BATCH_BYTES, MIN_BATCH_BYTES, next_budget};
+    use super::{MAX_BATCH_BYTES, MIN_BATCH_BYTES, next_budget, workers_for_pool};
+
+    #[test]
+    fn a_run_starts_no_more_workers_than_its_pool_can_hold_with_the_monitor() {
+        assert_eq!(workers_for_pool(2, 4).unwrap(), 2);
+        assert_eq!(workers_for_pool(3, 4).unwrap(), 3);
+        assert_eq!(workers_for_pool(4, 4).unwrap(), 3);
+        assert_eq!(workers_for_pool(2, 2).unwrap(), 1);
+        assert_eq!(workers_for_pool(0, 2).unwrap(), 1);
+        let err = workers_for_pool(1, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("at least 2 sessions") && err.contains("has 1"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_next_batch_gets_twice_the_bytes_that_would_take_the_target() {

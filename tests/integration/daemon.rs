@@ -1702,3 +1702,60 @@ async fn status_during_a_rollback_projects_no_finish() {
         "{status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_fits_its_workers_to_the_handle_s_pool() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 300, 1).await.unwrap();
+    let spec = crate::example::spec();
+    decant::init(&client, &spec).await.unwrap();
+
+    // one session: no room for the monitor and a worker
+    let one = Decant::connect(&db.url, spec.clone(), 1).unwrap();
+    let err = decant::run(
+        &one,
+        without_probe(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at least 2 sessions"), "{err}");
+
+    // two sessions and three workers asked: one worker beside the monitor.
+    // The extra workers used to wait for a session until a peer ended and
+    // gave up after the pool's wait (10 s; CI saw it when a loaded server
+    // held the first worker back): pause the run past that wait
+    let two = Decant::connect(&db.url, spec, 2).unwrap();
+    // (the control row through the other handle: the run holds all of this one)
+    set(&one, Setting::Paused(true)).await;
+    let running = Running::start(
+        &two,
+        RunOptions {
+            workers: 3,
+            until_done: true,
+            ..without_probe()
+        },
+    );
+    let mut workers = None;
+    for _ in 0..200 {
+        workers = client
+            .query_opt("SELECT workers FROM decant.daemon", &[])
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, i32>(0));
+        if workers.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(workers, Some(1), "the daemon's row: the workers it runs");
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    assert!(!running.task.is_finished(), "the run ended while paused");
+    set(&one, Setting::Paused(false)).await;
+    let report = running.finish().await;
+    assert_eq!(report.migrated as i64, count_migrated(&client).await);
+    assert!(report.migrated as usize >= clean(300).len(), "{report:?}");
+}
