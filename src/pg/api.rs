@@ -1045,7 +1045,7 @@ fn calls(spec: &Spec) -> Vec<String> {
             "CREATE OR REPLACE FUNCTION decant.patch({it}, jsonb) RETURNS jsonb\n    \
              LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = {lock_timeout} AS\n$$\n\
              #variable_conflict use_column\n\
-             DECLARE _decant_blob jsonb; _decant_migrated boolean;\n\
+             DECLARE _decant_blob jsonb; _decant_before jsonb; _decant_migrated boolean;\n\
              BEGIN\n    \
                IF $2 IS NULL THEN\n        \
                  RAISE EXCEPTION 'decant: patch of user % with a NULL patch', $1 \
@@ -1057,7 +1057,14 @@ fn calls(spec: &Spec) -> Vec<String> {
                IF _decant_migrated THEN\n        \
                  _decant_blob := {rebuild}($1, _decant_blob);\n    \
                END IF;\n    \
+               _decant_before := _decant_blob;\n    \
                _decant_blob := decant.merge_patch(_decant_blob, $2);\n    \
+               -- a legacy blob the patch leaves as it was (the same text, not\n    \
+               -- only an equal value: 1.0 = 1) is not rewritten\n    \
+               IF NOT _decant_migrated AND _decant_blob = _decant_before \
+                 AND _decant_blob::text = _decant_before::text THEN\n        \
+                 RETURN _decant_blob;\n    \
+               END IF;\n    \
                -- an object patch changes only the paths it holds\n    \
                PERFORM {write}($1, _decant_migrated, _decant_blob, CASE WHEN jsonb_typeof($2) = 'object' \
                  AND jsonb_typeof(_decant_blob) = 'object' THEN decant.patch_paths($2) END);\n    \

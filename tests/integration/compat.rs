@@ -979,4 +979,37 @@ async fn a_patch_that_changes_nothing_writes_nothing() {
         .unwrap();
     assert_ne!(xmin().await, before);
     assert_eq!(decant.load(legacy).await.unwrap()["legacyCoins"], json!(6));
+
+    // the SQL API alike: its patches that change nothing write nothing,
+    // and a number written otherwise (6.0 for 6) is a change
+    let sql_patch = async |patch: serde_json::Value| {
+        client
+            .query_one("SELECT decant.patch($1, $2)", &[&legacy, &patch])
+            .await
+            .unwrap()
+            .get::<_, serde_json::Value>(0)
+    };
+    let before = xmin().await;
+    for patch in [
+        json!({}),
+        json!({"legacyCoins": 6}),
+        json!({"noSuchKey": null}),
+    ] {
+        assert_eq!(sql_patch(patch.clone()).await["legacyCoins"], json!(6));
+        assert_eq!(xmin().await, before, "SQL {patch}");
+    }
+    sql_patch(json!({"legacyCoins": 6.0})).await;
+    let after = xmin().await;
+    assert_ne!(after, before, "6.0 for 6");
+    let text: String = client
+        .query_one(
+            "SELECT data->>'legacyCoins' FROM \"user\" WHERE id = $1",
+            &[&legacy],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(text, "6.0");
+    sql_patch(json!({"legacyCoins": 7})).await;
+    assert_ne!(xmin().await, after);
 }

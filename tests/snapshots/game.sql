@@ -1129,7 +1129,7 @@ CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
 #variable_conflict use_column
-DECLARE _decant_blob jsonb; _decant_migrated boolean;
+DECLARE _decant_blob jsonb; _decant_before jsonb; _decant_migrated boolean;
 BEGIN
     IF $2 IS NULL THEN
         RAISE EXCEPTION 'decant: patch of user % with a NULL patch', $1 USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb to replace the blob by a JSON null';
@@ -1141,7 +1141,13 @@ BEGIN
     IF _decant_migrated THEN
         _decant_blob := decant."user_rebuild"($1, _decant_blob);
     END IF;
+    _decant_before := _decant_blob;
     _decant_blob := decant.merge_patch(_decant_blob, $2);
+    -- a legacy blob the patch leaves as it was (the same text, not
+    -- only an equal value: 1.0 = 1) is not rewritten
+    IF NOT _decant_migrated AND _decant_blob = _decant_before AND _decant_blob::text = _decant_before::text THEN
+        RETURN _decant_blob;
+    END IF;
     -- an object patch changes only the paths it holds
     PERFORM decant."user_write"($1, _decant_migrated, _decant_blob, CASE WHEN jsonb_typeof($2) = 'object' AND jsonb_typeof(_decant_blob) = 'object' THEN decant.patch_paths($2) END);
     RETURN _decant_blob;
