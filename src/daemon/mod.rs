@@ -518,6 +518,10 @@ async fn worker<J: Job>(
     let mut bytes_budget = FIRST_BATCH_BYTES;
     let mut backoff = Duration::from_millis(100);
     let mut cursor: Option<UserId> = None;
+    // the users left when the last pass found them all locked
+    let mut stalled: Option<i64> = None;
+    // whether this pass has migrated (or failed) any user yet
+    let mut pass_moved = false;
     loop {
         if shared.stopped() {
             return Ok(());
@@ -570,7 +574,11 @@ async fn worker<J: Job>(
             continue;
         }
         backoff = Duration::from_millis(100);
-        shared.progress.hold(Phase::Working, None);
+        // a pass that found every user left locked says so until a batch
+        // claims one again (the batches between find nothing either)
+        if stalled.is_none() {
+            shared.progress.hold(Phase::Working, None);
+        }
 
         let mut size = control
             .batch_size
@@ -655,12 +663,20 @@ async fn worker<J: Job>(
         p.failed.fetch_add(failed, Ordering::Relaxed);
         p.rows.fetch_add(rows, Ordering::Relaxed);
         p.redone.fetch_add(redone, Ordering::Relaxed);
+        if claimed > 0 && done + failed > 0 {
+            pass_moved = true;
+        }
         if claimed == 0 {
             if cursor.is_some() {
                 // end of a pass: start over for users skipped while locked
                 cursor = None;
                 *shared.cursor.lock().expect("not poisoned") = None;
-                continue;
+                // a pass that read users and did none: they are all locked
+                // (read without a lock, skipped when locked): say so, and
+                // do not read them again at once
+                if std::mem::replace(&mut pass_moved, false) {
+                    continue;
+                }
             }
             shared.watch.own(1);
             let left = match job.remaining(&client).await {
@@ -673,6 +689,7 @@ async fn worker<J: Job>(
                 Err(e) => return Err(e),
             };
             if left == 0 {
+                stalled = None;
                 if shared.opts.until_done {
                     shared.stopping.store(true, Ordering::Relaxed);
                     shared.progress.stopping();
@@ -685,9 +702,20 @@ async fn worker<J: Job>(
                 shared.nap(Duration::from_secs(5)).await;
             } else {
                 // the rest are locked by live traffic or a peer: revisit
+                stalled = Some(left);
+                shared.progress.hold(
+                    Phase::HeldBack,
+                    Some(format!(
+                        "every user left is locked by another session ({left} users: a \
+                         backend's open transactions, or batches under way); trying them again"
+                    )),
+                );
                 shared.nap(Duration::from_millis(100)).await;
             }
             continue;
+        }
+        if done + failed > 0 && stalled.take().is_some() {
+            shared.progress.hold(Phase::Working, None);
         }
         {
             let mut furthest = shared.cursor.lock().expect("not poisoned");

@@ -996,3 +996,132 @@ async fn a_caller_s_search_path_cannot_replace_the_built_ins_decant_calls() {
     assert_eq!(patched["xp"], json!(77));
     assert_eq!(decant.load(2).await.unwrap(), patched);
 }
+
+/// Spec strings go into decant's SQL as literals, many of them inside the
+/// dollar-quoted bodies of its functions and `DO` blocks. A key, value or
+/// pattern holding `$$`, `$decant$` or a backslash (on a database that
+/// reads strings the pre-9.1 way, where a backslash escapes a quote)
+/// stays a value and never runs as SQL; the users holding those keys
+/// migrate and load back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_strings_that_would_end_a_quote_stay_values() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let name: String = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" SET standard_conforming_strings = off; \
+             CREATE TABLE acct (id bigint PRIMARY KEY, data jsonb NOT NULL)"
+        ))
+        .await
+        .unwrap();
+    let inject = "$$ SET check_function_bodies = off; CREATE TABLE public.pwned AS \
+                  SELECT current_user AS who; CREATE OR REPLACE FUNCTION pg_temp.z() \
+                  RETURNS void LANGUAGE sql SET check_function_bodies = off AS $$";
+    let quoted = "', $y$x$y$)) NOT VALID; CREATE TABLE public.pwned_too AS SELECT 1; --";
+    // a TOML basic string of `s`
+    let t = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let values = ["a\\", quoted, "b$$c", "x$decant$y", "q'uote"]
+        .map(t)
+        .join(", ");
+    let spec = format!(
+        "[source]\ntable = \"acct\"\n\n\
+         [tables.acct_stat.columns]\n\
+         kind = {{ type = \"text\", values = [{values}] }}\n\
+         value = {{ type = \"numeric\" }}\n\n\
+         [tables.acct_price.columns]\nkind = \"text\"\nvalue = \"numeric\"\n\n\
+         [[rules]]\nname = \"injected\"\npath = {}\ntable = \"acct_stat\"\n\
+         value = \"value\"\n\n\
+         [[rules]]\nname = \"dollars\"\npath = {}\ntable = \"acct_price\"\n\
+         value = \"value\"\n\n\
+         [[ranked]]\nname = \"price_b\"\ntable = \"acct_price\"\nvalue = \"value\"\n\
+         where = {{ kind = \"x$decant$y\" }}\n",
+        t(&format!("\"{inject}\".{{kind}}")),
+        t("\"pr$$ice\".{kind}"),
+    );
+    let parsed = decant::Spec::parse(&spec).unwrap();
+    // the DDL runs on a session that reads strings the old way too
+    let old_way = db.client().await;
+    let scs: String = old_way
+        .query_one("SHOW standard_conforming_strings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(scs, "off");
+    decant::init(&old_way, &parsed).await.unwrap();
+    let pwned: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('pwned', 'pwned_too')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pwned, 0, "a spec string ran as SQL");
+
+    let blob = json!({
+        inject: {"a\\": 1, "b$$c": 2, "x$decant$y": 3, "q'uote": 4, quoted: 5},
+        "pr$$ice": {"x$decant$y": 6, "$$": 7},
+        "other": "kept"
+    });
+    client
+        .execute("INSERT INTO acct VALUES (1, $1)", &[&blob])
+        .await
+        .unwrap();
+    let decant = db.decant_with(&spec, 4);
+    let r = crate::harness::run_all(&decant).await.unwrap();
+    assert_eq!((r.migrated, r.failed), (1, 0));
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM acct_stat", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 5, "every key a row");
+    let top: Vec<(String, f64)> = client
+        .query(
+            "SELECT kind, value::float8 FROM acct_price_all ORDER BY kind",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        top,
+        [("$$".to_string(), 7.0), ("x$decant$y".to_string(), 6.0)]
+    );
+    let ranked: f64 = client
+        .query_one("SELECT value::float8 FROM price_b_top(10)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ranked, 6.0);
+    assert_eq!(decant.load(1).await.unwrap(), blob);
+    assert_eq!(sql_load(&client, 1).await, blob);
+    // the view reads the values back (the enum's CHECK holds them all),
+    // and the ranked path finds the one by its `$decant$` value
+    let viewed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM acct_stat_all WHERE kind = ANY($1)",
+            &[&vec!["a\\", quoted, "b$$c", "x$decant$y", "q'uote"]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(viewed, 5);
+    let patched: Value = client
+        .query_one(
+            "SELECT decant.patch(1, $1)",
+            &[&json!({"pr$$ice": {"x$decant$y": 30}})],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(patched["pr$$ice"]["x$decant$y"], json!(30));
+    assert_eq!(decant.load(1).await.unwrap(), patched);
+}

@@ -247,6 +247,30 @@ async fn a_user_locked_by_live_traffic_is_skipped_then_revisited() {
         !is_migrated(&client, busy).await,
         "the locked user was not waited on"
     );
+    // the daemon says why it does nothing, and status shows it (the
+    // heartbeat, about every second)
+    let mut why = String::new();
+    let mut listed = String::new();
+    for _ in 0..100 {
+        why = running.holding();
+        listed = decant::status(&decant, &Default::default())
+            .await
+            .unwrap()
+            .to_string();
+        if why.contains("every user left is locked") && listed.contains("every user left is locked")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        why.contains("every user left is locked by another session (1 users"),
+        "{why}"
+    );
+    assert!(
+        listed.contains("holding back: every user left is locked"),
+        "{listed}"
+    );
     tx.rollback().await.unwrap();
     let report = running.finish().await;
     assert!(

@@ -531,3 +531,43 @@ async fn schema_changes_wait_briefly_behind_the_backend_s_transactions() {
     decant::finalize(&db.url, &decant, true).await.unwrap();
     assert!(!decant::flag_column_exists(&client, &spec).await.unwrap());
 }
+
+/// A pattern decant reads but this server cannot compile ("too complex")
+/// is refused by `init`, which would otherwise succeed (its constraints
+/// go onto empty tables, NOT VALID) and leave the views and every insert
+/// into the table failing.
+#[tokio::test]
+async fn init_refuses_a_pattern_the_server_cannot_compile() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE acct (id bigint PRIMARY KEY, data jsonb NOT NULL)")
+        .await
+        .unwrap();
+    let spec = |pattern: &str| {
+        decant::Spec::parse(&format!(
+            "[source]\ntable = \"acct\"\n\n\
+             [tables.acct_stat.columns]\nkind = {{ type = \"text\", pattern = '{pattern}' }}\n\
+             value = \"numeric\"\n\n\
+             [[rules]]\nname = \"s\"\npath = \"s.{{kind}}\"\ntable = \"acct_stat\"\nvalue = \"value\"\n"
+        ))
+        .unwrap()
+    };
+    let err = decant::init(&client, &spec("^([a-z]{1,255}){255}$"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("column kind: PostgreSQL cannot use the pattern") && err.contains("complex"),
+        "{err}"
+    );
+    let made: bool = client
+        .query_one("SELECT to_regclass('acct_stat') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!made, "nothing made");
+    decant::init(&client, &spec("^[a-z]{1,255}$"))
+        .await
+        .unwrap();
+}

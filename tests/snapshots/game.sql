@@ -422,7 +422,7 @@ CREATE TABLE IF NOT EXISTS "public"."user_statistic" (
 DO $decant$
 DECLARE stale text;
 BEGIN
-    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_achievement"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_ec41865c_progress']::text[]) LOOP
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_achievement"'::regclass AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' AND conname <> ALL (ARRAY['decant_ec41865c_progress']::text[]) LOOP
         EXECUTE format('ALTER TABLE "public"."user_achievement" DROP CONSTRAINT %I', stale);
     END LOOP;
 END
@@ -444,7 +444,7 @@ ALTER TABLE "public"."user_achievement" VALIDATE CONSTRAINT "decant_ec41865c_pro
 DO $decant$
 DECLARE stale text;
 BEGIN
-    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_bot"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_d73d98db_level']::text[]) LOOP
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_bot"'::regclass AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' AND conname <> ALL (ARRAY['decant_d73d98db_level']::text[]) LOOP
         EXECUTE format('ALTER TABLE "public"."user_bot" DROP CONSTRAINT %I', stale);
     END LOOP;
 END
@@ -466,7 +466,7 @@ ALTER TABLE "public"."user_bot" VALIDATE CONSTRAINT "decant_d73d98db_level";
 DO $decant$
 DECLARE stale text;
 BEGIN
-    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_config"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_74c7bfba_mans', 'decant_9f49ac2c_mode']::text[]) LOOP
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_config"'::regclass AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' AND conname <> ALL (ARRAY['decant_74c7bfba_mans', 'decant_9f49ac2c_mode']::text[]) LOOP
         EXECUTE format('ALTER TABLE "public"."user_config" DROP CONSTRAINT %I', stale);
     END LOOP;
 END
@@ -500,7 +500,7 @@ ALTER TABLE "public"."user_config" VALIDATE CONSTRAINT "decant_9f49ac2c_mode";
 DO $decant$
 DECLARE stale text;
 BEGIN
-    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_preference"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY[]::text[]) LOOP
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_preference"'::regclass AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' AND conname <> ALL (ARRAY[]::text[]) LOOP
         EXECUTE format('ALTER TABLE "public"."user_preference" DROP CONSTRAINT %I', stale);
     END LOOP;
 END
@@ -510,7 +510,7 @@ $decant$;
 DO $decant$
 DECLARE stale text;
 BEGIN
-    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_selected_bot"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY[]::text[]) LOOP
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_selected_bot"'::regclass AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' AND conname <> ALL (ARRAY[]::text[]) LOOP
         EXECUTE format('ALTER TABLE "public"."user_selected_bot" DROP CONSTRAINT %I', stale);
     END LOOP;
 END
@@ -520,7 +520,7 @@ $decant$;
 DO $decant$
 DECLARE stale text;
 BEGIN
-    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND contype IN ('c', 'f') AND conname LIKE 'decant\_%' AND conname <> ALL (ARRAY['decant_e32407c9_mode', 'decant_44da6d5c_statistic_id', 'decant_3e91f378_value']::text[]) LOOP
+    FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' AND conname <> ALL (ARRAY['decant_e32407c9_mode', 'decant_44da6d5c_statistic_id', 'decant_3e91f378_value']::text[]) LOOP
         EXECUTE format('ALTER TABLE "public"."user_statistic" DROP CONSTRAINT %I', stale);
     END LOOP;
 END

@@ -354,12 +354,21 @@ v = "int8"
             ("[[:alpha:]]", "not portable"),
             ("ä+", "printable ASCII"),
             ("(unclosed", "not a regular expression"),
+            // past PostgreSQL's bound on a repetition count
+            ("^(a|b){256}$", "repetition count of 256"),
+            ("^a{2,300}$", "repetition count of 300"),
+            ("^a{99999999999999999999}$", "PostgreSQL allows at most 255"),
         ] {
             let (_, msg) = spec_err(&with(&format!("{{ type = \"text\", pattern = '{p}' }}")));
             assert!(msg.contains(why), "{p}: {msg}");
         }
         let (_, msg) = spec_err(&with(r#"{ type = "int4", pattern = "^1" }"#));
         assert!(msg.contains("apply to text"), "{msg}");
+        // bounds up to 255 are PostgreSQL's too; braces escaped or in a
+        // class are no bounds
+        for ok in ["^a{255}$", "^a{0,255}$", r"^\{999\}$", "^[{999}]+$"] {
+            Pattern::new(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
         // `.` takes a newline, as in PostgreSQL
         let dot = Pattern::new("^a.b$").unwrap();
         assert!(dot.matches("a\nb") && !dot.matches("ab"));

@@ -217,6 +217,13 @@ impl Pattern {
             }
             prev = Some(c);
         }
+        // PostgreSQL's bound on a repetition count (RE_DUP_MAX): past it
+        // its `~` refuses the pattern, every row then (the CHECK, the views)
+        if let Some(n) = repetition_counts(text).find(|&n| n > 255) {
+            return Err(format!(
+                "pattern {text:?}: a repetition count of {n}; PostgreSQL allows at most 255"
+            ));
+        }
         // `.` matches a newline in PostgreSQL (not newline-sensitive) and
         // with (?s) here
         let re = regex::Regex::new(&format!("(?s){text}"))
@@ -231,6 +238,39 @@ impl Pattern {
     pub fn matches(&self, s: &str) -> bool {
         self.re.is_match(s)
     }
+}
+
+/// The numbers of a pattern's bounds (`{n}`, `{n,}`, `{n,m}`), escaped
+/// braces and those in bracket classes left out. A number too long for a
+/// u64 counts as `u64::MAX`.
+fn repetition_counts(text: &str) -> impl Iterator<Item = u64> + '_ {
+    let b = text.as_bytes();
+    let mut counts = Vec::new();
+    let (mut i, mut class) = (0, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !class => class = true,
+            b']' if class => class = false,
+            b'{' if !class => {
+                // the digits up to the closing brace, a comma between
+                let mut j = i + 1;
+                while j < b.len() && (b[j].is_ascii_digit() || b[j] == b',') {
+                    j += 1;
+                }
+                counts.extend(
+                    text[i + 1..j]
+                        .split(',')
+                        .filter(|n| !n.is_empty())
+                        .map(|n| n.parse().unwrap_or(u64::MAX)),
+                );
+                i = j - 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    counts.into_iter()
 }
 
 impl Column {
