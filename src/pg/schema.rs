@@ -84,7 +84,7 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
     }
     if let Some((name, ddl)) = crate::pg::sql::reader(spec) {
         out.push(ddl);
-        out.push(crate::pg::sql::drop_readers_but(&name));
+        out.push(crate::pg::sql::drop_readers_but(&name, &spec.fingerprint()));
     }
     out.extend(reading_statements(spec, flagless));
     out

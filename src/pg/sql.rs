@@ -602,7 +602,7 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
     let out_cols = out_cols.join(", ");
     let joins = joins.join(" CROSS JOIN ");
     // the mapping's fingerprint too: `init` with another mapping makes a
-    // new function and drops the old (see `readers_but`), so a handle
+    // new function and drops the old (see `drop_readers_but`), so a handle
     // still running with the old spec fails instead of misreading users
     let hash = stable_hash(
         out_cols
@@ -626,19 +626,29 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
 }
 
 /// The statement dropping every reader function (see [`reader`]) but
-/// the one named `keep`: those of mappings recorded before.
-pub(crate) fn drop_readers_but(keep: &str) -> String {
+/// the one named `keep`, when the mapping recorded before is not
+/// `fingerprint`'s (run before `init` records its own): a handle of the
+/// old mapping then fails instead of misreading users. With the same
+/// mapping recorded (`init` run again, or by a newer decant whose reader
+/// has another name) the others stay: backends still running the older
+/// library read through theirs while they are upgraded.
+pub(crate) fn drop_readers_but(keep: &str, fingerprint: &str) -> String {
     let keep = keep
         .strip_prefix("decant.")
         .unwrap_or(keep)
         .trim_matches('"');
     format!(
-        "DO $decant$\nDECLARE f regprocedure;\nBEGIN\n    \
+        "DO $decant$\nDECLARE f regprocedure; recorded text;\nBEGIN\n    \
+         IF to_regclass('decant.control') IS NOT NULL THEN\n        \
+         SELECT c.spec_fingerprint INTO recorded FROM decant.control AS c LIMIT 1;\n    \
+         END IF;\n    \
+         IF recorded IS NOT DISTINCT FROM '{}' THEN\n        RETURN;\n    END IF;\n    \
          FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p \
          WHERE p.pronamespace = 'decant'::regnamespace AND p.proname ~ '^rows_[0-9a-f]{{8}}_' \
          AND p.proname <> '{}' LOOP\n        \
          EXECUTE format('DROP FUNCTION %s', f);\n    \
          END LOOP;\nEND\n$decant$",
+        fingerprint.replace('\'', "''"),
         keep.replace('\'', "''")
     )
 }

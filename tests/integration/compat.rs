@@ -496,6 +496,74 @@ async fn a_database_initialized_without_the_reader_says_to_run_init() {
     );
 }
 
+/// Upgrading decant: a newer version's reader may have another name for
+/// the same mapping. Its `init` keeps the older one, which the backends
+/// still running the older library call until they are upgraded; an
+/// `init` recording another mapping drops it (such a handle must fail).
+#[tokio::test]
+async fn init_of_the_same_mapping_keeps_an_older_version_s_reader() {
+    let db = TestDb::new().await;
+    let game = db.game(4).await;
+    let users: Vec<i64> = (1..=4)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .collect();
+    crate::harness::run_all(&game).await.unwrap();
+    let client = db.client().await;
+    let readers = async || -> Vec<String> {
+        client
+            .query(
+                "SELECT p.proname::text FROM pg_proc p \
+                 WHERE p.pronamespace = 'decant'::regnamespace AND p.proname LIKE 'rows\\_%' \
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let current = readers().await;
+    assert_eq!(current.len(), 1, "{current:?}");
+    // the older version's reader: the same function under its name
+    client
+        .batch_execute(&format!(
+            "ALTER FUNCTION decant.\"{}\" RENAME TO rows_0badf00d_user",
+            current[0]
+        ))
+        .await
+        .unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    let both = readers().await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.contains(&"rows_0badf00d_user".to_string()));
+    let old_reads: i64 = client
+        .query_one(
+            "SELECT count(*) FROM decant.rows_0badf00d_user($1)",
+            &[&users[0]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old_reads, 1, "the older backends still read through it");
+    assert!(game.load(users[0]).await.is_ok());
+
+    // another mapping recorded (the users rolled back first): every
+    // reader but its own goes
+    crate::harness::rollback_all(&game, decant::Cohort::All)
+        .await
+        .unwrap();
+    let retyped = crate::example::SPEC.replace("path = \"xp\"", "path = \"experience\"");
+    decant::init(&client, &decant::Spec::parse(&retyped).unwrap())
+        .await
+        .unwrap();
+    let after = readers().await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(!after.contains(&"rows_0badf00d_user".to_string()) && !after.contains(&current[0]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn load_is_consistent_while_users_migrate_and_roll_back() {
     let db = TestDb::new().await;
