@@ -296,6 +296,104 @@ pub fn script(spec: &Spec) -> String {
     s
 }
 
+/// Refuses to take over objects of decant's names that another role owns:
+/// the schema `decant` and everything in it, the target tables, the views
+/// and their functions. Their owner can change what they do (a trigger on
+/// `decant.control`, a replaced `decant.patch`), and it would run with the
+/// rights of whoever runs `init`, the daemon or the backend: a role with
+/// CREATE on the database could make itself a superuser through a
+/// superuser's `init`. Trusted owners: the role running `init`, the source
+/// table's owner, superusers, and (for an `init` not run by a superuser)
+/// the roles it is a member of. Triggers on decant's own tables are
+/// refused whoever owns them (decant makes none).
+async fn check_owners(client: &Client, spec: &Spec) -> Result<()> {
+    let cut = |s: String| crate::core::spec::cut_name(&s).to_string();
+    let (target, views) = (&spec.settings.target_schema, &spec.settings.views_schema);
+    let relations: Vec<String> = spec
+        .tables
+        .iter()
+        .flat_map(|t| {
+            [
+                format!("{target}.{}", t.name),
+                format!("{views}.{}", cut(format!("{}_all", t.name))),
+            ]
+        })
+        .collect();
+    let functions: Vec<String> = std::iter::once(format!(
+        "{views}.{}",
+        cut(format!("{}_decant_blob_fails", spec.source.table))
+    ))
+    .chain(
+        spec.ranked
+            .iter()
+            .map(|r| format!("{views}.{}", cut(format!("{}_top", r.name)))),
+    )
+    .collect();
+    let rows = client
+        .query(
+            "WITH me AS (SELECT r.oid, r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), \
+             objects AS ( \
+               SELECT 'schema' AS kind, quote_ident(n.nspname) AS name, n.nspowner AS owner \
+                 FROM pg_namespace n WHERE n.nspname = 'decant' \
+               UNION ALL \
+               SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
+                        WHEN 'S' THEN 'sequence' ELSE 'table' END, \
+                      format('%I.%I', n.nspname, c.relname), c.relowner \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+                  AND (n.nspname = 'decant' OR n.nspname || '.' || c.relname = ANY ($2)) \
+               UNION ALL \
+               SELECT 'function', p.oid::regprocedure::text, p.proowner \
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                WHERE n.nspname = 'decant' OR n.nspname || '.' || p.proname = ANY ($3) \
+               UNION ALL \
+               SELECT 'trigger', format('%s on %s', quote_ident(t.tgname), t.tgrelid::regclass), 0 \
+                 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                WHERE n.nspname = 'decant' AND NOT t.tgisinternal) \
+             SELECT o.kind, o.name, coalesce(pg_get_userbyid(NULLIF(o.owner, 0)), '') \
+               FROM objects o, me \
+              WHERE o.owner = 0 OR NOT ( \
+                    o.owner = me.oid \
+                 OR o.owner = (SELECT c.relowner FROM pg_class c WHERE c.oid = to_regclass($1)) \
+                 OR (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = o.owner) \
+                 OR (NOT me.rolsuper AND pg_has_role(me.oid, o.owner, 'MEMBER'))) \
+              ORDER BY 1, 2",
+            &[&source_table(spec), &relations, &functions],
+        )
+        .await
+        .map_err(|e| Error::db("reading the owners of decant's objects", e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<String> = rows
+        .iter()
+        .take(10)
+        .map(|r| {
+            let (kind, name, owner): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            if kind == "trigger" {
+                format!("trigger {name}")
+            } else {
+                format!("{kind} {name} (owned by {owner})")
+            }
+        })
+        .collect();
+    Err(Error::Setup(format!(
+        "init would take over objects another role controls: {}{}. Their owner (or a trigger's \
+         author) can change what they do, and it would run with the rights of whoever runs init, \
+         the daemon or the backend. Objects decant makes must belong to the role running init, \
+         the source table's owner or a superuser: if they are yours, `ALTER ... OWNER TO` one of \
+         those (and drop the triggers on decant's tables); if not, find out who made them before \
+         anything else",
+        found.join(", "),
+        if rows.len() > 10 {
+            format!(" and {} more", rows.len() - 10)
+        } else {
+            String::new()
+        }
+    )))
+}
+
 /// Refuses a column's pattern this server cannot compile ("too complex",
 /// past a limit decant does not know): the CHECK constraint, the views and
 /// the SQL API would otherwise fail on every row, though `init` succeeds
@@ -645,6 +743,7 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     check_source(client, spec).await?;
     check_targets(client, spec).await?;
     check_patterns(client, spec).await?;
+    check_owners(client, spec).await?;
     crate::pg::identity::check_init(client, spec, evolve).await?;
     // finalized and the flag dropped (`decant finalize --drop-legacy`):
     // never added back

@@ -72,6 +72,27 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
     out
 }
 
+/// The name of a ranked statistic's index on its target table:
+/// `<table>_<name>_rank_idx`, with a hash of the two names when another
+/// ranked statistic's would be the same (table `a_b` and name `c`, table
+/// `a` and name `b_c`): PostgreSQL would skip the second index as already
+/// there (`IF NOT EXISTS`), leaving that leaderboard without one.
+fn rank_index(spec: &Spec, r: &Ranked) -> String {
+    let plain = |r: &Ranked| format!("{}_{}_rank_idx", spec.tables[r.table].name, r.name);
+    let name = plain(r);
+    if spec
+        .ranked
+        .iter()
+        .any(|o| o.name != r.name && plain(o) == name)
+    {
+        let t = &spec.tables[r.table].name;
+        let hash = crate::pg::sql::stable_hash(t.bytes().chain([0]).chain(r.name.bytes()));
+        format!("{t}_{}_{hash:08x}_rank_idx", r.name)
+    } else {
+        name
+    }
+}
+
 /// The top-N function of a ranked statistic: `"<name>_top"(n)`.
 pub(crate) fn top_fn(spec: &Spec, r: &Ranked) -> String {
     format!(
@@ -121,7 +142,7 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
     vec![
         format!(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({v} DESC NULLS LAST, {user}) WHERE {filter}",
-            index_name(&format!("{}_{}_rank_idx", t.name, r.name)),
+            index_name(&rank_index(spec, r)),
             target_table(spec, r.table)
         ),
         format!(
@@ -923,6 +944,29 @@ mod tests {
             let l = lit(s);
             assert!(!l.contains("$$") && !closes_a_dollar_quote(&l), "{s}: {l}");
         }
+    }
+
+    #[test]
+    fn ranked_indexes_whose_plain_names_meet_get_distinct_ones() {
+        let spec = Spec::parse(
+            "[source]\ntable = \"u\"\n\n\
+             [tables.a_b.columns]\nk = \"text\"\nv = \"int4\"\n\n\
+             [tables.a.columns]\nk = \"text\"\nv = \"int4\"\n\n\
+             [[rules]]\nname = \"x\"\npath = \"x.{k}\"\ntable = \"a_b\"\nvalue = \"v\"\n\n\
+             [[rules]]\nname = \"y\"\npath = \"y.{k}\"\ntable = \"a\"\nvalue = \"v\"\n\n\
+             [[ranked]]\nname = \"c\"\ntable = \"a_b\"\nvalue = \"v\"\nwhere = { k = \"p\" }\n\n\
+             [[ranked]]\nname = \"b_c\"\ntable = \"a\"\nvalue = \"v\"\nwhere = { k = \"p\" }\n\n\
+             [[ranked]]\nname = \"d\"\ntable = \"a\"\nvalue = \"v\"\nwhere = { k = \"q\" }\n",
+        )
+        .unwrap();
+        let names: Vec<String> = spec.ranked.iter().map(|r| rank_index(&spec, r)).collect();
+        assert!(
+            names[0].starts_with("a_b_c_") && names[1].starts_with("a_b_c_"),
+            "{names:?}"
+        );
+        assert_ne!(names[0], names[1]);
+        // a name nothing meets keeps its plain form (no index rebuilt)
+        assert_eq!(names[2], "a_d_rank_idx");
     }
 
     #[test]

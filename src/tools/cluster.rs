@@ -340,6 +340,129 @@ pub fn find_bindir() -> Result<PathBuf> {
     })
 }
 
+/// A connection string for a child process (`psql`, `pg_restore`,
+/// `pgbench`) and the password taken out of it: a command line is readable
+/// by every local user (`ps`, `/proc/*/cmdline`), so the password goes to
+/// the child in `PGPASSWORD` (see [`with_password`]). Either form: a URL
+/// (`postgres://user:secret@host/db?password=...`) or `key=value` pairs.
+pub fn child_target(url: &str) -> Result<(String, Option<String>)> {
+    let password = url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| anyhow!("bad connection string: {e}"))?
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let Some(password) = password else {
+        return Ok((url.to_string(), None));
+    };
+    let stripped = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let scheme = url.find("://").expect("a URL") + 3;
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let authority_end = base[scheme..].find('/').map_or(base.len(), |i| scheme + i);
+        let mut out = base[..scheme].to_string();
+        let authority = &base[scheme..authority_end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => {
+                out.push_str(userinfo.split(':').next().unwrap_or(""));
+                out.push('@');
+                out.push_str(hosts);
+            }
+            None => out.push_str(authority),
+        }
+        out.push_str(&base[authority_end..]);
+        if let Some(q) = query {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|p| !p.starts_with("password="))
+                .collect();
+            if !kept.is_empty() {
+                out.push('?');
+                out.push_str(&kept.join("&"));
+            }
+        }
+        out
+    } else {
+        key_value_pairs(url)
+            .ok_or_else(|| anyhow!("cannot read the connection string's key=value pairs"))?
+            .into_iter()
+            .filter(|(key, _)| *key != "password")
+            .map(|(_, pair)| pair)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // taken out for sure, or nothing is started with it
+    let left = stripped
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| anyhow!("bad connection string: {e}"))?;
+    if left.get_password().is_some() {
+        return Err(anyhow!(
+            "cannot take the password out of the connection string for psql/pg_restore (a \
+             command line is readable by every local user): give it in PGPASSWORD or a password \
+             file (~/.pgpass) instead"
+        ));
+    }
+    Ok((stripped, Some(password)))
+}
+
+/// `key=value` pairs as libpq reads them (spaces around `=`, values in
+/// single quotes with backslash escapes): each key with its pair's text.
+fn key_value_pairs(s: &str) -> Option<Vec<(&str, &str)>> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut out = Vec::new();
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == b.len() {
+            return Some(out);
+        }
+        let start = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &s[start..i];
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == b.len() || b[i] != b'=' || key.is_empty() {
+            return None;
+        }
+        i += 1;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i < b.len() && b[i] == b'\'' {
+            i += 1;
+            loop {
+                match b.get(i)? {
+                    b'\\' => i += 2,
+                    b'\'' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => i += 1,
+                }
+            }
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+        }
+        out.push((key, s.get(start..i.min(b.len()))?));
+    }
+}
+
+/// `cmd` with `password` (from [`child_target`]) in its environment.
+pub fn with_password<'a>(cmd: &'a mut Command, password: &Option<String>) -> &'a mut Command {
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    cmd
+}
+
 /// A client program of the server's version (`pg_basebackup`,
 /// `pg_restore`): beside `initdb`, beside where its link points, or else
 /// the one on `PATH`.
@@ -388,4 +511,41 @@ fn make_dir(for_postgres: bool) -> Result<PathBuf> {
         }
     }
     Err(anyhow!("cannot create a temporary directory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::child_target;
+
+    #[test]
+    fn a_child_s_connection_string_carries_no_password() {
+        for (url, want) in [
+            (
+                "postgres://ops:S3cret%40x@db.example:5433/game?sslmode=require",
+                "postgres://ops@db.example:5433/game?sslmode=require",
+            ),
+            (
+                "postgresql://ops:pw@/game?host=/tmp/s&password=other&port=5601",
+                "postgresql://ops@/game?host=/tmp/s&port=5601",
+            ),
+            (
+                "host=/tmp/s port=5601 user=ops password='it\\'s \\\\ x' dbname=game",
+                "host=/tmp/s port=5601 user=ops dbname=game",
+            ),
+            ("host=db password = pw dbname=game", "host=db dbname=game"),
+        ] {
+            let (stripped, password) = child_target(url).unwrap();
+            assert_eq!(stripped, want, "{url}");
+            assert!(password.is_some(), "{url}");
+        }
+        let (same, none) = child_target("postgres://ops@db/game").unwrap();
+        assert_eq!((same.as_str(), none), ("postgres://ops@db/game", None));
+        assert_eq!(
+            child_target("host=db password=pw dbname=game")
+                .unwrap()
+                .1
+                .as_deref(),
+            Some("pw")
+        );
+    }
 }

@@ -637,21 +637,23 @@ fn restore_archive(
     url: &str,
     tx: &tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<()> {
-    let mut child = Command::new(tool(bindir, "pg_restore"))
-        .args([
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            "--verbose",
-            "-d",
-        ])
-        .arg(url)
-        .arg(dump)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting pg_restore")?;
+    let (url, password) = super::cluster::child_target(url)?;
+    let mut child =
+        super::cluster::with_password(&mut Command::new(tool(bindir, "pg_restore")), &password)
+            .args([
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--verbose",
+                "-d",
+            ])
+            .arg(&url)
+            .arg(dump)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting pg_restore")?;
     let stderr = child.stderr.take().expect("piped");
     let mut tail = std::collections::VecDeque::new();
     let mut errors = Vec::new();
@@ -716,14 +718,16 @@ fn restore_plain(
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
-    let mut child = Command::new(tool(bindir, "psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting psql")?;
+    let (url, password) = super::cluster::child_target(url)?;
+    let mut child =
+        super::cluster::with_password(&mut Command::new(tool(bindir, "psql")), &password)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(&url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting psql")?;
     let mut stdin = child.stdin.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || {
@@ -735,6 +739,7 @@ fn restore_plain(
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
     let (mut done, mut in_copy) = (0u64, false);
+    let (mut lines, mut lexer) = (0u64, SqlLexer::default());
     let mut fed = Ok(());
     loop {
         line.clear();
@@ -743,12 +748,31 @@ fn restore_plain(
             break;
         }
         done += n as u64;
+        lines += 1;
         let skip = if in_copy {
             if line.starts_with(b"\\.") {
                 in_copy = false;
             }
             false
         } else {
+            // psql would run a backslash command of the dump (`\!` runs a
+            // shell command here): only pg_dump's own `\restrict` pair passes
+            let restrict = line.starts_with(b"\\restrict ") || line.starts_with(b"\\unrestrict ");
+            if !restrict && lexer.meta_command(&line) {
+                drop(stdin);
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "the dump's line {lines} holds a psql backslash command outside any string \
+                     ({}): psql would run it on this machine (`\\!` runs a shell command). \
+                     pg_dump writes none; rehearse a dump made by pg_dump, or take the command out",
+                    String::from_utf8_lossy(&line)
+                        .trim()
+                        .chars()
+                        .take(80)
+                        .collect::<String>()
+                );
+            }
             if line.starts_with(b"COPY ") && line.ends_with(b"FROM stdin;\n") {
                 in_copy = true;
             }
@@ -781,6 +805,101 @@ fn restore_plain(
     }
     fed.context("feeding the dump to psql")?;
     Ok(())
+}
+
+/// Where a SQL script is, line after line, as psql reads it: inside a
+/// string, a quoted name, a dollar-quoted body or a comment a backslash is
+/// text; anywhere else it starts a psql command.
+#[derive(Debug, Default)]
+struct SqlLexer {
+    state: Lex,
+}
+
+#[derive(Debug, Default, PartialEq)]
+enum Lex {
+    #[default]
+    Code,
+    /// In `'...'`; `true`: an `E'...'` string (backslash escapes).
+    Quote(bool),
+    Ident,
+    Dollar(Vec<u8>),
+    /// Nested `/* */` depth.
+    Comment(u32),
+}
+
+impl SqlLexer {
+    /// Reads one line; whether it holds a backslash outside any string,
+    /// quoted name, body or comment (a psql command).
+    fn meta_command(&mut self, line: &[u8]) -> bool {
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+        let mut i = 0;
+        while i < line.len() {
+            let c = line[i];
+            match &mut self.state {
+                Lex::Code => match c {
+                    b'\\' => return true,
+                    b'\'' => {
+                        let e = i > 0
+                            && (line[i - 1] == b'E' || line[i - 1] == b'e')
+                            && (i < 2 || !ident(line[i - 2]));
+                        self.state = Lex::Quote(e);
+                    }
+                    b'"' => self.state = Lex::Ident,
+                    b'-' if line.get(i + 1) == Some(&b'-') => return false,
+                    b'/' if line.get(i + 1) == Some(&b'*') => {
+                        self.state = Lex::Comment(1);
+                        i += 1;
+                    }
+                    b'$' if i == 0 || !ident(line[i - 1]) => {
+                        let n = line[i + 1..].iter().take_while(|&&d| ident(d)).count();
+                        let tag = &line[i + 1..i + 1 + n];
+                        if line.get(i + 1 + n) == Some(&b'$')
+                            && tag.first().is_none_or(|d| !d.is_ascii_digit())
+                        {
+                            self.state = Lex::Dollar(line[i..i + 2 + n].to_vec());
+                            i += 1 + n;
+                        }
+                    }
+                    _ => {}
+                },
+                Lex::Quote(e) => match c {
+                    b'\\' if *e => i += 1,
+                    b'\'' if line.get(i + 1) == Some(&b'\'') => i += 1,
+                    b'\'' => self.state = Lex::Code,
+                    _ => {}
+                },
+                Lex::Ident => {
+                    if c == b'"' {
+                        if line.get(i + 1) == Some(&b'"') {
+                            i += 1;
+                        } else {
+                            self.state = Lex::Code;
+                        }
+                    }
+                }
+                Lex::Dollar(tag) => {
+                    if line[i..].starts_with(tag) {
+                        i += tag.len() - 1;
+                        self.state = Lex::Code;
+                    }
+                }
+                Lex::Comment(depth) => {
+                    if c == b'/' && line.get(i + 1) == Some(&b'*') {
+                        *depth += 1;
+                        i += 1;
+                    } else if c == b'*' && line.get(i + 1) == Some(&b'/') {
+                        *depth -= 1;
+                        i += 1;
+                        if *depth == 0 {
+                            self.state = Lex::Code;
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        false
+    }
 }
 
 impl std::fmt::Display for Rehearsal {
@@ -900,6 +1019,34 @@ fn human(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_backslash_outside_strings_bodies_and_comments_is_a_psql_command() {
+        let script = |text: &str| {
+            let mut lexer = super::SqlLexer::default();
+            text.split_inclusive('\n')
+                .position(|l| lexer.meta_command(l.as_bytes()))
+        };
+        // text wherever psql reads it as text
+        assert_eq!(
+            script(
+                "SET standard_conforming_strings = on;\n\
+                 INSERT INTO t VALUES ('a\\', 'it''s', E'\\' \\\\', \"q\\\"\"\"x\");\n\
+                 CREATE FUNCTION f() RETURNS text AS $_$ SELECT '\\' $_$ LANGUAGE sql;\n\
+                 CREATE FUNCTION g() RETURNS text AS $$\n\\! id\n$$ LANGUAGE sql;\n\
+                 /* a /* nested */ \\! comment\n\\! still */ -- \\! and this\n\
+                 SELECT 'multi\n\\! line';\n"
+            ),
+            None
+        );
+        // a command: at the start of a line, after a statement, after a
+        // string or body has closed
+        assert_eq!(script("SELECT 1;\n\\! id > /tmp/x\n"), Some(1));
+        assert_eq!(script("SELECT 1; \\! id\n"), Some(0));
+        assert_eq!(script("SELECT 'a'''; \\o |sh\n"), Some(0));
+        assert_eq!(script("SELECT $x$ a $x$ \\gexec\n"), Some(0));
+        assert_eq!(script("SELECT a$1 \\g\n"), Some(0));
+    }
+
     #[test]
     fn a_dump_list_names_its_tables_not_their_data() {
         let list = "; Archive created at 2026-12-03\n\

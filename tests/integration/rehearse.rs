@@ -367,6 +367,22 @@ async fn bad_dumps_are_refused_and_leave_nothing() {
         "no_such_function",
     )
     .await;
+    // a psql command in a plain dump (a shell command) is refused, never
+    // run; the same text in a string or body is data
+    let touched = dir.join("touched");
+    let hostile = format!(
+        "{}SELECT 'a \\! not a command', $$ \\! nor this $$;\nSELECT 1; \\! touch {}\n{}",
+        &sql[..at],
+        touched.display(),
+        &sql[at..]
+    );
+    std::fs::write(dir.join("hostile.sql"), hostile).unwrap();
+    refused(
+        &["--dump", "hostile.sql", "--server", &server],
+        "psql backslash command",
+    )
+    .await;
+    assert!(!touched.exists(), "the dump's shell command ran");
 
     // no source table; a blob column that is not jsonb
     client

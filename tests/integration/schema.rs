@@ -571,3 +571,78 @@ async fn init_refuses_a_pattern_the_server_cannot_compile() {
         .await
         .unwrap();
 }
+
+/// `init` does not take over objects of decant's names that another role
+/// made: a role with CREATE on the database that pre-made the schema
+/// `decant` (with a trigger on `decant.control`, `init` run by a
+/// superuser would have run it as the superuser), a target table handed
+/// to another role, a trigger on decant's own tables.
+#[tokio::test]
+async fn init_refuses_objects_another_role_controls() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 5, 1).await.unwrap();
+    let mallory = crate::harness::fresh_role(&client, "mallory").await;
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO {mallory}', \
+               current_database()); END $$; \
+             SET ROLE {mallory}; \
+             CREATE SCHEMA decant; CREATE TABLE decant.control (x int); \
+             RESET ROLE"
+        ))
+        .await
+        .unwrap();
+    let spec = crate::example::spec();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("schema decant (owned by {mallory})"))
+            && err.contains(&format!("table decant.control (owned by {mallory})"))
+            && err.contains("ALTER ... OWNER TO"),
+        "{err}"
+    );
+    let flag: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '\"user\"'::regclass \
+               AND attname = 'migrated')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!flag, "init changed nothing");
+
+    // made by a trusted role, init goes on; a target table handed over
+    // to another role, or a trigger on decant's tables, stops it again
+    client
+        .batch_execute("DROP SCHEMA decant CASCADE")
+        .await
+        .unwrap();
+    decant::init(&client, &spec).await.unwrap();
+    client
+        .batch_execute(&format!("ALTER TABLE user_bot OWNER TO {mallory}"))
+        .await
+        .unwrap();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("table public.user_bot (owned by {mallory})")),
+        "{err}"
+    );
+    client
+        .batch_execute(
+            "ALTER TABLE user_bot OWNER TO CURRENT_USER; \
+             CREATE FUNCTION public.sneaky() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN RETURN NEW; END $$; \
+             CREATE TRIGGER sneaky BEFORE UPDATE ON decant.control \
+               FOR EACH ROW EXECUTE FUNCTION public.sneaky()",
+        )
+        .await
+        .unwrap();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(err.contains("trigger sneaky on decant.control"), "{err}");
+    client
+        .batch_execute("DROP TRIGGER sneaky ON decant.control")
+        .await
+        .unwrap();
+    decant::init(&client, &spec).await.unwrap();
+}
