@@ -214,7 +214,8 @@ enum Command {
         rate: Option<decant::Rate>,
         #[command(flatten)]
         schedule: ScheduleArgs,
-        /// Production's user count (default: the dump's).
+        /// Production's user count (default: the dump's); a dump taken
+        /// mid-migration projects the same share of them left to migrate.
         #[arg(long)]
         users: Option<u64>,
         /// Workers of the rehearsal run.

@@ -110,7 +110,7 @@ pub struct Timed {
 /// How long production will take.
 #[derive(Debug, Clone, Serialize)]
 pub struct Projection {
-    /// Production's users.
+    /// Production's users left to migrate.
     pub users: u64,
     /// At full speed on a machine like this one, seconds.
     pub full_speed_seconds: f64,
@@ -389,6 +389,25 @@ async fn rehearse(
         .batch_execute("ANALYZE")
         .await
         .context("analyzing the restored tables")?;
+    let initialized: bool = client
+        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
+        .await
+        .context("looking for decant.control in the dump")?
+        .get(0);
+    let finalized = initialized
+        && client
+            .query_one("SELECT bool_or(c.finalized) FROM decant.control AS c", &[])
+            .await
+            .context("reading the dump's migration phase")?
+            .get::<_, Option<bool>>(0)
+            .unwrap_or(false);
+    if finalized {
+        bail!(
+            "{}: the dump was taken after `decant finalize`: every user in it is migrated and \
+             nothing is left to rehearse; rehearse a dump taken before the migration (or during it)",
+            opts.dump.display()
+        );
+    }
     decant::init(&client, spec).await?;
     show("census of the restored users");
     let check = decant::check(
@@ -522,7 +541,7 @@ async fn rehearse(
     let users_per_second = report.migrated as f64 / run_seconds.max(1e-9);
     // production has the users this one had to do, not those done before
     let to_do = users.saturating_sub(before.migrated.max(0) as u64 + before.held.max(0) as u64);
-    let projection = project(opts, to_do, users_per_second);
+    let projection = project(opts, users, to_do, users_per_second);
     Ok(Rehearsal {
         dump: opts.dump.display().to_string(),
         format: format.name(),
@@ -547,6 +566,16 @@ async fn rehearse(
     })
 }
 
+/// Production's users left to migrate: `production` (all its users, when
+/// given) in the share `to_do` is of the dump's `dump_users`, else `to_do`.
+fn to_do_of(production: Option<u64>, dump_users: u64, to_do: u64) -> u64 {
+    match production {
+        Some(n) if dump_users > 0 => (n as f64 * to_do as f64 / dump_users as f64).round() as u64,
+        Some(n) => n,
+        None => to_do,
+    }
+}
+
 /// Weighted quantiles p50, p90, p99 and the max of `(value, weight)`.
 fn quantiles(mut v: Vec<(f64, u64)>) -> [f64; 4] {
     if v.is_empty() {
@@ -568,9 +597,12 @@ fn quantiles(mut v: Vec<(f64, u64)>) -> [f64; 4] {
     [at(0.5), at(0.9), at(0.99), v[v.len() - 1].0]
 }
 
-/// Production's duration from the speed measured here.
-fn project(opts: &RehearseOptions, dump_users: u64, speed: f64) -> Projection {
-    let users = opts.users.unwrap_or(dump_users);
+/// Production's duration from the speed measured here, for the `to_do`
+/// users of the dump's `dump_users` left to migrate; `--users` (all of
+/// production's) in the same share: a dump taken mid-migration stands for a
+/// production as far along.
+fn project(opts: &RehearseOptions, dump_users: u64, to_do: u64, speed: f64) -> Projection {
+    let users = to_do_of(opts.users, dump_users, to_do);
     let full = users as f64 / speed.max(1e-9);
     let rate = opts.rate.map(|r| match r.per_second() {
         Some(per_s) => per_s.min(speed),
@@ -988,7 +1020,7 @@ impl std::fmt::Display for Rehearsal {
             }
         }
         let p = &self.projection;
-        writeln!(f, "\nprojection for {} users", p.users)?;
+        writeln!(f, "\nprojection for {} users to migrate", p.users)?;
         writeln!(f, "  at full speed: {}", human(p.full_speed_seconds))?;
         if let (Some(r), Some(s)) = (p.rate, p.rate_seconds) {
             writeln!(f, "  at {r:.1} users/s: {} of migration", human(s))?;
@@ -1019,6 +1051,16 @@ fn human(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn production_s_users_are_projected_in_the_dump_s_share_left() {
+        // a dump with 1,330 of 3,000 users left: production of 3,000,000
+        // has 1,330,000 left; without --users, the dump's own
+        assert_eq!(super::to_do_of(Some(3_000_000), 3_000, 1_330), 1_330_000);
+        assert_eq!(super::to_do_of(None, 3_000, 1_330), 1_330);
+        assert_eq!(super::to_do_of(Some(500), 500, 500), 500);
+        assert_eq!(super::to_do_of(Some(7), 0, 0), 7);
+    }
+
     #[test]
     fn a_backslash_outside_strings_bodies_and_comments_is_a_psql_command() {
         let script = |text: &str| {

@@ -149,7 +149,7 @@ async fn every_dump_format_is_rehearsed_and_projected() {
     let (code, out, err) = rehearse(&dir, &["--dump", "game.dump", "--largest", "2"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("migrated ") && out.contains("projection for 300 users"),
+        out.contains("migrated ") && out.contains("projection for 300 users to migrate"),
         "{out}"
     );
     assert!(out.contains("failures by reason"), "{out}");
@@ -268,11 +268,15 @@ async fn a_dump_taken_mid_migration_rehearses_what_is_left() {
             "--json",
             "--largest",
             "5",
+            "--users",
+            "2000",
         ],
     );
     assert_eq!(code, Some(0), "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["users"], 200, "{out}");
+    // production's 2,000 users are as far along: 140 of 200 left
+    assert_eq!(r["projection"]["users"], 1400, "{out}");
     assert_eq!(
         (r["already_migrated"].as_u64(), r["held"].as_u64()),
         (Some(40), Some(20)),
@@ -308,6 +312,27 @@ async fn a_dump_taken_mid_migration_rehearses_what_is_left() {
         text.contains("the dump holds 40 users migrated already"),
         "{text}"
     );
+    assert!(leftovers("scratch_midway").await.is_empty());
+    // a dump of a finalized migration: nothing to rehearse, said so
+    db.client()
+        .await
+        .batch_execute("UPDATE decant.control SET finalized = true")
+        .await
+        .unwrap();
+    pg_dump(&db, "c", &dir.join("final.dump"));
+    let (code, _, err) = rehearse(
+        &dir,
+        &[
+            "--dump",
+            "final.dump",
+            "--server",
+            &admin_url(),
+            "--name",
+            "scratch_midway",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("taken after `decant finalize`"), "{err}");
     assert!(leftovers("scratch_midway").await.is_empty());
     std::fs::remove_dir_all(dir).unwrap();
 }
