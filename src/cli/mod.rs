@@ -319,6 +319,18 @@ enum Command {
     },
 }
 
+/// The log filter from `RUST_LOG` (default `info`). The driver's debug
+/// lines print every statement's parameters, users' whole blobs among
+/// them (personal data in the logs of a production run turned to debug):
+/// it stays at `info` unless `RUST_LOG` names it (`tokio_postgres=debug`).
+fn log_filter(env: Option<&str>) -> String {
+    match env.map(str::trim).filter(|e| !e.is_empty()) {
+        None => "info".into(),
+        Some(e) if e.contains("tokio_postgres") => e.into(),
+        Some(e) => format!("{e},tokio_postgres=info"),
+    }
+}
+
 /// Runs the command line: parse, set up logging, run, report.
 pub async fn main() {
     // a closed pipe (`decant status --json | head -1`) ends the process
@@ -329,8 +341,10 @@ pub async fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(
+        std::env::var("RUST_LOG").ok().as_deref(),
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -779,4 +793,24 @@ async fn set_control(target: &Target, settings: &[decant::Setting]) -> Result<()
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn debug_logs_leave_the_driver_s_parameters_out_unless_asked() {
+        assert_eq!(log_filter(None), "info");
+        assert_eq!(log_filter(Some(" ")), "info");
+        assert_eq!(log_filter(Some("debug")), "debug,tokio_postgres=info");
+        assert_eq!(
+            log_filter(Some("decant=trace")),
+            "decant=trace,tokio_postgres=info"
+        );
+        assert_eq!(
+            log_filter(Some("debug,tokio_postgres=debug")),
+            "debug,tokio_postgres=debug"
+        );
+    }
 }
