@@ -165,13 +165,19 @@ pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
         ),
         Setting::Tz(tz) => ("tz", Box::new(tz.clone())),
     };
-    // the column is one of the fixed names above, never input
-    let sql = format!("UPDATE decant.control SET {column} = $1, updated_at = now()");
+    // the column is one of the fixed names above, never input. Finalized,
+    // no setting does anything any more (nothing migrates): refused
+    // rather than shown by status as if it did
+    let sql =
+        format!("UPDATE decant.control SET {column} = $1, updated_at = now() WHERE NOT finalized");
     let n = client
         .execute(&sql, &[value.as_ref() as &(dyn ToSql + Sync)])
         .await
         .map_err(|e| Error::db_own(format!("setting {column}"), e))?;
     if n != 1 {
+        if read(client).await.is_ok_and(|c| c.finalized) {
+            return Err(Error::finalized());
+        }
         return Err(Error::Setup(
             "decant.control has no row; run `decant init`".into(),
         ));

@@ -152,6 +152,20 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     assert!(status.to_string().contains("phase      finalized"));
     assert_eq!(status.projected_finish, None, "nothing left to finish");
     assert!(status.to_string().contains("finish     done (finalized)"));
+    // a setting for the daemons (none runs any more) is refused, not shown
+    for s in [
+        decant::Setting::Paused(true),
+        decant::Setting::Rate("10/s".parse().unwrap()),
+        decant::Setting::Rollout(50.0),
+    ] {
+        let err = decant.set_control(&s).await.unwrap_err().to_string();
+        assert!(err.contains("the migration is finalized"), "{s:?}: {err}");
+    }
+    let control = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap()
+        .to_string();
+    assert!(!control.contains("PAUSED"), "{control}");
     assert!(
         decant::finalize(&db.url, &decant, false)
             .await
