@@ -286,6 +286,30 @@ async fn run_job<J: Job>(
     let mut heartbeat = monitor::Heartbeat::new(job_name, opts.workers.max(1), progress.clone());
     heartbeat.rate = initial.rate;
     heartbeat.beat(&admin, initial.rate, None).await;
+    if !opts.schedule.windows.is_empty() {
+        // its own windows, for status's projection (a database initialized
+        // by an older decant has no such columns: status then projects
+        // with the control row's)
+        let windows: Vec<String> = opts
+            .schedule
+            .windows
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if let Err(e) = admin
+            .execute(
+                "UPDATE decant.daemon SET windows = $2, tz = $3 WHERE id = $1",
+                &[
+                    &heartbeat.id,
+                    &windows.join(","),
+                    &opts.schedule.tz.iana_name().unwrap_or("UTC"),
+                ],
+            )
+            .await
+        {
+            tracing::debug!(cause = %crate::error::describe(&e), "cannot record the run's windows");
+        }
+    }
     initial.rate = initial.rate.share(heartbeat.live);
     let heartbeat_id = heartbeat.id.clone();
     let run_start: std::time::SystemTime = admin

@@ -121,6 +121,10 @@ pub struct Daemon {
     pub rate_share: Option<String>,
     /// Why it holds back, if it does.
     pub holding: Option<String>,
+    /// The windows it was started with (`--window`) and their time zone,
+    /// when not the control row's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<String>,
 }
 
 /// The live daemons (none when `decant.daemon` is missing: a database
@@ -129,8 +133,9 @@ async fn daemons(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Daem
     let rows = match client
         .query(
             "SELECT host, pid, job, workers, to_char(started_at AT TIME ZONE 'UTC', \
-                    'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), migrated, failed, rate_share, holding \
-               FROM decant.daemon WHERE beat_at > now() - interval '5 seconds' \
+                    'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), migrated, failed, rate_share, holding, \
+                    to_jsonb(d) ->> 'windows', to_jsonb(d) ->> 'tz' \
+               FROM decant.daemon AS d WHERE beat_at > now() - interval '5 seconds' \
               ORDER BY started_at, host, pid",
             &[],
         )
@@ -154,6 +159,10 @@ async fn daemons(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Daem
             failed: r.get(6),
             rate_share: r.get(7),
             holding: r.get(8),
+            windows: r
+                .get::<_, Option<String>>(9)
+                .filter(|w| !w.is_empty())
+                .map(|w| format!("{w} {}", r.get::<_, Option<String>>(10).unwrap_or_default())),
         })
         .collect())
 }
@@ -201,13 +210,21 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         })
         .collect();
     let control = control::read(&*client).await?;
-    // --window given: those; else the ones every daemon obeys (the control row)
-    let schedule = if schedule.windows.is_empty() {
-        &control.schedule
-    } else {
-        schedule
-    };
     let daemons = daemons(&*client).await?;
+    // --window given: those; else those a running migration daemon was
+    // started with (`run --window`); else the ones every daemon started
+    // without obeys (the control row)
+    let own = daemons
+        .iter()
+        .filter(|d| d.job == "migrate")
+        .find_map(|d| d.windows.as_deref().and_then(control::parse_schedule));
+    let schedule = if !schedule.windows.is_empty() {
+        schedule
+    } else if let Some(own) = &own {
+        own
+    } else {
+        &control.schedule
+    };
     // the users migrated in the last minute over the minute, or in the
     // time the migration daemons running now have run when that is
     // shorter (4 s into a run, its users over 60 s would say a fifteenth
@@ -388,7 +405,7 @@ impl fmt::Display for Status {
         for (i, d) in self.daemons.iter().enumerate() {
             writeln!(
                 f,
-                "{} {}:{} {} since {}, {} workers, rate share {}, {} done, {} failed{}",
+                "{} {}:{} {} since {}, {} workers, rate share {}, {} done, {} failed{}{}",
                 if i == 0 { "daemons   " } else { "          " },
                 d.host,
                 d.pid,
@@ -398,6 +415,10 @@ impl fmt::Display for Status {
                 d.rate_share.as_deref().unwrap_or("?"),
                 d.migrated,
                 d.failed,
+                d.windows
+                    .as_deref()
+                    .map(|w| format!(", its own windows {w}"))
+                    .unwrap_or_default(),
                 d.holding
                     .as_deref()
                     .map(|h| format!("; holding back: {h}"))

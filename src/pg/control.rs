@@ -72,6 +72,15 @@ pub async fn read(client: &impl GenericClient) -> Result<Control> {
     })
 }
 
+/// `01:00-05:00,13:00-14:00 Asia/Kathmandu` (a daemon's own windows as
+/// status shows them), if it reads.
+pub(crate) fn parse_schedule(text: &str) -> Option<Schedule> {
+    let (windows, tz) = text.trim().split_once(' ').unwrap_or((text.trim(), "UTC"));
+    let windows = parse_windows(windows).ok()?;
+    (!windows.is_empty()).then_some(())?;
+    Schedule::new(windows, Some(tz.trim())).ok()
+}
+
 /// `01:00-05:00,13:00-14:00` (empty or `none`: no windows, always open).
 fn parse_windows(text: &str) -> std::result::Result<Vec<Window>, String> {
     if text.trim() == "none" {

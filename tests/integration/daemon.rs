@@ -1493,6 +1493,60 @@ async fn windows_set_in_the_control_row_bind_every_daemon_started_without_its_ow
     assert!("window=25:00-26:00".parse::<Setting>().is_err());
 }
 
+/// A daemon started with windows of its own (`run --window`): status,
+/// asked without windows, projects the finish through those, not the
+/// control row's (none: always open), and lists them with the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_projects_through_a_running_daemon_s_own_windows() {
+    let db = TestDb::new().await;
+    let decant = db.game(100).await;
+    let tz = jiff::tz::TimeZone::get("Asia/Kathmandu").unwrap();
+    let now = jiff::Timestamp::now().to_zoned(tz.clone());
+    let start = (now.hour() + 2) % 24;
+    let window = format!("{start:02}:00-{:02}:00", (start + 1) % 24);
+    let schedule =
+        decant::Schedule::new(vec![window.parse().unwrap()], Some("Asia/Kathmandu")).unwrap();
+    let opening = schedule.next_open(jiff::Timestamp::now()).unwrap();
+    let running = Running::start(
+        &decant,
+        RunOptions {
+            schedule,
+            rate: Some("50/s".parse().unwrap()),
+            ..without_probe()
+        },
+    );
+    let asked = Instant::now();
+    let status = loop {
+        let status = decant::status(&decant, &decant::Schedule::default())
+            .await
+            .unwrap();
+        if status.daemons.iter().any(|d| d.windows.is_some()) {
+            break status;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(5), "{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    running.stop().await;
+    assert_eq!(
+        status.windows,
+        format!("{window} Asia/Kathmandu"),
+        "{status}"
+    );
+    assert!(
+        status
+            .to_string()
+            .contains(&format!("its own windows {window} Asia/Kathmandu")),
+        "{status}"
+    );
+    let finish: jiff::Timestamp = status
+        .projected_finish
+        .as_deref()
+        .expect("a projection")
+        .parse()
+        .unwrap();
+    assert!(finish > opening.timestamp(), "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_soaks_counted_writes_survive_the_daemon_and_a_lost_one_is_named() {
     use crate::traffic::{Traffic, WriteKind};

@@ -335,6 +335,10 @@ CREATE TABLE IF NOT EXISTS decant.daemon (
     rate_share  text,                      -- its share of the rate
     holding     text                       -- why it holds back, if it does
 );
+-- The windows a daemon started with --window obeys instead of the control
+-- row's (NULL: the control row's), for status's projection.
+ALTER TABLE decant.daemon ADD COLUMN IF NOT EXISTS windows text;
+ALTER TABLE decant.daemon ADD COLUMN IF NOT EXISTS tz text;
 
 -- The daemons' shared pass over the legacy users: the furthest user any
 -- worker of any daemon has read for a batch. A worker reads its next batch
