@@ -226,11 +226,16 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
                         // retried
                         return Error::db("dropping the flag column and the legacy index", e);
                     }
+                    let who = if e.code().map(|c| c.code()) == Some("42501") {
+                        " as the source table's owner"
+                    } else {
+                        " once its cause is fixed"
+                    };
                     let e = Error::db("dropping the flag column and the legacy index", e);
                     // the phase is recorded already: only the drop is left to do
                     Error::Setup(format!(
                         "finalized, but the drop failed: {e}; run `decant finalize --drop-legacy` \
-                         again as the source table's owner"
+                         again{who}"
                     ))
                 })?;
                 for stmt in crate::pg::schema::reading_statements(spec, true) {

@@ -878,7 +878,11 @@ pub(crate) async fn with_brief_locks<'s, T>(
                 let waited = started.elapsed();
                 if waited + pause > limit {
                     return Err(Error::Setup(format!(
-                        "{what}: could not take its brief locks on {} in {tries} tries over                          {:.0} s (each waits at most {wait_ms} ms, so that the backend's calls                          queued behind it do not time out); nothing was changed. {}; end those                          transactions or wait for a quieter moment, then run it again (the                          spec's `ddl_retry_s` sets how long it keeps trying)",
+                        "{what}: could not take its brief locks on {} in {tries} tries over \
+                         {:.0} s (each waits at most {wait_ms} ms, so that the backend's calls \
+                         queued behind it do not time out); nothing was changed. {}; end those \
+                         transactions or wait for a quieter moment, then run it again (the \
+                         spec's `ddl_retry_s` sets how long it keeps trying)",
                         relations.join(", "),
                         waited.as_secs_f64(),
                         holders_text(&holders),

@@ -559,7 +559,9 @@ fn snapshot_gated(spec: &Spec, ids: &str, with_blob: bool) -> String {
         cols.extend((0..t.columns.len()).map(|ci| format!("r.t{ti}_a{ci}")));
     }
     format!(
-        "SELECT {} FROM {} AS s LEFT JOIN LATERAL          (SELECT * FROM {reader}(s.{id}::{it}) WHERE s.{flag} OFFSET 0) AS r ON true          WHERE s.{id} {ids} ORDER BY s.{id}",
+        "SELECT {} FROM {} AS s LEFT JOIN LATERAL \
+         (SELECT * FROM {reader}(s.{id}::{it}) WHERE s.{flag} OFFSET 0) AS r ON true \
+         WHERE s.{id} {ids} ORDER BY s.{id}",
         cols.join(", "),
         source_table(spec),
     )

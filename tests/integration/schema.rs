@@ -521,6 +521,7 @@ async fn schema_changes_wait_briefly_behind_the_backend_s_transactions() {
     ] {
         assert!(err.contains(says), "expected `{says}` in: {err}");
     }
+    assert!(!err.contains("  "), "a run of spaces in: {err}");
     let finalized: bool = client
         .query_one("SELECT finalized FROM decant.control", &[])
         .await
