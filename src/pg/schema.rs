@@ -113,6 +113,19 @@ pub(crate) fn reading_statements(spec: &Spec, flagless: bool) -> Vec<String> {
 /// (numeric) or after the same monotone rounding on both sides (float8,
 /// timestamps), texts by characters.
 pub(crate) fn check_expression(c: &crate::core::spec::Column) -> Option<String> {
+    check_expression_with(c, lit)
+}
+
+/// The text a CHECK constraint's name hashes (see [`owned_name`]): its
+/// expression with texts written as decant wrote them before its literals
+/// learned `E'...'` (quotes doubled, nothing else). The names of
+/// constraints made by earlier versions stay the same, so an upgrade does
+/// not re-make and re-validate them.
+fn check_naming_text(c: &crate::core::spec::Column) -> Option<String> {
+    check_expression_with(c, |s| format!("'{}'", s.replace('\'', "''")))
+}
+
+fn check_expression_with(c: &crate::core::spec::Column, lit: fn(&str) -> String) -> Option<String> {
     use crate::core::value::ColumnType as T;
     let col = quote(&c.name);
     let mut parts = Vec::new();
@@ -183,7 +196,8 @@ fn protection(spec: &Spec, ti: usize) -> Vec<String> {
         .columns
         .iter()
         .filter_map(|c| {
-            check_expression(c).map(|e| (owned_name(&c.name, &e), format!("CHECK ({e})")))
+            let named = check_naming_text(c)?;
+            check_expression(c).map(|e| (owned_name(&c.name, &named), format!("CHECK ({e})")))
         })
         .collect();
     if spec.settings.foreign_keys {
@@ -994,4 +1008,38 @@ fn first_line(s: &str) -> &str {
     s.lines()
         .find(|l| !l.trim().is_empty() && !l.starts_with("--"))
         .unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_constraint_keeps_the_name_earlier_versions_gave_it() {
+        let spec = Spec::parse(
+            "[source]\ntable = \"u\"\n\n\
+             [tables.t.columns]\nsku = { type = \"text\", pattern = '^a\\.b$', values = [\"a.b\", \"x$$y\"] }\n\
+             n = \"int4\"\n\n\
+             [[rules]]\nname = \"r\"\npath = \"r.{sku}\"\ntable = \"t\"\nvalue = \"n\"\n",
+        )
+        .unwrap();
+        let c = spec.tables[0]
+            .columns
+            .iter()
+            .find(|c| c.name == "sku")
+            .unwrap();
+        // written safely now, named as before
+        let now = check_expression(c).unwrap();
+        assert!(
+            now.contains(r"E'^a\\.b\x24'") && now.contains(r"E'x\x24\x24y'"),
+            "{now}"
+        );
+        let before = r#""sku" IN ('a.b', 'x$$y') AND "sku" ~ '^a\.b$'"#;
+        let name = owned_name("sku", before);
+        let ddl = protection(&spec, 0).join("\n");
+        assert!(
+            ddl.contains(&format!("ADD CONSTRAINT {} CHECK ({now})", quote(&name))),
+            "{ddl}"
+        );
+    }
 }
