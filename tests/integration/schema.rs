@@ -554,7 +554,9 @@ async fn init_refuses_a_pattern_the_server_cannot_compile() {
         ))
         .unwrap()
     };
-    let err = decant::init(&client, &spec("^([a-z]{1,255}){255}$"))
+    // (PostgreSQL 14 and later refuse the first half alone; 13 compiles
+    // it and refuses the whole; decant's own engine compiles both)
+    let err = decant::init(&client, &spec("^([a-z]{1,255}){255}([a-z]{1,255}){100}$"))
         .await
         .unwrap_err()
         .to_string();
