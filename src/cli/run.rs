@@ -73,7 +73,8 @@ pub(super) struct RunArgs {
     /// WAL and CPU).
     #[arg(long)]
     this_database_only: bool,
-    /// Hold back while a replica lags more than this many seconds.
+    /// Hold back while a replica lags more than this many seconds (0:
+    /// off, as for `rollback`).
     #[arg(long, default_value_t = 10.0)]
     max_replica_lag: f64,
     /// A query returning one boolean; true holds the daemon back.
@@ -211,11 +212,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
             max_commit_slowdown: (args.max_commit_slowdown > 0.0)
                 .then_some(args.max_commit_slowdown),
             load_yield: (args.load_yield > 0.0).then_some(args.load_yield),
-            max_replica_lag: if args.max_replica_lag > 0.0 {
-                Duration::from_secs_f64(args.max_replica_lag)
-            } else {
-                Duration::MAX
-            },
+            max_replica_lag: replica_lag_limit(args.max_replica_lag),
             ..decant::Throttle::default()
         },
         ..decant::RunOptions::default()
@@ -341,7 +338,7 @@ fn check_run_args(args: &RunArgs) -> Result<()> {
     }
     if !args.max_replica_lag.is_finite() || args.max_replica_lag < 0.0 {
         super::exit::usage!(
-            "--max-replica-lag {}: give a number of seconds, 0 or more",
+            "--max-replica-lag {}: give a number of seconds, or 0 for off",
             args.max_replica_lag
         );
     }
@@ -381,7 +378,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         until_done: !args.watch,
         throttle: decant::Throttle {
             on_lock_waits: !args.ignore_lock_waits,
-            max_replica_lag: Duration::from_secs_f64(args.max_replica_lag.max(0.0)),
+            max_replica_lag: replica_lag_limit(args.max_replica_lag),
             max_active: args.max_active,
             max_commit_slowdown: (args.max_commit_slowdown > 0.0)
                 .then_some(args.max_commit_slowdown),
@@ -634,9 +631,28 @@ pub(super) fn spinner() -> Option<indicatif::ProgressBar> {
     Some(s)
 }
 
+/// `--max-replica-lag`, checked finite and not negative: a limit in
+/// seconds, or none for 0 (the daemon and a rollback alike; a zero limit
+/// would hold them back at any lag a replica reports, which is never
+/// exactly none while the primary writes).
+fn replica_lag_limit(secs: f64) -> Duration {
+    if secs > 0.0 {
+        Duration::from_secs_f64(secs)
+    } else {
+        Duration::MAX
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::per_second;
+    use super::{per_second, replica_lag_limit};
+    use std::time::Duration;
+
+    #[test]
+    fn a_replica_lag_limit_of_zero_is_off_for_run_and_rollback_alike() {
+        assert_eq!(replica_lag_limit(0.0), Duration::MAX);
+        assert_eq!(replica_lag_limit(2.5), Duration::from_millis(2500));
+    }
 
     #[test]
     fn a_slow_run_is_not_summed_up_as_zero_per_second() {
