@@ -386,7 +386,7 @@ async fn run_job<J: Job>(
     }
     let max_attempts = decant.spec().settings.max_attempts;
     let over_limit = match client {
-        Ok(c) => state::over_limit(&**c, max_attempts).await?,
+        Ok(c) => state::over_limit(&**c, decant.spec(), max_attempts).await?,
         // stopped while the database is away: the report without the count
         Err(e) if *shared.stop.borrow() => {
             tracing::warn!(error = %e, "stopped while the database is unreachable; users at the attempt limit not counted");

@@ -200,7 +200,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     let users: i64 = counts.get(0);
     let migrated: i64 = counts.get(1);
     let max = spec.settings.max_attempts;
-    let failures = state::failure_groups(&*client)
+    let failures = state::failure_groups(&*client, spec)
         .await?
         .into_iter()
         .map(|(reason, users, examples)| FailureGroup {
@@ -238,7 +238,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         .map(|t| (now - t).total(jiff::Unit::Second).unwrap_or(60.0))
         .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
     let window = running.map_or(60.0, |s| s.clamp(5.0, 60.0));
-    let state = state::counts(&*client, max, window).await?;
+    let state = state::counts(&*client, spec, max, window).await?;
     let recent_rate = state.migrated_recently as f64 / window;
     let over_limit = state.over_limit;
     let legacy = users - migrated;

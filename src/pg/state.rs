@@ -57,18 +57,33 @@ const FAILED_MEANWHILE: &str = "SELECT user_id FROM decant.user_state \
      WHERE user_id = ANY($1::bigint[]) \
        AND state = 'failed' AND (attempts >= $2 OR updated_at >= $3)";
 
-const OVER_LIMIT: &str =
-    "SELECT count(*) FROM decant.user_state WHERE state = 'failed' AND attempts >= $1";
+/// The state rows of users still in the source table (`{live}` in the
+/// statements below): a user deleted while failed or held keeps its state
+/// row, and counting it would say users are left out that no longer
+/// exist (a projection of none left to try while legacy users remain).
+fn live(spec: &Spec, sql: &str) -> String {
+    sql.replace(
+        "{live}",
+        &format!(
+            "EXISTS (SELECT 1 FROM {} AS s WHERE s.{} = st.user_id)",
+            source_table(spec),
+            quote(&spec.source.id)
+        ),
+    )
+}
 
-const COUNTS: &str = "SELECT count(*) FILTER (WHERE state = 'failed'),
-        count(*) FILTER (WHERE state = 'failed' AND attempts >= $1),
-        count(*) FILTER (WHERE migrated_at > now() - make_interval(secs => $2)),
-        count(*) FILTER (WHERE state = 'held')
-   FROM decant.user_state";
+const OVER_LIMIT: &str = "SELECT count(*) FROM decant.user_state AS st \
+     WHERE st.state = 'failed' AND st.attempts >= $1 AND {live}";
+
+const COUNTS: &str = "SELECT count(*) FILTER (WHERE st.state = 'failed' AND {live}),
+        count(*) FILTER (WHERE st.state = 'failed' AND st.attempts >= $1 AND {live}),
+        count(*) FILTER (WHERE st.migrated_at > now() - make_interval(secs => $2)),
+        count(*) FILTER (WHERE st.state = 'held' AND {live})
+   FROM decant.user_state AS st";
 
 const FAILURE_GROUPS: &str =
-    "SELECT coalesce(reason, '?'), count(*), (array_agg(user_id ORDER BY user_id))[1:5]
-       FROM decant.user_state WHERE state = 'failed'
+    "SELECT coalesce(st.reason, '?'), count(*), (array_agg(st.user_id ORDER BY st.user_id))[1:5]
+       FROM decant.user_state AS st WHERE st.state = 'failed' AND {live}
       GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50";
 
 /// A statement on user ids written for `bigint` ids, in the ids' type
@@ -255,16 +270,22 @@ pub(crate) fn failed_meanwhile<'a>(
     )
 }
 
-/// Users at the attempt limit (skipped by the daemon).
-pub(crate) async fn over_limit(client: &impl GenericClient, max_attempts: i32) -> Result<i64> {
+/// Users at the attempt limit (skipped by the daemon), of those still in
+/// the source table.
+pub(crate) async fn over_limit(
+    client: &impl GenericClient,
+    spec: &Spec,
+    max_attempts: i32,
+) -> Result<i64> {
     Ok(client
-        .query_one(OVER_LIMIT, &[&max_attempts])
+        .query_one(&live(spec, OVER_LIMIT), &[&max_attempts])
         .await
         .map_err(|e| Error::db("counting users over the attempt limit", e))?
         .get(0))
 }
 
-/// Counts of the state table.
+/// Counts of the state table (failed and held: users still in the source
+/// table).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Counts {
     /// Users whose last attempt failed.
@@ -280,11 +301,12 @@ pub(crate) struct Counts {
 /// Reads the state table's counts.
 pub(crate) async fn counts(
     client: &impl GenericClient,
+    spec: &Spec,
     max_attempts: i32,
     recent_seconds: f64,
 ) -> Result<Counts> {
     let row = client
-        .query_one(COUNTS, &[&max_attempts, &recent_seconds])
+        .query_one(&live(spec, COUNTS), &[&max_attempts, &recent_seconds])
         .await
         .map_err(|e| Error::db_own("reading decant.user_state", e))?;
     Ok(Counts {
@@ -299,9 +321,10 @@ pub(crate) async fn counts(
 /// up to five example ids).
 pub(crate) async fn failure_groups(
     client: &impl GenericClient,
+    spec: &Spec,
 ) -> Result<Vec<(String, i64, Vec<UserId>)>> {
     Ok(client
-        .query(FAILURE_GROUPS, &[])
+        .query(&live(spec, FAILURE_GROUPS), &[])
         .await
         .map_err(|e| Error::db("grouping failures", e))?
         .iter()

@@ -218,6 +218,40 @@ async fn the_daemon_migrates_the_table_and_skips_users_past_the_attempt_limit() 
         (0, dirty - 1),
         "the rest tried again"
     );
+
+    // users deleted while failed keep their state rows, but are no longer
+    // counted as failed, at the limit, or left out
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    assert_eq!(report.over_limit as usize, dirty - 1);
+    let gone: Vec<i64> = (1..=n)
+        .filter(|u| !clean(n).contains(u) && *u != fixed)
+        .take(2)
+        .collect();
+    client
+        .execute("DELETE FROM \"user\" WHERE id = ANY($1)", &[&gone])
+        .await
+        .unwrap();
+    let status = decant::status(&decant, &Default::default()).await.unwrap();
+    assert_eq!(
+        (status.failed as usize, status.over_limit as usize),
+        (dirty - 3, dirty - 3)
+    );
+    let grouped: i64 = status.failures.iter().map(|g| g.users).sum();
+    assert_eq!(grouped as usize, dirty - 3);
+    assert!(
+        status
+            .failures
+            .iter()
+            .flat_map(|g| &g.examples)
+            .all(|e| !gone.iter().any(|g| *e == *g)),
+        "{status}"
+    );
+    let report = Running::start(&decant, RunOptions::default())
+        .finish()
+        .await;
+    assert_eq!(report.over_limit as usize, dirty - 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
