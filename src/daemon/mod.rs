@@ -285,31 +285,18 @@ async fn run_job<J: Job>(
     // registered before the first batch: the rate is shared from the start
     let mut heartbeat = monitor::Heartbeat::new(job_name, opts.workers.max(1), progress.clone());
     heartbeat.rate = initial.rate;
-    heartbeat.beat(&admin, initial.rate, None).await;
     if !opts.schedule.windows.is_empty() {
-        // its own windows, for status's projection (a database initialized
-        // by an older decant has no such columns: status then projects
-        // with the control row's)
+        // its own windows, for status's projection
         let windows: Vec<String> = opts
             .schedule
             .windows
             .iter()
             .map(ToString::to_string)
             .collect();
-        if let Err(e) = admin
-            .execute(
-                "UPDATE decant.daemon SET windows = $2, tz = $3 WHERE id = $1",
-                &[
-                    &heartbeat.id,
-                    &windows.join(","),
-                    &opts.schedule.tz.iana_name().unwrap_or("UTC"),
-                ],
-            )
-            .await
-        {
-            tracing::debug!(cause = %crate::error::describe(&e), "cannot record the run's windows");
-        }
+        let tz = opts.schedule.tz.iana_name().unwrap_or("UTC");
+        heartbeat.windows = Some((windows.join(","), tz.to_string()));
     }
+    heartbeat.beat(&admin, initial.rate, None).await;
     initial.rate = initial.rate.share(heartbeat.live);
     let heartbeat_id = heartbeat.id.clone();
     let run_start: std::time::SystemTime = admin
@@ -542,8 +529,8 @@ async fn worker<J: Job>(
     let mut bytes_budget = FIRST_BATCH_BYTES;
     let mut backoff = Duration::from_millis(100);
     let mut cursor: Option<UserId> = None;
-    // the users left when the last pass found them all locked
-    let mut stalled: Option<i64> = None;
+    // the last pass found every user left locked (and said so)
+    let mut stalled = false;
     // whether this pass has migrated (or failed) any user yet
     let mut pass_moved = false;
     loop {
@@ -600,7 +587,7 @@ async fn worker<J: Job>(
         backoff = Duration::from_millis(100);
         // a pass that found every user left locked says so until a batch
         // claims one again (the batches between find nothing either)
-        if stalled.is_none() {
+        if !stalled {
             shared.progress.hold(Phase::Working, None);
         }
 
@@ -713,7 +700,7 @@ async fn worker<J: Job>(
                 Err(e) => return Err(e),
             };
             if left == 0 {
-                stalled = None;
+                stalled = false;
                 if shared.opts.until_done {
                     shared.stopping.store(true, Ordering::Relaxed);
                     shared.progress.stopping();
@@ -726,7 +713,7 @@ async fn worker<J: Job>(
                 shared.nap(Duration::from_secs(5)).await;
             } else {
                 // the rest are locked by live traffic or a peer: revisit
-                stalled = Some(left);
+                stalled = true;
                 shared.progress.hold(
                     Phase::HeldBack,
                     Some(format!(
@@ -738,7 +725,7 @@ async fn worker<J: Job>(
             }
             continue;
         }
-        if done + failed > 0 && stalled.take().is_some() {
+        if done + failed > 0 && std::mem::take(&mut stalled) {
             shared.progress.hold(Phase::Working, None);
         }
         {

@@ -477,6 +477,10 @@ pub(crate) struct Heartbeat {
     pub missing: bool,
     /// The control row's rate at the last beat from `run` (before sharing).
     pub rate: Rate,
+    /// The windows the daemon was started with (`run --window`, comma
+    /// separated) and their time zone, written beside its row whenever the
+    /// row is made, for status's projection.
+    pub windows: Option<(String, String)>,
 }
 
 impl Heartbeat {
@@ -505,6 +509,7 @@ impl Heartbeat {
             live: 1,
             missing: false,
             rate: Rate::Max,
+            windows: None,
         }
     }
 
@@ -536,6 +541,9 @@ impl Heartbeat {
             .await;
         match row {
             Ok(r) => {
+                if r.get::<_, Option<bool>>(1) == Some(true) {
+                    self.write_windows(client).await;
+                }
                 let before = self.live;
                 self.live = r.get::<_, i64>(0).max(0) as usize + 1;
                 // a daemon came or went: the share just written is stale
@@ -559,6 +567,26 @@ impl Heartbeat {
                 cause = %crate::error::describe(&e),
                 "cannot write the daemon's heartbeat"
             ),
+        }
+    }
+}
+
+impl Heartbeat {
+    /// Writes [`Heartbeat::windows`] into this daemon's row (a database
+    /// initialized by an older decant has no such columns: status then
+    /// projects with the control row's windows).
+    async fn write_windows(&self, client: &Object) {
+        let Some((windows, tz)) = &self.windows else {
+            return;
+        };
+        if let Err(e) = client
+            .execute(
+                "UPDATE decant.daemon SET windows = $2, tz = $3 WHERE id = $1",
+                &[&self.id, windows, tz],
+            )
+            .await
+        {
+            tracing::debug!(cause = %crate::error::describe(&e), "cannot record the run's windows");
         }
     }
 }

@@ -76,8 +76,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Control> {
 /// status shows them), if it reads.
 pub(crate) fn parse_schedule(text: &str) -> Option<Schedule> {
     let (windows, tz) = text.trim().split_once(' ').unwrap_or((text.trim(), "UTC"));
-    let windows = parse_windows(windows).ok()?;
-    (!windows.is_empty()).then_some(())?;
+    let windows = parse_windows(windows).ok().filter(|w| !w.is_empty())?;
     Schedule::new(windows, Some(tz.trim())).ok()
 }
 

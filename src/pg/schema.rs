@@ -321,28 +321,22 @@ pub fn script(spec: &Spec) -> String {
 /// the roles it is a member of. Triggers on decant's own tables are
 /// refused whoever owns them (decant makes none).
 async fn check_owners(client: &Client, spec: &Spec) -> Result<()> {
-    let cut = |s: String| crate::core::spec::cut_name(&s).to_string();
-    let (target, views) = (&spec.settings.target_schema, &spec.settings.views_schema);
+    let (target, in_views) = (&spec.settings.target_schema, &spec.settings.views_schema);
     let relations: Vec<String> = spec
         .tables
         .iter()
-        .flat_map(|t| {
+        .enumerate()
+        .flat_map(|(ti, t)| {
             [
                 format!("{target}.{}", t.name),
-                format!("{views}.{}", cut(format!("{}_all", t.name))),
+                format!("{in_views}.{}", views::view_base(spec, ti)),
             ]
         })
         .collect();
-    let functions: Vec<String> = std::iter::once(format!(
-        "{views}.{}",
-        cut(format!("{}_decant_blob_fails", spec.source.table))
-    ))
-    .chain(
-        spec.ranked
-            .iter()
-            .map(|r| format!("{views}.{}", cut(format!("{}_top", r.name)))),
-    )
-    .collect();
+    let functions: Vec<String> = std::iter::once(views::fails_base(spec))
+        .chain(spec.ranked.iter().map(views::top_base))
+        .map(|f| format!("{in_views}.{f}"))
+        .collect();
     let rows = client
         .query(
             "WITH me AS (SELECT r.oid, r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), \

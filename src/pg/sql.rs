@@ -57,15 +57,17 @@ pub(crate) const FREE_SESSIONS: &str = "SELECT free, what FROM (
 /// A daemon's heartbeat: writes its row (`$1` id, `$2` host, `$3` pid, `$4`
 /// job, `$5` workers, `$6` migrated, `$7` failed, `$8` its rate share,
 /// `$9` why it holds back), removes rows silent for a minute, and counts
-/// the other daemons that beat in the last 5 seconds.
+/// the other daemons that beat in the last 5 seconds; and whether the row
+/// was made by this beat (the first, or after a peer removed it).
 pub(crate) const HEARTBEAT: &str = "WITH me AS (
       INSERT INTO decant.daemon AS d (id, host, pid, job, workers, migrated, failed, rate_share, holding)
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
       ON CONFLICT (id) DO UPDATE SET beat_at = now(), migrated = $6, failed = $7,
              rate_share = $8, holding = $9
-      RETURNING 1),
+      RETURNING (d.xmax = 0) AS made),
     gone AS (DELETE FROM decant.daemon WHERE beat_at < now() - interval '1 minute' AND id <> $1)
-    SELECT count(*) FROM decant.daemon WHERE id <> $1 AND beat_at > now() - interval '5 seconds'";
+    SELECT count(*), (SELECT made FROM me)
+      FROM decant.daemon WHERE id <> $1 AND beat_at > now() - interval '5 seconds'";
 
 /// Marks a daemon's session (workers and monitor) with a shared session
 /// advisory lock no one else takes, so that other daemons' throttles do

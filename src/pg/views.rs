@@ -19,29 +19,34 @@ pub(crate) fn views_schema(spec: &Spec) -> String {
     quote(&spec.settings.views_schema)
 }
 
+/// The unquoted names, in the views schema, of the view of target table
+/// `table` (`<table>_all`), of the function saying whether a blob would
+/// fail to migrate (`<source>_decant_blob_fails`), and of a ranked
+/// statistic's top-N function (`<name>_top`), each cut to PostgreSQL's
+/// name length.
+pub(crate) fn view_base(spec: &Spec, table: usize) -> String {
+    crate::core::spec::cut_name(&format!("{}_all", spec.tables[table].name)).to_string()
+}
+
+/// See [`view_base`].
+pub(crate) fn fails_base(spec: &Spec) -> String {
+    crate::core::spec::cut_name(&format!("{}_decant_blob_fails", spec.source.table)).to_string()
+}
+
+/// See [`view_base`].
+pub(crate) fn top_base(r: &Ranked) -> String {
+    crate::core::spec::cut_name(&format!("{}_top", r.name)).to_string()
+}
+
 /// `"schema"."<table>_all"`.
 pub(crate) fn view_name(spec: &Spec, table: usize) -> String {
-    format!(
-        "{}.{}",
-        views_schema(spec),
-        quote(crate::core::spec::cut_name(&format!(
-            "{}_all",
-            spec.tables[table].name
-        )))
-    )
+    format!("{}.{}", views_schema(spec), quote(&view_base(spec, table)))
 }
 
 /// The name of the function saying whether a blob holds a value a `fail`
 /// rule refuses (its user would fail to migrate).
 fn fails_fn(spec: &Spec) -> String {
-    format!(
-        "{}.{}",
-        views_schema(spec),
-        quote(crate::core::spec::cut_name(&format!(
-            "{}_decant_blob_fails",
-            spec.source.table
-        )))
-    )
+    format!("{}.{}", views_schema(spec), quote(&fails_base(spec)))
 }
 
 /// The statements that create the views and their helper functions, each
@@ -95,11 +100,7 @@ fn rank_index(spec: &Spec, r: &Ranked) -> String {
 
 /// The top-N function of a ranked statistic: `"<name>_top"(n)`.
 pub(crate) fn top_fn(spec: &Spec, r: &Ranked) -> String {
-    format!(
-        "{}.{}",
-        views_schema(spec),
-        quote(crate::core::spec::cut_name(&format!("{}_top", r.name)))
-    )
+    format!("{}.{}", views_schema(spec), quote(&top_base(r)))
 }
 
 /// For a ranked statistic: an index on the target table's rows of it, an

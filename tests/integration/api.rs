@@ -1007,11 +1007,7 @@ async fn a_caller_s_search_path_cannot_replace_the_built_ins_decant_calls() {
 async fn spec_strings_that_would_end_a_quote_stay_values() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let name: String = client
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let name = db.name();
     client
         .batch_execute(&format!(
             "ALTER DATABASE \"{name}\" SET standard_conforming_strings = off; \

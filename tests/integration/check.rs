@@ -222,11 +222,7 @@ async fn the_census_takes_no_lock_and_writes_nothing() {
 
     // a database whose sessions get a tiny statement timeout (a managed
     // service's): the census's snapshot sets its own
-    let name: String = holder
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let name = db.name();
     holder
         .batch_execute(&format!(
             "ALTER DATABASE {name} SET statement_timeout = '1ms'; \
@@ -246,11 +242,7 @@ async fn the_census_takes_no_lock_and_writes_nothing() {
 
     // on a database whose sessions are read-only
     let client = db.client().await;
-    let name: String = client
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let name = db.name();
     client
         .batch_execute(&format!(
             "ALTER DATABASE {name} SET default_transaction_read_only = on"

@@ -387,11 +387,7 @@ async fn load_takes_no_lock_and_writes_nothing() {
     // every session of this database is read-only: a row lock or a write
     // in load would fail
     let client = db.client().await;
-    let dbname: String = client
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let dbname = db.name();
     client
         .batch_execute(&format!(
             "ALTER DATABASE {dbname} SET default_transaction_read_only = on"

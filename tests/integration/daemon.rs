@@ -1560,6 +1560,25 @@ async fn status_projects_through_a_running_daemon_s_own_windows() {
         assert!(asked.elapsed() < Duration::from_secs(5), "{status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // a row removed by a peer (silent for a minute, as through an outage)
+    // is made again at the next beat, its windows with it
+    db.client()
+        .await
+        .execute("DELETE FROM decant.daemon", &[])
+        .await
+        .unwrap();
+    let removed = Instant::now();
+    loop {
+        let again = decant::status(&decant, &decant::Schedule::default())
+            .await
+            .unwrap();
+        if !again.daemons.is_empty() {
+            assert!(again.daemons.iter().all(|d| d.windows.is_some()), "{again}");
+            break;
+        }
+        assert!(removed.elapsed() < Duration::from_secs(5), "{again}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     running.stop().await;
     assert_eq!(
         status.windows,

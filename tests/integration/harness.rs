@@ -108,6 +108,11 @@ impl TestDb {
         TestDb { url, name }
     }
 
+    /// This database's name (a plain identifier: `decant_test_<pid>_<n>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A plain connection to this database.
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
