@@ -435,9 +435,12 @@ async fn schema_changes_wait_briefly_behind_the_backend_s_transactions() {
     let db = TestDb::new().await;
     let client = db.client().await;
     crate::example::load(&client, 60, 1).await.unwrap();
+    // (long enough that init keeps retrying through the reads below, each
+    // of which may queue up to one brief lock wait, 500 ms, behind it on a
+    // loaded machine: with 3 s it gave up before the check it still waits)
     let spec = Spec::parse(&crate::example::SPEC.replace(
         "lock_timeout_ms = 2000",
-        "lock_timeout_ms = 2000\nddl_retry_s = 3",
+        "lock_timeout_ms = 2000\nddl_retry_s = 10",
     ))
     .unwrap();
     // a backend's slow request: it read the table and holds its transaction
