@@ -1055,6 +1055,37 @@ mod tests {
     }
 
     #[test]
+    fn a_blob_that_is_not_an_object_migrates_whole_when_no_rule_fails() {
+        // every rule `keep`: the root is an invalid value kept whole, as
+        // the README says, instead of failing the user
+        let spec = Spec::parse(
+            r#"
+[source]
+table = "u"
+id = "id"
+blob = "data"
+[tables.stat.columns]
+k = "text"
+v = "numeric"
+[[rules]]
+name = "stats"
+path = "s.{k}"
+table = "stat"
+value = "v"
+on_invalid = "keep"
+"#,
+        )
+        .unwrap();
+        for blob in [json!([1, 2]), json!("text"), json!(null), json!(7)] {
+            let e = explode(&spec, &blob).unwrap();
+            assert!(e.rows.is_empty(), "{blob}");
+            assert_eq!(e.residual, blob);
+            assert_eq!(e.warnings.len(), 1, "{blob}");
+            assert_eq!(e.warnings[0].rule, "(blob)");
+        }
+    }
+
+    #[test]
     fn invalid_values_under_fail_rules_are_precise_errors() {
         let spec = game();
         let blob = json!({"marriage": {"stats": {"kidnap": {"points": -3}}}});

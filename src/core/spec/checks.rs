@@ -26,7 +26,9 @@ pub(super) fn complete(
         message: format!("rule `{}`: {m}", r.name),
     };
 
-    // Keys: every column that identifies a row; every rule must set them all.
+    // Keys: every column that identifies a row; every rule must set them
+    // all. Each table's problems are reported together.
+    let mut errors = Vec::new();
     for (ti, table) in tables.iter_mut().enumerate() {
         let mut key = BTreeSet::new();
         for r in rules.iter().filter(|r| r.table == ti) {
@@ -35,7 +37,7 @@ pub(super) fn complete(
         for r in rules.iter().filter(|r| r.table == ti) {
             let mine: BTreeSet<usize> = identity_columns(r).collect();
             if let Some(missing) = key.iter().find(|k| !mine.contains(k)) {
-                return Err(rule_err(
+                errors.push(rule_err(
                     r,
                     format!(
                         "does not set key column `{}` of table `{}` that another rule on it sets; \
@@ -48,7 +50,7 @@ pub(super) fn complete(
         table.key = key.into_iter().collect();
         for c in &table.columns {
             if c.not_null && !key_or_written_by_all(&rules, ti, table, c) {
-                return Err(SpecError {
+                errors.push(SpecError {
                     file: file.to_path_buf(),
                     line: table.line,
                     message: format!(
@@ -58,6 +60,10 @@ pub(super) fn complete(
                 });
             }
         }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line);
+        return Err(merged(errors));
     }
 
     let trie = build_trie(&rules).map_err(|(i, m)| rule_err(&rules[i], m))?;

@@ -222,6 +222,51 @@ v = "int8"
     }
 
     #[test]
+    fn every_broken_entry_is_reported_at_once() {
+        let text = "[source]\ntable = \"user\"\n\n\
+             [tables.a.columns]\nv = \"integer64\"\n\n\
+             [tables.b.columns]\nk = \"text\"\nv = \"int8\"\n\n\
+             [tables.c.columns]\nv = { type = \"int4\", min = 10, max = 5 }\n\n\
+             [[rules]]\nname = \"into_a\"\npath = \"a\"\ntable = \"a\"\nvalue = \"v\"\n\n\
+             [[rules]]\nname = \"into_b\"\npath = \"b.{k}\"\ntable = \"b\"\nvalue = \"nope\"\n\n\
+             [[rules]]\nname = \"nowhere\"\npath = \"z\"\ntable = \"zz\"\nvalue = \"v\"\n";
+        let (line, msg) = spec_err(text);
+        assert_eq!(line, 5, "{msg}");
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines.len(), 4, "{msg}");
+        assert!(lines[0].contains("unknown type `integer64`"), "{msg}");
+        assert!(
+            lines[1].starts_with("spec <inline>:12: table `c`") && lines[1].contains("above max"),
+            "{msg}"
+        );
+        assert!(
+            lines[2].starts_with("spec <inline>:20: rule `into_b`"),
+            "{msg}"
+        );
+        assert!(
+            lines[3].starts_with("spec <inline>:26: rule `nowhere`")
+                && lines[3].contains("not declared"),
+            "{msg}"
+        );
+        // the rule into the refused table `a` adds nothing
+        assert!(!msg.contains("into_a"), "{msg}");
+
+        // the checks across rules too: both tables' not-null columns
+        let text = "[source]\ntable = \"user\"\n\n\
+             [tables.a.columns]\nk = \"text\"\nn = { type = \"int4\", not_null = true }\nx = \"jsonb\"\n\n\
+             [tables.b.columns]\nk = \"text\"\nn = { type = \"int4\", not_null = true }\nx = \"jsonb\"\n\n\
+             [[rules]]\nname = \"ra\"\npath = \"a.{k}\"\ntable = \"a\"\nkeys = { n = \"n\" }\nextra = \"x\"\n\n\
+             [[rules]]\nname = \"rb\"\npath = \"b.{k}\"\ntable = \"b\"\nkeys = { n = \"n\" }\nextra = \"x\"\n";
+        let (_, msg) = spec_err(text);
+        assert_eq!(msg.lines().count(), 2, "{msg}");
+        assert!(
+            msg.contains("table `a` column `n` is not_null")
+                && msg.contains("table `b` column `n` is not_null"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn unknown_type_is_refused_with_its_line() {
         let text =
             "[source]\ntable = \"user\"\n\n[tables.t.columns]\nk = \"text\"\nv = \"integer64\"\n";

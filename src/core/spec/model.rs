@@ -23,6 +23,30 @@ pub struct SpecError {
 
 pub(crate) type Result<T, E = SpecError> = std::result::Result<T, E>;
 
+/// Several problems as one error: the first with its line,
+/// then each other on a line of its own as `spec FILE:LINE: message`, in
+/// their order (at most 20 in all, then how many more).
+pub(super) fn merged(mut errors: Vec<SpecError>) -> SpecError {
+    const SHOWN: usize = 20;
+    let more = errors.len().saturating_sub(SHOWN);
+    let mut rest = errors.drain(..).take(SHOWN);
+    let mut first = rest.next().expect("at least one error to merge");
+    for e in rest {
+        first.message.push_str(&format!(
+            "\nspec {}:{}: {}",
+            e.file.display(),
+            e.line,
+            e.message
+        ));
+    }
+    if more > 0 {
+        first
+            .message
+            .push_str(&format!("\n(and {more} more problems in the spec)"));
+    }
+    first
+}
+
 /// A parsed, validated mapping spec.
 #[derive(Debug, Clone)]
 pub struct Spec {

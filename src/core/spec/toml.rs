@@ -206,12 +206,55 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         cx.err(offset, format!("does not parse: {}", e.message()))
     })?;
-    let (source, settings) = source_and_settings(&cx, &raw)?;
-    let tables = raw
-        .tables
-        .iter()
-        .map(|(name, t)| table(&cx, name, t))
-        .collect::<Result<Vec<Table>>>()?;
+    // the entries are read independently, so one error does not hide the
+    // next: every source, table and rule problem is reported at once
+    let mut errors = Vec::new();
+    let source_settings = source_and_settings(&cx, &raw).map_err(|e| errors.push(e));
+    let mut tables = Vec::new();
+    let mut broken_tables = BTreeSet::new();
+    for (name, t) in &raw.tables {
+        match table(&cx, name, t) {
+            Ok(t) => tables.push(t),
+            Err(e) => {
+                broken_tables.insert(name.as_str());
+                errors.push(e);
+            }
+        }
+    }
+    // names are unique per kind (rules, ranked statistics)
+    let unique = |names: &mut BTreeSet<String>, name: &str, at: usize, kind: &str| {
+        if names.insert(name.to_string()) {
+            Ok(())
+        } else {
+            Err(cx.err(
+                at,
+                format!("{kind} `{name}`: another {kind} has the same name"),
+            ))
+        }
+    };
+    let mut rules = Vec::new();
+    let mut names = BTreeSet::new();
+    for raw_rule in &raw.rules {
+        // a rule into a table refused above would only add "not declared"
+        if broken_tables.contains(raw_rule.get_ref().table.as_str()) {
+            continue;
+        }
+        match rule(&cx, raw_rule, &tables)
+            .and_then(|r| unique(&mut names, &r.name, raw_rule.span().start, "rule").map(|()| r))
+        {
+            Ok(r) => rules.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    // in file order, the spec-wide problem last
+    errors.sort_by_key(|e| e.line);
+    if raw.rules.is_empty() {
+        errors.push(cx.err(0, "no [[rules]]: the spec maps nothing"));
+    }
+    let (source, settings) = match source_settings {
+        Ok(ss) if errors.is_empty() => ss,
+        _ => return Err(merged(errors)),
+    };
     // the relations the spec names or makes, as PostgreSQL keeps their
     // names (cut to 63 bytes): two that meet would be one object
     let mut relations: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -252,27 +295,6 @@ pub(super) fn parse_named(text: &str, file: &Path) -> Result<Spec> {
             format!("table `{}`'s cross-user view", t.name),
             table_at(&t.name),
         )?;
-    }
-    // names are unique per kind (rules, ranked statistics)
-    let unique = |names: &mut BTreeSet<String>, name: &str, at: usize, kind: &str| {
-        if names.insert(name.to_string()) {
-            Ok(())
-        } else {
-            Err(cx.err(
-                at,
-                format!("{kind} `{name}`: another {kind} has the same name"),
-            ))
-        }
-    };
-    let mut rules = Vec::new();
-    let mut names = BTreeSet::new();
-    for raw_rule in &raw.rules {
-        let rule = rule(&cx, raw_rule, &tables)?;
-        unique(&mut names, &rule.name, raw_rule.span().start, "rule")?;
-        rules.push(rule);
-    }
-    if rules.is_empty() {
-        return Err(cx.err(0, "no [[rules]]: the spec maps nothing"));
     }
     let mut spec = complete(&cx.file, source, settings, tables, rules)?;
     let mut names = BTreeSet::new();
