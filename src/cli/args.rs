@@ -23,8 +23,9 @@ impl Target {
     }
 
     /// The connection string: `--database-url`, `$DATABASE_URL`, or the
-    /// libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
-    /// `PGSSLMODE`, with `PGPASSWORD` or `~/.pgpass` for the password).
+    /// libpq variables (`PGSERVICE`, `PGHOST`, `PGPORT`, `PGUSER`,
+    /// `PGDATABASE`, `PGSSLMODE`, with `PGPASSWORD` or `~/.pgpass` for the
+    /// password).
     pub(super) fn url(&self) -> Result<String> {
         let url = match &self.database_url {
             Some(u) => u.clone(),
@@ -32,7 +33,7 @@ impl Target {
                 Some(u) => u,
                 None => super::exit::usage!(
                     "no database: pass --database-url, set DATABASE_URL, or set the libpq \
-                     variables (PGHOST, PGPORT, PGUSER, PGDATABASE; PGPASSWORD or ~/.pgpass)"
+                     variables (PGSERVICE, or PGHOST, PGPORT, PGUSER, PGDATABASE; PGPASSWORD or ~/.pgpass)"
                 ),
             },
         };

@@ -41,8 +41,8 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
 /// host from `PGHOST` (else the local socket directory, else localhost),
 /// the port from `PGPORT`, the user from `PGUSER` (else the login name),
 /// the database from `PGDATABASE` (else the user), the application name
-/// from `PGAPPNAME`. So `dbname=game` reaches the server `psql
-/// "dbname=game"` reaches.
+/// from `PGAPPNAME`, the connect timeout from `PGCONNECT_TIMEOUT`. So
+/// `dbname=game` reaches the server `psql "dbname=game"` reaches.
 fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<String>) {
     if cfg.get_hosts().is_empty() {
         let hosts = var("PGHOST").unwrap_or_else(default_host);
@@ -73,6 +73,11 @@ fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<Stri
             cfg.application_name(a);
         }
     }
+    if cfg.get_connect_timeout().is_none() {
+        if let Some(t) = var("PGCONNECT_TIMEOUT").and_then(|t| t.trim().parse::<u64>().ok()) {
+            cfg.connect_timeout(std::time::Duration::from_secs(t));
+        }
+    }
 }
 
 /// libpq's default host: the first local socket directory with a server's
@@ -86,8 +91,9 @@ fn default_host() -> String {
 }
 
 /// The connection string libpq would build from the environment when none
-/// is given: `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGSSLMODE`,
-/// `PGAPPNAME`, `PGCONNECT_TIMEOUT` (the password is found later, see
+/// is given: `PGSERVICE` alone when set (see `service`), else `PGHOST`,
+/// `PGPORT`, `PGUSER`, `PGDATABASE`, `PGSSLMODE`, `PGAPPNAME`,
+/// `PGCONNECT_TIMEOUT` (the password is found later, see
 /// `parse_config`). `None` when none of them is set. Unset ones take
 /// libpq's defaults: the local socket directory, port 5432, the login
 /// name as user, the user as database.
@@ -105,10 +111,16 @@ fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<String> {
         ("PGAPPNAME", "application_name"),
         ("PGCONNECT_TIMEOUT", "connect_timeout"),
     ];
+    let quote = crate::pg::conninfo::quote;
+    // a service comes before the other variables (libpq's order): the
+    // service's parameters are added to the string, then `parse_config`
+    // fills what is still unset from the environment
+    if let Some(service) = var("PGSERVICE") {
+        return Some(format!("service={}", quote(&service)));
+    }
     if KEYS.iter().all(|(env, _)| var(env).is_none()) {
         return None;
     }
-    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let mut parts = Vec::new();
     let host = var("PGHOST").unwrap_or_else(default_host);
     parts.push(format!("host={}", quote(&host)));
@@ -402,6 +414,11 @@ mod tests {
             }
         };
         assert_eq!(from_vars(env(&[("USER", "ann")])), None);
+        // a service alone: its parameters come before the other variables
+        assert_eq!(
+            from_vars(env(&[("PGSERVICE", "game"), ("PGHOST", "h")])).as_deref(),
+            Some("service='game'")
+        );
         let s = from_vars(env(&[
             ("PGHOST", "db.example"),
             ("PGPORT", "6543"),

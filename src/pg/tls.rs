@@ -59,8 +59,10 @@ pub(crate) struct Split {
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a connection string (URL or
-/// key=value), putting back the `sslmode` tokio-postgres understands.
+/// key=value; a named service's parameters added first), putting back the `sslmode` tokio-postgres understands.
 pub(crate) fn split(conn: &str) -> Result<Split> {
+    // a named service's parameters first, so that its sslmode counts
+    let conn = &crate::pg::service::expand(conn)?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let (mut mode, mut rootcert) = (None, None);
     let rest = if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
@@ -70,8 +72,10 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
                 let mut kept = Vec::new();
                 for pair in query.split('&') {
                     match pair.split_once('=') {
-                        Some(("sslmode", v)) => mode = Some(percent_decode(v)),
-                        Some(("sslrootcert", v)) => rootcert = Some(percent_decode(v)),
+                        Some(("sslmode", v)) => mode = Some(crate::pg::conninfo::percent_decode(v)),
+                        Some(("sslrootcert", v)) => {
+                            rootcert = Some(crate::pg::conninfo::percent_decode(v))
+                        }
                         _ => kept.push(pair),
                     }
                 }
@@ -84,7 +88,7 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
         }
     } else {
         let mut kept = Vec::new();
-        for (key, value, raw) in key_values(conn) {
+        for (key, value, raw) in crate::pg::conninfo::key_values(conn) {
             match key.as_str() {
                 "sslmode" => mode = Some(value),
                 "sslrootcert" => rootcert = Some(value),
@@ -109,89 +113,6 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
         mode,
         rootcert,
     })
-}
-
-/// `key=value` pairs of a libpq connection string (values possibly
-/// single-quoted with `\` escapes), with each pair's original text.
-fn key_values(s: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut chars = s.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        let mut key = String::new();
-        while let Some(&(_, c)) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while let Some(&(_, c)) = chars.peek() {
-            if c.is_whitespace() {
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        if chars.peek().map(|&(_, c)| c) == Some('=') {
-            chars.next();
-        }
-        while let Some(&(_, c)) = chars.peek() {
-            if c.is_whitespace() {
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let mut value = String::new();
-        if chars.peek().map(|&(_, c)| c) == Some('\'') {
-            chars.next();
-            while let Some((_, c)) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
-                    '\'' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&(_, c)) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                if c == '\\' {
-                    chars.next();
-                    value.extend(chars.next().map(|(_, c)| c));
-                    continue;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        let end = chars.peek().map(|&(i, _)| i).unwrap_or(s.len());
-        out.push((key, value, s[start..end].to_string()));
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The TLS connector for `split`'s settings. `require` with a root

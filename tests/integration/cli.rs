@@ -433,6 +433,9 @@ fn decant_pg_env(
         "PGPASSWORD",
         "PGSSLMODE",
         "PGPASSFILE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGSYSCONFDIR",
     ] {
         cmd.env_remove(k);
     }
@@ -482,6 +485,64 @@ async fn the_libpq_variables_are_honoured_and_no_password_is_printed() {
     assert!(!ok);
     assert!(err3.contains("no_such_database_here"), "{err3}");
     for text in [&out, &err, &out2, &err2, &out3, &err3] {
+        assert!(!text.contains(&secret), "the password was printed: {text}");
+    }
+    // a connection service (libpq's pg_service.conf): named by PGSERVICE
+    // or in the string, its parameters before the variables', the
+    // string's before its own
+    let services = dir.join("services.conf");
+    let section = |name: &str, db: &str| {
+        format!(
+            "[{name}]\nhost={}\nport={}\nuser={}\ndbname={db}\n",
+            vars[0].1, vars[1].1, vars[2].1
+        )
+    };
+    std::fs::write(
+        &services,
+        format!(
+            "# decant's test\n{}\n{}",
+            section("other", "no_such_database_here"),
+            section("game", &vars[3].1)
+        ),
+    )
+    .unwrap();
+    let file = ("PGSERVICEFILE", services.display().to_string());
+    let (ok, out4, err4) = decant_pg_env(
+        &["status"],
+        &[
+            file.clone(),
+            ("PGSERVICE", "game".into()),
+            ("PGDATABASE", "no_such_database_here".into()),
+            ("PGPASSWORD", secret.clone()),
+        ],
+        &dir,
+    );
+    assert!(ok && out4.contains("10"), "{err4}");
+    let by_string = |url: &str| {
+        let out = command(&["status", "--database-url", url], None, &dir)
+            .env(file.0, &file.1)
+            .env_remove("PGSERVICE")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for url in ["service=game", "postgresql:///?service=game"] {
+        let (ok, err) = by_string(url);
+        assert!(ok, "{url}: {err}");
+    }
+    let (ok, err) = by_string(&format!("service=other dbname={}", vars[3].1));
+    assert!(ok, "{err}");
+    let (ok, err) = by_string("service=other");
+    assert!(!ok && err.contains("no_such_database_here"), "{err}");
+    let (ok, err) = by_string("service=missing");
+    assert!(
+        !ok && err.contains("definition of service \"missing\" not found"),
+        "{err}"
+    );
+    for text in [&out4, &err4] {
         assert!(!text.contains(&secret), "the password was printed: {text}");
     }
     // with none of them: says what to set
