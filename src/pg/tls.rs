@@ -1,6 +1,8 @@
 //! TLS as libpq does it, with rustls: `sslmode` (`disable`, `allow`,
 //! `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert`, from
-//! the connection string or `PGSSLMODE` / `PGSSLROOTCERT`. tokio-postgres
+//! the connection string or `PGSSLMODE` / `PGSSLROOTCERT`, and a client
+//! certificate (`sslcert` / `sslkey`, `PGSSLCERT` / `PGSSLKEY`, else
+//! `~/.postgresql/postgresql.crt` and `.key`). tokio-postgres
 //! knows only disable, prefer and require, so the two verifying modes and
 //! the root certificate are taken out of the string here and become the
 //! certificate verifier.
@@ -9,7 +11,7 @@ use crate::error::{Error, Result};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,15 +58,20 @@ pub(crate) struct Split {
     pub rest: String,
     pub mode: Mode,
     pub rootcert: Option<PathBuf>,
+    /// The client certificate (`sslcert`) and its key (`sslkey`), for
+    /// servers that authenticate clients by certificate.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a connection string (URL or
-/// key=value; a named service's parameters added first), putting back the `sslmode` tokio-postgres understands.
+/// Takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of a
+/// connection string (URL or key=value; a named service's parameters
+/// added first), putting back the `sslmode` tokio-postgres understands.
 pub(crate) fn split(conn: &str) -> Result<Split> {
     // a named service's parameters first, so that its sslmode counts
     let conn = &crate::pg::service::expand(conn)?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let (mut mode, mut rootcert) = (None, None);
+    let (mut mode, mut rootcert, mut cert, mut key) = (None, None, None, None);
     let rest = if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
         match conn.split_once('?') {
             None => conn.to_string(),
@@ -76,6 +83,8 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
                         Some(("sslrootcert", v)) => {
                             rootcert = Some(crate::pg::conninfo::percent_decode(v))
                         }
+                        Some(("sslcert", v)) => cert = Some(crate::pg::conninfo::percent_decode(v)),
+                        Some(("sslkey", v)) => key = Some(crate::pg::conninfo::percent_decode(v)),
                         _ => kept.push(pair),
                     }
                 }
@@ -88,10 +97,12 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
         }
     } else {
         let mut kept = Vec::new();
-        for (key, value, raw) in crate::pg::conninfo::key_values(conn) {
-            match key.as_str() {
+        for (name, value, raw) in crate::pg::conninfo::key_values(conn) {
+            match name.as_str() {
                 "sslmode" => mode = Some(value),
                 "sslrootcert" => rootcert = Some(value),
+                "sslcert" => cert = Some(value),
+                "sslkey" => key = Some(value),
                 _ => kept.push(raw),
             }
         }
@@ -103,6 +114,20 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
             .unwrap_or_else(|| "prefer".into()),
     )?;
     let rootcert = rootcert.or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from);
+    // libpq's defaults: ~/.postgresql/postgresql.crt and .key, when there
+    let home = |f: &str| {
+        env("HOME")
+            .map(|h| PathBuf::from(h).join(".postgresql").join(f))
+            .filter(|p| p.exists())
+    };
+    let cert = cert
+        .or_else(|| env("PGSSLCERT"))
+        .map(PathBuf::from)
+        .or_else(|| home("postgresql.crt"));
+    let key = key
+        .or_else(|| env("PGSSLKEY"))
+        .map(PathBuf::from)
+        .or_else(|| home("postgresql.key"));
     let sep = if rest.starts_with("postgres") {
         if rest.contains('?') { "&" } else { "?" }
     } else {
@@ -112,6 +137,8 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
         rest: format!("{rest}{sep}sslmode={}", mode.driver()),
         mode,
         rootcert,
+        cert,
+        key,
     })
 }
 
@@ -162,15 +189,95 @@ pub(crate) fn connector(split: &Split) -> Result<Connector> {
             })
         }
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Setup(format!("TLS setup: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let config = match (&split.cert, &split.key) {
+        (None, _) => config.with_no_client_auth(),
+        (Some(cert), key) => {
+            let (chain, key) = client_identity(cert, key.as_deref())?;
+            let signing = provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| Error::Setup(format!("sslkey for {}: {e}", cert.display())))?;
+            let certified = rustls::sign::CertifiedKey::new(chain, signing);
+            // a key of another certificate is refused here; a certificate
+            // rustls cannot parse (X.509 v1, as `openssl x509 -req` makes
+            // without extensions) is left for the server to judge, as
+            // libpq leaves it
+            if let Err(e @ rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+                certified.keys_match()
+            {
+                return Err(Error::Setup(format!(
+                    "sslcert {} and its sslkey: {e}",
+                    cert.display()
+                )));
+            }
+            config.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified,
+            )))
+        }
+    };
     Ok(Connector(tokio_postgres_rustls::MakeRustlsConnect::new(
         config,
     )))
+}
+
+/// The client certificate chain at `cert` and its private key (at `key`,
+/// else beside it with `.key` for `.crt`), both PEM. As libpq, a key that
+/// others can read is refused: it must be 0600 (0640 when root owns it).
+fn client_identity(
+    cert: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let setup = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        Error::Setup(format!("{what} {}: {e}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| setup("sslcert", cert, &e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| setup("sslcert", cert, &e))?;
+    if chain.is_empty() {
+        return Err(setup(
+            "sslcert",
+            cert,
+            &"no certificate in it (expected PEM)",
+        ));
+    }
+    let key = match key {
+        Some(k) => k.to_path_buf(),
+        None => cert.with_extension("key"),
+    };
+    let meta = std::fs::metadata(&key).map_err(|e| {
+        setup(
+            "sslkey",
+            &key,
+            &format!("{e} (the client certificate's private key: set sslkey or PGSSLKEY)"),
+        )
+    })?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+    let owner_is_root = std::os::unix::fs::MetadataExt::uid(&meta) == 0;
+    let allowed = if owner_is_root { 0o037 } else { 0o077 };
+    if mode & allowed != 0 {
+        return Err(setup(
+            "sslkey",
+            &key,
+            &format!(
+                "others can read it (mode {:o}): chmod 0600 it, as libpq requires",
+                mode & 0o777
+            ),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(&key).map_err(|e| {
+        setup(
+            "sslkey",
+            &key,
+            &format!("{e} (expected an unencrypted PEM private key)"),
+        )
+    })?;
+    Ok((chain, private))
 }
 
 fn cert_error(path: &std::path::Path, e: impl std::fmt::Display) -> Error {

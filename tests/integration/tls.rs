@@ -209,6 +209,9 @@ async fn every_sslmode_connects_as_libpq_would() {
         "{err}"
     );
 
+    // a client certificate, for a role the server authenticates by one
+    client_certificates(&certs, port).await;
+
     // the pool (the library and the daemon) and the command line, by the
     // libpq variables
     let decant_url = url(
@@ -246,4 +249,198 @@ async fn every_sslmode_connects_as_libpq_would() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&certs);
+}
+
+/// The server made to authenticate `certuser` by a certificate its CA
+/// signs (`cert` in pg_hba.conf): decant connects with `sslcert` /
+/// `sslkey` (or `PGSSLCERT` / `PGSSLKEY`), not without them, and refuses
+/// a key others can read, as libpq does.
+async fn client_certificates(certs: &Path, port: u16) {
+    let admin = decant::connect(&format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=require"
+    ))
+    .await
+    .unwrap();
+    let hba: String = admin.query_one("SHOW hba_file", &[]).await.unwrap().get(0);
+    let before = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("hostssl all certuser 127.0.0.1/32 cert\n{before}"),
+    )
+    .unwrap();
+    admin
+        .batch_execute("CREATE ROLE certuser LOGIN")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER SYSTEM SET ssl_ca_file = '{}'",
+            certs.join("ca.pem").display()
+        ))
+        .await
+        .unwrap();
+    admin
+        .query_one("SELECT pg_reload_conf()", &[])
+        .await
+        .unwrap();
+    sh(
+        certs,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=certuser",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ],
+    );
+    sh(
+        certs,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "client.crt",
+        ],
+    );
+    // the same key in an X.509 v3 certificate (extensions make it v3;
+    // the one above is v1, which rustls cannot parse but servers take)
+    std::fs::write(certs.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    sh(
+        certs,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client3.crt",
+        ],
+    );
+    let key = certs.join("client.key");
+    let chmod = |mode: &str| {
+        assert!(
+            Command::new("chmod")
+                .arg(mode)
+                .arg(&key)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    chmod("0600");
+    let as_certuser = |extra: &str| {
+        format!("postgres://certuser@127.0.0.1:{port}/postgres?sslmode=require{extra}")
+    };
+    let with_cert = format!(
+        "&sslcert={}&sslkey={}",
+        certs.join("client.crt").display(),
+        key.display()
+    );
+    // the reload is asynchronous: wait for the server to ask for the cert
+    let mut last = String::new();
+    let mut connected = None;
+    for _ in 0..50 {
+        match decant::connect(&as_certuser(&with_cert)).await {
+            Ok(c) => {
+                connected = Some(c);
+                break;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let c = connected.unwrap_or_else(|| panic!("with the client certificate: {last}"));
+    let who: String = c
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "certuser");
+    // the key=value form, the key found beside the certificate
+    let kv = format!(
+        "host=127.0.0.1 port={port} user=certuser dbname=postgres sslmode=require sslcert='{}'",
+        certs.join("client.crt").display()
+    );
+    decant::connect(&kv).await.unwrap();
+    // without it the server refuses the role
+    let err = decant::connect(&as_certuser(""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("certuser") || err.contains("certificate"),
+        "{err}"
+    );
+    // a key others can read is refused before connecting, naming the fix
+    chmod("0644");
+    let err = decant::connect(&as_certuser(&with_cert))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sslkey") && err.contains("chmod 0600"),
+        "{err}"
+    );
+    chmod("0600");
+    // the v3 certificate
+    let v3 = format!(
+        "&sslcert={}&sslkey={}",
+        certs.join("client3.crt").display(),
+        key.display()
+    );
+    decant::connect(&as_certuser(&v3)).await.unwrap();
+    // the key of another certificate (checked where rustls reads the
+    // certificate: v3)
+    let other_key = certs.join("other.key");
+    assert!(
+        Command::new("chmod")
+            .arg("0600")
+            .arg(&other_key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mismatched = format!(
+        "&sslcert={}&sslkey={}",
+        certs.join("client3.crt").display(),
+        other_key.display()
+    );
+    let err = decant::connect(&as_certuser(&mismatched))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("and its sslkey"), "{err}");
+    // a certificate file that holds none
+    let bad = format!("&sslcert={}", certs.join("san.ext").display());
+    let err = decant::connect(&as_certuser(&bad))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sslcert") && err.contains("no certificate"),
+        "{err}"
+    );
 }
