@@ -13,13 +13,21 @@ use std::str::FromStr;
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
     let split = crate::pg::tls::split(url)?;
     let mut cfg = tokio_postgres::Config::from_str(&split.rest).map_err(|e| {
+        // the driver names the option or value in the error's source
+        let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(" ({s})"));
         Error::ConnectionString(format!(
-            "bad connection string: {e}; expected e.g. postgres://user@host:5432/db or \"host=/tmp dbname=db\""
+            "bad connection string: {e}{why}; expected e.g. postgres://user@host:5432/db or \"host=/tmp dbname=db\""
         ))
     })?;
     fill_from(&mut cfg, |k| {
         std::env::var(k).ok().filter(|v| !v.is_empty())
     });
+    // after PGAPPNAME, as libpq
+    if cfg.get_application_name().is_none() {
+        if let Some(a) = &split.fallback_application_name {
+            cfg.application_name(a);
+        }
+    }
     // libpq never negotiates TLS over a Unix socket, whatever sslmode says
     if !cfg.get_hosts().is_empty()
         && cfg
@@ -30,7 +38,7 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
         cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
     }
     if cfg.get_password().is_none() {
-        if let Some(p) = password_for(&cfg) {
+        if let Some(p) = password_for(&cfg, split.passfile.as_deref()) {
             cfg.password(p);
         }
     }
@@ -141,15 +149,20 @@ fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<String> {
 }
 
 /// The password libpq would use for `cfg`: `$PGPASSWORD`, else the first
-/// matching line of the password file (`hostname:port:database:username:
+/// matching line of the password file (`passfile` in the string, else
+/// `$PGPASSFILE`, else `~/.pgpass`; `hostname:port:database:username:
 /// password`, `*` matching anything, `\:` and `\\` escaped; a file others
 /// can read is ignored, as libpq does).
-fn password_for(cfg: &tokio_postgres::Config) -> Option<String> {
+fn password_for(
+    cfg: &tokio_postgres::Config,
+    passfile: Option<&std::path::Path>,
+) -> Option<String> {
     if let Some(p) = std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()) {
         return Some(p);
     }
-    let file = std::env::var_os("PGPASSFILE")
-        .map(std::path::PathBuf::from)
+    let file = passfile
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::var_os("PGPASSFILE").map(std::path::PathBuf::from))
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
     let meta = std::fs::metadata(&file).ok()?;
     if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
@@ -392,6 +405,17 @@ mod tests {
         assert_eq!(cfg.get_ports(), [6543]);
         assert_eq!(cfg.get_user(), Some("app"));
         assert_eq!(cfg.get_dbname(), Some("app"));
+    }
+
+    #[test]
+    fn a_fallback_application_name_names_a_session_nothing_else_names() {
+        if std::env::var_os("PGAPPNAME").is_some() {
+            return; // the variable comes first, as in libpq
+        }
+        let cfg = parse_config("host=h fallback_application_name=fb").unwrap();
+        assert_eq!(cfg.get_application_name(), Some("fb"));
+        let cfg = parse_config("host=h application_name=a fallback_application_name=fb").unwrap();
+        assert_eq!(cfg.get_application_name(), Some("a"));
     }
 
     #[test]

@@ -52,7 +52,9 @@ impl Mode {
     }
 }
 
-/// The TLS settings of a connection string, and the string without them.
+/// What decant takes out of a connection string itself (the TLS settings
+/// and the libpq keywords tokio-postgres does not know), and the string
+/// without them.
 #[derive(Debug)]
 pub(crate) struct Split {
     pub rest: String,
@@ -62,16 +64,49 @@ pub(crate) struct Split {
     /// servers that authenticate clients by certificate.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// `ssl_min_protocol_version` / `ssl_max_protocol_version`: TLS 1.3
+    /// only, or 1.2 only (rustls speaks no older version).
+    pub versions: Option<&'static rustls::SupportedProtocolVersion>,
+    /// `passfile`: the password file, in place of `$PGPASSFILE`.
+    pub passfile: Option<PathBuf>,
+    /// `fallback_application_name`: the application name when none is set.
+    pub fallback_application_name: Option<String>,
 }
 
-/// Takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of a
-/// connection string (URL or key=value; a named service's parameters
-/// added first), putting back the `sslmode` tokio-postgres understands.
+/// The libpq keywords decant reads itself (tokio-postgres refuses them).
+const TAKEN: [&str; 21] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "passfile",
+    "fallback_application_name",
+    "client_encoding",
+    "gssencmode",
+    "krbsrvname",
+    "gsslib",
+    "sslsni",
+    "sslcompression",
+    "sslpassword",
+    "sslcrl",
+    "sslcrldir",
+    "sslcertmode",
+    "require_auth",
+    "requirepeer",
+    "replication",
+];
+
+/// Takes the keywords decant reads itself ([`TAKEN`]) out of a connection
+/// string (URL or key=value; a named service's parameters added first),
+/// putting back the `sslmode` tokio-postgres understands. A keyword whose
+/// setting decant cannot honour is refused, naming it.
 pub(crate) fn split(conn: &str) -> Result<Split> {
     // a named service's parameters first, so that its sslmode counts
     let conn = &crate::pg::service::expand(conn)?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let (mut mode, mut rootcert, mut cert, mut key) = (None, None, None, None);
+    let mut taken = std::collections::BTreeMap::new();
     let rest = if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
         match conn.split_once('?') {
             None => conn.to_string(),
@@ -79,12 +114,9 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
                 let mut kept = Vec::new();
                 for pair in query.split('&') {
                     match pair.split_once('=') {
-                        Some(("sslmode", v)) => mode = Some(crate::pg::conninfo::percent_decode(v)),
-                        Some(("sslrootcert", v)) => {
-                            rootcert = Some(crate::pg::conninfo::percent_decode(v))
+                        Some((k, v)) if TAKEN.contains(&k) => {
+                            taken.insert(k.to_string(), crate::pg::conninfo::percent_decode(v));
                         }
-                        Some(("sslcert", v)) => cert = Some(crate::pg::conninfo::percent_decode(v)),
-                        Some(("sslkey", v)) => key = Some(crate::pg::conninfo::percent_decode(v)),
                         _ => kept.push(pair),
                     }
                 }
@@ -98,16 +130,104 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
     } else {
         let mut kept = Vec::new();
         for (name, value, raw) in crate::pg::conninfo::key_values(conn) {
-            match name.as_str() {
-                "sslmode" => mode = Some(value),
-                "sslrootcert" => rootcert = Some(value),
-                "sslcert" => cert = Some(value),
-                "sslkey" => key = Some(value),
-                _ => kept.push(raw),
+            if TAKEN.contains(&name.as_str()) {
+                taken.insert(name, value);
+            } else {
+                kept.push(raw);
             }
         }
         kept.join(" ")
     };
+    let mut take = |k: &str| taken.remove(k).filter(|v| !v.is_empty());
+    let (mode, rootcert, cert, key) = (
+        take("sslmode"),
+        take("sslrootcert"),
+        take("sslcert"),
+        take("sslkey"),
+    );
+    let refuse = |k: &str, v: &str, why: &str| {
+        // a password's value is not shown
+        let v = if k == "sslpassword" { "..." } else { v };
+        Err(Error::ConnectionString(format!("{k}={v}: {why}")))
+    };
+    const LEAVE: &str = "leave it out of the connection string";
+    // what decant always does, so only the other settings are refused
+    match take("client_encoding") {
+        Some(v) if !v.eq_ignore_ascii_case("utf8") && !v.eq_ignore_ascii_case("utf-8") => {
+            let why = format!("decant's sessions are always UTF8; {LEAVE}");
+            return refuse("client_encoding", &v, &why);
+        }
+        _ => {}
+    }
+    if let Some(v) = take("gssencmode").filter(|v| v == "require") {
+        let why = format!("decant has no GSSAPI encryption (use sslmode); {LEAVE}");
+        return refuse("gssencmode", &v, &why);
+    }
+    for (k, why) in [
+        (
+            "sslpassword",
+            "decant reads only unencrypted keys (openssl pkey -in key -out plain.key)",
+        ),
+        (
+            "sslcrl",
+            "decant does not check certificate revocation lists",
+        ),
+        (
+            "sslcrldir",
+            "decant does not check certificate revocation lists",
+        ),
+        (
+            "require_auth",
+            "decant cannot restrict the server's authentication method",
+        ),
+        (
+            "requirepeer",
+            "decant does not check the server's Unix user",
+        ),
+    ] {
+        if let Some(v) = take(k) {
+            return refuse(k, &v, &format!("{why}; {LEAVE}"));
+        }
+    }
+    if let Some(v) = take("replication") {
+        if !["false", "0", "no", "off"].contains(&v.to_lowercase().as_str()) {
+            return refuse(
+                "replication",
+                &v,
+                &format!("decant opens ordinary sessions; {LEAVE}"),
+            );
+        }
+    }
+    let certmode = take("sslcertmode");
+    let version = |k: &str, v: Option<String>| match v.as_deref() {
+        None | Some("TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3") => Ok(v),
+        Some(other) => Err(Error::ConnectionString(format!(
+            "{k}={other}: expected TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3"
+        ))),
+    };
+    let min = version("ssl_min_protocol_version", take("ssl_min_protocol_version"))?;
+    let max = version("ssl_max_protocol_version", take("ssl_max_protocol_version"))?;
+    let versions = match (min.as_deref(), max.as_deref()) {
+        (Some("TLSv1.3"), Some(max)) if max != "TLSv1.3" => {
+            return refuse(
+                "ssl_max_protocol_version",
+                max,
+                "it is below ssl_min_protocol_version=TLSv1.3",
+            );
+        }
+        (Some("TLSv1.3"), _) => Some(&rustls::version::TLS13),
+        (_, Some("TLSv1.2")) => Some(&rustls::version::TLS12),
+        (_, Some(max @ ("TLSv1" | "TLSv1.1"))) => {
+            let why = format!("decant speaks TLS 1.2 and 1.3 only; {LEAVE}");
+            return refuse("ssl_max_protocol_version", max, &why);
+        }
+        _ => None,
+    };
+    let passfile = take("passfile").map(PathBuf::from);
+    let fallback_application_name = take("fallback_application_name");
+    // the rest change nothing for decant: GSSAPI settings (no GSSAPI
+    // encryption is negotiated), SNI (rustls sends it for host names),
+    // compression (no server since 14 does it)
     let mode = Mode::parse(
         &mode
             .or_else(|| env("PGSSLMODE"))
@@ -124,6 +244,15 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
         .or_else(|| env("PGSSLCERT"))
         .map(PathBuf::from)
         .or_else(|| home("postgresql.crt"));
+    // sslcertmode: `disable` sends no certificate, `require` needs one
+    let cert = cert.filter(|_| certmode.as_deref() != Some("disable"));
+    if certmode.as_deref() == Some("require") && cert.is_none() {
+        return refuse(
+            "sslcertmode",
+            "require",
+            "no client certificate is given (sslcert, PGSSLCERT or ~/.postgresql/postgresql.crt)",
+        );
+    }
     let key = key
         .or_else(|| env("PGSSLKEY"))
         .map(PathBuf::from)
@@ -139,6 +268,9 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
         rootcert,
         cert,
         key,
+        versions,
+        passfile,
+        fallback_application_name,
     })
 }
 
@@ -189,11 +321,14 @@ pub(crate) fn connector(split: &Split) -> Result<Connector> {
             })
         }
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Setup(format!("TLS setup: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone());
+    let config = match split.versions {
+        Some(only) => builder.with_protocol_versions(&[only]),
+        None => builder.with_safe_default_protocol_versions(),
+    }
+    .map_err(|e| Error::Setup(format!("TLS setup: {e}")))?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier);
     let config = match (&split.cert, &split.key) {
         (None, _) => config.with_no_client_auth(),
         (Some(cert), key) => {
@@ -419,6 +554,50 @@ mod tests {
             (Mode::Disable, "host=h sslmode=disable")
         );
         assert!(split("host=h sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn libpq_keywords_the_driver_lacks_are_read_or_refused_by_name() {
+        let s = split(
+            "host=h gssencmode=disable client_encoding=UTF8 sslsni=1 sslcompression=0 \
+             passfile='/p/pass' fallback_application_name=psqlish \
+             ssl_min_protocol_version=TLSv1.3 sslcertmode=disable replication=false",
+        )
+        .unwrap();
+        assert_eq!(s.rest, "host=h sslmode=prefer");
+        assert_eq!(s.passfile.as_deref(), Some(std::path::Path::new("/p/pass")));
+        assert_eq!(s.fallback_application_name.as_deref(), Some("psqlish"));
+        assert!(std::ptr::eq(s.versions.unwrap(), &rustls::version::TLS13));
+        let s = split("postgresql://u@h/db?ssl_max_protocol_version=TLSv1.2&keepalives=1").unwrap();
+        assert_eq!(s.rest, "postgresql://u@h/db?keepalives=1&sslmode=prefer");
+        assert!(std::ptr::eq(s.versions.unwrap(), &rustls::version::TLS12));
+        // the driver reads what it leaves
+        let cfg: tokio_postgres::Config = s.rest.parse().unwrap();
+        assert!(cfg.get_keepalives());
+        for (conn, names) in [
+            ("host=h client_encoding=LATIN1", "client_encoding=LATIN1: "),
+            ("host=h gssencmode=require", "gssencmode=require: "),
+            (
+                "host=h require_auth=scram-sha-256",
+                "require_auth=scram-sha-256: ",
+            ),
+            ("host=h sslcrl=/c.pem", "sslcrl=/c.pem: "),
+            ("host=h replication=database", "replication=database: "),
+            (
+                "host=h ssl_max_protocol_version=TLSv1.1",
+                "ssl_max_protocol_version=TLSv1.1: ",
+            ),
+            ("host=h sslcertmode=require", "sslcertmode=require: "),
+        ] {
+            let e = split(conn).unwrap_err().to_string();
+            assert!(e.contains(names), "{conn}: {e}");
+        }
+        // a key's password is never shown
+        let e = split("host=h sslpassword=hunter2").unwrap_err().to_string();
+        assert!(
+            e.contains("sslpassword=...") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 }
 

@@ -209,6 +209,25 @@ async fn every_sslmode_connects_as_libpq_would() {
         "{err}"
     );
 
+    // the protocol versions libpq's keywords ask for
+    for (extra, want) in [
+        ("ssl_min_protocol_version=TLSv1.3", "TLSv1.3"),
+        ("ssl_max_protocol_version=TLSv1.2", "TLSv1.2"),
+    ] {
+        let c = decant::connect(&url("127.0.0.1", &format!("sslmode=require&{extra}")))
+            .await
+            .unwrap();
+        let version: String = c
+            .query_one(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version, want, "{extra}");
+    }
+
     // a client certificate, for a role the server authenticates by one
     client_certificates(&certs, port).await;
 
