@@ -49,7 +49,8 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
 /// host from `PGHOST` (else the local socket directory, else localhost),
 /// the port from `PGPORT`, the user from `PGUSER` (else the login name),
 /// the database from `PGDATABASE` (else the user), the application name
-/// from `PGAPPNAME`, the connect timeout from `PGCONNECT_TIMEOUT`. So
+/// from `PGAPPNAME`, the connect timeout from `PGCONNECT_TIMEOUT`, and
+/// `PGOPTIONS`, `PGHOSTADDR` and `PGTARGETSESSIONATTRS` (`read-write`). So
 /// `dbname=game` reaches the server `psql "dbname=game"` reaches.
 fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<String>) {
     if cfg.get_hosts().is_empty() {
@@ -79,6 +80,24 @@ fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<Stri
     if cfg.get_application_name().is_none() {
         if let Some(a) = var("PGAPPNAME") {
             cfg.application_name(a);
+        }
+    }
+    if cfg.get_options().is_none() {
+        if let Some(o) = var("PGOPTIONS") {
+            cfg.options(o);
+        }
+    }
+    if cfg.get_hostaddrs().is_empty() {
+        for a in var("PGHOSTADDR").iter().flat_map(|a| a.split(',')) {
+            if let Ok(ip) = a.trim().parse() {
+                cfg.hostaddr(ip);
+            }
+        }
+    }
+    if let Some(attrs) = var("PGTARGETSESSIONATTRS") {
+        // the driver's default is `any`; only `read-write` changes it
+        if attrs == "read-write" {
+            cfg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
         }
     }
     if cfg.get_connect_timeout().is_none() {
@@ -405,6 +424,44 @@ mod tests {
         assert_eq!(cfg.get_ports(), [6543]);
         assert_eq!(cfg.get_user(), Some("app"));
         assert_eq!(cfg.get_dbname(), Some("app"));
+    }
+
+    #[test]
+    fn the_other_libpq_variables_fill_what_the_string_leaves_out() {
+        let vars = |k: &str| {
+            match k {
+                "PGOPTIONS" => Some("-c search_path=game"),
+                "PGHOSTADDR" => Some("127.0.0.1"),
+                "PGTARGETSESSIONATTRS" => Some("read-write"),
+                "PGCONNECT_TIMEOUT" => Some("7"),
+                _ => None,
+            }
+            .map(str::to_string)
+        };
+        let mut cfg = tokio_postgres::Config::from_str("host=h user=u").unwrap();
+        fill_from(&mut cfg, vars);
+        assert_eq!(cfg.get_options(), Some("-c search_path=game"));
+        assert_eq!(
+            cfg.get_hostaddrs(),
+            &["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            cfg.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(
+            cfg.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(7))
+        );
+        // the string's own settings stay
+        let mut cfg =
+            tokio_postgres::Config::from_str("host=h options='-c a=b' connect_timeout=2").unwrap();
+        fill_from(&mut cfg, vars);
+        assert_eq!(cfg.get_options(), Some("-c a=b"));
+        assert_eq!(
+            cfg.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(2))
+        );
     }
 
     #[test]

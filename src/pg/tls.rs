@@ -64,6 +64,9 @@ pub(crate) struct Split {
     /// servers that authenticate clients by certificate.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// The certificate is libpq's default file, not one named: one that
+    /// cannot be used is passed over with a warning instead of failing.
+    pub cert_is_default: bool,
     /// `ssl_min_protocol_version` / `ssl_max_protocol_version`: TLS 1.3
     /// only, or 1.2 only (rustls speaks no older version).
     pub versions: Option<&'static rustls::SupportedProtocolVersion>,
@@ -240,10 +243,9 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
             .map(|h| PathBuf::from(h).join(".postgresql").join(f))
             .filter(|p| p.exists())
     };
-    let cert = cert
-        .or_else(|| env("PGSSLCERT"))
-        .map(PathBuf::from)
-        .or_else(|| home("postgresql.crt"));
+    let cert = cert.or_else(|| env("PGSSLCERT")).map(PathBuf::from);
+    let cert_is_default = cert.is_none();
+    let cert = cert.or_else(|| home("postgresql.crt"));
     // sslcertmode: `disable` sends no certificate, `require` needs one
     let cert = cert.filter(|_| certmode.as_deref() != Some("disable"));
     if certmode.as_deref() == Some("require") && cert.is_none() {
@@ -268,6 +270,7 @@ pub(crate) fn split(conn: &str) -> Result<Split> {
         rootcert,
         cert,
         key,
+        cert_is_default,
         versions,
         passfile,
         fallback_application_name,
@@ -329,35 +332,54 @@ pub(crate) fn connector(split: &Split) -> Result<Connector> {
     .map_err(|e| Error::Setup(format!("TLS setup: {e}")))?
     .dangerous()
     .with_custom_certificate_verifier(verifier);
-    let config = match (&split.cert, &split.key) {
-        (None, _) => config.with_no_client_auth(),
-        (Some(cert), key) => {
-            let (chain, key) = client_identity(cert, key.as_deref())?;
-            let signing = provider
-                .key_provider
-                .load_private_key(key)
-                .map_err(|e| Error::Setup(format!("sslkey for {}: {e}", cert.display())))?;
-            let certified = rustls::sign::CertifiedKey::new(chain, signing);
-            // a key of another certificate is refused here; a certificate
-            // rustls cannot parse (X.509 v1, as `openssl x509 -req` makes
-            // without extensions) is left for the server to judge, as
-            // libpq leaves it
-            if let Err(e @ rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
-                certified.keys_match()
-            {
-                return Err(Error::Setup(format!(
-                    "sslcert {} and its sslkey: {e}",
-                    cert.display()
-                )));
+    // no certificate where TLS is off; a default file that cannot be used
+    // is passed over (libpq would fail only once TLS is negotiated)
+    let identity = match (split.mode, &split.cert) {
+        (Mode::Disable, _) | (_, None) => None,
+        (_, Some(cert)) => match client_auth(cert, split.key.as_deref(), &provider) {
+            Ok(identity) => Some(identity),
+            Err(e) if split.cert_is_default => {
+                tracing::warn!(cause = %e, "the default client certificate is not used");
+                None
             }
-            config.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
-                certified,
-            )))
-        }
+            Err(e) => return Err(e),
+        },
+    };
+    let config = match identity {
+        None => config.with_no_client_auth(),
+        Some(certified) => config
+            .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified))),
     };
     Ok(Connector(tokio_postgres_rustls::MakeRustlsConnect::new(
         config,
     )))
+}
+
+/// The client certificate at `cert` with its key, as rustls signs with
+/// them.
+fn client_auth(
+    cert: &std::path::Path,
+    key: Option<&std::path::Path>,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<rustls::sign::CertifiedKey> {
+    let (chain, key) = client_identity(cert, key)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| Error::Setup(format!("sslkey for {}: {e}", cert.display())))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    // a key of another certificate is refused here; a certificate rustls
+    // cannot parse (X.509 v1, as `openssl x509 -req` makes without
+    // extensions) is left for the server to judge, as libpq leaves it
+    if let Err(e @ rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+        certified.keys_match()
+    {
+        return Err(Error::Setup(format!(
+            "sslcert {} and its sslkey: {e}",
+            cert.display()
+        )));
+    }
+    Ok(certified)
 }
 
 /// The client certificate chain at `cert` and its private key (at `key`,
@@ -554,6 +576,28 @@ mod tests {
             (Mode::Disable, "host=h sslmode=disable")
         );
         assert!(split("host=h sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn a_named_client_certificate_must_load_and_the_default_one_may_not() {
+        let mut s = split("host=h sslmode=require").unwrap();
+        s.cert = Some(PathBuf::from("/nonexistent/decant/client.crt"));
+        s.cert_is_default = false;
+        let e = connector(&s)
+            .err()
+            .expect("a named certificate that is not there");
+        assert!(
+            e.to_string()
+                .contains("sslcert /nonexistent/decant/client.crt"),
+            "{e}"
+        );
+        // libpq's default file is passed over with a warning
+        s.cert_is_default = true;
+        assert!(connector(&s).is_ok());
+        // and no certificate is read where TLS is off
+        s.cert_is_default = false;
+        s.mode = Mode::Disable;
+        assert!(connector(&s).is_ok());
     }
 
     #[test]
