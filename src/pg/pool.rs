@@ -8,8 +8,8 @@ use std::str::FromStr;
 
 /// Parses a connection string (URL or key=value form) with a clear error.
 /// Without a password in it, the password comes as libpq finds one:
-/// `$PGPASSWORD`, then the password file (`$PGPASSFILE`, default
-/// `~/.pgpass`).
+/// `$PGPASSWORD`, then the password file (`passfile` in the string, else
+/// `$PGPASSFILE`, default `~/.pgpass`).
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
     let split = crate::pg::tls::split(url)?;
     let mut cfg = tokio_postgres::Config::from_str(&split.rest).map_err(|e| {
@@ -19,15 +19,9 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
             "bad connection string: {e}{why}; expected e.g. postgres://user@host:5432/db or \"host=/tmp dbname=db\""
         ))
     })?;
-    fill_from(&mut cfg, |k| {
+    fill_from(&mut cfg, split.fallback_application_name.as_deref(), |k| {
         std::env::var(k).ok().filter(|v| !v.is_empty())
     });
-    // after PGAPPNAME, as libpq
-    if cfg.get_application_name().is_none() {
-        if let Some(a) = &split.fallback_application_name {
-            cfg.application_name(a);
-        }
-    }
     // libpq never negotiates TLS over a Unix socket, whatever sslmode says
     if !cfg.get_hosts().is_empty()
         && cfg
@@ -52,7 +46,13 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
 /// from `PGAPPNAME`, the connect timeout from `PGCONNECT_TIMEOUT`, and
 /// `PGOPTIONS`, `PGHOSTADDR` and `PGTARGETSESSIONATTRS` (`read-write`). So
 /// `dbname=game` reaches the server `psql "dbname=game"` reaches.
-fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<String>) {
+/// `fallback_application_name` names the session when neither the string
+/// nor `PGAPPNAME` does.
+fn fill_from(
+    cfg: &mut tokio_postgres::Config,
+    fallback_application_name: Option<&str>,
+    var: impl Fn(&str) -> Option<String>,
+) {
     if cfg.get_hosts().is_empty() {
         let hosts = var("PGHOST").unwrap_or_else(default_host);
         for h in hosts.split(',').filter(|h| !h.is_empty()) {
@@ -78,7 +78,8 @@ fn fill_from(cfg: &mut tokio_postgres::Config, var: impl Fn(&str) -> Option<Stri
         }
     }
     if cfg.get_application_name().is_none() {
-        if let Some(a) = var("PGAPPNAME") {
+        if let Some(a) = var("PGAPPNAME").or_else(|| fallback_application_name.map(str::to_string))
+        {
             cfg.application_name(a);
         }
     }
@@ -405,7 +406,7 @@ mod tests {
             _ => None,
         };
         let mut cfg = tokio_postgres::Config::from_str("dbname=game").unwrap();
-        fill_from(&mut cfg, env);
+        fill_from(&mut cfg, None, env);
         assert!(matches!(
             cfg.get_hosts(),
             [tokio_postgres::config::Host::Unix(p)] if p == std::path::Path::new("/tmp/sock")
@@ -416,7 +417,7 @@ mod tests {
         // what the string gives wins
         let mut cfg =
             tokio_postgres::Config::from_str("host=db.example port=6543 user=app").unwrap();
-        fill_from(&mut cfg, env);
+        fill_from(&mut cfg, None, env);
         assert!(matches!(
             cfg.get_hosts(),
             [tokio_postgres::config::Host::Tcp(h)] if h == "db.example"
@@ -439,7 +440,7 @@ mod tests {
             .map(str::to_string)
         };
         let mut cfg = tokio_postgres::Config::from_str("host=h user=u").unwrap();
-        fill_from(&mut cfg, vars);
+        fill_from(&mut cfg, None, vars);
         assert_eq!(cfg.get_options(), Some("-c search_path=game"));
         assert_eq!(
             cfg.get_hostaddrs(),
@@ -456,7 +457,7 @@ mod tests {
         // the string's own settings stay
         let mut cfg =
             tokio_postgres::Config::from_str("host=h options='-c a=b' connect_timeout=2").unwrap();
-        fill_from(&mut cfg, vars);
+        fill_from(&mut cfg, None, vars);
         assert_eq!(cfg.get_options(), Some("-c a=b"));
         assert_eq!(
             cfg.get_connect_timeout(),
@@ -466,11 +467,18 @@ mod tests {
 
     #[test]
     fn a_fallback_application_name_names_a_session_nothing_else_names() {
-        if std::env::var_os("PGAPPNAME").is_some() {
-            return; // the variable comes first, as in libpq
+        let none = |_: &str| None;
+        let appname = |k: &str| (k == "PGAPPNAME").then(|| "env".to_string());
+        for (conn, var, want) in [
+            ("host=h", &none as &dyn Fn(&str) -> Option<String>, "fb"),
+            ("host=h", &appname, "env"),
+            ("host=h application_name=a", &appname, "a"),
+        ] {
+            let mut cfg = tokio_postgres::Config::from_str(conn).unwrap();
+            fill_from(&mut cfg, Some("fb"), var);
+            assert_eq!(cfg.get_application_name(), Some(want), "{conn}");
         }
-        let cfg = parse_config("host=h fallback_application_name=fb").unwrap();
-        assert_eq!(cfg.get_application_name(), Some("fb"));
+        // parse_config takes it out of the string for the driver
         let cfg = parse_config("host=h application_name=a fallback_application_name=fb").unwrap();
         assert_eq!(cfg.get_application_name(), Some("a"));
     }
