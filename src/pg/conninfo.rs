@@ -20,23 +20,10 @@ pub(crate) fn key_values(s: &str) -> Vec<(String, String, String)> {
             key.push(c);
             chars.next();
         }
-        while let Some(&(_, c)) = chars.peek() {
-            if c.is_whitespace() {
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        if chars.peek().map(|&(_, c)| c) == Some('=') {
-            chars.next();
-        }
-        while let Some(&(_, c)) = chars.peek() {
-            if c.is_whitespace() {
-                chars.next();
-            } else {
-                break;
-            }
-        }
+        // spaces around the `=`
+        while chars.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
+        chars.next_if(|&(_, c)| c == '=');
+        while chars.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
         let mut value = String::new();
         if chars.peek().map(|&(_, c)| c) == Some('\'') {
             chars.next();

@@ -18,6 +18,28 @@ fn sh(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `csr` in `dir` signed by the test CA (`ca.pem`, `ca.key`) into `out`,
+/// with `extra` arguments to `openssl x509` (an `-extfile`).
+fn sign(dir: &Path, csr: &str, out: &str, extra: &[&str]) {
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    sh(dir, &args);
+}
+
 /// A CA, a server certificate it signs for `localhost` only, and an
 /// unrelated CA; readable by the postgres user.
 fn certificates() -> PathBuf {
@@ -75,26 +97,7 @@ fn certificates() -> PathBuf {
         ],
     );
     std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    sh(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
+    sign(&dir, "server.csr", "server.pem", &["-extfile", "san.ext"]);
     let _ = Command::new("chown")
         .args(["-R", "postgres"])
         .arg(&dir)
@@ -320,28 +323,14 @@ async fn client_certificates(certs: &Path, port: u16) {
     // signed by the CA as X.509 v1 (what `openssl x509 -req` makes
     // without extensions: rustls cannot parse it, servers take it), and
     // as v3 (extensions make it v3)
-    let sign = |out: &str, extensions: &[&str]| {
-        let mut args = vec![
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            out,
-        ];
-        args.extend_from_slice(extensions);
-        sh(certs, &args);
-    };
-    sign("client.crt", &[]);
+    sign(certs, "client.csr", "client.crt", &[]);
     std::fs::write(certs.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    sign("client3.crt", &["-extfile", "client.ext"]);
+    sign(
+        certs,
+        "client.csr",
+        "client3.crt",
+        &["-extfile", "client.ext"],
+    );
     let key = certs.join("client.key");
     let chmod = |mode: &str| {
         assert!(
