@@ -688,12 +688,9 @@ fn same_rows(a: &[Row], b: &[Row]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let key = |r: &Row| {
-        (
-            r.table,
-            r.values.iter().map(|v| v.key_text()).collect::<Vec<_>>(),
-        )
-    };
+    fn key(r: &Row) -> (usize, Vec<std::borrow::Cow<'_, str>>) {
+        (r.table, r.values.iter().map(|v| v.key_text()).collect())
+    }
     let mut a: Vec<_> = a.iter().map(|r| (key(r), r)).collect();
     let mut b: Vec<_> = b.iter().map(|r| (key(r), r)).collect();
     a.sort_by(|x, y| x.0.cmp(&y.0));

@@ -9,9 +9,30 @@ use std::fmt;
 /// Builds a JSON number from JSON number text, exactly (a string when the
 /// text is not a number).
 pub fn number(text: &str) -> Value {
+    // the common case (a row's integer) without the JSON parser: digits
+    // with no leading zero, no `-0`, written back as the same text
+    if let Some(n) = json_integer(text) {
+        return Value::from(n);
+    }
     match serde_json::from_str::<Number>(text) {
         Ok(n) => Value::Number(n),
         Err(_) => Value::String(text.to_string()),
+    }
+}
+
+/// The value of number text that is a JSON integer written as
+/// `Value::from` writes it: an optional minus, at most 18 digits, no
+/// leading zero, not `-0`.
+fn json_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let first = *digits.as_bytes().first()?;
+    if (first == b'0' && text != "0") || digits.len() > 18 {
+        return None;
+    }
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().ok()
+    } else {
+        None
     }
 }
 
@@ -203,6 +224,53 @@ mod tests {
 
     fn n(s: &str) -> Value {
         number(s)
+    }
+
+    /// What `number` gave before its integer shortcut: the JSON parser's
+    /// number, or the text as a string.
+    fn parsed(text: &str) -> Value {
+        match serde_json::from_str::<Number>(text) {
+            Ok(n) => Value::Number(n),
+            Err(_) => Value::String(text.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_integer_shortcut_writes_what_the_parser_writes() {
+        for text in [
+            "0",
+            "-0",
+            "00",
+            "007",
+            "-007",
+            "5",
+            "-5",
+            "1e3",
+            "1.0",
+            "",
+            "-",
+            "+5",
+            " 5",
+            "999999999999999999",
+            "-999999999999999999",
+            "1000000000000000000",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "12a",
+        ] {
+            let (fast, slow) = (number(text), parsed(text));
+            assert_eq!(fast, slow, "{text:?}");
+            assert_eq!(fast.to_string(), slow.to_string(), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_number_text_is_kept_as_the_parser_keeps_it(text in "-?[0-9]{0,20}(\\.[0-9]{0,3})?") {
+            let (fast, slow) = (number(&text), parsed(&text));
+            proptest::prop_assert_eq!(fast.to_string(), slow.to_string());
+            proptest::prop_assert_eq!(fast, slow);
+        }
     }
     #[test]
     fn canonical_numbers_compare_by_value() {

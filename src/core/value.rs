@@ -9,6 +9,7 @@
 use crate::core::json::JsonView;
 use crate::core::number::{Canonical, canonical_number, number, plain_integer};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// A column type from the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -343,9 +344,10 @@ impl ColumnValue {
         }
     }
 
-    /// A stable text form used to compare row keys.
-    pub(crate) fn key_text(&self) -> String {
-        match self {
+    /// A stable text form used to compare row keys (text borrowed, the
+    /// common key, so a diff of a user's rows copies no key).
+    pub(crate) fn key_text(&self) -> Cow<'_, str> {
+        Cow::Owned(match self {
             ColumnValue::Null => "\u{1}null".into(),
             ColumnValue::Bool(b) => b.to_string(),
             ColumnValue::I16(v) => v.to_string(),
@@ -355,9 +357,9 @@ impl ColumnValue {
             ColumnValue::Numeric(s) => canonical_number(s)
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| s.clone()),
-            ColumnValue::Text(s) => s.clone(),
+            ColumnValue::Text(s) => return Cow::Borrowed(s),
             ColumnValue::Json(v) => v.to_string(),
-        }
+        })
     }
 }
 
@@ -393,9 +395,19 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
         ColumnType::Numeric => ColumnValue::Numeric(v.number().ok_or_else(wrong)?.to_string()),
         ColumnType::Text => ColumnValue::Text(v.as_str().ok_or_else(wrong)?.to_string()),
         ColumnType::TimestampMs | ColumnType::TimestampS => {
-            let c = canonical_number(v.number().ok_or_else(wrong)?).ok_or_else(wrong)?;
-            // a whole number of microseconds
-            let micros = c.shifted(ty.micros_digits()).to_i64().ok_or_else(wrong)?;
+            let n = v.number().ok_or_else(wrong)?;
+            // a whole number of microseconds; an integer (the common case)
+            // without building its canonical form
+            let micros = match plain_integer(n)
+                .and_then(|i| i.checked_mul(10i64.pow(ty.micros_digits() as u32)))
+            {
+                Some(micros) => micros,
+                None => canonical_number(n)
+                    .ok_or_else(wrong)?
+                    .shifted(ty.micros_digits())
+                    .to_i64()
+                    .ok_or_else(wrong)?,
+            };
             if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
                 return Err(wrong());
             }
@@ -567,6 +579,11 @@ pub fn to_json(ty: ColumnType, cv: &ColumnValue) -> Value {
         ColumnValue::Date(d) => Value::String(render_date(*d)),
         ColumnValue::Micros(us) => match ty {
             ColumnType::TimestampIso(form) => Value::String(form.render(*us)),
+            // a whole number of the column's unit (the common case) without
+            // building its canonical text
+            _ if us % 10i64.pow(ty.micros_digits() as u32) == 0 => {
+                Value::from(us / 10i64.pow(ty.micros_digits() as u32))
+            }
             _ => number(
                 &Canonical::from_i64(*us)
                     .shifted(-ty.micros_digits())
@@ -715,6 +732,35 @@ mod tests {
 
     fn n(s: &str) -> Value {
         number(s)
+    }
+
+    #[test]
+    fn a_numeric_timestamp_is_written_as_its_canonical_text() {
+        for name in ["timestamptz_s", "timestamptz_ms"] {
+            let ty = ColumnType::parse(name).unwrap();
+            for us in [
+                0,
+                1,
+                -1,
+                999,
+                1_000,
+                -1_000,
+                1_000_000,
+                -1_000_000,
+                1_669_702_024_000_000,
+                1_669_702_024_365_000,
+                1_669_702_024_365_123,
+                i64::MAX,
+                i64::MIN,
+            ] {
+                let canonical = Canonical::from_i64(us)
+                    .shifted(-ty.micros_digits())
+                    .to_string();
+                let got = to_json(ty, &ColumnValue::Micros(us));
+                assert_eq!(got.to_string(), canonical, "{name} {us}");
+                assert_eq!(got, number(&canonical), "{name} {us}");
+            }
+        }
     }
 
     #[test]

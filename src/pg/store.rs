@@ -545,7 +545,8 @@ impl Store {
         old: &'a [Row],
         new: &'a [Row],
     ) -> Vec<Planned<'a>> {
-        let key = |r: &Row| {
+        // each row's key once (text keys borrowed)
+        let key = |r: &'a Row| {
             let t = &self.spec.tables[r.table];
             (
                 r.table,
@@ -555,18 +556,21 @@ impl Store {
                     .collect::<Vec<_>>(),
             )
         };
-        let old_by_key: HashMap<_, &Row> = old.iter().map(|r| (key(r), r)).collect();
-        let new_keys: std::collections::HashSet<_> = new.iter().map(key).collect();
+        let old_keys: Vec<_> = old.iter().map(key).collect();
+        let new_keys: Vec<_> = new.iter().map(key).collect();
+        let old_by_key: HashMap<_, &Row> = old_keys.iter().zip(old).collect();
+        let new_set: std::collections::HashSet<_> = new_keys.iter().collect();
         let mut gone: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
-        for r in old.iter().filter(|r| !new_keys.contains(&key(r))) {
-            gone[r.table].push(r);
+        for (k, r) in old_keys.iter().zip(old) {
+            if !new_set.contains(k) {
+                gone[r.table].push(r);
+            }
         }
         let mut changed: Vec<Vec<&Row>> = vec![Vec::new(); self.spec.tables.len()];
-        for r in new
-            .iter()
-            .filter(|r| old_by_key.get(&key(r)).is_none_or(|o| *o != *r))
-        {
-            changed[r.table].push(r);
+        for (k, r) in new_keys.iter().zip(new) {
+            if old_by_key.get(k).is_none_or(|o| *o != r) {
+                changed[r.table].push(r);
+            }
         }
         let mut out = Vec::new();
         for (ti, rs) in gone.iter().enumerate().filter(|(_, rs)| !rs.is_empty()) {

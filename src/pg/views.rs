@@ -601,11 +601,11 @@ pub(super) fn constant(ty: ColumnType, cv: &ColumnValue) -> String {
             crate::core::value::to_json(ColumnType::TimestampIso(IsoForm::TRIMMED), cv)
                 .as_str()
                 .map(str::to_string)
-                .unwrap_or_else(|| cv.key_text())
+                .unwrap_or_else(|| cv.key_text().into_owned())
         }
         // YYYY-MM-DD, not the days since 1970 it is held as
         ColumnValue::Date(d) => crate::core::value::render_date(*d),
-        number => number.key_text(),
+        number => number.key_text().into_owned(),
     };
     format!("{}::{}", lit(&text), ty.sql())
 }
