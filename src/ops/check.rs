@@ -474,7 +474,7 @@ impl std::fmt::Display for Check {
         if self.held > 0 {
             writeln!(
                 f,
-                "  of these, held               {}: rolled back, the daemon leaves them until `decant release`",
+                "  held                         {} of the legacy users: rolled back, the daemon leaves them until `decant release`",
                 self.held
             )?;
         }

@@ -139,7 +139,7 @@ async fn the_census_predicts_the_migration() {
     assert_eq!((left.held, left.at_attempt_limit), (2, c.would_fail));
     let text = left.to_string();
     assert!(
-        text.contains("of these, held               2: rolled back"),
+        text.contains("held                         2 of the legacy users: rolled back"),
         "{text}"
     );
     assert!(text.contains("until `decant release --failed`"), "{text}");

@@ -129,6 +129,67 @@ async fn every_view_equals_its_table_after_migrating_everyone() {
     );
 }
 
+/// A migrated user patched with a value a `fail` rule refuses keeps it in
+/// the residual and its rows in the views; rolled back, it is a user whose
+/// migration would fail, and the views leave all its rows out.
+#[tokio::test]
+async fn a_migrated_user_patched_with_a_failing_value_leaves_the_views_when_rolled_back() {
+    let db = TestDb::new().await;
+    let decant = db.game(40).await;
+    let client = db.client().await;
+    migrate_all(&decant).await;
+    let user = 2i64;
+    let count = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    &format!("SELECT count(*) FROM {table}_all WHERE user_id = $1"),
+                    &[&user],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    let before = count("user_statistic").await;
+    assert!(before > 1, "the user has statistics");
+    let bad = serde_json::json!({"marriage": {"stats": {"kidnap": {"points": "lots"}}}});
+    let written = decant.patch(user, &bad).await.unwrap();
+    assert_eq!(written["marriage"]["stats"]["kidnap"]["points"], "lots");
+    assert_eq!(decant.load(user).await.unwrap(), written, "kept, not lost");
+    let kept = count("user_statistic").await;
+    assert!(
+        kept > 0 && kept <= before,
+        "still in the views: {kept} of {before}"
+    );
+    assert!(decant.rollback_user(user).await.unwrap());
+    assert_eq!(
+        decant.load(user).await.unwrap(),
+        written,
+        "rolled back whole"
+    );
+    for t in TABLES {
+        assert_eq!(count(t).await, 0, "{t}_all still has rows of user {user}");
+    }
+    let opts = decant::CheckOptions {
+        selection: decant::Selection::Ids(vec![user.into()]),
+        ..decant::CheckOptions::default()
+    };
+    let c = decant::check(
+        &db.url,
+        decant.spec().clone(),
+        &opts,
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.census.would_fail, 1, "listed as failing");
+    let f = &c.census.failures[0];
+    assert_eq!(f.rule, "mode_statistics");
+    assert_eq!(f.examples[0].id, decant::UserId::from(user));
+}
+
 /// Every column type at its extremes, and values each type refuses, under
 /// `fail` (the user fails: no row anywhere) and under `keep` (the row
 /// stands without the value): the view before migrating equals the table
