@@ -6,6 +6,7 @@ mod args;
 pub(crate) mod exit;
 mod metrics;
 mod run;
+mod words;
 
 use args::{ScheduleArgs, Target};
 
@@ -454,13 +455,22 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if f.residual_users > 0 {
                 println!(
-                    "{} users' residuals are not empty: they hold keys no rule claims or values a `keep` \
+                    "{}: they hold keys no rule claims or values a `keep` \
                      rule kept (the blob column keeps them; `decant.load` returns them). By top-level key:",
-                    f.residual_users
+                    if f.residual_users == 1 {
+                        "1 user's residual is not empty".to_string()
+                    } else {
+                        format!("{} users' residuals are not empty", f.residual_users)
+                    }
                 );
                 for u in &f.unclaimed {
                     let ids: Vec<String> = u.examples.iter().map(ToString::to_string).collect();
-                    println!("  {}: {} users (e.g. {})", u.path, u.users, ids.join(", "));
+                    println!(
+                        "  {}: {} (e.g. {})",
+                        u.path,
+                        words::users(u.users),
+                        ids.join(", ")
+                    );
                 }
             }
             if f.flag_dropped {

@@ -224,13 +224,13 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
     let _ = reporter.await;
     let report = report?;
     println!(
-        "{}: {} users rolled back (held out of the migration until `decant release`), {} could not be rebuilt, in {:.1} s",
+        "{}: {} rolled back (held out of the migration until `decant release`), {} could not be rebuilt, in {:.1} s",
         if report.interrupted {
             "stopped"
         } else {
             "done"
         },
-        report.migrated,
+        super::words::users(report.migrated),
         report.failed,
         report.elapsed.as_secs_f64()
     );
@@ -238,8 +238,8 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
     print_peak_memory();
     if report.failed > 0 {
         return Err(super::exit::UsersFailed(format!(
-            "{} users could not be rolled back (their rows do not rebuild a blob); they stay migrated: see the log",
-            report.failed
+            "{} could not be rolled back (their rows do not rebuild a blob); they stay migrated: see the log",
+            super::words::users(report.failed)
         ))
         .into());
     }
@@ -256,8 +256,8 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     let r = &d.report;
     match (d.claimed.first(), d.claimed.last()) {
         (Some(first), Some(last)) => println!(
-            "dry run: claimed {} users (ids {first} to {last}) as the daemon would, in {:.1} ms",
-            d.claimed.len(),
+            "dry run: claimed {} (ids {first} to {last}) as the daemon would, in {:.1} ms",
+            super::words::users(d.claimed.len()),
             d.elapsed.as_secs_f64() * 1e3
         ),
         _ => println!("dry run: no legacy user to claim"),
@@ -265,10 +265,10 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     let rows: usize = r.migrated.iter().map(|m| m.rows).sum();
     let warned = r.migrated.iter().filter(|m| !m.warnings.is_empty()).count();
     println!(
-        "would migrate {} users ({rows} rows, verified; {warned} with values kept in the residual)",
-        r.migrated.len()
+        "would migrate {} ({rows} rows, verified; {warned} with values kept in the residual)",
+        super::words::users(r.migrated.len())
     );
-    println!("would fail {} users", r.failed.len());
+    println!("would fail {}", super::words::users(r.failed.len()));
     for f in &r.failed {
         // most errors name their user already
         let e = f.error.to_string();
@@ -285,8 +285,8 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     }
     if !r.skipped.is_empty() {
         println!(
-            "skipped {} users (already migrated or gone)",
-            r.skipped.len()
+            "skipped {} (already migrated or gone)",
+            super::words::users(r.skipped.len())
         );
     }
     println!("nothing written: the batch's transaction was rolled back");
@@ -403,13 +403,13 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     let report = report?;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "{}: {} users {}, {} failed, {} rows in {:.1} s ({} users/s, {} rows/s)",
+        "{}: {} {}, {} failed, {} rows in {:.1} s ({} users/s, {} rows/s)",
         if report.interrupted {
             "stopped"
         } else {
             "done"
         },
-        report.migrated,
+        super::words::users(report.migrated),
         if args.evolve {
             "re-migrated with the evolved spec"
         } else {
@@ -433,25 +433,28 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
     // attempt limit are not its work
     if report.over_limit > 0 && !args.evolve {
         println!(
-            "{} users at the attempt limit are skipped; see `decant status` (after fixing \
+            "{} at the attempt limit {} skipped; see `decant status` (after fixing \
              their cause, `decant release --failed` has them tried again)",
-            report.over_limit
+            super::words::users(report.over_limit),
+            if report.over_limit == 1 { "is" } else { "are" }
         );
     }
     print_peak_memory();
     if args.evolve && report.failed > 0 {
         return Err(super::exit::UsersFailed(format!(
-            "{} users could not be re-migrated with the evolved spec; they keep their old \
+            "{} could not be re-migrated with the evolved spec; they keep their old \
              mapping: see the log",
-            report.failed
+            super::words::users(report.failed)
         ))
         .into());
     }
     if !args.evolve && (report.failed > 0 || report.over_limit > 0) {
         return Err(super::exit::UsersFailed(format!(
-            "{} users failed in this run and {} are at the attempt limit; they stay legacy: \
+            "{} failed in this run and {} {} at the attempt limit; they stay legacy: \
              `decant status` lists them by reason",
-            report.failed, report.over_limit
+            super::words::users(report.failed),
+            report.over_limit,
+            if report.over_limit == 1 { "is" } else { "are" }
         ))
         .into());
     }

@@ -12,6 +12,19 @@ pub(crate) mod schedule;
 pub(crate) mod spec;
 pub(crate) mod value;
 
+/// A count of users for a message: "1 user", "2 users".
+pub(crate) fn users(n: u64) -> String {
+    match n {
+        1 => "1 user".into(),
+        n => format!("{n} users"),
+    }
+}
+
+/// The verb after a count: "is" for one, "are" for the others.
+pub(crate) fn is_are(n: u64) -> &'static str {
+    if n == 1 { "is" } else { "are" }
+}
+
 /// How many of the leading users, by their sizes in order, a page or a
 /// batch of `budget` bytes holds: the first always, then each while the
 /// total stays within the budget (a negative size counts as 0); 0 only

@@ -717,8 +717,9 @@ async fn worker<J: Job>(
                 shared.progress.hold(
                     Phase::HeldBack,
                     Some(format!(
-                        "every user left is locked by another session ({left} users: a \
-                         backend's open transactions, or batches under way); trying them again"
+                        "every user left is locked by another session ({}: a \
+                         backend's open transactions, or batches under way); trying them again",
+                        crate::core::users(left.max(0) as u64)
                     )),
                 );
                 shared.nap(Duration::from_millis(100)).await;

@@ -575,8 +575,13 @@ impl std::fmt::Display for Check {
             |f: &mut std::fmt::Formatter<'_>, name: &str, s: &crate::core::census::Summary| {
                 writeln!(
                     f,
-                    "{name} p50 {} / p90 {} / p99 {} / max {} (mean {:.0}, {} users)",
-                    s.p50, s.p90, s.p99, s.max, s.mean, s.count
+                    "{name} p50 {} / p90 {} / p99 {} / max {} (mean {:.0}, {})",
+                    s.p50,
+                    s.p90,
+                    s.p99,
+                    s.max,
+                    s.mean,
+                    crate::core::users(s.count)
                 )
             };
         writeln!(f)?;

@@ -103,18 +103,22 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         // finalized: nothing migrates any more; a user with the flag false
         // came in since by the old code path
         return Err(Error::Setup(format!(
-            "{legacy} users were inserted after finalize with the flag false (e.g. {}): the views \
+            "{} {} inserted after finalize with the flag false (e.g. {}): the views \
              and the Rust layer read them as migrated, but their values are in no table or view. \
              Repair them (each blob goes through decant.save as a migrated user's), then insert \
              new users with the flag true and an empty blob, then save them (README):\n{}",
+            crate::core::users(legacy as u64),
+            if legacy == 1 { "was" } else { "were" },
             list(&legacy_ids),
             crate::ops::status::late_users_repair(spec)
         )));
     }
     if legacy > 0 {
         problems.push(format!(
-            "{legacy} users are still legacy (e.g. {}; {failed} failed, {held} held): \
+            "{} {} still legacy (e.g. {}; {failed} failed, {held} held): \
              migrate them (fixups repair dirty ones; `decant release` puts held ones back)",
+            crate::core::users(legacy as u64),
+            crate::core::is_are(legacy as u64),
             list(&legacy_ids)
         ));
     }
@@ -186,7 +190,8 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
          DROP INDEX IF EXISTS {index};\n\
          ALTER TABLE {src} DROP COLUMN {flag} CASCADE;\n\
          -- then the views and the SQL API again, reading every user as migrated\n\
-         -- (keep {blob}: decant's layer keeps each user's residual there; {residual_users} users' residuals are not empty)\n"
+         -- (keep {blob}: decant's layer keeps each user's residual there; {})\n",
+        residual_note(residual_users)
     );
     if drop_legacy && flag_there {
         // the views read the flag: the drop takes them (CASCADE) and they
@@ -324,4 +329,13 @@ async fn residuals(
         })
         .collect();
     Ok((users as u64, held))
+}
+
+/// "N users' residuals are not empty", agreeing with N.
+pub(crate) fn residual_note(n: u64) -> String {
+    if n == 1 {
+        "1 user's residual is not empty".into()
+    } else {
+        format!("{n} users' residuals are not empty")
+    }
 }

@@ -350,9 +350,9 @@ impl fmt::Display for Status {
         if self.late > 0 {
             writeln!(
                 f,
-                "late       {} users inserted after finalize with the flag false: their values \
+                "late       {} inserted after finalize with the flag false: their values \
                  are in no table or view until repaired (`decant finalize` prints the repair)",
-                self.late
+                crate::core::users(self.late as u64)
             )?;
         }
         if !self.invalid_indexes.is_empty() {

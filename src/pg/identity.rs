@@ -212,9 +212,10 @@ pub(crate) async fn verify(client: &impl GenericClient, spec: &Spec, lenient: bo
     let (gone, added) = difference(&lines, &spec.mapping_lines());
     Err(Error::SpecMismatch {
         detail: format!(
-            "the spec's mapping differs from the one recorded by `decant init` ({migrated} users migrated with it): {}. \
+            "the spec's mapping differs from the one recorded by `decant init` ({} migrated with it): {}. \
              Use the spec that migrated them; to add tables and rules run `decant init --evolve` then `decant run --evolve`; \
              to change or remove a mapping, roll its users back first (`decant rollback --all`)",
+            crate::core::users(migrated as u64),
             describe(&gone, &added)
         ),
     })

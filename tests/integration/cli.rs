@@ -136,7 +136,7 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
         &dir,
     );
     assert!(ok, "{err}");
-    assert!(out.contains("done: 1 users rolled back"), "{out}");
+    assert!(out.contains("done: 1 user rolled back"), "{out}");
     assert!(!is_migrated(&client, 2).await);
 
     let (ok, _, err) = decant(&["migrate", "--user", "424242"], Some(&db.url), &dir);

@@ -298,7 +298,7 @@ async fn a_user_locked_by_live_traffic_is_skipped_then_revisited() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        why.contains("every user left is locked by another session (1 users"),
+        why.contains("every user left is locked by another session (1 user"),
         "{why}"
     );
     assert!(

@@ -36,7 +36,10 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     refused(
         &plain,
         &[
-            &format!("{} users are still legacy", r.failed),
+            &match r.failed {
+                1 => "1 user is still legacy".to_string(),
+                n => format!("{n} users are still legacy"),
+            },
             &format!("{} failed", r.failed),
         ],
     )
@@ -53,7 +56,7 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     assert!(decant.rollback_user(7).await.unwrap());
     refused(
         &decant,
-        &["1 users are still legacy (e.g. 7; 0 failed, 1 held)"],
+        &["1 user is still legacy (e.g. 7; 0 failed, 1 held)"],
     )
     .await;
     decant.release(None).await.unwrap();
@@ -245,14 +248,14 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     assert!(
         status
             .to_string()
-            .contains("late       1 users inserted after finalize")
+            .contains("late       1 user inserted after finalize")
     );
     let err = decant::finalize(&db.url, &decant, true)
         .await
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("1 users were inserted after finalize with the flag false (e.g. 100000)"),
+        err.contains("1 user was inserted after finalize with the flag false (e.g. 100000)"),
         "{err}"
     );
     let repair = err.split_once(":\n").expect("the repair's SQL").1;
