@@ -11,6 +11,12 @@ use std::str::FromStr;
 /// `$PGPASSWORD`, then the password file (`passfile` in the string, else
 /// `$PGPASSFILE`, default `~/.pgpass`).
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
+    Ok(parse_split(url)?.0)
+}
+
+/// [`parse_config`], with the string's split that the TLS connector is
+/// made from (a service file is read once).
+fn parse_split(url: &str) -> Result<(tokio_postgres::Config, crate::pg::tls::Split)> {
     let split = crate::pg::tls::split(url)?;
     let mut cfg = tokio_postgres::Config::from_str(&split.rest).map_err(|e| {
         // the driver names the option or value in the error's source
@@ -36,7 +42,7 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
             cfg.password(p);
         }
     }
-    Ok(cfg)
+    Ok((cfg, split))
 }
 
 /// What a connection string leaves out, taken as libpq takes it: the
@@ -241,8 +247,8 @@ fn pgpass_lookup(text: &str, want: &[&str; 4]) -> Option<String> {
 
 /// A pool of `size` sessions with the spec's timeouts.
 pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
-    let mut cfg = parse_config(url)?;
-    let tls = crate::pg::tls::connector(&crate::pg::tls::split(url)?)?;
+    let (mut cfg, split) = parse_split(url)?;
+    let tls = crate::pg::tls::connector(&split)?;
     let mut options = cfg.get_options().unwrap_or("").to_string();
     // Plans: the backend's per-user calls (one id, the tables' primary
     // keys) keep PostgreSQL's default, a generic plan once it is as cheap
@@ -327,8 +333,8 @@ pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object> {
 
 /// Opens a plain connection (its task runs on the current runtime).
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let cfg = parse_config(url)?;
-    let tls = crate::pg::tls::connector(&crate::pg::tls::split(url)?)?;
+    let (cfg, split) = parse_split(url)?;
+    let tls = crate::pg::tls::connector(&split)?;
     let (client, conn) = cfg
         .connect(tls)
         .await
