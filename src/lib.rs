@@ -27,6 +27,13 @@ mod ops;
 mod pg;
 
 // The mapping and what it does to a blob (pure).
+/// Counts worded for messages, shared by the library's messages and the
+/// command line's.
+#[doc(hidden)]
+pub mod words {
+    pub use crate::core::{is_are, users};
+    pub use crate::ops::finalize::residual_note;
+}
 pub use core::explode::{Exploded, Invalid, Row, explode, reconstruct};
 pub use core::id::{IdType, UserId};
 pub use core::json::{json_diff, json_eq};

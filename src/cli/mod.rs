@@ -6,7 +6,6 @@ mod args;
 pub(crate) mod exit;
 mod metrics;
 mod run;
-mod words;
 
 use args::{ScheduleArgs, Target};
 
@@ -457,18 +456,14 @@ async fn run(cli: Cli) -> Result<()> {
                 println!(
                     "{}: they hold keys no rule claims or values a `keep` \
                      rule kept (the blob column keeps them; `decant.load` returns them). By top-level key:",
-                    if f.residual_users == 1 {
-                        "1 user's residual is not empty".to_string()
-                    } else {
-                        format!("{} users' residuals are not empty", f.residual_users)
-                    }
+                    decant::words::residual_note(f.residual_users)
                 );
                 for u in &f.unclaimed {
                     let ids: Vec<String> = u.examples.iter().map(ToString::to_string).collect();
                     println!(
                         "  {}: {} (e.g. {})",
                         u.path,
-                        words::users(u.users),
+                        decant::words::users(u.users),
                         ids.join(", ")
                     );
                 }

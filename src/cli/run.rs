@@ -230,7 +230,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         } else {
             "done"
         },
-        super::words::users(report.migrated),
+        decant::words::users(report.migrated),
         report.failed,
         report.elapsed.as_secs_f64()
     );
@@ -239,7 +239,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
     if report.failed > 0 {
         return Err(super::exit::UsersFailed(format!(
             "{} could not be rolled back (their rows do not rebuild a blob); they stay migrated: see the log",
-            super::words::users(report.failed)
+            decant::words::users(report.failed)
         ))
         .into());
     }
@@ -257,7 +257,7 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     match (d.claimed.first(), d.claimed.last()) {
         (Some(first), Some(last)) => println!(
             "dry run: claimed {} (ids {first} to {last}) as the daemon would, in {:.1} ms",
-            super::words::users(d.claimed.len()),
+            decant::words::users(d.claimed.len()),
             d.elapsed.as_secs_f64() * 1e3
         ),
         _ => println!("dry run: no legacy user to claim"),
@@ -266,9 +266,9 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     let warned = r.migrated.iter().filter(|m| !m.warnings.is_empty()).count();
     println!(
         "would migrate {} ({rows} rows, verified; {warned} with values kept in the residual)",
-        super::words::users(r.migrated.len())
+        decant::words::users(r.migrated.len())
     );
-    println!("would fail {}", super::words::users(r.failed.len()));
+    println!("would fail {}", decant::words::users(r.failed.len()));
     for f in &r.failed {
         // most errors name their user already
         let e = f.error.to_string();
@@ -286,7 +286,7 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
     if !r.skipped.is_empty() {
         println!(
             "skipped {} (already migrated or gone)",
-            super::words::users(r.skipped.len())
+            decant::words::users(r.skipped.len())
         );
     }
     println!("nothing written: the batch's transaction was rolled back");
@@ -409,7 +409,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         } else {
             "done"
         },
-        super::words::users(report.migrated),
+        decant::words::users(report.migrated),
         if args.evolve {
             "re-migrated with the evolved spec"
         } else {
@@ -435,8 +435,8 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         println!(
             "{} at the attempt limit {} skipped; see `decant status` (after fixing \
              their cause, `decant release --failed` has them tried again)",
-            super::words::users(report.over_limit),
-            if report.over_limit == 1 { "is" } else { "are" }
+            decant::words::users(report.over_limit),
+            decant::words::is_are(report.over_limit)
         );
     }
     print_peak_memory();
@@ -444,7 +444,7 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         return Err(super::exit::UsersFailed(format!(
             "{} could not be re-migrated with the evolved spec; they keep their old \
              mapping: see the log",
-            super::words::users(report.failed)
+            decant::words::users(report.failed)
         ))
         .into());
     }
@@ -452,9 +452,9 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         return Err(super::exit::UsersFailed(format!(
             "{} failed in this run and {} {} at the attempt limit; they stay legacy: \
              `decant status` lists them by reason",
-            super::words::users(report.failed),
+            decant::words::users(report.failed),
             report.over_limit,
-            if report.over_limit == 1 { "is" } else { "are" }
+            decant::words::is_are(report.over_limit)
         ))
         .into());
     }

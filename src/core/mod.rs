@@ -12,17 +12,22 @@ pub(crate) mod schedule;
 pub(crate) mod spec;
 pub(crate) mod value;
 
-/// A count of users for a message: "1 user", "2 users".
-pub(crate) fn users(n: u64) -> String {
-    match n {
+/// A count of users for a message: "1 user", "2 users" (a count that is
+/// not a `u64`, such as a negative one, reads as 0).
+pub fn users(n: impl TryInto<u64>) -> String {
+    match n.try_into().unwrap_or(0) {
         1 => "1 user".into(),
         n => format!("{n} users"),
     }
 }
 
 /// The verb after a count: "is" for one, "are" for the others.
-pub(crate) fn is_are(n: u64) -> &'static str {
-    if n == 1 { "is" } else { "are" }
+pub fn is_are(n: impl TryInto<u64>) -> &'static str {
+    if n.try_into().is_ok_and(|n| n == 1) {
+        "is"
+    } else {
+        "are"
+    }
 }
 
 /// How many of the leading users, by their sizes in order, a page or a

@@ -719,7 +719,7 @@ async fn worker<J: Job>(
                     Some(format!(
                         "every user left is locked by another session ({}: a \
                          backend's open transactions, or batches under way); trying them again",
-                        crate::core::users(left.max(0) as u64)
+                        crate::core::users(left)
                     )),
                 );
                 shared.nap(Duration::from_millis(100)).await;

@@ -107,7 +107,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
              and the Rust layer read them as migrated, but their values are in no table or view. \
              Repair them (each blob goes through decant.save as a migrated user's), then insert \
              new users with the flag true and an empty blob, then save them (README):\n{}",
-            crate::core::users(legacy as u64),
+            crate::core::users(legacy),
             if legacy == 1 { "was" } else { "were" },
             list(&legacy_ids),
             crate::ops::status::late_users_repair(spec)
@@ -117,8 +117,8 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         problems.push(format!(
             "{} {} still legacy (e.g. {}; {failed} failed, {held} held): \
              migrate them (fixups repair dirty ones; `decant release` puts held ones back)",
-            crate::core::users(legacy as u64),
-            crate::core::is_are(legacy as u64),
+            crate::core::users(legacy),
+            crate::core::is_are(legacy),
             list(&legacy_ids)
         ));
     }
@@ -332,7 +332,7 @@ async fn residuals(
 }
 
 /// "N users' residuals are not empty", agreeing with N.
-pub(crate) fn residual_note(n: u64) -> String {
+pub fn residual_note(n: u64) -> String {
     if n == 1 {
         "1 user's residual is not empty".into()
     } else {

@@ -352,7 +352,7 @@ impl fmt::Display for Status {
                 f,
                 "late       {} inserted after finalize with the flag false: their values \
                  are in no table or view until repaired (`decant finalize` prints the repair)",
-                crate::core::users(self.late as u64)
+                crate::core::users(self.late)
             )?;
         }
         if !self.invalid_indexes.is_empty() {

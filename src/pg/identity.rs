@@ -215,7 +215,7 @@ pub(crate) async fn verify(client: &impl GenericClient, spec: &Spec, lenient: bo
             "the spec's mapping differs from the one recorded by `decant init` ({} migrated with it): {}. \
              Use the spec that migrated them; to add tables and rules run `decant init --evolve` then `decant run --evolve`; \
              to change or remove a mapping, roll its users back first (`decant rollback --all`)",
-            crate::core::users(migrated as u64),
+            crate::core::users(migrated),
             describe(&gone, &added)
         ),
     })
