@@ -391,6 +391,10 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(w) = decant::source_triggers_warning(&spec, &triggers) {
                 eprintln!("warning: {w}");
             }
+            let indexes = decant::source_blob_indexes(&client, &spec).await?;
+            if let Some(w) = decant::source_blob_indexes_warning(&spec, &indexes) {
+                eprintln!("warning: {w}");
+            }
             // roles granted before lack the tables a spec added
             let behind = decant::roles_missing_grants(&client, &spec).await?;
             if !behind.is_empty() {
@@ -615,6 +619,10 @@ async fn run(cli: Cli) -> Result<()> {
             let client = decant::connect(&url).await?;
             let triggers = decant::source_triggers(&client, &spec).await?;
             if let Some(w) = decant::source_triggers_warning(&spec, &triggers) {
+                eprintln!("warning: {w}");
+            }
+            let indexes = decant::source_blob_indexes(&client, &spec).await?;
+            if let Some(w) = decant::source_blob_indexes_warning(&spec, &indexes) {
                 eprintln!("warning: {w}");
             }
             if check.census.anything_fails() {

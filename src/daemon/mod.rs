@@ -274,6 +274,10 @@ async fn run_job<J: Job>(
     if let Some(w) = crate::pg::schema::source_triggers_warning(decant.spec(), &triggers) {
         tracing::warn!("{w}");
     }
+    let indexes = crate::pg::schema::source_blob_indexes(&**admin, decant.spec()).await?;
+    if let Some(w) = crate::pg::schema::source_blob_indexes_warning(decant.spec(), &indexes) {
+        tracing::warn!("{w}");
+    }
     let mut initial = control::read(&**admin).await?;
     if initial.finalized {
         return Err(Error::finalized());

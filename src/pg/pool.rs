@@ -298,7 +298,8 @@ pub(crate) fn pool_wait(settings: &Settings) -> std::time::Duration {
 /// Begins a transaction for a batch of users: its statements take arrays
 /// of ids whose length varies from batch to batch, and a generic plan
 /// would be made blind to it, so the transaction plans each one for its
-/// actual parameters ([`CUSTOM_PLANS`], local to it).
+/// actual parameters ([`CUSTOM_PLANS`], local to it, with the GIN pending
+/// list bound it explains).
 pub async fn batch_transaction<'a>(
     client: &'a mut deadpool_postgres::Object,
     what: &str,
@@ -313,7 +314,18 @@ pub async fn batch_transaction<'a>(
 /// The setting of a batch's transaction (see [`batch_transaction`]), for a
 /// caller that sends it in front of its first statements instead (one
 /// round trip less).
-pub const CUSTOM_PLANS: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
+///
+/// It also bounds the pending list of a GIN index on the source table
+/// (`gin_pending_list_limit`, 256 kB instead of 4 MB; an index that sets
+/// its own keeps it): a batch's writes are queued there, and the write
+/// that passes the bound merges the whole list into the index under the
+/// batch's locks. A user's rollback writes its whole blob back, so at 4 MB
+/// one rollback batch in a few dozen held its users 0.5-0.65 s (lock hold
+/// p99 514-646 ms against p50 about 100 ms); at 256 kB p99 was 208-228 ms
+/// for about a fifth more time, at 64 kB 141-156 ms but a third slower
+/// (BENCHMARKS.md, "A GIN index on the blob").
+pub const CUSTOM_PLANS: &str =
+    "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL gin_pending_list_limit = 256";
 
 /// Begins a transaction; a batch's sends [`CUSTOM_PLANS`] first.
 pub async fn begin<'a>(

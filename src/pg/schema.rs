@@ -540,6 +540,59 @@ pub fn source_triggers_warning(spec: &Spec, triggers: &[String]) -> Option<Strin
     })
 }
 
+/// The source table's indexes that read the blob column (as a key, in an
+/// expression or in a predicate), each as `name (method)`; decant's own
+/// (their predicate reads the flag: they index legacy users only) are
+/// left out. Queries through them see a migrated user's residual, not the
+/// values moved to the tables, and every migration and rollback rewrites
+/// their entries.
+pub async fn source_blob_indexes(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let reads = |column: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_depend d JOIN pg_attribute a \
+                 ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+               WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid \
+                 AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid \
+                 AND a.attname = {column})"
+        )
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT c.relname::text || ' (' || m.amname::text || ')' \
+                   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                   JOIN pg_am m ON m.oid = c.relam \
+                  WHERE i.indrelid = to_regclass($1) AND {} AND NOT {} \
+                  ORDER BY c.relname",
+                reads("$2"),
+                reads("$3")
+            ),
+            &[&source_table(spec), &spec.source.blob, &spec.source.flag],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's indexes", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The warning for [`source_blob_indexes`], when there are any.
+pub fn source_blob_indexes_warning(spec: &Spec, indexes: &[String]) -> Option<String> {
+    (!indexes.is_empty()).then(|| {
+        format!(
+            "the source table {} has indexes that read the column {}: {}. A migrated user's blob \
+             keeps only its residual, so queries through them stop finding the values moved to \
+             the tables as users migrate (read the `<table>_all` views or decant.load instead), \
+             and each user's migration and rollback rewrites their entries; drop them once no \
+             query needs them",
+            source_table(spec),
+            quote(&spec.source.blob),
+            indexes.join(", ")
+        )
+    })
+}
+
 pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     let rows = client
         .query(

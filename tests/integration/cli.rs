@@ -1036,6 +1036,71 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
     }
 }
 
+/// Indexes on the blob column stop finding moved values as users migrate
+/// and are rewritten by every migration and rollback: init, check and run
+/// name them (a key column, an expression, a predicate), but not decant's
+/// own legacy ranking indexes nor indexes on other columns.
+#[tokio::test]
+async fn indexes_on_the_blob_are_named_but_not_decants_own() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 10, 1).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE INDEX data_paths ON \"user\" USING gin (data jsonb_path_ops);
+             CREATE INDEX data_xp ON \"user\" (((data ->> 'xp')::numeric));
+             CREATE INDEX with_bots ON \"user\" (id) WHERE data ? 'bots';
+             CREATE INDEX by_name ON \"user\" (name);",
+        )
+        .await
+        .unwrap();
+    let dir = temp_dir("blob_indexes");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    let url = Some(db.url.as_str());
+    let named = "\"public\".\"user\" has indexes that read the column \"data\": \
+                 data_paths (gin), data_xp (btree), with_bots (btree).";
+    let (ok, _, err) = decant(&["init"], url, &dir);
+    assert!(ok, "{err}");
+    assert!(err.contains(named), "{err}");
+    // init made its own indexes on the blob (the legacy side of each
+    // ranked statistic); they index legacy users only and are not named
+    let own: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'user' \
+               AND indexdef LIKE '%data%' AND indexdef LIKE '%NOT migrated%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        own > 0,
+        "the example's ranked statistics index the legacy blobs"
+    );
+    let (code, err) = decant_status(&["check"], url, &dir);
+    assert!(matches!(code, Some(0 | 3)), "{err}");
+    assert!(err.contains(named), "{err}");
+    let with_xp = "SELECT count(*) FILTER (WHERE data ? 'xp' AND (migrated OR $1)), \
+                   count(*) FILTER (WHERE migrated) FROM \"user\"";
+    let before = client.query_one(with_xp, &[&true]).await.unwrap();
+    assert!(before.get::<_, i64>(0) > 0, "the example's users have xp");
+    let (_, _, err) = decant(&["run", "--rate", "max"], url, &dir);
+    assert!(err.contains(named), "{err}");
+    // what the warning says: a query on the blob no longer finds a value
+    // moved to the tables
+    let after = client.query_one(with_xp, &[&false]).await.unwrap();
+    assert!(after.get::<_, i64>(1) > 0, "users migrated");
+    assert_eq!(after.get::<_, i64>(0), 0, "xp left every migrated blob");
+    client
+        .batch_execute("DROP INDEX data_paths, data_xp, with_bots")
+        .await
+        .unwrap();
+    let (ok, _, err) = decant(&["init"], url, &dir);
+    assert!(ok, "{err}");
+    assert!(!err.contains("indexes that read the column"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Triggers on the source table fire on decant's own UPDATEs of it (each
 /// user's migration and rollback): init, check and run name the enabled
 /// ones; after `finalize --drop-legacy`, init says the flag is gone.
