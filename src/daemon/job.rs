@@ -469,6 +469,16 @@ impl Job for MigrateJob {
     }
 }
 
+/// Ends an `EXISTS` on `decant.user_state` in a claim that walks the
+/// source table after a cursor: with it, PostgreSQL keeps the `EXISTS` a
+/// probe of each user's state row by its key (an `OFFSET` stops it from
+/// becoming a join). As a join it was merged with the state table read
+/// from its first row, since the cursor bounds only the source rows: an
+/// evolution's claim with 10,000 users behind its cursor took 6.8 ms, 0.5
+/// ms as a probe (every migrated user has a state row, so the probe
+/// always finds one).
+const PROBE: &str = " OFFSET 0";
+
 /// Which migrated users a bulk rollback takes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cohort {
@@ -490,9 +500,11 @@ impl Cohort {
         match self {
             Cohort::Ids(_) => "s.__ID__ = ANY ($3::__IT__[])",
             Cohort::Percent(_) => "decant.rollout_bucket(s.__ID__::__IT__) < $3::integer",
+            // a probe (`PROBE`): as a join, every claim read the state
+            // rows behind its cursor
             Cohort::MigratedAfter(_) => {
                 "EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.__ID__ \
-                   AND st.migrated_at >= $3::timestamptz)"
+                   AND st.migrated_at >= $3::timestamptz OFFSET 0)"
             }
             Cohort::All => "$3::boolean",
         }
@@ -793,16 +805,18 @@ impl EvolveJob {
             crate::core::spec::quote(&spec.source.id),
             crate::core::spec::quote(&spec.source.flag),
         );
-        // the fingerprint is the claim's `$3`, the count's `$1`
-        let stale = |n: usize| {
+        // the fingerprint is the claim's `$3`, the count's `$1`; the
+        // claim's `OFFSET 0` keeps the EXISTS a probe of each user's state
+        // row by its key (see `PROBE`)
+        let stale = |n: usize, probe: &str| {
             format!(
                 "s.{flag} AND EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s.{id} \
-                   AND st.fingerprint IS DISTINCT FROM ${n}::text)"
+                   AND st.fingerprint IS DISTINCT FROM ${n}::text{probe})"
             )
         };
         EvolveJob {
-            claim: SizedClaim::new(spec, &stale(3)),
-            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {}", stale(1)),
+            claim: SizedClaim::new(spec, &stale(3, PROBE)),
+            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {}", stale(1, "")),
             store,
         }
     }
