@@ -703,7 +703,9 @@ fn rebuild(spec: &Spec) -> String {
         (
             " _decant_path jsonb;".to_string(),
             format!(
-                "FOR _decant_path, _decant_entries IN\n        {}\n    LOOP\n        \
+                "-- the rows of rules through arrays first, put into the residual\n    \
+                 -- while it is small (each put copies the blob it goes into)\n    \
+                 FOR _decant_path, _decant_entries IN\n        {}\n    LOOP\n        \
                  _decant_blob := decant.put_in(_decant_blob, _decant_path, _decant_entries);\n    \
                  END LOOP;\n    ",
                 through.join("\n        UNION ALL\n        ")
@@ -716,6 +718,7 @@ fn rebuild(spec: &Spec) -> String {
          #variable_conflict use_column\n\
          DECLARE _decant_blob jsonb := $2; _decant_entries jsonb; _decant_at text[];{tree_vars}{declare}\n\
          BEGIN\n    \
+           {through}\
            -- the rows of every rule not through an array, nested into one\n    \
            -- object in one statement, grafted once onto the residual\n    \
            {body}\n    \
@@ -724,7 +727,7 @@ fn rebuild(spec: &Spec) -> String {
            ELSIF _decant_entries IS NOT NULL THEN\n        \
              _decant_blob := decant.graft(_decant_blob, _decant_entries);\n    \
            END IF;\n    \
-           {dynamic}{through}IF _decant_blob IS NULL AND $2 IS NOT NULL THEN\n        \
+           {dynamic}IF _decant_blob IS NULL AND $2 IS NOT NULL THEN\n        \
              -- never hand a caller (or a patch's write) a blob that lost its residual\n        \
              RAISE EXCEPTION 'decant: the blob of user % rebuilt as NULL from a residual and rows', $1 \
                USING ERRCODE = 'data_corrupted', HINT = 'a defect of decant''s SQL rebuild: report it; `decant rollback --user` rebuilds through Rust';\n    \
