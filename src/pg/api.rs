@@ -977,12 +977,18 @@ fn write(spec: &Spec) -> String {
            ELSE\n        \
              -- the root's keys leave their residuals independently: only\n        \
              -- the changed ones are computed again (all of it when the stored\n        \
-             -- residual is no object: the blob before the patch was none)\n        \
+             -- residual is no object: the blob before the patch was none);\n        \
+             -- an IF, not a CASE: the planner computes a function of constant\n        \
+             -- arguments in every arm of a CASE, the whole blob's residual too\n        \
              _decant_roots := ARRAY(SELECT DISTINCT p.path ->> 0 FROM jsonb_array_elements($4) AS p(path));\n        \
-             SELECT CASE WHEN jsonb_typeof(s.{blob}) = 'object' \
-               THEN (s.{blob} - _decant_roots) || {residual}((SELECT coalesce(json_object_agg(e.key, e.value)::jsonb, '{{}}') \
-               FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots))) ELSE {residual}($3) END\n          \
-               INTO _decant_residual FROM {src} AS s WHERE s.{id} = $1;\n    \
+             SELECT s.{blob} INTO _decant_residual FROM {src} AS s WHERE s.{id} = $1;\n        \
+             IF jsonb_typeof(_decant_residual) = 'object' THEN\n            \
+               _decant_residual := (_decant_residual - _decant_roots) || {residual}((SELECT \
+                 coalesce(json_object_agg(e.key, e.value)::jsonb, '{{}}') \
+                 FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots)));\n        \
+             ELSE\n            \
+               _decant_residual := {residual}($3);\n        \
+             END IF;\n    \
            END IF;\n    \
            UPDATE {src} AS s SET {blob} = _decant_residual \
              WHERE s.{id} = $1 AND s.{flag} AND s.{blob}::text IS DISTINCT FROM _decant_residual::text;\n\

@@ -1081,10 +1081,16 @@ BEGIN
     ELSE
         -- the root's keys leave their residuals independently: only
         -- the changed ones are computed again (all of it when the stored
-        -- residual is no object: the blob before the patch was none)
+        -- residual is no object: the blob before the patch was none);
+        -- an IF, not a CASE: the planner computes a function of constant
+        -- arguments in every arm of a CASE, the whole blob's residual too
         _decant_roots := ARRAY(SELECT DISTINCT p.path ->> 0 FROM jsonb_array_elements($4) AS p(path));
-        SELECT CASE WHEN jsonb_typeof(s."data") = 'object' THEN (s."data" - _decant_roots) || decant."user_residual"((SELECT coalesce(json_object_agg(e.key, e.value)::jsonb, '{}') FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots))) ELSE decant."user_residual"($3) END
-          INTO _decant_residual FROM "public"."user" AS s WHERE s."id" = $1;
+        SELECT s."data" INTO _decant_residual FROM "public"."user" AS s WHERE s."id" = $1;
+        IF jsonb_typeof(_decant_residual) = 'object' THEN
+            _decant_residual := (_decant_residual - _decant_roots) || decant."user_residual"((SELECT coalesce(json_object_agg(e.key, e.value)::jsonb, '{}') FROM jsonb_each($3) AS e WHERE e.key = ANY (_decant_roots)));
+        ELSE
+            _decant_residual := decant."user_residual"($3);
+        END IF;
     END IF;
     UPDATE "public"."user" AS s SET "data" = _decant_residual WHERE s."id" = $1 AND s."migrated" AND s."data"::text IS DISTINCT FROM _decant_residual::text;
 END
