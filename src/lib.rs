@@ -63,8 +63,8 @@ pub use ops::status::{Daemon, FailureGroup, Status, status};
 pub use pg::identity::{flag_exists as flag_column_exists, recorded_spec};
 pub use pg::pool::{connect, describe_target, from_environment, with_dbname};
 pub use pg::schema::{
-    init, init_evolving, script as schema_script, source_blob_indexes, source_blob_indexes_warning,
-    source_triggers, source_triggers_warning, statements as schema_statements, views_script,
+    init, init_evolving, script as schema_script, source_triggers, source_triggers_warning,
+    source_warnings, statements as schema_statements, views_script,
 };
 
 impl Spec {

@@ -387,12 +387,7 @@ async fn run(cli: Cli) -> Result<()> {
                      `finalize --drop-legacy`; the views and SQL API read every user as migrated)"
                 );
             }
-            let triggers = decant::source_triggers(&client, &spec).await?;
-            if let Some(w) = decant::source_triggers_warning(&spec, &triggers) {
-                eprintln!("warning: {w}");
-            }
-            let indexes = decant::source_blob_indexes(&client, &spec).await?;
-            if let Some(w) = decant::source_blob_indexes_warning(&spec, &indexes) {
+            for w in decant::source_warnings(&client, &spec).await? {
                 eprintln!("warning: {w}");
             }
             // roles granted before lack the tables a spec added
@@ -617,12 +612,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let spec = target.spec()?;
             let client = decant::connect(&url).await?;
-            let triggers = decant::source_triggers(&client, &spec).await?;
-            if let Some(w) = decant::source_triggers_warning(&spec, &triggers) {
-                eprintln!("warning: {w}");
-            }
-            let indexes = decant::source_blob_indexes(&client, &spec).await?;
-            if let Some(w) = decant::source_blob_indexes_warning(&spec, &indexes) {
+            for w in decant::source_warnings(&client, &spec).await? {
                 eprintln!("warning: {w}");
             }
             if check.census.anything_fails() {

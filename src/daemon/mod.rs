@@ -270,12 +270,7 @@ async fn run_job<J: Job>(
     // a run that is refused (another mapping, finalized) leaves the
     // shared rate as it was: it is set only once the run may start
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
-    let triggers = crate::pg::schema::source_triggers(&**admin, decant.spec()).await?;
-    if let Some(w) = crate::pg::schema::source_triggers_warning(decant.spec(), &triggers) {
-        tracing::warn!("{w}");
-    }
-    let indexes = crate::pg::schema::source_blob_indexes(&**admin, decant.spec()).await?;
-    if let Some(w) = crate::pg::schema::source_blob_indexes_warning(decant.spec(), &indexes) {
+    for w in crate::pg::schema::source_warnings(&**admin, decant.spec()).await? {
         tracing::warn!("{w}");
     }
     let mut initial = control::read(&**admin).await?;

@@ -546,7 +546,7 @@ pub fn source_triggers_warning(spec: &Spec, triggers: &[String]) -> Option<Strin
 /// left out. Queries through them see a migrated user's residual, not the
 /// values moved to the tables, and every migration and rollback rewrites
 /// their entries.
-pub async fn source_blob_indexes(
+async fn source_blob_indexes(
     client: &impl tokio_postgres::GenericClient,
     spec: &Spec,
 ) -> Result<Vec<String>> {
@@ -578,7 +578,7 @@ pub async fn source_blob_indexes(
 }
 
 /// The warning for [`source_blob_indexes`], when there are any.
-pub fn source_blob_indexes_warning(spec: &Spec, indexes: &[String]) -> Option<String> {
+fn source_blob_indexes_warning(spec: &Spec, indexes: &[String]) -> Option<String> {
     (!indexes.is_empty()).then(|| {
         format!(
             "the source table {} has indexes that read the column {}: {}. A migrated user's blob \
@@ -591,6 +591,21 @@ pub fn source_blob_indexes_warning(spec: &Spec, indexes: &[String]) -> Option<St
             indexes.join(", ")
         )
     })
+}
+
+/// What `init`, `check` and `run` warn of about the source table: its
+/// triggers that fire on decant's `UPDATE`s ([`source_triggers`]) and its
+/// indexes that read the blob ([`source_blob_indexes`]).
+pub async fn source_warnings(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let triggers = source_triggers(client, spec).await?;
+    let indexes = source_blob_indexes(client, spec).await?;
+    Ok(source_triggers_warning(spec, &triggers)
+        .into_iter()
+        .chain(source_blob_indexes_warning(spec, &indexes))
+        .collect())
 }
 
 pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
