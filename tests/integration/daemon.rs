@@ -1668,7 +1668,16 @@ async fn a_run_of_very_large_blobs_comes_a_few_users_a_batch() {
     for &w in &whales {
         insert_user(&client, w, &whale(w)).await;
     }
-    let report = Running::start(&decant, without_probe()).finish().await;
+    // the batch counts below follow the time targets: the other tests'
+    // sessions on this shared server must not halve them (busy_batch)
+    let steady = |target: Duration| RunOptions {
+        target_batch: target,
+        busy_batch: target,
+        ..without_probe()
+    };
+    let report = Running::start(&decant, steady(Duration::from_millis(25)))
+        .finish()
+        .await;
     assert_eq!(report.migrated as usize, n as usize + whales.len());
     for &w in &whales {
         let got = decant.load(w).await.unwrap();
@@ -1689,7 +1698,20 @@ async fn a_run_of_very_large_blobs_comes_a_few_users_a_batch() {
     );
     // a bulk rollback weighs a migrated user by its rows: the six come
     // back a few a batch too, not a count's worth rebuilt under one lock
-    let back = rollback_all(&decant, decant::Cohort::All).await.unwrap();
+    // (at `decant rollback`'s default 100 ms a batch)
+    let back = decant::rollback(
+        &decant,
+        decant::Cohort::All,
+        RunOptions {
+            workers: 2,
+            rate: Some(decant::Rate::Max),
+            ..steady(Duration::from_millis(100))
+        },
+        Arc::new(decant::Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(back.migrated as usize, n as usize + whales.len());
     for &w in &whales {
         assert!(!is_migrated(&client, w).await);
