@@ -185,6 +185,10 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
 /// Helpers the generated SQL calls: the canonical RFC 3339 timestamp (NULL
 /// for any other text, never an error) and the exact-double test.
 ///
+/// No exception block: a subtransaction cannot start in a parallel
+/// worker, and the views' scans of a large source table go parallel (a
+/// value a cast would refuse is found NULL before the cast instead).
+///
 /// Both are immutable for every input (the blob-fails function, immutable
 /// too, goes into the predicate of a ranked statistic's legacy index): the
 /// timestamp is read only in its canonical UTC form (`...Z`, no time zone
@@ -199,13 +203,17 @@ BEGIN
     IF t !~ form THEN
         RETURN NULL;
     END IF;
+    -- every form starts YYYY-MM-DDTHH:MI:SS: fields out of range are
+    -- NULL here, so that the cast never raises
+    IF decant.iso_date(left(t, 10)) IS NULL OR substr(t, 12, 2)::int > 23
+       OR substr(t, 15, 2)::int > 59 OR substr(t, 18, 2)::int > 59 THEN
+        RETURN NULL;
+    END IF;
     ts := t::timestamptz;
     IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') <> left(t, 19) THEN
         RETURN NULL;
     END IF;
     RETURN ts;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
@@ -217,9 +225,22 @@ $$ SELECT decant.iso_timestamptz_as(t, '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-
 CREATE OR REPLACE FUNCTION decant.iso_date(t text) RETURNS date
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
-DECLARE d date;
+DECLARE d date; y int; m int; day int; last int;
 BEGIN
     IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+        RETURN NULL;
+    END IF;
+    -- a day that does not exist is NULL here, so that the cast never raises
+    -- (the Gregorian calendar, which PostgreSQL uses for every year)
+    y := substr(t, 1, 4)::int;
+    m := substr(t, 6, 2)::int;
+    day := substr(t, 9, 2)::int;
+    last := CASE
+        WHEN m = 2 AND (y % 4 = 0 AND y % 100 <> 0 OR y % 400 = 0) THEN 29
+        WHEN m = 2 THEN 28
+        WHEN m IN (4, 6, 9, 11) THEN 30
+        ELSE 31 END;
+    IF y < 1 OR m < 1 OR m > 12 OR day < 1 OR day > last THEN
         RETURN NULL;
     END IF;
     d := t::date;
@@ -227,8 +248,6 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN d;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean

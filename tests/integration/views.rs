@@ -16,6 +16,13 @@ const TABLES: [&str; 6] = [
     "user_statistic",
 ];
 
+/// Runs the session's next queries in a parallel worker wherever they
+/// can be (`debug_parallel_query`, `force_parallel_mode` before 16).
+const FORCE_PARALLEL: &str = "DO $$ BEGIN \
+     IF current_setting('server_version_num')::int >= 160000 THEN \
+         SET debug_parallel_query = on; \
+     ELSE SET force_parallel_mode = on; END IF; END $$";
+
 /// Every row of a relation as text, sorted: a multiset to compare.
 async fn rows(client: &tokio_postgres::Client, relation: &str) -> Vec<String> {
     let mut v: Vec<String> = client
@@ -242,6 +249,15 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
         let decant = db.decant_with(&spec, 2);
         decant::init(&client, decant.spec()).await.unwrap();
         let view = rows(&client, "t_all").await;
+        // the same read run in a parallel worker (as a large table's scan
+        // goes), where no helper may start a subtransaction
+        client.batch_execute(FORCE_PARALLEL).await.unwrap();
+        assert_eq!(
+            rows(&client, "t_all").await,
+            view,
+            "{policy}: in a parallel worker"
+        );
+        client.batch_execute("RESET ALL").await.unwrap();
         let ids: Vec<i64> = (1..=blobs.len() as i64).collect();
         let report = decant.migrate_batch(&ids).await.unwrap();
         let table = rows(&client, "t").await;

@@ -601,13 +601,17 @@ BEGIN
     IF t !~ form THEN
         RETURN NULL;
     END IF;
+    -- every form starts YYYY-MM-DDTHH:MI:SS: fields out of range are
+    -- NULL here, so that the cast never raises
+    IF decant.iso_date(left(t, 10)) IS NULL OR substr(t, 12, 2)::int > 23
+       OR substr(t, 15, 2)::int > 59 OR substr(t, 18, 2)::int > 59 THEN
+        RETURN NULL;
+    END IF;
     ts := t::timestamptz;
     IF to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') <> left(t, 19) THEN
         RETURN NULL;
     END IF;
     RETURN ts;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.iso_timestamptz(t text) RETURNS timestamptz
@@ -619,9 +623,22 @@ $$ SELECT decant.iso_timestamptz_as(t, '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-
 CREATE OR REPLACE FUNCTION decant.iso_date(t text) RETURNS date
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
-DECLARE d date;
+DECLARE d date; y int; m int; day int; last int;
 BEGIN
     IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+        RETURN NULL;
+    END IF;
+    -- a day that does not exist is NULL here, so that the cast never raises
+    -- (the Gregorian calendar, which PostgreSQL uses for every year)
+    y := substr(t, 1, 4)::int;
+    m := substr(t, 6, 2)::int;
+    day := substr(t, 9, 2)::int;
+    last := CASE
+        WHEN m = 2 AND (y % 4 = 0 AND y % 100 <> 0 OR y % 400 = 0) THEN 29
+        WHEN m = 2 THEN 28
+        WHEN m IN (4, 6, 9, 11) THEN 30
+        ELSE 31 END;
+    IF y < 1 OR m < 1 OR m > 12 OR day < 1 OR day > last THEN
         RETURN NULL;
     END IF;
     d := t::date;
@@ -629,8 +646,6 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN d;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.exact_float8(n numeric) RETURNS boolean
