@@ -702,8 +702,6 @@ fn same_rows(a: &[Row], b: &[Row]) -> bool {
     })
 }
 
-/// The paths of the residual's leaves (values that are not non-empty
-/// objects), but for the values `keep` rules left there (`kept`).
 /// The value at a key path through nested objects.
 fn nested_at<'a, V: JsonView>(v: &'a V, path: &[String]) -> Option<&'a V> {
     let mut here = v;
@@ -713,6 +711,11 @@ fn nested_at<'a, V: JsonView>(v: &'a V, path: &[String]) -> Option<&'a V> {
     Some(here)
 }
 
+/// The paths of the residual's leaves (values that are not non-empty
+/// objects), but for the values `keep` rules left there (`kept`) and the
+/// empty objects and arrays where rules' paths go (`points: {}` under
+/// `points.{year}`): a rule's place that holds nothing, not a key no rule
+/// claims.
 fn unclaimed_paths(
     v: &Value,
     node: Option<&Node>,
@@ -759,6 +762,8 @@ fn unclaimed_paths(
             }
         }
         _ if at == "$" => {}
+        Value::Object(m) if m.is_empty() && node.is_some() => {}
+        Value::Array(a) if a.is_empty() && node.is_some() => {}
         _ => {
             if !kept.contains(at.as_str()) {
                 out.insert(at.clone());
@@ -812,6 +817,17 @@ mod tests {
         assert_eq!(r.warnings[0].examples[0].path, r#"$.pref["a.b"]"#);
         let unclaimed: Vec<&str> = r.unclaimed.iter().map(|u| u.path.as_str()).collect();
         assert_eq!(unclaimed, [r#"$.old[""]"#, r#"$.old["x.y"]"#]);
+    }
+
+    #[test]
+    fn an_empty_object_where_a_rule_goes_is_not_an_unclaimed_key() {
+        let spec = spec();
+        let mut c = Census::new(&spec);
+        let u = json!({"stats": {"a": {}}, "pref": {}, "old": {}, "list": []});
+        c.add_legacy(&spec, &UserId::Int(1), &u, u.to_string().len());
+        let r = c.report(&spec);
+        let unclaimed: Vec<&str> = r.unclaimed.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(unclaimed, ["$.list", "$.old"]);
     }
 
     fn spec() -> Spec {

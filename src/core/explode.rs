@@ -158,11 +158,14 @@ impl<'v> Walker<'_, 'v> {
         let Some(map) = v.object() else {
             if self.path.is_empty() {
                 // the blob itself is not an object: no rule is to blame
-                let mut problem = self.invalid(
-                    &self.spec.rules[node.first_rule],
-                    "a JSON object at the root of the blob",
-                    v,
-                );
+                let expected = if v.is_null() {
+                    // players who never saved: the fixup is the usual answer
+                    "a JSON object at the root of the blob (a fixup with \
+                     `op = \"null_to_object\"` and `path = \"$\"` migrates a null one as {})"
+                } else {
+                    "a JSON object at the root of the blob"
+                };
+                let mut problem = self.invalid(&self.spec.rules[node.first_rule], expected, v);
                 problem.rule = "(blob)".into();
                 return self
                     .settle(node.strict, vec![problem])
@@ -1044,6 +1047,8 @@ mod tests {
             assert_eq!(e.rule, "(blob)", "{blob}");
             assert_eq!(e.path, "$");
             assert!(e.expected.contains("JSON object at the root"), "{e}");
+            // a null one names the fixup that migrates it
+            assert_eq!(e.expected.contains("null_to_object"), blob.is_null(), "{e}");
             // kept whole by the lenient explode, and rebuilt
             let kept = explode_lenient(&spec, &blob);
             assert!(kept.rows.is_empty() && kept.warnings.len() == 1);
