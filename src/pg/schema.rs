@@ -874,7 +874,41 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
             .await;
     };
     quiet(true).await;
-    for stmt in &concurrent {
+    // An index built CONCURRENTLY blocks no one, however long it takes (a
+    // ranked statistic's on millions of blobs takes minutes): the server's
+    // statement_timeout (a role's or a database's, there to stop runaway
+    // queries) would only cancel it, half built. Off for these builds
+    // alone, then back to what the session had.
+    let timeout: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .map_err(|e| Error::db("init: reading statement_timeout", e))?
+        .get(0);
+    let set_timeout = |value: &str| {
+        let value = value.to_string();
+        async move {
+            client
+                .execute(
+                    "SELECT set_config('statement_timeout', $1, false)",
+                    &[&value],
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::db("init: setting statement_timeout", e))
+        }
+    };
+    set_timeout("0").await?;
+    let built = build_concurrently(client, &concurrent).await;
+    set_timeout(&timeout).await?;
+    quiet(false).await;
+    built?;
+    tracing::info!(source = %source_table(spec), tables = spec.tables.len(), "schema initialized");
+    Ok(())
+}
+
+/// Builds `init`'s CONCURRENTLY indexes one by one, each idempotent.
+async fn build_concurrently(client: &Client, concurrent: &[String]) -> Result<()> {
+    for stmt in concurrent {
         let built = async {
             drop_invalid_index(client, stmt).await?;
             client
@@ -883,13 +917,8 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
                 .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))
         }
         .await;
-        if built.is_err() {
-            quiet(false).await;
-            return built;
-        }
+        built?;
     }
-    quiet(false).await;
-    tracing::info!(source = %source_table(spec), tables = spec.tables.len(), "schema initialized");
     Ok(())
 }
 

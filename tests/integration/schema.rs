@@ -652,3 +652,72 @@ async fn init_refuses_objects_another_role_controls() {
         .unwrap();
     decant::init(&client, &spec).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_builds_its_indexes_past_the_server_s_statement_timeout() {
+    // A role's or a database's statement_timeout (there to stop runaway
+    // queries) would cancel an index built CONCURRENTLY half way, and a
+    // ranked statistic's index on millions of blobs takes minutes: init
+    // builds them without it, and gives the session its timeout back.
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 60, 1).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET statement_timeout = '400ms'",
+            client
+                .query_one("SELECT current_database()", &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        ))
+        .await
+        .unwrap();
+    // a snapshot held open: a CONCURRENTLY build waits for it to end
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .await
+        .unwrap();
+    let init = {
+        let url = db.url.clone();
+        tokio::spawn(async move {
+            let client = crate::harness::connect(&url).await;
+            let done = decant::init(&client, &crate::example::spec()).await;
+            let timeout: String = client
+                .query_one("SHOW statement_timeout", &[])
+                .await
+                .unwrap()
+                .get(0);
+            (done, timeout)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    if init.is_finished() {
+        let (done, _) = init.await.unwrap();
+        panic!("init ended while a snapshot was open (it should wait): {done:?}");
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (done, timeout) = init.await.unwrap();
+    done.expect("init builds its indexes past the 400 ms statement_timeout");
+    assert_eq!(timeout, "400ms", "the session's own timeout comes back");
+    let invalid: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_index WHERE NOT indisvalid \
+             AND indrelid = ANY ('{\"user\",user_statistic}'::regclass[])",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(invalid, 0);
+    let ranked: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%legacy%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ranked >= 2, "the legacy and ranking indexes are built");
+}
