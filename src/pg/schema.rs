@@ -210,7 +210,36 @@ fn protection(spec: &Spec, ti: usize) -> Vec<String> {
         constraints.push((owned_name("user", &def), def));
     }
     let names: Vec<String> = constraints.iter().map(|(n, _)| lit(n)).collect();
-    let mut out = vec![format!(
+    // NOT NULL as the spec states it now (`not_null`, or a key column): a
+    // spec that drops `not_null` must not leave the table refusing the
+    // nulls its users now migrate with (each would fail on error 23502)
+    let mut nullability = Vec::new();
+    for (ci, c) in t.columns.iter().enumerate() {
+        if t.key.contains(&ci) {
+            continue;
+        }
+        let (now, change) = if c.not_null {
+            ("NOT a.attnotnull", "SET NOT NULL")
+        } else {
+            ("a.attnotnull", "DROP NOT NULL")
+        };
+        nullability.push(format!(
+            "    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = {rel}::regclass \
+             AND a.attname = {col} AND {now}) THEN\n        \
+             ALTER TABLE {table} ALTER COLUMN {q} {change};\n    END IF;\n",
+            rel = lit(&table),
+            col = lit(&c.name),
+            q = quote(&c.name),
+        ));
+    }
+    let mut out = Vec::new();
+    if !nullability.is_empty() {
+        out.push(format!(
+            "DO $decant$\nBEGIN\n{}END\n$decant$",
+            nullability.concat()
+        ));
+    }
+    out.push(format!(
         "DO $decant$\nDECLARE stale text;\nBEGIN\n    \
          FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = {rel}::regclass \
          AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' \
@@ -220,7 +249,7 @@ fn protection(spec: &Spec, ti: usize) -> Vec<String> {
         rel = lit(&table),
         names = names.join(", "),
         table_sql = table.replace('\'', "''"),
-    )];
+    ));
     for (name, def) in &constraints {
         out.push(format!(
             "DO $decant$\nBEGIN\n    \
@@ -252,6 +281,28 @@ fn protection(spec: &Spec, ti: usize) -> Vec<String> {
 /// which table and column, the rule the spec now states, the query that
 /// finds the users holding such rows, and what to do.
 fn unmet_check(spec: &Spec, stmt: &str, e: &tokio_postgres::Error) -> Option<Error> {
+    if e.code() == Some(&tokio_postgres::error::SqlState::NOT_NULL_VIOLATION)
+        && stmt.contains(" SET NOT NULL;")
+    {
+        // a `not_null` stated again, over nulls written while it was not
+        let db = e.as_db_error()?;
+        let (ti, t) = spec.tables.iter().enumerate().find(|(_, t)| {
+            Some(t.name.as_str()) == db.table()
+                && Some(spec.settings.target_schema.as_str()) == db.schema()
+        })?;
+        let column = db.column()?;
+        let table = target_table(spec, ti);
+        return Some(Error::Setup(format!(
+            "init: rows already migrated in {table} hold NULL in column {}, which the spec \
+             declares `not_null`; nothing was changed. Find their users with \
+             `SELECT DISTINCT {} FROM {table} WHERE {} IS NULL`, then roll them back \
+             (`decant rollback --ids FILE`; the new validation applies as they migrate again) or \
+             relax the spec",
+            quote(column),
+            quote(&t.user_column),
+            quote(column),
+        )));
+    }
     if e.code() != Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
         || !stmt.contains(" VALIDATE CONSTRAINT ")
     {

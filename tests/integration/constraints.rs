@@ -172,6 +172,75 @@ async fn a_changed_validation_replaces_its_constraint_and_old_rows_that_break_it
 }
 
 #[tokio::test]
+async fn a_dropped_not_null_leaves_the_column_and_a_restored_one_comes_back() {
+    // `not_null` is validation, not mapping: init with a spec that drops
+    // it must let the column take NULL (or each user holding a null there
+    // fails on the table's NOT NULL, error 23502), and one that states it
+    // again sets it back, refusing the nulls written meanwhile by name.
+    let db = TestDb::new().await;
+    let game = db.game(0).await;
+    let client = db.client().await;
+    let blob = json!({"bots": {"selected": [null, "bot_03"]}, "xp": 1});
+    insert_user(&client, 7, &blob).await;
+    let strict = "bot_id = { type = \"text\", not_null = true }";
+    assert!(crate::example::SPEC.contains(strict));
+    let loose =
+        Spec::parse(&crate::example::SPEC.replacen(strict, "bot_id = \"text\"", 1)).unwrap();
+    drop(game);
+    decant::init(&client, &loose).await.unwrap();
+    let game = db.decant_with(
+        &crate::example::SPEC.replacen(strict, "bot_id = \"text\"", 1),
+        2,
+    );
+    let report = game.migrate_user(7).await.unwrap();
+    assert!(
+        report.failed.is_empty() && report.migrated[0].warnings.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(row_count(&client, 7).await, 3, "two bots and the xp");
+    let loaded = game.load(7).await.unwrap();
+    assert!(decant::json_eq(&loaded, &blob), "{loaded}");
+    // the strict spec again: the stored null stops it, naming the column
+    let err = decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hold NULL in column \"bot_id\"") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let query = err
+        .split('`')
+        .find(|p| p.starts_with("SELECT DISTINCT"))
+        .expect("a query");
+    let users: Vec<i64> = client
+        .query(query, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, [7]);
+    client
+        .execute("DELETE FROM user_selected_bot WHERE bot_id IS NULL", &[])
+        .await
+        .unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    let not_null: bool = client
+        .query_one(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'user_selected_bot'::regclass \
+             AND attname = 'bot_id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(not_null);
+}
+
+#[tokio::test]
 async fn foreign_keys_cascade_deletes_and_indexes_are_created() {
     let db = TestDb::new().await;
     let client = db.client().await;

@@ -424,6 +424,21 @@ CREATE TABLE IF NOT EXISTS "public"."user_statistic" (
 
 -- init statement 9
 DO $decant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_achievement"'::regclass AND a.attname = 'extra' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_achievement" ALTER COLUMN "extra" DROP NOT NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_achievement"'::regclass AND a.attname = 'progress' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_achievement" ALTER COLUMN "progress" DROP NOT NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_achievement"'::regclass AND a.attname = 'unlocked_at' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_achievement" ALTER COLUMN "unlocked_at" DROP NOT NULL;
+    END IF;
+END
+$decant$;
+
+-- init statement 10
+DO $decant$
 DECLARE stale text;
 BEGIN
     FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = '"public"."user_achievement"'::regclass AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' AND conname <> ALL (ARRAY['decant_ec41865c_progress']::text[]) LOOP
@@ -432,7 +447,7 @@ BEGIN
 END
 $decant$;
 
--- init statement 10
+-- init statement 11
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_achievement"'::regclass AND conname = 'decant_ec41865c_progress') THEN
@@ -441,10 +456,25 @@ BEGIN
 END
 $decant$;
 
--- init statement 11
+-- init statement 12
 ALTER TABLE "public"."user_achievement" VALIDATE CONSTRAINT "decant_ec41865c_progress";
 
--- init statement 12
+-- init statement 13
+DO $decant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_bot"'::regclass AND a.attname = 'extra' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_bot" ALTER COLUMN "extra" DROP NOT NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_bot"'::regclass AND a.attname = 'level' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_bot" ALTER COLUMN "level" DROP NOT NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_bot"'::regclass AND a.attname = 'unlocked' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_bot" ALTER COLUMN "unlocked" DROP NOT NULL;
+    END IF;
+END
+$decant$;
+
+-- init statement 14
 DO $decant$
 DECLARE stale text;
 BEGIN
@@ -454,7 +484,7 @@ BEGIN
 END
 $decant$;
 
--- init statement 13
+-- init statement 15
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_bot"'::regclass AND conname = 'decant_d73d98db_level') THEN
@@ -463,10 +493,25 @@ BEGIN
 END
 $decant$;
 
--- init statement 14
+-- init statement 16
 ALTER TABLE "public"."user_bot" VALIDATE CONSTRAINT "decant_d73d98db_level";
 
--- init statement 15
+-- init statement 17
+DO $decant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_config"'::regclass AND a.attname = 'extra' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_config" ALTER COLUMN "extra" DROP NOT NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_config"'::regclass AND a.attname = 'mans' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_config" ALTER COLUMN "mans" DROP NOT NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_config"'::regclass AND a.attname = 'mode' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_config" ALTER COLUMN "mode" DROP NOT NULL;
+    END IF;
+END
+$decant$;
+
+-- init statement 18
 DO $decant$
 DECLARE stale text;
 BEGIN
@@ -476,7 +521,7 @@ BEGIN
 END
 $decant$;
 
--- init statement 16
+-- init statement 19
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_config"'::regclass AND conname = 'decant_74c7bfba_mans') THEN
@@ -485,10 +530,10 @@ BEGIN
 END
 $decant$;
 
--- init statement 17
+-- init statement 20
 ALTER TABLE "public"."user_config" VALIDATE CONSTRAINT "decant_74c7bfba_mans";
 
--- init statement 18
+-- init statement 21
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_config"'::regclass AND conname = 'decant_9f49ac2c_mode') THEN
@@ -497,10 +542,19 @@ BEGIN
 END
 $decant$;
 
--- init statement 19
+-- init statement 22
 ALTER TABLE "public"."user_config" VALIDATE CONSTRAINT "decant_9f49ac2c_mode";
 
--- init statement 20
+-- init statement 23
+DO $decant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_preference"'::regclass AND a.attname = 'value' AND a.attnotnull) THEN
+        ALTER TABLE "public"."user_preference" ALTER COLUMN "value" DROP NOT NULL;
+    END IF;
+END
+$decant$;
+
+-- init statement 24
 DO $decant$
 DECLARE stale text;
 BEGIN
@@ -510,7 +564,16 @@ BEGIN
 END
 $decant$;
 
--- init statement 21
+-- init statement 25
+DO $decant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_selected_bot"'::regclass AND a.attname = 'bot_id' AND NOT a.attnotnull) THEN
+        ALTER TABLE "public"."user_selected_bot" ALTER COLUMN "bot_id" SET NOT NULL;
+    END IF;
+END
+$decant$;
+
+-- init statement 26
 DO $decant$
 DECLARE stale text;
 BEGIN
@@ -520,7 +583,16 @@ BEGIN
 END
 $decant$;
 
--- init statement 22
+-- init statement 27
+DO $decant$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute AS a WHERE a.attrelid = '"public"."user_statistic"'::regclass AND a.attname = 'value' AND NOT a.attnotnull) THEN
+        ALTER TABLE "public"."user_statistic" ALTER COLUMN "value" SET NOT NULL;
+    END IF;
+END
+$decant$;
+
+-- init statement 28
 DO $decant$
 DECLARE stale text;
 BEGIN
@@ -530,7 +602,7 @@ BEGIN
 END
 $decant$;
 
--- init statement 23
+-- init statement 29
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND conname = 'decant_e32407c9_mode') THEN
@@ -539,10 +611,10 @@ BEGIN
 END
 $decant$;
 
--- init statement 24
+-- init statement 30
 ALTER TABLE "public"."user_statistic" VALIDATE CONSTRAINT "decant_e32407c9_mode";
 
--- init statement 25
+-- init statement 31
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND conname = 'decant_44da6d5c_statistic_id') THEN
@@ -551,10 +623,10 @@ BEGIN
 END
 $decant$;
 
--- init statement 26
+-- init statement 32
 ALTER TABLE "public"."user_statistic" VALIDATE CONSTRAINT "decant_44da6d5c_statistic_id";
 
--- init statement 27
+-- init statement 33
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '"public"."user_statistic"'::regclass AND conname = 'decant_3e91f378_value') THEN
@@ -563,10 +635,10 @@ BEGIN
 END
 $decant$;
 
--- init statement 28
+-- init statement 34
 ALTER TABLE "public"."user_statistic" VALIDATE CONSTRAINT "decant_3e91f378_value";
 
--- init statement 29
+-- init statement 35
 CREATE OR REPLACE FUNCTION decant."rows_724da6f3_user"(bigint) RETURNS TABLE (t0_n bigint, t0_a0 text[], t0_a1 jsonb[], t0_a2 integer[], t0_a3 timestamp with time zone[], t1_n bigint, t1_a0 text[], t1_a1 jsonb[], t1_a2 smallint[], t1_a3 boolean[], t2_n bigint, t2_a0 jsonb[], t2_a1 smallint[], t2_a2 text[], t3_n bigint, t3_a0 text[], t3_a1 jsonb[], t4_n bigint, t4_a0 text[], t4_a1 smallint[], t5_n bigint, t5_a0 text[], t5_a1 text[], t5_a2 text[])
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS
 $$
@@ -576,7 +648,7 @@ BEGIN
 END
 $$;
 
--- init statement 30
+-- init statement 36
 DO $decant$
 DECLARE f regprocedure; recorded text;
 BEGIN
@@ -592,7 +664,7 @@ BEGIN
 END
 $decant$;
 
--- init statement 31
+-- init statement 37
 CREATE OR REPLACE FUNCTION decant.iso_timestamptz_as(t text, form text) RETURNS timestamptz
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
@@ -677,7 +749,7 @@ BEGIN
 END
 $$;
 
--- init statement 32
+-- init statement 38
 CREATE OR REPLACE FUNCTION "public"."user_decant_blob_fails"(blob jsonb) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT blob IS NULL
@@ -692,37 +764,37 @@ $$ SELECT blob IS NULL
     OR EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(((blob -> 'marriage') -> 'achievements')) = 'object' THEN ((blob -> 'marriage') -> 'achievements') END) AS fe2(k, v) WHERE jsonb_typeof(blob) = 'object' AND (blob -> 'marriage') IS NOT NULL AND jsonb_typeof((blob -> 'marriage')) = 'object' AND ((blob -> 'marriage') -> 'achievements') IS NOT NULL AND (NOT (coalesce(true, false) AND coalesce(jsonb_typeof(fe2.v) = 'object', false)) OR (false OR (((fe2.v -> 'progress') IS NOT NULL AND jsonb_typeof((fe2.v -> 'progress')) <> 'null') AND NOT (CASE WHEN (fe2.v -> 'progress') IS NULL OR jsonb_typeof((fe2.v -> 'progress')) = 'null' THEN true ELSE ((jsonb_typeof((fe2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((fe2.v -> 'progress')) = 'number' THEN ((fe2.v -> 'progress'))::numeric = trunc(((fe2.v -> 'progress'))::numeric) AND ((fe2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof((fe2.v -> 'progress')) = 'number' THEN ((fe2.v -> 'progress'))::numeric >= '0' ELSE true END) END)) OR (((fe2.v -> 'unlockedAt') IS NOT NULL AND jsonb_typeof((fe2.v -> 'unlockedAt')) <> 'null') AND NOT (CASE WHEN (fe2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((fe2.v -> 'unlockedAt')) = 'null' THEN true ELSE ((jsonb_typeof((fe2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((fe2.v -> 'unlockedAt')) = 'number' THEN ((fe2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((fe2.v -> 'unlockedAt'))::numeric * 1000) AND ((fe2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END)))))
     OR coalesce((jsonb_typeof(blob) = 'object' AND (blob -> 'marriage') IS NOT NULL AND jsonb_typeof((blob -> 'marriage')) = 'object' AND ((blob -> 'marriage') -> 'config') IS NOT NULL AND (NOT (coalesce(jsonb_typeof(((blob -> 'marriage') -> 'config')) = 'object', false)) OR (false OR (((((blob -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND NOT (CASE WHEN (((blob -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((blob -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END)) OR (((((blob -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND NOT (CASE WHEN (((blob -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((blob -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((blob -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END))))), false) $$;
 
--- init statement 33
+-- init statement 39
 CREATE OR REPLACE VIEW "public"."user_achievement_all" AS
 SELECT "user_id", "achievement_id", "extra", "progress", "unlocked_at" FROM "public"."user_achievement"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e2.k AS "achievement_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jsonb_each(CASE WHEN jsonb_typeof(e2.v) = 'object' THEN e2.v END) AS x WHERE (x.key NOT IN ('progress', 'unlockedAt') OR jsonb_typeof(x.value) = 'null')) AS "extra", CASE WHEN ((e2.v -> 'progress') IS NOT NULL AND jsonb_typeof((e2.v -> 'progress')) <> 'null') AND (CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN NULL::integer WHEN (jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) THEN ((e2.v -> 'progress'))::numeric::int4 END END AS "progress", CASE WHEN ((e2.v -> 'unlockedAt') IS NOT NULL AND jsonb_typeof((e2.v -> 'unlockedAt')) <> 'null') AND (CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END) THEN CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN NULL::timestamp with time zone WHEN (jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END) THEN (timestamptz '1970-01-01 00:00:00+00' + div(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '24 hours' + mod(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '1 microsecond') END END AS "unlocked_at" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'achievements')) = 'object' THEN ((s."data" -> 'marriage') -> 'achievements') END) AS e2(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'achievements') IS NOT NULL AND coalesce(true, false) AND coalesce(jsonb_typeof(e2.v) = 'object', false);
 
--- init statement 34
+-- init statement 40
 CREATE OR REPLACE VIEW "public"."user_bot_all" AS
 SELECT "user_id", "bot_id", "extra", "level", "unlocked" FROM "public"."user_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "bot_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jsonb_each(CASE WHEN jsonb_typeof(e1.v) = 'object' THEN e1.v END) AS x WHERE (x.key NOT IN ('level', 'unlocked') OR jsonb_typeof(x.value) = 'null')) AS "extra", CASE WHEN ((e1.v -> 'level') IS NOT NULL AND jsonb_typeof((e1.v -> 'level')) <> 'null') AND (CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN true ELSE ((jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric >= '0' ELSE true END AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric <= '100' ELSE true END) END) THEN CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) THEN ((e1.v -> 'level'))::numeric::int2 END END AS "level", CASE WHEN ((e1.v -> 'unlocked') IS NOT NULL AND jsonb_typeof((e1.v -> 'unlocked')) <> 'null') AND (CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN true ELSE (jsonb_typeof((e1.v -> 'unlocked')) = 'boolean') END) THEN CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN NULL::boolean WHEN jsonb_typeof((e1.v -> 'unlocked')) = 'boolean' THEN ((e1.v -> 'unlocked'))::boolean END END AS "unlocked" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'bots')) = 'object' THEN (s."data" -> 'bots') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND e1.k NOT IN ('selected') AND coalesce(true, false) AND coalesce(jsonb_typeof(e1.v) = 'object', false);
 
--- init statement 35
+-- init statement 41
 CREATE OR REPLACE VIEW "public"."user_config_all" AS
 SELECT "user_id", "extra", "mans", "mode" FROM "public"."user_config"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object' THEN ((s."data" -> 'marriage') -> 'config') END) AS x WHERE (x.key NOT IN ('mans', 'mode') OR jsonb_typeof(x.value) = 'null')) AS "extra", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric::int2 END END AS "mans", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN NULL::text WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') END END AS "mode" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'config') IS NOT NULL AND coalesce(jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object', false);
 
--- init statement 36
+-- init statement 42
 CREATE OR REPLACE VIEW "public"."user_preference_all" AS
 SELECT "user_id", "key", "value" FROM "public"."user_preference"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN NULL::jsonb WHEN true THEN e1.v END AS "value" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'pref')) = 'object' THEN (s."data" -> 'pref') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'pref') IS NOT NULL AND coalesce(true, false) AND coalesce(CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN true ELSE (true) END, false);
 
--- init statement 37
+-- init statement 43
 CREATE OR REPLACE VIEW "public"."user_selected_bot_all" AS
 SELECT "user_id", "bot_id", "position" FROM "public"."user_selected_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THEN NULL::text WHEN jsonb_typeof(a.v) = 'string' THEN (a.v #>> '{}') END AS "bot_id", CASE WHEN to_jsonb((a.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((a.n - 1))) = 'null' THEN NULL::smallint WHEN (jsonb_typeof(to_jsonb((a.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((a.n - 1))) = 'number' THEN (to_jsonb((a.n - 1)))::numeric = trunc((to_jsonb((a.n - 1)))::numeric) AND (to_jsonb((a.n - 1)))::numeric BETWEEN -32768 AND 32767 END) THEN (to_jsonb((a.n - 1)))::numeric::int2 END AS "position" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) WITH ORDINALITY AS a(v, n) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND jsonb_typeof((s."data" -> 'bots')) = 'object' AND ((s."data" -> 'bots') -> 'selected') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) WITH ORDINALITY AS b(v, n) WHERE NOT (coalesce(CASE WHEN to_jsonb((b.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((b.n - 1))) = 'null' THEN true ELSE ((jsonb_typeof(to_jsonb((b.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((b.n - 1))) = 'number' THEN (to_jsonb((b.n - 1)))::numeric = trunc((to_jsonb((b.n - 1)))::numeric) AND (to_jsonb((b.n - 1)))::numeric BETWEEN -32768 AND 32767 END)) END, false) AND coalesce(CASE WHEN b.v IS NULL OR jsonb_typeof(b.v) = 'null' THEN false ELSE (jsonb_typeof(b.v) = 'string') END, false)) OR (false));
 
--- init statement 38
+-- init statement 44
 CREATE OR REPLACE VIEW "public"."user_statistic_all" AS
 SELECT "user_id", "mode", "statistic_id", "value" FROM "public"."user_statistic"
 UNION ALL
@@ -732,13 +804,13 @@ SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'xp'::text AS "sta
 UNION ALL
 SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statistic_id", CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric END AS "value" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'stats') IS NOT NULL AND jsonb_typeof(((s."data" -> 'marriage') -> 'stats')) = 'object' AND (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NOT NULL AND coalesce(CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN false ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric >= '0' ELSE true END) END, false) AND coalesce(NOT (coalesce(('global'::text) = ('global'::text), false) AND coalesce(('lastPlayed'::text) = ('xp'::text), false)), false);
 
--- init statement 39
+-- init statement 45
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_kidnap_points_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text;
 
--- init statement 40
+-- init statement 46
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 41
+-- init statement 47
 CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -752,13 +824,13 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 42
+-- init statement 48
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_xp_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text;
 
--- init statement 43
+-- init statement 49
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 44
+-- init statement 50
 CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -772,7 +844,7 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 45
+-- init statement 51
 CREATE OR REPLACE FUNCTION decant.merge_patch(target jsonb, patch jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -925,7 +997,7 @@ $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
                   ELSE '.' || rtrim(to_char(t AT TIME ZONE 'UTC', 'US'), '0') END
           || 'Z' $$;
 
--- init statement 46
+-- init statement 52
 CREATE OR REPLACE FUNCTION decant."user_rows_user_achievement"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "achievement_id" text, "extra" jsonb, "progress" integer, "unlocked_at" timestamp with time zone)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -936,7 +1008,7 @@ SELECT s.i AS "user_id", e2.k AS "achievement_id", (SELECT json_object_agg(x.key
 END
 $$;
 
--- init statement 47
+-- init statement 53
 CREATE OR REPLACE FUNCTION decant."user_rows_user_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "extra" jsonb, "level" smallint, "unlocked" boolean)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -947,7 +1019,7 @@ SELECT s.i AS "user_id", e1.k AS "bot_id", (SELECT json_object_agg(x.key, x.valu
 END
 $$;
 
--- init statement 48
+-- init statement 54
 CREATE OR REPLACE FUNCTION decant."user_rows_user_config"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "extra" jsonb, "mans" smallint, "mode" text)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -958,7 +1030,7 @@ SELECT s.i AS "user_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jso
 END
 $$;
 
--- init statement 49
+-- init statement 55
 CREATE OR REPLACE FUNCTION decant."user_rows_user_preference"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "key" text, "value" jsonb)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -969,7 +1041,7 @@ SELECT s.i AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e
 END
 $$;
 
--- init statement 50
+-- init statement 56
 CREATE OR REPLACE FUNCTION decant."user_rows_user_selected_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "position" smallint)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -980,7 +1052,7 @@ SELECT s.i AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THE
 END
 $$;
 
--- init statement 51
+-- init statement 57
 CREATE OR REPLACE FUNCTION decant."user_rows_user_statistic"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "mode" text, "statistic_id" text, "value" numeric)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -995,7 +1067,7 @@ SELECT s.i AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statis
 END
 $$;
 
--- init statement 52
+-- init statement 58
 CREATE OR REPLACE FUNCTION decant."user_residual"(blob jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE SET jit = off AS
 $$
@@ -1004,7 +1076,7 @@ BEGIN
 END
 $$;
 
--- init statement 53
+-- init statement 59
 CREATE OR REPLACE FUNCTION decant."user_rebuild"(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1040,7 +1112,7 @@ BEGIN
 END
 $$;
 
--- init statement 54
+-- init statement 60
 CREATE OR REPLACE FUNCTION decant."user_write"(bigint, boolean, jsonb, jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1111,7 +1183,7 @@ BEGIN
 END
 $$;
 
--- init statement 55
+-- init statement 61
 CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS
 $$
@@ -1129,7 +1201,7 @@ BEGIN
 END
 $$;
 
--- init statement 56
+-- init statement 62
 CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
 $$
@@ -1137,7 +1209,7 @@ SELECT s."id"::bigint, CASE WHEN s."migrated" THEN decant."user_rebuild"(s."id",
   FROM "public"."user" AS s WHERE s."id" = ANY ($1) ORDER BY s."id"
 $$;
 
--- init statement 57
+-- init statement 63
 CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
@@ -1155,7 +1227,7 @@ BEGIN
 END
 $$;
 
--- init statement 58
+-- init statement 64
 CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
