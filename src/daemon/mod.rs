@@ -270,12 +270,26 @@ async fn run_job<J: Job>(
     // a run that is refused (another mapping, finalized) leaves the
     // shared rate as it was: it is set only once the run may start
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
-    for w in crate::pg::schema::source_warnings(&**admin, decant.spec()).await? {
-        tracing::warn!("{w}");
-    }
     let mut initial = control::read(&**admin).await?;
     if initial.finalized {
         return Err(Error::finalized());
+    }
+    if job_name != "rollback" {
+        // rows written under tables stricter than the spec fail one by
+        // one on the server's errors; a rollback writes no rows, and is
+        // never held back by this
+        let drift = crate::pg::schema::validation_drift(&**admin, decant.spec()).await?;
+        if !drift.is_empty() {
+            return Err(Error::Setup(format!(
+                "the target tables' validation is not this spec's (its validation changed since \
+                 `decant init` last ran):\n  - {}\nrun `decant init` with this spec first: it \
+                 changes them online",
+                drift.join("\n  - ")
+            )));
+        }
+    }
+    for w in crate::pg::schema::source_warnings(&**admin, decant.spec()).await? {
+        tracing::warn!("{w}");
     }
     if let Some(rate) = opts.rate {
         control::set(&**admin, &control::Setting::Rate(rate)).await?;

@@ -183,15 +183,82 @@ fn owned_name(what: &str, definition: &str) -> String {
     crate::pg::sql::short_name(&format!("decant_{hash:08x}_{what}"))
 }
 
-/// What protects target table `ti` from values the spec refuses: a CHECK
-/// per validated column, the foreign key to the source table when
-/// `settings.foreign_keys`, and the declared indexes. Each constraint is
-/// added `NOT VALID` (a brief lock) and then validated (reads the table
-/// without blocking writes), so `init` stays online; constraints decant
-/// made before and the spec no longer states are dropped.
-fn protection(spec: &Spec, ti: usize) -> Vec<String> {
+/// How the target tables' validation differs from what `init` makes of
+/// `spec` (a spec whose validation changed since the last `init`):
+/// decant's constraints missing or left over, a column NOT NULL that the
+/// spec lets be null or the reverse. Empty when they agree; a table not
+/// there is left to the other checks.
+pub(crate) async fn validation_drift(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (ti, t) in spec.tables.iter().enumerate() {
+        let table = target_table(spec, ti);
+        let read = |e| Error::db(format!("reading the constraints of {table}"), e);
+        let have: Vec<(String, String)> = client
+            .query(
+                "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+                  WHERE conrelid = to_regclass($1) AND contype IN ('c', 'f') \
+                    AND left(conname, 7) = 'decant_'",
+                &[&table],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let columns: Vec<(String, bool)> = client
+            .query(
+                "SELECT attname::text, attnotnull FROM pg_attribute \
+                  WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                &[&table],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if columns.is_empty() {
+            continue;
+        }
+        let want = constraints(spec, ti);
+        for (name, def) in &want {
+            if !have.iter().any(|(n, _)| n == name) {
+                out.push(format!("{table} lacks the spec's `{def}`"));
+            }
+        }
+        for (name, def) in &have {
+            if !want.iter().any(|(n, _)| n == name) {
+                out.push(format!(
+                    "{table} has `{def}`, which the spec no longer states"
+                ));
+            }
+        }
+        for (ci, c) in t.columns.iter().enumerate() {
+            if t.key.contains(&ci) {
+                continue;
+            }
+            match columns.iter().find(|(n, _)| *n == c.name) {
+                Some((_, true)) if !c.not_null => out.push(format!(
+                    "{table}.{} is NOT NULL, the spec lets it be null",
+                    quote(&c.name)
+                )),
+                Some((_, false)) if c.not_null => out.push(format!(
+                    "{table}.{} allows NULL, the spec says not_null",
+                    quote(&c.name)
+                )),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The constraints (name, definition) the spec states on target table
+/// `ti`, which [`protection`] makes.
+fn constraints(spec: &Spec, ti: usize) -> Vec<(String, String)> {
     let t = &spec.tables[ti];
-    let table = target_table(spec, ti);
     let mut constraints: Vec<(String, String)> = t
         .columns
         .iter()
@@ -209,6 +276,19 @@ fn protection(spec: &Spec, ti: usize) -> Vec<String> {
         );
         constraints.push((owned_name("user", &def), def));
     }
+    constraints
+}
+
+/// What protects target table `ti` from values the spec refuses: a CHECK
+/// per validated column, the foreign key to the source table when
+/// `settings.foreign_keys`, and the declared indexes. Each constraint is
+/// added `NOT VALID` (a brief lock) and then validated (reads the table
+/// without blocking writes), so `init` stays online; constraints decant
+/// made before and the spec no longer states are dropped.
+fn protection(spec: &Spec, ti: usize) -> Vec<String> {
+    let t = &spec.tables[ti];
+    let table = target_table(spec, ti);
+    let constraints = constraints(spec, ti);
     let names: Vec<String> = constraints.iter().map(|(n, _)| lit(n)).collect();
     // NOT NULL as the spec states it now (`not_null`, or a key column): a
     // spec that drops `not_null` must not leave the table refusing the
@@ -646,16 +726,28 @@ fn source_blob_indexes_warning(spec: &Spec, indexes: &[String]) -> Option<String
 
 /// What `init`, `check` and `run` warn of about the source table: its
 /// triggers that fire on decant's `UPDATE`s ([`source_triggers`]) and its
-/// indexes that read the blob ([`source_blob_indexes`]).
+/// indexes that read the blob ([`source_blob_indexes`]); and target
+/// tables whose validation is not the spec's ([`validation_drift`]: a
+/// spec edited since `init`).
 pub async fn source_warnings(
     client: &impl tokio_postgres::GenericClient,
     spec: &Spec,
 ) -> Result<Vec<String>> {
     let triggers = source_triggers(client, spec).await?;
     let indexes = source_blob_indexes(client, spec).await?;
+    let drift = validation_drift(client, spec).await?;
+    let drift = (!drift.is_empty()).then(|| {
+        format!(
+            "the target tables' validation is not this spec's (`decant init` with it changes \
+             them online; until then `decant run` refuses to start, and users would fail on \
+             the tables' constraints where the spec allows their values):\n  - {}",
+            drift.join("\n  - ")
+        )
+    });
     Ok(source_triggers_warning(spec, &triggers)
         .into_iter()
         .chain(source_blob_indexes_warning(spec, &indexes))
+        .chain(drift)
         .collect())
 }
 

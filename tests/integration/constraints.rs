@@ -240,6 +240,80 @@ async fn a_dropped_not_null_leaves_the_column_and_a_restored_one_comes_back() {
     assert!(not_null);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_refuses_tables_whose_validation_is_not_its_spec_s() {
+    // A spec edited without `init`: under tables stricter than it, every
+    // user holding a value it now allows would fail on the server's error
+    // one by one; the daemon says so before its first batch, naming each
+    // difference. A rollback is never held back by it.
+    let db = TestDb::new().await;
+    let game = db.game(30).await;
+    let client = db.client().await;
+    game.migrate_user(1).await.unwrap();
+    let edited = crate::example::SPEC
+        .replacen(
+            "value = { type = \"numeric\", not_null = true, min = 0 }",
+            "value = { type = \"numeric\", not_null = true, min = -10 }",
+            1,
+        )
+        .replacen(
+            "bot_id = { type = \"text\", not_null = true }",
+            "bot_id = \"text\"",
+            1,
+        );
+    let edited_game = db.decant_with(&edited, 4);
+    let err = crate::harness::run_all(&edited_game)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("validation is not this spec's")
+            && err.contains("lacks the spec's `CHECK (\"value\" >= '-10'::numeric)`")
+            && err.contains("which the spec no longer states")
+            && err.contains("\"bot_id\" is NOT NULL, the spec lets it be null")
+            && err.contains("run `decant init`"),
+        "{err}"
+    );
+    assert_eq!(
+        crate::harness::count_migrated(&client).await,
+        1,
+        "nothing ran"
+    );
+    // `check` (and init, run) warn of it
+    let warnings = decant::source_warnings(&client, edited_game.spec())
+        .await
+        .unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("validation is not this spec's") && w.contains("\"bot_id\"")),
+        "{warnings:?}"
+    );
+    assert!(
+        decant::source_warnings(&client, game.spec())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // a rollback goes on regardless
+    let back = crate::harness::rollback_all(&edited_game, decant::Cohort::All)
+        .await
+        .unwrap();
+    assert_eq!(back.migrated, 1);
+    // init with the edited spec: the run goes
+    decant::init(&client, edited_game.spec()).await.unwrap();
+    crate::harness::run_all(&edited_game).await.unwrap();
+    // and the old spec is the one refused now
+    let err = crate::harness::run_all(&game)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"bot_id\" allows NULL, the spec says not_null"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn foreign_keys_cascade_deletes_and_indexes_are_created() {
     let db = TestDb::new().await;

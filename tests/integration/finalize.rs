@@ -178,7 +178,8 @@ async fn finalize_is_a_gate_and_then_a_phase() {
 
     // nothing migrates or rolls back any more
     let run = crate::harness::run_all(&decant).await;
-    assert!(run.unwrap_err().to_string().contains("finalized"));
+    let run = run.unwrap_err().to_string();
+    assert!(run.contains("finalized"), "{run}");
     let back = crate::harness::rollback_all(&decant, Cohort::All).await;
     assert!(back.unwrap_err().to_string().contains("finalized"));
     // one user neither (`decant rollback --user`): it would bring back a
