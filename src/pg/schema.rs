@@ -195,30 +195,22 @@ pub(crate) async fn validation_drift(
     let mut out = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         let table = target_table(spec, ti);
-        let read = |e| Error::db(format!("reading the constraints of {table}"), e);
-        let have: Vec<(String, String)> = client
-            .query(
-                "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
-                  WHERE conrelid = to_regclass($1) AND contype IN ('c', 'f') \
-                    AND left(conname, 7) = 'decant_'",
-                &[&table],
-            )
-            .await
-            .map_err(read)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let columns: Vec<(String, bool)> = client
-            .query(
-                "SELECT attname::text, attnotnull FROM pg_attribute \
-                  WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-                &[&table],
-            )
-            .await
-            .map_err(read)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        // (name, definition) of decant's constraints; (name, NOT NULL) of the columns
+        let have: Vec<(String, String)> = name_pairs(
+            client,
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+              WHERE conrelid = to_regclass($1) AND contype IN ('c', 'f') \
+                AND left(conname, 7) = 'decant_'",
+            &table,
+        )
+        .await?;
+        let columns: Vec<(String, bool)> = name_pairs(
+            client,
+            "SELECT attname::text, attnotnull FROM pg_attribute \
+              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            &table,
+        )
+        .await?;
         if columns.is_empty() {
             continue;
         }
@@ -253,6 +245,22 @@ pub(crate) async fn validation_drift(
         }
     }
     Ok(out)
+}
+
+/// The rows of catalog query `sql` on relation `table` (its `$1`), as
+/// (name, value) pairs.
+async fn name_pairs<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    client: &impl tokio_postgres::GenericClient,
+    sql: &str,
+    table: &str,
+) -> Result<Vec<(String, T)>> {
+    Ok(client
+        .query(sql, &[&table])
+        .await
+        .map_err(|e| Error::db(format!("reading the catalog on {table}"), e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 /// The constraints (name, definition) the spec states on target table

@@ -19,6 +19,22 @@ async fn constraints(client: &tokio_postgres::Client, table: &str) -> Vec<(Strin
         .collect()
 }
 
+/// The users the query an error of init gives (`SELECT DISTINCT ...`)
+/// finds.
+async fn users_found_by(client: &tokio_postgres::Client, err: &str) -> Vec<i64> {
+    let query = err
+        .split('`')
+        .find(|p| p.starts_with("SELECT DISTINCT"))
+        .expect("a query");
+    client
+        .query(query, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 fn error_of(r: Result<u64, tokio_postgres::Error>) -> String {
     r.unwrap_err()
         .as_db_error()
@@ -157,18 +173,7 @@ async fn a_changed_validation_replaces_its_constraint_and_old_rows_that_break_it
         "{err}"
     );
     // the query it gives finds the user
-    let query = err
-        .split('`')
-        .find(|p| p.starts_with("SELECT DISTINCT"))
-        .expect("a query");
-    let users: Vec<i64> = client
-        .query(query, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(users, [2]);
+    assert_eq!(users_found_by(&client, &err).await, [2]);
 }
 
 #[tokio::test]
@@ -209,18 +214,7 @@ async fn a_dropped_not_null_leaves_the_column_and_a_restored_one_comes_back() {
         err.contains("hold NULL in column \"bot_id\"") && err.contains("nothing was changed"),
         "{err}"
     );
-    let query = err
-        .split('`')
-        .find(|p| p.starts_with("SELECT DISTINCT"))
-        .expect("a query");
-    let users: Vec<i64> = client
-        .query(query, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(users, [7]);
+    assert_eq!(users_found_by(&client, &err).await, [7]);
     client
         .execute("DELETE FROM user_selected_bot WHERE bot_id IS NULL", &[])
         .await
