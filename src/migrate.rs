@@ -101,8 +101,25 @@ impl Failure {
                 format!("cannot read the blob: {}", why.trim_start_matches("it is "))
             }
             Error::HasRows { table, .. } => format!("already has rows in table {table}"),
+            // the code, what decant was doing and the object the server
+            // names: never the message or its detail, which may hold the
+            // user's values ("Failing row contains ...")
             other => match other.sqlstate() {
-                Some(code) => format!("database error {code}"),
+                Some(code) => {
+                    let mut why = format!("database error {code}");
+                    if let Error::Db { context, source } = other {
+                        if !context.is_empty() {
+                            why.push_str(&format!(" {context}"));
+                        }
+                        let db = source.as_db_error();
+                        if let Some(c) = db.and_then(|d| d.constraint()) {
+                            why.push_str(&format!(" (constraint \"{c}\")"));
+                        } else if let Some(c) = db.and_then(|d| d.column()) {
+                            why.push_str(&format!(" (column \"{c}\")"));
+                        }
+                    }
+                    why
+                }
                 None => "error".into(),
             },
         }

@@ -1376,6 +1376,19 @@ async fn a_user_failing_on_a_database_error_counts_one_attempt_and_the_rest_migr
         .unwrap()
         .get(0);
     assert!(why.contains("user 57 refused"), "{why}");
+    // status groups it by code and table, never by the message's values
+    let status = decant::status(&decant, &decant::Schedule::default())
+        .await
+        .unwrap();
+    let group = status
+        .failures
+        .iter()
+        .find(|g| g.reason.starts_with("database error"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(
+        group.reason, "database error P0001 writing rows of table user_config",
+        "{status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
