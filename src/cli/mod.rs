@@ -453,8 +453,10 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if f.residual_users > 0 {
                 println!(
-                    "{}: they hold keys no rule claims or values a `keep` \
-                     rule kept (the blob column keeps them; `decant.load` returns them). By top-level key:",
+                    "{}: they hold keys no rule claims, values a `keep` rule kept, or empty \
+                     objects and arrays (as the blobs had them, or standing for array elements \
+                     the rows fill back) (the blob column keeps them; `decant.load` returns \
+                     them). By top-level key:",
                     decant::words::residual_note(f.residual_users)
                 );
                 for u in &f.unclaimed {
