@@ -736,7 +736,7 @@ fn source_blob_indexes_warning(spec: &Spec, indexes: &[String]) -> Option<String
 /// triggers that fire on decant's `UPDATE`s ([`source_triggers`]) and its
 /// indexes that read the blob ([`source_blob_indexes`]); and target
 /// tables whose validation is not the spec's ([`validation_drift`]: a
-/// spec edited since `init`).
+/// spec edited since `init`; never after `init` itself, which applies it).
 pub async fn source_warnings(
     client: &impl tokio_postgres::GenericClient,
     spec: &Spec,
