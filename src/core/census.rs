@@ -765,11 +765,31 @@ fn unclaimed_paths(
         Value::Object(m) if m.is_empty() && node.is_some() => {}
         Value::Array(a) if a.is_empty() && node.is_some() => {}
         _ => {
-            if !kept.contains(at.as_str()) {
+            if !kept_here(at, kept) {
                 out.insert(at.clone());
             }
         }
     }
+}
+
+/// Whether the residual's value at `at` is there because a `keep` rule
+/// kept an invalid value: the value itself, a value holding it (a scalar
+/// array kept whole for one bad element, an element for a bad key inside
+/// it) or a value under it (an object kept whole under a key its column
+/// refuses).
+fn kept_here(at: &str, kept: &std::collections::BTreeSet<&str>) -> bool {
+    let boundary = |rest: &str| rest.starts_with('.') || rest.starts_with('[');
+    // `at` itself or a kept path under it: the paths starting with `at`
+    // follow it in order
+    let holds_one = kept
+        .range::<str, _>((std::ops::Bound::Included(at), std::ops::Bound::Unbounded))
+        .take_while(|k| k.starts_with(at))
+        .any(|k| k.len() == at.len() || boundary(&k[at.len()..]));
+    holds_one
+        || at
+            .char_indices()
+            .filter(|&(i, c)| i > 0 && (c == '.' || c == '['))
+            .any(|(i, _)| kept.contains(&at[..i]))
 }
 
 #[cfg(test)]
@@ -828,6 +848,75 @@ mod tests {
         let r = c.report(&spec);
         let unclaimed: Vec<&str> = r.unclaimed.iter().map(|u| u.path.as_str()).collect();
         assert_eq!(unclaimed, ["$.list", "$.old"]);
+    }
+
+    #[test]
+    fn a_value_kept_whole_around_or_under_an_invalid_one_is_not_an_unclaimed_key() {
+        // a `keep` rule keeps more than the invalid value: a scalar array
+        // whole for one bad element, an element object whole for a bad key
+        // inside it, an object whole under a key its column refuses
+        let spec = Spec::parse(
+            r#"
+[source]
+table = "u"
+id = "id"
+blob = "data"
+
+[tables.item.columns]
+slot = "int2"
+sku = { type = "text", max_length = 3 }
+
+[tables.ach.columns]
+pos = "int2"
+at = "timestamptz"
+extra = "jsonb"
+
+[tables.friend.columns]
+friend_id = "int8"
+since = "int8"
+extra = "jsonb"
+
+[[rules]]
+name = "items"
+path = "inventory[{slot}]"
+table = "item"
+value = "sku"
+on_invalid = "keep"
+
+[[rules]]
+name = "achs"
+path = "achievements[{pos}]"
+table = "ach"
+keys = { at = "at" }
+on_invalid = "keep"
+
+[[rules]]
+name = "friends"
+path = "friends.{friend_id}"
+table = "friend"
+keys = { since = "since" }
+on_invalid = "keep"
+"#,
+        )
+        .unwrap();
+        let mut c = Census::new(&spec);
+        let u = json!({
+            "inventory": ["abc", "toolong"],
+            "achievements": [{"at": 1}, {"at": "yesterday"}],
+            "friends": {"12": {"since": 5}, "bob": {"since": 6}},
+            "old": 1
+        });
+        c.add_legacy(&spec, &UserId::Int(1), &u, u.to_string().len());
+        let r = c.report(&spec);
+        assert_eq!(r.would_migrate_with_warnings, 1);
+        let warned: Vec<&str> = r
+            .warnings
+            .iter()
+            .map(|w| w.examples[0].path.as_str())
+            .collect();
+        assert_eq!(warned.len(), 3, "one warning per rule: {warned:?}");
+        let unclaimed: Vec<&str> = r.unclaimed.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(unclaimed, ["$.old"]);
     }
 
     fn spec() -> Spec {
