@@ -62,11 +62,18 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
         ));
     }
     out.push(HELPERS.trim().to_string());
+    // PL/pgSQL, to read the blob once: an inlined SQL function would
+    // decompress a TOASTed blob again for every `->` of every rule (a view
+    // of 30,000 users, 2% of them 300 kB, ran 2.4x slower). `|| '{}'`
+    // returns an object as it is, detoasted into a variable; the fail test
+    // of anything else does not read it.
     out.push(format!(
         "CREATE OR REPLACE FUNCTION {}(blob jsonb) RETURNS boolean\n    \
-         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS\n$$ SELECT {} $$",
+         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS\n$$\nDECLARE\n    \
+         decant_blob jsonb := CASE WHEN jsonb_typeof(blob) = 'object' \
+         THEN blob || '{{}}'::jsonb ELSE blob END;\nBEGIN\n    RETURN {};\nEND $$",
         fails_fn(spec),
-        blob_fails(spec, "blob")
+        blob_fails(spec, "decant_blob")
     ));
     for ti in 0..spec.tables.len() {
         out.push(view(spec, ti));
