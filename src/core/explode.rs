@@ -427,6 +427,21 @@ impl<'v> Walker<'_, 'v> {
         for (ci, cv) in &rule.constants {
             values[*ci] = cv.clone();
         }
+        // A primary key entry past what a B-tree page holds is refused by
+        // the server (54000) as the rows are written: a check here makes it
+        // an invalid value under the rule's policy, which `check` sees.
+        let key_bytes = key_entry_bytes(table, &values);
+        if key_bytes > MAX_KEY_ENTRY {
+            return whole_invalid(self.invalid(
+                rule,
+                &format!(
+                    "expected keys that fit table `{}`'s primary key index \
+                     (a B-tree entry of at most {MAX_KEY_ENTRY} bytes)",
+                    table.name
+                ),
+                v,
+            ));
+        }
         let mut problems = Vec::new();
         let mut residual = None;
         match &rule.kind {
@@ -931,6 +946,44 @@ fn merge_into(
     Ok(())
 }
 
+/// The largest B-tree index entry PostgreSQL stores (`index row size ...
+/// exceeds btree version 4 maximum 2704`).
+pub(crate) const MAX_KEY_ENTRY: usize = 2704;
+
+/// What a primary key entry holds besides its key columns, counted by
+/// [`key_entry_bytes`]: the entry's header and the user id (16 bytes, a
+/// uuid's; a text id's own length is not counted).
+pub(crate) const KEY_ENTRY_BASE: usize = 24;
+
+/// The bytes a text key column takes in an index entry: a 4-byte header,
+/// the text, aligned to 4. The views compute the same in SQL.
+pub(crate) fn text_key_bytes(len: usize) -> usize {
+    (len + 7) / 4 * 4
+}
+
+/// The bytes a key column's value takes in an index entry (see
+/// [`text_key_bytes`]; any other value counted as 8).
+pub(crate) fn key_part_bytes(v: &ColumnValue) -> usize {
+    match v {
+        ColumnValue::Text(t) | ColumnValue::Numeric(t) => text_key_bytes(t.len()),
+        _ => 8,
+    }
+}
+
+/// The size of a row's primary key entry as the server lays it out
+/// uncompressed, about (an upper bound). The server may compress a
+/// longer entry, but only when its keys repeat themselves: a key of
+/// kilobytes is an invalid value either way, the same in `check`, `run`
+/// and the views.
+fn key_entry_bytes(table: &crate::core::spec::Table, values: &[ColumnValue]) -> usize {
+    KEY_ENTRY_BASE
+        + table
+            .key
+            .iter()
+            .map(|&ci| key_part_bytes(&values[ci]))
+            .sum::<usize>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1115,6 +1168,47 @@ on_invalid = "keep"
         let e = explode(&spec, &blob).unwrap_err();
         assert_eq!(e.path, "$.marriage.config.mode");
         assert!(e.expected.contains("one of kidnap"), "{e}");
+    }
+
+    #[test]
+    fn a_key_past_what_a_primary_key_index_holds_is_an_invalid_value() {
+        let spec = |policy: &str| {
+            Spec::parse(&format!(
+                r#"
+[source]
+table = "u"
+
+[tables.stat.columns]
+mode = "text"
+stat = "text"
+value = "int4"
+
+[[rules]]
+name = "stats"
+path = "stats.{{mode}}.{{stat}}"
+table = "stat"
+value = "value"
+on_invalid = "{policy}"
+"#
+            ))
+            .unwrap()
+        };
+        // the server's limit: 24 bytes besides the keys, each text key
+        // with its header, aligned
+        let fits = "k".repeat(2704 - 24 - 8 - 4);
+        let long = format!("{fits}x");
+        let blob = json!({"stats": {"m": {"ok": 1, (fits.as_str()): 2, (long.as_str()): 3}}});
+        let e = explode(&spec("fail"), &blob).unwrap_err();
+        assert_eq!(e.path, format!("$.stats.m.{long}"));
+        assert_eq!(
+            e.expected,
+            "expected keys that fit table `stat`'s primary key index \
+             (a B-tree entry of at most 2704 bytes)"
+        );
+        let e = explode(&spec("keep"), &blob).unwrap();
+        assert_eq!(e.rows.len(), 2);
+        assert_eq!(e.warnings.len(), 1);
+        assert_eq!(e.residual, json!({"stats": {"m": {(long.as_str()): 3}}}));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Values from the spec (keys, constants, allowed texts, bounds) are
 //! written as escaped SQL literals: DDL has no bind parameters.
 
+use crate::core::explode;
 use crate::core::spec::{Column, Node, Policy, Ranked, RuleKind, Segment, Spec, quote};
 use crate::core::value::{ColumnType, ColumnValue, IsoForm};
 use crate::pg::sql::{index_name, source_table, target_table};
@@ -690,6 +691,27 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
     }
     for (ci, cv) in &r.constants {
         columns[*ci] = constant(t.columns[*ci].ty, cv);
+    }
+    // the primary key entry fits a B-tree page, as explode checks it
+    let mut fixed = explode::KEY_ENTRY_BASE;
+    let mut texts = Vec::new();
+    for &ci in &t.key {
+        let captured = walk.captures.iter().find(|(c, _)| *c == ci);
+        match (captured, r.constants.iter().find(|(c, _)| *c == ci)) {
+            (Some((_, key)), _) if t.columns[ci].ty == ColumnType::Text => {
+                texts.push(format!("(octet_length({key}) + 7) / 4 * 4"));
+            }
+            (_, Some((_, cv))) => fixed += explode::key_part_bytes(cv),
+            _ => fixed += 8,
+        }
+    }
+    if !texts.is_empty() || fixed > explode::MAX_KEY_ENTRY {
+        texts.insert(0, fixed.to_string());
+        ok.push(format!(
+            "{} <= {}",
+            texts.join(" + "),
+            explode::MAX_KEY_ENTRY
+        ));
     }
     match &r.kind {
         RuleKind::Scalar { column } => {

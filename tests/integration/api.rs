@@ -1121,3 +1121,43 @@ async fn spec_strings_that_would_end_a_quote_stay_values() {
     assert_eq!(patched["pr$$ice"]["x$decant$y"], json!(30));
     assert_eq!(decant.load(1).await.unwrap(), patched);
 }
+
+/// A patch writing a key past what a primary key index entry holds into a
+/// migrated user: kept in the residual (the server refused the row with
+/// error 54000, failing the call), alike through SQL and Rust.
+#[tokio::test]
+async fn a_key_too_long_for_the_primary_key_index_stays_in_the_residual() {
+    let db = TestDb::new().await;
+    let decant = db.game(0).await;
+    let client = db.client().await;
+    let blob = crate::example::user(3, 1).blob;
+    for id in [1, 101] {
+        insert_user(&client, id, &blob).await;
+        let r = decant.migrate_user(id).await.unwrap();
+        assert_eq!(r.migrated.len(), 1, "user {id}: {r:?}");
+    }
+    // incompressible, as a junk key is
+    let mut x: u32 = 3;
+    let long: String = (0..3000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + ((x >> 16) % 26) as u8)
+        })
+        .collect();
+    let patches = [
+        json!({"marriage": {"achievements": {(long.as_str()): {"progress": 1}}}}),
+        json!({"marriage": {"stats": {"kidnap": {(long.as_str()): 5}}}}),
+        json!({"marriage": {"achievements": {(long.as_str()): null}}}),
+    ];
+    let stored = "SELECT data::text FROM \"user\" WHERE id IN ($1, $2) ORDER BY id";
+    patch_twins(&client, &decant, &[1], &patches, stored).await;
+    let kept: bool = client
+        .query_one(
+            "SELECT data -> 'marriage' -> 'stats' -> 'kidnap' ? $1 FROM \"user\" WHERE id = 1",
+            &[&long],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(kept, "the long key stays in the residual");
+}

@@ -211,8 +211,19 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
     )
     .unwrap();
     let extremes = extremes.to_string();
+    // a key past what a primary key index entry holds (incompressible, so
+    // that the server would refuse it as the rows are written)
+    let mut x: u32 = 7;
+    let long_key: String = (0..3000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + ((x >> 16) % 26) as u8)
+        })
+        .collect();
+    let long_key = format!(r#"{{"items": {{"{long_key}": {{"s": "x"}}, "b": {{"s": "fine"}}}}}}"#);
     let blobs = [
         extremes.as_str(),
+        long_key.as_str(),
         r#"{"items": {"a": {"i2": 40000}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"f": 0.1000000000000000000001}, "b": {"s": "fine"}}}"#,
         r#"{"items": {"a": {"iso": "2022-11-29T06:07:04.365+00:00"}, "b": {"s": "fine"}}}"#,
