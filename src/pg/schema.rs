@@ -732,9 +732,52 @@ fn source_blob_indexes_warning(spec: &Spec, indexes: &[String]) -> Option<String
     })
 }
 
+/// The source table's CHECK constraints that read the blob column, each
+/// as `name: CHECK (...)`, but for those that also read the flag (they
+/// can tell a residual). A migrated user's blob holds its residual alone,
+/// which such a constraint may refuse: the user then fails to migrate on
+/// it (23514).
+async fn source_blob_checks(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT c.conname::text || ': ' || pg_get_constraintdef(c.oid) \
+               FROM pg_constraint c \
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
+              WHERE c.conrelid = to_regclass($1) AND c.contype = 'c' AND a.attname = $2 \
+                AND NOT EXISTS (SELECT 1 FROM pg_attribute f WHERE f.attrelid = c.conrelid \
+                                   AND f.attnum = ANY (c.conkey) AND f.attname = $3) \
+              ORDER BY c.conname",
+            &[&source_table(spec), &spec.source.blob, &spec.source.flag],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's CHECK constraints", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The warning for [`source_blob_checks`], when there are any.
+fn source_blob_checks_warning(spec: &Spec, checks: &[String]) -> Option<String> {
+    (!checks.is_empty()).then(|| {
+        let (blob, flag) = (quote(&spec.source.blob), quote(&spec.source.flag));
+        format!(
+            "the source table {} has CHECK constraints that read the column {blob}: {}. A \
+             migrated user's {blob} holds only its residual (what no rule claims), which such a \
+             constraint may refuse: that user then fails to migrate (database error 23514, \
+             listed by `decant status`; `decant check` cannot foresee it). Make each accept \
+             migrated users, as `CHECK ({flag} OR (...))` (the flag is set by the same UPDATE), \
+             or drop it",
+            source_table(spec),
+            checks.join("; ")
+        )
+    })
+}
+
 /// What `init`, `check` and `run` warn of about the source table: its
-/// triggers that fire on decant's `UPDATE`s ([`source_triggers`]) and its
-/// indexes that read the blob ([`source_blob_indexes`]); and target
+/// triggers that fire on decant's `UPDATE`s ([`source_triggers`]), its
+/// indexes ([`source_blob_indexes`]) and CHECK constraints
+/// ([`source_blob_checks`]) that read the blob; and target
 /// tables whose validation is not the spec's ([`validation_drift`]: a
 /// spec edited since `init`; never after `init` itself, which applies it).
 pub async fn source_warnings(
@@ -743,6 +786,7 @@ pub async fn source_warnings(
 ) -> Result<Vec<String>> {
     let triggers = source_triggers(client, spec).await?;
     let indexes = source_blob_indexes(client, spec).await?;
+    let checks = source_blob_checks(client, spec).await?;
     let drift = validation_drift(client, spec).await?;
     let drift = (!drift.is_empty()).then(|| {
         format!(
@@ -755,6 +799,7 @@ pub async fn source_warnings(
     Ok(source_triggers_warning(spec, &triggers)
         .into_iter()
         .chain(source_blob_indexes_warning(spec, &indexes))
+        .chain(source_blob_checks_warning(spec, &checks))
         .chain(drift)
         .collect())
 }
@@ -762,7 +807,9 @@ pub async fn source_warnings(
 pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     let rows = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    (SELECT format_type(t.typbasetype, t.typtypmod) FROM pg_type t
+                      WHERE t.oid = a.atttypid AND t.typtype = 'd')
                FROM pg_attribute a
                JOIN pg_class c ON c.oid = a.attrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -884,6 +931,26 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
             "source column {blob} is json; decant needs jsonb: `ALTER TABLE {src} ALTER COLUMN \
              {blob} TYPE jsonb USING {blob}::jsonb` converts it (rewriting the table under an \
              exclusive lock; jsonb keeps neither duplicate keys, nor key order, nor spacing)"
+        )));
+    }
+    let base_of = |name: &str| {
+        rows.iter()
+            .find(|r| r.get::<_, String>(0) == name)
+            .and_then(|r| r.get::<_, Option<String>>(3))
+    };
+    if let (Some(domain), Some("jsonb")) = (
+        type_of(&spec.source.blob),
+        base_of(&spec.source.blob).as_deref(),
+    ) {
+        // decant binds and casts its blobs and residuals as jsonb, and a
+        // residual may not meet the domain's CHECK
+        let (src, blob) = (source_table(spec), quote(&spec.source.blob));
+        return Err(Error::Setup(format!(
+            "source column {blob} is {domain}, a domain over jsonb; decant needs the column \
+             jsonb itself (a migrated user's blob holds only its residual, which the domain's \
+             constraints may refuse): `ALTER TABLE {src} ALTER COLUMN {blob} TYPE jsonb` makes \
+             it so without rewriting the table (a brief exclusive lock; the domain's constraints \
+             leave with it)"
         )));
     }
     want(&spec.source.blob, &["jsonb"], "the blob")?;

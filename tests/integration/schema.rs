@@ -721,3 +721,64 @@ async fn init_builds_its_indexes_past_the_server_s_statement_timeout() {
         .get(0);
     assert!(ranked >= 2, "the legacy and ranking indexes are built");
 }
+
+/// A blob column of a domain over jsonb is refused with the ALTER that
+/// makes it jsonb; a CHECK constraint reading the blob, which a migrated
+/// user's residual can break, is named by the warnings (and breaks the
+/// user it says, on 23514), and one that accepts migrated users is not.
+#[tokio::test]
+async fn a_domain_over_jsonb_is_refused_and_a_check_on_the_blob_is_named() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE DOMAIN save_t AS jsonb CHECK (jsonb_typeof(VALUE) = 'object'); \
+             CREATE TABLE \"user\" (id bigint PRIMARY KEY, name text, data save_t NOT NULL); \
+             INSERT INTO \"user\" VALUES (1, 'a', '{\"xp\": 5, \"v\": 1}'), (2, 'b', '{\"xp\": 6}')",
+        )
+        .await
+        .unwrap();
+    let spec = crate::example::spec();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains("is save_t, a domain over jsonb")
+            && err.contains("ALTER TABLE \"public\".\"user\" ALTER COLUMN \"data\" TYPE jsonb"),
+        "{err}"
+    );
+    // the fix it names, then a constraint on what the blob holds
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ALTER COLUMN data TYPE jsonb; \
+             ALTER TABLE \"user\" ADD CONSTRAINT has_xp CHECK (data ? 'xp' OR data ? 'v')",
+        )
+        .await
+        .unwrap();
+    decant::init(&client, &spec).await.unwrap();
+    let warnings = decant::source_warnings(&client, &spec).await.unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .contains("has CHECK constraints that read the column \"data\": has_xp: CHECK")
+            && w.contains("CHECK (\"migrated\" OR (...))")),
+        "{warnings:?}"
+    );
+    // what it warns of: user 2's residual has neither key
+    let decant = db.decant_with(crate::example::SPEC, 2);
+    let r = decant.migrate_batch(&[1, 2]).await.unwrap();
+    assert_eq!((r.migrated.len(), r.failed.len()), (1, 1), "{r:?}");
+    assert!(format!("{:?}", r.failed).contains("23514"), "{r:?}");
+    // made to accept migrated users: user 2 migrates, and no warning
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" DROP CONSTRAINT has_xp, \
+               ADD CONSTRAINT has_xp CHECK (migrated OR data ? 'xp' OR data ? 'v')",
+        )
+        .await
+        .unwrap();
+    let r = decant.migrate_batch(&[2]).await.unwrap();
+    assert_eq!(r.migrated.len(), 1, "{r:?}");
+    let warnings = decant::source_warnings(&client, &spec).await.unwrap();
+    assert!(
+        !warnings.iter().any(|w| w.contains("CHECK constraints")),
+        "{warnings:?}"
+    );
+}
