@@ -1136,14 +1136,7 @@ async fn a_key_too_long_for_the_primary_key_index_stays_in_the_residual() {
         let r = decant.migrate_user(id).await.unwrap();
         assert_eq!(r.migrated.len(), 1, "user {id}: {r:?}");
     }
-    // incompressible, as a junk key is
-    let mut x: u32 = 3;
-    let long: String = (0..3000)
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            char::from(b'a' + ((x >> 16) % 26) as u8)
-        })
-        .collect();
+    let long = crate::harness::junk_key(3000, 3);
     let patches = [
         json!({"marriage": {"achievements": {(long.as_str()): {"progress": 1}}}}),
         json!({"marriage": {"stats": {"kidnap": {(long.as_str()): 5}}}}),

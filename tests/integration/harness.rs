@@ -270,6 +270,18 @@ pub async fn row_count(client: &tokio_postgres::Client, user: i64) -> i64 {
     n
 }
 
+/// `len` pseudo-random lowercase letters: a key no compression shortens
+/// (a junk key, past what an index entry holds once long enough).
+pub fn junk_key(len: usize, seed: u32) -> String {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + ((x >> 16) % 26) as u8)
+        })
+        .collect()
+}
+
 /// The first generated user (seed 1) without dirt.
 pub fn clean_user() -> i64 {
     (1..)

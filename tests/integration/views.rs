@@ -213,13 +213,7 @@ async fn views_convert_and_validate_every_column_type_as_the_migration_does() {
     let extremes = extremes.to_string();
     // a key past what a primary key index entry holds (incompressible, so
     // that the server would refuse it as the rows are written)
-    let mut x: u32 = 7;
-    let long_key: String = (0..3000)
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            char::from(b'a' + ((x >> 16) % 26) as u8)
-        })
-        .collect();
+    let long_key = crate::harness::junk_key(3000, 7);
     let long_key = format!(r#"{{"items": {{"{long_key}": {{"s": "x"}}, "b": {{"s": "fine"}}}}}}"#);
     let blobs = [
         extremes.as_str(),
