@@ -751,7 +751,7 @@ $$;
 
 -- init statement 38
 CREATE OR REPLACE FUNCTION "public"."user_decant_blob_fails"(blob jsonb) RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET plan_cache_mode = force_generic_plan AS
 $$
 DECLARE
     decant_blob jsonb := CASE WHEN jsonb_typeof(blob) = 'object' THEN blob || '{}'::jsonb ELSE blob END;
