@@ -1116,7 +1116,7 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
         }
     };
     set_timeout("0").await?;
-    let built = build_concurrently(client, &concurrent).await;
+    let built = build_concurrently(client, spec, &concurrent).await;
     set_timeout(&timeout).await?;
     quiet(false).await;
     built?;
@@ -1124,18 +1124,27 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     Ok(())
 }
 
-/// Builds `init`'s CONCURRENTLY indexes one by one, each idempotent.
-async fn build_concurrently(client: &Client, concurrent: &[String]) -> Result<()> {
+/// Builds `init`'s CONCURRENTLY indexes one by one, each idempotent, and
+/// marks each with its definition's fingerprint (a comment), so that a
+/// spec that changes one (a ranked statistic's `where` or
+/// `index_fail_test`) has it rebuilt: `IF NOT EXISTS` would keep the old
+/// one under its name.
+async fn build_concurrently(client: &Client, spec: &Spec, concurrent: &[String]) -> Result<()> {
     for stmt in concurrent {
-        let built = async {
-            drop_invalid_index(client, stmt).await?;
+        let mark = stale_index(client, spec, stmt).await?;
+        client
+            .batch_execute(stmt)
+            .await
+            .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))?;
+        if let Some((qualified, mark)) = mark {
             client
-                .batch_execute(stmt)
+                .batch_execute(&format!(
+                    "COMMENT ON INDEX {qualified} IS {}",
+                    crate::pg::views::lit(&mark)
+                ))
                 .await
-                .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))
+                .map_err(|e| Error::db(format!("init: marking the index {qualified}"), e))?;
         }
-        .await;
-        built?;
     }
     Ok(())
 }
@@ -1272,14 +1281,19 @@ fn holders_text(holders: &[Holder]) -> String {
     format!("held by {}", each.join(", "))
 }
 
-/// Drops the index a `CREATE INDEX CONCURRENTLY IF NOT EXISTS name ON
-/// table ...` statement names when a failed earlier build left it INVALID.
-async fn drop_invalid_index(client: &Client, stmt: &str) -> Result<()> {
+/// For a `CREATE INDEX CONCURRENTLY IF NOT EXISTS name ON table ...`
+/// statement: drops the index it names when a failed earlier build left
+/// it INVALID, or when it was built from another definition (its comment
+/// holds another fingerprint; one built before the fingerprints, unmarked,
+/// is taken as it is unless its predicate disagrees with the statement on
+/// the fail test); then the index's name and the fingerprint it should
+/// carry, when it does not carry it yet.
+async fn stale_index(client: &Client, spec: &Spec, stmt: &str) -> Result<Option<(String, String)>> {
     let Some(name) = stmt
         .strip_prefix("CREATE INDEX CONCURRENTLY IF NOT EXISTS ")
         .and_then(|rest| rest.split(" ON ").next())
     else {
-        return Ok(());
+        return Ok(None);
     };
     let schema = stmt
         .split(" ON ")
@@ -1288,23 +1302,47 @@ async fn drop_invalid_index(client: &Client, stmt: &str) -> Result<()> {
         .map(|(schema, _)| format!("{schema}\""))
         .unwrap_or_else(|| "public".into());
     let qualified = format!("{schema}.{name}");
-    let invalid: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) \
-               AND NOT indisvalid)",
+    let mark = format!(
+        "decant index {:08x}",
+        crate::pg::sql::stable_hash(stmt.bytes())
+    );
+    let found = client
+        .query_opt(
+            "SELECT i.indisvalid, obj_description(i.indexrelid, 'pg_class'), \
+                    pg_get_indexdef(i.indexrelid) \
+               FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
             &[&qualified],
         )
         .await
-        .map_err(|e| Error::db("init: looking for an invalid index", e))?
-        .get(0);
-    if invalid {
-        tracing::warn!(index = %qualified, "an earlier build left this index invalid; rebuilding it");
+        .map_err(|e| Error::db("init: looking for an index", e))?;
+    let Some(found) = found else {
+        return Ok(Some((qualified, mark)));
+    };
+    let (valid, comment, def): (bool, Option<String>, String) =
+        (found.get(0), found.get(1), found.get(2));
+    let fails = crate::pg::views::fails_base(spec);
+    let why = if !valid {
+        Some("an earlier build left this index invalid")
+    } else {
+        match comment.as_deref() {
+            Some(c) if c.starts_with("decant index ") && c != mark => {
+                Some("the spec defines this index otherwise now")
+            }
+            None if def.contains(&fails) != stmt.contains(&fails) => {
+                Some("the spec's `index_fail_test` for this index changed")
+            }
+            _ => None,
+        }
+    };
+    if let Some(why) = why {
+        tracing::warn!(index = %qualified, "{why}; rebuilding it (online)");
         client
             .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
             .await
-            .map_err(|e| Error::db(format!("init: dropping the invalid index {qualified}"), e))?;
+            .map_err(|e| Error::db(format!("init: dropping the index {qualified}"), e))?;
+        return Ok(Some((qualified, mark)));
     }
-    Ok(())
+    Ok((comment.as_deref() != Some(mark.as_str())).then_some((qualified, mark)))
 }
 
 fn first_line(s: &str) -> &str {

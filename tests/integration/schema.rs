@@ -782,3 +782,101 @@ async fn a_domain_over_jsonb_is_refused_and_a_check_on_the_blob_is_named() {
         "{warnings:?}"
     );
 }
+
+/// A ranked statistic's indexes follow the spec: `init` rebuilds one the
+/// spec now defines otherwise (`index_fail_test` turned on or off, another
+/// `where`), which `IF NOT EXISTS` kept under its name; an index from
+/// before the marks is rebuilt when its fail test disagrees, and a run of
+/// `init` that changes nothing rebuilds nothing.
+#[tokio::test]
+async fn ranked_indexes_are_rebuilt_when_the_spec_defines_them_otherwise() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 30, 1).await.unwrap();
+    let def = async |name: &str| -> (String, i64) {
+        let r = client
+            .query_one(
+                "SELECT pg_get_indexdef(c.oid), c.oid::bigint FROM pg_class c WHERE c.relname = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let legacy = "user_kidnap_points_legacy_rank_idx";
+    let rows = "user_statistic_kidnap_points_rank_idx";
+    let spec = |extra: &str, stat: &str| {
+        Spec::parse(
+            &crate::example::SPEC
+                .replacen(
+                    "name = \"kidnap_points\"\n",
+                    &format!("name = \"kidnap_points\"\n{extra}"),
+                    1,
+                )
+                .replacen(
+                    "where = { mode = \"kidnap\", statistic_id = \"points\" }",
+                    &format!("where = {{ mode = \"kidnap\", statistic_id = \"{stat}\" }}"),
+                    1,
+                ),
+        )
+        .unwrap()
+    };
+    let plain = spec("", "points");
+    decant::init(&client, &plain).await.unwrap();
+    let (first, oid) = def(legacy).await;
+    assert!(!first.contains("decant_blob_fails"), "{first}");
+    // nothing changed: nothing rebuilt
+    decant::init(&client, &plain).await.unwrap();
+    assert_eq!(def(legacy).await.1, oid, "rebuilt for nothing");
+    // the fail test into the legacy index's predicate, and out again
+    decant::init(&client, &spec("index_fail_test = true\n", "points"))
+        .await
+        .unwrap();
+    let (with_test, oid) = def(legacy).await;
+    assert!(with_test.contains("user_decant_blob_fails"), "{with_test}");
+    decant::init(&client, &plain).await.unwrap();
+    assert!(!def(legacy).await.0.contains("decant_blob_fails"));
+    // another `where`: the target rows' index follows
+    assert!(def(rows).await.0.contains("'points'"));
+    decant::init(&client, &spec("", "gamesWon")).await.unwrap();
+    let (won, _) = def(rows).await;
+    assert!(
+        won.contains("'gamesWon'") && !won.contains("'points'"),
+        "{won}"
+    );
+    // an index built before the marks: the fail test is told by its
+    // predicate
+    decant::init(&client, &plain).await.unwrap();
+    client
+        .batch_execute(&format!("COMMENT ON INDEX {legacy} IS NULL"))
+        .await
+        .unwrap();
+    decant::init(&client, &spec("index_fail_test = true\n", "points"))
+        .await
+        .unwrap();
+    let (again, new_oid) = def(legacy).await;
+    assert!(
+        again.contains("user_decant_blob_fails") && new_oid != oid,
+        "{again}"
+    );
+    // and the top-N still equals the view
+    let top: Vec<i64> = client
+        .query("SELECT user_id FROM kidnap_points_top(10)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let view: Vec<i64> = client
+        .query(
+            "SELECT user_id FROM user_statistic_all WHERE mode = 'kidnap' \
+               AND statistic_id = 'points' ORDER BY value DESC NULLS LAST, user_id LIMIT 10",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(top, view);
+}
