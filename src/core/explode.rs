@@ -961,6 +961,11 @@ pub(crate) fn text_key_bytes(len: usize) -> usize {
     (len + 7) / 4 * 4
 }
 
+/// [`text_key_bytes`] as SQL, of a text expression's bytes.
+pub(crate) fn text_key_bytes_sql(text: &str) -> String {
+    format!("(octet_length({text}) + 7) / 4 * 4")
+}
+
 /// The bytes a key column's value takes in an index entry (see
 /// [`text_key_bytes`]; any other value counted as 8).
 pub(crate) fn key_part_bytes(v: &ColumnValue) -> usize {

@@ -868,11 +868,9 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
             source_table(spec)
         )));
     }
-    let type_of = |name: &str| {
-        rows.iter()
-            .find(|r| r.get::<_, String>(0) == name)
-            .map(|r| r.get::<_, String>(1))
-    };
+    // a column's catalog row: name, type, NOT NULL, a domain's base type
+    let column = |name: &str| rows.iter().find(|r| r.get::<_, String>(0) == name);
+    let type_of = |name: &str| column(name).map(|r| r.get::<_, String>(1));
     let want = |col: &str, ok: &[&str], what: &str| -> Result<()> {
         match type_of(col) {
             None => Err(Error::Setup(format!(
@@ -933,11 +931,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
              exclusive lock; jsonb keeps neither duplicate keys, nor key order, nor spacing)"
         )));
     }
-    let base_of = |name: &str| {
-        rows.iter()
-            .find(|r| r.get::<_, String>(0) == name)
-            .and_then(|r| r.get::<_, Option<String>>(3))
-    };
+    let base_of = |name: &str| column(name).and_then(|r| r.get::<_, Option<String>>(3));
     if let (Some(domain), Some("jsonb")) = (
         type_of(&spec.source.blob),
         base_of(&spec.source.blob).as_deref(),
@@ -956,9 +950,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
     want(&spec.source.blob, &["jsonb"], "the blob")?;
     if type_of(&spec.source.flag).is_some() {
         want(&spec.source.flag, &["boolean"], "the migrated flag")?;
-        let not_null = rows
-            .iter()
-            .any(|r| r.get::<_, String>(0) == spec.source.flag && r.get::<_, bool>(2));
+        let not_null = column(&spec.source.flag).is_some_and(|r| r.get::<_, bool>(2));
         if !not_null {
             // decant adds it NOT NULL DEFAULT false: this one is another's,
             // or left half made; a NULL flag is no state decant knows

@@ -702,7 +702,7 @@ pub(super) fn make(spec: &Spec, ri: usize, v: &str, walk: &Walk, position: Optio
         let captured = walk.captures.iter().find(|(c, _)| *c == ci);
         match (captured, r.constants.iter().find(|(c, _)| *c == ci)) {
             (Some((_, key)), _) if t.columns[ci].ty == ColumnType::Text => {
-                texts.push(format!("(octet_length({key}) + 7) / 4 * 4"));
+                texts.push(explode::text_key_bytes_sql(key));
             }
             (_, Some((_, cv))) => fixed += explode::key_part_bytes(cv),
             _ => fixed += 8,
