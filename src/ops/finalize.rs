@@ -182,7 +182,10 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     })
     .await?;
     let (residual_users, unclaimed) = residuals(&**client, spec).await?;
-    let index = crate::pg::schema::legacy_index_qualified(spec);
+    let mut index = crate::pg::schema::legacy_index_qualified(spec);
+    if let Some(migrated) = crate::pg::schema::migrated_index_qualified(spec) {
+        index = format!("{index}, {migrated}");
+    }
     let flag_there = true;
     let drop_sql = format!(
         "-- what `decant finalize --drop-legacy` runs, in one transaction (restart the\n\

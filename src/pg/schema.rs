@@ -24,6 +24,19 @@ fn legacy_index(spec: &Spec) -> String {
     index_name(&format!("{}_decant_legacy_idx", spec.source.table))
 }
 
+/// The name of the partial index on migrated users that a text id's
+/// bulk jobs (rollback, evolution) walk in byte order; `None` for other
+/// ids, whose primary key serves in their own order.
+fn migrated_index(spec: &Spec) -> Option<String> {
+    (spec.source.id_type == IdType::Text)
+        .then(|| index_name(&format!("{}_decant_migrated_idx", spec.source.table)))
+}
+
+/// [`migrated_index`] with its schema.
+pub(crate) fn migrated_index_qualified(spec: &Spec) -> Option<String> {
+    migrated_index(spec).map(|i| format!("{}.{i}", quote(&spec.source.schema)))
+}
+
 /// The statements `init` runs, in order, each idempotent. The flag column
 /// and the legacy index touch the source table; the index is built
 /// `CONCURRENTLY` so live writes go on.
@@ -48,6 +61,17 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
             crate::pg::sql::in_order(spec, &quote(&spec.source.id)),
             quote(&spec.source.flag)
         ));
+        // a rollback's or an evolution's walk over migrated users after a
+        // cursor, in byte order: without it, a text id's primary key (in
+        // its column's collation) cannot give that order, and every batch
+        // read and sorted the whole table
+        if let Some(index) = migrated_index(spec) {
+            out.push(format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {src} ({}) WHERE {}",
+                crate::pg::sql::in_order(spec, &quote(&spec.source.id)),
+                quote(&spec.source.flag)
+            ));
+        }
     }
     if spec.settings.target_schema != spec.source.schema {
         out.push(format!(

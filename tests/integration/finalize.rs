@@ -652,6 +652,26 @@ where = { game = "a" }
         plan.contains("profile_decant_legacy_idx") && !plan.contains("Sort"),
         "{plan}"
     );
+    // and a rollback's (an evolution's) walk over migrated users: a text
+    // id's on decant's index of them (the primary key, in the column's
+    // collation, cannot give byte order: every batch sorted the table),
+    // the others' on the primary key
+    let plan = texts(
+        &client,
+        &format!(
+            "EXPLAIN SELECT uid FROM shop.profile AS s WHERE s.done \
+             AND s.uid{order} > $1::text::{id_type} ORDER BY s.uid{order} LIMIT 5"
+        ),
+        &[&id(7)],
+    )
+    .await
+    .join("\n");
+    let index = if kind == IdType::Text {
+        "profile_decant_migrated_idx"
+    } else {
+        "profile_pkey"
+    };
+    assert!(plan.contains(index) && !plan.contains("Sort"), "{plan}");
     client.batch_execute("RESET enable_seqscan").await.unwrap();
     let decant = Decant::connect(&db.url, spec.clone(), 4).unwrap();
     // one user by hand, through the library, named as text
