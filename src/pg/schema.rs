@@ -106,12 +106,63 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
     for ti in 0..spec.tables.len() {
         out.extend(protection(spec, ti));
     }
+    out.extend(forget_deleted(spec));
     if let Some((name, ddl)) = crate::pg::sql::reader(spec) {
         out.push(ddl);
         out.push(crate::pg::sql::drop_readers_but(&name, &spec.fingerprint()));
     }
     out.extend(reading_statements(spec, flagless));
     out
+}
+
+/// The name of the trigger on the source table that deletes a deleted
+/// user's rows and state ([`forget_deleted`]).
+pub(crate) const FORGET_TRIGGER: &str = "decant_forget_deleted_users";
+
+/// A user deleted from the source table takes its rows and its state with
+/// it: a statement-level trigger (its deleted rows as a transition table)
+/// deletes them from every target table and `decant.user_state`. Without
+/// it a migrated user's rows outlived it (its statistics stayed in the
+/// views and the leaderboards), and a user made again under its id could
+/// not migrate. `SECURITY DEFINER` (its owner, who ran `init`, owns the
+/// tables): the backend role that deletes users needs no rights on
+/// decant's state. It reads no flag, so it outlives `finalize
+/// --drop-legacy`; a legacy user has no rows to find. Under
+/// `foreign_keys` their cascade has already deleted the rows.
+fn forget_deleted(spec: &Spec) -> [String; 2] {
+    let it = spec.source.id_type.sql();
+    // the ids as an array: each table is then probed by its index (a
+    // join with the transition table, of unknown size to the planner,
+    // could scan the whole table for one deleted user)
+    let mut body = vec![format!(
+        "    gone := ARRAY(SELECT g.{}::{it} FROM decant_gone AS g);\n    \
+         IF cardinality(gone) = 0 THEN\n        RETURN NULL;\n    END IF;",
+        quote(&spec.source.id)
+    )];
+    for (ti, t) in spec.tables.iter().enumerate() {
+        body.push(format!(
+            "    DELETE FROM {} AS x WHERE x.{} = ANY (gone);",
+            target_table(spec, ti),
+            quote(&t.user_column)
+        ));
+    }
+    body.push("    DELETE FROM decant.user_state AS x WHERE x.user_id = ANY (gone);".into());
+    let function = format!(
+        "CREATE OR REPLACE FUNCTION decant.forget_deleted_users() RETURNS trigger\n    \
+         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS\n$$\n\
+         DECLARE gone {it}[];\nBEGIN\n{}\n    RETURN NULL;\nEND\n$$",
+        body.join("\n")
+    );
+    let src = source_table(spec);
+    let trigger = format!(
+        "DO $decant$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {}::regclass \
+         AND tgname = {}) THEN\n        \
+         CREATE TRIGGER {FORGET_TRIGGER} AFTER DELETE ON {src} REFERENCING OLD TABLE AS decant_gone \
+         FOR EACH STATEMENT EXECUTE FUNCTION decant.forget_deleted_users();\n    END IF;\nEND\n$decant$",
+        lit(&src),
+        lit(FORGET_TRIGGER)
+    );
+    [function, trigger]
 }
 
 /// The cross-user views and the SQL API (which uses the views' helpers);

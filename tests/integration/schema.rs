@@ -880,3 +880,99 @@ async fn ranked_indexes_are_rebuilt_when_the_spec_defines_them_otherwise() {
         .collect();
     assert_eq!(top, view);
 }
+
+/// A user deleted from the source table takes its rows and its state with
+/// it (decant's trigger), whoever deletes it: the views and leaderboards
+/// stop showing it, and a user made again under its id migrates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_user_takes_its_rows_and_state_with_it() {
+    let db = TestDb::new().await;
+    let owner = db.game(40).await;
+    let client = db.client().await;
+    let clean: Vec<i64> = (1..=40)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .collect();
+    let (gone, kept, legacy) = (&clean[..2], clean[2], clean[clean.len() - 1]);
+    for &id in &clean[..3] {
+        owner.migrate_user(id).await.unwrap();
+    }
+    // a held user (rolled back) has a state row and no rows
+    owner.rollback_user(clean[3]).await.unwrap();
+    let kept_rows = crate::harness::row_count(&client, kept).await;
+    assert!(crate::harness::row_count(&client, gone[0]).await > 0);
+    // a second init neither doubles the trigger nor fails on it
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    let triggers: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = '\"user\"'::regclass \
+              AND tgname = 'decant_forget_deleted_users'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 1);
+
+    // a backend role with the printed grants, and the right to delete users
+    let role = crate::harness::fresh_role(&client, "deleter").await;
+    decant::apply_grants(&client, &crate::example::spec(), &role)
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!("GRANT DELETE ON \"user\" TO {role}"))
+        .await
+        .unwrap();
+    let as_role = crate::harness::connect(&db.url_as(&role)).await;
+    let deleted = as_role
+        .execute(
+            "DELETE FROM \"user\" WHERE id = ANY ($1)",
+            &[&vec![gone[0], gone[1], legacy, clean[3]]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, 4);
+    for &id in &[gone[0], gone[1], legacy, clean[3]] {
+        assert_eq!(crate::harness::row_count(&client, id).await, 0, "user {id}");
+        let state: i64 = client
+            .query_one(
+                "SELECT count(*) FROM decant.user_state WHERE user_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(state, 0, "user {id}'s state");
+        let shown: i64 = client
+            .query_one(
+                "SELECT count(*) FROM user_statistic_all WHERE user_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(shown, 0, "user {id} in the view");
+    }
+    let top: Vec<i64> = client
+        .query("SELECT user_id FROM kidnap_points_top(100)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !top.contains(&gone[0]) && !top.contains(&gone[1]),
+        "{top:?}"
+    );
+    // the others untouched
+    assert_eq!(crate::harness::row_count(&client, kept).await, kept_rows);
+    assert!(crate::harness::is_migrated(&client, kept).await);
+    // a user made again under a deleted one's id starts legacy and migrates
+    let blob = serde_json::json!({"xp": 7, "pref": {"sound": true}});
+    crate::harness::insert_user(&client, gone[0], &blob).await;
+    let report = owner.migrate_user(gone[0]).await.unwrap();
+    assert_eq!(report.migrated.len(), 1, "{report:?}");
+    assert!(decant::json_eq(&owner.load(gone[0]).await.unwrap(), &blob));
+    assert!(crate::harness::row_count(&client, gone[0]).await > 0);
+}
