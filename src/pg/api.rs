@@ -152,13 +152,25 @@ CREATE OR REPLACE FUNCTION decant.graft(root jsonb, entries jsonb) RETURNS jsonb
 $$
 -- the rows' object `entries` merged into the residual `root` at every
 -- depth (the residual holds the keys a `keep` rule left behind); a row's
--- value that is not an object replaces what the residual holds
+-- value that is not an object meeting one in the residual is a collision
 BEGIN
     IF entries IS NULL THEN
         RETURN root;
     END IF;
-    IF root IS NULL OR jsonb_typeof(entries) <> 'object' THEN
+    IF root IS NULL THEN
         RETURN entries;
+    END IF;
+    IF jsonb_typeof(entries) <> 'object' THEN
+        -- an array claimed whole, where the residual left an empty one
+        IF root = '[]'::jsonb AND jsonb_typeof(entries) = 'array' THEN
+            RETURN entries;
+        END IF;
+        -- a value both in the rows and in the residual (a write that
+        -- bypassed decant put it back into the blob column): as the Rust
+        -- layer, no answer rather than one of the two
+        RAISE EXCEPTION 'decant: cannot rebuild the blob: row and residual collide (the residual holds %, a row %)',
+            left(root::text, 200), left(entries::text, 200)
+            USING ERRCODE = 'data_corrupted';
     END IF;
     IF jsonb_typeof(root) <> 'object' THEN
         RAISE EXCEPTION 'decant: cannot rebuild the blob: a row lands inside a non-object (%)', root

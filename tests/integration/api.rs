@@ -1154,3 +1154,59 @@ async fn a_key_too_long_for_the_primary_key_index_stays_in_the_residual() {
         .get(0);
     assert!(kept, "the long key stays in the residual");
 }
+
+/// A write that bypassed decant put a value the tables hold back into a
+/// migrated user's blob column: the SQL API refuses to rebuild the user,
+/// as the Rust layer does, instead of answering with one of the two
+/// values; a save through either repairs it.
+#[tokio::test]
+async fn a_value_both_in_the_rows_and_the_residual_is_refused_alike() {
+    let db = TestDb::new().await;
+    let decant = db.game(30).await;
+    let client = db.client().await;
+    let user = (1..=30)
+        .find(|&i| crate::example::user(1, i).dirt.is_none())
+        .unwrap();
+    decant.migrate_user(user).await.unwrap();
+    assert!(is_migrated(&client, user).await);
+    let before = decant.load(user).await.unwrap();
+    let xp = before["xp"].clone();
+    assert!(xp.is_number(), "{before}");
+    // an old code path writing the blob column itself
+    client
+        .execute(
+            "UPDATE \"user\" SET data = data || '{\"xp\": 99}' WHERE id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    let err = decant.load(user).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Verification { .. }) && err.to_string().contains("collide"),
+        "{err}"
+    );
+    let err = client
+        .query_one("SELECT decant.load($1)", &[&user])
+        .await
+        .unwrap_err();
+    let db_err = err.as_db_error().expect("a database error");
+    assert_eq!(db_err.code().code(), "XX001", "{db_err:?}");
+    assert!(db_err.message().contains("collide"), "{}", db_err.message());
+    for sql in [
+        "SELECT decant.patch($1, '{\"pref\": {\"x\": 1}}'::jsonb)",
+        "SELECT id FROM decant.load_many(ARRAY[$1::bigint])",
+    ] {
+        let err = client.query(sql, &[&user]).await.unwrap_err();
+        assert!(
+            err.to_string().contains("collide") || format!("{err:?}").contains("collide"),
+            "{sql}: {err:?}"
+        );
+    }
+    // a save replaces the whole blob: the user is whole again
+    client
+        .execute("SELECT decant.save($1, $2)", &[&user, &before])
+        .await
+        .unwrap();
+    assert!(json_eq(&sql_load(&client, user).await, &before));
+    assert!(json_eq(&decant.load(user).await.unwrap(), &before));
+}
