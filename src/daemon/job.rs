@@ -524,8 +524,8 @@ impl Cohort {
 /// own parameter, if any, is `$3`), after the cursor `$1` in the claims'
 /// order and up to `$4` (the last user [`sizes`] let in: a claim that
 /// skips users another worker holds must not reach past what was sized),
-/// at most `$2`, locked (`SKIP LOCKED`): `[after the cursor, from the
-/// first user]`.
+/// at most `$2`, but for the users `$5` (those that failed in this run),
+/// locked (`SKIP LOCKED`): `[after the cursor, from the first user]`.
 fn claims(spec: &crate::core::spec::Spec, filter: &str) -> [String; 2] {
     use crate::core::spec::quote;
     let (src, id, blob, flag) = (
@@ -539,7 +539,7 @@ fn claims(spec: &crate::core::spec::Spec, filter: &str) -> [String; 2] {
     [false, true].map(|first| {
         format!(
             "SELECT s.{id}::{it}, s.{blob}, s.{flag} FROM {src} AS s \
-             WHERE {filter} AND {} AND {order} <= $4::{it} \
+             WHERE {filter} AND {} AND {order} <= $4::{it} AND s.{id} <> ALL ($5::{it}[]) \
              ORDER BY {order} LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED",
             crate::pg::sql::after(spec, &format!("s.{id}"), 1, first)
         )
@@ -555,7 +555,8 @@ const ROW_BYTES: i64 = 8;
 /// The walk of [`claims`] without its lock: the size of each user it
 /// would take, in its order, for the byte budget: a migrated user's rows
 /// (counted on the target tables' user indexes, [`ROW_BYTES`] each) and
-/// its stored residual. The claim's parameters but `$4`.
+/// its stored residual. The claim's parameters but `$4`, and the users
+/// to leave out as `$4`.
 fn sizes(spec: &crate::core::spec::Spec, filter: &str) -> [String; 2] {
     use crate::core::spec::quote;
     let (src, id, blob) = (
@@ -584,7 +585,8 @@ fn sizes(spec: &crate::core::spec::Spec, filter: &str) -> [String; 2] {
     [false, true].map(|first| {
         format!(
             "SELECT s.{id}::{it}, coalesce(pg_column_size(s.{blob}), 0)::int8 + {ROW_BYTES} * ({rows}) \
-             FROM {src} AS s WHERE {filter} AND {} ORDER BY {order} LIMIT $2",
+             FROM {src} AS s WHERE {filter} AND {} AND s.{id} <> ALL ($4::{it}[]) \
+             ORDER BY {order} LIMIT $2",
             crate::pg::sql::after(spec, &format!("s.{id}"), 1, first)
         )
     })
@@ -638,6 +640,10 @@ struct SizedClaim {
     /// while a worker sizes and claims: the next worker starts after it
     /// instead of sizing the users a peer has just locked.
     furthest: tokio::sync::Mutex<Option<UserId>>,
+    /// The users that failed in this run (their rows do not rebuild a
+    /// blob): left out of the claims and the count of users left, so that
+    /// the job ends instead of taking them again pass after pass.
+    failed: std::sync::Mutex<Vec<UserId>>,
 }
 
 impl SizedClaim {
@@ -648,7 +654,18 @@ impl SizedClaim {
             sizes: sizes(spec, filter),
             claim: claims(spec, filter),
             furthest: tokio::sync::Mutex::new(None),
+            failed: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The users that failed in this run so far.
+    fn failed(&self) -> Vec<UserId> {
+        self.failed.lock().expect("not poisoned").clone()
+    }
+
+    /// Leaves these users out of the rest of the run.
+    fn fail(&self, users: impl IntoIterator<Item = UserId>) {
+        self.failed.lock().expect("not poisoned").extend(users);
     }
 
     /// Claims the users after `cursor` (or after the last a worker of this
@@ -675,14 +692,21 @@ impl SizedClaim {
             some => some.max(furthest.clone()),
         };
         let size = i64::from(size);
+        let failed = self.failed();
         loop {
             let first = usize::from(cursor.is_none());
-            let fit = fitting(tx, &self.sizes[first], &[&cursor, &size, param], budget).await?;
+            let fit = fitting(
+                tx,
+                &self.sizes[first],
+                &[&cursor, &size, param, &failed],
+                budget,
+            )
+            .await?;
             let Some(upto) = fit.upto.clone() else {
                 return Ok((Vec::new(), fit));
             };
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-                [&cursor, &size, param, &fit.upto];
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                [&cursor, &size, param, &fit.upto, &failed];
             let locked = claim_rows(tx, &self.claim[first], &params, what).await?;
             if let Some(last) = locked.last() {
                 *furthest = Some(last.id.clone());
@@ -719,7 +743,10 @@ impl RollbackJob {
         let filter = format!("s.{flag} AND {pred}");
         RollbackJob {
             claim: SizedClaim::new(spec, &filter),
-            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {filter}"),
+            remaining: format!(
+                "SELECT count(*) FROM {src} AS s WHERE {filter} AND s.{id} <> ALL ($4::{}[])",
+                spec.source.id_type.sql()
+            ),
             store,
             cohort,
         }
@@ -728,10 +755,11 @@ impl RollbackJob {
 
 impl Job for RollbackJob {
     async fn remaining(&self, client: &Object) -> Result<i64> {
-        // $1 and $2 unused: the same numbering as the claim
-        let sql = self.remaining.replace("$3", "$1");
+        // the cohort's parameter and the users that failed, numbered
+        // as in the claim ($3, $4)
+        let sql = self.remaining.replace("$3", "$1").replace("$4", "$2");
         Ok(client
-            .query_one(&sql, &[&*self.cohort.param()])
+            .query_one(&sql, &[&*self.cohort.param(), &self.claim.failed()])
             .await
             .map_err(|e| Error::db("counting the users to roll back", e))?
             .get(0))
@@ -771,6 +799,7 @@ impl Job for RollbackJob {
         for Failure { user, error } in &failed {
             tracing::error!(user = %user, cause = %error, "cannot roll back; the user stays migrated");
         }
+        self.claim.fail(failed.iter().map(|f| f.user.clone()));
         Ok(Claimed {
             users: claimed,
             last_id: Some(last),
@@ -816,7 +845,11 @@ impl EvolveJob {
         };
         EvolveJob {
             claim: SizedClaim::new(spec, &stale(3, PROBE)),
-            remaining: format!("SELECT count(*) FROM {src} AS s WHERE {}", stale(1, "")),
+            remaining: format!(
+                "SELECT count(*) FROM {src} AS s WHERE {} AND s.{id} <> ALL ($2::{}[])",
+                stale(1, ""),
+                spec.source.id_type.sql()
+            ),
             store,
         }
     }
@@ -825,7 +858,10 @@ impl EvolveJob {
 impl Job for EvolveJob {
     async fn remaining(&self, client: &Object) -> Result<i64> {
         Ok(client
-            .query_one(&self.remaining, &[&self.store.fingerprint])
+            .query_one(
+                &self.remaining,
+                &[&self.store.fingerprint, &self.claim.failed()],
+            )
             .await
             .map_err(|e| Error::db("counting users to evolve", e))?
             .get(0))
@@ -877,7 +913,7 @@ impl Job for EvolveJob {
             .collect();
         let ids: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
         let mut stored = store.read_rows(&tx, &ids).await?;
-        let (mut done, mut failed, mut written) = (Vec::new(), 0u64, 0u64);
+        let (mut done, mut failed, mut written) = (Vec::new(), Vec::new(), 0u64);
         for l in &locked {
             let old = stored.remove(&l.id).unwrap_or_default();
             let residual = l.blob.value(&l.id, spec.settings.max_depth)?;
@@ -885,7 +921,7 @@ impl Job for EvolveJob {
                 Ok(b) => b,
                 Err(detail) => {
                     tracing::error!(user = %l.id, %detail, "cannot rebuild the blob; the user keeps its old mapping");
-                    failed += 1;
+                    failed.push(l.id.clone());
                     continue;
                 }
             };
@@ -897,7 +933,7 @@ impl Job for EvolveJob {
                     user = %l.id,
                     "the new mapping does not rebuild the blob; the user keeps its old mapping"
                 );
-                failed += 1;
+                failed.push(l.id.clone());
                 continue;
             }
             let mut stmts = store.diff_statements(&l.id, &old, &new.rows);
@@ -912,11 +948,13 @@ impl Job for EvolveJob {
         tx.commit()
             .await
             .map_err(|e| Error::db("committing an evolution batch", e))?;
+        let failed_count = failed.len() as u64;
+        self.claim.fail(failed);
         Ok(Claimed {
             users: claimed,
             last_id: Some(last),
             done: done.len() as u64,
-            failed,
+            failed: failed_count,
             rows: written,
             bytes: fit.bytes,
             cut: fit.cut,
