@@ -555,8 +555,8 @@ const ROW_BYTES: i64 = 8;
 /// The walk of [`claims`] without its lock: the size of each user it
 /// would take, in its order, for the byte budget: a migrated user's rows
 /// (counted on the target tables' user indexes, [`ROW_BYTES`] each) and
-/// its stored residual. The claim's parameters but `$4`, and the users
-/// to leave out as `$4`.
+/// its stored residual. Its parameters are the claim's `$1`-`$3`, and
+/// the users to leave out as `$4`.
 fn sizes(spec: &crate::core::spec::Spec, filter: &str) -> [String; 2] {
     use crate::core::spec::quote;
     let (src, id, blob) = (

@@ -117,7 +117,7 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
 
 /// The name of the trigger on the source table that deletes a deleted
 /// user's rows and state ([`forget_deleted`]).
-pub(crate) const FORGET_TRIGGER: &str = "decant_forget_deleted_users";
+const FORGET_TRIGGER: &str = "decant_forget_deleted_users";
 
 /// A user deleted from the source table takes its rows and its state with
 /// it: a statement-level trigger (its deleted rows as a transition table)

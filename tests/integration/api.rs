@@ -918,17 +918,13 @@ async fn names_at_postgresql_s_limit_stay_distinct_objects() {
     let r = crate::harness::run_all(&decant).await.unwrap();
     assert_eq!(r.migrated, 20);
     // every function decant made is its own object
-    let functions: Vec<String> = client
-        .query(
-            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-              WHERE n.nspname = 'decant' AND p.proname LIKE $1",
-            &[&format!("{}%", &src[..20])],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let functions: Vec<String> = crate::harness::column(
+        &client,
+        "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+          WHERE n.nspname = 'decant' AND p.proname LIKE $1",
+        &[&format!("{}%", &src[..20])],
+    )
+    .await;
     let distinct: std::collections::BTreeSet<&String> = functions.iter().collect();
     assert_eq!(distinct.len(), functions.len(), "{functions:?}");
     // the SQL API writes each table's rows to that table

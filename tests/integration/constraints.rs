@@ -26,13 +26,7 @@ async fn users_found_by(client: &tokio_postgres::Client, err: &str) -> Vec<i64> 
         .split('`')
         .find(|p| p.starts_with("SELECT DISTINCT"))
         .expect("a query");
-    client
-        .query(query, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    crate::harness::column(client, query, &[]).await
 }
 
 fn error_of(r: Result<u64, tokio_postgres::Error>) -> String {

@@ -1098,13 +1098,12 @@ async fn a_dry_run_claims_and_verifies_a_batch_and_writes_nothing() {
 }
 
 async fn migrated_ids(client: &tokio_postgres::Client) -> Vec<i64> {
-    client
-        .query("SELECT id FROM \"user\" WHERE migrated ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    crate::harness::column(
+        client,
+        "SELECT id FROM \"user\" WHERE migrated ORDER BY id",
+        &[],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1759,16 +1758,12 @@ async fn a_bulk_rollback_goes_past_users_held_by_others() {
     // a backend holds the first 40 migrated users (more than a first batch)
     let mut holder = db.client().await;
     let tx = holder.transaction().await.unwrap();
-    let held: Vec<i64> = tx
-        .query(
-            "SELECT id FROM \"user\" WHERE migrated ORDER BY id LIMIT 40 FOR NO KEY UPDATE",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let held: Vec<i64> = crate::harness::column(
+        &tx,
+        "SELECT id FROM \"user\" WHERE migrated ORDER BY id LIMIT 40 FOR NO KEY UPDATE",
+        &[],
+    )
+    .await;
     let rolling = {
         let decant = decant.clone();
         tokio::spawn(async move { rollback_all(&decant, decant::Cohort::All).await })

@@ -230,13 +230,8 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .unwrap()
         .get(0);
     assert_eq!(from_view, from_tables);
-    let top: Vec<i64> = client
-        .query("SELECT user_id FROM kidnap_points_top(3)", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let top: Vec<i64> =
+        crate::harness::column(&client, "SELECT user_id FROM kidnap_points_top(3)", &[]).await;
     assert_eq!(top.len(), 3);
     assert!(!top.contains(&100000));
 

@@ -214,6 +214,16 @@ pub async fn texts(
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Vec<String> {
+    column(client, sql, params).await
+}
+
+/// The first column of every row `sql` returns, on a client or inside
+/// a transaction.
+pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    client: &impl tokio_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T> {
     client
         .query(sql, params)
         .await
