@@ -501,11 +501,7 @@ pub(crate) async fn write_prepared(
     let ids: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
     let warnings: Vec<Option<Value>> = todo
         .iter()
-        .map(|r| {
-            let w = &r.exploded.warnings;
-            (!w.is_empty())
-                .then(|| Value::Array(w.iter().map(|w| Value::String(w.to_string())).collect()))
-        })
+        .map(|r| warnings_record(&r.exploded.warnings))
         .collect();
     let fixups: Vec<Option<Value>> = todo
         .iter()
@@ -641,4 +637,17 @@ pub(crate) async fn rollback_locked(
     store.delete_rows(tx, &done).await?;
     state::record_held(&**tx, store.spec.source.id_type, &done).await?;
     Ok((done, failed))
+}
+
+/// A user's warnings as `decant.user_state` records them: a JSON array of
+/// texts, or NULL for none.
+pub(crate) fn warnings_record(warnings: &[explode::Invalid]) -> Option<Value> {
+    (!warnings.is_empty()).then(|| {
+        Value::Array(
+            warnings
+                .iter()
+                .map(|w| Value::String(w.to_string()))
+                .collect(),
+        )
+    })
 }

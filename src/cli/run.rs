@@ -421,6 +421,24 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         per_second(report.migrated, secs),
         per_second(report.rows, secs)
     );
+    if report.warned > 0 {
+        println!(
+            "{} of them {} in the residual values {} refuse ({}); their warnings: \
+             `SELECT user_id, warnings FROM decant.user_state WHERE warnings IS NOT NULL`",
+            report.warned,
+            if report.warned == 1 { "keeps" } else { "keep" },
+            if args.evolve {
+                "the rules"
+            } else {
+                "`keep` rules"
+            },
+            if args.evolve {
+                "an evolution fails no migrated user for a value, as the library's writes do not"
+            } else {
+                "as the rule's policy says"
+            }
+        );
+    }
     print_lock_hold(&report);
     if !report.held_back.is_zero() {
         println!(

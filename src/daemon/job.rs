@@ -27,6 +27,9 @@ pub(crate) struct Claimed {
     pub failed: u64,
     /// Rows written.
     pub rows: u64,
+    /// Of the users done, those whose residual keeps values their rules
+    /// refuse (warnings recorded in `decant.user_state`).
+    pub warned: u64,
     /// The claimed users' blobs' stored size, bytes (`pg_column_size`:
     /// compressed or not; 0: the job does not size its batches by them).
     pub bytes: u64,
@@ -51,6 +54,7 @@ impl Claimed {
             done: 0,
             failed: 0,
             rows: 0,
+            warned: 0,
             bytes: 0,
             cut: false,
             held: None,
@@ -459,6 +463,11 @@ impl Job for MigrateJob {
             done: report.migrated.len() as u64,
             failed: report.failed.len() as u64,
             rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
+            warned: report
+                .migrated
+                .iter()
+                .filter(|m| !m.warnings.is_empty())
+                .count() as u64,
             bytes,
             cut,
             held: Some(held),
@@ -806,6 +815,7 @@ impl Job for RollbackJob {
             done: done.len() as u64,
             failed: failed.len() as u64,
             rows: 0,
+            warned: 0,
             bytes: fit.bytes,
             cut: fit.cut,
             held: None,
@@ -914,6 +924,10 @@ impl Job for EvolveJob {
         let ids: Vec<UserId> = locked.iter().map(|l| l.id.clone()).collect();
         let mut stored = store.read_rows(&tx, &ids).await?;
         let (mut done, mut failed, mut written) = (Vec::new(), Vec::new(), 0u64);
+        // each evolved user's warnings under the new mapping: invalid
+        // values stay in the residual, as the compatibility layer's writes
+        // keep them (a migrated user has no legacy state to fail back to)
+        let mut warnings: Vec<Option<serde_json::Value>> = Vec::new();
         for l in &locked {
             let old = stored.remove(&l.id).unwrap_or_default();
             let residual = l.blob.value(&l.id, spec.settings.max_depth)?;
@@ -943,8 +957,17 @@ impl Job for EvolveJob {
             written += new.rows.len().saturating_sub(old.len()) as u64;
             store.run(&tx, &l.id, stmts).await?;
             done.push(l.id.clone());
+            warnings.push(crate::migrate::warnings_record(&new.warnings));
         }
-        state::record_evolved(&*tx, spec.source.id_type, &done, &store.fingerprint).await?;
+        let warned = warnings.iter().filter(|w| w.is_some()).count() as u64;
+        state::record_evolved(
+            &*tx,
+            spec.source.id_type,
+            &done,
+            &warnings,
+            &store.fingerprint,
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(|e| Error::db("committing an evolution batch", e))?;
@@ -956,6 +979,7 @@ impl Job for EvolveJob {
             done: done.len() as u64,
             failed: failed_count,
             rows: written,
+            warned,
             bytes: fit.bytes,
             cut: fit.cut,
             held: None,

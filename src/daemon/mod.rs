@@ -125,6 +125,9 @@ pub struct RunReport {
     pub failed: u64,
     /// Rows written.
     pub rows: u64,
+    /// Of the users migrated (or evolved), those whose residual keeps
+    /// values their rules refuse (their warnings in `decant.user_state`).
+    pub warned: u64,
     /// Users whose row a backend changed between a batch's unlocked read
     /// and its lock: read again under the lock and migrated from there.
     pub redone: u64,
@@ -398,6 +401,7 @@ async fn run_job<J: Job>(
         migrated: progress.migrated.load(Ordering::Relaxed),
         failed: progress.failed.load(Ordering::Relaxed),
         rows: progress.rows.load(Ordering::Relaxed),
+        warned: progress.warned.load(Ordering::Relaxed),
         redone: progress.redone.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         batch_p50_p99: progress.batch_percentiles(),
@@ -656,6 +660,7 @@ async fn worker<J: Job>(
             done,
             failed,
             rows,
+            warned,
             bytes,
             cut,
             held,
@@ -686,6 +691,7 @@ async fn worker<J: Job>(
         p.migrated.fetch_add(done, Ordering::Relaxed);
         p.failed.fetch_add(failed, Ordering::Relaxed);
         p.rows.fetch_add(rows, Ordering::Relaxed);
+        p.warned.fetch_add(warned, Ordering::Relaxed);
         p.redone.fetch_add(redone, Ordering::Relaxed);
         if claimed > 0 && done + failed > 0 {
             pass_moved = true;

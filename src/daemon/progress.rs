@@ -64,6 +64,8 @@ pub struct Progress {
     pub(crate) failed: AtomicU64,
     /// Rows written by this run.
     pub(crate) rows: AtomicU64,
+    /// Of the users this run migrated, those with warnings.
+    pub(crate) warned: AtomicU64,
     /// Users whose row changed between a batch's read and its lock, read
     /// again and migrated under the lock.
     pub(crate) redone: AtomicU64,

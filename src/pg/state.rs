@@ -20,8 +20,9 @@ const MIGRATED: &str = "INSERT INTO decant.user_state AS s \
         fixups = EXCLUDED.fixups, fingerprint = EXCLUDED.fingerprint, reason = NULL, \
         last_error = NULL, migrated_at = now(), updated_at = now()";
 
-const EVOLVED: &str = "UPDATE decant.user_state SET fingerprint = $2, updated_at = now() \
-     WHERE user_id = ANY ($1::bigint[])";
+const EVOLVED: &str = "UPDATE decant.user_state AS s SET fingerprint = $2, warnings = v.w, \
+        updated_at = now() \
+     FROM unnest($1::bigint[], $3::jsonb[]) AS v(u, w) WHERE s.user_id = v.u";
 
 const FIXUPS_OF: &str = "SELECT user_id, fixups FROM decant.user_state \
      WHERE user_id = ANY ($1::bigint[]) AND fixups IS NOT NULL";
@@ -167,10 +168,11 @@ pub(crate) async fn record_evolved(
     client: &impl GenericClient,
     ty: IdType,
     users: &[UserId],
+    warnings: &[Option<Value>],
     fingerprint: &str,
 ) -> Result<()> {
     client
-        .execute(typed(EVOLVED, ty), &[&users, &fingerprint])
+        .execute(typed(EVOLVED, ty), &[&users, &fingerprint, &warnings])
         .await
         .map_err(|e| Error::db("recording evolved users", e))?;
     Ok(())

@@ -294,3 +294,86 @@ async fn a_second_source_table_in_one_database_is_refused_by_name() {
         .get(0);
     assert!(!flagged, "the refused init added nothing");
 }
+
+/// An evolution fails no migrated user for a value its new rule refuses
+/// (as the library's writes keep such a value): the value stays in the
+/// residual, and the run counts and records the user's warnings, as a
+/// migration does for `keep` rules' values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evolution_keeps_and_reports_values_its_new_rule_refuses() {
+    let db = TestDb::new().await;
+    let n = 160;
+    let game = db.game(n).await;
+    let client = db.client().await;
+    let r = crate::harness::run_all(&game).await.unwrap();
+    let warned_rows = "SELECT user_id FROM decant.user_state WHERE warnings IS NOT NULL ORDER BY 1";
+    let warned_before: Vec<i64> = crate::harness::column(&client, warned_rows, &[]).await;
+    assert_eq!(r.warned, warned_before.len() as u64);
+
+    // at most 4999 coins: about half the users holding coins hold more
+    let capped = COINS.replace(
+        "coins = \"int8\"",
+        "coins = { type = \"int8\", max = 4999 }",
+    );
+    let grown = Spec::parse(&format!("{}{capped}", crate::example::SPEC)).unwrap();
+    decant::init_evolving(&client, &grown).await.unwrap();
+    let evolved = Decant::connect(&db.url, grown, 4).unwrap();
+    let migrated: Vec<i64> = crate::harness::column(
+        &client,
+        "SELECT id FROM \"user\" WHERE migrated ORDER BY id",
+        &[],
+    )
+    .await;
+    let coins = |id: i64| crate::example::user(1, id).blob.get("legacyCoins").cloned();
+    let over: Vec<i64> = migrated
+        .iter()
+        .copied()
+        .filter(|&id| coins(id).is_some_and(|c| c.as_i64().unwrap() > 4999))
+        .collect();
+    assert!(over.len() > 10, "{over:?}");
+    let r = decant::evolve(
+        &evolved,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.migrated, r.failed), (migrated.len() as u64, 0));
+    let mut expected: Vec<i64> = warned_before.clone();
+    expected.extend(&over);
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(r.warned, expected.len() as u64);
+    let warned_after: Vec<i64> = crate::harness::column(&client, warned_rows, &[]).await;
+    assert_eq!(warned_after, expected);
+    for &id in &over {
+        let (residual, warnings): (serde_json::Value, serde_json::Value) = {
+            let row = client
+                .query_one(
+                    "SELECT u.data, st.warnings FROM \"user\" u \
+                     JOIN decant.user_state st ON st.user_id = u.id WHERE u.id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        assert_eq!(residual.get("legacyCoins"), coins(id).as_ref(), "user {id}");
+        assert!(
+            warnings.to_string().contains("coins") && warnings.to_string().contains("4999"),
+            "user {id}: {warnings}"
+        );
+        assert!(json_eq(
+            &evolved.load(id).await.unwrap(),
+            &crate::example::user(1, id).blob
+        ));
+    }
+    let in_table: i64 = client
+        .query_one("SELECT count(*) FROM user_coins", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let under = migrated.iter().filter(|&&id| coins(id).is_some()).count() - over.len();
+    assert_eq!(in_table as usize, under);
+}
