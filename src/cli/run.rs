@@ -218,7 +218,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> Result<()> {
         ..decant::RunOptions::default()
     };
     let progress = Arc::new(Progress::default());
-    let reporter = tokio::spawn(report_progress_as("rolling back", progress.clone()));
+    let reporter = tokio::spawn(report_progress_as(ROLLING_BACK, progress.clone()));
     let report = decant::rollback(&decant, cohort, opts, progress, shutdown_signal()).await;
     reporter.abort();
     let _ = reporter.await;
@@ -528,6 +528,9 @@ async fn shutdown_signal() {
 }
 
 /// A progress bar on a terminal, else a log line every 5 s.
+/// The progress label of a rollback.
+const ROLLING_BACK: &str = "rolling back";
+
 async fn report_progress(progress: Arc<Progress>) {
     report_progress_as("migrating", progress).await
 }
@@ -555,20 +558,32 @@ async fn report_progress_as(label: &str, progress: Arc<Progress>) {
             // the total is counted when the run starts: users that became
             // its work since (an evolution beside a migration) raise it
             let total = progress.total().max(now);
-            tracing::info!(
-                job = label,
-                done = now,
-                total,
-                migrated = progress.migrated(),
-                failed = progress.failed(),
-                users_per_s = rate.round(),
-                holding = progress
-                    .holding()
-                    .or_else(|| progress.paced())
-                    .as_deref()
-                    .unwrap_or(""),
-                "progress"
-            );
+            let holding = progress.holding().or_else(|| progress.paced());
+            let holding = holding.as_deref().unwrap_or("");
+            // a rollback's users done are rolled back, not migrated
+            if label == ROLLING_BACK {
+                tracing::info!(
+                    job = label,
+                    done = now,
+                    total,
+                    rolled_back = progress.migrated(),
+                    failed = progress.failed(),
+                    users_per_s = rate.round(),
+                    holding,
+                    "progress"
+                );
+            } else {
+                tracing::info!(
+                    job = label,
+                    done = now,
+                    total,
+                    migrated = progress.migrated(),
+                    failed = progress.failed(),
+                    users_per_s = rate.round(),
+                    holding,
+                    "progress"
+                );
+            }
             last = (Instant::now(), now);
         }
     }
