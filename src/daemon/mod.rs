@@ -330,7 +330,10 @@ async fn run_job<J: Job>(
     let (control_tx, control_rx) = watch::channel(initial);
     // the first signals are read before any batch; the monitor refreshes them
     let (signals_tx, signals_rx) = watch::channel(None);
-    let watch = Arc::new(Signals::new(opts.throttle.clone()));
+    let watch = Arc::new(Signals::new(
+        opts.throttle.clone(),
+        decant.spec().fingerprint(),
+    ));
     let shared = Arc::new(Shared {
         opts: opts.clone(),
         control: control_rx,
@@ -553,6 +556,10 @@ async fn worker<J: Job>(
     loop {
         if shared.stopped() {
             return Ok(());
+        }
+        let mismatch = shared.watch.mismatch.lock().expect("not poisoned").clone();
+        if let Some(detail) = mismatch {
+            return Err(Error::SpecMismatch { detail });
         }
         let control = shared.control.borrow().clone();
         if control.paused {

@@ -86,12 +86,19 @@ pub(crate) struct Signals {
     pub own_xacts: AtomicU64,
     /// The load yield's view of the server's other transactions.
     pub load: Mutex<LoadYield>,
+    /// The fingerprint of the daemon's spec's mapping.
+    pub fingerprint: String,
+    /// Why the workers must stop: `init` recorded another mapping while
+    /// the daemon ran (set by the monitor).
+    pub mismatch: Mutex<Option<String>>,
 }
 
 impl Signals {
-    pub fn new(throttle: Throttle) -> Signals {
+    pub fn new(throttle: Throttle, fingerprint: String) -> Signals {
         Signals {
             throttle,
+            fingerprint,
+            mismatch: Mutex::new(None),
             pids: Mutex::new(Vec::new()),
             others_working: AtomicBool::new(false),
             probe: Mutex::new(CommitProbe::new(Vec::new())),
@@ -650,6 +657,10 @@ pub(crate) async fn monitor(
                 .or_else(|| heartbeat.progress.paced());
             shared.own(1);
             heartbeat.beat(client, rate, holding.as_deref()).await;
+            shared.own(1);
+            if let Some(detail) = mapping_changed(client, &shared.fingerprint).await {
+                *shared.mismatch.lock().expect("not poisoned") = Some(detail);
+            }
         }
         shared.own(1);
         match control::read(&***client).await {
@@ -694,6 +705,30 @@ pub(crate) async fn monitor(
             changed
         });
     }
+}
+
+/// Why the daemon must stop, if `init` recorded a mapping other than its
+/// spec's since it started (`init --evolve`): it would go on migrating
+/// (or rolling back, or evolving) users with a mapping that is no longer
+/// the recorded one, as a backend's handle is refused to. Read through
+/// `to_jsonb` so that a control row without the column (an `init` of an
+/// old version) answers NULL rather than an error every second.
+async fn mapping_changed(client: &Object, ours: &str) -> Option<String> {
+    let row = client
+        .query_one(
+            "SELECT to_jsonb(c) ->> 'spec_fingerprint' FROM decant.control AS c",
+            &[],
+        )
+        .await
+        .ok()?;
+    let recorded: Option<String> = row.get(0);
+    recorded.filter(|r| r != ours).map(|_| {
+        "the mapping recorded by `decant init` changed while this daemon ran (`decant init \
+         --evolve`?): it stopped rather than go on with a mapping that is no longer the \
+         recorded one. Start it again with the spec `init` recorded (`decant run --evolve` then \
+         re-migrates the users migrated with the old one)"
+            .to_string()
+    })
 }
 
 /// The reason to hold back, if any signal says so.

@@ -377,3 +377,56 @@ async fn an_evolution_keeps_and_reports_values_its_new_rule_refuses() {
     let under = migrated.iter().filter(|&&id| coins(id).is_some()).count() - over.len();
     assert_eq!(in_table as usize, under);
 }
+
+/// A daemon running while `init --evolve` records another mapping stops
+/// at once with the reason, rather than go on migrating users with the
+/// old one (seen: a daemon went on for 45 s after the evolution); the
+/// users it migrated before are then evolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_stops_when_init_records_another_mapping() {
+    let db = TestDb::new().await;
+    let n = 300;
+    let game = db.game(n).await;
+    let client = db.client().await;
+    let progress = Arc::new(Progress::default());
+    // 10 users a second: 30 s for them all, were it not stopped
+    let slow = decant::RunOptions {
+        workers: 1,
+        rate: Some(decant::Rate::PerSecond(10.try_into().unwrap())),
+        ..opts()
+    };
+    let (g, p) = (game.clone(), progress.clone());
+    let task = tokio::spawn(async move { decant::run(&g, slow, p, std::future::pending()).await });
+    let started = std::time::Instant::now();
+    while progress.migrated() + progress.failed() < 10 {
+        assert!(started.elapsed().as_secs() < 60, "the daemon did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let grown = Spec::parse(&format!("{}{COINS}", crate::example::SPEC)).unwrap();
+    decant::init_evolving(&client, &grown).await.unwrap();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("the daemon stops within seconds of the evolution")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::SpecMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("run --evolve"), "{err}");
+    let legacy: i64 = client
+        .query_one("SELECT count(*) FROM \"user\" WHERE NOT migrated", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(legacy > n / 2, "{legacy} users left legacy");
+    // what it migrated with the old mapping, an evolution re-migrates
+    let migrated = n - legacy;
+    let evolved = Decant::connect(&db.url, grown, 4).unwrap();
+    let r = decant::evolve(
+        &evolved,
+        opts(),
+        Arc::new(Progress::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.migrated, r.failed), (migrated as u64, 0));
+}
