@@ -527,10 +527,10 @@ async fn shutdown_signal() {
     });
 }
 
-/// A progress bar on a terminal, else a log line every 5 s.
 /// The progress label of a rollback.
 const ROLLING_BACK: &str = "rolling back";
 
+/// A progress bar on a terminal, else a log line every 5 s.
 async fn report_progress(progress: Arc<Progress>) {
     report_progress_as("migrating", progress).await
 }
