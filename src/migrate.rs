@@ -34,6 +34,17 @@ pub struct BatchReport {
     pub skipped: Vec<UserId>,
 }
 
+impl BatchReport {
+    /// How many migrated users keep values `keep` rules refused in their
+    /// residual (those with warnings).
+    pub fn warned(&self) -> usize {
+        self.migrated
+            .iter()
+            .filter(|m| !m.warnings.is_empty())
+            .count()
+    }
+}
+
 /// A migrated user.
 #[derive(Debug, Clone)]
 pub struct Migrated {

@@ -263,7 +263,7 @@ async fn dry_run(args: &RunArgs) -> Result<()> {
         _ => println!("dry run: no legacy user to claim"),
     }
     let rows: usize = r.migrated.iter().map(|m| m.rows).sum();
-    let warned = r.migrated.iter().filter(|m| !m.warnings.is_empty()).count();
+    let warned = r.warned();
     println!(
         "would migrate {} ({rows} rows, verified; {warned} with values kept in the residual)",
         decant::words::users(r.migrated.len())

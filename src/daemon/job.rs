@@ -463,11 +463,7 @@ impl Job for MigrateJob {
             done: report.migrated.len() as u64,
             failed: report.failed.len() as u64,
             rows: report.migrated.iter().map(|m| m.rows as u64).sum(),
-            warned: report
-                .migrated
-                .iter()
-                .filter(|m| !m.warnings.is_empty())
-                .count() as u64,
+            warned: report.warned() as u64,
             bytes,
             cut,
             held: Some(held),

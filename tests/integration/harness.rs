@@ -80,6 +80,18 @@ pub async fn rollback_all(
     .await
 }
 
+/// Re-migrates every user the evolved mapping finds stale at
+/// [`full_speed`] and returns the run's report once none is left.
+pub async fn evolve_all(decant: &decant::Decant) -> decant::Result<decant::RunReport> {
+    decant::evolve(
+        decant,
+        full_speed(),
+        std::sync::Arc::new(decant::Progress::default()),
+        std::future::pending(),
+    )
+    .await
+}
+
 /// The connection string of the test server's maintenance database.
 pub fn admin_url() -> String {
     server().admin_url.clone()

@@ -147,14 +147,7 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
             &crate::example::user(1, id).blob
         ));
     }
-    let r = decant::evolve(
-        &evolved,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::evolve_all(&evolved).await.unwrap();
     assert_eq!(r.failed, 0);
     assert_eq!(r.migrated, game_migrated(&client).await as u64);
     let coins: i64 = client
@@ -180,14 +173,7 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
     }
     // a second pass has nothing to do; rollback with the evolved mapping
     // gives every original back
-    let again = decant::evolve(
-        &evolved,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let again = crate::harness::evolve_all(&evolved).await.unwrap();
     assert_eq!(again.migrated, 0);
     crate::harness::rollback_all(&evolved, Cohort::All)
         .await
@@ -331,14 +317,7 @@ async fn an_evolution_keeps_and_reports_values_its_new_rule_refuses() {
         .filter(|&id| coins(id).is_some_and(|c| c.as_i64().unwrap() > 4999))
         .collect();
     assert!(over.len() > 10, "{over:?}");
-    let r = decant::evolve(
-        &evolved,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::evolve_all(&evolved).await.unwrap();
     assert_eq!((r.migrated, r.failed), (migrated.len() as u64, 0));
     let mut expected: Vec<i64> = warned_before.clone();
     expected.extend(&over);
@@ -420,13 +399,6 @@ async fn a_running_daemon_stops_when_init_records_another_mapping() {
     // what it migrated with the old mapping, an evolution re-migrates
     let migrated = n - legacy;
     let evolved = Decant::connect(&db.url, grown, 4).unwrap();
-    let r = decant::evolve(
-        &evolved,
-        opts(),
-        Arc::new(Progress::default()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let r = crate::harness::evolve_all(&evolved).await.unwrap();
     assert_eq!((r.migrated, r.failed), (migrated as u64, 0));
 }
