@@ -32,8 +32,8 @@
 
 use crate::core::spec::{Node, RuleKind, Segment, Spec, quote};
 use crate::core::value::ColumnType;
-use crate::pg::sql::{index_name, source_table, target_table};
-use crate::pg::views::{RowSource, Walk, constant, lit, make, rule_rows, valid};
+use crate::pg::sql::{index_name, lit, source_table, target_table};
+use crate::pg::views::{RowSource, Walk, constant, make, rule_rows, valid};
 
 /// The name of an internal function of this spec's source table.
 fn internal(spec: &Spec, what: &str) -> String {

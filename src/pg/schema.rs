@@ -4,8 +4,7 @@
 use crate::core::id::IdType;
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
-use crate::pg::sql::{index_name, source_table, target_table};
-use crate::pg::views::lit;
+use crate::pg::sql::{index_name, lit, source_table, target_table};
 use crate::pg::{api, views};
 use tokio_postgres::Client;
 
@@ -407,11 +406,14 @@ fn protection(spec: &Spec, ti: usize) -> Vec<String> {
          FOR stale IN SELECT conname FROM pg_constraint WHERE conrelid = {rel}::regclass \
          AND contype IN ('c', 'f') AND left(conname, 7) = 'decant_' \
          AND conname <> ALL (ARRAY[{names}]::text[]) LOOP\n        \
-         EXECUTE format('ALTER TABLE {table_sql} DROP CONSTRAINT %I', stale);\n    \
+         EXECUTE format({drop}, stale);\n    \
          END LOOP;\nEND\n$decant$",
         rel = lit(&table),
         names = names.join(", "),
-        table_sql = table.replace('\'', "''"),
+        drop = lit(&format!(
+            "ALTER TABLE {} DROP CONSTRAINT %I",
+            table.replace('%', "%%")
+        )),
     ));
     for (name, def) in &constraints {
         out.push(format!(
@@ -1205,10 +1207,7 @@ async fn build_concurrently(client: &Client, spec: &Spec, concurrent: &[String])
             .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))?;
         if let Some((qualified, mark)) = mark {
             client
-                .batch_execute(&format!(
-                    "COMMENT ON INDEX {qualified} IS {}",
-                    crate::pg::views::lit(&mark)
-                ))
+                .batch_execute(&format!("COMMENT ON INDEX {qualified} IS {}", lit(&mark)))
                 .await
                 .map_err(|e| Error::db(format!("init: marking the index {qualified}"), e))?;
         }

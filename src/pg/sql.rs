@@ -97,13 +97,51 @@ pub(crate) fn source_table(spec: &Spec) -> String {
     )
 }
 
-/// A quoted name decant makes from spec identifiers (ASCII, checked):
+/// A SQL string literal of `s`, safe wherever decant writes one: inside
+/// the dollar-quoted bodies of its functions and `DO` blocks too, and
+/// whatever the session's `standard_conforming_strings`. A string with a
+/// backslash, or with what could close a dollar quote (`$$`, `$tag$`), is
+/// written as an escape string (`E'...'`) with every `$` as `\x24` and
+/// every backslash doubled; any other as a plain literal.
+pub(crate) fn lit(s: &str) -> String {
+    if s.contains('\\') || closes_a_dollar_quote(s) {
+        let mut out = String::with_capacity(s.len() + 8);
+        out.push_str("E'");
+        for c in s.chars() {
+            match c {
+                '\'' => out.push_str("''"),
+                '\\' => out.push_str("\\\\"),
+                '$' => out.push_str("\\x24"),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+/// Whether `s` holds a dollar-quote delimiter (`$$`, `$tag$`): written
+/// inside a dollar-quoted body it would end the body there.
+fn closes_a_dollar_quote(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'$'
+            && b[i + 1..]
+                .iter()
+                .position(|&d| !(d == b'_' || d.is_ascii_alphanumeric() || d >= 0x80))
+                .is_some_and(|n| b[i + 1 + n] == b'$')
+    })
+}
+
+/// A quoted name decant makes from spec identifiers (checked):
 /// as it is when it fits PostgreSQL's 63 bytes, else see [`short_name`].
 pub(crate) fn index_name(name: &str) -> String {
     quote(&short_name(name))
 }
 
-/// A name made from spec identifiers (ASCII, checked) that fits
+/// A name made from spec identifiers (checked) that fits
 /// PostgreSQL's 63 bytes: itself when it fits, else its first 54 bytes and
 /// a hash of the whole. PostgreSQL would cut a longer one to 63 bytes
 /// with a mere NOTICE, and two names sharing those bytes (the functions of
@@ -113,7 +151,8 @@ pub(crate) fn short_name(name: &str) -> String {
         return name.to_string();
     }
     let hash = stable_hash(name.bytes());
-    format!("{}_{hash:08x}", &name[..54])
+    let cut = crate::core::spec::floor_char_boundary(name, 54);
+    format!("{}_{hash:08x}", &name[..cut])
 }
 
 /// FNV-1a of `bytes`: the same on every build and platform, for names
@@ -439,11 +478,12 @@ impl Sql {
             write_blobs: format!(
                 "UPDATE {src} AS s SET {blob} = CASE WHEN v.blob = 'null'::jsonb AND NOT v.migrated \
                    AND (SELECT NOT a.attnotnull FROM pg_attribute AS a \
-                        WHERE a.attrelid = '{src}'::regclass AND a.attname = '{raw_blob}') \
+                        WHERE a.attrelid = {src_lit}::regclass AND a.attname = {raw_blob}) \
                    THEN NULL ELSE v.blob END, {flag} = v.migrated \
                  FROM unnest($1::{it}[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
                  WHERE s.{id} = v.id",
-                raw_blob = spec.source.blob,
+                src_lit = lit(&src),
+                raw_blob = lit(&spec.source.blob),
             ),
             tables,
         }
@@ -637,10 +677,12 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
 /// has another name) the others stay: backends still running the older
 /// library read through theirs while they are upgraded.
 pub(crate) fn drop_readers_but(keep: &str, fingerprint: &str) -> String {
+    let keep = keep.strip_prefix("decant.").unwrap_or(keep);
+    // the name as pg_proc holds it: unquoted, its doubled quotes single
     let keep = keep
-        .strip_prefix("decant.")
-        .unwrap_or(keep)
-        .trim_matches('"');
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .map_or_else(|| keep.to_string(), |k| k.replace("\"\"", "\""));
     format!(
         "DO $decant$\nDECLARE f regprocedure; recorded text;\nBEGIN\n    \
          IF to_regclass('decant.control') IS NOT NULL THEN\n        \
@@ -649,11 +691,11 @@ pub(crate) fn drop_readers_but(keep: &str, fingerprint: &str) -> String {
          IF recorded IS NOT DISTINCT FROM '{}' THEN\n        RETURN;\n    END IF;\n    \
          FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p \
          WHERE p.pronamespace = 'decant'::regnamespace AND p.proname ~ '^rows_[0-9a-f]{{8}}_' \
-         AND p.proname <> '{}' LOOP\n        \
+         AND p.proname <> {} LOOP\n        \
          EXECUTE format('DROP FUNCTION %s', f);\n    \
          END LOOP;\nEND\n$decant$",
         fingerprint.replace('\'', "''"),
-        keep.replace('\'', "''")
+        lit(&keep)
     )
 }
 
@@ -951,6 +993,42 @@ mod tests {
                 held.lines().nth(line).unwrap_or("(end)"),
                 now.lines().nth(line).unwrap_or("(end)")
             );
+        }
+    }
+
+    #[test]
+    fn a_literal_never_closes_a_dollar_quote_nor_leans_on_the_string_setting() {
+        // plain where nothing can go wrong (patterns keep their `$` anchor)
+        assert_eq!(lit("it's"), "'it''s'");
+        assert_eq!(lit("^[a-z]+$"), "'^[a-z]+$'");
+        assert_eq!(lit("$5 off"), "'$5 off'");
+        // what would end `$$ ... $$` or `$decant$ ... $decant$`
+        assert_eq!(lit("pr$$ice"), "E'pr\\x24\\x24ice'");
+        assert_eq!(lit("x$decant$y'"), "E'x\\x24decant\\x24y'''");
+        assert_eq!(lit("a$é$"), "E'a\\x24é\\x24'");
+        // a backslash, which standard_conforming_strings = off would read
+        // as an escape of the closing quote
+        assert_eq!(lit("a\\"), "E'a\\\\'");
+        for s in ["$$", "$a$", "'$$'", "\\'", "$x_1$ $$ \\$"] {
+            let l = lit(s);
+            assert!(!l.contains("$$") && !closes_a_dollar_quote(&l), "{s}: {l}");
+        }
+    }
+
+    /// Names made from a multibyte source name are cut between letters,
+    /// never inside one (slicing inside a letter would panic), and stay
+    /// distinct.
+    #[test]
+    fn names_past_63_bytes_are_cut_between_letters() {
+        for pad in 0..4 {
+            let long = format!("{}{}", "x".repeat(pad), "é".repeat(40));
+            let short = short_name(&long);
+            assert!(short.len() <= 63 && short.len() >= 61, "{short}");
+            assert!(long.starts_with(&short[..short.len() - 9]), "{short}");
+            let other = short_name(&format!("{long}é"));
+            assert_ne!(short, other);
+            let cut = crate::core::spec::cut_name(&long);
+            assert!(cut.len() <= 63 && cut.len() >= 62 && long.starts_with(cut));
         }
     }
 

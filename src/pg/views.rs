@@ -12,7 +12,7 @@
 use crate::core::explode;
 use crate::core::spec::{Column, Node, Policy, Ranked, RuleKind, Segment, Spec, quote};
 use crate::core::value::{ColumnType, ColumnValue, IsoForm};
-use crate::pg::sql::{index_name, source_table, target_table};
+use crate::pg::sql::{index_name, lit, source_table, target_table};
 
 /// The schema the views live in: the spec's `views_schema`, else the
 /// target schema.
@@ -312,44 +312,6 @@ pub(super) fn text_array(path: &[String]) -> String {
 
 /// True until `decant.control.finalized` is set.
 const NOT_FINALIZED: &str = "(SELECT NOT c.finalized FROM decant.control AS c)";
-
-/// A SQL string literal of `s`, safe wherever decant writes one: inside
-/// the dollar-quoted bodies of its functions and `DO` blocks too, and
-/// whatever the session's `standard_conforming_strings`. A string with a
-/// backslash, or with what could close a dollar quote (`$$`, `$tag$`), is
-/// written as an escape string (`E'...'`) with every `$` as `\x24` and
-/// every backslash doubled; any other as a plain literal.
-pub(super) fn lit(s: &str) -> String {
-    if s.contains('\\') || closes_a_dollar_quote(s) {
-        let mut out = String::with_capacity(s.len() + 8);
-        out.push_str("E'");
-        for c in s.chars() {
-            match c {
-                '\'' => out.push_str("''"),
-                '\\' => out.push_str("\\\\"),
-                '$' => out.push_str("\\x24"),
-                c => out.push(c),
-            }
-        }
-        out.push('\'');
-        out
-    } else {
-        format!("'{}'", s.replace('\'', "''"))
-    }
-}
-
-/// Whether `s` holds a dollar-quote delimiter (`$$`, `$tag$`): written
-/// inside a dollar-quoted body it would end the body there.
-fn closes_a_dollar_quote(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.iter().enumerate().any(|(i, &c)| {
-        c == b'$'
-            && b[i + 1..]
-                .iter()
-                .position(|&d| !(d == b'_' || d.is_ascii_alphanumeric() || d >= 0x80))
-                .is_some_and(|n| b[i + 1 + n] == b'$')
-    })
-}
 
 /// The view of one target table.
 fn view(spec: &Spec, ti: usize) -> String {
@@ -978,25 +940,6 @@ fn exists(w: &Walk, cond: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_literal_never_closes_a_dollar_quote_nor_leans_on_the_string_setting() {
-        // plain where nothing can go wrong (patterns keep their `$` anchor)
-        assert_eq!(lit("it's"), "'it''s'");
-        assert_eq!(lit("^[a-z]+$"), "'^[a-z]+$'");
-        assert_eq!(lit("$5 off"), "'$5 off'");
-        // what would end `$$ ... $$` or `$decant$ ... $decant$`
-        assert_eq!(lit("pr$$ice"), "E'pr\\x24\\x24ice'");
-        assert_eq!(lit("x$decant$y'"), "E'x\\x24decant\\x24y'''");
-        assert_eq!(lit("a$é$"), "E'a\\x24é\\x24'");
-        // a backslash, which standard_conforming_strings = off would read
-        // as an escape of the closing quote
-        assert_eq!(lit("a\\"), "E'a\\\\'");
-        for s in ["$$", "$a$", "'$$'", "\\'", "$x_1$ $$ \\$"] {
-            let l = lit(s);
-            assert!(!l.contains("$$") && !closes_a_dollar_quote(&l), "{s}: {l}");
-        }
-    }
 
     #[test]
     fn ranked_indexes_whose_plain_names_meet_get_distinct_ones() {

@@ -1206,3 +1206,169 @@ async fn a_value_both_in_the_rows_and_the_residual_is_refused_alike() {
     assert!(json_eq(&sql_load(&client, user).await, &before));
     assert!(json_eq(&decant.load(user).await.unwrap(), &before));
 }
+
+/// The source table is the team's, named as they named it: a schema with
+/// a hyphen and a `%`, a table with quotes, a backslash, a space and
+/// multibyte letters up to PostgreSQL's 63 bytes (so the names decant
+/// derives from it are cut, never inside a letter), columns with spaces
+/// and punctuation, views in a schema with a non-ASCII name, on a
+/// database that reads strings the pre-9.1 way. Every command and call
+/// quotes them: init (and again), the census, a migration, loads and patches
+/// through Rust and SQL, the views and a ranked top-N, a rollback that
+/// gives a NULL blob back as NULL, and finalize.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_named_with_any_characters_goes_through_every_command() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let schema = "my-app 100%";
+    let mut table = String::from("the users' \"list\" \\ été ");
+    while table.len() + 2 <= 63 {
+        table.push('é');
+    }
+    assert!(table.len() > 60 && table.len() <= 63, "{}", table.len());
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let src = format!("{}.{}", q(schema), q(&table));
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET standard_conforming_strings = off;
+             CREATE SCHEMA {};
+             CREATE TABLE {src} (\"user id\" bigint PRIMARY KEY, \"the-data\" jsonb);
+             INSERT INTO {src} SELECT g, jsonb_build_object(
+                 'xp', g, 'stats', jsonb_build_object('pvp', jsonb_build_object('kills', g % 50, 'wins', g % 7)),
+                 'tags', jsonb_build_array('a', 'b'), 'junk', g)
+               FROM generate_series(1, 30) g;
+             INSERT INTO {src} VALUES (31, NULL);",
+            db.name(),
+            q(schema)
+        ))
+        .await
+        .unwrap();
+    let toml = |s: &str| serde_json::to_string(s).unwrap();
+    let spec = format!(
+        "[source]\nschema = {}\ntable = {}\nid = \"user id\"\nblob = \"the-data\"\nflag = \"is migrated?\"\n\n\
+         [settings]\nviews_schema = \"rep órts\"\n\n\
+         [tables.stat.columns]\nmode = \"text\"\nname = \"text\"\nv = \"int8\"\n\n\
+         [tables.tag.columns]\npos = \"int2\"\ntag = \"text\"\n\n\
+         [[rules]]\nname = \"stats\"\npath = \"stats.{{mode}}.{{name}}\"\ntable = \"stat\"\nvalue = \"v\"\non_invalid = \"keep\"\n\n\
+         [[rules]]\nname = \"xp\"\npath = \"xp\"\ntable = \"stat\"\nvalue = \"v\"\nconstants = {{ mode = \"\", name = \"xp\" }}\non_invalid = \"keep\"\n\n\
+         [[rules]]\nname = \"tags\"\npath = \"tags[{{pos}}]\"\ntable = \"tag\"\nvalue = \"tag\"\non_invalid = \"keep\"\n\n\
+         [[ranked]]\nname = \"pvp_kills\"\ntable = \"stat\"\nvalue = \"v\"\nwhere = {{ mode = \"pvp\", name = \"kills\" }}\n",
+        toml(schema),
+        toml(&table)
+    );
+    let parsed = decant::Spec::parse(&spec).unwrap();
+    // a fresh session: the database's setting applies to new ones
+    let client = db.client().await;
+    decant::init(&client, &parsed).await.unwrap();
+    let original = |g: i64| json!({"xp": g, "stats": {"pvp": {"kills": g % 50, "wins": g % 7}}, "tags": ["a", "b"], "junk": g});
+
+    let census = decant::check(
+        &db.url,
+        parsed.clone(),
+        &decant::CheckOptions::default(),
+        &decant::CheckProgress::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (census.census.users, census.census.would_migrate_cleanly),
+        (31, 30),
+        "the NULL blob migrates with a warning"
+    );
+    let top_before: Vec<i64> = crate::harness::column(
+        &client,
+        "SELECT user_id FROM \"rep órts\".pvp_kills_top(3)",
+        &[],
+    )
+    .await;
+    assert_eq!(top_before, vec![30, 29, 28]);
+
+    let decant = db.decant_with(&spec, 4);
+    let r = crate::harness::run_all(&decant).await.unwrap();
+    assert_eq!((r.migrated, r.failed), (31, 0));
+    let rows: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {}.stat", q(schema)), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 30 * 3);
+    for g in [1_i64, 7, 30] {
+        assert_eq!(decant.load(g).await.unwrap(), original(g), "user {g}");
+        assert_eq!(sql_load(&client, g).await, original(g), "user {g}");
+    }
+    assert_eq!(sql_load(&client, 31).await, Value::Null);
+    let top_after: Vec<i64> = crate::harness::column(
+        &client,
+        "SELECT user_id FROM \"rep órts\".pvp_kills_top(3)",
+        &[],
+    )
+    .await;
+    assert_eq!(top_after, top_before);
+    let in_view: i64 = client
+        .query_one("SELECT count(*) FROM \"rep órts\".stat_all", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_view, rows);
+
+    // writes through both layers
+    decant
+        .patch(7, &json!({"stats": {"pvp": {"kills": 99}}, "tags": ["z"]}))
+        .await
+        .unwrap();
+    let patched: Value = client
+        .query_one(
+            "SELECT decant.patch(8, '{\"xp\": 800, \"junk\": null}')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        patched,
+        json!({"xp": 800, "stats": {"pvp": {"kills": 8, "wins": 1}}, "tags": ["a", "b"]})
+    );
+    let want7 =
+        json!({"xp": 7, "stats": {"pvp": {"kills": 99, "wins": 0}}, "tags": ["z"], "junk": 7});
+    assert_eq!(sql_load(&client, 7).await, want7);
+    let top: Vec<i64> = crate::harness::column(
+        &client,
+        "SELECT user_id FROM \"rep órts\".pvp_kills_top(1)",
+        &[],
+    )
+    .await;
+    assert_eq!(top, vec![7]);
+
+    // rolled back: each blob whole in its column, the NULL one NULL again
+    let back = crate::harness::rollback_all(&decant, decant::Cohort::All)
+        .await
+        .unwrap();
+    assert_eq!(back.migrated, 31);
+    let raw = |id: i64| {
+        let client = &client;
+        let sql = format!("SELECT \"the-data\" FROM {src} WHERE \"user id\" = $1");
+        async move {
+            client
+                .query_one(&sql, &[&id])
+                .await
+                .unwrap()
+                .get::<_, Option<Value>>(0)
+        }
+    };
+    assert_eq!(raw(7).await, Some(want7));
+    assert_eq!(raw(30).await, Some(original(30)));
+    assert_eq!(raw(31).await, None);
+
+    // again (init run again finds its objects), then finalized
+    decant::init(&client, &parsed).await.unwrap();
+    decant
+        .release(None)
+        .await
+        .expect("releasing the held users");
+    let r = crate::harness::run_all(&decant).await.unwrap();
+    assert_eq!(r.migrated, 31);
+    let f = decant::finalize(&db.url, &decant, true).await.unwrap();
+    assert_eq!(f.users, 31);
+    assert_eq!(decant.load(7).await.unwrap(), sql_load(&client, 7).await);
+    assert_eq!(sql_load(&client, 30).await, original(30));
+}

@@ -17,7 +17,7 @@ mod model;
 mod path;
 mod toml;
 
-pub(crate) use ident::{cut_name, quote};
+pub(crate) use ident::{cut_name, floor_char_boundary, quote};
 use model::Result;
 pub use model::{Column, Pattern, Settings, Source, Spec, SpecError, Table};
 pub(crate) use model::{Node, Policy, Ranked, Rule, RuleKind, Segment};
@@ -116,12 +116,14 @@ v = "int8"
 
     #[test]
     fn source_and_settings_errors_name_their_line() {
-        let (line, msg) =
-            spec_err(&BASE.replace("table = \"user\"", "table = \"user\"\nschema = \"no-dash\""));
+        let (line, msg) = spec_err(&BASE.replace(
+            "table = \"user\"",
+            "table = \"user\"\nschema = \"no$dollar\"",
+        ));
         assert_eq!(line, 4, "{msg}");
         assert!(msg.contains("source.schema"), "{msg}");
         let text = format!(
-            "{BASE}\n[settings]\nmax_attempts = 3\n  views_schema = \"New Views\"\n\n\
+            "{BASE}\n[settings]\nmax_attempts = 3\n  views_schema = \"New $1 Views\"\n\n\
              [[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"t\"\nvalue = \"v\"\n"
         );
         let (line, msg) = spec_err(&text);
@@ -277,8 +279,28 @@ v = "int8"
 
     #[test]
     fn bad_identifiers_are_refused() {
-        let (_, msg) = spec_err("[source]\ntable = \"user; drop table x\"\n");
-        assert!(msg.contains("not a valid name"), "{msg}");
+        // the source's names are the team's: any name PostgreSQL takes
+        // quoted, but for what could end decant's dollar quotes
+        let (_, msg) = spec_err("[source]\ntable = \"user$$; drop table x\"\n");
+        assert!(msg.contains("holds a NUL or a `$`"), "{msg}");
+        let (_, msg) = spec_err(&format!("[source]\ntable = \"{}\"\n", "é".repeat(32)));
+        assert!(msg.contains("longer than PostgreSQL's 63 bytes"), "{msg}");
+        for name in [
+            "my-app",
+            "the users' \\\"list\\\"",
+            "user; drop table x",
+            "Joueurs été",
+        ] {
+            let text = BASE.replace(
+                "table = \"user\"",
+                &format!("table = \"{name}\"\nschema = \"{name}\""),
+            );
+            let spec = Spec::parse(&format!(
+                "{text}\n[[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"t\"\nvalue = \"v\"\n"
+            ))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(spec.source.schema, spec.settings.target_schema);
+        }
         // a schema-qualified table: the message says how to write it
         let (_, msg) = spec_err("[source]\ntable = \"fleet.driver\"\n");
         assert!(

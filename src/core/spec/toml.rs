@@ -2,7 +2,7 @@
 //! into the validated model, with every error pointing at its line.
 
 use super::checks::{complete, resolve_ranked};
-use super::ident::{check_ident, cut_name};
+use super::ident::{check_existing_name, check_ident, cut_name};
 use super::model::*;
 use super::path::{Step, parse_path};
 use crate::core::id::IdType;
@@ -375,17 +375,20 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         ("source.blob", &src.blob),
         ("source.flag", &src.flag),
     ] {
-        check_ident(name).map_err(|m| {
-            // a schema-qualified name where a bare one goes
-            let hint = match name.split_once('.') {
-                Some((schema, table)) if what == "source.table" => {
-                    format!("; for a table in another schema write schema = \"{schema}\" and table = \"{table}\"")
-                }
-                _ => String::new(),
-            };
-            let key = what.trim_start_matches("source.");
-            cx.err(cx.key_at("source", key), format!("{what}: {m}{hint}"))
-        })?;
+        let key = what.trim_start_matches("source.");
+        check_existing_name(name)
+            .map_err(|m| cx.err(cx.key_at("source", key), format!("{what}: {m}")))?;
+        // a schema-qualified name where a bare one goes (a table whose
+        // own name holds a dot is not taken: rare, and this mistake is not)
+        if let Some((schema, table)) = name.split_once('.').filter(|_| key == "table") {
+            return Err(cx.err(
+                cx.key_at("source", key),
+                format!(
+                    "{what}: `{name}` is not a table name: for a table in another schema \
+                     write schema = \"{schema}\" and table = \"{table}\""
+                ),
+            ));
+        }
     }
     let id_type = match &src.id_type {
         None => IdType::default(),
@@ -436,11 +439,11 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
             ),
         ));
     }
-    check_ident(&settings.target_schema).map_err(|m| {
+    check_existing_name(&settings.target_schema).map_err(|m| {
         let at = cx.key_at("settings", "target_schema");
         cx.err(at, format!("settings.target_schema: {m}"))
     })?;
-    check_ident(&settings.views_schema).map_err(|m| {
+    check_existing_name(&settings.views_schema).map_err(|m| {
         let at = cx.key_at("settings", "views_schema");
         cx.err(at, format!("settings.views_schema: {m}"))
     })?;
