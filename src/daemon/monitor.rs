@@ -725,8 +725,8 @@ async fn mapping_changed(client: &Object, ours: &str) -> Option<String> {
     recorded.filter(|r| r != ours).map(|_| {
         "the mapping recorded by `decant init` changed while this daemon ran (`decant init \
          --evolve`?): it stopped rather than go on with a mapping that is no longer the \
-         recorded one. Start it again with the spec `init` recorded (`decant run --evolve` then \
-         re-migrates the users migrated with the old one)"
+         recorded one. Start it again with the spec `init` recorded (after an evolution, \
+         `decant run --evolve` re-migrates the users migrated with the old mapping)"
             .to_string()
     })
 }
