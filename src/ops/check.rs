@@ -31,7 +31,7 @@ pub const IN_FLIGHT: usize = 3;
 /// The stored bytes of blobs a page may hold by default (a page's first
 /// user is always read, whatever its size). Stored as in the table, after
 /// compression: a blob of whales compresses about 7x and parses into about
-/// 20 times its stored size, so 2 MiB a page keeps [`IN_FLIGHT`] pages and
+/// 20 times its stored size, so 2 MiB a page keeps `IN_FLIGHT` pages and
 /// the one being read well under half a GiB.
 pub const PAGE_BYTES: u64 = 2 << 20;
 

@@ -57,7 +57,7 @@ pub struct Status {
     /// Once finalized (the flag column still there): users whose flag is
     /// false, inserted since without decant. The views and the Rust layer
     /// read every user as migrated, so their values are in no table or
-    /// view until repaired (see [`LATE_USERS_REPAIR`]).
+    /// view until repaired (see `LATE_USERS_REPAIR`).
     pub late: i64,
     /// Indexes on the source or target tables left INVALID by a build
     /// `CONCURRENTLY` that was interrupted (an `init` stopped part-way):

@@ -853,9 +853,9 @@ fn source_blob_checks_warning(spec: &Spec, checks: &[String]) -> Option<String> 
 
 /// What `init`, `check` and `run` warn of about the source table: its
 /// triggers that fire on decant's `UPDATE`s ([`source_triggers`]), its
-/// indexes ([`source_blob_indexes`]) and CHECK constraints
-/// ([`source_blob_checks`]) that read the blob; and target
-/// tables whose validation is not the spec's ([`validation_drift`]: a
+/// indexes (`source_blob_indexes`) and CHECK constraints
+/// (`source_blob_checks`) that read the blob; and target
+/// tables whose validation is not the spec's (`validation_drift`: a
 /// spec edited since `init`; never after `init` itself, which applies it).
 pub async fn source_warnings(
     client: &impl tokio_postgres::GenericClient,
