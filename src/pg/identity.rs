@@ -151,14 +151,20 @@ pub(crate) async fn other_source(
 }
 
 fn other_source_in(lines: &[String], spec: &Spec) -> Option<String> {
-    let table = |line: &str| line.split(' ').nth(1).map(str::to_string);
     let recorded = lines.iter().find(|l| l.starts_with("source "))?;
-    let ours = spec
-        .mapping_lines()
-        .into_iter()
-        .find(|l| l.starts_with("source "))?;
-    let (theirs, ours) = (table(recorded)?, table(&ours)?);
-    (theirs != ours).then_some(theirs)
+    let ours = format!("source {}.{} id=", spec.source.schema, spec.source.table);
+    if recorded.starts_with(&ours) {
+        return None;
+    }
+    // the recorded `schema.table`, up to its ` id=` (not to the first
+    // space: the names may hold spaces)
+    let theirs = &recorded["source ".len()..];
+    Some(
+        theirs
+            .find(" id=")
+            .map_or(theirs, |i| &theirs[..i])
+            .to_string(),
+    )
 }
 
 /// The refusal of a spec whose source table is not the one `init`
@@ -272,4 +278,33 @@ pub(crate) async fn record(client: &impl GenericClient, spec: &Spec) -> Result<(
         .await
         .map_err(|e| Error::db("recording the mapping", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names with spaces: two source tables that share their first word
+    /// are two tables, and the recorded one is named whole.
+    #[test]
+    fn another_source_is_told_apart_and_named_whole() {
+        let spec = |table: &str| {
+            Spec::parse(&format!(
+                "[source]\nschema = \"my app\"\ntable = \"{table}\"\n\
+                 [tables.t.columns]\nv = \"int8\"\n\
+                 [[rules]]\nname = \"r\"\npath = \"xp\"\ntable = \"t\"\nvalue = \"v\"\n"
+            ))
+            .unwrap()
+        };
+        let recorded = spec("the users").mapping_lines();
+        assert_eq!(other_source_in(&recorded, &spec("the users")), None);
+        assert_eq!(
+            other_source_in(&recorded, &spec("the others")).as_deref(),
+            Some("my app.the users")
+        );
+        assert_eq!(
+            other_source_in(&recorded, &spec("the")).as_deref(),
+            Some("my app.the users")
+        );
+    }
 }
