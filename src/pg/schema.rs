@@ -108,7 +108,11 @@ pub(crate) fn statements_for(spec: &Spec, flagless: bool) -> Vec<String> {
     out.extend(forget_deleted(spec));
     if let Some((name, ddl)) = crate::pg::sql::reader(spec) {
         out.push(ddl);
-        out.push(crate::pg::sql::drop_readers_but(&name, &spec.fingerprint()));
+        let signature = format!("{name}({})", spec.source.id_type.sql());
+        out.push(crate::pg::sql::drop_readers_but(
+            &signature,
+            &spec.fingerprint(),
+        ));
     }
     out.extend(reading_statements(spec, flagless));
     out

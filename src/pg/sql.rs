@@ -670,19 +670,14 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
 }
 
 /// The statement dropping every reader function (see [`reader`]) but
-/// the one named `keep`, when the mapping recorded before is not
+/// `keep` (its signature, `decant."rows_..."(bigint)`, resolved by the
+/// server as it resolves any name, quotes and all), when the mapping recorded before is not
 /// `fingerprint`'s (run before `init` records its own): a handle of the
 /// old mapping then fails instead of misreading users. With the same
 /// mapping recorded (`init` run again, or by a newer decant whose reader
 /// has another name) the others stay: backends still running the older
 /// library read through theirs while they are upgraded.
 pub(crate) fn drop_readers_but(keep: &str, fingerprint: &str) -> String {
-    let keep = keep.strip_prefix("decant.").unwrap_or(keep);
-    // the name as pg_proc holds it: unquoted, its doubled quotes single
-    let keep = keep
-        .strip_prefix('"')
-        .and_then(|k| k.strip_suffix('"'))
-        .map_or_else(|| keep.to_string(), |k| k.replace("\"\"", "\""));
     format!(
         "DO $decant$\nDECLARE f regprocedure; recorded text;\nBEGIN\n    \
          IF to_regclass('decant.control') IS NOT NULL THEN\n        \
@@ -691,11 +686,11 @@ pub(crate) fn drop_readers_but(keep: &str, fingerprint: &str) -> String {
          IF recorded IS NOT DISTINCT FROM '{}' THEN\n        RETURN;\n    END IF;\n    \
          FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p \
          WHERE p.pronamespace = 'decant'::regnamespace AND p.proname ~ '^rows_[0-9a-f]{{8}}_' \
-         AND p.proname <> {} LOOP\n        \
+         AND p.oid IS DISTINCT FROM to_regprocedure({}) LOOP\n        \
          EXECUTE format('DROP FUNCTION %s', f);\n    \
          END LOOP;\nEND\n$decant$",
         fingerprint.replace('\'', "''"),
-        lit(&keep)
+        lit(keep)
     )
 }
 

@@ -688,7 +688,7 @@ BEGIN
     IF recorded IS NOT DISTINCT FROM '12efabcfbeadb66eba4104d233690750' THEN
         RETURN;
     END IF;
-    FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p WHERE p.pronamespace = 'decant'::regnamespace AND p.proname ~ '^rows_[0-9a-f]{8}_' AND p.proname <> 'rows_724da6f3_user' LOOP
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p WHERE p.pronamespace = 'decant'::regnamespace AND p.proname ~ '^rows_[0-9a-f]{8}_' AND p.oid IS DISTINCT FROM to_regprocedure('decant."rows_724da6f3_user"(bigint)') LOOP
         EXECUTE format('DROP FUNCTION %s', f);
     END LOOP;
 END
