@@ -612,9 +612,7 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(peak) = decant::peak_memory() {
                 eprintln!("peak memory {:.1} MiB", peak as f64 / 1048576.0);
             }
-            let spec = target.spec()?;
-            let client = decant::connect(&url).await?;
-            for w in decant::source_warnings(&client, &spec).await? {
+            for w in &check.source_warnings {
                 eprintln!("warning: {w}");
             }
             if check.census.anything_fails() {

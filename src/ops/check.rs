@@ -97,6 +97,11 @@ pub struct Check {
     pub census: CensusReport,
     /// Ids asked for (`--ids`) that are not in the table.
     pub missing_ids: Vec<UserId>,
+    /// What decant warns of about the source table and the target tables
+    /// (`source_warnings`: triggers firing on decant's updates, indexes
+    /// and checks reading the blob, validation not the spec's), read in
+    /// the census's snapshot.
+    pub source_warnings: Vec<String>,
     /// Legacy users censused that the daemon leaves alone: held (rolled
     /// back, until `decant release`); their outcome above is what
     /// migrating them would do once released.
@@ -124,14 +129,21 @@ pub async fn check(
     let started = Instant::now();
     let spec = Arc::new(spec);
     let store = Arc::new(Store::new(spec.clone()));
-    let client = pool::connect(url).await?;
+    // one long read-only snapshot, idle between pages while the census
+    // works: a role's or database's timeouts (a managed service's) are no
+    // bound for it, nor for the statement that begins it. PostgreSQL 17's
+    // transaction_timeout (which ends the session) is lifted in the
+    // snapshot: a server before 17 refuses its name at connection start.
+    let client = pool::connect_with(
+        url,
+        "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
+    )
+    .await?;
     client
-        // one long read-only snapshot, idle between pages while the census
-        // works: a role's or database's timeouts (a managed service's) are
-        // no bound for it
         .batch_execute(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-             SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+             SELECT set_config('transaction_timeout', '0', true) \
+              WHERE current_setting('server_version_num')::int >= 170000",
         )
         .await
         .map_err(|e| Error::db("starting the read-only snapshot", e))?;
@@ -370,6 +382,8 @@ pub async fn check(
     } else {
         (0, 0)
     };
+    // in the snapshot, under its timeouts
+    let source_warnings = crate::pg::schema::source_warnings(&client, &spec).await?;
     // the snapshot only read: ending it either way is the same
     client
         .batch_execute("COMMIT")
@@ -381,6 +395,7 @@ pub async fn check(
         users_per_second: report.users as f64 / seconds.max(1e-9),
         census: report,
         missing_ids,
+        source_warnings,
         held,
         at_attempt_limit,
         table_users: table_users as u64,
