@@ -1168,29 +1168,38 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     // An index built CONCURRENTLY blocks no one, however long it takes (a
     // ranked statistic's on millions of blobs takes minutes): the server's
     // statement_timeout (a role's or a database's, there to stop runaway
-    // queries) would only cancel it, half built. Off for these builds
-    // alone, then back to what the session had.
-    let timeout: String = client
-        .query_one("SHOW statement_timeout", &[])
+    // queries) would only cancel it, half built, and PostgreSQL 17's
+    // transaction_timeout would end the session with it. Off for these
+    // builds alone, then back to what the session had.
+    let timeouts: Vec<(String, String)> = client
+        .query(
+            "SELECT name, current_setting(name) FROM pg_settings \
+              WHERE name IN ('statement_timeout', 'transaction_timeout') ORDER BY name",
+            &[],
+        )
         .await
-        .map_err(|e| Error::db("init: reading statement_timeout", e))?
-        .get(0);
-    let set_timeout = |value: &str| {
-        let value = value.to_string();
-        async move {
+        .map_err(|e| Error::db("init: reading the session's timeouts", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let set_timeouts = |values: Vec<(String, String)>| async move {
+        for (name, value) in values {
             client
-                .execute(
-                    "SELECT set_config('statement_timeout', $1, false)",
-                    &[&value],
-                )
+                .execute("SELECT set_config($1, $2, false)", &[&name, &value])
                 .await
-                .map(|_| ())
-                .map_err(|e| Error::db("init: setting statement_timeout", e))
+                .map_err(|e| Error::db(format!("init: setting {name}"), e))?;
         }
+        Ok::<(), Error>(())
     };
-    set_timeout("0").await?;
+    set_timeouts(
+        timeouts
+            .iter()
+            .map(|(name, _)| (name.clone(), "0".to_string()))
+            .collect(),
+    )
+    .await?;
     let built = build_concurrently(client, spec, &concurrent).await;
-    set_timeout(&timeout).await?;
+    set_timeouts(timeouts).await?;
     quiet(false).await;
     built?;
     tracing::info!(source = %source_table(spec), tables = spec.tables.len(), "schema initialized");

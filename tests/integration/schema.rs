@@ -658,25 +658,43 @@ async fn init_builds_its_indexes_past_the_server_s_statement_timeout() {
     // A role's or a database's statement_timeout (there to stop runaway
     // queries) would cancel an index built CONCURRENTLY half way, and a
     // ranked statistic's index on millions of blobs takes minutes: init
-    // builds them without it, and gives the session its timeout back.
+    // builds them without it, and gives the session its timeout back. So
+    // with PostgreSQL 17's transaction_timeout, which ends the session
+    // (the build waits for the snapshot below about 2.5 s; init's own
+    // transaction takes far less than the 1 s allowed).
     let db = TestDb::new().await;
     let client = db.client().await;
     crate::example::load(&client, 60, 1).await.unwrap();
+    let name = db.name();
+    let has_transaction_timeout = crate::harness::column::<i32>(
+        &client,
+        "SELECT current_setting('server_version_num')::int",
+        &[],
+    )
+    .await[0]
+        >= 170000;
     client
         .batch_execute(&format!(
-            "ALTER DATABASE {} SET statement_timeout = '400ms'",
-            client
-                .query_one("SELECT current_database()", &[])
-                .await
-                .unwrap()
-                .get::<_, String>(0)
+            "ALTER DATABASE {name} SET statement_timeout = '400ms'"
         ))
         .await
         .unwrap();
+    if has_transaction_timeout {
+        client
+            .batch_execute(&format!(
+                "ALTER DATABASE {name} SET transaction_timeout = '1s'"
+            ))
+            .await
+            .unwrap();
+    }
     // a snapshot held open: a CONCURRENTLY build waits for it to end
     let holder = db.client().await;
     holder
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .batch_execute(if has_transaction_timeout {
+            "SET transaction_timeout = 0; BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1"
+        } else {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1"
+        })
         .await
         .unwrap();
     let init = {
@@ -684,23 +702,29 @@ async fn init_builds_its_indexes_past_the_server_s_statement_timeout() {
         tokio::spawn(async move {
             let client = crate::harness::connect(&url).await;
             let done = decant::init(&client, &crate::example::spec()).await;
-            let timeout: String = client
-                .query_one("SHOW statement_timeout", &[])
-                .await
-                .unwrap()
-                .get(0);
-            (done, timeout)
+            let timeouts = crate::harness::column::<String>(
+                &client,
+                "SELECT current_setting(name) FROM pg_settings \
+                  WHERE name IN ('statement_timeout', 'transaction_timeout') ORDER BY name",
+                &[],
+            )
+            .await;
+            (done, timeouts)
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     if init.is_finished() {
         let (done, _) = init.await.unwrap();
         panic!("init ended while a snapshot was open (it should wait): {done:?}");
     }
     holder.batch_execute("COMMIT").await.unwrap();
-    let (done, timeout) = init.await.unwrap();
-    done.expect("init builds its indexes past the 400 ms statement_timeout");
-    assert_eq!(timeout, "400ms", "the session's own timeout comes back");
+    let (done, timeouts) = init.await.unwrap();
+    done.expect("init builds its indexes past the statement and transaction timeouts");
+    let mut expected = vec!["400ms".to_string()];
+    if has_transaction_timeout {
+        expected.push("1s".into());
+    }
+    assert_eq!(timeouts, expected, "the session's own timeouts come back");
     let invalid: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_index WHERE NOT indisvalid \
