@@ -553,6 +553,11 @@ async fn worker<J: Job>(
     let mut stalled = false;
     // whether this pass has migrated (or failed) any user yet
     let mut pass_moved = false;
+    // the last batch lost its session before doing anything, after its
+    // turn under the rate and the pacer: the next goes at once on the new
+    // session (waiting for another turn, idle, a proxy ending idle
+    // sessions would end that one too, and the run would stall)
+    let mut turn_taken = false;
     loop {
         if shared.stopped() {
             return Ok(());
@@ -625,7 +630,10 @@ async fn worker<J: Job>(
         }
         // the commit probe's ceiling: a quarter second's users at most a
         // batch, each batch in its turn
-        if let Some(per_s) = shared.watch.ceiling() {
+        let retrying = std::mem::take(&mut turn_taken);
+        if retrying {
+            // the turn the lost batch took
+        } else if let Some(per_s) = shared.watch.ceiling() {
             size = size.min((per_s / 4.0) as u32).max(1);
             let wait =
                 shared
@@ -638,7 +646,7 @@ async fn worker<J: Job>(
                 continue;
             }
         }
-        if let Some(limiter) = shared.limiter(control.rate) {
+        if let Some(limiter) = shared.limiter(control.rate).filter(|_| !retrying) {
             let n = NonZeroU32::new(size).expect("size is at least one");
             let mut stop = shared.stop.clone();
             tokio::select! {
@@ -685,6 +693,9 @@ async fn worker<J: Job>(
                         return Ok(());
                     };
                     client = c;
+                    // once: a batch that fails again on its new session
+                    // waits for its turn as any other
+                    turn_taken = !retrying;
                     continue;
                 }
                 shared.nap(backoff).await;

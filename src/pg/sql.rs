@@ -72,9 +72,15 @@ pub(crate) const HEARTBEAT: &str = "WITH me AS (
 /// Marks a daemon's session (workers and monitor) with a shared session
 /// advisory lock no one else takes, so that other daemons' throttles do
 /// not count it as backend traffic, and returns its pid. Shared: it
-/// never blocks anyone; it ends with the session.
-pub(crate) const DAEMON_SESSION: &str =
-    "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock_shared(1684366177, 1)) AS mark";
+/// never blocks anyone; it ends with the session. It also lifts the
+/// server's `idle_session_timeout` (PostgreSQL 14 on) for the session: a
+/// paced worker idles between batches (seconds at a low rate, hours
+/// outside the windows), and a role's or database's limit below that
+/// ended its session before every batch.
+pub(crate) const DAEMON_SESSION: &str = "SELECT pg_backend_pid(), \
+       (SELECT set_config('idle_session_timeout', '0', false) \
+         WHERE current_setting('server_version_num')::int >= 140000) \
+       FROM (SELECT pg_advisory_lock_shared(1684366177, 1)) AS mark";
 
 /// The commit probe: a statement that takes a transaction id, so its
 /// commit is flushed to the WAL like any backend write's.

@@ -1958,3 +1958,121 @@ async fn a_rollback_ends_past_a_user_that_cannot_be_rebuilt() {
     assert_eq!(count_migrated(&client).await, 1);
     assert!(is_migrated(&client, broken).await);
 }
+
+/// A server or a proxy ending idle sessions (PostgreSQL 14's
+/// `idle_session_timeout` set on the role or database; a proxy's idle
+/// limit) ended a paced worker's session while it waited for its turn,
+/// before every batch: re-opened, the session waited for another turn and
+/// was ended again, and the run stood still (0 users/s). The daemon's
+/// sessions now lift the server's limit, and a batch whose session was
+/// lost goes at once on the new one (its turn was taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_daemon_goes_on_where_idle_sessions_are_ended() {
+    // a batch of 4 every half second: each worker idles past the limits
+    let opts = || RunOptions {
+        rate: Some("8/s".parse().unwrap()),
+        max_batch: 4,
+        workers: 1,
+        until_done: true,
+        ..without_probe()
+    };
+    let users = 40;
+
+    // the server's own limit, where there is one
+    let db = TestDb::new().await;
+    drop(db.game(users).await);
+    let admin = db.client().await;
+    let version = crate::harness::column::<i32>(
+        &admin,
+        "SELECT current_setting('server_version_num')::int",
+        &[],
+    )
+    .await[0];
+    if version >= 140000 {
+        let name = db.name();
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {name} SET idle_session_timeout = '200ms'"
+            ))
+            .await
+            .unwrap();
+        let decant = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
+        // the daemon's sessions seen while it runs: its own, kept
+        let watching = Arc::new(AtomicBool::new(true));
+        let watcher = {
+            let (watching, client) = (watching.clone(), db.client().await);
+            tokio::spawn(async move {
+                let mut seen = std::collections::BTreeSet::new();
+                while watching.load(Ordering::Relaxed) {
+                    seen.extend(
+                        crate::harness::column::<i32>(
+                            &client,
+                            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                              AND application_name = 'decant'",
+                            &[],
+                        )
+                        .await,
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                seen.len()
+            })
+        };
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            Running::start(&decant, opts()).task,
+        )
+        .await
+        .expect("the daemon ends past the server's idle limit")
+        .unwrap()
+        .unwrap();
+        watching.store(false, Ordering::Relaxed);
+        let sessions = watcher.await.unwrap();
+        assert_eq!(report.migrated + report.failed, users as u64, "{report:?}");
+        assert_eq!(count_migrated(&admin).await, report.migrated as i64);
+        // the run's first, the monitor's and a worker's: none ended
+        assert!(
+            sessions <= 4,
+            "the server ended the daemon's sessions: {sessions} seen"
+        );
+    }
+
+    // a proxy's: every idle session of decant's older than 200 ms ended
+    let db = TestDb::new().await;
+    let decant = db.game(users).await;
+    let admin = db.client().await;
+    let reaping = Arc::new(AtomicBool::new(true));
+    let reaper = {
+        let (reaping, client) = (reaping.clone(), db.client().await);
+        tokio::spawn(async move {
+            let mut ended = 0;
+            while reaping.load(Ordering::Relaxed) {
+                ended += client
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                          WHERE datname = current_database() AND application_name = 'decant' \
+                            AND state = 'idle' AND state_change < now() - interval '200 ms'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ended
+        })
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        Running::start(&decant, opts()).task,
+    )
+    .await
+    .expect("the daemon ends past a proxy's idle limit")
+    .unwrap()
+    .unwrap();
+    reaping.store(false, Ordering::Relaxed);
+    let ended = reaper.await.unwrap();
+    assert!(ended >= 5, "the reaper ended sessions: {ended}");
+    assert_eq!(report.migrated + report.failed, users as u64, "{report:?}");
+    assert_eq!(count_migrated(&admin).await, report.migrated as i64);
+}
