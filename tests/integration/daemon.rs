@@ -2076,3 +2076,53 @@ async fn a_paced_daemon_goes_on_where_idle_sessions_are_ended() {
     assert_eq!(report.migrated + report.failed, users as u64, "{report:?}");
     assert_eq!(count_migrated(&admin).await, report.migrated as i64);
 }
+
+/// A role's or database's `default_transaction_isolation` of
+/// `serializable` ran the daemon's batches under it: its statements are
+/// made for `READ COMMITTED` (one after a lock sees what committed before
+/// the lock), and two workers and a writer failed 89 batches in 10 s on
+/// serialization conflicts. Every batch of a run and of a rollback now
+/// runs at `READ COMMITTED`, whatever the default (a trigger on the
+/// source table records the isolation of each of their updates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_s_batches_run_read_committed_whatever_the_default_isolation() {
+    let db = TestDb::new().await;
+    let users = 300;
+    drop(db.game(users).await);
+    let admin = db.client().await;
+    let name = db.name();
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE isolation_seen (level text); \
+             CREATE FUNCTION isolation_seen() RETURNS trigger LANGUAGE plpgsql AS \
+               $$BEGIN INSERT INTO isolation_seen \
+                 VALUES (current_setting('transaction_isolation')); RETURN NULL; END$$; \
+             CREATE TRIGGER isolation_seen AFTER UPDATE ON \"user\" \
+               FOR EACH STATEMENT EXECUTE PROCEDURE isolation_seen(); \
+             ALTER DATABASE {name} SET default_transaction_isolation = 'serializable'"
+        ))
+        .await
+        .unwrap();
+    let decant = Decant::connect(&db.url, crate::example::spec(), 6).unwrap();
+    let report = Running::start(
+        &decant,
+        RunOptions {
+            rate: Some(decant::Rate::Max),
+            workers: 2,
+            until_done: true,
+            ..without_probe()
+        },
+    )
+    .finish()
+    .await;
+    assert!(report.migrated > 250, "{report:?}");
+    let rolled = rollback_all(&decant, decant::Cohort::All).await.unwrap();
+    assert_eq!(rolled.migrated, report.migrated, "{rolled:?}");
+    let seen = crate::harness::column::<String>(
+        &admin,
+        "SELECT DISTINCT level FROM isolation_seen ORDER BY 1",
+        &[],
+    )
+    .await;
+    assert_eq!(seen, ["read committed"]);
+}
