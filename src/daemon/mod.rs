@@ -629,12 +629,14 @@ async fn worker<J: Job>(
             size = size.min(burst);
         }
         // the commit probe's ceiling: a quarter second's users at most a
-        // batch, each batch in its turn
+        // batch, each batch in its turn (a batch retried after a lost
+        // session already had its turn, but keeps the ceiling)
         let retrying = std::mem::take(&mut turn_taken);
-        if retrying {
-            // the turn the lost batch took
-        } else if let Some(per_s) = shared.watch.ceiling() {
+        let ceiling = shared.watch.ceiling();
+        if let Some(per_s) = ceiling {
             size = size.min((per_s / 4.0) as u32).max(1);
+        }
+        if let Some(per_s) = ceiling.filter(|_| !retrying) {
             let wait =
                 shared
                     .paced

@@ -227,11 +227,7 @@ async fn the_census_takes_no_lock_and_writes_nothing() {
     // the session), one the census of these users outlasts (45-60 ms) and
     // the statement that begins it does not
     let name = db.name();
-    let version: i32 = holder
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version = crate::harness::server_version(&holder).await;
     let timeouts = ["statement_timeout", "idle_in_transaction_session_timeout"]
         .iter()
         .map(|t| (*t, "1ms"))

@@ -1982,12 +1982,7 @@ async fn a_paced_daemon_goes_on_where_idle_sessions_are_ended() {
     let db = TestDb::new().await;
     drop(db.game(users).await);
     let admin = db.client().await;
-    let version = crate::harness::column::<i32>(
-        &admin,
-        "SELECT current_setting('server_version_num')::int",
-        &[],
-    )
-    .await[0];
+    let version = crate::harness::server_version(&admin).await;
     if version >= 140000 {
         let name = db.name();
         admin
@@ -1998,26 +1993,13 @@ async fn a_paced_daemon_goes_on_where_idle_sessions_are_ended() {
             .unwrap();
         let decant = Decant::connect(&db.url, crate::example::spec(), 4).unwrap();
         // the daemon's sessions seen while it runs: its own, kept
-        let watching = Arc::new(AtomicBool::new(true));
-        let watcher = {
-            let (watching, client) = (watching.clone(), db.client().await);
-            tokio::spawn(async move {
-                let mut seen = std::collections::BTreeSet::new();
-                while watching.load(Ordering::Relaxed) {
-                    seen.extend(
-                        crate::harness::column::<i32>(
-                            &client,
-                            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-                              AND application_name = 'decant'",
-                            &[],
-                        )
-                        .await,
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                seen.len()
-            })
-        };
+        let watcher = crate::harness::Poller::start(
+            db.client().await,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+              AND application_name = 'decant'",
+            std::collections::BTreeSet::new(),
+            |seen, pids: Vec<i32>| seen.extend(pids),
+        );
         let report = tokio::time::timeout(
             Duration::from_secs(60),
             Running::start(&decant, opts()).task,
@@ -2026,8 +2008,7 @@ async fn a_paced_daemon_goes_on_where_idle_sessions_are_ended() {
         .expect("the daemon ends past the server's idle limit")
         .unwrap()
         .unwrap();
-        watching.store(false, Ordering::Relaxed);
-        let sessions = watcher.await.unwrap();
+        let sessions = watcher.stop().await.len();
         assert_eq!(report.migrated + report.failed, users as u64, "{report:?}");
         assert_eq!(count_migrated(&admin).await, report.migrated as i64);
         // the run's first, the monitor's and a worker's: none ended
@@ -2041,27 +2022,14 @@ async fn a_paced_daemon_goes_on_where_idle_sessions_are_ended() {
     let db = TestDb::new().await;
     let decant = db.game(users).await;
     let admin = db.client().await;
-    let reaping = Arc::new(AtomicBool::new(true));
-    let reaper = {
-        let (reaping, client) = (reaping.clone(), db.client().await);
-        tokio::spawn(async move {
-            let mut ended = 0;
-            while reaping.load(Ordering::Relaxed) {
-                ended += client
-                    .query_one(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                          WHERE datname = current_database() AND application_name = 'decant' \
-                            AND state = 'idle' AND state_change < now() - interval '200 ms'",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get::<_, i64>(0);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            ended
-        })
-    };
+    let reaper = crate::harness::Poller::start(
+        db.client().await,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+          WHERE datname = current_database() AND application_name = 'decant' \
+            AND state = 'idle' AND state_change < now() - interval '200 ms'",
+        0,
+        |ended, n: Vec<i64>| *ended += n[0],
+    );
     let report = tokio::time::timeout(
         Duration::from_secs(60),
         Running::start(&decant, opts()).task,
@@ -2070,8 +2038,7 @@ async fn a_paced_daemon_goes_on_where_idle_sessions_are_ended() {
     .expect("the daemon ends past a proxy's idle limit")
     .unwrap()
     .unwrap();
-    reaping.store(false, Ordering::Relaxed);
-    let ended = reaper.await.unwrap();
+    let ended = reaper.stop().await;
     assert!(ended >= 5, "the reaper ended sessions: {ended}");
     assert_eq!(report.migrated + report.failed, users as u64, "{report:?}");
     assert_eq!(count_migrated(&admin).await, report.migrated as i64);

@@ -245,6 +245,54 @@ pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
         .collect()
 }
 
+/// The server's `server_version_num` (170002 for 17.2).
+pub async fn server_version(client: &impl tokio_postgres::GenericClient) -> i32 {
+    column::<i32>(
+        client,
+        "SELECT current_setting('server_version_num')::int",
+        &[],
+    )
+    .await[0]
+}
+
+/// A query run every 50 ms on its own session until stopped, each
+/// result's first column folded into `T`.
+pub struct Poller<T> {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Poller<T> {
+    /// Starts polling `sql` on `client`.
+    pub fn start<C>(
+        client: tokio_postgres::Client,
+        sql: &'static str,
+        mut acc: T,
+        mut fold: impl FnMut(&mut T, Vec<C>) + Send + 'static,
+    ) -> Self
+    where
+        C: for<'a> tokio_postgres::types::FromSql<'a> + Send + 'static,
+    {
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = running.clone();
+        let task = tokio::spawn(async move {
+            while flag.load(std::sync::atomic::Ordering::Relaxed) {
+                fold(&mut acc, column::<C>(&client, sql, &[]).await);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            acc
+        });
+        Poller { running, task }
+    }
+
+    /// Stops polling and returns what was folded.
+    pub async fn stop(self) -> T {
+        self.running
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("the poller does not panic")
+    }
+}
+
 /// The raw blob column of a user.
 pub async fn raw_blob(client: &tokio_postgres::Client, user: i64) -> serde_json::Value {
     client

@@ -666,13 +666,7 @@ async fn init_builds_its_indexes_past_the_server_s_statement_timeout() {
     let client = db.client().await;
     crate::example::load(&client, 60, 1).await.unwrap();
     let name = db.name();
-    let has_transaction_timeout = crate::harness::column::<i32>(
-        &client,
-        "SELECT current_setting('server_version_num')::int",
-        &[],
-    )
-    .await[0]
-        >= 170000;
+    let has_transaction_timeout = crate::harness::server_version(&client).await >= 170000;
     client
         .batch_execute(&format!(
             "ALTER DATABASE {name} SET statement_timeout = '400ms'"
