@@ -50,12 +50,29 @@ pub(super) fn complete(
         table.key = key.into_iter().collect();
         for c in &table.columns {
             if c.not_null && !key_or_written_by_all(&rules, ti, table, c) {
+                // name the rules that may leave it NULL and the way out
+                let leaving: Vec<&str> = rules
+                    .iter()
+                    .filter(|r| r.table == ti)
+                    .filter(|r| !matches!(r.kind, RuleKind::Scalar { column } if column == ci_of(table, c)))
+                    .map(|r| r.name.as_str())
+                    .collect();
                 errors.push(SpecError {
                     file: file.to_path_buf(),
                     line: table.line,
                     message: format!(
-                        "table `{}` column `{}` is not_null but a rule does not always write it",
-                        table.name, c.name
+                        "table `{}` column `{}` is not_null but {} may leave it NULL \
+                         (an object rule's row has NULL where its object lacks the key; \
+                         a rule that does not write the column leaves it NULL): \
+                         drop `not_null`, or write the column from a scalar rule \
+                         whose value is required",
+                        table.name,
+                        c.name,
+                        leaving
+                            .iter()
+                            .map(|n| format!("rule `{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }
@@ -141,8 +158,12 @@ fn identity_columns(r: &Rule) -> impl Iterator<Item = usize> + '_ {
         .chain(r.constants.iter().map(|(c, _)| *c))
 }
 
+fn ci_of(table: &Table, c: &Column) -> usize {
+    table.column(&c.name).expect("own column")
+}
+
 fn key_or_written_by_all(rules: &[Rule], ti: usize, table: &Table, c: &Column) -> bool {
-    let ci = table.column(&c.name).expect("own column");
+    let ci = ci_of(table, c);
     if table.key.contains(&ci) {
         return true;
     }

@@ -224,6 +224,30 @@ v = "int8"
     }
 
     #[test]
+    fn a_not_null_column_an_object_rule_may_leave_null_is_refused_with_the_way_out() {
+        let text = "[source]\ntable = \"user\"\n\n\
+             [tables.p.columns]\nnick = { type = \"text\", not_null = true }\nextra = \"jsonb\"\n\n\
+             [[rules]]\nname = \"profile\"\npath = \"profile\"\ntable = \"p\"\n\
+             keys = { nick = \"nick\" }\n";
+        let (line, msg) = spec_err(text);
+        // the table's first column in the file (`extra` comes first by name)
+        assert_eq!(line, 5, "{msg}");
+        for part in [
+            "`nick`",
+            "rule `profile` may leave it NULL",
+            "drop `not_null`",
+        ] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
+        // a scalar rule always writes its value column
+        Spec::parse(
+            "[source]\ntable = \"user\"\n\n[tables.p.columns]\nnick = { type = \"text\", not_null = true }\n\n\
+             [[rules]]\nname = \"nick\"\npath = \"profile.nick\"\ntable = \"p\"\nvalue = \"nick\"\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn every_broken_entry_is_reported_at_once() {
         let text = "[source]\ntable = \"user\"\n\n\
              [tables.a.columns]\nv = \"integer64\"\n\n\

@@ -452,13 +452,14 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
 
 /// One `[tables.<name>]` entry.
 fn table(cx: &Ctx<'_>, name: &str, t: &RawTable) -> Result<Table> {
-    // a table's place is that of its first column (toml cannot span a
-    // table declared through a dotted header)
+    // a table's place is that of its first column in the file (toml
+    // cannot span a table declared through a dotted header; the map is in
+    // name order)
     let at = t
         .columns
         .values()
-        .next()
         .map(|c| c.span().start)
+        .min()
         .unwrap_or(0);
     check_ident(name).map_err(|m| cx.err(at, format!("table `{name}`: {m}")))?;
     let user_column = t.user_column.clone().unwrap_or_else(|| "user_id".into());
