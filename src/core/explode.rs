@@ -357,25 +357,33 @@ impl<'v> Walker<'_, 'v> {
                     .map(|()| Some(v.to_value()));
             }
         }
-        // An array is claimed whole or not at all: the residual cannot hold
-        // an array with holes.
+        // Each element on its own: one the rule refuses stays in the
+        // residual at its position (an object element with refused keys,
+        // those keys), an element claimed whole stands there as an empty
+        // object its row fills back; the array goes when every element is
+        // claimed whole (the rows make it again).
         let mut rows = Vec::with_capacity(items.len());
         let mut problems = Vec::new();
+        let mut left = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             self.path.push(Step::Index(i));
-            // an element leaves a residual only with a problem, which
-            // sends the whole array to the residual below
+            // an element leaves a residual only with a problem
             let c = self.claim_value(rule, item, Some(i));
             self.path.pop();
             problems.extend(c.problems);
             rows.extend(c.row);
-        }
-        if problems.is_empty() {
-            self.rows.append(&mut rows);
-            return Ok(None);
+            left.push(c.residual);
         }
         self.settle(strict, problems)?;
-        Ok(Some(v.to_value()))
+        self.rows.append(&mut rows);
+        if left.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(Value::Array(
+            left.into_iter()
+                .map(|r| r.unwrap_or_else(|| Value::Object(Map::new())))
+                .collect(),
+        )))
     }
 
     fn claim_value<V: JsonView>(&self, rule: &Rule, v: &V, position: Option<usize>) -> Claim {
@@ -747,6 +755,15 @@ pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value,
     }
     for (path, mut items) in arrays {
         items.sort_by_key(|(p, _)| *p);
+        // the residual kept the array for elements the rule refused: each
+        // row fills its element's place (an empty object, or the keys of
+        // an object element the rule refused)
+        if let Some(Value::Array(kept)) = value_at_mut(&mut root, &path) {
+            if !kept.is_empty() {
+                fill_kept(kept, items, &show_at(&path))?;
+                continue;
+            }
+        }
         if items.iter().enumerate().any(|(i, (p, _))| *p != i as i64) {
             return Err(format!(
                 "array at {}: positions are not 0..n",
@@ -763,6 +780,41 @@ pub fn reconstruct(spec: &Spec, rows: &[Row], residual: &Value) -> Result<Value,
         return Err("an array on a rule's path: positions are not 0..n".into());
     }
     Ok(root)
+}
+
+/// The value at `path` in `root`, if the residual holds one there.
+fn value_at_mut<'a>(root: &'a mut Value, path: &[At<'_>]) -> Option<&'a mut Value> {
+    path.iter().try_fold(root, |here, step| match (here, step) {
+        (Value::Object(map), At::Key(k)) => map.get_mut(k.as_ref()),
+        (Value::Array(items), At::Index(p)) => items.get_mut(*p),
+        _ => None,
+    })
+}
+
+/// Puts an array rule's rows into the array the residual kept at their
+/// path: each in its element's place, which the explode left as an empty
+/// object (an element claimed whole) or as the keys of an object element
+/// the rule refused.
+fn fill_kept(kept: &mut [Value], items: Vec<(i64, Value)>, at: &str) -> Result<(), String> {
+    let len = kept.len();
+    for (p, value) in items {
+        let slot = usize::try_from(p)
+            .ok()
+            .and_then(|i| kept.get_mut(i))
+            .ok_or_else(|| {
+                format!("array at {at}: a row at position {p} past the residual's {len} elements")
+            })?;
+        match (slot, value) {
+            (Value::Object(here), Value::Object(add)) => {
+                merge_into(here, add, &format!("{at}[{p}]"))?
+            }
+            (slot @ Value::Object(_), value) if slot.as_object().is_some_and(Map::is_empty) => {
+                *slot = value;
+            }
+            _ => return Err(format!("at {at}[{p}]: row and residual collide")),
+        }
+    }
+    Ok(())
 }
 
 fn has_hole(v: &Value) -> bool {
@@ -1326,9 +1378,25 @@ on_invalid = "fail"
         let blob = json!({"bots": {"selected": ["a", 7], "b1": {"level": 500, "unlocked": true}}});
         let e = round_trip(&spec, &blob);
         assert_eq!(e.warnings.len(), 2, "{:?}", e.warnings);
+        // the refused element stays at its position, the valid one
+        // stands as an empty object its row fills back
         assert_eq!(
             e.residual,
-            json!({"bots": {"selected": ["a", 7], "b1": {"level": 500}}})
+            json!({"bots": {"selected": [{}, 7], "b1": {"level": 500}}})
+        );
+        assert_eq!(
+            e.rows
+                .iter()
+                .filter(|r| r.table == spec.table("user_selected_bot").unwrap())
+                .count(),
+            1
+        );
+        // an element that is itself an empty object (here refused) or an
+        // array beside claimed ones comes back as it was
+        let e = round_trip(&spec, &json!({"bots": {"selected": [{}, "b", [], "c", 7]}}));
+        assert_eq!(
+            e.residual,
+            json!({"bots": {"selected": [{}, {}, [], {}, 7]}})
         );
     }
 
@@ -1647,7 +1715,7 @@ on_invalid = "{policy}"
         assert!(explode(&spec, &json!({"orders": {"byYear": {"2024": -1}}})).is_err());
         assert!(explode(&spec, &json!({"orders": {"byYear": 7}})).is_err());
         let kept = round_trip(&spec, &json!({"orders": {"total": 1, "notes": [1, "x"]}}));
-        assert_eq!(kept.residual, json!({"orders": {"notes": [1, "x"]}}));
+        assert_eq!(kept.residual, json!({"orders": {"notes": [1, {}]}}));
         // overlapping claims are refused, naming the key
         let overlap = OBJECT_AND_DEEPER.replace(
             "keys = { currency = \"currency\", total = \"total\" }",
@@ -1724,7 +1792,7 @@ on_invalid = "{policy}"
         assert_eq!(
             e.residual,
             json!({"addresses": [5, {"geo": {"lat": 91}}, null, {"geo": "x"}],
-                   "matrix": [[1, "two"], 7, []]})
+                   "matrix": [[{}, "two"], 7, []]})
         );
         assert_eq!(e.warnings.len(), 6, "{:?}", e.warnings);
         assert!(

@@ -541,16 +541,6 @@ impl std::fmt::Display for Check {
         }
         groups(f, "failures", &c.failures)?;
         groups(f, "warnings", &c.warnings)?;
-        // a final `[{position}]` claims its array whole or not at all
-        if let Some(g) = c.warnings.iter().find(|g| g.pattern.ends_with(']')) {
-            writeln!(
-                f,
-                "  (an array rule such as `{}` claims its array whole or not at all: \
-                 one invalid element keeps the whole array in the residual, \
-                 its valid elements with it, and they give no rows)",
-                g.rule
-            )?;
-        }
         if let Some(b) = &c.migrated_not_rebuilding {
             groups(
                 f,

@@ -108,10 +108,49 @@ WITH RECURSIVE w(path, v) AS (
 SELECT coalesce(jsonb_agg(w.path), '[]') FROM w
  WHERE jsonb_typeof(w.v) <> 'object' OR w.v = '{}'
 $$;
+CREATE OR REPLACE FUNCTION decant.fill(kept jsonb, entries jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+-- an array rule's rows put into the array the residual kept (for elements
+-- the rule refused), each in its element's place: an empty object there
+-- (an element claimed whole) takes the row's value, the refused keys of
+-- an object element merge with the row's object. `entries`: the rows'
+-- values in position order, or {"decant:positions": {"<position>": value}}
+-- when some positions have no row.
+DECLARE e record; slot jsonb; out jsonb := kept;
+BEGIN
+    FOR e IN SELECT (x.n - 1)::int AS i, x.v FROM jsonb_array_elements(
+                 CASE WHEN jsonb_typeof(entries) = 'array' THEN entries END) WITH ORDINALITY AS x(v, n)
+             UNION ALL
+             SELECT x.key::int, x.value FROM jsonb_each(
+                 CASE WHEN jsonb_typeof(entries) = 'object' THEN entries -> 'decant:positions' END) AS x
+    LOOP
+        slot := kept -> e.i;
+        IF slot IS NULL THEN
+            RAISE EXCEPTION 'decant: cannot rebuild the blob: a row at position % past the residual''s % elements',
+                e.i, jsonb_array_length(kept) USING ERRCODE = 'data_corrupted';
+        ELSIF slot = '{}'::jsonb THEN
+            out := jsonb_set(out, ARRAY[e.i::text], e.v);
+        ELSIF jsonb_typeof(slot) = 'object' AND jsonb_typeof(e.v) = 'object' THEN
+            out := jsonb_set(out, ARRAY[e.i::text], decant.graft(slot, e.v));
+        ELSE
+            RAISE EXCEPTION 'decant: cannot rebuild the blob: row and residual collide (the residual holds %, a row %)',
+                left(slot::text, 200), left(e.v::text, 200) USING ERRCODE = 'data_corrupted';
+        END IF;
+    END LOOP;
+    RETURN out;
+END
+$$;
 CREATE OR REPLACE FUNCTION decant.deep_merge(a jsonb, b jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
 BEGIN
+    -- an array rule's rows into the array the residual kept for elements
+    -- the rule refused
+    IF jsonb_typeof(a) = 'array' AND a <> '[]'::jsonb
+       AND (jsonb_typeof(b) = 'array' OR (jsonb_typeof(b) = 'object' AND b ? 'decant:positions')) THEN
+        RETURN decant.fill(a, b);
+    END IF;
     IF a IS NULL OR b IS NULL OR jsonb_typeof(a) <> 'object' OR jsonb_typeof(b) <> 'object' THEN
         RETURN coalesce(b, a);
     END IF;
@@ -159,6 +198,12 @@ BEGIN
     END IF;
     IF root IS NULL THEN
         RETURN entries;
+    END IF;
+    -- an array rule's rows into the array the residual kept for elements
+    -- the rule refused
+    IF jsonb_typeof(root) = 'array' AND root <> '[]'::jsonb
+       AND (jsonb_typeof(entries) = 'array' OR (jsonb_typeof(entries) = 'object' AND entries ? 'decant:positions')) THEN
+        RETURN decant.fill(root, entries);
     END IF;
     IF jsonb_typeof(entries) <> 'object' THEN
         -- an array claimed whole, where the residual left an empty one
@@ -380,7 +425,6 @@ fn residual(spec: &Spec, node: &Node, x: &str, depth: usize, keys: &mut Vec<Stri
 /// claims the rest.
 fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
     let r = &spec.rules[ri];
-    let t = &spec.tables[r.table];
     // `keys` holds the captured keys and the positions on the way, in
     // the order of the path
     let mut captures = Vec::new();
@@ -405,16 +449,32 @@ fn claimed(spec: &Spec, ri: usize, x: &str, keys: &[String]) -> String {
         positions,
     };
     if r.position.is_some() {
-        // an array is claimed whole or not at all
-        let each = make(spec, ri, "b.v", &w, Some("(b.n - 1)"));
+        // each element on its own: a refused one stays at its position
+        // (an object element's refused keys), one claimed whole stands as
+        // an empty object; nothing when every element is claimed whole; a
+        // non-array, an empty array or one too long stays whole
+        let each = claimed_value(spec, ri, "b.v", &w, Some("(b.n - 1)"));
         return format!(
-            "CASE WHEN jsonb_typeof({x}) = 'array' AND jsonb_array_length({x}) > 0 \
-             AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements({x}) WITH ORDINALITY AS b(v, n) \
-             WHERE NOT ({}) OR {}) THEN NULL ELSE {x} END",
-            each.whole_ok, each.partial_problem
+            "CASE WHEN jsonb_typeof({x}) <> 'array' OR jsonb_array_length({x}) = 0 \
+             OR NOT {fits} THEN {x} ELSE \
+             (SELECT CASE WHEN bool_and(q.r IS NULL) THEN NULL \
+             ELSE json_agg(coalesce(q.r, '{{}}'::jsonb) ORDER BY q.n)::jsonb END \
+             FROM (SELECT b.n, {each} AS r FROM jsonb_array_elements({x}) WITH ORDINALITY \
+             AS b(v, n) OFFSET 0) AS q) END",
+            fits = crate::pg::views::position_fits(spec, ri, x),
         );
     }
-    let m = make(spec, ri, x, &w, None);
+    claimed_value(spec, ri, x, &w, None)
+}
+
+/// What rule `ri` leaves of one value `x` (an element, for an array
+/// rule, at `position`): nothing when it claims it whole, the value when
+/// it refuses it, an object rule's refused known keys when it claims the
+/// rest.
+fn claimed_value(spec: &Spec, ri: usize, x: &str, w: &Walk, position: Option<&str>) -> String {
+    let r = &spec.rules[ri];
+    let t = &spec.tables[r.table];
+    let m = make(spec, ri, x, w, position);
     let kept = match &r.kind {
         RuleKind::Scalar { .. } => "NULL::jsonb".to_string(),
         RuleKind::Object { keys, nested, .. } => {
@@ -589,9 +649,8 @@ fn rebuild(spec: &Spec) -> String {
                         })
                         .collect();
                     format!(
-                        "SELECT {at}, json_agg({value} ORDER BY {})::jsonb FROM {table} AS t WHERE {} \
-                         GROUP BY {}",
-                        col(pi),
+                        "SELECT {at}, {} FROM {table} AS t WHERE {} GROUP BY {}",
+                        elements(&value, &col(pi)),
                         conds.join(" AND "),
                         group.join(", ")
                     )
@@ -612,10 +671,9 @@ fn rebuild(spec: &Spec) -> String {
                 })
                 .collect();
             let obj = format!(
-                "jsonb_build_object({}, json_agg({value} ORDER BY {})::jsonb) \
-                 FROM {table} AS t WHERE {}",
+                "jsonb_build_object({}, {}) FROM {table} AS t WHERE {}",
                 last[0],
-                col(pi),
+                elements(&value, &col(pi)),
                 conds.join(" AND "),
             );
             if group.is_empty() {
@@ -748,6 +806,17 @@ fn rebuild(spec: &Spec) -> String {
          END\n$$",
         internal(spec, "rebuild"),
         spec.source.id_type.sql()
+    )
+}
+
+/// An array rule's rows aggregated: their values in position order when
+/// they are positions 0 to n - 1 (the whole array), else by position
+/// (`{"decant:positions": {"1": v}}`), for `decant.fill` to put into
+/// the array the residual kept for the elements the rule refused.
+fn elements(value: &str, position: &str) -> String {
+    format!(
+        "CASE WHEN count(*) = max({position}) + 1 THEN json_agg({value} ORDER BY {position})::jsonb \
+         ELSE jsonb_build_object('decant:positions', json_object_agg({position}, {value})::jsonb) END"
     )
 }
 

@@ -4,7 +4,7 @@
 //! paths (a literal key beats a wildcard), the same column conversions and
 //! validation, the same policies (a value a `keep` rule refuses gives no
 //! row; a user with a value a `fail` rule refuses gives no row anywhere, as
-//! its migration would fail), arrays claimed whole or not at all.
+//! its migration would fail), an array rule's elements each on its own.
 //!
 //! Values from the spec (keys, constants, allowed texts, bounds) are
 //! written as escaped SQL literals: DDL has no bind parameters.
@@ -832,14 +832,10 @@ pub(super) fn rule_rows(spec: &Spec, ri: usize, src: &RowSource) -> String {
                  THEN {arr} END) WITH ORDINALITY AS a(v, n)"
             ));
             let m = make(spec, ri, "a.v", &w, Some("(a.n - 1)"));
-            // the array is claimed whole or not at all
-            let each = make(spec, ri, "b.v", &w, Some("(b.n - 1)"));
-            conds.push(format!(
-                "NOT EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({arr}) = 'array' \
-                 THEN {arr} END) WITH ORDINALITY AS b(v, n) \
-                 WHERE NOT ({}) OR {})",
-                each.whole_ok, each.partial_problem
-            ));
+            // each element on its own, in an array whose last position
+            // fits the position column (one too long is kept whole)
+            conds.push(m.whole_ok.clone());
+            conds.push(position_fits(spec, ri, &arr));
             m
         }
     };
@@ -857,6 +853,20 @@ pub(super) fn rule_rows(spec: &Spec, ri: usize, src: &RowSource) -> String {
         src.from,
         joins.join(" "),
         conds.join(" AND ")
+    )
+}
+
+/// Whether the last position of array `arr` fits rule `ri`'s position
+/// column: an array longer than it can number is kept whole.
+pub(super) fn position_fits(spec: &Spec, ri: usize, arr: &str) -> String {
+    let r = &spec.rules[ri];
+    let ci = r.position.expect("an array rule");
+    let last = format!(
+        "to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof({arr}) = 'array' THEN {arr} END) - 1)"
+    );
+    format!(
+        "coalesce({}, false)",
+        valid(&spec.tables[r.table].columns[ci], &last)
     )
 }
 
