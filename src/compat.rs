@@ -85,25 +85,15 @@ impl Decant {
         let client = pool::get(&self.pool).await?;
         match crate::pg::identity::verify(&**client, &self.store.spec, false).await {
             Ok(()) => {
+                crate::pg::identity::require_reader(&**client, &self.store.spec).await?;
                 // no control row (deleted by hand): not finalized
-                let reader = crate::pg::sql::reader(&self.store.spec)
-                    .map(|(name, _)| format!("{name}({})", self.store.spec.source.id_type.sql()))
-                    .unwrap_or_else(|| "pg_catalog.now()".into());
                 let row = client
                     .query_one(
-                        "SELECT coalesce((SELECT finalized FROM decant.control), false), \
-                                to_regprocedure($1) IS NOT NULL",
-                        &[&reader],
+                        "SELECT coalesce((SELECT finalized FROM decant.control), false)",
+                        &[],
                     )
                     .await
                     .map_err(|e| Error::db_own("reading the phase", e))?;
-                if !row.get::<_, bool>(1) {
-                    return Err(Error::Setup(format!(
-                        "the database lacks {reader}, the function this version of decant reads \
-                         migrated users' rows with: run `decant init` (idempotent) with this \
-                         version and spec"
-                    )));
-                }
                 self.store.set_finalized(row.get(0));
                 self.know(Ok(()));
                 Ok(())

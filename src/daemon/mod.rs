@@ -100,6 +100,7 @@ impl Default for RunOptions {
 pub async fn dry_run(decant: &Decant, size: u32, rollout_only: bool) -> Result<DryRun> {
     let mut client = pool::get(decant.pool()).await?;
     crate::pg::identity::verify(&**client, decant.spec(), false).await?;
+    crate::pg::identity::require_reader(&**client, decant.spec()).await?;
     let control = control::read(&**client).await?;
     if control.finalized {
         return Err(Error::Setup(
@@ -273,6 +274,9 @@ async fn run_job<J: Job>(
     // a run that is refused (another mapping, finalized) leaves the
     // shared rate as it was: it is set only once the run may start
     crate::pg::identity::verify(&**admin, decant.spec(), false).await?;
+    // the residuals it writes are this version's: the SQL API and the
+    // views must be too
+    crate::pg::identity::require_reader(&**admin, decant.spec()).await?;
     let mut initial = control::read(&**admin).await?;
     if initial.finalized {
         return Err(Error::finalized());

@@ -198,6 +198,31 @@ fn describe(gone: &[String], added: &[String]) -> String {
     parts.join("; ")
 }
 
+/// Refuses a database whose SQL objects are not this decant's for `spec`:
+/// its reader function (see [`crate::pg::sql::reader`]) is missing when
+/// `init` ran with another version of decant, whose residuals and SQL API
+/// may have another form. Run `init` (idempotent) with this version.
+pub(crate) async fn require_reader(client: &impl GenericClient, spec: &Spec) -> Result<()> {
+    let Some((name, _)) = crate::pg::sql::reader(spec) else {
+        return Ok(());
+    };
+    let reader = format!("{name}({})", spec.source.id_type.sql());
+    let present: bool = client
+        .query_one("SELECT to_regprocedure($1) IS NOT NULL", &[&reader])
+        .await
+        .map_err(|e| Error::db_own("looking up decant's reader function", e))?
+        .get(0);
+    if present {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "the database lacks {reader}, the function this version of decant reads \
+         migrated users' rows with (`init` ran with another version, whose SQL \
+         API and views may rebuild users differently): run `decant init` \
+         (idempotent) with this version and spec"
+    )))
+}
+
 /// Refuses `spec` when its mapping differs from the recorded one. With
 /// `lenient`, a difference is accepted while no user is migrated (nothing
 /// depends on the mapping yet).

@@ -615,6 +615,12 @@ fn snapshot_gated(spec: &Spec, ids: &str, with_blob: bool) -> String {
     )
 }
 
+/// The form of the residual this decant writes, in the reader's name
+/// (see [`reader`]): changed when the explode changes what it leaves.
+/// 2: an array rule's refused elements stay at their positions, the
+/// claimed ones standing as empty objects.
+const RESIDUAL_FORM: &str = "2";
+
 /// The function reading one user's rows from every target table (per
 /// table the row count, then one array per column in its wire form), and
 /// the statement creating it; `None` for a spec without tables. Its name
@@ -654,11 +660,16 @@ pub(crate) fn reader(spec: &Spec) -> Option<(String, String)> {
     // the mapping's fingerprint too: `init` with another mapping makes a
     // new function and drops the old (see `drop_readers_but`), so a handle
     // still running with the old spec fails instead of misreading users
+    // and the residual's form: a decant that explodes differently gets a
+    // reader of its own, so that its library asks for `init` (which brings
+    // the SQL API and the views to the same form) instead of reading
+    // residuals the installed SQL functions would not rebuild
     let hash = stable_hash(
         out_cols
             .bytes()
             .chain(joins.bytes())
-            .chain(spec.fingerprint().bytes()),
+            .chain(spec.fingerprint().bytes())
+            .chain(RESIDUAL_FORM.bytes()),
     );
     let name = format!(
         "decant.{}",

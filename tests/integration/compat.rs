@@ -465,6 +465,9 @@ async fn a_legacy_call_never_opens_the_target_tables() {
     assert!(game.load(2).await.is_ok());
 }
 
+/// A database `init` set up with another version of decant (here: its
+/// reader dropped) is refused by the library and the daemon alike, naming
+/// `init`; after `init`, both go on.
 #[tokio::test]
 async fn a_database_initialized_without_the_reader_says_to_run_init() {
     let db = TestDb::new().await;
@@ -490,6 +493,20 @@ async fn a_database_initialized_without_the_reader_says_to_run_init() {
         err.contains("decant init") && err.contains("rows_"),
         "{err}"
     );
+    // nor does the daemon migrate anyone: its residuals would be of a form
+    // the installed SQL API and views may not rebuild
+    let err = crate::harness::run_all(&decant)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("decant init") && err.contains("another version"),
+        "{err}"
+    );
+    assert_eq!(crate::harness::count_migrated(&client).await, 0);
+    decant::init(&client, decant.spec()).await.unwrap();
+    crate::harness::run_all(&decant).await.unwrap();
+    assert!(crate::harness::count_migrated(&client).await > 0);
 }
 
 /// Upgrading decant: a newer version's reader may have another name for
