@@ -773,9 +773,9 @@ fn unclaimed_paths(
 }
 
 /// Whether the residual's value at `at` is there because a `keep` rule
-/// kept an invalid value: the value itself, a value holding it (a scalar
-/// array kept whole for one bad element, an element for a bad key inside
-/// it) or a value under it (an object kept whole under a key its column
+/// kept an invalid value: the value itself, a value holding it (the
+/// array an array rule's refused element stays in, an element for a bad
+/// key inside it) or a value under it (an object kept whole under a key its column
 /// refuses).
 fn kept_here(at: &str, kept: &std::collections::BTreeSet<&str>) -> bool {
     let boundary = |rest: &str| rest.starts_with('.') || rest.starts_with('[');
