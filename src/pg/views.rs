@@ -408,9 +408,7 @@ fn walk<'n>(spec: &'n Spec, blob: &str, segments: &[Segment], tag: &str) -> (Wal
 /// Whether array `arr` (at `node`, which paths go through) is short
 /// enough for every position column under it.
 pub(super) fn fits(spec: &Spec, node: &Node, arr: &str) -> String {
-    let last = format!(
-        "to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof({arr}) = 'array' THEN {arr} END) - 1)"
-    );
+    let last = last_position(arr);
     let mut ok: Vec<String> = node
         .array_limits
         .iter()
@@ -423,6 +421,14 @@ pub(super) fn fits(spec: &Spec, node: &Node, arr: &str) -> String {
         .collect();
     ok.insert(0, format!("jsonb_typeof({arr}) = 'array'"));
     format!("({})", ok.join(" AND "))
+}
+
+/// The last position of array `arr` as a JSON number (SQL NULL when
+/// `arr` is no array): what a position column under it must hold.
+fn last_position(arr: &str) -> String {
+    format!(
+        "to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof({arr}) = 'array' THEN {arr} END) - 1)"
+    )
 }
 
 /// Whether JSON value `x` converts into column `c` and passes its
@@ -861,9 +867,7 @@ pub(super) fn rule_rows(spec: &Spec, ri: usize, src: &RowSource) -> String {
 pub(super) fn position_fits(spec: &Spec, ri: usize, arr: &str) -> String {
     let r = &spec.rules[ri];
     let ci = r.position.expect("an array rule");
-    let last = format!(
-        "to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof({arr}) = 'array' THEN {arr} END) - 1)"
-    );
+    let last = last_position(arr);
     format!(
         "coalesce({}, false)",
         valid(&spec.tables[r.table].columns[ci], &last)
