@@ -331,6 +331,22 @@ v = "int8"
             msg.contains("write schema = \"fleet\" and table = \"driver\""),
             "{msg}"
         );
+        // one column named as two of id, blob and flag, at its line
+        for (source, key, other) in [
+            ("flag = \"data\"", "flag", "blob"),
+            ("flag = \"id\"", "flag", "id"),
+            ("blob = \"id\"", "blob", "id"),
+        ] {
+            let text = BASE.replace("table = \"user\"", &format!("table = \"user\"\n{source}"));
+            let (line, msg) = spec_err(&text);
+            assert!(
+                msg.contains(&format!("source.{key}: `"))
+                    && msg.contains(&format!("is also source.{other}"))
+                    && msg.contains("three different columns"),
+                "{source}: {msg}"
+            );
+            assert_eq!(line, 4, "{source}: {msg}");
+        }
         let text = format!(
             "{BASE}\n[[rules]]\nname = \"r\"\npath = \"s.{{k-1}}\"\ntable = \"t\"\nvalue = \"v\"\n"
         );

@@ -390,6 +390,24 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
             ));
         }
     }
+    // one column cannot be two of them: the flag over the blob would be
+    // read as a boolean, the id as the blob, each failing late and darkly
+    for (key, name, other_key, other) in [
+        ("blob", &src.blob, "id", &src.id),
+        ("flag", &src.flag, "id", &src.id),
+        ("flag", &src.flag, "blob", &src.blob),
+    ] {
+        if name == other {
+            return Err(cx.err(
+                cx.key_at("source", key),
+                format!(
+                    "source.{key}: `{name}` is also source.{other_key}: the id, the blob and \
+                     the flag are three different columns (the flag is a boolean column \
+                     `decant init` adds, named e.g. \"migrated\")"
+                ),
+            ));
+        }
+    }
     let id_type = match &src.id_type {
         None => IdType::default(),
         Some(name) => IdType::parse(name).ok_or_else(|| {
