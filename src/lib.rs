@@ -60,7 +60,7 @@ pub use ops::check::{Check, CheckOptions, CheckProgress, PAGE_BYTES, Selection, 
 pub use ops::finalize::{Finalized, finalize};
 pub use ops::grants::{apply_grants, grants, grants_script, roles_missing_grants};
 pub use ops::status::{Daemon, FailureGroup, Status, status};
-pub use pg::identity::{flag_exists as flag_column_exists, recorded_spec};
+pub use pg::identity::{flag_exists as flag_column_exists, recorded_spec, require_init};
 pub use pg::pool::{connect, describe_target, from_environment, with_dbname};
 pub use pg::schema::{
     init, init_evolving, script as schema_script, source_triggers, source_triggers_warning,

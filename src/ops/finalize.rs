@@ -44,6 +44,7 @@ pub struct Finalized {
 pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<Finalized> {
     let spec = decant.spec();
     let client = pool::get(decant.pool()).await?;
+    crate::pg::identity::require_init(&**client).await?;
     crate::pg::identity::verify(&**client, spec, false).await?;
     let already = control::read(&**client).await?.finalized;
     let src = source_table(spec);

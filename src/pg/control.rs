@@ -156,6 +156,7 @@ impl std::str::FromStr for Setting {
 
 /// Applies one change to the control row.
 pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
+    crate::pg::identity::require_init(client).await?;
     let (column, value): (&str, Box<dyn ToSql + Sync + Send>) = match setting {
         Setting::Paused(p) => ("paused", Box::new(*p)),
         Setting::Rate(r) => ("rate", Box::new(r.to_string())),

@@ -108,17 +108,27 @@ pub async fn recorded_spec(client: &impl GenericClient) -> Result<Option<Spec>> 
 }
 
 /// Whether the source table has the flag column (`finalize --drop-legacy`
-/// drops it).
+/// drops it). A column of that name that is not boolean is an error naming
+/// it: the spec's flag is another column of the team's.
 pub async fn flag_exists(client: &impl GenericClient, spec: &Spec) -> Result<bool> {
-    Ok(client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
-               AND attname = $2 AND NOT attisdropped)",
+    let row = client
+        .query_opt(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+              WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
             &[&source_table(spec), &spec.source.flag],
         )
         .await
-        .map_err(|e| Error::db("looking for the flag column", e))?
-        .get(0))
+        .map_err(|e| Error::db("looking for the flag column", e))?;
+    match row.map(|r| r.get::<_, String>(0)) {
+        None => Ok(false),
+        Some(t) if t == "boolean" => Ok(true),
+        Some(t) => Err(Error::Setup(format!(
+            "source column \"{}\" is {t}; decant needs boolean for the flag \
+             (source.flag): name a column the table does not have, which \
+             `decant init` adds",
+            spec.source.flag
+        ))),
+    }
 }
 
 /// The source table of the recorded mapping when it is not the spec's
@@ -206,6 +216,7 @@ pub(crate) async fn require_reader(client: &impl GenericClient, spec: &Spec) -> 
     let Some((name, _)) = crate::pg::sql::reader(spec) else {
         return Ok(());
     };
+    require_init(client).await?;
     let reader = format!("{name}({})", spec.source.id_type.sql());
     let present: bool = client
         .query_one("SELECT to_regprocedure($1) IS NOT NULL", &[&reader])
@@ -221,6 +232,30 @@ pub(crate) async fn require_reader(client: &impl GenericClient, spec: &Spec) -> 
          API and views may rebuild users differently): run `decant init` \
          (idempotent) with this version and spec"
     )))
+}
+
+/// Refuses a database `decant init` never set up (no `decant.control`
+/// or `decant.user_state`), saying so: each command would otherwise fail
+/// on its first statement with a missing relation, or name a version
+/// mismatch where there is no installation at all.
+pub async fn require_init(client: &impl GenericClient) -> Result<()> {
+    let ready: bool = client
+        .query_one(
+            "SELECT to_regclass('decant.control') IS NOT NULL \
+               AND to_regclass('decant.user_state') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db_own("looking for decant's schema", e))?
+        .get(0);
+    if ready {
+        return Ok(());
+    }
+    Err(Error::Setup(
+        "decant is not set up in this database (no decant.control or decant.user_state): \
+         run `decant init --spec <file>` first (`decant check` runs without it)"
+            .into(),
+    ))
 }
 
 /// Refuses `spec` when its mapping differs from the recorded one. With

@@ -1168,3 +1168,80 @@ async fn source_triggers_are_named_and_init_after_the_flag_is_dropped_says_so() 
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_flag_naming_a_column_of_another_type_is_refused_naming_it() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 20, 1).await.unwrap();
+    decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    client
+        .batch_execute("ALTER TABLE \"user\" ADD COLUMN seen timestamptz")
+        .await
+        .unwrap();
+    let dir = temp_dir("flag-type");
+    std::fs::write(
+        dir.join("decant.toml"),
+        crate::example::SPEC.replace("flag = \"migrated\"", "flag = \"seen\""),
+    )
+    .unwrap();
+    // check, status and run failed on the server's type error ("argument
+    // of WHERE must be type boolean", 42804) where they counted migrated
+    // users; init named it
+    for cmd in ["check", "status", "run", "init"] {
+        let (code, err) = decant_status(&[cmd], Some(&db.url), &dir);
+        assert_ne!(code, Some(0), "{cmd}: {err}");
+        assert!(
+            err.contains(
+                "source column \"seen\" is timestamp with time zone; decant needs boolean"
+            ),
+            "{cmd}: {err}"
+        );
+        assert!(!err.contains("42804"), "{cmd}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn commands_on_a_database_init_never_set_up_say_to_run_init() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 20, 1).await.unwrap();
+    let dir = temp_dir("no-init");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    // each failed on its first statement (relation "decant.user_state"
+    // does not exist), or said init ran with another version
+    for cmd in [
+        &["status"][..],
+        &["run"],
+        &["run", "--dry-run"],
+        &["pause"],
+        &["set", "rate=5/s"],
+        &["rollback", "--all"],
+        &["migrate", "--user", "1"],
+        &["release"],
+        &["finalize"],
+    ] {
+        let (code, err) = decant_status(cmd, Some(&db.url), &dir);
+        assert_ne!(code, Some(0), "{cmd:?}: {err}");
+        assert!(
+            err.contains("decant is not set up in this database")
+                && err.contains("run `decant init"),
+            "{cmd:?}: {err}"
+        );
+    }
+    // the library says it too; the census needs no init
+    let decant = decant::Decant::connect(&db.url, crate::example::spec(), 1).unwrap();
+    let err = decant.load(decant::UserId::from(1i64)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("decant is not set up in this database"),
+        "{err}"
+    );
+    let (code, err) = decant_status(&["check"], Some(&db.url), &dir);
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "check runs before init: {code:?} {err}"
+    );
+}
