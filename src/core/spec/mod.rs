@@ -331,6 +331,25 @@ v = "int8"
             msg.contains("write schema = \"fleet\" and table = \"driver\""),
             "{msg}"
         );
+        // schema `decant` is decant's own
+        for (extra, key) in [
+            ("schema = \"decant\"", "source.schema"),
+            (
+                "[settings]\ntarget_schema = \"decant\"",
+                "settings.target_schema",
+            ),
+            (
+                "[settings]\nviews_schema = \"decant\"",
+                "settings.views_schema",
+            ),
+        ] {
+            let text = BASE.replace("table = \"user\"", &format!("table = \"user\"\n{extra}"));
+            let (_, msg) = spec_err(&text);
+            assert!(
+                msg.contains(&format!("{key}: schema `decant` is decant's own")),
+                "{extra}: {msg}"
+            );
+        }
         // one column named as two of id, blob and flag, at its line
         for (source, key, other) in [
             ("flag = \"data\"", "flag", "blob"),

@@ -465,6 +465,29 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         let at = cx.key_at("settings", "views_schema");
         cx.err(at, format!("settings.views_schema: {m}"))
     })?;
+    // schema `decant` is decant's own: its state, control row and SQL API,
+    // which `init` replaces; the team's tables and views go elsewhere
+    for (section, key, name) in [
+        ("source", "schema", &source.schema),
+        ("settings", "target_schema", &settings.target_schema),
+        ("settings", "views_schema", &settings.views_schema),
+    ] {
+        if name == "decant" {
+            let at = match (section, &raw.settings.target_schema) {
+                // a target schema taken from the source's is the source's line
+                ("settings", None) if key == "target_schema" => cx.key_at("source", "schema"),
+                _ => cx.key_at(section, key),
+            };
+            return Err(cx.err(
+                at,
+                format!(
+                    "{section}.{key}: schema `decant` is decant's own (its state, control row \
+                     and SQL API); put the source, the target tables and the views in another \
+                     schema"
+                ),
+            ));
+        }
+    }
     Ok((source, settings))
 }
 
