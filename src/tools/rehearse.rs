@@ -112,8 +112,9 @@ pub struct Timed {
 pub struct Projection {
     /// Production's users left to migrate.
     pub users: u64,
-    /// At full speed on a machine like this one, seconds.
-    pub full_speed_seconds: f64,
+    /// At full speed on a machine like this one, seconds (None: no speed
+    /// was measured, see `unknown`).
+    pub full_speed_seconds: Option<f64>,
     /// The rate assumed (users/s): production's `--rate`, capped by the
     /// speed measured here; None without `--rate`.
     pub rate: Option<f64>,
@@ -123,6 +124,10 @@ pub struct Projection {
     pub finish: Option<String>,
     /// The windows, as given.
     pub windows: String,
+    /// Why there is no projection, when there is none: users are left to
+    /// migrate but the rehearsal migrated none of them, so no speed was
+    /// measured.
+    pub unknown: Option<String>,
 }
 
 /// The kinds of dump pg_dump writes.
@@ -178,39 +183,25 @@ fn format_of(dump: &Path) -> Result<Format> {
     )
 }
 
-/// The tables a dump creates, as `schema.table` (without quotes).
-fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<String>> {
-    let mut tables = Vec::new();
+/// The tables a dump creates, as (schema, table), read from its
+/// `CREATE TABLE` statements: a plain dump's own, or those `pg_restore`
+/// writes for an archive's definitions (its `--list` names them by words
+/// a space may be part of: `TABLE Social Net accounts owner`).
+fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<(String, String)>> {
     if format == Format::Plain {
         let file = std::fs::File::open(dump)?;
+        let mut tables = Vec::new();
         for line in std::io::BufReader::new(file).lines() {
             let line = line.with_context(|| format!("reading {}", dump.display()))?;
-            if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
-                // pg_dump writes `schema.table`; a hand-written file may
-                // leave the schema to the search path (public)
-                let name = rest
-                    .trim_start_matches("IF NOT EXISTS ")
-                    .split(|c: char| c == '(' || c.is_whitespace())
-                    .next()
-                    .unwrap_or("")
-                    .replace('"', "");
-                if name.is_empty() {
-                    continue;
-                }
-                tables.push(if name.contains('.') {
-                    name
-                } else {
-                    format!("public.{name}")
-                });
-            }
+            tables.extend(created_table(&line));
         }
         return Ok(tables);
     }
     let out = Command::new(tool(bindir, "pg_restore"))
-        .arg("--list")
+        .args(["--section=pre-data", "--file=-"])
         .arg(dump)
         .output()
-        .context("running pg_restore --list")?;
+        .context("running pg_restore --section=pre-data")?;
     if !out.status.success() {
         bail!(
             "{}: pg_restore cannot read it (truncated or damaged?): {}",
@@ -218,25 +209,48 @@ fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<String>> 
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    tables.extend(toc_tables(&String::from_utf8_lossy(&out.stdout)));
-    Ok(tables)
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(created_table)
+        .collect())
 }
 
-/// The tables a `pg_restore --list` names, as `schema.table`: its lines
-/// "3340; 1259 16385 TABLE public user postgres" (1259 is `pg_class`; a
-/// table's data, "TABLE DATA", has 0 there). The last word is the owner,
-/// and a name with spaces spans the words between.
-fn toc_tables(list: &str) -> Vec<String> {
-    list.lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if words.len() < 6 || words[1] != "1259" || words[3] != "TABLE" {
-                return None;
+/// The table a `CREATE TABLE` line creates: pg_dump writes
+/// `schema.table`, quoting what needs it; a hand-written file may leave
+/// the schema to the search path (public).
+fn created_table(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix("CREATE TABLE ")?;
+    let rest = rest.trim_start_matches("IF NOT EXISTS ");
+    let (first, rest) = identifier(rest)?;
+    Some(match rest.strip_prefix('.').and_then(identifier) {
+        Some((table, _)) => (first, table),
+        None => ("public".into(), first),
+    })
+}
+
+/// An SQL identifier at the start of `s`: a quoted one (`""` a quote in
+/// it) as written, an unquoted one folded to lower case as PostgreSQL
+/// folds it; and what follows it.
+fn identifier(s: &str) -> Option<(String, &str)> {
+    if let Some(mut rest) = s.strip_prefix('"') {
+        let mut name = String::new();
+        loop {
+            let at = rest.find('"')?;
+            name.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+            match rest.strip_prefix('"') {
+                Some(r) => {
+                    name.push('"');
+                    rest = r;
+                }
+                None => return (!name.is_empty()).then_some((name, rest)),
             }
-            let name_end = (words.len() - 1).max(6);
-            Some(format!("{}.{}", words[4], words[5..name_end].join(" ")))
-        })
-        .collect()
+        }
+    }
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .unwrap_or(s.len());
+    (end > 0).then(|| (s[..end].to_lowercase(), &s[end..]))
 }
 
 /// Where the dump is restored: a database, dropped on drop unless kept.
@@ -332,9 +346,15 @@ pub async fn run(opts: &RehearseOptions, show: &(dyn Fn(&str) + Sync)) -> Result
     let spec = &opts.spec;
     let source = format!("{}.{}", spec.source().schema, spec.source().table);
     let tables = tables_in(&opts.dump, format, &bindir)?;
-    if !tables.contains(&source) {
-        let mut listed = tables.clone();
-        listed.truncate(20);
+    if !tables
+        .iter()
+        .any(|(s, t)| *s == spec.source().schema && *t == spec.source().table)
+    {
+        let listed: Vec<String> = tables
+            .iter()
+            .take(20)
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect();
         bail!(
             "{}: the dump has no table {source} (the spec's source); tables in it: {}",
             opts.dump.display(),
@@ -603,6 +623,37 @@ fn quantiles(mut v: Vec<(f64, u64)>) -> [f64; 4] {
 /// production as far along.
 fn project(opts: &RehearseOptions, dump_users: u64, to_do: u64, speed: f64) -> Projection {
     let users = to_do_of(opts.users, dump_users, to_do);
+    let windows = if opts.schedule.windows.is_empty() {
+        "always open".into()
+    } else {
+        format!(
+            "{} ({})",
+            opts.schedule
+                .windows
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            opts.schedule.tz.iana_name().unwrap_or("UTC")
+        )
+    };
+    if users > 0 && speed <= 0.0 {
+        // every user of the run failed: a speed of 0 would project forever
+        return Projection {
+            users,
+            full_speed_seconds: None,
+            rate: None,
+            rate_seconds: None,
+            finish: None,
+            windows,
+            unknown: Some(
+                "the rehearsal migrated none of the users left, so it measured no speed: \
+                 repair what made them fail (the failures above; a fixup or the spec) and \
+                 rehearse again"
+                    .into(),
+            ),
+        };
+    }
     let full = users as f64 / speed.max(1e-9);
     let rate = opts.rate.map(|r| match r.per_second() {
         Some(per_s) => per_s.min(speed),
@@ -613,24 +664,12 @@ fn project(opts: &RehearseOptions, dump_users: u64, to_do: u64, speed: f64) -> P
     let finish = opts.schedule.finish_text(jiff::Timestamp::now(), work);
     Projection {
         users,
-        full_speed_seconds: full,
+        full_speed_seconds: Some(full),
         rate,
         rate_seconds,
         finish,
-        windows: if opts.schedule.windows.is_empty() {
-            "always open".into()
-        } else {
-            format!(
-                "{} ({})",
-                opts.schedule
-                    .windows
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                opts.schedule.tz.iana_name().unwrap_or("UTC")
-            )
-        },
+        windows,
+        unknown: None,
     }
 }
 
@@ -1021,16 +1060,23 @@ impl std::fmt::Display for Rehearsal {
         }
         let p = &self.projection;
         writeln!(f, "\nprojection for {} users to migrate", p.users)?;
-        writeln!(f, "  at full speed: {}", human(p.full_speed_seconds))?;
-        if let (Some(r), Some(s)) = (p.rate, p.rate_seconds) {
-            writeln!(f, "  at {r:.1} users/s: {} of migration", human(s))?;
+        if let Some(why) = &p.unknown {
+            writeln!(f, "  none: {why}")?;
         }
-        writeln!(
-            f,
-            "  windows {}: finishes {}",
-            p.windows,
-            p.finish.as_deref().unwrap_or("never (no open window)")
-        )?;
+        if let Some(full) = p.full_speed_seconds {
+            writeln!(f, "  at full speed: {}", human(full))?;
+            if let (Some(r), Some(s)) = (p.rate, p.rate_seconds) {
+                writeln!(f, "  at {r:.1} users/s: {} of migration", human(s))?;
+            }
+            writeln!(
+                f,
+                "  windows {}: finishes {}",
+                p.windows,
+                p.finish
+                    .as_deref()
+                    .unwrap_or("not within ten years of these windows")
+            )?;
+        }
         if self.kept {
             writeln!(f, "\nthe scratch database is kept ({})", self.scratch)?;
         }
@@ -1062,6 +1108,37 @@ mod tests {
     }
 
     #[test]
+    fn a_rehearsal_that_migrated_no_one_projects_nothing() {
+        let opts = super::RehearseOptions {
+            dump: "x.dump".into(),
+            spec: decant::Spec::parse(include_str!("../../fixtures/game/decant.toml")).unwrap(),
+            server: None,
+            keep: false,
+            name: None,
+            rate: Some("100/s".parse().unwrap()),
+            schedule: decant::Schedule::default(),
+            users: Some(2_000_000),
+            workers: 2,
+            largest: 0,
+        };
+        // every user of the run failed: it projected "7500000000 d" at
+        // "0.0 users/s", finishing "never (no open window)"
+        let p = super::project(&opts, 4_000, 1_296, 0.0);
+        assert_eq!(p.users, 648_000);
+        assert!(p.full_speed_seconds.is_none() && p.rate.is_none() && p.finish.is_none());
+        assert!(p.unknown.as_deref().unwrap().contains("migrated none"));
+        // nothing left to do: done at once, whatever the speed
+        let p = super::project(&opts, 4_000, 0, 0.0);
+        assert_eq!(p.full_speed_seconds, Some(0.0));
+        assert!(p.unknown.is_none());
+        // a measured speed projects as before, the rate capped by it
+        let p = super::project(&opts, 4_000, 1_296, 50.0);
+        assert_eq!(p.rate, Some(50.0));
+        assert_eq!(p.full_speed_seconds, Some(648_000.0 / 50.0));
+        assert!(p.finish.is_some() && p.unknown.is_none());
+    }
+
+    #[test]
     fn a_backslash_outside_strings_bodies_and_comments_is_a_psql_command() {
         let script = |text: &str| {
             let mut lexer = super::SqlLexer::default();
@@ -1089,20 +1166,6 @@ mod tests {
         assert_eq!(script("SELECT a$1 \\g\n"), Some(0));
     }
 
-    #[test]
-    fn a_dump_list_names_its_tables_not_their_data() {
-        let list = "; Archive created at 2026-12-03\n\
-                    215; 1259 24738 TABLE Fleet Vehicle Docs postgres\n\
-                    216; 1259 24740 TABLE public user postgres\n\
-                    217; 1259 24742 VIEW public user_all postgres\n\
-                    3341; 0 24738 TABLE DATA Fleet Vehicle Docs postgres\n\
-                    3342; 0 24740 TABLE DATA public user postgres\n";
-        assert_eq!(
-            super::toc_tables(list),
-            ["Fleet.Vehicle Docs", "public.user"]
-        );
-    }
-
     use super::*;
 
     #[test]
@@ -1114,18 +1177,23 @@ mod tests {
              CREATE TABLE public.\"user\" (\n    id bigint\n);\n\
              CREATE TABLE game.scores (\n    id bigint\n);\n\
              CREATE TABLE members (member_id int4 PRIMARY KEY, profile jsonb);\n\
-             CREATE TABLE IF NOT EXISTS kept AS SELECT * FROM members;\n",
+             CREATE TABLE IF NOT EXISTS kept AS SELECT * FROM members;\n\
+             CREATE TABLE \"Social Net\".\"the \"\"users\"\"\" (\n    id text\n);\n\
+             CREATE TABLE Mixed.Case (id int);\n",
         )
         .unwrap();
         let tables = tables_in(&file, Format::Plain, Path::new("/nonexistent"));
         std::fs::remove_file(&file).unwrap();
+        let exact = |s: &str, t: &str| (s.to_string(), t.to_string());
         assert_eq!(
             tables.unwrap(),
             [
-                "public.user",
-                "game.scores",
-                "public.members",
-                "public.kept"
+                exact("public", "user"),
+                exact("game", "scores"),
+                exact("public", "members"),
+                exact("public", "kept"),
+                exact("Social Net", "the \"users\""),
+                exact("mixed", "case"),
             ]
         );
     }

@@ -182,10 +182,10 @@ async fn every_dump_format_is_rehearsed_and_projected() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A source keyed by uuid, one of its blobs NULL: restored, censused,
-/// migrated and its largest users timed by their uuids.
+/// A source keyed by uuid in a schema whose name holds a space, one of
+/// its blobs NULL: restored, censused, migrated and its largest users timed by their uuids.
 #[tokio::test]
-async fn a_uuid_keyed_dump_is_rehearsed() {
+async fn a_uuid_keyed_dump_in_a_schema_with_a_space_is_rehearsed() {
     let db = TestDb::new().await;
     let client = db.client().await;
     crate::example::load(&client, 120, 1).await.unwrap();
@@ -195,14 +195,21 @@ async fn a_uuid_keyed_dump_is_rehearsed() {
              ALTER TABLE \"user\" ALTER COLUMN id TYPE uuid USING md5(id::text)::uuid; \
              ALTER TABLE \"user\" ADD PRIMARY KEY (id); \
              ALTER TABLE \"user\" ALTER COLUMN data DROP NOT NULL; \
-             UPDATE \"user\" SET data = NULL WHERE id = (SELECT id FROM \"user\" ORDER BY id LIMIT 1)",
+             UPDATE \"user\" SET data = NULL WHERE id = (SELECT id FROM \"user\" ORDER BY id LIMIT 1); \
+             CREATE SCHEMA \"Game Data\"; ALTER TABLE \"user\" SET SCHEMA \"Game Data\"",
         )
         .await
         .unwrap();
     let dir = temp_dir("uuid");
     std::fs::write(
         dir.join("decant.toml"),
-        crate::example::SPEC.replacen("[source]\n", "[source]\nid_type = \"uuid\"\n", 1),
+        // `pg_restore --list` names it `TABLE Game Data user owner`: it was
+        // read as table `Data user` of schema `Game`, and refused as absent
+        crate::example::SPEC.replacen(
+            "[source]\nschema = \"public\"\n",
+            "[source]\nid_type = \"uuid\"\nschema = \"Game Data\"\n",
+            1,
+        ),
     )
     .unwrap();
     pg_dump(&db, "c", &dir.join("game.dump"));
