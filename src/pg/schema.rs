@@ -855,10 +855,70 @@ fn source_blob_checks_warning(spec: &Spec, checks: &[String]) -> Option<String> 
     })
 }
 
+/// The source table's generated columns computed from the blob column
+/// (stored, or virtual from PostgreSQL 18), each as `name = expression`,
+/// but for those that also read the flag (they can tell a residual). A
+/// migrated user's blob holds its residual alone, so such a column loses
+/// the values moved to the tables when its user migrates (NULL, or what
+/// the expression makes of their absence), and gets them back on rollback.
+async fn source_blob_generated(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    // the expression's dependencies: from its pg_attrdef row (a column
+    // made with the table), or from the column itself (one added later)
+    let reads = |column: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_depend d JOIN pg_attribute b \
+                 ON b.attrelid = d.refobjid AND b.attnum = d.refobjsubid \
+               WHERE ((d.classid = 'pg_class'::regclass AND d.objid = g.attrelid \
+                        AND d.objsubid = g.attnum) \
+                      OR (d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid)) \
+                 AND d.refclassid = 'pg_class'::regclass \
+                 AND d.refobjid = g.attrelid AND b.attname = {column})"
+        )
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT quote_ident(g.attname) || ' = ' || pg_get_expr(ad.adbin, ad.adrelid) \
+                   FROM pg_attribute g \
+                   JOIN pg_attrdef ad ON ad.adrelid = g.attrelid AND ad.adnum = g.attnum \
+                  WHERE g.attrelid = to_regclass($1) AND g.attgenerated <> '' \
+                    AND NOT g.attisdropped AND {} AND NOT {} \
+                  ORDER BY g.attnum",
+                reads("$2"),
+                reads("$3")
+            ),
+            &[&source_table(spec), &spec.source.blob, &spec.source.flag],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's generated columns", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The warning for [`source_blob_generated`], when there are any.
+fn source_blob_generated_warning(spec: &Spec, columns: &[String]) -> Option<String> {
+    (!columns.is_empty()).then(|| {
+        let blob = quote(&spec.source.blob);
+        format!(
+            "the source table {} has generated columns computed from the column {blob}: {}. A \
+             migrated user's {blob} holds only its residual, so such a column loses the values \
+             moved to the tables when its user migrates (it reads NULL, or what its expression \
+             makes of their absence) and gets them back on rollback; a NOT NULL or CHECK on it \
+             fails the user's migration. Read the `<table>_all` views or decant.load instead, \
+             and drop the column once no query needs it",
+            source_table(spec),
+            columns.join("; ")
+        )
+    })
+}
+
 /// What `init`, `check` and `run` warn of about the source table: its
 /// triggers that fire on decant's `UPDATE`s ([`source_triggers`]), its
-/// indexes (`source_blob_indexes`) and CHECK constraints
-/// (`source_blob_checks`) that read the blob; and target
+/// indexes (`source_blob_indexes`), CHECK constraints
+/// (`source_blob_checks`) and generated columns (`source_blob_generated`)
+/// that read the blob; and target
 /// tables whose validation is not the spec's (`validation_drift`: a
 /// spec edited since `init`; never after `init` itself, which applies it).
 pub async fn source_warnings(
@@ -868,6 +928,7 @@ pub async fn source_warnings(
     let triggers = source_triggers(client, spec).await?;
     let indexes = source_blob_indexes(client, spec).await?;
     let checks = source_blob_checks(client, spec).await?;
+    let generated = source_blob_generated(client, spec).await?;
     let drift = validation_drift(client, spec).await?;
     let drift = (!drift.is_empty()).then(|| {
         format!(
@@ -881,6 +942,7 @@ pub async fn source_warnings(
         .into_iter()
         .chain(source_blob_indexes_warning(spec, &indexes))
         .chain(source_blob_checks_warning(spec, &checks))
+        .chain(source_blob_generated_warning(spec, &generated))
         .chain(drift)
         .collect())
 }

@@ -801,6 +801,76 @@ async fn a_domain_over_jsonb_is_refused_and_a_check_on_the_blob_is_named() {
     );
 }
 
+/// A generated column computed from the blob loses the values the rules
+/// move to the tables when its user migrates: the warnings name it (and
+/// not one that reads the flag too, nor a column that does not read the
+/// blob), and what they say happens.
+#[tokio::test]
+async fn a_generated_column_on_the_blob_is_named() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE \"user\" (id bigint PRIMARY KEY, name text, data jsonb NOT NULL, \
+               xp_copy numeric GENERATED ALWAYS AS ((data ->> 'xp')::numeric) STORED, \
+               name_len int GENERATED ALWAYS AS (length(name)) STORED); \
+             INSERT INTO \"user\" (id, name, data) VALUES (1, 'a', '{\"xp\": 5}')",
+        )
+        .await
+        .unwrap();
+    let spec = crate::example::spec();
+    decant::init(&client, &spec).await.unwrap();
+    let warnings = decant::source_warnings(&client, &spec).await.unwrap();
+    let named: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("generated columns"))
+        .collect();
+    assert_eq!(named.len(), 1, "{warnings:?}");
+    assert!(
+        named[0].contains("computed from the column \"data\": xp_copy = ")
+            && !named[0].contains("name_len"),
+        "{warnings:?}"
+    );
+    // what it warns of: migrated, the copy of xp is gone
+    let decant = db.decant_with(crate::example::SPEC, 2);
+    let r = decant.migrate_batch(&[1]).await.unwrap();
+    assert_eq!(r.migrated.len(), 1, "{r:?}");
+    let gone: bool = client
+        .query_one("SELECT xp_copy IS NULL FROM \"user\" WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(gone);
+    // computed from the flag too, it can tell a residual: not named
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" DROP COLUMN xp_copy, ADD COLUMN xp_copy numeric \
+               GENERATED ALWAYS AS (CASE WHEN migrated THEN NULL ELSE (data ->> 'xp')::numeric END) STORED",
+        )
+        .await
+        .unwrap();
+    let warnings = decant::source_warnings(&client, &spec).await.unwrap();
+    assert!(
+        !warnings.iter().any(|w| w.contains("generated columns")),
+        "{warnings:?}"
+    );
+    // one added to the table later (its dependencies recorded otherwise)
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ADD COLUMN pref jsonb GENERATED ALWAYS AS (data -> 'pref') STORED",
+        )
+        .await
+        .unwrap();
+    let warnings = decant::source_warnings(&client, &spec).await.unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("computed from the column \"data\": pref = ")
+                && !w.contains("xp_copy")),
+        "{warnings:?}"
+    );
+}
+
 /// A ranked statistic's indexes follow the spec: `init` rebuilds one the
 /// spec now defines otherwise (`index_fail_test` turned on or off, another
 /// `where`), which `IF NOT EXISTS` kept under its name; an index from
