@@ -1011,6 +1011,26 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
             source_table(spec)
         )));
     }
+    // a table other tables inherit from: its scans read their rows too,
+    // under ids its primary key does not keep unique across them
+    let children: Option<String> = client
+        .query_one(
+            "SELECT string_agg(i.inhrelid::regclass::text, ', ' ORDER BY i.inhrelid::regclass::text) \
+               FROM pg_inherits i WHERE i.inhparent = to_regclass($1)",
+            &[&source_table(spec)],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's inheritance children", e))?
+        .get(0);
+    if let Some(children) = children {
+        return Err(Error::Setup(format!(
+            "source table {} has tables inheriting from it ({children}): every query on it \
+             reads their rows too, under ids its primary key does not keep unique across \
+             them, so decant migrates a plain table without children: move their rows into \
+             it and detach them (`ALTER TABLE <child> NO INHERIT <source>`), or drop them",
+            source_table(spec)
+        )));
+    }
     // a column's catalog row: name, type, NOT NULL, a domain's base type
     let column = |name: &str| rows.iter().find(|r| r.get::<_, String>(0) == name);
     let type_of = |name: &str| column(name).map(|r| r.get::<_, String>(1));
