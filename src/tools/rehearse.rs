@@ -215,11 +215,13 @@ fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<(String, 
         .collect())
 }
 
-/// The table a `CREATE TABLE` line creates: pg_dump writes
+/// The table a `CREATE [UNLOGGED] TABLE` line creates: pg_dump writes
 /// `schema.table`, quoting what needs it; a hand-written file may leave
 /// the schema to the search path (public).
 fn created_table(line: &str) -> Option<(String, String)> {
-    let rest = line.strip_prefix("CREATE TABLE ")?;
+    let rest = line
+        .strip_prefix("CREATE TABLE ")
+        .or_else(|| line.strip_prefix("CREATE UNLOGGED TABLE "))?;
     let rest = rest.trim_start_matches("IF NOT EXISTS ");
     let (first, rest) = identifier(rest)?;
     Some(match rest.strip_prefix('.').and_then(identifier) {
@@ -1179,7 +1181,8 @@ mod tests {
              CREATE TABLE members (member_id int4 PRIMARY KEY, profile jsonb);\n\
              CREATE TABLE IF NOT EXISTS kept AS SELECT * FROM members;\n\
              CREATE TABLE \"Social Net\".\"the \"\"users\"\"\" (\n    id text\n);\n\
-             CREATE TABLE Mixed.Case (id int);\n",
+             CREATE TABLE Mixed.Case (id int);\n\
+             CREATE UNLOGGED TABLE public.scratch (\n    id bigint\n);\n",
         )
         .unwrap();
         let tables = tables_in(&file, Format::Plain, Path::new("/nonexistent"));
@@ -1194,6 +1197,7 @@ mod tests {
                 exact("public", "kept"),
                 exact("Social Net", "the \"users\""),
                 exact("mixed", "case"),
+                exact("public", "scratch"),
             ]
         );
     }
