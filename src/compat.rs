@@ -618,6 +618,7 @@ impl Decant {
     pub async fn held_users(&self, users: &[UserId]) -> Result<Vec<UserId>> {
         let users = self.ids(users)?;
         let client = pool::get(&self.pool).await?;
+        crate::pg::identity::require_init(&**client).await?;
         crate::pg::state::held(&**client, self.store.spec.source.id_type, &users).await
     }
 
@@ -626,6 +627,7 @@ impl Decant {
     pub async fn release(&self, users: Option<&[UserId]>) -> Result<u64> {
         let users = users.map(|u| self.ids(u)).transpose()?;
         let client = pool::get(&self.pool).await?;
+        crate::pg::identity::require_init(&**client).await?;
         crate::pg::state::release(&**client, self.store.spec.source.id_type, users.as_deref()).await
     }
 
@@ -636,6 +638,7 @@ impl Decant {
     pub async fn retry_failed(&self, users: Option<&[UserId]>) -> Result<u64> {
         let users = users.map(|u| self.ids(u)).transpose()?;
         let client = pool::get(&self.pool).await?;
+        crate::pg::identity::require_init(&**client).await?;
         crate::pg::state::retry_failed(&**client, self.store.spec.source.id_type, users.as_deref())
             .await
     }

@@ -403,7 +403,6 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Migrate { target, user } => {
             let decant = target.decant()?;
-            decant::require_init(&decant::connect(&target.url()?).await?).await?;
             let user = args::user_id(decant.spec().source().id_type, &user)?;
             let held = !decant
                 .held_users(std::slice::from_ref(&user))
@@ -504,7 +503,6 @@ async fn run(cli: Cli) -> Result<()> {
             failed,
         } => {
             let decant = target.decant()?;
-            decant::require_init(&decant::connect(&target.url()?).await?).await?;
             let kind = decant.spec().source().id_type;
             let ids = match (ids.as_deref(), user) {
                 (Some(file), _) => {

@@ -472,14 +472,11 @@ fn source_and_settings(cx: &Ctx<'_>, raw: &RawSpec) -> Result<(Source, Settings)
         ("settings", "target_schema", &settings.target_schema),
         ("settings", "views_schema", &settings.views_schema),
     ] {
+        // (a target schema taken from the source's is refused as the
+        // source's, which comes first)
         if name == "decant" {
-            let at = match (section, &raw.settings.target_schema) {
-                // a target schema taken from the source's is the source's line
-                ("settings", None) if key == "target_schema" => cx.key_at("source", "schema"),
-                _ => cx.key_at(section, key),
-            };
             return Err(cx.err(
-                at,
+                cx.key_at(section, key),
                 format!(
                     "{section}.{key}: schema `decant` is decant's own (its state, control row \
                      and SQL API); put the source, the target tables and the views in another \
