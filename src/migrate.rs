@@ -358,7 +358,10 @@ fn prepare_one(
         Parsed::Text(blob)
     } else {
         let mut value = blob.to_value();
-        let applied = fixup::Fixup::apply_all(&mut value, &spec.fixups);
+        let mut applied = fixup::Fixup::apply_all(&mut value, &spec.fixups);
+        if l.blob.is_sql_null() {
+            fixup::mark_sql_null(&mut applied);
+        }
         if applied.is_empty() {
             Parsed::Text(blob)
         } else {
@@ -505,9 +508,14 @@ pub(crate) async fn write_prepared(
 
     // the residuals and flags, the migrated users' and the failed users'
     // states: sent together, one round trip
-    let blobs: Vec<(&UserId, &Value, bool)> = todo
+    // (a blob that was SQL NULL and stays whole in the residual stays so)
+    let blobs: Vec<(&UserId, &Value, bool, bool)> = todo
         .iter()
-        .map(|r| (&r.source.id, &r.exploded.residual, true))
+        .map(|r| {
+            let residual = &r.exploded.residual;
+            let sql_null = r.source.blob.is_sql_null() && residual.is_null();
+            (&r.source.id, residual, true, sql_null)
+        })
         .collect();
     let ids: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
     let warnings: Vec<Option<Value>> = todo
@@ -603,9 +611,12 @@ pub(crate) async fn rollback_locked(
     let mut stored: HashMap<UserId, Vec<Row>> = store.read_rows(tx, &users).await?;
     let mut fixed: HashMap<UserId, Value> =
         state::fixups_of(&**tx, store.spec.source.id_type, &users).await?;
-    let mut blobs = Vec::with_capacity(migrated.len());
+    let mut blobs: Vec<(UserId, Value, bool)> = Vec::with_capacity(migrated.len());
     let mut failed = Vec::new();
     for l in &migrated {
+        // a blob that was SQL NULL comes back so: kept whole as the residual,
+        // or made `{}` by a fixup on `$` that recorded it
+        let mut sql_null = l.blob.is_sql_null();
         let rows = stored.remove(&l.id).unwrap_or_default();
         let rebuilt = l
             .blob
@@ -625,6 +636,7 @@ pub(crate) async fn rollback_locked(
                             user: l.id.clone(),
                             detail: format!("its fixup record is unreadable: {e}"),
                         })?;
+                    sql_null |= fixup::was_sql_null(&applied);
                     fixup::undo(&mut blob, &applied, &store.spec.fixups).map_err(|detail| {
                         Error::Verification {
                             user: l.id.clone(),
@@ -635,15 +647,21 @@ pub(crate) async fn rollback_locked(
                 Ok(blob)
             });
         match rebuilt {
-            Ok(blob) => blobs.push((l.id.clone(), blob)),
+            Ok(blob) => {
+                let sql_null = sql_null && blob.is_null();
+                blobs.push((l.id.clone(), blob, sql_null))
+            }
             Err(error) => failed.push(Failure {
                 user: l.id.clone(),
                 error,
             }),
         }
     }
-    let done: Vec<UserId> = blobs.iter().map(|(id, _)| id.clone()).collect();
-    let items: Vec<(&UserId, &Value, bool)> = blobs.iter().map(|(id, b)| (id, b, false)).collect();
+    let done: Vec<UserId> = blobs.iter().map(|(id, ..)| id.clone()).collect();
+    let items: Vec<(&UserId, &Value, bool, bool)> = blobs
+        .iter()
+        .map(|(id, b, sql_null)| (id, b, false, *sql_null))
+        .collect();
     store.write_blobs(tx, &items).await?;
     store.delete_rows(tx, &done).await?;
     state::record_held(&**tx, store.spec.source.id_type, &done).await?;

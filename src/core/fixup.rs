@@ -23,8 +23,8 @@
 //! `default` (`value = ...`, set where the key is missing and its parent
 //! exists), `coerce_number`, `clamp` (`min`, `max`), `null_to_object`
 //! (also with `path = "$"`: a blob that is NULL or JSON `null` becomes
-//! `{}`; rollback gives back SQL NULL where the column allows NULL, JSON
-//! `null` where it does not; every decant call reads the two alike).
+//! `{}`; rollback gives back what the column held, SQL NULL or JSON
+//! `null`: [`mark_sql_null`]).
 //! Library users add Rust function pairs with [`Fixup::custom`].
 
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,8 @@ pub struct Change {
     /// Object keys from the root.
     pub path: Vec<String>,
     /// The value before the change; absent when the key did not exist
-    /// (a JSON `null` before is `Some(Value::Null)`).
+    /// (a JSON `null` before is `Some(Value::Null)`). At the root (an
+    /// empty path) absent is a blob column that held SQL NULL.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -479,8 +480,34 @@ pub fn undo(blob: &mut Value, applied: &[Applied], fixups: &[Fixup]) -> Result<(
     Ok(())
 }
 
+/// Marks the records of `applied` made on a blob column that held SQL
+/// NULL (read as JSON `null`): the change at the root had no value before
+/// it, so that [`undo`] and [`was_sql_null`] give SQL NULL back.
+pub fn mark_sql_null(applied: &mut [Applied]) {
+    for c in applied.iter_mut().flat_map(|a| a.changes.iter_mut()) {
+        if c.path.is_empty() && c.before == Some(Value::Null) {
+            c.before = None;
+        }
+    }
+}
+
+/// Whether the blob `applied` was recorded on was SQL NULL (see
+/// [`mark_sql_null`]).
+pub fn was_sql_null(applied: &[Applied]) -> bool {
+    applied
+        .iter()
+        .flat_map(|a| a.changes.iter())
+        .any(|c| c.path.is_empty() && c.before.is_none())
+}
+
 /// Puts back what `c` records as there before.
 fn restore(blob: &mut Value, fixup: &str, c: &Change) -> Result<(), String> {
+    if c.path.is_empty() {
+        // the whole blob: a JSON null, or SQL NULL (absent), which the
+        // caller writes as such ([`was_sql_null`])
+        *blob = c.before.clone().unwrap_or(Value::Null);
+        return Ok(());
+    }
     match &c.before {
         Some(v) => {
             if !set(blob, &c.path, v.clone()) {
@@ -518,7 +545,7 @@ impl Op {
             (Op::Clamp { min, max }, Some(Value::Number(n))) => {
                 Some(clamped(n, *min, *max).map(number_of))
             }
-            (Op::NullToObject, Some(Value::Null)) => Some(Some(Value::Object(Map::new()))),
+            (Op::NullToObject, Some(Value::Null) | None) => Some(Some(Value::Object(Map::new()))),
             _ => None,
         }
     }
@@ -844,6 +871,16 @@ mod tests {
         let applied = Fixup::apply_all(&mut blob, &fixups);
         assert_eq!(blob, json!({}));
         assert_eq!(applied[0].changes[0].path, Vec::<String>::new());
+        undo(&mut blob, &applied, &fixups).unwrap();
+        assert_eq!(blob, Value::Null);
+        assert!(!was_sql_null(&applied));
+        // one that was SQL NULL is recorded so (through the record's JSON)
+        let mut blob = Value::Null;
+        let mut applied = Fixup::apply_all(&mut blob, &fixups);
+        mark_sql_null(&mut applied);
+        let applied: Vec<Applied> =
+            serde_json::from_value(serde_json::to_value(&applied).unwrap()).unwrap();
+        assert!(was_sql_null(&applied));
         undo(&mut blob, &applied, &fixups).unwrap();
         assert_eq!(blob, Value::Null);
         // a blob the backend wrote since is a newer write, kept

@@ -80,11 +80,18 @@ pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option
 
 /// A blob as the database sent it: jsonb's text, parsed only when needed,
 /// either borrowed ([`Blob::parse`], what migration explodes) or owned
-/// ([`Blob::value`]). A NULL blob reads as JSON `null`.
+/// ([`Blob::value`]). A NULL blob reads as JSON `null`
+/// ([`Blob::is_sql_null`] tells the two apart).
 #[derive(Debug, Clone)]
-pub(crate) struct Blob(String);
+pub(crate) struct Blob(String, bool);
 
 impl Blob {
+    /// Whether the column held SQL NULL (read as JSON `null`): written
+    /// back so where the blob comes back as it was.
+    pub fn is_sql_null(&self) -> bool {
+        self.1
+    }
+
     /// The size of its JSON text, bytes.
     pub fn text_len(&self) -> usize {
         self.0.len()
@@ -169,13 +176,16 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Blob {
         ty: &Type,
         raw: &'a [u8],
     ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Blob(std::str::from_utf8(json_text(ty, raw)?)?.to_owned()))
+        Ok(Blob(
+            std::str::from_utf8(json_text(ty, raw)?)?.to_owned(),
+            false,
+        ))
     }
 
     fn from_sql_null(
         _: &Type,
     ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Blob("null".into()))
+        Ok(Blob("null".into(), true))
     }
 
     fn accepts(ty: &Type) -> bool {

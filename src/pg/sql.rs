@@ -334,12 +334,13 @@ impl Sql {
             quote(&s.id)
         );
         sql.write_blobs = format!(
-            "UPDATE {} AS s SET {} = v.blob \
-             FROM unnest($1::{it}[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
+            "UPDATE {} AS s SET {blob} = CASE WHEN v.sql_null THEN NULL ELSE v.blob END \
+             FROM unnest($1::{it}[], $2::jsonb[], $3::bool[], $4::bool[]) \
+               AS v(id, blob, migrated, sql_null) \
              WHERE s.{} = v.id AND v.migrated",
             source_table(spec),
-            quote(&s.blob),
-            quote(&s.id)
+            quote(&s.id),
+            blob = quote(&s.blob)
         );
         sql
     }
@@ -479,14 +480,15 @@ impl Sql {
             write_one: format!(
                 "UPDATE {src} SET {blob} = $2::jsonb, {flag} = $3::boolean WHERE {id} = $1::{it}"
             ),
-            // a rollback that gives back a JSON null (a NULL blob a `$`
-            // fixup made `{}`) writes SQL NULL where the column allows it
+            // a blob that was SQL NULL (read as a JSON null) is written
+            // back as SQL NULL, where the column (still) allows it
             write_blobs: format!(
-                "UPDATE {src} AS s SET {blob} = CASE WHEN v.blob = 'null'::jsonb AND NOT v.migrated \
+                "UPDATE {src} AS s SET {blob} = CASE WHEN v.sql_null \
                    AND (SELECT NOT a.attnotnull FROM pg_attribute AS a \
                         WHERE a.attrelid = {src_lit}::regclass AND a.attname = {raw_blob}) \
                    THEN NULL ELSE v.blob END, {flag} = v.migrated \
-                 FROM unnest($1::{it}[], $2::jsonb[], $3::bool[]) AS v(id, blob, migrated) \
+                 FROM unnest($1::{it}[], $2::jsonb[], $3::bool[], $4::bool[]) \
+                   AS v(id, blob, migrated, sql_null) \
                  WHERE s.{id} = v.id",
                 src_lit = lit(&src),
                 raw_blob = lit(&spec.source.blob),

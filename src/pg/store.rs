@@ -161,11 +161,13 @@ impl Store {
             .collect())
     }
 
-    /// Writes blobs and flags: `(id, blob, migrated)`.
+    /// Writes blobs and flags: `(id, blob, migrated, sql_null)`, where
+    /// `sql_null` writes a JSON `null` blob as SQL NULL (what the column
+    /// held), if the column allows it.
     pub async fn write_blobs(
         &self,
         tx: &Transaction<'_>,
-        items: &[(&UserId, &Value, bool)],
+        items: &[(&UserId, &Value, bool, bool)],
     ) -> Result<()> {
         let stmts: Vec<Planned> = self.blobs_statement(items).into_iter().collect();
         pipeline(tx, None, &stmts, None, Error::db_at)
@@ -177,7 +179,7 @@ impl Store {
     /// none when there is nothing to write.
     pub fn blobs_statement<'a>(
         &'a self,
-        items: &[(&'a UserId, &'a Value, bool)],
+        items: &[(&'a UserId, &'a Value, bool, bool)],
     ) -> Option<Planned<'a>> {
         if items.is_empty() {
             return None;
@@ -185,9 +187,15 @@ impl Store {
         let ids: Vec<&UserId> = items.iter().map(|i| i.0).collect();
         let blobs: Vec<&Value> = items.iter().map(|i| i.1).collect();
         let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
+        let nulls: Vec<bool> = items.iter().map(|i| i.3).collect();
         Some(Planned::new(
             &self.sql().write_blobs,
-            vec![Box::new(ids), Box::new(blobs), Box::new(flags)],
+            vec![
+                Box::new(ids),
+                Box::new(blobs),
+                Box::new(flags),
+                Box::new(nulls),
+            ],
             "writing blobs",
         ))
     }

@@ -216,9 +216,43 @@ async fn null_blobs_migrate_with_a_root_fixup_and_roll_back_to_null() {
             .map(|r| (r.get(0), r.get(1)))
             .collect()
     };
-    // the column allows NULL: SQL NULL comes back (a JSON null, read the
-    // same by every decant call, comes back as NULL too)
-    assert_eq!(nulls().await, [(1, true), (2, true), (3, true), (4, true)]);
+    // each comes back as it was: SQL NULL, or a JSON null
+    assert_eq!(nulls().await, [(1, true), (2, true), (3, true), (4, false)]);
+
+    // without the fixup, under rules that keep what they refuse, the
+    // whole blob stays as the residual, as it was (SQL NULL or JSON null)
+    // while migrated and after the rollback
+    client
+        .batch_execute("DELETE FROM decant.user_state")
+        .await
+        .unwrap();
+    let keep = db.decant_with(
+        &crate::example::SPEC.replace("on_invalid = \"fail\"", "on_invalid = \"keep\""),
+        4,
+    );
+    decant::init(&client, keep.spec()).await.unwrap();
+    let r = run(&keep).await;
+    assert_eq!((r.migrated, r.failed), (n as u64, 0));
+    assert_eq!(nulls().await, [(1, true), (2, true), (3, true), (4, false)]);
+    for id in 1..=4i64 {
+        assert_eq!(
+            keep.load(id).await.unwrap(),
+            serde_json::Value::Null,
+            "user {id}"
+        );
+        let sql: Option<serde_json::Value> = client
+            .query_one("SELECT decant.load($1::int8)", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            sql.as_ref().is_none_or(|v| v.is_null()),
+            "user {id}: {sql:?}"
+        );
+    }
+    rollback(&keep).await;
+    assert_eq!(nulls().await, [(1, true), (2, true), (3, true), (4, false)]);
+    decant::init(&client, decant.spec()).await.unwrap();
 
     // a NOT NULL column can only have held JSON nulls: they come back so
     client
