@@ -361,11 +361,7 @@ impl Census {
                 if e.examples.len() < EXAMPLES {
                     let (path, value) = match a.changes.first() {
                         Some(c) => (
-                            if c.path.is_empty() {
-                                "$".to_string()
-                            } else {
-                                format!("$.{}", c.path.join("."))
-                            },
+                            crate::core::fixup::path_text(&c.path),
                             c.before
                                 .as_ref()
                                 .map_or("(absent)".to_string(), Value::to_string),

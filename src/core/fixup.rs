@@ -11,7 +11,8 @@
 //! Declarative fixups are files `NNNN-name.toml` in a `fixups` folder next
 //! to the spec, one operation each, on a dotted path where `*` matches any
 //! key at its level and every element of an array on the way (a number
-//! picks one element; the last step is an object's key):
+//! picks one element; the last step is an object's key; a key holding a
+//! dot goes in double quotes, `parts."a.b".wear`):
 //!
 //! ```toml
 //! op = "coerce_number"          # a numeric string becomes the number
@@ -124,8 +125,96 @@ struct FixupFile {
     description: Option<String>,
 }
 
-fn split(path: &str) -> Vec<String> {
-    path.split('.').map(str::to_string).collect()
+/// The keys of a fixup's dotted path: a key holding a dot (or starting
+/// with a quote) is written in double quotes, `\\` escaping the next
+/// character, as in rule paths (`stats."a.b".*`); `*` is any key, so a
+/// key named `*` cannot be a step.
+fn split(path: &str) -> Result<Vec<String>, String> {
+    const WHAT: &str = "dotted keys, `*` for any key at its level, a key with a dot in \
+                        double quotes (`stats.\"a.b\"`)";
+    let mut steps = Vec::new();
+    let mut chars = path.chars().peekable();
+    loop {
+        let mut key = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') => key.extend(chars.next()),
+                    Some('"') => break,
+                    Some(c) => key.push(c),
+                    None => return Err(format!("`{path}`: an unterminated quoted key")),
+                }
+            }
+            if key == "*" {
+                return Err(format!(
+                    "`{path}`: `*` is any key, so a key named `*` cannot be a step (a Rust \
+                     fixup can change it: `Fixup::custom`)"
+                ));
+            }
+            match chars.next() {
+                None => {
+                    steps.push(key);
+                    return Ok(steps);
+                }
+                Some('.') => steps.push(key),
+                Some(c) => {
+                    return Err(format!(
+                        "`{path}`: `{c}` after a quoted key (a `.` or the end goes there)"
+                    ));
+                }
+            }
+        } else {
+            for c in chars.by_ref() {
+                if c == '.' {
+                    break;
+                }
+                if c == '"' {
+                    return Err(format!(
+                        "`{path}`: a quote inside a key (quote the whole key: \"a\\\"b\")"
+                    ));
+                }
+                key.push(c);
+            }
+            if key.is_empty() {
+                return Err(format!(
+                    "`{path}`: an empty key; a fixup's `path` is {WHAT}"
+                ));
+            }
+            let end = chars.peek().is_none() && !path.ends_with('.');
+            steps.push(key);
+            if end {
+                return Ok(steps);
+            }
+            if chars.peek().is_none() {
+                return Err(format!(
+                    "`{path}`: ends with `.`; a fixup's `path` is {WHAT}"
+                ));
+            }
+        }
+    }
+}
+
+/// A change's path as a fixup path writes it (`$.a."b.c".0`; `$` for the
+/// whole blob).
+pub fn path_text(path: &[String]) -> String {
+    let mut out = String::from("$");
+    for k in path {
+        out.push('.');
+        if k.is_empty() || k.contains(['.', '"', '\\']) || k == "*" {
+            out.push('"');
+            for c in k.chars() {
+                if matches!(c, '"' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(k);
+        }
+    }
+    out
 }
 
 impl Fixup {
@@ -158,15 +247,20 @@ impl Fixup {
                 "`path = \"$\"` (the whole blob) goes only with op = \"null_to_object\"".into(),
             );
         }
-        let path = f
-            .path
-            .as_deref()
-            .filter(|p| root || (!p.is_empty() && p.split('.').all(|k| !k.is_empty())))
-            .map(|p| if root { Vec::new() } else { split(p) })
-            .ok_or("`path` is required: dotted keys, `*` for any key at its level, `$` for the whole blob")?;
+        let path = match f.path.as_deref() {
+            Some(_) if root => Vec::new(),
+            Some(p) if !p.is_empty() => split(p)?,
+            _ => {
+                return Err(
+                    "`path` is required: dotted keys, `*` for any key at its level, \
+                            `$` for the whole blob"
+                        .into(),
+                );
+            }
+        };
         let op = match f.op.as_str() {
             "rename" => {
-                let to = f.to.as_deref().map(split).ok_or("rename needs `to`")?;
+                let to = split(f.to.as_deref().ok_or("rename needs `to`")?)?;
                 let stars = |p: &[String]| p.iter().filter(|k| *k == "*").count();
                 if stars(&to) != stars(&path) || to.last().is_some_and(|k| k == "*") {
                     return Err("rename: `to` must have the same `*`s as `path`, not last".into());
@@ -512,8 +606,8 @@ fn restore(blob: &mut Value, fixup: &str, c: &Change) -> Result<(), String> {
         Some(v) => {
             if !set(blob, &c.path, v.clone()) {
                 return Err(format!(
-                    "fixup `{fixup}`: cannot restore $.{}: its parent is gone",
-                    c.path.join(".")
+                    "fixup `{fixup}`: cannot restore {}: its parent is gone",
+                    path_text(&c.path)
                 ));
             }
         }
@@ -906,7 +1000,13 @@ mod tests {
             ("op = \"clamp\"\npath = \"a\"", "clamp needs"),
             ("op = \"default\"\npath = \"a\"", "default needs"),
             ("op = \"delete\"\npath = \"a\"\ncolour = 1", "unknown field"),
-            ("op = \"delete\"\npath = \"a..b\"", "`path` is required"),
+            ("op = \"delete\"\npath = \"a..b\"", "an empty key"),
+            ("op = \"delete\"\npath = \"a.\"", "ends with `.`"),
+            ("op = \"delete\"\npath = 'a.\"b'", "unterminated quoted key"),
+            ("op = \"delete\"\npath = 'a.\"b\"c'", "after a quoted key"),
+            ("op = \"delete\"\npath = 'a.b\"c'", "a quote inside a key"),
+            ("op = \"delete\"\npath = 'a.\"*\"'", "a key named `*`"),
+            ("op = \"rename\"\npath = \"a\"\nto = \"\"", "an empty key"),
             (
                 "op = \"delete\"\npath = \"$\"",
                 "goes only with op = \"null_to_object\"",
@@ -914,6 +1014,41 @@ mod tests {
         ] {
             let err = Fixup::parse("0001-x", text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn quoted_keys_name_keys_with_dots() {
+        let text = r#"op = "rename"
+path = 'parts."a.b".*."say \"hi\""'
+to = 'parts."a.b".*.""'"#;
+        let f = Fixup::parse("0001-q", text).unwrap();
+        assert_eq!(f.path, ["parts", "a.b", "*", "say \"hi\""]);
+        let mut blob = json!({"parts": {"a.b": {"x": {"say \"hi\"": 1}}, "a": {"b": {"x": {}}}}});
+        let original = blob.clone();
+        let applied = Fixup::apply_all(&mut blob, std::slice::from_ref(&f));
+        assert_eq!(
+            blob,
+            json!({"parts": {"a.b": {"x": {"": 1}}, "a": {"b": {"x": {}}}}})
+        );
+        assert_eq!(
+            path_text(&applied[0].changes[0].path),
+            r#"$.parts."a.b".x."say \"hi\"""#
+        );
+        undo(&mut blob, &applied, std::slice::from_ref(&f)).unwrap();
+        assert_eq!(blob, original);
+        // an unquoted key keeps its spaces, as before
+        let f = Fixup::parse("0002-s", "op = \"delete\"\npath = \"x y.z\"").unwrap();
+        assert_eq!(f.path, ["x y", "z"]);
+    }
+
+    proptest! {
+        /// What [`path_text`] writes, a fixup's path reads back.
+        #[test]
+        fn path_text_reads_back(path in prop::collection::vec(
+            "[a-z. \"\\\\*]{0,5}".prop_filter("a key named *", |k| k != "*"), 1..4)) {
+            let text = path_text(&path);
+            prop_assert_eq!(split(text.strip_prefix("$.").unwrap()).unwrap(), path);
         }
     }
 
