@@ -125,8 +125,8 @@ struct FixupFile {
     description: Option<String>,
 }
 
-/// The keys of a fixup's dotted path: a key holding a dot (or starting
-/// with a quote) is written in double quotes, `\\` escaping the next
+/// The keys of a fixup's dotted path: a key holding a dot, a quote, a
+/// bracket or a brace is written in double quotes, `\\` escaping the next
 /// character, as in rule paths (`stats."a.b".*`); `*` is any key, so a
 /// key named `*` cannot be a step.
 fn split(path: &str) -> Result<Vec<String>, String> {
@@ -174,6 +174,14 @@ fn split(path: &str) -> Result<Vec<String>, String> {
                         "`{path}`: a quote inside a key (quote the whole key: \"a\\\"b\")"
                     ));
                 }
+                if matches!(c, '[' | ']' | '{' | '}') {
+                    // a rule path's habits, which would name keys no blob holds
+                    return Err(format!(
+                        "`{path}`: `{c}` in a key; a fixup's path steps into array elements \
+                         and any key with `*` or a number, dotted (`garage.cars.*.hp`, not \
+                         `garage.cars[{{i}}].hp`); quote a key that holds `{c}`"
+                    ));
+                }
                 key.push(c);
             }
             if key.is_empty() {
@@ -201,7 +209,7 @@ pub fn path_text(path: &[String]) -> String {
     let mut out = String::from("$");
     for k in path {
         out.push('.');
-        if k.is_empty() || k.contains(['.', '"', '\\']) || k == "*" {
+        if k.is_empty() || k.contains(['.', '"', '\\', '[', ']', '{', '}']) || k == "*" {
             out.push('"');
             for c in k.chars() {
                 if matches!(c, '"' | '\\') {
@@ -1006,6 +1014,14 @@ mod tests {
             ("op = \"delete\"\npath = 'a.\"b\"c'", "after a quoted key"),
             ("op = \"delete\"\npath = 'a.b\"c'", "a quote inside a key"),
             ("op = \"delete\"\npath = 'a.\"*\"'", "a key named `*`"),
+            (
+                "op = \"clamp\"\nmin = 0\npath = \"cars[{i}].hp\"",
+                "`[` in a key",
+            ),
+            (
+                "op = \"clamp\"\nmin = 0\npath = \"stats.{mode}\"",
+                "`{` in a key",
+            ),
             ("op = \"rename\"\npath = \"a\"\nto = \"\"", "an empty key"),
             (
                 "op = \"delete\"\npath = \"$\"",
@@ -1046,7 +1062,7 @@ to = 'parts."a.b".*.""'"#;
         /// What [`path_text`] writes, a fixup's path reads back.
         #[test]
         fn path_text_reads_back(path in prop::collection::vec(
-            "[a-z. \"\\\\*]{0,5}".prop_filter("a key named *", |k| k != "*"), 1..4)) {
+            "[a-z. \"\\\\*\\[{]{0,5}".prop_filter("a key named *", |k| k != "*"), 1..4)) {
             let text = path_text(&path);
             prop_assert_eq!(split(text.strip_prefix("$.").unwrap()).unwrap(), path);
         }
