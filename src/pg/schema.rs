@@ -652,7 +652,7 @@ async fn check_patterns(client: &Client, spec: &Spec) -> Result<()> {
 /// spec does not know and that has no default, another primary key): every
 /// user would otherwise fail against it, one by one. Names each
 /// difference and what to do.
-pub async fn check_targets(client: &Client, spec: &Spec) -> Result<()> {
+pub async fn check_targets(client: &impl tokio_postgres::GenericClient, spec: &Spec) -> Result<()> {
     let mut problems = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         let name = target_table(spec, ti);
@@ -929,7 +929,18 @@ pub async fn source_warnings(
     let indexes = source_blob_indexes(client, spec).await?;
     let checks = source_blob_checks(client, spec).await?;
     let generated = source_blob_generated(client, spec).await?;
-    let drift = validation_drift(client, spec).await?;
+    // a target table of another shape (one the team made, or made for
+    // another spec): what `init` refuses, said before what its
+    // constraints lack
+    let shape = match check_targets(client, spec).await {
+        Ok(()) => None,
+        Err(Error::Setup(why)) => Some(format!("`decant init` refuses this spec here: {why}")),
+        Err(e) => return Err(e),
+    };
+    let drift = match shape {
+        Some(_) => Vec::new(),
+        None => validation_drift(client, spec).await?,
+    };
     let drift = (!drift.is_empty()).then(|| {
         format!(
             "the target tables' validation is not this spec's (`decant init` with it changes \
@@ -943,6 +954,7 @@ pub async fn source_warnings(
         .chain(source_blob_indexes_warning(spec, &indexes))
         .chain(source_blob_checks_warning(spec, &checks))
         .chain(source_blob_generated_warning(spec, &generated))
+        .chain(shape)
         .chain(drift)
         .collect())
 }

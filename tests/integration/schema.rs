@@ -267,6 +267,19 @@ async fn init_refuses_a_target_table_of_another_shape_naming_the_difference() {
         )
         .await
         .unwrap();
+    // `check` says so first, not that the table lacks the spec's CHECKs
+    let warnings = decant::source_warnings(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    let [warning] = &warnings[..] else {
+        panic!("one warning: {warnings:?}");
+    };
+    assert!(
+        warning.starts_with(
+            "`decant init` refuses this spec here: target tables exist with another shape"
+        ) && warning.contains("has no column \"value\" (numeric)"),
+        "{warning}"
+    );
     let err = decant::init(&client, &crate::example::spec())
         .await
         .unwrap_err()
