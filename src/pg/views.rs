@@ -145,9 +145,35 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
             .iter()
             .fold(blob, |at, k| format!("({at} -> {})", lit(k)))
     };
-    let at = path(quote(&s.blob));
-    let sat = path(format!("s.{}", quote(&s.blob)));
-    let value = convert(vcol.ty, &at);
+    // the legacy value, as the view gives it (on the blob `b`), and the
+    // condition for the user to have a row of it (on the source row `s`)
+    let legacy = |b: &str| -> (String, String) {
+        let at = path(b.to_string());
+        match &r.key {
+            None => (
+                convert(vcol.ty, &at),
+                format!("{at} IS NOT NULL AND ({})", valid(vcol, &at)),
+            ),
+            Some(key) => {
+                // an object rule's: a row where the object is one, NULL in
+                // it where the key is absent, null or refused (kept in
+                // the residual)
+                let kv = nested_value(&at, key);
+                let value = format!(
+                    "(CASE WHEN {kv} IS NOT NULL AND jsonb_typeof({kv}) <> 'null' AND ({}) \
+                     THEN {} END)",
+                    valid(vcol, &kv),
+                    convert(vcol.ty, &kv)
+                );
+                (
+                    value,
+                    format!("coalesce(jsonb_typeof({at}) = 'object', false)"),
+                )
+            }
+        }
+    };
+    let (value, _) = legacy(&quote(&s.blob));
+    let (svalue, srow) = legacy(&format!("s.{}", quote(&s.blob)));
     let user = quote(&t.user_column);
     let v = quote(&vcol.name);
     let (id, flag) = (quote(&s.id), quote(&s.flag));
@@ -176,7 +202,7 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
                  ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT n)\n  \
                UNION ALL\n  \
                (SELECT s.{id}::{it}, {svalue} FROM {src} AS s\n   \
-                 WHERE {NOT_FINALIZED} AND NOT s.{flag} AND {spresent} IS NOT NULL AND ({valid}) AND NOT {fails}(s.{blob})\n   \
+                 WHERE {NOT_FINALIZED} AND NOT s.{flag} AND {srow} AND NOT {fails}(s.{blob})\n   \
                  ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT n)\n\
              ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n\n$$",
             top = top_fn(spec, r),
@@ -184,9 +210,6 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
             ty = vcol.ty.sql(),
             table = target_table(spec, r.table),
             src = source_table(spec),
-            svalue = convert(vcol.ty, &sat),
-            spresent = sat,
-            valid = valid(vcol, &sat),
             fails = fails_fn(spec),
             blob = quote(&s.blob),
         ),

@@ -334,27 +334,47 @@ fn show_steps(segs: &[Segment]) -> String {
 
 /// Resolves a ranked statistic: the rule whose rows hold the values of
 /// `filter` (the first in routing order whose constants all match, as a
-/// row read back is routed), which must be a scalar rule writing `value`,
-/// with every captured key fixed by `filter` and no array position. Gives
-/// the concrete blob path of the value.
+/// row read back is routed), which must be a scalar rule writing `value`
+/// or an object rule mapping it from a key, with every captured key fixed
+/// by `filter` and no array position. Gives the concrete blob path of the
+/// value (of the object, for an object rule, with its keys).
 pub(super) fn resolve_ranked(
     spec: &Spec,
     table: usize,
     value: usize,
     filter: &[(usize, ColumnValue)],
-) -> std::result::Result<Vec<String>, String> {
+) -> std::result::Result<(Vec<String>, Option<Vec<String>>), String> {
     let fixed = |ci: usize| filter.iter().find(|(c, _)| *c == ci).map(|(_, v)| v);
     let t = &spec.tables[table];
     let rule = spec
         .route_by(table, fixed)
         .ok_or_else(|| "no rule writes rows with these values".to_string())?;
     let r = &spec.rules[rule];
-    if !matches!(r.kind, RuleKind::Scalar { column } if column == value) {
-        return Err(format!(
-            "rule `{}` does not write `{}` as its value",
-            r.name, t.columns[value].name
-        ));
-    }
+    let object = match &r.kind {
+        RuleKind::Scalar { column } if *column == value => None,
+        RuleKind::Object { keys, nested, .. } => {
+            // (its columns are never `not_null`: a row has NULL where its
+            // object lacks the key)
+            let key = keys
+                .iter()
+                .map(|(k, ci)| (vec![k.clone()], *ci))
+                .chain(nested.iter().cloned())
+                .find(|(_, ci)| *ci == value);
+            let Some((key, _)) = key else {
+                return Err(format!(
+                    "rule `{}` maps no key of its object to `{}`",
+                    r.name, t.columns[value].name
+                ));
+            };
+            Some(key)
+        }
+        _ => {
+            return Err(format!(
+                "rule `{}` does not write `{}` as its value",
+                r.name, t.columns[value].name
+            ));
+        }
+    };
     if r.position.is_some() || r.segments.iter().any(|s| matches!(s, Segment::Position(_))) {
         return Err(format!(
             "rule `{}` writes array elements; rank one value",
@@ -398,5 +418,5 @@ pub(super) fn resolve_ranked(
         node = node.child(seg);
         path.push(key);
     }
-    Ok(path)
+    Ok((path, object))
 }

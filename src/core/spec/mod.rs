@@ -547,6 +547,40 @@ v = "int8"
             assert!(message.contains(expected), "{body}: {message}");
             assert!(message.starts_with("ranked `r`"), "{message}");
         }
+        // a column an object rule maps from a key: the object's path, and
+        // the key in it
+        let object = |table: &str, body: &str| {
+            format!("{GAME}\n[[ranked]]\nname = \"r\"\ntable = \"{table}\"\n{body}\n")
+        };
+        for (table, body, path, key) in [
+            (
+                "user_config",
+                "value = \"mans\"",
+                vec!["marriage", "config"],
+                "mans",
+            ),
+            (
+                "user_bot",
+                "value = \"level\"\nwhere = { bot_id = \"b1\" }",
+                vec!["bots", "b1"],
+                "level",
+            ),
+        ] {
+            let spec = Spec::parse(&object(table, body)).unwrap();
+            let r = spec.ranked.last().unwrap();
+            assert_eq!(r.path, path, "{body}");
+            assert_eq!(r.key.as_deref(), Some(&[key.to_string()][..]), "{body}");
+        }
+        let (_, message) = spec_err(&object("user_bot", "value = \"level\""));
+        assert!(message.contains("give a value for `bot_id`"), "{message}");
+        let (_, message) = spec_err(&object(
+            "user_achievement",
+            "value = \"progress\"\nwhere = { achievement_id = \"a\", unlocked_at = 1 }",
+        ));
+        assert!(
+            message.contains("neither captured nor constant"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -72,21 +72,27 @@ pub struct Spec {
     pub(crate) text: std::sync::Arc<str>,
 }
 
-/// A ranked statistic: one scalar of one rule, at a concrete blob path,
-/// that `decant init` indexes on both sides (table and legacy blobs) for a
-/// fast top-N.
+/// A ranked statistic: one number of one rule (a scalar rule's value, or
+/// a column an object rule maps from a key), at a concrete blob path, that
+/// `decant init` indexes on both sides (table and legacy blobs) for a fast
+/// top-N.
 #[derive(Debug, Clone)]
 pub(crate) struct Ranked {
     /// Its name, used for the index and function names.
     pub name: String,
     /// The target table.
     pub table: usize,
-    /// The ranked column (the rule's scalar value column).
+    /// The ranked column (the rule's scalar value column, or a column its
+    /// object maps).
     pub value: usize,
     /// The columns that pick the statistic out of the table, with values.
     pub filter: Vec<(usize, ColumnValue)>,
-    /// The concrete path of the value in a blob.
+    /// The concrete path in a blob of the value (a scalar rule) or of the
+    /// object (an object rule).
     pub path: Vec<String>,
+    /// An object rule's: the key path of the value in its object (the
+    /// value is at `path` for a scalar rule).
+    pub key: Option<Vec<String>>,
     /// Whether the legacy index leaves out users whose migration would
     /// fail (the top-N then never tests a blob, but every write to a
     /// legacy blob runs the test).

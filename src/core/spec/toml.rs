@@ -354,13 +354,14 @@ fn ranked(cx: &Ctx<'_>, raw: &Spanned<RawRanked>, spec: &Spec) -> Result<Ranked>
             .map_err(|m| err(format!("where `{c}` = {jv}: {m}")))?;
         filter.push((ci, cv));
     }
-    let path = resolve_ranked(spec, table, value, &filter).map_err(err)?;
+    let (path, key) = resolve_ranked(spec, table, value, &filter).map_err(err)?;
     Ok(Ranked {
         name: r.name.clone(),
         table,
         value,
         filter,
         path,
+        key,
         index_fail_test: r.index_fail_test,
     })
 }
