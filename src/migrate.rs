@@ -16,7 +16,7 @@ use crate::core::json::{Json, JsonView, json_diff};
 use crate::error::{Error, Result};
 use crate::pg::codec::check_depth;
 use crate::pg::session::{Pipe, Planned, pipeline};
-use crate::pg::store::{Locked, Store};
+use crate::pg::store::{BlobWrite, Locked, Store};
 use crate::pg::{pool, state};
 use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
@@ -509,12 +509,13 @@ pub(crate) async fn write_prepared(
     // the residuals and flags, the migrated users' and the failed users'
     // states: sent together, one round trip
     // (a blob that was SQL NULL and stays whole in the residual stays so)
-    let blobs: Vec<(&UserId, &Value, bool, bool)> = todo
+    let blobs: Vec<BlobWrite> = todo
         .iter()
-        .map(|r| {
-            let residual = &r.exploded.residual;
-            let sql_null = r.source.blob.is_sql_null() && residual.is_null();
-            (&r.source.id, residual, true, sql_null)
+        .map(|r| BlobWrite {
+            user: &r.source.id,
+            blob: &r.exploded.residual,
+            migrated: true,
+            sql_null: r.source.blob.is_sql_null() && r.exploded.residual.is_null(),
         })
         .collect();
     let ids: Vec<UserId> = todo.iter().map(|r| r.source.id.clone()).collect();
@@ -658,9 +659,14 @@ pub(crate) async fn rollback_locked(
         }
     }
     let done: Vec<UserId> = blobs.iter().map(|(id, ..)| id.clone()).collect();
-    let items: Vec<(&UserId, &Value, bool, bool)> = blobs
+    let items: Vec<BlobWrite> = blobs
         .iter()
-        .map(|(id, b, sql_null)| (id, b, false, *sql_null))
+        .map(|(user, blob, sql_null)| BlobWrite {
+            user,
+            blob,
+            migrated: false,
+            sql_null: *sql_null,
+        })
         .collect();
     store.write_blobs(tx, &items).await?;
     store.delete_rows(tx, &done).await?;

@@ -165,8 +165,10 @@ fn split(path: &str) -> Result<Vec<String>, String> {
                 }
             }
         } else {
+            let mut dot = false;
             for c in chars.by_ref() {
                 if c == '.' {
+                    dot = true;
                     break;
                 }
                 if c == '"' {
@@ -189,9 +191,8 @@ fn split(path: &str) -> Result<Vec<String>, String> {
                     "`{path}`: an empty key; a fixup's `path` is {WHAT}"
                 ));
             }
-            let end = chars.peek().is_none() && !path.ends_with('.');
             steps.push(key);
-            if end {
+            if !dot {
                 return Ok(steps);
             }
             if chars.peek().is_none() {

@@ -83,24 +83,29 @@ pub(crate) fn numeric_binary(text: &str, out: &mut impl bytes::BufMut) -> Option
 /// ([`Blob::value`]). A NULL blob reads as JSON `null`
 /// ([`Blob::is_sql_null`] tells the two apart).
 #[derive(Debug, Clone)]
-pub(crate) struct Blob(String, bool);
+pub(crate) struct Blob {
+    /// Its JSON text (`null` for SQL NULL).
+    text: String,
+    /// Whether the column held SQL NULL.
+    sql_null: bool,
+}
 
 impl Blob {
     /// Whether the column held SQL NULL (read as JSON `null`): written
     /// back so where the blob comes back as it was.
     pub fn is_sql_null(&self) -> bool {
-        self.1
+        self.sql_null
     }
 
     /// The size of its JSON text, bytes.
     pub fn text_len(&self) -> usize {
-        self.0.len()
+        self.text.len()
     }
 
     /// The blob as a tree borrowing from its text, nested at most
     /// `max_depth` levels (the spec's `max_depth`).
     pub fn parse(&self, user: &UserId, max_depth: usize) -> Result<crate::core::json::Json<'_>> {
-        json::parse_limited(&self.0, max_depth).map_err(|e| not_json(user, e))
+        json::parse_limited(&self.text, max_depth).map_err(|e| not_json(user, e))
     }
 
     /// The blob as an owned value, nested at most `max_depth` levels.
@@ -109,11 +114,11 @@ impl Blob {
     /// decant's own parser decides, so every path reads the same blobs.
     pub fn value(&self, user: &UserId, max_depth: usize) -> Result<Value> {
         if max_depth >= SERDE_DEPTH {
-            if let Ok(v) = serde_json::from_str(&self.0) {
+            if let Ok(v) = serde_json::from_str(&self.text) {
                 return Ok(v);
             }
         }
-        json::parse_limited(&self.0, max_depth)
+        json::parse_limited(&self.text, max_depth)
             .map(|j| json::JsonView::to_value(&j))
             .map_err(|e| not_json(user, e))
     }
@@ -176,16 +181,19 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Blob {
         ty: &Type,
         raw: &'a [u8],
     ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Blob(
-            std::str::from_utf8(json_text(ty, raw)?)?.to_owned(),
-            false,
-        ))
+        Ok(Blob {
+            text: std::str::from_utf8(json_text(ty, raw)?)?.to_owned(),
+            sql_null: false,
+        })
     }
 
     fn from_sql_null(
         _: &Type,
     ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Blob("null".into(), true))
+        Ok(Blob {
+            text: "null".into(),
+            sql_null: true,
+        })
     }
 
     fn accepts(ty: &Type) -> bool {

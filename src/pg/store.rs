@@ -69,6 +69,19 @@ pub(crate) struct Locked {
 /// table alone gets ~16,000 rows) COPY is the faster (BENCHMARKS.md).
 const COPY_MIN_ROWS: usize = 4_000;
 
+/// One user's blob and flag, as [`Store::write_blobs`] writes them.
+pub(crate) struct BlobWrite<'a> {
+    /// The user.
+    pub user: &'a UserId,
+    /// Its blob (a migrated user's residual).
+    pub blob: &'a Value,
+    /// Its flag.
+    pub migrated: bool,
+    /// A JSON `null` blob is written as SQL NULL (what the column held),
+    /// where the column allows NULL.
+    pub sql_null: bool,
+}
+
 impl Store {
     /// The SQL of a spec, generated once.
     pub fn new(spec: Arc<Spec>) -> Store {
@@ -161,14 +174,8 @@ impl Store {
             .collect())
     }
 
-    /// Writes blobs and flags: `(id, blob, migrated, sql_null)`, where
-    /// `sql_null` writes a JSON `null` blob as SQL NULL (what the column
-    /// held), if the column allows it.
-    pub async fn write_blobs(
-        &self,
-        tx: &Transaction<'_>,
-        items: &[(&UserId, &Value, bool, bool)],
-    ) -> Result<()> {
+    /// Writes blobs and flags.
+    pub async fn write_blobs(&self, tx: &Transaction<'_>, items: &[BlobWrite<'_>]) -> Result<()> {
         let stmts: Vec<Planned> = self.blobs_statement(items).into_iter().collect();
         pipeline(tx, None, &stmts, None, Error::db_at)
             .await
@@ -177,17 +184,14 @@ impl Store {
 
     /// The statement of [`Store::write_blobs`], for the caller's pipeline;
     /// none when there is nothing to write.
-    pub fn blobs_statement<'a>(
-        &'a self,
-        items: &[(&'a UserId, &'a Value, bool, bool)],
-    ) -> Option<Planned<'a>> {
+    pub fn blobs_statement<'a>(&'a self, items: &[BlobWrite<'a>]) -> Option<Planned<'a>> {
         if items.is_empty() {
             return None;
         }
-        let ids: Vec<&UserId> = items.iter().map(|i| i.0).collect();
-        let blobs: Vec<&Value> = items.iter().map(|i| i.1).collect();
-        let flags: Vec<bool> = items.iter().map(|i| i.2).collect();
-        let nulls: Vec<bool> = items.iter().map(|i| i.3).collect();
+        let ids: Vec<&UserId> = items.iter().map(|i| i.user).collect();
+        let blobs: Vec<&Value> = items.iter().map(|i| i.blob).collect();
+        let flags: Vec<bool> = items.iter().map(|i| i.migrated).collect();
+        let nulls: Vec<bool> = items.iter().map(|i| i.sql_null).collect();
         Some(Planned::new(
             &self.sql().write_blobs,
             vec![
