@@ -605,13 +605,10 @@ pub fn was_sql_null(applied: &[Applied]) -> bool {
 
 /// Puts back what `c` records as there before.
 fn restore(blob: &mut Value, fixup: &str, c: &Change) -> Result<(), String> {
-    if c.path.is_empty() {
-        // the whole blob: a JSON null, or SQL NULL (absent), which the
-        // caller writes as such ([`was_sql_null`])
-        *blob = c.before.clone().unwrap_or(Value::Null);
-        return Ok(());
-    }
     match &c.before {
+        // the whole blob was SQL NULL: read as a JSON null, which the
+        // caller writes as SQL NULL ([`was_sql_null`])
+        None if c.path.is_empty() => *blob = Value::Null,
         Some(v) => {
             if !set(blob, &c.path, v.clone()) {
                 return Err(format!(
