@@ -485,9 +485,12 @@ pub(crate) struct Heartbeat {
     /// The control row's rate at the last beat from `run` (before sharing).
     pub rate: Rate,
     /// The windows the daemon was started with (`run --window`, comma
-    /// separated) and their time zone, written beside its row whenever the
-    /// row is made, for status's projection.
+    /// separated) and their time zone, written into its row at every beat,
+    /// for status's projection.
     pub windows: Option<(String, String)>,
+    /// The table lacks the `windows` and `tz` columns (made by an older
+    /// decant): beats write the row without them.
+    no_windows: bool,
 }
 
 impl Heartbeat {
@@ -517,6 +520,7 @@ impl Heartbeat {
             missing: false,
             rate: Rate::Max,
             windows: None,
+            no_windows: false,
         }
     }
 
@@ -530,27 +534,44 @@ impl Heartbeat {
         }
         let p = &self.progress;
         let rate_share = rate.share(self.live).to_string();
-        let row = client
-            .query_one(
-                sql::HEARTBEAT,
-                &[
-                    &self.id,
-                    &self.host,
-                    &(std::process::id() as i32),
-                    &self.job,
-                    &(self.workers as i32),
-                    &(p.migrated() as i64),
-                    &(p.failed() as i64),
-                    &rate_share,
-                    &holding,
-                ],
-            )
-            .await;
+        let pid = std::process::id() as i32;
+        let (workers, migrated, failed) =
+            (self.workers as i32, p.migrated() as i64, p.failed() as i64);
+        let (windows, tz) = match &self.windows {
+            Some((w, z)) => (Some(w.as_str()), Some(z.as_str())),
+            None => (None, None),
+        };
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &self.id,
+            &self.host,
+            &pid,
+            &self.job,
+            &workers,
+            &migrated,
+            &failed,
+            &rate_share,
+            &holding,
+        ];
+        let statement = if self.no_windows {
+            sql::HEARTBEAT_WITHOUT_WINDOWS
+        } else {
+            params.push(&windows);
+            params.push(&tz);
+            sql::HEARTBEAT
+        };
+        let mut row = client.query_one(statement, &params).await;
+        if !self.no_windows
+            && matches!(&row, Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN))
+        {
+            // a decant.daemon made by an older decant: status projects
+            // with the control row's windows
+            self.no_windows = true;
+            row = client
+                .query_one(sql::HEARTBEAT_WITHOUT_WINDOWS, &params[..9])
+                .await;
+        }
         match row {
             Ok(r) => {
-                if r.get::<_, Option<bool>>(1) == Some(true) {
-                    self.write_windows(client).await;
-                }
                 let before = self.live;
                 self.live = r.get::<_, i64>(0).max(0) as usize + 1;
                 // a daemon came or went: the share just written is stale
@@ -574,26 +595,6 @@ impl Heartbeat {
                 cause = %crate::error::describe(&e),
                 "cannot write the daemon's heartbeat"
             ),
-        }
-    }
-}
-
-impl Heartbeat {
-    /// Writes [`Heartbeat::windows`] into this daemon's row (a database
-    /// initialized by an older decant has no such columns: status then
-    /// projects with the control row's windows).
-    async fn write_windows(&self, client: &Object) {
-        let Some((windows, tz)) = &self.windows else {
-            return;
-        };
-        if let Err(e) = client
-            .execute(
-                "UPDATE decant.daemon SET windows = $2, tz = $3 WHERE id = $1",
-                &[&self.id, windows, tz],
-            )
-            .await
-        {
-            tracing::debug!(cause = %crate::error::describe(&e), "cannot record the run's windows");
         }
     }
 }

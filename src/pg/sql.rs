@@ -56,17 +56,31 @@ pub(crate) const FREE_SESSIONS: &str = "SELECT free, what FROM (
 
 /// A daemon's heartbeat: writes its row (`$1` id, `$2` host, `$3` pid, `$4`
 /// job, `$5` workers, `$6` migrated, `$7` failed, `$8` its rate share,
-/// `$9` why it holds back), removes rows silent for a minute, and counts
-/// the other daemons that beat in the last 5 seconds; and whether the row
-/// was made by this beat (the first, or after a peer removed it).
+/// `$9` why it holds back, `$10` and `$11` the windows it obeys and their
+/// time zone, NULL for the control row's), removes rows silent for a
+/// minute, and counts the other daemons that beat in the last 5 seconds.
+/// One statement: a row a peer removed (silent for a minute, as through
+/// an outage) comes back whole, windows included, at the next beat.
 pub(crate) const HEARTBEAT: &str = "WITH me AS (
-      INSERT INTO decant.daemon AS d (id, host, pid, job, workers, migrated, failed, rate_share, holding)
+      INSERT INTO decant.daemon (id, host, pid, job, workers, migrated, failed, rate_share, holding,
+                                      windows, tz)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+      ON CONFLICT (id) DO UPDATE SET beat_at = now(), migrated = $6, failed = $7,
+             rate_share = $8, holding = $9, windows = $10, tz = $11),
+    gone AS (DELETE FROM decant.daemon WHERE beat_at < now() - interval '1 minute' AND id <> $1)
+    SELECT count(*)
+      FROM decant.daemon WHERE id <> $1 AND beat_at > now() - interval '5 seconds'";
+
+/// [`HEARTBEAT`] for a `decant.daemon` made by an older decant, without
+/// the `windows` and `tz` columns (status then projects with the control
+/// row's windows).
+pub(crate) const HEARTBEAT_WITHOUT_WINDOWS: &str = "WITH me AS (
+      INSERT INTO decant.daemon (id, host, pid, job, workers, migrated, failed, rate_share, holding)
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
       ON CONFLICT (id) DO UPDATE SET beat_at = now(), migrated = $6, failed = $7,
-             rate_share = $8, holding = $9
-      RETURNING (d.xmax = 0) AS made),
+             rate_share = $8, holding = $9),
     gone AS (DELETE FROM decant.daemon WHERE beat_at < now() - interval '1 minute' AND id <> $1)
-    SELECT count(*), (SELECT made FROM me)
+    SELECT count(*)
       FROM decant.daemon WHERE id <> $1 AND beat_at > now() - interval '5 seconds'";
 
 /// Marks a daemon's session (workers and monitor) with a shared session

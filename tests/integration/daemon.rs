@@ -1612,6 +1612,47 @@ async fn status_projects_through_a_running_daemon_s_own_windows() {
     assert!(finish > opening.timestamp(), "{status}");
 }
 
+/// A `decant.daemon` made by an older decant, without the `windows` and
+/// `tz` columns: a daemon with its own windows still beats (status lists
+/// it, without its windows) and the projection uses the control row's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_table_without_windows_columns_still_lists_the_daemon() {
+    let db = TestDb::new().await;
+    let decant = db.game(50).await;
+    db.client()
+        .await
+        .batch_execute("ALTER TABLE decant.daemon DROP COLUMN windows, DROP COLUMN tz")
+        .await
+        .unwrap();
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let start = (now.hour() + 2) % 24;
+    let window = format!("{start:02}:00-{:02}:00", (start + 1) % 24);
+    let schedule = decant::Schedule::new(vec![window.parse().unwrap()], Some("UTC")).unwrap();
+    let running = Running::start(
+        &decant,
+        RunOptions {
+            schedule,
+            ..without_probe()
+        },
+    );
+    let asked = Instant::now();
+    let status = loop {
+        let status = decant::status(&decant, &decant::Schedule::default())
+            .await
+            .unwrap();
+        if !status.daemons.is_empty() {
+            break status;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(5), "{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    running.stop().await;
+    assert_eq!(status.daemons.len(), 1, "{status}");
+    assert_eq!(status.daemons[0].windows, None, "{status}");
+    assert_eq!(status.windows, "always open", "{status}");
+    assert_eq!(status.migrated, 0, "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_soaks_counted_writes_survive_the_daemon_and_a_lost_one_is_named() {
     use crate::traffic::{Traffic, WriteKind};
