@@ -949,8 +949,24 @@ pub async fn source_warnings(
             drift.join("\n  - ")
         )
     });
-    Ok(source_triggers_warning(spec, &triggers)
+    // a spec mistake rather than the database's, said where the spec's
+    // other surprises are (check, init, run)
+    let unwritten = spec.tables_without_rules();
+    let unwritten = (!unwritten.is_empty()).then(|| {
+        format!(
+            "no rule writes rows into {}: declared in the spec, created by `decant init` and left \
+             empty by every migration; give it a rule (`table = \"{}\"`) or remove it",
+            unwritten
+                .iter()
+                .map(|t| format!("table `{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            unwritten[0]
+        )
+    });
+    Ok(unwritten
         .into_iter()
+        .chain(source_triggers_warning(spec, &triggers))
         .chain(source_blob_indexes_warning(spec, &indexes))
         .chain(source_blob_checks_warning(spec, &checks))
         .chain(source_blob_generated_warning(spec, &generated))

@@ -254,6 +254,35 @@ async fn the_ddl_printed_is_the_ddl_applied() {
     );
 }
 
+/// A table the spec declares but no rule writes into stays empty however
+/// the migration goes: the warnings (`check`, `init`, `run`) name it and
+/// say what to do; the example spec, whose tables all have rules, gets no
+/// such warning (the test below expects exactly one other).
+#[tokio::test]
+async fn a_table_no_rule_writes_is_named() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.batch_execute(crate::example::SCHEMA).await.unwrap();
+    let spec = Spec::parse(&format!(
+        "{}\n[tables.user_orphan.columns]\nthing = \"text\"\n",
+        crate::example::SPEC
+    ))
+    .unwrap();
+    let warnings = decant::source_warnings(&client, &spec).await.unwrap();
+    let [warning] = &warnings[..] else {
+        panic!("one warning: {warnings:?}");
+    };
+    assert!(
+        warning.starts_with("no rule writes rows into table `user_orphan`")
+            && warning.contains("give it a rule (`table = \"user_orphan\"`) or remove it"),
+        "{warning}"
+    );
+    let none = decant::source_warnings(&client, &crate::example::spec())
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+}
+
 #[tokio::test]
 async fn init_refuses_a_target_table_of_another_shape_naming_the_difference() {
     let db = TestDb::new().await;

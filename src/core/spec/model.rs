@@ -500,6 +500,17 @@ impl Node {
 }
 
 impl Spec {
+    /// The target tables no rule writes rows into (declared, created by
+    /// `init`, and left empty by every migration).
+    pub fn tables_without_rules(&self) -> Vec<&str> {
+        self.tables
+            .iter()
+            .zip(&self.routes)
+            .filter(|(_, routes)| routes.is_empty())
+            .map(|(t, _)| t.name.as_str())
+            .collect()
+    }
+
     /// The keys inside the object rule `ri` claims that deeper rules claim
     /// instead (they are neither its columns nor its `extra`); empty for
     /// any other rule.
