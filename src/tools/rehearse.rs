@@ -203,10 +203,22 @@ fn tables_in(dump: &Path, format: Format, bindir: &Path) -> Result<Vec<(String, 
         .output()
         .context("running pg_restore --section=pre-data")?;
     if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("unsupported version") {
+            bail!(
+                "{}: written by a newer pg_dump than this pg_restore ({}) reads: {}\nhint: set \
+                 PG_BINDIR to the bin directory of a PostgreSQL at least as new as the pg_dump \
+                 that wrote it (pg_restore and initdb there), or dump in plain format \
+                 (`pg_dump -Fp`)",
+                dump.display(),
+                tool(bindir, "pg_restore").display(),
+                err.trim()
+            );
+        }
         bail!(
             "{}: pg_restore cannot read it (truncated or damaged?): {}",
             dump.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            err.trim()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout)
@@ -686,10 +698,23 @@ async fn restore(
     let dump = dump.to_path_buf();
     let url = url.to_string();
     let bindir = bindir.to_path_buf();
+    // a plain dump sets the session's settings of the pg_dump that wrote
+    // it, which an older server lacks (pg_dump 17 writes `SET
+    // transaction_timeout = 0;`, unknown before PostgreSQL 17)
+    let settings = if format == Format::Plain {
+        let client = connect(&url).await?;
+        let rows = client
+            .query("SELECT name FROM pg_settings", &[])
+            .await
+            .context("reading the scratch server's settings")?;
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    } else {
+        std::collections::HashSet::new()
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let work = tokio::task::spawn_blocking(move || -> Result<()> {
         if format == Format::Plain {
-            restore_plain(&dump, &bindir, &url, &tx)
+            restore_plain(&dump, &bindir, &url, &settings, &tx)
         } else {
             restore_archive(&dump, &bindir, &url, &tx)
         }
@@ -777,11 +802,14 @@ fn restore_hint(errors: &str) -> String {
 }
 
 /// Feeds a plain SQL dump to psql, leaving out ownership and privilege
-/// statements (the roles need not exist here), and shows the bytes done.
+/// statements (the roles need not exist here) and `SET`s of settings the
+/// server does not have (`settings`: the names it has), and shows the
+/// bytes done.
 fn restore_plain(
     dump: &Path,
     bindir: &Path,
     url: &str,
+    settings: &std::collections::HashSet<String>,
     tx: &tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<()> {
     let total = std::fs::metadata(dump)?.len().max(1);
@@ -828,6 +856,7 @@ fn restore_plain(
             }
             false
         } else {
+            let statement_start = lexer.state == Lex::Code;
             // psql would run a backslash command of the dump (`\!` runs a
             // shell command here): only pg_dump's own `\restrict` pair passes
             let restrict = line.starts_with(b"\\restrict ") || line.starts_with(b"\\unrestrict ");
@@ -849,7 +878,17 @@ fn restore_plain(
             if line.starts_with(b"COPY ") && line.ends_with(b"FROM stdin;\n") {
                 in_copy = true;
             }
-            (line.starts_with(b"ALTER ") && line.windows(10).any(|w| w == b" OWNER TO "))
+            let unknown =
+                statement_start && set_setting(&line).is_some_and(|name| !settings.contains(&name));
+            if unknown {
+                tracing::info!(
+                    "left out the dump's line {lines} `{}`: this PostgreSQL has no such setting \
+                     (the dump was written by a newer pg_dump)",
+                    String::from_utf8_lossy(&line).trim()
+                );
+            }
+            unknown
+                || (line.starts_with(b"ALTER ") && line.windows(10).any(|w| w == b" OWNER TO "))
                 || line.starts_with(b"GRANT ")
                 || line.starts_with(b"REVOKE ")
         };
@@ -878,6 +917,20 @@ fn restore_plain(
     }
     fed.context("feeding the dump to psql")?;
     Ok(())
+}
+
+/// The setting a line of pg_dump's session preamble sets (`SET
+/// transaction_timeout = 0;` gives `transaction_timeout`), lowercased as
+/// `pg_settings` names it; `None` for any other line.
+fn set_setting(line: &[u8]) -> Option<String> {
+    let line = std::str::from_utf8(line).ok()?.trim_end();
+    let rest = line.strip_prefix("SET ")?;
+    let (name, value) = rest.split_once(" = ")?;
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    (plain && value.ends_with(';')).then(|| name.to_ascii_lowercase())
 }
 
 /// Where a SQL script is, line after line, as psql reads it: inside a
@@ -1099,6 +1152,28 @@ fn human(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_preamble_set_names_its_setting() {
+        use super::set_setting;
+        let name = |l: &str| set_setting(l.as_bytes());
+        assert_eq!(
+            name("SET transaction_timeout = 0;\n").as_deref(),
+            Some("transaction_timeout")
+        );
+        assert_eq!(
+            name("SET Default_Tablespace = '';\n").as_deref(),
+            Some("default_tablespace")
+        );
+        // not a preamble line: a statement going on, a quoted name, no SET
+        assert_eq!(name("SET search_path = a,\n"), None);
+        assert_eq!(name("SET \"odd name\" = 1;\n"), None);
+        assert_eq!(
+            name("SELECT pg_catalog.set_config('search_path', '', false);\n"),
+            None
+        );
+        assert_eq!(name("SET = 1;\n"), None);
+    }
+
     #[test]
     fn production_s_users_are_projected_in_the_dump_s_share_left() {
         // a dump with 1,330 of 3,000 users left: production of 3,000,000

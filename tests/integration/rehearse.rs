@@ -47,6 +47,66 @@ fn rehearse(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// A plain dump of a newer pg_dump sets, in its preamble, settings an
+/// older server lacks (pg_dump 17 writes `SET transaction_timeout = 0;`):
+/// those lines are left out (psql stopped at the first), the rest is
+/// restored and rehearsed; the same line in a function body is data.
+#[tokio::test]
+async fn a_newer_plain_dump_s_unknown_settings_are_left_out() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 40, 1).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE FUNCTION keep_me() RETURNS text LANGUAGE sql AS $$ SELECT $b$\n\
+             SET decant_no_such_setting = 0;\n$b$::text $$",
+        )
+        .await
+        .unwrap();
+    let dir = temp_dir("newer-plain");
+    pg_dump(&db, "p", &dir.join("game.sql"));
+    let sql = std::fs::read_to_string(dir.join("game.sql")).unwrap();
+    let at = sql.find("SET statement_timeout = 0;").unwrap();
+    let newer = format!(
+        "{}SET transaction_timeout = 0;\nSET decant_no_such_setting = 0;\n{}",
+        &sql[..at],
+        &sql[at..]
+    );
+    std::fs::write(dir.join("newer.sql"), newer).unwrap();
+    let (code, out, err) = rehearse(
+        &dir,
+        &[
+            "--dump",
+            "newer.sql",
+            "--server",
+            &admin_url(),
+            "--name",
+            "scratch_newer",
+            "--keep",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["users"], 40, "{out}");
+    let left = leftovers("scratch_newer").await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    let kept = connect(&decant::with_dbname(&admin_url(), &left[0]).unwrap()).await;
+    let body: String = kept
+        .query_one("SELECT keep_me()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(body, "\nSET decant_no_such_setting = 0;\n");
+    drop(kept);
+    connect(&admin_url())
+        .await
+        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", left[0]))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Scratch databases named `prefix...` left on the test server.
 async fn leftovers(prefix: &str) -> Vec<String> {
     connect(&admin_url())
@@ -397,6 +457,17 @@ async fn bad_dumps_are_refused_and_leave_nothing() {
     refused(
         &["--dump", "broken.sql", "--server", &server],
         "no_such_function",
+    )
+    .await;
+    // an archive of a newer pg_dump (its format version beyond this
+    // pg_restore's): what to do, not "truncated or damaged"
+    let mut newer = bytes.clone();
+    assert_eq!(&newer[..5], b"PGDMP");
+    newer[6] = 99;
+    std::fs::write(dir.join("newer.dump"), newer).unwrap();
+    refused(
+        &["--dump", "newer.dump", "--server", &server],
+        "written by a newer pg_dump than this pg_restore",
     )
     .await;
     // a psql command in a plain dump (a shell command) is refused, never
