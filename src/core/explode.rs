@@ -160,10 +160,10 @@ impl<'v> Walker<'_, 'v> {
                 // the blob itself is not an object: no rule is to blame
                 let expected = if v.is_null() {
                     // players who never saved: the fixup is the usual answer
-                    "a JSON object at the root of the blob (a fixup with \
+                    "expected a JSON object at the root of the blob (a fixup with \
                      `op = \"null_to_object\"` and `path = \"$\"` migrates a null one as {})"
                 } else {
-                    "a JSON object at the root of the blob"
+                    "expected a JSON object at the root of the blob"
                 };
                 let mut problem = self.invalid(&self.spec.rules[node.first_rule], expected, v);
                 problem.rule = "(blob)".into();

@@ -77,7 +77,17 @@ mod tests {
                 Some("pos".into())
             )
         );
-        assert!(parse_path("a..b").is_err());
+        let e = parse_path("a..b").unwrap_err();
+        assert!(e.contains("empty key") && e.contains("written \"\""), "{e}");
+        assert!(parse_path(r#"a."".b"#).is_ok());
+        // a blob whose root is an array: what rules need, and a way there
+        let e = parse_path("[{pos}]").unwrap_err();
+        assert!(
+            e.contains("root is an array") && e.contains("Fixup::custom"),
+            "{e}"
+        );
+        let e = parse_path("[{pos}].k").unwrap_err();
+        assert!(e.contains("root is an array"), "{e}");
         assert!(parse_path("a[{p}]b").is_err());
         assert!(parse_path("a[{p}][{q}].b").is_ok());
         assert!(parse_path("a.{1x}").is_err());

@@ -68,8 +68,19 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
                     key.push(c);
                     chars.next();
                 }
+                if key.is_empty() && steps.is_empty() && chars.peek() == Some(&'[') {
+                    return Err(
+                        "starts with an array position: rules start at a key of the \
+                         blob's root object, and a blob whose root is an array has none \
+                         (a Rust fixup, `Fixup::custom`, can wrap it in an object first: \
+                         `{\"items\": [...]}` mapped by `items[{pos}]`)"
+                            .into(),
+                    );
+                }
                 if key.is_empty() {
-                    return Err("empty key".into());
+                    return Err("empty key (two dots, or a dot at the start; a key that is \
+                         the empty string is written \"\")"
+                        .into());
                 }
                 // habits from jsonpath and from fixup paths, which would
                 // name keys no blob holds
