@@ -33,7 +33,7 @@
 use crate::core::spec::{Node, RuleKind, Segment, Spec, quote};
 use crate::core::value::ColumnType;
 use crate::pg::sql::{index_name, lit, source_table, target_table};
-use crate::pg::views::{RowSource, Walk, constant, make, rule_rows, valid};
+use crate::pg::views::{RowSource, Walk, constant, fails_fn, make, rule_rows, valid};
 
 /// The name of an internal function of this spec's source table.
 fn internal(spec: &Spec, what: &str) -> String {
@@ -66,8 +66,103 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
     ));
     out.push(rebuild(spec));
     out.push(write(spec));
+    out.push(if on_demand(spec) {
+        migrate(spec)
+    } else {
+        drop_migrate(spec)
+    });
     out.extend(calls(spec));
     out
+}
+
+/// Whether the SQL writes migrate a user of the rollout on demand, as the
+/// Rust layer does: for a spec with target tables and no fixups (a fixup
+/// runs in Rust alone; with fixups, SQL writes leave the user to the
+/// daemon and the Rust layer).
+fn on_demand(spec: &Spec) -> bool {
+    !spec.tables.is_empty() && spec.fixups.is_empty()
+}
+
+/// The name of the on-demand migration function (see [`migrate`]).
+pub(crate) fn migrate_name(spec: &Spec) -> String {
+    internal(spec, "migrate")
+}
+
+/// Drops the on-demand migration function, where SQL writes migrate no
+/// one (a spec with fixups; the finalized phase, without a flag).
+pub(crate) fn drop_migrate(spec: &Spec) -> String {
+    format!(
+        "DROP FUNCTION IF EXISTS {}({}, jsonb)",
+        migrate_name(spec),
+        spec.source.id_type.sql()
+    )
+}
+
+/// `decant."<source>_migrate"(id, blob)`: migrates a legacy user whose
+/// source row the caller holds locked, with `blob` its blob, as the
+/// daemon would: unless a `fail` rule refuses a value (or the blob is
+/// NULL) or the user already has rows, it sets the flag, writes the rows
+/// and residual with the SQL API's write (validation as the migration's:
+/// refused values of `keep` rules stay in the residual), checks that they
+/// rebuild `blob` exactly (by its text) and records the user migrated.
+/// Returns whether it did; anything else leaves the user as it was
+/// (a subtransaction), legacy, for the daemon to try and record, but for
+/// the errors a caller retries its transaction on (serialization
+/// failure, deadlock, lock timeout), raised as they came.
+fn migrate(spec: &Spec) -> String {
+    let (src, id, blob, flag) = source_names(spec);
+    let it = spec.source.id_type.sql();
+    let has_rows: Vec<String> = spec
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            format!(
+                "EXISTS (SELECT 1 FROM {} AS x WHERE x.{} = $1)",
+                target_table(spec, ti),
+                quote(&t.user_column)
+            )
+        })
+        .collect();
+    format!(
+        "CREATE OR REPLACE FUNCTION {name}({it}, jsonb) RETURNS boolean\n    \
+         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET jit = off AS\n$$\n\
+         #variable_conflict use_column\n\
+         DECLARE _decant_residual jsonb;\n\
+         BEGIN\n    \
+           IF $2 IS NULL OR {fails}($2) THEN\n        RETURN false;\n    END IF;\n    \
+           -- rows already there (another tool, a hand fix) are not adopted\n    \
+           IF {has_rows} THEN\n        RETURN false;\n    END IF;\n    \
+           BEGIN\n        \
+             UPDATE {src} AS s SET {flag} = true WHERE s.{id} = $1;\n        \
+             PERFORM {write}($1, true, $2, NULL);\n        \
+             SELECT s.{blob} INTO _decant_residual FROM {src} AS s WHERE s.{id} = $1;\n        \
+             IF {rebuild}($1, _decant_residual)::text IS DISTINCT FROM $2::text THEN\n            \
+               RAISE EXCEPTION 'its rows and residual do not rebuild its blob';\n        \
+             END IF;\n    \
+           -- the caller retries these, as any write of its own\n    \
+           EXCEPTION WHEN serialization_failure OR deadlock_detected OR lock_not_available THEN\n        \
+             RAISE;\n    \
+           WHEN OTHERS THEN\n        \
+             RAISE WARNING 'decant: user % was not migrated on demand: %; it stays legacy for the daemon', \
+               $1, SQLERRM;\n        \
+             RETURN false;\n    \
+           END;\n    \
+           INSERT INTO decant.user_state AS st \
+             (user_id, state, attempts, warnings, fixups, fingerprint, migrated_at, updated_at) \
+             VALUES ($1, 'migrated', 0, NULL, NULL, {fingerprint}, now(), now()) \
+             ON CONFLICT (user_id) DO UPDATE SET state = 'migrated', warnings = NULL, fixups = NULL, \
+             fingerprint = EXCLUDED.fingerprint, reason = NULL, last_error = NULL, \
+             migrated_at = now(), updated_at = now();\n    \
+           RETURN true;\n\
+         END\n$$",
+        name = migrate_name(spec),
+        fails = fails_fn(spec),
+        has_rows = has_rows.join(" OR "),
+        write = internal(spec, "write"),
+        rebuild = internal(spec, "rebuild"),
+        fingerprint = lit(&spec.fingerprint()),
+    )
 }
 
 /// Helpers independent of the spec: RFC 7396 merge patch, placing rebuilt
@@ -1092,6 +1187,33 @@ fn calls(spec: &Spec) -> Vec<String> {
     // have it: a caller gets lock_not_available (55P03) to retry rather
     // than wait behind a long transaction without end
     let lock_timeout = format!("'{}ms'", spec.settings.lock_timeout_ms);
+    // a user of the rollout is migrated first, inside the same lock (see
+    // [`migrate`]): the test the Rust layer's lock makes; save reads the
+    // blob (detoasting it) only then
+    let (eligible, migrate_first, read_and_migrate_first) = if on_demand(spec) {
+        let migrate = format!(
+            "_decant_migrated := {}($1, _decant_blob);",
+            migrate_name(spec)
+        );
+        (
+            format!(
+                "coalesce(NOT s.{flag} AND decant.in_rollout(s.{id}) \
+                 AND NOT EXISTS (SELECT 1 FROM decant.user_state AS st WHERE st.user_id = s.{id} \
+                 AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= {max}))) \
+                 AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false)",
+                max = spec.settings.max_attempts
+            ),
+            format!("IF _decant_on_demand THEN\n        {migrate}\n    END IF;\n    "),
+            format!(
+                "IF _decant_on_demand THEN\n        \
+                   SELECT s.{blob} INTO _decant_blob FROM {src} AS s WHERE s.{id} = $1;\n        \
+                   {migrate}\n    \
+                 END IF;\n    "
+            ),
+        )
+    } else {
+        ("false".to_string(), String::new(), String::new())
+    };
     let missing = "RAISE EXCEPTION USING ERRCODE = 'no_data_found', \
                    MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), \
                    HINT = 'check the id; load_many leaves unknown users out'";
@@ -1120,14 +1242,16 @@ fn calls(spec: &Spec) -> Vec<String> {
             "CREATE OR REPLACE FUNCTION decant.save({it}, jsonb) RETURNS void\n    \
              LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = {lock_timeout} AS\n$$\n\
              #variable_conflict use_column\n\
-             DECLARE _decant_migrated boolean;\n\
+             DECLARE _decant_blob jsonb; _decant_migrated boolean; _decant_on_demand boolean;\n\
              BEGIN\n    \
                IF $2 IS NULL THEN\n        \
                  RAISE EXCEPTION 'decant: save of user % with a NULL blob', $1 \
                  USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb for a JSON null';\n    \
                END IF;\n    \
-               SELECT s.{flag} INTO _decant_migrated FROM {src} AS s WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
+               SELECT s.{flag}, {eligible} INTO _decant_migrated, _decant_on_demand \
+                 FROM {src} AS s WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
                IF NOT FOUND THEN\n        {missing};\n    END IF;\n    \
+               {read_and_migrate_first}\
                PERFORM {write}($1, _decant_migrated, $2, NULL);\n\
              END\n$$"
         ),
@@ -1135,15 +1259,17 @@ fn calls(spec: &Spec) -> Vec<String> {
             "CREATE OR REPLACE FUNCTION decant.patch({it}, jsonb) RETURNS jsonb\n    \
              LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = {lock_timeout} AS\n$$\n\
              #variable_conflict use_column\n\
-             DECLARE _decant_blob jsonb; _decant_before jsonb; _decant_migrated boolean;\n\
+             DECLARE _decant_blob jsonb; _decant_before jsonb; _decant_migrated boolean; \
+               _decant_on_demand boolean;\n\
              BEGIN\n    \
                IF $2 IS NULL THEN\n        \
                  RAISE EXCEPTION 'decant: patch of user % with a NULL patch', $1 \
                  USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb to replace the blob by a JSON null';\n    \
                END IF;\n    \
-               SELECT s.{blob}, s.{flag} INTO _decant_blob, _decant_migrated FROM {src} AS s \
-                 WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
+               SELECT s.{blob}, s.{flag}, {eligible} INTO _decant_blob, _decant_migrated, _decant_on_demand \
+                 FROM {src} AS s WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
                IF NOT FOUND THEN\n        {missing};\n    END IF;\n    \
+               {migrate_first}\
                IF _decant_migrated THEN\n        \
                  _decant_blob := {rebuild}($1, _decant_blob);\n    \
                END IF;\n    \

@@ -177,8 +177,17 @@ pub(crate) fn reading_statements(spec: &Spec, flagless: bool) -> Vec<String> {
     if flagless {
         // the indexes on legacy blobs have no legacy user left to index
         let on_source = format!(" ON {}", source_table(spec));
+        // nor is anyone left to migrate on demand (its function sets the flag)
+        let migrate = api::drop_migrate(spec);
+        let migrate_fn = format!("CREATE OR REPLACE FUNCTION {}(", api::migrate_name(spec));
         all.filter(|s| !(s.starts_with("CREATE INDEX") && s.contains(&on_source)))
-            .map(|s| crate::pg::sql::without_flag(spec, &s))
+            .map(|s| {
+                if s.starts_with(&migrate_fn) {
+                    migrate.clone()
+                } else {
+                    crate::pg::sql::without_flag(spec, &s)
+                }
+            })
             .collect()
     } else {
         all.collect()

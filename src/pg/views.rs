@@ -46,7 +46,7 @@ pub(crate) fn view_name(spec: &Spec, table: usize) -> String {
 
 /// The name of the function saying whether a blob holds a value a `fail`
 /// rule refuses (its user would fail to migrate).
-fn fails_fn(spec: &Spec) -> String {
+pub(crate) fn fails_fn(spec: &Spec) -> String {
     format!("{}.{}", views_schema(spec), quote(&fails_base(spec)))
 }
 

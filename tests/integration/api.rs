@@ -1378,3 +1378,161 @@ async fn a_source_named_with_any_characters_goes_through_every_command() {
     assert_eq!(decant.load(7).await.unwrap(), sql_load(&client, 7).await);
     assert_eq!(sql_load(&client, 30).await, original(30));
 }
+
+/// A user of the rollout writing through the SQL API is migrated first,
+/// inside the same lock, as through the Rust layer: twins (the same blob
+/// as users n and n + 1000), each patched once, n through `decant.patch`
+/// and its twin through Rust, end in the same state (migrated, or legacy
+/// where a `fail` rule refuses a value), with the same rows, residual and
+/// state record. Nobody is migrated on demand outside the rollout, while
+/// paused, when held (rolled back) or with rows already there; `save`
+/// migrates on demand too.
+#[tokio::test]
+async fn a_rollout_user_writing_through_sql_is_migrated_on_demand() {
+    let db = TestDb::new().await;
+    let decant = db.game(300).await;
+    let client = db.client().await;
+    // the first 40 and the dirty ones (some of which a `fail` rule refuses)
+    let ids: Vec<i64> = (1..=300)
+        .filter(|&i| i <= 40 || crate::example::user(1, i).dirt.is_some())
+        .collect();
+    for &id in &ids {
+        let blob: Value = client
+            .query_one("SELECT data FROM \"user\" WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        insert_user(&client, id + 1000, &blob).await;
+    }
+    let patch = json!({"pref": {"on_demand": 1}});
+    let sql_patch = async |id: i64| -> Value {
+        client
+            .query_one("SELECT decant.patch($1, $2)", &[&id, &patch])
+            .await
+            .unwrap_or_else(|e| panic!("decant.patch({id}): {e:?}"))
+            .get(0)
+    };
+    // outside the rollout: the write alone
+    sql_patch(1).await;
+    assert!(!is_migrated(&client, 1).await);
+    decant
+        .set_control(&"rollout=100".parse::<decant::Setting>().unwrap())
+        .await
+        .unwrap();
+    let state = async |id: i64| -> Vec<String> {
+        crate::harness::texts(
+            &client,
+            "SELECT concat_ws(' ', state, fingerprint, fixups::text, reason) \
+               FROM decant.user_state WHERE user_id = $1",
+            &[&id],
+        )
+        .await
+    };
+    let (mut migrated, mut failed) = (0, 0);
+    for &id in &ids[1..] {
+        let a = sql_patch(id).await;
+        let b = decant.patch(id + 1000, &patch).await.unwrap();
+        assert_same_json(&a, &b, &format!("patch of user {id}"));
+        let on = is_migrated(&client, id).await;
+        assert_eq!(on, is_migrated(&client, id + 1000).await, "user {id}");
+        assert_eq!(
+            user_rows(&client, id).await,
+            user_rows(&client, id + 1000).await
+        );
+        let residuals = crate::harness::texts(
+            &client,
+            "SELECT data::text FROM \"user\" WHERE id IN ($1, $2) ORDER BY id",
+            &[&id, &(id + 1000)],
+        )
+        .await;
+        assert_eq!(residuals[0], residuals[1], "residuals of {id}");
+        assert_same_json(&sql_load(&client, id).await, &b, "SQL load");
+        if on {
+            migrated += 1;
+            assert_eq!(state(id).await, state(id + 1000).await, "user {id}");
+        } else {
+            failed += 1;
+            // the Rust layer recorded the failure; SQL left it to the daemon
+            assert!(crate::example::user(1, id).dirt.is_some(), "user {id}");
+        }
+    }
+    assert!(
+        migrated > 30 && failed > 0,
+        "{migrated} migrated, {failed} failed"
+    );
+
+    // not while paused, nor held, nor with rows already there
+    let clean: Vec<i64> = ids[1..]
+        .iter()
+        .filter(|&&i| crate::example::user(1, i).dirt.is_none())
+        .map(|i| i + 1000)
+        .collect();
+    assert!(decant.rollback_user(clean[0]).await.unwrap());
+    sql_patch(clean[0]).await;
+    assert!(!is_migrated(&client, clean[0]).await, "held");
+    let set = async |setting: &str| {
+        decant
+            .set_control(&setting.parse::<decant::Setting>().unwrap())
+            .await
+            .unwrap()
+    };
+    set("paused=true").await;
+    assert!(decant.rollback_user(clean[1]).await.unwrap());
+    decant.release(Some(&[clean[1].into()])).await.unwrap();
+    sql_patch(clean[1]).await;
+    assert!(!is_migrated(&client, clean[1]).await, "paused");
+    set("paused=false").await;
+    client
+        .execute(
+            "INSERT INTO user_preference (user_id, key, value) VALUES ($1, 'stray', '1')",
+            &[&clean[1]],
+        )
+        .await
+        .unwrap();
+    sql_patch(clean[1]).await;
+    assert!(!is_migrated(&client, clean[1]).await, "rows already there");
+    client
+        .execute(
+            "DELETE FROM user_preference WHERE user_id = $1",
+            &[&clean[1]],
+        )
+        .await
+        .unwrap();
+    // save, once released and with nothing in the way
+    let blob = sql_load(&client, clean[1]).await;
+    client
+        .execute("SELECT decant.save($1, $2)", &[&clean[1], &blob])
+        .await
+        .unwrap();
+    assert!(is_migrated(&client, clean[1]).await, "save");
+    assert_same_json(&sql_load(&client, clean[1]).await, &blob, "save's load");
+    assert_eq!(state(clean[1]).await.len(), 1);
+    assert!(state(clean[1]).await[0].starts_with("migrated "));
+
+    // rows the database stores otherwise (a trigger) do not rebuild the
+    // blob: the user stays legacy, whole, and the write goes through
+    let u = clean[2];
+    assert!(decant.rollback_user(u).await.unwrap());
+    decant.release(Some(&[u.into()])).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN NEW.value := to_jsonb('changed'::text); RETURN NEW; END $$; \
+             CREATE TRIGGER bump BEFORE INSERT ON user_preference \
+               FOR EACH ROW EXECUTE FUNCTION bump()",
+        )
+        .await
+        .unwrap();
+    let before = sql_load(&client, u).await;
+    let after = sql_patch(u).await;
+    assert!(
+        !is_migrated(&client, u).await,
+        "a blob its rows do not rebuild"
+    );
+    assert_eq!(user_rows(&client, u).await, Vec::<String>::new());
+    let mut expected = before.clone();
+    decant::merge_patch(&mut expected, &patch);
+    assert_same_json(&after, &expected, "the write, on the legacy blob");
+    assert_same_json(&sql_load(&client, u).await, &expected, "its load");
+    assert!(state(u).await.iter().all(|s| !s.starts_with("migrated")));
+}

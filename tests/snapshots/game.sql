@@ -1276,6 +1276,39 @@ END
 $$;
 
 -- init statement 63
+CREATE OR REPLACE FUNCTION decant."user_migrate"(bigint, jsonb) RETURNS boolean
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET jit = off AS
+$$
+#variable_conflict use_column
+DECLARE _decant_residual jsonb;
+BEGIN
+    IF $2 IS NULL OR "public"."user_decant_blob_fails"($2) THEN
+        RETURN false;
+    END IF;
+    -- rows already there (another tool, a hand fix) are not adopted
+    IF EXISTS (SELECT 1 FROM "public"."user_achievement" AS x WHERE x."user_id" = $1) OR EXISTS (SELECT 1 FROM "public"."user_bot" AS x WHERE x."user_id" = $1) OR EXISTS (SELECT 1 FROM "public"."user_config" AS x WHERE x."user_id" = $1) OR EXISTS (SELECT 1 FROM "public"."user_preference" AS x WHERE x."user_id" = $1) OR EXISTS (SELECT 1 FROM "public"."user_selected_bot" AS x WHERE x."user_id" = $1) OR EXISTS (SELECT 1 FROM "public"."user_statistic" AS x WHERE x."user_id" = $1) THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        UPDATE "public"."user" AS s SET "migrated" = true WHERE s."id" = $1;
+        PERFORM decant."user_write"($1, true, $2, NULL);
+        SELECT s."data" INTO _decant_residual FROM "public"."user" AS s WHERE s."id" = $1;
+        IF decant."user_rebuild"($1, _decant_residual)::text IS DISTINCT FROM $2::text THEN
+            RAISE EXCEPTION 'its rows and residual do not rebuild its blob';
+        END IF;
+    -- the caller retries these, as any write of its own
+    EXCEPTION WHEN serialization_failure OR deadlock_detected OR lock_not_available THEN
+        RAISE;
+    WHEN OTHERS THEN
+        RAISE WARNING 'decant: user % was not migrated on demand: %; it stays legacy for the daemon', $1, SQLERRM;
+        RETURN false;
+    END;
+    INSERT INTO decant.user_state AS st (user_id, state, attempts, warnings, fixups, fingerprint, migrated_at, updated_at) VALUES ($1, 'migrated', 0, NULL, NULL, '12efabcfbeadb66eba4104d233690750', now(), now()) ON CONFLICT (user_id) DO UPDATE SET state = 'migrated', warnings = NULL, fixups = NULL, fingerprint = EXCLUDED.fingerprint, reason = NULL, last_error = NULL, migrated_at = now(), updated_at = now();
+    RETURN true;
+END
+$$;
+
+-- init statement 64
 CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS
 $$
@@ -1293,7 +1326,7 @@ BEGIN
 END
 $$;
 
--- init statement 64
+-- init statement 65
 CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
 $$
@@ -1301,37 +1334,44 @@ SELECT s."id"::bigint, CASE WHEN s."migrated" THEN decant."user_rebuild"(s."id",
   FROM "public"."user" AS s WHERE s."id" = ANY ($1) ORDER BY s."id"
 $$;
 
--- init statement 65
+-- init statement 66
 CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
 #variable_conflict use_column
-DECLARE _decant_migrated boolean;
+DECLARE _decant_blob jsonb; _decant_migrated boolean; _decant_on_demand boolean;
 BEGIN
     IF $2 IS NULL THEN
         RAISE EXCEPTION 'decant: save of user % with a NULL blob', $1 USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb for a JSON null';
     END IF;
-    SELECT s."migrated" INTO _decant_migrated FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
+    SELECT s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state AS st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
+    END IF;
+    IF _decant_on_demand THEN
+        SELECT s."data" INTO _decant_blob FROM "public"."user" AS s WHERE s."id" = $1;
+        _decant_migrated := decant."user_migrate"($1, _decant_blob);
     END IF;
     PERFORM decant."user_write"($1, _decant_migrated, $2, NULL);
 END
 $$;
 
--- init statement 66
+-- init statement 67
 CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
 #variable_conflict use_column
-DECLARE _decant_blob jsonb; _decant_before jsonb; _decant_migrated boolean;
+DECLARE _decant_blob jsonb; _decant_before jsonb; _decant_migrated boolean; _decant_on_demand boolean;
 BEGIN
     IF $2 IS NULL THEN
         RAISE EXCEPTION 'decant: patch of user % with a NULL patch', $1 USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb to replace the blob by a JSON null';
     END IF;
-    SELECT s."data", s."migrated" INTO _decant_blob, _decant_migrated FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
+    SELECT s."data", s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state AS st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_blob, _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
+    END IF;
+    IF _decant_on_demand THEN
+        _decant_migrated := decant."user_migrate"($1, _decant_blob);
     END IF;
     IF _decant_migrated THEN
         _decant_blob := decant."user_rebuild"($1, _decant_blob);
