@@ -662,6 +662,88 @@ fn clamped(n: &serde_json::Number, min: Option<f64>, max: Option<f64>) -> Option
 }
 
 impl Fixup {
+    /// A lax SQL/JSON path that finds a value in every blob this fixup
+    /// would change, and perhaps in some it would not (it may say too
+    /// much, never too little: a number in `unless`, a rename's taken
+    /// target, a string that is no number and a key where a step needs an
+    /// array element are not told apart); `None` for a Rust fixup, which no path
+    /// describes. For the SQL API's on-demand migration, which migrates
+    /// only blobs no fixup changes.
+    pub fn might_change(&self) -> Option<String> {
+        let key = |k: &str| format!(".{}", Value::String(k.to_string()));
+        if matches!(self.op, Op::Custom { .. }) {
+            return None;
+        }
+        let Some((leaf, prefix)) = self.path.split_last() else {
+            // the whole blob: only `null_to_object` takes `$`
+            return Some("lax $ ? (@ == null)".into());
+        };
+        let mut p = String::from("lax $");
+        for k in prefix {
+            // `*` and an index step into objects and arrays alike
+            if k == "*" || (!k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())) {
+                p.push_str(".**{1}");
+            } else {
+                p.push_str(&key(k));
+            }
+        }
+        let at_leaf = |p: String| {
+            if leaf == "*" {
+                format!("{p}.*")
+            } else {
+                format!("{p}{}", key(leaf))
+            }
+        };
+        Some(match &self.op {
+            // a value `unless` names is left alone: told apart for strings,
+            // booleans and null alone (SQL/JSON compares numbers by value,
+            // `unless` by their text, 1 against 1.0), each tested by type
+            // first (a comparison across types is unknown, never true)
+            Op::Delete | Op::Rename { .. } => {
+                let kept: Vec<String> = self
+                    .unless
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::String(_) => Some(format!("(@.type() != \"string\" || @ != {v})")),
+                        Value::Bool(_) => Some(format!("(@.type() != \"boolean\" || @ != {v})")),
+                        Value::Null => Some("@.type() != \"null\"".to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    at_leaf(p)
+                } else {
+                    format!("{} ? ({})", at_leaf(p), kept.join(" && "))
+                }
+            }
+            // its leaf is a key (never `*`), missing from an object
+            Op::Default { .. } => {
+                format!("{p} ? (@.type() == \"object\" && !exists(@{}))", key(leaf))
+            }
+            Op::CoerceNumber => format!("{} ? (@.type() == \"string\")", at_leaf(p)),
+            Op::Clamp { min, max } => {
+                let out: Vec<String> = [
+                    min.map(|lo| format!("@ < {lo}")),
+                    max.map(|hi| format!("@ > {hi}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if out.is_empty() {
+                    "lax $ ? (false)".into()
+                } else {
+                    format!(
+                        "{} ? (@.type() == \"number\" && ({}))",
+                        at_leaf(p),
+                        out.join(" || ")
+                    )
+                }
+            }
+            Op::NullToObject => format!("{} ? (@ == null)", at_leaf(p)),
+            Op::Custom { .. } => return None,
+        })
+    }
+
     /// Applies `fixups` in order, as the migration does; the records of
     /// those that changed something.
     pub fn apply_all(blob: &mut Value, fixups: &[Fixup]) -> Vec<Applied> {
@@ -760,6 +842,31 @@ mod tests {
 
     fn fx(name: &str, text: &str) -> Fixup {
         Fixup::parse(name, text).unwrap()
+    }
+
+    #[test]
+    fn a_fixup_s_sql_test_reads_its_path_and_op() {
+        let t = |text: &str| fx("f", text).might_change();
+        assert_eq!(
+            t("op = \"rename\"\npath = 'a.*.\"q\\\"k\"'\nto = 'a.*.z'\nunless = [\"x\", true, 1]")
+                .unwrap(),
+            "lax $.\"a\".**{1}.\"q\\\"k\" ? ((@.type() != \"string\" || @ != \"x\") \
+             && (@.type() != \"boolean\" || @ != true))"
+        );
+        assert_eq!(
+            t("op = \"clamp\"\npath = \"s.0.*\"\nmin = -1.5").unwrap(),
+            "lax $.\"s\".**{1}.* ? (@.type() == \"number\" && (@ < -1.5))"
+        );
+        assert_eq!(
+            t("op = \"default\"\npath = \"a.b\"\nvalue = 1").unwrap(),
+            "lax $.\"a\" ? (@.type() == \"object\" && !exists(@.\"b\"))"
+        );
+        assert_eq!(
+            t("op = \"null_to_object\"\npath = \"$\"").unwrap(),
+            "lax $ ? (@ == null)"
+        );
+        let custom = Fixup::custom("r", |_| None, |_, _| {});
+        assert_eq!(custom.might_change(), None);
     }
 
     fn game_fixups() -> Vec<Fixup> {

@@ -76,11 +76,28 @@ pub(crate) fn statements(spec: &Spec) -> Vec<String> {
 }
 
 /// Whether the SQL writes migrate a user of the rollout on demand, as the
-/// Rust layer does: for a spec with target tables and no fixups (a fixup
-/// runs in Rust alone; with fixups, SQL writes leave the user to the
-/// daemon and the Rust layer).
+/// Rust layer does: for a spec with target tables and no Rust fixup (its
+/// function runs in Rust alone). A blob one of the spec's fixups would
+/// change is left to the daemon and the Rust layer.
 fn on_demand(spec: &Spec) -> bool {
-    !spec.tables.is_empty() && spec.fixups.is_empty()
+    !spec.tables.is_empty() && fixups_might_change(spec).is_some()
+}
+
+/// The test that a fixup might change a blob (`$2`), for each of the
+/// spec's fixups ([`crate::core::fixup::Fixup::might_change`]); `None`
+/// when a Rust fixup is among them.
+fn fixups_might_change(spec: &Spec) -> Option<Vec<String>> {
+    spec.fixups
+        .iter()
+        .map(|f| {
+            f.might_change().map(|path| {
+                format!(
+                    "jsonb_path_exists($2, {}::jsonpath, '{{}}'::jsonb, true)",
+                    lit(&path)
+                )
+            })
+        })
+        .collect()
 }
 
 /// The name of the on-demand migration function (see [`migrate`]).
@@ -89,7 +106,7 @@ pub(crate) fn migrate_name(spec: &Spec) -> String {
 }
 
 /// Drops the on-demand migration function, where SQL writes migrate no
-/// one (a spec with fixups; the finalized phase, without a flag).
+/// one (a spec with a Rust fixup; the finalized phase, without a flag).
 pub(crate) fn drop_migrate(spec: &Spec) -> String {
     format!(
         "DROP FUNCTION IF EXISTS {}({}, jsonb)",
@@ -101,7 +118,7 @@ pub(crate) fn drop_migrate(spec: &Spec) -> String {
 /// `decant."<source>_migrate"(id, blob)`: migrates a legacy user whose
 /// source row the caller holds locked, with `blob` its blob, as the
 /// daemon would: unless a `fail` rule refuses a value (or the blob is
-/// NULL) or the user already has rows, it sets the flag, writes the rows
+/// NULL), a fixup would change it or the user already has rows, it sets the flag, writes the rows
 /// and residual with the SQL API's write (validation as the migration's:
 /// refused values of `keep` rules stay in the residual), checks that they
 /// rebuild `blob` exactly (by its text) and records the user migrated.
@@ -130,7 +147,9 @@ fn migrate(spec: &Spec) -> String {
          #variable_conflict use_column\n\
          DECLARE _decant_residual jsonb;\n\
          BEGIN\n    \
-           IF $2 IS NULL OR {fails}($2) THEN\n        RETURN false;\n    END IF;\n    \
+           -- a blob a fixup would change is left to the daemon and the Rust\n    \
+           -- layer, which apply them\n    \
+           IF $2 IS NULL OR {fails}($2){fixups} THEN\n        RETURN false;\n    END IF;\n    \
            -- rows already there (another tool, a hand fix) are not adopted\n    \
            IF {has_rows} THEN\n        RETURN false;\n    END IF;\n    \
            BEGIN\n        \
@@ -158,6 +177,11 @@ fn migrate(spec: &Spec) -> String {
          END\n$$",
         name = migrate_name(spec),
         fails = fails_fn(spec),
+        fixups = fixups_might_change(spec)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| format!(" OR {t}"))
+            .collect::<String>(),
         has_rows = has_rows.join(" OR "),
         write = internal(spec, "write"),
         rebuild = internal(spec, "rebuild"),

@@ -325,3 +325,160 @@ fn bad_fixup_folders_are_refused_with_the_file() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The SQL API's on-demand migration under a spec with fixups: a blob a
+/// fixup would change (the game's dirty users; a `delete` that applies
+/// to a fifth of them) stays legacy for the daemon and the Rust layer,
+/// which apply the fixups; a blob no fixup changes (a `default` whose key
+/// every blob has) is migrated, with no fixups recorded.
+#[tokio::test]
+async fn sql_on_demand_leaves_blobs_a_fixup_would_change_to_the_daemon() {
+    let db = TestDb::new().await;
+    let n = 400;
+    drop(db.game(n).await);
+    let client = db.client().await;
+    let mut fixups = game_spec_with_fixups().fixups().to_vec();
+    for (name, text) in [
+        (
+            "0005-no-legacy-coins",
+            "op = \"delete\"\npath = \"legacyCoins\"",
+        ),
+        ("0006-xp", "op = \"default\"\npath = \"xp\"\nvalue = 0"),
+    ] {
+        fixups.push(Fixup::parse(name, text).unwrap());
+    }
+    let spec = Spec::parse(crate::example::SPEC)
+        .unwrap()
+        .with_fixups(fixups.clone());
+    decant::init(&client, &spec).await.unwrap();
+    let decant = Decant::connect(&db.url, spec, 2).unwrap();
+    decant
+        .set_control(&"rollout=100".parse::<decant::Setting>().unwrap())
+        .await
+        .unwrap();
+    let (mut migrated, mut left, mut dirty_left) = (0, 0, 0);
+    for id in 1..=n {
+        let mut blob: serde_json::Value = client
+            .query_one("SELECT data FROM \"user\" WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        let changes = !Fixup::apply_all(&mut blob, &fixups).is_empty();
+        client
+            .execute("SELECT decant.patch($1, '{}')", &[&id])
+            .await
+            .unwrap();
+        let on = crate::harness::is_migrated(&client, id).await;
+        assert!(!(changes && on), "user {id}: a fixup changes its blob");
+        if on {
+            migrated += 1;
+            let fixed: Option<serde_json::Value> = client
+                .query_one(
+                    "SELECT fixups FROM decant.user_state WHERE user_id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(fixed, None, "user {id}");
+        } else {
+            left += 1;
+            if crate::example::user(1, id).dirt.is_some() {
+                dirty_left += 1;
+            }
+            // every clean user a fixup leaves alone migrates
+            assert!(
+                changes || crate::example::user(1, id).dirt.is_some(),
+                "user {id} stayed legacy"
+            );
+        }
+    }
+    assert!(
+        migrated > n / 2 && left > n / 10 && dirty_left > 0,
+        "{migrated} {left} {dirty_left}"
+    );
+}
+
+/// A fixup's SQL/JSON test (what the SQL API's on-demand migration reads
+/// to leave a blob to the daemon) finds every blob the fixup changes:
+/// random blobs of a few keys (objects, arrays, strings, numbers, null,
+/// booleans) against fixups of every op, through `*`, indexes and keys
+/// with quotes, each applied in Rust and tested by the server.
+#[tokio::test]
+async fn a_fixup_s_sql_test_finds_every_blob_it_changes() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let fixups: Vec<Fixup> = [
+        "op = \"null_to_object\"\npath = \"$\"",
+        "op = \"null_to_object\"\npath = \"a.*\"",
+        "op = \"coerce_number\"\npath = \"a.*.b\"",
+        "op = \"coerce_number\"\npath = \"l.0\"",
+        "op = \"clamp\"\npath = \"a.*.*\"\nmin = 0\nmax = 2.5",
+        "op = \"clamp\"\npath = \"l.*.b\"\nmin = -1",
+        "op = \"rename\"\npath = \"a.\\\"q\\\\\\\"k\\\"\"\nto = \"a.z\"\nunless = [\"x\", true, 1]",
+        "op = \"delete\"\npath = \"l.*.*\"\nunless = [\"x\", false]",
+        "op = \"delete\"\npath = \"a.b\"",
+        "op = \"default\"\npath = \"a.b.c\"\nvalue = 1",
+        "op = \"default\"\npath = \"l.*.c\"\nvalue = 1",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| Fixup::parse(&format!("f{i}"), t).unwrap_or_else(|e| panic!("{t}: {e}")))
+    .collect();
+    let mut rng = crate::example::Rng::new(7);
+    fn value(rng: &mut crate::example::Rng, depth: u32) -> serde_json::Value {
+        use serde_json::json;
+        let keys = ["a", "b", "c", "l", "q\"k", "z", "0"];
+        match rng.range(0, if depth > 2 { 6 } else { 8 }) {
+            0 => json!(null),
+            1 => json!(rng.pick(&[true, false])),
+            2 => json!(rng.pick(&["x", "1", " 2", "-3", "1e2", "nope", ""])),
+            3 => json!(rng.pick(&[-5, 0, 1, 2, 3])),
+            4 => {
+                let n: &&str = rng.pick(&["1.0", "2.5", "2.51", "-0.5", "1e400"]);
+                serde_json::from_str::<serde_json::Value>(n).unwrap()
+            }
+            5 => json!({}),
+            6 => (0..rng.range(0, 4))
+                .map(|_| value(rng, depth + 1))
+                .collect::<Vec<_>>()
+                .into(),
+            _ => (0..rng.range(1, 5))
+                .map(|_| (rng.pick(&keys).to_string(), value(rng, depth + 1)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+    let (mut changed, mut said) = (0, 0);
+    for _ in 0..1500 {
+        let mut blob = value(&mut rng, 0);
+        if rng.range(0, 3) > 0 {
+            // mostly objects at the root, holding `a` and `l`
+            let mut m = serde_json::Map::new();
+            m.insert("a".into(), value(&mut rng, 1));
+            m.insert("l".into(), value(&mut rng, 1));
+            blob = m.into();
+        }
+        for f in &fixups {
+            let path = f.might_change().unwrap();
+            let found: bool = client
+                .query_one(
+                    "SELECT jsonb_path_exists($1, $2::text::jsonpath, '{}'::jsonb, true)",
+                    &[&blob, &path],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e:?}"))
+                .get(0);
+            let mut b = blob.clone();
+            let changes = f.apply(&mut b).is_some();
+            assert!(!changes || found, "{}: {path} misses {blob}", f.name);
+            changed += changes as u32;
+            said += found as u32;
+        }
+    }
+    // the tests say no more than needed, by far
+    assert!(
+        changed > 200 && said < changed * 2,
+        "{changed} changed, {said} found"
+    );
+}

@@ -1282,6 +1282,8 @@ $$
 #variable_conflict use_column
 DECLARE _decant_residual jsonb;
 BEGIN
+    -- a blob a fixup would change is left to the daemon and the Rust
+    -- layer, which apply them
     IF $2 IS NULL OR "public"."user_decant_blob_fails"($2) THEN
         RETURN false;
     END IF;
