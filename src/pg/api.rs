@@ -32,7 +32,7 @@
 
 use crate::core::spec::{Node, RuleKind, Segment, Spec, quote};
 use crate::core::value::ColumnType;
-use crate::pg::sql::{index_name, lit, source_table, target_table};
+use crate::pg::sql::{index_name, lit, migrates_on_demand, source_table, target_table};
 use crate::pg::views::{RowSource, Walk, constant, fails_fn, make, rule_rows, valid};
 
 /// The name of an internal function of this spec's source table.
@@ -1220,12 +1220,10 @@ fn calls(spec: &Spec) -> Vec<String> {
             migrate_name(spec)
         );
         (
-            format!(
-                "coalesce(NOT s.{flag} AND decant.in_rollout(s.{id}) \
-                 AND NOT EXISTS (SELECT 1 FROM decant.user_state AS st WHERE st.user_id = s.{id} \
-                 AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= {max}))) \
-                 AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false)",
-                max = spec.settings.max_attempts
+            migrates_on_demand(
+                &format!("s.{flag}"),
+                &format!("s.{id}"),
+                &spec.settings.max_attempts.to_string(),
             ),
             format!("IF _decant_on_demand THEN\n        {migrate}\n    END IF;\n    "),
             format!(

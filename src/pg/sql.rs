@@ -83,6 +83,20 @@ pub(crate) const HEARTBEAT_WITHOUT_WINDOWS: &str = "WITH me AS (
     SELECT count(*)
       FROM decant.daemon WHERE id <> $1 AND beat_at > now() - interval '5 seconds'";
 
+/// Whether a user (its flag and id columns as written) is to be migrated
+/// on demand at a write: legacy, in the rollout, neither held (rolled
+/// back) nor failed `max_attempts` times, and the migration neither
+/// paused nor finalized. The Rust layer's lock and the SQL API's writes
+/// test the same.
+pub(crate) fn migrates_on_demand(flag: &str, id: &str, max_attempts: &str) -> String {
+    format!(
+        "coalesce(NOT {flag} AND decant.in_rollout({id}) \
+           AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
+                            AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= {max_attempts}))) \
+           AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false)"
+    )
+}
+
 /// Marks a daemon's session (workers and monitor) with a shared session
 /// advisory lock no one else takes, so that other daemons' throttles do
 /// not count it as backend traffic, and returns its pid. Shared: it
@@ -483,11 +497,9 @@ impl Sql {
                 claimable_where(true)
             ),
             lock_call: format!(
-                "SELECT {id}::{it}, {blob}, {flag}, coalesce(NOT {flag} AND decant.in_rollout({id}) \
-                   AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = {id} \
-                                    AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) \
-                   AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) \
-                 FROM {src} WHERE {id} = $1::{it} FOR NO KEY UPDATE"
+                "SELECT {id}::{it}, {blob}, {flag}, {} \
+                 FROM {src} WHERE {id} = $1::{it} FOR NO KEY UPDATE",
+                migrates_on_demand(&flag, &id, "$2")
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),
             lock_wait: lock,

@@ -1346,7 +1346,7 @@ BEGIN
     IF $2 IS NULL THEN
         RAISE EXCEPTION 'decant: save of user % with a NULL blob', $1 USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb for a JSON null';
     END IF;
-    SELECT s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state AS st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
+    SELECT s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
@@ -1368,7 +1368,7 @@ BEGIN
     IF $2 IS NULL THEN
         RAISE EXCEPTION 'decant: patch of user % with a NULL patch', $1 USING ERRCODE = 'null_value_not_allowed', HINT = 'pass ''null''::jsonb to replace the blob by a JSON null';
     END IF;
-    SELECT s."data", s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state AS st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_blob, _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
+    SELECT s."data", s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_blob, _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
