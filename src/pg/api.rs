@@ -118,10 +118,11 @@ pub(crate) fn drop_migrate(spec: &Spec) -> String {
 /// `decant."<source>_migrate"(id, blob)`: migrates a legacy user whose
 /// source row the caller holds locked, with `blob` its blob, as the
 /// daemon would: unless a `fail` rule refuses a value (or the blob is
-/// NULL), a fixup would change it or the user already has rows, it sets the flag, writes the rows
-/// and residual with the SQL API's write (validation as the migration's:
-/// refused values of `keep` rules stay in the residual), checks that they
-/// rebuild `blob` exactly (by its text) and records the user migrated.
+/// NULL), a fixup would change it or the user already has rows, it sets
+/// the flag, writes the rows and residual with the SQL API's write
+/// (validation as the migration's: refused values of `keep` rules stay
+/// in the residual), checks that they rebuild `blob` exactly (by its
+/// text) and records the user migrated.
 /// Returns whether it did; anything else leaves the user as it was
 /// (a subtransaction), legacy, for the daemon to try and record, but for
 /// the errors a caller retries its transaction on (serialization
