@@ -1293,7 +1293,9 @@ fn calls(spec: &Spec) -> Vec<String> {
                  FROM {src} AS s WHERE s.{id} = $1 FOR NO KEY UPDATE;\n    \
                IF NOT FOUND THEN\n        {missing};\n    END IF;\n    \
                {migrate_first}\
-               IF _decant_migrated THEN\n        \
+               -- (a user just migrated on demand: its rows and residual\n    \
+               -- were checked to rebuild the blob in hand)\n    \
+               IF _decant_migrated AND NOT _decant_on_demand THEN\n        \
                  _decant_blob := {rebuild}($1, _decant_blob);\n    \
                END IF;\n    \
                _decant_before := _decant_blob;\n    \

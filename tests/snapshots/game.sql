@@ -1375,7 +1375,9 @@ BEGIN
     IF _decant_on_demand THEN
         _decant_migrated := decant."user_migrate"($1, _decant_blob);
     END IF;
-    IF _decant_migrated THEN
+    -- (a user just migrated on demand: its rows and residual
+    -- were checked to rebuild the blob in hand)
+    IF _decant_migrated AND NOT _decant_on_demand THEN
         _decant_blob := decant."user_rebuild"($1, _decant_blob);
     END IF;
     _decant_before := _decant_blob;
