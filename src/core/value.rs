@@ -373,7 +373,10 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
     if v.is_null() {
         return Ok(ColumnValue::Null);
     }
-    let wrong = || Mismatch(format!("expected {}", ty.describe()));
+    let wrong = || match timestamp_hint(ty, v) {
+        Some(hint) => Mismatch(format!("expected {}; {hint}", ty.describe())),
+        None => Mismatch(format!("expected {}", ty.describe())),
+    };
     let cv = match ty {
         ColumnType::Bool => ColumnValue::Bool(v.as_bool().ok_or_else(wrong)?),
         ColumnType::Int2 => {
@@ -447,12 +450,77 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
     }
     let back = to_json(ty, &cv);
     if !crate::core::json::eq(&back, v) {
+        let hint = timestamp_hint(ty, v)
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
         return Err(Mismatch(format!(
-            "expected {} (it would come back as {back})",
+            "expected {} (it would come back as {back}){hint}",
             ty.describe()
         )));
     }
     Ok(cv)
+}
+
+/// For a time column given a time in another of the forms decant reads
+/// (epoch numbers, RFC 3339 text, a calendar day), the column type that
+/// reads this value, so that a spec declaring the wrong form says how to
+/// mend it: `this value is RFC 3339 text with 3 fraction digits and Z:
+/// declare the column `timestamptz_iso_ms``. The form named is the value's
+/// own spelling, so the users of one form share one reason.
+fn timestamp_hint<V: JsonView>(ty: ColumnType, v: &V) -> Option<String> {
+    let time = |t: ColumnType| {
+        matches!(
+            t,
+            ColumnType::TimestampMs
+                | ColumnType::TimestampS
+                | ColumnType::TimestampIso(_)
+                | ColumnType::Date
+        )
+    };
+    if !time(ty) {
+        return None;
+    }
+    let (what, reader) = if v.number().is_some() {
+        if matches!(ty, ColumnType::TimestampMs | ColumnType::TimestampS) {
+            return None;
+        }
+        (
+            "a number",
+            "`timestamptz` for epoch milliseconds or `timestamptz_s` for epoch seconds".to_string(),
+        )
+    } else if let Some(s) = v.as_str() {
+        if s.len() == 10 && parse_date(s).is_some() {
+            if ty == ColumnType::Date {
+                return None;
+            }
+            ("a calendar day", "`date`".to_string())
+        } else {
+            let (body, utc_offset) = if let Some(b) = s.strip_suffix('Z') {
+                (b, false)
+            } else if let Some(b) = s.strip_suffix("+00:00") {
+                (b, true)
+            } else {
+                return None;
+            };
+            let fraction = match body.split_once('.') {
+                Some((_, f)) if f.len() == 3 => 3,
+                Some((_, f)) if f.len() == 6 => 6,
+                _ => 0,
+            };
+            let form = IsoForm {
+                fraction,
+                utc_offset,
+            };
+            let own = ColumnType::TimestampIso(form);
+            if own == ty || to_column(own, v).is_err() {
+                return None;
+            }
+            ("RFC 3339 text in this form", format!("`{}`", form.name()))
+        }
+    } else {
+        return None;
+    };
+    Some(format!("the value is {what}: declare the column {reader}"))
 }
 
 // PostgreSQL's timestamptz range is wider, but these bounds keep every
@@ -974,6 +1042,76 @@ mod tests {
             assert!(
                 to_column(ColumnType::TimestampIso(IsoForm::MS), &json!(refused)).is_err(),
                 "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_time_in_another_form_names_the_column_type_that_reads_it() {
+        let t = |name: &str| ColumnType::parse(name).unwrap();
+        let reason = |ty: &str, v: Value| to_column(t(ty), &v).unwrap_err().0;
+        let cases = [
+            (
+                "timestamptz",
+                json!("2024-01-02T00:00:00Z"),
+                "`timestamptz_iso`",
+            ),
+            (
+                "timestamptz_s",
+                json!("2024-01-02T00:00:00.120Z"),
+                "`timestamptz_iso_ms`",
+            ),
+            (
+                "timestamptz",
+                json!("2024-01-02T00:00:00.000001+00:00"),
+                "`timestamptz_iso_us_offset`",
+            ),
+            (
+                "timestamptz_iso",
+                json!("2024-01-02T00:00:00.120Z"),
+                "`timestamptz_iso_ms`",
+            ),
+            (
+                "timestamptz_iso_ms",
+                json!(1704153600000i64),
+                "`timestamptz` for epoch milliseconds",
+            ),
+            (
+                "date",
+                json!(1704153600),
+                "`timestamptz` for epoch milliseconds or `timestamptz_s` for epoch seconds",
+            ),
+            ("timestamptz_iso", json!("2024-01-02"), "`date`"),
+        ];
+        for (ty, v, hint) in cases {
+            let r = reason(ty, v.clone());
+            assert!(
+                r.starts_with(&format!("expected {}", t(ty).describe())),
+                "{ty} {v}: {r}"
+            );
+            assert!(r.contains("; the value is "), "{ty} {v}: {r}");
+            assert!(
+                r.contains(&format!("declare the column {hint}")),
+                "{ty} {v}: {r}"
+            );
+            // the hinted type reads it
+            let named = hint.split('`').nth(1).unwrap();
+            assert!(to_column(t(named), &v).is_ok(), "{named} {v}");
+        }
+        // no hint where no form reads the value, or the column is no time
+        for (ty, v) in [
+            ("timestamptz", json!("yesterday")),
+            ("timestamptz_iso", json!("2024-01-02T01:00:00+01:00")),
+            ("timestamptz_iso", json!("2024-01-02T00:00:00.50Z")),
+            ("timestamptz", json!(true)),
+            ("date", json!("2024-02-30")),
+            ("int4", json!("2024-01-02")),
+        ] {
+            let r = reason(ty, v.clone());
+            assert!(!r.contains("declare"), "{ty} {v}: {r}");
+            assert!(
+                r.starts_with(&format!("expected {}", t(ty).describe())),
+                "{ty} {v}: {r}"
             );
         }
     }
