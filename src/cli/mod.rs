@@ -468,6 +468,13 @@ async fn run(cli: Cli) -> Result<()> {
                         ids.join(", ")
                     );
                 }
+                if f.more_keys > 0 {
+                    println!(
+                        "  and {} more top-level {}, each held by as many users as the last above or fewer",
+                        f.more_keys,
+                        if f.more_keys == 1 { "key" } else { "keys" }
+                    );
+                }
             }
             if f.flag_dropped {
                 println!(

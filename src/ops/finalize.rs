@@ -29,6 +29,8 @@ pub struct Finalized {
     /// What those residuals hold, by top-level key (`$.key`; `$` for a
     /// residual that is no object), most held first, at most 20.
     pub unclaimed: Vec<Unclaimed>,
+    /// Top-level keys held in residuals beyond those in `unclaimed`.
+    pub more_keys: u64,
     /// The SQL that drops what the old code path needed (what
     /// `--drop-legacy` runs).
     pub drop_sql: String,
@@ -60,6 +62,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
             already: true,
             residual_users: 0,
             unclaimed: Vec::new(),
+            more_keys: 0,
             drop_sql: String::new(),
             flag_dropped: true,
         });
@@ -182,7 +185,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         })
     })
     .await?;
-    let (residual_users, unclaimed) = residuals(&**client, spec).await?;
+    let (residual_users, unclaimed, more_keys) = residuals(&**client, spec).await?;
     let mut index = crate::pg::schema::legacy_index_qualified(spec);
     if let Some(migrated) = crate::pg::schema::migrated_index_qualified(spec) {
         index = format!("{index}, {migrated}");
@@ -279,18 +282,23 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         already,
         residual_users,
         unclaimed,
+        more_keys,
         drop_sql,
         flag_dropped: drop_legacy || !flag_there,
     })
 }
 
+/// The top-level keys of residuals `finalize` names.
+const SHOWN: usize = 20;
+
 /// The users whose residual is not empty, and what the residuals hold by
 /// top-level key (`$` for a residual that is no object: `null`, SQL NULL,
-/// an array or a scalar), most held first.
+/// an array or a scalar), most held first, the first [`SHOWN`], and how
+/// many keys more there are.
 async fn residuals(
     client: &impl tokio_postgres::GenericClient,
     spec: &crate::core::spec::Spec,
-) -> Result<(u64, Vec<Unclaimed>)> {
+) -> Result<(u64, Vec<Unclaimed>, u64)> {
     let src = source_table(spec);
     let it = spec.source.id_type.sql();
     let (id, blob) = (quote(&spec.source.id), quote(&spec.source.blob));
@@ -303,18 +311,19 @@ async fn residuals(
         .map_err(|e| Error::db("counting non-empty residuals", e))?
         .get(0);
     if users == 0 {
-        return Ok((0, Vec::new()));
+        return Ok((0, Vec::new(), 0));
     }
     let rows = client
         .query(
             &format!(
                 "SELECT CASE WHEN jsonb_typeof(s.{blob}) = 'object' THEN k.k END, \
-                        count(*), (array_agg(s.{id}::{it} ORDER BY s.{id}))[1:3] \
+                        count(*), (array_agg(s.{id}::{it} ORDER BY s.{id}))[1:3], \
+                        count(*) OVER () \
                    FROM {src} AS s \
                    LEFT JOIN LATERAL jsonb_object_keys( \
                         CASE WHEN jsonb_typeof(s.{blob}) = 'object' THEN s.{blob} END) AS k(k) ON true \
                   WHERE s.{blob} IS DISTINCT FROM '{{}}'::jsonb \
-                  GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20"
+                  GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {SHOWN}"
             ),
             &[],
         )
@@ -331,8 +340,10 @@ async fn residuals(
             users: r.get::<_, i64>(1) as u64,
             examples: r.get(2),
         })
-        .collect();
-    Ok((users as u64, held))
+        .collect::<Vec<_>>();
+    let keys = rows.first().map_or(0, |r| r.get::<_, i64>(3) as u64);
+    let more = keys.saturating_sub(held.len() as u64);
+    Ok((users as u64, held, more))
 }
 
 /// "N users' residuals are not empty", agreeing with N.

@@ -122,6 +122,13 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         "{status}"
     );
 
+    // more top-level keys in residuals than finalize names: one each
+    for k in 0..25i64 {
+        decant
+            .patch(k + 20, &serde_json::json!({ format!("note{k:02}"): k }))
+            .await
+            .unwrap();
+    }
     // finalized
     let f = decant::finalize(&db.url, &decant, false).await.unwrap();
     assert!(!f.already);
@@ -148,6 +155,18 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         assert_eq!(u.users, holding as u64, "{u:?}");
         assert!(!u.examples.is_empty() && u.examples.len() <= 3, "{u:?}");
     }
+    // the keys past the first 20 are counted
+    let keys: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT k) FROM \"user\", jsonb_object_keys(data) AS k",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(f.unclaimed.len(), 20, "{f:?}");
+    assert_eq!(keys as u64, 20 + f.more_keys, "{f:?}");
+    assert!(f.more_keys >= 5, "{f:?}");
     let status = decant::status(&decant, &decant::Schedule::default())
         .await
         .unwrap();
