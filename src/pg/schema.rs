@@ -1031,13 +1031,8 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         .await
         .map_err(|e| Error::db("reading the source table's kind", e))?
         .get(0);
-    if kind != "r" {
+    if kind != "r" && kind != "p" {
         let what = match kind.as_str() {
-            "p" => {
-                "a partitioned table (decant builds its index on the legacy users online, \
-                    with CREATE INDEX CONCURRENTLY, which PostgreSQL cannot run on a \
-                    partitioned table)"
-            }
             "v" => "a view",
             "m" => "a materialized view",
             "f" => "a foreign table",
@@ -1049,8 +1044,12 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         )));
     }
     // a table other tables inherit from: its scans read their rows too,
-    // under ids its primary key does not keep unique across them
-    let children: Option<String> = client
+    // under ids its primary key does not keep unique across them (a
+    // partitioned table's partitions are its rows, under its keys)
+    let children: Option<String> = if kind == "p" {
+        None
+    } else {
+        client
         .query_one(
             "SELECT string_agg(i.inhrelid::regclass::text, ', ' ORDER BY i.inhrelid::regclass::text) \
                FROM pg_inherits i WHERE i.inhparent = to_regclass($1)",
@@ -1058,7 +1057,8 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         )
         .await
         .map_err(|e| Error::db("reading the source table's inheritance children", e))?
-        .get(0);
+        .get(0)
+    };
     if let Some(children) = children {
         return Err(Error::Setup(format!(
             "source table {} has tables inheriting from it ({children}): every query on it \
@@ -1182,7 +1182,8 @@ async fn check_id_unique(client: &Client, spec: &Spec) -> Result<()> {
         .query_one(
             "SELECT a.attnotnull, EXISTS (SELECT 1 FROM pg_index i \
                      WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL \
-                       AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum) \
+                       AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum), \
+                    c.relkind = 'p' \
                FROM pg_attribute a \
                JOIN pg_class c ON c.oid = a.attrelid \
                JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -1191,7 +1192,7 @@ async fn check_id_unique(client: &Client, spec: &Spec) -> Result<()> {
         )
         .await
         .map_err(|e| Error::db("reading the source table's keys", e))?;
-    let (not_null, unique): (bool, bool) = (row.get(0), row.get(1));
+    let (not_null, unique, partitioned): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
     if not_null && unique {
         return Ok(());
     }
@@ -1206,7 +1207,17 @@ async fn check_id_unique(client: &Client, spec: &Spec) -> Result<()> {
         "source column {id} of {table} {lacks}: decant finds each user by its id, \
          so it needs one row per id (the table's primary key, or NOT NULL with a unique index \
          on it alone); point `id` in [source] at such a column, or add the constraint \
-         (`ALTER TABLE {table} ADD PRIMARY KEY ({id})`)"
+         (`ALTER TABLE {table} ADD PRIMARY KEY ({id})`){}",
+        if partitioned {
+            // PostgreSQL keeps a partitioned table's keys unique only
+            // when they hold its partition key
+            format!(
+                ", which on a partitioned table PostgreSQL allows only when the table is \
+                 partitioned by the id alone (`PARTITION BY HASH ({id})` or by its range)"
+            )
+        } else {
+            String::new()
+        }
     )))
 }
 
@@ -1331,7 +1342,22 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
 /// `index_fail_test`) has it rebuilt: `IF NOT EXISTS` would keep the old
 /// one under its name.
 async fn build_concurrently(client: &Client, spec: &Spec, concurrent: &[String]) -> Result<()> {
+    let parts = partitions(client, spec).await?;
+    let on_source = format!(" ON {} ", source_table(spec));
     for stmt in concurrent {
+        if !parts.is_empty() && stmt.contains(&on_source) {
+            build_on_partitions(client, spec, stmt, &parts).await?;
+        } else {
+            build_one(client, spec, stmt).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One `CREATE INDEX CONCURRENTLY IF NOT EXISTS` on a plain table (see
+/// [`build_concurrently`]).
+async fn build_one(client: &Client, spec: &Spec, stmt: &str) -> Result<()> {
+    {
         let mark = stale_index(client, spec, stmt).await?;
         client
             .batch_execute(stmt)
@@ -1345,6 +1371,248 @@ async fn build_concurrently(client: &Client, spec: &Spec, concurrent: &[String])
         }
     }
     Ok(())
+}
+
+/// A relation of a partitioned source table's partition tree, below its
+/// root.
+struct Partition {
+    /// `"schema"."name"`.
+    table: String,
+    /// Its schema, unquoted.
+    schema: String,
+    /// Its name, unquoted.
+    name: String,
+    /// Its parent's `"schema"."name"`.
+    parent: String,
+    /// A table holding rows (not itself partitioned).
+    leaf: bool,
+}
+
+/// The partitions of the source table, every level, parents before
+/// children; none for a plain table. A foreign table among them is
+/// refused: it can hold no index.
+async fn partitions(client: &Client, spec: &Spec) -> Result<Vec<Partition>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, pn.nspname::text, p.relname::text, \
+                    t.isleaf, c.relkind::text \
+               FROM pg_partition_tree(to_regclass($1)) AS t \
+               JOIN pg_class c ON c.oid = t.relid \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_class p ON p.oid = t.parentrelid \
+               JOIN pg_namespace pn ON pn.oid = p.relnamespace \
+              WHERE t.level > 0 \
+              ORDER BY t.level, n.nspname, c.relname",
+            &[&source_table(spec)],
+        )
+        .await
+        .map_err(|e| Error::db("init: reading the source table's partitions", e))?;
+    let parts: Vec<Partition> = rows
+        .iter()
+        .map(|r| {
+            let (schema, name): (String, String) = (r.get(0), r.get(1));
+            Partition {
+                table: format!("{}.{}", quote(&schema), quote(&name)),
+                parent: format!(
+                    "{}.{}",
+                    quote(&r.get::<_, String>(2)),
+                    quote(&r.get::<_, String>(3))
+                ),
+                leaf: r.get(4),
+                schema,
+                name,
+            }
+        })
+        .collect();
+    let foreign: Vec<&str> = rows
+        .iter()
+        .zip(&parts)
+        .filter(|(r, _)| r.get::<_, String>(5) == "f")
+        .map(|(_, p)| p.table.as_str())
+        .collect();
+    if !foreign.is_empty() {
+        return Err(Error::Setup(format!(
+            "source table {} has foreign tables among its partitions ({}): decant indexes \
+             the legacy users of every partition, and a foreign table can hold no index; \
+             move their rows into local partitions, or detach them",
+            source_table(spec),
+            foreign.join(", ")
+        )));
+    }
+    Ok(parts)
+}
+
+/// Builds an index of `init`'s (`CREATE INDEX CONCURRENTLY IF NOT EXISTS
+/// name ON source ...`) on a partitioned source table, online, the way
+/// PostgreSQL's manual gives for one (which CONCURRENTLY cannot do at
+/// once): the index made `ON ONLY` each partitioned table (empty and
+/// invalid; a brief lock), then each leaf partition's built
+/// CONCURRENTLY and attached to its parent's, which PostgreSQL marks
+/// valid once every partition's is. A partition that already has its
+/// index attached (one made since, which PostgreSQL builds itself) is
+/// left; a build interrupted part-way is taken up where it stopped. An
+/// index built from another definition is dropped first, with a brief
+/// lock (a partitioned index cannot be dropped CONCURRENTLY).
+async fn build_on_partitions(
+    client: &Client,
+    spec: &Spec,
+    stmt: &str,
+    parts: &[Partition],
+) -> Result<()> {
+    const PREFIX: &str = "CREATE INDEX CONCURRENTLY IF NOT EXISTS ";
+    let src = source_table(spec);
+    let on = format!(" ON {src} ");
+    let (Some(rest), Some(at)) = (stmt.strip_prefix(PREFIX), stmt.find(&on)) else {
+        return build_one(client, spec, stmt).await;
+    };
+    let quoted_name = &rest[..rest.find(&on).unwrap_or(0)];
+    let tail = &stmt[at + on.len()..];
+    let name = quoted_name.trim_matches('"').replace("\"\"", "\"");
+    let root = format!("{}.{quoted_name}", quote(&spec.source.schema));
+    let mark = format!(
+        "decant index {:08x}",
+        crate::pg::sql::stable_hash(stmt.bytes())
+    );
+    // decant's name for a partition's index: `<index>_<partition>`
+    let own_index = |p: &Partition| {
+        let short = index_name(&format!("{name}_{}", p.name));
+        (format!("{}.{short}", quote(&p.schema)), short)
+    };
+    let found = client
+        .query_opt(
+            "SELECT i.indisvalid, obj_description(i.indexrelid, 'pg_class') \
+               FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
+            &[&root],
+        )
+        .await
+        .map_err(|e| Error::db("init: looking for an index", e))?;
+    if let Some(found) = &found {
+        let (valid, comment): (bool, Option<String>) = (found.get(0), found.get(1));
+        match comment.as_deref() {
+            Some(c) if c == mark && valid => return Ok(()),
+            Some(c) if c.starts_with("decant index ") && c != mark => {
+                tracing::warn!(
+                    index = %root,
+                    "the spec defines this index otherwise now; rebuilding it (online, but for \
+                     a brief lock to drop it)"
+                );
+                let drop = format!("DROP INDEX IF EXISTS {root}");
+                with_brief_locks(client, spec, "init", std::slice::from_ref(&src), || {
+                    let drop = drop.clone();
+                    Box::pin(async move {
+                        client
+                            .batch_execute(&drop)
+                            .await
+                            .map_err(|e| Error::db(format!("init: {drop}"), e))
+                    })
+                })
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    // the index attached to `index` for the partition `table`, if any
+    let attached = async |index: &str, table: &str| -> Result<Option<String>> {
+        client
+            .query_opt(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_inherits h \
+                   JOIN pg_index x ON x.indexrelid = h.inhrelid \
+                   JOIN pg_class c ON c.oid = h.inhrelid \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE h.inhparent = to_regclass($1) AND x.indrelid = to_regclass($2)",
+                &[&index, &table],
+            )
+            .await
+            .map(|r| r.map(|r| r.get(0)))
+            .map_err(|e| Error::db("init: reading the partitions' indexes", e))
+    };
+    // each partitioned partition's index (qualified): decant's, or one
+    // attached before in its place (PostgreSQL makes one for a partition
+    // created or attached once its parent's index exists)
+    let mut index_of: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    let parent_index = |index_of: &std::collections::HashMap<&str, String>, p: &Partition| {
+        index_of
+            .get(p.parent.as_str())
+            .cloned()
+            .unwrap_or_else(|| root.clone())
+    };
+    // the partitioned tables' indexes, empty, each attached to its
+    // parent's: one brief transaction
+    let mut stmts = vec![format!(
+        "CREATE INDEX IF NOT EXISTS {quoted_name} ON ONLY {src} {tail}"
+    )];
+    for p in parts.iter().filter(|p| !p.leaf) {
+        let parent = parent_index(&index_of, p);
+        if let Some(there) = attached(&parent, &p.table).await? {
+            index_of.insert(&p.table, there);
+            continue;
+        }
+        let (qualified, short) = own_index(p);
+        stmts.push(format!(
+            "CREATE INDEX IF NOT EXISTS {short} ON ONLY {} {tail}",
+            p.table
+        ));
+        stmts.push(format!("ALTER INDEX {parent} ATTACH PARTITION {qualified}"));
+        index_of.insert(&p.table, qualified);
+    }
+    with_brief_locks(client, spec, "init", std::slice::from_ref(&src), || {
+        let stmts = stmts.clone();
+        Box::pin(async move {
+            for stmt in &stmts {
+                client
+                    .batch_execute(stmt)
+                    .await
+                    .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))?;
+            }
+            Ok(())
+        })
+    })
+    .await?;
+    // each leaf's built CONCURRENTLY, then attached (a brief lock)
+    for p in parts.iter().filter(|p| p.leaf) {
+        let parent = parent_index(&index_of, p);
+        if attached(&parent, &p.table).await?.is_some() {
+            continue;
+        }
+        let (qualified, short) = own_index(p);
+        build_one(
+            client,
+            spec,
+            &format!("{PREFIX}{short} ON {} {tail}", p.table),
+        )
+        .await?;
+        let attach = format!("ALTER INDEX {parent} ATTACH PARTITION {qualified}");
+        with_brief_locks(client, spec, "init", std::slice::from_ref(&p.table), || {
+            let attach = attach.clone();
+            Box::pin(async move {
+                client
+                    .batch_execute(&attach)
+                    .await
+                    .map_err(|e| Error::db(format!("init: {attach}"), e))
+            })
+        })
+        .await?;
+    }
+    let valid: bool = client
+        .query_one(
+            "SELECT coalesce((SELECT indisvalid FROM pg_index \
+                               WHERE indexrelid = to_regclass($1)), false)",
+            &[&root],
+        )
+        .await
+        .map_err(|e| Error::db("init: looking for an index", e))?
+        .get(0);
+    if !valid {
+        return Err(Error::Setup(format!(
+            "init: the index {root} on the partitioned source table {src} is not valid after \
+             every partition's index was attached to it; `\\d+ {src}` in psql lists its \
+             partitions: run `decant init` again"
+        )));
+    }
+    client
+        .batch_execute(&format!("COMMENT ON INDEX {root} IS {}", lit(&mark)))
+        .await
+        .map_err(|e| Error::db(format!("init: marking the index {root}"), e))
 }
 
 /// The tables and views `init` and `finalize` alter or replace: the

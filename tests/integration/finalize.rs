@@ -440,32 +440,46 @@ async fn finalize_is_a_gate_and_then_a_phase() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_holds_on_an_integer_id_shape() {
-    lifecycle_on_another_shape("integer").await
+    lifecycle_on_another_shape("integer", false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_holds_on_a_smallint_id_shape() {
-    lifecycle_on_another_shape("smallint").await
+    lifecycle_on_another_shape("smallint", false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_holds_on_a_bigint_id_shape() {
-    lifecycle_on_another_shape("bigint").await
+    lifecycle_on_another_shape("bigint", false).await
+}
+
+/// A hash-partitioned source table, one partition partitioned again and
+/// one in another schema: init builds the legacy index online (each
+/// leaf's CONCURRENTLY, attached), and everything else works as on a plain
+/// table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_a_partitioned_table() {
+    lifecycle_on_another_shape("bigint", true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_on_a_partitioned_table_with_text_ids() {
+    lifecycle_on_another_shape("text", true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_holds_on_a_uuid_id_shape() {
-    lifecycle_on_another_shape("uuid").await
+    lifecycle_on_another_shape("uuid", false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_holds_on_a_text_id_shape() {
-    lifecycle_on_another_shape("text").await
+    lifecycle_on_another_shape("text", false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_holds_on_a_varchar_id_shape() {
-    lifecycle_on_another_shape("varchar(40)").await
+    lifecycle_on_another_shape("varchar(40)", false).await
 }
 
 /// The kind of id a column of SQL type `id_type` holds.
@@ -495,7 +509,7 @@ fn id_text(id_type: &str, n: i32) -> String {
 /// Another shape: an `id_type` id in another schema, a spec written here,
 /// odd blobs (deep, empty, a dirty value); census, daemon, cohort rollback,
 /// the SQL API and a leaderboard, and finalize with `--drop-legacy`.
-async fn lifecycle_on_another_shape(id_type: &str) {
+async fn lifecycle_on_another_shape(id_type: &str, partitioned: bool) {
     const SPEC: &str = r#"
 [source]
 schema = "shop"
@@ -528,7 +542,22 @@ where = { game = "a" }
     let client = db.client().await;
     client
         .batch_execute(&format!(
-            "CREATE SCHEMA shop; CREATE TABLE shop.profile (uid {id_type} PRIMARY KEY, doc jsonb NOT NULL)"
+            "CREATE SCHEMA shop; CREATE TABLE shop.profile (uid {id_type} PRIMARY KEY, doc jsonb NOT NULL){}",
+            if partitioned {
+                " PARTITION BY HASH (uid); \
+                 CREATE TABLE shop.profile_a PARTITION OF shop.profile \
+                   FOR VALUES WITH (MODULUS 3, REMAINDER 0); \
+                 CREATE TABLE shop.profile_b PARTITION OF shop.profile \
+                   FOR VALUES WITH (MODULUS 3, REMAINDER 1) PARTITION BY HASH (uid); \
+                 CREATE TABLE shop.profile_b0 PARTITION OF shop.profile_b \
+                   FOR VALUES WITH (MODULUS 2, REMAINDER 0); \
+                 CREATE TABLE shop.profile_b1 PARTITION OF shop.profile_b \
+                   FOR VALUES WITH (MODULUS 2, REMAINDER 1); \
+                 CREATE TABLE public.\"Profile C\" PARTITION OF shop.profile \
+                   FOR VALUES WITH (MODULUS 3, REMAINDER 2)"
+            } else {
+                ""
+            }
         ))
         .await
         .unwrap();
@@ -641,6 +670,55 @@ where = { game = "a" }
 
     decant::init(&client, &spec).await.unwrap();
     decant::init(&client, &spec).await.unwrap();
+    if partitioned {
+        // every index on the source valid, each leaf with its own legacy
+        // index; a build stopped part-way (the index made on the
+        // partitioned table alone, nothing attached) is taken up again
+        let indexes = async || {
+            texts(
+                &client,
+                "SELECT c.relname || ':' || i.indisvalid FROM pg_index i \
+                   JOIN pg_class c ON c.oid = i.indexrelid \
+                  WHERE c.relname LIKE 'profile_decant_legacy_idx%' ORDER BY 1",
+                &[],
+            )
+            .await
+            .into_iter()
+            .collect::<std::collections::BTreeSet<String>>()
+        };
+        let built = indexes().await;
+        assert_eq!(
+            built,
+            [
+                "profile_decant_legacy_idx:true",
+                "profile_decant_legacy_idx_Profile C:true",
+                "profile_decant_legacy_idx_profile_a:true",
+                "profile_decant_legacy_idx_profile_b:true",
+                "profile_decant_legacy_idx_profile_b0:true",
+                "profile_decant_legacy_idx_profile_b1:true",
+            ]
+            .map(String::from)
+            .into(),
+        );
+        let def = texts(
+            &client,
+            "SELECT pg_get_indexdef('shop.profile_decant_legacy_idx'::regclass)",
+            &[],
+        )
+        .await
+        .remove(0);
+        assert!(def.contains(" ON ONLY shop.profile "), "{def}");
+        client
+            .batch_execute(&format!("DROP INDEX shop.profile_decant_legacy_idx; {def}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            indexes().await,
+            ["profile_decant_legacy_idx:false".to_string()].into()
+        );
+        decant::init(&client, &spec).await.unwrap();
+        assert_eq!(indexes().await, built);
+    }
     // the claim's walk (after a cursor, in the claims' order) runs on the
     // legacy index, text ids in byte order
     let order = if kind == IdType::Text {
@@ -662,8 +740,9 @@ where = { game = "a" }
     )
     .await
     .join("\n");
+    // (a partitioned table's walk merges its partitions' in order)
     assert!(
-        plan.contains("profile_decant_legacy_idx") && !plan.contains("Sort"),
+        plan.contains("profile_decant_legacy_idx") && !plan.contains("Sort  ("),
         "{plan}"
     );
     // and a rollback's (an evolution's) walk over migrated users: a text
@@ -680,12 +759,13 @@ where = { game = "a" }
     )
     .await
     .join("\n");
-    let index = if kind == IdType::Text {
-        "profile_decant_migrated_idx"
-    } else {
-        "profile_pkey"
+    let index = match kind {
+        IdType::Text => "profile_decant_migrated_idx",
+        // each partition's own primary key
+        _ if partitioned => "_pkey",
+        _ => "profile_pkey",
     };
-    assert!(plan.contains(index) && !plan.contains("Sort"), "{plan}");
+    assert!(plan.contains(index) && !plan.contains("Sort  ("), "{plan}");
     client.batch_execute("RESET enable_seqscan").await.unwrap();
     let decant = Decant::connect(&db.url, spec.clone(), 4).unwrap();
     // one user by hand, through the library, named as text

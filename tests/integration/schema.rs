@@ -103,17 +103,25 @@ async fn init_refuses_a_missing_or_mistyped_source() {
         err.contains("did you mean \"public\".\"USER\"?") && err.contains("`table = \"USER\"`"),
         "{err}"
     );
-    // a partitioned table, a view: refused up front, nothing made
+    // a table partitioned by another key than the id: its id cannot be
+    // unique, and the error says what PostgreSQL allows (one partitioned
+    // by the id is taken: `finalize::the_lifecycle_holds_on_a_partitioned_table`)
     client
         .batch_execute(
-            "DROP TABLE \"USER\"; CREATE TABLE \"user\" (id bigint PRIMARY KEY, data jsonb NOT NULL) \
-               PARTITION BY RANGE (id); \
-             CREATE TABLE user_1 PARTITION OF \"user\" FOR VALUES FROM (0) TO (1000)",
+            "DROP TABLE \"USER\"; \
+             CREATE TABLE \"user\" (id bigint, region text, data jsonb NOT NULL, \
+               PRIMARY KEY (id, region)) PARTITION BY LIST (region); \
+             CREATE TABLE user_eu PARTITION OF \"user\" FOR VALUES IN ('eu')",
         )
         .await
         .unwrap();
     let err = decant::init(&client, &spec).await.unwrap_err().to_string();
-    assert!(err.contains("is a partitioned table"), "{err}");
+    assert!(
+        err.contains("is under no unique index")
+            && err.contains("partitioned by the id alone (`PARTITION BY HASH (\"id\")`"),
+        "{err}"
+    );
+    // a view: refused up front, nothing made
     client
         .batch_execute(
             "DROP TABLE \"user\"; CREATE TABLE u0 (id bigint PRIMARY KEY, data jsonb NOT NULL); \
