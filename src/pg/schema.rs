@@ -1442,6 +1442,24 @@ async fn partitions(client: &Client, spec: &Spec) -> Result<Vec<Partition>> {
     Ok(parts)
 }
 
+/// Runs `stmts` (of `init`, on `table`) in one transaction whose lock
+/// waits are brief ([`with_brief_locks`]).
+async fn briefly(client: &Client, spec: &Spec, table: &str, stmts: Vec<String>) -> Result<()> {
+    with_brief_locks(client, spec, "init", &[table.to_string()], || {
+        let stmts = stmts.clone();
+        Box::pin(async move {
+            for stmt in &stmts {
+                client
+                    .batch_execute(stmt)
+                    .await
+                    .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))?;
+            }
+            Ok(())
+        })
+    })
+    .await
+}
+
 /// Builds an index of `init`'s (`CREATE INDEX CONCURRENTLY IF NOT EXISTS
 /// name ON source ...`) on a partitioned source table, online, the way
 /// PostgreSQL's manual gives for one (which CONCURRENTLY cannot do at
@@ -1496,16 +1514,12 @@ async fn build_on_partitions(
                     "the spec defines this index otherwise now; rebuilding it (online, but for \
                      a brief lock to drop it)"
                 );
-                let drop = format!("DROP INDEX IF EXISTS {root}");
-                with_brief_locks(client, spec, "init", std::slice::from_ref(&src), || {
-                    let drop = drop.clone();
-                    Box::pin(async move {
-                        client
-                            .batch_execute(&drop)
-                            .await
-                            .map_err(|e| Error::db(format!("init: {drop}"), e))
-                    })
-                })
+                briefly(
+                    client,
+                    spec,
+                    &src,
+                    vec![format!("DROP INDEX IF EXISTS {root}")],
+                )
                 .await?;
             }
             _ => {}
@@ -1555,19 +1569,7 @@ async fn build_on_partitions(
         stmts.push(format!("ALTER INDEX {parent} ATTACH PARTITION {qualified}"));
         index_of.insert(&p.table, qualified);
     }
-    with_brief_locks(client, spec, "init", std::slice::from_ref(&src), || {
-        let stmts = stmts.clone();
-        Box::pin(async move {
-            for stmt in &stmts {
-                client
-                    .batch_execute(stmt)
-                    .await
-                    .map_err(|e| Error::db(format!("init: {}", first_line(stmt)), e))?;
-            }
-            Ok(())
-        })
-    })
-    .await?;
+    briefly(client, spec, &src, stmts).await?;
     // each leaf's built CONCURRENTLY, then attached (a brief lock)
     for p in parts.iter().filter(|p| p.leaf) {
         let parent = parent_index(&index_of, p);
@@ -1582,16 +1584,7 @@ async fn build_on_partitions(
         )
         .await?;
         let attach = format!("ALTER INDEX {parent} ATTACH PARTITION {qualified}");
-        with_brief_locks(client, spec, "init", std::slice::from_ref(&p.table), || {
-            let attach = attach.clone();
-            Box::pin(async move {
-                client
-                    .batch_execute(&attach)
-                    .await
-                    .map_err(|e| Error::db(format!("init: {attach}"), e))
-            })
-        })
-        .await?;
+        briefly(client, spec, &p.table, vec![attach]).await?;
     }
     let valid: bool = client
         .query_one(

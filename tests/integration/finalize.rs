@@ -718,6 +718,33 @@ where = { game = "a" }
         );
         decant::init(&client, &spec).await.unwrap();
         assert_eq!(indexes().await, built);
+        // a ranked statistic defined otherwise: its index on the source
+        // is dropped (a brief lock) and built again, online, then back
+        let ranked = async |game: &str| {
+            let spec = Spec::parse(&spec_text.replace(
+                "where = { game = \"a\" }",
+                &format!("where = {{ game = \"{game}\" }}"),
+            ))
+            .unwrap();
+            decant::init(&client, &spec).await.unwrap();
+            let defs = texts(
+                &client,
+                "SELECT i.indisvalid || ' ' || pg_get_indexdef(i.indexrelid) FROM pg_index i \
+                   JOIN pg_class c ON c.oid = i.indexrelid \
+                  WHERE c.relname LIKE 'profile_a_points_legacy_rank_idx%'",
+                &[],
+            )
+            .await;
+            assert_eq!(defs.len(), 6, "{defs:?}");
+            for d in defs {
+                assert!(
+                    d.starts_with("true ") && d.contains(&format!("'{game}'::text")),
+                    "{d}"
+                );
+            }
+        };
+        ranked("b").await;
+        ranked("a").await;
     }
     // the claim's walk (after a cursor, in the claims' order) runs on the
     // legacy index, text ids in byte order
