@@ -1121,14 +1121,22 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
              drop schema decant and the target tables, and init again"
         )));
     }
-    if type_of(&spec.source.blob).as_deref() == Some("json") {
-        // the one conversion PostgreSQL makes in place; what it loses
+    let blob_type = type_of(&spec.source.blob).unwrap_or_default();
+    let text = blob_type == "text" || blob_type.starts_with("character varying");
+    if blob_type == "json" || text {
+        // the conversion PostgreSQL makes in place; what it loses
         // (duplicate keys, key order, spacing) decant could not give back
         let (src, blob) = (source_table(spec), quote(&spec.source.blob));
         return Err(Error::Setup(format!(
-            "source column {blob} is json; decant needs jsonb: `ALTER TABLE {src} ALTER COLUMN \
-             {blob} TYPE jsonb USING {blob}::jsonb` converts it (rewriting the table under an \
-             exclusive lock; jsonb keeps neither duplicate keys, nor key order, nor spacing)"
+            "source column {blob} is {blob_type}; decant needs jsonb: `ALTER TABLE {src} ALTER \
+             COLUMN {blob} TYPE jsonb USING {blob}::jsonb` converts it (rewriting the table under \
+             an exclusive lock; jsonb keeps neither duplicate keys, nor key order, nor \
+             spacing{})",
+            if text {
+                "; a row whose text is not JSON stops it, changing nothing"
+            } else {
+                ""
+            }
         )));
     }
     let base_of = |name: &str| column(name).and_then(|r| r.get::<_, Option<String>>(3));

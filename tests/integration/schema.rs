@@ -173,6 +173,18 @@ async fn init_refuses_a_missing_or_mistyped_source() {
             .contains("\"data\" is json; decant needs jsonb"),
         "{err}"
     );
+    // JSON kept as text: the same conversion, and what stops it
+    client
+        .batch_execute("ALTER TABLE \"user\" ALTER COLUMN data TYPE text")
+        .await
+        .unwrap();
+    let err = decant::init(&client, &spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains("\"data\" is text; decant needs jsonb")
+            && err.contains("TYPE jsonb USING \"data\"::jsonb` converts it")
+            && err.contains("a row whose text is not JSON stops it"),
+        "{err}"
+    );
     // nothing was created
     let schemas: i64 = client
         .query_one(
