@@ -464,9 +464,9 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
 /// For a time column given a time in another of the forms decant reads
 /// (epoch numbers, RFC 3339 text, a calendar day), the column type that
 /// reads this value, so that a spec declaring the wrong form says how to
-/// mend it: `this value is RFC 3339 text with 3 fraction digits and Z:
-/// declare the column `timestamptz_iso_ms``. The form named is the value's
-/// own spelling, so the users of one form share one reason.
+/// mend it: "the value is RFC 3339 text in this form: declare the column
+/// \`timestamptz_iso_ms\`". The form named is the value's own spelling, so
+/// the users of one form share one reason.
 fn timestamp_hint<V: JsonView>(ty: ColumnType, v: &V) -> Option<String> {
     let time = |t: ColumnType| {
         matches!(
@@ -481,7 +481,9 @@ fn timestamp_hint<V: JsonView>(ty: ColumnType, v: &V) -> Option<String> {
         return None;
     }
     let (what, reader) = if v.number().is_some() {
-        if matches!(ty, ColumnType::TimestampMs | ColumnType::TimestampS) {
+        if matches!(ty, ColumnType::TimestampMs | ColumnType::TimestampS)
+            || to_column(ColumnType::TimestampMs, v).is_err()
+        {
             return None;
         }
         (
@@ -1104,6 +1106,7 @@ mod tests {
             ("timestamptz_iso", json!("2024-01-02T01:00:00+01:00")),
             ("timestamptz_iso", json!("2024-01-02T00:00:00.50Z")),
             ("timestamptz", json!(true)),
+            ("date", json!(1e300)),
             ("date", json!("2024-02-30")),
             ("int4", json!("2024-01-02")),
         ] {
