@@ -131,41 +131,65 @@ const FORGET_TRIGGER: &str = "decant_forget_deleted_users";
 /// tables): the backend role that deletes users needs no rights on
 /// decant's state. It reads no flag, so it outlives `finalize
 /// --drop-legacy`; a legacy user has no rows to find. Under
-/// `foreign_keys` their cascade has already deleted the rows.
-fn forget_deleted(spec: &Spec) -> [String; 2] {
+/// `foreign_keys` their cascade has already deleted the rows. On a
+/// partitioned source the trigger is a row-level one (PostgreSQL gives
+/// every partition, present and future, its copy of a row-level trigger,
+/// not of a statement-level one), so that a user deleted through one of
+/// its partitions goes too.
+fn forget_deleted(spec: &Spec) -> [String; 3] {
     let it = spec.source.id_type.sql();
+    let id = quote(&spec.source.id);
     // the ids as an array: each table is then probed by its index (a
     // join with the transition table, of unknown size to the planner,
     // could scan the whole table for one deleted user)
     let mut body = vec![format!(
-        "    gone := ARRAY(SELECT g.{}::{it} FROM decant_gone AS g);\n    \
-         IF cardinality(gone) = 0 THEN\n        RETURN NULL;\n    END IF;",
-        quote(&spec.source.id)
+        "    gone := ARRAY(SELECT g.{id}::{it} FROM decant_gone AS g);\n    \
+         IF cardinality(gone) = 0 THEN\n        RETURN NULL;\n    END IF;"
     )];
+    let mut row_body = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         body.push(format!(
             "    DELETE FROM {} AS x WHERE x.{} = ANY (gone);",
             target_table(spec, ti),
             quote(&t.user_column)
         ));
+        row_body.push(format!(
+            "    DELETE FROM {} AS x WHERE x.{} = OLD.{id}::{it};",
+            target_table(spec, ti),
+            quote(&t.user_column)
+        ));
     }
     body.push("    DELETE FROM decant.user_state AS x WHERE x.user_id = ANY (gone);".into());
+    row_body.push(format!(
+        "    DELETE FROM decant.user_state AS x WHERE x.user_id = OLD.{id}::{it};"
+    ));
     let function = format!(
         "CREATE OR REPLACE FUNCTION decant.forget_deleted_users() RETURNS trigger\n    \
          LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS\n$$\n\
          DECLARE gone {it}[];\nBEGIN\n{}\n    RETURN NULL;\nEND\n$$",
         body.join("\n")
     );
+    let row_function = format!(
+        "CREATE OR REPLACE FUNCTION decant.forget_deleted_user() RETURNS trigger\n    \
+         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS\n$$\n\
+         BEGIN\n{}\n    RETURN NULL;\nEND\n$$",
+        row_body.join("\n")
+    );
     let src = source_table(spec);
     let trigger = format!(
-        "DO $decant$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {}::regclass \
-         AND tgname = {}) THEN\n        \
+        "DO $decant$\nBEGIN\n    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {src_lit}::regclass \
+         AND tgname = {name}) THEN\n        \
+         IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = {src_lit}::regclass) = 'p' THEN\n            \
+         CREATE TRIGGER {FORGET_TRIGGER} AFTER DELETE ON {src} \
+         FOR EACH ROW EXECUTE FUNCTION decant.forget_deleted_user();\n        \
+         ELSE\n            \
          CREATE TRIGGER {FORGET_TRIGGER} AFTER DELETE ON {src} REFERENCING OLD TABLE AS decant_gone \
-         FOR EACH STATEMENT EXECUTE FUNCTION decant.forget_deleted_users();\n    END IF;\nEND\n$decant$",
-        lit(&src),
-        lit(FORGET_TRIGGER)
+         FOR EACH STATEMENT EXECUTE FUNCTION decant.forget_deleted_users();\n        \
+         END IF;\n    END IF;\nEND\n$decant$",
+        src_lit = lit(&src),
+        name = lit(FORGET_TRIGGER)
     );
-    [function, trigger]
+    [function, row_function, trigger]
 }
 
 /// The cross-user views and the SQL API (which uses the views' helpers);

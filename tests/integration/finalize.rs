@@ -931,4 +931,48 @@ where = { game = "a" }
         IdType::Text => assert!(matches!(err, decant::Error::UserNotFound(_)), "{err}"),
         _ => assert!(err.to_string().contains("no-such-user"), "{err}"),
     }
+    if partitioned {
+        // a user deleted through its partition takes its rows and state
+        // with it, as one deleted through the partitioned table does
+        let left = async |n: i32| -> i64 {
+            client
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT count(*) FROM shop.score WHERE user_id = $1::text::{id_type}) \
+                              + (SELECT count(*) FROM decant.user_state \
+                                  WHERE user_id = $1::text::{id_type})"
+                    ),
+                    &[&id(n)],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        };
+        assert!(left(3).await > 1 && left(5).await > 1);
+        let partition = texts(
+            &client,
+            &format!(
+                "SELECT tableoid::regclass::text FROM shop.profile WHERE uid = $1::text::{id_type}"
+            ),
+            &[&id(3)],
+        )
+        .await
+        .remove(0);
+        client
+            .execute(
+                &format!("DELETE FROM {partition} WHERE uid = $1::text::{id_type}"),
+                &[&id(3)],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                &format!("DELETE FROM shop.profile WHERE uid = $1::text::{id_type}"),
+                &[&id(5)],
+            )
+            .await
+            .unwrap();
+        assert_eq!((left(3).await, left(5).await), (0, 0));
+        assert!(left(7).await > 1);
+    }
 }

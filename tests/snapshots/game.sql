@@ -660,15 +660,35 @@ END
 $$;
 
 -- init statement 36
+CREATE OR REPLACE FUNCTION decant.forget_deleted_user() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
+$$
+BEGIN
+    DELETE FROM "public"."user_achievement" AS x WHERE x."user_id" = OLD."id"::bigint;
+    DELETE FROM "public"."user_bot" AS x WHERE x."user_id" = OLD."id"::bigint;
+    DELETE FROM "public"."user_config" AS x WHERE x."user_id" = OLD."id"::bigint;
+    DELETE FROM "public"."user_preference" AS x WHERE x."user_id" = OLD."id"::bigint;
+    DELETE FROM "public"."user_selected_bot" AS x WHERE x."user_id" = OLD."id"::bigint;
+    DELETE FROM "public"."user_statistic" AS x WHERE x."user_id" = OLD."id"::bigint;
+    DELETE FROM decant.user_state AS x WHERE x.user_id = OLD."id"::bigint;
+    RETURN NULL;
+END
+$$;
+
+-- init statement 37
 DO $decant$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '"public"."user"'::regclass AND tgname = 'decant_forget_deleted_users') THEN
-        CREATE TRIGGER decant_forget_deleted_users AFTER DELETE ON "public"."user" REFERENCING OLD TABLE AS decant_gone FOR EACH STATEMENT EXECUTE FUNCTION decant.forget_deleted_users();
+        IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = '"public"."user"'::regclass) = 'p' THEN
+            CREATE TRIGGER decant_forget_deleted_users AFTER DELETE ON "public"."user" FOR EACH ROW EXECUTE FUNCTION decant.forget_deleted_user();
+        ELSE
+            CREATE TRIGGER decant_forget_deleted_users AFTER DELETE ON "public"."user" REFERENCING OLD TABLE AS decant_gone FOR EACH STATEMENT EXECUTE FUNCTION decant.forget_deleted_users();
+        END IF;
     END IF;
 END
 $decant$;
 
--- init statement 37
+-- init statement 38
 CREATE OR REPLACE FUNCTION decant."rows_b13d81d3_user"(bigint) RETURNS TABLE (t0_n bigint, t0_a0 text[], t0_a1 jsonb[], t0_a2 integer[], t0_a3 timestamp with time zone[], t1_n bigint, t1_a0 text[], t1_a1 jsonb[], t1_a2 smallint[], t1_a3 boolean[], t2_n bigint, t2_a0 jsonb[], t2_a1 smallint[], t2_a2 text[], t3_n bigint, t3_a0 text[], t3_a1 jsonb[], t4_n bigint, t4_a0 text[], t4_a1 smallint[], t5_n bigint, t5_a0 text[], t5_a1 text[], t5_a2 text[])
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS
 $$
@@ -678,7 +698,7 @@ BEGIN
 END
 $$;
 
--- init statement 38
+-- init statement 39
 DO $decant$
 DECLARE f regprocedure; recorded text;
 BEGIN
@@ -694,7 +714,7 @@ BEGIN
 END
 $decant$;
 
--- init statement 39
+-- init statement 40
 CREATE OR REPLACE FUNCTION decant.iso_timestamptz_as(t text, form text) RETURNS timestamptz
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
@@ -779,7 +799,7 @@ BEGIN
 END
 $$;
 
--- init statement 40
+-- init statement 41
 CREATE OR REPLACE FUNCTION "public"."user_decant_blob_fails"(blob jsonb) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET plan_cache_mode = force_generic_plan AS
 $$
@@ -799,37 +819,37 @@ BEGIN
     OR coalesce((jsonb_typeof(decant_blob) = 'object' AND (decant_blob -> 'marriage') IS NOT NULL AND jsonb_typeof((decant_blob -> 'marriage')) = 'object' AND ((decant_blob -> 'marriage') -> 'config') IS NOT NULL AND (NOT (coalesce(jsonb_typeof(((decant_blob -> 'marriage') -> 'config')) = 'object', false)) OR (false OR (((((decant_blob -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND NOT (CASE WHEN (((decant_blob -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((decant_blob -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((decant_blob -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((decant_blob -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((decant_blob -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END)) OR (((((decant_blob -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND NOT (CASE WHEN (((decant_blob -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((decant_blob -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((decant_blob -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END))))), false);
 END $$;
 
--- init statement 41
+-- init statement 42
 CREATE OR REPLACE VIEW "public"."user_achievement_all" AS
 SELECT "user_id", "achievement_id", "extra", "progress", "unlocked_at" FROM "public"."user_achievement"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e2.k AS "achievement_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jsonb_each(CASE WHEN jsonb_typeof(e2.v) = 'object' THEN e2.v END) AS x WHERE (x.key NOT IN ('progress', 'unlockedAt') OR jsonb_typeof(x.value) = 'null')) AS "extra", CASE WHEN ((e2.v -> 'progress') IS NOT NULL AND jsonb_typeof((e2.v -> 'progress')) <> 'null') AND (CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (e2.v -> 'progress') IS NULL OR jsonb_typeof((e2.v -> 'progress')) = 'null' THEN NULL::integer WHEN (jsonb_typeof((e2.v -> 'progress')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'progress')) = 'number' THEN ((e2.v -> 'progress'))::numeric = trunc(((e2.v -> 'progress'))::numeric) AND ((e2.v -> 'progress'))::numeric BETWEEN -2147483648 AND 2147483647 END) THEN ((e2.v -> 'progress'))::numeric::int4 END END AS "progress", CASE WHEN ((e2.v -> 'unlockedAt') IS NOT NULL AND jsonb_typeof((e2.v -> 'unlockedAt')) <> 'null') AND (CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN true ELSE ((jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END)) END) THEN CASE WHEN (e2.v -> 'unlockedAt') IS NULL OR jsonb_typeof((e2.v -> 'unlockedAt')) = 'null' THEN NULL::timestamp with time zone WHEN (jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' AND CASE WHEN jsonb_typeof((e2.v -> 'unlockedAt')) = 'number' THEN ((e2.v -> 'unlockedAt'))::numeric * 1000 = trunc(((e2.v -> 'unlockedAt'))::numeric * 1000) AND ((e2.v -> 'unlockedAt'))::numeric * 1000 BETWEEN -62135596800000000 AND 253402300799999999 END) THEN (timestamptz '1970-01-01 00:00:00+00' + div(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '24 hours' + mod(((e2.v -> 'unlockedAt'))::numeric * 1000, 86400000000)::float8 * interval '1 microsecond') END END AS "unlocked_at" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'achievements')) = 'object' THEN ((s."data" -> 'marriage') -> 'achievements') END) AS e2(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'achievements') IS NOT NULL AND coalesce(true, false) AND coalesce(24 + (octet_length(e2.k) + 7) / 4 * 4 <= 2704, false) AND coalesce(jsonb_typeof(e2.v) = 'object', false);
 
--- init statement 42
+-- init statement 43
 CREATE OR REPLACE VIEW "public"."user_bot_all" AS
 SELECT "user_id", "bot_id", "extra", "level", "unlocked" FROM "public"."user_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "bot_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jsonb_each(CASE WHEN jsonb_typeof(e1.v) = 'object' THEN e1.v END) AS x WHERE (x.key NOT IN ('level', 'unlocked') OR jsonb_typeof(x.value) = 'null')) AS "extra", CASE WHEN ((e1.v -> 'level') IS NOT NULL AND jsonb_typeof((e1.v -> 'level')) <> 'null') AND (CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN true ELSE ((jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric >= '0' ELSE true END AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric <= '100' ELSE true END) END) THEN CASE WHEN (e1.v -> 'level') IS NULL OR jsonb_typeof((e1.v -> 'level')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((e1.v -> 'level')) = 'number' AND CASE WHEN jsonb_typeof((e1.v -> 'level')) = 'number' THEN ((e1.v -> 'level'))::numeric = trunc(((e1.v -> 'level'))::numeric) AND ((e1.v -> 'level'))::numeric BETWEEN -32768 AND 32767 END) THEN ((e1.v -> 'level'))::numeric::int2 END END AS "level", CASE WHEN ((e1.v -> 'unlocked') IS NOT NULL AND jsonb_typeof((e1.v -> 'unlocked')) <> 'null') AND (CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN true ELSE (jsonb_typeof((e1.v -> 'unlocked')) = 'boolean') END) THEN CASE WHEN (e1.v -> 'unlocked') IS NULL OR jsonb_typeof((e1.v -> 'unlocked')) = 'null' THEN NULL::boolean WHEN jsonb_typeof((e1.v -> 'unlocked')) = 'boolean' THEN ((e1.v -> 'unlocked'))::boolean END END AS "unlocked" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'bots')) = 'object' THEN (s."data" -> 'bots') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND e1.k NOT IN ('selected') AND coalesce(true, false) AND coalesce(24 + (octet_length(e1.k) + 7) / 4 * 4 <= 2704, false) AND coalesce(jsonb_typeof(e1.v) = 'object', false);
 
--- init statement 43
+-- init statement 44
 CREATE OR REPLACE VIEW "public"."user_config_all" AS
 SELECT "user_id", "extra", "mans", "mode" FROM "public"."user_config"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jsonb_each(CASE WHEN jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object' THEN ((s."data" -> 'marriage') -> 'config') END) AS x WHERE (x.key NOT IN ('mans', 'mode') OR jsonb_typeof(x.value) = 'null')) AS "extra", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mans') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN true ELSE ((jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric >= '0' ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mans') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'null' THEN NULL::smallint WHEN (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mans')) = 'number' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric = trunc(((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric) AND ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric BETWEEN -32768 AND 32767 END) THEN ((((s."data" -> 'marriage') -> 'config') -> 'mans'))::numeric::int2 END END AS "mans", CASE WHEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') IS NOT NULL AND jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) <> 'null') AND (CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN true ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') IN ('kidnap', 'murder', 'classic') ELSE true END) END) THEN CASE WHEN (((s."data" -> 'marriage') -> 'config') -> 'mode') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'null' THEN NULL::text WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'config') -> 'mode')) = 'string' THEN ((((s."data" -> 'marriage') -> 'config') -> 'mode') #>> '{}') END END AS "mode" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'config') IS NOT NULL AND coalesce(jsonb_typeof(((s."data" -> 'marriage') -> 'config')) = 'object', false);
 
--- init statement 44
+-- init statement 45
 CREATE OR REPLACE VIEW "public"."user_preference_all" AS
 SELECT "user_id", "key", "value" FROM "public"."user_preference"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN NULL::jsonb WHEN true THEN e1.v END AS "value" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof((s."data" -> 'pref')) = 'object' THEN (s."data" -> 'pref') END) AS e1(k, v) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'pref') IS NOT NULL AND coalesce(true, false) AND coalesce(24 + (octet_length(e1.k) + 7) / 4 * 4 <= 2704, false) AND coalesce(CASE WHEN e1.v IS NULL OR jsonb_typeof(e1.v) = 'null' THEN true ELSE (true) END, false);
 
--- init statement 45
+-- init statement 46
 CREATE OR REPLACE VIEW "public"."user_selected_bot_all" AS
 SELECT "user_id", "bot_id", "position" FROM "public"."user_selected_bot"
 UNION ALL
 SELECT s."id"::bigint AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THEN NULL::text WHEN jsonb_typeof(a.v) = 'string' THEN (a.v #>> '{}') END AS "bot_id", CASE WHEN to_jsonb((a.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((a.n - 1))) = 'null' THEN NULL::smallint WHEN (jsonb_typeof(to_jsonb((a.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((a.n - 1))) = 'number' THEN (to_jsonb((a.n - 1)))::numeric = trunc((to_jsonb((a.n - 1)))::numeric) AND (to_jsonb((a.n - 1)))::numeric BETWEEN -32768 AND 32767 END) THEN (to_jsonb((a.n - 1)))::numeric::int2 END AS "position" FROM "public"."user" AS s CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) WITH ORDINALITY AS a(v, n) WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'bots') IS NOT NULL AND jsonb_typeof((s."data" -> 'bots')) = 'object' AND ((s."data" -> 'bots') -> 'selected') IS NOT NULL AND coalesce(CASE WHEN to_jsonb((a.n - 1)) IS NULL OR jsonb_typeof(to_jsonb((a.n - 1))) = 'null' THEN true ELSE ((jsonb_typeof(to_jsonb((a.n - 1))) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb((a.n - 1))) = 'number' THEN (to_jsonb((a.n - 1)))::numeric = trunc((to_jsonb((a.n - 1)))::numeric) AND (to_jsonb((a.n - 1)))::numeric BETWEEN -32768 AND 32767 END)) END, false) AND coalesce(CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THEN false ELSE (jsonb_typeof(a.v) = 'string') END, false) AND coalesce(CASE WHEN to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) - 1) IS NULL OR jsonb_typeof(to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) - 1)) = 'null' THEN true ELSE ((jsonb_typeof(to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) - 1)) = 'number' AND CASE WHEN jsonb_typeof(to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) - 1)) = 'number' THEN (to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) - 1))::numeric = trunc((to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) - 1))::numeric) AND (to_jsonb(jsonb_array_length(CASE WHEN jsonb_typeof(((s."data" -> 'bots') -> 'selected')) = 'array' THEN ((s."data" -> 'bots') -> 'selected') END) - 1))::numeric BETWEEN -32768 AND 32767 END)) END, false);
 
--- init statement 46
+-- init statement 47
 CREATE OR REPLACE VIEW "public"."user_statistic_all" AS
 SELECT "user_id", "mode", "statistic_id", "value" FROM "public"."user_statistic"
 UNION ALL
@@ -839,13 +859,13 @@ SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'xp'::text AS "sta
 UNION ALL
 SELECT s."id"::bigint AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statistic_id", CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric END AS "value" FROM "public"."user" AS s  WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND NOT "public"."user_decant_blob_fails"(s."data") AND jsonb_typeof(s."data") = 'object' AND (s."data" -> 'marriage') IS NOT NULL AND jsonb_typeof((s."data" -> 'marriage')) = 'object' AND ((s."data" -> 'marriage') -> 'stats') IS NOT NULL AND jsonb_typeof(((s."data" -> 'marriage') -> 'stats')) = 'object' AND (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NOT NULL AND coalesce(CASE WHEN (((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed') IS NULL OR jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'null' THEN false ELSE (jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' AND CASE WHEN jsonb_typeof((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed')) = 'number' THEN ((((s."data" -> 'marriage') -> 'stats') -> 'lastPlayed'))::numeric >= '0' ELSE true END) END, false) AND coalesce(NOT (coalesce(('global'::text) = ('global'::text), false) AND coalesce(('lastPlayed'::text) = ('xp'::text), false)), false);
 
--- init statement 47
+-- init statement 48
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_kidnap_points_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text;
 
--- init statement 48
+-- init statement 49
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_kidnap_points_legacy_rank_idx" ON "public"."user" ((CASE WHEN (((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN ((((("data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 49
+-- init statement 50
 CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -859,13 +879,13 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 50
+-- init statement 51
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_statistic_xp_rank_idx" ON "public"."user_statistic" ("value" DESC NULLS LAST, "user_id") WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text;
 
--- init statement 51
+-- init statement 52
 CREATE INDEX CONCURRENTLY IF NOT EXISTS "user_xp_legacy_rank_idx" ON "public"."user" ((CASE WHEN ("data" -> 'xp') IS NULL OR jsonb_typeof(("data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(("data" -> 'xp')) = 'number' THEN (("data" -> 'xp'))::numeric END) DESC NULLS LAST, "id") WHERE NOT "migrated";
 
--- init statement 52
+-- init statement 53
 CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id bigint, value numeric)
     LANGUAGE sql STABLE AS
 $$
@@ -879,7 +899,7 @@ SELECT u, v FROM (
 ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n
 $$;
 
--- init statement 53
+-- init statement 54
 CREATE OR REPLACE FUNCTION decant.merge_patch(target jsonb, patch jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
@@ -1089,7 +1109,7 @@ $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
                   ELSE '.' || rtrim(to_char(t AT TIME ZONE 'UTC', 'US'), '0') END
           || 'Z' $$;
 
--- init statement 54
+-- init statement 55
 CREATE OR REPLACE FUNCTION decant."user_rows_user_achievement"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "achievement_id" text, "extra" jsonb, "progress" integer, "unlocked_at" timestamp with time zone)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1100,7 +1120,7 @@ SELECT s.i AS "user_id", e2.k AS "achievement_id", (SELECT json_object_agg(x.key
 END
 $$;
 
--- init statement 55
+-- init statement 56
 CREATE OR REPLACE FUNCTION decant."user_rows_user_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "extra" jsonb, "level" smallint, "unlocked" boolean)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1111,7 +1131,7 @@ SELECT s.i AS "user_id", e1.k AS "bot_id", (SELECT json_object_agg(x.key, x.valu
 END
 $$;
 
--- init statement 56
+-- init statement 57
 CREATE OR REPLACE FUNCTION decant."user_rows_user_config"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "extra" jsonb, "mans" smallint, "mode" text)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1122,7 +1142,7 @@ SELECT s.i AS "user_id", (SELECT json_object_agg(x.key, x.value)::jsonb FROM jso
 END
 $$;
 
--- init statement 57
+-- init statement 58
 CREATE OR REPLACE FUNCTION decant."user_rows_user_preference"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "key" text, "value" jsonb)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1133,7 +1153,7 @@ SELECT s.i AS "user_id", e1.k AS "key", CASE WHEN e1.v IS NULL OR jsonb_typeof(e
 END
 $$;
 
--- init statement 58
+-- init statement 59
 CREATE OR REPLACE FUNCTION decant."user_rows_user_selected_bot"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "bot_id" text, "position" smallint)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1144,7 +1164,7 @@ SELECT s.i AS "user_id", CASE WHEN a.v IS NULL OR jsonb_typeof(a.v) = 'null' THE
 END
 $$;
 
--- init statement 59
+-- init statement 60
 CREATE OR REPLACE FUNCTION decant."user_rows_user_statistic"(bigint, jsonb) RETURNS TABLE ("user_id" bigint, "mode" text, "statistic_id" text, "value" numeric)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE ROWS 50 SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1159,7 +1179,7 @@ SELECT s.i AS "user_id", 'global'::text AS "mode", 'lastPlayed'::text AS "statis
 END
 $$;
 
--- init statement 60
+-- init statement 61
 CREATE OR REPLACE FUNCTION decant."user_residual"(blob jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp IMMUTABLE PARALLEL SAFE SET jit = off AS
 $$
@@ -1168,7 +1188,7 @@ BEGIN
 END
 $$;
 
--- init statement 61
+-- init statement 62
 CREATE OR REPLACE FUNCTION decant."user_rebuild"(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1204,7 +1224,7 @@ BEGIN
 END
 $$;
 
--- init statement 62
+-- init statement 63
 CREATE OR REPLACE FUNCTION decant."user_write"(bigint, boolean, jsonb, jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET extra_float_digits = 1 SET jit = off AS
 $$
@@ -1275,7 +1295,7 @@ BEGIN
 END
 $$;
 
--- init statement 63
+-- init statement 64
 CREATE OR REPLACE FUNCTION decant."user_migrate"(bigint, jsonb) RETURNS boolean
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET jit = off AS
 $$
@@ -1310,7 +1330,7 @@ BEGIN
 END
 $$;
 
--- init statement 64
+-- init statement 65
 CREATE OR REPLACE FUNCTION decant.load(bigint) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp STABLE AS
 $$
@@ -1328,7 +1348,7 @@ BEGIN
 END
 $$;
 
--- init statement 65
+-- init statement 66
 CREATE OR REPLACE FUNCTION decant.load_many(bigint[]) RETURNS TABLE (id bigint, blob jsonb)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
 $$
@@ -1336,7 +1356,7 @@ SELECT s."id"::bigint, CASE WHEN s."migrated" THEN decant."user_rebuild"(s."id",
   FROM "public"."user" AS s WHERE s."id" = ANY ($1) ORDER BY s."id"
 $$;
 
--- init statement 66
+-- init statement 67
 CREATE OR REPLACE FUNCTION decant.save(bigint, jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
@@ -1358,7 +1378,7 @@ BEGIN
 END
 $$;
 
--- init statement 67
+-- init statement 68
 CREATE OR REPLACE FUNCTION decant.patch(bigint, jsonb) RETURNS jsonb
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2000ms' AS
 $$
