@@ -190,8 +190,10 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
             if let Some(d) = db.detail() {
                 s.push_str(&format!("; {d}"));
             }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!("; hint: {h}"));
+            match (db.hint(), advice(db.code().code())) {
+                (Some(h), _) => s.push_str(&format!("; hint: {h}")),
+                (None, Some(a)) => s.push_str(&format!("; {a}")),
+                (None, None) => {}
             }
             s
         }
@@ -211,6 +213,26 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
+    }
+}
+
+/// What to do about a server refusal whose cause is the database or the
+/// role rather than the statement, where the server gives no hint of its
+/// own: the message alone ("cannot execute UPDATE in a read-only
+/// transaction") does not say that decant was pointed at a standby.
+fn advice(code: &str) -> Option<&'static str> {
+    match code {
+        "25006" => Some(
+            "the database takes no writes (a hot standby, or `default_transaction_read_only` set \
+             for the role or the database): run this against the primary (`decant check` and \
+             `decant status` read a standby)",
+        ),
+        "42501" => Some(
+            "the role lacks a privilege: `decant grants <role>` prints what a backend role needs, \
+             and the README's list of roles (\"The other roles\") what `init`, the daemon and \
+             `check` need",
+        ),
+        _ => None,
     }
 }
 

@@ -1287,13 +1287,19 @@ async fn a_read_only_database_or_a_revoked_permission_stops_the_run_without_fail
         .unwrap_err()
         .to_string();
     // (the first write is the rate into the control row)
+    // and it says what to do: the server's message does not
     assert!(
-        err.contains("read-only transaction") && !err.contains("decant init"),
+        err.contains("read-only transaction")
+            && err.contains("run this against the primary")
+            && !err.contains("decant init"),
         "{err}"
     );
     // at the control row's rate, the first refusal is the claim's
     let err = run_at_control_rate(&fresh).await.unwrap_err().to_string();
-    assert!(err.contains("read-only transaction"), "{err}");
+    assert!(
+        err.contains("read-only transaction") && err.contains("against the primary"),
+        "{err}"
+    );
     client
         .batch_execute(
             "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET default_transaction_read_only', \
@@ -1323,7 +1329,9 @@ async fn a_read_only_database_or_a_revoked_permission_stops_the_run_without_fail
     let as_role = Decant::connect(&url, spec.clone(), 4).unwrap();
     let err = run_at_control_rate(&as_role).await.unwrap_err().to_string();
     assert!(
-        err.contains("fault of the tables") && err.contains("permission denied"),
+        err.contains("fault of the tables")
+            && err.contains("permission denied")
+            && err.contains("`decant grants <role>`"),
         "{err}"
     );
     assert_eq!(failed_states(&client).await, vec![], "no attempt counted");
