@@ -190,7 +190,7 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
             if let Some(d) = db.detail() {
                 s.push_str(&format!("; {d}"));
             }
-            match (db.hint(), advice(db.code().code())) {
+            match (db.hint(), advice(db.code().code(), db.message())) {
                 (Some(h), _) => s.push_str(&format!("; hint: {h}")),
                 (None, Some(a)) => s.push_str(&format!("; {a}")),
                 (None, None) => {}
@@ -216,11 +216,13 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// What to do about a server refusal whose cause is the database or the
-/// role rather than the statement, where the server gives no hint of its
-/// own: the message alone ("cannot execute UPDATE in a read-only
-/// transaction") does not say that decant was pointed at a standby.
-fn advice(code: &str) -> Option<&'static str> {
+/// What to do about a refusal whose cause is the database, the role or
+/// what stands between decant and the server rather than the statement,
+/// where the server gives no hint of its own: its message alone ("cannot
+/// execute UPDATE in a read-only transaction", "prepared statement \"s3\"
+/// already exists") does not say that decant was pointed at a standby or
+/// through a pooler.
+fn advice(code: &str, message: &str) -> Option<&'static str> {
     match code {
         "25006" => Some(
             "the database takes no writes (a hot standby, or `default_transaction_read_only` set \
@@ -232,9 +234,22 @@ fn advice(code: &str) -> Option<&'static str> {
              and the README's list of roles (\"The other roles\") what `init`, the daemon and \
              `check` need",
         ),
+        // a pooler in transaction mode gives the session's server
+        // connection to other clients between transactions
+        "42P05" | "26000" => Some(POOLER),
+        // pgbouncer's refusal of the startup options
+        "08P01" if message.contains("startup parameter") => Some(POOLER),
         _ => None,
     }
 }
+
+/// What a connection pooler between decant and PostgreSQL breaks.
+const POOLER: &str = "decant's library, daemon and CLI need sessions of their own: they set \
+     lock_timeout and statement_timeout as startup options (pgbouncer refuses those, or drops them \
+     when told to ignore them) and prepare each statement once per session (a pool in transaction \
+     mode hands the server's session to other clients): connect them to PostgreSQL directly; \
+     backends that must go through the pooler call the SQL API (`decant.load`, `decant.patch`), \
+     which runs in any pool mode";
 
 /// SQLSTATEs worth a retry: lock_not_available, serialization_failure,
 /// deadlock_detected, and the session ended by the server (admin or crash
@@ -381,3 +396,33 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::advice;
+
+    #[test]
+    fn refusals_of_the_setup_say_what_to_do() {
+        assert!(
+            advice("25006", "cannot execute UPDATE in a read-only transaction")
+                .unwrap()
+                .contains("against the primary")
+        );
+        assert!(
+            advice("42501", "permission denied for table t")
+                .unwrap()
+                .contains("decant grants")
+        );
+        for (code, message) in [
+            ("42P05", "prepared statement \"s3\" already exists"),
+            ("26000", "prepared statement \"s3\" does not exist"),
+            ("08P01", "unsupported startup parameter: options"),
+        ] {
+            assert!(advice(code, message).unwrap().contains("SQL API"), "{code}");
+        }
+        // a protocol violation of another kind, and statements' own faults
+        assert_eq!(advice("08P01", "invalid message length"), None);
+        assert_eq!(advice("23505", "duplicate key value"), None);
+        assert_eq!(advice("22P02", "invalid input syntax"), None);
+    }
+}

@@ -20,6 +20,7 @@ mod identity;
 mod migrate;
 mod node;
 mod outage;
+mod pooler;
 mod rehearse;
 mod schema;
 mod tls;
