@@ -272,6 +272,21 @@ async fn the_ddl_printed_is_the_ddl_applied() {
     assert!(
         script.contains("ADD COLUMN IF NOT EXISTS \"migrated\" boolean NOT NULL DEFAULT false")
     );
+    // each index on the source says how a partitioned one gets it (the
+    // legacy index and the two ranked statistics' legacy indexes); those
+    // on the target tables do not
+    let lines: Vec<&str> = script.lines().collect();
+    let mut noted = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("CREATE INDEX CONCURRENTLY") {
+            let note = lines[i - 1].starts_with("-- <index>_<partition>) and attaches it");
+            assert_eq!(note, line.contains(" ON \"public\".\"user\" "), "{line}");
+            noted += usize::from(note);
+        }
+    }
+    assert_eq!(noted, 3, "{script}");
+    // one semicolon after each statement, whether or not it ends in one
+    assert!(!script.contains(";;"), "{script}");
 }
 
 /// A table the spec declares but no rule writes into stays empty however
