@@ -177,6 +177,13 @@ fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
              (use the closure's transaction instead)"
                 .into()
         }
+        // the check of a new session's limits (`pool::check_limits`)
+        deadpool_postgres::PoolError::PostCreateHook(deadpool_postgres::HookError::Message(m)) => {
+            m.to_string()
+        }
+        deadpool_postgres::PoolError::PostCreateHook(deadpool_postgres::HookError::Backend(
+            source,
+        )) => describe(source),
         other => other.to_string(),
     }
 }
@@ -244,7 +251,7 @@ fn advice(code: &str, message: &str) -> Option<&'static str> {
 }
 
 /// What a connection pooler between decant and PostgreSQL breaks.
-const POOLER: &str = "decant's library, daemon and CLI need sessions of their own: they set \
+pub(crate) const POOLER: &str = "decant's library, daemon and CLI need sessions of their own: they set \
      lock_timeout and statement_timeout as startup options (pgbouncer refuses those, or drops them \
      when told to ignore them) and prepare each statement once per session (a pool in transaction \
      mode hands the server's session to other clients): connect them to PostgreSQL directly; \
@@ -289,6 +296,10 @@ impl Error {
             {
                 false
             }
+            // a pooler dropped the session's limits: retrying gets the same
+            Error::Pool(deadpool_postgres::PoolError::PostCreateHook(
+                deadpool_postgres::HookError::Message(_),
+            )) => false,
             Error::Pool(_) => true,
             Error::Db { source, .. } => {
                 source.is_closed()
@@ -310,6 +321,9 @@ impl Error {
             {
                 false
             }
+            Error::Pool(deadpool_postgres::PoolError::PostCreateHook(
+                deadpool_postgres::HookError::Message(_),
+            )) => false,
             Error::Pool(_) => true,
             Error::Db { source, .. } => {
                 source.is_closed()

@@ -281,12 +281,63 @@ pub fn pool(url: &str, settings: &Settings, size: usize) -> Result<Pool> {
     // retryable error: a burst longer than that, or calls on the handle
     // nested inside a wrapper's closure (each holding a session while it
     // waits for another), would otherwise wait for ever
+    let limits = (settings.lock_timeout_ms, settings.statement_timeout_ms);
     Pool::builder(mgr)
         .max_size(size.max(1))
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            Box::pin(async move { check_limits(client, limits).await })
+        }))
         .wait_timeout(Some(pool_wait(settings)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| Error::Setup(format!("cannot build the connection pool: {e}")))
+}
+
+/// Checks that a new session of a pool has the lock and statement
+/// timeouts its startup options set: a pooler between decant and
+/// PostgreSQL told to ignore startup options (pgbouncer's
+/// `ignore_startup_parameters = options`) drops them silently, and would
+/// then also hand decant's sessions, with their prepared statements, to
+/// other clients. One simple query per new session (a plain text query:
+/// through such a pooler a prepared one could run on another server
+/// session).
+async fn check_limits(
+    client: &mut deadpool_postgres::ClientWrapper,
+    (lock_ms, statement_ms): (u64, u64),
+) -> std::result::Result<(), deadpool_postgres::HookError> {
+    let rows = client
+        .simple_query(
+            "SELECT (SELECT setting FROM pg_settings WHERE name = 'lock_timeout'), \
+                    (SELECT setting FROM pg_settings WHERE name = 'statement_timeout')",
+        )
+        .await
+        .map_err(deadpool_postgres::HookError::Backend)?;
+    let got = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+            r.get(0).and_then(|v| v.parse::<u64>().ok()),
+            r.get(1).and_then(|v| v.parse::<u64>().ok()),
+        )),
+        _ => None,
+    });
+    match got {
+        Some((Some(l), Some(t))) if (l, t) == (lock_ms, statement_ms) => Ok(()),
+        got => {
+            let shown = |v: Option<u64>| v.map_or("unknown".to_string(), |v| format!("{v} ms"));
+            let (l, t) = got.unwrap_or((None, None));
+            Err(deadpool_postgres::HookError::Message(
+                format!(
+                    "a new session has lock_timeout {} and statement_timeout {}, not the \
+                     {lock_ms} ms and {statement_ms} ms decant set as its startup options: \
+                     something between decant and PostgreSQL dropped them (a pooler, such as \
+                     pgbouncer with `ignore_startup_parameters = options`); {}",
+                    shown(l),
+                    shown(t),
+                    crate::error::POOLER
+                )
+                .into(),
+            ))
+        }
+    }
 }
 
 /// How long a call waits for a free session of its pool: the spec's

@@ -18,7 +18,9 @@ struct Bouncer {
 }
 
 impl Bouncer {
-    fn start(server_url: &str) -> Bouncer {
+    /// `ignore_options`: told to ignore the startup options (which it
+    /// refuses otherwise), as a team would to let clients in that send them.
+    fn start(server_url: &str, ignore_options: bool) -> Bouncer {
         let cfg = tokio_postgres::Config::from_str(server_url).unwrap();
         let host = match &cfg.get_hosts()[0] {
             tokio_postgres::config::Host::Tcp(h) => h.clone(),
@@ -35,7 +37,9 @@ impl Bouncer {
             .local_addr()
             .unwrap()
             .port();
-        let dir = std::env::temp_dir().join(format!("decant-pgbouncer-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("decant-pgbouncer-{}-{listen}", std::process::id()));
+        let ignore = if ignore_options { ", options" } else { "" };
         std::fs::create_dir_all(&dir).unwrap();
         let ini = dir.join("pgbouncer.ini");
         std::fs::write(dir.join("users.txt"), format!("\"{user}\" \"\"\n")).unwrap();
@@ -46,7 +50,7 @@ impl Bouncer {
                  [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {listen}\n\
                  unix_socket_dir =\nauth_type = trust\nauth_file = {d}/users.txt\n\
                  pool_mode = transaction\ndefault_pool_size = 3\nmax_client_conn = 100\n\
-                 ignore_startup_parameters = extra_float_digits\n\
+                 ignore_startup_parameters = extra_float_digits{ignore}\n\
                  logfile = {d}/log\npidfile = {d}/pid\n",
                 d = dir.display()
             ),
@@ -143,12 +147,11 @@ async fn the_sql_api_runs_through_a_pooler_in_transaction_mode() {
         .set_control(&"rollout=100".parse::<decant::Setting>().unwrap())
         .await
         .unwrap();
-    let bouncer = tokio::task::spawn_blocking({
+    let start = |ignore_options| {
         let url = db.url.clone();
-        move || Bouncer::start(&url)
-    })
-    .await
-    .unwrap();
+        tokio::task::spawn_blocking(move || Bouncer::start(&url, ignore_options))
+    };
+    let bouncer = start(false).await.unwrap();
     let url = bouncer.url(db.name());
 
     // decant's own sessions: refused by the pooler, with what to do
@@ -161,6 +164,21 @@ async fn the_sql_api_runs_through_a_pooler_in_transaction_mode() {
             && err.contains("SQL API"),
         "{err}"
     );
+
+    // told to ignore them, it drops the session's limits: refused too
+    let dropping = start(true).await.unwrap();
+    let pooled =
+        decant::Decant::connect(&dropping.url(db.name()), crate::example::spec(), 2).unwrap();
+    let err = pooled.load(1i64).await.unwrap_err();
+    assert!(!err.is_retryable());
+    let err = err.to_string();
+    assert!(
+        err.contains("a new session has lock_timeout")
+            && err.contains("dropped them")
+            && err.contains("SQL API"),
+        "{err}"
+    );
+    drop(dropping);
 
     // four backends patching random users through three pooled server
     // sessions; the daemon, connected directly, starts once each has
