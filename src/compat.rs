@@ -41,7 +41,10 @@ pub struct Decant {
 
 impl Decant {
     /// Connects with a pool of `size` sessions. Each session carries the
-    /// spec's `lock_timeout` and `statement_timeout`.
+    /// spec's `lock_timeout` and `statement_timeout` (startup options,
+    /// checked once per new session) and keeps its prepared statements:
+    /// connect to PostgreSQL directly, not through a pooler in transaction
+    /// mode (a session without its limits is refused, saying so).
     pub fn connect(url: &str, spec: Spec, size: usize) -> Result<Decant> {
         let pool = pool::pool(url, &spec.settings, size)?;
         Ok(Decant::with_pool(pool, spec))

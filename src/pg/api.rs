@@ -32,7 +32,9 @@
 
 use crate::core::spec::{Node, RuleKind, Segment, Spec, quote};
 use crate::core::value::ColumnType;
-use crate::pg::sql::{index_name, lit, migrates_on_demand, source_table, target_table};
+use crate::pg::sql::{
+    has_rows_in, index_name, lit, migrates_on_demand, source_table, target_table,
+};
 use crate::pg::views::{RowSource, Walk, constant, fails_fn, make, rule_rows, valid};
 
 /// The name of an internal function of this spec's source table.
@@ -130,17 +132,8 @@ pub(crate) fn drop_migrate(spec: &Spec) -> String {
 fn migrate(spec: &Spec) -> String {
     let (src, id, blob, flag) = source_names(spec);
     let it = spec.source.id_type.sql();
-    let has_rows: Vec<String> = spec
-        .tables
-        .iter()
-        .enumerate()
-        .map(|(ti, t)| {
-            format!(
-                "EXISTS (SELECT 1 FROM {} AS x WHERE x.{} = $1)",
-                target_table(spec, ti),
-                quote(&t.user_column)
-            )
-        })
+    let has_rows: Vec<String> = (0..spec.tables.len())
+        .map(|ti| has_rows_in(spec, ti, "$1"))
         .collect();
     format!(
         "CREATE OR REPLACE FUNCTION {name}({it}, jsonb) RETURNS boolean\n    \

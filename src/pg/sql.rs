@@ -583,6 +583,16 @@ pub(crate) fn census_sizes(spec: &Spec, ids: &str, limit: bool) -> String {
     )
 }
 
+/// Whether target table `ti` holds rows of the user `id` (an SQL
+/// expression) names: an `EXISTS` on the table's user column.
+pub(crate) fn has_rows_in(spec: &Spec, ti: usize, id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM {} AS x WHERE x.{} = {id})",
+        target_table(spec, ti),
+        quote(&spec.tables[ti].user_column)
+    )
+}
+
 fn has_rows(spec: &Spec) -> String {
     let it = spec.source.id_type.sql();
     let probes: Vec<String> = spec
@@ -591,10 +601,9 @@ fn has_rows(spec: &Spec) -> String {
         .enumerate()
         .map(|(ti, t)| {
             format!(
-                "SELECT '{}'::text AS name WHERE EXISTS (SELECT 1 FROM {} AS x WHERE x.{} = u.id)",
+                "SELECT '{}'::text AS name WHERE {}",
                 t.name.replace('\'', "''"),
-                target_table(spec, ti),
-                quote(&t.user_column)
+                has_rows_in(spec, ti, "u.id")
             )
         })
         .collect();
