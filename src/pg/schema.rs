@@ -1210,8 +1210,54 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
                  ALTER TABLE {src} DROP CONSTRAINT decant_flag_not_null`"
             )));
         }
+        check_foreign_flag(client, spec).await?;
     }
     Ok(())
+}
+
+/// A flag column that is set for some users where decant was never
+/// initialized (no `decant` schema) is not decant's flag: decant would
+/// take those users for migrated ones (no daemon would migrate them, the
+/// census and `status` would count them, and their writes would be
+/// exploded into the tables). The scan stops at the first users found;
+/// it reads the whole table only when the column is set for no one, once,
+/// before the first `init`.
+async fn check_foreign_flag(client: &Client, spec: &Spec) -> Result<()> {
+    let initialized: bool = client
+        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::db("looking for decant.control", e))?
+        .get(0);
+    if initialized {
+        return Ok(());
+    }
+    let (src, flag) = (source_table(spec), quote(&spec.source.flag));
+    let set: Vec<String> = client
+        .query(
+            &format!(
+                "SELECT {}::text FROM {src} WHERE {flag} LIMIT 5",
+                quote(&spec.source.id)
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db(format!("reading the source column {flag}"), e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if set.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "source column {flag} exists and is true for users (e.g. {}), but decant was never \
+         initialized on this database (there is no `decant` schema): decant would take them for \
+         migrated users and serve them from the empty target tables. If the column is your own, \
+         name another in the spec (`[source] flag = \"decant_migrated\"`); if an earlier decant \
+         left it and its `decant` schema was dropped since, restore that schema from a backup \
+         rather than clearing the flag (a migrated user's blob holds only its residual, the rest \
+         is in the target tables)",
+        set.join(", ")
+    )))
 }
 
 /// The id column names one row per user: NOT NULL and the whole key of

@@ -1167,3 +1167,78 @@ async fn a_deleted_user_takes_its_rows_and_state_with_it() {
     assert!(decant::json_eq(&owner.load(gone[0]).await.unwrap(), &blob));
     assert!(crate::harness::row_count(&client, gone[0]).await > 0);
 }
+
+/// A flag column the team already had, set for some users, where decant
+/// was never initialized, is not taken for decant's: `check` and `init`
+/// refuse it, naming users and the spec's way out; another flag column
+/// named in the spec is added beside it, and the users stay legacy. A
+/// column of that name set for no one is taken (as one an interrupted
+/// first `init` would leave).
+#[tokio::test]
+async fn a_flag_column_decant_did_not_set_is_refused() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 60, 1).await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE \"user\" ADD COLUMN migrated boolean NOT NULL DEFAULT false; \
+             UPDATE \"user\" SET migrated = true WHERE id IN (7, 21)",
+        )
+        .await
+        .unwrap();
+    let spec = crate::example::spec();
+    for err in [
+        decant::init(&client, &spec).await.unwrap_err(),
+        decant::check(
+            &db.url,
+            spec.clone(),
+            &decant::CheckOptions::default(),
+            &decant::CheckProgress::default(),
+        )
+        .await
+        .unwrap_err(),
+    ] {
+        let err = err.to_string();
+        assert!(
+            err.contains("\"migrated\" exists and is true for users (e.g. 7, 21)")
+                && err.contains("decant was never initialized")
+                && err.contains("`[source] flag = \"decant_migrated\"`"),
+            "{err}"
+        );
+    }
+    let exists: bool = client
+        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "init refused before creating anything");
+
+    // the spec's own flag column beside the team's: everyone legacy
+    let other = Spec::parse(&crate::example::SPEC.replacen(
+        "flag = \"migrated\"",
+        "flag = \"decant_migrated\"",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(other.source().flag, "decant_migrated");
+    decant::init(&client, &other).await.unwrap();
+    let legacy: i64 = client
+        .query_one(
+            "SELECT count(*) FROM \"user\" WHERE NOT decant_migrated",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(legacy, 60);
+
+    // set for no one, in another database: taken
+    let db2 = TestDb::new().await;
+    let client2 = db2.client().await;
+    crate::example::load(&client2, 20, 1).await.unwrap();
+    client2
+        .batch_execute("ALTER TABLE \"user\" ADD COLUMN migrated boolean NOT NULL DEFAULT false")
+        .await
+        .unwrap();
+    decant::init(&client2, &spec).await.unwrap();
+}
