@@ -956,11 +956,64 @@ fn source_blob_generated_warning(spec: &Spec, columns: &[String]) -> Option<Stri
     })
 }
 
+/// The views and materialized views (other than decant's `_all` views)
+/// that read the source table's blob column, directly: each as
+/// `name (view)` or `name (materialized view)`.
+async fn source_blob_views(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let own: Vec<String> = (0..spec.tables.len())
+        .map(|ti| {
+            format!(
+                "{}.{}",
+                quote(&spec.settings.views_schema),
+                quote(&views::view_base(spec, ti))
+            )
+        })
+        .collect();
+    let rows = client
+        .query(
+            "SELECT DISTINCT v.oid::regclass::text || CASE v.relkind WHEN 'm' \
+                    THEN ' (materialized view)' ELSE ' (view)' END \
+               FROM pg_depend d \
+               JOIN pg_rewrite r ON r.oid = d.objid \
+               JOIN pg_class v ON v.oid = r.ev_class \
+               JOIN pg_attribute b ON b.attrelid = d.refobjid AND b.attnum = d.refobjsubid \
+              WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass \
+                AND d.refobjid = to_regclass($1) AND b.attname = $2 \
+                AND v.oid <> d.refobjid AND v.relkind IN ('v', 'm') \
+                AND v.relnamespace <> coalesce(to_regnamespace('decant'), 0) \
+                AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS o(name) \
+                                 WHERE to_regclass(o.name) = v.oid) \
+              ORDER BY 1",
+            &[&source_table(spec), &spec.source.blob, &own],
+        )
+        .await
+        .map_err(|e| Error::db("reading the views on the source table", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The warning for [`source_blob_views`], when there are any.
+fn source_blob_views_warning(spec: &Spec, views: &[String]) -> Option<String> {
+    (!views.is_empty()).then(|| {
+        let blob = quote(&spec.source.blob);
+        format!(
+            "views read the column {blob} of the source table {}: {}. A migrated user's {blob} \
+             holds only its residual, so from the first migrated user on they miss the values \
+             moved to the tables (a report or leaderboard over them goes quietly wrong); read the \
+             `<table>_all` views (every user's rows, whatever its state) or decant.load instead",
+            source_table(spec),
+            views.join(", ")
+        )
+    })
+}
+
 /// What `init`, `check` and `run` warn of about the source table: its
 /// triggers that fire on decant's `UPDATE`s ([`source_triggers`]), its
 /// indexes (`source_blob_indexes`), CHECK constraints
-/// (`source_blob_checks`) and generated columns (`source_blob_generated`)
-/// that read the blob; and target
+/// (`source_blob_checks`), generated columns (`source_blob_generated`)
+/// and views (`source_blob_views`) that read the blob; and target
 /// tables whose validation is not the spec's (`validation_drift`: a
 /// spec edited since `init`; never after `init` itself, which applies it).
 pub async fn source_warnings(
@@ -971,6 +1024,7 @@ pub async fn source_warnings(
     let indexes = source_blob_indexes(client, spec).await?;
     let checks = source_blob_checks(client, spec).await?;
     let generated = source_blob_generated(client, spec).await?;
+    let views = source_blob_views(client, spec).await?;
     // a target table of another shape (one the team made, or made for
     // another spec): what `init` refuses, said before what its
     // constraints lack
@@ -1012,6 +1066,7 @@ pub async fn source_warnings(
         .chain(source_blob_indexes_warning(spec, &indexes))
         .chain(source_blob_checks_warning(spec, &checks))
         .chain(source_blob_generated_warning(spec, &generated))
+        .chain(source_blob_views_warning(spec, &views))
         .chain(shape)
         .chain(drift)
         .collect())

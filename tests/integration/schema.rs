@@ -1242,3 +1242,48 @@ async fn a_flag_column_decant_did_not_set_is_refused() {
         .unwrap();
     decant::init(&client2, &spec).await.unwrap();
 }
+
+/// Views the team made on the source table that read the blob are named
+/// by the warnings (they miss the moved values once users migrate);
+/// decant's own `_all` views, views that do not read the blob, and the
+/// example alone are not.
+#[tokio::test]
+async fn views_reading_the_blob_are_named() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 30, 1).await.unwrap();
+    let spec = crate::example::spec();
+    let named = async || -> Vec<String> {
+        decant::source_warnings(&client, &spec)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|w| w.starts_with("views read the column \"data\""))
+            .collect()
+    };
+    decant::init(&client, &spec).await.unwrap();
+    assert_eq!(
+        named().await,
+        Vec::<String>::new(),
+        "the _all views are decant's"
+    );
+    client
+        .batch_execute(
+            "CREATE SCHEMA reports; \
+             CREATE VIEW reports.top_xp AS SELECT id, (data ->> 'xp')::numeric AS xp FROM \"user\"; \
+             CREATE MATERIALIZED VIEW everything AS SELECT * FROM \"user\"; \
+             CREATE VIEW ids AS SELECT id, migrated FROM \"user\"",
+        )
+        .await
+        .unwrap();
+    let warned = named().await;
+    let [w] = &warned[..] else {
+        panic!("one warning: {warned:?}");
+    };
+    assert!(
+        w.contains("everything (materialized view), reports.top_xp (view)")
+            && !w.contains("ids")
+            && w.contains("`<table>_all` views"),
+        "{w}"
+    );
+}
