@@ -1009,11 +1009,81 @@ fn source_blob_views_warning(spec: &Spec, views: &[String]) -> Option<String> {
     })
 }
 
+/// The publications (logical replication, change data capture) that
+/// carry the source table or one of its partitions but not every target
+/// table: each with the target tables it lacks. A publication `FOR ALL
+/// TABLES` carries the target tables too.
+async fn source_publications(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let targets: Vec<String> = (0..spec.tables.len())
+        .map(|ti| target_table(spec, ti))
+        .collect();
+    // the source itself and its partitions (pg_partition_tree gives no
+    // row for a plain table)
+    let rows = client
+        .query(
+            "SELECT p.pubname::text, \
+                    array(SELECT t FROM unnest($2::text[]) WITH ORDINALITY AS x(t, i) \
+                           WHERE NOT p.puballtables AND NOT EXISTS ( \
+                                 SELECT 1 FROM pg_publication_tables pt \
+                                  WHERE pt.pubname = p.pubname \
+                                    AND to_regclass(format('%I.%I', pt.schemaname, pt.tablename)) \
+                                        = to_regclass(x.t)) \
+                           ORDER BY x.i) \
+               FROM pg_publication p \
+              WHERE EXISTS (SELECT 1 FROM pg_publication_tables pt \
+                             WHERE pt.pubname = p.pubname \
+                               AND to_regclass(format('%I.%I', pt.schemaname, pt.tablename)) \
+                                   IN (SELECT to_regclass($1) UNION ALL \
+                                       SELECT relid FROM pg_partition_tree(to_regclass($1)))) \
+              ORDER BY 1",
+            &[&source_table(spec), &targets],
+        )
+        .await
+        .map_err(|e| Error::db("reading the publications of the source table", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<String>>(1)))
+        .filter(|(_, missing)| !missing.is_empty())
+        .collect())
+}
+
+/// The warning for [`source_publications`], when there are any.
+fn source_publications_warning(spec: &Spec, lacking: &[(String, Vec<String>)]) -> Option<String> {
+    (!lacking.is_empty()).then(|| {
+        let each: Vec<String> = lacking
+            .iter()
+            .map(|(p, missing)| {
+                format!(
+                    "{} lacks {} (`ALTER PUBLICATION {} ADD TABLE {}`)",
+                    quote(p),
+                    missing.join(", "),
+                    quote(p),
+                    missing.join(", ")
+                )
+            })
+            .collect();
+        format!(
+            "the source table {} is published without the target tables: {}. A subscriber (a \
+             logical replica, a change-data-capture pipeline) receives a migrated user's {} \
+             holding its residual alone, and none of the rows moved to the tables; add them to \
+             the publication once `decant init` has made them (and make them on the \
+             subscribers) before users migrate",
+            source_table(spec),
+            each.join("; "),
+            quote(&spec.source.blob)
+        )
+    })
+}
+
 /// What `init`, `check` and `run` warn of about the source table: its
 /// triggers that fire on decant's `UPDATE`s ([`source_triggers`]), its
 /// indexes (`source_blob_indexes`), CHECK constraints
 /// (`source_blob_checks`), generated columns (`source_blob_generated`)
-/// and views (`source_blob_views`) that read the blob; and target
+/// and views (`source_blob_views`) that read the blob, publications that
+/// carry it without the target tables (`source_publications`); and target
 /// tables whose validation is not the spec's (`validation_drift`: a
 /// spec edited since `init`; never after `init` itself, which applies it).
 pub async fn source_warnings(
@@ -1025,6 +1095,7 @@ pub async fn source_warnings(
     let checks = source_blob_checks(client, spec).await?;
     let generated = source_blob_generated(client, spec).await?;
     let views = source_blob_views(client, spec).await?;
+    let published = source_publications(client, spec).await?;
     // a target table of another shape (one the team made, or made for
     // another spec): what `init` refuses, said before what its
     // constraints lack
@@ -1067,6 +1138,7 @@ pub async fn source_warnings(
         .chain(source_blob_checks_warning(spec, &checks))
         .chain(source_blob_generated_warning(spec, &generated))
         .chain(source_blob_views_warning(spec, &views))
+        .chain(source_publications_warning(spec, &published))
         .chain(shape)
         .chain(drift)
         .collect())

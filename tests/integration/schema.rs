@@ -1287,3 +1287,58 @@ async fn views_reading_the_blob_are_named() {
         "{w}"
     );
 }
+
+/// A publication that carries the source table without the target tables
+/// is named with the tables it lacks and the statement that adds them;
+/// once they are added, or for a publication of all tables or of other
+/// tables only, nothing is said.
+#[tokio::test]
+async fn publications_without_the_target_tables_are_named() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 30, 1).await.unwrap();
+    let spec = crate::example::spec();
+    decant::init(&client, &spec).await.unwrap();
+    let named = async || -> Vec<String> {
+        decant::source_warnings(&client, &spec)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|w| w.contains("is published without the target tables"))
+            .collect()
+    };
+    let name = db.name().to_string();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE other (id int PRIMARY KEY); \
+             CREATE PUBLICATION {name}_other FOR TABLE other; \
+             CREATE PUBLICATION {name}_users FOR TABLE \"user\", user_bot"
+        ))
+        .await
+        .unwrap();
+    let warned = named().await;
+    let [w] = &warned[..] else {
+        panic!("one warning: {warned:?}");
+    };
+    assert!(
+        w.contains(&format!(
+            "\"{name}_users\" lacks \"public\".\"user_achievement\", \"public\".\"user_config\""
+        )) && !w.contains("\"public\".\"user_bot\",")
+            && !w.contains("_other")
+            && w.contains(&format!("`ALTER PUBLICATION \"{name}_users\" ADD TABLE")),
+        "{w}"
+    );
+    // the statement it gives mends it
+    let add = w
+        .split('`')
+        .find(|s| s.starts_with("ALTER PUBLICATION"))
+        .unwrap()
+        .to_string();
+    client.batch_execute(&add).await.unwrap();
+    assert_eq!(named().await, Vec::<String>::new());
+    client
+        .batch_execute(&format!("CREATE PUBLICATION {name}_all FOR ALL TABLES"))
+        .await
+        .unwrap();
+    assert_eq!(named().await, Vec::<String>::new());
+}
