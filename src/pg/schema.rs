@@ -1057,11 +1057,9 @@ fn source_publications_warning(spec: &Spec, lacking: &[(String, Vec<String>)]) -
             .iter()
             .map(|(p, missing)| {
                 format!(
-                    "{} lacks {} (`ALTER PUBLICATION {} ADD TABLE {}`)",
-                    quote(p),
-                    missing.join(", "),
-                    quote(p),
-                    missing.join(", ")
+                    "{p} lacks {m} (`ALTER PUBLICATION {p} ADD TABLE {m}`)",
+                    p = quote(p),
+                    m = missing.join(", ")
                 )
             })
             .collect();

@@ -1253,14 +1253,7 @@ async fn views_reading_the_blob_are_named() {
     let client = db.client().await;
     crate::example::load(&client, 30, 1).await.unwrap();
     let spec = crate::example::spec();
-    let named = async || -> Vec<String> {
-        decant::source_warnings(&client, &spec)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|w| w.starts_with("views read the column \"data\""))
-            .collect()
-    };
+    let named = async || warnings_saying(&client, &spec, "views read the column \"data\"").await;
     decant::init(&client, &spec).await.unwrap();
     assert_eq!(
         named().await,
@@ -1299,14 +1292,8 @@ async fn publications_without_the_target_tables_are_named() {
     crate::example::load(&client, 30, 1).await.unwrap();
     let spec = crate::example::spec();
     decant::init(&client, &spec).await.unwrap();
-    let named = async || -> Vec<String> {
-        decant::source_warnings(&client, &spec)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|w| w.contains("is published without the target tables"))
-            .collect()
-    };
+    let named =
+        async || warnings_saying(&client, &spec, "is published without the target tables").await;
     let name = db.name().to_string();
     client
         .batch_execute(&format!(
@@ -1341,4 +1328,14 @@ async fn publications_without_the_target_tables_are_named() {
         .await
         .unwrap();
     assert_eq!(named().await, Vec::<String>::new());
+}
+
+/// The warnings of `source_warnings` that say `text`.
+async fn warnings_saying(client: &tokio_postgres::Client, spec: &Spec, text: &str) -> Vec<String> {
+    decant::source_warnings(client, spec)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.contains(text))
+        .collect()
 }
