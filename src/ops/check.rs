@@ -201,11 +201,7 @@ pub async fn check(
     );
     // before `init` there is no flag (every user is legacy); once
     // finalized it may be gone (every user is migrated)
-    let initialized: bool = client
-        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
-        .await
-        .map_err(|e| Error::db("looking for decant.control", e))?
-        .get(0);
+    let initialized = crate::pg::identity::initialized(&client).await?;
     if initialized && crate::pg::control::read(&client).await?.finalized {
         store.set_finalized(true);
     }

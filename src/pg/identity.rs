@@ -9,14 +9,18 @@ use crate::error::{Error, Result};
 use crate::pg::sql::source_table;
 use tokio_postgres::GenericClient;
 
-/// The recorded fingerprint and mapping lines, if `init` recorded them.
-async fn recorded(client: &impl GenericClient) -> Result<Option<(String, Vec<String>)>> {
-    let exists: bool = client
+/// Whether `decant init` ran on this database (`decant.control` exists).
+pub(crate) async fn initialized(client: &impl GenericClient) -> Result<bool> {
+    Ok(client
         .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
         .await
         .map_err(|e| Error::db("looking for decant.control", e))?
-        .get(0);
-    if !exists {
+        .get(0))
+}
+
+/// The recorded fingerprint and mapping lines, if `init` recorded them.
+async fn recorded(client: &impl GenericClient) -> Result<Option<(String, Vec<String>)>> {
+    if !initialized(client).await? {
         return Ok(None);
     }
     let has_columns: bool = client

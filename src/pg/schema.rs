@@ -1348,12 +1348,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
 /// it reads the whole table only when the column is set for no one, once,
 /// before the first `init`.
 async fn check_foreign_flag(client: &Client, spec: &Spec) -> Result<()> {
-    let initialized: bool = client
-        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
-        .await
-        .map_err(|e| Error::db("looking for decant.control", e))?
-        .get(0);
-    if initialized {
+    if crate::pg::identity::initialized(client).await? {
         return Ok(());
     }
     let (src, flag) = (source_table(spec), quote(&spec.source.flag));
@@ -1456,11 +1451,7 @@ async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     crate::pg::identity::check_init(client, spec, evolve).await?;
     // finalized and the flag dropped (`decant finalize --drop-legacy`):
     // never added back
-    let initialized: bool = client
-        .query_one("SELECT to_regclass('decant.control') IS NOT NULL", &[])
-        .await
-        .map_err(|e| Error::db("looking for decant.control", e))?
-        .get(0);
+    let initialized = crate::pg::identity::initialized(client).await?;
     let finalized = initialized && crate::pg::control::read(client).await?.finalized;
     let flagless = finalized && !crate::pg::identity::flag_exists(client, spec).await?;
     // One transaction: a failure part-way (a permission, a lock timeout,
