@@ -101,6 +101,7 @@ pub async fn dry_run(decant: &Decant, size: u32, rollout_only: bool) -> Result<D
     let mut client = pool::get(decant.pool()).await?;
     crate::pg::identity::verify(&**client, decant.spec(), false).await?;
     crate::pg::identity::require_reader(&**client, decant.spec()).await?;
+    crate::pg::schema::require_every_row(&**client, decant.spec(), "the dry run's claims").await?;
     let control = control::read(&**client).await?;
     if control.finalized {
         return Err(Error::Setup(
@@ -258,6 +259,12 @@ async fn run_job<J: Job>(
         .await
         .map_err(|e| Error::db("marking the daemon's session", e))?;
     check_free_sessions(&admin, opts.workers.max(1)).await?;
+    crate::pg::schema::require_every_row(
+        &**admin,
+        decant.spec(),
+        &format!("the daemon's {job_name} pass"),
+    )
+    .await?;
     warn_if_blind(&admin).await?;
     let standby: bool = admin
         .query_one("SELECT pg_is_in_recovery()", &[])

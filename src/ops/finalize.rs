@@ -48,6 +48,14 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     let client = pool::get(decant.pool()).await?;
     crate::pg::identity::require_init(&**client).await?;
     crate::pg::identity::verify(&**client, spec, false).await?;
+    // a gate that saw only the users a policy lets through would pass with
+    // the others never migrated
+    crate::pg::schema::require_every_row(
+        &**client,
+        spec,
+        "the finalize gate (every user migrated)",
+    )
+    .await?;
     let already = control::read(&**client).await?.finalized;
     let src = source_table(spec);
     if already && !crate::pg::identity::flag_exists(&**client, spec).await? {

@@ -193,6 +193,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         .await
         .map_err(|e| Error::db("beginning the status snapshot", e))?;
     let spec = decant.spec();
+    crate::pg::schema::require_every_row(&*client, spec, "the counts").await?;
     let counts = client
         .query_one(&decant.store().sql().user_counts, &[])
         .await

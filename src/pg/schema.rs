@@ -1050,6 +1050,47 @@ async fn source_publications(
         .collect())
 }
 
+/// Where the source table has row-level security (its policies decide
+/// which users a role sees): the target tables that have none (all of
+/// them before `init` makes them). Empty when the source has none.
+async fn targets_without_row_security(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let targets: Vec<String> = (0..spec.tables.len())
+        .map(|ti| target_table(spec, ti))
+        .collect();
+    let rows = client
+        .query(
+            "SELECT x.t FROM unnest($2::text[]) WITH ORDINALITY AS x(t, i) \
+              WHERE (SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass($1)) \
+                AND NOT coalesce((SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(x.t)), false) \
+              ORDER BY x.i",
+            &[&source_table(spec), &targets],
+        )
+        .await
+        .map_err(|e| Error::db("reading the tables' row-level security", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The warning for [`targets_without_row_security`], when there are any.
+fn row_security_warning(spec: &Spec, unguarded: &[String]) -> Option<String> {
+    (!unguarded.is_empty()).then(|| {
+        format!(
+            "row-level security is on for the source table {src} (its policies decide which users \
+             a role sees) but not for the target tables {t}: a role that may read them (`decant \
+             grants` gives a backend SELECT) reads every migrated user's rows there, and the `_all` \
+             views read every user's as their owner. Before users migrate, give the tables \
+             policies on their user column that match the source's (`ALTER TABLE {first} ENABLE ROW \
+             LEVEL SECURITY; CREATE POLICY ... ON {first} USING (...)`), and keep the views from \
+             the roles the policies are for",
+            src = source_table(spec),
+            t = unguarded.join(", "),
+            first = unguarded[0]
+        )
+    })
+}
+
 /// The warning for [`source_publications`], when there are any.
 fn source_publications_warning(spec: &Spec, lacking: &[(String, Vec<String>)]) -> Option<String> {
     (!lacking.is_empty()).then(|| {
@@ -1094,6 +1135,7 @@ pub async fn source_warnings(
     let generated = source_blob_generated(client, spec).await?;
     let views = source_blob_views(client, spec).await?;
     let published = source_publications(client, spec).await?;
+    let unguarded = targets_without_row_security(client, spec).await?;
     // a target table of another shape (one the team made, or made for
     // another spec): what `init` refuses, said before what its
     // constraints lack
@@ -1137,9 +1179,63 @@ pub async fn source_warnings(
         .chain(source_blob_generated_warning(spec, &generated))
         .chain(source_blob_views_warning(spec, &views))
         .chain(source_publications_warning(spec, &published))
+        .chain(row_security_warning(spec, &unguarded))
         .chain(shape)
         .chain(drift)
         .collect())
+}
+
+/// Refuses a session to which row-level security applies on the source
+/// table or a target table: their policies would hide users (or their
+/// rows) from it, silently, and `what` (the census, the daemon's claims,
+/// the finalize gate, the counts) would pass over them: a daemon "done"
+/// with legacy users left, a finalize passed with users never migrated.
+/// A table's owner (unless it forces its policies), a superuser and a
+/// BYPASSRLS role see every row.
+pub(crate) async fn require_every_row(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+    what: &str,
+) -> Result<()> {
+    let tables: Vec<String> = std::iter::once(source_table(spec))
+        .chain((0..spec.tables.len()).map(|ti| target_table(spec, ti)))
+        .collect();
+    let rows = client
+        .query(
+            "SELECT x.t, c.relforcerowsecurity, current_user::text \
+               FROM unnest($1::text[]) WITH ORDINALITY AS x(t, i) \
+               JOIN pg_class c ON c.oid = to_regclass(x.t) \
+              WHERE row_security_active(c.oid) ORDER BY x.i",
+            &[&tables],
+        )
+        .await
+        .map_err(|e| Error::db("asking whether row-level security applies to this role", e))?;
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let role = quote(&first.get::<_, String>(2));
+    let on: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let forced: Vec<&String> = rows
+        .iter()
+        .zip(&on)
+        .filter(|(r, _)| r.get::<_, bool>(1))
+        .map(|(_, t)| t)
+        .collect();
+    let forced = match forced.first() {
+        Some(t) => format!(
+            " ({t} forces its policies on its owner too: `ALTER TABLE {t} NO FORCE ROW LEVEL \
+             SECURITY` while decant runs as its owner)"
+        ),
+        None => String::new(),
+    };
+    Err(Error::Setup(format!(
+        "row-level security applies to role {role} on {}: its policies hide the users (or rows) \
+         they do not let through, and {what} would pass over them without a word. Run decant's \
+         commands as the tables' owner or as a role that bypasses row-level security (`ALTER \
+         ROLE {role} BYPASSRLS`, by a superuser){forced}; backends may keep their policies (the \
+         library and the SQL API read and write the users a role sees)",
+        on.join(", ")
+    )))
 }
 
 pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
@@ -1337,7 +1433,7 @@ pub async fn check_source(client: &Client, spec: &Spec) -> Result<()> {
         }
         check_foreign_flag(client, spec).await?;
     }
-    Ok(())
+    require_every_row(client, spec, "the census and `init`'s checks of the flag").await
 }
 
 /// A flag column that is set for some users where decant was never

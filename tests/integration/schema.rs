@@ -1339,3 +1339,126 @@ async fn warnings_saying(client: &tokio_postgres::Client, spec: &Spec, text: &st
         .filter(|w| w.contains(text))
         .collect()
 }
+
+/// Row-level security on the source table: a role its policies apply to
+/// sees only the users they let through (on a target table, their rows). `check`, `status`, the daemon
+/// (migrating or rolling back) and `finalize` run as such a role refused
+/// (they said "done" with every hidden user legacy, and `finalize`
+/// passed and recorded the phase finalized: the views then read the
+/// tables alone, hiding those users' data); the same role with BYPASSRLS
+/// migrates every user. `init`, `check` and `run` name the target tables
+/// that lack row-level security while the source has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_hiding_users_from_decant_is_refused() {
+    let db = TestDb::new().await;
+    let users = 60;
+    let decant = db.game(users).await;
+    let spec = decant.spec().clone();
+    let client = db.client().await;
+    // the policy lets a session see the even users only
+    let role = crate::harness::fresh_role(&client, "rls_ops").await;
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE \"user\" ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY evens ON \"user\" USING (id % 2 = 0); \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA decant TO {role}"
+        ))
+        .await
+        .unwrap();
+    decant::apply_grants(&client, &spec, &role).await.unwrap();
+    let as_role = Decant::connect(&db.url_as(&role), spec.clone(), 4).unwrap();
+    let refused = |what: &str, e: Error| {
+        let e = e.to_string();
+        assert!(
+            e.contains(&format!("row-level security applies to role \"{role}\""))
+                && e.contains("BYPASSRLS"),
+            "{what}: {e}"
+        );
+    };
+    refused(
+        "status",
+        decant::status(&as_role, &decant::Schedule::default())
+            .await
+            .unwrap_err(),
+    );
+    refused("run", crate::harness::run_all(&as_role).await.unwrap_err());
+    refused(
+        "finalize",
+        decant::finalize(&db.url_as(&role), &as_role, false)
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        "check",
+        decant::check(
+            &db.url_as(&role),
+            spec.clone(),
+            &decant::CheckOptions::default(),
+            &decant::CheckProgress::default(),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(crate::harness::count_migrated(&client).await, 0);
+    let phase: bool = client
+        .query_one("SELECT finalized FROM decant.control", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!phase, "finalize recorded nothing");
+    // the owner names the target tables without policies, until they have
+    let unguarded = async || warnings_saying(&client, &spec, "row-level security is on").await;
+    let warned = unguarded().await;
+    let [w] = &warned[..] else {
+        panic!("one warning: {warned:?}");
+    };
+    for t in spec.tables() {
+        assert!(
+            w.contains(&format!("\"public\".\"{}\"", t.name)),
+            "{t:?}: {w}",
+            t = t.name
+        );
+    }
+    for t in spec.tables() {
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE \"{t}\" ENABLE ROW LEVEL SECURITY; \
+                 CREATE POLICY evens ON \"{t}\" USING (user_id % 2 = 0)",
+                t = t.name
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(unguarded().await, Vec::<String>::new());
+    // policies on the target tables alone hide rows from the role too
+    client
+        .batch_execute("ALTER TABLE \"user\" DISABLE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    let e = decant::status(&as_role, &decant::Schedule::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"public\".\"user_statistic\"")
+            && !e.contains("\"public\".\"user\",")
+            && !e.contains("\"public\".\"user\":"),
+        "{e}"
+    );
+    // let past the policies, the same role migrates every user
+    client
+        .batch_execute(&format!("ALTER ROLE {role} BYPASSRLS"))
+        .await
+        .unwrap();
+    drop(as_role);
+    crate::harness::end_sessions_of(&client, &role).await;
+    let as_role = Decant::connect(&db.url_as(&role), spec.clone(), 4).unwrap();
+    let report = crate::harness::run_all(&as_role).await.unwrap();
+    assert_eq!(report.migrated + report.failed, users as u64, "{report:?}");
+    assert_eq!(
+        crate::harness::count_migrated(&client).await,
+        report.migrated as i64
+    );
+    drop(as_role);
+    crate::harness::end_sessions_of(&client, &role).await;
+}
