@@ -14,45 +14,7 @@ set -euo pipefail
 N=${N:-5000}; OLD=${OLD:-}
 PORT=55448; BASE=postgres://postgres@127.0.0.1:$PORT
 source "$(dirname "$0")/cluster.sh"
-cat > "$W/decant.toml" <<'SPEC'
-[source]
-table = "user"
-
-[tables.score.columns]
-team = "text"
-round = "int4"
-points = { type = "int4", min = 0 }
-
-[tables.card.columns]
-deck = "text"
-pos = "int4"
-card = "text"
-
-[tables.pick.columns]
-pos = "int4"
-bot = { type = "text", not_null = true }
-
-[[rules]]
-name = "scores"
-path = "scores.{team}[{round}].points"
-table = "score"
-value = "points"
-on_invalid = "keep"
-
-[[rules]]
-name = "cards"
-path = "decks.{deck}[{pos}]"
-table = "card"
-value = "card"
-on_invalid = "keep"
-
-[[rules]]
-name = "picks"
-path = "picks[{pos}]"
-table = "pick"
-value = "bot"
-on_invalid = "keep"
-SPEC
+cp "$ROOT/fixtures/specs/large_arrays.toml" "$W/decant.toml"
 psql -q "$BASE/postgres" -c "CREATE DATABASE template_arrays"
 psql -q "$BASE/template_arrays" <<SQL
 CREATE TABLE "user" (id bigint PRIMARY KEY, name text NOT NULL, data jsonb NOT NULL);

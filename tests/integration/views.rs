@@ -1914,45 +1914,6 @@ async fn array_rules_claim_each_element_beside_the_ones_they_refuse() {
 #[tokio::test]
 async fn large_arrays_rebuild_whole_through_the_sql_api() {
     use serde_json::{Value, json};
-    const SPEC: &str = r#"
-[source]
-table = "user"
-
-[tables.score.columns]
-team = "text"
-round = "int4"
-points = { type = "int4", min = 0 }
-
-[tables.card.columns]
-deck = "text"
-pos = "int4"
-card = "text"
-
-[tables.pick.columns]
-pos = "int4"
-bot = { type = "text", not_null = true }
-
-[[rules]]
-name = "scores"
-path = "scores.{team}[{round}].points"
-table = "score"
-value = "points"
-on_invalid = "keep"
-
-[[rules]]
-name = "cards"
-path = "decks.{deck}[{pos}]"
-table = "card"
-value = "card"
-on_invalid = "keep"
-
-[[rules]]
-name = "picks"
-path = "picks[{pos}]"
-table = "pick"
-value = "bot"
-on_invalid = "keep"
-"#;
     let scores = json!({"scores": {
         "red": (0..1500).map(|i| json!({"points": i, "at": i * 7})).collect::<Vec<_>>(),
         "blue": (0..20).map(|i| if i == 3 { json!({"points": -1}) } else { json!({"points": i}) })
@@ -1979,7 +1940,7 @@ on_invalid = "keep"
     let db = TestDb::new().await;
     let client = db.client().await;
     client.batch_execute(crate::example::SCHEMA).await.unwrap();
-    let decant = db.decant_with(SPEC, 2);
+    let decant = db.decant_with(include_str!("../../fixtures/specs/large_arrays.toml"), 2);
     decant::init(&client, decant.spec()).await.unwrap();
     for (u, blob) in &blobs {
         // the user, a twin patched by Rust and one migrated on demand
