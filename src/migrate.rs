@@ -546,8 +546,12 @@ pub(crate) async fn write_prepared(
     if !failed_ids.is_empty() {
         stmts.push(state::failed(ty, &failed_ids, &reasons, &errors));
     }
-    pipeline(tx, None, &stmts, None, Error::db_at).await?;
+    let replies = pipeline(tx, None, &stmts, None, Error::db_at).await?;
     drop(stmts);
+    if !blobs.is_empty() {
+        crate::pg::store::written(store, &blobs, &replies[0])?;
+    }
+    drop(blobs);
     report.migrated = todo
         .into_iter()
         .map(|r| Migrated {

@@ -365,9 +365,9 @@ impl Sql {
             "UPDATE {} AS s SET {blob} = CASE WHEN v.sql_null THEN NULL ELSE v.blob END \
              FROM unnest($1::{it}[], $2::jsonb[], $3::bool[], $4::bool[]) \
                AS v(id, blob, migrated, sql_null) \
-             WHERE s.{} = v.id AND v.migrated",
+             WHERE s.{id} = v.id AND v.migrated RETURNING s.{id}",
             source_table(spec),
-            quote(&s.id),
+            id = quote(&s.id),
             blob = quote(&s.blob)
         );
         sql
@@ -515,7 +515,7 @@ impl Sql {
                    THEN NULL ELSE v.blob END, {flag} = v.migrated \
                  FROM unnest($1::{it}[], $2::jsonb[], $3::bool[], $4::bool[]) \
                    AS v(id, blob, migrated, sql_null) \
-                 WHERE s.{id} = v.id",
+                 WHERE s.{id} = v.id RETURNING s.{id}",
                 src_lit = lit(&src),
                 raw_blob = lit(&spec.source.blob),
             ),

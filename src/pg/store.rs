@@ -5,10 +5,11 @@
 use crate::core::explode::Row;
 use crate::core::id::UserId;
 use crate::core::spec::Spec;
+use crate::core::spec::quote;
 use crate::error::{Error, Result};
 use crate::pg::codec::{Blob, Param, bind, copy_stream, read, read_array, stored_equals};
 use crate::pg::session::{Planned, pipeline};
-use crate::pg::sql::Sql;
+use crate::pg::sql::{Sql, source_table};
 use deadpool_postgres::Transaction;
 use futures_util::SinkExt;
 use futures_util::future::try_join_all;
@@ -174,12 +175,11 @@ impl Store {
             .collect())
     }
 
-    /// Writes blobs and flags.
+    /// Writes blobs and flags, every one of them (see [`written`]).
     pub async fn write_blobs(&self, tx: &Transaction<'_>, items: &[BlobWrite<'_>]) -> Result<()> {
         let stmts: Vec<Planned> = self.blobs_statement(items).into_iter().collect();
-        pipeline(tx, None, &stmts, None, Error::db_at)
-            .await
-            .map(drop)
+        let replies = pipeline(tx, None, &stmts, None, Error::db_at).await?;
+        written(self, items, replies.first().map_or(&[][..], Vec::as_slice))
     }
 
     /// The statement of [`Store::write_blobs`], for the caller's pipeline;
@@ -651,6 +651,39 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Refuses a write of blobs and flags that left some users' rows as they
+/// were (`returned`: the ids [`Store::blobs_statement`] wrote): a trigger
+/// on the source table that returns NULL for a row (`BEFORE UPDATE`)
+/// skips decant's UPDATE of it, silently, so a migrated user would keep
+/// its whole blob and its flag unset beside the rows just written, and a
+/// rolled-back user its residual and its flag beside rows about to be
+/// deleted. The caller's transaction rolls back; the daemon then retries
+/// the batch user by user and records those users failed.
+pub(crate) fn written(
+    store: &Store,
+    items: &[BlobWrite<'_>],
+    returned: &[tokio_postgres::Row],
+) -> Result<()> {
+    if returned.len() >= items.len() {
+        return Ok(());
+    }
+    let done: std::collections::HashSet<UserId> = returned.iter().map(|r| r.get(0)).collect();
+    let Some(missed) = items.iter().find(|i| !done.contains(i.user)) else {
+        return Ok(());
+    };
+    Err(Error::Verification {
+        user: missed.user.clone(),
+        detail: format!(
+            "the UPDATE of its row in {} changed nothing (a trigger on the table returned NULL \
+             for it), so its {} and flag could not be written: the user is left as it was. Make \
+             the trigger let decant's sessions through (`application_name=decant_migration` in \
+             decant's connection string, tested in the trigger) or disable it for the migration",
+            source_table(&store.spec),
+            quote(&store.spec.source.blob)
+        ),
+    })
 }
 
 /// The answer of the catalog check, the last statement of `replies`.

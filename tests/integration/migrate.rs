@@ -785,3 +785,92 @@ async fn a_jsonb_column_holds_what_the_depth_limit_lets_in() {
     let done = decant::finalize(&db.url, &decant, false).await.unwrap();
     assert_eq!(done.users, 2, "{done:?}");
 }
+
+/// A trigger on the source table that returns NULL for a row (`BEFORE
+/// UPDATE`) skips decant's UPDATE of it without a word. It left users
+/// with their rows written but their whole blob and their flag unset
+/// (counted migrated by the run, failing the next one on "already has
+/// rows"), and a rollback deleted a migrated user's rows while its row
+/// kept the residual and the flag. Now such users fail, left as they
+/// were, with the reason; the others migrate; a skipped rollback
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_skipping_decants_update_leaves_the_user_as_it_was() {
+    let db = TestDb::new().await;
+    let users = 40;
+    let decant = db.game(users).await;
+    let client = db.client().await;
+    let before: Vec<Value> = {
+        let mut v = Vec::new();
+        for u in 1..=users {
+            v.push(raw_blob(&client, u).await);
+        }
+        v
+    };
+    // skips the flag's flip of every user divisible by 4
+    client
+        .batch_execute(
+            "CREATE FUNCTION skip_fourth() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.id % 4 = 0 AND NEW.migrated IS DISTINCT FROM OLD.migrated THEN RETURN NULL; END IF;
+                   RETURN NEW; END $$;
+             CREATE TRIGGER skip_fourth BEFORE UPDATE ON \"user\" FOR EACH ROW EXECUTE FUNCTION skip_fourth();",
+        )
+        .await
+        .unwrap();
+    let report = crate::harness::run_all(&decant).await.unwrap();
+    let migrated = crate::harness::count_migrated(&client).await;
+    assert_eq!(
+        report.migrated as i64, migrated,
+        "the run counts what it did: {report:?}"
+    );
+    for u in (4..=users).step_by(4) {
+        assert!(!is_migrated(&client, u).await, "user {u}");
+        assert_eq!(
+            row_count(&client, u).await,
+            0,
+            "user {u}: no rows beside its blob"
+        );
+        assert!(
+            json_eq(&raw_blob(&client, u).await, &before[u as usize - 1]),
+            "user {u}"
+        );
+        let why: String = client
+            .query_one(
+                "SELECT last_error FROM decant.user_state WHERE user_id = $1",
+                &[&u],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            why.contains("changed nothing") && why.contains("trigger"),
+            "user {u}: {why}"
+        );
+    }
+    assert!(migrated >= 20, "the other users migrate: {migrated}");
+    // the same trigger skips clearing the flag of a migrated user: its
+    // rollback changes nothing
+    client
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION skip_fourth() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.migrated IS DISTINCT FROM OLD.migrated THEN RETURN NULL; END IF;
+                   RETURN NEW; END $$",
+        )
+        .await
+        .unwrap();
+    let some: i64 = client
+        .query_one("SELECT min(id) FROM \"user\" WHERE migrated", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rows = row_count(&client, some).await;
+    let err = decant.rollback_user(some).await.unwrap_err();
+    assert!(err.to_string().contains("changed nothing"), "{err}");
+    assert!(is_migrated(&client, some).await);
+    assert_eq!(row_count(&client, some).await, rows, "its rows stay");
+    let loaded = decant.load(some).await.unwrap();
+    assert!(
+        json_eq(&loaded, &before[some as usize - 1]),
+        "user {some}: {loaded}"
+    );
+}

@@ -74,7 +74,7 @@ SELECT "id"::bigint, "data", "migrated", coalesce(NOT "migrated" AND decant.in_r
 UPDATE "public"."user" SET "data" = $2::jsonb, "migrated" = $3::boolean WHERE "id" = $1::bigint;
 
 -- write_blobs
-UPDATE "public"."user" AS s SET "data" = CASE WHEN v.sql_null AND (SELECT NOT a.attnotnull FROM pg_attribute AS a WHERE a.attrelid = '"public"."user"'::regclass AND a.attname = 'data') THEN NULL ELSE v.blob END, "migrated" = v.migrated FROM unnest($1::bigint[], $2::jsonb[], $3::bool[], $4::bool[]) AS v(id, blob, migrated, sql_null) WHERE s."id" = v.id;
+UPDATE "public"."user" AS s SET "data" = CASE WHEN v.sql_null AND (SELECT NOT a.attnotnull FROM pg_attribute AS a WHERE a.attrelid = '"public"."user"'::regclass AND a.attname = 'data') THEN NULL ELSE v.blob END, "migrated" = v.migrated FROM unnest($1::bigint[], $2::jsonb[], $3::bool[], $4::bool[]) AS v(id, blob, migrated, sql_null) WHERE s."id" = v.id RETURNING s."id";
 
 -- plain_check
 SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = ANY (r.o) AND NOT tgisinternal) AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = ANY (r.o)) AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = ANY (r.o) AND relkind <> 'r') AND coalesce((SELECT bool_and(coalesce(e.ty = (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = e.t AND a.attname = e.col AND NOT a.attisdropped), false)) FROM unnest(r.o, $2::text[], $3::text[]) AS e(t, col, ty)), true) FROM (SELECT $1::text[]::regclass[]::oid[] AS o) AS r;
