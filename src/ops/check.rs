@@ -208,9 +208,7 @@ pub async fn check(
     // before `init`: no flag (every user legacy) and perhaps no tables
     let no_flag_yet =
         !store.is_finalized() && !crate::pg::identity::flag_exists(&client, &spec).await?;
-    let names: Vec<String> = (0..spec.tables.len())
-        .map(|ti| crate::pg::sql::target_table(&spec, ti))
-        .collect();
+    let names: Vec<String> = crate::pg::sql::target_tables(&spec).collect();
     let tables_exist: bool = client
         .query_one(
             "SELECT coalesce(bool_and(to_regclass(t) IS NOT NULL), true) FROM unnest($1::text[]) AS t",

@@ -4,7 +4,7 @@
 use crate::core::id::IdType;
 use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
-use crate::pg::sql::{index_name, lit, source_table, target_table};
+use crate::pg::sql::{index_name, lit, source_table, target_table, target_tables};
 use crate::pg::{api, views};
 use tokio_postgres::Client;
 
@@ -1017,9 +1017,7 @@ async fn source_publications(
     client: &impl tokio_postgres::GenericClient,
     spec: &Spec,
 ) -> Result<Vec<(String, Vec<String>)>> {
-    let targets: Vec<String> = (0..spec.tables.len())
-        .map(|ti| target_table(spec, ti))
-        .collect();
+    let targets: Vec<String> = target_tables(spec).collect();
     // the source itself and its partitions (pg_partition_tree gives no
     // row for a plain table)
     let rows = client
@@ -1057,9 +1055,7 @@ async fn targets_without_row_security(
     client: &impl tokio_postgres::GenericClient,
     spec: &Spec,
 ) -> Result<Vec<String>> {
-    let targets: Vec<String> = (0..spec.tables.len())
-        .map(|ti| target_table(spec, ti))
-        .collect();
+    let targets: Vec<String> = target_tables(spec).collect();
     let rows = client
         .query(
             "SELECT x.t FROM unnest($2::text[]) WITH ORDINALITY AS x(t, i) \
@@ -1198,7 +1194,7 @@ pub(crate) async fn require_every_row(
     what: &str,
 ) -> Result<()> {
     let tables: Vec<String> = std::iter::once(source_table(spec))
-        .chain((0..spec.tables.len()).map(|ti| target_table(spec, ti)))
+        .chain(target_tables(spec))
         .collect();
     let rows = client
         .query(
@@ -1911,7 +1907,7 @@ async fn build_on_partitions(
 /// source table, the target tables and their views.
 pub(crate) fn touched_relations(spec: &Spec) -> Vec<String> {
     std::iter::once(source_table(spec))
-        .chain((0..spec.tables.len()).map(|ti| target_table(spec, ti)))
+        .chain(target_tables(spec))
         .chain((0..spec.tables.len()).map(|ti| views::view_name(spec, ti)))
         .collect()
 }

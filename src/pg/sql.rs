@@ -203,6 +203,11 @@ pub(crate) fn target_table(spec: &Spec, table: usize) -> String {
     spec.qualified_table(table)
 }
 
+/// Every target table's qualified name, in the spec's order.
+pub(crate) fn target_tables(spec: &Spec) -> impl Iterator<Item = String> + '_ {
+    (0..spec.tables.len()).map(|ti| target_table(spec, ti))
+}
+
 /// Every statement decant runs on the source and target tables, generated
 /// once per spec.
 #[derive(Debug)]

@@ -2,20 +2,12 @@
 //! Rust layer: the same blobs, the same rows, the same residuals.
 
 use crate::example::Rng;
-use crate::harness::{GAME_TABLES, TestDb, insert_user, is_migrated};
+use crate::harness::{GAME_TABLES, TestDb, insert_user, is_migrated, sql_load};
 use decant::{Decant, Error, RunOptions, json_diff, json_eq};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-async fn sql_load(client: &tokio_postgres::Client, user: i64) -> Value {
-    client
-        .query_one("SELECT decant.load($1)", &[&user])
-        .await
-        .unwrap_or_else(|e| panic!("decant.load({user}): {e:?}"))
-        .get(0)
-}
 
 /// A user's rows in every table, its id blanked, sorted: to compare twins.
 async fn user_rows(client: &tokio_postgres::Client, user: i64) -> Vec<String> {

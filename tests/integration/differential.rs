@@ -525,13 +525,7 @@ async fn twins_agree(spec: &str, seed: u64) {
     }
     let decant = db.decant_with(spec, 2);
     decant::init(&client, decant.spec()).await.unwrap();
-    let load = async |u: i64| -> Value {
-        client
-            .query_one("SELECT decant.load($1)", &[&u])
-            .await
-            .unwrap_or_else(|e| panic!("decant.load({u}): {e:?}"))
-            .get(0)
-    };
+    let load = async |u: i64| crate::harness::sql_load(&client, u).await;
     let mut migrated = 0;
     for u in 1..=users {
         // most users migrate (the dirty ones fail and stay legacy)

@@ -302,6 +302,16 @@ pub async fn raw_blob(client: &tokio_postgres::Client, user: i64) -> serde_json:
         .get(0)
 }
 
+/// A user's blob through the SQL API (`decant.load`), panicking with the
+/// user and the error when it fails.
+pub async fn sql_load(client: &tokio_postgres::Client, user: i64) -> serde_json::Value {
+    client
+        .query_one("SELECT decant.load($1)", &[&user])
+        .await
+        .unwrap_or_else(|e| panic!("decant.load({user}): {e:?}"))
+        .get(0)
+}
+
 /// Adds a legacy user of the game with this blob.
 pub async fn insert_user(client: &tokio_postgres::Client, user: i64, blob: &serde_json::Value) {
     client

@@ -1221,11 +1221,7 @@ async fn a_spec_holds(
             "user {u}: {by_rust} vs {}",
             blobs[&u]
         );
-        let by_sql: serde_json::Value = client
-            .query_one("SELECT decant.load($1)", &[&u])
-            .await
-            .unwrap_or_else(|e| panic!("decant.load({u}): {e:?}"))
-            .get(0);
+        let by_sql = crate::harness::sql_load(&client, u).await;
         assert!(
             decant::json_eq(&by_sql, &blobs[&u]),
             "user {u}: decant.load {by_sql} vs {}",
@@ -1963,13 +1959,7 @@ async fn large_arrays_rebuild_whole_through_the_sql_api() {
         kept, 3,
         "every whale keeps part of its arrays in the residual"
     );
-    let load = async |u: i64| -> Value {
-        client
-            .query_one("SELECT decant.load($1)", &[&u])
-            .await
-            .unwrap_or_else(|e| panic!("decant.load({u}): {e:?}"))
-            .get(0)
-    };
+    let load = async |u: i64| crate::harness::sql_load(&client, u).await;
     decant
         .set_control(&"rollout=100".parse::<decant::Setting>().unwrap())
         .await
