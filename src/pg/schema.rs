@@ -802,6 +802,47 @@ pub fn source_triggers_warning(spec: &Spec, triggers: &[String]) -> Option<Strin
     })
 }
 
+/// The source table's enabled rules on `UPDATE`, each as `name (DO
+/// INSTEAD)` or `name (DO ALSO)`. A rule rewrites decant's own `UPDATE`s
+/// of the source (each user's migration and rollback): a conditional `DO
+/// INSTEAD` one, whatever rows it matches, makes PostgreSQL refuse them
+/// all (decant's writes return the ids they wrote: 0A000, "cannot
+/// perform UPDATE RETURNING"), so every user fails and stays legacy; a
+/// `DO ALSO` one runs its action for every user decant migrates or rolls
+/// back.
+async fn source_rules(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT r.rulename::text || CASE WHEN r.is_instead THEN ' (DO INSTEAD)' ELSE ' (DO ALSO)' END \
+               FROM pg_rewrite r \
+              WHERE r.ev_class = to_regclass($1) AND r.ev_type = '2' AND r.ev_enabled IN ('O', 'A') \
+              ORDER BY r.rulename",
+            &[&source_table(spec)],
+        )
+        .await
+        .map_err(|e| Error::db("reading the source table's rules", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The warning for [`source_rules`], when there are any.
+fn source_rules_warning(spec: &Spec, rules: &[String]) -> Option<String> {
+    (!rules.is_empty()).then(|| {
+        format!(
+            "the source table {} has rules on UPDATE that rewrite decant's UPDATEs of it (each \
+             user's migration and rollback): {}. A DO INSTEAD rule, whatever rows it matches, makes \
+             PostgreSQL refuse them all (0A000, \"cannot perform UPDATE RETURNING\"): every user \
+             fails and stays legacy; a DO ALSO rule runs its action for every user migrated or rolled back. \
+             Disable them for the migration (`ALTER TABLE {} DISABLE RULE <name>`) or drop them",
+            source_table(spec),
+            rules.join(", "),
+            source_table(spec)
+        )
+    })
+}
+
 /// The source table's indexes that read the blob column (as a key, in an
 /// expression or in a predicate), each as `name (method)`; decant's own
 /// (their predicate reads the flag: they index legacy users only) are
@@ -1114,7 +1155,8 @@ fn source_publications_warning(spec: &Spec, lacking: &[(String, Vec<String>)]) -
 }
 
 /// What `init`, `check` and `run` warn of about the source table: its
-/// triggers that fire on decant's `UPDATE`s ([`source_triggers`]), its
+/// triggers that fire on decant's `UPDATE`s ([`source_triggers`]) and
+/// rules that rewrite them (`source_rules`), its
 /// indexes (`source_blob_indexes`), CHECK constraints
 /// (`source_blob_checks`), generated columns (`source_blob_generated`)
 /// and views (`source_blob_views`) that read the blob, publications that
@@ -1126,6 +1168,7 @@ pub async fn source_warnings(
     spec: &Spec,
 ) -> Result<Vec<String>> {
     let triggers = source_triggers(client, spec).await?;
+    let rules = source_rules(client, spec).await?;
     let indexes = source_blob_indexes(client, spec).await?;
     let checks = source_blob_checks(client, spec).await?;
     let generated = source_blob_generated(client, spec).await?;
@@ -1170,6 +1213,7 @@ pub async fn source_warnings(
     Ok(unwritten
         .into_iter()
         .chain(source_triggers_warning(spec, &triggers))
+        .chain(source_rules_warning(spec, &rules))
         .chain(source_blob_indexes_warning(spec, &indexes))
         .chain(source_blob_checks_warning(spec, &checks))
         .chain(source_blob_generated_warning(spec, &generated))

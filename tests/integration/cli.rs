@@ -1169,6 +1169,83 @@ async fn source_triggers_are_named_and_init_after_the_flag_is_dropped_says_so() 
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Rules on the source's UPDATE rewrite decant's own UPDATEs of it: init,
+/// check and run name the enabled ones; a conditional DO INSTEAD rule
+/// makes every user fail (PostgreSQL refuses the write that returns the
+/// ids it wrote), none half-migrated; disabled, the users migrate.
+#[tokio::test]
+async fn source_rules_on_update_are_named_and_their_users_fail_whole() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    crate::example::load(&client, 20, 1).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE audit (id bigint);
+             CREATE RULE keep_even AS ON UPDATE TO \"user\" WHERE old.id % 2 = 0 DO INSTEAD NOTHING;
+             CREATE RULE log_it AS ON UPDATE TO \"user\" DO ALSO INSERT INTO audit VALUES (old.id);
+             CREATE RULE off AS ON UPDATE TO \"user\" WHERE old.id < 0 DO INSTEAD NOTHING;
+             ALTER TABLE \"user\" DISABLE RULE off;
+             CREATE RULE on_insert AS ON INSERT TO \"user\" DO ALSO INSERT INTO audit VALUES (new.id);",
+        )
+        .await
+        .unwrap();
+    let dir = temp_dir("rules");
+    std::fs::write(dir.join("decant.toml"), crate::example::SPEC).unwrap();
+    let url = Some(db.url.as_str());
+    let named = "\"public\".\"user\" has rules on UPDATE that rewrite decant's UPDATEs of it \
+                 (each user's migration and rollback): keep_even (DO INSTEAD), log_it (DO ALSO).";
+    let (ok, _, err) = decant(&["init"], url, &dir);
+    assert!(ok, "{err}");
+    assert!(err.contains(named), "{err}");
+    let (code, err) = decant_status(&["check"], url, &dir);
+    assert!(matches!(code, Some(0 | 3)), "{err}");
+    assert!(err.contains(named), "{err}");
+    let (_, _, err) = decant(&["run", "--rate", "max"], url, &dir);
+    assert!(err.contains(named), "{err}");
+    // every user failed on PostgreSQL's refusal (a conditional DO INSTEAD
+    // rule refuses every UPDATE ... RETURNING, whatever row it matches),
+    // whole: no rows, blob and flag as they were
+    let rows = client
+        .query(
+            "SELECT u.id, u.migrated, u.data = '{}'::jsonb, \
+                    (SELECT count(*) FROM user_statistic s WHERE s.user_id = u.id), \
+                    (SELECT f.last_error FROM decant.user_state f WHERE f.user_id = u.id) \
+               FROM \"user\" u ORDER BY u.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20);
+    for r in &rows {
+        let (id, migrated, emptied, stats, error): (i64, bool, bool, i64, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        assert!(!migrated && !emptied && stats == 0, "user {id}");
+        let error = error.unwrap_or_default();
+        assert!(error.contains("UPDATE RETURNING"), "user {id}: {error}");
+    }
+    // the DO INSTEAD rule disabled: the warning names the DO ALSO one
+    // alone, whose action runs for each user migrated
+    client
+        .batch_execute("ALTER TABLE \"user\" DISABLE RULE keep_even; DELETE FROM audit")
+        .await
+        .unwrap();
+    let (_, _, err) = decant(&["release", "--failed"], url, &dir);
+    let (ok, _, err2) = decant(&["run", "--rate", "max"], url, &dir);
+    assert!(ok, "{err}{err2}");
+    assert!(
+        err2.contains("(each user's migration and rollback): log_it (DO ALSO)."),
+        "{err2}"
+    );
+    assert_eq!(crate::harness::count_migrated(&client).await, 20);
+    let audited: i64 = client
+        .query_one("SELECT count(DISTINCT id) FROM audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 20);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn a_flag_naming_a_column_of_another_type_is_refused_naming_it() {
     let db = TestDb::new().await;
