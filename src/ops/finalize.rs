@@ -1,6 +1,7 @@
 //! `decant finalize`: the gate at the end of a migration. It refuses unless
-//! every user is migrated, verified (a `migrated` state record) and still
-//! rebuilds its blob from its rows, with none held or failed; then it
+//! every user is migrated and still rebuilds its blob from its rows, with
+//! none held or failed and none flagged outside decant (no state record,
+//! no rows, values the rules claim whole in the blob); then it
 //! records the phase `finalized`: the generated views read the tables
 //! alone, and the daemon, bulk rollback and on-demand migration stop. It
 //! drops nothing: it prints the SQL a team runs, when ready, to drop the
@@ -9,7 +10,7 @@
 use crate::compat::Decant;
 use crate::core::census::Unclaimed;
 use crate::core::id::UserId;
-use crate::core::spec::quote;
+use crate::core::spec::{Spec, quote};
 use crate::error::{Error, Result};
 use crate::ops::check::{CheckOptions, CheckProgress, check};
 use crate::pg::sql::source_table;
@@ -81,8 +82,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         quote(&spec.source.flag),
         quote(&spec.source.blob),
     );
-    // legacy users, by state, with examples; migrated users without a
-    // verified state record
+    // legacy users, by state, with examples
     let row = client
         .query_one(
             &format!(
@@ -90,9 +90,6 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
                         count(*) FILTER (WHERE NOT s.{flag} AND st.state = 'failed'), \
                         count(*) FILTER (WHERE NOT s.{flag} AND st.state = 'held'), \
                         coalesce((array_agg(s.{id}::{it} ORDER BY s.{id}) FILTER (WHERE NOT s.{flag}))[1:5], '{{}}'), \
-                        count(*) FILTER (WHERE s.{flag} AND st.state IS DISTINCT FROM 'migrated'), \
-                        coalesce((array_agg(s.{id}::{it} ORDER BY s.{id}) \
-                            FILTER (WHERE s.{flag} AND st.state IS DISTINCT FROM 'migrated'))[1:5], '{{}}'), \
                         count(*) \
                    FROM {src} AS s LEFT JOIN decant.user_state AS st ON st.user_id = s.{id}"
             ),
@@ -102,8 +99,8 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         .map_err(|e| Error::db("counting users by state", e))?;
     let (legacy, failed, held): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     let legacy_ids: Vec<UserId> = row.get(3);
-    let (unverified, unverified_ids): (i64, Vec<UserId>) = (row.get(4), row.get(5));
-    let users: i64 = row.get(6);
+    let users: i64 = row.get(4);
+    let (unverified, unverified_ids) = hand_set_flags(&client, spec).await?;
     let list = |ids: &[UserId]| {
         ids.iter()
             .map(UserId::to_string)
@@ -136,9 +133,17 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     }
     if unverified > 0 {
         problems.push(format!(
-            "{unverified} migrated users have no verified state record (e.g. {}): flags set outside decant? \
-             roll them back and migrate them with decant",
-            list(&unverified_ids)
+            "{} {} the flag set but no rows and no verified state record, the values the spec's rules \
+             claim still whole in the blob column (e.g. {}): flags set outside decant? Clear their flag \
+             (`UPDATE {src} SET {flag} = false WHERE ...`), then {}",
+            crate::core::users(unverified),
+            if unverified == 1 { "has" } else { "have" },
+            list(&unverified_ids),
+            if already {
+                "run `decant finalize` again: it prints the SQL that moves their blobs into the tables"
+            } else {
+                "migrate them with decant"
+            }
         ));
     }
     // every migrated user's rows still rebuild its blob (read-only census)
@@ -361,4 +366,65 @@ pub fn residual_note(n: u64) -> String {
     } else {
         format!("{n} users' residuals are not empty")
     }
+}
+
+/// Migrated users whose flag was set outside decant: no verified state
+/// record, no row in any target table, and a blob holding values the
+/// spec's rules claim (what a migration would have moved), counted, with
+/// the first five. Users created migrated (README: the flag `true`, an
+/// empty blob, then `save`) have no state record either, but have their
+/// rows or nothing a rule claims: they pass.
+async fn hand_set_flags(
+    client: &tokio_postgres::Client,
+    spec: &Spec,
+) -> Result<(i64, Vec<UserId>)> {
+    use futures_util::StreamExt;
+    let (src, it) = (source_table(spec), spec.source.id_type.sql());
+    let (id, flag, blob) = (
+        quote(&spec.source.id),
+        quote(&spec.source.flag),
+        quote(&spec.source.blob),
+    );
+    let no_rows: Vec<String> = (0..spec.tables.len())
+        .map(|ti| {
+            format!(
+                "NOT {}",
+                crate::pg::sql::has_rows_in(spec, ti, &format!("s.{id}"))
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT s.{id}::{it}, s.{blob} FROM {src} AS s \
+           LEFT JOIN decant.user_state AS st ON st.user_id = s.{id} \
+          WHERE s.{flag} AND st.state IS DISTINCT FROM 'migrated'{} ORDER BY s.{id}",
+        no_rows
+            .iter()
+            .map(|p| format!(" AND {p}"))
+            .collect::<String>()
+    );
+    let what = "reading migrated users without a state record";
+    let rows = client
+        .query_raw(&sql, std::iter::empty::<i64>())
+        .await
+        .map_err(|e| Error::db(what, e))?;
+    let mut rows = std::pin::pin!(rows);
+    let (mut count, mut examples) = (0i64, Vec::new());
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(|e| Error::db(what, e))?;
+        let user: UserId = row.get(0);
+        let Some(stored) = row.get::<_, Option<crate::pg::codec::Blob>>(1) else {
+            continue;
+        };
+        let blob = stored.value(&user, spec.settings.max_depth)?;
+        if !crate::core::explode::explode_lenient(spec, &blob)
+            .rows
+            .is_empty()
+        {
+            count += 1;
+            if examples.len() < 5 {
+                examples.push(user);
+            }
+        }
+    }
+    Ok((count, examples))
 }

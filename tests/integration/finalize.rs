@@ -7,6 +7,15 @@ use crate::harness::{TestDb, texts};
 use decant::{Cohort, Decant, Fixup, IdType, Progress, RunOptions, Spec};
 use std::sync::Arc;
 
+/// A new user's blob, with values in several tables.
+fn expected_new() -> serde_json::Value {
+    serde_json::json!({
+        "marriage": {"stats": {"kidnap": {"points": 7}}},
+        "achievements": {"first_win": {"progress": 1}},
+        "note": "kept in the residual"
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_is_a_gate_and_then_a_phase() {
     let db = TestDb::new().await;
@@ -62,22 +71,31 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     decant.release(None).await.unwrap();
     crate::harness::run_all(&decant).await.unwrap();
 
-    // a flag set outside decant; rows edited by hand
+    // a flag set outside decant (a legacy user's flag set by hand: its
+    // whole blob in the column, no rows); rows edited by hand
+    let whole = decant.load(12).await.unwrap();
+    crate::harness::insert_user(&client, 100002, &whole).await;
     client
-        .execute(
-            "UPDATE decant.user_state SET state = 'legacy' WHERE user_id = 9",
-            &[],
-        )
+        .execute("UPDATE \"user\" SET migrated = true WHERE id = 100002", &[])
         .await
         .unwrap();
     refused(
         &decant,
-        &["1 migrated users have no verified state record (e.g. 9)"],
+        &[
+            "1 user has the flag set but no rows and no verified state record, the values the spec's \
+             rules claim still whole in the blob column (e.g. 100002)",
+            "then migrate them with decant",
+        ],
     )
     .await;
     client
+        .execute("DELETE FROM \"user\" WHERE id = 100002", &[])
+        .await
+        .unwrap();
+    // a state record lost, the user's rows there: its rows rebuild it
+    client
         .execute(
-            "UPDATE decant.user_state SET state = 'migrated' WHERE user_id = 9",
+            "UPDATE decant.user_state SET state = 'legacy' WHERE user_id = 9",
             &[],
         )
         .await
@@ -299,12 +317,32 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .await
         .unwrap();
     assert_eq!(status.late, 0);
+    // a new user created as the README says (the flag true, an empty
+    // blob, then `save`): no state record, its rows written by `save`;
+    // it and the repaired late user pass the gate (finalize refused them
+    // as "flags set outside decant", and the rollback it advised refuses
+    // once finalized)
+    client
+        .execute(
+            "INSERT INTO \"user\" (id, name, data, migrated) VALUES (100001, 'new', '{}', true)",
+            &[],
+        )
+        .await
+        .unwrap();
+    decant.save(100001, &expected_new()).await.unwrap();
+    assert_eq!(decant.load(100001).await.unwrap(), expected_new());
+    assert!(
+        decant::finalize(&db.url, &decant, false)
+            .await
+            .unwrap()
+            .already
+    );
 
     // --drop-legacy: the flag and its index gone, the views and SQL API
     // regenerated; a new handle reads and writes every user as migrated
     // (the late user, repaired, leaves: the counts below are the game's)
     client
-        .execute("DELETE FROM \"user\" WHERE id = 100000", &[])
+        .execute("DELETE FROM \"user\" WHERE id IN (100000, 100001)", &[])
         .await
         .unwrap();
     let expected = decant.load(12).await.unwrap();
