@@ -79,7 +79,9 @@ pub(super) struct ScheduleArgs {
 
 impl ScheduleArgs {
     pub(super) fn schedule(&self) -> Result<decant::Schedule> {
-        decant::Schedule::new(self.windows.clone(), self.tz.as_deref()).map_err(anyhow::Error::msg)
+        // a bad --tz is a bad argument (exit status 2), as a bad --window
+        decant::Schedule::new(self.windows.clone(), self.tz.as_deref())
+            .map_err(|e| crate::cli::exit::Usage(format!("--tz: {e}")).into())
     }
 }
 

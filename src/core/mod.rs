@@ -21,6 +21,26 @@ pub fn users(n: impl TryInto<u64>) -> String {
     }
 }
 
+/// `n` of `total` in percent with `decimals` places, never rounded to 0
+/// or 100 when it is neither: one user of a million reads `<0.01`, all
+/// but one `>99.99` (0 when `total` is 0).
+pub fn percent(n: impl TryInto<u64>, total: impl TryInto<u64>, decimals: usize) -> String {
+    let (n, total) = (n.try_into().unwrap_or(0), total.try_into().unwrap_or(0));
+    if total == 0 {
+        return format!("{:.decimals$}", 0.0);
+    }
+    let share = 100.0 * n as f64 / total as f64;
+    let shown = format!("{share:.decimals$}");
+    let step = 10f64.powi(-(decimals as i32));
+    if n > 0 && shown.parse::<f64>() == Ok(0.0) {
+        format!("<{step:.decimals$}")
+    } else if n < total && shown.parse::<f64>() == Ok(100.0) {
+        format!(">{:.decimals$}", 100.0 - step)
+    } else {
+        shown
+    }
+}
+
 /// The verb after a count: "is" for one, "are" for the others.
 pub fn is_are(n: impl TryInto<u64>) -> &'static str {
     if n.try_into().is_ok_and(|n| n == 1) {
@@ -49,8 +69,18 @@ pub(crate) fn fits(sizes: impl Iterator<Item = i64>, budget: u64) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::fits;
+    use super::{fits, percent};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_percentage_is_never_rounded_to_none_or_all() {
+        assert_eq!(percent(5024u64, 5025u64, 1), ">99.9");
+        assert_eq!(percent(5025u64, 5025u64, 1), "100.0");
+        assert_eq!(percent(1u64, 1_000_000u64, 2), "<0.01");
+        assert_eq!(percent(0u64, 1_000_000u64, 2), "0.00");
+        assert_eq!(percent(3694i64, 4999i64, 1), "73.9");
+        assert_eq!(percent(1u64, 0u64, 1), "0.0");
+    }
 
     #[test]
     fn a_page_ends_before_the_user_that_passes_its_bytes() {

@@ -443,13 +443,7 @@ fn census_of(
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.census;
-        let pct = |n: u64| {
-            if c.legacy == 0 {
-                0.0
-            } else {
-                100.0 * n as f64 / c.legacy as f64
-            }
-        };
+        let pct = |n: u64| crate::core::percent(n, c.legacy, 2);
         writeln!(
             f,
             "users          {} checked of {} in the table ({:.1} s, {:.0} users/s, {} page{}, one read-only snapshot)",
@@ -464,19 +458,19 @@ impl std::fmt::Display for Check {
         writeln!(f, "legacy         {}", c.legacy)?;
         writeln!(
             f,
-            "  would migrate cleanly        {} ({:.2}%)",
+            "  would migrate cleanly        {} ({}%)",
             c.would_migrate_cleanly,
             pct(c.would_migrate_cleanly)
         )?;
         writeln!(
             f,
-            "  would migrate with warnings  {} ({:.2}%): invalid values kept in the residual under `keep`",
+            "  would migrate with warnings  {} ({}%): invalid values kept in the residual under `keep`",
             c.would_migrate_with_warnings,
             pct(c.would_migrate_with_warnings)
         )?;
         writeln!(
             f,
-            "  would fail                   {} ({:.2}%)",
+            "  would fail                   {} ({}%)",
             c.would_fail,
             pct(c.would_fail)
         )?;

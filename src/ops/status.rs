@@ -332,22 +332,11 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pct = |n: i64| {
-            if self.users == 0 {
-                0.0
-            } else {
-                100.0 * n as f64 / self.users as f64
-            }
-        };
+        let pct = |n: i64| crate::core::percent(n, self.users, 1);
         writeln!(f, "phase      {}", self.phase)?;
         writeln!(f, "users      {}", self.users)?;
-        writeln!(
-            f,
-            "migrated   {} ({:.1}%)",
-            self.migrated,
-            pct(self.migrated)
-        )?;
-        writeln!(f, "legacy     {} ({:.1}%)", self.legacy, pct(self.legacy))?;
+        writeln!(f, "migrated   {} ({}%)", self.migrated, pct(self.migrated))?;
+        writeln!(f, "legacy     {} ({}%)", self.legacy, pct(self.legacy))?;
         if self.late > 0 {
             writeln!(
                 f,
@@ -446,8 +435,9 @@ impl fmt::Display for Status {
                 write!(
                     f,
                     "finish     not projected: the {} legacy users left to try have all failed; \
-                     the daemon tries each again (up to {} attempts), but they fail again \
-                     until their blobs are fixed (a fixup or a spec change: see the reasons above)",
+                     the daemon tries each again (up to {} attempts); unless their blobs were \
+                     fixed since their last attempt (the reasons above), by hand, a fixup or a spec \
+                     change, they fail again (`decant check` shows whether they now migrate)",
                     self.retrying, self.max_attempts
                 )
             }

@@ -17,6 +17,17 @@ pub fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
 /// [`parse_config`], with the string's split that the TLS connector is
 /// made from (a service file is read once).
 fn parse_split(url: &str) -> Result<(tokio_postgres::Config, crate::pg::tls::Split)> {
+    // a URL of another scheme (a typo, another database's) is named as
+    // given, before the split rewrites it (the driver would read it as
+    // key=value text and name a fragment of the rewrite)
+    if let Some((scheme, _)) = url.trim_start().split_once("://") {
+        if !matches!(scheme, "postgres" | "postgresql") && !scheme.contains([' ', '=']) {
+            return Err(Error::ConnectionString(format!(
+                "bad connection string: `{scheme}://...` is not a PostgreSQL URL; expected e.g. \
+                 postgres://user@host:5432/db (or postgresql://...) or \"host=/tmp dbname=db\""
+            )));
+        }
+    }
     let split = crate::pg::tls::split(url)?;
     let mut cfg = tokio_postgres::Config::from_str(&split.rest).map_err(|e| {
         // the driver names the option or value in the error's source
@@ -487,6 +498,28 @@ pub fn describe_target(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_of_another_scheme_is_named_as_given() {
+        for (url, scheme) in [
+            ("postgress://postgres@x/saas", "postgress"),
+            ("mysql://root@localhost/db", "mysql"),
+        ] {
+            let err = parse_config(url).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{scheme}://...` is not a PostgreSQL URL")),
+                "{url}: {err}"
+            );
+            assert!(!err.contains("sslmode") && !err.contains("byte"), "{err}");
+        }
+        for ok in [
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+            "host=h dbname=db application_name=http://x",
+        ] {
+            assert!(parse_config(ok).is_ok(), "{ok}");
+        }
+    }
 
     #[test]
     fn what_a_connection_string_leaves_out_comes_from_the_environment() {

@@ -324,9 +324,10 @@ async fn live_control_and_status_from_the_command_line() {
     let (ok, _, err) = decant(&["run", "--rate", "fast"], url, &dir);
     assert!(!ok);
     assert!(err.contains("expected N/s, N/min or max"), "{err}");
-    let (ok, _, err) = decant(&["run", "--tz", "Mars/Olympus"], url, &dir);
-    assert!(!ok);
-    assert!(err.contains("time zone `Mars/Olympus`"), "{err}");
+    // a bad argument's status, 2, as a bad --window (it was 1)
+    let (code, err) = decant_status(&["run", "--tz", "Mars/Olympus"], url, &dir);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tz: time zone `Mars/Olympus`"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -64,6 +64,32 @@ mod tests {
     }
 
     #[test]
+    fn a_rules_name_is_any_unique_text() {
+        let first = GAME
+            .lines()
+            .find(|l| l.starts_with("name = "))
+            .expect("a rule's name");
+        for name in ["usage stats", "1usage-é", "it's \\\"quoted\\\""] {
+            let text = GAME.replacen(first, &format!("name = \"{name}\""), 1);
+            let spec = Spec::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                spec.rules.iter().any(|r| r.name == name.replace('\\', "")),
+                "{name}"
+            );
+        }
+        let second = GAME
+            .lines()
+            .filter(|l| l.starts_with("name = "))
+            .nth(1)
+            .expect("a second rule");
+        let twice =
+            GAME.replacen(first, "name = \"same\"", 1)
+                .replacen(second, "name = \"same\"", 1);
+        let (_, message) = spec_err(&twice);
+        assert!(message.contains("same"), "{message}");
+    }
+
+    #[test]
     fn paths_parse() {
         assert_eq!(
             parse_path(r#"a.{x}."b.c[0]".list[{pos}]"#).unwrap(),
