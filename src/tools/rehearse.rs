@@ -442,7 +442,22 @@ async fn rehearse(
             opts.dump.display()
         );
     }
-    decant::init(&client, spec).await?;
+    decant::init(&client, spec).await.map_err(|e| {
+        let e = anyhow::Error::from(e);
+        if initialized || !e.to_string().contains("decant was never initialized") {
+            return e;
+        }
+        // users flagged migrated, decant's schema not in the dump: the
+        // source table alone (`pg_dump -t`), its migrated users' values
+        // in target tables the dump left out
+        e.context(format!(
+            "{}: the dump holds users migrated already but not decant's schema (a dump of the \
+             source table alone, taken mid-migration): their values are in the target tables \
+             it left out. Rehearse a dump of the whole database (`pg_dump -Fc`), or of the \
+             source's schema and decant's (`pg_dump -Fc -n <schema> -n decant`)",
+            opts.dump.display()
+        ))
+    })?;
     show("census of the restored users");
     let check = decant::check(
         &scratch.url,
@@ -736,22 +751,26 @@ fn restore_archive(
     tx: &tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<()> {
     let (url, password) = super::cluster::child_target(url)?;
-    let mut child =
-        super::cluster::with_password(&mut Command::new(tool(bindir, "pg_restore")), &password)
-            .args([
-                "--no-owner",
-                "--no-privileges",
-                "--exit-on-error",
-                "--verbose",
-                "-d",
-            ])
-            .arg(&url)
-            .arg(dump)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting pg_restore")?;
+    let list = orphan_trigger_list(dump, bindir)?;
+    let mut restore = Command::new(tool(bindir, "pg_restore"));
+    if let Some(list) = &list {
+        restore.arg("-L").arg(list.path());
+    }
+    let mut child = super::cluster::with_password(&mut restore, &password)
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--verbose",
+            "-d",
+        ])
+        .arg(&url)
+        .arg(dump)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting pg_restore")?;
     let stderr = child.stderr.take().expect("piped");
     let mut tail = std::collections::VecDeque::new();
     let mut errors = Vec::new();
@@ -783,6 +802,61 @@ fn restore_archive(
         ));
     }
     Ok(())
+}
+
+/// For an archive holding decant's trigger on the source but not the
+/// `decant` schema (a `pg_dump -t` of the source taken after `init`; see
+/// [`decants_trigger`]), its table of contents without the trigger, for
+/// `pg_restore -L`; `None` for any other archive.
+fn orphan_trigger_list(dump: &Path, bindir: &Path) -> Result<Option<TempList>> {
+    let out = Command::new(tool(bindir, "pg_restore"))
+        .arg("-l")
+        .arg(dump)
+        .stdin(Stdio::null())
+        .output()
+        .context("running pg_restore -l")?;
+    if !out.status.success() {
+        // the restore itself says why
+        return Ok(None);
+    }
+    let toc = String::from_utf8_lossy(&out.stdout);
+    // `<id>; <oid> <oid> SCHEMA - decant <owner>`, `<id>; <oid> <oid>
+    // TRIGGER <schema> <table> decant_forget_deleted_users <owner>`
+    let schema = toc.lines().any(|l| l.contains(" SCHEMA - decant "));
+    let orphan = |l: &str| {
+        !l.starts_with(';') && l.contains(" TRIGGER ") && l.contains(" decant_forget_deleted_user")
+    };
+    if schema || !toc.lines().any(orphan) {
+        return Ok(None);
+    }
+    let kept: String = toc
+        .lines()
+        .map(|l| {
+            if orphan(l) {
+                format!(";{l}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("decant-rehearse-{}.list", std::process::id()));
+    std::fs::write(&path, kept).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(TempList(path)))
+}
+
+/// A file removed when dropped.
+struct TempList(std::path::PathBuf);
+
+impl TempList {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempList {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// What to do about a restore that failed for want of an object a
@@ -841,6 +915,7 @@ fn restore_plain(
     let mut line = Vec::new();
     let (mut done, mut in_copy) = (0u64, false);
     let (mut lines, mut lexer) = (0u64, SqlLexer::default());
+    let mut decant_schema = false;
     let mut fed = Ok(());
     loop {
         line.clear();
@@ -878,6 +953,10 @@ fn restore_plain(
             if line.starts_with(b"COPY ") && line.ends_with(b"FROM stdin;\n") {
                 in_copy = true;
             }
+            if statement_start && line.starts_with(b"CREATE SCHEMA decant;") {
+                decant_schema = true;
+            }
+            let orphan = statement_start && !decant_schema && decants_trigger(&line);
             let unknown =
                 statement_start && set_setting(&line).is_some_and(|name| !settings.contains(&name));
             if unknown {
@@ -888,6 +967,7 @@ fn restore_plain(
                 );
             }
             unknown
+                || orphan
                 || (line.starts_with(b"ALTER ") && line.windows(10).any(|w| w == b" OWNER TO "))
                 || line.starts_with(b"GRANT ")
                 || line.starts_with(b"REVOKE ")
@@ -917,6 +997,17 @@ fn restore_plain(
     }
     fed.context("feeding the dump to psql")?;
     Ok(())
+}
+
+/// Whether a dump's line creates decant's trigger on the source
+/// (`decant_forget_deleted_users`, or `_user` on a partitioned one). A
+/// dump of the source table alone (`pg_dump -t`), taken after `init`,
+/// holds it but not the `decant` schema its function lives in, so its
+/// restore would fail; the rehearsal's own `init` makes it again.
+fn decants_trigger(line: &[u8]) -> bool {
+    let line = String::from_utf8_lossy(line);
+    line.starts_with("CREATE TRIGGER decant_forget_deleted_user")
+        && line.contains("EXECUTE FUNCTION decant.forget_deleted_user")
 }
 
 /// The setting a line of pg_dump's session preamble sets (`SET

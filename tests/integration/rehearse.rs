@@ -380,6 +380,82 @@ async fn a_dump_taken_mid_migration_rehearses_what_is_left() {
         "{text}"
     );
     assert!(leftovers("scratch_midway").await.is_empty());
+    // a dump of the source table alone (`pg_dump -t`) holds decant's
+    // trigger but not the schema of its function (the restore failed,
+    // "schema \"decant\" does not exist"): mid-migration, its migrated
+    // users' rows are not in it, said so; taken after init with no user
+    // migrated yet, it is rehearsed whole
+    for (format, name) in [("c", "table.dump"), ("p", "table.sql")] {
+        let out = Command::new(tool(&find_bindir().unwrap(), "pg_dump"))
+            .args(["-F", format, "-t", "public.\"user\"", "-f"])
+            .arg(dir.join(name))
+            .args(["-d", &db.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (code, _, err) = rehearse(
+            &dir,
+            &[
+                "--dump",
+                name,
+                "--server",
+                &admin_url(),
+                "--name",
+                "scratch_midway",
+            ],
+        );
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(
+            err.contains("the dump holds users migrated already but not decant's schema"),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("does not exist"), "{name}: {err}");
+        assert!(leftovers("scratch_midway").await.is_empty());
+    }
+    // (the migrated users gone: a dump after init, none migrated)
+    let client = db.client().await;
+    client
+        .batch_execute("DELETE FROM \"user\" WHERE migrated")
+        .await
+        .unwrap();
+    for (format, name) in [("c", "table.dump"), ("p", "table.sql")] {
+        let out = Command::new(tool(&find_bindir().unwrap(), "pg_dump"))
+            .args(["-F", format, "-t", "public.\"user\"", "-f"])
+            .arg(dir.join(name))
+            .args(["-d", &db.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (code, out, err) = rehearse(
+            &dir,
+            &[
+                "--dump",
+                name,
+                "--server",
+                &admin_url(),
+                "--name",
+                "scratch_midway",
+                "--json",
+            ],
+        );
+        assert_eq!(code, Some(0), "{name}: {err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["already_migrated"].as_u64(), Some(0), "{name}: {out}");
+        assert_eq!(
+            r["migrated"].as_u64().unwrap() + r["failed"].as_u64().unwrap(),
+            160,
+            "{name}: {out}"
+        );
+        assert!(leftovers("scratch_midway").await.is_empty());
+    }
     // a dump of a finalized migration: nothing to rehearse, said so
     db.client()
         .await
