@@ -332,6 +332,15 @@ impl Scratch {
         }
     }
 
+    /// What the scratch is, for a message: the database on the server
+    /// given, or the throwaway cluster.
+    fn shown_target(&self) -> String {
+        match &self.server {
+            Some((_, name)) => format!("the scratch database {name}"),
+            None => "the throwaway cluster".into(),
+        }
+    }
+
     /// Drops the scratch database (or the cluster) unless kept.
     async fn finish(mut self) -> Result<()> {
         if let Some((server, name)) = self.server.take()
@@ -347,6 +356,22 @@ impl Scratch {
             tokio::task::spawn_blocking(move || c.stop()).await?;
         }
         Ok(())
+    }
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // no handler: the signals keep their default action
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }
 
@@ -385,7 +410,17 @@ pub async fn run(opts: &RehearseOptions, show: &(dyn Fn(&str) + Sync)) -> Result
         format.name()
     ));
     let scratch = Scratch::create(opts).await?;
-    let out = rehearse(opts, format, &bindir, &scratch, show).await;
+    // SIGINT or SIGTERM ends the rehearsal where it is and removes the
+    // scratch database as a failure does (the restore's session, if any,
+    // is ended by the drop; before, the signal killed decant and left the
+    // database on a server the team named)
+    let out = tokio::select! {
+        out = rehearse(opts, format, &bindir, &scratch, show) => out,
+        signal = interrupted() => Err(anyhow!(
+            "the rehearsal was interrupted ({signal}): {} is removed, --keep or not",
+            scratch.shown_target()
+        )),
+    };
     let kept = scratch.keep && out.is_ok();
     if out.is_err() {
         // a failed rehearsal leaves nothing behind, --keep or not

@@ -631,3 +631,46 @@ async fn bad_dumps_are_refused_and_leave_nothing() {
     .await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// SIGINT or SIGTERM mid-rehearsal removes the scratch database on the
+/// server given and says so (the signal killed decant and left the
+/// database, its users half migrated).
+#[tokio::test]
+async fn an_interrupted_rehearsal_removes_its_scratch_database() {
+    let db = TestDb::new().await;
+    db.game(5000).await;
+    let dir = temp_dir("signal");
+    pg_dump(&db, "c", &dir.join("game.dump"));
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let child = Command::new(env!("CARGO_BIN_EXE_decant"))
+            .args(["rehearse", "--dump", "game.dump", "--server", &admin_url()])
+            .args(["--name", "scratch_signal"])
+            .current_dir(&dir)
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // the scratch database made, the restore (or more) under way
+        let start = std::time::Instant::now();
+        while leftovers("scratch_signal").await.is_empty() {
+            assert!(start.elapsed().as_secs() < 60, "no scratch database");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // SAFETY: kill(2) with a pid and a signal number
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the rehearsal was interrupted ({name}): the scratch database scratch_signal is removed"
+            )),
+            "{err}"
+        );
+        assert!(leftovers("scratch_signal").await.is_empty(), "{name}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
