@@ -561,8 +561,26 @@ async fn run(cli: Cli) -> Result<()> {
             schedule,
             json,
         } => {
-            let status =
-                decant::status(&target.decant_or_recorded().await?, &schedule.schedule()?).await?;
+            let schedule = schedule.schedule()?;
+            let status = match decant::status(&target.decant_or_recorded().await?, &schedule).await
+            {
+                // a spec edited ahead of `init --evolve`: status reads,
+                // it changes nothing, so the recorded mapping serves
+                Err(decant::Error::SpecMismatch { detail }) => {
+                    let url = target.url()?;
+                    let client = decant::connect(&url).await?;
+                    let Some(spec) = decant::recorded_spec(&client).await? else {
+                        return Err(decant::Error::SpecMismatch { detail }.into());
+                    };
+                    eprintln!(
+                        "note: {} maps otherwise than the mapping recorded by `decant init` (not yet \
+                         applied with `init --evolve`?); status is the recorded mapping's",
+                        target.spec.display()
+                    );
+                    decant::status(&decant::Decant::connect(&url, spec, 2)?, &schedule).await?
+                }
+                other => other?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {

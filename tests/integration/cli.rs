@@ -647,6 +647,24 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
         ),
     )
     .unwrap();
+    // status with a spec edited ahead of `init --evolve`: the recorded
+    // mapping's, said so (it refused: "the spec's mapping differs")
+    let out = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(["status", "--spec", "grown.toml"])
+        .current_dir(&dir)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(text.contains("phase      migrating"), "{text}");
+    assert!(
+        err.contains("grown.toml maps otherwise than the mapping recorded by `decant init`"),
+        "{err}"
+    );
     // a backend role granted before the new table is told of
     let role = crate::harness::fresh_role(&client, "app_evolve").await;
     let (code, err) = decant_status(&["grants", &role, "--apply"], url, &dir);
