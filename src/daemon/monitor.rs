@@ -669,6 +669,10 @@ pub(crate) async fn monitor(
                 rate = c.rate;
                 // the rate is every daemon's together: this one takes its share
                 c.rate = c.rate.share(heartbeat.live);
+                heartbeat.progress.rate_share.store(
+                    c.rate.per_second().unwrap_or(0.0).to_bits(),
+                    Ordering::Relaxed,
+                );
                 control_tx.send_if_modified(|old| {
                     let changed = *old != c;
                     if changed {
@@ -683,7 +687,11 @@ pub(crate) async fn monitor(
         }
         let done = heartbeat.progress.migrated() + heartbeat.progress.failed();
         let held = check_signals(&shared, client, done).await;
-        if shared.throttle.max_commit_slowdown.is_some() {
+        if let Some(limit) = shared.throttle.max_commit_slowdown {
+            heartbeat
+                .progress
+                .probe_limit
+                .store(limit.to_bits(), Ordering::Relaxed);
             let ratio = shared.probe.lock().expect("not poisoned").slowdown();
             heartbeat
                 .progress

@@ -88,6 +88,12 @@ pub struct Progress {
     /// 0 until measured, infinity for none): the commit probe's or the
     /// load yield's, whichever is lower.
     pub(crate) ceiling: AtomicU64,
+    /// The commit probe's limit, the slowdown over which it lowers the
+    /// ceiling (f64 bits; 0 with the probe off).
+    pub(crate) probe_limit: AtomicU64,
+    /// This daemon's share of the set rate, users per second (f64 bits;
+    /// 0 for `max`): a ceiling above it holds nothing back.
+    pub(crate) rate_share: AtomicU64,
     /// The load yield's last view: the server's other transactions per
     /// second, their usual rate, and the share of its calm rate the daemon
     /// takes (None before it has enough history, or with the yield off).
@@ -215,6 +221,12 @@ impl Progress {
     /// heartbeat.
     pub fn paced(&self) -> Option<String> {
         let ceiling = self.ceiling()?;
+        let share = f64::from_bits(self.rate_share.load(Ordering::Relaxed));
+        if share > 0.0 && ceiling >= share {
+            // the set rate is lower: the ceiling slows nothing
+            return None;
+        }
+        let limit = f64::from_bits(self.probe_limit.load(Ordering::Relaxed));
         if let Some((now, usual, share)) = self.load() {
             if share < 1.0 {
                 return Some(format!(
@@ -227,7 +239,7 @@ impl Progress {
         Some(match self.probe_ratio() {
             // the ceiling comes down fast and goes up by steps: commits
             // may be quick again while it still holds
-            Some(r) if r <= 1.0 => format!(
+            Some(r) if r <= 1.0 || (limit > 0.0 && r <= limit) => format!(
                 "paced to {ceiling:.0} users/s, going up again: others' commits are back to \
                  {r:.1}x their idle time"
             ),
@@ -485,6 +497,26 @@ mod tests {
                 "paced to 150 users/s: the server's other transactions run at 400/s, \
                  2.0x their usual 200/s"
             )
+        );
+        // a ceiling above the set rate holds nothing back
+        p.rate_share.store(100.0f64.to_bits(), Ordering::Relaxed);
+        assert_eq!(p.paced(), None);
+        // under the probe's limit, commits are not "slow"
+        p.rate_share.store(0.0f64.to_bits(), Ordering::Relaxed);
+        *p.load.lock().unwrap() = None;
+        p.probe_limit.store(1.5f64.to_bits(), Ordering::Relaxed);
+        p.probe_ratio.store(1.1f64.to_bits(), Ordering::Relaxed);
+        assert_eq!(
+            p.paced().as_deref(),
+            Some(
+                "paced to 150 users/s, going up again: others' commits are back to 1.1x their \
+                 idle time"
+            )
+        );
+        p.probe_ratio.store(2.0f64.to_bits(), Ordering::Relaxed);
+        assert_eq!(
+            p.paced().as_deref(),
+            Some("paced to 150 users/s: others' commits are slow (2.0x their idle time)")
         );
     }
 }
