@@ -18,9 +18,15 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// `pg_dump` of the test database in `format` (c, p, d, t) into `file`.
 fn pg_dump(db: &TestDb, format: &str, file: &Path) {
+    pg_dump_with(db, format, file, &[]);
+}
+
+/// [`pg_dump`] with more arguments (`-t <table>`).
+fn pg_dump_with(db: &TestDb, format: &str, file: &Path, more: &[&str]) {
     let out = Command::new(tool(&find_bindir().unwrap(), "pg_dump"))
         .args(["-F", format, "-f"])
         .arg(file)
+        .args(more)
         .args(["-d", &db.url])
         .output()
         .unwrap();
@@ -386,17 +392,7 @@ async fn a_dump_taken_mid_migration_rehearses_what_is_left() {
     // users' rows are not in it, said so; taken after init with no user
     // migrated yet, it is rehearsed whole
     for (format, name) in [("c", "table.dump"), ("p", "table.sql")] {
-        let out = Command::new(tool(&find_bindir().unwrap(), "pg_dump"))
-            .args(["-F", format, "-t", "public.\"user\"", "-f"])
-            .arg(dir.join(name))
-            .args(["-d", &db.url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pg_dump_with(&db, format, &dir.join(name), &["-t", "public.\"user\""]);
         let (code, _, err) = rehearse(
             &dir,
             &[
@@ -423,17 +419,7 @@ async fn a_dump_taken_mid_migration_rehearses_what_is_left() {
         .await
         .unwrap();
     for (format, name) in [("c", "table.dump"), ("p", "table.sql")] {
-        let out = Command::new(tool(&find_bindir().unwrap(), "pg_dump"))
-            .args(["-F", format, "-t", "public.\"user\"", "-f"])
-            .arg(dir.join(name))
-            .args(["-d", &db.url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pg_dump_with(&db, format, &dir.join(name), &["-t", "public.\"user\""]);
         let (code, out, err) = rehearse(
             &dir,
             &[
