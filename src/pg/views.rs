@@ -189,7 +189,18 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
             index_name(&format!("{}_{}_legacy_rank_idx", s.table, r.name)),
             source_table(spec),
             if r.index_fail_test {
-                format!(" AND NOT {}({})", fails_fn(spec), quote(&s.blob))
+                // the test's body in the statement (a comment), so that
+                // the index's mark (a hash of the statement) changes with
+                // it: `init` replaces the function in place, and an index
+                // built on the old body would keep its old answers (users
+                // a changed rule no longer fails left out of the top-N
+                // and the views, or ones it now fails in)
+                format!(
+                    " AND NOT {}({}) /* fail test {:08x} */",
+                    fails_fn(spec),
+                    quote(&s.blob),
+                    crate::pg::sql::stable_hash(blob_fails(spec, "decant_blob").bytes())
+                )
             } else {
                 String::new()
             },
@@ -199,12 +210,12 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
              LANGUAGE sql STABLE AS\n$$\n\
              SELECT u, v FROM (\n  \
                (SELECT t.{user}::{it} AS u, t.{v} AS v FROM {table} AS t WHERE {filter}\n   \
-                 ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT n)\n  \
+                 ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT greatest(n, 0))\n  \
                UNION ALL\n  \
                (SELECT s.{id}::{it}, {svalue} FROM {src} AS s\n   \
                  WHERE {NOT_FINALIZED} AND NOT s.{flag} AND {srow} AND NOT {fails}(s.{blob})\n   \
-                 ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT n)\n\
-             ) AS x ORDER BY v DESC NULLS LAST, u LIMIT n\n$$",
+                 ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT greatest(n, 0))\n\
+             ) AS x ORDER BY v DESC NULLS LAST, u LIMIT greatest(n, 0)\n$$",
             top = top_fn(spec, r),
             it = spec.source.id_type.sql(),
             ty = vcol.ty.sql(),

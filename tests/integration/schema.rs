@@ -1070,6 +1070,58 @@ async fn ranked_indexes_are_rebuilt_when_the_spec_defines_them_otherwise() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(top, view);
+    // a rule's policy changes the fail test (xp's `fail` to `keep`): init
+    // replaces the function in place, and the legacy index built on the
+    // old one is rebuilt (it kept its old answers: a user the rule no
+    // longer fails stayed out of the top-N and the views)
+    client
+        .batch_execute(
+            "UPDATE \"user\" SET data = data || '{\"xp\": \"lots\", \"marriage\": \
+             {\"stats\": {\"kidnap\": {\"points\": 999999999}}}}' WHERE id = 1",
+        )
+        .await
+        .unwrap();
+    let top1 = async || -> Option<i64> {
+        client
+            .query_opt("SELECT user_id FROM kidnap_points_top(1)", &[])
+            .await
+            .unwrap()
+            .map(|r| r.get(0))
+    };
+    assert_ne!(top1().await, Some(1), "its blob fails: not in the top");
+    let tested = crate::example::SPEC.replacen(
+        "name = \"kidnap_points\"\n",
+        "name = \"kidnap_points\"\nindex_fail_test = true\n",
+        1,
+    );
+    let xp_fails =
+        "constants = { mode = \"global\", statistic_id = \"xp\" }\non_invalid = \"fail\"";
+    assert!(tested.contains(xp_fails));
+    let kept =
+        Spec::parse(&tested.replacen(xp_fails, &xp_fails.replace("\"fail\"", "\"keep\""), 1))
+            .unwrap();
+    decant::init(&client, &kept).await.unwrap();
+    let (_, kept_oid) = def(legacy).await;
+    assert_ne!(kept_oid, new_oid, "the legacy index was not rebuilt");
+    assert_eq!(top1().await, Some(1), "no longer failing: first");
+    // n NULL or below 1: no rows (NULL gave every row, -1 an error)
+    for n in ["NULL", "0", "-1"] {
+        let rows = client
+            .query(&format!("SELECT * FROM kidnap_points_top({n})"), &[])
+            .await
+            .unwrap();
+        assert!(rows.is_empty(), "top({n}): {} rows", rows.len());
+    }
+    let in_view: i64 = client
+        .query_one(
+            "SELECT count(*) FROM user_statistic_all WHERE user_id = 1 AND mode = 'kidnap' \
+               AND statistic_id = 'points' AND value = 999999999",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_view, 1);
 }
 
 /// A user deleted from the source table takes its rows and its state with
