@@ -146,9 +146,17 @@ function kidnapPoints(blob: Blob): number {
 }
 
 async function main(): Promise<void> {
-  await pool.query(
-    "CREATE TABLE IF NOT EXISTS audit (user_id bigint NOT NULL, patch jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now())",
+  // made here only when missing: CREATE ... IF NOT EXISTS needs CREATE on
+  // the schema even when the table is there, which a backend role granted
+  // INSERT on a table made for it lacks (PostgreSQL 15 gives none on public)
+  const audit = await pool.query<{ there: boolean }>(
+    "SELECT to_regclass('audit') IS NOT NULL AS there",
   );
+  if (!audit.rows[0].there) {
+    await pool.query(
+      "CREATE TABLE audit (user_id bigint NOT NULL, patch jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now())",
+    );
+  }
   const pick = async (migrated: boolean): Promise<number> => {
     const r = await pool.query<{ id: string }>(
       'SELECT id FROM "user" WHERE migrated = $1 ORDER BY id LIMIT 1',

@@ -394,12 +394,25 @@ async fn sql_calls_refuse_bad_input_with_clear_errors() {
         .await
         .unwrap_err();
     assert!(db_message(&e).contains("NULL patch"), "{e:?}");
+    // a NULL id is the caller's bug (22004), not an unknown user (P0002)
+    for call in [
+        "SELECT decant.load(NULL)",
+        "SELECT decant.patch(NULL, '{}')",
+        "SELECT decant.save(NULL, '{}')",
+    ] {
+        let e = client.query_one(call, &[]).await.unwrap_err();
+        let code = e.as_db_error().map(|d| d.code().code().to_string());
+        assert_eq!(code.as_deref(), Some("22004"), "{call}: {e:?}");
+        assert!(db_message(&e).contains("a NULL user id"), "{call}: {e:?}");
+    }
     let e = client
-        .query_one("SELECT decant.load(NULL)", &[])
+        .query_one("SELECT decant.load(987654321)", &[])
         .await
         .unwrap_err();
+    let code = e.as_db_error().map(|d| d.code().code().to_string());
+    assert_eq!(code.as_deref(), Some("P0002"), "{e:?}");
     assert!(
-        db_message(&e).contains("user NULL (no id) does not exist"),
+        db_message(&e).contains("user 987654321 does not exist"),
         "{e:?}"
     );
 }

@@ -99,4 +99,25 @@ async fn the_node_example_backend_runs_on_the_sql_api() {
         audited, 2,
         "the patches committed with the backend's own writes"
     );
+
+    // again as a backend role with decant's grants and INSERT on the
+    // audit table made for it: no CREATE on the schema needed (the
+    // example's CREATE TABLE IF NOT EXISTS asked for it, table there or
+    // not, and PostgreSQL 15 gives ordinary roles none on public)
+    let role = crate::harness::fresh_role(&client, "node_app").await;
+    decant::apply_grants(&client, decant.spec(), &role)
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT INSERT ON audit TO {role}"
+        ))
+        .await
+        .unwrap();
+    cmd.env("PGUSER", &role);
+    let out = run(
+        &mut cmd,
+        "the example backend as a granted role (npm start)",
+    );
+    assert!(out.contains("all checks passed"), "{out}");
 }

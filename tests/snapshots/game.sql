@@ -903,7 +903,6 @@ $$;
 CREATE OR REPLACE FUNCTION decant.merge_patch(target jsonb, patch jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
 $$
-DECLARE k text; v jsonb;
 BEGIN
     IF patch IS NULL OR jsonb_typeof(patch) <> 'object' THEN
         RETURN patch;
@@ -911,14 +910,20 @@ BEGIN
     IF target IS NULL OR jsonb_typeof(target) <> 'object' THEN
         target := '{}';
     END IF;
-    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(patch) AS e LOOP
-        IF jsonb_typeof(v) = 'null' THEN
-            target := target - k;
-        ELSE
-            target := jsonb_set(target, ARRAY[k], decant.merge_patch(target -> k, v));
-        END IF;
-    END LOOP;
-    RETURN target;
+    -- each object built once from both objects' keys (a jsonb_set per
+    -- key of the patch copied the whole object each time: a patch of
+    -- 100,000 keys took 9 minutes, the user's row locked throughout); a
+    -- null removes the key, an object merges into the target's value, any
+    -- other value replaces it
+    RETURN coalesce((
+        SELECT jsonb_object_agg(
+                   coalesce(p.key, t.key),
+                   CASE WHEN p.key IS NULL THEN t.value
+                        WHEN jsonb_typeof(p.value) <> 'object' THEN p.value
+                        ELSE decant.merge_patch(t.value, p.value) END)
+          FROM jsonb_each(target) AS t FULL JOIN jsonb_each(patch) AS p ON p.key = t.key
+         WHERE p.key IS NULL OR jsonb_typeof(p.value) <> 'null'
+    ), '{}');
 END
 $$;
 CREATE OR REPLACE FUNCTION decant.patch_paths(patch jsonb) RETURNS jsonb
@@ -1364,7 +1369,10 @@ DECLARE _decant_blob jsonb; _decant_migrated boolean;
 BEGIN
     SELECT s."data", s."migrated" INTO _decant_blob, _decant_migrated FROM "public"."user" AS s WHERE s."id" = $1;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
+        IF $1 IS NULL THEN
+            RAISE EXCEPTION 'decant: a NULL user id' USING ERRCODE = 'null_value_not_allowed', HINT = 'pass the user''s id';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
     IF _decant_migrated THEN
         RETURN decant."user_rebuild"($1, _decant_blob);
@@ -1393,7 +1401,10 @@ BEGIN
     END IF;
     SELECT s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
+        IF $1 IS NULL THEN
+            RAISE EXCEPTION 'decant: a NULL user id' USING ERRCODE = 'null_value_not_allowed', HINT = 'pass the user''s id';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
     IF _decant_on_demand THEN
         SELECT s."data" INTO _decant_blob FROM "public"."user" AS s WHERE s."id" = $1;
@@ -1415,7 +1426,10 @@ BEGIN
     END IF;
     SELECT s."data", s."migrated", coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_blob, _decant_migrated, _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1 FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', coalesce($1::text, 'NULL (no id)')), HINT = 'check the id; load_many leaves unknown users out';
+        IF $1 IS NULL THEN
+            RAISE EXCEPTION 'decant: a NULL user id' USING ERRCODE = 'null_value_not_allowed', HINT = 'pass the user''s id';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
     IF _decant_on_demand THEN
         _decant_migrated := decant."user_migrate"($1, _decant_blob);
