@@ -631,6 +631,7 @@ impl Decant {
         let users = users.map(|u| self.ids(u)).transpose()?;
         let client = pool::get(&self.pool).await?;
         crate::pg::identity::require_init(&**client).await?;
+        crate::pg::identity::require_same_source(&**client, &self.store.spec).await?;
         crate::pg::state::release(&**client, self.store.spec.source.id_type, users.as_deref()).await
     }
 
@@ -642,6 +643,7 @@ impl Decant {
         let users = users.map(|u| self.ids(u)).transpose()?;
         let client = pool::get(&self.pool).await?;
         crate::pg::identity::require_init(&**client).await?;
+        crate::pg::identity::require_same_source(&**client, &self.store.spec).await?;
         crate::pg::state::retry_failed(&**client, self.store.spec.source.id_type, users.as_deref())
             .await
     }
@@ -652,6 +654,9 @@ impl Decant {
     pub async fn missing_users(&self, users: &[UserId]) -> Result<Vec<UserId>> {
         let users = self.ids(users)?;
         let client = pool::get(&self.pool).await?;
+        if crate::pg::identity::initialized(&**client).await? {
+            crate::pg::identity::require_same_source(&**client, &self.store.spec).await?;
+        }
         crate::pg::state::missing_users(&**client, &self.store.spec, &users).await
     }
 

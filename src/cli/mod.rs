@@ -535,12 +535,17 @@ async fn run(cli: Cli) -> Result<()> {
             if failed {
                 let n = decant.retry_failed(ids.as_deref()).await?;
                 println!(
-                    "{n} failed users have their attempts back: the daemon tries them again \
-                     (`decant check` first shows whether they now migrate)"
+                    "{} {} their attempts back: the daemon tries them again \
+                     (`decant check` first shows whether they now migrate)",
+                    decant::words::users(n).replace("user", "failed user"),
+                    if n == 1 { "has" } else { "have" }
                 );
             } else {
                 let n = decant.release(ids.as_deref()).await?;
-                println!("released {n} held users: the migration takes them again");
+                println!(
+                    "released {}: the migration takes them again",
+                    decant::words::users(n).replace("user", "held user")
+                );
             }
         }
         Command::Run(args) => run::run_daemon(args).await?,
@@ -566,7 +571,10 @@ async fn run(cli: Cli) -> Result<()> {
             {
                 // a spec edited ahead of `init --evolve`: status reads,
                 // it changes nothing, so the recorded mapping serves
-                Err(decant::Error::SpecMismatch { detail }) => {
+                // (a spec of another source table is no such edit)
+                Err(decant::Error::SpecMismatch { detail })
+                    if !detail.starts_with("decant in this database serves") =>
+                {
                     let url = target.url()?;
                     let client = decant::connect(&url).await?;
                     let Some(spec) = decant::recorded_spec(&client).await? else {

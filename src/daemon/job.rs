@@ -454,8 +454,12 @@ impl Job for MigrateJob {
             .await
             .map_err(|e| Error::db("committing a batch", e))?;
         let held = started.elapsed();
+        // each failed user named in the log (README: the run names them);
+        // a verification's or an unreadable blob's is logged where found
         for Failure { user, error } in &report.failed {
-            tracing::debug!(user = %user, cause = %error, "user failed; stays legacy");
+            if !matches!(error, Error::Verification { .. } | Error::Unreadable { .. }) {
+                tracing::warn!(user = %user, cause = %error, "user failed; stays legacy");
+            }
         }
         Ok(Claimed {
             users: claimed,

@@ -305,6 +305,14 @@ async fn run_job<J: Job>(
     for w in crate::pg::schema::source_warnings(&**admin, decant.spec()).await? {
         tracing::warn!("{w}");
     }
+    if let Some(q) = &opts.throttle.query {
+        // tried once before the run: a query that fails (a table not
+        // there, no boolean) held the daemon back for good, said only in
+        // the progress line
+        monitor::throttle_query(&**admin, q)
+            .await
+            .map_err(|why| Error::Setup(format!("--throttle-query `{q}` {why}")))?;
+    }
     if let Some(rate) = opts.rate {
         control::set(&**admin, &control::Setting::Rate(rate)).await?;
         initial = control::read(&**admin).await?;

@@ -829,17 +829,34 @@ pub(crate) async fn check_signals(shared: &Signals, client: &Object, done: u64) 
     }
     if let Some(q) = &t.query {
         shared.own(1);
-        match client
-            .query_one(q.as_str(), &[])
-            .await
-            .map(|r| r.try_get::<_, bool>(0))
-        {
-            Ok(Ok(true)) => return Some("the throttle query says hold back".into()),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) | Err(e) => return Some(format!("the throttle query failed: {e}")),
+        match throttle_query(&***client, q).await {
+            Ok(true) => return Some("the throttle query says hold back".into()),
+            Ok(false) => {}
+            Err(why) => return Some(format!("the throttle query {why}")),
         }
     }
     None
+}
+
+/// The throttle query's answer (true or NULL: hold back), or why it gives none
+/// (the server's message; not one boolean).
+pub(crate) async fn throttle_query(
+    client: &impl tokio_postgres::GenericClient,
+    q: &str,
+) -> std::result::Result<bool, String> {
+    let rows = client
+        .query(q, &[])
+        .await
+        .map_err(|e| format!("failed: {}", crate::error::describe(&e)))?;
+    let not_one = "must return one row of one boolean (true: hold back)";
+    match &rows[..] {
+        [row] if row.len() == 1 => row
+            .try_get::<_, Option<bool>>(0)
+            .map_err(|_| format!("{not_one}; its column is {}", row.columns()[0].type_()))
+            .map(|b| b.unwrap_or(true)),
+        [row] => Err(format!("{not_one}; it returned {} columns", row.len())),
+        rows => Err(format!("{not_one}; it returned {} rows", rows.len())),
+    }
 }
 
 #[cfg(test)]

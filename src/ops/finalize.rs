@@ -146,6 +146,18 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
             }
         ));
     }
+    if drop_legacy {
+        let theirs = foreign_dependents(&client, spec).await?;
+        if !theirs.is_empty() {
+            problems.push(format!(
+                "objects decant did not make read the flag column {flag} or decant's views, and \
+                 dropping the flag would drop them too: {}. Drop them or make them read no flag (once \
+                 finalized every user is migrated), then run `decant finalize --drop-legacy` again \
+                 (`decant finalize` alone finalizes and keeps the flag)",
+                theirs.join(", ")
+            ));
+        }
+    }
     // every migrated user's rows still rebuild its blob (read-only census)
     let census = check(
         url,
@@ -204,29 +216,34 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         index = format!("{index}, {migrated}");
     }
     let flag_there = true;
+    // the views read the flag: they are dropped (no CASCADE: an object
+    // of the team's on them or on the flag refuses the drop, never goes
+    // with it) and made again below, without the grants roles had on
+    // them; those are read first and given again
+    let views: Vec<String> = (0..spec.tables.len())
+        .map(|ti| crate::pg::views::view_name(spec, ti))
+        .collect();
+    let views_list = views.join(", ");
     let drop_sql = format!(
         "-- what `decant finalize --drop-legacy` runs, in one transaction (restart the\n\
          -- backends first: a handle made before reads the flag):\n\
          DROP INDEX IF EXISTS {index};\n\
-         ALTER TABLE {src} DROP COLUMN {flag} CASCADE;\n\
+         DROP VIEW IF EXISTS {views};\n\
+         ALTER TABLE {src} DROP COLUMN {flag};\n\
          -- then the views and the SQL API again, reading every user as migrated\n\
          -- (keep {blob}: decant's layer keeps each user's residual there; {})\n",
-        residual_note(residual_users)
+        residual_note(residual_users),
+        views = views_list
     );
     if drop_legacy && flag_there {
-        // the views read the flag: the drop takes them (CASCADE) and they
-        // are made again below, without the grants roles had on them; those
-        // are read first and given again
-        let views: Vec<String> = (0..spec.tables.len())
-            .map(|ti| crate::pg::views::view_name(spec, ti))
-            .collect();
         crate::pg::schema::with_brief_locks(
             &client,
             spec,
             "finalize --drop-legacy",
             &relations,
             || {
-                let (tx, src, flag, index, views) = (&**client, &src, &flag, &index, &views);
+                let (tx, src, flag, index, views, views_list) =
+                    (&**client, &src, &flag, &index, &views, &views_list);
                 Box::pin(async move {
                 let grants: Vec<String> = tx
                     .query(
@@ -243,7 +260,8 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
                     .map(|r| r.get(0))
                     .collect();
                 tx.batch_execute(&format!(
-                    "DROP INDEX IF EXISTS {index}; ALTER TABLE {src} DROP COLUMN {flag} CASCADE"
+                    "DROP INDEX IF EXISTS {index}; DROP VIEW IF EXISTS {views_list}; \
+                     ALTER TABLE {src} DROP COLUMN {flag}"
                 ))
                 .await
                 .map_err(|e| {
@@ -366,6 +384,64 @@ pub fn residual_note(n: u64) -> String {
     } else {
         format!("{n} users' residuals are not empty")
     }
+}
+
+/// The objects decant did not make that read the flag column or decant's
+/// views (a team's view, index, trigger, constraint), named as
+/// PostgreSQL names them: `--drop-legacy` would drop them with the flag
+/// (an index on it goes with the column even without CASCADE) or fail on
+/// them. decant's own are its legacy and migrated indexes, its marked
+/// indexes (a comment `decant index ...`), its views, and the flag's
+/// default and NOT NULL.
+async fn foreign_dependents(client: &tokio_postgres::Client, spec: &Spec) -> Result<Vec<String>> {
+    let mut indexes = vec![crate::pg::schema::legacy_index_qualified(spec)];
+    indexes.extend(crate::pg::schema::migrated_index_qualified(spec));
+    let views: Vec<String> = (0..spec.tables.len())
+        .map(|ti| crate::pg::views::view_name(spec, ti))
+        .collect();
+    let rows = client
+        .query(
+            "WITH col AS (
+                 SELECT attrelid, attnum FROM pg_attribute
+                  WHERE attrelid = $1::text::regclass AND attname = $2 AND NOT attisdropped),
+             ours_idx AS (
+                 SELECT to_regclass(v)::oid AS oid FROM unnest($3::text[]) AS v
+                  WHERE to_regclass(v) IS NOT NULL),
+             ours_views AS (
+                 SELECT to_regclass(v)::oid AS oid FROM unnest($4::text[]) AS v
+                  WHERE to_regclass(v) IS NOT NULL),
+             deps AS (
+                 SELECT d.classid, d.objid, d.objsubid
+                   FROM pg_depend AS d JOIN col ON d.refobjid = col.attrelid AND d.refobjsubid = col.attnum
+                  WHERE d.refclassid = 'pg_class'::regclass AND d.deptype <> 'i'
+                 UNION
+                 SELECT d.classid, d.objid, d.objsubid FROM pg_depend AS d
+                  WHERE d.refclassid = 'pg_class'::regclass AND d.deptype <> 'i'
+                    AND d.refobjid IN (SELECT oid FROM ours_views))
+             SELECT DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN
+                        (SELECT CASE c.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END
+                                || r.ev_class::regclass::text
+                           FROM pg_rewrite AS r JOIN pg_class AS c ON c.oid = r.ev_class
+                          WHERE r.oid = d.objid)
+                    ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END
+               FROM deps AS d
+              WHERE NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (
+                        SELECT 1 FROM pg_attrdef AS a JOIN col ON a.adrelid = col.attrelid AND a.adnum = col.attnum
+                         WHERE a.oid = d.objid))
+                AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (
+                        SELECT 1 FROM pg_constraint AS k WHERE k.oid = d.objid AND k.contype = 'n'))
+                AND NOT (d.classid = 'pg_class'::regclass
+                         AND (d.objid IN (SELECT oid FROM ours_idx)
+                              OR coalesce(obj_description(d.objid, 'pg_class'), '') LIKE 'decant index %'))
+                AND NOT (d.classid = 'pg_rewrite'::regclass AND EXISTS (
+                        SELECT 1 FROM pg_rewrite AS r WHERE r.oid = d.objid
+                           AND r.ev_class IN (SELECT oid FROM ours_views)))
+              ORDER BY 1",
+            &[&source_table(spec), &spec.source.flag, &indexes, &views],
+        )
+        .await
+        .map_err(|e| Error::db("reading the objects that depend on the flag column", e))?;
+    Ok(rows.iter().filter_map(|r| r.get(0)).collect())
 }
 
 /// Migrated users whose flag was set outside decant: no verified state

@@ -395,13 +395,14 @@ impl fmt::Display for Status {
         for (i, d) in self.daemons.iter().enumerate() {
             writeln!(
                 f,
-                "{} {}:{} {} since {}, {} workers, rate share {}, {} done, {} failed{}{}",
+                "{} {}:{} {} since {}, {} worker{}, rate share {}, {} done, {} failed{}{}",
                 if i == 0 { "daemons   " } else { "          " },
                 d.host,
                 d.pid,
                 d.job,
                 d.started_at,
                 d.workers,
+                if d.workers == 1 { "" } else { "s" },
                 d.rate_share.as_deref().unwrap_or("?"),
                 d.migrated,
                 d.failed,

@@ -183,6 +183,17 @@ fn other_source_in(lines: &[String], spec: &Spec) -> Option<String> {
 
 /// The refusal of a spec whose source table is not the one `init`
 /// recorded in this database.
+/// Refuses a spec of another source table than the one `init` recorded
+/// ([`one_source_per_database`]): the calls that need no mapping (release,
+/// retry) failed on the other table's id type or name with the server's
+/// error.
+pub(crate) async fn require_same_source(client: &impl GenericClient, spec: &Spec) -> Result<()> {
+    match other_source(client, spec, false).await? {
+        Some(other) => Err(one_source_per_database(&other, spec)),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn one_source_per_database(recorded: &str, spec: &Spec) -> Error {
     Error::SpecMismatch {
         detail: format!(

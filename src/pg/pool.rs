@@ -28,7 +28,7 @@ fn parse_split(url: &str) -> Result<(tokio_postgres::Config, crate::pg::tls::Spl
             )));
         }
     }
-    let split = crate::pg::tls::split(url)?;
+    let mut split = crate::pg::tls::split(url)?;
     let mut cfg = tokio_postgres::Config::from_str(&split.rest).map_err(|e| {
         // the driver names the option or value in the error's source
         let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(" ({s})"));
@@ -47,6 +47,9 @@ fn parse_split(url: &str) -> Result<(tokio_postgres::Config, crate::pg::tls::Spl
             .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
     {
         cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        // nor asks for a root certificate there (a PGSSLMODE=verify-full
+        // set for the remote servers refused the local socket)
+        split.mode = crate::pg::tls::Mode::Disable;
     }
     if cfg.get_password().is_none() {
         if let Some(p) = password_for(&cfg, split.passfile.as_deref()) {
@@ -519,6 +522,22 @@ mod tests {
         ] {
             assert!(parse_config(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn a_unix_socket_takes_no_tls_whatever_sslmode_says() {
+        // libpq connects; decant asked for the root certificate
+        // verify-full needs (a PGSSLMODE meant for the remote servers)
+        for url in [
+            "host=/tmp dbname=db sslmode=verify-full",
+            "postgres://u@%2Ftmp/db?sslmode=verify-ca",
+        ] {
+            let (_, split) = parse_split(url).unwrap();
+            assert!(split.mode == crate::pg::tls::Mode::Disable, "{url}");
+            assert!(crate::pg::tls::connector(&split).is_ok(), "{url}");
+        }
+        let (_, split) = parse_split("host=db.example dbname=db sslmode=verify-full").unwrap();
+        assert!(crate::pg::tls::connector(&split).is_err());
     }
 
     #[test]

@@ -696,8 +696,11 @@ async fn check_patterns(client: &Client, spec: &Spec) -> Result<()> {
 /// difference and what to do.
 pub async fn check_targets(client: &impl tokio_postgres::GenericClient, spec: &Spec) -> Result<()> {
     let mut problems = Vec::new();
+    // the tables that differ and hold rows (a migrated user's values)
+    let mut holding = Vec::new();
     for (ti, t) in spec.tables.iter().enumerate() {
         let name = target_table(spec, ti);
+        let before = problems.len();
         let rows = client
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
@@ -751,13 +754,38 @@ pub async fn check_targets(client: &impl tokio_postgres::GenericClient, spec: &S
                 key.into_iter().collect::<Vec<_>>().join(", ")
             ));
         }
+        if problems.len() > before {
+            let rows: bool = client
+                .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {name})"), &[])
+                .await
+                .map_err(|e| Error::db(format!("reading {name}"), e))?
+                .get(0);
+            if rows {
+                holding.push(name);
+            }
+        }
     }
     if problems.is_empty() {
         return Ok(());
     }
+    let what = if holding.is_empty() {
+        "rename or drop those tables (they hold no rows), or change the spec to match them"
+            .to_string()
+    } else {
+        // dropping them would lose migrated users' values (an outside
+        // trial followed the advice and lost 10,000 users' orders)
+        format!(
+            "{} {} rows (migrated users' values, if decant made {}): change the spec to match, or \
+             to change the tables, roll their users back first (`decant rollback --all` with the \
+             spec they were made by; `decant status` shows it), then rename or drop them; never \
+             drop a table that holds rows before the rollback",
+            holding.join(", "),
+            if holding.len() == 1 { "holds" } else { "hold" },
+            if holding.len() == 1 { "it" } else { "them" }
+        )
+    };
     Err(Error::Setup(format!(
-        "target tables exist with another shape than the spec's:\n  - {}\n\
-         rename or drop those tables, or change the spec to match them",
+        "target tables exist with another shape than the spec's:\n  - {}\n{what}",
         problems.join("\n  - ")
     )))
 }
@@ -1581,10 +1609,13 @@ pub async fn init_evolving(client: &Client, spec: &Spec) -> Result<()> {
 
 async fn init_with(client: &Client, spec: &Spec, evolve: bool) -> Result<()> {
     check_source(client, spec).await?;
+    // the recorded mapping first: with users migrated, a changed column
+    // is said as a mapping that differs (roll the users back first), not
+    // as a table of another shape
+    crate::pg::identity::check_init(client, spec, evolve).await?;
     check_targets(client, spec).await?;
     check_patterns(client, spec).await?;
     check_owners(client, spec).await?;
-    crate::pg::identity::check_init(client, spec, evolve).await?;
     // finalized and the flag dropped (`decant finalize --drop-legacy`):
     // never added back
     let initialized = crate::pg::identity::initialized(client).await?;

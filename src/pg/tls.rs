@@ -503,6 +503,40 @@ struct Verified {
     check_name: bool,
 }
 
+/// A certificate refusal where libpq accepts the certificate, said with
+/// what to do (the verifier's own text was a debug value,
+/// `Other(OtherError(CaUsedAsEndEntity))`, or named no remedy).
+fn explain(e: rustls::Error) -> rustls::Error {
+    if format!("{e:?}").contains("CaUsedAsEndEntity") {
+        return rustls::Error::General(
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, as \
+             `openssl req -x509` makes a self-signed one) used as the server's own: decant \
+             verifies a server certificate signed by the root, not the root itself (libpq \
+             accepts it). Sign a server certificate with that root (`openssl x509 -req -CA \
+             root.crt -CAkey root.key ...`, with subjectAltName=DNS:<host>), or use \
+             sslmode=require without sslrootcert (encrypted, unverified)"
+                .into(),
+        );
+    }
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        }) if presented.is_empty() => rustls::Error::General(format!(
+            "the server's certificate names no host in a subjectAltName, so it is valid for no \
+             name (`{}` expected; libpq falls back to its common name, decant does \
+             not): reissue it with subjectAltName=DNS:<host> (or IP:<address>), or use \
+             sslmode=verify-ca, which verifies the chain and not the name",
+            match &expected {
+                ServerName::DnsName(d) => d.as_ref().to_string(),
+                ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                other => format!("{other:?}"),
+            }
+        )),
+        e => e,
+    }
+}
+
 impl ServerCertVerifier for Verified {
     fn verify_server_cert(
         &self,
@@ -519,7 +553,7 @@ impl ServerCertVerifier for Verified {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.check_name => Ok(ServerCertVerified::assertion()),
-            other => other,
+            other => other.map_err(explain),
         }
     }
 

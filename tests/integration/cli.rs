@@ -150,7 +150,7 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     for (args, says) in [
         (["migrate", "--user", "-5"], "user -5: migrated"),
         (["rollback", "--user", "-5"], "user -5: rolled back"),
-        (["release", "--user", "-5"], "released 1 held users"),
+        (["release", "--user", "-5"], "released 1 held user:"),
     ] {
         let (ok, out, err) = decant(&args, Some(&db.url), &dir);
         assert!(ok && out.contains(says), "{args:?}: {out}{err}");
@@ -560,10 +560,14 @@ async fn the_libpq_variables_are_honoured_and_no_password_is_printed() {
 async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    // one user whose blob is no object: it fails
+    // one user whose blob is no object, one whose xp a `fail` rule
+    // refuses: they fail
     crate::example::load(&client, 60, 1).await.unwrap();
     client
-        .batch_execute("INSERT INTO \"user\" (id, name, data) VALUES (1000, 'x', '[1, 2]')")
+        .batch_execute(
+            "INSERT INTO \"user\" (id, name, data) VALUES (1000, 'x', '[1, 2]'), \
+             (1001, 'y', '{\"xp\": \"lots\"}')",
+        )
         .await
         .unwrap();
     let dir = temp_dir("exits");
@@ -575,6 +579,28 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
     let (code, err) = decant_status(&["run", "--rate", "max"], url, &dir);
     assert_eq!(code, Some(3), "done with users failed: {err}");
     assert!(err.contains("stay legacy"), "{err}");
+    // the run's log names each failed user (a failed rule's were logged
+    // at debug only, unseen)
+    let failed: Vec<i64> = client
+        .query(
+            "SELECT user_id FROM decant.user_state WHERE state = 'failed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        failed.contains(&1000) && failed.contains(&1001),
+        "{failed:?}"
+    );
+    for id in failed {
+        assert!(
+            err.contains(&format!("user={id} ")),
+            "user {id} named: {err}"
+        );
+    }
 
     // a spec that does not parse, an id file without ids: 2
     std::fs::write(dir.join("bad.toml"), "[source\n").unwrap();
@@ -990,7 +1016,7 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
         );
         let (ok, out, err) = decant(&["release", "--user", ids[1]], url, &dir);
         assert!(ok, "{err}");
-        assert!(out.starts_with("released 1 held users"), "{out}");
+        assert!(out.starts_with("released 1 held user:"), "{out}");
         let (ok, _, err) = decant(&["release", "--user", "nobody"], url, &dir);
         assert!(!ok && err.contains("nobody"), "{err}");
         // none failed: none has attempts to give back
@@ -1297,6 +1323,7 @@ async fn a_flag_naming_a_column_of_another_type_is_refused_naming_it() {
         );
         assert!(!err.contains("42804"), "{cmd}: {err}");
     }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
@@ -1340,4 +1367,5 @@ async fn commands_on_a_database_init_never_set_up_say_to_run_init() {
         matches!(code, Some(0 | 3)),
         "check runs before init: {code:?} {err}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
 }

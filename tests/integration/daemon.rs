@@ -654,6 +654,35 @@ async fn database_signals_and_windows_hold_the_daemon_back() {
         "throttle query",
     )
     .await;
+    // a query that fails or gives no single boolean is refused at the
+    // start, with the server's message (it held the daemon back for good,
+    // said only as "the throttle query failed: db error")
+    for (q, says) in [
+        (
+            "SELECT busy FROM nowhere",
+            "relation \"nowhere\" does not exist",
+        ),
+        ("SELECT 1", "must return one row of one boolean"),
+        ("SELECT true, false", "it returned 2 columns"),
+    ] {
+        let opts = RunOptions {
+            throttle: Throttle {
+                query: Some(q.into()),
+                ..Throttle::default()
+            },
+            ..RunOptions::default()
+        };
+        let err = decant::run(
+            &decant,
+            opts,
+            Arc::new(Progress::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(q) && err.contains(says), "{q}: {err}");
+    }
 
     // a busy session over the limit
     let busy = db.client().await;

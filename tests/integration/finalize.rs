@@ -352,8 +352,41 @@ async fn finalize_is_a_gate_and_then_a_phase() {
         .batch_execute(&format!("GRANT SELECT ON user_statistic_all TO {analyst}"))
         .await
         .unwrap();
+    // the team's objects on the flag or on decant's views: named, and
+    // the drop refused (it ran DROP COLUMN ... CASCADE and took them
+    // silently); one that reads neither outlives the drop
+    client
+        .batch_execute(
+            "CREATE VIEW team_progress AS SELECT count(*) FILTER (WHERE migrated) AS n FROM \"user\";
+             CREATE INDEX team_partial ON \"user\" (id) WHERE NOT migrated;
+             CREATE VIEW team_stats AS SELECT * FROM user_statistic_all;
+             CREATE VIEW team_names AS SELECT id, name FROM \"user\";",
+        )
+        .await
+        .unwrap();
+    let err = decant::finalize(&db.url, &decant, true)
+        .await
+        .unwrap_err()
+        .to_string();
+    // exactly those: decant's own indexes and views are not named
+    assert!(
+        err.contains(
+            "would drop them too: index team_partial, view team_progress, view team_stats. Drop them"
+        ),
+        "{err}"
+    );
+    client
+        .batch_execute("DROP VIEW team_progress, team_stats; DROP INDEX team_partial")
+        .await
+        .unwrap();
     let f = decant::finalize(&db.url, &decant, true).await.unwrap();
     assert!(f.flag_dropped);
+    let kept: i64 = client
+        .query_one("SELECT count(*) FROM team_names", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, n);
     let can: bool = client
         .query_one(
             "SELECT has_table_privilege($1, 'user_statistic_all', 'SELECT')",

@@ -89,6 +89,35 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("may only add tables"), "{err}");
+    // a column's type changed: said as the mapping that differs (roll the
+    // users back first), not as a table of another shape to "rename or
+    // drop" (an outside trial did, and lost the migrated users' rows)
+    let column_retyped =
+        crate::example::SPEC.replace("value = { type = \"numeric\"", "value = { type = \"int8\"");
+    assert_ne!(column_retyped, crate::example::SPEC);
+    let column_retyped = Spec::parse(&column_retyped).unwrap();
+    for err in [
+        decant::init(&client, &column_retyped).await.unwrap_err(),
+        decant::init_evolving(&client, &column_retyped)
+            .await
+            .unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(matches!(err, Error::SpecMismatch { .. }), "{text}");
+        assert!(text.contains("roll") && !text.contains("drop"), "{text}");
+    }
+    // `check` says init refuses it: the tables hold rows, so not "drop"
+    let warnings = decant::source_warnings(&client, &column_retyped)
+        .await
+        .unwrap();
+    let shape = warnings
+        .iter()
+        .find(|w| w.contains("another shape"))
+        .expect("the shape named");
+    assert!(
+        shape.contains("holds rows") && shape.contains("roll their users back first"),
+        "{shape}"
+    );
     // the refused init changed nothing: the views still read `xp`
     let view: String = client
         .query_one("SELECT pg_get_viewdef('user_statistic_all'::regclass)", &[])
@@ -258,6 +287,15 @@ async fn a_second_source_table_in_one_database_is_refused_by_name() {
     );
     let other = Decant::connect(&db.url, second("player", "bigint"), 2).unwrap();
     says(other.load(1).await.unwrap_err());
+    // release and retry too (they failed on the server's error: with a
+    // text id "operator does not exist: text = bigint", with the other
+    // table's name "relation does not exist")
+    let guest = Decant::connect(&db.url, second("guest", "text"), 2).unwrap();
+    let one = [decant::UserId::from("a")];
+    says(guest.release(None).await.unwrap_err());
+    says(guest.release(Some(&one)).await.unwrap_err());
+    says(guest.retry_failed(None).await.unwrap_err());
+    says(guest.missing_users(&one).await.unwrap_err());
     // the same table with its flag renamed: the users decant migrated
     // depend on the recorded mapping (with no such flag column, they were
     // counted as none, and init recorded the new flag, all legacy)

@@ -354,9 +354,25 @@ async fn init_refuses_a_target_table_of_another_shape_naming_the_difference() {
         "has no column \"value\" (numeric)",
         "\"points\" is NOT NULL without a default",
         "primary key is (mode, user_id), the spec's is (mode, statistic_id, user_id)",
+        "rename or drop those tables (they hold no rows)",
     ] {
         assert!(err.contains(part), "{part:?} in {err}");
     }
+    // holding rows, it is never to be dropped before a rollback
+    client
+        .batch_execute("INSERT INTO user_statistic VALUES (1, 'm', 1, 5)")
+        .await
+        .unwrap();
+    let err = decant::init(&client, &crate::example::spec())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("user_statistic\" holds rows")
+            && err.contains("roll their users back first")
+            && !err.contains("they hold no rows"),
+        "{err}"
+    );
     // nothing was created or changed
     let flag: bool = client
         .query_one(

@@ -270,6 +270,100 @@ async fn every_sslmode_connects_as_libpq_would() {
         stderr.contains("decant init") || out.status.success(),
         "{stderr}"
     );
+
+    // certificates libpq takes and decant's TLS refuses: said with what
+    // to do (a debug value, `Other(OtherError(CaUsedAsEndEntity))`, and
+    // a subjectAltName message without a remedy)
+    sh(
+        &certs,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+        ],
+    );
+    std::fs::write(certs.join("nosan.ext"), "basicConstraints=CA:FALSE\n").unwrap();
+    sign(
+        &certs,
+        "server.csr",
+        "nosan.pem",
+        &["-extfile", "nosan.ext"],
+    );
+    let _ = Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(&certs)
+        .status();
+    let _ = Command::new("chmod")
+        .arg("0600")
+        .arg(certs.join("self.key"))
+        .status();
+    let admin = decant::connect(&url("127.0.0.1", "sslmode=require"))
+        .await
+        .unwrap();
+    let serve = async |cert: &str, key: &str| {
+        // the files the server was started with (its command line sets
+        // them), rewritten in place: a reload reads them again
+        for (from, to) in [(cert, "server.pem"), (key, "server.key")] {
+            let text = std::fs::read(certs.join(from)).unwrap();
+            std::fs::write(certs.join(to), text).unwrap();
+        }
+        admin
+            .query_one("SELECT pg_reload_conf()", &[])
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    };
+    let key = std::fs::read(certs.join("server.key")).unwrap();
+    std::fs::write(certs.join("server.orig.key"), key).unwrap();
+    serve("self.pem", "self.key").await;
+    let own = certs.join("self.pem").display().to_string();
+    let err = ssl_in_use(&url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={own}"),
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("is a CA certificate") && err.contains("Sign a server certificate"),
+        "{err}"
+    );
+    assert!(!err.contains("OtherError"), "{err}");
+    serve("nosan.pem", "server.orig.key").await;
+    let err = ssl_in_use(&url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("names no host in a subjectAltName")
+            && err.contains("`localhost` expected")
+            && err.contains("sslmode=verify-ca"),
+        "{err}"
+    );
+    assert!(
+        ssl_in_use(&url(
+            "localhost",
+            &format!("sslmode=verify-ca&sslrootcert={ca}")
+        ))
+        .await
+        .unwrap(),
+        "verify-ca takes it"
+    );
     let _ = std::fs::remove_dir_all(&certs);
 }
 
