@@ -188,6 +188,7 @@ pub struct Census {
     failed: u64,
     migrated: u64,
     broken: Group,
+    awaiting: Group,
     failures: BTreeMap<(String, String), Group>,
     warnings: BTreeMap<(String, String), Group>,
     unclaimed: BTreeMap<String, Unclaimed>,
@@ -272,6 +273,13 @@ impl Census {
             broken: Group {
                 rule: "(stored rows)".into(),
                 reason: "the stored rows and residual do not rebuild the blob they came from"
+                    .into(),
+                ..Group::default()
+            },
+            awaiting: Group {
+                rule: "(evolution)".into(),
+                reason: "migrated with the mapping before `decant init --evolve`: \
+                         `decant run --evolve` re-migrates them"
                     .into(),
                 ..Group::default()
             },
@@ -392,6 +400,19 @@ impl Census {
             value: format!("has rows in table {table}"),
         };
         add_group(&mut self.failures, spec, id, &problem);
+    }
+
+    /// Adds a migrated user whose rows and residual are of the mapping
+    /// before an evolution (`init --evolve`): they rebuild with that one,
+    /// not with the spec's, until `run --evolve` re-migrates the user.
+    pub fn add_awaiting_evolution(&mut self, id: &UserId, rows: &[Row]) {
+        self.migrated += 1;
+        self.add_rows(rows);
+        self.awaiting.add(Example {
+            id: id.clone(),
+            path: "$".into(),
+            value: "awaiting `decant run --evolve`".into(),
+        });
     }
 
     /// Adds a migrated user whose residual cannot be read as JSON.
@@ -545,6 +566,7 @@ impl Census {
         self.failed += other.failed;
         self.migrated += other.migrated;
         self.broken.merge(other.broken);
+        self.awaiting.merge(other.awaiting);
         for (k, g) in other.failures {
             match self.failures.get_mut(&k) {
                 Some(mine) => mine.merge(g),
@@ -625,6 +647,7 @@ impl Census {
                 .collect(),
             migrated: self.migrated,
             migrated_not_rebuilding: (self.broken.users > 0).then(|| self.broken.clone()),
+            migrated_awaiting_evolution: (self.awaiting.users > 0).then(|| self.awaiting.clone()),
         }
     }
 }
@@ -668,6 +691,10 @@ pub struct CensusReport {
     pub migrated: u64,
     /// Migrated users whose stored rows no longer rebuild their blob.
     pub migrated_not_rebuilding: Option<Group>,
+    /// Migrated users still of the mapping before `init --evolve` (their
+    /// rows rebuild with that one): `run --evolve` re-migrates them. Not
+    /// a failure.
+    pub migrated_awaiting_evolution: Option<Group>,
 }
 
 impl CensusReport {

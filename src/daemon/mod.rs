@@ -305,6 +305,25 @@ async fn run_job<J: Job>(
     for w in crate::pg::schema::source_warnings(&**admin, decant.spec()).await? {
         tracing::warn!("{w}");
     }
+    if job_name == "migrate" {
+        // a plain run after `init --evolve` migrates legacy users only
+        let evolving: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM decant.user_state \
+                  WHERE state = 'migrated' AND fingerprint IS DISTINCT FROM $1::text",
+                &[&decant.spec().fingerprint()],
+            )
+            .await
+            .map_err(|e| Error::db("counting users awaiting an evolution", e))?
+            .get(0);
+        if evolving > 0 {
+            tracing::warn!(
+                "{} of the mapping before `decant init --evolve`: this run migrates legacy \
+                 users only; `decant run --evolve` re-migrates them",
+                crate::core::users(evolving).replacen("user", "migrated user", 1)
+            );
+        }
+    }
     if let Some(q) = &opts.throttle.query {
         // tried once before the run: a query that fails (a table not
         // there, no boolean) held the daemon back for good, said only in

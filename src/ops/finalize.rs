@@ -175,6 +175,17 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
             list(&ids)
         ));
     }
+    if let Some(stale) = &census.migrated_awaiting_evolution {
+        let ids: Vec<UserId> = stale.examples.iter().map(|e| e.id.clone()).collect();
+        problems.push(format!(
+            "{} of the mapping before `decant init --evolve` (e.g. {}): \
+             `decant run --evolve` re-migrates them",
+            crate::core::users(stale.users).replacen("user", "migrated user", 1)
+                + " still "
+                + crate::core::is_are(stale.users),
+            list(&ids)
+        ));
+    }
     if !problems.is_empty() {
         return Err(Error::Setup(format!(
             "cannot finalize: {}",

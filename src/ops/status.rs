@@ -59,6 +59,9 @@ pub struct Status {
     /// read every user as migrated, so their values are in no table or
     /// view until repaired (see `LATE_USERS_REPAIR`).
     pub late: i64,
+    /// Migrated users of the mapping before `init --evolve` (rows and
+    /// residual of that one), which `run --evolve` re-migrates.
+    pub evolving: i64,
     /// Indexes on the source or target tables left INVALID by a build
     /// `CONCURRENTLY` that was interrupted (an `init` stopped part-way):
     /// PostgreSQL maintains them but never reads them, so claims or
@@ -276,6 +279,15 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     } else {
         0
     };
+    let evolving: i64 = client
+        .query_one(
+            "SELECT count(*) FROM decant.user_state \
+              WHERE state = 'migrated' AND fingerprint IS DISTINCT FROM $1::text",
+            &[&spec.fingerprint()],
+        )
+        .await
+        .map_err(|e| Error::db("counting users awaiting an evolution", e))?
+        .get(0);
     let invalid_indexes: Vec<String> = client
         .query(
             "SELECT i.indexrelid::regclass::text FROM pg_index AS i \
@@ -291,6 +303,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
         .collect();
     Ok(Status {
         late,
+        evolving,
         invalid_indexes,
         users,
         migrated,
@@ -343,6 +356,14 @@ impl fmt::Display for Status {
                 "late       {} inserted after finalize with the flag false: their values \
                  are in no table or view until repaired (`decant finalize` prints the repair)",
                 crate::core::users(self.late)
+            )?;
+        }
+        if self.evolving > 0 {
+            writeln!(
+                f,
+                "evolving   {} of the mapping before `decant init --evolve`: `decant run \
+                 --evolve` re-migrates them",
+                crate::core::users(self.evolving).replacen("user", "migrated user", 1)
             )?;
         }
         if !self.invalid_indexes.is_empty() {
@@ -423,6 +444,12 @@ impl fmt::Display for Status {
                 f,
                 "finish     not projected: a rollback is running (its users are held out of \
                  the migration until `decant release`)"
+            ),
+            None if self.legacy == 0 && self.evolving > 0 => write!(
+                f,
+                "finish     not done: every user is migrated, {} of the mapping before \
+                 `decant init --evolve` (`decant run --evolve` re-migrates them)",
+                crate::core::users(self.evolving).replacen("user", "migrated user", 1)
             ),
             None if self.legacy == 0 => write!(
                 f,

@@ -714,12 +714,40 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .await
         .unwrap();
+    // between `init --evolve` and `run --evolve`: the migrated users are
+    // said to await it, not to have rows that "no longer rebuild their
+    // blob" (check, finalize), nor status "done", nor a plain run silent
+    let (_, out, err) = decant(&["status", "--spec", "grown.toml"], url, &dir);
+    assert!(
+        out.contains("evolving   ") && out.contains("`decant run --evolve` re-migrates them"),
+        "{out}{err}"
+    );
+    let (_, out, err) = decant(&["check", "--spec", "grown.toml"], url, &dir);
+    assert!(
+        out.contains("migrated users awaiting `decant run --evolve` (not a failure)")
+            && !out.contains("no longer rebuild"),
+        "{out}{err}"
+    );
+    let (code, err) = decant_status(&["finalize", "--spec", "grown.toml"], url, &dir);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("of the mapping before `decant init --evolve`")
+            && !err.contains("no longer rebuild"),
+        "{err}"
+    );
+    let (_, _, err) = decant(&["run", "--rate", "max", "--spec", "grown.toml"], url, &dir);
+    assert!(
+        err.contains("this run migrates legacy users only; `decant run --evolve` re-migrates them"),
+        "{err}"
+    );
     let (code, err) = decant_status(
         &["run", "--evolve", "--rate", "max", "--spec", "grown.toml"],
         url,
         &dir,
     );
     assert_eq!(code, Some(0), "an evolve run with nothing failed: {err}");
+    let (_, out, err) = decant(&["check", "--spec", "grown.toml"], url, &dir);
+    assert!(!out.contains("awaiting"), "{out}{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
