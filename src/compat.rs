@@ -203,13 +203,18 @@ impl Decant {
                     // answers COMMIT with a rollback and no error: ask first
                     if let Err(e) = tx.batch_execute("SELECT 1").await {
                         let _ = tx.rollback().await;
-                        return Err(Error::db_user(
-                            user,
+                        // 25P02 is that; anything else (a session closed
+                        // or terminated) is no fault of the closure's
+                        let what = if e.code()
+                            == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+                        {
                             "the transaction was aborted by a failed statement whose error the \
-                             closure did not return; nothing was committed",
-                            e,
-                        )
-                        .into());
+                             closure did not return; nothing was committed"
+                        } else {
+                            "the session was lost before the commit (the closure's statements \
+                             were not committed)"
+                        };
+                        return Err(Error::db_user(user, what, e).into());
                     }
                     tx.commit()
                         .await
@@ -414,8 +419,8 @@ impl Decant {
 
     /// The blobs of many users as clients know them, read by one statement
     /// (one consistent snapshot) without locking: for reports, exports and
-    /// verification. Users that do not exist are left out; the order is by
-    /// id.
+    /// verification. Users that do not exist are left out, an id given
+    /// twice gives one entry; the order is by id.
     pub async fn load_many<U>(&self, users: &[U]) -> Result<Vec<(UserId, Value)>>
     where
         U: Into<UserId> + Clone,

@@ -42,9 +42,11 @@ pub enum Error {
         detail: String,
     },
 
-    /// A user's blob cannot be read: nested deeper than the spec's
+    /// A user's stored blob cannot be read: nested deeper than the spec's
     /// `max_depth` (every path could write it, none could read it back), or
-    /// not JSON as the database sent it.
+    /// not JSON as the database sent it. A blob or patch handed to `save`
+    /// or `patch` that nests deeper is refused before anything is written,
+    /// as [`Error::Verification`].
     #[error("user {user}: cannot read the blob: {detail}")]
     Unreadable {
         /// The user.

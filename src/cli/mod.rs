@@ -348,6 +348,7 @@ pub async fn main() {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let json = matches!(cli.log_format, LogFormat::Json);
     match cli.log_format {
         // colours only on a terminal: a log file gets plain text
         LogFormat::Text => logs
@@ -356,8 +357,15 @@ pub async fn main() {
         LogFormat::Json => logs.json().with_ansi(false).init(),
     }
     if let Err(e) = run(cli).await {
-        eprintln!("error: {}", exit::report(&e));
-        std::process::exit(exit::exit_status(&e));
+        let status = exit::exit_status(&e);
+        if json {
+            // one JSON object like every other line, for the log shipper
+            // (the line that matters most was plain text)
+            tracing::error!(exit_status = status, "{}", exit::report(&e));
+        } else {
+            eprintln!("error: {}", exit::report(&e));
+        }
+        std::process::exit(status);
     }
 }
 

@@ -467,12 +467,31 @@ pub(super) async fn run_daemon(args: RunArgs) -> Result<()> {
         .into());
     }
     if !args.evolve && (report.failed > 0 || report.over_limit > 0) {
+        // (a user failed in earlier runs, at the attempt limit, is one the
+        // migration leaves legacy: the status says so even when none
+        // failed in this run)
+        let what = if report.failed == 0 {
+            format!(
+                "no user failed in this run, but {} {} at the attempt limit (failed in \
+                 earlier runs); {} legacy",
+                decant::words::users(report.over_limit),
+                decant::words::is_are(report.over_limit),
+                if report.over_limit == 1 {
+                    "it stays"
+                } else {
+                    "they stay"
+                }
+            )
+        } else {
+            format!(
+                "{} failed in this run and {} {} at the attempt limit; they stay legacy",
+                decant::words::users(report.failed),
+                report.over_limit,
+                decant::words::is_are(report.over_limit)
+            )
+        };
         return Err(super::exit::UsersFailed(format!(
-            "{} failed in this run and {} {} at the attempt limit; they stay legacy: \
-             `decant status` lists them by reason",
-            decant::words::users(report.failed),
-            report.over_limit,
-            decant::words::is_are(report.over_limit)
+            "{what}: `decant status` lists them by reason"
         ))
         .into());
     }

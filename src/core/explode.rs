@@ -417,6 +417,15 @@ impl<'v> Walker<'_, 'v> {
                     Ok(cv) => values[*ci] = cv,
                     Err(m) => {
                         let col = &table.columns[*ci].name;
+                        // a time column's hint names types a key column
+                        // cannot have (the spec refuses them there)
+                        let m = match m.split_once(": declare the column `timestamptz") {
+                            Some((head, _)) => format!(
+                                "{head} (a captured key's column is text, date or an integer \
+                                 type: declare it `text` to keep such keys as written)"
+                            ),
+                            None => m,
+                        };
                         return whole_invalid(self.invalid(
                             rule,
                             &format!("key for `{col}`: {m}"),
@@ -1197,6 +1206,36 @@ on_invalid = "keep"
             assert_eq!(e.residual, blob);
             assert_eq!(e.warnings.len(), 1, "{blob}");
             assert_eq!(e.warnings[0].rule, "(blob)");
+        }
+    }
+
+    #[test]
+    fn a_captured_key_of_another_time_form_is_told_a_type_a_key_may_have() {
+        // it said "declare the column `timestamptz_iso`", which the spec
+        // refuses for a captured key
+        let spec = Spec::parse(
+            r#"
+[source]
+table = "u"
+[tables.visit.columns]
+day = "date"
+n = "int4"
+[[rules]]
+name = "visits"
+path = "visits.{day}"
+table = "visit"
+value = "n"
+"#,
+        )
+        .unwrap();
+        for key in ["2024-02-29T00:00:00Z", "2024-02-29T00:00:00.123+00:00"] {
+            let e = explode(&spec, &json!({"visits": {key: 1}})).unwrap_err();
+            assert!(
+                e.expected
+                    .contains("a captured key's column is text, date or an integer type")
+                    && !e.expected.contains("timestamptz"),
+                "{key}: {e}"
+            );
         }
     }
 

@@ -676,7 +676,7 @@ pub(crate) async fn monitor(
                 control_tx.send_if_modified(|old| {
                     let changed = *old != c;
                     if changed {
-                        tracing::info!(paused = c.paused, rate = %c.rate, batch = ?c.batch_size,
+                        tracing::info!(paused = c.paused, rate = %c.rate, batch = c.batch_size,
                             rollout = c.rollout_percent, "control row changed");
                         *old = c;
                     }

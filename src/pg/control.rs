@@ -111,6 +111,36 @@ pub enum Setting {
     Tz(String),
 }
 
+/// The `key=value` form `decant set` takes.
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: Vec<String>| v.join(",");
+        match self {
+            Setting::Paused(p) => write!(f, "paused={p}"),
+            Setting::Rate(r) => write!(f, "rate={r}"),
+            Setting::BatchSize(None) => write!(f, "batch=auto"),
+            Setting::BatchSize(Some(n)) => write!(f, "batch={n}"),
+            Setting::Rollout(p) => write!(f, "rollout={p}"),
+            Setting::AllowList(ids) => {
+                write!(
+                    f,
+                    "allow={}",
+                    list(ids.iter().map(ToString::to_string).collect())
+                )
+            }
+            Setting::Windows(w) if w.is_empty() => write!(f, "window=none"),
+            Setting::Windows(w) => {
+                write!(
+                    f,
+                    "window={}",
+                    list(w.iter().map(ToString::to_string).collect())
+                )
+            }
+            Setting::Tz(tz) => write!(f, "tz={tz}"),
+        }
+    }
+}
+
 impl std::str::FromStr for Setting {
     type Err = String;
 
@@ -191,7 +221,7 @@ pub async fn set(client: &impl GenericClient, setting: &Setting) -> Result<()> {
             "decant.control has no row; run `decant init`".into(),
         ));
     }
-    tracing::info!(setting = ?setting, "control row changed");
+    tracing::info!(setting = %setting, "control row changed");
     Ok(())
 }
 
@@ -240,6 +270,27 @@ async fn allow_ids(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_shown_as_they_are_written() {
+        // (logged as `setting=Windows([Window { start: 01:00:00, ... }])`)
+        for text in [
+            "paused=true",
+            "rate=50/s",
+            "rate=max",
+            "batch=auto",
+            "batch=100",
+            "rollout=12.5",
+            "allow=1,2,3",
+            "window=01:00-02:00,13:00-14:00",
+            "window=none",
+            "tz=Asia/Kathmandu",
+        ] {
+            let s: Setting = text.parse().unwrap();
+            assert_eq!(s.to_string(), text);
+            assert_eq!(s.to_string().parse::<Setting>(), Ok(s));
+        }
+    }
 
     #[test]
     fn settings_parse() {

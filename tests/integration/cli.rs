@@ -658,6 +658,33 @@ async fn exit_statuses_tell_the_outcomes_apart_and_logs_can_be_json() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
     assert!(!logs.contains('\u{1b}'));
+    // the final error too is a JSON line, with the exit status (it was
+    // plain `error: ...` text)
+    let out = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(["--log-format", "json", "status"])
+        .current_dir(&dir)
+        .env(
+            "DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/db?connect_timeout=5",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let last = lines.last().expect("a line");
+    assert_eq!(last["level"], "ERROR", "{logs}");
+    assert_eq!(last["fields"]["exit_status"], 4, "{logs}");
+    assert!(
+        last["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{logs}"
+    );
     // an evolution re-migrates migrated users: the legacy user at the
     // attempt limit is not its failure
     client

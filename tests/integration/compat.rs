@@ -938,6 +938,33 @@ async fn the_wrapper_reports_a_transaction_a_swallowed_error_aborted() {
         // the session is fine for the next call
         decant.patch(u, &json!({"legacyCoins": 3})).await.unwrap();
     }
+    // a session terminated while the closure ran, its error ignored by
+    // nobody: said as a lost session, not as a swallowed error
+    let admin = db.client().await;
+    let admin = &admin;
+    let err = decant
+        .migration_compatible_transaction(
+            legacy,
+            async |tx| {
+                let pid: i32 = tx.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+                admin
+                    .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, Error>("done")
+            },
+            async |_tx| Ok::<_, Error>("not this path"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the session was lost before the commit")
+            && !err.to_string().contains("closure did not return"),
+        "{err}"
+    );
+    assert!(err.is_retryable(), "{err}");
 }
 
 /// A wrapper call abandoned mid-statement (a request timeout around it):
