@@ -220,6 +220,13 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
                 }
                 cause = c.source();
             }
+            if s.contains("password missing") {
+                // the driver's words, where libpq would have looked
+                s.push_str(
+                    "; the server asks for a password: give it in the connection string, \
+                     PGPASSWORD, or a password file (~/.pgpass or PGPASSFILE)",
+                );
+            }
             s
         }
     }

@@ -234,6 +234,45 @@ async fn every_sslmode_connects_as_libpq_would() {
     // a client certificate, for a role the server authenticates by one
     client_certificates(&certs, port).await;
 
+    // a role the server asks a password of, none given: says where one
+    // goes (the driver's "invalid configuration: password missing" alone)
+    let admin = decant::connect(&url("127.0.0.1", "sslmode=require"))
+        .await
+        .unwrap();
+    let hba: String = admin.query_one("SHOW hba_file", &[]).await.unwrap().get(0);
+    let before = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all pwuser 127.0.0.1/32 scram-sha-256\n{before}"),
+    )
+    .unwrap();
+    admin
+        .batch_execute("CREATE ROLE pwuser LOGIN PASSWORD 'pw-secret'")
+        .await
+        .unwrap();
+    admin
+        .query_one("SELECT pg_reload_conf()", &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let err = decant::connect(&format!(
+        "postgres://pwuser@127.0.0.1:{port}/postgres?sslmode=require&passfile=/nonexistent"
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("password missing") && err.contains("PGPASSWORD") && err.contains("~/.pgpass"),
+        "{err}"
+    );
+    assert!(
+        decant::connect(&format!(
+            "postgres://pwuser:pw-secret@127.0.0.1:{port}/postgres?sslmode=require"
+        ))
+        .await
+        .is_ok()
+    );
+
     // the pool (the library and the daemon) and the command line, by the
     // libpq variables
     let decant_url = url(
