@@ -307,15 +307,8 @@ async fn run_job<J: Job>(
     }
     if job_name == "migrate" {
         // a plain run after `init --evolve` migrates legacy users only
-        let evolving: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM decant.user_state \
-                  WHERE state = 'migrated' AND fingerprint IS DISTINCT FROM $1::text",
-                &[&decant.spec().fingerprint()],
-            )
-            .await
-            .map_err(|e| Error::db("counting users awaiting an evolution", e))?
-            .get(0);
+        let evolving =
+            crate::pg::state::awaiting_evolution(&**admin, &decant.spec().fingerprint()).await?;
         if evolving > 0 {
             tracing::warn!(
                 "{} of the mapping before `decant init --evolve`: this run migrates legacy \

@@ -279,15 +279,7 @@ pub async fn status(decant: &Decant, schedule: &Schedule) -> Result<Status> {
     } else {
         0
     };
-    let evolving: i64 = client
-        .query_one(
-            "SELECT count(*) FROM decant.user_state \
-              WHERE state = 'migrated' AND fingerprint IS DISTINCT FROM $1::text",
-            &[&spec.fingerprint()],
-        )
-        .await
-        .map_err(|e| Error::db("counting users awaiting an evolution", e))?
-        .get(0);
+    let evolving = crate::pg::state::awaiting_evolution(&*client, &spec.fingerprint()).await?;
     let invalid_indexes: Vec<String> = client
         .query(
             "SELECT i.indexrelid::regclass::text FROM pg_index AS i \

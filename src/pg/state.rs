@@ -334,6 +334,24 @@ pub(crate) async fn failure_groups(
         .collect())
 }
 
+/// Migrated users of another mapping than the one whose fingerprint is
+/// `fingerprint` (the one before `init --evolve`): what `run --evolve`
+/// re-migrates.
+pub(crate) async fn awaiting_evolution(
+    client: &impl GenericClient,
+    fingerprint: &str,
+) -> Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM decant.user_state \
+              WHERE state = 'migrated' AND fingerprint IS DISTINCT FROM $1::text",
+            &[&fingerprint],
+        )
+        .await
+        .map_err(|e| Error::db("counting users awaiting an evolution", e))?
+        .get(0))
+}
+
 /// The ids of `ids` that name no row of the source table, in order.
 pub(crate) async fn missing_users(
     client: &impl GenericClient,
