@@ -183,6 +183,34 @@ impl ColumnType {
         timestamptz_iso_us (exactly 6), and each with _offset (+00:00 for Z), \
         date (YYYY-MM-DD text), jsonb";
 
+    /// The spec's name of the type whose [`ColumnType::identity`] is
+    /// `identity` (`Int4` is `int4`), for messages that show recorded
+    /// mapping lines.
+    pub fn spec_name_of(identity: &str) -> Option<&'static str> {
+        const SPEC_NAMES: [&str; 17] = [
+            "bool",
+            "int2",
+            "int4",
+            "int8",
+            "float8",
+            "numeric",
+            "text",
+            "timestamptz",
+            "timestamptz_s",
+            "timestamptz_iso",
+            "timestamptz_iso_ms",
+            "timestamptz_iso_us",
+            "timestamptz_iso_offset",
+            "timestamptz_iso_ms_offset",
+            "timestamptz_iso_us_offset",
+            "date",
+            "jsonb",
+        ];
+        SPEC_NAMES
+            .into_iter()
+            .find(|n| ColumnType::parse(n).is_some_and(|t| t.identity() == identity))
+    }
+
     /// The type's name in the mapping's identity (its fingerprint): the
     /// Rust variant's, as it always was (`TimestampIso`, `TimestampIsoMs`,
     /// `Int4`...), so a fingerprint recorded before a type was added stays

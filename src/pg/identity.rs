@@ -208,13 +208,26 @@ pub(crate) fn one_source_per_database(recorded: &str, spec: &Spec) -> Error {
     }
 }
 
+/// A mapping line as the spec writes it: a column's type by its spec name
+/// (`int4`), not the identity's (`Int4`, kept as fingerprints have it).
+fn shown(line: &str) -> String {
+    if line.starts_with("table ") && line.contains(" column ") {
+        if let Some((head, ty)) = line.rsplit_once(' ') {
+            if let Some(name) = crate::core::value::ColumnType::spec_name_of(ty) {
+                return format!("{head} {name}");
+            }
+        }
+    }
+    line.to_string()
+}
+
 fn describe(gone: &[String], added: &[String]) -> String {
     let mut parts = Vec::new();
     for l in gone.iter().take(5) {
-        parts.push(format!("recorded `{l}` is not in the spec"));
+        parts.push(format!("recorded `{}` is not in the spec", shown(l)));
     }
     for l in added.iter().take(5) {
-        parts.push(format!("the spec's `{l}` was not recorded"));
+        parts.push(format!("the spec's `{}` was not recorded", shown(l)));
     }
     let more = gone.len() + added.len() - parts.len();
     if more > 0 {
@@ -358,6 +371,36 @@ pub(crate) async fn record(client: &impl GenericClient, spec: &Spec) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_difference_names_types_as_the_spec_writes_them() {
+        // it said "`table profile_item column qty Int4`"
+        let d = describe(
+            &[
+                "table item column qty Int4".into(),
+                "rule a -> table item value=qty".into(),
+            ],
+            &[
+                "table item column qty Int8".into(),
+                "table item column at TimestampIsoMs".into(),
+                "table item column at2 timestamptz_iso_us_offset".into(),
+            ],
+        );
+        assert!(d.contains("recorded `table item column qty int4`"), "{d}");
+        assert!(d.contains("the spec's `table item column qty int8`"), "{d}");
+        assert!(
+            d.contains("`table item column at timestamptz_iso_ms`"),
+            "{d}"
+        );
+        assert!(
+            d.contains("`table item column at2 timestamptz_iso_us_offset`"),
+            "{d}"
+        );
+        assert!(
+            d.contains("recorded `rule a -> table item value=qty`"),
+            "{d}"
+        );
+    }
 
     /// Names with spaces: two source tables that share their first word
     /// are two tables, and the recorded one is named whole.

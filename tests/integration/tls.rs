@@ -247,7 +247,11 @@ async fn every_sslmode_connects_as_libpq_would() {
     )
     .unwrap();
     admin
-        .batch_execute("CREATE ROLE pwuser LOGIN PASSWORD 'pw-secret'")
+        // (stored as SCRAM: PostgreSQL 13 stores md5 by default)
+        .batch_execute(
+            "SET password_encryption = 'scram-sha-256'; \
+             CREATE ROLE pwuser LOGIN PASSWORD 'pw-secret'",
+        )
         .await
         .unwrap();
     admin
