@@ -15,9 +15,20 @@ pub(crate) mod value;
 /// A count of users for a message: "1 user", "2 users" (a count that is
 /// not a `u64`, such as a negative one, reads as 0).
 pub fn users(n: impl TryInto<u64>) -> String {
+    users_of(n, "")
+}
+
+/// `n` users of a kind, as `users` words them: `1 migrated user`, `2
+/// migrated users` (no kind: `1 user`).
+pub fn users_of(n: impl TryInto<u64>, kind: &str) -> String {
+    let kind = if kind.is_empty() {
+        String::new()
+    } else {
+        format!("{kind} ")
+    };
     match n.try_into().unwrap_or(0) {
-        1 => "1 user".into(),
-        n => format!("{n} users"),
+        1 => format!("1 {kind}user"),
+        n => format!("{n} {kind}users"),
     }
 }
 

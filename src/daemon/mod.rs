@@ -313,7 +313,7 @@ async fn run_job<J: Job>(
             tracing::warn!(
                 "{} of the mapping before `decant init --evolve`: this run migrates legacy \
                  users only; `decant run --evolve` re-migrates them",
-                crate::core::users(evolving).replacen("user", "migrated user", 1)
+                crate::core::users_of(evolving, "migrated")
             );
         }
     }

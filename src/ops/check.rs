@@ -268,12 +268,13 @@ pub async fn check(
         .map_err(|e| Error::db("preparing the census read", e))?;
 
     // (decant's state is there once `init` ran)
+    let fingerprint = spec.fingerprint();
     let stale_stmt = if initialized {
         Some(
             client
                 .prepare(&format!(
-                    "SELECT user_id FROM decant.user_state WHERE user_id = ANY($1::{it}[]) \
-                       AND state = 'migrated' AND fingerprint IS DISTINCT FROM $2::text"
+                    "SELECT user_id FROM decant.user_state WHERE user_id = ANY($1::{it}[]) AND {}",
+                    crate::pg::state::of_another_mapping(2)
                 ))
                 .await
                 .map_err(|e| Error::db("preparing the census read", e))?,
@@ -372,7 +373,7 @@ pub async fn check(
         let migrated: Vec<&UserId> = page.iter().filter(|u| u.migrated).map(|u| &u.id).collect();
         let stale: std::collections::HashSet<UserId> = match &stale_stmt {
             Some(stmt) if !migrated.is_empty() => client
-                .query(stmt, &[&migrated, &spec.fingerprint()])
+                .query(stmt, &[&migrated, &fingerprint])
                 .await
                 .map_err(|e| Error::db("reading which migrated users await an evolution", e))?
                 .iter()

@@ -180,9 +180,10 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         problems.push(format!(
             "{} of the mapping before `decant init --evolve` (e.g. {}): \
              `decant run --evolve` re-migrates them",
-            crate::core::users(stale.users).replacen("user", "migrated user", 1)
-                + " still "
-                + crate::core::is_are(stale.users),
+            crate::core::users_of(stale.users, "migrated")
+                + " "
+                + crate::core::is_are(stale.users)
+                + " still",
             list(&ids)
         ));
     }
@@ -226,7 +227,6 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     if let Some(migrated) = crate::pg::schema::migrated_index_qualified(spec) {
         index = format!("{index}, {migrated}");
     }
-    let flag_there = true;
     // the views read the flag: they are dropped (no CASCADE: an object
     // of the team's on them or on the flag refuses the drop, never goes
     // with it) and made again below, without the grants roles had on
@@ -234,27 +234,29 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     let views: Vec<String> = (0..spec.tables.len())
         .map(|ti| crate::pg::views::view_name(spec, ti))
         .collect();
-    let views_list = views.join(", ");
+    // what is printed is what runs
+    let drops = format!(
+        "DROP INDEX IF EXISTS {index};\n\
+         DROP VIEW IF EXISTS {};\n\
+         ALTER TABLE {src} DROP COLUMN {flag};\n",
+        views.join(", ")
+    );
     let drop_sql = format!(
         "-- what `decant finalize --drop-legacy` runs, in one transaction (restart the\n\
          -- backends first: a handle made before reads the flag):\n\
-         DROP INDEX IF EXISTS {index};\n\
-         DROP VIEW IF EXISTS {views};\n\
-         ALTER TABLE {src} DROP COLUMN {flag};\n\
+         {drops}\
          -- then the views and the SQL API again, reading every user as migrated\n\
          -- (keep {blob}: decant's layer keeps each user's residual there; {})\n",
         residual_note(residual_users),
-        views = views_list
     );
-    if drop_legacy && flag_there {
+    if drop_legacy {
         crate::pg::schema::with_brief_locks(
             &client,
             spec,
             "finalize --drop-legacy",
             &relations,
             || {
-                let (tx, src, flag, index, views, views_list) =
-                    (&**client, &src, &flag, &index, &views, &views_list);
+                let (tx, views, drops) = (&**client, &views, &drops);
                 Box::pin(async move {
                 let grants: Vec<String> = tx
                     .query(
@@ -270,10 +272,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
                     .iter()
                     .map(|r| r.get(0))
                     .collect();
-                tx.batch_execute(&format!(
-                    "DROP INDEX IF EXISTS {index}; DROP VIEW IF EXISTS {views_list}; \
-                     ALTER TABLE {src} DROP COLUMN {flag}"
-                ))
+                tx.batch_execute(drops)
                 .await
                 .map_err(|e| {
                     if e.code().map(|c| c.code()) == Some("55P03") {
@@ -326,7 +325,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
         unclaimed,
         more_keys,
         drop_sql,
-        flag_dropped: drop_legacy || !flag_there,
+        flag_dropped: drop_legacy,
     })
 }
 

@@ -355,7 +355,7 @@ impl fmt::Display for Status {
                 f,
                 "evolving   {} of the mapping before `decant init --evolve`: `decant run \
                  --evolve` re-migrates them",
-                crate::core::users(self.evolving).replacen("user", "migrated user", 1)
+                crate::core::users_of(self.evolving, "migrated")
             )?;
         }
         if !self.invalid_indexes.is_empty() {
@@ -441,7 +441,7 @@ impl fmt::Display for Status {
                 f,
                 "finish     not done: every user is migrated, {} of the mapping before \
                  `decant init --evolve` (`decant run --evolve` re-migrates them)",
-                crate::core::users(self.evolving).replacen("user", "migrated user", 1)
+                crate::core::users_of(self.evolving, "migrated")
             ),
             None if self.legacy == 0 => write!(
                 f,

@@ -334,6 +334,13 @@ pub(crate) async fn failure_groups(
         .collect())
 }
 
+/// The condition on a `decant.user_state` row that its user is migrated
+/// with a mapping other than the one whose fingerprint is bind parameter
+/// `$n`: it awaits `decant run --evolve`.
+pub(crate) fn of_another_mapping(n: usize) -> String {
+    format!("state = 'migrated' AND fingerprint IS DISTINCT FROM ${n}::text")
+}
+
 /// Migrated users of another mapping than the one whose fingerprint is
 /// `fingerprint` (the one before `init --evolve`): what `run --evolve`
 /// re-migrates.
@@ -343,8 +350,10 @@ pub(crate) async fn awaiting_evolution(
 ) -> Result<i64> {
     Ok(client
         .query_one(
-            "SELECT count(*) FROM decant.user_state \
-              WHERE state = 'migrated' AND fingerprint IS DISTINCT FROM $1::text",
+            &format!(
+                "SELECT count(*) FROM decant.user_state WHERE {}",
+                of_another_mapping(1)
+            ),
             &[&fingerprint],
         )
         .await

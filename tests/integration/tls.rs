@@ -18,6 +18,19 @@ fn sh(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A new RSA key `key` and, for `subject` with `extra` arguments, a
+/// self-signed certificate (`x509`) or a signing request into `out`.
+fn new_key(dir: &Path, x509: bool, subject: &str, extra: &[&str], key: &str, out: &str) {
+    let mut args = vec!["req"];
+    if x509 {
+        args.extend_from_slice(&["-x509", "-days", "2"]);
+    }
+    args.extend_from_slice(&["-newkey", "rsa:2048", "-nodes", "-subj", subject]);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-keyout", key, "-out", out]);
+    sh(dir, &args);
+}
+
 /// `csr` in `dir` signed by the test CA (`ca.pem`, `ca.key`) into `out`,
 /// with `extra` arguments to `openssl x509` (an `-extfile`).
 fn sign(dir: &Path, csr: &str, out: &str, extra: &[&str]) {
@@ -45,56 +58,15 @@ fn sign(dir: &Path, csr: &str, out: &str, extra: &[&str]) {
 fn certificates() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("decant-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    sh(
+    new_key(&dir, true, "/CN=decant test CA", &[], "ca.key", "ca.pem");
+    new_key(&dir, true, "/CN=another CA", &[], "other.key", "other.pem");
+    new_key(
         &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=decant test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    sh(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=another CA",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-        ],
-    );
-    sh(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
+        false,
+        "/CN=localhost",
+        &[],
+        "server.key",
+        "server.csr",
     );
     std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
     sign(&dir, "server.csr", "server.pem", &["-extfile", "san.ext"]);
@@ -317,25 +289,13 @@ async fn every_sslmode_connects_as_libpq_would() {
     // certificates libpq takes and decant's TLS refuses: said with what
     // to do (a debug value, `Other(OtherError(CaUsedAsEndEntity))`, and
     // a subjectAltName message without a remedy)
-    sh(
+    new_key(
         &certs,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            "self.key",
-            "-out",
-            "self.pem",
-        ],
+        true,
+        "/CN=localhost",
+        &["-addext", "subjectAltName=DNS:localhost"],
+        "self.key",
+        "self.pem",
     );
     std::fs::write(certs.join("nosan.ext"), "basicConstraints=CA:FALSE\n").unwrap();
     sign(
@@ -442,20 +402,13 @@ async fn client_certificates(certs: &Path, port: u16) {
         .query_one("SELECT pg_reload_conf()", &[])
         .await
         .unwrap();
-    sh(
+    new_key(
         certs,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=certuser",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-        ],
+        false,
+        "/CN=certuser",
+        &[],
+        "client.key",
+        "client.csr",
     );
     // signed by the CA as X.509 v1 (what `openssl x509 -req` makes
     // without extensions: rustls cannot parse it, servers take it), and
