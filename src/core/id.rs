@@ -233,6 +233,25 @@ impl fmt::Display for UserId {
     }
 }
 
+impl UserId {
+    /// The id as a message shows it: as `Display` does, but a text id
+    /// that would not read as one word in a list (empty, blank at an
+    /// edge, with a comma, a quote or a control character) in JSON
+    /// quotes, so `""` and `" a"` are seen.
+    pub fn shown(&self) -> String {
+        match self {
+            UserId::Text(s)
+                if s.is_empty()
+                    || s.trim() != s
+                    || s.chars().any(|c| c == ',' || c == '"' || c.is_control()) =>
+            {
+                serde_json::Value::String(s.clone()).to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Reads a uuid in any form PostgreSQL's `uuid_in` takes: 32 hex digits,
 /// optionally in braces, with a hyphen after any group of four.
 pub fn parse_uuid(text: &str) -> Option<u128> {
@@ -254,6 +273,18 @@ pub fn parse_uuid(text: &str) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_id_a_list_would_hide_is_shown_quoted() {
+        let t = |s: &str| UserId::Text(s.into()).shown();
+        assert_eq!(t("alice"), "alice");
+        assert_eq!(t("a b"), "a b");
+        assert_eq!(t(""), "\"\"");
+        assert_eq!(t(" a"), "\" a\"");
+        assert_eq!(t("a,b"), "\"a,b\"");
+        assert_eq!(t("tab\there"), "\"tab\\there\"");
+        assert_eq!(UserId::Int(-3).shown(), "-3");
+    }
 
     #[test]
     fn ids_read_and_print_in_their_kind() {

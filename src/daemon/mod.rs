@@ -446,17 +446,29 @@ async fn run_job<J: Job>(
         ),
     };
     // `done` is what the job did to each user: migrated, rolled back or
-    // evolved; rows are the rows a migration wrote (none for the others)
-    tracing::info!(
-        job = job_name,
-        done = report.migrated,
-        failed = report.failed,
-        rows = report.rows,
-        secs = report.elapsed.as_secs_f64(),
-        redone = report.redone,
-        interrupted = report.interrupted,
-        "daemon stopped"
-    );
+    // evolved; rows are the rows a migration or an evolution wrote (a
+    // rollback counts none: `rows=0` read as nothing done)
+    if job_name == "rollback" {
+        tracing::info!(
+            job = job_name,
+            done = report.migrated,
+            failed = report.failed,
+            secs = report.elapsed.as_secs_f64(),
+            interrupted = report.interrupted,
+            "daemon stopped"
+        );
+    } else {
+        tracing::info!(
+            job = job_name,
+            done = report.migrated,
+            failed = report.failed,
+            rows = report.rows,
+            secs = report.elapsed.as_secs_f64(),
+            redone = report.redone,
+            interrupted = report.interrupted,
+            "daemon stopped"
+        );
+    }
     Ok(report)
 }
 

@@ -540,7 +540,7 @@ impl std::fmt::Display for Check {
                         plural(g.users)
                     )?;
                     for e in &g.examples {
-                        writeln!(f, "    user {} at {}: {}", e.id, e.path, e.value)?;
+                        writeln!(f, "    user {} at {}: {}", e.id.shown(), e.path, e.value)?;
                     }
                 }
                 Ok(())
@@ -553,7 +553,7 @@ impl std::fmt::Display for Check {
             for e in &c.fixups {
                 writeln!(f, "  {}: {} {}", e.fixup, e.users, plural(e.users))?;
                 for x in &e.examples {
-                    writeln!(f, "    user {} at {}: {}", x.id, x.path, x.value)?;
+                    writeln!(f, "    user {} at {}: {}", x.id.shown(), x.path, x.value)?;
                 }
             }
         }
@@ -579,7 +579,7 @@ impl std::fmt::Display for Check {
                 "\nkeys no rule claims (they stay in the residual): users; examples"
             )?;
             for u in c.unclaimed.iter().take(50) {
-                let ex: Vec<String> = u.examples.iter().map(UserId::to_string).collect();
+                let ex: Vec<String> = u.examples.iter().map(UserId::shown).collect();
                 writeln!(
                     f,
                     "  {}: {} {}; {}",
@@ -636,7 +636,7 @@ impl std::fmt::Display for Check {
                 .missing_ids
                 .iter()
                 .take(20)
-                .map(UserId::to_string)
+                .map(UserId::shown)
                 .collect();
             writeln!(
                 f,

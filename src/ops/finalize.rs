@@ -101,12 +101,7 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     let legacy_ids: Vec<UserId> = row.get(3);
     let users: i64 = row.get(4);
     let (unverified, unverified_ids) = hand_set_flags(&client, spec).await?;
-    let list = |ids: &[UserId]| {
-        ids.iter()
-            .map(UserId::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |ids: &[UserId]| ids.iter().map(UserId::shown).collect::<Vec<_>>().join(", ");
     let mut problems = Vec::new();
     if already && legacy > 0 {
         // finalized: nothing migrates any more; a user with the flag false

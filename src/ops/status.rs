@@ -372,7 +372,11 @@ impl fmt::Display for Status {
             self.failed, self.over_limit, self.max_attempts
         )?;
         for g in &self.failures {
-            let ids: Vec<String> = g.examples.iter().map(|i| i.to_string()).collect();
+            let ids: Vec<String> = g
+                .examples
+                .iter()
+                .map(crate::core::id::UserId::shown)
+                .collect();
             writeln!(
                 f,
                 "  {:>8}  {} (e.g. users {})",

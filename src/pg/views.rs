@@ -210,12 +210,12 @@ fn ranked(spec: &Spec, r: &Ranked) -> Vec<String> {
              LANGUAGE sql STABLE AS\n$$\n\
              SELECT u, v FROM (\n  \
                (SELECT t.{user}::{it} AS u, t.{v} AS v FROM {table} AS t WHERE {filter}\n   \
-                 ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT greatest(n, 0))\n  \
+                 ORDER BY t.{v} DESC NULLS LAST, t.{user} LIMIT greatest($1, 0))\n  \
                UNION ALL\n  \
                (SELECT s.{id}::{it}, {svalue} FROM {src} AS s\n   \
                  WHERE {NOT_FINALIZED} AND NOT s.{flag} AND {srow} AND NOT {fails}(s.{blob})\n   \
-                 ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT greatest(n, 0))\n\
-             ) AS x ORDER BY v DESC NULLS LAST, u LIMIT greatest(n, 0)\n$$",
+                 ORDER BY {svalue} DESC NULLS LAST, s.{id} LIMIT greatest($1, 0))\n\
+             ) AS x ORDER BY v DESC NULLS LAST, u LIMIT greatest($1, 0)\n$$",
             top = top_fn(spec, r),
             it = spec.source.id_type.sql(),
             ty = vcol.ty.sql(),

@@ -121,7 +121,7 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--max-replica-lag -1"), "{err}");
-    let (ok, out, err) = decant(
+    let out = command(
         &[
             "rollback",
             "--all",
@@ -134,9 +134,23 @@ async fn schema_init_migrate_rollback_from_the_command_line() {
         ],
         Some(&db.url),
         &dir,
+    )
+    .env("RUST_LOG", "info")
+    .output()
+    .unwrap();
+    let (ok, out, err) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     );
     assert!(ok, "{err}");
     assert!(out.contains("done: 1 user rolled back"), "{out}");
+    // a rollback writes no rows: its log line says none (`rows=0` read
+    // as nothing done)
+    assert!(
+        err.contains("daemon stopped") && err.contains("done=1") && !err.contains("rows="),
+        "{err}"
+    );
     assert!(!is_migrated(&client, 2).await);
 
     let (ok, _, err) = decant(&["migrate", "--user", "424242"], Some(&db.url), &dir);
@@ -1034,6 +1048,25 @@ async fn uuid_and_text_ids_go_through_the_command_line() {
                 out.contains("\"missing_ids\": [\n    \"nobody\"\n  ]"),
                 "{out}"
             );
+            // an empty and a blank-edged id failing: quoted in the
+            // report, where a bare one would read as nothing
+            client
+                .batch_execute(
+                    "INSERT INTO player VALUES ('', '{\"tags\": {\"a\": \"x\"}}'), \
+                     (' pad', '{\"tags\": {\"a\": \"y\"}}')",
+                )
+                .await
+                .unwrap();
+            let (_, out, err) = decant(&["check"], url, &dir);
+            assert!(out.contains("user \"\" at $.tags.a: \"x\""), "{out}{err}");
+            assert!(
+                out.contains("user \" pad\" at $.tags.a: \"y\""),
+                "{out}{err}"
+            );
+            client
+                .batch_execute("DELETE FROM player WHERE pid IN ('', ' pad')")
+                .await
+                .unwrap();
         }
         let (ok, _, err) = decant(&["init"], url, &dir);
         assert!(ok, "{err}");

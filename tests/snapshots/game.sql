@@ -871,12 +871,12 @@ CREATE OR REPLACE FUNCTION "public"."kidnap_points_top"(n integer) RETURNS TABLE
 $$
 SELECT u, v FROM (
   (SELECT t."user_id"::bigint AS u, t."value" AS v FROM "public"."user_statistic" AS t WHERE "mode" = 'kidnap'::text AND "statistic_id" = 'points'::text
-   ORDER BY t."value" DESC NULLS LAST, t."user_id" LIMIT greatest(n, 0))
+   ORDER BY t."value" DESC NULLS LAST, t."user_id" LIMIT greatest($1, 0))
   UNION ALL
   (SELECT s."id"::bigint, CASE WHEN ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN (((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END FROM "public"."user" AS s
    WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NOT NULL AND (CASE WHEN ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN false ELSE (jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' AND CASE WHEN jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN (((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric >= '0' ELSE true END) END) AND NOT "public"."user_decant_blob_fails"(s."data")
-   ORDER BY CASE WHEN ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN (((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END DESC NULLS LAST, s."id" LIMIT greatest(n, 0))
-) AS x ORDER BY v DESC NULLS LAST, u LIMIT greatest(n, 0)
+   ORDER BY CASE WHEN ((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points') IS NULL OR jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'null' THEN NULL::numeric WHEN jsonb_typeof(((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points')) = 'number' THEN (((((s."data" -> 'marriage') -> 'stats') -> 'kidnap') -> 'points'))::numeric END DESC NULLS LAST, s."id" LIMIT greatest($1, 0))
+) AS x ORDER BY v DESC NULLS LAST, u LIMIT greatest($1, 0)
 $$;
 
 -- init statement 51
@@ -891,12 +891,12 @@ CREATE OR REPLACE FUNCTION "public"."xp_top"(n integer) RETURNS TABLE (user_id b
 $$
 SELECT u, v FROM (
   (SELECT t."user_id"::bigint AS u, t."value" AS v FROM "public"."user_statistic" AS t WHERE "mode" = 'global'::text AND "statistic_id" = 'xp'::text
-   ORDER BY t."value" DESC NULLS LAST, t."user_id" LIMIT greatest(n, 0))
+   ORDER BY t."value" DESC NULLS LAST, t."user_id" LIMIT greatest($1, 0))
   UNION ALL
   (SELECT s."id"::bigint, CASE WHEN (s."data" -> 'xp') IS NULL OR jsonb_typeof((s."data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((s."data" -> 'xp')) = 'number' THEN ((s."data" -> 'xp'))::numeric END FROM "public"."user" AS s
    WHERE (SELECT NOT c.finalized FROM decant.control AS c) AND NOT s."migrated" AND (s."data" -> 'xp') IS NOT NULL AND (CASE WHEN (s."data" -> 'xp') IS NULL OR jsonb_typeof((s."data" -> 'xp')) = 'null' THEN false ELSE (jsonb_typeof((s."data" -> 'xp')) = 'number' AND CASE WHEN jsonb_typeof((s."data" -> 'xp')) = 'number' THEN ((s."data" -> 'xp'))::numeric >= '0' ELSE true END) END) AND NOT "public"."user_decant_blob_fails"(s."data")
-   ORDER BY CASE WHEN (s."data" -> 'xp') IS NULL OR jsonb_typeof((s."data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((s."data" -> 'xp')) = 'number' THEN ((s."data" -> 'xp'))::numeric END DESC NULLS LAST, s."id" LIMIT greatest(n, 0))
-) AS x ORDER BY v DESC NULLS LAST, u LIMIT greatest(n, 0)
+   ORDER BY CASE WHEN (s."data" -> 'xp') IS NULL OR jsonb_typeof((s."data" -> 'xp')) = 'null' THEN NULL::numeric WHEN jsonb_typeof((s."data" -> 'xp')) = 'number' THEN ((s."data" -> 'xp'))::numeric END DESC NULLS LAST, s."id" LIMIT greatest($1, 0))
+) AS x ORDER BY v DESC NULLS LAST, u LIMIT greatest($1, 0)
 $$;
 
 -- init statement 54
