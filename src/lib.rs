@@ -54,7 +54,9 @@ pub use daemon::{
 pub use pg::control::{Setting, set as set_control};
 
 // Setting up and looking on.
-pub use core::census::{CensusReport, Example, FixupEffect, Group, Summary, TypesSeen, Unclaimed};
+pub use core::census::{
+    CensusReport, Example, FixupEffect, Group, RulePath, Summary, TypesSeen, Unclaimed,
+};
 pub use core::fixup::{Applied, Change, Fixup};
 pub use ops::check::{Check, CheckOptions, CheckProgress, PAGE_BYTES, Selection, check};
 pub use ops::finalize::{Finalized, finalize};

@@ -166,6 +166,15 @@ pub struct TypesSeen {
     pub types: BTreeMap<String, u64>,
 }
 
+/// A rule and its path as the spec writes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RulePath {
+    /// The rule's name.
+    pub rule: String,
+    /// Its path.
+    pub path: String,
+}
+
 /// What one fixup would change.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FixupEffect {
@@ -194,6 +203,9 @@ pub struct Census {
     unclaimed: BTreeMap<String, Unclaimed>,
     unclaimed_other: u64,
     types: BTreeMap<(usize, String), BTreeMap<&'static str, u64>>,
+    /// The rules whose path some walked blob holds, and the blobs walked.
+    reached: std::collections::BTreeSet<usize>,
+    walked: u64,
     blob_bytes: Distribution,
     rows_per_user: Distribution,
     rows_by_table: Vec<u64>,
@@ -291,6 +303,7 @@ impl Census {
     /// blob's size as JSON text.
     pub fn add_legacy<V: JsonView>(&mut self, spec: &Spec, id: &UserId, blob: &V, bytes: usize) {
         self.legacy += 1;
+        self.walked += 1;
         self.blob_bytes.record(bytes as u64);
         let mut path = Vec::new();
         self.types_at(spec, blob, &spec.trie, &mut path);
@@ -495,6 +508,7 @@ impl Census {
     /// Records the JSON type of every value a rule claims in `v`.
     fn types_at<V: JsonView>(&mut self, spec: &Spec, v: &V, node: &Node, path: &mut Vec<String>) {
         if let Some(ri) = node.terminal {
+            self.reached.insert(ri);
             let rule = &spec.rules[ri];
             let mut record = |suffix: &str, t: &'static str| {
                 *self
@@ -601,6 +615,8 @@ impl Census {
                 *mine.entry(t).or_default() += n;
             }
         }
+        self.reached.extend(other.reached);
+        self.walked += other.walked;
         self.blob_bytes.merge(&other.blob_bytes);
         self.rows_per_user.merge(&other.rows_per_user);
         for (a, b) in self.rows_by_table.iter_mut().zip(other.rows_by_table) {
@@ -637,6 +653,19 @@ impl Census {
                     types: types.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
                 })
                 .collect(),
+            rules_matching_nothing: if self.walked > 0 {
+                spec.rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(ri, _)| !self.reached.contains(ri))
+                    .map(|(_, r)| RulePath {
+                        rule: r.name.clone(),
+                        path: r.path.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             blob_bytes: self.blob_bytes.summary(),
             rows_per_user: self.rows_per_user.summary(),
             projected_rows: spec
@@ -679,6 +708,9 @@ pub struct CensusReport {
     pub unclaimed_other_users: u64,
     /// JSON types met per rule path.
     pub types: Vec<TypesSeen>,
+    /// The rules whose path no legacy user's blob checked holds (a typo
+    /// in the path, or a key no user has yet): their rows stay unwritten.
+    pub rules_matching_nothing: Vec<RulePath>,
     /// Legacy blobs' size as JSON text, bytes.
     pub blob_bytes: Summary,
     /// Rows per user (stored for migrated users, projected for legacy
@@ -1036,6 +1068,44 @@ on_invalid = "keep"
         assert_eq!(types[0].1["number"], 4);
         assert_eq!(types[0].1["string"], 1);
         assert_eq!(r.blob_bytes.count, 4);
+    }
+
+    #[test]
+    fn a_rule_whose_path_no_blob_holds_is_named() {
+        let spec = spec();
+        let report = |users: &[serde_json::Value]| {
+            let mut c = Census::new(&spec);
+            for (i, u) in users.iter().enumerate() {
+                c.add_legacy(&spec, &UserId::Int(i as i64 + 1), u, 10);
+            }
+            c.report(&spec).rules_matching_nothing
+        };
+        // `prefs` reads `pref`; the users hold `prefs` (a typo's effect)
+        let none = report(&[json!({"stats": {"a": {"x": 1}}, "prefs": {"l": "fr"}})]);
+        assert_eq!(
+            none,
+            vec![RulePath {
+                rule: "prefs".into(),
+                path: "pref.{key}".into()
+            }]
+        );
+        // one user holding a value there is enough; an empty object
+        // holds none
+        assert!(
+            report(&[
+                json!({"stats": {"a": {"x": 1}}}),
+                json!({"pref": {"l": "x"}})
+            ])
+            .is_empty()
+        );
+        assert_eq!(report(&[json!({"stats": {"a": {}}, "pref": {}})]).len(), 2);
+        // no blob read: nothing said
+        assert!(
+            Census::new(&spec)
+                .report(&spec)
+                .rules_matching_nothing
+                .is_empty()
+        );
     }
 
     #[test]

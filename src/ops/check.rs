@@ -604,6 +604,16 @@ impl std::fmt::Display for Check {
                 )?;
             }
         }
+        if !c.rules_matching_nothing.is_empty() {
+            writeln!(
+                f,
+                "\nrules whose path no legacy blob checked holds (a typo in the path? they \
+                 write no rows; the keys stay in the residual)"
+            )?;
+            for r in &c.rules_matching_nothing {
+                writeln!(f, "  {}: {}", r.rule, r.path)?;
+            }
+        }
         if !c.types.is_empty() {
             writeln!(f, "\nvalue types per rule path")?;
             for t in &c.types {
