@@ -127,6 +127,12 @@ mod tests {
         // jsonpath's root and fixups' wildcard, quoted when they are keys
         let e = parse_path("$.s.{k}").unwrap_err();
         assert!(e.contains("without `$.`"), "{e}");
+        // the root itself: what to do instead
+        let e = parse_path("$").unwrap_err();
+        assert!(
+            e.contains("cannot claim the whole blob") && e.contains("constants"),
+            "{e}"
+        );
         let e = parse_path("s.*").unwrap_err();
         assert!(e.contains("`{column}`"), "{e}");
         assert!(parse_path(r#""$".s"#).is_ok());

@@ -84,6 +84,14 @@ pub(super) fn parse_path(path: &str) -> std::result::Result<(Vec<Step>, Option<S
                 }
                 // habits from jsonpath and from fixup paths, which would
                 // name keys no blob holds
+                if key == "$" && steps.is_empty() && chars.peek().is_none() {
+                    return Err("a rule cannot claim the whole blob (`$`): give each key \
+                         its own rule; several of its scalars go into one table as rows told \
+                         apart by a constant column (`constants = { field = \"vip\" }`), \
+                         or into one row of their own through an object rule on a key \
+                         holding them (a key named `$` is written \"$\")"
+                        .into());
+                }
                 if key == "$" && steps.is_empty() {
                     return Err("paths start at the blob's root without `$.` \
                          (a key named `$` is written \"$\")"
