@@ -448,27 +448,18 @@ async fn run_job<J: Job>(
     // `done` is what the job did to each user: migrated, rolled back or
     // evolved; rows are the rows a migration or an evolution wrote (a
     // rollback counts none: `rows=0` read as nothing done)
-    if job_name == "rollback" {
-        tracing::info!(
-            job = job_name,
-            done = report.migrated,
-            failed = report.failed,
-            secs = report.elapsed.as_secs_f64(),
-            interrupted = report.interrupted,
-            "daemon stopped"
-        );
-    } else {
-        tracing::info!(
-            job = job_name,
-            done = report.migrated,
-            failed = report.failed,
-            rows = report.rows,
-            secs = report.elapsed.as_secs_f64(),
-            redone = report.redone,
-            interrupted = report.interrupted,
-            "daemon stopped"
-        );
-    }
+    // (a field that is None is left out of the line)
+    let writes = job_name != "rollback";
+    tracing::info!(
+        job = job_name,
+        done = report.migrated,
+        failed = report.failed,
+        rows = writes.then_some(report.rows),
+        secs = report.elapsed.as_secs_f64(),
+        redone = writes.then_some(report.redone),
+        interrupted = report.interrupted,
+        "daemon stopped"
+    );
     Ok(report)
 }
 
