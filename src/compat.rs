@@ -264,6 +264,16 @@ impl Decant {
         if !row.get::<_, bool>(3) {
             return Ok(locked);
         }
+        // asked again now that the lock is held: the locking statement's
+        // own test kept its snapshot from before a wait (a rollback that
+        // held the lock and marked the user held would be undone)
+        let again = tx
+            .query_one(&self.store.sql().on_demand_again, &[user, &max])
+            .await
+            .map_err(|e| Error::db_user(user, "locking the source row", e))?;
+        if !again.get::<_, bool>(0) {
+            return Ok(locked);
+        }
         // a savepoint, so that a database error in the migration leaves the
         // call itself intact
         let savepoint = |sql: &'static str| async move {

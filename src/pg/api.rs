@@ -1242,19 +1242,30 @@ fn calls(spec: &Spec) -> Vec<String> {
     // [`migrate`]): the test the Rust layer's lock makes; save reads the
     // blob (detoasting it) only then
     let (eligible, migrate_first, read_and_migrate_first) = if on_demand(spec) {
+        let eligible = migrates_on_demand(
+            &format!("s.{flag}"),
+            &format!("s.{id}"),
+            &spec.settings.max_attempts.to_string(),
+        );
+        // asked again in a statement of its own once the lock is held: the
+        // locking statement re-reads only the locked row after a wait, its
+        // test of decant.user_state and decant.control keeps the snapshot
+        // from before it (a rollback that held the lock and marked the
+        // user held would be undone; an outside trial did that)
+        let recheck = format!(
+            "IF _decant_on_demand THEN\n        \
+               SELECT {eligible} INTO _decant_on_demand FROM {src} AS s WHERE s.{id} = $1;\n    \
+             END IF;\n    "
+        );
         let migrate = format!(
             "_decant_migrated := {}($1, _decant_blob);",
             migrate_name(spec)
         );
         (
-            migrates_on_demand(
-                &format!("s.{flag}"),
-                &format!("s.{id}"),
-                &spec.settings.max_attempts.to_string(),
-            ),
-            format!("IF _decant_on_demand THEN\n        {migrate}\n    END IF;\n    "),
+            eligible,
+            format!("{recheck}IF _decant_on_demand THEN\n        {migrate}\n    END IF;\n    "),
             format!(
-                "IF _decant_on_demand THEN\n        \
+                "{recheck}IF _decant_on_demand THEN\n        \
                    SELECT s.{blob} INTO _decant_blob FROM {src} AS s WHERE s.{id} = $1;\n        \
                    {migrate}\n    \
                  END IF;\n    "

@@ -304,15 +304,24 @@ pub(crate) async fn verify(client: &impl GenericClient, spec: &Spec, lenient: bo
         return Ok(());
     }
     let (gone, added) = difference(&lines, &spec.mapping_lines());
-    Err(Error::SpecMismatch {
-        detail: format!(
+    let detail = if migrated == 0 {
+        // nothing depends on the recorded mapping: no rollback to advise
+        format!(
+            "the spec's mapping differs from the one recorded by `decant init`: {}. \
+             No user is migrated yet, so `decant init` with this spec records it (and makes its \
+             tables); or use the spec `init` recorded",
+            describe(&gone, &added)
+        )
+    } else {
+        format!(
             "the spec's mapping differs from the one recorded by `decant init` ({} migrated with it): {}. \
              Use the spec that migrated them; to add tables and rules run `decant init --evolve` then `decant run --evolve`; \
              to change or remove a mapping, roll its users back first (`decant rollback --all`)",
             crate::core::users(migrated),
             describe(&gone, &added)
-        ),
-    })
+        )
+    };
+    Err(Error::SpecMismatch { detail })
 }
 
 /// Before `init` changes anything: whether `spec` may be recorded. The

@@ -1190,7 +1190,8 @@ fn source_publications_warning(spec: &Spec, lacking: &[(String, Vec<String>)]) -
 /// and views (`source_blob_views`) that read the blob, publications that
 /// carry it without the target tables (`source_publications`); and target
 /// tables whose validation is not the spec's (`validation_drift`: a
-/// spec edited since `init`; never after `init` itself, which applies it).
+/// spec edited since `init`; never after `init` itself, which applies it);
+/// and target tables or columns the spec declares but no rule writes.
 pub async fn source_warnings(
     client: &impl tokio_postgres::GenericClient,
     spec: &Spec,
@@ -1238,8 +1239,21 @@ pub async fn source_warnings(
             unwritten[0]
         )
     });
+    let unfilled = spec.columns_without_rules();
+    let unfilled = (!unfilled.is_empty()).then(|| {
+        format!(
+            "no rule writes {}: declared in the spec, created by `decant init` and NULL in every \
+             row; name it in a rule (`value`, `keys`, a `{{capture}}` or `constants`) or remove it",
+            unfilled
+                .iter()
+                .map(|(t, c)| format!("column `{c}` of table `{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
     Ok(unwritten
         .into_iter()
+        .chain(unfilled)
         .chain(source_triggers_warning(spec, &triggers))
         .chain(source_rules_warning(spec, &rules))
         .chain(source_blob_indexes_warning(spec, &indexes))

@@ -273,6 +273,12 @@ pub(crate) struct Sql {
     /// Locks one user for a backend call and says whether it is a legacy
     /// user in the rollout (to migrate on demand first).
     pub lock_call: String,
+    /// Whether a user `lock_call` found to migrate on demand still is, in
+    /// a statement of its own under the lock (`lock_call`'s test of the
+    /// state and control rows keeps its snapshot from before a wait for
+    /// the lock; this one sees what committed meanwhile: a rollback's
+    /// `held`, a pause).
+    pub on_demand_again: String,
     /// Writes one user's blob and flag: `$1` id, `$2` blob, `$3` flag.
     pub write_one: String,
     /// Writes many users' blobs and flags: arrays of ids, blobs, flags.
@@ -355,6 +361,7 @@ impl Sql {
             &mut sql.snapshot_one,
             &mut sql.rows_one,
             &mut sql.lock_call,
+            &mut sql.on_demand_again,
         ] {
             *s = without_flag(spec, s);
         }
@@ -504,6 +511,10 @@ impl Sql {
             lock_call: format!(
                 "SELECT {id}::{it}, {blob}, {flag}, {} \
                  FROM {src} WHERE {id} = $1::{it} FOR NO KEY UPDATE",
+                migrates_on_demand(&flag, &id, "$2")
+            ),
+            on_demand_again: format!(
+                "SELECT {} FROM {src} WHERE {id} = $1::{it}",
                 migrates_on_demand(&flag, &id, "$2")
             ),
             lock_skip: format!("{lock} SKIP LOCKED"),
@@ -980,6 +991,7 @@ mod tests {
             ("has_rows", &sql.has_rows),
             ("rows_one", &sql.rows_one),
             ("lock_call", &sql.lock_call),
+            ("on_demand_again", &sql.on_demand_again),
             ("write_one", &sql.write_one),
             ("write_blobs", &sql.write_blobs),
             ("plain_check", &sql.plain_check),

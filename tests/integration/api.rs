@@ -1543,3 +1543,76 @@ async fn a_rollout_user_writing_through_sql_is_migrated_on_demand() {
     assert_same_json(&sql_load(&client, u).await, &expected, "its load");
     assert!(state(u).await.iter().all(|s| !s.starts_with("migrated")));
 }
+
+/// A write that waited for the lock of a user's rollback does not migrate
+/// the user again on demand: the rollback marked the user held while the
+/// write waited, and the write's test of that is made once the lock is
+/// held (it was made in the locking statement, whose snapshot predates
+/// the wait, so the rollback was undone; an outside trial found it),
+/// through SQL and through the Rust layer alike.
+#[tokio::test]
+async fn a_write_waiting_behind_a_rollback_leaves_the_user_held() {
+    let db = TestDb::new().await;
+    let decant = db.game(20).await;
+    let client = db.client().await;
+    let other = db.client().await;
+    let holder = db.client().await;
+    decant
+        .set_control(&"rollout=100".parse::<decant::Setting>().unwrap())
+        .await
+        .unwrap();
+    // clean users (a `fail` rule refuses some dirty ones)
+    let users: Vec<i64> = (1..=20)
+        .filter(|&i| crate::example::user(1, i).dirt.is_none())
+        .take(2)
+        .collect();
+    for (n, &id) in users.iter().enumerate() {
+        decant.patch(id, &json!({"pref": {"n": n}})).await.unwrap();
+        assert!(
+            is_migrated(&client, id).await,
+            "user {id} migrated on demand"
+        );
+        // the rollback waits behind a lock, the write behind the rollback
+        holder
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM \"user\" WHERE id = {id} FOR NO KEY UPDATE"
+            ))
+            .await
+            .unwrap();
+        let rollback = async { decant.rollback_user(id).await.unwrap() };
+        let write = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let patch = json!({"pref": {"after": n}});
+            if n == 0 {
+                other
+                    .query_one("SELECT decant.patch($1, $2)", &[&id, &patch])
+                    .await
+                    .unwrap()
+                    .get::<_, Value>(0)
+            } else {
+                decant.patch(id, &patch).await.unwrap()
+            }
+        };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            holder.batch_execute("COMMIT").await.unwrap();
+        };
+        let (rolled, written, ()) = tokio::join!(rollback, write, release);
+        assert!(rolled, "user {id} rolled back");
+        assert_eq!(written["pref"]["after"], json!(n), "user {id}: {written}");
+        let via = if n == 0 { "SQL" } else { "Rust" };
+        assert!(
+            !is_migrated(&client, id).await,
+            "user {id} ({via}): migrated again behind its rollback"
+        );
+        let state: String = client
+            .query_one(
+                "SELECT state FROM decant.user_state WHERE user_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(state, "held", "user {id} ({via})");
+    }
+}

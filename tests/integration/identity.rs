@@ -25,6 +25,17 @@ async fn a_different_mapping_is_refused_and_an_added_table_evolves() {
     decant::init(&client, &crate::example::spec())
         .await
         .unwrap();
+    // a backend with the other spec, nobody migrated: refused, told that
+    // `init` records it, not to roll back users there are none of
+    let early = Decant::connect(&db.url, Spec::parse(&retyped).unwrap(), 2).unwrap();
+    let e = early.load(2).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::SpecMismatch { .. }), "{text}");
+    assert!(
+        text.contains("No user is migrated yet, so `decant init` with this spec records it")
+            && !text.contains("rollback"),
+        "{text}"
+    );
 
     let r = crate::harness::run_all(&game).await.unwrap();
     assert!(r.migrated > 150);

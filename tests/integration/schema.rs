@@ -312,6 +312,22 @@ async fn a_table_no_rule_writes_is_named() {
             && warning.contains("give it a rule (`table = \"user_orphan\"`) or remove it"),
         "{warning}"
     );
+    // a column of a table with rules that none of them fills
+    let spec = Spec::parse(&crate::example::SPEC.replacen(
+        "bot_id = { type = \"text\", not_null = true }",
+        "bot_id = { type = \"text\", not_null = true }\ncolour = \"text\"",
+        1,
+    ))
+    .unwrap();
+    let warnings = decant::source_warnings(&client, &spec).await.unwrap();
+    let [warning] = &warnings[..] else {
+        panic!("one warning: {warnings:?}");
+    };
+    assert!(
+        warning.starts_with("no rule writes column `colour` of table `user_selected_bot`")
+            && warning.contains("or remove it"),
+        "{warning}"
+    );
     let none = decant::source_warnings(&client, &crate::example::spec())
         .await
         .unwrap();

@@ -70,6 +70,9 @@ SELECT s."id"::bigint, NULL::jsonb, s."migrated", coalesce(r.t0_n, 0), r.t0_a0, 
 -- lock_call
 SELECT "id"::bigint, "data", "migrated", coalesce(NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) FROM "public"."user" WHERE "id" = $1::bigint FOR NO KEY UPDATE;
 
+-- on_demand_again
+SELECT coalesce(NOT "migrated" AND decant.in_rollout("id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = "id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= $2))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) FROM "public"."user" WHERE "id" = $1::bigint;
+
 -- write_one
 UPDATE "public"."user" SET "data" = $2::jsonb, "migrated" = $3::boolean WHERE "id" = $1::bigint;
 
@@ -1411,6 +1414,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
     END IF;
     IF _decant_on_demand THEN
+        SELECT coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1;
+    END IF;
+    IF _decant_on_demand THEN
         SELECT s."data" INTO _decant_blob FROM "public"."user" AS s WHERE s."id" = $1;
         _decant_migrated := decant."user_migrate"($1, _decant_blob);
     END IF;
@@ -1434,6 +1440,9 @@ BEGIN
             RAISE EXCEPTION 'decant: a NULL user id' USING ERRCODE = 'null_value_not_allowed', HINT = 'pass the user''s id';
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('decant: user %s does not exist', $1), HINT = 'check the id; load_many leaves unknown users out';
+    END IF;
+    IF _decant_on_demand THEN
+        SELECT coalesce(NOT s."migrated" AND decant.in_rollout(s."id") AND NOT EXISTS (SELECT 1 FROM decant.user_state st WHERE st.user_id = s."id" AND (st.state = 'held' OR (st.state = 'failed' AND st.attempts >= 5))) AND NOT (SELECT c.finalized OR c.paused FROM decant.control AS c), false) INTO _decant_on_demand FROM "public"."user" AS s WHERE s."id" = $1;
     END IF;
     IF _decant_on_demand THEN
         _decant_migrated := decant."user_migrate"($1, _decant_blob);

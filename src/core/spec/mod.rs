@@ -64,6 +64,25 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_column_no_rule_writes_is_named() {
+        let spec = Spec::parse(GAME).unwrap();
+        assert!(spec.columns_without_rules().is_empty());
+        // a column of a table with rules that none of them fills; a table
+        // without rules is named by `tables_without_rules` instead
+        let text = GAME.replacen(
+            "bot_id = { type = \"text\", not_null = true }",
+            "bot_id = { type = \"text\", not_null = true }\ncolour = \"text\"",
+            1,
+        ) + "\n[tables.user_orphan.columns]\nthing = \"text\"\n";
+        let spec = Spec::parse(&text).unwrap();
+        assert_eq!(
+            spec.columns_without_rules(),
+            [("user_selected_bot", "colour")]
+        );
+        assert_eq!(spec.tables_without_rules(), ["user_orphan"]);
+    }
+
+    #[test]
     fn a_rules_name_is_any_unique_text() {
         let first = GAME
             .lines()

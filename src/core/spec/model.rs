@@ -511,6 +511,55 @@ impl Spec {
             .collect()
     }
 
+    /// The declared columns no rule of their table writes, as (table,
+    /// column), tables without any rule left out ([`Self::tables_without_rules`]
+    /// names those): `init` creates them and every row leaves them NULL.
+    pub fn columns_without_rules(&self) -> Vec<(&str, &str)> {
+        let mut out = Vec::new();
+        for (ti, (table, routes)) in self.tables.iter().zip(&self.routes).enumerate() {
+            if routes.is_empty() {
+                continue;
+            }
+            let mut written = vec![false; table.columns.len()];
+            for rule in self.rules.iter().filter(|r| r.table == ti) {
+                for seg in &rule.segments {
+                    if let Segment::Capture(c) | Segment::Position(c) = seg {
+                        written[*c] = true;
+                    }
+                }
+                let kind = match &rule.kind {
+                    RuleKind::Scalar { column } => vec![*column],
+                    RuleKind::Object {
+                        keys,
+                        nested,
+                        extra,
+                    } => keys
+                        .iter()
+                        .map(|(_, c)| *c)
+                        .chain(nested.iter().map(|(_, c)| *c))
+                        .chain([*extra])
+                        .collect(),
+                };
+                for c in kind
+                    .into_iter()
+                    .chain(rule.position)
+                    .chain(rule.constants.iter().map(|(c, _)| *c))
+                {
+                    written[c] = true;
+                }
+            }
+            out.extend(
+                table
+                    .columns
+                    .iter()
+                    .zip(&written)
+                    .filter(|(_, w)| !**w)
+                    .map(|(c, _)| (table.name.as_str(), c.name.as_str())),
+            );
+        }
+        out
+    }
+
     /// The keys inside the object rule `ri` claims that deeper rules claim
     /// instead (they are neither its columns nor its `extra`); empty for
     /// any other rule.
