@@ -440,7 +440,19 @@ pub fn to_column<V: JsonView>(ty: ColumnType, v: &V) -> Result<ColumnValue, Mism
                     .ok_or_else(wrong)?,
             };
             if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
-                return Err(wrong());
+                // a whole number past the years a column holds: most often
+                // epoch milliseconds under an epoch-seconds type
+                let as_ms =
+                    ty == ColumnType::TimestampS && to_column(ColumnType::TimestampMs, v).is_ok();
+                return Err(Mismatch(format!(
+                    "expected {} in the years 0001 to 9999{}",
+                    ty.describe(),
+                    if as_ms {
+                        "; read as epoch milliseconds it is in them: declare the column `timestamptz`"
+                    } else {
+                        ""
+                    }
+                )));
             }
             ColumnValue::Micros(micros)
         }
@@ -1137,6 +1149,7 @@ mod tests {
             ("date", json!(1e300)),
             ("date", json!("2024-02-30")),
             ("int4", json!("2024-01-02")),
+            ("timestamptz", json!(1518332594336000i64)),
         ] {
             let r = reason(ty, v.clone());
             assert!(!r.contains("declare"), "{ty} {v}: {r}");
@@ -1145,6 +1158,18 @@ mod tests {
                 "{ty} {v}: {r}"
             );
         }
+        // epoch milliseconds under epoch seconds: past the years 0001 to
+        // 9999, said so, with the type that reads them (an outside trial
+        // was told "a number, at most microsecond precision")
+        let r = reason("timestamptz_s", json!(1518332594336i64));
+        assert!(
+            r.contains("in the years 0001 to 9999")
+                && r.contains(
+                    "read as epoch milliseconds it is in them: declare the column `timestamptz`"
+                ),
+            "{r}"
+        );
+        assert!(to_column(t("timestamptz"), &json!(1518332594336i64)).is_ok());
     }
 
     #[test]

@@ -120,7 +120,8 @@ pub async fn finalize(url: &str, decant: &Decant, drop_legacy: bool) -> Result<F
     if legacy > 0 {
         problems.push(format!(
             "{} {} still legacy (e.g. {}; {failed} failed, {held} held): \
-             migrate them (fixups repair dirty ones; `decant release` puts held ones back)",
+             migrate them (fixups repair dirty ones; `decant release` puts held ones back, \
+             `decant release --failed` failed ones `run` no longer retries)",
             crate::core::users(legacy),
             crate::core::is_are(legacy),
             list(&legacy_ids)

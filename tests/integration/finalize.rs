@@ -33,9 +33,10 @@ async fn finalize_is_a_gate_and_then_a_phase() {
     };
     refused(
         &plain,
-        &[&format!(
-            "{n} users are still legacy (e.g. 1, 2, 3, 4, 5; 0 failed, 0 held)"
-        )],
+        &[
+            &format!("{n} users are still legacy (e.g. 1, 2, 3, 4, 5; 0 failed, 0 held)"),
+            "`decant release --failed` failed ones",
+        ],
     )
     .await;
 
