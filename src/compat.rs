@@ -268,9 +268,13 @@ impl Decant {
         // own test kept its snapshot from before a wait (a rollback that
         // held the lock and marked the user held would be undone)
         let again = tx
-            .query_one(&self.store.sql().on_demand_again, &[user, &max])
+            .prepare_cached(&self.store.sql().on_demand_again)
             .await
-            .map_err(|e| Error::db_user(user, "locking the source row", e))?;
+            .map_err(|e| Error::db_user(user, "preparing the on-demand test", e))?;
+        let again = tx
+            .query_one(&again, &[user, &max])
+            .await
+            .map_err(|e| Error::db_user(user, "testing on-demand migration under the lock", e))?;
         if !again.get::<_, bool>(0) {
             return Ok(locked);
         }

@@ -1605,14 +1605,12 @@ async fn a_write_waiting_behind_a_rollback_leaves_the_user_held() {
             !is_migrated(&client, id).await,
             "user {id} ({via}): migrated again behind its rollback"
         );
-        let state: String = client
-            .query_one(
-                "SELECT state FROM decant.user_state WHERE user_id = $1",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(state, "held", "user {id} ({via})");
+        let state = crate::harness::texts(
+            &client,
+            "SELECT state FROM decant.user_state WHERE user_id = $1",
+            &[&id],
+        )
+        .await;
+        assert_eq!(state, ["held"], "user {id} ({via})");
     }
 }
